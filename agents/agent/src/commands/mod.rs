@@ -1,0 +1,5 @@
+//! One module per subcommand group.
+
+pub mod files;
+pub mod key;
+pub mod repo;

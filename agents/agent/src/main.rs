@@ -1,0 +1,58 @@
+//! `lifeboat-agent`: the per-cell agent. This binary owns the command line;
+//! the work is done by the `lifeboat-repository` and `lifeboat-storage`
+//! crates. Each command module under `commands/` maps one group of
+//! subcommands onto library calls and prints the result.
+
+mod commands;
+mod context;
+mod output;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use context::Global;
+
+/// Lifeboat's per-cell agent: repository I/O, configuration backups and
+/// geo-copies.
+#[derive(Debug, Parser)]
+#[command(name = "lifeboat-agent", version, about, long_about = None)]
+struct Cli {
+    #[command(flatten)]
+    global: Global,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Create, inspect, verify and copy repositories.
+    #[command(subcommand)]
+    Repo(commands::repo::RepoCommand),
+    /// Back up and restore configuration directories.
+    #[command(subcommand)]
+    Files(commands::files::FilesCommand),
+    /// Manage encryption keys.
+    #[command(subcommand)]
+    Key(commands::key::KeyCommand),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    output::init_logging(&cli.global);
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Repo(cmd) => commands::repo::run(&cli.global, cmd).await,
+            Command::Files(cmd) => commands::files::run(&cli.global, cmd).await,
+            Command::Key(cmd) => commands::key::run(&cli.global, cmd).await,
+        }
+    });
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

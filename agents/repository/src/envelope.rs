@@ -1,0 +1,128 @@
+//! The envelope every repository object (except the plain-JSON config) is
+//! stored in: compression, then either encryption or a SHA-256 seal.
+//!
+//! ```text
+//! "LBOX" | version (1) | flags (bit 0: zstd, bit 1: encrypted)
+//!   encrypted:  nonce (24) | XChaCha20-Poly1305(payload, aad = header || context)
+//!   plain:      SHA-256(header || context || payload) (32) | payload
+//! ```
+//!
+//! `context` is the object's logical name (a chunk id, a manifest key), so an
+//! object copied under another name fails to open. Compression is skipped
+//! when it does not shrink the data.
+
+use sha2::{Digest, Sha256};
+
+use crate::crypto::Key;
+
+const MAGIC: &[u8; 4] = b"LBOX";
+const VERSION: u8 = 1;
+const ZSTD: u8 = 1;
+const ENCRYPTED: u8 = 2;
+const HEADER_LEN: usize = 6;
+
+/// Wrap `plain` for storage.
+pub fn seal(plain: &[u8], context: &str, level: i32, key: Option<&Key>) -> Vec<u8> {
+    let compressed = zstd::bulk::compress(plain, level).ok().filter(|c| c.len() < plain.len());
+    let mut flags = 0u8;
+    let payload: &[u8] = match &compressed {
+        Some(c) => {
+            flags |= ZSTD;
+            c
+        }
+        None => plain,
+    };
+    if key.is_some() {
+        flags |= ENCRYPTED;
+    }
+    let mut header = [0u8; HEADER_LEN];
+    header[..4].copy_from_slice(MAGIC);
+    header[4] = VERSION;
+    header[5] = flags;
+    let mut out = Vec::with_capacity(HEADER_LEN + 40 + payload.len());
+    out.extend_from_slice(&header);
+    match key {
+        Some(key) => {
+            let aad = [&header[..], context.as_bytes()].concat();
+            out.extend_from_slice(&key.seal(payload, &aad));
+        }
+        None => {
+            out.extend_from_slice(&plain_seal(&header, context, payload));
+            out.extend_from_slice(payload);
+        }
+    }
+    out
+}
+
+fn plain_seal(header: &[u8], context: &str, payload: &[u8]) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update(header);
+    h.update(context.as_bytes());
+    h.update(payload);
+    h.finalize().into()
+}
+
+/// Unwrap a stored object, checking its seal. The error says what is wrong.
+pub fn open(stored: &[u8], context: &str, key: Option<&Key>) -> Result<Vec<u8>, String> {
+    if stored.len() < HEADER_LEN || &stored[..4] != MAGIC {
+        return Err("not a Lifeboat object (bad magic)".into());
+    }
+    if stored[4] != VERSION {
+        return Err(format!("unknown envelope version {}", stored[4]));
+    }
+    let (header, body) = stored.split_at(HEADER_LEN);
+    let flags = header[5];
+    let payload = if flags & ENCRYPTED != 0 {
+        let key = key.ok_or("the object is encrypted and no key was given")?;
+        let aad = [header, context.as_bytes()].concat();
+        key.open(body, &aad).ok_or("authentication failed (corrupt, truncated, moved, or another key)")?
+    } else {
+        if key.is_some() {
+            return Err("the object is not encrypted but the repository is".into());
+        }
+        if body.len() < 32 {
+            return Err("truncated".into());
+        }
+        let (seal, payload) = body.split_at(32);
+        if plain_seal(header, context, payload) != seal {
+            return Err("SHA-256 seal does not match (corrupt or truncated)".into());
+        }
+        payload.to_vec()
+    };
+    if flags & ZSTD != 0 {
+        zstd::stream::decode_all(&payload[..]).map_err(|e| format!("zstd: {e}"))
+    } else {
+        Ok(payload)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_plain_and_encrypted() {
+        let key = Key::from_hex(&"42".repeat(32)).unwrap();
+        for data in [&b""[..], b"x", &vec![7u8; 100_000][..]] {
+            for k in [None, Some(&key)] {
+                let sealed = seal(data, "ctx", 1, k);
+                assert_eq!(open(&sealed, "ctx", k).unwrap(), data);
+                assert!(open(&sealed, "other", k).is_err(), "context is bound");
+            }
+        }
+    }
+
+    #[test]
+    fn every_flipped_byte_is_caught() {
+        let key = Key::from_hex(&"42".repeat(32)).unwrap();
+        for k in [None, Some(&key)] {
+            let sealed = seal(b"ledger rows ledger rows ledger rows", "c", 1, k);
+            for i in 0..sealed.len() {
+                let mut bad = sealed.clone();
+                bad[i] ^= 0x10;
+                assert!(open(&bad, "c", k).is_err(), "flip at {i} went unnoticed");
+            }
+            assert!(open(&sealed[..sealed.len() - 1], "c", k).is_err(), "truncation");
+        }
+    }
+}

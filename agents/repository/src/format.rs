@@ -1,0 +1,141 @@
+//! The repository's layout and its self-describing config object.
+//!
+//! ```text
+//! lifeboat.repo.json            plain JSON: format, version, id, chunking, compression, encryption key id
+//! chunks/<aa>/<64 hex>          content-addressed data chunks (envelope)
+//! manifests/<cell>/<backup-id>  one per finished backup, written last: the commit point (envelope)
+//! holds/<cell>/<backup-id>      legal holds: retention never deletes a held backup
+//! locks/<lock-id>               live writers and pruners (plain JSON, refreshed while running)
+//! ```
+//! Everything but the config and locks is wrapped in [`crate::envelope`] with
+//! the object's key as context. See `docs/repository-format.md`.
+
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+use lifeboat_storage::ObjectPath;
+
+use crate::error::{RepoError, Result};
+
+pub const FORMAT_NAME: &str = "lifeboat-repository";
+pub const FORMAT_VERSION: u32 = 1;
+pub const CONFIG_KEY: &str = "lifeboat.repo.json";
+pub const CHUNKS: &str = "chunks/";
+pub const MANIFESTS: &str = "manifests/";
+pub const HOLDS: &str = "holds/";
+pub const LOCKS: &str = "locks/";
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RepoConfig {
+    pub format: String,
+    pub version: u32,
+    /// Random id shared by a repository and all its geo-copies.
+    pub id: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created: OffsetDateTime,
+    pub chunking: Chunking,
+    pub compression: Compression,
+    /// `None`: the repository was created without a key and stores plaintext.
+    pub encryption: Option<Encryption>,
+    /// `sha256` (plain repositories) or `hmac-sha256` (keyed, encrypted ones).
+    pub chunk_id: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Chunking {
+    pub algorithm: String,
+    pub min_size: u32,
+    pub avg_size: u32,
+    pub max_size: u32,
+}
+
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Compression {
+    pub algorithm: String,
+    pub level: i32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Encryption {
+    pub algorithm: String,
+    pub key_id: String,
+}
+
+impl RepoConfig {
+    /// Parse a stored config, refusing versions newer than this build.
+    pub fn parse(raw: &[u8], location: &str) -> Result<Self> {
+        let value: serde_json::Value = serde_json::from_slice(raw)
+            .map_err(|e| RepoError::Corrupt { key: CONFIG_KEY.into(), reason: e.to_string() })?;
+        if value.get("format").and_then(|v| v.as_str()) != Some(FORMAT_NAME) {
+            return Err(RepoError::Corrupt { key: CONFIG_KEY.into(), reason: format!("format is not {FORMAT_NAME:?}") });
+        }
+        let version = value.get("version").and_then(|v| v.as_u64()).unwrap_or(0) as u32;
+        if version > FORMAT_VERSION {
+            return Err(RepoError::NewerFormat { location: location.into(), found: version, supported: FORMAT_VERSION });
+        }
+        serde_json::from_value(value).map_err(|e| RepoError::Corrupt { key: CONFIG_KEY.into(), reason: e.to_string() })
+    }
+}
+
+pub fn path(key: &str) -> ObjectPath {
+    ObjectPath::parse(key).expect("repository layout keys are valid object paths")
+}
+
+pub fn chunk_path(id_hex: &str) -> ObjectPath {
+    path(&format!("{CHUNKS}{}/{}", &id_hex[..2], id_hex))
+}
+
+/// The chunk id of a key under `chunks/`, if it is one.
+pub fn chunk_id_of(key: &str) -> Option<&str> {
+    let rest = key.strip_prefix(CHUNKS)?;
+    let (dir, id) = rest.split_once('/')?;
+    (id.len() == 64 && id.starts_with(dir) && id.bytes().all(|b| b.is_ascii_hexdigit())).then_some(id)
+}
+
+pub fn manifest_path(cell: &str, id: &str) -> ObjectPath {
+    path(&format!("{MANIFESTS}{cell}/{id}"))
+}
+
+pub fn hold_path(cell: &str, id: &str) -> ObjectPath {
+    path(&format!("{HOLDS}{cell}/{id}"))
+}
+
+/// Cell names: 1 to 63 of `[a-z0-9-]`, starting with a letter or digit.
+pub fn validate_cell(cell: &str) -> Result<()> {
+    let ok = !cell.is_empty()
+        && cell.len() <= 63
+        && !cell.starts_with('-')
+        && cell.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    if ok {
+        Ok(())
+    } else {
+        Err(RepoError::Invalid(format!(
+            "invalid cell name {cell:?}: use 1 to 63 lowercase letters, digits and '-', not starting with '-'"
+        )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunk_keys_round_trip() {
+        let id = "ab".repeat(32);
+        let p = chunk_path(&id);
+        assert_eq!(chunk_id_of(p.as_str()), Some(id.as_str()));
+        assert_eq!(chunk_id_of("chunks/cd/abab"), None);
+        assert_eq!(chunk_id_of("manifests/x/y"), None);
+    }
+
+    #[test]
+    fn newer_versions_are_refused() {
+        let raw = br#"{"format":"lifeboat-repository","version":99}"#;
+        assert!(matches!(RepoConfig::parse(raw, "here"), Err(RepoError::NewerFormat { found: 99, .. })));
+    }
+}

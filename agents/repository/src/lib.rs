@@ -1,0 +1,30 @@
+//! The Lifeboat backup repository: the contract between agents, the
+//! coordinator and auditors (see `docs/repository-format.md`).
+//!
+//! - [`format`]: the layout and the self-describing config object
+//! - [`crypto`] and [`envelope`]: keys, encryption, compression and seals
+//! - [`repo`]: opening and creating repositories, verified reads and writes
+//! - [`pipeline`]: content-defined chunking and the parallel data path
+//! - [`manifest`]: what a backup contains; written last, the commit point
+//! - [`files`]: configuration-directory backups and restores
+//! - [`verify`], [`copy`], [`retention`], [`stats`]: whole-repository operations
+//! - [`lock`]: shared and exclusive repository locks
+
+pub mod copy;
+pub mod crypto;
+pub mod envelope;
+mod error;
+pub mod files;
+pub mod format;
+pub mod lock;
+pub mod manifest;
+pub mod pipeline;
+pub mod repo;
+pub mod retention;
+pub mod stats;
+pub mod verify;
+
+pub use crypto::Key;
+pub use error::{RepoError, Result};
+pub use manifest::Manifest;
+pub use repo::{BackupRef, InitOptions, Repository};

@@ -1,0 +1,145 @@
+//! Repository locks: writers (backups, copies) hold shared locks, retention
+//! holds an exclusive one, so retention never deletes a chunk that a running
+//! backup is about to reference.
+//!
+//! A lock is an object under `locks/`, refreshed every [`REFRESH`] while its
+//! holder lives; one not refreshed for [`STALE_AFTER`] (a killed process) is
+//! ignored. Both kinds write their lock first and then look for conflicting
+//! ones, so two racing holders cannot both miss each other. Assumes the
+//! clocks of the machines sharing a repository agree to within a minute.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use tokio_util::sync::CancellationToken;
+
+use lifeboat_storage::{ObjectPath, PutMode};
+
+use crate::error::{RepoError, Result};
+use crate::format;
+use crate::repo::Repository;
+
+pub const REFRESH: Duration = Duration::from_secs(60);
+pub const STALE_AFTER: Duration = Duration::from_secs(300);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LockKind {
+    Shared,
+    Exclusive,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LockInfo {
+    pub kind: LockKind,
+    pub operation: String,
+    pub holder: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub refreshed: OffsetDateTime,
+}
+
+impl LockInfo {
+    fn is_live(&self, now: OffsetDateTime) -> bool {
+        now - self.refreshed < STALE_AFTER
+    }
+}
+
+/// A held lock; released on [`LockGuard::release`] (or, if dropped, left to go stale).
+#[derive(Debug)]
+pub struct LockGuard {
+    repo: Repository,
+    path: ObjectPath,
+    stop: CancellationToken,
+}
+
+fn holder() -> String {
+    let host = std::fs::read_to_string("/etc/hostname").unwrap_or_default();
+    format!("{} pid {}", host.trim(), std::process::id())
+}
+
+async fn write(repo: &Repository, path: &ObjectPath, info: &LockInfo) -> Result<()> {
+    let raw = serde_json::to_vec(info).expect("lock serialises");
+    repo.store().put(path, Bytes::from(raw), PutMode::Overwrite).await?;
+    Ok(())
+}
+
+/// Live locks other than `except`.
+async fn live_locks(repo: &Repository, except: &ObjectPath) -> Result<Vec<LockInfo>> {
+    let now = OffsetDateTime::now_utc();
+    let mut out = Vec::new();
+    for meta in repo.store().list(format::LOCKS).await? {
+        if &meta.path == except {
+            continue;
+        }
+        let raw = match repo.store().get(&meta.path).await {
+            Ok(raw) => raw,
+            Err(e) if e.is_not_found() => continue, // released meanwhile
+            Err(e) => return Err(e.into()),
+        };
+        if let Ok(info) = serde_json::from_slice::<LockInfo>(&raw) {
+            if info.is_live(now) {
+                out.push(info);
+            }
+        }
+    }
+    Ok(out)
+}
+
+impl LockGuard {
+    pub async fn acquire(repo: &Repository, kind: LockKind, operation: &str) -> Result<Self> {
+        let path = format::path(&format!("{}{:032x}", format::LOCKS, rand::random::<u128>()));
+        let mut info = LockInfo {
+            kind,
+            operation: operation.into(),
+            holder: holder(),
+            refreshed: OffsetDateTime::now_utc(),
+        };
+        write(repo, &path, &info).await?;
+        let conflicts: Vec<LockInfo> = live_locks(repo, &path)
+            .await?
+            .into_iter()
+            .filter(|other| kind == LockKind::Exclusive || other.kind == LockKind::Exclusive)
+            .collect();
+        if let Some(other) = conflicts.first() {
+            let _ = repo.store().delete(&path).await;
+            return Err(RepoError::Locked(format!(
+                "repository {} is locked by {} ({}, refreshed {}); try again when it finishes (locks of dead processes expire after {} s)",
+                repo.location(),
+                other.holder,
+                other.operation,
+                other.refreshed,
+                STALE_AFTER.as_secs()
+            )));
+        }
+        let stop = CancellationToken::new();
+        let (refresh_repo, refresh_path, refresh_stop) = (repo.clone(), path.clone(), stop.clone());
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = refresh_stop.cancelled() => break,
+                    _ = tokio::time::sleep(REFRESH) => {
+                        info.refreshed = OffsetDateTime::now_utc();
+                        if let Err(e) = write(&refresh_repo, &refresh_path, &info).await {
+                            tracing::warn!(error = %e, "could not refresh repository lock");
+                        }
+                    }
+                }
+            }
+        });
+        Ok(LockGuard { repo: repo.clone(), path, stop })
+    }
+
+    pub async fn release(self) -> Result<()> {
+        self.stop.cancel();
+        self.repo.store().delete(&self.path).await?;
+        Ok(())
+    }
+}
+
+impl Drop for LockGuard {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}

@@ -1,0 +1,133 @@
+//! Backup manifests: what a backup contains and the chunks that hold it.
+//!
+//! A manifest is written last; a backup exists exactly when its manifest
+//! does. The data of a backup is one logical byte stream (the concatenation
+//! of its regular files in entry order) cut into content-defined chunks, so
+//! small files share chunks and unchanged regions dedup across backups.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+pub const MANIFEST_VERSION: u32 = 1;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    pub version: u32,
+    pub id: String,
+    pub cell: String,
+    /// `files` for configuration backups (Postgres and Kafka kinds come later).
+    pub kind: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub started: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    pub finished: OffsetDateTime,
+    pub tool_version: String,
+    /// Repository key id at the time of the backup (`None`: unencrypted).
+    pub key_id: Option<String>,
+    /// What was backed up, for people (e.g. host:path).
+    pub source: String,
+    pub entries: Vec<Entry>,
+    pub chunks: Vec<ChunkRef>,
+    pub totals: Totals,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Entry {
+    /// Relative, '/'-separated, no '.' or '..' components.
+    pub path: String,
+    #[serde(rename = "type")]
+    pub kind: EntryKind,
+    /// Permission bits (including setuid/setgid/sticky).
+    pub mode: u32,
+    /// Bytes of content in the stream (regular files only).
+    #[serde(default)]
+    pub size: u64,
+    /// Modification time, seconds since the epoch (regular files).
+    #[serde(default)]
+    pub mtime: i64,
+    /// Symlink target, stored as written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EntryKind {
+    File,
+    Dir,
+    Symlink,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChunkRef {
+    /// Hex chunk id (SHA-256, or HMAC-SHA-256 in encrypted repositories).
+    pub id: String,
+    /// Plaintext length.
+    pub size: u32,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Totals {
+    pub files: u64,
+    pub dirs: u64,
+    pub symlinks: u64,
+    /// Content bytes (sum of file sizes).
+    pub bytes: u64,
+    pub chunks: u64,
+    /// Chunks this backup uploaded (the rest already existed).
+    pub new_chunks: u64,
+    /// Stored (compressed, encrypted) bytes this backup uploaded.
+    pub new_stored_bytes: u64,
+    /// Entries skipped (sockets, devices, fifos), with a warning at backup time.
+    #[serde(default)]
+    pub skipped: u64,
+}
+
+/// A new backup id: sortable by time (to the millisecond), unique by a random suffix.
+pub fn new_backup_id(kind: &str, at: OffsetDateTime) -> String {
+    let fmt = time::macros::format_description!("[year][month][day]T[hour][minute][second].[subsecond digits:3]Z");
+    let stamp = at.to_offset(time::UtcOffset::UTC).format(&fmt).expect("formatting a UTC time cannot fail");
+    format!("{stamp}-{kind}-{:06x}", rand::random::<u32>() & 0xff_ffff)
+}
+
+/// Check that an entry path cannot escape the directory it is restored into.
+pub fn validate_entry_path(path: &str) -> Result<(), String> {
+    if path.is_empty() || path.starts_with('/') || path.contains('\0') {
+        return Err(format!("entry path {path:?} is empty, absolute or contains NUL"));
+    }
+    for part in path.split('/') {
+        if part.is_empty() || part == "." || part == ".." {
+            return Err(format!("entry path {path:?} has an empty, '.' or '..' component"));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_sort_by_time() {
+        let a = new_backup_id("files", time::macros::datetime!(2026-01-02 03:04:05.998 UTC));
+        let b = new_backup_id("files", time::macros::datetime!(2026-01-02 03:04:05.999 UTC));
+        assert!(a.starts_with("20260102T030405.998Z-files-"), "{a}");
+        assert!(a < b);
+    }
+
+    #[test]
+    fn escaping_paths_are_refused() {
+        for bad in ["", "/etc/passwd", "a/../../b", "./a", "a//b", "a/"] {
+            assert!(validate_entry_path(bad).is_err(), "{bad:?}");
+        }
+        assert!(validate_entry_path("etc/app/config.toml").is_ok());
+    }
+}

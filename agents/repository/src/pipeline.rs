@@ -1,0 +1,163 @@
+//! The data path: cutting a byte stream into content-defined chunks and
+//! storing them in parallel, and reading chunks back in order.
+//!
+//! Memory is bounded whatever the size of the stream: at most
+//! `2 * workers` chunks wait between the chunker and the workers, and at
+//! most `workers` are being sealed or uploaded (each at most the chunker's
+//! max size, 4 MiB by default).
+
+use std::collections::HashSet;
+use std::io::Read;
+use std::sync::{Arc, Mutex};
+
+use fastcdc::v2020::{Normalization, StreamCDC};
+use futures::{Stream, StreamExt};
+use tokio_stream::wrappers::ReceiverStream;
+
+use crate::error::{RepoError, Result};
+use crate::format;
+use crate::manifest::ChunkRef;
+use crate::repo::Repository;
+
+/// How many chunks are sealed and uploaded at once.
+pub fn default_workers() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get()).clamp(2, 16) * 2
+}
+
+/// Chunk ids known to exist in the repository (listed at start, plus what
+/// this run stored), so each is uploaded at most once.
+#[derive(Debug, Default, Clone)]
+pub struct KnownChunks(Arc<Mutex<HashSet<String>>>);
+
+impl KnownChunks {
+    pub async fn load(repo: &Repository) -> Result<Self> {
+        let ids = repo.list_chunks().await?.into_keys().collect();
+        Ok(KnownChunks(Arc::new(Mutex::new(ids))))
+    }
+
+    pub fn contains(&self, id: &str) -> bool {
+        self.0.lock().unwrap().contains(id)
+    }
+
+    fn insert(&self, id: String) {
+        self.0.lock().unwrap().insert(id);
+    }
+}
+
+/// What storing a stream produced.
+#[derive(Debug, Default, Clone)]
+pub struct StreamStats {
+    pub bytes: u64,
+    pub chunks: u64,
+    pub new_chunks: u64,
+    pub new_stored_bytes: u64,
+}
+
+/// Cut `reader` into chunks and store the new ones. Returns the ordered chunk
+/// list. The reader runs on a blocking thread; its I/O errors end the run.
+pub async fn store_stream<R: Read + Send + 'static>(
+    repo: &Repository,
+    known: &KnownChunks,
+    reader: R,
+    workers: usize,
+) -> Result<(Vec<ChunkRef>, StreamStats)> {
+    let c = &repo.config().chunking;
+    let (min, avg, max) = (c.min_size, c.avg_size, c.max_size);
+    let seed = repo.chunker_seed();
+    let (tx, rx) = tokio::sync::mpsc::channel::<Vec<u8>>(workers * 2);
+    let chunker = tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+        let cdc = StreamCDC::with_level_and_seed(reader, min, avg, max, Normalization::Level1, seed);
+        for chunk in cdc {
+            let chunk = chunk.map_err(std::io::Error::from)?;
+            if tx.blocking_send(chunk.data).is_err() {
+                break; // the consumer failed and hung up; its error wins
+            }
+        }
+        Ok(())
+    });
+
+    let stored = ReceiverStream::new(rx)
+        .map(|data| {
+            let repo = repo.clone();
+            let known = known.clone();
+            async move {
+                let size = data.len() as u32;
+                let sealing = {
+                    let repo = repo.clone();
+                    let known = known.clone();
+                    tokio::task::spawn_blocking(move || {
+                        let id = repo.chunk_id(&data);
+                        if known.contains(&id) {
+                            return (id, None);
+                        }
+                        let sealed = repo.seal(&format::chunk_path(&id), &data);
+                        (id, Some(sealed))
+                    })
+                };
+                let (id, sealed) = sealing.await.expect("sealing does not panic");
+                let mut uploaded = 0u64;
+                if let Some(sealed) = sealed {
+                    let len = sealed.len() as u64;
+                    if repo.put_sealed_chunk(&id, sealed).await? {
+                        uploaded = len;
+                    }
+                    known.insert(id.clone());
+                }
+                Ok::<_, RepoError>((ChunkRef { id, size }, uploaded))
+            }
+        })
+        .buffered(workers);
+    futures::pin_mut!(stored);
+
+    let mut refs = Vec::new();
+    let mut stats = StreamStats::default();
+    let mut failure = None;
+    while let Some(result) = stored.next().await {
+        match result {
+            Ok((chunk, uploaded)) => {
+                stats.bytes += chunk.size as u64;
+                stats.chunks += 1;
+                if uploaded > 0 {
+                    stats.new_chunks += 1;
+                    stats.new_stored_bytes += uploaded;
+                }
+                refs.push(chunk);
+            }
+            Err(e) => {
+                failure = Some(e);
+                break;
+            }
+        }
+    }
+    drop(stored); // hang up so the chunker stops
+    let read_result = chunker.await.expect("chunker does not panic");
+    if let Some(e) = failure {
+        return Err(e);
+    }
+    read_result.map_err(RepoError::io("reading backup source"))?;
+    Ok((refs, stats))
+}
+
+/// Fetch and verify chunks in order, `workers` at a time.
+pub fn read_stream(
+    repo: &Repository,
+    chunks: Vec<ChunkRef>,
+    workers: usize,
+) -> impl Stream<Item = Result<Vec<u8>>> + Send + 'static {
+    let repo = repo.clone();
+    futures::stream::iter(chunks)
+        .map(move |chunk| {
+            let repo = repo.clone();
+            async move {
+                let data = repo.read_chunk(&chunk.id).await?;
+                if data.len() != chunk.size as usize {
+                    return Err(RepoError::Corrupt {
+                        key: format::chunk_path(&chunk.id).to_string(),
+                        reason: format!("{} bytes where the manifest says {}", data.len(), chunk.size),
+                    });
+                }
+                Ok(data)
+            }
+        })
+        .buffered(workers)
+}

@@ -1,0 +1,249 @@
+//! [`Repository`]: opening and creating repositories, and reading and writing
+//! their objects (chunks and manifests) with verification on every read.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use sha2::{Digest, Sha256};
+use time::OffsetDateTime;
+
+use lifeboat_storage::{DynStore, ObjectPath, PutMode, StoreError};
+
+use crate::crypto::{self, Key};
+use crate::envelope;
+use crate::error::{RepoError, Result};
+use crate::format::{self, Chunking, Compression, Encryption, RepoConfig};
+use crate::manifest::Manifest;
+
+/// Options for `repo init`.
+#[derive(Debug, Clone)]
+pub struct InitOptions {
+    pub compression_level: i32,
+    pub chunking: Chunking,
+}
+
+impl Default for InitOptions {
+    fn default() -> Self {
+        InitOptions {
+            // zstd level 1: pgBackRest-class speed; the data is mostly already dense pages.
+            compression_level: 1,
+            chunking: Chunking {
+                algorithm: "fastcdc-2020".into(),
+                min_size: 256 << 10,
+                avg_size: 1 << 20,
+                max_size: 4 << 20,
+            },
+        }
+    }
+}
+
+/// A backup reference found by listing.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct BackupRef {
+    pub cell: String,
+    pub id: String,
+}
+
+/// An open repository. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Repository {
+    store: DynStore,
+    config: Arc<RepoConfig>,
+    key: Option<Key>,
+}
+
+impl Repository {
+    /// Create a new repository in an empty location.
+    pub async fn init(store: DynStore, key: Option<Key>, options: InitOptions) -> Result<Self> {
+        store.prepare().await?;
+        let location = store.describe();
+        if store.head(&format::path(format::CONFIG_KEY)).await?.is_some() {
+            return Err(RepoError::AlreadyInitialised { location });
+        }
+        let config = RepoConfig {
+            format: format::FORMAT_NAME.into(),
+            version: format::FORMAT_VERSION,
+            id: hex::encode(rand::random::<[u8; 16]>()),
+            created: OffsetDateTime::now_utc(),
+            chunking: options.chunking,
+            compression: Compression { algorithm: "zstd".into(), level: options.compression_level },
+            encryption: key.as_ref().map(|k| Encryption { algorithm: crypto::ALGORITHM.into(), key_id: k.id().into() }),
+            chunk_id: if key.is_some() { "hmac-sha256" } else { "sha256" }.into(),
+        };
+        Self::write_config(&store, &config).await?;
+        Ok(Repository { store, config: Arc::new(config), key })
+    }
+
+    /// Write a config object where none exists (init and geo-copy).
+    pub(crate) async fn write_config(store: &DynStore, config: &RepoConfig) -> Result<()> {
+        let raw = serde_json::to_vec_pretty(config).expect("config serialises");
+        match store.put(&format::path(format::CONFIG_KEY), Bytes::from(raw), PutMode::Create).await {
+            Ok(()) => Ok(()),
+            Err(StoreError::AlreadyExists { .. }) => Err(RepoError::AlreadyInitialised { location: store.describe() }),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Read a location's config, or `None` if it holds no repository.
+    pub async fn read_config(store: &DynStore) -> Result<Option<RepoConfig>> {
+        match store.get(&format::path(format::CONFIG_KEY)).await {
+            Ok(raw) => Ok(Some(RepoConfig::parse(&raw, &store.describe())?)),
+            Err(StoreError::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Open an existing repository, checking the key against its config.
+    pub async fn open(store: DynStore, key: Option<Key>) -> Result<Self> {
+        let location = store.describe();
+        let config = Self::read_config(&store).await?.ok_or_else(|| RepoError::NotARepository { location: location.clone() })?;
+        match (&config.encryption, &key) {
+            (Some(enc), None) => return Err(RepoError::KeyRequired { location, key_id: enc.key_id.clone() }),
+            (Some(enc), Some(k)) if enc.key_id != k.id() => {
+                return Err(RepoError::WrongKey { location, expected: enc.key_id.clone(), given: k.id().into() })
+            }
+            (None, Some(_)) => return Err(RepoError::NotEncrypted { location }),
+            _ => {}
+        }
+        Ok(Repository { store, config: Arc::new(config), key })
+    }
+
+    pub fn store(&self) -> &DynStore {
+        &self.store
+    }
+
+    pub fn config(&self) -> &RepoConfig {
+        &self.config
+    }
+
+    pub fn key(&self) -> Option<&Key> {
+        self.key.as_ref()
+    }
+
+    pub fn location(&self) -> String {
+        self.store.describe()
+    }
+
+    /// The chunk id of some plaintext, as this repository computes it.
+    pub fn chunk_id(&self, data: &[u8]) -> String {
+        match &self.key {
+            Some(k) => hex::encode(k.chunk_id(data)),
+            None => hex::encode(Sha256::digest(data)),
+        }
+    }
+
+    /// Seed for the content-defined chunker (keyed in encrypted repositories).
+    pub fn chunker_seed(&self) -> u64 {
+        self.key.as_ref().map_or(0, |k| k.chunker_seed())
+    }
+
+    /// Wrap plaintext for storage at `path`.
+    pub fn seal(&self, path: &ObjectPath, plain: &[u8]) -> Vec<u8> {
+        envelope::seal(plain, path.as_str(), self.config.compression.level, self.key.as_ref())
+    }
+
+    /// Check and unwrap a stored object read from `path`. For chunks, the
+    /// plaintext must also hash to the chunk id in the key.
+    pub fn unseal(&self, path: &ObjectPath, stored: &[u8]) -> Result<Vec<u8>> {
+        let corrupt = |reason: String| RepoError::Corrupt { key: path.to_string(), reason };
+        let plain = envelope::open(stored, path.as_str(), self.key.as_ref()).map_err(corrupt)?;
+        if let Some(id) = format::chunk_id_of(path.as_str()) {
+            let actual = self.chunk_id(&plain);
+            if actual != id {
+                return Err(corrupt(format!("content hashes to {actual}")));
+            }
+        }
+        Ok(plain)
+    }
+
+    /// Read and verify an object.
+    pub async fn read_object(&self, path: &ObjectPath) -> Result<Vec<u8>> {
+        let stored = self.store.get(path).await?;
+        let this = self.clone();
+        let path = path.clone();
+        tokio::task::spawn_blocking(move || this.unseal(&path, &stored)).await.expect("unseal does not panic")
+    }
+
+    /// Read and verify one chunk.
+    pub async fn read_chunk(&self, id: &str) -> Result<Vec<u8>> {
+        self.read_object(&format::chunk_path(id)).await
+    }
+
+    /// Every chunk in the repository: id → stored size.
+    pub async fn list_chunks(&self) -> Result<HashMap<String, u64>> {
+        let objects = self.store.list(format::CHUNKS).await?;
+        Ok(objects
+            .into_iter()
+            .filter_map(|m| format::chunk_id_of(m.path.as_str()).map(|id| (id.to_string(), m.size)))
+            .collect())
+    }
+
+    /// Store a sealed chunk unless it exists. Returns true if it was uploaded.
+    pub async fn put_sealed_chunk(&self, id: &str, sealed: Vec<u8>) -> Result<bool> {
+        match self.store.put(&format::chunk_path(id), Bytes::from(sealed), PutMode::Create).await {
+            Ok(()) => Ok(true),
+            // Same id, same content: someone (or an earlier attempt) stored it already.
+            Err(StoreError::AlreadyExists { .. }) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Commit a backup: write its manifest (never overwriting one).
+    pub async fn write_manifest(&self, manifest: &Manifest) -> Result<()> {
+        format::validate_cell(&manifest.cell)?;
+        let path = format::manifest_path(&manifest.cell, &manifest.id);
+        let raw = serde_json::to_vec(manifest).expect("manifest serialises");
+        let sealed = self.seal(&path, &raw);
+        self.store.put(&path, Bytes::from(sealed), PutMode::Create).await?;
+        Ok(())
+    }
+
+    pub async fn read_manifest(&self, cell: &str, id: &str) -> Result<Manifest> {
+        format::validate_cell(cell)?;
+        let path = ObjectPath::parse(format!("{}{cell}/{id}", format::MANIFESTS))
+            .map_err(|_| RepoError::Invalid(format!("invalid backup id {id:?}")))?;
+        let raw = match self.read_object(&path).await {
+            Err(RepoError::Store(StoreError::NotFound { .. })) => {
+                return Err(RepoError::BackupNotFound { id: id.into(), location: self.location() })
+            }
+            other => other?,
+        };
+        serde_json::from_slice(&raw).map_err(|e| RepoError::Corrupt { key: path.to_string(), reason: e.to_string() })
+    }
+
+    /// Backups in the repository (all cells, or one), oldest first.
+    pub async fn list_backups(&self, cell: Option<&str>) -> Result<Vec<BackupRef>> {
+        let prefix = match cell {
+            Some(c) => {
+                format::validate_cell(c)?;
+                format!("{}{c}/", format::MANIFESTS)
+            }
+            None => format::MANIFESTS.to_string(),
+        };
+        let mut out: Vec<BackupRef> = self
+            .store
+            .list(&prefix)
+            .await?
+            .into_iter()
+            .filter_map(|m| {
+                let rest = m.path.as_str().strip_prefix(format::MANIFESTS)?;
+                let (cell, id) = rest.split_once('/')?;
+                Some(BackupRef { cell: cell.into(), id: id.into() })
+            })
+            .collect();
+        out.sort_by(|a, b| (a.id.as_str(), a.cell.as_str()).cmp(&(b.id.as_str(), b.cell.as_str())));
+        Ok(out)
+    }
+
+    /// Resolve `latest` or an id to a manifest.
+    pub async fn resolve_backup(&self, cell: &str, id_or_latest: &str) -> Result<Manifest> {
+        if id_or_latest == "latest" {
+            let latest = self.list_backups(Some(cell)).await?.pop().ok_or_else(|| {
+                RepoError::BackupNotFound { id: format!("latest for cell {cell}"), location: self.location() }
+            })?;
+            return self.read_manifest(cell, &latest.id).await;
+        }
+        self.read_manifest(cell, id_or_latest).await
+    }
+}

@@ -1,0 +1,166 @@
+//! Retention: compute a deletion plan, show it, then execute it.
+//!
+//! A backup is kept when it is among the newest `keep_last` of its cell and
+//! kind, finished within `keep_within`, or under a legal hold. Chunks are
+//! deleted only when no kept manifest (of any cell) references them; this
+//! also sweeps chunks left by interrupted runs. Execution holds the exclusive
+//! repository lock, recomputes the plan under it, deletes manifests first and
+//! chunks after, so no surviving manifest ever points at a deleted chunk.
+
+use std::collections::{BTreeMap, HashSet};
+use std::time::Duration;
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+use lifeboat_storage::PutMode;
+
+use crate::error::{RepoError, Result};
+use crate::format;
+use crate::lock::{LockGuard, LockKind};
+use crate::repo::{BackupRef, Repository};
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Policy {
+    pub keep_last: usize,
+    #[serde(with = "humantime_serde_compat")]
+    pub keep_within: Duration,
+}
+
+impl Default for Policy {
+    /// The platform default for daily fulls: 35 days, and never fewer than 3.
+    fn default() -> Self {
+        Policy { keep_last: 3, keep_within: Duration::from_secs(35 * 86400) }
+    }
+}
+
+mod humantime_serde_compat {
+    pub fn serialize<S: serde::Serializer>(d: &std::time::Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&humantime::format_duration(*d).to_string())
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Decision {
+    pub cell: String,
+    pub id: String,
+    pub kind: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub finished: OffsetDateTime,
+    /// Why it is kept, or why it goes.
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Plan {
+    pub keep: Vec<Decision>,
+    pub delete: Vec<Decision>,
+    pub delete_chunks: Vec<String>,
+    pub freed_bytes: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Hold {
+    pub reason: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created: OffsetDateTime,
+}
+
+/// Put a backup under legal hold: retention will keep it until the hold is removed.
+pub async fn add_hold(repo: &Repository, cell: &str, id: &str, reason: &str) -> Result<()> {
+    repo.read_manifest(cell, id).await?; // the backup must exist
+    let hold = Hold { reason: reason.into(), created: OffsetDateTime::now_utc() };
+    let raw = serde_json::to_vec(&hold).expect("hold serialises");
+    repo.store().put(&format::hold_path(cell, id), Bytes::from(raw), PutMode::Overwrite).await?;
+    Ok(())
+}
+
+pub async fn remove_hold(repo: &Repository, cell: &str, id: &str) -> Result<()> {
+    repo.store().delete(&format::hold_path(cell, id)).await?;
+    Ok(())
+}
+
+/// Compute what `policy` deletes for `cell` (or every cell).
+pub async fn plan(repo: &Repository, cell: Option<&str>, policy: &Policy, now: OffsetDateTime) -> Result<Plan> {
+    let holds: HashSet<String> = repo
+        .store()
+        .list(format::HOLDS)
+        .await?
+        .into_iter()
+        .filter_map(|m| m.path.as_str().strip_prefix(format::HOLDS).map(String::from))
+        .collect();
+    let mut plan = Plan::default();
+    let mut groups: BTreeMap<(String, String), Vec<(BackupRef, crate::manifest::Manifest)>> = BTreeMap::new();
+    let mut referenced = HashSet::new();
+    for backup in repo.list_backups(None).await? {
+        let manifest = repo.read_manifest(&backup.cell, &backup.id).await.map_err(|e| {
+            RepoError::Invalid(format!("retention stopped: cannot read manifest {}/{}: {e}; run `repo verify`", backup.cell, backup.id))
+        })?;
+        if cell.is_some_and(|c| c != backup.cell) {
+            referenced.extend(manifest.chunks.iter().map(|c| c.id.clone()));
+            continue;
+        }
+        groups.entry((backup.cell.clone(), manifest.kind.clone())).or_default().push((backup, manifest));
+    }
+    for ((_, _), mut backups) in groups {
+        backups.sort_by(|a, b| b.1.finished.cmp(&a.1.finished)); // newest first
+        for (rank, (backup, manifest)) in backups.into_iter().enumerate() {
+            let age = now - manifest.finished;
+            let held = holds.contains(&format!("{}/{}", backup.cell, backup.id));
+            let reason = if held {
+                Some("legal hold".to_string())
+            } else if rank < policy.keep_last {
+                Some(format!("one of the newest {}", policy.keep_last))
+            } else if age < policy.keep_within {
+                Some(format!("younger than {}", humantime::format_duration(policy.keep_within)))
+            } else {
+                None
+            };
+            let decision = |reason: String| Decision {
+                cell: backup.cell.clone(),
+                id: backup.id.clone(),
+                kind: manifest.kind.clone(),
+                finished: manifest.finished,
+                reason,
+            };
+            match reason {
+                Some(r) => {
+                    referenced.extend(manifest.chunks.iter().map(|c| c.id.clone()));
+                    plan.keep.push(decision(r));
+                }
+                None => plan.delete.push(decision(format!(
+                    "older than {} and not among the newest {}",
+                    humantime::format_duration(policy.keep_within),
+                    policy.keep_last
+                ))),
+            }
+        }
+    }
+    for (id, size) in repo.list_chunks().await? {
+        if !referenced.contains(&id) {
+            plan.freed_bytes += size;
+            plan.delete_chunks.push(id);
+        }
+    }
+    plan.delete_chunks.sort();
+    Ok(plan)
+}
+
+/// Recompute the plan under the exclusive lock and carry it out.
+pub async fn execute(repo: &Repository, cell: Option<&str>, policy: &Policy, now: OffsetDateTime) -> Result<Plan> {
+    let lock = LockGuard::acquire(repo, LockKind::Exclusive, "retention").await?;
+    let result = async {
+        let plan = plan(repo, cell, policy, now).await?;
+        for d in &plan.delete {
+            repo.store().delete(&format::manifest_path(&d.cell, &d.id)).await?;
+        }
+        for id in &plan.delete_chunks {
+            repo.store().delete(&format::chunk_path(id)).await?;
+        }
+        Ok(plan)
+    }
+    .await;
+    lock.release().await?;
+    result
+}

@@ -1,0 +1,211 @@
+//! The Azure Blob backend (`az://container/prefix`), with `azure_storage_blobs`.
+//!
+//! This is the legacy Azure SDK crate, kept on purpose (the 1.x crate cannot
+//! authenticate with a shared key, so it cannot talk to Azurite); it stays
+//! behind [`crate::ObjectStore`] so a later swap is local to this file.
+//!
+//! Credentials: `AZURE_STORAGE_ACCOUNT` (or `?account=`) with
+//! `AZURE_STORAGE_KEY` (shared key) or `AZURE_STORAGE_SAS_TOKEN`. The
+//! endpoint defaults to the public cloud; `?endpoint=http://host:port/account`
+//! (or `AZURE_STORAGE_ENDPOINT`) points at Azurite or a sovereign cloud.
+//! Create-if-absent is `If-None-Match: *` on Put Blob and Put Block List.
+//! The SDK's own retries are off: [`crate::retry::Resilient`] is the one
+//! retry layer.
+
+use async_trait::async_trait;
+use azure_core::error::ErrorKind;
+use azure_core::prelude::IfMatchCondition;
+use azure_storage::{CloudLocation, StorageCredentials};
+use azure_storage_blobs::prelude::*;
+use bytes::{Bytes, BytesMut};
+use futures::StreamExt;
+
+use crate::error::absent_ok;
+use crate::prefix::KeyPrefix;
+use crate::{ByteStream, Location, ObjectMeta, ObjectPath, ObjectStore, PutMode, StoreError};
+
+/// Size of one staged block: memory per streaming upload is one block.
+const BLOCK_SIZE: usize = 16 << 20;
+
+#[derive(Debug, Clone)]
+pub struct AzureStore {
+    container: ContainerClient,
+    prefix: KeyPrefix,
+    name: String,
+}
+
+impl AzureStore {
+    pub fn connect(location: &Location) -> Result<Self, StoreError> {
+        let invalid = |reason: String| StoreError::InvalidUrl { url: location.to_string(), reason };
+        let account = location
+            .account
+            .clone()
+            .or_else(|| std::env::var("AZURE_STORAGE_ACCOUNT").ok())
+            .ok_or_else(|| invalid("no storage account: set AZURE_STORAGE_ACCOUNT or add ?account=NAME".into()))?;
+        let credentials = if let Ok(key) = std::env::var("AZURE_STORAGE_KEY") {
+            StorageCredentials::access_key(account.clone(), key)
+        } else if let Ok(sas) = std::env::var("AZURE_STORAGE_SAS_TOKEN") {
+            StorageCredentials::sas_token(sas).map_err(|e| invalid(format!("AZURE_STORAGE_SAS_TOKEN is not a valid SAS token: {e}")))?
+        } else {
+            return Err(invalid("no credentials: set AZURE_STORAGE_KEY or AZURE_STORAGE_SAS_TOKEN".into()));
+        };
+        let endpoint = location.endpoint.clone().or_else(|| std::env::var("AZURE_STORAGE_ENDPOINT").ok());
+        let cloud = match &endpoint {
+            Some(uri) => CloudLocation::Custom { account: account.clone(), uri: uri.trim_end_matches('/').to_string() },
+            None => CloudLocation::Public { account: account.clone() },
+        };
+        let name = match &endpoint {
+            Some(uri) => format!("az://{}/{} at {}", location.bucket, location.prefix, uri),
+            None => format!("az://{}/{} (account {})", location.bucket, location.prefix, account),
+        };
+        let container = ClientBuilder::with_location(cloud, credentials)
+            .retry(azure_core::RetryOptions::none())
+            .container_client(location.bucket.clone());
+        Ok(AzureStore { container, prefix: KeyPrefix::new(&location.prefix), name })
+    }
+
+    fn blob(&self, path: &ObjectPath) -> BlobClient {
+        self.container.blob_client(self.prefix.key(path))
+    }
+
+    fn err(&self, op: &'static str, path: &str, err: azure_core::Error) -> StoreError {
+        let store = self.name.clone();
+        let message = format!("{path}: {err}");
+        match err.kind() {
+            ErrorKind::HttpResponse { status, error_code } => match u16::from(*status) {
+                404 => StoreError::NotFound { store, path: path.into() },
+                409 if error_code.as_deref() == Some("BlobAlreadyExists") => {
+                    StoreError::AlreadyExists { store, path: path.into() }
+                }
+                412 => StoreError::AlreadyExists { store, path: path.into() },
+                401 | 403 => StoreError::AccessDenied { store, message },
+                408 | 429 | 500..=599 => StoreError::Transient { store, op, message },
+                _ => StoreError::Permanent { store, op, message },
+            },
+            ErrorKind::Io => StoreError::Transient { store, op, message },
+            _ => StoreError::Permanent { store, op, message },
+        }
+    }
+}
+
+fn block_id(index: usize) -> BlockId {
+    BlockId::new(Bytes::from(format!("block-{index:08}")))
+}
+
+#[async_trait]
+impl ObjectStore for AzureStore {
+    fn describe(&self) -> String {
+        self.name.clone()
+    }
+
+    async fn prepare(&self) -> Result<(), StoreError> {
+        match self.container.create().await {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                if let ErrorKind::HttpResponse { status, .. } = e.kind() {
+                    if u16::from(*status) == 409 {
+                        return Ok(()); // the container exists
+                    }
+                }
+                Err(self.err("create container", self.container.container_name(), e))
+            }
+        }
+    }
+
+    async fn put(&self, path: &ObjectPath, data: Bytes, mode: PutMode) -> Result<(), StoreError> {
+        let mut req = self.blob(path).put_block_blob(data);
+        if mode == PutMode::Create {
+            req = req.if_match(IfMatchCondition::NotMatch("*".into()));
+        }
+        req.await.map_err(|e| self.err("put", path.as_str(), e))?;
+        Ok(())
+    }
+
+    async fn put_stream(&self, path: &ObjectPath, mut data: ByteStream, mode: PutMode) -> Result<u64, StoreError> {
+        if mode == PutMode::Create && self.head(path).await?.is_some() {
+            return Err(StoreError::AlreadyExists { store: self.describe(), path: path.to_string() });
+        }
+        let blob = self.blob(path);
+        let mut buf = BytesMut::with_capacity(BLOCK_SIZE);
+        let mut blocks = Vec::new();
+        let mut total = 0u64;
+        let mut ended = false;
+        while !ended {
+            while buf.len() < BLOCK_SIZE {
+                match data.next().await {
+                    Some(piece) => buf.extend_from_slice(&piece?),
+                    None => {
+                        ended = true;
+                        break;
+                    }
+                }
+            }
+            if buf.is_empty() {
+                break;
+            }
+            let block = buf.split().freeze();
+            total += block.len() as u64;
+            let id = block_id(blocks.len());
+            blob.put_block(id.clone(), block).await.map_err(|e| self.err("put", path.as_str(), e))?;
+            blocks.push(BlobBlockType::new_uncommitted(id));
+        }
+        // An empty stream still commits an (empty) block list, creating the blob.
+        let mut req = blob.put_block_list(BlockList { blocks });
+        if mode == PutMode::Create {
+            req = req.if_match(IfMatchCondition::NotMatch("*".into()));
+        }
+        req.await.map_err(|e| self.err("put", path.as_str(), e))?;
+        Ok(total)
+    }
+
+    async fn get(&self, path: &ObjectPath) -> Result<Bytes, StoreError> {
+        crate::collect(self.get_stream(path).await?).await
+    }
+
+    async fn get_stream(&self, path: &ObjectPath) -> Result<ByteStream, StoreError> {
+        // Fail fast on a missing object, before handing out a stream; an empty
+        // blob is answered here too (Azure refuses a range read of it with 416).
+        match self.head(path).await? {
+            None => return Err(StoreError::NotFound { store: self.describe(), path: path.to_string() }),
+            Some(meta) if meta.size == 0 => return Ok(futures::stream::empty().boxed()),
+            Some(_) => {}
+        }
+        let this = self.clone();
+        let key = path.to_string();
+        let pages = self.blob(path).get().chunk_size(8u64 << 20).into_stream();
+        let stream = pages
+            .map(move |page| match page {
+                Ok(page) => {
+                    let this = this.clone();
+                    let key = key.clone();
+                    page.data.map(move |r| r.map_err(|e| this.err("get", &key, e))).boxed()
+                }
+                Err(e) => futures::stream::once(futures::future::ready(Err(this.err("get", &key, e)))).boxed(),
+            })
+            .flatten();
+        Ok(stream.boxed())
+    }
+
+    async fn head(&self, path: &ObjectPath) -> Result<Option<ObjectMeta>, StoreError> {
+        let props = absent_ok(self.blob(path).get_properties().await.map_err(|e| self.err("head", path.as_str(), e)))?;
+        Ok(props.map(|p| ObjectMeta { path: path.clone(), size: p.blob.properties.content_length }))
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>, StoreError> {
+        let mut pages = self.container.list_blobs().prefix(self.prefix.full(prefix)).into_stream();
+        let mut out = Vec::new();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| self.err("list", prefix, e))?;
+            for blob in page.blobs.blobs() {
+                let Some(path) = self.prefix.path_of(&blob.name) else { continue };
+                out.push(ObjectMeta { path, size: blob.properties.content_length });
+            }
+        }
+        out.sort_by(|a, b| a.path.cmp(&b.path));
+        Ok(out)
+    }
+
+    async fn delete(&self, path: &ObjectPath) -> Result<(), StoreError> {
+        absent_ok(self.blob(path).delete().await.map_err(|e| self.err("delete", path.as_str(), e))).map(|_| ())
+    }
+}

@@ -1,0 +1,58 @@
+//! The storage error type, classified as transient (worth a retry) or permanent.
+
+use thiserror::Error;
+
+/// Errors from an [`crate::ObjectStore`]. Messages name the location and the
+/// object and say what to do.
+#[derive(Debug, Error)]
+pub enum StoreError {
+    #[error("object {path} not found in {store}")]
+    NotFound { store: String, path: String },
+
+    #[error("object {path} already exists in {store} and objects are never overwritten")]
+    AlreadyExists { store: String, path: String },
+
+    /// A failure that may go away on its own: timeouts, refused connections,
+    /// throttling, 5xx answers.
+    #[error("{store}: {op} failed: {message}")]
+    Transient { store: String, op: &'static str, message: String },
+
+    #[error("{store}: access denied: {message}; check the credentials (AWS_* / AZURE_STORAGE_* variables) and their permissions")]
+    AccessDenied { store: String, message: String },
+
+    #[error("{store}: {op} failed: {message}")]
+    Permanent { store: String, op: &'static str, message: String },
+
+    #[error("invalid storage url {url:?}: {reason}")]
+    InvalidUrl { url: String, reason: String },
+
+    #[error("invalid object path {path:?}: {reason}")]
+    InvalidPath { path: String, reason: String },
+
+    #[error("operation cancelled")]
+    Cancelled,
+}
+
+impl StoreError {
+    /// True when retrying cannot help.
+    pub fn is_permanent(&self) -> bool {
+        !matches!(self, StoreError::Transient { .. })
+    }
+
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, StoreError::NotFound { .. })
+    }
+
+    pub fn is_already_exists(&self) -> bool {
+        matches!(self, StoreError::AlreadyExists { .. })
+    }
+}
+
+/// `Ok(None)` for a missing object, for `head` and `delete`.
+pub(crate) fn absent_ok<T>(result: Result<T, StoreError>) -> Result<Option<T>, StoreError> {
+    match result {
+        Ok(v) => Ok(Some(v)),
+        Err(StoreError::NotFound { .. }) => Ok(None),
+        Err(e) => Err(e),
+    }
+}

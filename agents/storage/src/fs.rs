@@ -1,0 +1,227 @@
+//! The local filesystem backend (`file://`), Lifeboat's embedded default.
+//!
+//! Durability: every object is written to a temporary file under `.tmp/`,
+//! fsynced, then published with `link(2)` (create-if-absent, atomic) or
+//! `rename(2)` (overwrite), and the parent directory is fsynced. A crash
+//! leaves at most an orphan in `.tmp/`, never a partial object.
+
+use std::io::{ErrorKind, Write};
+use std::path::{Path, PathBuf};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::StreamExt;
+use tokio::io::AsyncWriteExt;
+
+use crate::{ByteStream, ObjectMeta, ObjectPath, ObjectStore, PutMode, StoreError};
+
+const TMP_DIR: &str = ".tmp";
+
+#[derive(Debug, Clone)]
+pub struct FileStore {
+    root: PathBuf,
+}
+
+impl FileStore {
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        FileStore { root: root.into() }
+    }
+
+    fn full(&self, path: &ObjectPath) -> PathBuf {
+        self.root.join(path.as_str())
+    }
+
+    fn tmp_path(&self) -> PathBuf {
+        self.root.join(TMP_DIR).join(format!("{:032x}", rand::random::<u128>()))
+    }
+
+    fn err(&self, op: &'static str, path: &str, e: std::io::Error) -> StoreError {
+        let store = self.describe();
+        match e.kind() {
+            ErrorKind::NotFound => StoreError::NotFound { store, path: path.into() },
+            ErrorKind::AlreadyExists => StoreError::AlreadyExists { store, path: path.into() },
+            ErrorKind::PermissionDenied => StoreError::AccessDenied {
+                store,
+                message: format!("{op} {path}: {e}"),
+            },
+            ErrorKind::Interrupted | ErrorKind::TimedOut | ErrorKind::WouldBlock => {
+                StoreError::Transient { store, op, message: format!("{path}: {e}") }
+            }
+            _ => StoreError::Permanent { store, op, message: format!("{path}: {e}") },
+        }
+    }
+
+    /// Move a finished, fsynced temporary file into place.
+    fn publish(&self, tmp: &Path, path: &ObjectPath, mode: PutMode) -> Result<(), StoreError> {
+        let dest = self.full(path);
+        let parent = dest.parent().expect("object paths have a parent");
+        std::fs::create_dir_all(parent).map_err(|e| self.err("put", path.as_str(), e))?;
+        let result = match mode {
+            PutMode::Create => std::fs::hard_link(tmp, &dest).and_then(|_| std::fs::remove_file(tmp)),
+            PutMode::Overwrite => std::fs::rename(tmp, &dest),
+        };
+        if let Err(e) = result {
+            let _ = std::fs::remove_file(tmp);
+            return Err(self.err("put", path.as_str(), e));
+        }
+        fsync_dir(parent).map_err(|e| self.err("put", path.as_str(), e))
+    }
+
+    fn check_absent(&self, path: &ObjectPath, mode: PutMode) -> Result<(), StoreError> {
+        if mode == PutMode::Create && self.full(path).exists() {
+            return Err(StoreError::AlreadyExists { store: self.describe(), path: path.to_string() });
+        }
+        Ok(())
+    }
+}
+
+fn fsync_dir(dir: &Path) -> std::io::Result<()> {
+    std::fs::File::open(dir)?.sync_all()
+}
+
+fn blocking_err(e: tokio::task::JoinError) -> StoreError {
+    StoreError::Permanent { store: "file".into(), op: "io", message: format!("worker thread failed: {e}") }
+}
+
+#[async_trait]
+impl ObjectStore for FileStore {
+    fn describe(&self) -> String {
+        format!("file://{}", self.root.display())
+    }
+
+    async fn prepare(&self) -> Result<(), StoreError> {
+        tokio::fs::create_dir_all(self.root.join(TMP_DIR))
+            .await
+            .map_err(|e| self.err("prepare", &self.root.display().to_string(), e))
+    }
+
+    async fn put(&self, path: &ObjectPath, data: Bytes, mode: PutMode) -> Result<(), StoreError> {
+        self.check_absent(path, mode)?;
+        let this = self.clone();
+        let path = path.clone();
+        tokio::task::spawn_blocking(move || {
+            let tmp = this.tmp_path();
+            let write = || -> std::io::Result<()> {
+                std::fs::create_dir_all(tmp.parent().unwrap())?;
+                let mut f = std::fs::File::create(&tmp)?;
+                f.write_all(&data)?;
+                f.sync_all()
+            };
+            if let Err(e) = write() {
+                let _ = std::fs::remove_file(&tmp);
+                return Err(this.err("put", path.as_str(), e));
+            }
+            this.publish(&tmp, &path, mode)
+        })
+        .await
+        .map_err(blocking_err)?
+    }
+
+    async fn put_stream(&self, path: &ObjectPath, mut data: ByteStream, mode: PutMode) -> Result<u64, StoreError> {
+        self.check_absent(path, mode)?;
+        let tmp = self.tmp_path();
+        let result: Result<u64, StoreError> = async {
+            let io = |e| self.err("put", path.as_str(), e);
+            tokio::fs::create_dir_all(tmp.parent().unwrap()).await.map_err(io)?;
+            let mut f = tokio::fs::File::create(&tmp).await.map_err(io)?;
+            let mut total = 0u64;
+            while let Some(piece) = data.next().await {
+                let piece = piece?;
+                total += piece.len() as u64;
+                f.write_all(&piece).await.map_err(io)?;
+            }
+            f.sync_all().await.map_err(io)?;
+            Ok(total)
+        }
+        .await;
+        match result {
+            Ok(total) => {
+                let this = self.clone();
+                let path = path.clone();
+                tokio::task::spawn_blocking(move || this.publish(&tmp, &path, mode))
+                    .await
+                    .map_err(blocking_err)??;
+                Ok(total)
+            }
+            Err(e) => {
+                let _ = tokio::fs::remove_file(&tmp).await;
+                Err(e)
+            }
+        }
+    }
+
+    async fn get(&self, path: &ObjectPath) -> Result<Bytes, StoreError> {
+        tokio::fs::read(self.full(path)).await.map(Bytes::from).map_err(|e| self.err("get", path.as_str(), e))
+    }
+
+    async fn get_stream(&self, path: &ObjectPath) -> Result<ByteStream, StoreError> {
+        let file = tokio::fs::File::open(self.full(path)).await.map_err(|e| self.err("get", path.as_str(), e))?;
+        let this = self.clone();
+        let key = path.to_string();
+        let stream = tokio_util::io::ReaderStream::with_capacity(file, 1 << 20)
+            .map(move |r| r.map_err(|e| this.err("get", &key, e)));
+        Ok(stream.boxed())
+    }
+
+    async fn head(&self, path: &ObjectPath) -> Result<Option<ObjectMeta>, StoreError> {
+        match tokio::fs::metadata(self.full(path)).await {
+            Ok(m) if m.is_file() => Ok(Some(ObjectMeta { path: path.clone(), size: m.len() })),
+            Ok(_) => Ok(None),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(self.err("head", path.as_str(), e)),
+        }
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>, StoreError> {
+        let this = self.clone();
+        let prefix = prefix.to_string();
+        tokio::task::spawn_blocking(move || {
+            // Walk the deepest directory the prefix names, filter by the rest.
+            let dir_part = prefix.rfind('/').map(|i| &prefix[..i]).unwrap_or("");
+            let start = this.root.join(dir_part);
+            let mut out = Vec::new();
+            let mut stack = vec![start];
+            while let Some(dir) = stack.pop() {
+                let entries = match std::fs::read_dir(&dir) {
+                    Ok(entries) => entries,
+                    Err(e) if e.kind() == ErrorKind::NotFound => continue,
+                    Err(e) => return Err(this.err("list", &prefix, e)),
+                };
+                for entry in entries {
+                    let entry = entry.map_err(|e| this.err("list", &prefix, e))?;
+                    let name = entry.file_name();
+                    let Some(name) = name.to_str() else { continue };
+                    if name.starts_with('.') {
+                        continue; // .tmp and anything else hidden is not an object
+                    }
+                    let file_type = entry.file_type().map_err(|e| this.err("list", &prefix, e))?;
+                    if file_type.is_dir() {
+                        stack.push(entry.path());
+                    } else if file_type.is_file() {
+                        let rel = entry.path();
+                        let rel = rel.strip_prefix(&this.root).expect("walk stays under root");
+                        let Some(key) = rel.to_str() else { continue };
+                        if !key.starts_with(&prefix) {
+                            continue;
+                        }
+                        let Ok(path) = ObjectPath::parse(key) else { continue };
+                        let size = entry.metadata().map_err(|e| this.err("list", &prefix, e))?.len();
+                        out.push(ObjectMeta { path, size });
+                    }
+                }
+            }
+            out.sort_by(|a, b| a.path.cmp(&b.path));
+            Ok(out)
+        })
+        .await
+        .map_err(blocking_err)?
+    }
+
+    async fn delete(&self, path: &ObjectPath) -> Result<(), StoreError> {
+        match tokio::fs::remove_file(self.full(path)).await {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(self.err("delete", path.as_str(), e)),
+        }
+    }
+}

@@ -1,0 +1,171 @@
+//! [`Location`]: a parsed storage URL (`file://`, `s3://`, `az://`).
+//!
+//! Secrets never appear in a location; credentials come from the standard
+//! environment (the AWS credential chain, `AZURE_STORAGE_*`).
+
+use std::fmt;
+use std::path::PathBuf;
+use std::str::FromStr;
+
+use url::Url;
+
+use crate::StoreError;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scheme {
+    File,
+    S3,
+    Azure,
+}
+
+/// A storage location: a directory, or a bucket/container plus a key prefix.
+///
+/// Accepted forms:
+/// - `file:///absolute/dir`
+/// - `s3://bucket[/prefix][?endpoint=http://host:port&region=r&path_style=true]`
+/// - `az://container[/prefix][?endpoint=http://host:port/account&account=name]`
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Location {
+    url: String,
+    scheme: Scheme,
+    /// Bucket or container (empty for `file://`).
+    pub bucket: String,
+    /// Key prefix inside the bucket, without leading or trailing '/'.
+    pub prefix: String,
+    /// For `file://`: the directory.
+    root: PathBuf,
+    pub endpoint: Option<String>,
+    pub region: Option<String>,
+    pub path_style: Option<bool>,
+    pub account: Option<String>,
+}
+
+impl Location {
+    pub fn scheme(&self) -> Scheme {
+        self.scheme
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.url
+    }
+
+    pub(crate) fn file_root(&self) -> Result<PathBuf, StoreError> {
+        match self.scheme {
+            Scheme::File => Ok(self.root.clone()),
+            _ => Err(self.invalid("not a file:// location")),
+        }
+    }
+
+    fn invalid(&self, reason: &str) -> StoreError {
+        StoreError::InvalidUrl { url: self.url.clone(), reason: reason.into() }
+    }
+}
+
+impl fmt::Display for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.url)
+    }
+}
+
+impl FromStr for Location {
+    type Err = StoreError;
+
+    fn from_str(raw: &str) -> Result<Self, StoreError> {
+        let invalid = |reason: &str| StoreError::InvalidUrl { url: raw.to_string(), reason: reason.into() };
+        let url = Url::parse(raw).map_err(|e| {
+            invalid(&format!("{e}; use file:///absolute/dir, s3://bucket/prefix or az://container/prefix"))
+        })?;
+        let scheme = match url.scheme() {
+            "file" => Scheme::File,
+            "s3" => Scheme::S3,
+            "az" | "azure" => Scheme::Azure,
+            other => {
+                return Err(invalid(&format!(
+                    "unknown scheme {other:?}; use file:///absolute/dir, s3://bucket/prefix or az://container/prefix"
+                )))
+            }
+        };
+        let mut loc = Location {
+            url: raw.to_string(),
+            scheme,
+            bucket: String::new(),
+            prefix: String::new(),
+            root: PathBuf::new(),
+            endpoint: None,
+            region: None,
+            path_style: None,
+            account: None,
+        };
+        for (key, value) in url.query_pairs() {
+            match (scheme, key.as_ref()) {
+                (Scheme::S3 | Scheme::Azure, "endpoint") => loc.endpoint = Some(value.into_owned()),
+                (Scheme::S3, "region") => loc.region = Some(value.into_owned()),
+                (Scheme::S3, "path_style") => {
+                    loc.path_style = Some(value.parse().map_err(|_| invalid("path_style must be true or false"))?)
+                }
+                (Scheme::Azure, "account") => loc.account = Some(value.into_owned()),
+                (_, other) => {
+                    return Err(invalid(&format!(
+                        "unknown option {other:?}; s3:// takes endpoint, region, path_style; az:// takes endpoint, account; secrets go in the environment, never in the url"
+                    )))
+                }
+            }
+        }
+        match scheme {
+            Scheme::File => {
+                if url.host_str().is_some_and(|h| !h.is_empty()) {
+                    return Err(invalid("file:// urls take an absolute path: file:///dir (three slashes)"));
+                }
+                let path = url.to_file_path().map_err(|_| invalid("not an absolute path"))?;
+                loc.root = path;
+            }
+            Scheme::S3 | Scheme::Azure => {
+                let bucket = url.host_str().unwrap_or_default();
+                if bucket.is_empty() {
+                    return Err(invalid("missing bucket or container name"));
+                }
+                loc.bucket = bucket.to_string();
+                loc.prefix = url.path().trim_matches('/').to_string();
+                if !loc.prefix.is_empty() {
+                    crate::ObjectPath::parse(loc.prefix.clone()).map_err(|e| invalid(&e.to_string()))?;
+                }
+            }
+        }
+        Ok(loc)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_each_scheme() {
+        let f: Location = "file:///var/backups/repo".parse().unwrap();
+        assert_eq!(f.scheme(), Scheme::File);
+        assert_eq!(f.file_root().unwrap(), PathBuf::from("/var/backups/repo"));
+
+        let s: Location = "s3://bkt/a/b?endpoint=http://127.0.0.1:9000&path_style=true".parse().unwrap();
+        assert_eq!((s.bucket.as_str(), s.prefix.as_str()), ("bkt", "a/b"));
+        assert_eq!(s.endpoint.as_deref(), Some("http://127.0.0.1:9000"));
+        assert_eq!(s.path_style, Some(true));
+
+        let a: Location = "az://ctr?account=dev".parse().unwrap();
+        assert_eq!((a.bucket.as_str(), a.prefix.as_str()), ("ctr", ""));
+    }
+
+    #[test]
+    fn rejects_bad_urls_with_a_hint() {
+        for (raw, hint) in [
+            ("ftp://x/y", "unknown scheme"),
+            ("/plain/path", "use file:///"),
+            ("file://host/dir", "three slashes"),
+            ("s3:///prefix", "missing bucket"),
+            ("s3://b/p?secret=1", "unknown option"),
+            ("s3://b/a%20b", "invalid object path"),
+        ] {
+            let err = raw.parse::<Location>().unwrap_err().to_string();
+            assert!(err.contains(hint), "{raw}: {err}");
+        }
+    }
+}

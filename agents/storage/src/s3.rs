@@ -1,0 +1,316 @@
+//! The S3 backend (`s3://bucket/prefix`), with `aws-sdk-s3`.
+//!
+//! Credentials and region come from the standard AWS chain (environment,
+//! profile, instance metadata). A custom `endpoint` (with path-style
+//! addressing, the default when an endpoint is given) serves S3-compatible
+//! stores. Create-if-absent uses `If-None-Match: *` on `PutObject` and on
+//! `CompleteMultipartUpload`, so concurrent writers cannot both win.
+//! The SDK's own retries are off: [`crate::retry::Resilient`] is the one
+//! retry layer.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use aws_sdk_s3::config::http::HttpResponse;
+use aws_sdk_s3::config::retry::RetryConfig;
+use aws_sdk_s3::config::timeout::TimeoutConfig;
+use aws_sdk_s3::config::Region;
+use aws_sdk_s3::error::SdkError;
+use aws_sdk_s3::primitives::ByteStream as SdkStream;
+use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
+use aws_sdk_s3::Client;
+use bytes::{Bytes, BytesMut};
+use futures::StreamExt;
+
+use crate::error::absent_ok;
+use crate::prefix::KeyPrefix;
+use crate::{ByteStream, Location, ObjectMeta, ObjectPath, ObjectStore, PutMode, StoreError};
+
+/// Size of one multipart part: memory per streaming upload is one part.
+const PART_SIZE: usize = 16 << 20;
+
+#[derive(Debug, Clone)]
+pub struct S3Store {
+    client: Client,
+    bucket: String,
+    prefix: KeyPrefix,
+    name: String,
+}
+
+impl S3Store {
+    pub async fn connect(location: &Location) -> Result<Self, StoreError> {
+        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
+        if let Some(region) = &location.region {
+            loader = loader.region(Region::new(region.clone()));
+        }
+        let sdk = loader.load().await;
+        let mut conf = aws_sdk_s3::config::Builder::from(&sdk)
+            .retry_config(RetryConfig::disabled())
+            .timeout_config(
+                TimeoutConfig::builder()
+                    .connect_timeout(Duration::from_secs(5))
+                    .read_timeout(Duration::from_secs(60))
+                    .build(),
+            );
+        if sdk.region().is_none() {
+            conf = conf.region(Region::new("us-east-1"));
+        }
+        if let Some(endpoint) = &location.endpoint {
+            conf = conf.endpoint_url(endpoint);
+        }
+        conf = conf.force_path_style(location.path_style.unwrap_or(location.endpoint.is_some()));
+        let name = match &location.endpoint {
+            Some(ep) => format!("s3://{}/{} at {}", location.bucket, location.prefix, ep),
+            None => format!("s3://{}/{}", location.bucket, location.prefix),
+        };
+        Ok(S3Store {
+            client: Client::from_conf(conf.build()),
+            bucket: location.bucket.clone(),
+            prefix: KeyPrefix::new(&location.prefix),
+            name,
+        })
+    }
+
+    fn key(&self, path: &ObjectPath) -> String {
+        self.prefix.key(path)
+    }
+
+    async fn get_body(&self, path: &ObjectPath) -> Result<SdkStream, StoreError> {
+        let out = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(self.key(path))
+            .send()
+            .await
+            .map_err(|e| self.err("get", path.as_str(), e))?;
+        Ok(out.body)
+    }
+
+    /// Map an SDK error onto the crate's classification.
+    fn err<E>(&self, op: &'static str, path: &str, err: SdkError<E, HttpResponse>) -> StoreError
+    where
+        E: std::error::Error + Send + Sync + 'static,
+    {
+        let store = self.name.clone();
+        let status = match &err {
+            SdkError::ServiceError(e) => Some(e.raw().status().as_u16()),
+            _ => None,
+        };
+        let message = format!("{path}: {}", error_chain(&err));
+        if message.contains("loading credentials") {
+            return StoreError::AccessDenied {
+                store,
+                message: "no AWS credentials found (set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE)".into(),
+            };
+        }
+        match (&err, status) {
+            (SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_), _) => {
+                StoreError::Transient { store, op, message }
+            }
+            (_, Some(404)) => StoreError::NotFound { store, path: path.into() },
+            (_, Some(412)) => StoreError::AlreadyExists { store, path: path.into() },
+            (_, Some(401 | 403)) => StoreError::AccessDenied { store, message },
+            (_, Some(409 | 429 | 500..=599)) => StoreError::Transient { store, op, message },
+            _ => StoreError::Permanent { store, op, message },
+        }
+    }
+
+    async fn put_multipart(
+        &self,
+        path: &ObjectPath,
+        first: Bytes,
+        mut rest: ByteStream,
+        mut pending: BytesMut,
+        mode: PutMode,
+    ) -> Result<u64, StoreError> {
+        let key = self.key(path);
+        let created = self
+            .client
+            .create_multipart_upload()
+            .bucket(&self.bucket)
+            .key(&key)
+            .send()
+            .await
+            .map_err(|e| self.err("put", path.as_str(), e))?;
+        let upload_id = created.upload_id().unwrap_or_default().to_string();
+        let result: Result<u64, StoreError> = async {
+            let mut parts = Vec::new();
+            let mut total = 0u64;
+            let mut next = Some(first);
+            let mut ended = false;
+            while let Some(part) = next.take() {
+                total += part.len() as u64;
+                let number = parts.len() as i32 + 1;
+                let uploaded = self
+                    .client
+                    .upload_part()
+                    .bucket(&self.bucket)
+                    .key(&key)
+                    .upload_id(&upload_id)
+                    .part_number(number)
+                    .body(SdkStream::from(part))
+                    .send()
+                    .await
+                    .map_err(|e| self.err("put", path.as_str(), e))?;
+                parts.push(
+                    CompletedPart::builder().part_number(number).set_e_tag(uploaded.e_tag().map(String::from)).build(),
+                );
+                if !ended {
+                    ended = fill(&mut rest, &mut pending, PART_SIZE).await?;
+                }
+                if !pending.is_empty() {
+                    next = Some(pending.split().freeze());
+                }
+            }
+            let mut complete = self
+                .client
+                .complete_multipart_upload()
+                .bucket(&self.bucket)
+                .key(&key)
+                .upload_id(&upload_id)
+                .multipart_upload(CompletedMultipartUpload::builder().set_parts(Some(parts)).build());
+            if mode == PutMode::Create {
+                complete = complete.if_none_match("*");
+            }
+            complete.send().await.map_err(|e| self.err("put", path.as_str(), e))?;
+            Ok(total)
+        }
+        .await;
+        if result.is_err() {
+            let _ = self.client.abort_multipart_upload().bucket(&self.bucket).key(&key).upload_id(&upload_id).send().await;
+        }
+        result
+    }
+}
+
+/// An error and its sources as one line of `Display` text (the SDK's own
+/// context printer appends `Debug` output, which is not for people).
+fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts = vec![err.to_string()];
+    let mut source = err.source();
+    while let Some(e) = source {
+        let text = e.to_string();
+        if !parts.last().is_some_and(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        source = e.source();
+    }
+    parts.join(": ")
+}
+
+/// Read from `stream` into `buf` until it holds `limit` bytes or the stream
+/// ends. Returns true when the stream has ended.
+async fn fill(stream: &mut ByteStream, buf: &mut BytesMut, limit: usize) -> Result<bool, StoreError> {
+    while buf.len() < limit {
+        match stream.next().await {
+            Some(piece) => buf.extend_from_slice(&piece?),
+            None => return Ok(true),
+        }
+    }
+    Ok(false)
+}
+
+#[async_trait]
+impl ObjectStore for S3Store {
+    fn describe(&self) -> String {
+        self.name.clone()
+    }
+
+    async fn prepare(&self) -> Result<(), StoreError> {
+        match self.client.head_bucket().bucket(&self.bucket).send().await {
+            Ok(_) => Ok(()),
+            Err(e) => match self.err("prepare", &self.bucket, e) {
+                StoreError::NotFound { .. } => {
+                    self.client
+                        .create_bucket()
+                        .bucket(&self.bucket)
+                        .send()
+                        .await
+                        .map_err(|e| self.err("create bucket", &self.bucket, e))?;
+                    Ok(())
+                }
+                other => Err(other),
+            },
+        }
+    }
+
+    async fn put(&self, path: &ObjectPath, data: Bytes, mode: PutMode) -> Result<(), StoreError> {
+        let mut req = self.client.put_object().bucket(&self.bucket).key(self.key(path)).body(SdkStream::from(data));
+        if mode == PutMode::Create {
+            req = req.if_none_match("*");
+        }
+        req.send().await.map_err(|e| self.err("put", path.as_str(), e))?;
+        Ok(())
+    }
+
+    async fn put_stream(&self, path: &ObjectPath, mut data: ByteStream, mode: PutMode) -> Result<u64, StoreError> {
+        if mode == PutMode::Create && self.head(path).await?.is_some() {
+            return Err(StoreError::AlreadyExists { store: self.describe(), path: path.to_string() });
+        }
+        let mut buf = BytesMut::with_capacity(PART_SIZE);
+        let ended = fill(&mut data, &mut buf, PART_SIZE).await?;
+        if ended {
+            let len = buf.len() as u64;
+            self.put(path, buf.freeze(), mode).await?;
+            return Ok(len);
+        }
+        let first = buf.split().freeze();
+        self.put_multipart(path, first, data, buf, mode).await
+    }
+
+    async fn get(&self, path: &ObjectPath) -> Result<Bytes, StoreError> {
+        let body = self.get_body(path).await?.collect().await.map_err(|e| StoreError::Transient {
+            store: self.describe(),
+            op: "get",
+            message: format!("{path}: reading body: {e}"),
+        })?;
+        Ok(body.into_bytes())
+    }
+
+    async fn get_stream(&self, path: &ObjectPath) -> Result<ByteStream, StoreError> {
+        let body = self.get_body(path).await?;
+        let store = self.describe();
+        let key = path.to_string();
+        let stream = futures::stream::unfold(body, move |mut body| {
+            let store = store.clone();
+            let key = key.clone();
+            async move {
+                let piece = body.next().await?;
+                let piece = piece.map_err(|e| StoreError::Transient {
+                    store,
+                    op: "get",
+                    message: format!("{key}: reading body: {e}"),
+                });
+                Some((piece, body))
+            }
+        });
+        Ok(stream.boxed())
+    }
+
+    async fn head(&self, path: &ObjectPath) -> Result<Option<ObjectMeta>, StoreError> {
+        let out = self.client.head_object().bucket(&self.bucket).key(self.key(path)).send().await;
+        let out = absent_ok(out.map_err(|e| self.err("head", path.as_str(), e)))?;
+        Ok(out.map(|o| ObjectMeta { path: path.clone(), size: o.content_length().unwrap_or(0) as u64 }))
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>, StoreError> {
+        let mut pages =
+            self.client.list_objects_v2().bucket(&self.bucket).prefix(self.prefix.full(prefix)).into_paginator().send();
+        let mut out = Vec::new();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| self.err("list", prefix, e))?;
+            for obj in page.contents() {
+                let Some(path) = obj.key().and_then(|k| self.prefix.path_of(k)) else { continue };
+                out.push(ObjectMeta { path, size: obj.size().unwrap_or(0) as u64 });
+            }
+        }
+        out.sort_by(|a, b| a.path.cmp(&b.path));
+        Ok(out)
+    }
+
+    async fn delete(&self, path: &ObjectPath) -> Result<(), StoreError> {
+        let out = self.client.delete_object().bucket(&self.bucket).key(self.key(path)).send().await;
+        absent_ok(out.map_err(|e| self.err("delete", path.as_str(), e))).map(|_| ())
+    }
+}

@@ -1,0 +1,110 @@
+//! Bad input: each case is a one-line error naming the problem and the fix,
+//! a non-zero exit, and nothing written.
+
+use std::path::Path;
+
+use lifeboat_restore_tests::{agent, fails, fresh_url, make_config_tree, ok, write_key, Backend};
+
+/// The error is exactly one line and mentions every `needle`.
+fn one_line_error(stderr: &str, needles: &[&str]) {
+    let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "expected a one-line error, got:\n{stderr}");
+    assert!(lines[0].starts_with("error: "), "{stderr}");
+    for n in needles {
+        assert!(lines[0].contains(n), "error should mention {n:?}: {stderr}");
+    }
+}
+
+fn snapshot(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else { continue };
+        for e in entries.flatten() {
+            if e.file_type().unwrap().is_dir() {
+                stack.push(e.path());
+            } else if !e.path().to_string_lossy().contains("/locks/") {
+                out.push((e.path().display().to_string(), std::fs::read(e.path()).unwrap()));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn bad_input_gives_one_clear_line_and_writes_nothing() {
+    lifeboat_restore_tests::services();
+    let scratch = tempfile::tempdir().unwrap();
+    let key = scratch.path().join("key");
+    write_key(&key);
+    let k = key.to_str().unwrap();
+    let other_key = scratch.path().join("other-key");
+    write_key(&other_key);
+    let source = scratch.path().join("source");
+    make_config_tree(&source, 1 << 20, 5);
+    let repo_dir = scratch.path().join("repo");
+    let repo = format!("file://{}", repo_dir.display());
+    ok(&agent(&["repo", "init", "--repo", &repo, "--key-file", k], &[]));
+    ok(&agent(&["files", "backup", source.to_str().unwrap(), "--repo", &repo, "--cell", "cell-x", "--key-file", k], &[]));
+    let before = snapshot(&repo_dir);
+
+    // Unknown URL scheme.
+    one_line_error(&fails(&agent(&["repo", "ls", "--repo", "ftp://host/dir", "--key-file", k], &[])), &["unknown scheme", "file://", "s3://", "az://"]);
+    // A relative path is not a URL.
+    one_line_error(&fails(&agent(&["repo", "ls", "--repo", "backups/here", "--key-file", k], &[])), &["file:///"]);
+    // Unreachable endpoint: fails after bounded retries, names the endpoint.
+    let unreachable = "s3://bucket/x?endpoint=http://127.0.0.1:9";
+    one_line_error(&fails(&agent(&["repo", "ls", "--repo", unreachable, "--key-file", k], &[])), &["127.0.0.1:9", "gave up after"]);
+    // Wrong credentials (Azurite checks the shared key).
+    let az = fresh_url(Backend::Azure, "badcreds", scratch.path());
+    let bad_key = "bm90LXRoZS1yaWdodC1rZXktbm90LXRoZS1yaWdodC1rZXktbm90LXRoZS1yaWdodC1rZXk=";
+    one_line_error(
+        &fails(&agent(&["repo", "init", "--repo", &az, "--key-file", k], &[("AZURE_STORAGE_KEY", bad_key)])),
+        &["access denied", "AZURE_STORAGE"],
+    );
+    // Wrong encryption key, and no key at all.
+    one_line_error(&fails(&agent(&["repo", "ls", "--repo", &repo, "--key-file", other_key.to_str().unwrap()], &[])), &["wrong encryption key", "key id"]);
+    one_line_error(&fails(&agent(&["repo", "ls", "--repo", &repo], &[])), &["encrypted", "--key-file"]);
+    // A backup into a repository that does not exist.
+    let nowhere = format!("file://{}", scratch.path().join("nowhere").display());
+    one_line_error(
+        &fails(&agent(&["files", "backup", source.to_str().unwrap(), "--repo", &nowhere, "--cell", "cell-x", "--key-file", k], &[])),
+        &["no Lifeboat repository", "repo init"],
+    );
+    assert!(!scratch.path().join("nowhere").join("manifests").exists());
+    // An invalid cell name.
+    one_line_error(
+        &fails(&agent(&["files", "backup", source.to_str().unwrap(), "--repo", &repo, "--cell", "Cell_X", "--key-file", k], &[])),
+        &["invalid cell name"],
+    );
+    // A restore target that exists and is not empty.
+    let target = scratch.path().join("occupied");
+    std::fs::create_dir(&target).unwrap();
+    std::fs::write(target.join("keep-me"), "precious").unwrap();
+    one_line_error(
+        &fails(&agent(&["files", "restore", "latest", target.to_str().unwrap(), "--repo", &repo, "--cell", "cell-x", "--key-file", k], &[])),
+        &["exists and is not empty"],
+    );
+    assert_eq!(std::fs::read_dir(&target).unwrap().count(), 1);
+    assert_eq!(std::fs::read_to_string(target.join("keep-me")).unwrap(), "precious");
+    // A backup id that does not exist.
+    one_line_error(
+        &fails(&agent(&["files", "restore", "20990101T000000.000Z-files-000000", scratch.path().join("t2").to_str().unwrap(), "--repo", &repo, "--cell", "cell-x", "--key-file", k], &[])),
+        &["not found"],
+    );
+    assert!(!scratch.path().join("t2").exists());
+    // init over an existing repository.
+    one_line_error(&fails(&agent(&["repo", "init", "--repo", &repo, "--key-file", k], &[])), &["already exists"]);
+    // init without a key and without the explicit opt-out.
+    one_line_error(&fails(&agent(&["repo", "init", "--repo", &format!("file://{}", scratch.path().join("plain").display())], &[])), &["--key-file", "--insecure-no-encryption"]);
+    assert!(!scratch.path().join("plain").exists());
+
+    assert_eq!(snapshot(&repo_dir), before, "a failed command changed the repository");
+
+    // A repository of a newer format version.
+    let config = repo_dir.join("lifeboat.repo.json");
+    let text = std::fs::read_to_string(&config).unwrap().replace("\"version\": 1", "\"version\": 2");
+    std::fs::write(&config, text).unwrap();
+    one_line_error(&fails(&agent(&["repo", "ls", "--repo", &repo, "--key-file", k], &[])), &["format version 2", "upgrade lifeboat"]);
+}
