@@ -137,6 +137,8 @@ pub async fn plan(repo: &Repository, cell: Option<&str>, policy: &Policy, now: O
             }
         }
     }
+    plan.keep.sort_by(|a, b| (&a.cell, &a.id).cmp(&(&b.cell, &b.id)));
+    plan.delete.sort_by(|a, b| (&a.cell, &a.id).cmp(&(&b.cell, &b.id)));
     for (id, size) in repo.list_chunks().await? {
         if !referenced.contains(&id) {
             plan.freed_bytes += size;
