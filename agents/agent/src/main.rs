@@ -37,15 +37,34 @@ enum Command {
     Key(commands::key::KeyCommand),
 }
 
+async fn shutdown_signal() -> &'static str {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("installing a SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => "SIGINT",
+        _ = term.recv() => "SIGTERM",
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     output::init_logging(&cli.global);
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
     let result = runtime.block_on(async {
-        match cli.command {
-            Command::Repo(cmd) => commands::repo::run(&cli.global, cmd).await,
-            Command::Files(cmd) => commands::files::run(&cli.global, cmd).await,
-            Command::Key(cmd) => commands::key::run(&cli.global, cmd).await,
+        let work = async {
+            match cli.command {
+                Command::Repo(cmd) => commands::repo::run(&cli.global, cmd).await,
+                Command::Files(cmd) => commands::files::run(&cli.global, cmd).await,
+                Command::Key(cmd) => commands::key::run(&cli.global, cmd).await,
+            }
+        };
+        // Ctrl-C / SIGTERM drop the work in flight: nothing is committed
+        // before its manifest, so a rerun picks up where this one stopped.
+        tokio::select! {
+            result = work => result,
+            signal = shutdown_signal() => Err(anyhow::anyhow!(
+                "interrupted by {signal}; nothing half-written was committed, rerun to finish"
+            )),
         }
     });
     match result {

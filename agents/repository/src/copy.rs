@@ -1,7 +1,8 @@
 //! Geo-redundant copy: make a destination hold everything the source holds.
 //!
 //! Only objects the destination lacks move. Each is verified at the source
-//! (seal and hash) before it is sent, and read back from the destination and
+//! (its seal: the AEAD tag or SHA-256 over the stored bytes and the object's
+//! name) before it is sent, and read back from the destination and
 //! compared by SHA-256 after. Data goes first, manifests last, and a manifest
 //! is copied only when every chunk it needs is verified at the destination,
 //! so an interrupted copy leaves no manifest pointing at missing data and a
@@ -38,7 +39,7 @@ async fn copy_object(src: &Repository, dst: &DynStore, path: &ObjectPath) -> Res
     let raw = src.store().get(path).await?;
     let check = {
         let (src, raw, path) = (src.clone(), raw.clone(), path.clone());
-        tokio::task::spawn_blocking(move || src.unseal(&path, &raw).map(|_| ()))
+        tokio::task::spawn_blocking(move || src.check_seal(&path, &raw))
     };
     check.await.expect("unseal does not panic")?;
     match dst.put(path, raw.clone(), PutMode::Create).await {

@@ -157,6 +157,13 @@ impl Repository {
         Ok(plain)
     }
 
+    /// Check a stored object's seal (not its plaintext hash): cheap enough
+    /// for geo-copy, and proof the bytes are what a writer sealed at `path`.
+    pub fn check_seal(&self, path: &ObjectPath, stored: &[u8]) -> Result<()> {
+        envelope::check(stored, path.as_str(), self.key.as_ref())
+            .map_err(|reason| RepoError::Corrupt { key: path.to_string(), reason })
+    }
+
     /// Read and verify an object.
     pub async fn read_object(&self, path: &ObjectPath) -> Result<Vec<u8>> {
         let stored = self.store.get(path).await?;

@@ -51,6 +51,9 @@ pub enum RepoCommand {
         from: String,
         /// Destination URL (empty, or a copy of the same repository).
         to: String,
+        /// Objects copied at once (copy is I/O-bound: latency, not CPU, limits it).
+        #[arg(long, default_value_t = 16)]
+        jobs: usize,
     },
     /// Apply retention: show the deletion plan, then delete (unless --dry-run).
     Retention {
@@ -192,9 +195,9 @@ pub async fn run(global: &Global, cmd: RepoCommand) -> Result<ExitCode> {
             });
             return Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE });
         }
-        RepoCommand::Copy { from, to } => {
+        RepoCommand::Copy { from, to, jobs } => {
             let src = open_repo(global, &from).await?;
-            let report = copy::copy(&src, store(&to).await?, pipeline::default_workers()).await?;
+            let report = copy::copy(&src, store(&to).await?, jobs.max(1)).await?;
             let ok = report.failures.is_empty();
             emit(global, &report, |c| {
                 let mut out = String::new();

@@ -1,0 +1,52 @@
+//! A restore never writes outside its target, whatever a manifest says: a
+//! manifest with an escaping path or an entry below a symlink is refused as
+//! corrupt before anything is written.
+
+use std::sync::Arc;
+
+use lifeboat_repository::manifest::{Entry, EntryKind};
+use lifeboat_repository::{files, InitOptions, Key, Repository};
+use lifeboat_restore_tests::make_config_tree;
+use lifeboat_storage::fs::FileStore;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_manifests_are_refused() {
+    let scratch = tempfile::tempdir().unwrap();
+    let repo = Repository::init(
+        Arc::new(FileStore::new(scratch.path().join("repo"))),
+        Some(Key::from_bytes(&rand::random())),
+        InitOptions::default(),
+    )
+    .await
+    .unwrap();
+    let source = scratch.path().join("source");
+    make_config_tree(&source, 10_000, 9);
+    let good = files::backup_dir(&repo, "cell-s", &source).await.unwrap();
+    let first_file = good.entries.iter().position(|e| e.kind == EntryKind::File).unwrap();
+
+    let escape = |path: &str| {
+        let mut m = good.clone();
+        m.id = format!("{}-hostile-{}", good.id, path.len());
+        m.entries[first_file].path = path.to_string();
+        m
+    };
+    let mut below_link = good.clone();
+    below_link.id = format!("{}-below-link", good.id);
+    below_link.entries.insert(0, Entry { path: "evil".into(), kind: EntryKind::Symlink, mode: 0o777, size: 0, mtime: 0, target: Some("..".into()) });
+    below_link.entries[first_file + 1].path = "evil/escaped".into();
+
+    for (name, hostile) in [
+        ("parent dir", escape("../escaped")),
+        ("absolute", escape("/tmp/escaped")),
+        ("nested parent", escape("gitops/../../escaped")),
+        ("below a symlink", below_link),
+    ] {
+        repo.write_manifest(&hostile).await.unwrap();
+        let stored = repo.read_manifest("cell-s", &hostile.id).await.unwrap();
+        let target = scratch.path().join("t").join(name.replace(' ', "-"));
+        let err = files::restore_dir(&repo, &stored, &target).await.unwrap_err().to_string();
+        assert!(err.contains("corrupt"), "{name}: {err}");
+        assert!(!target.exists(), "{name}: target created");
+        assert!(!scratch.path().join("escaped").exists() && !scratch.path().join("t/escaped").exists(), "{name}: wrote outside");
+    }
+}
