@@ -35,6 +35,13 @@ enum Command {
     /// Manage encryption keys.
     #[command(subcommand)]
     Key(commands::key::KeyCommand),
+    /// Archive a WAL file: Postgres' archive_command (`wal-push %p`).
+    WalPush(commands::wal::PushArgs),
+    /// Restore a WAL file: Postgres' restore_command (`wal-fetch %f %p`).
+    WalFetch(commands::wal::FetchArgs),
+    /// Postgres backups: WAL chain checks.
+    #[command(subcommand)]
+    Pg(commands::pg::PgCommand),
 }
 
 async fn shutdown_signal() -> &'static str {
@@ -56,6 +63,9 @@ fn main() -> ExitCode {
                 Command::Repo(cmd) => commands::repo::run(&cli.global, cmd).await,
                 Command::Files(cmd) => commands::files::run(&cli.global, cmd).await,
                 Command::Key(cmd) => commands::key::run(&cli.global, cmd).await,
+                Command::WalPush(args) => commands::wal::push(&cli.global, args).await,
+                Command::WalFetch(args) => commands::wal::fetch(&cli.global, args).await,
+                Command::Pg(cmd) => commands::pg::run(&cli.global, cmd).await,
             }
         };
         // Ctrl-C / SIGTERM drop the work in flight: nothing is committed

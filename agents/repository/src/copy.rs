@@ -1,6 +1,7 @@
 //! Geo-redundant copy: make a destination hold everything the source holds.
 //!
-//! Only objects the destination lacks move. Each is verified at the source
+//! Only objects the destination lacks move (chunks, WAL and every other
+//! sealed object). Each is verified at the source
 //! (its seal: the AEAD tag or SHA-256 over the stored bytes and the object's
 //! name) before it is sent, and read back from the destination and
 //! compared by SHA-256 after. Data goes first, manifests last, and a manifest
@@ -8,9 +9,8 @@
 //! so an interrupted copy leaves no manifest pointing at missing data and a
 //! rerun finishes the job.
 
-use std::collections::HashMap;
+use std::collections::HashSet;
 
-use bytes::Bytes;
 use futures::StreamExt;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -81,43 +81,40 @@ pub async fn copy(src: &Repository, dst: DynStore, workers: usize) -> Result<Cop
 }
 
 async fn copy_objects(src: &Repository, dst: &DynStore, workers: usize, report: &mut CopyReport) -> Result<()> {
-    let src_chunks = src.list_chunks().await?;
-    let mut dst_chunks: HashMap<String, u64> = dst
-        .list(format::CHUNKS)
-        .await?
-        .into_iter()
-        .filter_map(|m| format::chunk_id_of(m.path.as_str()).map(|id| (id.to_string(), m.size)))
-        .collect();
-    let todo: Vec<String> = src_chunks.keys().filter(|id| !dst_chunks.contains_key(*id)).cloned().collect();
-    report.objects_already_present += (src_chunks.len() - todo.len()) as u64;
+    let src_objects = src.store().list("").await?;
+    let mut present: HashSet<String> = dst.list("").await?.into_iter().map(|m| m.path.to_string()).collect();
+    let (todo, already): (Vec<ObjectPath>, Vec<ObjectPath>) = src_objects
+        .iter()
+        .filter(|m| format::is_sealed_data(m.path.as_str()))
+        .map(|m| m.path.clone())
+        .partition(|p| !present.contains(p.as_str()));
+    report.objects_already_present += already.len() as u64;
     let mut copies = futures::stream::iter(todo)
-        .map(|id| async move {
-            let result = copy_object(src, dst, &format::chunk_path(&id)).await;
-            (id, result)
+        .map(|path| async move {
+            let result = copy_object(src, dst, &path).await;
+            (path, result)
         })
         .buffer_unordered(workers);
-    while let Some((id, result)) = copies.next().await {
+    while let Some((path, result)) = copies.next().await {
         match result {
             Ok(n) => {
                 report.objects_copied += 1;
                 report.bytes_copied += n;
-                dst_chunks.insert(id, n);
+                present.insert(path.to_string());
             }
             Err(RepoError::Store(e)) if !e.is_permanent() => return Err(e.into()),
             Err(e) => {
-                tracing::error!(chunk = %id, error = %e, "not copied");
-                report.failures.push(format!("{}: {e}", format::chunk_path(&id)));
+                tracing::error!(object = %path, error = %e, "not copied");
+                report.failures.push(format!("{path}: {e}"));
             }
         }
     }
     drop(copies);
 
     // Manifests last, each only when all its chunks are at the destination.
-    let dst_manifests: std::collections::HashSet<String> =
-        dst.list(format::MANIFESTS).await?.into_iter().map(|m| m.path.to_string()).collect();
     for backup in src.list_backups(None).await? {
         let path = format::manifest_path(&backup.cell, &backup.id);
-        if dst_manifests.contains(path.as_str()) {
+        if present.contains(path.as_str()) {
             report.objects_already_present += 1;
             continue;
         }
@@ -128,11 +125,8 @@ async fn copy_objects(src: &Repository, dst: &DynStore, workers: usize, report: 
                 continue;
             }
         };
-        if let Some(missing) = manifest.chunks.iter().find(|c| !dst_chunks.contains_key(&c.id)) {
-            report.failures.push(format!(
-                "{path}: not copied because chunk {} is not at the destination",
-                missing.id
-            ));
+        if let Some(missing) = manifest.chunks.iter().find(|c| !present.contains(format::chunk_path(&c.id).as_str())) {
+            report.failures.push(format!("{path}: not copied because chunk {} is not at the destination", missing.id));
             continue;
         }
         let n = copy_object(src, dst, &path).await?;
@@ -141,12 +135,13 @@ async fn copy_objects(src: &Repository, dst: &DynStore, workers: usize, report: 
         report.bytes_copied += n;
     }
     // Legal holds travel with their backups.
-    for meta in src.store().list(format::HOLDS).await? {
-        if dst.head(&meta.path).await?.is_none() {
+    for meta in src_objects.iter().filter(|m| m.path.as_str().starts_with(format::HOLDS)) {
+        if !present.contains(meta.path.as_str()) {
             let raw = src.store().get(&meta.path).await?;
-            dst.put(&meta.path, Bytes::from(raw.to_vec()), PutMode::Create).await.or_else(|e| {
-                if e.is_already_exists() { Ok(()) } else { Err(e) }
-            })?;
+            match dst.put(&meta.path, raw, PutMode::Create).await {
+                Ok(()) | Err(StoreError::AlreadyExists { .. }) => {}
+                Err(e) => return Err(e.into()),
+            }
         }
     }
     Ok(())

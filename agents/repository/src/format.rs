@@ -5,6 +5,7 @@
 //! chunks/<aa>/<64 hex>          content-addressed data chunks (envelope)
 //! manifests/<cell>/<backup-id>  one per finished backup, written last: the commit point (envelope)
 //! holds/<cell>/<backup-id>      legal holds: retention never deletes a held backup
+//! wal/<cell>/<wal file name>    archived WAL segments and history files (envelope; lifeboat-postgres)
 //! locks/<lock-id>               live writers and pruners (plain JSON, refreshed while running)
 //! ```
 //! Everything but the config and locks is wrapped in [`crate::envelope`] with
@@ -80,6 +81,12 @@ impl RepoConfig {
         }
         serde_json::from_value(value).map_err(|e| RepoError::Corrupt { key: CONFIG_KEY.into(), reason: e.to_string() })
     }
+}
+
+/// True for sealed data objects: everything but the config, locks, holds
+/// (plain JSON) and manifests (the commit points, handled on their own).
+pub fn is_sealed_data(key: &str) -> bool {
+    key != CONFIG_KEY && !key.starts_with(LOCKS) && !key.starts_with(MANIFESTS) && !key.starts_with(HOLDS)
 }
 
 pub fn path(key: &str) -> ObjectPath {

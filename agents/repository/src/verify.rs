@@ -8,6 +8,8 @@ use futures::StreamExt;
 use serde::Serialize;
 
 use crate::error::{RepoError, Result};
+use lifeboat_storage::ObjectPath;
+
 use crate::format;
 use crate::repo::Repository;
 
@@ -32,6 +34,8 @@ pub struct VerifyReport {
     pub location: String,
     pub manifests: u64,
     pub chunks_checked: u64,
+    /// Sealed objects outside chunks and manifests (WAL, ...).
+    pub other_objects_checked: u64,
     pub bytes_checked: u64,
     /// Chunks no manifest references (left by interrupted runs; retention sweeps them).
     pub unreferenced_chunks: u64,
@@ -77,26 +81,39 @@ pub async fn verify(repo: &Repository, workers: usize) -> Result<VerifyReport> {
         }
     }
     report.unreferenced_chunks = present.keys().filter(|id| !users.contains_key(*id)).count() as u64;
-    let ids: Vec<String> = present.keys().cloned().collect();
-    let mut checks = futures::stream::iter(ids)
-        .map(|id| {
+    // Every sealed object: chunks, and the rest (WAL, ...) that no manifest lists.
+    let mut objects: Vec<ObjectPath> = present.keys().map(|id| format::chunk_path(id)).collect();
+    objects.extend(repo.store().list("").await?.into_iter().map(|m| m.path).filter(|p| {
+        let key = p.as_str();
+        format::is_sealed_data(key) && format::chunk_id_of(key).is_none()
+    }));
+    let mut checks = futures::stream::iter(objects)
+        .map(|path| {
             let repo = repo.clone();
             async move {
-                let result = repo.read_chunk(&id).await.map(|data| data.len() as u64);
-                (id, result)
+                let result = repo.read_object(&path).await.map(|data| data.len() as u64);
+                (path, result)
             }
         })
         .buffer_unordered(workers);
-    while let Some((id, result)) = checks.next().await {
-        report.chunks_checked += 1;
+    while let Some((path, result)) = checks.next().await {
+        let chunk_id = format::chunk_id_of(path.as_str()).map(String::from);
+        if chunk_id.is_some() {
+            report.chunks_checked += 1;
+        } else {
+            report.other_objects_checked += 1;
+        }
         match result {
             Ok(n) => report.bytes_checked += n,
             Err(RepoError::Store(e)) if !e.is_not_found() => return Err(RepoError::Store(e)),
             Err(e) => report.problems.push(Problem {
                 kind: if matches!(e, RepoError::Store(_)) { ProblemKind::Missing } else { ProblemKind::Corrupt },
-                object: format::chunk_path(&id).to_string(),
+                object: path.to_string(),
                 detail: e.to_string(),
-                breaks: users.get(&id).map(|s| s.iter().cloned().collect()).unwrap_or_default(),
+                breaks: chunk_id
+                    .and_then(|id| users.get(&id))
+                    .map(|s| s.iter().cloned().collect())
+                    .unwrap_or_default(),
             }),
         }
     }

@@ -2,4 +2,6 @@
 
 pub mod files;
 pub mod key;
+pub mod pg;
 pub mod repo;
+pub mod wal;

@@ -183,10 +183,11 @@ pub async fn run(global: &Global, cmd: RepoCommand) -> Result<ExitCode> {
                 }
                 let _ = writeln!(
                     out,
-                    "{}: {} manifests, {} chunks ({}) checked, {} unreferenced, {} problems",
+                    "{}: {} manifests, {} chunks and {} other objects ({}) checked, {} unreferenced chunks, {} problems",
                     if v.is_ok() { "OK" } else { "FAILED" },
                     v.manifests,
                     v.chunks_checked,
+                    v.other_objects_checked,
                     bytes(v.bytes_checked),
                     v.unreferenced_chunks,
                     v.problems.len()

@@ -1,0 +1,231 @@
+//! WAL archiving: `wal-push` (Postgres' `archive_command`) and `wal-fetch`
+//! (its `restore_command`).
+//!
+//! Rules, because Postgres trusts the exit code completely:
+//! - push returns success only once the file is durable in the repository
+//!   (the store's `put` is durable on return: fsync on `file://`, a 200 on S3
+//!   and Azure). Pushing a file that is archived with the same content is a
+//!   no-op; with different content it is an error, loudly, and the new
+//!   content is kept under `wal/<cell>/conflicts/` for inspection. An
+//!   archived object that fails verification is replaced by the good bytes.
+//! - push-ahead: besides the file Postgres asked for, up to `parallel - 1`
+//!   other `.ready` files are pushed concurrently; each is marked in
+//!   `pg_wal/lifeboat_archived/` only after it is durable, and when Postgres
+//!   later asks for it, the object is checked to exist before success is
+//!   reported. No queue, so nothing can be dropped when one "fills".
+//! - fetch hands Postgres only verified bytes (seal and, for encrypted
+//!   repositories, the AEAD tag), written to a temporary file and renamed.
+//!   A missing file is [`FetchOutcome::Missing`] (Postgres probes for files
+//!   that do not exist); any other failure is an error, which the CLI maps
+//!   to an exit code that stops recovery instead of ending it early.
+
+use std::path::{Path, PathBuf};
+
+use bytes::Bytes;
+use sha2::{Digest, Sha256};
+
+use lifeboat_repository::{format, RepoError, Repository};
+use lifeboat_storage::{ObjectPath, PutMode, StoreError};
+
+use crate::walname::WalFile;
+
+pub const WAL_PREFIX: &str = "wal/";
+/// Directory under `pg_wal` holding push-ahead markers.
+pub const MARKER_DIR: &str = "lifeboat_archived";
+
+#[derive(Debug, thiserror::Error)]
+pub enum WalError {
+    #[error(transparent)]
+    Repo(#[from] RepoError),
+    #[error("{name:?} is not a WAL file name (segment, .partial, .history or .backup)")]
+    BadName { name: String },
+    #[error("WAL file {name} of cell {cell} is already archived with different content (archived sha256 {archived}, new sha256 {new}); the new content is kept as {kept}; check that only one cluster archives as cell {cell}")]
+    Conflict { cell: String, name: String, archived: String, new: String, kept: String },
+    #[error("{context}: {source}")]
+    Io { context: String, source: std::io::Error },
+}
+
+fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> WalError {
+    let context = context.into();
+    move |source| WalError::Io { context, source }
+}
+
+/// `wal/<cell>/<name>`, for a valid cell and WAL file name.
+pub fn object_path(cell: &str, name: &str) -> Result<ObjectPath, WalError> {
+    format::validate_cell(cell)?;
+    if WalFile::parse(name).is_none() {
+        return Err(WalError::BadName { name: name.into() });
+    }
+    Ok(format::path(&format!("{WAL_PREFIX}{cell}/{name}")))
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PushOutcome {
+    /// Newly stored: plaintext bytes.
+    Stored(u64),
+    /// Already archived with the same content.
+    AlreadyArchived,
+}
+
+fn sha256_hex(data: &[u8]) -> String {
+    hex::encode(Sha256::digest(data))
+}
+
+/// Archive `data` as WAL file `name` of `cell`.
+pub async fn push_bytes(repo: &Repository, cell: &str, name: &str, data: Vec<u8>) -> Result<PushOutcome, WalError> {
+    let path = object_path(cell, name)?;
+    let data = Bytes::from(data);
+    let sealed = {
+        let (repo, path, data) = (repo.clone(), path.clone(), data.clone());
+        tokio::task::spawn_blocking(move || repo.seal(&path, &data)).await.expect("sealing does not panic")
+    };
+    match repo.store().put(&path, Bytes::from(sealed.clone()), PutMode::Create).await {
+        Ok(()) => return Ok(PushOutcome::Stored(data.len() as u64)),
+        Err(StoreError::AlreadyExists { .. }) => {}
+        Err(e) => return Err(RepoError::from(e).into()),
+    }
+    match repo.read_object(&path).await {
+        Ok(existing) if existing[..] == data[..] => Ok(PushOutcome::AlreadyArchived),
+        Ok(existing) => {
+            let new = sha256_hex(&data);
+            let kept = format::path(&format!("{WAL_PREFIX}{cell}/conflicts/{name}.{}", &new[..16]));
+            let sealed_conflict = repo.seal(&kept, &data);
+            match repo.store().put(&kept, Bytes::from(sealed_conflict), PutMode::Create).await {
+                Ok(()) | Err(StoreError::AlreadyExists { .. }) => {}
+                Err(e) => return Err(RepoError::from(e).into()),
+            }
+            Err(WalError::Conflict {
+                cell: cell.into(),
+                name: name.into(),
+                archived: sha256_hex(&existing),
+                new,
+                kept: kept.to_string(),
+            })
+        }
+        Err(RepoError::Corrupt { reason, .. }) => {
+            tracing::error!(%path, %reason, "archived WAL object is corrupt; replacing it with the verified bytes Postgres just handed over");
+            repo.store().put(&path, Bytes::from(sealed), PutMode::Overwrite).await.map_err(RepoError::from)?;
+            Ok(PushOutcome::Stored(data.len() as u64))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Archive the file at `path` (its name is the WAL file name).
+pub async fn push_file(repo: &Repository, cell: &str, path: &Path) -> Result<PushOutcome, WalError> {
+    let name = file_name(path)?;
+    let data = tokio::fs::read(path).await.map_err(io(format!("reading {}", path.display())))?;
+    push_bytes(repo, cell, &name, data).await
+}
+
+fn file_name(path: &Path) -> Result<String, WalError> {
+    path.file_name()
+        .and_then(|n| n.to_str())
+        .map(String::from)
+        .ok_or_else(|| WalError::BadName { name: path.display().to_string() })
+}
+
+/// What one `wal-push` invocation did.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct PushReport {
+    /// The file Postgres asked for.
+    pub name: String,
+    /// True when it was already archived (same content, or pushed ahead earlier).
+    pub already_archived: bool,
+    /// Other ready files pushed ahead by this invocation.
+    pub pushed_ahead: Vec<String>,
+}
+
+/// `archive_command`: archive `path`, and push up to `parallel - 1` other
+/// ready files of the same `pg_wal` concurrently.
+pub async fn push_with_readahead(repo: &Repository, cell: &str, path: &Path, parallel: usize) -> Result<PushReport, WalError> {
+    let name = file_name(path)?;
+    let wal_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    let markers = wal_dir.join(MARKER_DIR);
+    let mut report = PushReport { name: name.clone(), ..Default::default() };
+
+    // Pushed ahead by an earlier invocation? Believe the marker only if the object is there.
+    let marker = markers.join(&name);
+    if marker.exists() {
+        let _ = std::fs::remove_file(&marker);
+        if repo.store().head(&object_path(cell, &name)?).await.map_err(RepoError::from)?.is_some() {
+            report.already_archived = true;
+            return Ok(report);
+        }
+    }
+
+    let ahead = ready_files(&wal_dir, &name, &markers, parallel.saturating_sub(1));
+    let own = push_file(repo, cell, path);
+    let extras = futures::future::join_all(ahead.iter().map(|p| async move {
+        let result = push_file(repo, cell, p).await;
+        (p.clone(), result)
+    }));
+    let (own, extras) = tokio::join!(own, extras);
+    if !ahead.is_empty() {
+        std::fs::create_dir_all(&markers).map_err(io(format!("creating {}", markers.display())))?;
+    }
+    for (p, result) in extras {
+        let extra = file_name(&p)?;
+        match result {
+            Ok(_) => {
+                std::fs::write(markers.join(&extra), b"").map_err(io(format!("marking {extra} archived")))?;
+                report.pushed_ahead.push(extra);
+            }
+            // Postgres will ask for it in turn; the error is reported then.
+            Err(e) => tracing::warn!(file = %extra, error = %e, "push-ahead failed"),
+        }
+    }
+    report.already_archived = own? == PushOutcome::AlreadyArchived;
+    Ok(report)
+}
+
+/// Up to `limit` files with a `.ready` status, other than `skip` and not
+/// already marked, oldest name first.
+fn ready_files(wal_dir: &Path, skip: &str, markers: &Path, limit: usize) -> Vec<PathBuf> {
+    if limit == 0 {
+        return Vec::new();
+    }
+    let Ok(entries) = std::fs::read_dir(wal_dir.join("archive_status")) else { return Vec::new() };
+    let mut names: Vec<String> = entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str().and_then(|n| n.strip_suffix(".ready")).map(String::from))
+        .filter(|n| n != skip && WalFile::parse(n).is_some() && !markers.join(n).exists())
+        .collect();
+    names.sort();
+    names.into_iter().take(limit).map(|n| wal_dir.join(n)).collect()
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FetchOutcome {
+    Restored(u64),
+    Missing,
+}
+
+/// `restore_command`: write verified WAL file `name` to `dest`.
+pub async fn fetch(repo: &Repository, cell: &str, name: &str, dest: &Path) -> Result<FetchOutcome, WalError> {
+    let path = object_path(cell, name)?;
+    let data = match repo.read_object(&path).await {
+        Ok(data) => data,
+        Err(RepoError::Store(StoreError::NotFound { .. })) => return Ok(FetchOutcome::Missing),
+        Err(e) => return Err(e.into()),
+    };
+    let tmp = dest.with_file_name(format!(
+        ".{}.lifeboat-{:08x}",
+        dest.file_name().and_then(|n| n.to_str()).unwrap_or("wal"),
+        rand_suffix()
+    ));
+    let write = async {
+        tokio::fs::write(&tmp, &data).await?;
+        tokio::fs::rename(&tmp, dest).await
+    };
+    if let Err(e) = write.await {
+        let _ = tokio::fs::remove_file(&tmp).await;
+        return Err(WalError::Io { context: format!("writing {}", dest.display()), source: e });
+    }
+    Ok(FetchOutcome::Restored(data.len() as u64))
+}
+
+fn rand_suffix() -> u32 {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
+    nanos ^ std::process::id()
+}

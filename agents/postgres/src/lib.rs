@@ -1,0 +1,13 @@
+//! Postgres point-in-time recovery on the Lifeboat repository.
+//!
+//! - [`walname`]: WAL file names (segments, `.partial`, `.history`,
+//!   `.backup`) and segment arithmetic, with no I/O
+//! - [`archive`]: `wal-push` (Postgres' `archive_command`) and `wal-fetch`
+//!   (its `restore_command`), and push-ahead of ready segments
+//! - [`chain`]: the archived WAL chain of a cell: timelines, ranges, gaps
+//!
+//! Base backups and PITR restore build on these (issue 3, next slices).
+
+pub mod archive;
+pub mod chain;
+pub mod walname;

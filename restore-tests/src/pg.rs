@@ -1,0 +1,130 @@
+//! Private PostgreSQL 15 clusters for tests, through `infra/pg-cluster.sh`
+//! (run as the `postgres` user), queried with `psql`, the independent client.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use crate::workspace_root;
+
+fn script(args: &[&str]) -> String {
+    let out = Command::new("bash")
+        .arg(workspace_root().join("infra/pg-cluster.sh"))
+        .args(args)
+        .output()
+        .expect("running infra/pg-cluster.sh");
+    assert!(
+        out.status.success(),
+        "infra/pg-cluster.sh {args:?} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+pub fn free_port() -> u16 {
+    script(&["free-port"]).parse().expect("a port number")
+}
+
+pub fn bindir() -> PathBuf {
+    let out = Command::new("pg_config").arg("--bindir").output().expect("pg_config");
+    PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
+}
+
+/// A cluster folder (`DIR/data` is PGDATA) and its port. Stopped on drop.
+#[derive(Debug)]
+pub struct Cluster {
+    pub dir: PathBuf,
+    pub port: u16,
+}
+
+impl Cluster {
+    /// initdb a new cluster with extra postgresql.conf lines, and start it.
+    pub fn create(dir: &Path, conf: &[&str]) -> Cluster {
+        let port = free_port();
+        let mut args = vec!["create", dir.to_str().unwrap()];
+        let port_s = port.to_string();
+        args.push(&port_s);
+        args.extend_from_slice(conf);
+        script(&args);
+        let c = Cluster { dir: dir.to_path_buf(), port };
+        c.start();
+        c
+    }
+
+    /// A cluster around an existing `DIR/data` (e.g. a restore), not started.
+    pub fn existing(dir: &Path) -> Cluster {
+        Cluster { dir: dir.to_path_buf(), port: free_port() }
+    }
+
+    pub fn data(&self) -> PathBuf {
+        self.dir.join("data")
+    }
+
+    pub fn start(&self) {
+        script(&["start", self.dir.to_str().unwrap(), &self.port.to_string()]);
+    }
+
+    pub fn stop(&self) {
+        script(&["stop", self.dir.to_str().unwrap()]);
+    }
+
+    /// Run SQL with psql; returns unaligned, tuples-only output.
+    pub fn psql(&self, sql: &str) -> String {
+        let out = Command::new(bindir().join("psql"))
+            .args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1", "-p", &self.port.to_string(), "-U", "postgres", "-d", "postgres", "-c", sql])
+            .output()
+            .expect("running psql");
+        assert!(out.status.success(), "psql {sql:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    /// Poll `sql` until it returns `want` (or panic after `timeout`).
+    pub fn wait_for(&self, sql: &str, want: &str, timeout: Duration) {
+        let start = Instant::now();
+        loop {
+            let got = self.psql(sql);
+            if got == want {
+                return;
+            }
+            assert!(start.elapsed() < timeout, "{sql:?} still returns {got:?}, not {want:?}, after {timeout:?}; log:\n{}", self.log_tail());
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    pub fn log_tail(&self) -> String {
+        let log = std::fs::read_to_string(self.dir.join("postgres.log")).unwrap_or_default();
+        log.lines().rev().take(30).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n")
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let _ = Command::new("bash")
+            .arg(workspace_root().join("infra/pg-cluster.sh"))
+            .args(["stop", self.dir.to_str().unwrap()])
+            .output();
+    }
+}
+
+/// Copy the agent binary where the `postgres` user can run it (archive and
+/// restore commands run as that user, and /root is closed to it).
+pub fn agent_for_postgres(dir: &Path) -> PathBuf {
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let bin = dir.join("lifeboat-agent");
+    std::fs::copy(crate::agent_bin(), &bin).unwrap();
+    std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
+    bin
+}
+
+/// Hand a path (recursively) to the `postgres` user.
+pub fn give_to_postgres(path: &Path) {
+    let ok = Command::new("chown").args(["-R", "postgres:postgres"]).arg(path).status().unwrap().success();
+    assert!(ok, "chown postgres {}", path.display());
+}
+
+/// Make a scratch directory reachable by the `postgres` user.
+pub fn open_for_postgres(path: &Path) {
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
