@@ -128,3 +128,62 @@ pub fn give_to_postgres(path: &Path) {
 pub fn open_for_postgres(path: &Path) {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
 }
+
+/// A repository on `file://` that a cluster's archive and restore commands
+/// (run as `postgres`) can use: the agent binary, a key file and the
+/// repository directory, all reachable by that user.
+pub struct Archive {
+    _scratch: tempfile::TempDir,
+    pub root: PathBuf,
+    pub bin: PathBuf,
+    pub key: PathBuf,
+    pub repo_dir: PathBuf,
+    pub repo: String,
+}
+
+impl Archive {
+    pub fn new() -> Archive {
+        crate::services();
+        let scratch = tempfile::tempdir().unwrap();
+        let root = scratch.path().to_path_buf();
+        open_for_postgres(&root);
+        let bin = agent_for_postgres(&root.join("bin"));
+        let key = root.join("key");
+        crate::write_key(&key);
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let repo_dir = root.join("repo");
+        let repo = format!("file://{}", repo_dir.display());
+        crate::ok(&crate::agent(&["repo", "init", "--repo", &repo, "--key-file", key.to_str().unwrap()], &[]));
+        give_to_postgres(&repo_dir);
+        Archive { _scratch: scratch, root, bin, key, repo_dir, repo }
+    }
+
+    /// postgresql.conf lines that archive into this repository as `cell`.
+    pub fn archive_conf(&self, cell: &str) -> [String; 2] {
+        [
+            "archive_mode = on".to_string(),
+            format!("archive_command = '{} wal-push %p --repo {} --cell {cell} --key-file {}'", self.bin.display(), self.repo, self.key.display()),
+        ]
+    }
+
+    pub fn restore_command(&self, cell: &str) -> String {
+        format!("restore_command = '{} wal-fetch %f %p --repo {} --cell {cell} --key-file {}'", self.bin.display(), self.repo, self.key.display())
+    }
+
+    pub fn k(&self) -> &str {
+        self.key.to_str().unwrap()
+    }
+}
+
+impl Default for Archive {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Switch to a new WAL segment and wait until the finished one is archived.
+pub fn switch_and_wait(pg: &Cluster) -> String {
+    let seg = pg.psql("select pg_walfile_name(pg_switch_wal())");
+    pg.wait_for(&format!("select last_archived_wal >= '{seg}' from pg_stat_archiver"), "t", Duration::from_secs(60));
+    seg
+}

@@ -7,68 +7,8 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use lifeboat_restore_tests::pg::{agent_for_postgres, bindir, give_to_postgres, open_for_postgres, Cluster};
-use lifeboat_restore_tests::{agent, fails, ok, write_key};
-
-struct Setup {
-    _scratch: tempfile::TempDir,
-    root: std::path::PathBuf,
-    bin: std::path::PathBuf,
-    key: std::path::PathBuf,
-    repo_dir: std::path::PathBuf,
-    repo: String,
-}
-
-fn setup() -> Setup {
-    lifeboat_restore_tests::services();
-    let scratch = tempfile::tempdir().unwrap();
-    let root = scratch.path().to_path_buf();
-    open_for_postgres(&root);
-    let bin = agent_for_postgres(&root.join("bin"));
-    let key = root.join("key");
-    write_key(&key);
-    std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
-    let repo_dir = root.join("repo");
-    let repo = format!("file://{}", repo_dir.display());
-    ok(&agent(&["repo", "init", "--repo", &repo, "--key-file", key.to_str().unwrap()], &[]));
-    give_to_postgres(&repo_dir);
-    Setup { _scratch: scratch, root, bin, key, repo_dir, repo }
-}
-
-impl Setup {
-    fn archive_command(&self, cell: &str) -> String {
-        format!(
-            "archive_command = '{} wal-push %p --repo {} --cell {cell} --key-file {}'",
-            self.bin.display(),
-            self.repo,
-            self.key.display()
-        )
-    }
-
-    fn restore_command(&self, cell: &str) -> String {
-        format!(
-            "restore_command = '{} wal-fetch %f %p --repo {} --cell {cell} --key-file {}'",
-            self.bin.display(),
-            self.repo,
-            self.key.display()
-        )
-    }
-
-    fn k(&self) -> &str {
-        self.key.to_str().unwrap()
-    }
-}
-
-/// Switch to a new segment and wait until the finished one is archived.
-fn switch_and_wait(pg: &Cluster) -> String {
-    let seg = pg.psql("select pg_walfile_name(pg_switch_wal())");
-    pg.wait_for(
-        &format!("select last_archived_wal >= '{seg}' from pg_stat_archiver"),
-        "t",
-        Duration::from_secs(60),
-    );
-    seg
-}
+use lifeboat_restore_tests::pg::{bindir, switch_and_wait, Archive, Cluster};
+use lifeboat_restore_tests::{agent, fails, ok};
 
 fn table_dump(pg: &Cluster) -> String {
     pg.psql("select string_agg(id || ':' || amount || ':' || note, ',' order by id) from ledger")
@@ -76,8 +16,9 @@ fn table_dump(pg: &Cluster) -> String {
 
 #[test]
 fn archive_then_replay_to_latest_matches_the_source() {
-    let s = setup();
-    let primary = Cluster::create(&s.root.join("primary"), &["archive_mode = on", &s.archive_command("pg-a")]);
+    let s = Archive::new();
+    let conf = s.archive_conf("pg-a");
+    let primary = Cluster::create(&s.root.join("primary"), &[&conf[0], &conf[1]]);
     primary.psql("create table ledger (id bigserial primary key, amount int not null, note text)");
     primary.psql("insert into ledger (amount, note) select g, 'before base ' || g from generate_series(1, 2000) g");
     switch_and_wait(&primary);
@@ -125,8 +66,9 @@ fn archive_then_replay_to_latest_matches_the_source() {
 
 #[test]
 fn archiving_survives_store_errors_without_losing_a_segment() {
-    let s = setup();
-    let primary = Cluster::create(&s.root.join("primary"), &["archive_mode = on", &s.archive_command("pg-b")]);
+    let s = Archive::new();
+    let conf = s.archive_conf("pg-b");
+    let primary = Cluster::create(&s.root.join("primary"), &[&conf[0], &conf[1]]);
     primary.psql("create table ledger (id bigserial primary key, amount int not null, note text)");
     switch_and_wait(&primary);
 
@@ -156,7 +98,7 @@ fn archiving_survives_store_errors_without_losing_a_segment() {
 
 #[test]
 fn wal_push_and_fetch_rules() {
-    let s = setup();
+    let s = Archive::new();
     let (repo, k) = (&s.repo, s.k());
     let segs = s.root.join("segs");
     std::fs::create_dir_all(&segs).unwrap();
@@ -220,7 +162,7 @@ fn wal_push_and_fetch_rules() {
 
 #[test]
 fn kill_9_during_wal_push_never_leaves_a_bad_object() {
-    let s = setup();
+    let s = Archive::new();
     let segs = s.root.join("segs");
     std::fs::create_dir_all(&segs).unwrap();
     let path = segs.join("000000010000000000000007");

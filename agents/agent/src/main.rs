@@ -39,7 +39,7 @@ enum Command {
     WalPush(commands::wal::PushArgs),
     /// Restore a WAL file: Postgres' restore_command (`wal-fetch %f %p`).
     WalFetch(commands::wal::FetchArgs),
-    /// Postgres backups: WAL chain checks.
+    /// Postgres: base backups, point-in-time restore, backup info, WAL chain checks.
     #[command(subcommand)]
     Pg(commands::pg::PgCommand),
 }

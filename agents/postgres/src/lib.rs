@@ -6,8 +6,13 @@
 //!   (its `restore_command`), and push-ahead of ready segments
 //! - [`chain`]: the archived WAL chain of a cell: timelines, ranges, gaps
 //!
-//! Base backups and PITR restore build on these (issue 3, next slices).
+//! - [`lsn`]: WAL positions
+//! - [`backup`]: base backups (`pg backup`)
+//! - [`restore`]: point-in-time restore (`pg restore`)
 
 pub mod archive;
+pub mod backup;
 pub mod chain;
+pub mod lsn;
+pub mod restore;
 pub mod walname;

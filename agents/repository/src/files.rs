@@ -27,9 +27,24 @@ use crate::repo::Repository;
 
 pub const KIND: &str = "files";
 
+/// What a tree backup does with an entry, by its relative path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Filter {
+    Include,
+    /// Leave the entry (and, for a directory, everything below it) out.
+    Exclude,
+    /// Keep the directory itself, empty (e.g. Postgres' `pg_wal`).
+    EmptyDir,
+}
+
+/// A filter that includes everything.
+pub fn include_all(_: &str) -> Filter {
+    Filter::Include
+}
+
 /// Walk `root` in sorted order. Returns entries and the absolute paths of
 /// the regular files (in entry order), plus the number of skipped entries.
-fn walk(root: &Path) -> Result<(Vec<Entry>, Vec<PathBuf>, u64)> {
+fn walk(root: &Path, filter: fn(&str) -> Filter) -> Result<(Vec<Entry>, Vec<PathBuf>, u64)> {
     let mut entries = Vec::new();
     let mut files = Vec::new();
     let mut skipped = 0;
@@ -47,12 +62,22 @@ fn walk(root: &Path) -> Result<(Vec<Entry>, Vec<PathBuf>, u64)> {
                 RepoError::Invalid(format!("{}: file name is not UTF-8; rename it to back it up", item.path().display()))
             })?;
             let path = if rel.is_empty() { name.to_string() } else { format!("{rel}/{name}") };
-            let meta = fs::symlink_metadata(item.path()).map_err(RepoError::io(format!("reading {}", item.path().display())))?;
+            let decision = filter(&path);
+            if decision == Filter::Exclude {
+                continue;
+            }
+            let meta = match fs::symlink_metadata(item.path()) {
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue, // vanished while walking
+                other => other,
+            };
+            let meta = meta.map_err(RepoError::io(format!("reading {}", item.path().display())))?;
             let mode = meta.permissions().mode() & 0o7777;
             let ft = meta.file_type();
             if ft.is_dir() {
                 entries.push(Entry { path: path.clone(), kind: EntryKind::Dir, mode, size: 0, mtime: meta.mtime(), target: None });
-                subdirs.push((item.path(), path));
+                if decision != Filter::EmptyDir {
+                    subdirs.push((item.path(), path));
+                }
             } else if ft.is_file() {
                 entries.push(Entry { path, kind: EntryKind::File, mode, size: 0, mtime: meta.mtime(), target: None });
                 files.push(item.path());
@@ -75,11 +100,14 @@ fn walk(root: &Path) -> Result<(Vec<Entry>, Vec<PathBuf>, u64)> {
 
 /// Reads the regular files one after the other as one stream, remembering
 /// how many bytes each contributed (a file that changes size mid-backup is
-/// recorded as read, so restore splits the stream correctly).
+/// recorded as read, so restore splits the stream correctly). A file that
+/// vanished between the walk and the read contributes nothing and is marked
+/// `None` (Postgres drops relation files all the time; replay recreates
+/// whatever is needed).
 struct Concat {
     files: std::vec::IntoIter<PathBuf>,
     current: Option<File>,
-    sizes: Arc<Mutex<Vec<u64>>>,
+    sizes: Arc<Mutex<Vec<Option<u64>>>>,
 }
 
 impl Read for Concat {
@@ -87,19 +115,112 @@ impl Read for Concat {
         loop {
             if self.current.is_none() {
                 let Some(next) = self.files.next() else { return Ok(0) };
-                let file = File::open(&next)
-                    .map_err(|e| io::Error::new(e.kind(), format!("opening {}: {e}", next.display())))?;
-                self.current = Some(file);
-                self.sizes.lock().unwrap().push(0);
+                match File::open(&next) {
+                    Ok(file) => {
+                        self.current = Some(file);
+                        self.sizes.lock().unwrap().push(Some(0));
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                        tracing::warn!(file = %next.display(), "vanished during the backup; left out");
+                        self.sizes.lock().unwrap().push(None);
+                        continue;
+                    }
+                    Err(e) => return Err(io::Error::new(e.kind(), format!("opening {}: {e}", next.display()))),
+                }
             }
             let n = self.current.as_mut().unwrap().read(buf)?;
             if n == 0 {
                 self.current = None;
                 continue;
             }
-            *self.sizes.lock().unwrap().last_mut().unwrap() += n as u64;
+            if let Some(Some(size)) = self.sizes.lock().unwrap().last_mut() {
+                *size += n as u64;
+            }
             return Ok(n);
         }
+    }
+}
+
+/// A tree stored in the repository, not yet committed by a manifest.
+#[derive(Debug, Clone)]
+pub struct StoredTree {
+    pub source: String,
+    pub entries: Vec<Entry>,
+    pub chunks: Vec<crate::manifest::ChunkRef>,
+    pub totals: Totals,
+}
+
+/// Store the tree under `dir` (entries passing `filter`) in the repository:
+/// its chunks only; the caller commits it with a manifest. Checks that every
+/// referenced chunk is present before returning.
+pub async fn store_tree(repo: &Repository, dir: &Path, filter: fn(&str) -> Filter) -> Result<StoredTree> {
+    let dir = dir.canonicalize().map_err(RepoError::io(format!("backup source {}", dir.display())))?;
+    if !dir.is_dir() {
+        return Err(RepoError::Invalid(format!("backup source {} is not a directory", dir.display())));
+    }
+    let walk_dir = dir.clone();
+    let (mut entries, files, skipped) =
+        tokio::task::spawn_blocking(move || walk(&walk_dir, filter)).await.expect("walk does not panic")?;
+    let known = KnownChunks::load(repo).await?;
+    let sizes = Arc::new(Mutex::new(Vec::new()));
+    let reader = Concat { files: files.into_iter(), current: None, sizes: sizes.clone() };
+    let (chunks, stats) = pipeline::store_stream(repo, &known, reader, pipeline::default_workers()).await?;
+    let sizes = sizes.lock().unwrap().clone();
+    let mut file_sizes = sizes.into_iter();
+    let mut vanished = HashSet::new();
+    for (i, entry) in entries.iter_mut().enumerate().filter(|(_, e)| e.kind == EntryKind::File) {
+        match file_sizes.next().flatten() {
+            Some(size) => entry.size = size,
+            None => {
+                vanished.insert(i);
+            }
+        }
+    }
+    let mut i = 0;
+    entries.retain(|_| {
+        i += 1;
+        !vanished.contains(&(i - 1))
+    });
+    // Every referenced chunk must be present before the commit point.
+    let present = repo.list_chunks().await?;
+    if let Some(missing) = chunks.iter().find(|c| !present.contains_key(&c.id)) {
+        return Err(RepoError::Invalid(format!(
+            "chunk {} vanished from {} during the backup; the backup was not committed, run it again",
+            missing.id,
+            repo.location()
+        )));
+    }
+    let count = |k: EntryKind| entries.iter().filter(|e| e.kind == k).count() as u64;
+    let totals = Totals {
+        files: count(EntryKind::File),
+        dirs: count(EntryKind::Dir),
+        symlinks: count(EntryKind::Symlink),
+        bytes: stats.bytes,
+        chunks: stats.chunks,
+        new_chunks: stats.new_chunks,
+        new_stored_bytes: stats.new_stored_bytes,
+        skipped,
+    };
+    Ok(StoredTree { source: dir.display().to_string(), entries, chunks, totals })
+}
+
+/// The manifest that commits a stored tree.
+pub fn new_manifest(repo: &Repository, cell: &str, kind: &str, started: OffsetDateTime, tree: StoredTree) -> Manifest {
+    Manifest {
+        version: manifest::MANIFEST_VERSION,
+        id: manifest::new_backup_id(kind, started),
+        cell: cell.into(),
+        kind: kind.into(),
+        started,
+        finished: OffsetDateTime::now_utc(),
+        tool_version: env!("CARGO_PKG_VERSION").into(),
+        key_id: repo.key().map(|k| k.id().to_string()),
+        source: tree.source,
+        entries: tree.entries,
+        chunks: tree.chunks,
+        totals: tree.totals,
+        labels: Default::default(),
+        details: None,
     }
 }
 
@@ -107,59 +228,10 @@ impl Read for Concat {
 pub async fn backup_dir(repo: &Repository, cell: &str, dir: &Path) -> Result<Manifest> {
     crate::format::validate_cell(cell)?;
     let started = OffsetDateTime::now_utc();
-    let dir = dir.canonicalize().map_err(RepoError::io(format!("backup source {}", dir.display())))?;
-    if !dir.is_dir() {
-        return Err(RepoError::Invalid(format!("backup source {} is not a directory", dir.display())));
-    }
     let lock = LockGuard::acquire(repo, LockKind::Shared, &format!("files backup of cell {cell}")).await?;
     let result = async {
-        let walk_dir = dir.clone();
-        let (mut entries, files, skipped) =
-            tokio::task::spawn_blocking(move || walk(&walk_dir)).await.expect("walk does not panic")?;
-        let known = KnownChunks::load(repo).await?;
-        let sizes = Arc::new(Mutex::new(Vec::new()));
-        let reader = Concat { files: files.into_iter(), current: None, sizes: sizes.clone() };
-        let (chunks, stats) = pipeline::store_stream(repo, &known, reader, pipeline::default_workers()).await?;
-        let sizes = sizes.lock().unwrap().clone();
-        let mut file_sizes = sizes.into_iter();
-        for entry in entries.iter_mut().filter(|e| e.kind == EntryKind::File) {
-            entry.size = file_sizes.next().unwrap_or(0);
-        }
-        // Every referenced chunk must be present before the commit point.
-        let present = repo.list_chunks().await?;
-        if let Some(missing) = chunks.iter().find(|c| !present.contains_key(&c.id)) {
-            return Err(RepoError::Invalid(format!(
-                "chunk {} vanished from {} during the backup; the backup was not committed, run it again",
-                missing.id,
-                repo.location()
-            )));
-        }
-        let count = |k: EntryKind| entries.iter().filter(|e| e.kind == k).count() as u64;
-        let totals = Totals {
-            files: count(EntryKind::File),
-            dirs: count(EntryKind::Dir),
-            symlinks: count(EntryKind::Symlink),
-            bytes: stats.bytes,
-            chunks: stats.chunks,
-            new_chunks: stats.new_chunks,
-            new_stored_bytes: stats.new_stored_bytes,
-            skipped,
-        };
-        let manifest = Manifest {
-            version: manifest::MANIFEST_VERSION,
-            id: manifest::new_backup_id(KIND, started),
-            cell: cell.into(),
-            kind: KIND.into(),
-            started,
-            finished: OffsetDateTime::now_utc(),
-            tool_version: env!("CARGO_PKG_VERSION").into(),
-            key_id: repo.key().map(|k| k.id().to_string()),
-            source: dir.display().to_string(),
-            entries,
-            chunks,
-            totals,
-            labels: Default::default(),
-        };
+        let tree = store_tree(repo, dir, include_all).await?;
+        let manifest = new_manifest(repo, cell, KIND, started, tree);
         repo.write_manifest(&manifest).await?;
         Ok(manifest)
     }

@@ -34,6 +34,10 @@ pub struct Manifest {
     pub totals: Totals,
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
+    /// Kind-specific details (Postgres LSNs and timeline, Kafka offsets),
+    /// defined by the crate that owns the kind.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub details: Option<serde_json::Value>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

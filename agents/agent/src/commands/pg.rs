@@ -1,18 +1,118 @@
-//! `pg check`: the archived WAL chain of a cell, with every gap.
+//! `pg backup | restore | info | check`: Postgres base backups, point-in-time
+//! restores, and the state of a cell's backups and WAL chain.
 
 use std::fmt::Write as _;
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
-use anyhow::Result;
-use clap::Subcommand;
+use anyhow::{bail, Context, Result};
+use clap::{Args, Subcommand};
+use serde::Serialize;
 
+use lifeboat_postgres::backup::{self, BackupRequest, PgDetails};
+use lifeboat_postgres::lsn::Lsn;
+use lifeboat_postgres::restore::{self, RestoreRequest, Target};
 use lifeboat_postgres::chain;
 
 use crate::context::{open_repo, Global, RepoArg};
 use crate::output::emit;
 
+/// Exactly one recovery target.
+#[derive(Debug, Args)]
+#[group(required = true, multiple = false)]
+pub struct TargetArgs {
+    /// Recover to this time (RFC 3339, e.g. 2026-11-26T10:15:00Z), inclusive.
+    #[arg(long)]
+    target_time: Option<String>,
+    /// Recover to this WAL position (e.g. 0/3000060).
+    #[arg(long)]
+    target_lsn: Option<String>,
+    /// Recover up to and including this transaction id.
+    #[arg(long)]
+    target_xid: Option<u64>,
+    /// Recover to this named restore point (pg_create_restore_point).
+    #[arg(long)]
+    target_name: Option<String>,
+    /// Recover everything archived.
+    #[arg(long)]
+    latest: bool,
+}
+
+impl TargetArgs {
+    fn target(&self) -> Result<Target> {
+        if let Some(t) = &self.target_time {
+            let t = time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339)
+                .with_context(|| format!("--target-time {t:?} is not an RFC 3339 time such as 2026-11-26T10:15:00Z"))?;
+            return Ok(Target::Time(t));
+        }
+        if let Some(l) = &self.target_lsn {
+            return Ok(Target::Lsn(l.parse::<Lsn>().map_err(anyhow::Error::msg)?));
+        }
+        if let Some(x) = self.target_xid {
+            return Ok(Target::Xid(x));
+        }
+        if let Some(n) = &self.target_name {
+            return Ok(Target::Name(n.clone()));
+        }
+        Ok(Target::Latest)
+    }
+}
+
 #[derive(Debug, Subcommand)]
 pub enum PgCommand {
+    /// Take a base backup (valid only once the WAL it needs is archived).
+    Backup {
+        #[command(flatten)]
+        repo: RepoArg,
+        #[arg(long, env = "LIFEBOAT_CELL")]
+        cell: String,
+        /// libpq conninfo of the cluster, e.g. "host=127.0.0.1 port=5432 user=postgres".
+        #[arg(long, env = "LIFEBOAT_PG_CONN")]
+        conn: String,
+        /// The data directory as this agent sees it (default: the server's data_directory).
+        #[arg(long)]
+        pgdata: Option<PathBuf>,
+        /// How long to wait for the backup's WAL to reach the repository.
+        #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
+        wal_timeout: Duration,
+    },
+    /// Restore to a point in time into an empty directory, ready for pg_ctl start.
+    Restore {
+        #[command(flatten)]
+        repo: RepoArg,
+        #[arg(long, env = "LIFEBOAT_CELL")]
+        cell: String,
+        /// Target data directory (must not exist or be empty).
+        #[arg(long)]
+        to: PathBuf,
+        #[command(flatten)]
+        target: TargetArgs,
+        /// Restore this backup instead of the newest one before the target.
+        #[arg(long)]
+        backup: Option<String>,
+        /// The lifeboat-agent that Postgres' restore_command runs (default: this one).
+        #[arg(long)]
+        agent_path: Option<PathBuf>,
+        /// Do not archive from the restored cluster (drills, scratch copies).
+        #[arg(long)]
+        no_archive: bool,
+        /// Start the restored cluster on --port, wait for promotion, report the point reached.
+        #[arg(long, requires = "port")]
+        start: bool,
+        #[arg(long)]
+        port: Option<u16>,
+        /// Postgres server binaries (default: `pg_config --bindir`).
+        #[arg(long)]
+        pg_bindir: Option<PathBuf>,
+    },
+    /// List Postgres backups with LSNs, sizes and the recoverable window.
+    Info {
+        #[command(flatten)]
+        repo: RepoArg,
+        #[arg(long, env = "LIFEBOAT_CELL")]
+        cell: String,
+    },
     /// Check the archived WAL chain: per timeline the range and every gap; exits 1 on a gap.
     Check {
         #[command(flatten)]
@@ -22,8 +122,152 @@ pub enum PgCommand {
     },
 }
 
+#[derive(Serialize)]
+struct InfoBackup {
+    id: String,
+    kind: String,
+    started: String,
+    finished: String,
+    bytes: u64,
+    stored_new_bytes: u64,
+    #[serde(flatten)]
+    details: PgDetails,
+}
+
+#[derive(Serialize)]
+struct Info {
+    cell: String,
+    backups: Vec<InfoBackup>,
+    /// From the end of the oldest backup to the end of the newest archived WAL.
+    recoverable_from: Option<String>,
+    recoverable_to_wal: Option<String>,
+    wal: chain::ChainReport,
+}
+
+fn rfc(t: time::OffsetDateTime) -> String {
+    t.format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
+}
+
 pub async fn run(global: &Global, cmd: PgCommand) -> Result<ExitCode> {
     match cmd {
+        PgCommand::Backup { repo, cell, conn, pgdata, wal_timeout } => {
+            let r = open_repo(global, &repo.url).await?;
+            let m = backup::backup(&r, &BackupRequest { cell, conninfo: conn, pgdata, wal_timeout }).await?;
+            let d = PgDetails::of(&m).expect("a pg backup has details");
+            #[derive(Serialize)]
+            struct Out<'a> {
+                backup_id: &'a str,
+                start_lsn: Lsn,
+                stop_lsn: Lsn,
+                timeline: u32,
+                totals: &'a lifeboat_repository::manifest::Totals,
+                seconds: f64,
+            }
+            let out = Out {
+                backup_id: &m.id,
+                start_lsn: d.start_lsn,
+                stop_lsn: d.stop_lsn,
+                timeline: d.timeline,
+                totals: &m.totals,
+                seconds: (m.finished - m.started).as_seconds_f64(),
+            };
+            emit(global, &out, |o| {
+                format!(
+                    "backup {} of cell {}: LSN {} .. {} on timeline {}, {} files, {} bytes, {} new chunks stored ({} bytes) in {:.1}s",
+                    o.backup_id, m.cell, o.start_lsn, o.stop_lsn, o.timeline, o.totals.files, o.totals.bytes, o.totals.new_chunks, o.totals.new_stored_bytes, o.seconds
+                )
+            });
+            Ok(ExitCode::SUCCESS)
+        }
+        PgCommand::Restore { repo, cell, to, target, backup, agent_path, no_archive, start, port, pg_bindir } => {
+            let key_file = match &global.key_file {
+                Some(k) => Some(std::fs::canonicalize(k).with_context(|| format!("key file {}", k.display()))?),
+                None if std::env::var("LIFEBOAT_KEY").is_ok() => {
+                    bail!("pg restore needs --key-file: Postgres' restore_command must read the key from a file")
+                }
+                None => None,
+            };
+            let r = open_repo(global, &repo.url).await?;
+            let agent = match agent_path {
+                Some(p) => p,
+                None => std::env::current_exe().context("locating this lifeboat-agent")?,
+            };
+            let mut restore_command = format!("{} wal-fetch %f %p --repo {} --cell {cell}", agent.display(), repo.url);
+            if let Some(k) = &key_file {
+                restore_command.push_str(&format!(" --key-file {}", k.display()));
+            }
+            let req = RestoreRequest { cell, to, target: target.target()?, backup, restore_command, no_archive };
+            let mut report = restore::restore(&r, &req).await?;
+            if start {
+                let bindir = match pg_bindir {
+                    Some(b) => b,
+                    None => {
+                        let out = std::process::Command::new("pg_config").arg("--bindir").output().context("running pg_config --bindir (or pass --pg-bindir)")?;
+                        PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
+                    }
+                };
+                restore::start_and_wait(&mut report, &bindir, port.expect("clap requires --port"), Duration::from_secs(3600)).await?;
+            }
+            emit(global, &report, |rep| {
+                let mut out = format!(
+                    "restored backup {} (stop LSN {}) into {} for target {}; WAL archived up to {}\n",
+                    rep.backup_id, rep.backup_stop_lsn, rep.data_directory, rep.target, rep.latest_archived_wal
+                );
+                match &rep.reached {
+                    Some(p) => {
+                        let _ = writeln!(
+                            out,
+                            "promoted after {:.1}s: reached LSN {}, last transaction at {}, timeline {}",
+                            p.seconds_to_promote,
+                            p.lsn,
+                            p.last_transaction_time.as_deref().unwrap_or("(none replayed)"),
+                            p.timeline
+                        );
+                    }
+                    None => out.push_str("start it with pg_ctl -D <dir> start; it replays to the target and promotes\n"),
+                }
+                out
+            });
+            Ok(ExitCode::SUCCESS)
+        }
+        PgCommand::Info { repo, cell } => {
+            let r = open_repo(global, &repo.url).await?;
+            let backups = restore::list_backups(&r, &cell).await?;
+            let wal = chain::check(&r, &cell).await?;
+            let info = Info {
+                recoverable_from: backups.first().map(|(m, _)| rfc(m.finished)),
+                recoverable_to_wal: wal.timelines.last().map(|t| t.last.clone()),
+                cell: cell.clone(),
+                backups: backups
+                    .into_iter()
+                    .map(|(m, d)| InfoBackup {
+                        id: m.id,
+                        kind: m.kind,
+                        started: rfc(m.started),
+                        finished: rfc(m.finished),
+                        bytes: m.totals.bytes,
+                        stored_new_bytes: m.totals.new_stored_bytes,
+                        details: d,
+                    })
+                    .collect(),
+                wal,
+            };
+            emit(global, &info, |i| {
+                let mut out = String::new();
+                for b in &i.backups {
+                    let _ = writeln!(out, "{}  {}  LSN {} .. {}  tl {}  {} bytes ({} new stored)", b.id, b.finished, b.details.start_lsn, b.details.stop_lsn, b.details.timeline, b.bytes, b.stored_new_bytes);
+                }
+                let _ = writeln!(
+                    out,
+                    "cell {}: recoverable from {} to the end of WAL {}",
+                    i.cell,
+                    i.recoverable_from.as_deref().unwrap_or("(no backup)"),
+                    i.recoverable_to_wal.as_deref().unwrap_or("(no WAL)")
+                );
+                out
+            });
+            Ok(ExitCode::SUCCESS)
+        }
         PgCommand::Check { repo, cell } => {
             let r = open_repo(global, &repo.url).await?;
             let report = chain::check(&r, &cell).await?;

@@ -1,0 +1,293 @@
+//! Point-in-time restore: pick the newest base backup before the target,
+//! check the archived WAL can reach it, restore the data directory (every
+//! chunk verified), and write the recovery settings so that `pg_ctl start`
+//! replays to the target through `wal-fetch` and promotes. Optionally start
+//! the server and report the point actually reached.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use time::OffsetDateTime;
+
+use lifeboat_repository::{files, Manifest, Repository};
+
+use crate::backup::{connect, PgDetails, PgError};
+use crate::chain;
+use crate::lsn::Lsn;
+use crate::walname::{segment_name, WalFile};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    Latest,
+    Time(OffsetDateTime),
+    Lsn(Lsn),
+    Xid(u64),
+    Name(String),
+}
+
+impl Target {
+    fn settings(&self) -> String {
+        // UTC with a numeric offset: at postmaster start the timezone
+        // abbreviations (such as "Z") are not loaded yet, so Postgres
+        // rejects RFC 3339's "Z" in recovery_target_time.
+        let fmt = time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]:[second].[subsecond digits:6]+00");
+        match self {
+            Target::Latest => String::new(),
+            Target::Time(t) => format!(
+                "recovery_target_time = '{}'\n",
+                t.to_offset(time::UtcOffset::UTC).format(&fmt).expect("formatting a time")
+            ),
+            Target::Lsn(l) => format!("recovery_target_lsn = '{l}'\n"),
+            Target::Xid(x) => format!("recovery_target_xid = '{x}'\n"),
+            Target::Name(n) => format!("recovery_target_name = '{}'\n", n.replace('\'', "''")),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct RestoreRequest {
+    pub cell: String,
+    pub to: PathBuf,
+    pub target: Target,
+    /// Use this backup instead of choosing one.
+    pub backup: Option<String>,
+    /// The `restore_command` Postgres will run (a `wal-fetch` invocation).
+    pub restore_command: String,
+    /// Append `archive_mode = off` (drills, scratch restores).
+    pub no_archive: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RestoreReport {
+    pub backup_id: String,
+    pub backup_stop_lsn: Lsn,
+    pub target: String,
+    pub data_directory: String,
+    /// Latest archived WAL segment the restore can replay to.
+    pub latest_archived_wal: String,
+    /// Filled in by [`start_and_wait`].
+    pub reached: Option<Reached>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Reached {
+    pub lsn: String,
+    pub last_transaction_time: Option<String>,
+    pub timeline: u32,
+    pub seconds_to_promote: f64,
+}
+
+/// Postgres backups of `cell` with their details, oldest first.
+pub async fn list_backups(repo: &Repository, cell: &str) -> Result<Vec<(Manifest, PgDetails)>, PgError> {
+    let mut out = Vec::new();
+    for b in repo.list_backups(Some(cell)).await? {
+        if !b.id.contains("-pg-") {
+            continue;
+        }
+        let m = repo.read_manifest(cell, &b.id).await?;
+        if let Some(d) = PgDetails::of(&m) {
+            out.push((m, d));
+        }
+    }
+    Ok(out)
+}
+
+fn choose(backups: Vec<(Manifest, PgDetails)>, req: &RestoreRequest) -> Result<(Manifest, PgDetails), PgError> {
+    let cell = &req.cell;
+    if backups.is_empty() {
+        return Err(PgError::Config(format!("cell {cell} has no Postgres backup in this repository; run `lifeboat-agent pg backup` first")));
+    }
+    if let Some(id) = &req.backup {
+        return backups.into_iter().find(|(m, _)| &m.id == id).ok_or_else(|| {
+            PgError::Config(format!("backup {id} of cell {cell} not found; `lifeboat-agent pg info` lists them"))
+        });
+    }
+    let oldest_end = backups[0].0.finished;
+    let oldest_lsn = backups[0].1.stop_lsn;
+    let usable: Vec<_> = match &req.target {
+        Target::Time(t) => backups.into_iter().filter(|(m, _)| m.finished <= *t).collect(),
+        Target::Lsn(l) => backups.into_iter().filter(|(_, d)| d.stop_lsn <= *l).collect(),
+        _ => backups,
+    };
+    usable.into_iter().last().ok_or_else(|| match &req.target {
+        Target::Lsn(l) => PgError::Config(format!(
+            "target LSN {l} is before the end of the oldest backup of cell {cell} ({oldest_lsn}); the earliest recoverable LSN is {oldest_lsn}"
+        )),
+        _ => PgError::Config(format!(
+            "target time is before the end of the oldest backup of cell {cell} ({oldest_end}); the earliest recoverable time is {oldest_end}"
+        )),
+    })
+}
+
+/// Restore a data directory ready for `pg_ctl start`.
+pub async fn restore(repo: &Repository, req: &RestoreRequest) -> Result<RestoreReport, PgError> {
+    let (manifest, details) = choose(list_backups(repo, &req.cell).await?, req)?;
+    let latest = check_wal_reaches(repo, &req.cell, &details, &req.target).await?;
+    files::restore_dir(repo, &manifest, &req.to).await?;
+    let io = |what: &str, e: std::io::Error| PgError::Config(format!("{what} in {}: {e}", req.to.display()));
+    // Postgres refuses a data directory open to others.
+    std::fs::set_permissions(&req.to, std::os::unix::fs::PermissionsExt::from_mode(0o700))
+        .map_err(|e| io("setting mode 0700", e))?;
+    std::fs::write(req.to.join("backup_label"), &details.backup_label).map_err(|e| io("writing backup_label", e))?;
+    if let Some(map) = &details.tablespace_map {
+        std::fs::write(req.to.join("tablespace_map"), map).map_err(|e| io("writing tablespace_map", e))?;
+    }
+    std::fs::write(req.to.join("recovery.signal"), "").map_err(|e| io("writing recovery.signal", e))?;
+    let mut settings = String::from("\n# ---- added by lifeboat-agent pg restore ----\n");
+    let _ = writeln!(settings, "restore_command = '{}'", req.restore_command.replace('\'', "''"));
+    settings.push_str(&req.target.settings());
+    settings.push_str("recovery_target_action = 'promote'\nrecovery_target_timeline = 'latest'\n");
+    if req.no_archive {
+        settings.push_str("archive_mode = 'off'\n");
+    }
+    let auto = req.to.join("postgresql.auto.conf");
+    let mut text = std::fs::read_to_string(&auto).unwrap_or_default();
+    text.push_str(&settings);
+    std::fs::write(&auto, text).map_err(|e| io("writing postgresql.auto.conf", e))?;
+    Ok(RestoreReport {
+        backup_id: manifest.id,
+        backup_stop_lsn: details.stop_lsn,
+        target: format!("{:?}", req.target),
+        data_directory: req.to.display().to_string(),
+        latest_archived_wal: latest,
+        reached: None,
+    })
+}
+
+/// The WAL from the backup's start must be unbroken; an LSN target must lie
+/// within what is archived. Returns the latest archived segment.
+async fn check_wal_reaches(repo: &Repository, cell: &str, d: &PgDetails, target: &Target) -> Result<String, PgError> {
+    let report = chain::check(repo, cell).await?;
+    let start = WalFile::parse(&d.start_wal).ok_or_else(|| PgError::Wal(format!("bad start WAL {}", d.start_wal)))?;
+    let WalFile::Segment { timeline, segno: start_seg } = start else {
+        return Err(PgError::Wal(format!("bad start WAL {}", d.start_wal)));
+    };
+    let tl = report
+        .timelines
+        .iter()
+        .find(|t| t.timeline == timeline)
+        .ok_or_else(|| PgError::Wal(format!("no WAL of timeline {timeline} is archived for cell {cell}; the backup cannot be made consistent")))?;
+    let last = WalFile::parse(&tl.last);
+    let Some(WalFile::Segment { segno: last_seg, .. }) = last else {
+        return Err(PgError::Wal("unreadable WAL chain".into()));
+    };
+    // Gaps after the backup's start break replay; report the reachable end.
+    if let Some(gap) = tl.gaps.iter().find(|g| matches!(WalFile::parse(&g.to), Some(WalFile::Segment { segno, .. }) if segno >= start_seg)) {
+        let from = match WalFile::parse(&gap.from) {
+            Some(WalFile::Segment { segno, .. }) => segno,
+            _ => start_seg,
+        };
+        if from <= d.stop_lsn.segno_before() {
+            return Err(PgError::Wal(format!(
+                "WAL segments {} .. {} are missing, and the backup needs them to become consistent; no point of this backup is recoverable",
+                gap.from, gap.to
+            )));
+        }
+        let reachable = segment_name(timeline, from - 1);
+        let beyond = match target {
+            Target::Lsn(l) => l.segno() >= from,
+            _ => true, // time, xid and name targets are checked by Postgres itself; tell the operator now
+        };
+        if beyond && matches!(target, Target::Lsn(_)) {
+            return Err(PgError::Wal(format!(
+                "WAL segments {} .. {} are missing; the latest reachable point is the end of {reachable}",
+                gap.from, gap.to
+            )));
+        }
+        tracing::warn!(gap_from = %gap.from, gap_to = %gap.to, %reachable, "the WAL chain has a gap; replay cannot go past {reachable}");
+        return Ok(reachable);
+    }
+    if start_seg > last_seg || d.stop_lsn.segno_before() > last_seg {
+        return Err(PgError::Wal(format!("the WAL this backup needs ({} .. {}) is not all archived", d.start_wal, d.stop_wal)));
+    }
+    if let Target::Lsn(l) = target {
+        if l.segno() > last_seg && !report.timelines.iter().any(|t| t.timeline > timeline) {
+            return Err(PgError::Wal(format!(
+                "target LSN {l} is after the latest archived WAL ({}); the latest reachable point is the end of that segment",
+                tl.last
+            )));
+        }
+    }
+    Ok(report.timelines.last().map(|t| t.last.clone()).unwrap_or_else(|| tl.last.clone()))
+}
+
+/// Start the restored cluster with `pg_ctl` (as the `postgres` user when
+/// run as root), wait for promotion, and report the point reached.
+pub async fn start_and_wait(report: &mut RestoreReport, bindir: &Path, port: u16, timeout: Duration) -> Result<(), PgError> {
+    let data = PathBuf::from(&report.data_directory);
+    let log = data.with_file_name(format!(
+        "{}.postgres.log",
+        data.file_name().and_then(|n| n.to_str()).unwrap_or("restore")
+    ));
+    let as_root = std::process::Command::new("id").arg("-u").output().map(|o| o.stdout.starts_with(b"0")).unwrap_or(false);
+    let pg_ctl = bindir.join("pg_ctl");
+    let opts = format!("-p {port} -c listen_addresses=127.0.0.1 -c unix_socket_directories=''");
+    let mut cmd = if as_root {
+        let status = std::process::Command::new("chown").args(["-R", "postgres:postgres"]).arg(&data).status();
+        if !status.map(|s| s.success()).unwrap_or(false) {
+            return Err(PgError::Config(format!("could not hand {} to the postgres user", data.display())));
+        }
+        let _ = std::fs::File::create(&log);
+        let _ = std::process::Command::new("chown").arg("postgres:postgres").arg(&log).status();
+        let mut c = std::process::Command::new("runuser");
+        c.args(["-u", "postgres", "--"]).arg(&pg_ctl);
+        c
+    } else {
+        std::process::Command::new(&pg_ctl)
+    };
+    let started = Instant::now();
+    let out = cmd
+        .arg("-D")
+        .arg(&data)
+        .arg("-l")
+        .arg(&log)
+        .args(["-o", &opts, "start"])
+        .current_dir("/")
+        .output()
+        .map_err(|e| PgError::Config(format!("running {}: {e}", pg_ctl.display())))?;
+    if !out.status.success() {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        let reason = lines[lines.len().saturating_sub(3)..].join(" / ");
+        return Err(PgError::Config(format!("pg_ctl start failed: {reason}; see {}", log.display())));
+    }
+    let conninfo = format!("host=127.0.0.1 port={port} user=postgres dbname=postgres connect_timeout=5");
+    loop {
+        if started.elapsed() > timeout {
+            return Err(PgError::Config(format!("not promoted after {}s; see {}", timeout.as_secs(), log.display())));
+        }
+        if !data.join("postmaster.pid").exists() && started.elapsed() > Duration::from_secs(2) {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            let fatal = text.lines().filter(|l| l.contains("FATAL") || l.contains("recovery ended")).last().unwrap_or("").to_string();
+            return Err(PgError::Wal(format!(
+                "Postgres stopped during recovery: {fatal}; the latest archived WAL is {}, so the latest reachable point is the end of that segment",
+                report.latest_archived_wal
+            )));
+        }
+        if let Ok(client) = connect(&conninfo).await {
+            let in_recovery: bool = match client.query_one("select pg_is_in_recovery()", &[]).await {
+                Ok(row) => row.get(0),
+                Err(_) => true,
+            };
+            if !in_recovery {
+                let row = client
+                    .query_one(
+                        "select pg_last_wal_replay_lsn()::text, pg_last_xact_replay_timestamp()::text, (select timeline_id from pg_control_checkpoint())",
+                        &[],
+                    )
+                    .await
+                    .map_err(|e| PgError::Query { context: "reading the point reached".into(), source: e })?;
+                report.reached = Some(Reached {
+                    lsn: row.get::<_, Option<String>>(0).unwrap_or_default(),
+                    last_transaction_time: row.get(1),
+                    timeline: row.get::<_, i32>(2) as u32,
+                    seconds_to_promote: started.elapsed().as_secs_f64(),
+                });
+                return Ok(());
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
