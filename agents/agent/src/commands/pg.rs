@@ -192,9 +192,12 @@ pub async fn run(global: &Global, cmd: PgCommand) -> Result<ExitCode> {
                 Some(p) => p,
                 None => std::env::current_exe().context("locating this lifeboat-agent")?,
             };
-            let mut restore_command = format!("{} wal-fetch %f %p --repo {} --cell {cell}", agent.display(), repo.url);
+            // Shell-quoted: Postgres runs it through /bin/sh, and URLs carry '?' and '&'.
+            let quote = |s: &str| format!("'{}'", s.replace('\'', "'\\''"));
+            let mut restore_command =
+                format!("{} wal-fetch %f %p --repo {} --cell {cell}", quote(&agent.display().to_string()), quote(&repo.url));
             if let Some(k) = &key_file {
-                restore_command.push_str(&format!(" --key-file {}", k.display()));
+                restore_command.push_str(&format!(" --key-file {}", quote(&k.display().to_string())));
             }
             let req = RestoreRequest { cell, to, target: target.target()?, backup, restore_command, no_archive };
             let mut report = restore::restore(&r, &req).await?;
