@@ -5,14 +5,15 @@
 //! - [`archive`]: `wal-push` (Postgres' `archive_command`) and `wal-fetch`
 //!   (its `restore_command`), and push-ahead of ready segments
 //! - [`chain`]: the archived WAL chain of a cell: timelines, ranges, gaps
-//!
 //! - [`lsn`]: WAL positions
 //! - [`backup`]: base backups (`pg backup`)
 //! - [`restore`]: point-in-time restore (`pg restore`)
+//! - [`retention`]: backups and the WAL they need, as a plan then an execution
 
 pub mod archive;
 pub mod backup;
 pub mod chain;
 pub mod lsn;
 pub mod restore;
+pub mod retention;
 pub mod walname;

@@ -26,12 +26,15 @@ pub struct Policy {
     pub keep_last: usize,
     #[serde(with = "humantime_serde_compat")]
     pub keep_within: Duration,
+    /// Only backups whose kind starts with this (e.g. `pg-`); others are kept.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kind_prefix: Option<String>,
 }
 
 impl Default for Policy {
     /// The platform default for daily fulls: 35 days, and never fewer than 3.
     fn default() -> Self {
-        Policy { keep_last: 3, keep_within: Duration::from_secs(35 * 86400) }
+        Policy { keep_last: 3, keep_within: Duration::from_secs(35 * 86400), kind_prefix: None }
     }
 }
 
@@ -97,7 +100,8 @@ pub async fn plan(repo: &Repository, cell: Option<&str>, policy: &Policy, now: O
         let manifest = repo.read_manifest(&backup.cell, &backup.id).await.map_err(|e| {
             RepoError::Invalid(format!("retention stopped: cannot read manifest {}/{}: {e}; run `repo verify`", backup.cell, backup.id))
         })?;
-        if cell.is_some_and(|c| c != backup.cell) {
+        let other_kind = policy.kind_prefix.as_deref().is_some_and(|k| !manifest.kind.starts_with(k));
+        if cell.is_some_and(|c| c != backup.cell) || other_kind {
             referenced.extend(manifest.chunks.iter().map(|c| c.id.clone()));
             continue;
         }
@@ -154,15 +158,22 @@ pub async fn execute(repo: &Repository, cell: Option<&str>, policy: &Policy, now
     let lock = LockGuard::acquire(repo, LockKind::Exclusive, "retention").await?;
     let result = async {
         let plan = plan(repo, cell, policy, now).await?;
-        for d in &plan.delete {
-            repo.store().delete(&format::manifest_path(&d.cell, &d.id)).await?;
-        }
-        for id in &plan.delete_chunks {
-            repo.store().delete(&format::chunk_path(id)).await?;
-        }
+        apply(repo, &plan).await?;
         Ok(plan)
     }
     .await;
     lock.release().await?;
     result
+}
+
+/// Carry out a plan: manifests first, then chunks. The caller holds the
+/// exclusive lock and computed the plan under it.
+pub async fn apply(repo: &Repository, plan: &Plan) -> Result<()> {
+    for d in &plan.delete {
+        repo.store().delete(&format::manifest_path(&d.cell, &d.id)).await?;
+    }
+    for id in &plan.delete_chunks {
+        repo.store().delete(&format::chunk_path(id)).await?;
+    }
+    Ok(())
 }

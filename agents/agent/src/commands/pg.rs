@@ -106,6 +106,22 @@ pub enum PgCommand {
         #[arg(long)]
         pg_bindir: Option<PathBuf>,
     },
+    /// Apply retention to a cell's Postgres backups and the WAL they no longer need:
+    /// shows the plan, then deletes (unless --dry-run).
+    Retention {
+        #[command(flatten)]
+        repo: RepoArg,
+        #[arg(long, env = "LIFEBOAT_CELL")]
+        cell: String,
+        /// Always keep this many newest backups.
+        #[arg(long, default_value_t = 2)]
+        keep_last: usize,
+        /// Keep every backup younger than this (the platform keeps daily fulls 35 days).
+        #[arg(long, default_value = "35d", value_parser = humantime::parse_duration)]
+        keep_within: Duration,
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// List Postgres backups with LSNs, sizes and the recoverable window.
     Info {
         #[command(flatten)]
@@ -229,6 +245,36 @@ pub async fn run(global: &Global, cmd: PgCommand) -> Result<ExitCode> {
                     }
                     None => out.push_str("start it with pg_ctl -D <dir> start; it replays to the target and promotes\n"),
                 }
+                out
+            });
+            Ok(ExitCode::SUCCESS)
+        }
+        PgCommand::Retention { repo, cell, keep_last, keep_within, dry_run } => {
+            let r = open_repo(global, &repo.url).await?;
+            let policy = lifeboat_repository::retention::Policy { keep_last, keep_within, kind_prefix: Some("pg-".into()) };
+            let now = time::OffsetDateTime::now_utc();
+            let plan = if dry_run {
+                lifeboat_postgres::retention::plan(&r, &cell, &policy, now).await?
+            } else {
+                lifeboat_postgres::retention::execute(&r, &cell, &policy, now).await?
+            };
+            emit(global, &plan, |p| {
+                let mut out = String::new();
+                for d in &p.backups.keep {
+                    let _ = writeln!(out, "keep   {}  ({})", d.id, d.reason);
+                }
+                for d in &p.backups.delete {
+                    let _ = writeln!(out, "delete {}  ({})", d.id, d.reason);
+                }
+                let _ = writeln!(
+                    out,
+                    "{} {} backups, {} chunks and {} WAL files (WAL from {} on is kept)",
+                    if dry_run { "would delete" } else { "deleted" },
+                    p.backups.delete.len(),
+                    p.backups.delete_chunks.len(),
+                    p.delete_wal.len(),
+                    p.keep_wal_from.as_deref().unwrap_or("(no retained backup: all WAL kept)")
+                );
                 out
             });
             Ok(ExitCode::SUCCESS)

@@ -220,7 +220,7 @@ pub async fn run(global: &Global, cmd: RepoCommand) -> Result<ExitCode> {
         }
         RepoCommand::Retention { repo, cell, keep_last, keep_within, dry_run } => {
             let r = open_repo(global, &repo.url).await?;
-            let policy = retention::Policy { keep_last, keep_within };
+            let policy = retention::Policy { keep_last, keep_within, kind_prefix: None };
             let now = OffsetDateTime::now_utc();
             let plan = if dry_run {
                 retention::plan(&r, cell.as_deref(), &policy, now).await?

@@ -1,0 +1,127 @@
+//! Base backups under faults and over their lifetime: `kill -9` in the
+//! middle of a base backup commits nothing and the rerun completes;
+//! retention deletes old backups and only the WAL no retained backup needs.
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use lifeboat_restore_tests::pg::{bindir, switch_and_wait, Archive, Cluster};
+use lifeboat_restore_tests::{agent, agent_bin, ok};
+
+fn count(dir: &std::path::Path) -> usize {
+    let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
+    entries.flatten().map(|e| if e.file_type().unwrap().is_dir() { count(&e.path()) } else { 1 }).sum()
+}
+
+fn latest_restore_matches(a: &Archive, cell: &str, name: &str, expected: &str) -> Cluster {
+    let restored = Cluster::existing(&a.root.join(name));
+    let data = restored.data();
+    ok(&agent(
+        &["pg", "restore", "--repo", &a.repo, "--cell", cell, "--key-file", a.k(), "--to", data.to_str().unwrap(), "--latest", "--no-archive", "--agent-path", a.bin.to_str().unwrap()],
+        &[],
+    ));
+    restored.start();
+    restored.wait_for("select pg_is_in_recovery()", "f", Duration::from_secs(120));
+    assert_eq!(restored.psql("select count(*) || ':' || sum(aid) from pgbench_accounts"), expected);
+    restored
+}
+
+/// The WAL file name of an LSN on timeline 1.
+fn segment_of(lsn: &str) -> String {
+    let (hi, lo) = lsn.split_once('/').unwrap();
+    let lsn = (u64::from_str_radix(hi, 16).unwrap() << 32) | u64::from_str_radix(lo, 16).unwrap();
+    let segno = lsn / (16 << 20);
+    format!("00000001{:08X}{:08X}", segno / 256, segno % 256)
+}
+
+#[test]
+fn kill_9_mid_base_backup_commits_nothing_and_the_rerun_completes() {
+    let a = Archive::new();
+    let conf = a.archive_conf("kb");
+    let primary = Cluster::create(&a.root.join("primary"), &[&conf[0], &conf[1]]);
+    let status = Command::new(bindir().join("pgbench"))
+        .args(["-i", "-q", "-s", "20", "-h", "127.0.0.1", "-p", &primary.port.to_string(), "-U", "postgres", "postgres"])
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let expected = primary.psql("select count(*) || ':' || sum(aid) from pgbench_accounts");
+    switch_and_wait(&primary);
+    let conn = format!("host=127.0.0.1 port={} user=postgres dbname=postgres", primary.port);
+    let args = ["pg", "backup", "--repo", &a.repo, "--cell", "kb", "--conn", &conn, "--key-file", a.k()];
+
+    let chunks = a.repo_dir.join("chunks");
+    let before = count(&chunks);
+    let mut child = Command::new(agent_bin()).args(args).env("RUST_LOG", "error").stdout(Stdio::null()).spawn().unwrap();
+    let start = Instant::now();
+    while count(&chunks) < before + 20 {
+        assert!(child.try_wait().unwrap().is_none(), "the backup finished before it could be killed");
+        assert!(start.elapsed() < Duration::from_secs(120));
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(count(&a.repo_dir.join("manifests")), 0, "a killed base backup must not be committed");
+    // Postgres ended the non-exclusive backup with the session; a new one can start.
+    primary.psql("insert into pgbench_history (tid, bid, aid, delta, mtime) values (1, 1, 1, 1, now())");
+
+    ok(&agent(&args, &[]));
+    assert_eq!(count(&a.repo_dir.join("manifests")), 1);
+    ok(&agent(&["repo", "verify", "--repo", &a.repo, "--key-file", a.k()], &[]));
+    primary.stop();
+    let _restored = latest_restore_matches(&a, "kb", "restored", &expected);
+}
+
+#[test]
+fn retention_keeps_every_wal_file_a_retained_backup_needs() {
+    let a = Archive::new();
+    let conf = a.archive_conf("rt");
+    let primary = Cluster::create(&a.root.join("primary"), &[&conf[0], &conf[1]]);
+    let status = Command::new(bindir().join("pgbench"))
+        .args(["-i", "-q", "-s", "1", "-h", "127.0.0.1", "-p", &primary.port.to_string(), "-U", "postgres", "postgres"])
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let conn = format!("host=127.0.0.1 port={} user=postgres dbname=postgres", primary.port);
+    let mut backups = Vec::new();
+    for round in 0..3 {
+        let out = ok(&agent(&["pg", "backup", "--repo", &a.repo, "--cell", "rt", "--conn", &conn, "--key-file", a.k(), "--output", "json"], &[]));
+        let b: serde_json::Value = serde_json::from_str(&out).unwrap();
+        backups.push(b);
+        primary.psql(&format!("update pgbench_accounts set abalance = abalance + {round} where aid % 10 = 0"));
+        switch_and_wait(&primary);
+    }
+    let expected = primary.psql("select count(*) || ':' || sum(aid) from pgbench_accounts");
+    let balances = primary.psql("select sum(abalance) from pgbench_accounts");
+    let wal_dir = a.repo_dir.join("wal/rt");
+    let wal_before: Vec<String> = std::fs::read_dir(&wal_dir).unwrap().flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+
+    let policy = ["--keep-last", "1", "--keep-within", "1s"];
+    std::thread::sleep(Duration::from_secs(2));
+    let dry: serde_json::Value = serde_json::from_str(&ok(&agent(
+        &[&["pg", "retention", "--repo", &a.repo, "--cell", "rt", "--key-file", a.k(), "--dry-run", "--output", "json"][..], &policy[..]].concat(),
+        &[],
+    )))
+    .unwrap();
+    assert_eq!(dry["delete"].as_array().unwrap().len(), 2, "{dry}");
+    let keep_from = dry["keep_wal_from"].as_str().unwrap().to_string();
+    assert_eq!(keep_from, segment_of(backups[2]["start_lsn"].as_str().unwrap()), "WAL is kept from the newest backup's start");
+    let doomed: Vec<String> = dry["delete_wal"].as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_string()).collect();
+    assert!(!doomed.is_empty());
+    assert!(doomed.iter().all(|w| w.as_str() < keep_from.as_str()), "only WAL before {keep_from}: {doomed:?}");
+    assert_eq!(std::fs::read_dir(&wal_dir).unwrap().count(), wal_before.len(), "a dry run deletes nothing");
+
+    ok(&agent(&[&["pg", "retention", "--repo", &a.repo, "--cell", "rt", "--key-file", a.k()][..], &policy[..]].concat(), &[]));
+    let wal_after: Vec<String> = std::fs::read_dir(&wal_dir).unwrap().flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+    for w in &wal_before {
+        let kept = wal_after.contains(w);
+        assert_eq!(kept, !doomed.contains(w), "{w}: kept {kept}");
+    }
+    let check = ok(&agent(&["pg", "check", "--repo", &a.repo, "--cell", "rt", "--key-file", a.k()], &[]));
+    assert!(!check.contains("GAP"), "{check}");
+    ok(&agent(&["repo", "verify", "--repo", &a.repo, "--key-file", a.k()], &[]));
+    primary.stop();
+    let restored = latest_restore_matches(&a, "rt", "restored", &expected);
+    assert_eq!(restored.psql("select sum(abalance) from pgbench_accounts"), balances, "every update after the kept backup replayed");
+}
