@@ -125,3 +125,50 @@ fn retention_keeps_every_wal_file_a_retained_backup_needs() {
     let restored = latest_restore_matches(&a, "rt", "restored", &expected);
     assert_eq!(restored.psql("select sum(abalance) from pgbench_accounts"), balances, "every update after the kept backup replayed");
 }
+
+#[test]
+fn incrementals_reuse_unchanged_files_and_restore_standalone() {
+    let a = Archive::new();
+    let conf = a.archive_conf("inc");
+    let primary = Cluster::create(&a.root.join("primary"), &[&conf[0], &conf[1]]);
+    let status = Command::new(bindir().join("pgbench"))
+        .args(["-i", "-q", "-s", "5", "-h", "127.0.0.1", "-p", &primary.port.to_string(), "-U", "postgres", "postgres"])
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    primary.psql("checkpoint");
+    std::thread::sleep(Duration::from_secs(2)); // files older than the full's start by more than a second
+    let conn = format!("host=127.0.0.1 port={} user=postgres dbname=postgres", primary.port);
+    let backup = |kind: &str| -> serde_json::Value {
+        let out = ok(&agent(&["pg", "backup", "--repo", &a.repo, "--cell", "inc", "--conn", &conn, "--key-file", a.k(), "--kind", kind, "--output", "json"], &[]));
+        serde_json::from_str(&out).unwrap()
+    };
+    let full = backup("full");
+    assert_eq!(full["kind"], "pg-full");
+
+    // Append-heavy work: ~2 % more ledger rows.
+    primary.psql("insert into pgbench_accounts select aid, 1, 0, '' from generate_series(500001, 510000) aid");
+    primary.psql("checkpoint");
+    let incr = backup("incremental");
+    assert_eq!(incr["kind"], "pg-incr", "{incr}");
+    assert_eq!(incr["parent"], full["backup_id"]);
+    let reused = incr["totals"]["reused_files"].as_u64().unwrap();
+    let files = incr["totals"]["files"].as_u64().unwrap();
+    assert!(reused * 2 > files, "most files are reused unread: {reused} of {files}");
+    let stored = incr["totals"]["new_stored_bytes"].as_u64().unwrap();
+    let db = incr["totals"]["bytes"].as_u64().unwrap();
+    assert!(stored * 10 < db, "an incremental stores only what changed: {stored} of {db} bytes");
+
+    primary.psql("insert into pgbench_accounts select aid, 1, 0, '' from generate_series(510001, 511000) aid");
+    switch_and_wait(&primary);
+    let expected = primary.psql("select count(*) || ':' || sum(aid) from pgbench_accounts");
+    primary.stop();
+
+    // Standalone: without the full's manifest, the incremental restores alone.
+    let full_id = full["backup_id"].as_str().unwrap();
+    std::fs::remove_file(a.repo_dir.join("manifests/inc").join(full_id)).unwrap();
+    ok(&agent(&["repo", "verify", "--repo", &a.repo, "--key-file", a.k()], &[]));
+    let restored = latest_restore_matches(&a, "inc", "restored", &expected);
+    drop(restored);
+}

@@ -20,6 +20,7 @@ use crate::lsn::Lsn;
 use crate::walname::segment_name;
 
 pub const KIND_FULL: &str = "pg-full";
+pub const KIND_INCREMENTAL: &str = "pg-incr";
 
 #[derive(Debug, thiserror::Error)]
 pub enum PgError {
@@ -51,6 +52,9 @@ pub struct PgDetails {
     /// Contents Postgres returned from `pg_backup_stop`, restored verbatim.
     pub backup_label: String,
     pub tablespace_map: Option<String>,
+    /// For an incremental: the backup whose unchanged files it reuses.
+    #[serde(default)]
+    pub parent: Option<String>,
 }
 
 impl PgDetails {
@@ -68,6 +72,9 @@ pub struct BackupRequest {
     pub pgdata: Option<PathBuf>,
     /// How long to wait for the backup's WAL to reach the repository.
     pub wal_timeout: Duration,
+    /// Reuse files unchanged since the newest backup of the same cluster
+    /// (falls back to a full backup when there is none).
+    pub incremental: bool,
 }
 
 /// Which files of a data directory a base backup leaves out (as pg_basebackup does).
@@ -157,6 +164,20 @@ pub async fn backup(repo: &Repository, req: &BackupRequest) -> Result<Manifest, 
         )));
     }
 
+    let parent = if req.incremental {
+        let newest = crate::restore::list_backups(repo, &req.cell)
+            .await?
+            .into_iter()
+            .filter(|(_, d)| d.system_identifier == system_identifier)
+            .last();
+        if newest.is_none() {
+            tracing::warn!(cell = %req.cell, "no earlier backup of this cluster: taking a full backup instead of an incremental");
+        }
+        newest.map(|(m, _)| m)
+    } else {
+        None
+    };
+    let kind = if parent.is_some() { KIND_INCREMENTAL } else { KIND_FULL };
     let lock = LockGuard::acquire(repo, LockKind::Shared, &format!("postgres backup of cell {}", req.cell)).await?;
     let result = async {
         let started = OffsetDateTime::now_utc();
@@ -167,7 +188,7 @@ pub async fn backup(repo: &Repository, req: &BackupRequest) -> Result<Manifest, 
             .map_err(q("pg_backup_start"))?
             .get(0);
         tracing::info!(cell = %req.cell, %start_lsn, "backup started");
-        let stored = files::store_tree(repo, &pgdata, pgdata_filter).await;
+        let stored = files::store_tree(repo, &pgdata, pgdata_filter, parent.as_ref()).await;
         let stop = client
             .query_one("select lsn::text, labelfile, spcmapfile from pg_backup_stop(false)", &[])
             .await
@@ -191,8 +212,9 @@ pub async fn backup(repo: &Repository, req: &BackupRequest) -> Result<Manifest, 
             from_standby,
             backup_label,
             tablespace_map: spcmap.filter(|s| !s.is_empty()),
+            parent: parent.as_ref().map(|m| m.id.clone()),
         };
-        let mut manifest = files::new_manifest(repo, &req.cell, KIND_FULL, started, tree);
+        let mut manifest = files::new_manifest(repo, &req.cell, kind, started, tree);
         manifest.details = Some(serde_json::to_value(&details).expect("details serialise"));
         repo.write_manifest(&manifest).await?;
         Ok(manifest)

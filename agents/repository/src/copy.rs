@@ -125,8 +125,8 @@ async fn copy_objects(src: &Repository, dst: &DynStore, workers: usize, report: 
                 continue;
             }
         };
-        if let Some(missing) = manifest.chunks.iter().find(|c| !present.contains(format::chunk_path(&c.id).as_str())) {
-            report.failures.push(format!("{path}: not copied because chunk {} is not at the destination", missing.id));
+        if let Some(missing) = manifest.chunk_ids().find(|id| !present.contains(format::chunk_path(id).as_str())) {
+            report.failures.push(format!("{path}: not copied because chunk {missing} is not at the destination"));
             continue;
         }
         let n = copy_object(src, dst, &path).await?;

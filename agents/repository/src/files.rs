@@ -74,19 +74,19 @@ fn walk(root: &Path, filter: fn(&str) -> Filter) -> Result<(Vec<Entry>, Vec<Path
             let mode = meta.permissions().mode() & 0o7777;
             let ft = meta.file_type();
             if ft.is_dir() {
-                entries.push(Entry { path: path.clone(), kind: EntryKind::Dir, mode, size: 0, mtime: meta.mtime(), target: None });
+                entries.push(Entry { path: path.clone(), kind: EntryKind::Dir, mode, size: 0, mtime: meta.mtime(), target: None, extent: None });
                 if decision != Filter::EmptyDir {
                     subdirs.push((item.path(), path));
                 }
             } else if ft.is_file() {
-                entries.push(Entry { path, kind: EntryKind::File, mode, size: 0, mtime: meta.mtime(), target: None });
+                entries.push(Entry { path, kind: EntryKind::File, mode, size: meta.len(), mtime: meta.mtime(), target: None, extent: None });
                 files.push(item.path());
             } else if ft.is_symlink() {
                 let target = fs::read_link(item.path()).map_err(RepoError::io(format!("reading link {}", item.path().display())))?;
                 let target = target.to_str().ok_or_else(|| {
                     RepoError::Invalid(format!("{}: symlink target is not UTF-8", item.path().display()))
                 })?;
-                entries.push(Entry { path, kind: EntryKind::Symlink, mode, size: 0, mtime: meta.mtime(), target: Some(target.into()) });
+                entries.push(Entry { path, kind: EntryKind::Symlink, mode, size: 0, mtime: meta.mtime(), target: Some(target.into()), extent: None });
             } else {
                 tracing::warn!(path = %item.path().display(), "skipping a socket, fifo or device file");
                 skipped += 1;
@@ -153,7 +153,17 @@ pub struct StoredTree {
 /// Store the tree under `dir` (entries passing `filter`) in the repository:
 /// its chunks only; the caller commits it with a manifest. Checks that every
 /// referenced chunk is present before returning.
-pub async fn store_tree(repo: &Repository, dir: &Path, filter: fn(&str) -> Filter) -> Result<StoredTree> {
+///
+/// With a `parent` (incrementals), a file whose size and mtime match the
+/// parent's, and whose mtime is older than the parent's start (so the parent
+/// read its final content), is not read again: its entry points at the
+/// parent's chunks.
+pub async fn store_tree(
+    repo: &Repository,
+    dir: &Path,
+    filter: fn(&str) -> Filter,
+    parent: Option<&Manifest>,
+) -> Result<StoredTree> {
     let dir = dir.canonicalize().map_err(RepoError::io(format!("backup source {}", dir.display())))?;
     if !dir.is_dir() {
         return Err(RepoError::Invalid(format!("backup source {} is not a directory", dir.display())));
@@ -161,14 +171,39 @@ pub async fn store_tree(repo: &Repository, dir: &Path, filter: fn(&str) -> Filte
     let walk_dir = dir.clone();
     let (mut entries, files, skipped) =
         tokio::task::spawn_blocking(move || walk(&walk_dir, filter)).await.expect("walk does not panic")?;
+    // Reuse what the parent read, where it provably read the final content.
+    let mut reused = 0u64;
+    let mut to_read = Vec::with_capacity(files.len());
+    if let Some(parent) = parent {
+        let extents = parent.file_extents();
+        let parent_started = parent.started.unix_timestamp();
+        let by_path: std::collections::HashMap<&str, &Entry> =
+            parent.entries.iter().filter(|e| e.kind == EntryKind::File).map(|e| (e.path.as_str(), e)).collect();
+        let mut file_paths = files.into_iter();
+        for entry in entries.iter_mut().filter(|e| e.kind == EntryKind::File) {
+            let abs = file_paths.next().expect("one path per file entry");
+            let same = by_path.get(entry.path.as_str()).is_some_and(|p| {
+                p.size == entry.size && p.mtime == entry.mtime && p.mtime < parent_started - 1
+            });
+            match extents.get(entry.path.as_str()).filter(|_| same) {
+                Some(extent) => {
+                    entry.extent = Some(extent.clone());
+                    reused += 1;
+                }
+                None => to_read.push(abs),
+            }
+        }
+    } else {
+        to_read = files;
+    }
     let known = KnownChunks::load(repo).await?;
     let sizes = Arc::new(Mutex::new(Vec::new()));
-    let reader = Concat { files: files.into_iter(), current: None, sizes: sizes.clone() };
+    let reader = Concat { files: to_read.into_iter(), current: None, sizes: sizes.clone() };
     let (chunks, stats) = pipeline::store_stream(repo, &known, reader, pipeline::default_workers()).await?;
     let sizes = sizes.lock().unwrap().clone();
     let mut file_sizes = sizes.into_iter();
     let mut vanished = HashSet::new();
-    for (i, entry) in entries.iter_mut().enumerate().filter(|(_, e)| e.kind == EntryKind::File) {
+    for (i, entry) in entries.iter_mut().enumerate().filter(|(_, e)| e.kind == EntryKind::File && e.extent.is_none()) {
         match file_sizes.next().flatten() {
             Some(size) => entry.size = size,
             None => {
@@ -183,7 +218,8 @@ pub async fn store_tree(repo: &Repository, dir: &Path, filter: fn(&str) -> Filte
     });
     // Every referenced chunk must be present before the commit point.
     let present = repo.list_chunks().await?;
-    if let Some(missing) = chunks.iter().find(|c| !present.contains_key(&c.id)) {
+    let reused_chunks = entries.iter().filter_map(|e| e.extent.as_ref()).flat_map(|x| x.chunks.iter());
+    if let Some(missing) = chunks.iter().chain(reused_chunks).find(|c| !present.contains_key(&c.id)) {
         return Err(RepoError::Invalid(format!(
             "chunk {} vanished from {} during the backup; the backup was not committed, run it again",
             missing.id,
@@ -195,11 +231,12 @@ pub async fn store_tree(repo: &Repository, dir: &Path, filter: fn(&str) -> Filte
         files: count(EntryKind::File),
         dirs: count(EntryKind::Dir),
         symlinks: count(EntryKind::Symlink),
-        bytes: stats.bytes,
+        bytes: entries.iter().filter(|e| e.kind == EntryKind::File).map(|e| e.size).sum(),
         chunks: stats.chunks,
         new_chunks: stats.new_chunks,
         new_stored_bytes: stats.new_stored_bytes,
         skipped,
+        reused_files: reused,
     };
     Ok(StoredTree { source: dir.display().to_string(), entries, chunks, totals })
 }
@@ -230,7 +267,7 @@ pub async fn backup_dir(repo: &Repository, cell: &str, dir: &Path) -> Result<Man
     let started = OffsetDateTime::now_utc();
     let lock = LockGuard::acquire(repo, LockKind::Shared, &format!("files backup of cell {cell}")).await?;
     let result = async {
-        let tree = store_tree(repo, dir, include_all).await?;
+        let tree = store_tree(repo, dir, include_all, None).await?;
         let manifest = new_manifest(repo, cell, KIND, started, tree);
         repo.write_manifest(&manifest).await?;
         Ok(manifest)
@@ -265,7 +302,8 @@ fn check_entries(manifest: &Manifest) -> Result<()> {
         }
     }
     let stream_len: u64 = manifest.chunks.iter().map(|c| c.size as u64).sum();
-    let files_len: u64 = manifest.entries.iter().filter(|e| e.kind == EntryKind::File).map(|e| e.size).sum();
+    let files_len: u64 =
+        manifest.entries.iter().filter(|e| e.kind == EntryKind::File && e.extent.is_none()).map(|e| e.size).sum();
     if stream_len != files_len {
         return Err(RepoError::Corrupt {
             key: format!("manifest {}", manifest.id),
@@ -338,13 +376,67 @@ fn make_writable_and_remove(dir: &Path) -> io::Result<()> {
     fs::remove_dir_all(dir)
 }
 
+/// Sync a written file and give it its recorded mode and mtime.
+fn finish_file(out: File, path: &Path, entry: &Entry) -> Result<()> {
+    out.sync_all().map_err(RepoError::io(format!("syncing {}", entry.path)))?;
+    out.set_modified(SystemTime::UNIX_EPOCH + Duration::from_secs(entry.mtime.max(0) as u64))
+        .map_err(RepoError::io(format!("setting mtime of {}", entry.path)))?;
+    drop(out);
+    fs::set_permissions(path, fs::Permissions::from_mode(entry.mode))
+        .map_err(RepoError::io(format!("setting mode of {}", entry.path)))
+}
+
+/// Write the files an incremental reused from earlier backups. Neighbouring
+/// small files share chunks, so the last few chunks read are kept at hand.
+async fn write_extent_files(repo: &Repository, manifest: &Manifest, staging: &Path) -> Result<()> {
+    let mut cache: std::collections::VecDeque<(String, Arc<Vec<u8>>)> = std::collections::VecDeque::new();
+    for entry in manifest.entries.iter().filter(|e| e.kind == EntryKind::File) {
+        let Some(extent) = &entry.extent else { continue };
+        let path = staging.join(&entry.path);
+        let mut out = File::create(&path).map_err(RepoError::io(format!("creating {}", entry.path)))?;
+        let mut skip = extent.skip as usize;
+        let mut left = entry.size;
+        for chunk in &extent.chunks {
+            if left == 0 {
+                break;
+            }
+            let data = match cache.iter().find(|(id, _)| id == &chunk.id) {
+                Some((_, data)) => data.clone(),
+                None => {
+                    let data = Arc::new(repo.read_chunk(&chunk.id).await?);
+                    if cache.len() == 8 {
+                        cache.pop_front();
+                    }
+                    cache.push_back((chunk.id.clone(), data.clone()));
+                    data
+                }
+            };
+            let piece = data.get(skip..).unwrap_or_default();
+            let n = (left as usize).min(piece.len());
+            out.write_all(&piece[..n]).map_err(RepoError::io(format!("writing {}", entry.path)))?;
+            left -= n as u64;
+            skip = 0;
+        }
+        if left > 0 {
+            return Err(RepoError::Corrupt {
+                key: format!("manifest {}", manifest.id),
+                reason: format!("the extent of {} is {left} bytes short", entry.path),
+            });
+        }
+        finish_file(out, &path, entry)?;
+    }
+    Ok(())
+}
+
 async fn write_tree(repo: &Repository, manifest: &Manifest, staging: &Path) -> Result<()> {
     // Directories first (writable for now), then file contents in stream
     // order, then symlinks, then modes (directories last, deepest first).
     for e in manifest.entries.iter().filter(|e| e.kind == EntryKind::Dir) {
         fs::create_dir_all(staging.join(&e.path)).map_err(RepoError::io(format!("creating directory {}", e.path)))?;
     }
-    let files: Vec<Entry> = manifest.entries.iter().filter(|e| e.kind == EntryKind::File).cloned().collect();
+    write_extent_files(repo, manifest, staging).await?;
+    let files: Vec<Entry> =
+        manifest.entries.iter().filter(|e| e.kind == EntryKind::File && e.extent.is_none()).cloned().collect();
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<u8>>(4);
     let root = staging.to_path_buf();
     let writer = tokio::task::spawn_blocking(move || -> Result<()> {
@@ -364,12 +456,7 @@ async fn write_tree(repo: &Repository, manifest: &Manifest, staging: &Path) -> R
                 pos += n;
                 left -= n as u64;
             }
-            out.sync_all().map_err(RepoError::io(format!("syncing {}", entry.path)))?;
-            drop(out);
-            fs::set_permissions(&path, fs::Permissions::from_mode(entry.mode))
-                .map_err(RepoError::io(format!("setting mode of {}", entry.path)))?;
-            let mtime = SystemTime::UNIX_EPOCH + Duration::from_secs(entry.mtime.max(0) as u64);
-            let _ = File::options().write(true).open(&path).and_then(|f| f.set_modified(mtime));
+            finish_file(out, &path, entry)?;
         }
         Ok(())
     });

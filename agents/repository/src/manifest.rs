@@ -58,6 +58,19 @@ pub struct Entry {
     /// Symlink target, stored as written.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target: Option<String>,
+    /// For a file reused from an earlier backup (incrementals): where its
+    /// bytes are. Such files are not part of this backup's own stream.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub extent: Option<Extent>,
+}
+
+/// A file's bytes inside chunks stored by an earlier backup: they start
+/// `skip` bytes into the first chunk and run for the entry's `size`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Extent {
+    pub skip: u32,
+    pub chunks: Vec<ChunkRef>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -93,6 +106,50 @@ pub struct Totals {
     /// Entries skipped (sockets, devices, fifos), with a warning at backup time.
     #[serde(default)]
     pub skipped: u64,
+    /// Files reused unread from the parent backup (incrementals).
+    #[serde(default)]
+    pub reused_files: u64,
+}
+
+impl Manifest {
+    /// Every chunk this backup needs: its stream and its files' extents.
+    pub fn chunk_ids(&self) -> impl Iterator<Item = &str> {
+        self.chunks
+            .iter()
+            .chain(self.entries.iter().filter_map(|e| e.extent.as_ref()).flat_map(|x| x.chunks.iter()))
+            .map(|c| c.id.as_str())
+    }
+
+    /// Where each regular file's bytes are, as an extent over chunks: its own
+    /// stream's chunks, or the extent it reused. Used to build incrementals.
+    pub fn file_extents(&self) -> std::collections::HashMap<&str, Extent> {
+        let mut starts = Vec::with_capacity(self.chunks.len());
+        let mut at = 0u64;
+        for c in &self.chunks {
+            starts.push(at);
+            at += c.size as u64;
+        }
+        let mut out = std::collections::HashMap::new();
+        let mut offset = 0u64;
+        for e in self.entries.iter().filter(|e| e.kind == EntryKind::File) {
+            if let Some(x) = &e.extent {
+                out.insert(e.path.as_str(), x.clone());
+                continue;
+            }
+            let first = starts.partition_point(|&s| s <= offset).saturating_sub(1);
+            let end = offset + e.size;
+            let mut chunks = Vec::new();
+            let mut i = first;
+            while i < self.chunks.len() && (starts[i] < end || chunks.is_empty()) {
+                chunks.push(self.chunks[i].clone());
+                i += 1;
+            }
+            let skip = offset.saturating_sub(*starts.get(first).unwrap_or(&0)) as u32;
+            out.insert(e.path.as_str(), Extent { skip, chunks });
+            offset = end;
+        }
+        out
+    }
 }
 
 /// A new backup id: sortable by time (to the millisecond), unique by a random suffix.

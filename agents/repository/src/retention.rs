@@ -102,7 +102,7 @@ pub async fn plan(repo: &Repository, cell: Option<&str>, policy: &Policy, now: O
         })?;
         let other_kind = policy.kind_prefix.as_deref().is_some_and(|k| !manifest.kind.starts_with(k));
         if cell.is_some_and(|c| c != backup.cell) || other_kind {
-            referenced.extend(manifest.chunks.iter().map(|c| c.id.clone()));
+            referenced.extend(manifest.chunk_ids().map(String::from));
             continue;
         }
         groups.entry((backup.cell.clone(), manifest.kind.clone())).or_default().push((backup, manifest));
@@ -130,7 +130,7 @@ pub async fn plan(repo: &Repository, cell: Option<&str>, policy: &Policy, now: O
             };
             match reason {
                 Some(r) => {
-                    referenced.extend(manifest.chunks.iter().map(|c| c.id.clone()));
+                    referenced.extend(manifest.chunk_ids().map(String::from));
                     plan.keep.push(decision(r));
                 }
                 None => plan.delete.push(decision(format!(

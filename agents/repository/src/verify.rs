@@ -58,8 +58,8 @@ pub async fn verify(repo: &Repository, workers: usize) -> Result<VerifyReport> {
         report.manifests += 1;
         match repo.read_manifest(&backup.cell, &backup.id).await {
             Ok(m) => {
-                for c in m.chunks {
-                    users.entry(c.id).or_default().insert(name.clone());
+                for id in m.chunk_ids() {
+                    users.entry(id.to_string()).or_default().insert(name.clone());
                 }
             }
             Err(e) => report.problems.push(Problem {

@@ -18,6 +18,12 @@ use lifeboat_postgres::chain;
 use crate::context::{open_repo, Global, RepoArg};
 use crate::output::emit;
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum BackupKind {
+    Full,
+    Incremental,
+}
+
 /// Exactly one recovery target.
 #[derive(Debug, Args)]
 #[group(required = true, multiple = false)]
@@ -76,6 +82,9 @@ pub enum PgCommand {
         /// How long to wait for the backup's WAL to reach the repository.
         #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
         wal_timeout: Duration,
+        /// full (daily) reads every file; incremental (hourly) reuses files unchanged since the newest backup.
+        #[arg(long, value_enum, default_value = "full")]
+        kind: BackupKind,
     },
     /// Restore to a point in time into an empty directory, ready for pg_ctl start.
     Restore {
@@ -166,13 +175,16 @@ fn rfc(t: time::OffsetDateTime) -> String {
 
 pub async fn run(global: &Global, cmd: PgCommand) -> Result<ExitCode> {
     match cmd {
-        PgCommand::Backup { repo, cell, conn, pgdata, wal_timeout } => {
+        PgCommand::Backup { repo, cell, conn, pgdata, wal_timeout, kind } => {
             let r = open_repo(global, &repo.url).await?;
-            let m = backup::backup(&r, &BackupRequest { cell, conninfo: conn, pgdata, wal_timeout }).await?;
+            let incremental = kind == BackupKind::Incremental;
+            let m = backup::backup(&r, &BackupRequest { cell, conninfo: conn, pgdata, wal_timeout, incremental }).await?;
             let d = PgDetails::of(&m).expect("a pg backup has details");
             #[derive(Serialize)]
             struct Out<'a> {
                 backup_id: &'a str,
+                kind: &'a str,
+                parent: Option<&'a str>,
                 start_lsn: Lsn,
                 stop_lsn: Lsn,
                 timeline: u32,
@@ -181,6 +193,8 @@ pub async fn run(global: &Global, cmd: PgCommand) -> Result<ExitCode> {
             }
             let out = Out {
                 backup_id: &m.id,
+                kind: &m.kind,
+                parent: d.parent.as_deref(),
                 start_lsn: d.start_lsn,
                 stop_lsn: d.stop_lsn,
                 timeline: d.timeline,
@@ -189,8 +203,8 @@ pub async fn run(global: &Global, cmd: PgCommand) -> Result<ExitCode> {
             };
             emit(global, &out, |o| {
                 format!(
-                    "backup {} of cell {}: LSN {} .. {} on timeline {}, {} files, {} bytes, {} new chunks stored ({} bytes) in {:.1}s",
-                    o.backup_id, m.cell, o.start_lsn, o.stop_lsn, o.timeline, o.totals.files, o.totals.bytes, o.totals.new_chunks, o.totals.new_stored_bytes, o.seconds
+                    "{} backup {} of cell {}: LSN {} .. {} on timeline {}, {} files ({} reused unread), {} bytes, {} new chunks stored ({} bytes) in {:.1}s",
+                    o.kind, o.backup_id, m.cell, o.start_lsn, o.stop_lsn, o.timeline, o.totals.files, o.totals.reused_files, o.totals.bytes, o.totals.new_chunks, o.totals.new_stored_bytes, o.seconds
                 )
             });
             Ok(ExitCode::SUCCESS)
