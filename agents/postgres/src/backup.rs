@@ -263,7 +263,7 @@ async fn wait_for_wal(repo: &Repository, cell: &str, timeline: u32, first: u64, 
                     timeout.as_secs()
                 )))
             }
-            Some(_) => tokio::time::sleep(Duration::from_millis(500)).await,
+            Some(_) => tokio::time::sleep(Duration::from_millis(100)).await,
         }
     }
 }

@@ -1,0 +1,237 @@
+#!/usr/bin/env bash
+# Postgres benchmark (issue 3): Lifeboat against pgBackRest on the same
+# cluster, disk and run; both with zstd level 1, encryption and 2 processes.
+# Prints ratios; asserts nothing about wall time.
+#   full backup of pgbench scale $SCALE                  (bar: Lifeboat / pgBackRest <= 1.0, goal 0.7)
+#   second backup after ~2 % appended ledger rows         (bar: stored <= 10 % of the DB, time <= 0.3 of the full)
+#   restore + replay of >= 1 GiB of WAL to promotion      (bar: Lifeboat / pgBackRest <= 1.0)
+#   archive 500 ready segments, one archiver at a time   (bar: throughput >= 2x pgBackRest's sync archive-push; p99 latency)
+#   peak RSS of backup and restore, at scale 10 and $SCALE (flat)
+# Usage: bash infra/bench-postgres.sh   (LIFEBOAT_BENCH_PG_SCALE=100, LIFEBOAT_BENCH_SEGMENTS=500)
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-${LIFEBOAT_CACHE:-$HOME/.cache/lifeboat}/target}"
+scale="${LIFEBOAT_BENCH_PG_SCALE:-100}"
+segments="${LIFEBOAT_BENCH_SEGMENTS:-500}"
+work=/var/tmp/lifeboat-bench-pg
+log() { printf '%s\n' "$*" >&2; }
+
+log "== building release binaries; installing pgbackrest"
+cargo build --release --locked --bins 2>&1 | tail -1 >&2
+bash infra/services.sh install postgres >&2
+command -v pgbackrest >/dev/null || apt-get install -y -q pgbackrest >&2
+[[ -x /usr/bin/time ]] || apt-get install -y -q time >&2
+command -v bc >/dev/null || apt-get install -y -q bc >&2
+bindir=$(pg_config --bindir)
+
+cleanup() {
+  for d in "$work"/*/; do bash infra/pg-cluster.sh stop "$d" >/dev/null 2>&1 || true; done
+  rm -rf "$work"
+}
+trap cleanup EXIT
+cleanup
+mkdir -p "$work/bin"
+chmod 755 "$work" "$work/bin"
+agent="$work/bin/lifeboat-agent"
+cp "$CARGO_TARGET_DIR/release/lifeboat-agent" "$agent"
+"$agent" key generate --out "$work/key" 2>/dev/null
+chmod 644 "$work/key"
+lb_repo="file://$work/lb-repo"
+RUST_LOG=warn "$agent" repo init --repo "$lb_repo" --key-file "$work/key" >/dev/null
+mkdir -p "$work/pgbr-repo" "$work/pgbr-log" "$work/pgbr-spool"
+cat >"$work/pgbackrest.conf" <<EOF2
+[global]
+repo1-path=$work/pgbr-repo
+repo1-cipher-type=aes-256-cbc
+repo1-cipher-pass=lifeboat-bench-not-a-secret
+compress-type=zst
+compress-level=1
+process-max=2
+log-path=$work/pgbr-log
+spool-path=$work/pgbr-spool
+lock-path=$work/pgbr-spool
+log-level-console=warn
+log-level-file=off
+start-fast=y
+archive-async=n
+
+[bench]
+pg1-path=PGDATA
+pg1-port=PGPORT
+pg1-host-user=postgres
+pg1-socket-path=SOCKET
+EOF2
+# pgBackRest runs as the cluster's owner, as it must.
+printf '#!/bin/sh\nexec runuser -u postgres -- pgbackrest --config=%s/pgbackrest.conf --stanza=bench "$@"\n' "$work" >"$work/bin/pgbr"
+chmod 755 "$work/bin/pgbr"
+pgbr="$work/bin/pgbr"
+chown -R postgres:postgres "$work"
+
+# measure NAME CMD...: wall seconds and peak RSS (KiB) into ${NAME}_s / ${NAME}_kb.
+measure() {
+  local name=$1 last
+  shift
+  if ! /usr/bin/time -f '%e %M' "$@" >"$work/$name.out" 2>"$work/$name.err"; then
+    cat "$work/$name.err" >&2
+    return 1
+  fi
+  last=$(tail -1 "$work/$name.err")
+  printf -v "${name}_s" '%s' "${last%% *}"
+  printf -v "${name}_kb" '%s' "${last##* }"
+  log "$(printf '%-16s %8.2f s  %6d MiB peak' "$name" "${last%% *}" "$(( ${last##* } / 1024 ))")"
+}
+# timed NAME CMD...: wall seconds of CMD (a function too) into ${NAME}_s.
+timed() {
+  local name=$1 t0
+  shift
+  t0=$(date +%s.%N)
+  "$@"
+  printf -v "${name}_s" '%.2f' "$(echo "$(date +%s.%N) - $t0" | bc)"
+  log "$(printf '%-16s %8.2f s' "$name" "$(eval echo "\$${name}_s")")"
+}
+ratio() { python3 -c "print(f'{$1 / $2:.2f}')"; }
+pct() { python3 -c "print(f'{100 * $1 / $2:.2f}')"; }
+jget() { python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print(eval("d" + sys.argv[2]))' "$1" "$2"; }
+
+# cluster NAME SCALE: a cluster archiving into both repositories, pgbench-initialised.
+cluster() {
+  local name=$1 s=$2 port dir
+  dir="$work/$name"
+  port=$(bash infra/pg-cluster.sh free-port)
+  bash infra/pg-cluster.sh create "$dir" "$port" \
+    "archive_mode = on" \
+    "archive_command = '$agent wal-push %p --repo $lb_repo --cell bench --key-file $work/key && pgbackrest --config=$work/pgbackrest.conf --stanza=bench archive-push %p'" \
+    "max_wal_size = 4GB" "checkpoint_timeout = 30min" >/dev/null
+  sed -i "s|PGDATA|$dir/data|; s|PGPORT|$port|; s|SOCKET|$dir/socket|" "$work/pgbackrest.conf"
+  bash infra/pg-cluster.sh start "$dir" >&2
+  "$pgbr" stanza-create >&2
+  log "== pgbench -i -s $s"
+  "$bindir/pgbench" -i -q -s "$s" -h 127.0.0.1 -p "$port" -U postgres postgres 2>/dev/null
+  "$bindir/psql" -qAt -h 127.0.0.1 -p "$port" -U postgres -c checkpoint postgres
+  echo "$port"
+}
+psql_at() { "$bindir/psql" -qAtX -h 127.0.0.1 -p "$1" -U postgres -d postgres -c "$2"; }
+switch_wait() { # switch WAL and wait until archived (both archives: one command)
+  local seg
+  seg=$(psql_at "$1" "select pg_walfile_name(pg_switch_wal())")
+  until [[ $(psql_at "$1" "select last_archived_wal >= '$seg' from pg_stat_archiver") == t ]]; do sleep 0.5; done
+}
+# restore_and_replay NAME PORT CMD...: run CMD (a restore into $work/NAME/data), start, wait for promotion.
+restore_and_replay() {
+  local name=$1 port=$2
+  shift 2
+  "$@" >/dev/null
+  bash infra/pg-cluster.sh start "$work/$name" "$port" >/dev/null 2>&1
+  until [[ $(psql_at "$port" "select pg_is_in_recovery()" 2>/dev/null) == f ]]; do sleep 0.2; done
+}
+
+# ---------------------------------------------------------------- scale 10
+log "== memory at scale 10"
+port=$(cluster small 10)
+conn="host=127.0.0.1 port=$port user=postgres dbname=postgres"
+export RUST_LOG=warn
+measure lb_full_small "$agent" pg backup --repo "$lb_repo" --cell bench --conn "$conn" --key-file "$work/key" --output json
+measure lb_restore_small "$agent" pg restore --repo "$lb_repo" --cell bench --key-file "$work/key" --to "$work/small-r/data" --latest --no-archive
+bash infra/pg-cluster.sh stop "$work/small" >&2
+rm -rf "$work/small" "$work/small-r" "$work/lb-repo" "$work/pgbr-repo"/*
+RUST_LOG=warn "$agent" repo init --repo "$lb_repo" --key-file "$work/key" >/dev/null
+chown -R postgres:postgres "$work"
+sed -i "s|^pg1-path=.*|pg1-path=PGDATA|; s|^pg1-port=.*|pg1-port=PGPORT|; s|^pg1-socket-path=.*|pg1-socket-path=SOCKET|" "$work/pgbackrest.conf"
+
+# ---------------------------------------------------------------- scale N
+port=$(cluster main "$scale")
+conn="host=127.0.0.1 port=$port user=postgres dbname=postgres"
+db_bytes=$(psql_at "$port" "select pg_database_size('postgres')")
+log "== full backups (database $((db_bytes >> 20)) MiB)"
+sync
+measure pgbr_full "$pgbr" backup --type=full
+sync
+measure lb_full "$agent" pg backup --repo "$lb_repo" --cell bench --conn "$conn" --key-file "$work/key" --output json
+
+log "== second backups after appending 2 % ledger rows"
+rows=$((scale * 100000 / 50))
+psql_at "$port" "insert into pgbench_accounts select aid, 1, 0, '' from generate_series($((scale * 100000 + 1)), $((scale * 100000 + rows))) aid" >/dev/null
+psql_at "$port" "checkpoint" >/dev/null
+sync
+measure pgbr_incr "$pgbr" backup --type=incr
+sync
+measure lb_incr "$agent" pg backup --repo "$lb_repo" --cell bench --conn "$conn" --key-file "$work/key" --kind incremental --output json
+lb_incr_stored=$(jget "$work/lb_incr.out" '["totals"]["new_stored_bytes"]')
+
+log "== >= 1 GiB of WAL after the backups"
+wal_start=$(psql_at "$port" "select pg_current_wal_lsn()")
+psql_at "$port" "update pgbench_accounts set abalance = abalance + 1" >/dev/null
+psql_at "$port" "update pgbench_accounts set abalance = abalance + 1 where aid % 2 = 0" >/dev/null
+wal_bytes=$(psql_at "$port" "select pg_current_wal_lsn() - '$wal_start'::pg_lsn")
+switch_wait "$port"
+expected=$(psql_at "$port" "select sum(abalance) from pgbench_accounts")
+log "   $((wal_bytes >> 20)) MiB of WAL"
+
+log "== restore + replay to the end of the WAL"
+bash infra/pg-cluster.sh stop "$work/main" >&2
+rport=$(bash infra/pg-cluster.sh free-port)
+mkdir -p "$work/pgbr-r/data" && chmod 700 "$work/pgbr-r/data" && chown -R postgres:postgres "$work/pgbr-r"
+sync
+timed pgbr_restore restore_and_replay pgbr-r "$rport" "$pgbr" restore --pg1-path="$work/pgbr-r/data" --archive-mode=off
+got_pgbr=$(psql_at "$rport" "select sum(abalance) from pgbench_accounts")
+bash infra/pg-cluster.sh stop "$work/pgbr-r" >&2
+rm -rf "$work/pgbr-r"
+rport=$(bash infra/pg-cluster.sh free-port)
+sync
+timed lb_restore restore_and_replay lb-r "$rport" /usr/bin/time -o "$work/lb_restore.rss" -f '%M' "$agent" pg restore --repo "$lb_repo" --cell bench --key-file "$work/key" --to "$work/lb-r/data" --latest --no-archive --agent-path "$agent"
+got_lb=$(psql_at "$rport" "select sum(abalance) from pgbench_accounts")
+lb_restore_kb=$(tail -1 "$work/lb_restore.rss")
+bash infra/pg-cluster.sh stop "$work/lb-r" >&2
+rm -rf "$work/lb-r"
+[[ $got_lb == "$expected" && $got_pgbr == "$expected" ]] || { log "restored balances differ: lifeboat $got_lb pgbackrest $got_pgbr expected $expected"; exit 1; }
+
+log "== archiving a backlog of $segments ready segments"
+# Real WAL segments of this cluster, copied under new names into a pg_wal
+# with .ready files, pushed one at a time in order as Postgres' archiver does.
+mapfile -t real < <(ls "$work/main/data/pg_wal" | grep -E '^[0-9A-F]{24}$' | head -50)
+archive_run() { # archive_run NAME CMD-PREFIX...: per-segment latencies into $work/NAME.lat
+  local name=$1 wal i seg t0 t1
+  shift
+  wal="$work/$name-wal/pg_wal"
+  mkdir -p "$wal/archive_status" "$work/$name-wal/global"
+  # pgBackRest reads the cluster's identity from pg_control under pg1-path.
+  cp "$work/main/data/global/pg_control" "$work/$name-wal/global/"
+  for ((i = 0; i < segments; i++)); do
+    seg=$(printf '00000009%08X%08X' $(((i + 4096) / 256)) $(((i + 4096) % 256)))
+    cp "$work/main/data/pg_wal/${real[$((i % ${#real[@]}))]}" "$wal/$seg"
+    touch "$wal/archive_status/$seg.ready"
+  done
+  chown -R postgres:postgres "$work/$name-wal"
+  : >"$work/$name.lat"
+  local start
+  start=$(date +%s.%N)
+  for ((i = 0; i < segments; i++)); do
+    seg=$(printf '00000009%08X%08X' $(((i + 4096) / 256)) $(((i + 4096) % 256)))
+    t0=$(date +%s.%N)
+    (cd "$work/$name-wal" && runuser -u postgres -- "$@" "pg_wal/$seg") >/dev/null
+    t1=$(date +%s.%N)
+    mv "$wal/archive_status/$seg.ready" "$wal/archive_status/$seg.done"
+    echo "$t1 - $t0" | bc >>"$work/$name.lat"
+  done
+  printf -v "${name}_s" '%s' "$(echo "$(date +%s.%N) - $start" | bc)"
+  rm -rf "$work/$name-wal"
+}
+p99() { sort -n "$1" | awk '{a[NR]=$1} END {i=int(NR*0.99); if (i<1) i=1; printf "%.3f", a[i]}'; }
+archive_run pgbr_push pgbackrest --config="$work/pgbackrest.conf" --stanza=bench --pg1-path="$work/pgbr_push-wal" archive-push
+archive_run lb_push "$agent" wal-push --repo "$lb_repo" --cell push-bench --key-file "$work/key" --parallel 4
+log "$(printf 'pgbackrest push %8.2f s, lifeboat push %8.2f s' "$pgbr_push_s" "$lb_push_s")"
+
+cat <<EOF2
+
+Lifeboat vs pgBackRest $(pgbackrest version | cut -d' ' -f2) ($(date -u +%FT%TZ), $(nproc) cores, pgbench scale $scale: $((db_bytes >> 20)) MiB; zstd level 1, encrypted, 2 processes)
+| measure | Lifeboat | pgBackRest | ratio | bar |
+|---|---|---|---|---|
+| full backup | ${lb_full_s} s | ${pgbr_full_s} s | $(ratio "$lb_full_s" "$pgbr_full_s") | <= 1.0 (goal 0.7) |
+| second backup after +2 % rows: time / own full | ${lb_incr_s} s ($(ratio "$lb_incr_s" "$lb_full_s")) | ${pgbr_incr_s} s ($(ratio "$pgbr_incr_s" "$pgbr_full_s")) | | <= 0.3 |
+| second backup: bytes stored / database | $((lb_incr_stored >> 20)) MiB ($(pct "$lb_incr_stored" "$db_bytes") %) | | | <= 10 % |
+| restore + replay of $((wal_bytes >> 20)) MiB WAL to promotion | ${lb_restore_s} s | ${pgbr_restore_s} s | $(ratio "$lb_restore_s" "$pgbr_restore_s") | <= 1.0 |
+| archive $segments ready segments (throughput ratio) | ${lb_push_s} s | ${pgbr_push_s} s | $(ratio "$pgbr_push_s" "$lb_push_s") x | >= 2x |
+| archive: p99 latency per segment | $(p99 "$work/lb_push.lat") s | $(p99 "$work/pgbr_push.lat") s | | |
+| peak RSS, backup: scale 10 / $scale | $((lb_full_small_kb / 1024)) / $((lb_full_kb / 1024)) MiB | $((pgbr_full_kb / 1024)) MiB (at $scale; runuser wrapper) | | flat |
+| peak RSS, restore: scale 10 / $scale | $((lb_restore_small_kb / 1024)) / $((lb_restore_kb / 1024)) MiB | | | flat |
+EOF2
