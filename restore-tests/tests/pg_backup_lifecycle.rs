@@ -172,3 +172,46 @@ fn incrementals_reuse_unchanged_files_and_restore_standalone() {
     let restored = latest_restore_matches(&a, "inc", "restored", &expected);
     drop(restored);
 }
+
+#[test]
+fn a_base_backup_from_a_streaming_standby_restores() {
+    let a = Archive::new();
+    let conf = a.archive_conf("sb");
+    // archive_timeout bounds how long the standby's stop segment waits for the primary's archiver.
+    let primary = Cluster::create(&a.root.join("primary"), &[&conf[0], &conf[1], "archive_timeout = '1s'"]);
+    primary.psql("create table ledger (id int primary key, note text)");
+    primary.psql("insert into ledger select g, 'before' from generate_series(1, 1000) g");
+
+    let standby = Cluster::existing(&a.root.join("standby"));
+    let status = Command::new(bindir().join("pg_basebackup"))
+        .args(["-h", "127.0.0.1", "-p", &primary.port.to_string(), "-U", "postgres", "-R", "-X", "stream", "-c", "fast", "-D"])
+        .arg(standby.data())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    standby.start();
+    standby.wait_for("select count(*) from ledger", "1000", Duration::from_secs(60));
+    assert_eq!(standby.psql("select pg_is_in_recovery()"), "t");
+
+    let conn = format!("host=127.0.0.1 port={} user=postgres dbname=postgres", standby.port);
+    ok(&agent(&["pg", "backup", "--repo", &a.repo, "--cell", "sb", "--conn", &conn, "--key-file", a.k(), "--wal-timeout", "60s"], &[]));
+    let info: serde_json::Value = serde_json::from_str(&ok(&agent(&["pg", "info", "--repo", &a.repo, "--cell", "sb", "--key-file", a.k(), "--output", "json"], &[]))).unwrap();
+    assert_eq!(info["backups"][0]["from_standby"], true, "{info}");
+
+    primary.psql("insert into ledger select g, 'after' from generate_series(1001, 1500) g");
+    switch_and_wait(&primary);
+    let expected = primary.psql("select count(*) || ':' || sum(id) from ledger");
+    standby.stop();
+    primary.stop();
+
+    let restored = Cluster::existing(&a.root.join("restored"));
+    ok(&agent(
+        &["pg", "restore", "--repo", &a.repo, "--cell", "sb", "--key-file", a.k(), "--to", restored.data().to_str().unwrap(), "--latest", "--no-archive", "--agent-path", a.bin.to_str().unwrap()],
+        &[],
+    ));
+    // The standby's primary_conninfo came along; with recovery.signal (not
+    // standby.signal) Postgres does archive recovery only and ignores it.
+    restored.start();
+    restored.wait_for("select pg_is_in_recovery()", "f", Duration::from_secs(120));
+    assert_eq!(restored.psql("select count(*) || ':' || sum(id) from ledger"), expected);
+}

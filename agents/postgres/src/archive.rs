@@ -214,15 +214,18 @@ pub async fn fetch(repo: &Repository, cell: &str, name: &str, dest: &Path) -> Re
         dest.file_name().and_then(|n| n.to_str()).unwrap_or("wal"),
         rand_suffix()
     ));
-    let write = async {
-        tokio::fs::write(&tmp, &data).await?;
-        tokio::fs::rename(&tmp, dest).await
-    };
-    if let Err(e) = write.await {
+    let len = data.len() as u64;
+    let (tmp_w, dest_w) = (tmp.clone(), dest.to_path_buf());
+    // Moved, not copied, into the blocking write.
+    let write = tokio::task::spawn_blocking(move || {
+        std::fs::write(&tmp_w, data)?;
+        std::fs::rename(&tmp_w, &dest_w)
+    });
+    if let Err(e) = write.await.expect("writing does not panic") {
         let _ = tokio::fs::remove_file(&tmp).await;
         return Err(WalError::Io { context: format!("writing {}", dest.display()), source: e });
     }
-    Ok(FetchOutcome::Restored(data.len() as u64))
+    Ok(FetchOutcome::Restored(len))
 }
 
 fn rand_suffix() -> u32 {

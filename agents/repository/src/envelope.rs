@@ -20,6 +20,8 @@ const VERSION: u8 = 1;
 const ZSTD: u8 = 1;
 const ENCRYPTED: u8 = 2;
 const HEADER_LEN: usize = 6;
+/// Larger claimed sizes are not trusted for a single allocation.
+const MAX_OBJECT: u64 = 1 << 30;
 
 /// Wrap `plain` for storage.
 pub fn seal(plain: &[u8], context: &str, level: i32, key: Option<&Key>) -> Vec<u8> {
@@ -72,10 +74,16 @@ pub fn check(stored: &[u8], context: &str, key: Option<&Key>) -> Result<(), Stri
 /// Unwrap a stored object, checking its seal. The error says what is wrong.
 pub fn open(stored: &[u8], context: &str, key: Option<&Key>) -> Result<Vec<u8>, String> {
     let (flags, payload) = unseal_payload(stored, context, key)?;
-    if flags & ZSTD != 0 {
-        zstd::stream::decode_all(&payload[..]).map_err(|e| format!("zstd: {e}"))
-    } else {
-        Ok(payload)
+    if flags & ZSTD == 0 {
+        return Ok(payload);
+    }
+    // Frames written by `seal` carry their content size: decompress into one
+    // exact allocation (WAL segments are 16 MiB; regrowing costs page faults).
+    match zstd::zstd_safe::get_frame_content_size(&payload) {
+        Ok(Some(size)) if size <= MAX_OBJECT => {
+            zstd::bulk::decompress(&payload, size as usize).map_err(|e| format!("zstd: {e}"))
+        }
+        _ => zstd::stream::decode_all(&payload[..]).map_err(|e| format!("zstd: {e}")),
     }
 }
 
