@@ -14,7 +14,8 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-${LIFEBOAT_CACHE:-$HOME/.cache/life
 scale="${LIFEBOAT_BENCH_PG_SCALE:-100}"
 segments="${LIFEBOAT_BENCH_SEGMENTS:-500}"
 work=/var/tmp/lifeboat-bench-pg
-log() { printf '%s\n' "$*" >&2; }
+# shellcheck source=infra/bench-lib.sh
+source infra/bench-lib.sh
 
 log "== building release binaries; installing pgbackrest"
 cargo build --release --locked --bins 2>&1 | tail -1 >&2
@@ -66,32 +67,6 @@ printf '#!/bin/sh\nexec runuser -u postgres -- pgbackrest --config=%s/pgbackrest
 chmod 755 "$work/bin/pgbr"
 pgbr="$work/bin/pgbr"
 chown -R postgres:postgres "$work"
-
-# measure NAME CMD...: wall seconds and peak RSS (KiB) into ${NAME}_s / ${NAME}_kb.
-measure() {
-  local name=$1 last
-  shift
-  if ! /usr/bin/time -f '%e %M' "$@" >"$work/$name.out" 2>"$work/$name.err"; then
-    cat "$work/$name.err" >&2
-    return 1
-  fi
-  last=$(tail -1 "$work/$name.err")
-  printf -v "${name}_s" '%s' "${last%% *}"
-  printf -v "${name}_kb" '%s' "${last##* }"
-  log "$(printf '%-16s %8.2f s  %6d MiB peak' "$name" "${last%% *}" "$(( ${last##* } / 1024 ))")"
-}
-# timed NAME CMD...: wall seconds of CMD (a function too) into ${NAME}_s.
-timed() {
-  local name=$1 t0
-  shift
-  t0=$(date +%s.%N)
-  "$@"
-  printf -v "${name}_s" '%.2f' "$(echo "$(date +%s.%N) - $t0" | bc)"
-  log "$(printf '%-16s %8.2f s' "$name" "$(eval echo "\$${name}_s")")"
-}
-ratio() { python3 -c "print(f'{$1 / $2:.2f}')"; }
-pct() { python3 -c "print(f'{100 * $1 / $2:.2f}')"; }
-jget() { python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print(eval("d" + sys.argv[2]))' "$1" "$2"; }
 
 # cluster NAME SCALE: a cluster archiving into both repositories, pgbench-initialised.
 cluster() {

@@ -17,7 +17,8 @@ scale="${LIFEBOAT_BENCH_SCALE:-130}"
 work="${LIFEBOAT_BENCH_DIR:-$(mktemp -d /var/tmp/lifeboat-bench.XXXXXX)}"
 trap 'rm -rf "$work"' EXIT
 
-log() { printf '%s\n' "$*" >&2; }
+# shellcheck source=infra/bench-lib.sh
+source infra/bench-lib.sh
 
 log "== building release binaries"
 cargo build --release --locked --bins 2>&1 | tail -1 >&2
@@ -45,33 +46,16 @@ corpus_bytes=$(du -sb "$corpus" | cut -f1)
 corpus_files=$(find "$corpus" -type f | wc -l)
 log "corpus: $corpus ($((corpus_bytes >> 20)) MiB, $corpus_files files)"
 
-# measure NAME CMD...: wall seconds and peak RSS (KiB) into $NAME_s / $NAME_kb.
-measure() {
-  local name=$1 last
-  shift
-  if ! /usr/bin/time -f '%e %M' "$@" >"$work/$name.out" 2>"$work/$name.err"; then
-    cat "$work/$name.err" >&2
-    return 1
-  fi
-  last=$(tail -1 "$work/$name.err")
-  printf -v "${name}_s" '%s' "${last%% *}"
-  printf -v "${name}_kb" '%s' "${last##* }"
-  log "$(printf '%-10s %8.2f s  %6d MiB peak' "$name" "${last%% *}" "$(( ${last##* } / 1024 ))")"
-}
-json_field() { python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print(d["totals"][sys.argv[2]])' "$1" "$2"; }
-ratio() { python3 -c "print(f'{$1 / $2:.2f}')"; }
-pct() { python3 -c "print(f'{100 * $1 / $2:.2f}')"; }
-
 log "== warming the page cache"
 tar -cf - -C "$corpus" . >/dev/null
 
-log "== ingest"
-measure baseline bash -c "tar -cf - -C '$corpus' . | zstd -1 -q | sha256sum"
+log "== ingest (median of 3 runs each; each Lifeboat run into a fresh repository)"
+median_of 3 baseline ':' bash -c "tar -cf - -C '$corpus' . | zstd -1 -q | sha256sum"
 "$agent" key generate --out "$work/key" 2>/dev/null
 export LIFEBOAT_KEY_FILE="$work/key" RUST_LOG=warn
-"$agent" repo init --repo "file://$work/repo" >/dev/null
-measure backup1 "$agent" files backup "$corpus" --repo "file://$work/repo" --cell bench --output json
-cp "$work/backup1.out" "$work/b1.json"
+fresh_repo='rm -rf "$work/repo" && "$agent" repo init --repo "file://$work/repo" >/dev/null'
+median_of 3 backup1 "$fresh_repo" "$agent" files backup "$corpus" --repo "file://$work/repo" --cell bench --output json
+cp "$work/backup1_try.out" "$work/b1.json"
 
 log "== dedup"
 measure backup2 "$agent" files backup "$corpus" --repo "file://$work/repo" --cell bench --output json
@@ -89,23 +73,20 @@ done
 measure backup3 "$agent" files backup "$work/changed" --repo "file://$work/repo" --cell bench --output json
 cp "$work/backup3.out" "$work/b3.json"
 
-log "== copy"
-sync
-measure cp_r cp -r "$work/repo" "$work/repo-cp"
-sync
+log "== copy (median of 3 runs each)"
 # cp leaves its data in the page cache; Lifeboat fsyncs every object before
 # it counts as copied. The second baseline makes cp durable too.
-measure cp_r_sync bash -c "cp -r '$work/repo' '$work/repo-cp2' && sync"
-sync
-measure copy "$agent" repo copy "file://$work/repo" "file://$work/repo-copy"
+median_of 3 cp_r 'rm -rf "$work/repo-cp"' cp -r "$work/repo" "$work/repo-cp"
+median_of 3 cp_r_sync 'rm -rf "$work/repo-cp"' bash -c "cp -r '$work/repo' '$work/repo-cp' && sync"
+median_of 3 copy 'rm -rf "$work/repo-copy"' "$agent" repo copy "file://$work/repo" "file://$work/repo-copy"
 
 log "== restore (for the record: peak memory)"
 measure restore "$agent" files restore latest "$work/restored" --repo "file://$work/repo-copy" --cell bench
 
-b1_bytes=$(json_field "$work/b1.json" bytes)
-b1_stored=$(json_field "$work/b1.json" new_stored_bytes)
-b2_new=$(json_field "$work/b2.json" new_stored_bytes)
-b3_new=$(json_field "$work/b3.json" new_stored_bytes)
+b1_bytes=$(jget "$work/b1.json" '["totals"]["bytes"]')
+b1_stored=$(jget "$work/b1.json" '["totals"]["new_stored_bytes"]')
+b2_new=$(jget "$work/b2.json" '["totals"]["new_stored_bytes"]')
+b3_new=$(jget "$work/b3.json" '["totals"]["new_stored_bytes"]')
 max_kb=$(printf '%s\n' "$backup1_kb" "$backup2_kb" "$backup3_kb" "$copy_kb" "$restore_kb" | sort -n | tail -1)
 
 cat <<EOF2

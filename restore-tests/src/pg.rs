@@ -92,6 +92,17 @@ impl Cluster {
         }
     }
 
+    /// `pgbench -i -s SCALE` against this cluster, then a checkpoint.
+    pub fn pgbench_init(&self, scale: u32) {
+        let status = Command::new(bindir().join("pgbench"))
+            .args(["-i", "-q", "-s", &scale.to_string(), "-h", "127.0.0.1", "-p", &self.port.to_string(), "-U", "postgres", "postgres"])
+            .stderr(std::process::Stdio::null())
+            .status()
+            .expect("running pgbench");
+        assert!(status.success(), "pgbench -i -s {scale} failed");
+        self.psql("checkpoint");
+    }
+
     pub fn log_tail(&self) -> String {
         let log = std::fs::read_to_string(self.dir.join("postgres.log")).unwrap_or_default();
         log.lines().rev().take(30).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n")

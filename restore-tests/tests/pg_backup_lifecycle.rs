@@ -39,12 +39,7 @@ fn kill_9_mid_base_backup_commits_nothing_and_the_rerun_completes() {
     let a = Archive::new();
     let conf = a.archive_conf("kb");
     let primary = Cluster::create(&a.root.join("primary"), &[&conf[0], &conf[1]]);
-    let status = Command::new(bindir().join("pgbench"))
-        .args(["-i", "-q", "-s", "20", "-h", "127.0.0.1", "-p", &primary.port.to_string(), "-U", "postgres", "postgres"])
-        .stderr(Stdio::null())
-        .status()
-        .unwrap();
-    assert!(status.success());
+    primary.pgbench_init(20);
     let expected = primary.psql("select count(*) || ':' || sum(aid) from pgbench_accounts");
     switch_and_wait(&primary);
     let conn = format!("host=127.0.0.1 port={} user=postgres dbname=postgres", primary.port);
@@ -77,12 +72,7 @@ fn retention_keeps_every_wal_file_a_retained_backup_needs() {
     let a = Archive::new();
     let conf = a.archive_conf("rt");
     let primary = Cluster::create(&a.root.join("primary"), &[&conf[0], &conf[1]]);
-    let status = Command::new(bindir().join("pgbench"))
-        .args(["-i", "-q", "-s", "1", "-h", "127.0.0.1", "-p", &primary.port.to_string(), "-U", "postgres", "postgres"])
-        .stderr(Stdio::null())
-        .status()
-        .unwrap();
-    assert!(status.success());
+    primary.pgbench_init(1);
     let conn = format!("host=127.0.0.1 port={} user=postgres dbname=postgres", primary.port);
     let mut backups = Vec::new();
     for round in 0..3 {
@@ -131,13 +121,7 @@ fn incrementals_reuse_unchanged_files_and_restore_standalone() {
     let a = Archive::new();
     let conf = a.archive_conf("inc");
     let primary = Cluster::create(&a.root.join("primary"), &[&conf[0], &conf[1]]);
-    let status = Command::new(bindir().join("pgbench"))
-        .args(["-i", "-q", "-s", "5", "-h", "127.0.0.1", "-p", &primary.port.to_string(), "-U", "postgres", "postgres"])
-        .stderr(Stdio::null())
-        .status()
-        .unwrap();
-    assert!(status.success());
-    primary.psql("checkpoint");
+    primary.pgbench_init(5);
     std::thread::sleep(Duration::from_secs(2)); // files older than the full's start by more than a second
     let conn = format!("host=127.0.0.1 port={} user=postgres dbname=postgres", primary.port);
     let backup = |kind: &str| -> serde_json::Value {

@@ -1,0 +1,53 @@
+# Helpers shared by the benchmark scripts (sourced; needs $work set).
+# Each measurement lands in shell variables named after it.
+
+log() { printf '%s\n' "$*" >&2; }
+
+# measure NAME CMD...: wall seconds and peak RSS (KiB) of CMD into ${NAME}_s / ${NAME}_kb;
+# its stdout is kept in $work/NAME.out.
+measure() {
+  local name=$1 last
+  shift
+  if ! /usr/bin/time -f '%e %M' "$@" >"$work/$name.out" 2>"$work/$name.err"; then
+    cat "$work/$name.err" >&2
+    return 1
+  fi
+  last=$(tail -1 "$work/$name.err")
+  printf -v "${name}_s" '%s' "${last%% *}"
+  printf -v "${name}_kb" '%s' "${last##* }"
+  log "$(printf '%-16s %8.2f s  %6d MiB peak' "$name" "${last%% *}" "$((${last##* } / 1024))")"
+}
+
+# timed NAME CMD...: wall seconds of CMD (a shell function too) into ${NAME}_s.
+timed() {
+  local name=$1 t0
+  shift
+  t0=$(date +%s.%N)
+  "$@"
+  printf -v "${name}_s" '%.2f' "$(echo "$(date +%s.%N) - $t0" | bc)"
+  log "$(printf '%-16s %8.2f s' "$name" "$(eval echo "\$${name}_s")")"
+}
+
+ratio() { python3 -c "print(f'{$1 / $2:.2f}')"; }
+pct() { python3 -c "print(f'{100 * $1 / $2:.2f}')"; }
+# jget FILE '["a"]["b"]': a field of a JSON file.
+jget() { python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print(eval("d" + sys.argv[2]))' "$1" "$2"; }
+
+# median_of N NAME SETUP CMD...: run SETUP (e.g. removing a destination) then
+# CMD, N times; the median wall time into ${NAME}_s, the largest RSS into ${NAME}_kb.
+median_of() {
+  local n=$1 name=$2 setup=$3 i times=() kb=0
+  shift 3
+  for ((i = 0; i < n; i++)); do
+    eval "$setup"
+    sync
+    measure "${name}_try" "$@"
+    times+=("$(eval echo "\$${name}_try_s")")
+    local k
+    k=$(eval echo "\$${name}_try_kb")
+    ((k > kb)) && kb=$k
+  done
+  printf -v "${name}_s" '%s' "$(printf '%s\n' "${times[@]}" | sort -n | sed -n "$(((n + 1) / 2))p")"
+  printf -v "${name}_kb" '%s' "$kb"
+  log "$(printf '%-16s median %.2f s of %d runs' "$name" "$(eval echo "\$${name}_s")" "$n")"
+}
