@@ -80,12 +80,20 @@ pub async fn push_bytes(repo: &Repository, cell: &str, name: &str, data: Vec<u8>
         tokio::task::spawn_blocking(move || repo.seal(&path, &data)).await.expect("sealing does not panic")
     };
     match repo.store().put(&path, Bytes::from(sealed.clone()), PutMode::Create).await {
-        Ok(()) => return Ok(PushOutcome::Stored(data.len() as u64)),
+        Ok(()) => {
+            // Durable before Postgres hears "archived".
+            repo.store().sync().await.map_err(RepoError::from)?;
+            return Ok(PushOutcome::Stored(data.len() as u64));
+        }
         Err(StoreError::AlreadyExists { .. }) => {}
         Err(e) => return Err(RepoError::from(e).into()),
     }
     match repo.read_object(&path).await {
-        Ok(existing) if existing[..] == data[..] => Ok(PushOutcome::AlreadyArchived),
+        Ok(existing) if existing[..] == data[..] => {
+            // Another push may have stored it moments ago: make sure it is durable.
+            repo.store().sync().await.map_err(RepoError::from)?;
+            Ok(PushOutcome::AlreadyArchived)
+        }
         Ok(existing) => {
             let new = sha256_hex(&data);
             let kept = format::path(&format!("{WAL_PREFIX}{cell}/conflicts/{name}.{}", &new[..16]));
@@ -105,6 +113,7 @@ pub async fn push_bytes(repo: &Repository, cell: &str, name: &str, data: Vec<u8>
         Err(RepoError::Corrupt { reason, .. }) => {
             tracing::error!(%path, %reason, "archived WAL object is corrupt; replacing it with the verified bytes Postgres just handed over");
             repo.store().put(&path, Bytes::from(sealed), PutMode::Overwrite).await.map_err(RepoError::from)?;
+            repo.store().sync().await.map_err(RepoError::from)?;
             Ok(PushOutcome::Stored(data.len() as u64))
         }
         Err(e) => Err(e.into()),

@@ -111,7 +111,9 @@ async fn copy_objects(src: &Repository, dst: &DynStore, workers: usize, report: 
     }
     drop(copies);
 
-    // Manifests last, each only when all its chunks are at the destination.
+    // Manifests last, each only when all its chunks are at the destination
+    // and durable there.
+    dst.sync().await?;
     for backup in src.list_backups(None).await? {
         let path = format::manifest_path(&backup.cell, &backup.id);
         if present.contains(path.as_str()) {
@@ -134,6 +136,7 @@ async fn copy_objects(src: &Repository, dst: &DynStore, workers: usize, report: 
         report.manifests_copied += 1;
         report.bytes_copied += n;
     }
+    dst.sync().await?;
     // Legal holds travel with their backups.
     for meta in src_objects.iter().filter(|m| m.path.as_str().starts_with(format::HOLDS)) {
         if !present.contains(meta.path.as_str()) {
@@ -144,5 +147,6 @@ async fn copy_objects(src: &Repository, dst: &DynStore, workers: usize, report: 
             }
         }
     }
+    dst.sync().await?;
     Ok(())
 }

@@ -202,7 +202,9 @@ impl Repository {
         let path = format::manifest_path(&manifest.cell, &manifest.id);
         let raw = serde_json::to_vec(manifest).expect("manifest serialises");
         let sealed = self.seal(&path, &raw);
+        self.store.sync().await?; // everything the manifest references is durable first
         self.store.put(&path, Bytes::from(sealed), PutMode::Create).await?;
+        self.store.sync().await?; // and the commit point itself
         Ok(())
     }
 

@@ -205,6 +205,10 @@ impl ObjectStore for AzureStore {
         Ok(out)
     }
 
+    async fn sync(&self) -> Result<(), StoreError> {
+        Ok(()) // a successful PUT is durable
+    }
+
     async fn delete(&self, path: &ObjectPath) -> Result<(), StoreError> {
         absent_ok(self.blob(path).delete().await.map_err(|e| self.err("delete", path.as_str(), e))).map(|_| ())
     }

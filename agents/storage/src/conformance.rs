@@ -38,6 +38,7 @@ pub async fn round_trips(store: &dyn ObjectStore) {
         ("rt/binary", Bytes::from((0..=255u8).cycle().take(300_000).collect::<Vec<_>>())),
     ] {
         store.put(&p(key), data.clone(), PutMode::Create).await.unwrap_or_else(|e| panic!("{name}: put {key}: {e}"));
+        store.sync().await.unwrap_or_else(|e| panic!("{name}: sync: {e}"));
         let back = store.get(&p(key)).await.unwrap_or_else(|e| panic!("{name}: get {key}: {e}"));
         assert_eq!(back, data, "{name}: {key} came back different");
         let meta = store.head(&p(key)).await.unwrap().unwrap_or_else(|| panic!("{name}: head {key} found nothing"));

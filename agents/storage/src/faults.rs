@@ -156,6 +156,18 @@ impl ObjectStore for FaultyStore {
         self.inner.list(prefix).await
     }
 
+    async fn sync(&self) -> Result<(), StoreError> {
+        if self.crashed.load(Ordering::SeqCst) {
+            self.injected.fetch_add(1, Ordering::SeqCst);
+            return Err(StoreError::Permanent {
+                store: self.describe(),
+                op: "sync",
+                message: "injected crash: the process is gone".into(),
+            });
+        }
+        self.inner.sync().await
+    }
+
     async fn delete(&self, path: &ObjectPath) -> Result<(), StoreError> {
         self.check(Op::Delete, path.as_str())?;
         self.inner.delete(path).await

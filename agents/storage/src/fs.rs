@@ -2,8 +2,12 @@
 //!
 //! Durability: every object is written to a temporary file under `.tmp/`,
 //! fsynced, then published with `link(2)` (create-if-absent, atomic) or
-//! `rename(2)` (overwrite), and the parent directory is fsynced. A crash
-//! leaves at most an orphan in `.tmp/`, never a partial object.
+//! `rename(2)` (overwrite). A crash leaves at most an orphan in `.tmp/`,
+//! never a partial object. The new names are made durable by
+//! [`ObjectStore::sync`] (`syncfs(2)` over the repository's filesystem),
+//! which callers run before a commit point, rather than by a directory fsync
+//! per object: a name lost in a crash before the sync belongs to an object
+//! no manifest references yet.
 
 use std::io::{ErrorKind, Write};
 use std::path::{Path, PathBuf};
@@ -64,7 +68,7 @@ impl FileStore {
             let _ = std::fs::remove_file(tmp);
             return Err(self.err("put", path.as_str(), e));
         }
-        fsync_dir(parent).map_err(|e| self.err("put", path.as_str(), e))
+        Ok(())
     }
 
     fn check_absent(&self, path: &ObjectPath, mode: PutMode) -> Result<(), StoreError> {
@@ -73,10 +77,6 @@ impl FileStore {
         }
         Ok(())
     }
-}
-
-fn fsync_dir(dir: &Path) -> std::io::Result<()> {
-    std::fs::File::open(dir)?.sync_all()
 }
 
 fn blocking_err(e: tokio::task::JoinError) -> StoreError {
@@ -212,6 +212,21 @@ impl ObjectStore for FileStore {
             }
             out.sort_by(|a, b| a.path.cmp(&b.path));
             Ok(out)
+        })
+        .await
+        .map_err(blocking_err)?
+    }
+
+    async fn sync(&self) -> Result<(), StoreError> {
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || {
+            use std::os::fd::AsRawFd;
+            let root = std::fs::File::open(&this.root).map_err(|e| this.err("sync", "", e))?;
+            // SAFETY: syncfs only reads the descriptor, which `root` keeps open.
+            if unsafe { libc::syncfs(root.as_raw_fd()) } != 0 {
+                return Err(this.err("sync", "", std::io::Error::last_os_error()));
+            }
+            Ok(())
         })
         .await
         .map_err(blocking_err)?

@@ -97,6 +97,15 @@ pub trait ObjectStore: Send + Sync + fmt::Debug + 'static {
 
     /// Delete an object. Deleting a missing object is not an error.
     async fn delete(&self, path: &ObjectPath) -> Result<(), StoreError>;
+
+    /// Durability barrier: every object stored before the call (by any
+    /// process) survives a crash once it returns. Object contents are
+    /// durable when `put` returns; on the filesystem the new names become
+    /// durable here (one `syncfs` instead of a directory fsync per object).
+    /// Callers sync before and after writing a commit point (a manifest) and
+    /// before telling Postgres a WAL file is archived. A no-op for object
+    /// stores, where a successful PUT is durable.
+    async fn sync(&self) -> Result<(), StoreError>;
 }
 
 /// A shared handle to any store.

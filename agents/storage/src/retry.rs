@@ -157,6 +157,10 @@ impl ObjectStore for Resilient {
         self.policy.run(&self.name, "list", || self.inner.list(prefix)).await
     }
 
+    async fn sync(&self) -> Result<(), StoreError> {
+        self.policy.run(&self.name, "sync", || self.inner.sync()).await
+    }
+
     async fn delete(&self, path: &ObjectPath) -> Result<(), StoreError> {
         self.policy.run(&self.name, "delete", || self.inner.delete(path)).await
     }
