@@ -1,25 +1,30 @@
 //! Geo-redundant copy: make a destination hold everything the source holds.
 //!
 //! Only objects the destination lacks move (chunks, WAL and every other
-//! sealed object). Each is verified at the source
+//! sealed object). Data objects are written without an fsync each and made
+//! durable by one barrier before the first manifest; so that a crash cannot
+//! leave a lost write that a rerun would trust, a destination object whose
+//! size differs from the source is copied again, and when an earlier copy
+//! into the destination did not finish (its `geo-copy` lock is still there)
+//! every destination object no manifest references yet has its seal checked
+//! first. Each is verified at the source
 //! (its seal: the AEAD tag or SHA-256 over the stored bytes and the object's
-//! name) before it is sent, and read back from the destination and
-//! compared by SHA-256 after. Data goes first, manifests last, and a manifest
+//! name) before it is sent, and read back from the destination and compared
+//! with the source byte for byte after. Data goes first, manifests last, and a manifest
 //! is copied only when every chunk it needs is verified at the destination,
 //! so an interrupted copy leaves no manifest pointing at missing data and a
 //! rerun finishes the job.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use futures::StreamExt;
 use serde::Serialize;
-use sha2::{Digest, Sha256};
 
 use lifeboat_storage::{DynStore, ObjectPath, PutMode, StoreError};
 
 use crate::error::{RepoError, Result};
 use crate::format;
-use crate::lock::{LockGuard, LockKind};
+use crate::lock::{all_locks, LockGuard, LockInfo, LockKind};
 use crate::repo::Repository;
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -30,26 +35,30 @@ pub struct CopyReport {
     pub bytes_copied: u64,
     pub objects_already_present: u64,
     pub manifests_copied: u64,
+    /// Destination objects found damaged (lost writes of an interrupted copy) and copied again.
+    pub repaired: u64,
     /// Objects that could not be copied (corrupt at the source, or failed).
     pub failures: Vec<String>,
 }
 
 /// Copy one object, verifying at both ends. Returns bytes copied.
-async fn copy_object(src: &Repository, dst: &DynStore, path: &ObjectPath) -> Result<u64> {
+async fn copy_object(src: &Repository, dst: &DynStore, path: &ObjectPath, mode: PutMode) -> Result<u64> {
     let raw = src.store().get(path).await?;
     let check = {
         let (src, raw, path) = (src.clone(), raw.clone(), path.clone());
         tokio::task::spawn_blocking(move || src.check_seal(&path, &raw))
     };
     check.await.expect("unseal does not panic")?;
-    match dst.put(path, raw.clone(), PutMode::Create).await {
+    match dst.put_deferred(path, raw.clone(), mode).await {
         Ok(()) => {}
         // A racing or earlier interrupted copy stored it; verify it below all the same.
         Err(StoreError::AlreadyExists { .. }) => {}
         Err(e) => return Err(e.into()),
     }
+    // Read back and compare with the source byte for byte (what a hash
+    // comparison would establish, without hashing both sides).
     let back = dst.get(path).await?;
-    if Sha256::digest(&back) != Sha256::digest(&raw) {
+    if back != raw {
         return Err(RepoError::Corrupt {
             key: format!("{} at {}", path, dst.describe()),
             reason: "differs from the source after copying".into(),
@@ -74,24 +83,91 @@ pub async fn copy(src: &Repository, dst: DynStore, workers: usize) -> Result<Cop
         Some(_) => {}
     }
     let dst_repo = Repository::open(dst.clone(), src.key().cloned()).await?;
-    let lock = LockGuard::acquire(&dst_repo, LockKind::Shared, "geo-copy").await?;
-    let result = copy_objects(src, &dst, workers, &mut report).await;
+    // Locks of earlier copies that never released theirs: they may have lost writes.
+    let earlier: Vec<(ObjectPath, LockInfo)> =
+        all_locks(&dst_repo, None).await?.into_iter().filter(|(_, info)| info.operation == COPY_LOCK).collect();
+    let lock = LockGuard::acquire(&dst_repo, LockKind::Shared, COPY_LOCK).await?;
+    let result = async {
+        if !earlier.is_empty() {
+            check_unreferenced(&dst_repo, workers, &mut report).await?;
+        }
+        copy_objects(src, &dst, workers, &mut report).await
+    }
+    .await;
     lock.release().await?;
-    result.map(|()| report)
+    result?;
+    let now = time::OffsetDateTime::now_utc();
+    for (path, _) in earlier.iter().filter(|(_, info)| !info.is_live(now)) {
+        dst.delete(path).await?; // the interrupted copy is finished now
+    }
+    Ok(report)
+}
+
+const COPY_LOCK: &str = "geo-copy";
+
+/// After an interrupted copy: check the seal of every destination object no
+/// manifest references yet, deleting the damaged ones so they are copied again.
+async fn check_unreferenced(dst: &Repository, workers: usize, report: &mut CopyReport) -> Result<()> {
+    let mut referenced = HashSet::new();
+    for b in dst.list_backups(None).await? {
+        let m = dst.read_manifest(&b.cell, &b.id).await?;
+        referenced.extend(m.chunk_ids().map(|id| format::chunk_path(id).to_string()));
+    }
+    let suspects: Vec<ObjectPath> = dst
+        .store()
+        .list("")
+        .await?
+        .into_iter()
+        .map(|m| m.path)
+        .filter(|p| format::is_sealed_data(p.as_str()) && !referenced.contains(p.as_str()))
+        .collect();
+    tracing::warn!(objects = suspects.len(), "an earlier copy into {} did not finish: checking what it wrote", dst.location());
+    let mut checks = futures::stream::iter(suspects)
+        .map(|path| async move {
+            let result = match dst.store().get(&path).await {
+                Ok(raw) => dst.check_seal(&path, &raw),
+                Err(e) => Err(e.into()),
+            };
+            (path, result)
+        })
+        .buffer_unordered(workers);
+    while let Some((path, result)) = checks.next().await {
+        match result {
+            Ok(()) => {}
+            Err(RepoError::Corrupt { reason, .. }) => {
+                tracing::warn!(object = %path, %reason, "damaged by the interrupted copy; copying it again");
+                dst.store().delete(&path).await?;
+                report.repaired += 1;
+            }
+            Err(RepoError::Store(e)) if e.is_not_found() => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 async fn copy_objects(src: &Repository, dst: &DynStore, workers: usize, report: &mut CopyReport) -> Result<()> {
     let src_objects = src.store().list("").await?;
-    let mut present: HashSet<String> = dst.list("").await?.into_iter().map(|m| m.path.to_string()).collect();
-    let (todo, already): (Vec<ObjectPath>, Vec<ObjectPath>) = src_objects
-        .iter()
-        .filter(|m| format::is_sealed_data(m.path.as_str()))
-        .map(|m| m.path.clone())
-        .partition(|p| !present.contains(p.as_str()));
-    report.objects_already_present += already.len() as u64;
+    let dst_sizes: HashMap<String, u64> = dst.list("").await?.into_iter().map(|m| (m.path.to_string(), m.size)).collect();
+    let mut present: HashSet<String> = HashSet::new();
+    let mut todo = Vec::new();
+    for m in src_objects.iter().filter(|m| format::is_sealed_data(m.path.as_str())) {
+        match dst_sizes.get(m.path.as_str()) {
+            Some(&size) if size == m.size => {
+                report.objects_already_present += 1;
+                present.insert(m.path.to_string());
+            }
+            // A short or long object at the destination is a lost write: replace it.
+            Some(_) => {
+                report.repaired += 1;
+                todo.push((m.path.clone(), PutMode::Overwrite));
+            }
+            None => todo.push((m.path.clone(), PutMode::Create)),
+        }
+    }
     let mut copies = futures::stream::iter(todo)
-        .map(|path| async move {
-            let result = copy_object(src, dst, &path).await;
+        .map(|(path, mode)| async move {
+            let result = copy_object(src, dst, &path, mode).await;
             (path, result)
         })
         .buffer_unordered(workers);
@@ -116,7 +192,7 @@ async fn copy_objects(src: &Repository, dst: &DynStore, workers: usize, report: 
     dst.sync().await?;
     for backup in src.list_backups(None).await? {
         let path = format::manifest_path(&backup.cell, &backup.id);
-        if present.contains(path.as_str()) {
+        if dst_sizes.contains_key(path.as_str()) {
             report.objects_already_present += 1;
             continue;
         }
@@ -131,7 +207,8 @@ async fn copy_objects(src: &Repository, dst: &DynStore, workers: usize, report: 
             report.failures.push(format!("{path}: not copied because chunk {missing} is not at the destination"));
             continue;
         }
-        let n = copy_object(src, dst, &path).await?;
+        let n = copy_object(src, dst, &path, PutMode::Create).await?;
+        dst.sync().await?; // each manifest durable once copied
         report.objects_copied += 1;
         report.manifests_copied += 1;
         report.bytes_copied += n;
@@ -139,7 +216,7 @@ async fn copy_objects(src: &Repository, dst: &DynStore, workers: usize, report: 
     dst.sync().await?;
     // Legal holds travel with their backups.
     for meta in src_objects.iter().filter(|m| m.path.as_str().starts_with(format::HOLDS)) {
-        if !present.contains(meta.path.as_str()) {
+        if !dst_sizes.contains_key(meta.path.as_str()) {
             let raw = src.store().get(&meta.path).await?;
             match dst.put(&meta.path, raw, PutMode::Create).await {
                 Ok(()) | Err(StoreError::AlreadyExists { .. }) => {}

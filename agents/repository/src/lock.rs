@@ -41,7 +41,7 @@ pub struct LockInfo {
 }
 
 impl LockInfo {
-    fn is_live(&self, now: OffsetDateTime) -> bool {
+    pub fn is_live(&self, now: OffsetDateTime) -> bool {
         now - self.refreshed < STALE_AFTER
     }
 }
@@ -65,12 +65,11 @@ async fn write(repo: &Repository, path: &ObjectPath, info: &LockInfo) -> Result<
     Ok(())
 }
 
-/// Live locks other than `except`.
-async fn live_locks(repo: &Repository, except: &ObjectPath) -> Result<Vec<LockInfo>> {
-    let now = OffsetDateTime::now_utc();
+/// Every lock other than `except`, live or stale, with its key.
+pub async fn all_locks(repo: &Repository, except: Option<&ObjectPath>) -> Result<Vec<(ObjectPath, LockInfo)>> {
     let mut out = Vec::new();
     for meta in repo.store().list(format::LOCKS).await? {
-        if &meta.path == except {
+        if Some(&meta.path) == except {
             continue;
         }
         let raw = match repo.store().get(&meta.path).await {
@@ -79,12 +78,16 @@ async fn live_locks(repo: &Repository, except: &ObjectPath) -> Result<Vec<LockIn
             Err(e) => return Err(e.into()),
         };
         if let Ok(info) = serde_json::from_slice::<LockInfo>(&raw) {
-            if info.is_live(now) {
-                out.push(info);
-            }
+            out.push((meta.path, info));
         }
     }
     Ok(out)
+}
+
+/// Live locks other than `except`.
+async fn live_locks(repo: &Repository, except: &ObjectPath) -> Result<Vec<LockInfo>> {
+    let now = OffsetDateTime::now_utc();
+    Ok(all_locks(repo, Some(except)).await?.into_iter().map(|(_, i)| i).filter(|i| i.is_live(now)).collect())
 }
 
 impl LockGuard {
@@ -97,6 +100,8 @@ impl LockGuard {
             refreshed: OffsetDateTime::now_utc(),
         };
         write(repo, &path, &info).await?;
+        // Durable, so that a copy interrupted by a crash is known as such after it.
+        repo.store().sync().await?;
         let conflicts: Vec<LockInfo> = live_locks(repo, &path)
             .await?
             .into_iter()

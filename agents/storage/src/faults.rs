@@ -131,6 +131,11 @@ impl ObjectStore for FaultyStore {
         self.inner.put(path, data, mode).await
     }
 
+    async fn put_deferred(&self, path: &ObjectPath, data: Bytes, mode: PutMode) -> Result<(), StoreError> {
+        self.check(Op::Put, path.as_str())?;
+        self.inner.put_deferred(path, data, mode).await
+    }
+
     async fn put_stream(&self, path: &ObjectPath, data: ByteStream, mode: PutMode) -> Result<u64, StoreError> {
         self.check(Op::Put, path.as_str())?;
         self.inner.put_stream(path, data, mode).await

@@ -71,6 +71,32 @@ impl FileStore {
         Ok(())
     }
 
+    /// Write `data` to a temporary file (fsynced when `durable`) and publish it.
+    async fn write_object(&self, path: &ObjectPath, data: Bytes, mode: PutMode, durable: bool) -> Result<(), StoreError> {
+        self.check_absent(path, mode)?;
+        let this = self.clone();
+        let path = path.clone();
+        tokio::task::spawn_blocking(move || {
+            let tmp = this.tmp_path();
+            let write = || -> std::io::Result<()> {
+                std::fs::create_dir_all(tmp.parent().unwrap())?;
+                let mut f = std::fs::File::create(&tmp)?;
+                f.write_all(&data)?;
+                if durable {
+                    f.sync_all()?;
+                }
+                Ok(())
+            };
+            if let Err(e) = write() {
+                let _ = std::fs::remove_file(&tmp);
+                return Err(this.err("put", path.as_str(), e));
+            }
+            this.publish(&tmp, &path, mode)
+        })
+        .await
+        .map_err(blocking_err)?
+    }
+
     fn check_absent(&self, path: &ObjectPath, mode: PutMode) -> Result<(), StoreError> {
         if mode == PutMode::Create && self.full(path).exists() {
             return Err(StoreError::AlreadyExists { store: self.describe(), path: path.to_string() });
@@ -96,25 +122,11 @@ impl ObjectStore for FileStore {
     }
 
     async fn put(&self, path: &ObjectPath, data: Bytes, mode: PutMode) -> Result<(), StoreError> {
-        self.check_absent(path, mode)?;
-        let this = self.clone();
-        let path = path.clone();
-        tokio::task::spawn_blocking(move || {
-            let tmp = this.tmp_path();
-            let write = || -> std::io::Result<()> {
-                std::fs::create_dir_all(tmp.parent().unwrap())?;
-                let mut f = std::fs::File::create(&tmp)?;
-                f.write_all(&data)?;
-                f.sync_all()
-            };
-            if let Err(e) = write() {
-                let _ = std::fs::remove_file(&tmp);
-                return Err(this.err("put", path.as_str(), e));
-            }
-            this.publish(&tmp, &path, mode)
-        })
-        .await
-        .map_err(blocking_err)?
+        self.write_object(path, data, mode, true).await
+    }
+
+    async fn put_deferred(&self, path: &ObjectPath, data: Bytes, mode: PutMode) -> Result<(), StoreError> {
+        self.write_object(path, data, mode, false).await
     }
 
     async fn put_stream(&self, path: &ObjectPath, mut data: ByteStream, mode: PutMode) -> Result<u64, StoreError> {

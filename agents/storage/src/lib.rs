@@ -72,6 +72,14 @@ pub trait ObjectStore: Send + Sync + fmt::Debug + 'static {
     /// Store `data` at `path` durably before returning.
     async fn put(&self, path: &ObjectPath, data: Bytes, mode: PutMode) -> Result<(), StoreError>;
 
+    /// Like `put`, but the content need only be durable after the next
+    /// [`ObjectStore::sync`]: for bulk writers (geo-copy) that sync once
+    /// before their commit point and can tell a lost write on rerun. Object
+    /// stores, where every PUT is durable, keep the default.
+    async fn put_deferred(&self, path: &ObjectPath, data: Bytes, mode: PutMode) -> Result<(), StoreError> {
+        self.put(path, data, mode).await
+    }
+
     /// Store a stream of unknown length with bounded memory (multipart / block
     /// lists). The object becomes visible only when the whole stream is stored.
     /// Returns the number of bytes stored.

@@ -134,6 +134,10 @@ impl ObjectStore for Resilient {
         self.policy.run(&self.name, "put", || self.inner.put(path, data.clone(), mode)).await
     }
 
+    async fn put_deferred(&self, path: &ObjectPath, data: Bytes, mode: PutMode) -> Result<(), StoreError> {
+        self.policy.run(&self.name, "put", || self.inner.put_deferred(path, data.clone(), mode)).await
+    }
+
     async fn put_stream(&self, path: &ObjectPath, data: ByteStream, mode: PutMode) -> Result<u64, StoreError> {
         tokio::select! {
             result = self.inner.put_stream(path, data, mode) => result,
