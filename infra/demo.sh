@@ -11,7 +11,7 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-${LIFEBOAT_CACHE:-$HOME/.cache/lifeboat}/target}"
 
-say() { printf '\n\033[1m== %s\033[0m\n' "$*" >&2; }
+say() { if [[ -t 2 ]]; then printf '\n\033[1m== %s\033[0m\n' "$*" >&2; else printf '\n== %s\n' "$*" >&2; fi; }
 
 say "building lifeboat-agent (the first build takes several minutes; later ones reuse $CARGO_TARGET_DIR)"
 cargo build --locked --bins 2>&1 | tail -1 >&2
