@@ -1,7 +1,14 @@
 # Helpers shared by the benchmark scripts (sourced; needs $work set).
 # Each measurement lands in shell variables named after it.
 
+LB_TAG=bench
+# shellcheck source=infra/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
 log() { printf '%s\n' "$*" >&2; }
+
+# need COMMAND PACKAGE: install the Debian package when the command is missing.
+need() { command -v "$1" >/dev/null || lb_apt_install "$2"; }
 
 # measure NAME CMD...: wall seconds and peak RSS (KiB) of CMD into ${NAME}_s / ${NAME}_kb;
 # its stdout is kept in $work/NAME.out.

@@ -20,9 +20,9 @@ source infra/bench-lib.sh
 log "== building release binaries; installing pgbackrest"
 cargo build --release --locked --bins 2>&1 | tail -1 >&2
 bash infra/services.sh install postgres >&2
-command -v pgbackrest >/dev/null || apt-get install -y -q pgbackrest >&2
-[[ -x /usr/bin/time ]] || apt-get install -y -q time >&2
-command -v bc >/dev/null || apt-get install -y -q bc >&2
+need pgbackrest pgbackrest
+need /usr/bin/time time
+need bc bc
 bindir=$(pg_config --bindir)
 
 cleanup() {
