@@ -186,11 +186,9 @@ async fn check_wal_reaches(repo: &Repository, cell: &str, d: &PgDetails, target:
             )));
         }
         let reachable = segment_name(timeline, from - 1);
-        let beyond = match target {
-            Target::Lsn(l) => l.segno() >= from,
-            _ => true, // time, xid and name targets are checked by Postgres itself; tell the operator now
-        };
-        if beyond && matches!(target, Target::Lsn(_)) {
+        // An LSN target past the gap is refused here; time, xid and name
+        // targets are checked by Postgres itself, so the operator is warned.
+        if matches!(target, Target::Lsn(l) if l.segno() >= from) {
             return Err(PgError::Wal(format!(
                 "WAL segments {} .. {} are missing; the latest reachable point is the end of {reachable}",
                 gap.from, gap.to

@@ -104,6 +104,11 @@ pub fn chunk_id_of(key: &str) -> Option<&str> {
     (id.len() == 64 && id.starts_with(dir) && id.bytes().all(|b| b.is_ascii_hexdigit())).then_some(id)
 }
 
+/// The chunks in a listing: id → stored size.
+pub fn chunks_in<'a>(listing: impl IntoIterator<Item = &'a lifeboat_storage::ObjectMeta>) -> std::collections::HashMap<String, u64> {
+    listing.into_iter().filter_map(|m| chunk_id_of(m.path.as_str()).map(|id| (id.to_string(), m.size))).collect()
+}
+
 pub fn manifest_path(cell: &str, id: &str) -> ObjectPath {
     path(&format!("{MANIFESTS}{cell}/{id}"))
 }

@@ -179,11 +179,7 @@ impl Repository {
 
     /// Every chunk in the repository: id → stored size.
     pub async fn list_chunks(&self) -> Result<HashMap<String, u64>> {
-        let objects = self.store.list(format::CHUNKS).await?;
-        Ok(objects
-            .into_iter()
-            .filter_map(|m| format::chunk_id_of(m.path.as_str()).map(|id| (id.to_string(), m.size)))
-            .collect())
+        Ok(format::chunks_in(&self.store.list(format::CHUNKS).await?))
     }
 
     /// Store a sealed chunk unless it exists. Returns true if it was uploaded.

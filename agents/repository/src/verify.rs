@@ -50,7 +50,9 @@ impl VerifyReport {
 
 pub async fn verify(repo: &Repository, workers: usize) -> Result<VerifyReport> {
     let mut report = VerifyReport { location: repo.location(), ..Default::default() };
-    let present = repo.list_chunks().await?;
+    // One listing serves both the chunk set and the other sealed objects.
+    let listing = repo.store().list("").await?;
+    let present = format::chunks_in(&listing);
     // chunk id -> backups referencing it
     let mut users: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for backup in repo.list_backups(None).await? {
@@ -83,7 +85,7 @@ pub async fn verify(repo: &Repository, workers: usize) -> Result<VerifyReport> {
     report.unreferenced_chunks = present.keys().filter(|id| !users.contains_key(*id)).count() as u64;
     // Every sealed object: chunks, and the rest (WAL, ...) that no manifest lists.
     let mut objects: Vec<ObjectPath> = present.keys().map(|id| format::chunk_path(id)).collect();
-    objects.extend(repo.store().list("").await?.into_iter().map(|m| m.path).filter(|p| {
+    objects.extend(listing.into_iter().map(|m| m.path).filter(|p| {
         let key = p.as_str();
         format::is_sealed_data(key) && format::chunk_id_of(key).is_none()
     }));
