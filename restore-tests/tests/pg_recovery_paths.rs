@@ -120,3 +120,54 @@ fn restore_from_s3_and_azure_copies_after_the_primary_repository_is_destroyed() 
         assert!(log.contains("restored log file"), "{name}: WAL came through wal-fetch");
     }
 }
+
+/// `pg restore --delta` over a data directory that ran on and diverged:
+/// refused while the server runs, then most files are kept by hash and the
+/// restored cluster holds exactly what the backup plus WAL hold.
+#[test]
+fn delta_restore_over_a_diverged_data_directory() {
+    let a = Archive::new();
+    let conf = a.archive_conf("tl");
+    let primary = Cluster::create(&a.root.join("primary"), &[&conf[0], &conf[1]]);
+    primary.psql("create table ledger (id int primary key, note text)");
+    primary.psql("create table big as select g as id, repeat('x', 200) as pad from generate_series(1, 50000) g");
+    let conn = format!("host=127.0.0.1 port={} user=postgres dbname=postgres", primary.port);
+    ok(&agent(&["pg", "backup", "--repo", &a.repo, "--cell", "tl", "--conn", &conn, "--key-file", a.k()], &[]));
+    primary.psql("insert into ledger select g, 'archived' from generate_series(1, 200) g");
+    switch_and_wait(&primary);
+    primary.stop();
+
+    let bin = a.bin.to_str().unwrap().to_string();
+    let copy = Cluster::existing(&a.root.join("copy"));
+    restore(&a, &a.repo, &bin, &copy.data(), &["--latest"], &["--no-archive"]);
+    copy.start();
+    copy.wait_for("select pg_is_in_recovery()", "f", Duration::from_secs(60));
+    // The copy runs on: new rows, a new table, a changed one.
+    copy.psql("insert into ledger select g, 'diverged' from generate_series(201, 300) g");
+    copy.psql("create table scratch as select 1 as x");
+    copy.psql("update big set pad = 'y' where id % 1000 = 0");
+    copy.psql("checkpoint");
+
+    let data = copy.data();
+    let data_s = data.to_str().unwrap().to_string();
+    let mut args = vec!["pg", "restore", "--repo", &a.repo, "--cell", "tl", "--key-file", a.k(), "--agent-path", &bin, "--latest", "--no-archive"];
+    args.extend(["--to", &data_s]);
+    let refused = lifeboat_restore_tests::fails(&agent(&args, &[]));
+    assert!(refused.contains("not empty") && refused.contains("--delta"), "{refused}");
+    args.push("--delta");
+    let running = lifeboat_restore_tests::fails(&agent(&args, &[]));
+    assert!(running.contains("postmaster.pid"), "{running}");
+    copy.stop();
+
+    args.extend(["--output", "json"]);
+    let report: serde_json::Value = serde_json::from_str(&ok(&agent(&args, &[]))).unwrap();
+    let reused = report["files_reused"].as_u64().unwrap();
+    let written = report["files_written"].as_u64().unwrap();
+    assert!(reused > 500 && reused > 5 * written, "most files should be kept: {report}");
+    assert!(!data.join(".lifeboat-delta-restore-incomplete").exists());
+    copy.start();
+    copy.wait_for("select pg_is_in_recovery()", "f", Duration::from_secs(60));
+    assert_eq!(ids(&copy), range(1, 200).join(","), "the delta restore holds what was archived, not the divergence");
+    assert_eq!(copy.psql("select count(*) from big where pad = 'y'"), "0");
+    assert_eq!(copy.psql("select count(*) from pg_class where relname = 'scratch'"), "0");
+}

@@ -40,3 +40,29 @@ pub fn bytes(n: u64) -> String {
     }
     if unit == 0 { format!("{n} B") } else { format!("{v:.1} {}", UNITS[unit]) }
 }
+
+/// Run `work` with a progress bar over the repository's data path on
+/// stderr, when stderr is a terminal (never in scripts or logs).
+pub async fn with_progress<T>(repo: &lifeboat_repository::Repository, what: &str, work: impl std::future::Future<Output = T>) -> T {
+    if !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        return work.await;
+    }
+    let style = indicatif::ProgressStyle::with_template("{msg} [{bar:30}] {bytes}/{total_bytes} {binary_bytes_per_sec} eta {eta}")
+        .expect("a valid template")
+        .progress_chars("=> ");
+    let bar = indicatif::ProgressBar::new(0).with_style(style).with_message(what.to_string());
+    let progress = repo.progress().clone();
+    let drawn = bar.clone();
+    let ticker = tokio::spawn(async move {
+        loop {
+            let (done, total) = progress.get();
+            drawn.set_length(total);
+            drawn.set_position(done);
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+    });
+    let out = work.await;
+    ticker.abort();
+    bar.finish_and_clear();
+    out
+}

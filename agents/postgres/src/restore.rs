@@ -57,6 +57,9 @@ pub struct RestoreRequest {
     pub restore_command: String,
     /// Append `archive_mode = off` (drills, scratch restores).
     pub no_archive: bool,
+    /// Restore over an existing data directory, keeping files whose
+    /// content already matches the backup.
+    pub delta: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -67,6 +70,10 @@ pub struct RestoreReport {
     pub data_directory: String,
     /// Latest archived WAL segment the restore can replay to.
     pub latest_archived_wal: String,
+    /// Files written, and (delta restores) files kept because they matched.
+    pub files_written: u64,
+    pub files_reused: u64,
+    pub bytes_reused: u64,
     /// Filled in by [`start_and_wait`].
     pub reached: Option<Reached>,
 }
@@ -125,7 +132,19 @@ fn choose(backups: Vec<(Manifest, PgDetails)>, req: &RestoreRequest) -> Result<(
 pub async fn restore(repo: &Repository, req: &RestoreRequest) -> Result<RestoreReport, PgError> {
     let (manifest, details) = choose(list_backups(repo, &req.cell).await?, req)?;
     let latest = check_wal_reaches(repo, &req.cell, &details, &req.target).await?;
-    files::restore_dir(repo, &manifest, &req.to).await?;
+    let summary = if req.delta {
+        if req.to.join("postmaster.pid").exists() {
+            return Err(PgError::Config(format!(
+                "{} holds postmaster.pid: a server may be running on it; stop it (pg_ctl stop -D {0}) or, if it is stale, remove the file",
+                req.to.display()
+            )));
+        }
+        // Without pg_control Postgres refuses to start, so an interrupted
+        // delta restore can never be started on mixed content.
+        files::restore_delta(repo, &manifest, &req.to, &["global/pg_control"]).await?
+    } else {
+        files::restore_dir(repo, &manifest, &req.to).await?
+    };
     let io = |what: &str, e: std::io::Error| PgError::Config(format!("{what} in {}: {e}", req.to.display()));
     // Postgres refuses a data directory open to others.
     std::fs::set_permissions(&req.to, std::os::unix::fs::PermissionsExt::from_mode(0o700))
@@ -152,6 +171,9 @@ pub async fn restore(repo: &Repository, req: &RestoreRequest) -> Result<RestoreR
         target: format!("{:?}", req.target),
         data_directory: req.to.display().to_string(),
         latest_archived_wal: latest,
+        files_written: summary.files - summary.reused_files,
+        files_reused: summary.reused_files,
+        bytes_reused: summary.reused_bytes,
         reached: None,
     })
 }

@@ -6,9 +6,11 @@
 //! - [`repo`]: opening and creating repositories, verified reads and writes
 //! - [`pipeline`]: content-defined chunking and the parallel data path
 //! - [`manifest`]: what a backup contains; written last, the commit point
-//! - [`files`]: configuration-directory backups and restores
+//! - [`files`]: configuration-directory backups
+//! - [`tree_restore`]: restoring a backed-up tree, fresh or as a delta
 //! - [`verify`], [`copy`], [`retention`], [`stats`]: whole-repository operations
 //! - [`lock`]: shared and exclusive repository locks
+//! - [`progress`]: bytes done of the running data path, for a progress bar
 
 pub mod copy;
 pub mod crypto;
@@ -19,9 +21,11 @@ pub mod format;
 pub mod lock;
 pub mod manifest;
 pub mod pipeline;
+pub mod progress;
 pub mod repo;
 pub mod retention;
 pub mod stats;
+pub mod tree_restore;
 pub mod verify;
 
 pub use crypto::Key;

@@ -62,6 +62,11 @@ pub struct Entry {
     /// bytes are. Such files are not part of this backup's own stream.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub extent: Option<Extent>,
+    /// Hex SHA-256 of the file's content as read (regular files; absent in
+    /// manifests written before format 1.1). A delta restore keeps an
+    /// existing file only when its content hashes to this.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
 }
 
 /// A file's bytes inside chunks stored by an earlier backup: they start

@@ -10,6 +10,7 @@ use time::OffsetDateTime;
 
 use lifeboat_storage::{DynStore, ObjectPath, PutMode, StoreError};
 
+use crate::progress::Progress;
 use crate::crypto::{self, Key};
 use crate::envelope;
 use crate::error::{RepoError, Result};
@@ -51,9 +52,15 @@ pub struct Repository {
     store: DynStore,
     config: Arc<RepoConfig>,
     key: Option<Key>,
+    progress: Arc<Progress>,
 }
 
 impl Repository {
+    /// Bytes done of the data path running now (for a progress bar).
+    pub fn progress(&self) -> &Arc<Progress> {
+        &self.progress
+    }
+
     /// Create a new repository in an empty location.
     pub async fn init(store: DynStore, key: Option<Key>, options: InitOptions) -> Result<Self> {
         store.prepare().await?;
@@ -72,7 +79,7 @@ impl Repository {
             chunk_id: if key.is_some() { "hmac-sha256" } else { "sha256" }.into(),
         };
         Self::write_config(&store, &config).await?;
-        Ok(Repository { store, config: Arc::new(config), key })
+        Ok(Repository { store, config: Arc::new(config), key, progress: Arc::default() })
     }
 
     /// Write a config object where none exists (init and geo-copy).
@@ -106,7 +113,7 @@ impl Repository {
             (None, Some(_)) => return Err(RepoError::NotEncrypted { location }),
             _ => {}
         }
-        Ok(Repository { store, config: Arc::new(config), key })
+        Ok(Repository { store, config: Arc::new(config), key, progress: Arc::default() })
     }
 
     pub fn store(&self) -> &DynStore {

@@ -9,7 +9,7 @@ use clap::Subcommand;
 use lifeboat_repository::files;
 
 use crate::context::{open_repo, Global, RepoArg};
-use crate::output::{bytes, emit};
+use crate::output::{bytes, emit, with_progress};
 
 #[derive(Debug, Subcommand)]
 pub enum FilesCommand {
@@ -26,12 +26,16 @@ pub enum FilesCommand {
     Restore {
         /// Backup id, or `latest`.
         backup: String,
-        /// Target directory; must not exist or be empty.
+        /// Target directory; must not exist or be empty, unless --delta.
         dir: PathBuf,
         #[command(flatten)]
         repo: RepoArg,
         #[arg(long, env = "LIFEBOAT_CELL")]
         cell: String,
+        /// Restore over an existing directory: keep files whose SHA-256 matches
+        /// the backup, rewrite the rest, remove entries the backup lacks.
+        #[arg(long)]
+        delta: bool,
     },
 }
 
@@ -39,7 +43,7 @@ pub async fn run(global: &Global, cmd: FilesCommand) -> Result<ExitCode> {
     match cmd {
         FilesCommand::Backup { dir, repo, cell } => {
             let r = open_repo(global, &repo.url).await?;
-            let m = files::backup_dir(&r, &cell, &dir).await?;
+            let m = with_progress(&r, "backing up", files::backup_dir(&r, &cell, &dir)).await?;
             #[derive(serde::Serialize)]
             struct Out<'a> {
                 backup_id: &'a str,
@@ -64,12 +68,24 @@ pub async fn run(global: &Global, cmd: FilesCommand) -> Result<ExitCode> {
                 )
             });
         }
-        FilesCommand::Restore { backup, dir, repo, cell } => {
+        FilesCommand::Restore { backup, dir, repo, cell, delta } => {
             let r = open_repo(global, &repo.url).await?;
             let m = r.resolve_backup(&cell, &backup).await?;
-            let summary = files::restore_dir(&r, &m, &dir).await?;
+            let summary = with_progress(&r, "restoring", async {
+                if delta { files::restore_delta(&r, &m, &dir, &[]).await } else { files::restore_dir(&r, &m, &dir).await }
+            })
+            .await?;
             emit(global, &summary, |s| {
-                format!("restored backup {} into {}: {} files, {}", s.backup_id, s.target, s.files, bytes(s.bytes))
+                let mut line = format!("restored backup {} into {}: {} files, {}", s.backup_id, s.target, s.files, bytes(s.bytes));
+                if delta {
+                    line.push_str(&format!(
+                        "; kept {} matching files ({}), removed {} entries the backup lacks",
+                        s.reused_files,
+                        bytes(s.reused_bytes),
+                        s.removed
+                    ));
+                }
+                line
             });
         }
     }

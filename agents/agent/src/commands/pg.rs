@@ -16,7 +16,7 @@ use lifeboat_postgres::restore::{self, RestoreRequest, Target};
 use lifeboat_postgres::chain;
 
 use crate::context::{open_repo, Global, RepoArg};
-use crate::output::emit;
+use crate::output::{emit, with_progress};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum BackupKind {
@@ -92,9 +92,13 @@ pub enum PgCommand {
         repo: RepoArg,
         #[arg(long, env = "LIFEBOAT_CELL")]
         cell: String,
-        /// Target data directory (must not exist or be empty).
+        /// Target data directory (must not exist or be empty, unless --delta).
         #[arg(long)]
         to: PathBuf,
+        /// Restore over an existing (stopped) data directory: keep files whose
+        /// SHA-256 matches the backup, rewrite the rest, remove what it lacks.
+        #[arg(long)]
+        delta: bool,
         #[command(flatten)]
         target: TargetArgs,
         /// Restore this backup instead of the newest one before the target.
@@ -178,7 +182,8 @@ pub async fn run(global: &Global, cmd: PgCommand) -> Result<ExitCode> {
         PgCommand::Backup { repo, cell, conn, pgdata, wal_timeout, kind } => {
             let r = open_repo(global, &repo.url).await?;
             let incremental = kind == BackupKind::Incremental;
-            let m = backup::backup(&r, &BackupRequest { cell, conninfo: conn, pgdata, wal_timeout, incremental }).await?;
+            let request = BackupRequest { cell, conninfo: conn, pgdata, wal_timeout, incremental };
+            let m = with_progress(&r, "backing up", backup::backup(&r, &request)).await?;
             let d = PgDetails::of(&m).expect("a pg backup has details");
             #[derive(Serialize)]
             struct Out<'a> {
@@ -209,7 +214,7 @@ pub async fn run(global: &Global, cmd: PgCommand) -> Result<ExitCode> {
             });
             Ok(ExitCode::SUCCESS)
         }
-        PgCommand::Restore { repo, cell, to, target, backup, agent_path, no_archive, start, port, pg_bindir } => {
+        PgCommand::Restore { repo, cell, to, delta, target, backup, agent_path, no_archive, start, port, pg_bindir } => {
             let key_file = match &global.key_file {
                 Some(k) => Some(std::fs::canonicalize(k).with_context(|| format!("key file {}", k.display()))?),
                 None if std::env::var("LIFEBOAT_KEY").is_ok() => {
@@ -229,8 +234,8 @@ pub async fn run(global: &Global, cmd: PgCommand) -> Result<ExitCode> {
             if let Some(k) = &key_file {
                 restore_command.push_str(&format!(" --key-file {}", quote(&k.display().to_string())));
             }
-            let req = RestoreRequest { cell, to, target: target.target()?, backup, restore_command, no_archive };
-            let mut report = restore::restore(&r, &req).await?;
+            let req = RestoreRequest { cell, to, target: target.target()?, backup, restore_command, no_archive, delta };
+            let mut report = with_progress(&r, "restoring", restore::restore(&r, &req)).await?;
             if start {
                 let bindir = match pg_bindir {
                     Some(b) => b,
@@ -246,6 +251,13 @@ pub async fn run(global: &Global, cmd: PgCommand) -> Result<ExitCode> {
                     "restored backup {} (stop LSN {}) into {} for target {}; WAL archived up to {}\n",
                     rep.backup_id, rep.backup_stop_lsn, rep.data_directory, rep.target, rep.latest_archived_wal
                 );
+                if rep.files_reused > 0 {
+                    let _ = writeln!(
+                        out,
+                        "delta: kept {} files ({} bytes) that already matched, wrote {}",
+                        rep.files_reused, rep.bytes_reused, rep.files_written
+                    );
+                }
                 match &rep.reached {
                     Some(p) => {
                         let _ = writeln!(
