@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
 
+pub mod kafka;
 pub mod pg;
 
 /// The three storage backends every scenario runs against.
@@ -30,24 +31,29 @@ pub fn workspace_root() -> PathBuf {
 /// credentials into this process. Call before anything reads the environment.
 pub fn services() {
     static STARTED: OnceLock<()> = OnceLock::new();
-    STARTED.get_or_init(|| {
-        let script = workspace_root().join("infra/services.sh");
-        let out = Command::new("bash").arg(&script).args(["start", "s3", "azure"]).output().expect("running infra/services.sh");
-        assert!(
-            out.status.success(),
-            "infra/services.sh start s3 azure failed:\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        for line in String::from_utf8_lossy(&out.stdout).lines() {
-            if let Some((k, v)) = line.strip_prefix("export ").and_then(|l| l.split_once('=')) {
-                // SAFETY of set_var: done once, under the OnceLock, before any test touches the environment.
-                std::env::set_var(k, v.trim_matches('\''));
-            }
-        }
-    });
+    STARTED.get_or_init(|| start_services(&["s3", "azure"]));
 }
 
-fn unique(name: &str) -> String {
+/// `infra/services.sh start NAMES...`, exporting what it prints into this
+/// process (once per service set, under the caller's OnceLock, before any
+/// test thread reads the variables it sets).
+pub(crate) fn start_services(names: &[&str]) {
+    let script = workspace_root().join("infra/services.sh");
+    let out = Command::new("bash").arg(&script).arg("start").args(names).output().expect("running infra/services.sh");
+    assert!(
+        out.status.success(),
+        "infra/services.sh start {} failed:\n{}",
+        names.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        if let Some((k, v)) = line.strip_prefix("export ").and_then(|l| l.split_once('=')) {
+            std::env::set_var(k, v.trim_matches('\''));
+        }
+    }
+}
+
+pub fn unique(name: &str) -> String {
     format!("{name}-{:08x}", rand::random::<u32>())
 }
 

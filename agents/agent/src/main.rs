@@ -13,8 +13,8 @@ use clap::{Parser, Subcommand};
 
 use context::Global;
 
-/// Lifeboat's per-cell agent: repository I/O, configuration backups and
-/// geo-copies.
+/// Lifeboat's per-cell agent: repository I/O, configuration backups,
+/// geo-copies, Postgres PITR and Kafka snapshots.
 #[derive(Debug, Parser)]
 #[command(name = "lifeboat-agent", version, about, long_about = None)]
 struct Cli {
@@ -42,6 +42,9 @@ enum Command {
     /// Postgres: base backups, point-in-time restore, backup info, WAL chain checks.
     #[command(subcommand)]
     Pg(commands::pg::PgCommand),
+    /// Kafka: topic snapshots, point-in-time restores with group-offset translation.
+    #[command(subcommand)]
+    Kafka(commands::kafka::KafkaCommand),
 }
 
 async fn shutdown_signal() -> &'static str {
@@ -66,6 +69,7 @@ fn main() -> ExitCode {
                 Command::WalPush(args) => commands::wal::push(&cli.global, args).await,
                 Command::WalFetch(args) => commands::wal::fetch(&cli.global, args).await,
                 Command::Pg(cmd) => commands::pg::run(&cli.global, cmd).await,
+                Command::Kafka(cmd) => commands::kafka::run(&cli.global, cmd).await,
             }
         };
         // Ctrl-C / SIGTERM drop the work in flight: nothing is committed

@@ -228,16 +228,8 @@ pub async fn store_tree(
         i += 1;
         !vanished.contains(&(i - 1))
     });
-    // Every referenced chunk must be present before the commit point.
-    let present = repo.list_chunks().await?;
     let reused_chunks = entries.iter().filter_map(|e| e.extent.as_ref()).flat_map(|x| x.chunks.iter());
-    if let Some(missing) = chunks.iter().chain(reused_chunks).find(|c| !present.contains_key(&c.id)) {
-        return Err(RepoError::Invalid(format!(
-            "chunk {} vanished from {} during the backup; the backup was not committed, run it again",
-            missing.id,
-            repo.location()
-        )));
-    }
+    pipeline::ensure_present(repo, chunks.iter().chain(reused_chunks)).await?;
     let count = |k: EntryKind| entries.iter().filter(|e| e.kind == k).count() as u64;
     let totals = Totals {
         files: count(EntryKind::File),

@@ -53,6 +53,21 @@ pub struct StreamStats {
     pub new_stored_bytes: u64,
 }
 
+/// Every chunk a new manifest references must be present before the
+/// commit point (a concurrent prune may have removed one it found).
+pub async fn ensure_present<'a>(repo: &Repository, chunks: impl Iterator<Item = &'a ChunkRef>) -> Result<()> {
+    let present = repo.list_chunks().await?;
+    let mut chunks = chunks;
+    if let Some(missing) = chunks.find(|c| !present.contains_key(&c.id)) {
+        return Err(RepoError::Invalid(format!(
+            "chunk {} vanished from {} during the backup; the backup was not committed, run it again",
+            missing.id,
+            repo.location()
+        )));
+    }
+    Ok(())
+}
+
 /// Cut `reader` into chunks and store the new ones. Returns the ordered chunk
 /// list. The reader runs on a blocking thread; its I/O errors end the run.
 pub async fn store_stream<R: Read + Send + 'static>(

@@ -1,6 +1,7 @@
 //! One module per subcommand group.
 
 pub mod files;
+pub mod kafka;
 pub mod key;
 pub mod pg;
 pub mod repo;

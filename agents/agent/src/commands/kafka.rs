@@ -1,0 +1,276 @@
+//! `kafka snapshot | restore | verify | ls`: Kafka topic snapshots.
+
+use std::fmt::Write as _;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Subcommand};
+
+use lifeboat_kafka::client::Brokers;
+use lifeboat_kafka::restore::{self, RestoreRequest};
+use lifeboat_kafka::snapshot::{self, SnapshotRequest};
+use lifeboat_kafka::{chain, verify};
+
+use crate::context::{open_repo, Global, RepoArg};
+use crate::output::{bytes, emit, with_progress};
+
+#[derive(Debug, Args)]
+pub struct BrokerArgs {
+    /// Kafka bootstrap brokers, host:port[,host:port...].
+    #[arg(long, env = "LIFEBOAT_KAFKA_BROKERS")]
+    brokers: String,
+    /// Give up when the brokers do not answer (or records stop flowing) for this long.
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    broker_timeout: Duration,
+}
+
+impl BrokerArgs {
+    fn brokers(&self) -> Result<Brokers> {
+        Ok(Brokers::new(&self.brokers, self.broker_timeout)?)
+    }
+}
+
+/// Which snapshot, which cut-off, which target names.
+#[derive(Debug, Args)]
+pub struct TargetArgs {
+    /// Snapshot id (default: the newest).
+    #[arg(long, conflicts_with = "latest")]
+    snapshot: Option<String>,
+    /// The newest snapshot (the default).
+    #[arg(long)]
+    latest: bool,
+    /// Per partition, only records stamped at or before this time (RFC 3339).
+    #[arg(long)]
+    until: Option<String>,
+    /// Restore topic FROM as TO (repeatable): --topic-map payments=payments-restored.
+    #[arg(long = "topic-map", value_name = "FROM=TO")]
+    topic_map: Vec<String>,
+    /// Prefix for restored topic names not in --topic-map (scratch restores, drills).
+    #[arg(long, default_value = "")]
+    topic_prefix: String,
+    /// Prefix for restored consumer groups (default: the topic prefix).
+    #[arg(long)]
+    group_prefix: Option<String>,
+}
+
+impl TargetArgs {
+    fn request(&self, cell: &str, brokers: Brokers) -> Result<RestoreRequest> {
+        let until = match &self.until {
+            Some(t) => Some(
+                time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339)
+                    .with_context(|| format!("--until {t:?} is not an RFC 3339 time such as 2026-11-26T10:15:00Z"))?,
+            ),
+            None => None,
+        };
+        let mut topic_map = Vec::new();
+        for m in &self.topic_map {
+            let Some((from, to)) = m.split_once('=').filter(|(f, t)| !f.is_empty() && !t.is_empty()) else {
+                bail!("--topic-map {m:?}: write FROM=TO, e.g. payments=payments-restored");
+            };
+            topic_map.push((from.to_string(), to.to_string()));
+        }
+        Ok(RestoreRequest {
+            cell: cell.to_string(),
+            brokers,
+            snapshot: self.snapshot.clone(),
+            until,
+            topic_map,
+            topic_prefix: self.topic_prefix.clone(),
+            group_prefix: self.group_prefix.clone(),
+        })
+    }
+}
+
+/// A restore (or its verification): repository, cell, brokers, target.
+#[derive(Debug, Args)]
+pub struct RestoreArgs {
+    #[command(flatten)]
+    repo: RepoArg,
+    #[arg(long, env = "LIFEBOAT_CELL")]
+    cell: String,
+    #[command(flatten)]
+    brokers: BrokerArgs,
+    #[command(flatten)]
+    target: TargetArgs,
+}
+
+impl RestoreArgs {
+    async fn open(&self, global: &Global) -> Result<(lifeboat_repository::Repository, RestoreRequest)> {
+        let r = open_repo(global, &self.repo.url).await?;
+        let req = self.target.request(&self.cell, self.brokers.brokers()?)?;
+        Ok((r, req))
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KafkaCommand {
+    /// Snapshot matching topics: records since the previous snapshot (or the
+    /// log start) up to each partition's high watermark, configs, group offsets.
+    Snapshot {
+        #[command(flatten)]
+        repo: RepoArg,
+        #[arg(long, env = "LIFEBOAT_CELL")]
+        cell: String,
+        #[command(flatten)]
+        brokers: BrokerArgs,
+        /// Regular expression matched against whole topic names.
+        #[arg(long)]
+        topics: String,
+    },
+    /// Restore a snapshot chain into topics; resumable; translates group offsets.
+    Restore(RestoreArgs),
+    /// Compare restored topics with the snapshot chain (counts, hashes, timestamps).
+    Verify(RestoreArgs),
+    /// List a cell's snapshots with their offset ranges.
+    Ls {
+        #[command(flatten)]
+        repo: RepoArg,
+        #[arg(long, env = "LIFEBOAT_CELL")]
+        cell: String,
+    },
+}
+
+pub async fn run(global: &Global, cmd: KafkaCommand) -> Result<ExitCode> {
+    match cmd {
+        KafkaCommand::Snapshot { repo, cell, brokers, topics } => {
+            let r = open_repo(global, &repo.url).await?;
+            let req = SnapshotRequest { cell, brokers: brokers.brokers()?, topics };
+            let (m, d) = with_progress(&r, "snapshotting", snapshot::snapshot(&r, &req)).await?;
+            #[derive(serde::Serialize)]
+            struct Out<'a> {
+                snapshot_id: &'a str,
+                kind: &'a str,
+                parent: &'a Option<String>,
+                records: u64,
+                stored_bytes: u64,
+                seconds: f64,
+                details: &'a lifeboat_kafka::details::SnapshotDetails,
+            }
+            let out = Out {
+                snapshot_id: &m.id,
+                kind: &m.kind,
+                parent: &d.parent,
+                records: d.records(),
+                stored_bytes: m.totals.new_stored_bytes,
+                seconds: (m.finished - m.started).as_seconds_f64(),
+                details: &d,
+            };
+            emit(global, &out, |o| {
+                let mut s = format!(
+                    "snapshot {} ({}) of cell {}: {} records from {} topics, {} new stored, {:.1}s\n",
+                    o.snapshot_id,
+                    o.kind,
+                    m.cell,
+                    o.records,
+                    d.topics.len(),
+                    bytes(o.stored_bytes),
+                    o.seconds
+                );
+                for g in &d.gaps {
+                    let _ = writeln!(
+                        s,
+                        "GAP: {}/{} offsets {}..{} ({} records) were deleted by retention before this snapshot read them",
+                        g.topic,
+                        g.partition,
+                        g.from,
+                        g.to,
+                        g.to - g.from
+                    );
+                }
+                s
+            });
+        }
+        KafkaCommand::Restore(args) => {
+            let (r, req) = args.open(global).await?;
+            let report = with_progress(&r, "restoring", restore::restore(&r, &req)).await?;
+            emit(global, &report, |rep| {
+                let mut s = format!(
+                    "restored snapshot {} (chain of {}){}: {} records produced in {:.1}s{}\n",
+                    rep.snapshot,
+                    rep.chain.len(),
+                    rep.until.as_ref().map(|u| format!(" up to {u}")).unwrap_or_default(),
+                    rep.records_produced,
+                    rep.seconds,
+                    if rep.resumed { " (resumed an interrupted run)" } else { "" }
+                );
+                for t in &rep.topics {
+                    let records: u64 = t.partitions.iter().map(|p| p.records).sum();
+                    let _ = writeln!(s, "  {} -> {}{}: {records} records", t.source, t.target, if t.created { " (created)" } else { "" });
+                }
+                for g in &rep.groups {
+                    let _ = writeln!(s, "  group {} -> {}: {} offsets translated", g.source_group, g.target_group, g.offsets.len());
+                }
+                let _ = writeln!(s, "offset map: {}", rep.offset_map);
+                s
+            });
+        }
+        KafkaCommand::Verify(args) => {
+            let (r, req) = args.open(global).await?;
+            let report = verify::verify(&r, &req).await?;
+            emit(global, &report, |rep| {
+                let mut s = format!("verified {} partitions against snapshot {}\n", rep.partitions.len(), rep.snapshot);
+                for p in &rep.problems {
+                    let _ = writeln!(s, "MISMATCH: {p}");
+                }
+                s
+            });
+            if !report.problems.is_empty() {
+                return Ok(ExitCode::FAILURE);
+            }
+        }
+        KafkaCommand::Ls { repo, cell } => {
+            let r = open_repo(global, &repo.url).await?;
+            let snapshots = chain::list(&r, &cell).await?;
+            #[derive(serde::Serialize)]
+            struct Row<'a> {
+                id: &'a str,
+                parent: &'a Option<String>,
+                finished: String,
+                records: u64,
+                topics: Vec<TopicRow<'a>>,
+                gaps: &'a Vec<lifeboat_kafka::details::Gap>,
+            }
+            #[derive(serde::Serialize)]
+            struct TopicRow<'a> {
+                name: &'a str,
+                /// `[partition, start, end, records]`
+                ranges: Vec<[i64; 4]>,
+            }
+            let rows: Vec<Row> = snapshots
+                .iter()
+                .map(|s| Row {
+                    id: &s.manifest.id,
+                    parent: &s.details.parent,
+                    finished: s.manifest.finished.format(&time::format_description::well_known::Rfc3339).unwrap_or_default(),
+                    records: s.details.records(),
+                    topics: s
+                        .details
+                        .topics
+                        .iter()
+                        .map(|t| TopicRow {
+                            name: &t.name,
+                            ranges: t.partitions.iter().map(|p| [p.partition as i64, p.start, p.end, p.records as i64]).collect(),
+                        })
+                        .collect(),
+                    gaps: &s.details.gaps,
+                })
+                .collect();
+            emit(global, &rows, |rows| {
+                let mut s = String::new();
+                for row in rows {
+                    let _ = writeln!(s, "{}  {} records  {}", row.id, row.records, row.finished);
+                    for t in &row.topics {
+                        let ranges: Vec<String> = t.ranges.iter().map(|[p, a, b, _]| format!("{p}:{a}..{b}")).collect();
+                        let _ = writeln!(s, "    {}  {}", t.name, ranges.join(" "));
+                    }
+                }
+                if rows.is_empty() {
+                    s.push_str("no Kafka snapshots\n");
+                }
+                s
+            });
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

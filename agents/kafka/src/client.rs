@@ -1,0 +1,99 @@
+//! Connections to the brokers: one place for client settings, timeouts
+//! and the errors an operator sees when the brokers cannot be reached.
+
+use std::time::Duration;
+
+use rdkafka::admin::AdminClient;
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::metadata::Metadata;
+
+use crate::{broker, KafkaError, Result};
+
+/// Brokers and how long to wait for them.
+#[derive(Debug, Clone)]
+pub struct Brokers {
+    pub list: String,
+    /// Bound on connecting, metadata and admin calls, and on a stall while
+    /// reading or writing records.
+    pub timeout: Duration,
+}
+
+impl Brokers {
+    pub fn new(list: &str, timeout: Duration) -> Result<Brokers> {
+        if list.trim().is_empty() || list.split(',').any(|b| !b.contains(':')) {
+            return Err(KafkaError::Invalid(format!("--brokers {list:?}: give host:port[,host:port...]")));
+        }
+        Ok(Brokers { list: list.to_string(), timeout })
+    }
+
+    fn base(&self) -> ClientConfig {
+        let mut c = ClientConfig::new();
+        c.set("bootstrap.servers", &self.list)
+            .set("socket.timeout.ms", (self.timeout.as_millis().max(10_000)).to_string())
+            .set("log_level", "3");
+        c
+    }
+
+    /// A consumer that reads assigned partitions and never commits.
+    pub fn reader(&self) -> Result<BaseConsumer> {
+        self.base()
+            .set("group.id", "lifeboat-reader")
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("enable.partition.eof", "true")
+            .set("isolation.level", "read_committed")
+            .set("fetch.max.bytes", "52428800")
+            .set("max.partition.fetch.bytes", "16777216")
+            .set("queued.max.messages.kbytes", "65536")
+            .create()
+            .map_err(broker("creating a Kafka consumer"))
+    }
+
+    /// A consumer acting for consumer group `group` (reading or committing its offsets).
+    pub fn group(&self, group: &str) -> Result<BaseConsumer> {
+        self.base()
+            .set("group.id", group)
+            .set("enable.auto.commit", "false")
+            .create()
+            .map_err(broker(format!("creating a consumer for group {group}")))
+    }
+
+    pub fn admin(&self) -> Result<AdminClient<DefaultClientContext>> {
+        self.base().create().map_err(broker("creating a Kafka admin client"))
+    }
+
+    /// The producer settings restores use: idempotent, ordered, acks=all.
+    pub fn producer_config(&self) -> ClientConfig {
+        let mut c = self.base();
+        c.set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set("max.in.flight.requests.per.connection", "5")
+            .set("linger.ms", "20")
+            .set("batch.size", "1000000")
+            .set("message.max.bytes", "16000000")
+            .set("compression.type", "lz4")
+            .set("delivery.timeout.ms", (self.timeout.as_millis().max(30_000)).to_string());
+        c
+    }
+
+    /// Cluster metadata, or an error naming the brokers and the timeout.
+    pub fn metadata(&self, consumer: &BaseConsumer) -> Result<Metadata> {
+        consumer.fetch_metadata(None, self.timeout).map_err(|e| {
+            KafkaError::Failed(format!(
+                "cannot reach the Kafka brokers {} within {}s ({e}); check --brokers and that the brokers are up",
+                self.list,
+                self.timeout.as_secs()
+            ))
+        })
+    }
+
+    /// (log start, high watermark) of a partition; for a read_committed
+    /// reader the high end is the last stable offset.
+    pub fn watermarks(&self, consumer: &BaseConsumer, topic: &str, partition: i32) -> Result<(i64, i64)> {
+        consumer
+            .fetch_watermarks(topic, partition, self.timeout)
+            .map_err(broker(format!("reading the offsets of {topic}/{partition}")))
+    }
+}

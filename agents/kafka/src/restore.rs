@@ -1,0 +1,618 @@
+//! `kafka restore`: a snapshot chain back into topics, each record to its
+//! original partition in its original order with its key, headers and
+//! timestamp, through an idempotent producer; optionally only up to a point
+//! in time; then every consumer group's offsets translated and committed.
+//!
+//! Resumable without duplicates: before producing, the restore records in
+//! the repository a journal with each target partition's end offset (its
+//! base). A rerun of the same restore finds the journal, counts the records
+//! already in each target partition past its base, checks the last of them
+//! is the record it expects, and continues after it. This assumes nothing
+//! else writes to the target topics during a restore (documented).
+//!
+//! The offset map (source offset -> restored offset, as runs) is written to
+//! the repository under `kafka/<cell>/restores/<restore key>/offset-map`.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use rdkafka::admin::{AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::ClientContext;
+use rdkafka::consumer::{CommitMode, Consumer};
+use rdkafka::message::{Header, Message, OwnedHeaders};
+use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
+use rdkafka::{Offset, TopicPartitionList};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use time::OffsetDateTime;
+
+use lifeboat_repository::{format, RepoError, Repository};
+use lifeboat_storage::{PutMode, StoreError};
+
+use crate::chain::{self, PartitionReader, Snapshot};
+use crate::client::Brokers;
+use crate::details::TopicSnapshot;
+use crate::record::{ContentHash, Record, TS_NONE};
+use crate::{broker, KafkaError, Result};
+
+#[derive(Debug, Clone)]
+pub struct RestoreRequest {
+    pub cell: String,
+    pub brokers: Brokers,
+    /// `None`: the newest snapshot.
+    pub snapshot: Option<String>,
+    /// Restore, per partition, the records up to the first one stamped after this.
+    pub until: Option<OffsetDateTime>,
+    /// Explicit renames, `from -> to`; they win over the prefix.
+    pub topic_map: Vec<(String, String)>,
+    pub topic_prefix: String,
+    /// Prefix for restored consumer groups (default: the topic prefix), so a
+    /// scratch restore never moves a production group.
+    pub group_prefix: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RestoreReport {
+    pub snapshot: String,
+    pub chain: Vec<String>,
+    pub until: Option<String>,
+    pub restore_key: String,
+    pub resumed: bool,
+    pub topics: Vec<TopicReport>,
+    pub groups: Vec<GroupReport>,
+    pub offset_map: String,
+    pub records_produced: u64,
+    pub seconds: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TopicReport {
+    pub source: String,
+    pub target: String,
+    pub created: bool,
+    pub partitions: Vec<PartitionReport>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PartitionReport {
+    pub partition: i32,
+    /// The target partition's end offset when this restore first started.
+    pub base: i64,
+    pub records: u64,
+    /// Records a previous, interrupted run of this restore had already produced.
+    pub already_present: u64,
+    pub produced: u64,
+    /// `[source offset, target offset, count]` runs of consecutive offsets.
+    pub runs: Vec<[i64; 3]>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct GroupReport {
+    pub source_group: String,
+    pub target_group: String,
+    pub offsets: Vec<GroupTranslation>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct GroupTranslation {
+    pub topic: String,
+    pub partition: i32,
+    pub source_offset: i64,
+    pub target_offset: i64,
+}
+
+/// Written before the first record is produced; found again by a rerun.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Journal {
+    snapshot: String,
+    until: Option<String>,
+    mapping: BTreeMap<String, String>,
+    /// `topic/partition` (target) -> base offset.
+    bases: BTreeMap<String, i64>,
+}
+
+impl RestoreRequest {
+    pub fn target_topic(&self, source: &str) -> String {
+        self.topic_map
+            .iter()
+            .find(|(from, _)| from == source)
+            .map(|(_, to)| to.clone())
+            .unwrap_or_else(|| format!("{}{source}", self.topic_prefix))
+    }
+
+    fn group_name(&self, source: &str) -> String {
+        format!("{}{source}", self.group_prefix.as_deref().unwrap_or(&self.topic_prefix))
+    }
+}
+
+fn until_ms(t: &Option<OffsetDateTime>) -> Option<i64> {
+    t.map(|t| (t.unix_timestamp_nanos() / 1_000_000) as i64)
+}
+
+/// Topics of a chain (union, newest description wins), sorted by name.
+pub fn chain_topics(chain: &[Snapshot]) -> Vec<TopicSnapshot> {
+    let mut by_name: BTreeMap<String, TopicSnapshot> = BTreeMap::new();
+    for s in chain {
+        for t in &s.details.topics {
+            by_name.insert(t.name.clone(), t.clone());
+        }
+    }
+    by_name.into_values().collect()
+}
+
+pub async fn restore(repo: &Repository, req: &RestoreRequest) -> Result<RestoreReport> {
+    let started = Instant::now();
+    format::validate_cell(&req.cell)?;
+    let chain = chain::load(repo, &req.cell, req.snapshot.as_deref()).await?;
+    let last = chain.last().expect("a chain is never empty").clone();
+    let topics = chain_topics(&chain);
+    for (from, _) in &req.topic_map {
+        if !topics.iter().any(|t| &t.name == from) {
+            return Err(KafkaError::Invalid(format!(
+                "--topic-map {from}=...: snapshot {} has no topic {from}; it has {}",
+                last.manifest.id,
+                topics.iter().map(|t| t.name.as_str()).collect::<Vec<_>>().join(", ")
+            )));
+        }
+    }
+    let until = until_ms(&req.until);
+    if let Some(u) = until {
+        let earliest =
+            chain.iter().flat_map(|s| &s.details.topics).flat_map(|t| &t.partitions).filter_map(|p| p.first_timestamp).min();
+        if let Some(earliest) = earliest.filter(|e| u < *e) {
+            return Err(KafkaError::Invalid(format!(
+                "--until {} is before the first record of the snapshot chain (at {}); nothing would be restored; choose a later time or an older chain",
+                fmt_ms(u),
+                fmt_ms(earliest)
+            )));
+        }
+    }
+    let mapping: BTreeMap<String, String> = topics.iter().map(|t| (t.name.clone(), req.target_topic(&t.name))).collect();
+    let brokers = &req.brokers;
+    let created = prepare_topics(brokers, &topics, &mapping).await?;
+
+    // The journal: found (a rerun) or written before anything is produced.
+    let key = restore_key_for(&last.manifest.id, &req.until, &mapping);
+    let journal_path = format::path(&format!("kafka/{}/restores/{key}/journal", req.cell));
+    let (journal, resumed) = match repo.read_object(&journal_path).await {
+        Ok(bytes) => (serde_json::from_slice::<Journal>(&bytes).map_err(|e| KafkaError::Failed(format!("{journal_path}: {e}")))?, true),
+        Err(RepoError::Store(StoreError::NotFound { .. })) => {
+            let consumer = brokers.reader()?;
+            let mut bases = BTreeMap::new();
+            for t in &topics {
+                for p in &t.partitions {
+                    let target = &mapping[&t.name];
+                    bases.insert(format!("{target}/{}", p.partition), wait_for_partition(brokers, &consumer, target, p.partition)?.1);
+                }
+            }
+            let journal = Journal {
+                snapshot: last.manifest.id.clone(),
+                until: req.until.map(|u| fmt_ms(until_ms(&Some(u)).unwrap())),
+                mapping: mapping.clone(),
+                bases,
+            };
+            let bytes = serde_json::to_vec_pretty(&journal).expect("journal serialises");
+            match repo.store().put(&journal_path, Bytes::from(repo.seal(&journal_path, &bytes)), PutMode::Create).await {
+                Ok(()) => (journal, false),
+                Err(StoreError::AlreadyExists { .. }) => {
+                    return Err(KafkaError::Failed("another run of this restore started at the same moment; let it finish".into()))
+                }
+                Err(e) => return Err(RepoError::from(e).into()),
+            }
+        }
+        Err(e) => return Err(e.into()),
+    };
+
+    let mut reports = Vec::new();
+    let mut produced = 0;
+    for t in &topics {
+        let target = mapping[&t.name].clone();
+        let mut partitions = Vec::new();
+        for p in &t.partitions {
+            let base = *journal.bases.get(&format!("{target}/{}", p.partition)).ok_or_else(|| {
+                KafkaError::Failed(format!("the journal of restore {key} has no base for {target}/{}", p.partition))
+            })?;
+            let job = PartitionJob {
+                repo: repo.clone(),
+                chain: chain.clone(),
+                brokers: brokers.clone(),
+                source: t.name.clone(),
+                target: target.clone(),
+                partition: p.partition,
+                base,
+                until,
+            };
+            let report = tokio::task::spawn_blocking(move || job.run()).await.expect("restoring a partition does not panic")?;
+            produced += report.produced;
+            partitions.push(report);
+        }
+        reports.push(TopicReport { source: t.name.clone(), created: created.contains(&target), target, partitions });
+    }
+
+    let groups = translate_groups(req, &last, &reports)?;
+    let report = RestoreReport {
+        snapshot: last.manifest.id.clone(),
+        chain: chain.iter().map(|s| s.manifest.id.clone()).collect(),
+        until: journal.until.clone(),
+        restore_key: key.clone(),
+        resumed,
+        offset_map: format!("kafka/{}/restores/{key}/offset-map", req.cell),
+        topics: reports,
+        groups,
+        records_produced: produced,
+        seconds: started.elapsed().as_secs_f64(),
+    };
+    let map_path = format::path(&report.offset_map);
+    let bytes = serde_json::to_vec_pretty(&report).expect("report serialises");
+    repo.store().put(&map_path, Bytes::from(repo.seal(&map_path, &bytes)), PutMode::Overwrite).await.map_err(RepoError::from)?;
+    repo.store().sync().await.map_err(RepoError::from)?;
+    Ok(report)
+}
+
+/// The key of a restore: the same snapshot, cut-off and mapping give the same key.
+pub fn restore_key_for(snapshot: &str, until: &Option<OffsetDateTime>, mapping: &BTreeMap<String, String>) -> String {
+    let mut h = Sha256::new();
+    h.update(snapshot.as_bytes());
+    h.update(format!("{:?}", until_ms(until)).as_bytes());
+    for (from, to) in mapping {
+        h.update(format!("\n{from}={to}").as_bytes());
+    }
+    hex::encode(h.finalize())[..16].to_string()
+}
+
+pub(crate) fn fmt_ms(ms: i64) -> String {
+    OffsetDateTime::from_unix_timestamp_nanos(ms as i128 * 1_000_000)
+        .ok()
+        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+        .unwrap_or_else(|| format!("{ms} ms"))
+}
+
+/// Create missing target topics with the saved partition count and topic
+/// configs; refuse existing ones whose partition count differs. Returns
+/// the topics created.
+async fn prepare_topics(brokers: &Brokers, topics: &[TopicSnapshot], mapping: &BTreeMap<String, String>) -> Result<Vec<String>> {
+    let consumer = brokers.reader()?;
+    let metadata = brokers.metadata(&consumer)?;
+    let broker_count = metadata.brokers().len().max(1) as i32;
+    let mut to_create = Vec::new();
+    for t in topics {
+        let target = &mapping[&t.name];
+        let want = t.partitions.len();
+        match metadata.topics().iter().find(|m| m.name() == target && m.error().is_none()) {
+            Some(existing) if existing.partitions().len() != want => {
+                return Err(KafkaError::Invalid(format!(
+                    "topic {target} exists with {} partitions but the snapshot of {} has {want}; records keep their partitions, so restore into another topic (--topic-map {}={target}-restored or --topic-prefix)",
+                    existing.partitions().len(),
+                    t.name,
+                    t.name
+                )));
+            }
+            Some(_) => {}
+            None => to_create.push(t),
+        }
+    }
+    if to_create.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut configs: Vec<Vec<(String, String)>> = Vec::new();
+    for t in &to_create {
+        let mut set = Vec::new();
+        for (name, c) in &t.configs {
+            let Some(value) = &c.value else { continue };
+            if !c.topic_override || c.read_only || c.sensitive {
+                continue;
+            }
+            if name == "message.timestamp.type" && value == "LogAppendTime" {
+                tracing::warn!(topic = %t.name, "the source topic stamps records on append; the restored topic keeps the original timestamps (CreateTime)");
+                continue;
+            }
+            set.push((name.clone(), value.clone()));
+        }
+        configs.push(set);
+    }
+    let new_topics: Vec<NewTopic> = to_create
+        .iter()
+        .zip(&configs)
+        .map(|(t, set)| {
+            let rf = t.replication_factor.clamp(1, broker_count);
+            let mut nt = NewTopic::new(&mapping[&t.name], t.partitions.len() as i32, TopicReplication::Fixed(rf));
+            for (k, v) in set {
+                nt = nt.set(k, v);
+            }
+            nt
+        })
+        .collect();
+    let admin = brokers.admin()?;
+    let results = admin
+        .create_topics(new_topics.iter(), &AdminOptions::new().operation_timeout(Some(brokers.timeout)))
+        .await
+        .map_err(broker("creating topics"))?;
+    let mut created = Vec::new();
+    for r in results {
+        match r {
+            Ok(name) => created.push(name),
+            Err((name, rdkafka::types::RDKafkaErrorCode::TopicAlreadyExists)) => tracing::info!(topic = %name, "created meanwhile"),
+            Err((name, code)) => return Err(KafkaError::Failed(format!("the brokers refused to create topic {name}: {code:?}"))),
+        }
+    }
+    Ok(created)
+}
+
+/// The watermarks of a partition, waiting for a new topic to appear.
+fn wait_for_partition(brokers: &Brokers, consumer: &rdkafka::consumer::BaseConsumer, topic: &str, partition: i32) -> Result<(i64, i64)> {
+    let deadline = Instant::now() + brokers.timeout;
+    loop {
+        match brokers.watermarks(consumer, topic, partition) {
+            Ok(w) => return Ok(w),
+            Err(e) if Instant::now() > deadline => return Err(e),
+            Err(_) => std::thread::sleep(Duration::from_millis(200)),
+        }
+    }
+}
+
+/// Delivery reports: every record must land at exactly the offset expected.
+struct Deliveries {
+    first_error: Mutex<Option<String>>,
+    delivered: std::sync::atomic::AtomicU64,
+}
+
+impl ClientContext for Deliveries {}
+
+impl ProducerContext for Deliveries {
+    /// The offset the record must get.
+    type DeliveryOpaque = Box<i64>;
+
+    fn delivery(&self, result: &DeliveryResult<'_>, expected: Box<i64>) {
+        let problem = match result {
+            Ok(m) if m.offset() == *expected => None,
+            Ok(m) => Some(format!(
+                "a record landed at offset {} of {}/{} instead of {}: something else writes to the target topic",
+                m.offset(),
+                m.topic(),
+                m.partition(),
+                expected
+            )),
+            Err((e, m)) => Some(format!("producing to {}/{}: {e}", m.topic(), m.partition())),
+        };
+        match problem {
+            None => {
+                self.delivered.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+            Some(p) => {
+                let mut first = self.first_error.lock().unwrap();
+                if first.is_none() {
+                    *first = Some(p);
+                }
+            }
+        }
+    }
+}
+
+struct PartitionJob {
+    repo: Repository,
+    chain: Vec<Snapshot>,
+    brokers: Brokers,
+    source: String,
+    target: String,
+    partition: i32,
+    base: i64,
+    until: Option<i64>,
+}
+
+impl PartitionJob {
+    /// Runs on a blocking thread: reads the chain through the runtime, produces synchronously.
+    fn run(self) -> Result<PartitionReport> {
+        let rt = tokio::runtime::Handle::current();
+        let consumer = self.brokers.reader()?;
+        let (_, high) = wait_for_partition(&self.brokers, &consumer, &self.target, self.partition)?;
+        let already = high - self.base;
+        if already < 0 {
+            return Err(KafkaError::Failed(format!(
+                "{}/{} ends at offset {high}, before this restore's base {}: the topic was recreated or truncated; delete the restore's journal or restore into a new topic",
+                self.target, self.partition, self.base
+            )));
+        }
+        let producer: BaseProducer<Deliveries> = self
+            .brokers
+            .producer_config()
+            .create_with_context(Deliveries { first_error: Mutex::new(None), delivered: Default::default() })
+            .map_err(broker("creating an idempotent producer"))?;
+        let mut reader = PartitionReader::new(&self.repo, &self.chain, &self.source, self.partition);
+        let mut report = PartitionReport {
+            partition: self.partition,
+            base: self.base,
+            records: 0,
+            already_present: already as u64,
+            produced: 0,
+            runs: Vec::new(),
+        };
+        let mut last_skipped: Option<Record> = None;
+        while let Some(record) = rt.block_on(reader.next())? {
+            if self.until.is_some_and(|u| record.timestamp > u) {
+                break;
+            }
+            let index = report.records as i64;
+            let target_offset = self.base + index;
+            push_run(&mut report.runs, record.offset, target_offset);
+            report.records += 1;
+            if index < already {
+                last_skipped = Some(record);
+                continue;
+            }
+            if let Some(expected) = last_skipped.take() {
+                self.check_resume_point(&consumer, high - 1, &expected)?;
+            }
+            self.produce(&producer, &record, target_offset)?;
+            report.produced += 1;
+        }
+        if let Some(expected) = last_skipped.take() {
+            self.check_resume_point(&consumer, high - 1, &expected)?;
+        }
+        if (report.records as i64) < already {
+            return Err(KafkaError::Failed(format!(
+                "{}/{} holds {already} records past this restore's base but the snapshot has only {} to restore: something else wrote to it",
+                self.target, self.partition, report.records
+            )));
+        }
+        producer.flush(self.brokers.timeout).map_err(broker(format!("flushing records to {}/{}", self.target, self.partition)))?;
+        if let Some(e) = producer.context().first_error.lock().unwrap().take() {
+            return Err(KafkaError::Failed(e));
+        }
+        let (_, end) = self.brokers.watermarks(&consumer, &self.target, self.partition)?;
+        if end != self.base + report.records as i64 {
+            return Err(KafkaError::Failed(format!(
+                "{}/{} ends at {end} but the restore wrote up to {}: something else writes to the target topic",
+                self.target,
+                self.partition,
+                self.base + report.records as i64
+            )));
+        }
+        Ok(report)
+    }
+
+    fn produce(&self, producer: &BaseProducer<Deliveries>, r: &Record, expected: i64) -> Result<()> {
+        let deadline = Instant::now() + self.brokers.timeout;
+        loop {
+            let mut rec: BaseRecord<'_, [u8], [u8], Box<i64>> =
+                BaseRecord::with_opaque_to(&self.target, Box::new(expected)).partition(self.partition);
+            if let Some(k) = &r.key {
+                rec = rec.key(k.as_slice());
+            }
+            if let Some(v) = &r.value {
+                rec = rec.payload(v.as_slice());
+            }
+            if r.timestamp_type != TS_NONE {
+                rec = rec.timestamp(r.timestamp);
+            }
+            if !r.headers.is_empty() {
+                let mut h = OwnedHeaders::new_with_capacity(r.headers.len());
+                for (key, value) in &r.headers {
+                    h = h.insert(Header { key, value: value.as_deref() });
+                }
+                rec = rec.headers(h);
+            }
+            match producer.send(rec) {
+                Ok(()) => {
+                    producer.poll(Duration::ZERO);
+                    return Ok(());
+                }
+                Err((rdkafka::error::KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull), _)) => {
+                    if Instant::now() > deadline {
+                        return Err(KafkaError::Failed(format!(
+                            "the brokers {} took no records for {}s; rerun the restore to continue where it stopped",
+                            self.brokers.list,
+                            self.brokers.timeout.as_secs()
+                        )));
+                    }
+                    producer.poll(Duration::from_millis(50));
+                }
+                Err((e, _)) => return Err(broker(format!("producing to {}/{}", self.target, self.partition))(e)),
+            }
+            if let Some(e) = producer.context().first_error.lock().unwrap().take() {
+                return Err(KafkaError::Failed(e));
+            }
+        }
+    }
+
+    /// On a rerun: the last record already in the target must be the one
+    /// the restore would have written there.
+    fn check_resume_point(&self, consumer: &rdkafka::consumer::BaseConsumer, offset: i64, expected: &Record) -> Result<()> {
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset(&self.target, self.partition, Offset::Offset(offset)).map_err(broker("choosing offsets"))?;
+        consumer.assign(&tpl).map_err(broker("reading the resume point"))?;
+        let deadline = Instant::now() + self.brokers.timeout;
+        while Instant::now() < deadline {
+            match consumer.poll(Duration::from_millis(500)) {
+                Some(Ok(m)) if m.offset() == offset => {
+                    let found = crate::verify::record_of(&m);
+                    let (mut a, mut b) = (ContentHash::default(), ContentHash::default());
+                    a.add(&found);
+                    b.add(expected);
+                    if a.hex() != b.hex() {
+                        return Err(KafkaError::Failed(format!(
+                            "{}/{} at offset {offset} holds a record this restore did not write; restore into an empty topic",
+                            self.target, self.partition
+                        )));
+                    }
+                    return Ok(());
+                }
+                _ => {}
+            }
+        }
+        Err(KafkaError::Failed(format!("could not read {}/{} at offset {offset} to resume", self.target, self.partition)))
+    }
+}
+
+fn push_run(runs: &mut Vec<[i64; 3]>, source: i64, target: i64) {
+    if let Some(last) = runs.last_mut() {
+        if last[0] + last[2] == source && last[1] + last[2] == target {
+            last[2] += 1;
+            return;
+        }
+    }
+    runs.push([source, target, 1]);
+}
+
+/// Where a consumer that committed `source` (the next offset it would
+/// read) resumes in the restored partition: at the first restored record
+/// at or after it, or at the end.
+pub fn translate(p: &PartitionReport, source: i64) -> i64 {
+    for [s, t, n] in &p.runs {
+        if source <= *s {
+            return *t;
+        }
+        if source < s + n {
+            return t + (source - s);
+        }
+    }
+    p.base + p.records as i64
+}
+
+fn translate_groups(req: &RestoreRequest, snapshot: &Snapshot, topics: &[TopicReport]) -> Result<Vec<GroupReport>> {
+    let mut out = Vec::new();
+    for g in &snapshot.details.groups {
+        let target_group = req.group_name(&g.group);
+        let mut tpl = TopicPartitionList::new();
+        let mut offsets = Vec::new();
+        for o in &g.offsets {
+            let Some(t) = topics.iter().find(|t| t.source == o.topic) else { continue };
+            let Some(p) = t.partitions.iter().find(|p| p.partition == o.partition) else { continue };
+            let target_offset = translate(p, o.offset);
+            tpl.add_partition_offset(&t.target, o.partition, Offset::Offset(target_offset)).map_err(broker("choosing offsets"))?;
+            offsets.push(GroupTranslation { topic: t.target.clone(), partition: o.partition, source_offset: o.offset, target_offset });
+        }
+        if offsets.is_empty() {
+            continue;
+        }
+        let consumer = req.brokers.group(&target_group)?;
+        consumer.commit(&tpl, CommitMode::Sync).map_err(|e| {
+            KafkaError::Failed(format!(
+                "committing translated offsets for group {target_group}: {e}; a group with active members cannot be moved, stop its consumers and rerun"
+            ))
+        })?;
+        out.push(GroupReport { source_group: g.group.clone(), target_group, offsets });
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn runs_and_translation() {
+        let mut runs = Vec::new();
+        for (s, t) in [(10, 0), (11, 1), (12, 2), (20, 3), (21, 4)] {
+            push_run(&mut runs, s, t);
+        }
+        assert_eq!(runs, vec![[10, 0, 3], [20, 3, 2]]);
+        let p = PartitionReport { partition: 0, base: 0, records: 5, already_present: 0, produced: 5, runs };
+        assert_eq!(translate(&p, 0), 0, "before the first record");
+        assert_eq!(translate(&p, 11), 1);
+        assert_eq!(translate(&p, 13), 3, "inside a gap: the next restored record");
+        assert_eq!(translate(&p, 21), 4);
+        assert_eq!(translate(&p, 22), 5, "past the end: the end");
+    }
+}

@@ -1,0 +1,365 @@
+//! `kafka snapshot`: every matching topic's records since the previous
+//! snapshot (or the log start) up to the high watermark read at the start,
+//! with topic configs and consumer-group offsets, through the repository's
+//! chunking, hashing, compression and encryption. The manifest is written
+//! last; a snapshot that cannot read all its records commits nothing.
+//!
+//! Reading uses `read_committed`: aborted transactional records and control
+//! batches are not stored (their offsets are simply absent), and the end of
+//! a transactional partition is its last stable offset. Compacted topics
+//! keep their offset gaps; restores keep the order, not the offsets.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::time::{Duration, Instant};
+
+use rdkafka::admin::{AdminOptions, ConfigSource, ResourceSpecifier};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use rdkafka::{Offset, TopicPartitionList};
+use time::OffsetDateTime;
+
+use lifeboat_repository::files::{new_manifest, StoredTree};
+use lifeboat_repository::lock::{LockGuard, LockKind};
+use lifeboat_repository::manifest::{Entry, EntryKind, Totals};
+use lifeboat_repository::pipeline::{self, KnownChunks};
+use lifeboat_repository::{format, Manifest, Repository};
+
+use crate::chain;
+use crate::client::Brokers;
+use crate::details::{Gap, GroupOffset, GroupOffsets, PartitionSnapshot, SnapshotDetails, TopicConfig, TopicSnapshot};
+use crate::record::ContentHash;
+use crate::{broker, entry_path, KafkaError, Result, KIND_FULL, KIND_INCREMENTAL};
+
+#[derive(Debug, Clone)]
+pub struct SnapshotRequest {
+    pub cell: String,
+    pub brokers: Brokers,
+    /// Matched against whole topic names; internal topics (`__*`) never match.
+    pub topics: String,
+}
+
+/// A partition to read: `[start, end)`.
+#[derive(Debug, Clone)]
+struct Range {
+    topic: String,
+    partition: i32,
+    start: i64,
+    end: i64,
+}
+
+pub async fn snapshot(repo: &Repository, req: &SnapshotRequest) -> Result<(Manifest, SnapshotDetails)> {
+    format::validate_cell(&req.cell)?;
+    let regex = regex::Regex::new(&format!("^(?:{})$", req.topics))
+        .map_err(|e| KafkaError::Invalid(format!("--topics {:?} is not a valid regular expression: {e}", req.topics)))?;
+    let started = OffsetDateTime::now_utc();
+    let lock = LockGuard::acquire(repo, LockKind::Shared, &format!("kafka snapshot of cell {}", req.cell)).await?;
+    let result = take(repo, req, &regex, started).await;
+    lock.release().await?;
+    result
+}
+
+async fn take(repo: &Repository, req: &SnapshotRequest, regex: &regex::Regex, started: OffsetDateTime) -> Result<(Manifest, SnapshotDetails)> {
+    let brokers = &req.brokers;
+    let consumer = brokers.reader()?;
+    let metadata = brokers.metadata(&consumer)?;
+    let mut names: Vec<String> =
+        metadata.topics().iter().map(|t| t.name().to_string()).filter(|n| !n.starts_with("__") && regex.is_match(n)).collect();
+    names.sort();
+    if names.is_empty() {
+        let mut all: Vec<&str> = metadata.topics().iter().map(|t| t.name()).filter(|n| !n.starts_with("__")).collect();
+        all.sort();
+        return Err(KafkaError::Invalid(format!(
+            "no topic on {} matches --topics {:?} (matched against whole names); topics there: {}",
+            brokers.list,
+            req.topics,
+            if all.is_empty() { "none".to_string() } else { all.join(", ") }
+        )));
+    }
+
+    let previous = chain::list(repo, &req.cell).await?.pop();
+    let mut ranges = Vec::new();
+    let mut topics = Vec::new();
+    let mut gaps = Vec::new();
+    for name in &names {
+        let t = metadata.topics().iter().find(|t| t.name() == name).expect("listed above");
+        if let Some(e) = t.error() {
+            return Err(KafkaError::Failed(format!("the brokers report topic {name} unusable ({e:?}); retry when it is healthy")));
+        }
+        let mut parts: Vec<i32> = t.partitions().iter().map(|p| p.id()).collect();
+        parts.sort();
+        let replication_factor = t.partitions().first().map(|p| p.replicas().len() as i32).unwrap_or(1);
+        let before = previous.as_ref().and_then(|p| p.details.topic(name));
+        let mut partitions = Vec::new();
+        for p in parts {
+            let (low, high) = brokers.watermarks(&consumer, name, p)?;
+            let mut start = low;
+            if let Some(prev) = before.and_then(|t| t.partition(p)) {
+                if high < prev.end {
+                    tracing::warn!(topic = %name, partition = p, previous_end = prev.end, high, "the partition is behind the previous snapshot's end (recreated?); reading it from its log start");
+                } else if low > prev.end {
+                    gaps.push(Gap { topic: name.clone(), partition: p, from: prev.end, to: low });
+                } else {
+                    start = prev.end;
+                }
+            }
+            ranges.push(Range { topic: name.clone(), partition: p, start, end: high });
+            partitions.push(PartitionSnapshot { partition: p, log_start: low, start, end: high, ..Default::default() });
+        }
+        topics.push(TopicSnapshot { name: name.clone(), partitions, replication_factor, configs: BTreeMap::new() });
+    }
+    for gap in &gaps {
+        tracing::warn!(topic = %gap.topic, partition = gap.partition, from = gap.from, to = gap.to, "records were deleted by retention before this snapshot could read them");
+    }
+    let groups = group_offsets(brokers, &consumer, &ranges)?;
+    drop(consumer);
+    read_configs(brokers, &mut topics).await?;
+
+    // Records: one stream through the chunk pipeline, partition after partition.
+    let (tx, rx) = sync_channel::<Vec<u8>>(16);
+    let reader_ranges = ranges.clone();
+    let reader_brokers = brokers.clone();
+    let reading = std::thread::spawn(move || read_partitions(&reader_brokers, &reader_ranges, tx));
+    let known = KnownChunks::load(repo).await?;
+    let stored = pipeline::store_stream(repo, &known, ChannelReader::new(rx), pipeline::default_workers()).await;
+    let read = reading.join().expect("the reader thread does not panic");
+    let stats = read?; // a broker failure explains a short stream better than the pipeline can
+    let (chunks, stream_stats) = stored?;
+
+    let mut entries = Vec::new();
+    let now = OffsetDateTime::now_utc().unix_timestamp();
+    for (range, stat) in ranges.iter().zip(&stats) {
+        let topic = topics.iter_mut().find(|t| t.name == range.topic).expect("topic of range");
+        let p = topic.partitions.iter_mut().find(|p| p.partition == range.partition).expect("partition of range");
+        p.records = stat.records;
+        p.bytes = stat.bytes;
+        p.first_offset = stat.first_offset;
+        p.last_offset = stat.last_offset;
+        p.first_timestamp = stat.first_timestamp;
+        p.last_timestamp = stat.last_timestamp;
+        p.records_sha256 = stat.hash.hex();
+        entries.push(Entry {
+            path: entry_path(&range.topic, range.partition),
+            kind: EntryKind::File,
+            mode: 0o600,
+            size: stat.bytes,
+            mtime: now,
+            target: None,
+            extent: None,
+            sha256: Some(stat.sha256.clone()),
+        });
+    }
+    pipeline::ensure_present(repo, chunks.iter()).await?;
+    let details = SnapshotDetails {
+        brokers: brokers.list.clone(),
+        topics_regex: req.topics.clone(),
+        parent: previous.as_ref().map(|p| p.manifest.id.clone()),
+        topics,
+        groups,
+        gaps,
+    };
+    let totals = Totals {
+        files: entries.len() as u64,
+        bytes: stream_stats.bytes,
+        chunks: stream_stats.chunks,
+        new_chunks: stream_stats.new_chunks,
+        new_stored_bytes: stream_stats.new_stored_bytes,
+        ..Default::default()
+    };
+    let kind = if previous.is_some() { KIND_INCREMENTAL } else { KIND_FULL };
+    let tree = StoredTree { source: format!("kafka {} topics /{}/", brokers.list, req.topics), entries, chunks, totals };
+    let mut manifest = new_manifest(repo, &req.cell, kind, started, tree);
+    manifest.details = Some(serde_json::to_value(&details).expect("details serialise"));
+    repo.write_manifest(&manifest).await?;
+    Ok((manifest, details))
+}
+
+/// Committed offsets of every consumer group on the snapshot's partitions.
+fn group_offsets(brokers: &Brokers, consumer: &BaseConsumer, ranges: &[Range]) -> Result<Vec<GroupOffsets>> {
+    let list = consumer.fetch_group_list(None, brokers.timeout).map_err(broker("listing consumer groups"))?;
+    let mut names: Vec<String> =
+        list.groups().iter().map(|g| g.name().to_string()).filter(|n| !n.starts_with("lifeboat-")).collect();
+    names.sort();
+    let mut tpl = TopicPartitionList::new();
+    for r in ranges {
+        tpl.add_partition(&r.topic, r.partition);
+    }
+    let mut out = Vec::new();
+    for name in names {
+        let group = brokers.group(&name)?;
+        let committed = group
+            .committed_offsets(tpl.clone(), brokers.timeout)
+            .map_err(broker(format!("reading the committed offsets of group {name}")))?;
+        let offsets: Vec<GroupOffset> = committed
+            .elements()
+            .iter()
+            .filter_map(|e| match e.offset() {
+                Offset::Offset(o) => Some(GroupOffset { topic: e.topic().to_string(), partition: e.partition(), offset: o }),
+                _ => None,
+            })
+            .collect();
+        if !offsets.is_empty() {
+            out.push(GroupOffsets { group: name, offsets });
+        }
+    }
+    Ok(out)
+}
+
+async fn read_configs(brokers: &Brokers, topics: &mut [TopicSnapshot]) -> Result<()> {
+    let admin = brokers.admin()?;
+    let specs: Vec<ResourceSpecifier> = topics.iter().map(|t| ResourceSpecifier::Topic(&t.name)).collect();
+    let results = admin
+        .describe_configs(specs.iter(), &AdminOptions::new().request_timeout(Some(brokers.timeout)))
+        .await
+        .map_err(broker("describing topic configs"))?;
+    for (topic, result) in topics.iter_mut().zip(results) {
+        let resource =
+            result.map_err(|e| KafkaError::Failed(format!("the brokers refused to describe the configs of {}: {e:?}", topic.name)))?;
+        for c in resource.entries {
+            topic.configs.insert(
+                c.name.clone(),
+                TopicConfig {
+                    value: c.value,
+                    topic_override: c.source == ConfigSource::DynamicTopic,
+                    default: c.is_default, read_only: c.is_read_only, sensitive: c.is_sensitive },
+            );
+        }
+    }
+    Ok(())
+}
+
+/// What reading one partition produced.
+struct PartitionStats {
+    records: u64,
+    bytes: u64,
+    first_offset: Option<i64>,
+    last_offset: Option<i64>,
+    first_timestamp: Option<i64>,
+    last_timestamp: Option<i64>,
+    hash: ContentHash,
+    sha256: String,
+}
+
+const BLOCK: usize = 1 << 20;
+
+/// Read every range in order, sending encoded records in blocks.
+fn read_partitions(brokers: &Brokers, ranges: &[Range], tx: SyncSender<Vec<u8>>) -> Result<Vec<PartitionStats>> {
+    use sha2::Digest;
+    let consumer = brokers.reader()?;
+    let mut out = Vec::new();
+    let mut block = Vec::with_capacity(BLOCK);
+    let send = |block: &mut Vec<u8>| -> Result<()> {
+        tx.send(std::mem::replace(block, Vec::with_capacity(BLOCK)))
+            .map_err(|_| KafkaError::Failed("the repository stopped taking records".into()))
+    };
+    for r in ranges {
+        let mut stats = PartitionStats {
+            records: 0,
+            bytes: 0,
+            first_offset: None,
+            last_offset: None,
+            first_timestamp: None,
+            last_timestamp: None,
+            hash: ContentHash::default(),
+            sha256: String::new(),
+        };
+        let mut file_hash = sha2::Sha256::new();
+        if r.start < r.end {
+            let mut tpl = TopicPartitionList::new();
+            tpl.add_partition_offset(&r.topic, r.partition, Offset::Offset(r.start)).map_err(broker("choosing offsets"))?;
+            consumer.assign(&tpl).map_err(broker(format!("reading {}/{}", r.topic, r.partition)))?;
+            let mut last_progress = Instant::now();
+            let mut encoded = Vec::new();
+            'partition: loop {
+                match consumer.poll(Duration::from_millis(500)) {
+                    Some(Ok(msg)) => {
+                        last_progress = Instant::now();
+                        if msg.offset() >= r.end {
+                            break 'partition;
+                        }
+                        let record = crate::verify::record_of(&msg);
+                        encoded.clear();
+                        record.encode(&mut encoded);
+                        file_hash.update(&encoded);
+                        stats.hash.add(&record);
+                        stats.records += 1;
+                        stats.bytes += encoded.len() as u64;
+                        stats.first_offset.get_or_insert(record.offset);
+                        stats.first_timestamp.get_or_insert(record.timestamp);
+                        stats.last_offset = Some(record.offset);
+                        stats.last_timestamp = Some(record.timestamp);
+                        block.extend_from_slice(&encoded);
+                        if block.len() >= BLOCK {
+                            send(&mut block)?;
+                        }
+                        if record.offset + 1 >= r.end {
+                            break 'partition;
+                        }
+                    }
+                    Some(Err(rdkafka::error::KafkaError::PartitionEOF(_))) => {
+                        let position = consumer
+                            .position()
+                            .ok()
+                            .and_then(|tpl| tpl.find_partition(&r.topic, r.partition).map(|e| e.offset()));
+                        if matches!(position, Some(Offset::Offset(o)) if o >= r.end) {
+                            break 'partition;
+                        }
+                    }
+                    Some(Err(e)) => {
+                        tracing::warn!(topic = %r.topic, partition = r.partition, error = %e, "reading records; retrying");
+                    }
+                    None => {}
+                }
+                if last_progress.elapsed() > brokers.timeout {
+                    let at = stats.last_offset.map(|o| o + 1).unwrap_or(r.start);
+                    return Err(KafkaError::Failed(format!(
+                        "no records from {}/{} for {}s at offset {at} (snapshot end {}); the brokers {} may be down; nothing was committed, rerun the snapshot",
+                        r.topic,
+                        r.partition,
+                        brokers.timeout.as_secs(),
+                        r.end,
+                        brokers.list
+                    )));
+                }
+            }
+        }
+        stats.sha256 = hex::encode(file_hash.finalize());
+        out.push(stats);
+    }
+    if !block.is_empty() {
+        send(&mut block)?;
+    }
+    Ok(out)
+}
+
+/// A blocking `Read` over blocks arriving on a channel.
+struct ChannelReader {
+    rx: Receiver<Vec<u8>>,
+    block: Vec<u8>,
+    pos: usize,
+}
+
+impl ChannelReader {
+    fn new(rx: Receiver<Vec<u8>>) -> ChannelReader {
+        ChannelReader { rx, block: Vec::new(), pos: 0 }
+    }
+}
+
+impl Read for ChannelReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while self.pos == self.block.len() {
+            match self.rx.recv() {
+                Ok(block) => {
+                    self.block = block;
+                    self.pos = 0;
+                }
+                Err(_) => return Ok(0), // sender done (or failed: its error is reported)
+            }
+        }
+        let n = buf.len().min(self.block.len() - self.pos);
+        buf[..n].copy_from_slice(&self.block[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
+}

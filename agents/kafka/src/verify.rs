@@ -1,0 +1,207 @@
+//! `kafka verify`: a restored topic against the snapshot chain it came
+//! from, per partition: record count, content hash, first and last
+//! timestamps. The expected side is read (and every chunk verified) from
+//! the repository; the actual side is read back from the brokers, from the
+//! restore's base offset (from its offset map) or the log start.
+
+use std::time::{Duration, Instant};
+
+use rdkafka::message::{Headers, Message};
+use rdkafka::{Offset, Timestamp, TopicPartitionList};
+use serde::Serialize;
+
+use lifeboat_repository::{format, RepoError, Repository};
+use lifeboat_storage::StoreError;
+
+use crate::chain::{self, PartitionReader};
+use crate::record::{ContentHash, Record, TS_CREATE, TS_LOG_APPEND, TS_NONE};
+use crate::restore::{chain_topics, RestoreRequest};
+use crate::{broker, KafkaError, Result};
+
+/// A consumed message as a [`Record`].
+pub fn record_of<M: Message>(m: &M) -> Record {
+    let (timestamp_type, timestamp) = match m.timestamp() {
+        Timestamp::NotAvailable => (TS_NONE, -1),
+        Timestamp::CreateTime(t) => (TS_CREATE, t),
+        Timestamp::LogAppendTime(t) => (TS_LOG_APPEND, t),
+    };
+    let headers = m
+        .headers()
+        .map(|h| h.iter().map(|h| (h.key.to_string(), h.value.map(<[u8]>::to_vec))).collect())
+        .unwrap_or_default();
+    Record {
+        offset: m.offset(),
+        timestamp_type,
+        timestamp,
+        key: m.key().map(<[u8]>::to_vec),
+        value: m.payload().map(<[u8]>::to_vec),
+        headers,
+    }
+}
+
+/// Count, content hash and first/last timestamps of a run of records.
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct Summary {
+    pub records: u64,
+    pub sha256: String,
+    pub first_timestamp: Option<i64>,
+    pub last_timestamp: Option<i64>,
+}
+
+#[derive(Default)]
+struct Summing {
+    records: u64,
+    hash: ContentHash,
+    first: Option<i64>,
+    last: Option<i64>,
+}
+
+impl Summing {
+    fn add(&mut self, r: &Record) {
+        self.records += 1;
+        self.hash.add(r);
+        self.first.get_or_insert(r.timestamp);
+        self.last = Some(r.timestamp);
+    }
+
+    fn done(self) -> Summary {
+        Summary { records: self.records, sha256: self.hash.hex(), first_timestamp: self.first, last_timestamp: self.last }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PartitionCheck {
+    pub source: String,
+    pub target: String,
+    pub partition: i32,
+    pub from_offset: i64,
+    pub expected: Summary,
+    pub actual: Summary,
+    pub ok: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct VerifyReport {
+    pub snapshot: String,
+    pub partitions: Vec<PartitionCheck>,
+    pub problems: Vec<String>,
+}
+
+/// Compare the restored topics `req` names with the chain it restores.
+pub async fn verify(repo: &Repository, req: &RestoreRequest) -> Result<VerifyReport> {
+    let chain = chain::load(repo, &req.cell, req.snapshot.as_deref()).await?;
+    let last = chain.last().expect("a chain is never empty").clone();
+    let until = req.until.map(|t| (t.unix_timestamp_nanos() / 1_000_000) as i64);
+    // The restore's own base offsets, when this exact restore ran.
+    let mapping = chain_topics(&chain).iter().map(|t| (t.name.clone(), req.target_topic(&t.name))).collect();
+    let key = crate::restore::restore_key_for(&last.manifest.id, &req.until, &mapping);
+    let map_path = format::path(&format!("kafka/{}/restores/{key}/offset-map", req.cell));
+    let bases: Vec<(String, i32, i64)> = match repo.read_object(&map_path).await {
+        Ok(bytes) => {
+            let v: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| KafkaError::Failed(format!("{map_path}: {e}")))?;
+            v["topics"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .flat_map(|t| {
+                    let target = t["target"].as_str().unwrap_or_default().to_string();
+                    t["partitions"].as_array().cloned().unwrap_or_default().into_iter().map(move |p| {
+                        (target.clone(), p["partition"].as_i64().unwrap_or(-1) as i32, p["base"].as_i64().unwrap_or(0))
+                    })
+                })
+                .collect()
+        }
+        Err(RepoError::Store(StoreError::NotFound { .. })) => Vec::new(),
+        Err(e) => return Err(e.into()),
+    };
+
+    let consumer = req.brokers.reader()?;
+    let metadata = req.brokers.metadata(&consumer)?;
+    let mut report = VerifyReport { snapshot: last.manifest.id.clone(), partitions: Vec::new(), problems: Vec::new() };
+    for t in chain_topics(&chain) {
+        let target = req.target_topic(&t.name);
+        if !metadata.topics().iter().any(|m| m.name() == target && m.error().is_none()) {
+            report.problems.push(format!("topic {target} (restored from {}) does not exist", t.name));
+            continue;
+        }
+        for p in &t.partitions {
+            let mut expected = Summing::default();
+            let mut reader = PartitionReader::new(repo, &chain, &t.name, p.partition);
+            while let Some(r) = reader.next().await? {
+                if until.is_some_and(|u| r.timestamp > u) {
+                    break;
+                }
+                expected.add(&r);
+            }
+            let expected = expected.done();
+            let (low, high) = req.brokers.watermarks(&consumer, &target, p.partition)?;
+            let from = bases.iter().find(|(n, q, _)| n == &target && *q == p.partition).map(|b| b.2).unwrap_or(low);
+            let actual = read_back(&req.brokers, &consumer, &target, p.partition, from, high)?;
+            let ok = actual == expected;
+            if !ok {
+                report.problems.push(format!(
+                    "{target}/{}: {} records (sha256 {}) where the snapshot has {} (sha256 {})",
+                    p.partition,
+                    actual.records,
+                    &actual.sha256[..16],
+                    expected.records,
+                    &expected.sha256[..16]
+                ));
+            }
+            report.partitions.push(PartitionCheck {
+                source: t.name.clone(),
+                target: target.clone(),
+                partition: p.partition,
+                from_offset: from,
+                expected,
+                actual,
+                ok,
+            });
+        }
+    }
+    Ok(report)
+}
+
+fn read_back(
+    brokers: &crate::client::Brokers,
+    consumer: &rdkafka::consumer::BaseConsumer,
+    topic: &str,
+    partition: i32,
+    from: i64,
+    end: i64,
+) -> Result<Summary> {
+    use rdkafka::consumer::Consumer;
+    let mut sum = Summing::default();
+    if from >= end {
+        return Ok(sum.done());
+    }
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(topic, partition, Offset::Offset(from)).map_err(broker("choosing offsets"))?;
+    consumer.assign(&tpl).map_err(broker(format!("reading {topic}/{partition}")))?;
+    let mut last_progress = Instant::now();
+    loop {
+        match consumer.poll(Duration::from_millis(500)) {
+            Some(Ok(m)) => {
+                last_progress = Instant::now();
+                if m.offset() >= end {
+                    break;
+                }
+                sum.add(&record_of(&m));
+                if m.offset() + 1 >= end {
+                    break;
+                }
+            }
+            Some(Err(rdkafka::error::KafkaError::PartitionEOF(_))) => {
+                let at = consumer.position().ok().and_then(|t| t.find_partition(topic, partition).map(|e| e.offset()));
+                if matches!(at, Some(Offset::Offset(o)) if o >= end) {
+                    break;
+                }
+            }
+            _ => {}
+        }
+        if last_progress.elapsed() > brokers.timeout {
+            return Err(KafkaError::Failed(format!("no records from {topic}/{partition} for {}s", brokers.timeout.as_secs())));
+        }
+    }
+    Ok(sum.done())
+}

@@ -1,0 +1,270 @@
+//! Kafka snapshots end to end against the real broker: round trip on every
+//! repository backend (read back with `kcat`), the incremental chain with a
+//! topic created between snapshots and a retention gap, `--until`, consumer
+//! group translation, and bad input.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use lifeboat_restore_tests::kafka::{self, by_partition, contents, kcat_read, TestRecord};
+use lifeboat_restore_tests::{agent, fails, fresh_url, ok, unique, write_key, Backend, BACKENDS};
+
+struct Repo {
+    url: String,
+    key: String,
+    _scratch: tempfile::TempDir,
+}
+
+impl Repo {
+    fn new(backend: Backend) -> Repo {
+        let scratch = tempfile::tempdir().unwrap();
+        let key = scratch.path().join("key");
+        write_key(&key);
+        let url = fresh_url(backend, "kafka", scratch.path());
+        let key = key.to_str().unwrap().to_string();
+        ok(&agent(&["repo", "init", "--repo", &url, "--key-file", &key], &[]));
+        Repo { url, key, _scratch: scratch }
+    }
+
+    /// Run `kafka <args>` against this repository and cell `k1`, as JSON.
+    fn kafka(&self, args: &[&str]) -> serde_json::Value {
+        serde_json::from_str(&ok(&self.run(args))).unwrap()
+    }
+
+    fn run(&self, args: &[&str]) -> std::process::Output {
+        let brokers = kafka::brokers();
+        let mut all = vec!["kafka", args[0], "--repo", &self.url, "--cell", "k1", "--key-file", &self.key, "--output", "json"];
+        if args[0] != "ls" {
+            all.extend(["--brokers", &brokers]);
+        }
+        all.extend_from_slice(&args[1..]);
+        agent(&all, &[])
+    }
+}
+
+fn text(n: usize, seed: usize) -> String {
+    (0..n).map(|i| (b'a' + ((i * 7 + seed) % 26) as u8) as char).collect()
+}
+
+/// Records exercising every field: keys and null keys, null values
+/// (tombstones), empty values, headers, explicit timestamps, a 1.5 MiB value.
+fn varied_records(partitions: i32, count: usize, t0: i64) -> Vec<TestRecord> {
+    (0..count)
+        .map(|i| TestRecord {
+            partition: (i as i32 * 7) % partitions,
+            key: if i % 5 == 0 { None } else { Some(format!("key-{}", i % 13)) },
+            value: match i % 11 {
+                3 => None,
+                4 => Some(String::new()),
+                7 if i < 30 => Some(text(1_500_000, i)),
+                _ => Some(format!("payment {i} {}", text(i % 300, i))),
+            },
+            headers: if i % 3 == 0 { vec![("trace".into(), format!("t{i}")), ("empty".into(), String::new())] } else { vec![] },
+            timestamp: t0 + i as i64 * 10,
+        })
+        .collect()
+}
+
+/// An hour ago, to the second: recent enough that broker retention never
+/// deletes the test records.
+fn t0() -> i64 {
+    (time::OffsetDateTime::now_utc().unix_timestamp() - 3600) * 1000
+}
+
+#[test]
+fn round_trip_on_every_backend_read_back_with_kcat() {
+    let t0 = t0();
+    let source = unique("payments");
+    kafka::create_topic(&source, 3, &[("max.message.bytes", "4000000"), ("retention.ms", "8640000000"), ("cleanup.policy", "delete")]);
+    let records = varied_records(3, 120, t0);
+    kafka::produce(&source, &records);
+    let expected = by_partition(&records);
+    assert_eq!(contents(&kcat_read(&source)), expected, "the source topic as kcat reads it");
+
+    for backend in BACKENDS {
+        let repo = Repo::new(backend);
+        let snap = repo.kafka(&["snapshot", "--topics", &source]);
+        assert_eq!(snap["records"], 120, "{backend:?}: {snap}");
+        assert_eq!(snap["kind"], "kafka-full");
+        let configs = &snap["details"]["topics"][0]["configs"];
+        assert_eq!(configs["max.message.bytes"]["value"], "4000000", "{configs}");
+        assert_eq!(configs["max.message.bytes"]["topic_override"], true);
+
+        let prefix = format!("r-{backend:?}-").to_lowercase();
+        let restored = repo.kafka(&["restore", "--latest", "--topic-prefix", &prefix]);
+        assert_eq!(restored["records_produced"], 120, "{restored}");
+        let target = format!("{prefix}{source}");
+        let read = kcat_read(&target);
+        assert_eq!(contents(&read), expected, "{backend:?}: the restored topic differs record by record");
+        let verify = repo.kafka(&["verify", "--topic-prefix", &prefix]);
+        assert_eq!(verify["problems"].as_array().unwrap().len(), 0, "{verify}");
+    }
+}
+
+#[test]
+fn incremental_chain_with_a_new_topic_and_a_retention_gap() {
+    let t0 = t0();
+    let repo = Repo::new(Backend::File);
+    let stem = unique("ledger");
+    let (a, b, c) = (format!("{stem}-a"), format!("{stem}-b"), format!("{stem}-c"));
+    let re = format!("{stem}-.*");
+    kafka::create_topic(&a, 2, &[("max.message.bytes", "4000000")]);
+    kafka::create_topic(&c, 1, &[]);
+    let first_a = varied_records(2, 40, t0);
+    let first_c: Vec<TestRecord> = (0..30).map(|i| TestRecord { partition: 0, key: None, value: Some(format!("c{i}")), headers: vec![], timestamp: t0 + i }).collect();
+    kafka::produce(&a, &first_a);
+    kafka::produce(&c, &first_c);
+    let s1 = repo.kafka(&["snapshot", "--topics", &re]);
+    assert_eq!(s1["records"], 70, "{s1}");
+
+    // Between snapshots: more records, a new topic, and retention on c
+    // deleting records the first snapshot never saw.
+    let second_a: Vec<TestRecord> = varied_records(2, 20, t0 + 100_000).into_iter().filter(|r| r.value.as_ref().is_none_or(|v| v.len() < 1000)).collect();
+    kafka::produce(&a, &second_a);
+    kafka::create_topic(&b, 2, &[("max.message.bytes", "4000000")]);
+    let records_b = varied_records(2, 10, t0 + 200_000);
+    kafka::produce(&b, &records_b);
+    let more_c: Vec<TestRecord> = (30..50).map(|i| TestRecord { partition: 0, key: None, value: Some(format!("c{i}")), headers: vec![], timestamp: t0 + i }).collect();
+    kafka::produce(&c, &more_c);
+    kafka::delete_before(&c, 0, 40); // offsets 30..40 are gone before snapshot 2
+
+    let s2 = repo.kafka(&["snapshot", "--topics", &re]);
+    assert_eq!(s2["kind"], "kafka-incr", "{s2}");
+    assert_eq!(s2["parent"], s1["snapshot_id"]);
+    let a_ranges = &s2["details"]["topics"].as_array().unwrap().iter().find(|t| t["name"] == a.as_str()).unwrap()["partitions"];
+    let s1_a = &s1["details"]["topics"].as_array().unwrap().iter().find(|t| t["name"] == a.as_str()).unwrap()["partitions"];
+    for p in 0..2 {
+        assert_eq!(a_ranges[p]["start"], s1_a[p]["end"], "the increment continues exactly where the first ended");
+    }
+    let gaps = s2["details"]["gaps"].as_array().unwrap();
+    assert_eq!(gaps.len(), 1, "{s2}");
+    assert_eq!((gaps[0]["topic"].as_str().unwrap(), gaps[0]["from"].as_i64(), gaps[0]["to"].as_i64()), (c.as_str(), Some(30), Some(40)));
+    assert_eq!(s2["records"].as_u64().unwrap(), (second_a.len() + records_b.len() + 10) as u64, "{s2}");
+    let human = ok(&agent(
+        &["kafka", "snapshot", "--repo", &repo.url, "--cell", "k1", "--key-file", &repo.key, "--brokers", &kafka::brokers(), "--topics", &re],
+        &[],
+    ));
+    assert!(!human.contains("GAP"), "no new gap in a third snapshot: {human}");
+
+    let restored = repo.kafka(&["restore", "--topic-prefix", "chain-"]);
+    assert_eq!(restored["chain"].as_array().unwrap().len(), 3, "{restored}");
+    let mut want_a = first_a.clone();
+    want_a.extend(second_a.iter().cloned());
+    assert_eq!(contents(&kcat_read(&format!("chain-{a}"))), by_partition(&want_a));
+    assert_eq!(contents(&kcat_read(&format!("chain-{b}"))), by_partition(&records_b));
+    let mut want_c = first_c.clone();
+    want_c.extend(more_c[10..].iter().cloned());
+    assert_eq!(contents(&kcat_read(&format!("chain-{c}"))), by_partition(&want_c), "c: all but the records lost to retention");
+    let listed = repo.kafka(&["ls"]);
+    assert_eq!(listed.as_array().unwrap().len(), 3);
+}
+
+#[test]
+fn until_restores_exactly_the_records_stamped_up_to_the_target() {
+    let t0 = t0();
+    let repo = Repo::new(Backend::File);
+    let topic = unique("events");
+    kafka::create_topic(&topic, 4, &[]);
+    // Interleaved timestamps across partitions, one record per 100 ms.
+    let records: Vec<TestRecord> = (0..400)
+        .map(|i| TestRecord { partition: i % 4, key: Some(format!("k{i}")), value: Some(format!("v{i}")), headers: vec![], timestamp: t0 + i as i64 * 100 })
+        .collect();
+    kafka::produce(&topic, &records);
+    repo.kafka(&["snapshot", "--topics", &topic]);
+    for (n, cut) in [(1, t0 + 12_345), (2, t0 + 100), (3, t0 + 39_900)] {
+        let until = time::OffsetDateTime::from_unix_timestamp_nanos(cut as i128 * 1_000_000).unwrap();
+        let until = until.format(&time::format_description::well_known::Rfc3339).unwrap();
+        let prefix = format!("until{n}-");
+        repo.kafka(&["restore", "--until", &until, "--topic-prefix", &prefix]);
+        let want: Vec<TestRecord> = records.iter().filter(|r| r.timestamp <= cut).cloned().collect();
+        let got = contents(&kcat_read(&format!("{prefix}{topic}")));
+        let want = by_partition(&want);
+        assert_eq!(got.values().map(Vec::len).sum::<usize>(), want.values().map(Vec::len).sum::<usize>(), "cut {until}");
+        assert_eq!(got, want, "cut {until}: exactly the records stamped at or before it");
+        let verify = repo.kafka(&["verify", "--until", &until, "--topic-prefix", &prefix]);
+        assert_eq!(verify["problems"].as_array().unwrap().len(), 0, "{verify}");
+    }
+}
+
+#[test]
+fn consumer_groups_resume_at_the_next_unconsumed_record() {
+    let t0 = t0();
+    use rdkafka::consumer::Consumer;
+    use rdkafka::message::Message;
+    let repo = Repo::new(Backend::File);
+    let topic = unique("orders");
+    kafka::create_topic(&topic, 2, &[]);
+    let records: Vec<TestRecord> = (0..200)
+        .map(|i| TestRecord { partition: i % 2, key: None, value: Some(format!("order-{i}")), headers: vec![], timestamp: t0 + i as i64 })
+        .collect();
+    kafka::produce(&topic, &records);
+    // Retention moved partition 0's start, so restored offsets differ from the source's.
+    kafka::delete_before(&topic, 0, 5);
+    let group = unique("billing");
+    kafka::commit(&group, &topic, &[(0, 30), (1, 12)]);
+    let snap = repo.kafka(&["snapshot", "--topics", &topic]);
+    let saved = snap["details"]["groups"].as_array().unwrap().iter().find(|g| g["group"] == group.as_str()).cloned().expect("group saved");
+    assert_eq!(saved["offsets"].as_array().unwrap().len(), 2, "{saved}");
+
+    let restored = repo.kafka(&["restore", "--topic-prefix", "cg-"]);
+    let g = restored["groups"].as_array().unwrap().iter().find(|g| g["source_group"] == group.as_str()).unwrap().clone();
+    assert_eq!(g["target_group"], format!("cg-{group}"));
+    // A consumer of the restored group resumes at the next unconsumed record.
+    let source_by_offset = kcat_read(&topic);
+    let c = kafka::consumer(&format!("cg-{group}"));
+    let target = format!("cg-{topic}");
+    let mut tpl = rdkafka::TopicPartitionList::new();
+    tpl.add_partition_offset(&target, 0, rdkafka::Offset::Stored).unwrap();
+    tpl.add_partition_offset(&target, 1, rdkafka::Offset::Stored).unwrap();
+    c.assign(&tpl).unwrap();
+    let mut first: BTreeMap<i32, String> = BTreeMap::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while first.len() < 2 && Instant::now() < deadline {
+        if let Some(Ok(m)) = c.poll(Duration::from_millis(500)) {
+            first.entry(m.partition()).or_insert_with(|| String::from_utf8_lossy(m.payload().unwrap()).into_owned());
+        }
+    }
+    let at = |p: i32, o: i64| source_by_offset[&p].iter().find(|r| r.offset == o).unwrap().record.value.clone().unwrap();
+    assert_eq!(first.get(&0), Some(&at(0, 30)), "partition 0 resumes at source offset 30 ({g})");
+    assert_eq!(first.get(&1), Some(&at(1, 12)), "partition 1 resumes at source offset 12");
+    let p0 = g["offsets"].as_array().unwrap().iter().find(|o| o["partition"] == 0).unwrap();
+    assert_eq!(p0["target_offset"], 25, "source 30 minus the 5 deleted before the snapshot");
+}
+
+#[test]
+fn bad_input_is_refused_clearly() {
+    let t0 = t0();
+    let repo = Repo::new(Backend::File);
+    // Unreachable brokers: a clear error within the stated timeout.
+    let started = Instant::now();
+    let out = agent(
+        &["kafka", "snapshot", "--repo", &repo.url, "--cell", "k1", "--key-file", &repo.key, "--brokers", "127.0.0.1:1", "--broker-timeout", "3s", "--topics", ".*"],
+        &[],
+    );
+    let err = fails(&out);
+    assert!(err.contains("cannot reach the Kafka brokers 127.0.0.1:1 within 3s"), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(60), "took {:?}: a hang, not a timeout", started.elapsed());
+
+    let nothing = format!("{}-.*", unique("no-such-topic"));
+    let err = fails(&repo.run(&["snapshot", "--topics", &nothing]));
+    assert!(err.contains("no topic on") && err.contains("matches --topics"), "{err}");
+    let err = fails(&repo.run(&["snapshot", "--topics", "(unclosed"]));
+    assert!(err.contains("not a valid regular expression"), "{err}");
+
+    let topic = unique("conflict");
+    kafka::create_topic(&topic, 3, &[]);
+    kafka::produce(&topic, &[TestRecord { partition: 0, key: None, value: Some("x".into()), headers: vec![], timestamp: t0 + 5_000 }]);
+    repo.kafka(&["snapshot", "--topics", &topic]);
+    let other = unique("two-partitions");
+    kafka::create_topic(&other, 2, &[]);
+    let err = fails(&repo.run(&["restore", "--topic-map", &format!("{topic}={other}")]));
+    assert!(err.contains("exists with 2 partitions") && err.contains("has 3"), "{err}");
+    assert_eq!(kafka::end_offset(&other, 0), 0, "nothing was written");
+
+    let err = fails(&repo.run(&["restore", "--until", "2026-01-01T00:00:00Z", "--topic-prefix", "early-"]));
+    assert!(err.contains("before the first record"), "{err}");
+    let err = fails(&repo.run(&["restore", "--until", "yesterday", "--topic-prefix", "early-"]));
+    assert!(err.contains("RFC 3339"), "{err}");
+    let err = fails(&repo.run(&["restore", "--snapshot", "20990101T000000.000Z-kafka-full-000000"]));
+    assert!(err.contains("not found"), "{err}");
+}
