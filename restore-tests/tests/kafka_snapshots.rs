@@ -34,7 +34,7 @@ impl Repo {
     fn run(&self, args: &[&str]) -> std::process::Output {
         let brokers = kafka::brokers();
         let mut all = vec!["kafka", args[0], "--repo", &self.url, "--cell", "k1", "--key-file", &self.key, "--output", "json"];
-        if args[0] != "ls" {
+        if !matches!(args[0], "ls" | "retention") {
             all.extend(["--brokers", &brokers]);
         }
         all.extend_from_slice(&args[1..]);
@@ -146,17 +146,36 @@ fn incremental_chain_with_a_new_topic_and_a_retention_gap() {
     ));
     assert!(!human.contains("GAP"), "no new gap in a third snapshot: {human}");
 
-    let restored = repo.kafka(&["restore", "--topic-prefix", "chain-"]);
-    assert_eq!(restored["chain"].as_array().unwrap().len(), 3, "{restored}");
-    let mut want_a = first_a.clone();
-    want_a.extend(second_a.iter().cloned());
-    assert_eq!(contents(&kcat_read(&format!("chain-{a}"))), by_partition(&want_a));
-    assert_eq!(contents(&kcat_read(&format!("chain-{b}"))), by_partition(&records_b));
-    let mut want_c = first_c.clone();
-    want_c.extend(more_c[10..].iter().cloned());
-    assert_eq!(contents(&kcat_read(&format!("chain-{c}"))), by_partition(&want_c), "c: all but the records lost to retention");
     let listed = repo.kafka(&["ls"]);
     assert_eq!(listed.as_array().unwrap().len(), 3);
+
+    // The newest snapshot restores what the topics held when it was taken:
+    // a and b complete, c from its log start (40) on.
+    let check_latest = |prefix: &str| {
+        repo.kafka(&["restore", "--topic-prefix", prefix]);
+        let mut want_a = first_a.clone();
+        want_a.extend(second_a.iter().cloned());
+        assert_eq!(contents(&kcat_read(&format!("{prefix}{a}"))), by_partition(&want_a), "{prefix}: a");
+        assert_eq!(contents(&kcat_read(&format!("{prefix}{b}"))), by_partition(&records_b), "{prefix}: b, created between snapshots");
+        assert_eq!(contents(&kcat_read(&format!("{prefix}{c}"))), by_partition(&more_c[10..]), "{prefix}: c after the retention gap");
+    };
+    check_latest("chain-");
+    // The first snapshot still restores c as it was then.
+    let s1_id = s1["snapshot_id"].as_str().unwrap();
+    repo.kafka(&["restore", "--snapshot", s1_id, "--topic-prefix", "first-"]);
+    assert_eq!(contents(&kcat_read(&format!("first-{c}"))), by_partition(&first_c));
+
+    // Retention keeps only the newest snapshot; it still restores in full,
+    // though its older records were stored by the snapshots just deleted.
+    let plan = repo.kafka(&["retention", "--keep-last", "1", "--keep-within", "0s", "--dry-run"]);
+    assert_eq!(plan["delete"].as_array().unwrap().len(), 2, "{plan}");
+    assert_eq!(repo.kafka(&["ls"]).as_array().unwrap().len(), 3, "a dry run deletes nothing");
+    let done = repo.kafka(&["retention", "--keep-last", "1", "--keep-within", "0s"]);
+    assert_eq!(done["delete"], plan["delete"]);
+    assert_eq!(repo.kafka(&["ls"]).as_array().unwrap().len(), 1);
+    let verify = serde_json::from_str::<serde_json::Value>(&ok(&agent(&["repo", "verify", "--repo", &repo.url, "--key-file", &repo.key, "--output", "json"], &[]))).unwrap();
+    assert_eq!(verify["problems"].as_array().unwrap().len(), 0, "{verify}");
+    check_latest("after-retention-");
 }
 
 #[test]

@@ -66,3 +66,25 @@ pub async fn with_progress<T>(repo: &lifeboat_repository::Repository, what: &str
     bar.finish_and_clear();
     out
 }
+
+/// A retention plan for people: one line per backup kept or deleted, then
+/// what goes (and `extra`, e.g. the WAL kept).
+pub fn retention_text(plan: &lifeboat_repository::retention::Plan, dry_run: bool, extra: &str) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    for d in &plan.keep {
+        let _ = writeln!(out, "keep   {}/{}  ({})", d.cell, d.id, d.reason);
+    }
+    for d in &plan.delete {
+        let _ = writeln!(out, "delete {}/{}  ({})", d.cell, d.id, d.reason);
+    }
+    let _ = writeln!(
+        out,
+        "{} {} backups and {} chunks ({}){extra}",
+        if dry_run { "would delete" } else { "deleted" },
+        plan.delete.len(),
+        plan.delete_chunks.len(),
+        bytes(plan.freed_bytes)
+    );
+    out
+}

@@ -6,16 +6,21 @@
 //! - [`client`]: broker connections with timeouts and clear errors
 //! - [`snapshot`]: full and incremental snapshots (each continues where the
 //!   previous one ended; records lost to retention are reported as gaps)
-//! - [`chain`]: a snapshot and its parents, and reading records back
+//! - [`stored`]: snapshots in the repository (self-contained manifests whose
+//!   older segments reuse earlier snapshots' chunks), reading records back
 //! - [`restore`]: resumable, idempotent restores, offset map, group offsets
-//! - [`verify`]: a restored topic against its snapshot chain
+//! - [`verify`]: restored topics against their snapshot
+//!
+//! Retention needs nothing of its own: manifests are self-contained, so the
+//! repository's retention (by kind `kafka-`) never deletes data a retained
+//! snapshot needs.
 
-pub mod chain;
 pub mod client;
 pub mod details;
 pub mod record;
 pub mod restore;
 pub mod snapshot;
+pub mod stored;
 pub mod verify;
 
 use lifeboat_repository::RepoError;
@@ -44,8 +49,3 @@ pub(crate) fn broker(context: impl Into<String>) -> impl FnOnce(rdkafka::error::
 /// Snapshot kinds (the middle part of backup ids).
 pub const KIND_FULL: &str = "kafka-full";
 pub const KIND_INCREMENTAL: &str = "kafka-incr";
-
-/// `topics/<topic>/<partition>`: a partition's records in a snapshot manifest.
-pub fn entry_path(topic: &str, partition: i32) -> String {
-    format!("topics/{topic}/{partition}")
-}

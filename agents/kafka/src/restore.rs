@@ -1,4 +1,4 @@
-//! `kafka restore`: a snapshot chain back into topics, each record to its
+//! `kafka restore`: a snapshot back into topics, each record to its
 //! original partition in its original order with its key, headers and
 //! timestamp, through an idempotent producer; optionally only up to a point
 //! in time; then every consumer group's offsets translated and committed.
@@ -31,7 +31,7 @@ use time::OffsetDateTime;
 use lifeboat_repository::{format, RepoError, Repository};
 use lifeboat_storage::{PutMode, StoreError};
 
-use crate::chain::{self, PartitionReader, Snapshot};
+use crate::stored::{self, PartitionReader, Snapshot};
 use crate::client::Brokers;
 use crate::details::TopicSnapshot;
 use crate::record::{ContentHash, Record, TS_NONE};
@@ -56,7 +56,6 @@ pub struct RestoreRequest {
 #[derive(Debug, Clone, Serialize)]
 pub struct RestoreReport {
     pub snapshot: String,
-    pub chain: Vec<String>,
     pub until: Option<String>,
     pub restore_key: String,
     pub resumed: bool,
@@ -131,23 +130,11 @@ fn until_ms(t: &Option<OffsetDateTime>) -> Option<i64> {
     t.map(|t| (t.unix_timestamp_nanos() / 1_000_000) as i64)
 }
 
-/// Topics of a chain (union, newest description wins), sorted by name.
-pub fn chain_topics(chain: &[Snapshot]) -> Vec<TopicSnapshot> {
-    let mut by_name: BTreeMap<String, TopicSnapshot> = BTreeMap::new();
-    for s in chain {
-        for t in &s.details.topics {
-            by_name.insert(t.name.clone(), t.clone());
-        }
-    }
-    by_name.into_values().collect()
-}
-
 pub async fn restore(repo: &Repository, req: &RestoreRequest) -> Result<RestoreReport> {
     let started = Instant::now();
     format::validate_cell(&req.cell)?;
-    let chain = chain::load(repo, &req.cell, req.snapshot.as_deref()).await?;
-    let last = chain.last().expect("a chain is never empty").clone();
-    let topics = chain_topics(&chain);
+    let last = stored::find(repo, &req.cell, req.snapshot.as_deref()).await?;
+    let topics = last.details.topics.clone();
     for (from, _) in &req.topic_map {
         if !topics.iter().any(|t| &t.name == from) {
             return Err(KafkaError::Invalid(format!(
@@ -160,11 +147,12 @@ pub async fn restore(repo: &Repository, req: &RestoreRequest) -> Result<RestoreR
     let until = until_ms(&req.until);
     if let Some(u) = until {
         let earliest =
-            chain.iter().flat_map(|s| &s.details.topics).flat_map(|t| &t.partitions).filter_map(|p| p.first_timestamp).min();
+            first_timestamp(repo, &last).await?;
         if let Some(earliest) = earliest.filter(|e| u < *e) {
             return Err(KafkaError::Invalid(format!(
-                "--until {} is before the first record of the snapshot chain (at {}); nothing would be restored; choose a later time or an older chain",
+                "--until {} is before the first record of snapshot {} (at {}); nothing would be restored; choose a later time or an older snapshot",
                 fmt_ms(u),
+                last.manifest.id,
                 fmt_ms(earliest)
             )));
         }
@@ -216,7 +204,7 @@ pub async fn restore(repo: &Repository, req: &RestoreRequest) -> Result<RestoreR
             })?;
             let job = PartitionJob {
                 repo: repo.clone(),
-                chain: chain.clone(),
+                snapshot: last.clone(),
                 brokers: brokers.clone(),
                 source: t.name.clone(),
                 target: target.clone(),
@@ -234,7 +222,6 @@ pub async fn restore(repo: &Repository, req: &RestoreRequest) -> Result<RestoreR
     let groups = translate_groups(req, &last, &reports)?;
     let report = RestoreReport {
         snapshot: last.manifest.id.clone(),
-        chain: chain.iter().map(|s| s.manifest.id.clone()).collect(),
         until: journal.until.clone(),
         restore_key: key.clone(),
         resumed,
@@ -249,6 +236,21 @@ pub async fn restore(repo: &Repository, req: &RestoreRequest) -> Result<RestoreR
     repo.store().put(&map_path, Bytes::from(repo.seal(&map_path, &bytes)), PutMode::Overwrite).await.map_err(RepoError::from)?;
     repo.store().sync().await.map_err(RepoError::from)?;
     Ok(report)
+}
+
+/// The earliest timestamp a restore of `snapshot` would produce: the first
+/// record of each partition (older segments hold records older than any
+/// this snapshot read itself).
+async fn first_timestamp(repo: &Repository, snapshot: &Snapshot) -> Result<Option<i64>> {
+    let mut earliest: Option<i64> = None;
+    for t in &snapshot.details.topics {
+        for p in &t.partitions {
+            if let Some(r) = PartitionReader::new(repo, snapshot, &t.name, p.partition).next().await? {
+                earliest = Some(earliest.map_or(r.timestamp, |e| e.min(r.timestamp)));
+            }
+        }
+    }
+    Ok(earliest)
 }
 
 /// The key of a restore: the same snapshot, cut-off and mapping give the same key.
@@ -392,7 +394,7 @@ impl ProducerContext for Deliveries {
 
 struct PartitionJob {
     repo: Repository,
-    chain: Vec<Snapshot>,
+    snapshot: Snapshot,
     brokers: Brokers,
     source: String,
     target: String,
@@ -402,7 +404,7 @@ struct PartitionJob {
 }
 
 impl PartitionJob {
-    /// Runs on a blocking thread: reads the chain through the runtime, produces synchronously.
+    /// Runs on a blocking thread: reads the repository through the runtime, produces synchronously.
     fn run(self) -> Result<PartitionReport> {
         let rt = tokio::runtime::Handle::current();
         let consumer = self.brokers.reader()?;
@@ -419,7 +421,7 @@ impl PartitionJob {
             .producer_config()
             .create_with_context(Deliveries { first_error: Mutex::new(None), delivered: Default::default() })
             .map_err(broker("creating an idempotent producer"))?;
-        let mut reader = PartitionReader::new(&self.repo, &self.chain, &self.source, self.partition);
+        let mut reader = PartitionReader::new(&self.repo, &self.snapshot, &self.source, self.partition);
         let mut report = PartitionReport {
             partition: self.partition,
             base: self.base,

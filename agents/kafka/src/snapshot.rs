@@ -26,11 +26,11 @@ use lifeboat_repository::manifest::{Entry, EntryKind, Totals};
 use lifeboat_repository::pipeline::{self, KnownChunks};
 use lifeboat_repository::{format, Manifest, Repository};
 
-use crate::chain;
+use crate::stored::{self, segment_path, segment_start};
 use crate::client::Brokers;
 use crate::details::{Gap, GroupOffset, GroupOffsets, PartitionSnapshot, SnapshotDetails, TopicConfig, TopicSnapshot};
 use crate::record::ContentHash;
-use crate::{broker, entry_path, KafkaError, Result, KIND_FULL, KIND_INCREMENTAL};
+use crate::{broker, KafkaError, Result, KIND_FULL, KIND_INCREMENTAL};
 
 #[derive(Debug, Clone)]
 pub struct SnapshotRequest {
@@ -45,8 +45,11 @@ pub struct SnapshotRequest {
 struct Range {
     topic: String,
     partition: i32,
+    log_start: i64,
     start: i64,
     end: i64,
+    /// Continues the previous snapshot's records (false: new, or recreated).
+    continues: bool,
 }
 
 pub async fn snapshot(repo: &Repository, req: &SnapshotRequest) -> Result<(Manifest, SnapshotDetails)> {
@@ -78,7 +81,7 @@ async fn take(repo: &Repository, req: &SnapshotRequest, regex: &regex::Regex, st
         )));
     }
 
-    let previous = chain::list(repo, &req.cell).await?.pop();
+    let previous = stored::list(repo, &req.cell).await?.pop();
     let mut ranges = Vec::new();
     let mut topics = Vec::new();
     let mut gaps = Vec::new();
@@ -95,6 +98,7 @@ async fn take(repo: &Repository, req: &SnapshotRequest, regex: &regex::Regex, st
         for p in parts {
             let (low, high) = brokers.watermarks(&consumer, name, p)?;
             let mut start = low;
+            let mut continues = false;
             if let Some(prev) = before.and_then(|t| t.partition(p)) {
                 if high < prev.end {
                     tracing::warn!(topic = %name, partition = p, previous_end = prev.end, high, "the partition is behind the previous snapshot's end (recreated?); reading it from its log start");
@@ -102,9 +106,10 @@ async fn take(repo: &Repository, req: &SnapshotRequest, regex: &regex::Regex, st
                     gaps.push(Gap { topic: name.clone(), partition: p, from: prev.end, to: low });
                 } else {
                     start = prev.end;
+                    continues = true;
                 }
             }
-            ranges.push(Range { topic: name.clone(), partition: p, start, end: high });
+            ranges.push(Range { topic: name.clone(), partition: p, log_start: low, start, end: high, continues });
             partitions.push(PartitionSnapshot { partition: p, log_start: low, start, end: high, ..Default::default() });
         }
         topics.push(TopicSnapshot { name: name.clone(), partitions, replication_factor, configs: BTreeMap::new() });
@@ -128,7 +133,9 @@ async fn take(repo: &Repository, req: &SnapshotRequest, regex: &regex::Regex, st
     let (chunks, stream_stats) = stored?;
 
     let mut entries = Vec::new();
+    let mut reused = 0;
     let now = OffsetDateTime::now_utc().unix_timestamp();
+    let previous_extents = previous.as_ref().map(|p| p.manifest.file_extents()).unwrap_or_default();
     for (range, stat) in ranges.iter().zip(&stats) {
         let topic = topics.iter_mut().find(|t| t.name == range.topic).expect("topic of range");
         let p = topic.partitions.iter_mut().find(|p| p.partition == range.partition).expect("partition of range");
@@ -139,18 +146,34 @@ async fn take(repo: &Repository, req: &SnapshotRequest, regex: &regex::Regex, st
         p.first_timestamp = stat.first_timestamp;
         p.last_timestamp = stat.last_timestamp;
         p.records_sha256 = stat.hash.hex();
-        entries.push(Entry {
-            path: entry_path(&range.topic, range.partition),
-            kind: EntryKind::File,
-            mode: 0o600,
-            size: stat.bytes,
-            mtime: now,
-            target: None,
-            extent: None,
-            sha256: Some(stat.sha256.clone()),
-        });
+        // Older segments still above the log start: the earlier snapshots' chunks.
+        if let Some(prev) = previous.as_ref().filter(|_| range.continues) {
+            let segments = prev.segments(&range.topic, range.partition);
+            for (i, seg) in segments.iter().enumerate() {
+                let end = segments.get(i + 1).and_then(|n| segment_start(&n.path)).unwrap_or(range.start);
+                if end <= range.log_start {
+                    continue; // the brokers deleted all of it
+                }
+                let extent = previous_extents.get(seg.path.as_str()).cloned();
+                entries.push(Entry { extent, ..(*seg).clone() });
+                reused += 1;
+            }
+        }
+        if stat.bytes > 0 {
+            entries.push(Entry {
+                path: segment_path(&range.topic, range.partition, stat.first_offset.unwrap_or(range.start)),
+                kind: EntryKind::File,
+                mode: 0o600,
+                size: stat.bytes,
+                mtime: now,
+                target: None,
+                extent: None,
+                sha256: Some(stat.sha256.clone()),
+            });
+        }
     }
-    pipeline::ensure_present(repo, chunks.iter()).await?;
+    let reused_chunks = entries.iter().filter_map(|e| e.extent.as_ref()).flat_map(|x| x.chunks.iter());
+    pipeline::ensure_present(repo, chunks.iter().chain(reused_chunks)).await?;
     let details = SnapshotDetails {
         brokers: brokers.list.clone(),
         topics_regex: req.topics.clone(),
@@ -161,7 +184,8 @@ async fn take(repo: &Repository, req: &SnapshotRequest, regex: &regex::Regex, st
     };
     let totals = Totals {
         files: entries.len() as u64,
-        bytes: stream_stats.bytes,
+        bytes: entries.iter().map(|e| e.size).sum(),
+        reused_files: reused,
         chunks: stream_stats.chunks,
         new_chunks: stream_stats.new_chunks,
         new_stored_bytes: stream_stats.new_stored_bytes,

@@ -1,5 +1,4 @@
-//! `kafka verify`: a restored topic against the snapshot chain it came
-//! from, per partition: record count, content hash, first and last
+//! `kafka verify`: restored topics against the snapshot they came from, per partition: record count, content hash, first and last
 //! timestamps. The expected side is read (and every chunk verified) from
 //! the repository; the actual side is read back from the brokers, from the
 //! restore's base offset (from its offset map) or the log start.
@@ -13,9 +12,9 @@ use serde::Serialize;
 use lifeboat_repository::{format, RepoError, Repository};
 use lifeboat_storage::StoreError;
 
-use crate::chain::{self, PartitionReader};
+use crate::stored::{self, PartitionReader};
 use crate::record::{ContentHash, Record, TS_CREATE, TS_LOG_APPEND, TS_NONE};
-use crate::restore::{chain_topics, RestoreRequest};
+use crate::restore::RestoreRequest;
 use crate::{broker, KafkaError, Result};
 
 /// A consumed message as a [`Record`].
@@ -87,13 +86,12 @@ pub struct VerifyReport {
     pub problems: Vec<String>,
 }
 
-/// Compare the restored topics `req` names with the chain it restores.
+/// Compare the restored topics `req` names with the snapshot it restores.
 pub async fn verify(repo: &Repository, req: &RestoreRequest) -> Result<VerifyReport> {
-    let chain = chain::load(repo, &req.cell, req.snapshot.as_deref()).await?;
-    let last = chain.last().expect("a chain is never empty").clone();
+    let last = stored::find(repo, &req.cell, req.snapshot.as_deref()).await?;
     let until = req.until.map(|t| (t.unix_timestamp_nanos() / 1_000_000) as i64);
     // The restore's own base offsets, when this exact restore ran.
-    let mapping = chain_topics(&chain).iter().map(|t| (t.name.clone(), req.target_topic(&t.name))).collect();
+    let mapping = last.details.topics.iter().map(|t| (t.name.clone(), req.target_topic(&t.name))).collect();
     let key = crate::restore::restore_key_for(&last.manifest.id, &req.until, &mapping);
     let map_path = format::path(&format!("kafka/{}/restores/{key}/offset-map", req.cell));
     let bases: Vec<(String, i32, i64)> = match repo.read_object(&map_path).await {
@@ -118,7 +116,7 @@ pub async fn verify(repo: &Repository, req: &RestoreRequest) -> Result<VerifyRep
     let consumer = req.brokers.reader()?;
     let metadata = req.brokers.metadata(&consumer)?;
     let mut report = VerifyReport { snapshot: last.manifest.id.clone(), partitions: Vec::new(), problems: Vec::new() };
-    for t in chain_topics(&chain) {
+    for t in &last.details.topics {
         let target = req.target_topic(&t.name);
         if !metadata.topics().iter().any(|m| m.name() == target && m.error().is_none()) {
             report.problems.push(format!("topic {target} (restored from {}) does not exist", t.name));
@@ -126,7 +124,7 @@ pub async fn verify(repo: &Repository, req: &RestoreRequest) -> Result<VerifyRep
         }
         for p in &t.partitions {
             let mut expected = Summing::default();
-            let mut reader = PartitionReader::new(repo, &chain, &t.name, p.partition);
+            let mut reader = PartitionReader::new(repo, &last, &t.name, p.partition);
             while let Some(r) = reader.next().await? {
                 if until.is_some_and(|u| r.timestamp > u) {
                     break;

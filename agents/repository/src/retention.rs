@@ -1,7 +1,7 @@
 //! Retention: compute a deletion plan, show it, then execute it.
 //!
 //! A backup is kept when it is among the newest `keep_last` of its cell and
-//! kind, finished within `keep_within`, or under a legal hold. Chunks are
+//! kind (or series), finished within `keep_within`, or under a legal hold. Chunks are
 //! deleted only when no kept manifest (of any cell) references them; this
 //! also sweeps chunks left by interrupted runs. Execution holds the exclusive
 //! repository lock, recomputes the plan under it, deletes manifests first and
@@ -29,12 +29,16 @@ pub struct Policy {
     /// Only backups whose kind starts with this (e.g. `pg-`); others are kept.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub kind_prefix: Option<String>,
+    /// Count `keep_last` over all kinds the prefix selects together (Kafka
+    /// snapshots, full or incremental, are one series), not per kind.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub one_series: bool,
 }
 
 impl Default for Policy {
     /// The platform default for daily fulls: 35 days, and never fewer than 3.
     fn default() -> Self {
-        Policy { keep_last: 3, keep_within: Duration::from_secs(35 * 86400), kind_prefix: None }
+        Policy { keep_last: 3, keep_within: Duration::from_secs(35 * 86400), kind_prefix: None, one_series: false }
     }
 }
 
@@ -105,7 +109,11 @@ pub async fn plan(repo: &Repository, cell: Option<&str>, policy: &Policy, now: O
             referenced.extend(manifest.chunk_ids().map(String::from));
             continue;
         }
-        groups.entry((backup.cell.clone(), manifest.kind.clone())).or_default().push((backup, manifest));
+        let series = match (&policy.kind_prefix, policy.one_series) {
+            (Some(prefix), true) => prefix.clone(),
+            _ => manifest.kind.clone(),
+        };
+        groups.entry((backup.cell.clone(), series)).or_default().push((backup, manifest));
     }
     for ((_, _), mut backups) in groups {
         backups.sort_by(|a, b| b.1.finished.cmp(&a.1.finished)); // newest first

@@ -10,10 +10,12 @@ use clap::{Args, Subcommand};
 use lifeboat_kafka::client::Brokers;
 use lifeboat_kafka::restore::{self, RestoreRequest};
 use lifeboat_kafka::snapshot::{self, SnapshotRequest};
-use lifeboat_kafka::{chain, verify};
+use lifeboat_kafka::{stored, verify};
 
 use crate::context::{open_repo, Global, RepoArg};
-use crate::output::{bytes, emit, with_progress};
+use lifeboat_repository::retention;
+
+use crate::output::{bytes, emit, retention_text};
 
 #[derive(Debug, Args)]
 pub struct BrokerArgs {
@@ -118,10 +120,27 @@ pub enum KafkaCommand {
         #[arg(long)]
         topics: String,
     },
-    /// Restore a snapshot chain into topics; resumable; translates group offsets.
+    /// Restore a snapshot into topics; resumable; translates group offsets.
     Restore(RestoreArgs),
-    /// Compare restored topics with the snapshot chain (counts, hashes, timestamps).
+    /// Compare restored topics with their snapshot (counts, hashes, timestamps).
     Verify(RestoreArgs),
+    /// Apply retention to a cell's snapshots (platform default: 7 days): shows
+    /// the plan, then deletes (unless --dry-run). Snapshot manifests are
+    /// self-contained, so no retained snapshot loses data it needs.
+    Retention {
+        #[command(flatten)]
+        repo: RepoArg,
+        #[arg(long, env = "LIFEBOAT_CELL")]
+        cell: String,
+        /// Always keep this many newest snapshots (full and incremental alike).
+        #[arg(long, default_value_t = 1)]
+        keep_last: usize,
+        /// Keep every snapshot younger than this.
+        #[arg(long, default_value = "7d", value_parser = humantime::parse_duration)]
+        keep_within: Duration,
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// List a cell's snapshots with their offset ranges.
     Ls {
         #[command(flatten)]
@@ -136,7 +155,7 @@ pub async fn run(global: &Global, cmd: KafkaCommand) -> Result<ExitCode> {
         KafkaCommand::Snapshot { repo, cell, brokers, topics } => {
             let r = open_repo(global, &repo.url).await?;
             let req = SnapshotRequest { cell, brokers: brokers.brokers()?, topics };
-            let (m, d) = with_progress(&r, "snapshotting", snapshot::snapshot(&r, &req)).await?;
+            let (m, d) = snapshot::snapshot(&r, &req).await?;
             #[derive(serde::Serialize)]
             struct Out<'a> {
                 snapshot_id: &'a str,
@@ -183,12 +202,11 @@ pub async fn run(global: &Global, cmd: KafkaCommand) -> Result<ExitCode> {
         }
         KafkaCommand::Restore(args) => {
             let (r, req) = args.open(global).await?;
-            let report = with_progress(&r, "restoring", restore::restore(&r, &req)).await?;
+            let report = restore::restore(&r, &req).await?;
             emit(global, &report, |rep| {
                 let mut s = format!(
-                    "restored snapshot {} (chain of {}){}: {} records produced in {:.1}s{}\n",
+                    "restored snapshot {}{}: {} records produced in {:.1}s{}\n",
                     rep.snapshot,
-                    rep.chain.len(),
                     rep.until.as_ref().map(|u| format!(" up to {u}")).unwrap_or_default(),
                     rep.records_produced,
                     rep.seconds,
@@ -219,9 +237,21 @@ pub async fn run(global: &Global, cmd: KafkaCommand) -> Result<ExitCode> {
                 return Ok(ExitCode::FAILURE);
             }
         }
+        KafkaCommand::Retention { repo, cell, keep_last, keep_within, dry_run } => {
+            let r = open_repo(global, &repo.url).await?;
+            lifeboat_repository::format::validate_cell(&cell)?;
+            let policy = retention::Policy { keep_last, keep_within, kind_prefix: Some("kafka-".into()), one_series: true };
+            let now = time::OffsetDateTime::now_utc();
+            let plan = if dry_run {
+                retention::plan(&r, Some(&cell), &policy, now).await?
+            } else {
+                retention::execute(&r, Some(&cell), &policy, now).await?
+            };
+            emit(global, &plan, |p| retention_text(p, dry_run, ""));
+        }
         KafkaCommand::Ls { repo, cell } => {
             let r = open_repo(global, &repo.url).await?;
-            let snapshots = chain::list(&r, &cell).await?;
+            let snapshots = stored::list(&r, &cell).await?;
             #[derive(serde::Serialize)]
             struct Row<'a> {
                 id: &'a str,

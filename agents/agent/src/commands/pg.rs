@@ -16,7 +16,7 @@ use lifeboat_postgres::restore::{self, RestoreRequest, Target};
 use lifeboat_postgres::chain;
 
 use crate::context::{open_repo, Global, RepoArg};
-use crate::output::{emit, with_progress};
+use crate::output::{emit, retention_text, with_progress};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum BackupKind {
@@ -277,7 +277,7 @@ pub async fn run(global: &Global, cmd: PgCommand) -> Result<ExitCode> {
         }
         PgCommand::Retention { repo, cell, keep_last, keep_within, dry_run } => {
             let r = open_repo(global, &repo.url).await?;
-            let policy = lifeboat_repository::retention::Policy { keep_last, keep_within, kind_prefix: Some("pg-".into()) };
+            let policy = lifeboat_repository::retention::Policy { keep_last, keep_within, kind_prefix: Some("pg-".into()), one_series: false };
             let now = time::OffsetDateTime::now_utc();
             let plan = if dry_run {
                 lifeboat_postgres::retention::plan(&r, &cell, &policy, now).await?
@@ -285,23 +285,12 @@ pub async fn run(global: &Global, cmd: PgCommand) -> Result<ExitCode> {
                 lifeboat_postgres::retention::execute(&r, &cell, &policy, now).await?
             };
             emit(global, &plan, |p| {
-                let mut out = String::new();
-                for d in &p.backups.keep {
-                    let _ = writeln!(out, "keep   {}  ({})", d.id, d.reason);
-                }
-                for d in &p.backups.delete {
-                    let _ = writeln!(out, "delete {}  ({})", d.id, d.reason);
-                }
-                let _ = writeln!(
-                    out,
-                    "{} {} backups, {} chunks and {} WAL files (WAL from {} on is kept)",
-                    if dry_run { "would delete" } else { "deleted" },
-                    p.backups.delete.len(),
-                    p.backups.delete_chunks.len(),
+                let wal = format!(
+                    "; {} WAL files (WAL from {} on is kept)",
                     p.delete_wal.len(),
                     p.keep_wal_from.as_deref().unwrap_or("(no retained backup: all WAL kept)")
                 );
-                out
+                retention_text(&p.backups, dry_run, &wal)
             });
             Ok(ExitCode::SUCCESS)
         }

@@ -12,7 +12,7 @@ use time::OffsetDateTime;
 use lifeboat_repository::{copy, pipeline, retention, stats, verify, InitOptions, Repository};
 
 use crate::context::{open_repo, store, Global, RepoArg};
-use crate::output::{bytes, emit};
+use crate::output::{bytes, emit, retention_text};
 
 #[derive(Debug, Subcommand)]
 pub enum RepoCommand {
@@ -220,31 +220,14 @@ pub async fn run(global: &Global, cmd: RepoCommand) -> Result<ExitCode> {
         }
         RepoCommand::Retention { repo, cell, keep_last, keep_within, dry_run } => {
             let r = open_repo(global, &repo.url).await?;
-            let policy = retention::Policy { keep_last, keep_within, kind_prefix: None };
+            let policy = retention::Policy { keep_last, keep_within, kind_prefix: None, one_series: false };
             let now = OffsetDateTime::now_utc();
             let plan = if dry_run {
                 retention::plan(&r, cell.as_deref(), &policy, now).await?
             } else {
                 retention::execute(&r, cell.as_deref(), &policy, now).await?
             };
-            emit(global, &plan, |p| {
-                let mut out = String::new();
-                for d in &p.keep {
-                    let _ = writeln!(out, "keep   {}/{}  ({})", d.cell, d.id, d.reason);
-                }
-                for d in &p.delete {
-                    let _ = writeln!(out, "delete {}/{}  ({})", d.cell, d.id, d.reason);
-                }
-                let _ = writeln!(
-                    out,
-                    "{} {} backups and {} chunks ({})",
-                    if dry_run { "would delete" } else { "deleted" },
-                    p.delete.len(),
-                    p.delete_chunks.len(),
-                    bytes(p.freed_bytes)
-                );
-                out
-            });
+            emit(global, &plan, |p| retention_text(p, dry_run, ""));
         }
         RepoCommand::Hold { repo, cell, backup, reason, release } => {
             let r = open_repo(global, &repo.url).await?;

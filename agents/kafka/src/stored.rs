@@ -1,23 +1,55 @@
-//! A snapshot and the parents it continues, oldest first, and reading a
-//! partition's records back out of the repository across the whole chain.
+//! Snapshots in the repository, and reading a partition's records back.
+//!
+//! Every snapshot manifest is self-contained: for each partition it lists
+//! segments `topics/<topic>/<partition>/<first offset, 20 digits>`, the
+//! newest holding the records this snapshot read, the older ones pointing
+//! (as extents) at chunks earlier snapshots stored. Segments wholly below
+//! the partition's log start at the snapshot are left out, so a snapshot
+//! restores what the topic held then, and deleting an older snapshot's
+//! manifest never takes data a newer one needs (chunks go only when no
+//! manifest references them).
 
-use std::collections::HashMap;
 use std::pin::Pin;
 
 use futures::{Stream, StreamExt};
 
-use lifeboat_repository::manifest::Extent;
+use lifeboat_repository::manifest::{Entry, EntryKind, Extent};
 use lifeboat_repository::{pipeline, Manifest, Repository};
 
 use crate::details::SnapshotDetails;
 use crate::record::{Decoder, Record};
-use crate::{entry_path, KafkaError, Result};
+use crate::{KafkaError, Result};
 
 /// One snapshot: its manifest and details.
 #[derive(Debug, Clone)]
 pub struct Snapshot {
     pub manifest: Manifest,
     pub details: SnapshotDetails,
+}
+
+/// `topics/<topic>/<partition>/<first offset>`.
+pub fn segment_path(topic: &str, partition: i32, first: i64) -> String {
+    format!("{}{first:020}", partition_prefix(topic, partition))
+}
+
+pub fn partition_prefix(topic: &str, partition: i32) -> String {
+    format!("topics/{topic}/{partition}/")
+}
+
+/// First offset of a segment entry.
+pub fn segment_start(path: &str) -> Option<i64> {
+    path.rsplit('/').next()?.parse().ok()
+}
+
+impl Snapshot {
+    /// A partition's segment entries, oldest first.
+    pub fn segments(&self, topic: &str, partition: i32) -> Vec<&Entry> {
+        let prefix = partition_prefix(topic, partition);
+        let mut out: Vec<&Entry> =
+            self.manifest.entries.iter().filter(|e| e.kind == EntryKind::File && e.path.starts_with(&prefix)).collect();
+        out.sort_by(|a, b| a.path.cmp(&b.path));
+        out
+    }
 }
 
 /// Kafka snapshots of `cell`, oldest first.
@@ -35,64 +67,59 @@ pub async fn list(repo: &Repository, cell: &str) -> Result<Vec<Snapshot>> {
     Ok(out)
 }
 
-/// The chain ending at `id` (`None`: the newest snapshot), oldest first.
-pub async fn load(repo: &Repository, cell: &str, id: Option<&str>) -> Result<Vec<Snapshot>> {
-    let all = list(repo, cell).await?;
-    let last = match id {
-        Some(id) => all.iter().find(|s| s.manifest.id == id).ok_or_else(|| {
+/// Snapshot `id` of `cell` (`None`: the newest).
+pub async fn find(repo: &Repository, cell: &str, id: Option<&str>) -> Result<Snapshot> {
+    let mut all = list(repo, cell).await?;
+    match id {
+        Some(id) => all.into_iter().find(|s| s.manifest.id == id).ok_or_else(|| {
             KafkaError::Invalid(format!("Kafka snapshot {id} of cell {cell} not found; `lifeboat-agent kafka ls` lists them"))
-        })?,
-        None => all.last().ok_or_else(|| {
+        }),
+        None => all.pop().ok_or_else(|| {
             KafkaError::Invalid(format!("cell {cell} has no Kafka snapshot in this repository; run `lifeboat-agent kafka snapshot` first"))
-        })?,
-    };
-    let mut chain = vec![last.clone()];
-    while let Some(parent) = chain.last().unwrap().details.parent.clone() {
-        let found = all.iter().find(|s| s.manifest.id == parent).ok_or_else(|| {
-            KafkaError::Failed(format!(
-                "snapshot {} continues snapshot {parent}, which is missing from the repository; restore an earlier complete chain (`kafka ls`)",
-                chain.last().unwrap().manifest.id
-            ))
-        })?;
-        chain.push(found.clone());
+        }),
     }
-    chain.reverse();
-    Ok(chain)
 }
 
 type Pieces = Pin<Box<dyn Stream<Item = lifeboat_repository::Result<Vec<u8>>> + Send>>;
 
-/// The records of one partition across a chain, in offset order, read and
-/// verified chunk by chunk.
+/// The records of one partition in a snapshot, in offset order from the
+/// partition's log start at the snapshot, read and verified chunk by chunk.
 pub struct PartitionReader {
     repo: Repository,
-    /// (extent, bytes) of each snapshot holding the partition, in order.
+    /// (extent, bytes) of each segment, in order.
     segments: std::vec::IntoIter<(Extent, u64)>,
     current: Option<(Pieces, usize, u64)>,
     decoder: Decoder,
+    from: i64,
     path: String,
 }
 
 impl PartitionReader {
-    pub fn new(repo: &Repository, chain: &[Snapshot], topic: &str, partition: i32) -> PartitionReader {
-        let path = entry_path(topic, partition);
-        let mut segments = Vec::new();
-        for s in chain {
-            let Some(entry) = s.manifest.entries.iter().find(|e| e.path == path) else { continue };
-            if entry.size == 0 {
-                continue;
-            }
-            let extents: HashMap<&str, Extent> = s.manifest.file_extents();
-            if let Some(x) = extents.get(path.as_str()) {
-                segments.push((x.clone(), entry.size));
-            }
+    pub fn new(repo: &Repository, snapshot: &Snapshot, topic: &str, partition: i32) -> PartitionReader {
+        let extents = snapshot.manifest.file_extents();
+        let segments: Vec<(Extent, u64)> = snapshot
+            .segments(topic, partition)
+            .into_iter()
+            .filter(|e| e.size > 0)
+            .filter_map(|e| extents.get(e.path.as_str()).map(|x| (x.clone(), e.size)))
+            .collect();
+        let from = snapshot.details.topic(topic).and_then(|t| t.partition(partition)).map(|p| p.log_start).unwrap_or(0);
+        PartitionReader {
+            repo: repo.clone(),
+            segments: segments.into_iter(),
+            current: None,
+            decoder: Decoder::default(),
+            from,
+            path: partition_prefix(topic, partition),
         }
-        PartitionReader { repo: repo.clone(), segments: segments.into_iter(), current: None, decoder: Decoder::default(), path }
     }
 
     pub async fn next(&mut self) -> Result<Option<Record>> {
         loop {
             if let Some(r) = self.decoder.next_record().map_err(|e| self.corrupt(e))? {
+                if r.offset < self.from {
+                    continue; // deleted by the brokers before this snapshot
+                }
                 return Ok(Some(r));
             }
             if self.current.is_none() {
