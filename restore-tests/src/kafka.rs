@@ -37,41 +37,6 @@ fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
 }
 
-fn admin() -> AdminClient<DefaultClientContext> {
-    ClientConfig::new().set("bootstrap.servers", brokers()).create().unwrap()
-}
-
-/// Create `name` with `partitions` and topic configs.
-pub fn create_topic(name: &str, partitions: i32, configs: &[(&str, &str)]) {
-    let mut t = NewTopic::new(name, partitions, TopicReplication::Fixed(1));
-    for (k, v) in configs {
-        t = t.set(k, v);
-    }
-    let result = runtime().block_on(admin().create_topics([&t], &AdminOptions::new())).unwrap();
-    result.into_iter().for_each(|r| {
-        r.unwrap();
-    });
-    // Wait until the topic is usable.
-    let c = consumer("lifeboat-test-probe");
-    for _ in 0..100 {
-        if c.fetch_watermarks(name, partitions - 1, Duration::from_secs(2)).is_ok() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    panic!("topic {name} did not become usable");
-}
-
-pub fn consumer(group: &str) -> BaseConsumer {
-    ClientConfig::new()
-        .set("bootstrap.servers", brokers())
-        .set("group.id", group)
-        .set("enable.auto.commit", "false")
-        .set("enable.partition.eof", "true")
-        .create()
-        .unwrap()
-}
-
 /// Counts failed deliveries, so a test never trusts a record the broker refused.
 #[derive(Default)]
 struct Failures(std::sync::Mutex<Vec<String>>);
@@ -87,66 +52,171 @@ impl rdkafka::producer::ProducerContext for Failures {
     }
 }
 
-/// Produce `records` in order (idempotent, so each partition keeps it);
-/// panics if the broker refused any.
-pub fn produce(topic: &str, records: &[TestRecord]) {
-    let p: BaseProducer<Failures> = ClientConfig::new()
-        .set("bootstrap.servers", brokers())
-        .set("enable.idempotence", "true")
-        .set("message.max.bytes", "8000000")
-        .set("linger.ms", "5")
-        .create_with_context(Failures::default())
-        .unwrap();
-    for r in records {
-        let mut rec: BaseRecord<'_, str, str> = BaseRecord::to(topic).partition(r.partition).timestamp(r.timestamp);
-        if let Some(k) = &r.key {
-            rec = rec.key(k.as_str());
+/// A broker to talk to: the shared one or a test's own.
+pub struct Kafka {
+    pub address: String,
+}
+
+/// The shared broker (started once).
+pub fn shared() -> Kafka {
+    Kafka { address: brokers() }
+}
+
+impl Kafka {
+    fn admin(&self) -> AdminClient<DefaultClientContext> {
+        ClientConfig::new().set("bootstrap.servers", &self.address).create().unwrap()
+    }
+
+    /// Create `name` with `partitions` and topic configs.
+    pub fn create_topic(&self, name: &str, partitions: i32, configs: &[(&str, &str)]) {
+        let mut t = NewTopic::new(name, partitions, TopicReplication::Fixed(1));
+        for (k, v) in configs {
+            t = t.set(k, v);
         }
-        if let Some(v) = &r.value {
-            rec = rec.payload(v.as_str());
-        }
-        if !r.headers.is_empty() {
-            let mut h = OwnedHeaders::new();
-            for (k, v) in &r.headers {
-                h = h.insert(Header { key: k, value: Some(v.as_str()) });
+        let result = runtime().block_on(self.admin().create_topics([&t], &AdminOptions::new())).unwrap();
+        result.into_iter().for_each(|r| {
+            r.unwrap();
+        });
+        // Wait until the topic is usable.
+        let c = self.consumer("lifeboat-test-probe");
+        for _ in 0..100 {
+            if c.fetch_watermarks(name, partitions - 1, Duration::from_secs(2)).is_ok() {
+                return;
             }
-            rec = rec.headers(h);
+            std::thread::sleep(Duration::from_millis(100));
         }
-        loop {
-            match p.send(rec) {
-                Ok(()) => break,
-                Err((_, back)) => {
-                    p.poll(Duration::from_millis(50));
-                    rec = back;
+        panic!("topic {name} did not become usable");
+    }
+
+    pub fn consumer(&self, group: &str) -> BaseConsumer {
+        ClientConfig::new()
+            .set("bootstrap.servers", &self.address)
+            .set("group.id", group)
+            .set("enable.auto.commit", "false")
+            .set("enable.partition.eof", "true")
+            .create()
+            .unwrap()
+    }
+
+    /// Produce `records` in order (idempotent, so each partition keeps it);
+    /// panics if the broker refused any.
+    pub fn produce(&self, topic: &str, records: &[TestRecord]) {
+        let p: BaseProducer<Failures> = ClientConfig::new()
+            .set("bootstrap.servers", &self.address)
+            .set("enable.idempotence", "true")
+            .set("message.max.bytes", "8000000")
+            .set("linger.ms", "5")
+            .create_with_context(Failures::default())
+            .unwrap();
+        for r in records {
+            let mut rec: BaseRecord<'_, str, str> = BaseRecord::to(topic).partition(r.partition).timestamp(r.timestamp);
+            if let Some(k) = &r.key {
+                rec = rec.key(k.as_str());
+            }
+            if let Some(v) = &r.value {
+                rec = rec.payload(v.as_str());
+            }
+            if !r.headers.is_empty() {
+                let mut h = OwnedHeaders::new();
+                for (k, v) in &r.headers {
+                    h = h.insert(Header { key: k, value: Some(v.as_str()) });
+                }
+                rec = rec.headers(h);
+            }
+            loop {
+                match p.send(rec) {
+                    Ok(()) => break,
+                    Err((_, back)) => {
+                        p.poll(Duration::from_millis(50));
+                        rec = back;
+                    }
                 }
             }
+            p.poll(Duration::ZERO);
         }
-        p.poll(Duration::ZERO);
+        p.flush(Duration::from_secs(60)).unwrap();
+        let failures = p.context().0.lock().unwrap();
+        assert!(failures.is_empty(), "the broker refused {} records of {topic}: {:?}", failures.len(), failures.first());
     }
-    p.flush(Duration::from_secs(60)).unwrap();
-    let failures = p.context().0.lock().unwrap();
-    assert!(failures.is_empty(), "the broker refused {} records of {topic}: {:?}", failures.len(), failures.first());
-}
 
-/// High watermark of a partition.
-pub fn end_offset(topic: &str, partition: i32) -> i64 {
-    consumer("lifeboat-test-probe").fetch_watermarks(topic, partition, Duration::from_secs(10)).unwrap().1
-}
-
-/// Move the log start forward, as retention would.
-pub fn delete_before(topic: &str, partition: i32, offset: i64) {
-    let mut tpl = TopicPartitionList::new();
-    tpl.add_partition_offset(topic, partition, Offset::Offset(offset)).unwrap();
-    runtime().block_on(admin().delete_records(&tpl, &AdminOptions::new())).unwrap();
-}
-
-/// Commit `offsets` (partition, next offset to read) for `group` on `topic`.
-pub fn commit(group: &str, topic: &str, offsets: &[(i32, i64)]) {
-    let mut tpl = TopicPartitionList::new();
-    for (p, o) in offsets {
-        tpl.add_partition_offset(topic, *p, Offset::Offset(*o)).unwrap();
+    /// Produce `batches` in transactions of one transactional producer,
+    /// committing or aborting each as its flag says.
+    pub fn produce_transactions(&self, topic: &str, batches: &[(Vec<TestRecord>, bool)]) {
+        let p: BaseProducer<Failures> = ClientConfig::new()
+            .set("bootstrap.servers", &self.address)
+            .set("transactional.id", format!("lifeboat-test-{}", rand::random::<u32>()))
+            .create_with_context(Failures::default())
+            .unwrap();
+        p.init_transactions(Duration::from_secs(30)).unwrap();
+        for (records, commit) in batches {
+            p.begin_transaction().unwrap();
+            for r in records {
+                let mut rec: BaseRecord<'_, str, str> = BaseRecord::to(topic).partition(r.partition).timestamp(r.timestamp);
+                if let Some(v) = &r.value {
+                    rec = rec.payload(v.as_str());
+                }
+                if let Some(k) = &r.key {
+                    rec = rec.key(k.as_str());
+                }
+                p.send(rec).map_err(|(e, _)| e).unwrap();
+            }
+            p.flush(Duration::from_secs(30)).unwrap();
+            if *commit {
+                p.commit_transaction(Duration::from_secs(30)).unwrap();
+            } else {
+                p.abort_transaction(Duration::from_secs(30)).unwrap();
+            }
+        }
+        assert!(p.context().0.lock().unwrap().is_empty(), "the broker refused records");
     }
-    consumer(group).commit(&tpl, CommitMode::Sync).unwrap();
+
+    /// High watermark of a partition.
+    pub fn end_offset(&self, topic: &str, partition: i32) -> i64 {
+        self.consumer("lifeboat-test-probe").fetch_watermarks(topic, partition, Duration::from_secs(10)).unwrap().1
+    }
+
+    /// Move the log start forward, as retention would.
+    pub fn delete_before(&self, topic: &str, partition: i32, offset: i64) {
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset(topic, partition, Offset::Offset(offset)).unwrap();
+        runtime().block_on(self.admin().delete_records(&tpl, &AdminOptions::new())).unwrap();
+    }
+
+    /// Commit `offsets` (partition, next offset to read) for `group` on `topic`.
+    pub fn commit(&self, group: &str, topic: &str, offsets: &[(i32, i64)]) {
+        let mut tpl = TopicPartitionList::new();
+        for (p, o) in offsets {
+            tpl.add_partition_offset(topic, *p, Offset::Offset(*o)).unwrap();
+        }
+        self.consumer(group).commit(&tpl, CommitMode::Sync).unwrap();
+    }
+
+    /// Every record of `topic`, per partition, read with `kcat -C -J -e`.
+    pub fn kcat_read(&self, topic: &str) -> BTreeMap<i32, Vec<KcatRecord>> {
+        let out = Command::new("kcat")
+            .args(["-C", "-b", &self.address, "-t", topic, "-e", "-J", "-q", "-X", "fetch.message.max.bytes=16000000"])
+            .output()
+            .expect("running kcat");
+        assert!(out.status.success(), "kcat failed: {}", String::from_utf8_lossy(&out.stderr));
+        let mut by_partition: BTreeMap<i32, Vec<KcatRecord>> = BTreeMap::new();
+        for line in String::from_utf8(out.stdout).expect("kcat JSON is UTF-8 for text records").lines() {
+            let v: serde_json::Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("kcat printed {line:.200}: {e}"));
+            let text = |x: &serde_json::Value| x.as_str().map(String::from);
+            let headers = v["headers"]
+                .as_array()
+                .map(|h| h.chunks(2).map(|kv| (text(&kv[0]).unwrap(), text(&kv[1]).unwrap_or_default())).collect())
+                .unwrap_or_default();
+            let partition = v["partition"].as_i64().unwrap() as i32;
+            by_partition.entry(partition).or_default().push(KcatRecord {
+                offset: v["offset"].as_i64().unwrap(),
+                record: TestRecord { partition, key: text(&v["key"]), value: text(&v["payload"]), headers, timestamp: v["ts"].as_i64().unwrap() },
+            });
+        }
+        for records in by_partition.values_mut() {
+            records.sort_by_key(|r| r.offset);
+        }
+        by_partition
+    }
 }
 
 /// A record `kcat -J` printed.
@@ -154,33 +224,6 @@ pub fn commit(group: &str, topic: &str, offsets: &[(i32, i64)]) {
 pub struct KcatRecord {
     pub offset: i64,
     pub record: TestRecord,
-}
-
-/// Every record of `topic`, per partition, read with `kcat -C -J -e`.
-pub fn kcat_read(topic: &str) -> BTreeMap<i32, Vec<KcatRecord>> {
-    let out = Command::new("kcat")
-        .args(["-C", "-b", &brokers(), "-t", topic, "-e", "-J", "-q", "-X", "fetch.message.max.bytes=16000000"])
-        .output()
-        .expect("running kcat");
-    assert!(out.status.success(), "kcat failed: {}", String::from_utf8_lossy(&out.stderr));
-    let mut by_partition: BTreeMap<i32, Vec<KcatRecord>> = BTreeMap::new();
-    for line in String::from_utf8(out.stdout).expect("kcat JSON is UTF-8 for text records").lines() {
-        let v: serde_json::Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("kcat printed {line:.200}: {e}"));
-        let text = |x: &serde_json::Value| x.as_str().map(String::from);
-        let headers = v["headers"]
-            .as_array()
-            .map(|h| h.chunks(2).map(|kv| (text(&kv[0]).unwrap(), text(&kv[1]).unwrap_or_default())).collect())
-            .unwrap_or_default();
-        let partition = v["partition"].as_i64().unwrap() as i32;
-        by_partition.entry(partition).or_default().push(KcatRecord {
-            offset: v["offset"].as_i64().unwrap(),
-            record: TestRecord { partition, key: text(&v["key"]), value: text(&v["payload"]), headers, timestamp: v["ts"].as_i64().unwrap() },
-        });
-    }
-    for records in by_partition.values_mut() {
-        records.sort_by_key(|r| r.offset);
-    }
-    by_partition
 }
 
 /// `records` grouped by partition, in produce order.
@@ -195,4 +238,139 @@ pub fn by_partition(records: &[TestRecord]) -> BTreeMap<i32, Vec<TestRecord>> {
 /// What kcat read, without offsets, per partition.
 pub fn contents(read: &BTreeMap<i32, Vec<KcatRecord>>) -> BTreeMap<i32, Vec<TestRecord>> {
     read.iter().map(|(p, rs)| (*p, rs.iter().map(|r| r.record.clone()).collect())).collect()
+}
+
+/// A broker of the test's own (the cached Kafka jars, a KRaft config like
+/// `infra/services.sh` writes), for faults that must not disturb the shared
+/// one: killed and restarted on the same port and log directory.
+pub struct PrivateBroker {
+    dir: std::path::PathBuf,
+    pub port: u16,
+    child: Option<std::process::Child>,
+}
+
+impl PrivateBroker {
+    pub fn start(dir: &std::path::Path) -> PrivateBroker {
+        brokers(); // the shared services export LIFEBOAT_KAFKA_LIBS
+        let (port, cport) = (crate::pg::free_port(), crate::pg::free_port());
+        std::fs::create_dir_all(dir.join("data")).unwrap();
+        let props = format!(
+            "process.roles=broker,controller\nnode.id=1\ncontroller.quorum.voters=1@127.0.0.1:{cport}\n\
+             listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{cport}\nadvertised.listeners=PLAINTEXT://127.0.0.1:{port}\n\
+             controller.listener.names=CONTROLLER\ninter.broker.listener.name=PLAINTEXT\n\
+             listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT\nlog.dirs={}\nauto.create.topics.enable=false\n\
+             offsets.topic.replication.factor=1\noffsets.topic.num.partitions=1\ntransaction.state.log.replication.factor=1\n\
+             transaction.state.log.min.isr=1\ngroup.initial.rebalance.delay.ms=0\n",
+            dir.join("data").display()
+        );
+        std::fs::write(dir.join("server.properties"), props).unwrap();
+        let cluster_id = "TGlmZWJvYXRUZXN0Q2x1cw";
+        let out = Command::new("java")
+            .arg("-cp")
+            .arg(Self::classpath())
+            .args(["kafka.tools.StorageTool", "format", "-t", cluster_id, "-c"])
+            .arg(dir.join("server.properties"))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "formatting the private broker: {}", String::from_utf8_lossy(&out.stderr));
+        let mut b = PrivateBroker { dir: dir.to_path_buf(), port, child: None };
+        b.launch();
+        b
+    }
+
+    fn classpath() -> String {
+        format!("{}/*", std::env::var("LIFEBOAT_KAFKA_LIBS").expect("services.sh exports LIFEBOAT_KAFKA_LIBS"))
+    }
+
+    pub fn address(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    pub fn client(&self) -> Kafka {
+        Kafka { address: self.address() }
+    }
+
+    fn launch(&mut self) {
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.join("broker.log")).unwrap();
+        let child = Command::new("java")
+            .args(["-Xmx512m", "-Xms256m", "-cp", &Self::classpath(), "kafka.Kafka"])
+            .arg(self.dir.join("server.properties"))
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+        let c: BaseConsumer = ClientConfig::new().set("bootstrap.servers", self.address()).create().unwrap();
+        for _ in 0..120 {
+            if c.fetch_metadata(None, Duration::from_secs(1)).is_ok_and(|m| !m.brokers().is_empty()) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        panic!("the private broker did not start; see {}", self.dir.join("broker.log").display());
+    }
+
+    /// kill -9 the broker.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Start it again on the same port and log directory.
+    pub fn restart(&mut self) {
+        self.kill();
+        self.launch();
+    }
+}
+
+impl Drop for PrivateBroker {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A repository (fresh, keyed) to snapshot into, and the agent's `kafka`
+/// commands against it for cell `k1` and one broker.
+pub struct Repo {
+    pub url: String,
+    pub key: String,
+    pub brokers: String,
+    _scratch: tempfile::TempDir,
+}
+
+impl Repo {
+    pub fn new(backend: crate::Backend, brokers: &str) -> Repo {
+        let scratch = tempfile::tempdir().unwrap();
+        let key = scratch.path().join("key");
+        crate::write_key(&key);
+        let url = crate::fresh_url(backend, "kafka", scratch.path());
+        let key = key.to_str().unwrap().to_string();
+        crate::ok(&crate::agent(&["repo", "init", "--repo", &url, "--key-file", &key], &[]));
+        Repo { url, key, brokers: brokers.to_string(), _scratch: scratch }
+    }
+
+    /// `kafka <args>` as JSON; panics if it fails.
+    pub fn kafka(&self, args: &[&str]) -> serde_json::Value {
+        serde_json::from_str(&crate::ok(&self.run(args))).unwrap()
+    }
+
+    /// The agent command line for `kafka <args>` (brokers added where taken).
+    pub fn command(&self, args: &[&str]) -> Vec<String> {
+        let mut all: Vec<String> = ["kafka", args[0], "--repo", &self.url, "--cell", "k1", "--key-file", &self.key, "--output", "json"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        if !matches!(args[0], "ls" | "retention") {
+            all.extend(["--brokers".to_string(), self.brokers.clone()]);
+        }
+        all.extend(args[1..].iter().map(|s| s.to_string()));
+        all
+    }
+
+    pub fn run(&self, args: &[&str]) -> std::process::Output {
+        let all = self.command(args);
+        crate::agent(&all.iter().map(String::as_str).collect::<Vec<_>>(), &[])
+    }
 }

@@ -6,41 +6,8 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use lifeboat_restore_tests::kafka::{self, by_partition, contents, kcat_read, TestRecord};
-use lifeboat_restore_tests::{agent, fails, fresh_url, ok, unique, write_key, Backend, BACKENDS};
-
-struct Repo {
-    url: String,
-    key: String,
-    _scratch: tempfile::TempDir,
-}
-
-impl Repo {
-    fn new(backend: Backend) -> Repo {
-        let scratch = tempfile::tempdir().unwrap();
-        let key = scratch.path().join("key");
-        write_key(&key);
-        let url = fresh_url(backend, "kafka", scratch.path());
-        let key = key.to_str().unwrap().to_string();
-        ok(&agent(&["repo", "init", "--repo", &url, "--key-file", &key], &[]));
-        Repo { url, key, _scratch: scratch }
-    }
-
-    /// Run `kafka <args>` against this repository and cell `k1`, as JSON.
-    fn kafka(&self, args: &[&str]) -> serde_json::Value {
-        serde_json::from_str(&ok(&self.run(args))).unwrap()
-    }
-
-    fn run(&self, args: &[&str]) -> std::process::Output {
-        let brokers = kafka::brokers();
-        let mut all = vec!["kafka", args[0], "--repo", &self.url, "--cell", "k1", "--key-file", &self.key, "--output", "json"];
-        if !matches!(args[0], "ls" | "retention") {
-            all.extend(["--brokers", &brokers]);
-        }
-        all.extend_from_slice(&args[1..]);
-        agent(&all, &[])
-    }
-}
+use lifeboat_restore_tests::kafka::{self, by_partition, contents, Repo, TestRecord};
+use lifeboat_restore_tests::{agent, fails, ok, unique, Backend, BACKENDS};
 
 fn text(n: usize, seed: usize) -> String {
     (0..n).map(|i| (b'a' + ((i * 7 + seed) % 26) as u8) as char).collect()
@@ -75,14 +42,14 @@ fn t0() -> i64 {
 fn round_trip_on_every_backend_read_back_with_kcat() {
     let t0 = t0();
     let source = unique("payments");
-    kafka::create_topic(&source, 3, &[("max.message.bytes", "4000000"), ("retention.ms", "8640000000"), ("cleanup.policy", "delete")]);
+    kafka::shared().create_topic(&source, 3, &[("max.message.bytes", "4000000"), ("retention.ms", "8640000000"), ("cleanup.policy", "delete")]);
     let records = varied_records(3, 120, t0);
-    kafka::produce(&source, &records);
+    kafka::shared().produce(&source, &records);
     let expected = by_partition(&records);
-    assert_eq!(contents(&kcat_read(&source)), expected, "the source topic as kcat reads it");
+    assert_eq!(contents(&kafka::shared().kcat_read(&source)), expected, "the source topic as kcat reads it");
 
     for backend in BACKENDS {
-        let repo = Repo::new(backend);
+        let repo = Repo::new(backend, &kafka::brokers());
         let snap = repo.kafka(&["snapshot", "--topics", &source]);
         assert_eq!(snap["records"], 120, "{backend:?}: {snap}");
         assert_eq!(snap["kind"], "kafka-full");
@@ -94,7 +61,7 @@ fn round_trip_on_every_backend_read_back_with_kcat() {
         let restored = repo.kafka(&["restore", "--latest", "--topic-prefix", &prefix]);
         assert_eq!(restored["records_produced"], 120, "{restored}");
         let target = format!("{prefix}{source}");
-        let read = kcat_read(&target);
+        let read = kafka::shared().kcat_read(&target);
         assert_eq!(contents(&read), expected, "{backend:?}: the restored topic differs record by record");
         let verify = repo.kafka(&["verify", "--topic-prefix", &prefix]);
         assert_eq!(verify["problems"].as_array().unwrap().len(), 0, "{verify}");
@@ -104,29 +71,29 @@ fn round_trip_on_every_backend_read_back_with_kcat() {
 #[test]
 fn incremental_chain_with_a_new_topic_and_a_retention_gap() {
     let t0 = t0();
-    let repo = Repo::new(Backend::File);
+    let repo = Repo::new(Backend::File, &kafka::brokers());
     let stem = unique("ledger");
     let (a, b, c) = (format!("{stem}-a"), format!("{stem}-b"), format!("{stem}-c"));
     let re = format!("{stem}-.*");
-    kafka::create_topic(&a, 2, &[("max.message.bytes", "4000000")]);
-    kafka::create_topic(&c, 1, &[]);
+    kafka::shared().create_topic(&a, 2, &[("max.message.bytes", "4000000")]);
+    kafka::shared().create_topic(&c, 1, &[]);
     let first_a = varied_records(2, 40, t0);
     let first_c: Vec<TestRecord> = (0..30).map(|i| TestRecord { partition: 0, key: None, value: Some(format!("c{i}")), headers: vec![], timestamp: t0 + i }).collect();
-    kafka::produce(&a, &first_a);
-    kafka::produce(&c, &first_c);
+    kafka::shared().produce(&a, &first_a);
+    kafka::shared().produce(&c, &first_c);
     let s1 = repo.kafka(&["snapshot", "--topics", &re]);
     assert_eq!(s1["records"], 70, "{s1}");
 
     // Between snapshots: more records, a new topic, and retention on c
     // deleting records the first snapshot never saw.
     let second_a: Vec<TestRecord> = varied_records(2, 20, t0 + 100_000).into_iter().filter(|r| r.value.as_ref().is_none_or(|v| v.len() < 1000)).collect();
-    kafka::produce(&a, &second_a);
-    kafka::create_topic(&b, 2, &[("max.message.bytes", "4000000")]);
+    kafka::shared().produce(&a, &second_a);
+    kafka::shared().create_topic(&b, 2, &[("max.message.bytes", "4000000")]);
     let records_b = varied_records(2, 10, t0 + 200_000);
-    kafka::produce(&b, &records_b);
+    kafka::shared().produce(&b, &records_b);
     let more_c: Vec<TestRecord> = (30..50).map(|i| TestRecord { partition: 0, key: None, value: Some(format!("c{i}")), headers: vec![], timestamp: t0 + i }).collect();
-    kafka::produce(&c, &more_c);
-    kafka::delete_before(&c, 0, 40); // offsets 30..40 are gone before snapshot 2
+    kafka::shared().produce(&c, &more_c);
+    kafka::shared().delete_before(&c, 0, 40); // offsets 30..40 are gone before snapshot 2
 
     let s2 = repo.kafka(&["snapshot", "--topics", &re]);
     assert_eq!(s2["kind"], "kafka-incr", "{s2}");
@@ -155,15 +122,15 @@ fn incremental_chain_with_a_new_topic_and_a_retention_gap() {
         repo.kafka(&["restore", "--topic-prefix", prefix]);
         let mut want_a = first_a.clone();
         want_a.extend(second_a.iter().cloned());
-        assert_eq!(contents(&kcat_read(&format!("{prefix}{a}"))), by_partition(&want_a), "{prefix}: a");
-        assert_eq!(contents(&kcat_read(&format!("{prefix}{b}"))), by_partition(&records_b), "{prefix}: b, created between snapshots");
-        assert_eq!(contents(&kcat_read(&format!("{prefix}{c}"))), by_partition(&more_c[10..]), "{prefix}: c after the retention gap");
+        assert_eq!(contents(&kafka::shared().kcat_read(&format!("{prefix}{a}"))), by_partition(&want_a), "{prefix}: a");
+        assert_eq!(contents(&kafka::shared().kcat_read(&format!("{prefix}{b}"))), by_partition(&records_b), "{prefix}: b, created between snapshots");
+        assert_eq!(contents(&kafka::shared().kcat_read(&format!("{prefix}{c}"))), by_partition(&more_c[10..]), "{prefix}: c after the retention gap");
     };
     check_latest("chain-");
     // The first snapshot still restores c as it was then.
     let s1_id = s1["snapshot_id"].as_str().unwrap();
     repo.kafka(&["restore", "--snapshot", s1_id, "--topic-prefix", "first-"]);
-    assert_eq!(contents(&kcat_read(&format!("first-{c}"))), by_partition(&first_c));
+    assert_eq!(contents(&kafka::shared().kcat_read(&format!("first-{c}"))), by_partition(&first_c));
 
     // Retention keeps only the newest snapshot; it still restores in full,
     // though its older records were stored by the snapshots just deleted.
@@ -181,14 +148,14 @@ fn incremental_chain_with_a_new_topic_and_a_retention_gap() {
 #[test]
 fn until_restores_exactly_the_records_stamped_up_to_the_target() {
     let t0 = t0();
-    let repo = Repo::new(Backend::File);
+    let repo = Repo::new(Backend::File, &kafka::brokers());
     let topic = unique("events");
-    kafka::create_topic(&topic, 4, &[]);
+    kafka::shared().create_topic(&topic, 4, &[]);
     // Interleaved timestamps across partitions, one record per 100 ms.
     let records: Vec<TestRecord> = (0..400)
         .map(|i| TestRecord { partition: i % 4, key: Some(format!("k{i}")), value: Some(format!("v{i}")), headers: vec![], timestamp: t0 + i as i64 * 100 })
         .collect();
-    kafka::produce(&topic, &records);
+    kafka::shared().produce(&topic, &records);
     repo.kafka(&["snapshot", "--topics", &topic]);
     for (n, cut) in [(1, t0 + 12_345), (2, t0 + 100), (3, t0 + 39_900)] {
         let until = time::OffsetDateTime::from_unix_timestamp_nanos(cut as i128 * 1_000_000).unwrap();
@@ -196,7 +163,7 @@ fn until_restores_exactly_the_records_stamped_up_to_the_target() {
         let prefix = format!("until{n}-");
         repo.kafka(&["restore", "--until", &until, "--topic-prefix", &prefix]);
         let want: Vec<TestRecord> = records.iter().filter(|r| r.timestamp <= cut).cloned().collect();
-        let got = contents(&kcat_read(&format!("{prefix}{topic}")));
+        let got = contents(&kafka::shared().kcat_read(&format!("{prefix}{topic}")));
         let want = by_partition(&want);
         assert_eq!(got.values().map(Vec::len).sum::<usize>(), want.values().map(Vec::len).sum::<usize>(), "cut {until}");
         assert_eq!(got, want, "cut {until}: exactly the records stamped at or before it");
@@ -210,17 +177,17 @@ fn consumer_groups_resume_at_the_next_unconsumed_record() {
     let t0 = t0();
     use rdkafka::consumer::Consumer;
     use rdkafka::message::Message;
-    let repo = Repo::new(Backend::File);
+    let repo = Repo::new(Backend::File, &kafka::brokers());
     let topic = unique("orders");
-    kafka::create_topic(&topic, 2, &[]);
+    kafka::shared().create_topic(&topic, 2, &[]);
     let records: Vec<TestRecord> = (0..200)
         .map(|i| TestRecord { partition: i % 2, key: None, value: Some(format!("order-{i}")), headers: vec![], timestamp: t0 + i as i64 })
         .collect();
-    kafka::produce(&topic, &records);
+    kafka::shared().produce(&topic, &records);
     // Retention moved partition 0's start, so restored offsets differ from the source's.
-    kafka::delete_before(&topic, 0, 5);
+    kafka::shared().delete_before(&topic, 0, 5);
     let group = unique("billing");
-    kafka::commit(&group, &topic, &[(0, 30), (1, 12)]);
+    kafka::shared().commit(&group, &topic, &[(0, 30), (1, 12)]);
     let snap = repo.kafka(&["snapshot", "--topics", &topic]);
     let saved = snap["details"]["groups"].as_array().unwrap().iter().find(|g| g["group"] == group.as_str()).cloned().expect("group saved");
     assert_eq!(saved["offsets"].as_array().unwrap().len(), 2, "{saved}");
@@ -229,8 +196,8 @@ fn consumer_groups_resume_at_the_next_unconsumed_record() {
     let g = restored["groups"].as_array().unwrap().iter().find(|g| g["source_group"] == group.as_str()).unwrap().clone();
     assert_eq!(g["target_group"], format!("cg-{group}"));
     // A consumer of the restored group resumes at the next unconsumed record.
-    let source_by_offset = kcat_read(&topic);
-    let c = kafka::consumer(&format!("cg-{group}"));
+    let source_by_offset = kafka::shared().kcat_read(&topic);
+    let c = kafka::shared().consumer(&format!("cg-{group}"));
     let target = format!("cg-{topic}");
     let mut tpl = rdkafka::TopicPartitionList::new();
     tpl.add_partition_offset(&target, 0, rdkafka::Offset::Stored).unwrap();
@@ -253,7 +220,7 @@ fn consumer_groups_resume_at_the_next_unconsumed_record() {
 #[test]
 fn bad_input_is_refused_clearly() {
     let t0 = t0();
-    let repo = Repo::new(Backend::File);
+    let repo = Repo::new(Backend::File, &kafka::brokers());
     // Unreachable brokers: a clear error within the stated timeout.
     let started = Instant::now();
     let out = agent(
@@ -271,14 +238,14 @@ fn bad_input_is_refused_clearly() {
     assert!(err.contains("not a valid regular expression"), "{err}");
 
     let topic = unique("conflict");
-    kafka::create_topic(&topic, 3, &[]);
-    kafka::produce(&topic, &[TestRecord { partition: 0, key: None, value: Some("x".into()), headers: vec![], timestamp: t0 + 5_000 }]);
+    kafka::shared().create_topic(&topic, 3, &[]);
+    kafka::shared().produce(&topic, &[TestRecord { partition: 0, key: None, value: Some("x".into()), headers: vec![], timestamp: t0 + 5_000 }]);
     repo.kafka(&["snapshot", "--topics", &topic]);
     let other = unique("two-partitions");
-    kafka::create_topic(&other, 2, &[]);
+    kafka::shared().create_topic(&other, 2, &[]);
     let err = fails(&repo.run(&["restore", "--topic-map", &format!("{topic}={other}")]));
     assert!(err.contains("exists with 2 partitions") && err.contains("has 3"), "{err}");
-    assert_eq!(kafka::end_offset(&other, 0), 0, "nothing was written");
+    assert_eq!(kafka::shared().end_offset(&other, 0), 0, "nothing was written");
 
     let err = fails(&repo.run(&["restore", "--until", "2026-01-01T00:00:00Z", "--topic-prefix", "early-"]));
     assert!(err.contains("before the first record"), "{err}");
@@ -286,4 +253,42 @@ fn bad_input_is_refused_clearly() {
     assert!(err.contains("RFC 3339"), "{err}");
     let err = fails(&repo.run(&["restore", "--snapshot", "20990101T000000.000Z-kafka-full-000000"]));
     assert!(err.contains("not found"), "{err}");
+}
+
+/// Transactional topics: aborted records and control batches are not
+/// stored or restored; the group offsets translate across their gaps.
+#[test]
+fn transactional_topics_keep_exactly_the_committed_records() {
+    let t0 = t0();
+    let repo = Repo::new(Backend::File, &kafka::brokers());
+    let k = kafka::shared();
+    let topic = unique("ledger-tx");
+    k.create_topic(&topic, 2, &[]);
+    let batch = |from: usize, n: usize| -> Vec<TestRecord> {
+        (from..from + n)
+            .map(|i| TestRecord { partition: (i % 2) as i32, key: Some(format!("k{i}")), value: Some(format!("entry-{i}")), headers: vec![], timestamp: t0 + i as i64 })
+            .collect()
+    };
+    let (a, aborted, b) = (batch(0, 10), batch(10, 6), batch(16, 10));
+    k.produce_transactions(&topic, &[(a.clone(), true), (aborted, false), (b.clone(), true)]);
+    let mut committed = a.clone();
+    committed.extend(b.iter().cloned());
+    // kcat (read_uncommitted by default) would show the aborted records; ask for committed ones.
+    let source = k.kcat_read(&topic);
+    let group = unique("tx-reader");
+    // The group consumed up to entry-17 (partition 1: entries 1,3,..,17): its
+    // committed offset is the source offset right after entry-17.
+    let after = source[&1].iter().find(|r| r.record.value.as_deref() == Some("entry-17")).unwrap().offset + 1;
+    k.commit(&group, &topic, &[(1, after)]);
+
+    let snap = repo.kafka(&["snapshot", "--topics", &topic]);
+    assert_eq!(snap["records"], committed.len(), "only committed records are stored: {snap}");
+    let restored = repo.kafka(&["restore", "--topic-prefix", "tx-"]);
+    assert_eq!(restored["records_produced"], committed.len());
+    let target = format!("tx-{topic}");
+    assert_eq!(kafka::contents(&k.kcat_read(&target)), by_partition(&committed), "restored: the committed records, in order");
+    let g = restored["groups"].as_array().unwrap().iter().find(|g| g["source_group"] == group.as_str()).unwrap().clone();
+    let p1 = g["offsets"].as_array().unwrap().iter().find(|o| o["partition"] == 1).unwrap().clone();
+    let next = k.kcat_read(&target)[&1].iter().find(|r| r.offset == p1["target_offset"].as_i64().unwrap()).map(|r| r.record.value.clone());
+    assert_eq!(next, Some(Some("entry-19".to_string())), "the group resumes at the next committed record: {g}");
 }

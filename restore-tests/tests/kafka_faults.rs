@@ -1,0 +1,154 @@
+//! Kafka faults on purpose: the agent killed mid-restore (the rerun
+//! finishes without a duplicate), a corrupt chunk (detected, never
+//! produced), and the broker killed and restarted mid-snapshot (the
+//! snapshot completes correctly or fails clearly, never a silent partial).
+
+use std::time::{Duration, Instant};
+
+use lifeboat_restore_tests::kafka::{self, Kafka, PrivateBroker, Repo, TestRecord};
+use lifeboat_restore_tests::{agent_bin, fails, unique, Backend};
+
+fn bulk(partitions: i32, count: usize, size: usize) -> Vec<TestRecord> {
+    let t0 = (time::OffsetDateTime::now_utc().unix_timestamp() - 600) * 1000;
+    (0..count)
+        .map(|i| TestRecord {
+            partition: i as i32 % partitions,
+            key: Some(format!("k{}", i % 1000)),
+            value: Some(format!("{i:08} {}", "x".repeat(size))),
+            headers: vec![],
+            timestamp: t0 + i as i64,
+        })
+        .collect()
+}
+
+fn total_end(k: &Kafka, topic: &str, partitions: i32) -> i64 {
+    (0..partitions).map(|p| k.end_offset(topic, p)).sum()
+}
+
+#[test]
+fn agent_killed_mid_restore_reruns_without_duplicates() {
+    let k = kafka::shared();
+    let topic = unique("bulk");
+    k.create_topic(&topic, 3, &[]);
+    let records = bulk(3, 150_000, 500);
+    k.produce(&topic, &records);
+    let repo = Repo::new(Backend::File, &k.address);
+    repo.kafka(&["snapshot", "--topics", &topic]);
+
+    let target = format!("killed-{topic}");
+    let args = repo.command(&["restore", "--topic-prefix", "killed-"]);
+    let mut child = std::process::Command::new(agent_bin()).args(&args).env("RUST_LOG", "error").spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut killed_at = 0;
+    while Instant::now() < deadline {
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("the restore finished ({status}) before it could be killed; make the topic larger");
+        }
+        let produced = std::panic::catch_unwind(|| total_end(&k, &target, 3)).unwrap_or(0);
+        if produced > 1000 {
+            child.kill().unwrap(); // SIGKILL
+            child.wait().unwrap();
+            killed_at = total_end(&k, &target, 3);
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(killed_at > 0 && (killed_at as usize) < records.len(), "killed after {killed_at} of {} records", records.len());
+
+    let rerun = repo.kafka(&["restore", "--topic-prefix", "killed-"]);
+    assert_eq!(rerun["resumed"], true, "{rerun}");
+    let produced = rerun["records_produced"].as_u64().unwrap();
+    assert_eq!(total_end(&k, &target, 3), records.len() as i64, "every record exactly once");
+    assert!((produced as usize) < records.len(), "the rerun continued; it did not start over");
+    let read = k.kcat_read(&target);
+    assert_eq!(kafka::contents(&read), kafka::by_partition(&records), "order and content, no duplicates");
+    let verify = repo.kafka(&["verify", "--topic-prefix", "killed-"]);
+    assert_eq!(verify["problems"].as_array().unwrap().len(), 0, "{verify}");
+    // A third run has nothing left to do.
+    let again = repo.kafka(&["restore", "--topic-prefix", "killed-"]);
+    assert_eq!(again["records_produced"], 0, "{again}");
+}
+
+#[test]
+fn a_corrupt_chunk_is_detected_and_never_produced() {
+    let k = kafka::shared();
+    let topic = unique("corrupt");
+    k.create_topic(&topic, 1, &[]);
+    let records = bulk(1, 3000, 2000);
+    k.produce(&topic, &records);
+    let repo = Repo::new(Backend::File, &k.address);
+    repo.kafka(&["snapshot", "--topics", &topic]);
+    // Flip one byte in the middle of the largest chunk.
+    let root = std::path::PathBuf::from(repo.url.strip_prefix("file://").unwrap());
+    let mut chunks: Vec<_> = walk(&root.join("chunks"));
+    chunks.sort_by_key(|p| std::fs::metadata(p).unwrap().len());
+    let victim = chunks.last().unwrap().clone();
+    let mut bytes = std::fs::read(&victim).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x40;
+    std::fs::write(&victim, bytes).unwrap();
+    let name = victim.file_name().unwrap().to_str().unwrap().to_string();
+
+    let err = fails(&repo.run(&["restore", "--topic-prefix", "corrupt-"]));
+    assert!(err.contains(&name) || err.contains("corrupt"), "the error names the damage: {err}");
+    let verify = lifeboat_restore_tests::agent(&["repo", "verify", "--repo", &repo.url, "--key-file", &repo.key], &[]);
+    assert!(!verify.status.success());
+    let said = format!("{}{}", String::from_utf8_lossy(&verify.stdout), String::from_utf8_lossy(&verify.stderr));
+    assert!(said.contains(&name), "repo verify names the corrupt chunk: {said}");
+    // Whatever was produced before the damaged chunk is an exact prefix.
+    let read = k.kcat_read(&format!("corrupt-{topic}"));
+    let got = kafka::contents(&read).remove(&0).unwrap_or_default();
+    assert!(got.len() < records.len(), "the damaged records were not produced");
+    assert_eq!(got[..], records[..got.len()], "only verified records, in order");
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        if e.file_type().unwrap().is_dir() {
+            out.extend(walk(&e.path()));
+        } else {
+            out.push(e.path());
+        }
+    }
+    out
+}
+
+#[test]
+fn broker_restarted_mid_snapshot_completes_or_fails_clearly() {
+    let scratch = tempfile::tempdir().unwrap();
+    let mut broker = PrivateBroker::start(scratch.path());
+    let k = broker.client();
+    let topic = unique("restart");
+    k.create_topic(&topic, 3, &[]);
+    let records = bulk(3, 120_000, 700);
+    k.produce(&topic, &records);
+    let repo = Repo::new(Backend::File, &k.address);
+    let args = repo.command(&["snapshot", "--topics", &topic, "--broker-timeout", "60s"]);
+    let child = std::process::Command::new(agent_bin())
+        .args(&args)
+        .env("RUST_LOG", "error")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Let it read for a moment, then kill -9 the broker and start it again.
+    std::thread::sleep(Duration::from_millis(1500));
+    let restarted = Instant::now();
+    broker.restart();
+    eprintln!("broker back after {:?}", restarted.elapsed());
+    let out = child.wait_with_output().unwrap();
+    let listed = repo.kafka(&["ls"]);
+    eprintln!("snapshot {}: {}", out.status, String::from_utf8_lossy(&out.stderr));
+    if out.status.success() {
+        let snap: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(snap["records"], records.len(), "a completed snapshot holds every record: {snap}");
+        assert_eq!(listed.as_array().unwrap().len(), 1);
+        repo.kafka(&["restore", "--topic-prefix", "after-restart-"]);
+        assert_eq!(kafka::contents(&k.kcat_read(&format!("after-restart-{topic}"))), kafka::by_partition(&records));
+    } else {
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("rerun"), "a failed snapshot says what to do: {err}");
+        assert_eq!(listed.as_array().unwrap().len(), 0, "a failed snapshot commits nothing");
+    }
+}
