@@ -44,6 +44,9 @@ impl Brokers {
             .set("enable.auto.offset.store", "false")
             .set("enable.partition.eof", "true")
             .set("isolation.level", "read_committed")
+            // A partition read to its end leaves a fetch waiting at the broker;
+            // the next partition's records must not wait behind it.
+            .set("fetch.wait.max.ms", "10")
             .set("fetch.max.bytes", "52428800")
             .set("max.partition.fetch.bytes", "16777216")
             .set("queued.max.messages.kbytes", "65536")

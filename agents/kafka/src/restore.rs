@@ -14,7 +14,9 @@
 //! the repository under `kafka/<cell>/restores/<restore key>/offset-map`.
 
 use std::collections::BTreeMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
+
+use futures::{StreamExt, TryStreamExt};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -22,7 +24,7 @@ use rdkafka::admin::{AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::ClientContext;
 use rdkafka::consumer::{CommitMode, Consumer};
 use rdkafka::message::{Header, Message, OwnedHeaders};
-use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
+use rdkafka::producer::{BaseRecord, DeliveryResult, Producer as _, ProducerContext, ThreadedProducer};
 use rdkafka::{Offset, TopicPartitionList};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -193,28 +195,71 @@ pub async fn restore(repo: &Repository, req: &RestoreRequest) -> Result<RestoreR
         Err(e) => return Err(e.into()),
     };
 
-    let mut reports = Vec::new();
-    let mut produced = 0;
+    // One idempotent producer; partitions restored concurrently (order
+    // matters only within a partition), then one flush and a check that
+    // every partition ends exactly where this restore's records end.
+    let producer: Arc<Producer> = Arc::new(
+        brokers
+            .producer_config()
+            .create_with_context(Deliveries { first_error: Mutex::new(None) })
+            .map_err(broker("creating an idempotent producer"))?,
+    );
+    let mut jobs = Vec::new();
     for t in &topics {
-        let target = mapping[&t.name].clone();
-        let mut partitions = Vec::new();
+        let target = &mapping[&t.name];
         for p in &t.partitions {
             let base = *journal.bases.get(&format!("{target}/{}", p.partition)).ok_or_else(|| {
                 KafkaError::Failed(format!("the journal of restore {key} has no base for {target}/{}", p.partition))
             })?;
-            let job = PartitionJob {
+            jobs.push(PartitionJob {
                 repo: repo.clone(),
                 snapshot: last.clone(),
                 brokers: brokers.clone(),
+                producer: producer.clone(),
                 source: t.name.clone(),
                 target: target.clone(),
                 partition: p.partition,
                 base,
                 until,
-            };
+            });
+        }
+    }
+    let done: Vec<(String, PartitionReport)> = futures::stream::iter(jobs)
+        .map(|job| async move {
+            let target = job.target.clone();
             let report = tokio::task::spawn_blocking(move || job.run()).await.expect("restoring a partition does not panic")?;
-            produced += report.produced;
-            partitions.push(report);
+            Ok::<_, KafkaError>((target, report))
+        })
+        .buffer_unordered(PARALLEL_PARTITIONS)
+        .try_collect()
+        .await?;
+    let flushed = {
+        let producer = producer.clone();
+        let timeout = brokers.timeout;
+        tokio::task::spawn_blocking(move || producer.flush(timeout)).await.expect("flushing does not panic")
+    };
+    flushed.map_err(broker("flushing the restored records"))?;
+    if let Some(e) = producer.context().first_error.lock().unwrap().take() {
+        return Err(KafkaError::Failed(e));
+    }
+    let consumer = brokers.reader()?;
+    let mut reports = Vec::new();
+    let mut produced = 0;
+    for t in &topics {
+        let target = mapping[&t.name].clone();
+        let mut partitions: Vec<PartitionReport> =
+            done.iter().filter(|(n, _)| n == &target).map(|(_, r)| r.clone()).collect();
+        partitions.sort_by_key(|p| p.partition);
+        for p in &partitions {
+            let (_, end) = brokers.watermarks(&consumer, &target, p.partition)?;
+            if end != p.base + p.records as i64 {
+                return Err(KafkaError::Failed(format!(
+                    "{target}/{} ends at {end} but the restore wrote up to {}: something else writes to the target topic",
+                    p.partition,
+                    p.base + p.records as i64
+                )));
+            }
+            produced += p.produced;
         }
         reports.push(TopicReport { source: t.name.clone(), created: created.contains(&target), target, partitions });
     }
@@ -357,8 +402,12 @@ fn wait_for_partition(brokers: &Brokers, consumer: &rdkafka::consumer::BaseConsu
 /// Delivery reports: every record must land at exactly the offset expected.
 struct Deliveries {
     first_error: Mutex<Option<String>>,
-    delivered: std::sync::atomic::AtomicU64,
 }
+
+type Producer = ThreadedProducer<Deliveries>;
+
+/// Partitions restored at once.
+const PARALLEL_PARTITIONS: usize = 4;
 
 impl ClientContext for Deliveries {}
 
@@ -378,15 +427,10 @@ impl ProducerContext for Deliveries {
             )),
             Err((e, m)) => Some(format!("producing to {}/{}: {e}", m.topic(), m.partition())),
         };
-        match problem {
-            None => {
-                self.delivered.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            }
-            Some(p) => {
-                let mut first = self.first_error.lock().unwrap();
-                if first.is_none() {
-                    *first = Some(p);
-                }
+        if let Some(p) = problem {
+            let mut first = self.first_error.lock().unwrap();
+            if first.is_none() {
+                *first = Some(p);
             }
         }
     }
@@ -396,6 +440,7 @@ struct PartitionJob {
     repo: Repository,
     snapshot: Snapshot,
     brokers: Brokers,
+    producer: Arc<Producer>,
     source: String,
     target: String,
     partition: i32,
@@ -416,11 +461,6 @@ impl PartitionJob {
                 self.target, self.partition, self.base
             )));
         }
-        let producer: BaseProducer<Deliveries> = self
-            .brokers
-            .producer_config()
-            .create_with_context(Deliveries { first_error: Mutex::new(None), delivered: Default::default() })
-            .map_err(broker("creating an idempotent producer"))?;
         let mut reader = PartitionReader::new(&self.repo, &self.snapshot, &self.source, self.partition);
         let mut report = PartitionReport {
             partition: self.partition,
@@ -446,7 +486,7 @@ impl PartitionJob {
             if let Some(expected) = last_skipped.take() {
                 self.check_resume_point(&consumer, high - 1, &expected)?;
             }
-            self.produce(&producer, &record, target_offset)?;
+            self.produce(&record, target_offset)?;
             report.produced += 1;
         }
         if let Some(expected) = last_skipped.take() {
@@ -458,23 +498,11 @@ impl PartitionJob {
                 self.target, self.partition, report.records
             )));
         }
-        producer.flush(self.brokers.timeout).map_err(broker(format!("flushing records to {}/{}", self.target, self.partition)))?;
-        if let Some(e) = producer.context().first_error.lock().unwrap().take() {
-            return Err(KafkaError::Failed(e));
-        }
-        let (_, end) = self.brokers.watermarks(&consumer, &self.target, self.partition)?;
-        if end != self.base + report.records as i64 {
-            return Err(KafkaError::Failed(format!(
-                "{}/{} ends at {end} but the restore wrote up to {}: something else writes to the target topic",
-                self.target,
-                self.partition,
-                self.base + report.records as i64
-            )));
-        }
         Ok(report)
     }
 
-    fn produce(&self, producer: &BaseProducer<Deliveries>, r: &Record, expected: i64) -> Result<()> {
+    fn produce(&self, r: &Record, expected: i64) -> Result<()> {
+        let producer = &self.producer;
         let deadline = Instant::now() + self.brokers.timeout;
         loop {
             let mut rec: BaseRecord<'_, [u8], [u8], Box<i64>> =
@@ -496,10 +524,7 @@ impl PartitionJob {
                 rec = rec.headers(h);
             }
             match producer.send(rec) {
-                Ok(()) => {
-                    producer.poll(Duration::ZERO);
-                    return Ok(());
-                }
+                Ok(()) => return Ok(()),
                 Err((rdkafka::error::KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull), _)) => {
                     if Instant::now() > deadline {
                         return Err(KafkaError::Failed(format!(
@@ -508,7 +533,7 @@ impl PartitionJob {
                             self.brokers.timeout.as_secs()
                         )));
                     }
-                    producer.poll(Duration::from_millis(50));
+                    std::thread::sleep(Duration::from_millis(5));
                 }
                 Err((e, _)) => return Err(broker(format!("producing to {}/{}", self.target, self.partition))(e)),
             }

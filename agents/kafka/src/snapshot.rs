@@ -117,9 +117,11 @@ async fn take(repo: &Repository, req: &SnapshotRequest, regex: &regex::Regex, st
     for gap in &gaps {
         tracing::warn!(topic = %gap.topic, partition = gap.partition, from = gap.from, to = gap.to, "records were deleted by retention before this snapshot could read them");
     }
+    let phase = std::time::Instant::now();
     let groups = group_offsets(brokers, &consumer, &ranges)?;
     drop(consumer);
     read_configs(brokers, &mut topics).await?;
+    tracing::debug!(seconds = phase.elapsed().as_secs_f64(), groups = groups.len(), "group offsets and configs read");
 
     // Records: one stream through the chunk pipeline, partition after partition.
     let (tx, rx) = sync_channel::<Vec<u8>>(16);

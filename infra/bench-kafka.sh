@@ -1,0 +1,97 @@
+#!/usr/bin/env bash
+# Kafka snapshot benchmark (issue 4). Prints ratios against kcat measured in
+# the same run, on the same broker, topic and disk; asserts nothing.
+#   snapshot: `kafka snapshot` of a 6-partition topic of 1 KiB values into an
+#             encrypted file:// repository (chunk, hash, zstd, encrypt)
+#             vs `kcat -C -e` dumping the same topic to a file   (bar: <= 1.25, goal <= 1.0)
+#   restore:  `kafka restore` into a new topic vs `kcat -P` producing the
+#             dumped records into a new topic, both idempotent, acks=all, lz4 (bar: <= 1.25)
+#   memory:   peak RSS of snapshot and restore at 1/10 and full size (bar: flat)
+# Usage: bash infra/bench-kafka.sh   (LIFEBOAT_BENCH_KAFKA_MIB=2048, LIFEBOAT_BENCH_RUNS=3)
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-${LIFEBOAT_CACHE:-$HOME/.cache/lifeboat}/target}"
+mib="${LIFEBOAT_BENCH_KAFKA_MIB:-2048}"
+runs="${LIFEBOAT_BENCH_RUNS:-3}"
+records=$((mib * 1024))
+small=$((records / 10))
+work="${LIFEBOAT_BENCH_DIR:-$(mktemp -d /var/tmp/lifeboat-bench-kafka.XXXXXX)}"
+trap 'rm -rf "$work"' EXIT
+
+# shellcheck source=infra/bench-lib.sh
+source infra/bench-lib.sh
+
+log "== building release binaries"
+cargo build --release --locked --bins 2>&1 | tail -1 >&2
+agent="$CARGO_TARGET_DIR/release/lifeboat-agent"
+need /usr/bin/time time
+eval "$(bash infra/services.sh start kafka)"
+brokers=$LIFEBOAT_TEST_KAFKA_BROKERS
+topics() { bash infra/services.sh kafka-topics --bootstrap-server "$brokers" "$@" >/dev/null; }
+# The same producer settings Lifeboat's restore uses.
+producer_opts=(-X enable.idempotence=true -X acks=all -X compression.type=lz4 -X linger.ms=20 -X batch.size=1000000)
+
+log "== corpus: $records records of 1 KiB values ($mib MiB), 6 partitions"
+python3 - "$work/values" "$records" <<'EOF'
+import base64, os, sys
+path, n = sys.argv[1], int(sys.argv[2])
+with open(path, "wb") as f:
+    for _ in range(n // 1024):
+        block = base64.b64encode(os.urandom(768 * 1024))  # 1024 values of 1024 characters
+        f.write(b"".join(block[i:i + 1024] + b"\n" for i in range(0, len(block), 1024)))
+EOF
+head -n "$small" "$work/values" >"$work/values-small"
+run_id=$RANDOM
+src="bench-src-$run_id"
+src_small="bench-small-$run_id"
+for t in "$src" "$src_small"; do topics --create --topic "$t" --partitions 6 --replication-factor 1; done
+# (kcat -P sends a named file as one message; stdin is split at newlines)
+kcat -P -b "$brokers" -t "$src" "${producer_opts[@]}" <"$work/values"
+kcat -P -b "$brokers" -t "$src_small" "${producer_opts[@]}" <"$work/values-small"
+log "== warming the page cache"
+kcat -C -b "$brokers" -t "$src" -e -q >/dev/null
+
+"$agent" key generate --out "$work/key" 2>/dev/null
+export LIFEBOAT_KEY_FILE="$work/key" RUST_LOG=warn
+fresh_repo='rm -rf "$work/repo" && "$agent" repo init --repo "file://$work/repo" >/dev/null'
+
+log "== snapshot (median of $runs)"
+median_of "$runs" kcat_dump 'rm -f "$work/dump"' bash -c "kcat -C -b '$brokers' -t '$src' -e -q >'$work/dump'"
+median_of "$runs" lb_snapshot "$fresh_repo" "$agent" kafka snapshot --repo "file://$work/repo" --cell bench \
+  --brokers "$brokers" --topics "$src" --output json
+cp "$work/lb_snapshot_try.out" "$work/snapshot.json"
+snap_records=$(jget "$work/snapshot.json" '["records"]')
+stored=$(jget "$work/snapshot.json" '["stored_bytes"]')
+[[ $snap_records == "$records" ]] || lb_die "the snapshot holds $snap_records records, expected $records"
+measure lb_snapshot_small "$agent" kafka snapshot --repo "file://$work/repo" --cell small \
+  --brokers "$brokers" --topics "$src_small" --output json
+
+log "== restore (median of $runs, each into a new topic)"
+# Each run's target name comes from $work/dst, written by the run's setup.
+# The previous run's topic is deleted first (the broker frees its files a minute later).
+run_no=0
+drop_previous='[[ -s $work/dst ]] && topics --delete --topic "$(cat "$work/dst")*"; true'
+next_kcat="$drop_previous"'; run_no=$((run_no + 1)); echo "bench-kcat-$run_id-$run_no" >"$work/dst"; topics --create --topic "$(cat "$work/dst")" --partitions 6 --replication-factor 1'
+median_of "$runs" kcat_produce "$next_kcat" \
+  bash -c "kcat -P -b '$brokers' -t \"\$(cat '$work/dst')\" ${producer_opts[*]} <'$work/dump'"
+next_lb="$drop_previous"'; run_no=$((run_no + 1)); echo "r$run_id-$run_no-" >"$work/dst"'
+median_of "$runs" lb_restore "$next_lb" \
+  bash -c "'$agent' kafka restore --repo 'file://$work/repo' --cell bench --brokers '$brokers' --topic-prefix \"\$(cat '$work/dst')\" --output json"
+measure lb_restore_small "$agent" kafka restore --repo "file://$work/repo" --cell small --brokers "$brokers" --topic-prefix "rs-" --output json
+
+topics --delete --topic "bench-.*-$run_id.*|r$run_id-.*|rs-$src_small|$src|$src_small" || true
+
+mb() { python3 -c "print(f'{$1 / 1e6 / $2:.0f}')"; }
+rps() { python3 -c "print(f'{$1 / $2:,.0f}')"; }
+cat <<EOF
+
+| measure | Lifeboat | kcat | ratio | bar |
+|---|---|---|---|---|
+| snapshot of $mib MiB ($records records, 6 partitions) | ${lb_snapshot_s} s | ${kcat_dump_s} s | $(ratio "$lb_snapshot_s" "$kcat_dump_s") | <= 1.25 (goal 1.0) |
+| restore of the same records into a new topic | ${lb_restore_s} s | ${kcat_produce_s} s | $(ratio "$lb_restore_s" "$kcat_produce_s") | <= 1.25 |
+| snapshot throughput | $(rps "$records" "$lb_snapshot_s") records/s, $(mb "$((records * 1025))" "$lb_snapshot_s") MB/s | $(rps "$records" "$kcat_dump_s") records/s | | |
+| restore throughput | $(rps "$records" "$lb_restore_s") records/s, $(mb "$((records * 1025))" "$lb_restore_s") MB/s | $(rps "$records" "$kcat_produce_s") records/s | | |
+| stored bytes (zstd + encryption) | $((stored >> 20)) MiB | | $(pct "$stored" "$((records * 1024))") % | |
+| peak RSS, snapshot: 1/10 / full | $((lb_snapshot_small_kb / 1024)) / $((lb_snapshot_kb / 1024)) MiB | $((kcat_dump_kb / 1024)) MiB | | flat |
+| peak RSS, restore: 1/10 / full | $((lb_restore_small_kb / 1024)) / $((lb_restore_kb / 1024)) MiB | $((kcat_produce_kb / 1024)) MiB | | flat |
+EOF
