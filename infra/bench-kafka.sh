@@ -70,7 +70,7 @@ log "== restore (median of $runs, each into a new topic)"
 # Each run's target name comes from $work/dst, written by the run's setup.
 # The previous run's topic is deleted first (the broker frees its files a minute later).
 run_no=0
-drop_previous='[[ -s $work/dst ]] && topics --delete --topic "$(cat "$work/dst")*"; true'
+drop_previous='[[ -s $work/dst ]] && topics --delete --topic "$(cat "$work/dst").*"; true'
 next_kcat="$drop_previous"'; run_no=$((run_no + 1)); echo "bench-kcat-$run_id-$run_no" >"$work/dst"; topics --create --topic "$(cat "$work/dst")" --partitions 6 --replication-factor 1'
 median_of "$runs" kcat_produce "$next_kcat" \
   bash -c "kcat -P -b '$brokers' -t \"\$(cat '$work/dst')\" ${producer_opts[*]} <'$work/dump'"
