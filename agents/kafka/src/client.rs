@@ -49,7 +49,8 @@ impl Brokers {
             .set("fetch.wait.max.ms", "10")
             .set("fetch.max.bytes", "52428800")
             .set("max.partition.fetch.bytes", "16777216")
-            .set("queued.max.messages.kbytes", "65536")
+            // Prefetch per partition: bounds memory whatever the topic's size.
+            .set("queued.max.messages.kbytes", "32768")
             .create()
             .map_err(broker("creating a Kafka consumer"))
     }
@@ -77,6 +78,8 @@ impl Brokers {
             .set("batch.size", "1000000")
             .set("message.max.bytes", "16000000")
             .set("compression.type", "lz4")
+            // Records waiting to be sent: bounds memory whatever the topic's size.
+            .set("queue.buffering.max.kbytes", "65536")
             .set("delivery.timeout.ms", (self.timeout.as_millis().max(30_000)).to_string());
         c
     }

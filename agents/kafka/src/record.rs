@@ -10,24 +10,34 @@
 //! The content hash covers timestamp, key, value and headers in order, not
 //! the offset or timestamp type (a restore gives new offsets and, on topics
 //! created by the restore, create-time timestamps).
+//!
+//! Records are handled as borrowed views ([`Record`]) of where they live
+//! (a consumed message, a decoded buffer): the data path copies each byte
+//! only into the stream it is bound for.
 
+use rdkafka::message::{Headers, Message};
+use rdkafka::Timestamp;
 use sha2::{Digest, Sha256};
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Record {
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Record<'a> {
     pub offset: i64,
     pub timestamp_type: u8,
     pub timestamp: i64,
-    pub key: Option<Vec<u8>>,
-    pub value: Option<Vec<u8>>,
-    pub headers: Vec<(String, Option<Vec<u8>>)>,
+    pub key: Option<&'a [u8]>,
+    pub value: Option<&'a [u8]>,
+    pub headers: Vec<(&'a str, Option<&'a [u8]>)>,
 }
 
 pub const TS_NONE: u8 = 0;
 pub const TS_CREATE: u8 = 1;
 pub const TS_LOG_APPEND: u8 = 2;
 
-fn put_bytes(out: &mut Vec<u8>, b: &Option<Vec<u8>>) {
+fn bytes_len(b: Option<&[u8]>) -> usize {
+    4 + b.map_or(0, <[u8]>::len)
+}
+
+fn put_bytes(out: &mut Vec<u8>, b: Option<&[u8]>) {
     match b {
         None => out.extend_from_slice(&(-1i32).to_be_bytes()),
         Some(b) => {
@@ -37,30 +47,44 @@ fn put_bytes(out: &mut Vec<u8>, b: &Option<Vec<u8>>) {
     }
 }
 
-impl Record {
-    pub fn encode(&self, out: &mut Vec<u8>) {
-        out.extend_from_slice(&self.offset.to_be_bytes());
-        out.push(self.timestamp_type);
-        self.encode_content(out);
+impl<'a> Record<'a> {
+    /// A consumed message, borrowed.
+    pub fn of<M: Message>(m: &'a M) -> Record<'a> {
+        let (timestamp_type, timestamp) = match m.timestamp() {
+            Timestamp::NotAvailable => (TS_NONE, -1),
+            Timestamp::CreateTime(t) => (TS_CREATE, t),
+            Timestamp::LogAppendTime(t) => (TS_LOG_APPEND, t),
+        };
+        let headers = m.headers().map(|h| h.iter().map(|h| (h.key, h.value)).collect()).unwrap_or_default();
+        Record { offset: m.offset(), timestamp_type, timestamp, key: m.key(), value: m.payload(), headers }
     }
 
-    /// Everything but the offset and timestamp type: what the hash covers.
-    fn encode_content(&self, out: &mut Vec<u8>) {
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        out.reserve(self.encoded_len());
+        out.extend_from_slice(&self.offset.to_be_bytes());
+        out.push(self.timestamp_type);
         out.extend_from_slice(&self.timestamp.to_be_bytes());
-        put_bytes(out, &self.key);
-        put_bytes(out, &self.value);
+        put_bytes(out, self.key);
+        put_bytes(out, self.value);
         out.extend_from_slice(&(self.headers.len() as u32).to_be_bytes());
         for (name, value) in &self.headers {
             out.extend_from_slice(&(name.len() as u32).to_be_bytes());
             out.extend_from_slice(name.as_bytes());
-            put_bytes(out, value);
+            put_bytes(out, *value);
         }
     }
 
     /// Plaintext size of the encoding.
     pub fn encoded_len(&self) -> usize {
-        let b = |x: &Option<Vec<u8>>| 4 + x.as_ref().map_or(0, |v| v.len());
-        8 + 1 + 8 + b(&self.key) + b(&self.value) + 4 + self.headers.iter().map(|(n, v)| 4 + n.len() + b(v)).sum::<usize>()
+        9 + self.content_len()
+    }
+
+    /// Size of everything but the offset and timestamp type: what the hash covers.
+    fn content_len(&self) -> usize {
+        8 + bytes_len(self.key)
+            + bytes_len(self.value)
+            + 4
+            + self.headers.iter().map(|(n, v)| 4 + n.len() + bytes_len(*v)).sum::<usize>()
     }
 }
 
@@ -68,15 +92,30 @@ impl Record {
 #[derive(Clone, Default)]
 pub struct ContentHash {
     hasher: Sha256,
-    scratch: Vec<u8>,
 }
 
 impl ContentHash {
-    pub fn add(&mut self, r: &Record) {
-        self.scratch.clear();
-        r.encode_content(&mut self.scratch);
-        self.hasher.update((self.scratch.len() as u64).to_be_bytes());
-        self.hasher.update(&self.scratch);
+    /// Adds the record's length and content, exactly the bytes of its
+    /// encoding after the offset and timestamp type.
+    pub fn add(&mut self, r: &Record<'_>) {
+        let h = &mut self.hasher;
+        let bytes = |h: &mut Sha256, b: Option<&[u8]>| match b {
+            None => h.update((-1i32).to_be_bytes()),
+            Some(b) => {
+                h.update((b.len() as i32).to_be_bytes());
+                h.update(b);
+            }
+        };
+        h.update((r.content_len() as u64).to_be_bytes());
+        h.update(r.timestamp.to_be_bytes());
+        bytes(h, r.key);
+        bytes(h, r.value);
+        h.update((r.headers.len() as u32).to_be_bytes());
+        for (name, value) in &r.headers {
+            h.update((name.len() as u32).to_be_bytes());
+            h.update(name.as_bytes());
+            bytes(h, *value);
+        }
     }
 
     pub fn hex(&self) -> String {
@@ -91,6 +130,73 @@ pub struct Decoder {
     pos: usize,
 }
 
+/// Where a complete record lies in the decoder's buffer.
+#[derive(Debug, Clone, Copy)]
+pub struct Span {
+    start: usize,
+    end: usize,
+    pub offset: i64,
+}
+
+struct Cursor<'a> {
+    data: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Cursor<'a> {
+    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        let s = self.data.get(self.at..self.at.checked_add(n)?)?;
+        self.at += n;
+        Some(s)
+    }
+    fn i32(&mut self) -> Option<i32> {
+        self.take(4).map(|b| i32::from_be_bytes(b.try_into().unwrap()))
+    }
+    fn u32(&mut self) -> Option<u32> {
+        self.take(4).map(|b| u32::from_be_bytes(b.try_into().unwrap()))
+    }
+    fn i64(&mut self) -> Option<i64> {
+        self.take(8).map(|b| i64::from_be_bytes(b.try_into().unwrap()))
+    }
+    fn bytes(&mut self) -> Result<Option<Option<&'a [u8]>>, String> {
+        let Some(len) = self.i32() else { return Ok(None) };
+        match len {
+            -1 => Ok(Some(None)),
+            n if n < -1 => Err(format!("negative length {n}")),
+            n => Ok(self.take(n as usize).map(Some)),
+        }
+    }
+}
+
+/// Parse one record at the start of `data`: `Ok(None)` when incomplete.
+fn parse(data: &[u8]) -> Result<Option<(Record<'_>, usize)>, String> {
+    macro_rules! need {
+        ($e:expr) => {
+            match $e {
+                Some(v) => v,
+                None => return Ok(None),
+            }
+        };
+    }
+    let mut c = Cursor { data, at: 0 };
+    let offset = need!(c.i64());
+    let timestamp_type = need!(c.take(1))[0];
+    if timestamp_type > TS_LOG_APPEND {
+        return Err(format!("unknown timestamp type {timestamp_type} at offset {offset}"));
+    }
+    let timestamp = need!(c.i64());
+    let key = need!(c.bytes()?);
+    let value = need!(c.bytes()?);
+    let count = need!(c.u32());
+    let mut headers = Vec::with_capacity(count.min(64) as usize);
+    for _ in 0..count {
+        let len = need!(c.u32()) as usize;
+        let name = std::str::from_utf8(need!(c.take(len))).map_err(|_| format!("header name is not UTF-8 at offset {offset}"))?;
+        headers.push((name, need!(c.bytes()?)));
+    }
+    Ok(Some((Record { offset, timestamp_type, timestamp, key, value, headers }, c.at)))
+}
+
 impl Decoder {
     pub fn feed(&mut self, piece: &[u8]) {
         if self.pos > 0 && self.pos == self.buf.len() {
@@ -103,52 +209,21 @@ impl Decoder {
         self.buf.extend_from_slice(piece);
     }
 
-    /// The next complete record, `Ok(None)` when more bytes are needed.
-    pub fn next_record(&mut self) -> Result<Option<Record>, String> {
-        let mut at = self.pos;
-        let data = &self.buf;
-        macro_rules! take {
-            ($n:expr) => {{
-                let n = $n;
-                if data.len() < at + n {
-                    return Ok(None);
-                }
-                let s = &data[at..at + n];
-                at += n;
-                s
-            }};
+    /// Where the next complete record is (and consume it), `Ok(None)` when
+    /// more bytes are needed. View it with [`Decoder::record`] before the next `feed`.
+    pub fn next_span(&mut self) -> Result<Option<Span>, String> {
+        match parse(&self.buf[self.pos..])? {
+            None => Ok(None),
+            Some((r, len)) => {
+                let span = Span { start: self.pos, end: self.pos + len, offset: r.offset };
+                self.pos += len;
+                Ok(Some(span))
+            }
         }
-        macro_rules! int {
-            ($t:ty) => {
-                <$t>::from_be_bytes(take!(std::mem::size_of::<$t>()).try_into().unwrap())
-            };
-        }
-        macro_rules! opt_bytes {
-            () => {{
-                let len = int!(i32);
-                if len < -1 {
-                    return Err(format!("negative length {len}"));
-                }
-                if len == -1 { None } else { Some(take!(len as usize).to_vec()) }
-            }};
-        }
-        let offset = int!(i64);
-        let timestamp_type = take!(1)[0];
-        if timestamp_type > TS_LOG_APPEND {
-            return Err(format!("unknown timestamp type {timestamp_type} at offset {offset}"));
-        }
-        let timestamp = int!(i64);
-        let key = opt_bytes!();
-        let value = opt_bytes!();
-        let count = int!(u32);
-        let mut headers = Vec::with_capacity(count.min(1024) as usize);
-        for _ in 0..count {
-            let len = int!(u32) as usize;
-            let name = String::from_utf8(take!(len).to_vec()).map_err(|_| format!("header name is not UTF-8 at offset {offset}"))?;
-            headers.push((name, opt_bytes!()));
-        }
-        self.pos = at;
-        Ok(Some(Record { offset, timestamp_type, timestamp, key, value, headers }))
+    }
+
+    pub fn record(&self, span: Span) -> Record<'_> {
+        parse(&self.buf[span.start..span.end]).ok().flatten().expect("a span holds one parsed record").0
     }
 
     /// Bytes fed but not yet decoded (non-zero at the end: truncated data).
@@ -169,9 +244,9 @@ mod tests {
                 offset: 7,
                 timestamp_type: TS_LOG_APPEND,
                 timestamp: -1,
-                key: Some(b"k".to_vec()),
-                value: Some(vec![]),
-                headers: vec![("h".into(), None), ("i".into(), Some(b"v".to_vec()))],
+                key: Some(b"k"),
+                value: Some(b""),
+                headers: vec![("h", None), ("i", Some(b"v"))],
             },
         ];
         let mut bytes = Vec::new();
@@ -184,24 +259,48 @@ mod tests {
             let mut got = Vec::new();
             for p in bytes.chunks(piece) {
                 d.feed(p);
-                while let Some(r) = d.next_record().unwrap() {
-                    got.push(r);
+                while let Some(span) = d.next_span().unwrap() {
+                    let mut again = Vec::new();
+                    d.record(span).encode(&mut again);
+                    got.push(again);
                 }
             }
-            assert_eq!(got, records);
+            assert_eq!(got.concat(), bytes);
             assert_eq!(d.pending(), 0);
         }
     }
 
     #[test]
-    fn content_hash_ignores_offsets() {
-        let a = Record { offset: 1, timestamp_type: TS_CREATE, timestamp: 5, key: None, value: Some(b"x".to_vec()), headers: vec![] };
+    fn content_hash_ignores_offsets_and_matches_the_encoding() {
+        let a = Record { offset: 1, timestamp_type: TS_CREATE, timestamp: 5, key: None, value: Some(b"x"), headers: vec![("h", None)] };
         let b = Record { offset: 9, timestamp_type: TS_LOG_APPEND, ..a.clone() };
         let (mut ha, mut hb) = (ContentHash::default(), ContentHash::default());
         ha.add(&a);
         hb.add(&b);
         assert_eq!(ha.hex(), hb.hex());
+        // The documented definition: length, then the encoding minus 9 bytes.
+        let mut enc = Vec::new();
+        a.encode(&mut enc);
+        let mut reference = Sha256::new();
+        reference.update(((enc.len() - 9) as u64).to_be_bytes());
+        reference.update(&enc[9..]);
+        assert_eq!(ha.hex(), hex::encode(reference.finalize()));
         hb.add(&b);
         assert_ne!(ha.hex(), hb.hex());
+    }
+
+    #[test]
+    fn garbage_is_an_error_not_a_panic() {
+        let mut d = Decoder::default();
+        let mut bytes = vec![0u8; 9];
+        bytes[8] = 7; // timestamp type 7
+        bytes.extend_from_slice(&[0; 16]);
+        d.feed(&bytes);
+        assert!(d.next_span().is_err());
+        let mut d = Decoder::default();
+        let mut bytes = vec![0u8; 17];
+        bytes.extend_from_slice(&(-5i32).to_be_bytes());
+        d.feed(&bytes);
+        assert!(d.next_span().unwrap_err().contains("negative length"));
     }
 }

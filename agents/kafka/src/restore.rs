@@ -470,7 +470,8 @@ impl PartitionJob {
             produced: 0,
             runs: Vec::new(),
         };
-        let mut last_skipped: Option<Record> = None;
+        // On a rerun: the content hash of the last record already restored.
+        let mut last_skipped: Option<String> = None;
         while let Some(record) = rt.block_on(reader.next())? {
             if self.until.is_some_and(|u| record.timestamp > u) {
                 break;
@@ -480,7 +481,9 @@ impl PartitionJob {
             push_run(&mut report.runs, record.offset, target_offset);
             report.records += 1;
             if index < already {
-                last_skipped = Some(record);
+                if index == already - 1 {
+                    last_skipped = Some(hash_of(&record));
+                }
                 continue;
             }
             if let Some(expected) = last_skipped.take() {
@@ -501,17 +504,17 @@ impl PartitionJob {
         Ok(report)
     }
 
-    fn produce(&self, r: &Record, expected: i64) -> Result<()> {
+    fn produce(&self, r: &Record<'_>, expected: i64) -> Result<()> {
         let producer = &self.producer;
         let deadline = Instant::now() + self.brokers.timeout;
         loop {
             let mut rec: BaseRecord<'_, [u8], [u8], Box<i64>> =
                 BaseRecord::with_opaque_to(&self.target, Box::new(expected)).partition(self.partition);
-            if let Some(k) = &r.key {
-                rec = rec.key(k.as_slice());
+            if let Some(k) = r.key {
+                rec = rec.key(k);
             }
-            if let Some(v) = &r.value {
-                rec = rec.payload(v.as_slice());
+            if let Some(v) = r.value {
+                rec = rec.payload(v);
             }
             if r.timestamp_type != TS_NONE {
                 rec = rec.timestamp(r.timestamp);
@@ -519,7 +522,7 @@ impl PartitionJob {
             if !r.headers.is_empty() {
                 let mut h = OwnedHeaders::new_with_capacity(r.headers.len());
                 for (key, value) in &r.headers {
-                    h = h.insert(Header { key, value: value.as_deref() });
+                    h = h.insert(Header { key, value: *value });
                 }
                 rec = rec.headers(h);
             }
@@ -545,7 +548,7 @@ impl PartitionJob {
 
     /// On a rerun: the last record already in the target must be the one
     /// the restore would have written there.
-    fn check_resume_point(&self, consumer: &rdkafka::consumer::BaseConsumer, offset: i64, expected: &Record) -> Result<()> {
+    fn check_resume_point(&self, consumer: &rdkafka::consumer::BaseConsumer, offset: i64, expected: &str) -> Result<()> {
         let mut tpl = TopicPartitionList::new();
         tpl.add_partition_offset(&self.target, self.partition, Offset::Offset(offset)).map_err(broker("choosing offsets"))?;
         consumer.assign(&tpl).map_err(broker("reading the resume point"))?;
@@ -553,11 +556,7 @@ impl PartitionJob {
         while Instant::now() < deadline {
             match consumer.poll(Duration::from_millis(500)) {
                 Some(Ok(m)) if m.offset() == offset => {
-                    let found = crate::verify::record_of(&m);
-                    let (mut a, mut b) = (ContentHash::default(), ContentHash::default());
-                    a.add(&found);
-                    b.add(expected);
-                    if a.hex() != b.hex() {
+                    if hash_of(&Record::of(&m)) != expected {
                         return Err(KafkaError::Failed(format!(
                             "{}/{} at offset {offset} holds a record this restore did not write; restore into an empty topic",
                             self.target, self.partition
@@ -570,6 +569,12 @@ impl PartitionJob {
         }
         Err(KafkaError::Failed(format!("could not read {}/{} at offset {offset} to resume", self.target, self.partition)))
     }
+}
+
+fn hash_of(r: &Record<'_>) -> String {
+    let mut h = ContentHash::default();
+    h.add(r);
+    h.hex()
 }
 
 fn push_run(runs: &mut Vec<[i64; 3]>, source: i64, target: i64) {

@@ -29,7 +29,7 @@ use lifeboat_repository::{format, Manifest, Repository};
 use crate::stored::{self, segment_path, segment_start};
 use crate::client::Brokers;
 use crate::details::{Gap, GroupOffset, GroupOffsets, PartitionSnapshot, SnapshotDetails, TopicConfig, TopicSnapshot};
-use crate::record::ContentHash;
+use crate::record::{ContentHash, Record};
 use crate::{broker, KafkaError, Result, KIND_FULL, KIND_INCREMENTAL};
 
 #[derive(Debug, Clone)]
@@ -170,7 +170,8 @@ async fn take(repo: &Repository, req: &SnapshotRequest, regex: &regex::Regex, st
                 mtime: now,
                 target: None,
                 extent: None,
-                sha256: Some(stat.sha256.clone()),
+                // Segments are never delta-restored; the chunks carry the hashes.
+                sha256: None,
             });
         }
     }
@@ -264,14 +265,12 @@ struct PartitionStats {
     first_timestamp: Option<i64>,
     last_timestamp: Option<i64>,
     hash: ContentHash,
-    sha256: String,
 }
 
 const BLOCK: usize = 1 << 20;
 
 /// Read every range in order, sending encoded records in blocks.
 fn read_partitions(brokers: &Brokers, ranges: &[Range], tx: SyncSender<Vec<u8>>) -> Result<Vec<PartitionStats>> {
-    use sha2::Digest;
     let consumer = brokers.reader()?;
     let mut out = Vec::new();
     let mut block = Vec::with_capacity(BLOCK);
@@ -288,15 +287,12 @@ fn read_partitions(brokers: &Brokers, ranges: &[Range], tx: SyncSender<Vec<u8>>)
             first_timestamp: None,
             last_timestamp: None,
             hash: ContentHash::default(),
-            sha256: String::new(),
         };
-        let mut file_hash = sha2::Sha256::new();
         if r.start < r.end {
             let mut tpl = TopicPartitionList::new();
             tpl.add_partition_offset(&r.topic, r.partition, Offset::Offset(r.start)).map_err(broker("choosing offsets"))?;
             consumer.assign(&tpl).map_err(broker(format!("reading {}/{}", r.topic, r.partition)))?;
             let mut last_progress = Instant::now();
-            let mut encoded = Vec::new();
             'partition: loop {
                 match consumer.poll(Duration::from_millis(500)) {
                     Some(Ok(msg)) => {
@@ -304,18 +300,16 @@ fn read_partitions(brokers: &Brokers, ranges: &[Range], tx: SyncSender<Vec<u8>>)
                         if msg.offset() >= r.end {
                             break 'partition;
                         }
-                        let record = crate::verify::record_of(&msg);
-                        encoded.clear();
-                        record.encode(&mut encoded);
-                        file_hash.update(&encoded);
+                        let record = Record::of(&msg);
+                        let before = block.len();
+                        record.encode(&mut block);
                         stats.hash.add(&record);
                         stats.records += 1;
-                        stats.bytes += encoded.len() as u64;
+                        stats.bytes += (block.len() - before) as u64;
                         stats.first_offset.get_or_insert(record.offset);
                         stats.first_timestamp.get_or_insert(record.timestamp);
                         stats.last_offset = Some(record.offset);
                         stats.last_timestamp = Some(record.timestamp);
-                        block.extend_from_slice(&encoded);
                         if block.len() >= BLOCK {
                             send(&mut block)?;
                         }
@@ -350,7 +344,6 @@ fn read_partitions(brokers: &Brokers, ranges: &[Range], tx: SyncSender<Vec<u8>>)
                 }
             }
         }
-        stats.sha256 = hex::encode(file_hash.finalize());
         out.push(stats);
     }
     if !block.is_empty() {

@@ -114,13 +114,14 @@ impl PartitionReader {
         }
     }
 
-    pub async fn next(&mut self) -> Result<Option<Record>> {
+    /// The next record, borrowed until the next call.
+    pub async fn next(&mut self) -> Result<Option<Record<'_>>> {
         loop {
-            if let Some(r) = self.decoder.next_record().map_err(|e| self.corrupt(e))? {
-                if r.offset < self.from {
+            if let Some(span) = self.decoder.next_span().map_err(|e| self.corrupt(e))? {
+                if span.offset < self.from {
                     continue; // deleted by the brokers before this snapshot
                 }
-                return Ok(Some(r));
+                return Ok(Some(self.decoder.record(span)));
             }
             if self.current.is_none() {
                 let Some((extent, size)) = self.segments.next() else {

@@ -5,38 +5,17 @@
 
 use std::time::{Duration, Instant};
 
-use rdkafka::message::{Headers, Message};
-use rdkafka::{Offset, Timestamp, TopicPartitionList};
+use rdkafka::message::Message;
+use rdkafka::{Offset, TopicPartitionList};
 use serde::Serialize;
 
 use lifeboat_repository::{format, RepoError, Repository};
 use lifeboat_storage::StoreError;
 
 use crate::stored::{self, PartitionReader};
-use crate::record::{ContentHash, Record, TS_CREATE, TS_LOG_APPEND, TS_NONE};
+use crate::record::{ContentHash, Record};
 use crate::restore::RestoreRequest;
 use crate::{broker, KafkaError, Result};
-
-/// A consumed message as a [`Record`].
-pub fn record_of<M: Message>(m: &M) -> Record {
-    let (timestamp_type, timestamp) = match m.timestamp() {
-        Timestamp::NotAvailable => (TS_NONE, -1),
-        Timestamp::CreateTime(t) => (TS_CREATE, t),
-        Timestamp::LogAppendTime(t) => (TS_LOG_APPEND, t),
-    };
-    let headers = m
-        .headers()
-        .map(|h| h.iter().map(|h| (h.key.to_string(), h.value.map(<[u8]>::to_vec))).collect())
-        .unwrap_or_default();
-    Record {
-        offset: m.offset(),
-        timestamp_type,
-        timestamp,
-        key: m.key().map(<[u8]>::to_vec),
-        value: m.payload().map(<[u8]>::to_vec),
-        headers,
-    }
-}
 
 /// Count, content hash and first/last timestamps of a run of records.
 #[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
@@ -56,7 +35,7 @@ struct Summing {
 }
 
 impl Summing {
-    fn add(&mut self, r: &Record) {
+    fn add(&mut self, r: &Record<'_>) {
         self.records += 1;
         self.hash.add(r);
         self.first.get_or_insert(r.timestamp);
@@ -184,7 +163,7 @@ fn read_back(
                 if m.offset() >= end {
                     break;
                 }
-                sum.add(&record_of(&m));
+                sum.add(&Record::of(&m));
                 if m.offset() + 1 >= end {
                     break;
                 }

@@ -2,9 +2,9 @@
 //! (its `restore_command`).
 //!
 //! Rules, because Postgres trusts the exit code completely:
-//! - push returns success only once the file is durable in the repository
-//!   (the store's `put` is durable on return: fsync on `file://`, a 200 on S3
-//!   and Azure). Pushing a file that is archived with the same content is a
+//! - push returns success only once the file is durable in the repository:
+//!   a batch of segments is written, then one durability barrier (`syncfs`
+//!   on `file://`; S3 and Azure are durable per 200), then success. Pushing a file that is archived with the same content is a
 //!   no-op; with different content it is an error, loudly, and the new
 //!   content is kept under `wal/<cell>/conflicts/` for inspection. An
 //!   archived object that fails verification is replaced by the good bytes.
@@ -71,29 +71,24 @@ fn sha256_hex(data: &[u8]) -> String {
     hex::encode(Sha256::digest(data))
 }
 
-/// Archive `data` as WAL file `name` of `cell`.
-pub async fn push_bytes(repo: &Repository, cell: &str, name: &str, data: Vec<u8>) -> Result<PushOutcome, WalError> {
+/// Store `data` as WAL file `name` of `cell`, durable only after the
+/// store's next `sync()` (one barrier for a whole batch of segments).
+async fn store_bytes(repo: &Repository, cell: &str, name: &str, data: Vec<u8>) -> Result<PushOutcome, WalError> {
     let path = object_path(cell, name)?;
     let data = Bytes::from(data);
     let sealed = {
         let (repo, path, data) = (repo.clone(), path.clone(), data.clone());
         tokio::task::spawn_blocking(move || repo.seal(&path, &data)).await.expect("sealing does not panic")
     };
-    match repo.store().put(&path, Bytes::from(sealed.clone()), PutMode::Create).await {
-        Ok(()) => {
-            // Durable before Postgres hears "archived".
-            repo.store().sync().await.map_err(RepoError::from)?;
-            return Ok(PushOutcome::Stored(data.len() as u64));
-        }
+    match repo.store().put_deferred(&path, Bytes::from(sealed.clone()), PutMode::Create).await {
+        Ok(()) => return Ok(PushOutcome::Stored(data.len() as u64)),
         Err(StoreError::AlreadyExists { .. }) => {}
         Err(e) => return Err(RepoError::from(e).into()),
     }
     match repo.read_object(&path).await {
-        Ok(existing) if existing[..] == data[..] => {
-            // Another push may have stored it moments ago: make sure it is durable.
-            repo.store().sync().await.map_err(RepoError::from)?;
-            Ok(PushOutcome::AlreadyArchived)
-        }
+        // Another push may have stored it moments ago: the caller's barrier
+        // makes it durable either way.
+        Ok(existing) if existing[..] == data[..] => Ok(PushOutcome::AlreadyArchived),
         Ok(existing) => {
             let new = sha256_hex(&data);
             let kept = format::path(&format!("{WAL_PREFIX}{cell}/conflicts/{name}.{}", &new[..16]));
@@ -112,19 +107,19 @@ pub async fn push_bytes(repo: &Repository, cell: &str, name: &str, data: Vec<u8>
         }
         Err(RepoError::Corrupt { reason, .. }) => {
             tracing::error!(%path, %reason, "archived WAL object is corrupt; replacing it with the verified bytes Postgres just handed over");
-            repo.store().put(&path, Bytes::from(sealed), PutMode::Overwrite).await.map_err(RepoError::from)?;
-            repo.store().sync().await.map_err(RepoError::from)?;
+            repo.store().put_deferred(&path, Bytes::from(sealed), PutMode::Overwrite).await.map_err(RepoError::from)?;
             Ok(PushOutcome::Stored(data.len() as u64))
         }
         Err(e) => Err(e.into()),
     }
 }
 
-/// Archive the file at `path` (its name is the WAL file name).
-pub async fn push_file(repo: &Repository, cell: &str, path: &Path) -> Result<PushOutcome, WalError> {
+/// Store the file at `path` (its name is the WAL file name); durable after
+/// the store's next `sync()`.
+async fn store_file(repo: &Repository, cell: &str, path: &Path) -> Result<PushOutcome, WalError> {
     let name = file_name(path)?;
     let data = tokio::fs::read(path).await.map_err(io(format!("reading {}", path.display())))?;
-    push_bytes(repo, cell, &name, data).await
+    store_bytes(repo, cell, &name, data).await
 }
 
 fn file_name(path: &Path) -> Result<String, WalError> {
@@ -164,12 +159,15 @@ pub async fn push_with_readahead(repo: &Repository, cell: &str, path: &Path, par
     }
 
     let ahead = ready_files(&wal_dir, &name, &markers, parallel.saturating_sub(1));
-    let own = push_file(repo, cell, path);
+    let own = store_file(repo, cell, path);
     let extras = futures::future::join_all(ahead.iter().map(|p| async move {
-        let result = push_file(repo, cell, p).await;
+        let result = store_file(repo, cell, p).await;
         (p.clone(), result)
     }));
     let (own, extras) = tokio::join!(own, extras);
+    // One barrier for the batch: nothing is reported archived, nor marked,
+    // before it is durable.
+    repo.store().sync().await.map_err(RepoError::from)?;
     if !ahead.is_empty() {
         std::fs::create_dir_all(&markers).map_err(io(format!("creating {}", markers.display())))?;
     }
