@@ -50,7 +50,7 @@ impl Brokers {
             .set("fetch.max.bytes", "52428800")
             .set("max.partition.fetch.bytes", "16777216")
             // Prefetch per partition: bounds memory whatever the topic's size.
-            .set("queued.max.messages.kbytes", "32768")
+            .set("queued.max.messages.kbytes", "65536")
             .create()
             .map_err(broker("creating a Kafka consumer"))
     }

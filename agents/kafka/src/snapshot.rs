@@ -212,9 +212,10 @@ fn group_offsets(brokers: &Brokers, consumer: &BaseConsumer, ranges: &[Range]) -
     for r in ranges {
         tpl.add_partition(&r.topic, r.partition);
     }
-    let mut out = Vec::new();
-    for name in names {
-        let group = brokers.group(&name)?;
+    // One consumer (and one OffsetFetch) per group: done GROUP_FETCHERS at a
+    // time, since a cluster may have hundreds of groups.
+    let fetch = |name: &String| -> Result<Option<GroupOffsets>> {
+        let group = brokers.group(name)?;
         let committed = group
             .committed_offsets(tpl.clone(), brokers.timeout)
             .map_err(broker(format!("reading the committed offsets of group {name}")))?;
@@ -226,12 +227,27 @@ fn group_offsets(brokers: &Brokers, consumer: &BaseConsumer, ranges: &[Range]) -
                 _ => None,
             })
             .collect();
-        if !offsets.is_empty() {
-            out.push(GroupOffsets { group: name, offsets });
+        Ok((!offsets.is_empty()).then(|| GroupOffsets { group: name.clone(), offsets }))
+    };
+    let mut out = Vec::new();
+    for batch in names.chunks(names.len().div_ceil(GROUP_FETCHERS).max(1)).collect::<Vec<_>>().chunks(GROUP_FETCHERS) {
+        let results: Vec<Result<Vec<GroupOffsets>>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = batch
+                .iter()
+                .map(|names| scope.spawn(|| names.iter().filter_map(|n| fetch(n).transpose()).collect::<Result<Vec<_>>>()))
+                .collect();
+            handles.into_iter().map(|h| h.join().expect("a group fetcher does not panic")).collect()
+        });
+        for r in results {
+            out.extend(r?);
         }
     }
+    out.sort_by(|a, b| a.group.cmp(&b.group));
     Ok(out)
 }
+
+/// Threads reading consumer-group offsets at once.
+const GROUP_FETCHERS: usize = 8;
 
 async fn read_configs(brokers: &Brokers, topics: &mut [TopicSnapshot]) -> Result<()> {
     let admin = brokers.admin()?;
