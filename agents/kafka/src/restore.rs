@@ -162,6 +162,7 @@ pub async fn restore(repo: &Repository, req: &RestoreRequest) -> Result<RestoreR
     let mapping: BTreeMap<String, String> = topics.iter().map(|t| (t.name.clone(), req.target_topic(&t.name))).collect();
     let brokers = &req.brokers;
     let created = prepare_topics(brokers, &topics, &mapping).await?;
+    tracing::debug!(seconds = started.elapsed().as_secs_f64(), "topics ready");
 
     // The journal: found (a rerun) or written before anything is produced.
     let key = restore_key_for(&last.manifest.id, &req.until, &mapping);
@@ -204,6 +205,7 @@ pub async fn restore(repo: &Repository, req: &RestoreRequest) -> Result<RestoreR
             .create_with_context(Deliveries { first_error: Mutex::new(None) })
             .map_err(broker("creating an idempotent producer"))?,
     );
+    tracing::debug!(seconds = started.elapsed().as_secs_f64(), "journal and producer ready");
     let mut jobs = Vec::new();
     for t in &topics {
         let target = &mapping[&t.name];
@@ -239,6 +241,7 @@ pub async fn restore(repo: &Repository, req: &RestoreRequest) -> Result<RestoreR
         tokio::task::spawn_blocking(move || producer.flush(timeout)).await.expect("flushing does not panic")
     };
     flushed.map_err(broker("flushing the restored records"))?;
+    tracing::debug!(seconds = started.elapsed().as_secs_f64(), "records produced and flushed");
     if let Some(e) = producer.context().first_error.lock().unwrap().take() {
         return Err(KafkaError::Failed(e));
     }

@@ -9,9 +9,7 @@
 //! manifest never takes data a newer one needs (chunks go only when no
 //! manifest references them).
 
-use std::pin::Pin;
-
-use futures::{Stream, StreamExt};
+use futures::StreamExt;
 
 use lifeboat_repository::manifest::{Entry, EntryKind, Extent};
 use lifeboat_repository::{pipeline, Manifest, Repository};
@@ -80,7 +78,9 @@ pub async fn find(repo: &Repository, cell: &str, id: Option<&str>) -> Result<Sna
     }
 }
 
-type Pieces = Pin<Box<dyn Stream<Item = lifeboat_repository::Result<Vec<u8>>> + Send>>;
+/// A segment's chunks, fetched and verified by a task of their own (so
+/// decryption overlaps with whatever the caller does with the records).
+type Pieces = tokio::sync::mpsc::Receiver<lifeboat_repository::Result<Vec<u8>>>;
 
 /// The records of one partition in a snapshot, in offset order from the
 /// partition's log start at the snapshot, read and verified chunk by chunk.
@@ -130,15 +130,23 @@ impl PartitionReader {
                     }
                     return Ok(None);
                 };
-                let stream = pipeline::read_stream(&self.repo, extent.chunks.clone(), 4);
-                self.current = Some((Box::pin(stream), extent.skip as usize, size));
+                let (tx, rx) = tokio::sync::mpsc::channel(4);
+                let mut stream = Box::pin(pipeline::read_stream(&self.repo, extent.chunks.clone(), 4));
+                tokio::spawn(async move {
+                    while let Some(piece) = stream.next().await {
+                        if tx.send(piece).await.is_err() {
+                            break; // the reader was dropped
+                        }
+                    }
+                });
+                self.current = Some((rx, extent.skip as usize, size));
             }
             let (stream, skip, left) = self.current.as_mut().unwrap();
             if *left == 0 {
                 self.current = None;
                 continue;
             }
-            match stream.next().await {
+            match stream.recv().await {
                 Some(piece) => {
                     let piece = piece?;
                     let from = (*skip).min(piece.len());
