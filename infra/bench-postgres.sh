@@ -7,12 +7,14 @@
 #   restore + replay of >= 1 GiB of WAL to promotion      (bar: Lifeboat / pgBackRest <= 1.0)
 #   archive 500 ready segments, one archiver at a time   (bar: throughput >= 2x pgBackRest's sync archive-push; p99 latency)
 #   peak RSS of backup and restore, at scale 10 and $SCALE (flat)
-# Usage: bash infra/bench-postgres.sh   (LIFEBOAT_BENCH_PG_SCALE=100, LIFEBOAT_BENCH_SEGMENTS=500)
+# Usage: bash infra/bench-postgres.sh   (LIFEBOAT_BENCH_PG_SCALE=100, LIFEBOAT_BENCH_SEGMENTS=500,
+#        LIFEBOAT_BENCH_PG_ONLY=archive for the archiving comparison alone)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-${LIFEBOAT_CACHE:-$HOME/.cache/lifeboat}/target}"
 scale="${LIFEBOAT_BENCH_PG_SCALE:-100}"
 segments="${LIFEBOAT_BENCH_SEGMENTS:-500}"
+only="${LIFEBOAT_BENCH_PG_ONLY:-}"
 work=/var/tmp/lifeboat-bench-pg
 # shellcheck source=infra/bench-lib.sh
 source infra/bench-lib.sh
@@ -100,7 +102,17 @@ restore_and_replay() {
   until [[ $(psql_at "$port" "select pg_is_in_recovery()" 2>/dev/null) == f ]]; do sleep 0.2; done
 }
 
+if [[ $only == archive ]]; then
+  port=$(cluster main 10)
+  log "== WAL for the archiving comparison"
+  psql_at "$port" "update pgbench_accounts set abalance = abalance + 1" >/dev/null
+  psql_at "$port" "update pgbench_accounts set abalance = abalance + 1" >/dev/null
+  switch_wait "$port"
+  bash infra/pg-cluster.sh stop "$work/main" >&2
+fi
+
 # ---------------------------------------------------------------- scale 10
+[[ $only == archive ]] || {
 log "== memory at scale 10"
 port=$(cluster small 10)
 conn="host=127.0.0.1 port=$port user=postgres dbname=postgres"
@@ -159,6 +171,7 @@ lb_restore_kb=$(tail -1 "$work/lb_restore.rss")
 bash infra/pg-cluster.sh stop "$work/lb-r" >&2
 rm -rf "$work/lb-r"
 [[ $got_lb == "$expected" && $got_pgbr == "$expected" ]] || { log "restored balances differ: lifeboat $got_lb pgbackrest $got_pgbr expected $expected"; exit 1; }
+}
 
 log "== archiving a backlog of $segments ready segments"
 # Real WAL segments of this cluster, copied under new names into a pg_wal
@@ -195,6 +208,11 @@ p99() { sort -n "$1" | awk '{a[NR]=$1} END {i=int(NR*0.99); if (i<1) i=1; printf
 archive_run pgbr_push pgbackrest --config="$work/pgbackrest.conf" --stanza=bench --pg1-path="$work/pgbr_push-wal" archive-push
 archive_run lb_push "$agent" wal-push --repo "$lb_repo" --cell push-bench --key-file "$work/key" --parallel "${LIFEBOAT_BENCH_WAL_PARALLEL:-4}"
 log "$(printf 'pgbackrest push %8.2f s, lifeboat push %8.2f s' "$pgbr_push_s" "$lb_push_s")"
+if [[ $only == archive ]]; then
+  printf '\n| archive %s ready segments (throughput ratio) | %s s | %s s | %s x | >= 2x |\n| archive: p99 latency per segment | %s s | %s s | | |\n' \
+    "$segments" "$lb_push_s" "$pgbr_push_s" "$(ratio "$pgbr_push_s" "$lb_push_s")" "$(p99 "$work/lb_push.lat")" "$(p99 "$work/pgbr_push.lat")"
+  exit 0
+fi
 
 cat <<EOF2
 
