@@ -38,6 +38,12 @@ impl Brokers {
 
     /// A consumer that reads assigned partitions and never commits.
     pub fn reader(&self) -> Result<BaseConsumer> {
+        self.reader_with_prefetch(64 << 10)
+    }
+
+    /// A reader prefetching up to `kib` KiB of records: memory is bounded by
+    /// that, whatever the topics' size.
+    pub fn reader_with_prefetch(&self, kib: usize) -> Result<BaseConsumer> {
         self.base()
             .set("group.id", "lifeboat-reader")
             .set("enable.auto.commit", "false")
@@ -49,8 +55,7 @@ impl Brokers {
             .set("fetch.wait.max.ms", "10")
             .set("fetch.max.bytes", "52428800")
             .set("max.partition.fetch.bytes", "16777216")
-            // Prefetch per partition: bounds memory whatever the topic's size.
-            .set("queued.max.messages.kbytes", "65536")
+            .set("queued.max.messages.kbytes", kib.to_string())
             .create()
             .map_err(broker("creating a Kafka consumer"))
     }

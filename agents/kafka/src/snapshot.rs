@@ -1,8 +1,9 @@
 //! `kafka snapshot`: every matching topic's records since the previous
 //! snapshot (or the log start) up to the high watermark read at the start,
 //! with topic configs and consumer-group offsets, through the repository's
-//! chunking, hashing, compression and encryption. The manifest is written
-//! last; a snapshot that cannot read all its records commits nothing.
+//! chunking, hashing, compression and encryption, several partitions at
+//! once. The manifest is written last; a snapshot that cannot read all its
+//! records commits nothing.
 //!
 //! Reading uses `read_committed`: aborted transactional records and control
 //! batches are not stored (their offsets are simply absent), and the end of
@@ -14,6 +15,7 @@ use std::io::Read;
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::time::{Duration, Instant};
 
+use futures::{StreamExt, TryStreamExt};
 use rdkafka::admin::{AdminOptions, ConfigSource, ResourceSpecifier};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
@@ -22,8 +24,8 @@ use time::OffsetDateTime;
 
 use lifeboat_repository::files::{new_manifest, StoredTree};
 use lifeboat_repository::lock::{LockGuard, LockKind};
-use lifeboat_repository::manifest::{Entry, EntryKind, Totals};
-use lifeboat_repository::pipeline::{self, KnownChunks};
+use lifeboat_repository::manifest::{ChunkRef, Entry, EntryKind, Extent, Totals};
+use lifeboat_repository::pipeline::{self, KnownChunks, StreamStats};
 use lifeboat_repository::{format, Manifest, Repository};
 
 use crate::stored::{self, segment_path, segment_start};
@@ -123,22 +125,29 @@ async fn take(repo: &Repository, req: &SnapshotRequest, regex: &regex::Regex, st
     read_configs(brokers, &mut topics).await?;
     tracing::debug!(seconds = phase.elapsed().as_secs_f64(), groups = groups.len(), "group offsets and configs read");
 
-    // Records: one stream through the chunk pipeline, partition after partition.
-    let (tx, rx) = sync_channel::<Vec<u8>>(16);
-    let reader_ranges = ranges.clone();
-    let reader_brokers = brokers.clone();
-    let reading = std::thread::spawn(move || read_partitions(&reader_brokers, &reader_ranges, tx));
+    // Records: each partition its own stream through the chunk pipeline,
+    // PARALLEL_PARTITIONS at once with a consumer each (the brokers serve
+    // several fetches at a time); a partition's new segment is an extent
+    // over its own chunks.
     let known = KnownChunks::load(repo).await?;
-    let stored = pipeline::store_stream(repo, &known, ChannelReader::new(rx), pipeline::default_workers()).await;
-    let read = reading.join().expect("the reader thread does not panic");
-    let stats = read?; // a broker failure explains a short stream better than the pipeline can
-    let (chunks, stream_stats) = stored?;
+    let read: Vec<(PartitionStats, Vec<ChunkRef>, StreamStats)> = futures::stream::iter(ranges.iter().cloned())
+        .map(|range| snapshot_partition(repo, &known, brokers, range))
+        .buffered(PARALLEL_PARTITIONS)
+        .try_collect()
+        .await?;
+    let mut stream_stats = StreamStats::default();
+    for (_, _, st) in &read {
+        stream_stats.bytes += st.bytes;
+        stream_stats.chunks += st.chunks;
+        stream_stats.new_chunks += st.new_chunks;
+        stream_stats.new_stored_bytes += st.new_stored_bytes;
+    }
 
     let mut entries = Vec::new();
     let mut reused = 0;
     let now = OffsetDateTime::now_utc().unix_timestamp();
     let previous_extents = previous.as_ref().map(|p| p.manifest.file_extents()).unwrap_or_default();
-    for (range, stat) in ranges.iter().zip(&stats) {
+    for (range, (stat, chunks, _)) in ranges.iter().zip(&read) {
         let topic = topics.iter_mut().find(|t| t.name == range.topic).expect("topic of range");
         let p = topic.partitions.iter_mut().find(|p| p.partition == range.partition).expect("partition of range");
         p.records = stat.records;
@@ -169,14 +178,13 @@ async fn take(repo: &Repository, req: &SnapshotRequest, regex: &regex::Regex, st
                 size: stat.bytes,
                 mtime: now,
                 target: None,
-                extent: None,
+                extent: Some(Extent { skip: 0, chunks: chunks.clone() }),
                 // Segments are never delta-restored; the chunks carry the hashes.
                 sha256: None,
             });
         }
     }
-    let reused_chunks = entries.iter().filter_map(|e| e.extent.as_ref()).flat_map(|x| x.chunks.iter());
-    pipeline::ensure_present(repo, chunks.iter().chain(reused_chunks)).await?;
+    pipeline::ensure_present(repo, entries.iter().filter_map(|e| e.extent.as_ref()).flat_map(|x| x.chunks.iter())).await?;
     let details = SnapshotDetails {
         brokers: brokers.list.clone(),
         topics_regex: req.topics.clone(),
@@ -195,7 +203,8 @@ async fn take(repo: &Repository, req: &SnapshotRequest, regex: &regex::Regex, st
         ..Default::default()
     };
     let kind = if previous.is_some() { KIND_INCREMENTAL } else { KIND_FULL };
-    let tree = StoredTree { source: format!("kafka {} topics /{}/", brokers.list, req.topics), entries, chunks, totals };
+    // No stream of its own: every segment is an extent.
+    let tree = StoredTree { source: format!("kafka {} topics /{}/", brokers.list, req.topics), entries, chunks: Vec::new(), totals };
     let mut manifest = new_manifest(repo, &req.cell, kind, started, tree);
     manifest.details = Some(serde_json::to_value(&details).expect("details serialise"));
     repo.write_manifest(&manifest).await?;
@@ -284,88 +293,104 @@ struct PartitionStats {
 }
 
 const BLOCK: usize = 1 << 20;
+/// Partitions read at once, each with its own consumer and chunk pipeline.
+const PARALLEL_PARTITIONS: usize = 3;
+/// Records each of those consumers prefetches (KiB).
+const PREFETCH_KIB: usize = 64 << 10;
 
-/// Read every range in order, sending encoded records in blocks.
-fn read_partitions(brokers: &Brokers, ranges: &[Range], tx: SyncSender<Vec<u8>>) -> Result<Vec<PartitionStats>> {
-    let consumer = brokers.reader()?;
-    let mut out = Vec::new();
+/// Store one partition's new records; `(stats, chunks, stream stats)`.
+async fn snapshot_partition(
+    repo: &Repository,
+    known: &KnownChunks,
+    brokers: &Brokers,
+    range: Range,
+) -> Result<(PartitionStats, Vec<ChunkRef>, StreamStats)> {
+    let (tx, rx) = sync_channel::<Vec<u8>>(8);
+    let reader_brokers = brokers.clone();
+    let reading = std::thread::spawn(move || read_partition(&reader_brokers, &range, tx));
+    let stored = pipeline::store_stream(repo, known, ChannelReader::new(rx), pipeline::default_workers()).await;
+    let stats = reading.join().expect("the reader thread does not panic")?; // a broker failure explains a short stream best
+    let (chunks, stream_stats) = stored?;
+    Ok((stats, chunks, stream_stats))
+}
+
+/// Read one range, sending encoded records in blocks.
+fn read_partition(brokers: &Brokers, r: &Range, tx: SyncSender<Vec<u8>>) -> Result<PartitionStats> {
     let mut block = Vec::with_capacity(BLOCK);
     let send = |block: &mut Vec<u8>| -> Result<()> {
         tx.send(std::mem::replace(block, Vec::with_capacity(BLOCK)))
             .map_err(|_| KafkaError::Failed("the repository stopped taking records".into()))
     };
-    for r in ranges {
-        let mut stats = PartitionStats {
-            records: 0,
-            bytes: 0,
-            first_offset: None,
-            last_offset: None,
-            first_timestamp: None,
-            last_timestamp: None,
-            hash: ContentHash::default(),
-        };
-        if r.start < r.end {
-            let mut tpl = TopicPartitionList::new();
-            tpl.add_partition_offset(&r.topic, r.partition, Offset::Offset(r.start)).map_err(broker("choosing offsets"))?;
-            consumer.assign(&tpl).map_err(broker(format!("reading {}/{}", r.topic, r.partition)))?;
-            let mut last_progress = Instant::now();
-            'partition: loop {
-                match consumer.poll(Duration::from_millis(500)) {
-                    Some(Ok(msg)) => {
-                        last_progress = Instant::now();
-                        if msg.offset() >= r.end {
-                            break 'partition;
-                        }
-                        let record = Record::of(&msg);
-                        let before = block.len();
-                        record.encode(&mut block);
-                        stats.hash.add(&record);
-                        stats.records += 1;
-                        stats.bytes += (block.len() - before) as u64;
-                        stats.first_offset.get_or_insert(record.offset);
-                        stats.first_timestamp.get_or_insert(record.timestamp);
-                        stats.last_offset = Some(record.offset);
-                        stats.last_timestamp = Some(record.timestamp);
-                        if block.len() >= BLOCK {
-                            send(&mut block)?;
-                        }
-                        if record.offset + 1 >= r.end {
-                            break 'partition;
-                        }
+    let mut stats = PartitionStats {
+        records: 0,
+        bytes: 0,
+        first_offset: None,
+        last_offset: None,
+        first_timestamp: None,
+        last_timestamp: None,
+        hash: ContentHash::default(),
+    };
+    if r.start < r.end {
+        let consumer = brokers.reader_with_prefetch(PREFETCH_KIB)?;
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset(&r.topic, r.partition, Offset::Offset(r.start)).map_err(broker("choosing offsets"))?;
+        consumer.assign(&tpl).map_err(broker(format!("reading {}/{}", r.topic, r.partition)))?;
+        let mut last_progress = Instant::now();
+        'partition: loop {
+            match consumer.poll(Duration::from_millis(500)) {
+                Some(Ok(msg)) => {
+                    last_progress = Instant::now();
+                    if msg.offset() >= r.end {
+                        break 'partition;
                     }
-                    Some(Err(rdkafka::error::KafkaError::PartitionEOF(_))) => {
-                        let position = consumer
-                            .position()
-                            .ok()
-                            .and_then(|tpl| tpl.find_partition(&r.topic, r.partition).map(|e| e.offset()));
-                        if matches!(position, Some(Offset::Offset(o)) if o >= r.end) {
-                            break 'partition;
-                        }
+                    let record = Record::of(&msg);
+                    let before = block.len();
+                    record.encode(&mut block);
+                    stats.hash.add(&record);
+                    stats.records += 1;
+                    stats.bytes += (block.len() - before) as u64;
+                    stats.first_offset.get_or_insert(record.offset);
+                    stats.first_timestamp.get_or_insert(record.timestamp);
+                    stats.last_offset = Some(record.offset);
+                    stats.last_timestamp = Some(record.timestamp);
+                    if block.len() >= BLOCK {
+                        send(&mut block)?;
                     }
-                    Some(Err(e)) => {
-                        tracing::warn!(topic = %r.topic, partition = r.partition, error = %e, "reading records; retrying");
+                    if record.offset + 1 >= r.end {
+                        break 'partition;
                     }
-                    None => {}
                 }
-                if last_progress.elapsed() > brokers.timeout {
-                    let at = stats.last_offset.map(|o| o + 1).unwrap_or(r.start);
-                    return Err(KafkaError::Failed(format!(
-                        "no records from {}/{} for {}s at offset {at} (snapshot end {}); the brokers {} may be down; nothing was committed, rerun the snapshot",
-                        r.topic,
-                        r.partition,
-                        brokers.timeout.as_secs(),
-                        r.end,
-                        brokers.list
-                    )));
+                Some(Err(rdkafka::error::KafkaError::PartitionEOF(_))) => {
+                    let position = consumer
+                        .position()
+                        .ok()
+                        .and_then(|tpl| tpl.find_partition(&r.topic, r.partition).map(|e| e.offset()));
+                    if matches!(position, Some(Offset::Offset(o)) if o >= r.end) {
+                        break 'partition;
+                    }
                 }
+                Some(Err(e)) => {
+                    tracing::warn!(topic = %r.topic, partition = r.partition, error = %e, "reading records; retrying");
+                }
+                None => {}
+            }
+            if last_progress.elapsed() > brokers.timeout {
+                let at = stats.last_offset.map(|o| o + 1).unwrap_or(r.start);
+                return Err(KafkaError::Failed(format!(
+                    "no records from {}/{} for {}s at offset {at} (snapshot end {}); the brokers {} may be down; nothing was committed, rerun the snapshot",
+                    r.topic,
+                    r.partition,
+                    brokers.timeout.as_secs(),
+                    r.end,
+                    brokers.list
+                )));
             }
         }
-        out.push(stats);
     }
     if !block.is_empty() {
         send(&mut block)?;
     }
-    Ok(out)
+    Ok(stats)
 }
 
 /// A blocking `Read` over blocks arriving on a channel.
