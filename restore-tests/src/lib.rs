@@ -87,6 +87,11 @@ pub fn agent_bin() -> PathBuf {
     bin
 }
 
+/// The `lifeboat` (coordinator) binary built next to this test.
+pub fn lifeboat_bin() -> PathBuf {
+    agent_bin().with_file_name("lifeboat")
+}
+
 /// Run the agent with `args` (and extra env), returning its output.
 pub fn agent(args: &[&str], env: &[(&str, &str)]) -> Output {
     services();

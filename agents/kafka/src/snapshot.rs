@@ -294,7 +294,7 @@ struct PartitionStats {
 
 const BLOCK: usize = 1 << 20;
 /// Partitions read at once, each with its own consumer and chunk pipeline.
-const PARALLEL_PARTITIONS: usize = 3;
+const PARALLEL_PARTITIONS: usize = 2;
 /// Records each of those consumers prefetches (KiB).
 const PREFETCH_KIB: usize = 64 << 10;
 

@@ -1,0 +1,156 @@
+//! DR plans: the platform's tiers, regions, storage locations and cells,
+//! with schedules, retention and smoke checks, as TOML files in a directory
+//! (GitOps). [`load`] reads them, [`validate`] checks them and resolves the
+//! effective plan; every problem is a [`Diagnostic`] with file and line.
+//!
+//! - [`schema`]: the files' shape as written
+//! - [`load`]: reading and parsing the directory
+//! - [`validate`]: references, secrets, schedules against tier targets
+//! - [`schedule`]: cron expressions (UTC) and their longest gap
+
+pub mod load;
+pub mod schedule;
+pub mod schema;
+pub mod validate;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Serialize;
+
+pub use schema::{Cloud, Role, Strategy};
+
+/// One problem in a plan, at a file and line (0: the file as a whole).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Diagnostic {
+    pub file: PathBuf,
+    pub line: usize,
+    pub message: String,
+}
+
+impl Diagnostic {
+    pub fn new(file: &Path, line: usize, message: String) -> Diagnostic {
+        Diagnostic { file: file.to_path_buf(), line, message }
+    }
+}
+
+impl std::fmt::Display for Diagnostic {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.line > 0 {
+            write!(f, "{}:{}: {}", self.file.display(), self.line, self.message)
+        } else {
+            write!(f, "{}: {}", self.file.display(), self.message)
+        }
+    }
+}
+
+/// A validated plan with every default applied.
+#[derive(Debug, Clone, Serialize)]
+pub struct Plan {
+    pub name: String,
+    pub description: String,
+    pub tiers: Vec<TierTarget>,
+    pub regions: Vec<RegionDef>,
+    pub locations: Vec<LocationDef>,
+    pub cells: Vec<CellPlan>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TierTarget {
+    pub name: String,
+    #[serde(with = "secs")]
+    pub rpo: Duration,
+    #[serde(with = "secs")]
+    pub rto: Duration,
+    #[serde(with = "secs")]
+    pub kafka_rpo: Duration,
+    pub strategy: Strategy,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RegionDef {
+    pub name: String,
+    pub cloud: Cloud,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct LocationDef {
+    pub name: String,
+    pub url: String,
+    pub region: String,
+    pub role: Role,
+}
+
+/// The effective schedules (cron, UTC) of a cell.
+#[derive(Debug, Clone, Serialize)]
+pub struct CellSchedules {
+    pub pg_full: String,
+    pub pg_incremental: String,
+    pub kafka_snapshot: String,
+    pub drill: String,
+    pub retention: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct CellRetention {
+    #[serde(with = "secs")]
+    pub pg_full: Duration,
+    #[serde(with = "secs")]
+    pub pg_incremental: Duration,
+    #[serde(with = "secs")]
+    pub kafka: Duration,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct CellPlan {
+    pub name: String,
+    pub tier: String,
+    pub region: String,
+    pub dr_cell: Option<String>,
+    pub tenants: Vec<String>,
+    pub agent_url: String,
+    pub locations: Vec<String>,
+    pub postgres: bool,
+    pub kafka_brokers: Option<String>,
+    pub kafka_topics: Option<String>,
+    pub schedules: CellSchedules,
+    pub retention: CellRetention,
+    pub smoke_checks: Vec<String>,
+}
+
+/// The platform defaults (design: Postgres full daily at 02:00, incremental
+/// hourly, Kafka hourly, drills monthly, retention daily; fulls kept 35
+/// days, incrementals and snapshots 7).
+pub mod defaults {
+    pub const PG_FULL: &str = "0 2 * * *";
+    pub const PG_INCREMENTAL: &str = "0 * * * *";
+    pub const KAFKA_SNAPSHOT: &str = "0 * * * *";
+    pub const DRILL: &str = "0 3 1 * *";
+    pub const RETENTION: &str = "30 4 * * *";
+    pub const KEEP_PG_FULL: &str = "35d";
+    pub const KEEP_PG_INCREMENTAL: &str = "7d";
+    pub const KEEP_KAFKA: &str = "7d";
+    /// Postgres' own default `archive_timeout` is off; plans must bound it.
+    pub const ARCHIVE_TIMEOUT: &str = "60s";
+}
+
+mod secs {
+    pub fn serialize<S: serde::Serializer>(d: &std::time::Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(d.as_secs())
+    }
+}
+
+/// Load and validate the plan in `dir`: the plan, or every problem found.
+pub fn load(dir: &Path) -> Result<Plan, Vec<Diagnostic>> {
+    let (files, problems) = load::read_dir(dir);
+    if !problems.is_empty() {
+        // Cross-file checks on a partly read plan would only add noise.
+        return Err(problems);
+    }
+    let (plan, problems) = validate::validate(dir, &files);
+    if problems.is_empty() {
+        Ok(plan)
+    } else {
+        Err(problems)
+    }
+}

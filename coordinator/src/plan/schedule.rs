@@ -1,0 +1,64 @@
+//! Cron schedules (5 fields, UTC): parsing, the next runs, and the longest
+//! gap between runs (what a schedule can promise as a recovery point).
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use croner::Cron;
+
+/// A parsed 5-field cron expression.
+pub fn parse(expr: &str) -> Result<Cron, String> {
+    if expr.split_whitespace().count() != 5 {
+        return Err(format!("{expr:?} is not a 5-field cron expression (minute hour day-of-month month day-of-week), e.g. \"0 2 * * *\""));
+    }
+    Cron::new(expr).parse().map_err(|e| format!("{expr:?} is not a valid cron expression: {e}"))
+}
+
+/// The next run strictly after `from`.
+pub fn next_after(cron: &Cron, from: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    cron.find_next_occurrence(&from, false).ok()
+}
+
+/// The longest time between two consecutive runs over the next 62 days
+/// (enough for monthly schedules), starting from `from`.
+pub fn longest_gap(cron: &Cron, from: DateTime<Utc>) -> Option<Duration> {
+    let horizon = from + chrono::Duration::days(62);
+    let mut prev = next_after(cron, from)?;
+    let mut longest = Duration::ZERO;
+    for _ in 0..20_000 {
+        let Some(next) = next_after(cron, prev) else { break };
+        if next > horizon {
+            break;
+        }
+        longest = longest.max((next - prev).to_std().unwrap_or_default());
+        prev = next;
+    }
+    (longest > Duration::ZERO).then_some(longest)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(s: &str) -> DateTime<Utc> {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn gaps_of_common_schedules() {
+        let from = at("2026-11-27T00:00:00Z");
+        assert_eq!(longest_gap(&parse("0 * * * *").unwrap(), from), Some(Duration::from_secs(3600)));
+        assert_eq!(longest_gap(&parse("*/5 * * * *").unwrap(), from), Some(Duration::from_secs(300)));
+        assert_eq!(longest_gap(&parse("0 2 * * *").unwrap(), from), Some(Duration::from_secs(86400)));
+        // Monthly: the longest month in the window.
+        assert_eq!(longest_gap(&parse("0 3 1 * *").unwrap(), from), Some(Duration::from_secs(31 * 86400)));
+        assert_eq!(next_after(&parse("0 2 * * *").unwrap(), from), Some(at("2026-11-27T02:00:00Z")));
+    }
+
+    #[test]
+    fn bad_expressions() {
+        assert!(parse("0 2 * *").unwrap_err().contains("5-field"));
+        assert!(parse("61 * * * *").is_err());
+        assert!(parse("0 0 * * * *").is_err());
+    }
+}

@@ -1,0 +1,175 @@
+//! The plan files' schema, as written (TOML): every table refuses unknown
+//! keys, and every named entry keeps its position for error messages.
+//!
+//! A plan is a directory of `*.toml` files; each may hold any of the
+//! sections below, and the loader merges them (names must be unique across
+//! all files).
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileDoc {
+    pub plan: Option<PlanMeta>,
+    pub defaults: Option<Defaults>,
+    #[serde(default)]
+    pub tier: Vec<Spanned<Tier>>,
+    #[serde(default)]
+    pub region: Vec<Spanned<Region>>,
+    #[serde(default)]
+    pub location: Vec<Spanned<Location>>,
+    #[serde(default)]
+    pub cell: Vec<Spanned<Cell>>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlanMeta {
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Defaults {
+    #[serde(default)]
+    pub schedules: Schedules,
+    #[serde(default)]
+    pub retention: Retention,
+}
+
+/// Cron expressions (5 fields, UTC).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Schedules {
+    pub pg_full: Option<Spanned<String>>,
+    pub pg_incremental: Option<Spanned<String>>,
+    pub kafka_snapshot: Option<Spanned<String>>,
+    pub drill: Option<Spanned<String>>,
+    pub retention: Option<Spanned<String>>,
+}
+
+/// How long backups are kept (durations such as `35d`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Retention {
+    pub pg_full: Option<Spanned<String>>,
+    pub pg_incremental: Option<Spanned<String>>,
+    pub kafka: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Strategy {
+    ActivePassive,
+    WarmStandby,
+    ColdStandby,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Tier {
+    pub name: Spanned<String>,
+    pub rpo: Spanned<String>,
+    pub rto: Spanned<String>,
+    pub strategy: Strategy,
+    /// Kafka's recovery point objective (snapshots), when it differs from `rpo`.
+    pub kafka_rpo: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Cloud {
+    Azure,
+    Aws,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Region {
+    pub name: Spanned<String>,
+    pub cloud: Cloud,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Role {
+    Primary,
+    SecondaryRegion,
+    CrossCloud,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Location {
+    pub name: Spanned<String>,
+    /// `file:///dir`, `s3://bucket/prefix` or `az://container/prefix`.
+    pub url: Spanned<String>,
+    pub region: Spanned<String>,
+    pub role: Role,
+    /// Credentials, by reference only (`env:NAME` or `file:PATH`).
+    #[serde(default)]
+    pub secrets: BTreeMap<String, Spanned<String>>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Cell {
+    pub name: Spanned<String>,
+    pub tier: Spanned<String>,
+    pub region: Spanned<String>,
+    pub dr_cell: Option<Spanned<String>>,
+    #[serde(default)]
+    pub tenants: Vec<Spanned<String>>,
+    pub agent: Spanned<Agent>,
+    /// Location names: the first with role `primary` is where backups go.
+    pub locations: Vec<Spanned<String>>,
+    pub postgres: Option<Spanned<Postgres>>,
+    pub kafka: Option<Spanned<Kafka>>,
+    #[serde(default)]
+    pub schedules: Schedules,
+    #[serde(default)]
+    pub smoke: Vec<Spanned<Smoke>>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Agent {
+    pub url: Spanned<String>,
+    /// The agent's API token, by reference.
+    pub token: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Postgres {
+    /// libpq conninfo without a password.
+    pub conninfo: Spanned<String>,
+    pub password: Option<Spanned<String>>,
+    /// The cluster's `archive_timeout`: the longest WAL stays unarchived.
+    pub archive_timeout: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Kafka {
+    pub brokers: Spanned<String>,
+    /// Regular expression over whole topic names.
+    pub topics: Spanned<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Smoke {
+    pub name: Spanned<String>,
+    /// SQL whose single value must equal `expect`.
+    pub sql: Option<Spanned<String>>,
+    pub expect: Option<Spanned<String>>,
+    /// A Kafka check: `records-match-snapshot`, `groups-translated` or
+    /// `payments-have-events`.
+    pub kafka: Option<Spanned<String>>,
+}
