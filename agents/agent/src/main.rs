@@ -56,7 +56,21 @@ async fn shutdown_signal() -> &'static str {
     }
 }
 
+/// The data path allocates and frees multi-MiB buffers (chunks, sealed
+/// objects) continuously. glibc serves such sizes with fresh mmaps and
+/// returns freed memory at once, so every chunk paid for zeroed pages (11 %
+/// of a Kafka restore's CPU). Keep them in the heap instead; the pipelines'
+/// bounds still cap how much is held.
+fn tune_allocator() {
+    // SAFETY: mallopt only sets allocator parameters; called before any thread starts.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 64 << 20);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 256 << 20);
+    }
+}
+
 fn main() -> ExitCode {
+    tune_allocator();
     let cli = Cli::parse();
     output::init_logging(&cli.global);
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
