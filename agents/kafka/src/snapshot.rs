@@ -180,7 +180,7 @@ async fn take(repo: &Repository, req: &SnapshotRequest, regex: &regex::Regex, st
                 target: None,
                 extent: Some(Extent { skip: 0, chunks: chunks.clone() }),
                 // Segments are never delta-restored; the chunks carry the hashes.
-                sha256: None,
+                blake3: None,
             });
         }
     }

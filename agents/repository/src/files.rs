@@ -4,7 +4,7 @@
 //!
 //! Backup walks the tree in sorted order, records every entry, and streams
 //! the regular files' contents, concatenated, through the chunk pipeline.
-//! Every file's SHA-256 is recorded, for delta restores. Restoring is
+//! Every file's BLAKE3 hash is recorded, for delta restores. Restoring is
 //! [`crate::tree_restore`]'s (re-exported here).
 
 use std::collections::HashSet;
@@ -14,7 +14,6 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 
 use crate::error::{RepoError, Result};
@@ -73,19 +72,19 @@ fn walk(root: &Path, filter: fn(&str) -> Filter) -> Result<(Vec<Entry>, Vec<Path
             let mode = meta.permissions().mode() & 0o7777;
             let ft = meta.file_type();
             if ft.is_dir() {
-                entries.push(Entry { path: path.clone(), kind: EntryKind::Dir, mode, size: 0, mtime: meta.mtime(), target: None, extent: None, sha256: None });
+                entries.push(Entry { path: path.clone(), kind: EntryKind::Dir, mode, size: 0, mtime: meta.mtime(), target: None, extent: None, blake3: None });
                 if decision != Filter::EmptyDir {
                     subdirs.push((item.path(), path));
                 }
             } else if ft.is_file() {
-                entries.push(Entry { path, kind: EntryKind::File, mode, size: meta.len(), mtime: meta.mtime(), target: None, extent: None, sha256: None });
+                entries.push(Entry { path, kind: EntryKind::File, mode, size: meta.len(), mtime: meta.mtime(), target: None, extent: None, blake3: None });
                 files.push(item.path());
             } else if ft.is_symlink() {
                 let target = fs::read_link(item.path()).map_err(RepoError::io(format!("reading link {}", item.path().display())))?;
                 let target = target.to_str().ok_or_else(|| {
                     RepoError::Invalid(format!("{}: symlink target is not UTF-8", item.path().display()))
                 })?;
-                entries.push(Entry { path, kind: EntryKind::Symlink, mode, size: 0, mtime: meta.mtime(), target: Some(target.into()), extent: None, sha256: None });
+                entries.push(Entry { path, kind: EntryKind::Symlink, mode, size: 0, mtime: meta.mtime(), target: Some(target.into()), extent: None, blake3: None });
             } else {
                 tracing::warn!(path = %item.path().display(), "skipping a socket, fifo or device file");
                 skipped += 1;
@@ -101,11 +100,11 @@ fn walk(root: &Path, filter: fn(&str) -> Filter) -> Result<(Vec<Entry>, Vec<Path
 #[derive(Debug, Clone)]
 struct FileRead {
     size: u64,
-    sha256: String,
+    blake3: String,
 }
 
 /// Reads the regular files one after the other as one stream, remembering
-/// how many bytes each contributed and their SHA-256 (a file that changes
+/// how many bytes each contributed and their BLAKE3 hash (a file that changes
 /// size mid-backup is recorded as read, so restore splits the stream
 /// correctly). A file that vanished between the walk and the read
 /// contributes nothing and is marked `None` (Postgres drops relation files
@@ -113,7 +112,7 @@ struct FileRead {
 struct Concat {
     progress: Arc<crate::progress::Progress>,
     files: std::vec::IntoIter<PathBuf>,
-    current: Option<(File, u64, Sha256)>,
+    current: Option<(File, u64, blake3::Hasher)>,
     reads: Arc<Mutex<Vec<Option<FileRead>>>>,
 }
 
@@ -123,7 +122,7 @@ impl Read for Concat {
             if self.current.is_none() {
                 let Some(next) = self.files.next() else { return Ok(0) };
                 match File::open(&next) {
-                    Ok(file) => self.current = Some((file, 0, Sha256::new())),
+                    Ok(file) => self.current = Some((file, 0, blake3::Hasher::new())),
                     Err(e) if e.kind() == io::ErrorKind::NotFound => {
                         tracing::warn!(file = %next.display(), "vanished during the backup; left out");
                         self.reads.lock().unwrap().push(None);
@@ -136,7 +135,7 @@ impl Read for Concat {
             let n = file.read(buf)?;
             if n == 0 {
                 let (_, size, hasher) = self.current.take().unwrap();
-                self.reads.lock().unwrap().push(Some(FileRead { size, sha256: hex::encode(hasher.finalize()) }));
+                self.reads.lock().unwrap().push(Some(FileRead { size, blake3: hasher.finalize().to_hex().to_string() }));
                 continue;
             }
             *size += n as u64;
@@ -194,7 +193,7 @@ pub async fn store_tree(
             match extents.get(entry.path.as_str()).filter(|_| same) {
                 Some(extent) => {
                     entry.extent = Some(extent.clone());
-                    entry.sha256 = by_path[entry.path.as_str()].sha256.clone();
+                    entry.blake3 = by_path[entry.path.as_str()].blake3.clone();
                     reused += 1;
                 }
                 None => to_read.push(abs),
@@ -216,7 +215,7 @@ pub async fn store_tree(
         match file_reads.next().flatten() {
             Some(read) => {
                 entry.size = read.size;
-                entry.sha256 = Some(read.sha256);
+                entry.blake3 = Some(read.blake3);
             }
             None => {
                 vanished.insert(i);

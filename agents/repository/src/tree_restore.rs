@@ -17,7 +17,6 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use futures::StreamExt;
-use sha2::{Digest, Sha256};
 
 use crate::error::{RepoError, Result};
 use crate::manifest::{self, ChunkRef, Entry, EntryKind, Extent, Manifest};
@@ -85,7 +84,7 @@ pub async fn restore_dir(repo: &Repository, manifest: &Manifest, target: &Path) 
 }
 
 /// Restore a backup over an existing directory: files whose size and
-/// SHA-256 match the manifest are kept (only their mode and mtime are set),
+/// BLAKE3 match the manifest are kept (only their mode and mtime are set),
 /// the rest are written, and entries the backup does not hold are removed.
 ///
 /// `write_last` names files that are removed first and written only once
@@ -205,12 +204,12 @@ fn plan_delta(root: &Path, manifest: &Manifest, write_last: &HashSet<String>) ->
 }
 
 fn content_matches(path: &Path, entry: &Entry) -> Result<bool> {
-    let Some(want) = &entry.sha256 else { return Ok(false) };
+    let Some(want) = &entry.blake3 else { return Ok(false) };
     let mut file = File::open(path).map_err(RepoError::io(format!("opening {}", path.display())))?;
     if file.metadata().map(|m| m.len()).unwrap_or(u64::MAX) != entry.size {
         return Ok(false);
     }
-    let mut hasher = Sha256::new();
+    let mut hasher = blake3::Hasher::new();
     let mut buf = vec![0u8; 1 << 20];
     loop {
         let n = file.read(&mut buf).map_err(RepoError::io(format!("reading {}", path.display())))?;
@@ -219,7 +218,7 @@ fn content_matches(path: &Path, entry: &Entry) -> Result<bool> {
         }
         hasher.update(&buf[..n]);
     }
-    Ok(hex::encode(hasher.finalize()) == *want)
+    Ok(hasher.finalize().to_hex().as_str() == want)
 }
 
 /// Check every entry path, and that no entry lies below a symlink entry.

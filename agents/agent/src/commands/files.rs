@@ -32,7 +32,7 @@ pub enum FilesCommand {
         repo: RepoArg,
         #[arg(long, env = "LIFEBOAT_CELL")]
         cell: String,
-        /// Restore over an existing directory: keep files whose SHA-256 matches
+        /// Restore over an existing directory: keep files whose BLAKE3 hash matches
         /// the backup, rewrite the rest, remove entries the backup lacks.
         #[arg(long)]
         delta: bool,

@@ -96,7 +96,7 @@ pub enum PgCommand {
         #[arg(long)]
         to: PathBuf,
         /// Restore over an existing (stopped) data directory: keep files whose
-        /// SHA-256 matches the backup, rewrite the rest, remove what it lacks.
+        /// BLAKE3 hash matches the backup, rewrite the rest, remove what it lacks.
         #[arg(long)]
         delta: bool,
         #[command(flatten)]
