@@ -8,6 +8,10 @@ use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::metadata::Metadata;
+use rdkafka::message::Message;
+use rdkafka::{Offset, TopicPartitionList};
+
+use crate::record::Record;
 
 use crate::{broker, KafkaError, Result};
 
@@ -106,5 +110,58 @@ impl Brokers {
         consumer
             .fetch_watermarks(topic, partition, self.timeout)
             .map_err(broker(format!("reading the offsets of {topic}/{partition}")))
+    }
+
+    /// Read `topic/partition` from `start` up to `end` (exclusive) with
+    /// `consumer`, handing each record to `each`. Offsets missing at the end
+    /// (aborted transactions, control batches) are recognised by the
+    /// consumer's position at end of partition. No progress for the
+    /// timeout is an error naming the offset reached; `hint` says what to do.
+    pub fn read_range(
+        &self,
+        consumer: &BaseConsumer,
+        (topic, partition): (&str, i32),
+        (start, end): (i64, i64),
+        hint: &str,
+        mut each: impl FnMut(Record<'_>) -> Result<()>,
+    ) -> Result<()> {
+        if start >= end {
+            return Ok(());
+        }
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset(topic, partition, Offset::Offset(start)).map_err(broker("choosing offsets"))?;
+        consumer.assign(&tpl).map_err(broker(format!("reading {topic}/{partition}")))?;
+        let mut last_progress = std::time::Instant::now();
+        let mut next = start;
+        loop {
+            match consumer.poll(Duration::from_millis(500)) {
+                Some(Ok(msg)) => {
+                    last_progress = std::time::Instant::now();
+                    if msg.offset() >= end {
+                        return Ok(());
+                    }
+                    next = msg.offset() + 1;
+                    each(Record::of(&msg))?;
+                    if next >= end {
+                        return Ok(());
+                    }
+                }
+                Some(Err(rdkafka::error::KafkaError::PartitionEOF(_))) => {
+                    let position = consumer.position().ok().and_then(|t| t.find_partition(topic, partition).map(|e| e.offset()));
+                    if matches!(position, Some(Offset::Offset(o)) if o >= end) {
+                        return Ok(());
+                    }
+                }
+                Some(Err(e)) => tracing::warn!(topic, partition, error = %e, "reading records; retrying"),
+                None => {}
+            }
+            if last_progress.elapsed() > self.timeout {
+                return Err(KafkaError::Failed(format!(
+                    "no records from {topic}/{partition} for {}s at offset {next} (end {end}); the brokers {} may be down; {hint}",
+                    self.timeout.as_secs(),
+                    self.list
+                )));
+            }
+        }
     }
 }

@@ -180,7 +180,7 @@ pub async fn restore(repo: &Repository, req: &RestoreRequest) -> Result<RestoreR
             }
             let journal = Journal {
                 snapshot: last.manifest.id.clone(),
-                until: req.until.map(|u| fmt_ms(until_ms(&Some(u)).unwrap())),
+                until: until.map(fmt_ms),
                 mapping: mapping.clone(),
                 bases,
             };

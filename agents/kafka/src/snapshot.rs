@@ -13,12 +13,10 @@
 use std::collections::BTreeMap;
 use std::io::Read;
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
-use std::time::{Duration, Instant};
 
 use futures::{StreamExt, TryStreamExt};
 use rdkafka::admin::{AdminOptions, ConfigSource, ResourceSpecifier};
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 use time::OffsetDateTime;
 
@@ -31,7 +29,7 @@ use lifeboat_repository::{format, Manifest, Repository};
 use crate::stored::{self, segment_path, segment_start};
 use crate::client::Brokers;
 use crate::details::{Gap, GroupOffset, GroupOffsets, PartitionSnapshot, SnapshotDetails, TopicConfig, TopicSnapshot};
-use crate::record::{ContentHash, Record};
+use crate::record::ContentHash;
 use crate::{broker, KafkaError, Result, KIND_FULL, KIND_INCREMENTAL};
 
 #[derive(Debug, Clone)]
@@ -332,60 +330,22 @@ fn read_partition(brokers: &Brokers, r: &Range, tx: SyncSender<Vec<u8>>) -> Resu
     };
     if r.start < r.end {
         let consumer = brokers.reader_with_prefetch(PREFETCH_KIB)?;
-        let mut tpl = TopicPartitionList::new();
-        tpl.add_partition_offset(&r.topic, r.partition, Offset::Offset(r.start)).map_err(broker("choosing offsets"))?;
-        consumer.assign(&tpl).map_err(broker(format!("reading {}/{}", r.topic, r.partition)))?;
-        let mut last_progress = Instant::now();
-        'partition: loop {
-            match consumer.poll(Duration::from_millis(500)) {
-                Some(Ok(msg)) => {
-                    last_progress = Instant::now();
-                    if msg.offset() >= r.end {
-                        break 'partition;
-                    }
-                    let record = Record::of(&msg);
-                    let before = block.len();
-                    record.encode(&mut block);
-                    stats.hash.add(&record);
-                    stats.records += 1;
-                    stats.bytes += (block.len() - before) as u64;
-                    stats.first_offset.get_or_insert(record.offset);
-                    stats.first_timestamp.get_or_insert(record.timestamp);
-                    stats.last_offset = Some(record.offset);
-                    stats.last_timestamp = Some(record.timestamp);
-                    if block.len() >= BLOCK {
-                        send(&mut block)?;
-                    }
-                    if record.offset + 1 >= r.end {
-                        break 'partition;
-                    }
-                }
-                Some(Err(rdkafka::error::KafkaError::PartitionEOF(_))) => {
-                    let position = consumer
-                        .position()
-                        .ok()
-                        .and_then(|tpl| tpl.find_partition(&r.topic, r.partition).map(|e| e.offset()));
-                    if matches!(position, Some(Offset::Offset(o)) if o >= r.end) {
-                        break 'partition;
-                    }
-                }
-                Some(Err(e)) => {
-                    tracing::warn!(topic = %r.topic, partition = r.partition, error = %e, "reading records; retrying");
-                }
-                None => {}
+        let hint = "nothing was committed, rerun the snapshot";
+        brokers.read_range(&consumer, (&r.topic, r.partition), (r.start, r.end), hint, |record| {
+            let before = block.len();
+            record.encode(&mut block);
+            stats.hash.add(&record);
+            stats.records += 1;
+            stats.bytes += (block.len() - before) as u64;
+            stats.first_offset.get_or_insert(record.offset);
+            stats.first_timestamp.get_or_insert(record.timestamp);
+            stats.last_offset = Some(record.offset);
+            stats.last_timestamp = Some(record.timestamp);
+            if block.len() >= BLOCK {
+                send(&mut block)?;
             }
-            if last_progress.elapsed() > brokers.timeout {
-                let at = stats.last_offset.map(|o| o + 1).unwrap_or(r.start);
-                return Err(KafkaError::Failed(format!(
-                    "no records from {}/{} for {}s at offset {at} (snapshot end {}); the brokers {} may be down; nothing was committed, rerun the snapshot",
-                    r.topic,
-                    r.partition,
-                    brokers.timeout.as_secs(),
-                    r.end,
-                    brokers.list
-                )));
-            }
-        }
+            Ok(())
+        })?;
     }
     if !block.is_empty() {
         send(&mut block)?;

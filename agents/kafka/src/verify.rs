@@ -3,10 +3,7 @@
 //! the repository; the actual side is read back from the brokers, from the
 //! restore's base offset (from its offset map) or the log start.
 
-use std::time::{Duration, Instant};
 
-use rdkafka::message::Message;
-use rdkafka::{Offset, TopicPartitionList};
 use serde::Serialize;
 
 use lifeboat_repository::{format, RepoError, Repository};
@@ -15,7 +12,7 @@ use lifeboat_storage::StoreError;
 use crate::stored::{self, PartitionReader};
 use crate::record::{ContentHash, Record};
 use crate::restore::RestoreRequest;
-use crate::{broker, KafkaError, Result};
+use crate::{KafkaError, Result};
 
 /// Count, content hash and first/last timestamps of a run of records.
 #[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
@@ -147,38 +144,10 @@ fn read_back(
     from: i64,
     end: i64,
 ) -> Result<Summary> {
-    use rdkafka::consumer::Consumer;
     let mut sum = Summing::default();
-    if from >= end {
-        return Ok(sum.done());
-    }
-    let mut tpl = TopicPartitionList::new();
-    tpl.add_partition_offset(topic, partition, Offset::Offset(from)).map_err(broker("choosing offsets"))?;
-    consumer.assign(&tpl).map_err(broker(format!("reading {topic}/{partition}")))?;
-    let mut last_progress = Instant::now();
-    loop {
-        match consumer.poll(Duration::from_millis(500)) {
-            Some(Ok(m)) => {
-                last_progress = Instant::now();
-                if m.offset() >= end {
-                    break;
-                }
-                sum.add(&Record::of(&m));
-                if m.offset() + 1 >= end {
-                    break;
-                }
-            }
-            Some(Err(rdkafka::error::KafkaError::PartitionEOF(_))) => {
-                let at = consumer.position().ok().and_then(|t| t.find_partition(topic, partition).map(|e| e.offset()));
-                if matches!(at, Some(Offset::Offset(o)) if o >= end) {
-                    break;
-                }
-            }
-            _ => {}
-        }
-        if last_progress.elapsed() > brokers.timeout {
-            return Err(KafkaError::Failed(format!("no records from {topic}/{partition} for {}s", brokers.timeout.as_secs())));
-        }
-    }
+    brokers.read_range(consumer, (topic, partition), (from, end), "rerun the verification", |r| {
+        sum.add(&r);
+        Ok(())
+    })?;
     Ok(sum.done())
 }
