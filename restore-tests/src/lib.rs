@@ -12,6 +12,7 @@ use std::sync::OnceLock;
 
 pub mod kafka;
 pub mod pg;
+pub mod served;
 
 /// The three storage backends every scenario runs against.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -102,6 +103,19 @@ pub fn agent(args: &[&str], env: &[(&str, &str)]) -> Output {
         cmd.env(k, v);
     }
     cmd.output().expect("running lifeboat-agent")
+}
+
+/// Every file under `dir`, recursively (not directories).
+pub fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        if e.file_type().unwrap().is_dir() {
+            out.extend(files_under(&e.path()));
+        } else {
+            out.push(e.path());
+        }
+    }
+    out
 }
 
 /// Build a small configuration tree: nested dirs, modes, symlinks, an empty

@@ -90,7 +90,7 @@ fn corruption_is_named_and_the_geo_copy_restores() {
         assert_eq!(again["objects_copied"], 0, "a rerun copies nothing new: {again}");
     }
 
-    let mut chunks: Vec<_> = walk_files(&primary_dir.join("chunks"));
+    let mut chunks: Vec<_> = lifeboat_restore_tests::files_under(&primary_dir.join("chunks"));
     chunks.sort();
     assert!(chunks.len() >= 3, "need three chunks to damage, have {}", chunks.len());
     let (flipped, truncated, deleted) = (&chunks[0], &chunks[1], &chunks[2]);
@@ -135,17 +135,6 @@ fn corruption_is_named_and_the_geo_copy_restores() {
     assert_eq!(report["failures"].as_array().unwrap().len(), 3, "two corrupt chunks and one manifest: {report}");
 }
 
-fn walk_files(dir: &Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).unwrap().flatten() {
-        if e.file_type().unwrap().is_dir() {
-            out.extend(walk_files(&e.path()));
-        } else {
-            out.push(e.path());
-        }
-    }
-    out
-}
 
 /// `--delta` over a directory that drifted: matching files are kept,
 /// changed, missing and retyped entries are restored, extra ones removed,

@@ -85,7 +85,7 @@ fn a_corrupt_chunk_is_detected_and_never_produced() {
     repo.kafka(&["snapshot", "--topics", &topic]);
     // Flip one byte in the middle of the largest chunk.
     let root = std::path::PathBuf::from(repo.url.strip_prefix("file://").unwrap());
-    let mut chunks: Vec<_> = walk(&root.join("chunks"));
+    let mut chunks: Vec<_> = lifeboat_restore_tests::files_under(&root.join("chunks"));
     chunks.sort_by_key(|p| std::fs::metadata(p).unwrap().len());
     let victim = chunks.last().unwrap().clone();
     let mut bytes = std::fs::read(&victim).unwrap();
@@ -107,17 +107,6 @@ fn a_corrupt_chunk_is_detected_and_never_produced() {
     assert_eq!(got[..], records[..got.len()], "only verified records, in order");
 }
 
-fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).unwrap().flatten() {
-        if e.file_type().unwrap().is_dir() {
-            out.extend(walk(&e.path()));
-        } else {
-            out.push(e.path());
-        }
-    }
-    out
-}
 
 #[test]
 fn broker_restarted_mid_snapshot_completes_or_fails_clearly() {

@@ -6,6 +6,7 @@
 mod commands;
 mod context;
 mod output;
+mod serve;
 
 use std::process::ExitCode;
 
@@ -45,6 +46,8 @@ enum Command {
     /// Kafka: topic snapshots, point-in-time restores with group-offset translation.
     #[command(subcommand)]
     Kafka(commands::kafka::KafkaCommand),
+    /// Serve the HTTP API the coordinator drives (jobs, health, metrics) for one cell.
+    Serve(serve::ServeArgs),
 }
 
 async fn shutdown_signal() -> &'static str {
@@ -72,6 +75,7 @@ fn tune_allocator() {
 fn main() -> ExitCode {
     tune_allocator();
     let cli = Cli::parse();
+    let serving = matches!(cli.command, Command::Serve(_));
     output::init_logging(&cli.global);
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
     let result = runtime.block_on(async {
@@ -84,15 +88,21 @@ fn main() -> ExitCode {
                 Command::WalFetch(args) => commands::wal::fetch(&cli.global, args).await,
                 Command::Pg(cmd) => commands::pg::run(&cli.global, cmd).await,
                 Command::Kafka(cmd) => commands::kafka::run(&cli.global, cmd).await,
+                Command::Serve(args) => serve::run(&cli.global, args).await,
             }
         };
         // Ctrl-C / SIGTERM drop the work in flight: nothing is committed
         // before its manifest, so a rerun picks up where this one stopped.
         tokio::select! {
             result = work => result,
-            signal = shutdown_signal() => Err(anyhow::anyhow!(
-                "interrupted by {signal}; nothing half-written was committed, rerun to finish"
-            )),
+            signal = shutdown_signal() => if serving {
+                // Running jobs' processes get SIGTERM as the runtime stops
+                // (PR_SET_PDEATHSIG); the next start records them as failed.
+                tracing::info!("stopping on {signal}");
+                Ok(ExitCode::SUCCESS)
+            } else {
+                Err(anyhow::anyhow!("interrupted by {signal}; nothing half-written was committed, rerun to finish"))
+            },
         }
     });
     match result {

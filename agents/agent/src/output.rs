@@ -42,8 +42,27 @@ pub fn bytes(n: u64) -> String {
 }
 
 /// Run `work` with a progress bar over the repository's data path on
-/// stderr, when stderr is a terminal (never in scripts or logs).
+/// stderr, when stderr is a terminal (never in scripts or logs). Under
+/// `lifeboat-agent serve`, progress goes to the file `LIFEBOAT_PROGRESS_FILE`
+/// names instead ("done total" in bytes, replaced every half second).
 pub async fn with_progress<T>(repo: &lifeboat_repository::Repository, what: &str, work: impl std::future::Future<Output = T>) -> T {
+    if let Some(path) = std::env::var_os("LIFEBOAT_PROGRESS_FILE") {
+        let progress = repo.progress().clone();
+        let path = std::path::PathBuf::from(path);
+        let ticker = tokio::spawn(async move {
+            let tmp = path.with_extension("progress.tmp");
+            loop {
+                let (done, total) = progress.get();
+                if std::fs::write(&tmp, format!("{done} {total}\n")).is_ok() {
+                    let _ = std::fs::rename(&tmp, &path);
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+            }
+        });
+        let out = work.await;
+        ticker.abort();
+        return out;
+    }
     if !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
         return work.await;
     }

@@ -1,0 +1,156 @@
+//! The agent's HTTP API (docs/agent-api.yaml): health, version, jobs,
+//! metrics. Handlers validate, record in the journal and hand work to the
+//! runner; they never run a job themselves.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{middleware, Json, Router};
+use serde::Deserialize;
+use time::OffsetDateTime;
+
+use super::jobs::{check_idempotency_key, Job, JobSpec, State as JobState};
+use super::{auth, runner, Agent};
+
+pub fn router(agent: Arc<Agent>) -> Router {
+    Router::new()
+        .route("/v1/health", get(health))
+        .route("/v1/version", get(version))
+        .route("/v1/jobs", post(submit).get(list))
+        .route("/v1/jobs/{id}", get(show))
+        .route("/metrics", get(metrics))
+        .fallback(not_found)
+        .layer(middleware::from_fn_with_state(agent.clone(), auth::require_token))
+        .with_state(agent)
+}
+
+fn error(status: StatusCode, message: impl Into<String>) -> Response {
+    (status, Json(serde_json::json!({ "error": message.into() }))).into_response()
+}
+
+async fn not_found() -> Response {
+    error(StatusCode::NOT_FOUND, "no such endpoint; see docs/agent-api.yaml")
+}
+
+async fn health(State(agent): State<Arc<Agent>>) -> Response {
+    let running = agent.journal().all().filter(|j| j.state == JobState::Running).count();
+    let queued = agent.journal().all().filter(|j| j.state == JobState::Queued).count();
+    Json(serde_json::json!({ "status": "ok", "cell": agent.config.cell, "jobs_running": running, "jobs_queued": queued }))
+        .into_response()
+}
+
+async fn version(State(agent): State<Arc<Agent>>) -> Response {
+    Json(serde_json::json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "cell": agent.config.cell,
+        "job_kinds": ["pg-backup", "kafka-snapshot", "copy", "verify", "retention", "pg-restore", "kafka-restore"],
+        "locations": agent.config.copy_to.iter().map(|(n, _)| n).collect::<Vec<_>>(),
+    }))
+    .into_response()
+}
+
+async fn metrics(State(agent): State<Arc<Agent>>) -> Response {
+    ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], agent.metrics.render())
+        .into_response()
+}
+
+/// A job as the API shows it: the record, with live progress while it runs.
+fn view(agent: &Agent, job: &Job) -> Job {
+    let mut job = job.clone();
+    if job.state == JobState::Running {
+        if let Some(p) = runner::read_progress(&agent.journal().progress_path(&job.id)) {
+            job.progress = Some(p);
+        }
+    }
+    job
+}
+
+/// `POST /v1/jobs` with an `Idempotency-Key` header: the same key and body
+/// return the job already made (200); the same key with another body is a
+/// conflict (409); otherwise the job is queued (202).
+async fn submit(State(agent): State<Arc<Agent>>, headers: HeaderMap, body: Bytes) -> Response {
+    let Some(key) = headers.get("idempotency-key").and_then(|v| v.to_str().ok()) else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "missing Idempotency-Key header: choose one key per intended run, so a retried request returns the same job",
+        );
+    };
+    if let Err(e) = check_idempotency_key(key) {
+        return error(StatusCode::BAD_REQUEST, e);
+    }
+    let spec: JobSpec = match serde_json::from_slice(&body) {
+        Ok(spec) => spec,
+        Err(e) => return error(StatusCode::BAD_REQUEST, format!("the job is not valid: {e}")),
+    };
+    if let Err(e) = runner::invocation(&agent, &spec) {
+        return error(StatusCode::UNPROCESSABLE_ENTITY, e);
+    }
+    let job = {
+        let mut journal = agent.journal();
+        if let Some(existing) = journal.by_key(key) {
+            return if existing.spec == spec {
+                let job = existing.clone();
+                drop(journal);
+                (StatusCode::OK, Json(view(&agent, &job))).into_response()
+            } else {
+                error(
+                    StatusCode::CONFLICT,
+                    format!(
+                        "idempotency key `{key}` already named job {} ({}); use a new key for a different job",
+                        existing.id,
+                        existing.spec.kind()
+                    ),
+                )
+            };
+        }
+        let job = Job::queued(key, spec, OffsetDateTime::now_utc());
+        if let Err(e) = journal.put(job.clone()) {
+            tracing::error!("recording a new job failed: {e:#}");
+            return error(StatusCode::INTERNAL_SERVER_ERROR, format!("recording the job failed: {e:#}"));
+        }
+        job
+    };
+    tracing::info!(job = %job.id, kind = job.spec.kind(), key, "job queued");
+    tokio::spawn(runner::run(agent.clone(), job.id.clone()));
+    let location = format!("/v1/jobs/{}", job.id);
+    (StatusCode::ACCEPTED, [(header::LOCATION, location)], Json(job)).into_response()
+}
+
+async fn show(State(agent): State<Arc<Agent>>, Path(id): Path<String>) -> Response {
+    let job = agent.journal().get(&id).cloned();
+    match job {
+        Some(job) => Json(view(&agent, &job)).into_response(),
+        None => error(StatusCode::NOT_FOUND, format!("no job {id} on this agent")),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListQuery {
+    state: Option<JobState>,
+    kind: Option<String>,
+    limit: Option<usize>,
+}
+
+/// `GET /v1/jobs`: newest first, optionally by state and kind.
+async fn list(State(agent): State<Arc<Agent>>, query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>) -> Response {
+    let Query(q) = match query {
+        Ok(q) => q,
+        Err(e) => return error(StatusCode::BAD_REQUEST, format!("bad query: {e}")),
+    };
+    let jobs: Vec<Job> = agent
+        .journal()
+        .all()
+        .rev()
+        .filter(|j| q.state.is_none_or(|s| j.state == s))
+        .filter(|j| q.kind.as_deref().is_none_or(|k| j.spec.kind() == k))
+        .take(q.limit.unwrap_or(100))
+        .cloned()
+        .collect();
+    let jobs: Vec<Job> = jobs.iter().map(|j| view(&agent, j)).collect();
+    Json(serde_json::json!({ "jobs": jobs })).into_response()
+}

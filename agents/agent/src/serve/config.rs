@@ -1,0 +1,114 @@
+//! What `lifeboat-agent serve` is started with: the one cell it serves, its
+//! repository, what it protects (Postgres, Kafka), where it copies to, and
+//! how it listens. Secrets (the API token, the Postgres password, the
+//! repository key) are read from files, never taken on the command line.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+
+use crate::context::RepoArg;
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub repo: RepoArg,
+    /// The cell this agent serves.
+    #[arg(long, env = "LIFEBOAT_CELL")]
+    pub cell: String,
+    /// Address to listen on; port 0 picks a free port (the address is printed).
+    #[arg(long, default_value = "127.0.0.1:7400", env = "LIFEBOAT_AGENT_LISTEN")]
+    pub listen: SocketAddr,
+    /// File holding the API's bearer token (shared with the coordinator; 32+ characters).
+    #[arg(long, env = "LIFEBOAT_AGENT_TOKEN_FILE")]
+    pub token_file: PathBuf,
+    /// Directory for the job journal and job logs (kept across restarts).
+    #[arg(long, env = "LIFEBOAT_AGENT_STATE_DIR")]
+    pub state_dir: PathBuf,
+    /// Jobs running at once (never two of the same kind).
+    #[arg(long, default_value_t = 2)]
+    pub max_jobs: usize,
+    /// libpq conninfo for base backups, without a password.
+    #[arg(long, env = "LIFEBOAT_PG_CONN")]
+    pub pg_conn: Option<String>,
+    /// File holding the Postgres password, if the server wants one.
+    #[arg(long, env = "LIFEBOAT_PG_PASSWORD_FILE")]
+    pub pg_password_file: Option<PathBuf>,
+    /// Kafka bootstrap brokers for snapshots and restores.
+    #[arg(long, env = "LIFEBOAT_KAFKA_BROKERS")]
+    pub kafka_brokers: Option<String>,
+    /// Regular expression of the topics to snapshot.
+    #[arg(long, env = "LIFEBOAT_KAFKA_TOPICS")]
+    pub kafka_topics: Option<String>,
+    /// A geo-copy location, NAME=URL (repeatable): copy and verify jobs name it.
+    #[arg(long = "copy-to", value_name = "NAME=URL", value_parser = parse_location)]
+    pub copy_to: Vec<(String, String)>,
+    /// Directory under which Postgres restore jobs may create data directories.
+    #[arg(long)]
+    pub restore_root: Option<PathBuf>,
+    /// Serve HTTPS with this PEM certificate chain (with --tls-key).
+    #[arg(long, requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The PEM private key for --tls-cert.
+    #[arg(long, requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+}
+
+fn parse_location(s: &str) -> Result<(String, String), String> {
+    let (name, url) = s.split_once('=').ok_or_else(|| format!("`{s}` is not NAME=URL"))?;
+    if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+        return Err(format!("location name `{name}` must be letters, digits, - or _"));
+    }
+    url.parse::<lifeboat_storage::Location>().map_err(|e| format!("location {name}: {e}"))?;
+    Ok((name.to_string(), url.to_string()))
+}
+
+/// Read a secret file: trimmed, non-empty, and not readable by others.
+pub fn read_secret(path: &std::path::Path, what: &str) -> Result<String> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let meta = std::fs::metadata(path).with_context(|| format!("reading the {what} file {}", path.display()))?;
+    if meta.permissions().mode() & 0o007 != 0 {
+        bail!("the {what} file {} is readable by every user; chmod o-rwx it", path.display());
+    }
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading the {what} file {}", path.display()))?;
+    let secret = text.trim().to_string();
+    if secret.is_empty() {
+        bail!("the {what} file {} is empty", path.display());
+    }
+    Ok(secret)
+}
+
+impl ServeArgs {
+    pub fn token(&self) -> Result<String> {
+        let token = read_secret(&self.token_file, "API token")?;
+        if token.len() < 32 {
+            bail!(
+                "the API token in {} has {} characters; use at least 32 (e.g. `openssl rand -hex 32`)",
+                self.token_file.display(),
+                token.len()
+            );
+        }
+        Ok(token)
+    }
+
+    /// The conninfo handed to backup jobs, with the password from its file.
+    pub fn pg_conninfo(&self) -> Result<Option<String>> {
+        let Some(conn) = &self.pg_conn else { return Ok(None) };
+        if conn.split_whitespace().any(|kv| kv.starts_with("password=")) {
+            bail!("--pg-conn holds a password; put it in a file and pass --pg-password-file");
+        }
+        Ok(Some(match &self.pg_password_file {
+            None => conn.clone(),
+            Some(path) => {
+                let password = read_secret(path, "Postgres password")?;
+                format!("{conn} password='{}'", password.replace('\\', "\\\\").replace('\'', "\\'"))
+            }
+        }))
+    }
+
+    pub fn location(&self, name: &str) -> Option<&str> {
+        self.copy_to.iter().find(|(n, _)| n == name).map(|(_, u)| u.as_str())
+    }
+}

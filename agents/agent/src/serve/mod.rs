@@ -1,0 +1,114 @@
+//! `lifeboat-agent serve`: the agent as a long-running service for the
+//! coordinator. One agent serves one cell. Its HTTP API (documented in
+//! `docs/agent-api.yaml`) starts jobs under caller-chosen idempotency keys
+//! and reports their state and progress; every request carries the agent's
+//! bearer token. Jobs run as child processes (`runner`), at most
+//! `--max-jobs` at once and one per kind; the journal (`jobs`) keeps them
+//! across restarts.
+
+mod api;
+mod auth;
+mod config;
+mod jobs;
+mod listen;
+mod metrics;
+mod runner;
+
+use std::collections::HashMap;
+use std::io::Write as _;
+use std::os::fd::AsRawFd as _;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use anyhow::{bail, Context, Result};
+
+pub use config::ServeArgs;
+use jobs::Journal;
+use metrics::Metrics;
+
+use crate::context::{open_repo, Global};
+
+/// Everything the handlers and the runner share.
+pub struct Agent {
+    pub config: ServeArgs,
+    /// The conninfo handed to backup jobs (with the password, if any).
+    pub pg_conninfo: Option<String>,
+    pub key_file: Option<PathBuf>,
+    token_digest: [u8; 32],
+    journal: Mutex<Journal>,
+    pub slots: tokio::sync::Semaphore,
+    kind_locks: Mutex<HashMap<&'static str, Arc<tokio::sync::Mutex<()>>>>,
+    pub metrics: Metrics,
+    /// This binary: jobs run as its subcommands.
+    pub exe: PathBuf,
+    /// Held open: the lock that keeps a second agent off the same state directory.
+    _lock: std::fs::File,
+}
+
+impl Agent {
+    pub fn journal(&self) -> MutexGuard<'_, Journal> {
+        self.journal.lock().expect("job journal lock")
+    }
+
+    /// The lock that keeps two jobs of one kind from running at once.
+    pub fn kind_lock(&self, kind: &'static str) -> Arc<tokio::sync::Mutex<()>> {
+        self.kind_locks.lock().expect("kind locks").entry(kind).or_default().clone()
+    }
+}
+
+fn lock_state_dir(state_dir: &std::path::Path) -> Result<std::fs::File> {
+    std::fs::create_dir_all(state_dir).with_context(|| format!("creating the state directory {}", state_dir.display()))?;
+    let path = state_dir.join("agent.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("opening {}", path.display()))?;
+    // SAFETY: flock on a descriptor we own.
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        bail!("another agent is running on the state directory {} (it holds {})", state_dir.display(), path.display());
+    }
+    Ok(file)
+}
+
+pub async fn run(global: &Global, config: ServeArgs) -> Result<ExitCode> {
+    let token = config.token()?;
+    let pg_conninfo = config.pg_conninfo()?;
+    open_repo(global, &config.repo.url).await.context("opening the agent's repository (create it with `repo init`)")?;
+    if config.max_jobs == 0 {
+        bail!("--max-jobs must be at least 1");
+    }
+    let lock = lock_state_dir(&config.state_dir)?;
+    let journal = Journal::open(&config.state_dir)?;
+    let tls = match (&config.tls_cert, &config.tls_key) {
+        (Some(cert), Some(key)) => Some(listen::tls_acceptor(cert, key)?),
+        _ => None,
+    };
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("listening on {}", config.listen))?;
+    let address = listener.local_addr()?;
+    let agent = Arc::new(Agent {
+        pg_conninfo,
+        key_file: global.key_file.clone(),
+        token_digest: auth::digest(&token),
+        journal: Mutex::new(journal),
+        slots: tokio::sync::Semaphore::new(config.max_jobs),
+        kind_locks: Mutex::default(),
+        metrics: Metrics::new(&config.cell),
+        exe: std::env::current_exe().context("finding this binary")?,
+        _lock: lock,
+        config,
+    });
+    for id in runner::recover(&agent)? {
+        tokio::spawn(runner::run(agent.clone(), id));
+    }
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    println!("lifeboat-agent serving cell {} on {scheme}://{address}", agent.config.cell);
+    std::io::stdout().flush()?;
+    tracing::info!(cell = %agent.config.cell, %address, tls = tls.is_some(), "agent serving");
+    listen::serve(listener, tls, api::router(agent)).await?;
+    Ok(ExitCode::SUCCESS)
+}

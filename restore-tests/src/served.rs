@@ -1,0 +1,170 @@
+//! `lifeboat-agent serve` under test: start it on a free port, talk to its
+//! HTTP API with a real HTTP client (reqwest), kill and restart it, and read
+//! what it logged.
+
+use std::io::{BufRead, BufReader};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// A running `lifeboat-agent serve`, killed on drop.
+pub struct ServedAgent {
+    args: Vec<String>,
+    env: Vec<(String, String)>,
+    child: Option<Child>,
+    pub url: String,
+    pub token: String,
+    /// Everything the agent wrote to stderr (logs), across restarts.
+    pub log: PathBuf,
+    client: reqwest::blocking::Client,
+}
+
+/// Write a fresh random token to `path` (mode 0600) and return it.
+pub fn write_token(path: &Path) -> String {
+    let token = format!("{:032x}{:032x}", rand::random::<u128>(), rand::random::<u128>());
+    std::fs::write(path, &token).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    token
+}
+
+impl ServedAgent {
+    /// Start `lifeboat-agent serve ARGS` (which must include --token-file
+    /// and --state-dir; --listen defaults to a free port).
+    pub fn start(args: &[&str], env: &[(&str, &str)], token: &str, log: &Path) -> ServedAgent {
+        let mut args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        if !args.iter().any(|a| a == "--listen") {
+            args.extend(["--listen".to_string(), "127.0.0.1:0".to_string()]);
+        }
+        let mut agent = ServedAgent {
+            args,
+            env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            child: None,
+            url: String::new(),
+            token: token.to_string(),
+            log: log.to_path_buf(),
+            client: reqwest::blocking::Client::builder().timeout(Duration::from_secs(30)).build().unwrap(),
+        };
+        agent.launch();
+        agent
+    }
+
+    /// Use a client that trusts `ca_pem` (for --tls-cert agents).
+    pub fn trust(&mut self, ca_pem: &[u8]) {
+        let cert = reqwest::Certificate::from_pem(ca_pem).unwrap();
+        self.client = reqwest::blocking::Client::builder().add_root_certificate(cert).timeout(Duration::from_secs(30)).build().unwrap();
+    }
+
+    fn launch(&mut self) {
+        crate::services();
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).unwrap();
+        let mut cmd = Command::new(crate::agent_bin());
+        cmd.arg("serve").args(&self.args).env("RUST_LOG", "info").stdout(Stdio::piped()).stderr(log);
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("starting lifeboat-agent serve");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        let url = line.trim().rsplit(' ').next().unwrap_or_default().to_string();
+        assert!(url.starts_with("http"), "lifeboat-agent serve did not start: {line:?}\n{}", self.log_text());
+        self.url = url;
+        self.child = Some(child);
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().unwrap().id()
+    }
+
+    /// SIGKILL the agent (no chance to clean up).
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM the agent and wait for it to exit; returns its exit status.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let mut c = self.child.take().unwrap();
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
+        c.wait().unwrap()
+    }
+
+    /// Start again with the same arguments (and state directory).
+    pub fn restart(&mut self) {
+        self.kill();
+        self.launch();
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// A request with an explicit Authorization value (None: none at all).
+    pub fn request(&self, method: &str, path: &str, auth: Option<&str>, key: Option<&str>, body: Option<&Value>) -> (u16, Value) {
+        let url = format!("{}{path}", self.url);
+        let mut req = match method {
+            "GET" => self.client.get(&url),
+            "POST" => self.client.post(&url),
+            other => panic!("method {other}"),
+        };
+        if let Some(a) = auth {
+            req = req.header("Authorization", a);
+        }
+        if let Some(k) = key {
+            req = req.header("Idempotency-Key", k);
+        }
+        if let Some(b) = body {
+            req = req.header("Content-Type", "application/json").body(b.to_string());
+        }
+        let resp = req.send().unwrap_or_else(|e| panic!("{method} {url}: {e}"));
+        let status = resp.status().as_u16();
+        let text = resp.text().unwrap();
+        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    }
+
+    pub fn get(&self, path: &str) -> (u16, Value) {
+        self.request("GET", path, Some(&format!("Bearer {}", self.token)), None, None)
+    }
+
+    pub fn metrics(&self) -> String {
+        match self.get("/metrics") {
+            (200, Value::String(s)) => s,
+            other => panic!("GET /metrics: {other:?}"),
+        }
+    }
+
+    /// Submit a job; returns (status, job or error).
+    pub fn submit(&self, key: &str, job: &Value) -> (u16, Value) {
+        self.request("POST", "/v1/jobs", Some(&format!("Bearer {}", self.token)), Some(key), Some(job))
+    }
+
+    /// Poll a job until `done(job)` holds.
+    pub fn wait_job(&self, id: &str, timeout: Duration, done: impl Fn(&Value) -> bool) -> Value {
+        let start = Instant::now();
+        loop {
+            let (status, job) = self.get(&format!("/v1/jobs/{id}"));
+            assert_eq!(status, 200, "{job}");
+            if done(&job) {
+                return job;
+            }
+            assert!(start.elapsed() < timeout, "job {id} still {job} after {timeout:?}");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// Poll a job until it succeeded or failed.
+    pub fn finish(&self, id: &str, timeout: Duration) -> Value {
+        self.wait_job(id, timeout, |j| j["state"] == "succeeded" || j["state"] == "failed")
+    }
+}
+
+impl Drop for ServedAgent {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}

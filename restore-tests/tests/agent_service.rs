@@ -1,0 +1,273 @@
+//! `lifeboat-agent serve` against a real Postgres cluster and repository:
+//! strangers are refused and logged; jobs are idempotent by key; a backup
+//! and a geo-copy run through the API land in the repositories (checked with
+//! the CLI, independently of the API); secrets never show up in logs, job
+//! records or metrics; a job cut off by a restart ends "failed", never
+//! "running" forever, and queued jobs run after the restart; TLS works.
+
+use std::net::TcpListener;
+use std::os::unix::fs::PermissionsExt;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use lifeboat_restore_tests::pg::{switch_and_wait, Archive, Cluster};
+use lifeboat_restore_tests::served::{write_token, ServedAgent};
+use lifeboat_restore_tests::{agent, ok};
+
+fn cli_json(args: &[&str]) -> Value {
+    let out = ok(&agent(args, &[]));
+    serde_json::from_str(&out).unwrap_or_else(|e| panic!("{args:?} printed no JSON ({e}): {out}"))
+}
+
+/// Everything the agent left on disk and said, as one string to search.
+fn everything_written(agent: &ServedAgent, state: &std::path::Path) -> String {
+    let mut all = agent.log_text();
+    for entry in lifeboat_restore_tests::files_under(state) {
+        all.push_str(&String::from_utf8_lossy(&std::fs::read(entry).unwrap()));
+    }
+    all.push_str(&agent.metrics());
+    all.push_str(&agent.get("/v1/jobs").1.to_string());
+    all
+}
+
+
+#[test]
+fn the_api_runs_jobs_once_per_key_and_refuses_strangers() {
+    let a = Archive::new();
+    let conf = a.archive_conf("api");
+    let pg = Cluster::create(&a.root.join("pg"), &[&conf[0], &conf[1]]);
+    // A backup role with a password, required over TCP: the password must
+    // reach Postgres and nothing else.
+    let password = format!("pw-{:016x}", rand::random::<u64>());
+    pg.psql(&format!("create role lifeboat_backup login superuser password '{password}'"));
+    let hba = pg.data().join("pg_hba.conf");
+    let rules = std::fs::read_to_string(&hba).unwrap();
+    std::fs::write(&hba, format!("host all lifeboat_backup 127.0.0.1/32 scram-sha-256\n{rules}")).unwrap();
+    pg.psql("select pg_reload_conf()");
+    pg.psql("create table t as select g as id from generate_series(1, 1000) g");
+    switch_and_wait(&pg);
+
+    let dir = tempfile::tempdir().unwrap();
+    let token = write_token(&dir.path().join("token"));
+    let pw_file = dir.path().join("pg-password");
+    std::fs::write(&pw_file, &password).unwrap();
+    std::fs::set_permissions(&pw_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let state = dir.path().join("state");
+    let copy_url = format!("file://{}", dir.path().join("second-region").display());
+    let conn = format!("host=127.0.0.1 port={} user=lifeboat_backup dbname=postgres", pg.port);
+    let tf = dir.path().join("token");
+    let agent_log = dir.path().join("agent.log");
+    let copy_arg = format!("second={copy_url}");
+    let served = ServedAgent::start(
+        &["--repo", &a.repo, "--cell", "api", "--key-file", a.k(), "--token-file", tf.to_str().unwrap(),
+          "--state-dir", state.to_str().unwrap(), "--pg-conn", &conn, "--pg-password-file", pw_file.to_str().unwrap(),
+          "--copy-to", &copy_arg],
+        &[],
+        &token,
+        &agent_log,
+    );
+
+    // Strangers: no token, a wrong token, a token for another scheme.
+    let wrong = format!("Bearer {}", "0".repeat(64));
+    for auth in [None, Some(wrong.as_str()), Some("Basic dXNlcjpwYXNz")] {
+        for (method, path) in [("GET", "/v1/health"), ("GET", "/v1/jobs"), ("GET", "/metrics"), ("POST", "/v1/jobs"), ("GET", "/nope")] {
+            let (status, body) = served.request(method, path, auth, Some("k"), Some(&json!({"kind": "pg-backup"})));
+            assert_eq!(status, 401, "{method} {path} with {auth:?}: {body}");
+        }
+    }
+    assert!(served.log_text().contains("refused an unauthenticated request"), "{}", served.log_text());
+    assert!(served.metrics().contains("lifeboat_agent_unauthorized_requests_total 15"), "{}", served.metrics());
+    assert_eq!(served.get("/v1/jobs").1["jobs"], json!([]), "refused requests must not create jobs");
+    let (status, health) = served.get("/v1/health");
+    assert_eq!((status, health["status"].as_str(), health["cell"].as_str()), (200, Some("ok"), Some("api")));
+
+    // Bad requests name the problem.
+    let (status, body) = served.request("POST", "/v1/jobs", Some(&format!("Bearer {token}")), None, Some(&json!({"kind": "pg-backup"})));
+    assert_eq!(status, 400);
+    assert!(body["error"].as_str().unwrap().contains("Idempotency-Key"), "{body}");
+    let (status, body) = served.submit("x1", &json!({"kind": "pg-backpu"}));
+    assert_eq!(status, 400);
+    assert!(body["error"].as_str().unwrap().contains("unknown variant `pg-backpu`"), "{body}");
+    let (status, body) = served.submit("x2", &json!({"kind": "kafka-snapshot"}));
+    assert_eq!(status, 422);
+    assert!(body["error"].as_str().unwrap().contains("--kafka-brokers"), "{body}");
+    let (status, body) = served.submit("x3", &json!({"kind": "copy", "location": "moon"}));
+    assert_eq!(status, 422);
+    assert!(body["error"].as_str().unwrap().contains("second"), "{body}");
+    let (status, body) = served.submit("x4", &json!({"kind": "pg-restore", "to": "../etc", "target": "latest"}));
+    assert_eq!(status, 422, "{body}");
+
+    // One backup per key, whatever the retries.
+    let full = json!({"kind": "pg-backup"});
+    let (status, job) = served.submit("backup:api:1", &full);
+    assert_eq!(status, 202, "{job}");
+    let id = job["id"].as_str().unwrap().to_string();
+    let (status, again) = served.submit("backup:api:1", &full);
+    assert_eq!((status, again["id"].as_str()), (200, Some(id.as_str())), "{again}");
+    let (status, conflict) = served.submit("backup:api:1", &json!({"kind": "pg-backup", "incremental": true}));
+    assert_eq!(status, 409, "{conflict}");
+    assert!(conflict["error"].as_str().unwrap().contains(&id), "{conflict}");
+
+    let done = served.finish(&id, Duration::from_secs(180));
+    assert_eq!(done["state"], "succeeded", "{done}");
+    let backup_id = done["result"]["backup_id"].as_str().unwrap().to_string();
+    assert!(done["started"].is_string() && done["finished"].is_string() && done["exit_code"] == 0, "{done}");
+    let p = &done["progress"];
+    assert!(p.is_null() || p["done_bytes"] == p["total_bytes"], "{done}");
+
+    // The repository says the same, read by the CLI.
+    let info = cli_json(&["pg", "info", "--repo", &a.repo, "--cell", "api", "--key-file", a.k(), "--output", "json"]);
+    let ids: Vec<&str> = info["backups"].as_array().unwrap().iter().map(|b| b["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, [backup_id.as_str()], "{info}");
+
+    // A geo-copy through the API, verified with the CLI at the destination.
+    let (status, job) = served.submit("copy:api:1", &json!({"kind": "copy", "location": "second"}));
+    assert_eq!(status, 202, "{job}");
+    let done = served.finish(job["id"].as_str().unwrap(), Duration::from_secs(120));
+    assert_eq!(done["state"], "succeeded", "{done}");
+    ok(&agent(&["repo", "verify", "--repo", &copy_url, "--key-file", a.k()], &[]));
+    let copied = cli_json(&["pg", "info", "--repo", &copy_url, "--cell", "api", "--key-file", a.k(), "--output", "json"]);
+    assert_eq!(copied["backups"][0]["id"].as_str(), Some(backup_id.as_str()), "{copied}");
+
+    let (status, job) = served.submit("restore:1", &json!({"kind": "pg-restore", "to": "r1", "target": "latest"}));
+    assert_eq!(status, 422, "no --restore-root: {job}");
+
+    // A failing job reports the command's own error.
+    pg.stop();
+    let (status, job) = served.submit("backup:api:2", &json!({"kind": "pg-backup", "incremental": true}));
+    assert_eq!(status, 202, "{job}");
+    let failed = served.finish(job["id"].as_str().unwrap(), Duration::from_secs(120));
+    assert_eq!(failed["state"], "failed", "{failed}");
+    let error = failed["error"].as_str().unwrap();
+    assert!(error.starts_with("error:") && error.to_lowercase().contains("connect"), "{failed}");
+    assert_ne!(failed["exit_code"], 0, "{failed}");
+
+    let (_, list) = served.get("/v1/jobs?state=succeeded");
+    assert_eq!(list["jobs"].as_array().unwrap().len(), 2, "{list}");
+    let (status, bad) = served.get("/v1/jobs?state=sleeping");
+    assert_eq!(status, 400, "{bad}");
+    let metrics = served.metrics();
+    assert!(metrics.contains(r#"lifeboat_agent_jobs_total{kind="pg-backup",outcome="succeeded"} 1"#), "{metrics}");
+    assert!(metrics.contains(r#"lifeboat_agent_jobs_total{kind="copy",outcome="succeeded"} 1"#), "{metrics}");
+    assert!(metrics.contains(r#"lifeboat_agent_jobs_total{kind="pg-backup",outcome="failed"} 1"#), "{metrics}");
+
+    // Secrets: the token, the Postgres password and the repository key
+    // appear nowhere the agent writes or answers.
+    let key_hex = std::fs::read_to_string(a.k()).unwrap().trim().to_string();
+    let written = everything_written(&served, &state);
+    for (what, secret) in [("token", &token), ("Postgres password", &password), ("repository key", &key_hex)] {
+        assert!(!written.contains(secret.as_str()), "the {what} leaked into the agent's logs, journal, metrics or API");
+    }
+}
+
+#[test]
+fn a_job_cut_off_by_a_restart_ends_failed_and_queued_jobs_still_run() {
+    let a = Archive::new();
+    // A "Postgres" that accepts connections and never answers: the backup
+    // job hangs in its first step until the agent is killed.
+    let silent = TcpListener::bind("127.0.0.1:0").unwrap();
+    let conn = format!("host=127.0.0.1 port={} user=postgres dbname=postgres", silent.local_addr().unwrap().port());
+    let dir = tempfile::tempdir().unwrap();
+    let tf = dir.path().join("token");
+    let token = write_token(&tf);
+    let state = dir.path().join("state");
+    let mut served = ServedAgent::start(
+        &["--repo", &a.repo, "--cell", "rs", "--key-file", a.k(), "--token-file", tf.to_str().unwrap(),
+          "--state-dir", state.to_str().unwrap(), "--pg-conn", &conn, "--max-jobs", "1"],
+        &[],
+        &token,
+        &dir.path().join("agent.log"),
+    );
+    let (status, hung) = served.submit("hang", &json!({"kind": "pg-backup"}));
+    assert_eq!(status, 202, "{hung}");
+    let hung_id = hung["id"].as_str().unwrap().to_string();
+    let running = served.wait_job(&hung_id, Duration::from_secs(30), |j| j["state"] == "running" && j["pid"].is_u64());
+    let child = running["pid"].as_u64().unwrap() as i32;
+    // With one slot taken, this one waits in the queue.
+    let (status, queued) = served.submit("verify-after", &json!({"kind": "verify"}));
+    assert_eq!(status, 202, "{queued}");
+    let queued_id = queued["id"].as_str().unwrap().to_string();
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(served.get(&format!("/v1/jobs/{queued_id}")).1["state"], "queued");
+
+    served.kill();
+    // The job's process dies with the agent.
+    let start = Instant::now();
+    while std::path::Path::new(&format!("/proc/{child}")).exists() && !is_zombie(child) {
+        assert!(start.elapsed() < Duration::from_secs(10), "job process {child} outlived its agent");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    served.restart();
+    let (_, job) = served.get(&format!("/v1/jobs/{hung_id}"));
+    assert_eq!(job["state"], "failed", "{job}");
+    assert!(job["error"].as_str().unwrap().contains("interrupted"), "{job}");
+    assert!(job["finished"].is_string() && job["pid"].is_null(), "{job}");
+    // A retry with the same key returns the same (failed) job, runs nothing.
+    let (status, same) = served.submit("hang", &json!({"kind": "pg-backup"}));
+    assert_eq!((status, same["state"].as_str()), (200, Some("failed")), "{same}");
+    // The queued job ran after the restart.
+    let done = served.finish(&queued_id, Duration::from_secs(60));
+    assert_eq!(done["state"], "succeeded", "{done}");
+    assert!(served.metrics().contains(r#"lifeboat_agent_jobs_total{kind="pg-backup",outcome="failed"} 1"#), "{}", served.metrics());
+
+    // A second agent on the same state directory is refused.
+    let out = agent(
+        &["serve", "--repo", &a.repo, "--cell", "rs", "--key-file", a.k(), "--token-file", tf.to_str().unwrap(),
+          "--state-dir", state.to_str().unwrap(), "--listen", "127.0.0.1:0"],
+        &[],
+    );
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("another agent is running"), "{}", String::from_utf8_lossy(&out.stderr));
+
+    // SIGTERM stops it cleanly.
+    assert!(served.terminate().success());
+    drop(silent);
+}
+
+fn is_zombie(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).map(|s| s.contains(") Z ")).unwrap_or(true)
+}
+
+#[test]
+fn tls_serves_https_and_weak_tokens_or_open_token_files_are_refused() {
+    let a = Archive::new();
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    let made = Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1", "-subj", "/CN=localhost",
+               "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost", "-keyout"])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .unwrap();
+    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+    let tf = dir.path().join("token");
+    let token = write_token(&tf);
+    let state = dir.path().join("state");
+    let base = ["--repo", &a.repo, "--cell", "tls", "--key-file", a.k(), "--token-file", tf.to_str().unwrap(), "--state-dir", state.to_str().unwrap()];
+    let mut args = base.to_vec();
+    args.extend(["--tls-cert", cert.to_str().unwrap(), "--tls-key", key.to_str().unwrap()]);
+    let mut served = ServedAgent::start(&args, &[], &token, &dir.path().join("agent.log"));
+    assert!(served.url.starts_with("https://"), "{}", served.url);
+    served.trust(&std::fs::read(&cert).unwrap());
+    let (status, version) = served.get("/v1/version");
+    assert_eq!(status, 200, "{version}");
+    assert_eq!(version["cell"], "tls");
+    assert_eq!(served.request("GET", "/v1/health", None, None, None).0, 401);
+    drop(served);
+
+    // A short token, and a token file others can read, are refused at start.
+    std::fs::write(&tf, "short").unwrap();
+    let mut args = base.to_vec();
+    args.extend(["--listen", "127.0.0.1:0"]);
+    let err = String::from_utf8_lossy(&agent(&[&["serve"], args.as_slice()].concat(), &[]).stderr).to_string();
+    assert!(err.contains("at least 32"), "{err}");
+    write_token(&tf);
+    std::fs::set_permissions(&tf, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let err = String::from_utf8_lossy(&agent(&[&["serve"], args.as_slice()].concat(), &[]).stderr).to_string();
+    assert!(err.contains("readable by every user"), "{err}");
+}
