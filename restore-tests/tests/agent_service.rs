@@ -16,6 +16,10 @@ use lifeboat_restore_tests::pg::{switch_and_wait, Archive, Cluster};
 use lifeboat_restore_tests::served::{write_token, ServedAgent};
 use lifeboat_restore_tests::{agent, ok};
 
+fn parse_time(s: &str) -> time::OffsetDateTime {
+    time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).unwrap()
+}
+
 fn cli_json(args: &[&str]) -> Value {
     let out = ok(&agent(args, &[]));
     serde_json::from_str(&out).unwrap_or_else(|e| panic!("{args:?} printed no JSON ({e}): {out}"))
@@ -40,8 +44,9 @@ fn the_api_runs_jobs_once_per_key_and_refuses_strangers() {
     let pg = Cluster::create(&a.root.join("pg"), &[&conf[0], &conf[1]]);
     // A backup role with a password, required over TCP: the password must
     // reach Postgres and nothing else.
-    let password = format!("pw-{:016x}", rand::random::<u64>());
-    pg.psql(&format!("create role lifeboat_backup login superuser password '{password}'"));
+    // Spaces and a quote: the conninfo must quote it, the logs must redact it whole.
+    let password = format!("pw {:016x} it's", rand::random::<u64>());
+    pg.psql(&format!("create role lifeboat_backup login superuser password '{}'", password.replace('\'', "''")));
     let hba = pg.data().join("pg_hba.conf");
     let rules = std::fs::read_to_string(&hba).unwrap();
     std::fs::write(&hba, format!("host all lifeboat_backup 127.0.0.1/32 scram-sha-256\n{rules}")).unwrap();
@@ -63,7 +68,7 @@ fn the_api_runs_jobs_once_per_key_and_refuses_strangers() {
     let served = ServedAgent::start(
         &["--repo", &a.repo, "--cell", "api", "--key-file", a.k(), "--token-file", tf.to_str().unwrap(),
           "--state-dir", state.to_str().unwrap(), "--pg-conn", &conn, "--pg-password-file", pw_file.to_str().unwrap(),
-          "--copy-to", &copy_arg],
+          "--copy-to", &copy_arg, "--copy-interval", "1s"],
         &[],
         &token,
         &agent_log,
@@ -130,6 +135,38 @@ fn the_api_runs_jobs_once_per_key_and_refuses_strangers() {
     ok(&agent(&["repo", "verify", "--repo", &copy_url, "--key-file", a.k()], &[]));
     let copied = cli_json(&["pg", "info", "--repo", &copy_url, "--cell", "api", "--key-file", a.k(), "--output", "json"]);
     assert_eq!(copied["backups"][0]["id"].as_str(), Some(backup_id.as_str()), "{copied}");
+
+    // Recovery points per location, from the repositories: the primary has
+    // the backup and WAL archived after it; the continuous copy catches up
+    // and is never credited beyond its last complete pass.
+    let before_switch = time::OffsetDateTime::now_utc();
+    pg.psql("insert into t select 0");
+    switch_and_wait(&pg);
+    let start = Instant::now();
+    let recovery = loop {
+        let (status, r) = served.get("/v1/recovery");
+        assert_eq!(status, 200, "{r}");
+        let copy_point = r["locations"][1]["postgres"]["recoverable_to"].as_str().map(parse_time);
+        if copy_point.is_some_and(|t| t >= before_switch - time::Duration::seconds(1)) {
+            break r;
+        }
+        assert!(start.elapsed() < Duration::from_secs(60), "the copy never caught up: {r}");
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    let primary = &recovery["locations"][0];
+    assert_eq!((primary["location"].as_str(), primary["role"].as_str()), (Some("primary"), Some("primary")), "{recovery}");
+    assert_eq!(primary["postgres"]["last_full"]["id"].as_str(), Some(backup_id.as_str()), "{recovery}");
+    let primary_point = parse_time(primary["postgres"]["recoverable_to"].as_str().unwrap());
+    assert!(primary_point >= before_switch - time::Duration::seconds(1) && primary_point <= time::OffsetDateTime::now_utc(), "{recovery}");
+    let copy = &recovery["locations"][1];
+    assert_eq!(copy["location"], "second");
+    let copied_through = parse_time(copy["copied_through"].as_str().unwrap());
+    let copy_point = parse_time(copy["postgres"]["recoverable_to"].as_str().unwrap());
+    assert!(copy_point <= copied_through && copy_point <= primary_point, "{recovery}");
+    assert!(copy["error"].is_null(), "{recovery}");
+    let metrics = served.metrics();
+    assert!(metrics.contains(r#"lifeboat_geo_copy_lag_seconds{location="second"}"#), "{metrics}");
+    assert!(metrics.contains(r#"lifeboat_geo_copy_passes_total{location="second"}"#), "{metrics}");
 
     let (status, job) = served.submit("restore:1", &json!({"kind": "pg-restore", "to": "r1", "target": "latest"}));
     assert_eq!(status, 422, "no --restore-root: {job}");

@@ -101,12 +101,53 @@ pub fn pgdata_filter(rel: &str) -> Filter {
     }
 }
 
+/// A conninfo with its password value (quoted or not) replaced by `***`.
 fn redact(conninfo: &str) -> String {
-    conninfo
-        .split_whitespace()
-        .map(|kv| if kv.starts_with("password=") { "password=***" } else { kv })
-        .collect::<Vec<_>>()
-        .join(" ")
+    let mut out = String::new();
+    let mut rest = conninfo;
+    while let Some(at) = rest.find("password=") {
+        let starts_word = at == 0 || rest[..at].ends_with(char::is_whitespace);
+        out.push_str(&rest[..at + "password=".len()]);
+        rest = &rest[at + "password=".len()..];
+        if !starts_word {
+            continue;
+        }
+        out.push_str("***");
+        let end = if let Some(quoted) = rest.strip_prefix('\'') {
+            // Up to the closing quote; backslash escapes the next character.
+            let mut chars = quoted.char_indices();
+            let mut end = quoted.len();
+            while let Some((i, c)) = chars.next() {
+                match c {
+                    '\\' => {
+                        chars.next();
+                    }
+                    '\'' => {
+                        end = i + 1;
+                        break;
+                    }
+                    _ => {}
+                }
+            }
+            1 + end
+        } else {
+            rest.find(char::is_whitespace).unwrap_or(rest.len())
+        };
+        rest = &rest[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
+#[cfg(test)]
+mod redact_tests {
+    #[test]
+    fn passwords_are_redacted_quoted_or_not() {
+        assert_eq!(super::redact("host=h password=abc user=u"), "host=h password=*** user=u");
+        assert_eq!(super::redact("host=h password='a b\\' c' user=u"), "host=h password=*** user=u");
+        assert_eq!(super::redact("password='x'"), "password=***");
+        assert_eq!(super::redact("host=h user=u"), "host=h user=u");
+    }
 }
 
 pub async fn connect(conninfo: &str) -> Result<Client, PgError> {

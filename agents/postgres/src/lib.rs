@@ -8,12 +8,14 @@
 //! - [`lsn`]: WAL positions
 //! - [`backup`]: base backups (`pg backup`)
 //! - [`restore`]: point-in-time restore (`pg restore`)
+//! - [`recoverable`]: how far a repository can recover a cell (compliance)
 //! - [`retention`]: backups and the WAL they need, as a plan then an execution
 
 pub mod archive;
 pub mod backup;
 pub mod chain;
 pub mod lsn;
+pub mod recoverable;
 pub mod restore;
 pub mod retention;
 pub mod walname;

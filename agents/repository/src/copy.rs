@@ -165,6 +165,9 @@ async fn copy_objects(src: &Repository, dst: &DynStore, workers: usize, report: 
             None => todo.push((m.path.clone(), PutMode::Create)),
         }
     }
+    // WAL first: it moves a cell's recoverable point in the copy; chunks
+    // only matter once their manifest follows.
+    todo.sort_by_key(|(path, _)| !path.as_str().starts_with("wal/"));
     let mut copies = futures::stream::iter(todo)
         .map(|(path, mode)| async move {
             let result = copy_object(src, dst, &path, mode).await;

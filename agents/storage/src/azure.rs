@@ -188,7 +188,11 @@ impl ObjectStore for AzureStore {
 
     async fn head(&self, path: &ObjectPath) -> Result<Option<ObjectMeta>, StoreError> {
         let props = absent_ok(self.blob(path).get_properties().await.map_err(|e| self.err("head", path.as_str(), e)))?;
-        Ok(props.map(|p| ObjectMeta { path: path.clone(), size: p.blob.properties.content_length }))
+        Ok(props.map(|p| ObjectMeta {
+            path: path.clone(),
+            size: p.blob.properties.content_length,
+            modified: Some(p.blob.properties.last_modified),
+        }))
     }
 
     async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>, StoreError> {
@@ -198,7 +202,7 @@ impl ObjectStore for AzureStore {
             let page = page.map_err(|e| self.err("list", prefix, e))?;
             for blob in page.blobs.blobs() {
                 let Some(path) = self.prefix.path_of(&blob.name) else { continue };
-                out.push(ObjectMeta { path, size: blob.properties.content_length });
+                out.push(ObjectMeta { path, size: blob.properties.content_length, modified: Some(blob.properties.last_modified) });
             }
         }
         out.sort_by(|a, b| a.path.cmp(&b.path));

@@ -84,6 +84,11 @@ pub async fn listing(store: &dyn ObjectStore) {
     let all = store.list("ls/").await.unwrap();
     assert_eq!(all.len(), keys.len(), "{name}: list ls/");
     assert_eq!(all[0].size, "ls/a/1".len() as u64, "{name}: list reports sizes");
+    let now = time::OffsetDateTime::now_utc();
+    for m in &all {
+        let modified = m.modified.unwrap_or_else(|| panic!("{name}: list reports no modification time for {}", m.path));
+        assert!((now - modified).abs() < time::Duration::minutes(5), "{name}: {} modified at {modified}, now is {now}", m.path);
+    }
 }
 
 pub async fn create_if_absent(store: &dyn ObjectStore) {

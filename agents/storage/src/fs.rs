@@ -177,7 +177,7 @@ impl ObjectStore for FileStore {
 
     async fn head(&self, path: &ObjectPath) -> Result<Option<ObjectMeta>, StoreError> {
         match tokio::fs::metadata(self.full(path)).await {
-            Ok(m) if m.is_file() => Ok(Some(ObjectMeta { path: path.clone(), size: m.len() })),
+            Ok(m) if m.is_file() => Ok(Some(ObjectMeta { path: path.clone(), size: m.len(), modified: m.modified().ok().map(Into::into) })),
             Ok(_) => Ok(None),
             Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
             Err(e) => Err(self.err("head", path.as_str(), e)),
@@ -217,8 +217,8 @@ impl ObjectStore for FileStore {
                             continue;
                         }
                         let Ok(path) = ObjectPath::parse(key) else { continue };
-                        let size = entry.metadata().map_err(|e| this.err("list", &prefix, e))?.len();
-                        out.push(ObjectMeta { path, size });
+                        let meta = entry.metadata().map_err(|e| this.err("list", &prefix, e))?;
+                        out.push(ObjectMeta { path, size: meta.len(), modified: meta.modified().ok().map(Into::into) });
                     }
                 }
             }

@@ -55,6 +55,8 @@ pub enum PutMode {
 pub struct ObjectMeta {
     pub path: ObjectPath,
     pub size: u64,
+    /// When the object was last written, as the store reports it.
+    pub modified: Option<time::OffsetDateTime>,
 }
 
 /// The operations Lifeboat needs from a storage service.

@@ -291,7 +291,11 @@ impl ObjectStore for S3Store {
     async fn head(&self, path: &ObjectPath) -> Result<Option<ObjectMeta>, StoreError> {
         let out = self.client.head_object().bucket(&self.bucket).key(self.key(path)).send().await;
         let out = absent_ok(out.map_err(|e| self.err("head", path.as_str(), e)))?;
-        Ok(out.map(|o| ObjectMeta { path: path.clone(), size: o.content_length().unwrap_or(0) as u64 }))
+        Ok(out.map(|o| ObjectMeta {
+            path: path.clone(),
+            size: o.content_length().unwrap_or(0) as u64,
+            modified: o.last_modified().and_then(smithy_time),
+        }))
     }
 
     async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>, StoreError> {
@@ -302,7 +306,7 @@ impl ObjectStore for S3Store {
             let page = page.map_err(|e| self.err("list", prefix, e))?;
             for obj in page.contents() {
                 let Some(path) = obj.key().and_then(|k| self.prefix.path_of(k)) else { continue };
-                out.push(ObjectMeta { path, size: obj.size().unwrap_or(0) as u64 });
+                out.push(ObjectMeta { path, size: obj.size().unwrap_or(0) as u64, modified: obj.last_modified().and_then(smithy_time) });
             }
         }
         out.sort_by(|a, b| a.path.cmp(&b.path));
@@ -317,4 +321,8 @@ impl ObjectStore for S3Store {
         let out = self.client.delete_object().bucket(&self.bucket).key(self.key(path)).send().await;
         absent_ok(out.map_err(|e| self.err("delete", path.as_str(), e))).map(|_| ())
     }
+}
+
+fn smithy_time(t: &aws_sdk_s3::primitives::DateTime) -> Option<time::OffsetDateTime> {
+    time::OffsetDateTime::from_unix_timestamp_nanos(t.as_nanos()).ok()
 }

@@ -22,6 +22,7 @@ pub fn router(agent: Arc<Agent>) -> Router {
         .route("/v1/version", get(version))
         .route("/v1/jobs", post(submit).get(list))
         .route("/v1/jobs/{id}", get(show))
+        .route("/v1/recovery", get(recovery))
         .route("/metrics", get(metrics))
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(agent.clone(), auth::require_token))
@@ -53,7 +54,12 @@ async fn version(State(agent): State<Arc<Agent>>) -> Response {
     .into_response()
 }
 
+async fn recovery(State(agent): State<Arc<Agent>>) -> Response {
+    Json(super::recovery::compute(&agent).await).into_response()
+}
+
 async fn metrics(State(agent): State<Arc<Agent>>) -> Response {
+    agent.geo_copy.refresh(&agent.config.copy_to);
     ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], agent.metrics.render())
         .into_response()
 }

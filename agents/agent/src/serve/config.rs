@@ -45,6 +45,9 @@ pub struct ServeArgs {
     /// A geo-copy location, NAME=URL (repeatable): copy and verify jobs name it.
     #[arg(long = "copy-to", value_name = "NAME=URL", value_parser = parse_location)]
     pub copy_to: Vec<(String, String)>,
+    /// Seconds between continuous geo-copy passes to every --copy-to location (0: only copy jobs).
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    pub copy_interval: std::time::Duration,
     /// Directory under which Postgres restore jobs may create data directories.
     #[arg(long)]
     pub restore_root: Option<PathBuf>,

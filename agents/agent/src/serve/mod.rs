@@ -9,9 +9,11 @@
 mod api;
 mod auth;
 mod config;
+mod geocopy;
 mod jobs;
 mod listen;
 mod metrics;
+mod recovery;
 mod runner;
 
 use std::collections::HashMap;
@@ -40,6 +42,9 @@ pub struct Agent {
     pub slots: tokio::sync::Semaphore,
     kind_locks: Mutex<HashMap<&'static str, Arc<tokio::sync::Mutex<()>>>>,
     pub metrics: Metrics,
+    /// The agent's repository (its primary location), opened once.
+    pub repo: lifeboat_repository::Repository,
+    pub geo_copy: geocopy::GeoCopy,
     /// This binary: jobs run as its subcommands.
     pub exe: PathBuf,
     /// Held open: the lock that keeps a second agent off the same state directory.
@@ -76,7 +81,7 @@ fn lock_state_dir(state_dir: &std::path::Path) -> Result<std::fs::File> {
 pub async fn run(global: &Global, config: ServeArgs) -> Result<ExitCode> {
     let token = config.token()?;
     let pg_conninfo = config.pg_conninfo()?;
-    open_repo(global, &config.repo.url).await.context("opening the agent's repository (create it with `repo init`)")?;
+    let repo = open_repo(global, &config.repo.url).await.context("opening the agent's repository (create it with `repo init`)")?;
     if config.max_jobs == 0 {
         bail!("--max-jobs must be at least 1");
     }
@@ -90,6 +95,8 @@ pub async fn run(global: &Global, config: ServeArgs) -> Result<ExitCode> {
         .await
         .with_context(|| format!("listening on {}", config.listen))?;
     let address = listener.local_addr()?;
+    let metrics = Metrics::new(&config.cell);
+    let geo_copy = geocopy::GeoCopy::new(&metrics);
     let agent = Arc::new(Agent {
         pg_conninfo,
         key_file: global.key_file.clone(),
@@ -97,13 +104,18 @@ pub async fn run(global: &Global, config: ServeArgs) -> Result<ExitCode> {
         journal: Mutex::new(journal),
         slots: tokio::sync::Semaphore::new(config.max_jobs),
         kind_locks: Mutex::default(),
-        metrics: Metrics::new(&config.cell),
+        metrics,
+        repo,
+        geo_copy,
         exe: std::env::current_exe().context("finding this binary")?,
         _lock: lock,
         config,
     });
     for id in runner::recover(&agent)? {
         tokio::spawn(runner::run(agent.clone(), id));
+    }
+    if !agent.config.copy_to.is_empty() && !agent.config.copy_interval.is_zero() {
+        tokio::spawn(geocopy::run(agent.clone(), agent.config.copy_interval));
     }
     let scheme = if tls.is_some() { "https" } else { "http" };
     println!("lifeboat-agent serving cell {} on {scheme}://{address}", agent.config.cell);

@@ -1,0 +1,115 @@
+//! `GET /v1/recovery`: how far this cell can be recovered from each of its
+//! locations (the primary repository and every geo-copy), read from the
+//! repositories themselves: Postgres (newest backups, newest gap-free WAL
+//! and when it was archived) and Kafka (newest snapshot and the instant its
+//! high watermarks were read). A copy location is dated by the primary's
+//! archive times and by the start of its last complete copy pass, so it is
+//! never credited with more than was verified there.
+
+use serde::Serialize;
+use time::OffsetDateTime;
+
+use lifeboat_postgres::recoverable::{recoverable, wal_times, PgRecoverable};
+use lifeboat_repository::Repository;
+
+use super::Agent;
+
+#[derive(Debug, Serialize)]
+pub struct KafkaRecoverable {
+    pub snapshots: usize,
+    pub last_snapshot: Option<String>,
+    /// When the newest snapshot read its high watermarks: what it holds.
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub recoverable_to: Option<OffsetDateTime>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct LocationPoint {
+    pub location: String,
+    /// `primary` (the agent's repository) or `copy`.
+    pub role: &'static str,
+    pub postgres: Option<PgRecoverable>,
+    pub kafka: Option<KafkaRecoverable>,
+    /// For a copy: the start of its newest complete, verified copy pass.
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub copied_through: Option<OffsetDateTime>,
+    /// Why this location could not be read (it counts as nothing recoverable).
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Recovery {
+    pub cell: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub computed_at: OffsetDateTime,
+    pub locations: Vec<LocationPoint>,
+}
+
+async fn kafka_point(repo: &Repository, cell: &str) -> anyhow::Result<KafkaRecoverable> {
+    let snapshots = lifeboat_kafka::stored::list(repo, cell).await?;
+    let newest = snapshots.last();
+    Ok(KafkaRecoverable {
+        snapshots: snapshots.len(),
+        last_snapshot: newest.map(|s| s.manifest.id.clone()),
+        recoverable_to: newest.map(|s| s.manifest.started),
+    })
+}
+
+/// The earlier of two optional instants (None when either is missing).
+fn cap(point: Option<OffsetDateTime>, limit: Option<OffsetDateTime>) -> Option<OffsetDateTime> {
+    Some(point?.min(limit?))
+}
+
+pub async fn compute(agent: &Agent) -> Recovery {
+    let cell = agent.config.cell.as_str();
+    let computed_at = OffsetDateTime::now_utc();
+    let mut locations = Vec::new();
+    let primary_times = wal_times(&agent.repo, cell).await.ok();
+    let mut primary = LocationPoint {
+        location: "primary".into(),
+        role: "primary",
+        postgres: None,
+        kafka: None,
+        copied_through: None,
+        error: None,
+    };
+    match recoverable(&agent.repo, cell, None).await {
+        Ok(p) => primary.postgres = Some(p),
+        Err(e) => primary.error = Some(format!("{e:#}")),
+    }
+    match kafka_point(&agent.repo, cell).await {
+        Ok(k) => primary.kafka = Some(k),
+        Err(e) => primary.error = Some(format!("{e:#}")),
+    }
+    locations.push(primary);
+    for (name, url) in &agent.config.copy_to {
+        let copied_through = agent.geo_copy.synced(name);
+        let mut point =
+            LocationPoint { location: name.clone(), role: "copy", postgres: None, kafka: None, copied_through, error: None };
+        let opened = async {
+            let store = crate::context::store(url).await?;
+            anyhow::Ok(Repository::open(store, agent.repo.key().cloned()).await?)
+        };
+        match opened.await {
+            Ok(repo) => {
+                match recoverable(&repo, cell, primary_times.as_ref()).await {
+                    Ok(mut p) => {
+                        p.recoverable_to = cap(p.recoverable_to, copied_through);
+                        point.postgres = Some(p);
+                    }
+                    Err(e) => point.error = Some(format!("{e:#}")),
+                }
+                match kafka_point(&repo, cell).await {
+                    Ok(mut k) => {
+                        k.recoverable_to = cap(k.recoverable_to, copied_through);
+                        point.kafka = Some(k);
+                    }
+                    Err(e) => point.error = Some(format!("{e:#}")),
+                }
+            }
+            Err(e) => point.error = Some(format!("{e:#}")),
+        }
+        locations.push(point);
+    }
+    Recovery { cell: cell.to_string(), computed_at, locations }
+}

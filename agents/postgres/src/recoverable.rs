@@ -1,0 +1,99 @@
+//! How far a cell's Postgres can be recovered from one repository: the
+//! newest base backup, and the newest WAL segment reachable from its start
+//! without a gap, with the time that segment was archived. Compliance
+//! measures RPO exposure from that time.
+//!
+//! In a copy of the repository, objects carry the time they were copied,
+//! which is later than when Postgres handed them over; callers pass the
+//! source's archive times (`wal_times` of the primary) so that a copy is
+//! never credited with a fresher point than its content has.
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde::Serialize;
+use time::OffsetDateTime;
+
+use lifeboat_repository::Repository;
+
+use crate::archive::WAL_PREFIX;
+use crate::backup::KIND_FULL;
+use crate::walname::WalFile;
+use crate::backup::PgError;
+
+/// A base backup, as compliance reports it.
+#[derive(Debug, Clone, Serialize)]
+pub struct BackupPoint {
+    pub id: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub finished: OffsetDateTime,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PgRecoverable {
+    pub backups: usize,
+    pub last_full: Option<BackupPoint>,
+    pub last_incremental: Option<BackupPoint>,
+    /// The newest segment reachable without a gap from the newest backup's start.
+    pub last_segment: Option<String>,
+    /// When that segment was archived: the point this location can recover to
+    /// (what Postgres wrote after it is not here yet). None: nothing restorable.
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub recoverable_to: Option<OffsetDateTime>,
+}
+
+/// Archive time of every WAL segment of `cell`, by file name.
+pub async fn wal_times(repo: &Repository, cell: &str) -> Result<HashMap<String, OffsetDateTime>, PgError> {
+    let prefix = format!("{WAL_PREFIX}{cell}/");
+    let mut out = HashMap::new();
+    for meta in repo.store().list(&prefix).await.map_err(lifeboat_repository::RepoError::from)? {
+        let name = &meta.path.as_str()[prefix.len()..];
+        if let (Some(WalFile::Segment { .. }), Some(t)) = (WalFile::parse(name), meta.modified) {
+            out.insert(name.to_string(), t);
+        }
+    }
+    Ok(out)
+}
+
+/// What `repo` can recover of `cell`. `source_times` (the primary's
+/// `wal_times`) date segments found here; without it, this store's own
+/// modification times are used.
+pub async fn recoverable(
+    repo: &Repository,
+    cell: &str,
+    source_times: Option<&HashMap<String, OffsetDateTime>>,
+) -> Result<PgRecoverable, PgError> {
+    let backups = crate::restore::list_backups(repo, cell).await?;
+    let point = |m: &lifeboat_repository::manifest::Manifest| BackupPoint { id: m.id.clone(), finished: m.finished };
+    let last_full = backups.iter().rev().find(|(m, _)| m.kind == KIND_FULL).map(|(m, _)| point(m));
+    let last_incremental = backups.iter().rev().find(|(m, _)| m.kind != KIND_FULL).map(|(m, _)| point(m));
+    let mut result =
+        PgRecoverable { backups: backups.len(), last_full, last_incremental, last_segment: None, recoverable_to: None };
+    let Some((_, newest)) = backups.last() else { return Ok(result) };
+
+    // Segment number -> (name, archive time), over every timeline: after a
+    // promotion the chain continues on the next timeline at the same number.
+    let here = wal_times(repo, cell).await?;
+    let mut by_segno: BTreeMap<u64, (String, OffsetDateTime)> = BTreeMap::new();
+    for (name, local_time) in &here {
+        let Some(WalFile::Segment { segno, .. }) = WalFile::parse(name) else { continue };
+        let t = source_times.and_then(|s| s.get(name)).copied().unwrap_or(*local_time);
+        let slot = by_segno.entry(segno).or_insert_with(|| (name.clone(), t));
+        if name > &slot.0 {
+            *slot = (name.clone(), t);
+        }
+    }
+    let mut segno = newest.start_lsn.segno();
+    let mut last = None;
+    while let Some((name, t)) = by_segno.get(&segno) {
+        last = Some((name.clone(), *t));
+        segno += 1;
+    }
+    // Restorable only once the WAL up to the backup's stop is here.
+    if let Some((name, t)) = last {
+        if segno > newest.stop_lsn.segno() {
+            result.last_segment = Some(name);
+            result.recoverable_to = Some(t);
+        }
+    }
+    Ok(result)
+}
