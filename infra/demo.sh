@@ -1,67 +1,171 @@
 #!/usr/bin/env bash
 # The demo (README's first command): Lifeboat's main job end to end on the
-# local embedded default (file://), today the configuration-backup slice:
-# back up a cell's GitOps/config directory into the primary region's
-# repository, back it up again after a change (only the change is stored),
-# geo-copy to the secondary region, verify the copy by reading every object,
-# restore from the copy, compare with the source using diff (not Lifeboat),
-# and show the retention plan. Everything lives in a temporary directory that
-# is removed at the end (set LIFEBOAT_DEMO_KEEP=1 to keep it).
+# local embedded default (file:// locations for two regions and a "second
+# cloud"). It installs and starts Postgres and Kafka, creates the two cells
+# of plans/demo with a small payments workload (a Postgres ledger on each,
+# payment events in Kafka for demo-a), starts one agent per cell and the
+# coordinator on the demo plan, runs a full cycle through the coordinator
+# (base backups, WAL archiving, a Kafka snapshot, an incremental, continuous
+# geo-copy), prints the status table with the real RPO exposure per
+# location, and stops everything it started.
+#
+# The plan is plans/demo with this machine's free ports and a scratch
+# directory put in (the shipped file names fixed ones). Everything lives in a
+# temporary directory removed at the end (LIFEBOAT_DEMO_KEEP=1 keeps it, and
+# leaves the services running).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-${LIFEBOAT_CACHE:-$HOME/.cache/lifeboat}/target}"
+started_at=$(date +%s)
 
 say() { if [[ -t 2 ]]; then printf '\n\033[1m== %s\033[0m\n' "$*" >&2; else printf '\n== %s\n' "$*" >&2; fi; }
 
-say "building lifeboat-agent (the first build takes several minutes; later ones reuse $CARGO_TARGET_DIR)"
+say "installing (when missing) and starting the services: PostgreSQL 15, kcat, Apache Kafka"
+bash infra/services.sh install postgres kcat kafka >&2
+kafka_was_running=no
+bash infra/services.sh status 2>/dev/null | grep -q '^kafka.*running' && kafka_was_running=yes
+eval "$(bash infra/services.sh start kafka)"
+brokers=$LIFEBOAT_TEST_KAFKA_BROKERS
+
+say "building lifeboat and lifeboat-agent (the first build takes several minutes; later ones reuse $CARGO_TARGET_DIR)"
 cargo build --locked --bins 2>&1 | tail -1 >&2
-agent="$CARGO_TARGET_DIR/debug/lifeboat-agent"
+lifeboat="$CARGO_TARGET_DIR/debug/lifeboat"
+psql() { "$(pg_config --bindir)/psql" "$@"; }
 
 work=$(mktemp -d -t lifeboat-demo.XXXXXX)
-if [[ -z ${LIFEBOAT_DEMO_KEEP:-} ]]; then trap 'rm -rf "$work"' EXIT; else echo "keeping $work" >&2; fi
-primary="file://$work/region-a/repo"
-secondary="file://$work/region-b/repo"
-export LIFEBOAT_KEY_FILE="$work/lifeboat.key"
-export RUST_LOG=warn
+chmod 755 "$work" # the postgres user runs the archive command from here
+pids=()
+cleanup() {
+  set +e
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null; done
+  wait 2>/dev/null
+  for cell in a b; do [[ -d $work/pg-$cell ]] && bash infra/pg-cluster.sh stop "$work/pg-$cell" >/dev/null 2>&1; done
+  if [[ -z ${LIFEBOAT_DEMO_KEEP:-} ]]; then
+    [[ $kafka_was_running == no ]] && bash infra/services.sh stop kafka >/dev/null 2>&1
+    rm -rf "$work"
+  else
+    echo "kept $work (services left running)" >&2
+  fi
+}
+trap cleanup EXIT
+mkdir -p "$work/bin"
+install -m 755 "$CARGO_TARGET_DIR/debug/lifeboat-agent" "$work/bin/lifeboat-agent"
+agent="$work/bin/lifeboat-agent"
+export RUST_LOG=${RUST_LOG:-warn}
 
-say "a config directory for cell eu-1 (GitOps values, a CA bundle, a symlink, a 0600 secret)"
-src="$work/cell-eu-1-config"
-mkdir -p "$src/gitops/services" "$src/pki"
-for svc in payment validation account saga clearing notification; do
-  printf 'service: %s\nreplicas: 3\ntier: 1\n' "$svc" >"$src/gitops/services/$svc.yaml"
+port() { bash infra/pg-cluster.sh free-port; }
+pg_a=$(port) pg_b=$(port) agent_a=$(port) agent_b=$(port) coordinator=$(port)
+
+say "the demo plan, with this machine's ports and $work/storage for its locations"
+cp -r plans/demo "$work/plan"
+sed -i -e "s|127.0.0.1:9092|$brokers|g" -e "s|port=5501|port=$pg_a|g" -e "s|port=5502|port=$pg_b|g" \
+  -e "s|127.0.0.1:7401|127.0.0.1:$agent_a|g" -e "s|127.0.0.1:7402|127.0.0.1:$agent_b|g" \
+  -e "s|file:///var/tmp/lifeboat-demo|file://$work/storage|g" "$work/plan"/*.toml
+"$lifeboat" plan validate "$work/plan"
+
+say "secrets: a repository key, one API token for the agents (the plan reads env:LIFEBOAT_DEMO_TOKEN), an operator token"
+umask 077
+"$agent" key generate --out "$work/key" >&2
+openssl rand -hex 32 >"$work/agent-token"
+openssl rand -hex 32 >"$work/operator-token"
+umask 022
+export LIFEBOAT_DEMO_TOKEN=$(cat "$work/agent-token")
+export LIFEBOAT_COORDINATOR="http://127.0.0.1:$coordinator" LIFEBOAT_OPERATOR_TOKEN_FILE="$work/operator-token"
+
+# A cell's repository in a location is <location URL>/<cell>.
+repo() { printf 'file://%s/storage/%s/%s' "$work" "$1" "$2"; }
+
+for cell in a b; do
+  name=demo-$cell
+  case $cell in a) pg_port=$pg_a; primary=a-primary; second=a-in-b ;; b) pg_port=$pg_b; primary=b-primary; second=b-in-a ;; esac
+  say "cell $name: repository $(repo $primary $name), Postgres on port $pg_port archiving into it"
+  "$agent" repo init --repo "$(repo $primary $name)" --key-file "$work/key" >&2
+  chown -R postgres: "$work/storage/$primary" "$work/key"
+  bash infra/pg-cluster.sh create "$work/pg-$cell" "$pg_port" \
+    "archive_mode = on" "archive_timeout = 60s" \
+    "archive_command = '$agent wal-push %p --repo $(repo $primary $name) --cell $name --key-file $work/key'" >/dev/null
+  bash infra/pg-cluster.sh start "$work/pg-$cell" "$pg_port" >/dev/null
+  psql -X -q -h 127.0.0.1 -p "$pg_port" -U postgres -c "
+    create table payments (id bigserial primary key, tenant text not null, amount numeric(12,2) not null, at timestamptz not null default now());
+    create table ledger (id bigserial primary key, payment_id bigint not null references payments, account text not null, amount numeric(12,2) not null);"
 done
-head -c 3000000 /dev/urandom | base64 >"$src/pki/ca-bundle.pem"
-printf 'db-password-ref: vault://cell-eu-1/db\n' >"$src/secrets.ref" && chmod 600 "$src/secrets.ref"
-ln -s gitops/services/payment.yaml "$src/current-payment"
-find "$src" -type f | sed "s|$work/||" >&2
+bash infra/services.sh kafka-topics --bootstrap-server "$brokers" --create --if-not-exists --topic demo-a.payments \
+  --partitions 3 --replication-factor 1 >/dev/null
 
-say "a repository key (kept outside the repository) and an encrypted repository in region A"
-"$agent" key generate --out "$LIFEBOAT_KEY_FILE"
-"$agent" repo init --repo "$primary"
+say "a payments workload: every second a few payments per cell (a debit and a credit each); demo-a also publishes each payment to Kafka"
+workload() { # CELL PORT TENANTS...
+  local cell=$1 port=$2; shift 2
+  local tenants="array['${1}'$(printf ",'%s'" "${@:2}")]"
+  while :; do
+    rows=$(psql -X -q -A -t -h 127.0.0.1 -p "$port" -U postgres -c "
+      with p as (insert into payments (tenant, amount)
+                 select ($tenants)[1 + floor(random() * $#)::int], round((random() * 500)::numeric, 2) from generate_series(1, 3)
+                 returning id, tenant, amount),
+           l as (insert into ledger (payment_id, account, amount)
+                 select id, 'debit:' || tenant, -amount from p union all select id, 'credit:' || tenant, amount from p)
+      select id || ' ' || tenant || ' ' || amount from p") || true
+    if [[ $cell == demo-a && -n $rows ]]; then
+      awk '{ printf "%s|{\"payment_id\":%s,\"tenant\":\"%s\",\"amount\":%s}\n", $1, $1, $2, $3 }' <<<"$rows" |
+        kcat -P -q -b "$brokers" -t demo-a.payments -K '|' 2>/dev/null || true
+    fi
+    sleep 1
+  done
+}
+workload demo-a "$pg_a" acme globex & pids+=($!)
+workload demo-b "$pg_b" initech & pids+=($!)
 
-say "backup 1"
-"$agent" files backup "$src" --repo "$primary" --cell eu-1
-say "change one service file, backup 2: only the changed chunk is uploaded"
-printf 'service: payment\nreplicas: 5\ntier: 1\n' >"$src/gitops/services/payment.yaml"
-"$agent" files backup "$src" --repo "$primary" --cell eu-1
+# start_agent CELL AGENT_PORT PG_PORT PRIMARY SECOND [kafka]
+start_agent() {
+  local name=$1 port=$2 pg_port=$3 primary=$4 second=$5 kafka=${6:-}
+  local args=(serve --repo "$(repo "$primary" "$name")" --cell "$name" --key-file "$work/key"
+    --token-file "$work/agent-token" --state-dir "$work/agent-$name" --listen "127.0.0.1:$port"
+    --pg-conn "host=127.0.0.1 port=$pg_port user=postgres dbname=postgres"
+    --copy-to "$second=$(repo "$second" "$name")" --copy-to "cross-cloud=$(repo cross-cloud "$name")" --copy-interval 5s)
+  [[ -n $kafka ]] && args+=(--kafka-brokers "$brokers" --kafka-topics 'demo-a\..*')
+  RUST_LOG=info "$agent" "${args[@]}" >"$work/agent-$name.out" 2>"$work/agent-$name.log" &
+  pids+=($!)
+  for _ in $(seq 100); do grep -q serving "$work/agent-$name.out" && break; sleep 0.1; done
+  cat "$work/agent-$name.out" >&2
+}
+say "one agent per cell (lifeboat-agent serve): jobs over an authenticated API, continuous geo-copy to the second region and the second cloud"
+start_agent demo-a "$agent_a" "$pg_a" a-primary a-in-b kafka
+start_agent demo-b "$agent_b" "$pg_b" b-primary b-in-a
 
-say "geo-copy region A -> region B (only what B lacks, verified by hash, manifests last)"
-"$agent" repo copy "$primary" "$secondary"
-say "rerun: nothing left to copy"
-"$agent" repo copy "$primary" "$secondary"
+say "the coordinator on the demo plan (lifeboat serve), with its state in SQLite"
+RUST_LOG=info "$lifeboat" serve --plans "$work/plan" --state "$work/coordinator.db" --listen "127.0.0.1:$coordinator" \
+  --operator-token-file "$work/operator-token" --poll 2s >"$work/coordinator.out" 2>"$work/coordinator.log" &
+pids+=($!)
+for _ in $(seq 100); do grep -q "on http" "$work/coordinator.out" && break; sleep 0.1; done
+cat "$work/coordinator.out" >&2
 
-say "verify the copy in region B: every object read, every hash checked"
-"$agent" repo verify --repo "$secondary"
-"$agent" repo ls --repo "$secondary"
-"$agent" repo stats --repo "$secondary"
+say "full base backups of both cells, through the coordinator"
+"$lifeboat" backup run --cell demo-a --kind full &
+full_a=$!
+"$lifeboat" backup run --cell demo-b --kind full
+wait "$full_a"
 
-say "restore the latest backup from region B and compare with the source using diff"
-"$agent" files restore latest "$work/restored" --repo "$secondary" --cell eu-1
-diff -r --no-dereference "$src" "$work/restored" && echo "restored tree is identical to the source" >&2
-[[ $(stat -c %a "$work/restored/secrets.ref") == 600 ]] && echo "secret kept mode 0600" >&2
+say "a Kafka snapshot of demo-a's topics"
+"$lifeboat" snapshot run --cell demo-a
 
-say "retention plan for region A (keep 1 newest, nothing younger than 1s): shown, not executed"
-sleep 1
-"$agent" repo retention --repo "$primary" --keep-last 1 --keep-within 1s --dry-run
+say "more payments, then an incremental backup of demo-a"
+sleep 3
+"$lifeboat" backup run --cell demo-a --kind incremental
 
-say "demo finished"
+say "switching WAL so the newest payments are archived, then waiting for the geo-copies"
+for p in "$pg_a" "$pg_b"; do psql -X -q -A -t -h 127.0.0.1 -p "$p" -U postgres -c "select pg_switch_wal()" >/dev/null; done
+for _ in $(seq 60); do
+  verdict=$("$lifeboat" status --output json 2>/dev/null | python3 -c 'import json, sys; print(json.load(sys.stdin)["verdict"])' 2>/dev/null || true)
+  [[ $verdict == ok ]] && break
+  sleep 1
+done
+
+say "status: per cell and location, RPO exposure (now minus the newest recoverable point) against the tier's target"
+"$lifeboat" status
+
+say "run history (the coordinator's SQLite state)"
+"$lifeboat" runs list
+
+say "a few of the coordinator's Prometheus metrics (GET $LIFEBOAT_COORDINATOR/metrics; the page for people is $LIFEBOAT_COORDINATOR/)"
+curl -s "$LIFEBOAT_COORDINATOR/metrics" | grep -E '^lifeboat_(cell_rpo_exposure_seconds|geo_copy_lag_seconds)' | head -8
+
+say "demo finished in $(( $(date +%s) - started_at )) s; stopping everything it started"

@@ -1,11 +1,23 @@
 //! `lifeboat`: the coordinator and operator CLI.
 //!
-//! Today: DR plans (`plan validate`, `plan show`). The scheduler, agent
-//! driver, compliance, drills and reports land in later milestones; nothing
-//! here pretends to work before it does. The data-plane commands live in
-//! `lifeboat-agent`.
+//! - [`plan`]: DR plans (`plan validate`, `plan show`)
+//! - [`serve`]: the coordinator service (scheduler, agent driver, alerts, HTTP)
+//! - [`store`]: its state database (SQLite)
+//! - [`compliance`]: recoverable points, RPO exposure and verdicts per cell
+//! - [`agent_client`]: the agent API, as the coordinator calls it
+//! - [`ops`]: operator commands, against a coordinator or directly
+//! - [`secrets`]: resolving `env:` / `file:` references
+//!
+//! Drills and reports land with the drill milestone; nothing here pretends
+//! to work before it does. The data-plane commands live in `lifeboat-agent`.
 
+mod agent_client;
+mod compliance;
+mod ops;
 mod plan;
+mod secrets;
+mod serve;
+mod store;
 
 use std::fmt::Write as _;
 use std::path::PathBuf;
@@ -40,6 +52,76 @@ enum Command {
     /// DR plans: check them, and show the effective schedule and targets per cell.
     #[command(subcommand)]
     Plan(PlanCommand),
+    /// Run the coordinator: schedules, agent jobs, compliance, alerts, status page and metrics.
+    Serve(serve::ServeArgs),
+    /// Postgres base backups of a cell, now.
+    #[command(subcommand)]
+    Backup(BackupCommand),
+    /// Kafka snapshots of a cell, now.
+    #[command(subcommand)]
+    Snapshot(SnapshotCommand),
+    /// Every cell's recoverable points, RPO exposure and verdict per location.
+    Status {
+        #[command(flatten)]
+        target: ops::Target,
+    },
+    /// The coordinator's run history.
+    #[command(subcommand)]
+    Runs(RunsCommand),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum BackupKind {
+    Full,
+    Incremental,
+}
+
+#[derive(Debug, Subcommand)]
+enum BackupCommand {
+    /// Take a base backup of the cell's Postgres now (and wait for it).
+    Run {
+        #[arg(long)]
+        cell: String,
+        #[arg(long, value_enum, default_value = "full")]
+        kind: BackupKind,
+        /// With --coordinator: return once the run is queued.
+        #[arg(long)]
+        no_wait: bool,
+        #[command(flatten)]
+        target: ops::Target,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum SnapshotCommand {
+    /// Snapshot the cell's Kafka topics now (and wait for it).
+    Run {
+        #[arg(long)]
+        cell: String,
+        #[arg(long)]
+        no_wait: bool,
+        #[command(flatten)]
+        target: ops::Target,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum RunsCommand {
+    /// Runs, newest first.
+    List {
+        #[arg(long)]
+        cell: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        #[command(flatten)]
+        source: ops::HistorySource,
+    },
+    /// One run.
+    Show {
+        id: i64,
+        #[command(flatten)]
+        source: ops::HistorySource,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -55,9 +137,86 @@ enum PlanCommand {
     },
 }
 
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+}
+
+/// Run an async operator command: print its JSON or text, map failure to exit 1.
+fn operate(output: Output, work: impl std::future::Future<Output = anyhow::Result<(serde_json::Value, String, bool)>>) -> ExitCode {
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
+    match runtime.block_on(work) {
+        Ok((value, text, ok)) => {
+            match output {
+                Output::Json => println!("{}", serde_json::to_string_pretty(&value).expect("JSON")),
+                Output::Text => print!("{}", if text.ends_with('\n') { text } else { format!("{text}\n") }),
+            }
+            if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+        }
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if !matches!(cli.command, Command::Version { .. } | Command::Plan(_)) {
+        init_logging();
+    }
+    let output = cli.output;
     match cli.command {
+        Command::Serve(args) => {
+            let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
+            let result = runtime.block_on(async {
+                tokio::select! {
+                    r = serve::run(args) => r,
+                    _ = shutdown_signal() => {
+                        tracing::info!("stopping");
+                        Ok(())
+                    }
+                }
+            });
+            match result {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Backup(BackupCommand::Run { cell, kind, no_wait, target }) => operate(output, async move {
+            let kind = match kind {
+                BackupKind::Full => "pg-full",
+                BackupKind::Incremental => "pg-incremental",
+            };
+            let r = ops::run_now(&target, &cell, kind, !no_wait).await?;
+            let ok = no_wait || ops::succeeded(&r);
+            Ok((r.clone(), ops::render_run(&r), ok))
+        }),
+        Command::Snapshot(SnapshotCommand::Run { cell, no_wait, target }) => operate(output, async move {
+            let r = ops::run_now(&target, &cell, "kafka-snapshot", !no_wait).await?;
+            let ok = no_wait || ops::succeeded(&r);
+            Ok((r.clone(), ops::render_run(&r), ok))
+        }),
+        Command::Status { target } => operate(output, async move {
+            let s = ops::status(&target).await?;
+            let text = ops::render_status(&s)?;
+            Ok((s, text, true))
+        }),
+        Command::Runs(RunsCommand::List { cell, limit, source }) => operate(output, async move {
+            let v = ops::runs(&source, cell.as_deref(), limit).await?;
+            Ok((v.clone(), ops::render_runs(&v), true))
+        }),
+        Command::Runs(RunsCommand::Show { id, source }) => operate(output, async move {
+            let v = ops::run_show(&source, id).await?;
+            Ok((v.clone(), ops::render_run(&v), true))
+        }),
         Command::Version { json } => {
             let version = env!("CARGO_PKG_VERSION");
             if json {
@@ -104,6 +263,15 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+    }
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("installing a SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
     }
 }
 

@@ -1,6 +1,6 @@
-//! `lifeboat-agent serve` under test: start it on a free port, talk to its
-//! HTTP API with a real HTTP client (reqwest), kill and restart it, and read
-//! what it logged.
+//! `lifeboat-agent serve` and `lifeboat serve` under test: start one on a
+//! free port, talk to its HTTP API with a real HTTP client (reqwest), kill
+//! and restart it, and read what it logged.
 
 use std::io::{BufRead, BufReader};
 use std::os::unix::fs::PermissionsExt;
@@ -10,8 +10,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-/// A running `lifeboat-agent serve`, killed on drop.
+/// A running `lifeboat-agent serve` (or `lifeboat serve`), killed on drop.
 pub struct ServedAgent {
+    bin: PathBuf,
     args: Vec<String>,
     env: Vec<(String, String)>,
     child: Option<Child>,
@@ -34,11 +35,21 @@ impl ServedAgent {
     /// Start `lifeboat-agent serve ARGS` (which must include --token-file
     /// and --state-dir; --listen defaults to a free port).
     pub fn start(args: &[&str], env: &[(&str, &str)], token: &str, log: &Path) -> ServedAgent {
+        Self::start_bin(crate::agent_bin(), args, env, token, log)
+    }
+
+    /// Start `lifeboat serve ARGS` (the coordinator); `token` is the operator token.
+    pub fn coordinator(args: &[&str], env: &[(&str, &str)], token: &str, log: &Path) -> ServedAgent {
+        Self::start_bin(crate::lifeboat_bin(), args, env, token, log)
+    }
+
+    fn start_bin(bin: PathBuf, args: &[&str], env: &[(&str, &str)], token: &str, log: &Path) -> ServedAgent {
         let mut args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
         if !args.iter().any(|a| a == "--listen") {
             args.extend(["--listen".to_string(), "127.0.0.1:0".to_string()]);
         }
         let mut agent = ServedAgent {
+            bin,
             args,
             env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
             child: None,
@@ -60,7 +71,7 @@ impl ServedAgent {
     fn launch(&mut self) {
         crate::services();
         let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).unwrap();
-        let mut cmd = Command::new(crate::agent_bin());
+        let mut cmd = Command::new(&self.bin);
         cmd.arg("serve").args(&self.args).env("RUST_LOG", "info").stdout(Stdio::piped()).stderr(log);
         for (k, v) in &self.env {
             cmd.env(k, v);
@@ -69,7 +80,7 @@ impl ServedAgent {
         let mut line = String::new();
         BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
         let url = line.trim().rsplit(' ').next().unwrap_or_default().to_string();
-        assert!(url.starts_with("http"), "lifeboat-agent serve did not start: {line:?}\n{}", self.log_text());
+        assert!(url.starts_with("http"), "{} serve did not start: {line:?}\n{}", self.bin.display(), self.log_text());
         self.url = url;
         self.child = Some(child);
     }

@@ -56,7 +56,7 @@ const BREAKS: &[Break] = &[
     Break { file: "cells.toml", old: "name = \"demo-a\"\n", new: "name = \"demo-a\"\ncolour = \"red\"\n", message: "unknown field `colour`", anchor: "colour = \"red\"" },
     Break { file: "demo.toml", old: "pg_full = \"0 2 * * *\"", new: "pg_full = \"0 25 * * *\"", message: "schedules.pg_full: \"0 25 * * *\" is not a valid cron expression", anchor: "pg_full = \"0 25" },
     Break { file: "demo.toml", old: "drill = \"0 3 1 * *\"", new: "drill = \"0 3 1 *\"", message: "is not a 5-field cron expression", anchor: "drill = \"0 3 1 *\"" },
-    Break { file: "demo.toml", old: "kafka_snapshot = \"0 * * * *\"", new: "kafka_snapshot = \"0 */2 * * *\"", message: "leaves up to 2h between snapshots, more than tier \"tier-1\"'s Kafka RPO of 1h", anchor: "kafka_snapshot = \"0 */2" },
+    Break { file: "demo.toml", old: "kafka_snapshot = \"0 * * * *\"", new: "kafka_snapshot = \"0 */2 * * *\"", message: "leaves up to 2h between snapshots, more than tier \"tier-1\"'s Kafka RPO of 1h 30m", anchor: "kafka_snapshot = \"0 */2" },
     Break { file: "cells.toml", old: "archive_timeout = \"60s\"", new: "archive_timeout = \"10m\"", message: "archive_timeout 10m cannot meet tier \"tier-1\"'s RPO of 5m", anchor: "archive_timeout = \"10m\"" },
     Break { file: "cells.toml", old: "dr_cell = \"demo-b\"\n", new: "", message: "cell \"demo-a\" is in tier \"tier-1\" (ActivePassive) but has no dr_cell", anchor: "name = \"demo-a\"" },
     Break { file: "cells.toml", old: ", token = \"env:LIFEBOAT_DEMO_TOKEN\" }", new: " }", message: "agent.token is missing", anchor: "agent = { url = \"http://127.0.0.1:7401\" }" },

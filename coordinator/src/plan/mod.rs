@@ -109,6 +109,8 @@ pub struct CellPlan {
     pub dr_cell: Option<String>,
     pub tenants: Vec<String>,
     pub agent_url: String,
+    /// The agent's API token, as a reference (`env:NAME` / `file:PATH`).
+    pub agent_token: String,
     pub locations: Vec<String>,
     pub postgres: bool,
     pub kafka_brokers: Option<String>,

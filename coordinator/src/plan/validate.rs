@@ -394,6 +394,7 @@ pub fn validate(dir: &Path, files: &[PlanFile]) -> (Plan, Vec<Diagnostic>) {
                 dr_cell: c.dr_cell.as_ref().map(|d| d.get_ref().clone()),
                 tenants: c.tenants.iter().map(|t| t.get_ref().clone()).collect(),
                 agent_url: agent.url.get_ref().clone(),
+                agent_token: agent.token.as_ref().map(|t| t.get_ref().clone()).unwrap_or_default(),
                 locations: c.locations.iter().map(|l| l.get_ref().clone()).collect(),
                 postgres: c.postgres.is_some(),
                 kafka_brokers: c.kafka.as_ref().map(|k| k.get_ref().brokers.get_ref().clone()),

@@ -1,0 +1,95 @@
+//! Alert webhooks, Alertmanager-compatible: when a cell's Postgres or Kafka
+//! at a location turns at-risk or breached, each `--alert-webhook` receives
+//! a JSON array of alerts in Alertmanager's `POST /api/v2/alerts` shape
+//! (labels, annotations, startsAt, generatorURL); when it recovers, the same
+//! alert with `endsAt` (resolved). A change of verdict resolves the old
+//! alert and fires the new one. Delivery is retried on the next evaluation
+//! until every webhook took it; the alert state lives in the state database.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde_json::{json, Value};
+
+use super::Coordinator;
+use crate::compliance::{Status, Verdict};
+use crate::store::ts;
+
+fn alert(status: &Status, cell: &str, tier: &str, location: &str, system: &str, verdict: &str, detail: &str, starts: &str, ends: Option<&str>, url: &str) -> Value {
+    let severity = if verdict == "breached" { "critical" } else { "warning" };
+    let mut a = json!({
+        "labels": {
+            "alertname": "LifeboatRpo",
+            "plan": status.plan,
+            "cell": cell,
+            "tier": tier,
+            "location": location,
+            "system": system,
+            "verdict": verdict,
+            "severity": severity,
+        },
+        "annotations": {
+            "summary": format!("{cell}: {system} at {location} is {verdict}"),
+            "description": detail,
+        },
+        "startsAt": starts,
+        "generatorURL": url,
+    });
+    if let Some(e) = ends {
+        a["endsAt"] = json!(e);
+    }
+    a
+}
+
+/// Compare verdicts with what was last alerted; send what changed.
+pub async fn evaluate(c: &Coordinator, status: &Status, now: DateTime<Utc>) -> anyhow::Result<()> {
+    if c.cfg.webhooks.is_empty() {
+        return Ok(());
+    }
+    let mut changes: Vec<(String, String, String, Option<String>)> = Vec::new();
+    let mut batch = Vec::new();
+    for cell in &status.cells {
+        for l in &cell.locations {
+            for (system, point) in [("postgres", &l.postgres), ("kafka", &l.kafka)] {
+                let Some(p) = point else { continue };
+                let previous = c.store.alert(&cell.cell, &l.location, system)?;
+                let current = (p.verdict != Verdict::Ok).then(|| p.verdict.as_str().to_string());
+                if previous.as_ref().map(|(v, _)| v) == current.as_ref() {
+                    continue;
+                }
+                let detail = format!(
+                    "RPO exposure {} against a target of {:.0}s{}",
+                    p.exposure_seconds.map(|e| format!("{e:.0}s")).unwrap_or_else(|| "unbounded (nothing recoverable)".into()),
+                    p.target_seconds,
+                    l.problem.as_deref().map(|x| format!("; {x}")).unwrap_or_default()
+                );
+                if let Some((old, since)) = &previous {
+                    batch.push(alert(status, &cell.cell, &cell.tier, &l.location, system, old, &detail, since, Some(&ts(now)), &c.cfg.public_url));
+                }
+                if let Some(v) = &current {
+                    batch.push(alert(status, &cell.cell, &cell.tier, &l.location, system, v, &detail, &ts(now), None, &c.cfg.public_url));
+                }
+                changes.push((cell.cell.clone(), l.location.clone(), system.to_string(), current));
+            }
+        }
+    }
+    if batch.is_empty() {
+        return Ok(());
+    }
+    let body = Value::Array(batch);
+    // Webhook URLs may carry tokens: errors name them by position only.
+    for (i, hook) in c.cfg.webhooks.iter().enumerate() {
+        let n = i + 1;
+        let sent = c.http.post(hook).timeout(Duration::from_secs(10)).json(&body).send().await;
+        match sent {
+            Ok(r) if r.status().is_success() => {}
+            Ok(r) => anyhow::bail!("alert webhook #{n} answered {}; will retry", r.status()),
+            Err(e) => anyhow::bail!("alert webhook #{n} could not be reached ({}); will retry", if e.is_timeout() { "timeout" } else { "connection failed" }),
+        }
+    }
+    for (cell, location, system, verdict) in changes {
+        tracing::warn!(%cell, %location, %system, verdict = verdict.as_deref().unwrap_or("ok (resolved)"), "alert sent");
+        c.store.set_alert(&cell, &location, &system, verdict.as_deref(), now)?;
+    }
+    Ok(())
+}

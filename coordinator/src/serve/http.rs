@@ -1,0 +1,183 @@
+//! The coordinator's HTTP API and status page. Reads (status, runs,
+//! metrics, the page) are open: they carry names and times, never secrets
+//! or URLs with credentials. Starting a run needs the operator token.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{ConnectInfo, Path, Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use chrono::Utc;
+use serde::Deserialize;
+
+use super::scheduler::OPERATOR_KINDS;
+use super::Coordinator;
+use crate::compliance::{human, Status, Verdict};
+use crate::store::NewRun;
+
+pub fn router(c: Arc<Coordinator>) -> Router {
+    Router::new()
+        .route("/", get(page))
+        .route("/v1/health", get(health))
+        .route("/v1/status", get(status))
+        .route("/v1/runs", get(runs).post(start_run))
+        .route("/v1/runs/{id}", get(run))
+        .route("/metrics", get(metrics))
+        .fallback(|| async { error(StatusCode::NOT_FOUND, "no such endpoint") })
+        .with_state(c)
+}
+
+fn error(status: StatusCode, message: impl Into<String>) -> Response {
+    (status, Json(serde_json::json!({ "error": message.into() }))).into_response()
+}
+
+fn internal(e: anyhow::Error) -> Response {
+    tracing::error!("{e:#}");
+    error(StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}"))
+}
+
+async fn health(State(c): State<Arc<Coordinator>>) -> Response {
+    Json(serde_json::json!({ "status": "ok", "plan": c.plan.name, "cells": c.plan.cells.len() })).into_response()
+}
+
+async fn status(State(c): State<Arc<Coordinator>>) -> Response {
+    match c.status() {
+        Ok(s) => Json(s).into_response(),
+        Err(e) => internal(e),
+    }
+}
+
+async fn metrics(State(c): State<Arc<Coordinator>>) -> Response {
+    match c.status() {
+        Ok(s) => c.metrics.status(&s),
+        Err(e) => return internal(e),
+    }
+    ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], c.metrics.render()).into_response()
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RunsQuery {
+    cell: Option<String>,
+    limit: Option<usize>,
+}
+
+async fn runs(State(c): State<Arc<Coordinator>>, q: Result<Query<RunsQuery>, axum::extract::rejection::QueryRejection>) -> Response {
+    let Ok(Query(q)) = q else { return error(StatusCode::BAD_REQUEST, "query parameters: cell, limit") };
+    match c.store.runs(q.cell.as_deref(), q.limit.unwrap_or(100)) {
+        Ok(runs) => Json(serde_json::json!({ "runs": runs })).into_response(),
+        Err(e) => internal(e),
+    }
+}
+
+async fn run(State(c): State<Arc<Coordinator>>, Path(id): Path<i64>) -> Response {
+    match c.store.run(id) {
+        Ok(Some(r)) => Json(r).into_response(),
+        Ok(None) => error(StatusCode::NOT_FOUND, format!("no run {id}")),
+        Err(e) => internal(e),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StartRun {
+    cell: String,
+    kind: String,
+}
+
+/// `POST /v1/runs {"cell", "kind"}` with the operator token: queue a run now.
+async fn start_run(State(c): State<Arc<Coordinator>>, ConnectInfo(peer): ConnectInfo<SocketAddr>, headers: HeaderMap, body: Bytes) -> Response {
+    let token = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
+    if let Err(reason) = c.operator_allowed(token) {
+        tracing::warn!(%peer, reason, "refused an operator command");
+        return error(StatusCode::UNAUTHORIZED, format!("unauthorized: {reason}"));
+    }
+    let req: StartRun = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => return error(StatusCode::BAD_REQUEST, format!("expected {{\"cell\": ..., \"kind\": ...}}: {e}")),
+    };
+    let Some(cell) = c.plan.cells.iter().find(|x| x.name == req.cell) else {
+        let names: Vec<&str> = c.plan.cells.iter().map(|x| x.name.as_str()).collect();
+        return error(StatusCode::NOT_FOUND, format!("no cell {} in plan {}; cells: {}", req.cell, c.plan.name, names.join(", ")));
+    };
+    if !OPERATOR_KINDS.contains(&req.kind.as_str()) {
+        return error(StatusCode::BAD_REQUEST, format!("unknown run kind {}; one of {}", req.kind, OPERATOR_KINDS.join(", ")));
+    }
+    if !super::scheduler::duties(cell).iter().any(|(k, _)| *k == req.kind) {
+        return error(StatusCode::UNPROCESSABLE_ENTITY, format!("cell {} has no {} in its plan", cell.name, req.kind));
+    }
+    let now = Utc::now();
+    let new = NewRun { cell: &cell.name, kind: &req.kind, trigger: "operator", scheduled_for: None, deadline: None };
+    let id = match c.store.insert_run(&new, now) {
+        Ok(Some(id)) => id,
+        Ok(None) => return error(StatusCode::INTERNAL_SERVER_ERROR, "the run was not recorded"),
+        Err(e) => return internal(e),
+    };
+    tracing::info!(cell = %cell.name, kind = %req.kind, run = id, %peer, "operator run");
+    match c.store.run(id) {
+        Ok(Some(r)) => (StatusCode::ACCEPTED, Json(r)).into_response(),
+        Ok(None) => error(StatusCode::INTERNAL_SERVER_ERROR, "the run vanished"),
+        Err(e) => internal(e),
+    }
+}
+
+fn escape(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+}
+
+fn badge(v: Verdict) -> String {
+    format!("<span class=\"{0}\">{0}</span>", v.as_str())
+}
+
+/// The status table for people: a self-contained page, refreshed every 15 s.
+fn render_page(s: &Status) -> String {
+    use std::fmt::Write as _;
+    let mut rows = String::new();
+    for c in &s.cells {
+        for (i, l) in c.locations.iter().enumerate() {
+            let cell = if i == 0 {
+                format!("<td rowspan=\"{}\"><b>{}</b><br>{} · {}</td>", c.locations.len(), escape(&c.cell), escape(&c.tier), badge(c.verdict))
+            } else {
+                String::new()
+            };
+            let point = |p: &Option<crate::compliance::Point>| match p {
+                None => "<td>–</td>".to_string(),
+                Some(p) => format!("<td>{} / {} {}</td>", human(p.exposure_seconds), human(Some(p.target_seconds)), badge(p.verdict)),
+            };
+            let role = serde_json::to_value(l.role).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
+            let _ = write!(
+                rows,
+                "<tr>{cell}<td>{}<br><small>{}</small></td>{}{}<td>{}</td><td>{}</td></tr>",
+                escape(&l.location),
+                escape(&role),
+                point(&l.postgres),
+                point(&l.kafka),
+                human(l.copy_lag_seconds),
+                escape(l.problem.as_deref().or(c.agent_problem.as_deref()).unwrap_or(""))
+            );
+        }
+    }
+    format!(
+        r#"<!doctype html><html><head><meta charset="utf-8"><meta http-equiv="refresh" content="15">
+<title>Lifeboat: {plan}</title><style>
+body{{font-family:system-ui,sans-serif;margin:2em}} table{{border-collapse:collapse}} td,th{{border:1px solid #ccc;padding:.4em .7em;vertical-align:top}}
+th{{background:#f3f3f3;text-align:left}} .ok{{color:#080}} .at-risk{{color:#b60;font-weight:bold}} .breached{{color:#c00;font-weight:bold}}
+</style></head><body><h1>Lifeboat · plan {plan} {verdict}</h1><p>Computed {at} (UTC). RPO exposure is now minus the newest point each location can recover to.</p>
+<table><tr><th>Cell</th><th>Location</th><th>Postgres exposure / RPO</th><th>Kafka exposure / RPO</th><th>Copy lag</th><th>Problem</th></tr>{rows}</table>
+<p><a href="/v1/status">JSON</a> · <a href="/v1/runs">runs</a> · <a href="/metrics">metrics</a></p></body></html>"#,
+        plan = escape(&s.plan),
+        verdict = badge(s.verdict),
+        at = escape(&s.computed_at),
+    )
+}
+
+async fn page(State(c): State<Arc<Coordinator>>) -> Response {
+    match c.status() {
+        Ok(s) => Html(render_page(&s)).into_response(),
+        Err(e) => internal(e),
+    }
+}

@@ -1,0 +1,222 @@
+//! `lifeboat serve --plans DIR`: the coordinator as a service. It loads and
+//! validates the plan, resolves every agent token, opens the state database,
+//! and then loops: fire schedules, dispatch runs to agents, poll them, read
+//! recovery points, compute compliance, send alerts. Its HTTP API serves
+//! the status (JSON, a web page, Prometheus metrics), run history, and
+//! operator commands.
+
+mod alerts;
+mod http;
+mod metrics;
+pub mod scheduler;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use chrono::Utc;
+use clap::Args;
+
+use crate::agent_client::AgentClient;
+use crate::compliance::{self, Status, Verdict};
+use crate::plan::Plan;
+use crate::store::Store;
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// The plan directory.
+    #[arg(long, env = "LIFEBOAT_PLANS")]
+    pub plans: PathBuf,
+    /// The state database (SQLite; created when missing).
+    #[arg(long, env = "LIFEBOAT_STATE", default_value = "lifeboat-state.db")]
+    pub state: PathBuf,
+    /// Address for the status page, API and metrics.
+    #[arg(long, env = "LIFEBOAT_LISTEN", default_value = "127.0.0.1:7300")]
+    pub listen: SocketAddr,
+    /// File with the token operator commands (POST /v1/runs) must carry; without it the API is read-only.
+    #[arg(long, env = "LIFEBOAT_OPERATOR_TOKEN_FILE")]
+    pub operator_token_file: Option<PathBuf>,
+    /// Alertmanager-compatible webhook for at-risk and breached cells (repeatable).
+    #[arg(long = "alert-webhook")]
+    pub webhooks: Vec<String>,
+    /// How often schedules are checked and runs dispatched.
+    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+    pub tick: Duration,
+    /// How often agents are polled for job state and recovery points.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    pub poll: Duration,
+    /// First retry delay of a failed run (doubles per attempt, plus up to 20 % jitter).
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    pub retry_base: Duration,
+    /// Attempts per run before it is reported failed.
+    #[arg(long, default_value_t = 3)]
+    pub max_attempts: u32,
+    /// Runs in flight per cell.
+    #[arg(long, default_value_t = 2)]
+    pub cell_concurrency: usize,
+}
+
+pub struct Config {
+    pub poll: chrono::Duration,
+    pub retry_base: Duration,
+    pub max_attempts: u32,
+    pub cell_concurrency: usize,
+    pub webhooks: Vec<String>,
+    pub public_url: String,
+}
+
+pub struct Coordinator {
+    pub plan: Plan,
+    pub store: Store,
+    pub agents: HashMap<String, AgentClient>,
+    pub cfg: Config,
+    pub metrics: metrics::Metrics,
+    pub http: reqwest::Client,
+    operator_digest: Option<[u8; 32]>,
+    /// Per cell: why the last read of its recovery points failed (None: it worked).
+    pub agent_problems: Mutex<HashMap<String, Option<String>>>,
+}
+
+/// Load a plan, or say everything wrong with it.
+pub fn load_plan(dir: &std::path::Path) -> Result<Plan> {
+    crate::plan::load(dir).map_err(|problems| {
+        let list: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
+        anyhow::anyhow!("the plan in {} is not valid:\n{}", dir.display(), list.join("\n"))
+    })
+}
+
+/// One client per cell, with its token resolved.
+pub fn agent_clients(plan: &Plan) -> Result<HashMap<String, AgentClient>> {
+    plan.cells
+        .iter()
+        .map(|c| {
+            let token = crate::secrets::resolve(&c.agent_token, &format!("agent token of cell {}", c.name))?;
+            Ok((c.name.clone(), AgentClient::new(&c.name, &c.agent_url, token)))
+        })
+        .collect()
+}
+
+impl Coordinator {
+    /// The status of every cell now, from the stored recovery points.
+    pub fn status(&self) -> Result<Status> {
+        let now = Utc::now();
+        let problems = self.agent_problems.lock().expect("agent problems").clone();
+        let mut cells = Vec::new();
+        for cell in &self.plan.cells {
+            let recovery = self.store.recovery(&cell.name)?;
+            let problem = problems.get(&cell.name).cloned().flatten();
+            cells.push(compliance::cell_status(&self.plan, cell, recovery.as_ref().map(|(t, b)| (*t, b)), problem, now));
+        }
+        let verdict = cells.iter().map(|c| c.verdict).max().unwrap_or(Verdict::Ok);
+        Ok(Status { plan: self.plan.name.clone(), computed_at: crate::store::ts(now), cells, verdict })
+    }
+
+    fn operator_allowed(&self, given: Option<&str>) -> Result<(), &'static str> {
+        use subtle::ConstantTimeEq as _;
+        let Some(want) = &self.operator_digest else {
+            return Err("this coordinator takes no operator commands; start it with --operator-token-file");
+        };
+        match given {
+            Some(t) if bool::from(digest(t.trim()).ct_eq(want)) => Ok(()),
+            Some(_) => Err("wrong operator token"),
+            None => Err("no bearer token"),
+        }
+    }
+}
+
+fn digest(token: &str) -> [u8; 32] {
+    use sha2::Digest as _;
+    sha2::Sha256::digest(token.as_bytes()).into()
+}
+
+pub async fn run(args: ServeArgs) -> Result<()> {
+    let plan = load_plan(&args.plans)?;
+    let agents = agent_clients(&plan)?;
+    let store = Store::open(&args.state)?;
+    if args.max_attempts == 0 || args.cell_concurrency == 0 {
+        bail!("--max-attempts and --cell-concurrency must be at least 1");
+    }
+    let operator_digest = match &args.operator_token_file {
+        Some(path) => {
+            let token = crate::secrets::resolve(&format!("file:{}", path.display()), "operator token")?;
+            if token.len() < 32 {
+                bail!("the operator token in {} is shorter than 32 characters", path.display());
+            }
+            Some(digest(&token))
+        }
+        None => None,
+    };
+    let listener = tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("listening on {}", args.listen))?;
+    let address = listener.local_addr()?;
+    let c = Arc::new(Coordinator {
+        cfg: Config {
+            poll: chrono::Duration::from_std(args.poll).context("--poll")?,
+            retry_base: args.retry_base,
+            max_attempts: args.max_attempts,
+            cell_concurrency: args.cell_concurrency,
+            webhooks: args.webhooks.clone(),
+            public_url: format!("http://{address}/"),
+        },
+        plan,
+        store,
+        agents,
+        metrics: metrics::Metrics::new(),
+        http: reqwest::Client::new(),
+        operator_digest,
+        agent_problems: Mutex::default(),
+    });
+    // Last successes survive restarts in the database; so do their gauges.
+    for cell in &c.plan.cells {
+        for (kind, _) in scheduler::duties(cell) {
+            if let Some(t) = c.store.last_success(&cell.name, kind)?.and_then(|r| r.finished) {
+                c.metrics.last_success(&cell.name, kind, crate::store::parse_ts(&t)?);
+            }
+        }
+    }
+    println!("lifeboat coordinator for plan {} ({} cells) on http://{address}", c.plan.name, c.plan.cells.len());
+    use std::io::Write as _;
+    std::io::stdout().flush()?;
+    tracing::info!(plan = %c.plan.name, cells = c.plan.cells.len(), %address, "coordinator serving");
+    let server = axum::serve(listener, http::router(c.clone()).into_make_service_with_connect_info::<SocketAddr>());
+    tokio::select! {
+        r = server => r.context("the HTTP server stopped")?,
+        r = control_loop(c.clone(), args.tick, args.poll) => r?,
+    }
+    Ok(())
+}
+
+/// The scheduler's loop: schedules and dispatch every tick; agents polled,
+/// compliance computed and alerts sent every poll interval.
+async fn control_loop(c: Arc<Coordinator>, tick: Duration, poll: Duration) -> Result<()> {
+    let mut last_poll: Option<std::time::Instant> = None;
+    loop {
+        let now = Utc::now();
+        if let Err(e) = scheduler::fire(&c.plan, &c.store, now) {
+            tracing::error!("scheduling: {e:#}");
+        }
+        let polling = last_poll.is_none_or(|t| t.elapsed() >= poll);
+        if polling {
+            last_poll = Some(std::time::Instant::now());
+            if let Err(e) = scheduler::poll(&c, now).await {
+                tracing::error!("polling agents: {e:#}");
+            }
+            scheduler::refresh_recovery(&c, now).await;
+            match c.status() {
+                Ok(status) => {
+                    c.metrics.status(&status);
+                    if let Err(e) = alerts::evaluate(&c, &status, Utc::now()).await {
+                        tracing::warn!("alerts: {e:#}");
+                    }
+                }
+                Err(e) => tracing::error!("compliance: {e:#}"),
+            }
+        }
+        if let Err(e) = scheduler::dispatch(&c, Utc::now()).await {
+            tracing::error!("dispatching runs: {e:#}");
+        }
+        tokio::time::sleep(tick).await;
+    }
+}

@@ -1,0 +1,319 @@
+//! The coordinator's state in an embedded SQLite database: runs (scheduled
+//! and operator-started, with attempts, agent job ids and outcomes), the
+//! last time each schedule fired, the last recovery points read from each
+//! agent, and the alert state. Written with `synchronous=FULL`, so a run
+//! recorded is a run kept across a crash or restart.
+//!
+//! A scheduled run is unique per (cell, kind, scheduled instant): a second
+//! insert of the same occurrence is ignored, which is what keeps a
+//! restarted coordinator from running anything twice.
+
+use std::path::Path;
+use std::sync::Mutex;
+
+use anyhow::{Context, Result};
+use chrono::{DateTime, SecondsFormat, Utc};
+use rusqlite::{params, Connection, OptionalExtension, Row};
+use serde::Serialize;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS runs (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    cell TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    trigger TEXT NOT NULL,
+    scheduled_for TEXT,
+    created TEXT NOT NULL,
+    state TEXT NOT NULL,
+    attempt INTEGER NOT NULL DEFAULT 1,
+    next_attempt_at TEXT NOT NULL,
+    deadline TEXT,
+    overdue INTEGER NOT NULL DEFAULT 0,
+    agent_job TEXT,
+    submitted_at TEXT,
+    finished TEXT,
+    error TEXT,
+    result TEXT
+);
+CREATE UNIQUE INDEX IF NOT EXISTS runs_occurrence ON runs(cell, kind, scheduled_for) WHERE scheduled_for IS NOT NULL;
+CREATE INDEX IF NOT EXISTS runs_state ON runs(state);
+CREATE TABLE IF NOT EXISTS marks (cell TEXT NOT NULL, kind TEXT NOT NULL, last_fired TEXT NOT NULL, PRIMARY KEY (cell, kind));
+CREATE TABLE IF NOT EXISTS recovery (cell TEXT PRIMARY KEY, fetched_at TEXT NOT NULL, body TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS alerts (
+    cell TEXT NOT NULL, location TEXT NOT NULL, system TEXT NOT NULL,
+    verdict TEXT NOT NULL, since TEXT NOT NULL,
+    PRIMARY KEY (cell, location, system)
+);
+";
+
+pub fn ts(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+pub fn parse_ts(s: &str) -> Result<DateTime<Utc>> {
+    Ok(DateTime::parse_from_rfc3339(s).with_context(|| format!("bad timestamp {s:?} in the state database"))?.with_timezone(&Utc))
+}
+
+/// One run: a unit of scheduled or operator-requested work for one cell.
+#[derive(Debug, Clone, Serialize)]
+pub struct Run {
+    pub id: i64,
+    pub cell: String,
+    pub kind: String,
+    /// `schedule` or `operator`.
+    pub trigger: String,
+    pub scheduled_for: Option<String>,
+    pub created: String,
+    /// `pending` (waiting to be submitted, or for a retry), `submitted`
+    /// (the agent has the job), `succeeded`, `failed`.
+    pub state: String,
+    pub attempt: i64,
+    pub next_attempt_at: String,
+    /// When the run should be done by (the next occurrence of its schedule).
+    pub deadline: Option<String>,
+    /// It ran past its deadline.
+    pub overdue: bool,
+    pub agent_job: Option<String>,
+    pub submitted_at: Option<String>,
+    pub finished: Option<String>,
+    pub error: Option<String>,
+    pub result: Option<serde_json::Value>,
+}
+
+impl Run {
+    fn from_row(r: &Row<'_>) -> rusqlite::Result<Run> {
+        Ok(Run {
+            id: r.get("id")?,
+            cell: r.get("cell")?,
+            kind: r.get("kind")?,
+            trigger: r.get("trigger")?,
+            scheduled_for: r.get("scheduled_for")?,
+            created: r.get("created")?,
+            state: r.get("state")?,
+            attempt: r.get("attempt")?,
+            next_attempt_at: r.get("next_attempt_at")?,
+            deadline: r.get("deadline")?,
+            overdue: r.get::<_, i64>("overdue")? != 0,
+            agent_job: r.get("agent_job")?,
+            submitted_at: r.get("submitted_at")?,
+            finished: r.get("finished")?,
+            error: r.get("error")?,
+            result: r.get::<_, Option<String>>("result")?.and_then(|s| serde_json::from_str(&s).ok()),
+        })
+    }
+}
+
+pub struct Store {
+    conn: Mutex<Connection>,
+    /// Random per database: part of every idempotency key, so a fresh
+    /// database never collides with jobs an agent remembers from another.
+    pub instance: String,
+}
+
+pub struct NewRun<'a> {
+    pub cell: &'a str,
+    pub kind: &'a str,
+    pub trigger: &'a str,
+    pub scheduled_for: Option<DateTime<Utc>>,
+    pub deadline: Option<DateTime<Utc>>,
+}
+
+impl Store {
+    pub fn open(path: &Path) -> Result<Store> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        }
+        let conn = Connection::open(path).with_context(|| format!("opening the state database {}", path.display()))?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        conn.execute_batch(SCHEMA).with_context(|| format!("creating the schema in {}", path.display()))?;
+        let instance: Option<String> =
+            conn.query_row("SELECT value FROM meta WHERE key = 'instance'", [], |r| r.get(0)).optional()?;
+        let instance = match instance {
+            Some(i) => i,
+            None => {
+                let i = format!("{:08x}", rand::random::<u32>());
+                conn.execute("INSERT INTO meta (key, value) VALUES ('instance', ?1)", [&i])?;
+                conn.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('schema', '1')", [])?;
+                i
+            }
+        };
+        Ok(Store { conn: Mutex::new(conn), instance })
+    }
+
+    fn db(&self) -> std::sync::MutexGuard<'_, Connection> {
+        self.conn.lock().expect("state database lock")
+    }
+
+    /// Record a run; a scheduled occurrence already recorded is not added
+    /// again (returns None).
+    pub fn insert_run(&self, run: &NewRun<'_>, now: DateTime<Utc>) -> Result<Option<i64>> {
+        let db = self.db();
+        let n = db.execute(
+            "INSERT OR IGNORE INTO runs (cell, kind, trigger, scheduled_for, created, state, next_attempt_at, deadline)
+             VALUES (?1, ?2, ?3, ?4, ?5, 'pending', ?5, ?6)",
+            params![run.cell, run.kind, run.trigger, run.scheduled_for.map(ts), ts(now), run.deadline.map(ts)],
+        )?;
+        Ok((n == 1).then(|| db.last_insert_rowid()))
+    }
+
+    pub fn run(&self, id: i64) -> Result<Option<Run>> {
+        Ok(self.db().query_row("SELECT * FROM runs WHERE id = ?1", [id], Run::from_row).optional()?)
+    }
+
+    fn query(&self, sql: &str, params: impl rusqlite::Params) -> Result<Vec<Run>> {
+        let db = self.db();
+        let mut stmt = db.prepare(sql)?;
+        let rows = stmt.query_map(params, Run::from_row)?.collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(rows)
+    }
+
+    /// Newest first, optionally one cell's.
+    pub fn runs(&self, cell: Option<&str>, limit: usize) -> Result<Vec<Run>> {
+        self.query(
+            "SELECT * FROM runs WHERE (?1 IS NULL OR cell = ?1) ORDER BY id DESC LIMIT ?2",
+            params![cell, limit as i64],
+        )
+    }
+
+    /// Runs not finished yet, oldest first.
+    pub fn open_runs(&self) -> Result<Vec<Run>> {
+        self.query("SELECT * FROM runs WHERE state IN ('pending', 'submitted') ORDER BY id", [])
+    }
+
+    /// The newest successful run of a kind for a cell.
+    pub fn last_success(&self, cell: &str, kind: &str) -> Result<Option<Run>> {
+        Ok(self.query(
+            "SELECT * FROM runs WHERE cell = ?1 AND kind = ?2 AND state = 'succeeded' ORDER BY finished DESC LIMIT 1",
+            params![cell, kind],
+        )?
+        .pop())
+    }
+
+    pub fn mark_submitted(&self, id: i64, job: &str, now: DateTime<Utc>) -> Result<()> {
+        self.db().execute(
+            "UPDATE runs SET state = 'submitted', agent_job = ?2, submitted_at = COALESCE(submitted_at, ?3) WHERE id = ?1",
+            params![id, job, ts(now)],
+        )?;
+        Ok(())
+    }
+
+    pub fn finish(&self, id: i64, state: &str, error: Option<&str>, result: Option<&serde_json::Value>, now: DateTime<Utc>) -> Result<()> {
+        self.db().execute(
+            "UPDATE runs SET state = ?2, error = ?3, result = ?4, finished = ?5 WHERE id = ?1",
+            params![id, state, error, result.map(|r| r.to_string()), ts(now)],
+        )?;
+        Ok(())
+    }
+
+    /// Back to pending for another attempt at `at`.
+    pub fn retry(&self, id: i64, error: &str, at: DateTime<Utc>) -> Result<()> {
+        self.db().execute(
+            "UPDATE runs SET state = 'pending', attempt = attempt + 1, agent_job = NULL, error = ?2, next_attempt_at = ?3 WHERE id = ?1",
+            params![id, error, ts(at)],
+        )?;
+        Ok(())
+    }
+
+    /// Postpone a pending run (its agent could not be reached) without using an attempt.
+    pub fn postpone(&self, id: i64, error: &str, at: DateTime<Utc>) -> Result<()> {
+        self.db().execute("UPDATE runs SET error = ?2, next_attempt_at = ?3 WHERE id = ?1", params![id, error, ts(at)])?;
+        Ok(())
+    }
+
+    pub fn mark_overdue(&self, id: i64) -> Result<bool> {
+        Ok(self.db().execute("UPDATE runs SET overdue = 1 WHERE id = ?1 AND overdue = 0", [id])? == 1)
+    }
+
+    pub fn last_fired(&self, cell: &str, kind: &str) -> Result<Option<DateTime<Utc>>> {
+        let s: Option<String> = self
+            .db()
+            .query_row("SELECT last_fired FROM marks WHERE cell = ?1 AND kind = ?2", [cell, kind], |r| r.get(0))
+            .optional()?;
+        s.map(|s| parse_ts(&s)).transpose()
+    }
+
+    pub fn set_last_fired(&self, cell: &str, kind: &str, at: DateTime<Utc>) -> Result<()> {
+        self.db().execute(
+            "INSERT INTO marks (cell, kind, last_fired) VALUES (?1, ?2, ?3)
+             ON CONFLICT (cell, kind) DO UPDATE SET last_fired = excluded.last_fired",
+            params![cell, kind, ts(at)],
+        )?;
+        Ok(())
+    }
+
+    pub fn save_recovery(&self, cell: &str, body: &serde_json::Value, now: DateTime<Utc>) -> Result<()> {
+        self.db().execute(
+            "INSERT INTO recovery (cell, fetched_at, body) VALUES (?1, ?2, ?3)
+             ON CONFLICT (cell) DO UPDATE SET fetched_at = excluded.fetched_at, body = excluded.body",
+            params![cell, ts(now), body.to_string()],
+        )?;
+        Ok(())
+    }
+
+    /// The last recovery points read from a cell's agent, and when.
+    pub fn recovery(&self, cell: &str) -> Result<Option<(DateTime<Utc>, serde_json::Value)>> {
+        let row: Option<(String, String)> = self
+            .db()
+            .query_row("SELECT fetched_at, body FROM recovery WHERE cell = ?1", [cell], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()?;
+        row.map(|(t, b)| Ok((parse_ts(&t)?, serde_json::from_str(&b)?))).transpose()
+    }
+
+    /// The verdict last alerted for (cell, location, system), if any.
+    pub fn alert(&self, cell: &str, location: &str, system: &str) -> Result<Option<(String, String)>> {
+        Ok(self
+            .db()
+            .query_row(
+                "SELECT verdict, since FROM alerts WHERE cell = ?1 AND location = ?2 AND system = ?3",
+                [cell, location, system],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?)
+    }
+
+    pub fn set_alert(&self, cell: &str, location: &str, system: &str, verdict: Option<&str>, now: DateTime<Utc>) -> Result<()> {
+        let db = self.db();
+        match verdict {
+            Some(v) => db.execute(
+                "INSERT INTO alerts (cell, location, system, verdict, since) VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT (cell, location, system) DO UPDATE SET verdict = excluded.verdict, since = excluded.since",
+                params![cell, location, system, v, ts(now)],
+            )?,
+            None => db.execute("DELETE FROM alerts WHERE cell = ?1 AND location = ?2 AND system = ?3", [cell, location, system])?,
+        };
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_scheduled_occurrence_is_recorded_once_and_survives_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.db");
+        let now = Utc::now();
+        let at = now - chrono::Duration::minutes(5);
+        let run = NewRun { cell: "a", kind: "pg-full", trigger: "schedule", scheduled_for: Some(at), deadline: None };
+        let store = Store::open(&path).unwrap();
+        let id = store.insert_run(&run, now).unwrap().unwrap();
+        assert_eq!(store.insert_run(&run, now).unwrap(), None, "the same occurrence twice");
+        store.mark_submitted(id, "j-1", now).unwrap();
+        let instance = store.instance.clone();
+        drop(store);
+        let store = Store::open(&path).unwrap();
+        assert_eq!(store.instance, instance);
+        let runs = store.open_runs().unwrap();
+        assert_eq!((runs.len(), runs[0].state.as_str(), runs[0].agent_job.as_deref()), (1, "submitted", Some("j-1")));
+        store.retry(id, "boom", now).unwrap();
+        assert_eq!(store.run(id).unwrap().unwrap().attempt, 2);
+        // Operator runs are never deduplicated.
+        let manual = NewRun { cell: "a", kind: "pg-full", trigger: "operator", scheduled_for: None, deadline: None };
+        assert!(store.insert_run(&manual, now).unwrap().is_some());
+        assert!(store.insert_run(&manual, now).unwrap().is_some());
+    }
+}
