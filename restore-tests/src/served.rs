@@ -46,7 +46,9 @@ impl ServedAgent {
     fn start_bin(bin: PathBuf, args: &[&str], env: &[(&str, &str)], token: &str, log: &Path) -> ServedAgent {
         let mut args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
         if !args.iter().any(|a| a == "--listen") {
-            args.extend(["--listen".to_string(), "127.0.0.1:0".to_string()]);
+            // A fixed free port, so that a restart keeps the address others were given.
+            let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+            args.extend(["--listen".to_string(), format!("127.0.0.1:{port}")]);
         }
         let mut agent = ServedAgent {
             bin,

@@ -19,6 +19,7 @@ use crate::archive::WAL_PREFIX;
 use crate::backup::KIND_FULL;
 use crate::walname::WalFile;
 use crate::backup::PgError;
+use crate::lsn::{Lsn, SEGMENT_SIZE};
 
 /// A base backup, as compliance reports it.
 #[derive(Debug, Clone, Serialize)]
@@ -39,6 +40,37 @@ pub struct PgRecoverable {
     /// (what Postgres wrote after it is not here yet). None: nothing restorable.
     #[serde(with = "time::serde::rfc3339::option")]
     pub recoverable_to: Option<OffsetDateTime>,
+    /// Everything Postgres had written when last asked is here (an idle
+    /// database is not "exposed" just because no new segment was needed).
+    pub caught_up: bool,
+}
+
+impl PgRecoverable {
+    /// Postgres had written WAL up to `written` at `checked`: if this
+    /// location's newest segment covers it, the location holds everything
+    /// up to `checked`.
+    pub fn credit_written(&mut self, written: Lsn, checked: OffsetDateTime) {
+        let Some(Some(WalFile::Segment { segno, .. })) = self.last_segment.as_deref().map(WalFile::parse) else { return };
+        if written.0 <= (segno + 1) * SEGMENT_SIZE {
+            self.caught_up = true;
+            self.recoverable_to = self.recoverable_to.max(Some(checked));
+        }
+    }
+}
+
+/// How far Postgres has written WAL: the insert position on a primary, what
+/// it received on a standby.
+pub async fn written_through(conninfo: &str) -> Result<Lsn, PgError> {
+    let client = crate::backup::connect(conninfo).await?;
+    let sql = "select (case when pg_is_in_recovery() then pg_last_wal_receive_lsn() else pg_current_wal_insert_lsn() end)::text";
+    let row = client
+        .query_one(sql, &[])
+        .await
+        .map_err(|source| PgError::Query { context: "reading the WAL position".into(), source })?;
+    let text: Option<String> = row.get(0);
+    text.as_deref()
+        .and_then(|t| t.parse().ok())
+        .ok_or_else(|| PgError::Config("Postgres reported no WAL position (a standby that has received nothing?)".into()))
 }
 
 /// Archive time of every WAL segment of `cell`, by file name.
@@ -66,8 +98,14 @@ pub async fn recoverable(
     let point = |m: &lifeboat_repository::manifest::Manifest| BackupPoint { id: m.id.clone(), finished: m.finished };
     let last_full = backups.iter().rev().find(|(m, _)| m.kind == KIND_FULL).map(|(m, _)| point(m));
     let last_incremental = backups.iter().rev().find(|(m, _)| m.kind != KIND_FULL).map(|(m, _)| point(m));
-    let mut result =
-        PgRecoverable { backups: backups.len(), last_full, last_incremental, last_segment: None, recoverable_to: None };
+    let mut result = PgRecoverable {
+        backups: backups.len(),
+        last_full,
+        last_incremental,
+        last_segment: None,
+        recoverable_to: None,
+        caught_up: false,
+    };
     let Some((_, newest)) = backups.last() else { return Ok(result) };
 
     // Segment number -> (name, archive time), over every timeline: after a

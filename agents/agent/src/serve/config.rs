@@ -36,6 +36,9 @@ pub struct ServeArgs {
     /// File holding the Postgres password, if the server wants one.
     #[arg(long, env = "LIFEBOAT_PG_PASSWORD_FILE")]
     pub pg_password_file: Option<PathBuf>,
+    /// Switch WAL segments of an idle database whose newest archived segment is older than this (0: never).
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    pub pg_switch_after: std::time::Duration,
     /// Kafka bootstrap brokers for snapshots and restores.
     #[arg(long, env = "LIFEBOAT_KAFKA_BROKERS")]
     pub kafka_brokers: Option<String>,

@@ -15,6 +15,7 @@ mod listen;
 mod metrics;
 mod recovery;
 mod runner;
+mod walswitch;
 
 use std::collections::HashMap;
 use std::io::Write as _;
@@ -116,6 +117,9 @@ pub async fn run(global: &Global, config: ServeArgs) -> Result<ExitCode> {
     }
     if !agent.config.copy_to.is_empty() && !agent.config.copy_interval.is_zero() {
         tokio::spawn(geocopy::run(agent.clone(), agent.config.copy_interval));
+    }
+    if !agent.config.pg_switch_after.is_zero() {
+        tokio::spawn(walswitch::run(agent.clone(), agent.config.pg_switch_after));
     }
     let scheme = if tls.is_some() { "https" } else { "http" };
     println!("lifeboat-agent serving cell {} on {scheme}://{address}", agent.config.cell);

@@ -2,14 +2,17 @@
 //! locations (the primary repository and every geo-copy), read from the
 //! repositories themselves: Postgres (newest backups, newest gap-free WAL
 //! and when it was archived) and Kafka (newest snapshot and the instant its
-//! high watermarks were read). A copy location is dated by the primary's
+//! high watermarks were read). When Postgres has written nothing beyond a
+//! location's newest segment, that location holds everything up to the
+//! moment Postgres was asked (an idle cell is not exposed). A copy location is dated by the primary's
 //! archive times and by the start of its last complete copy pass, so it is
 //! never credited with more than was verified there.
 
 use serde::Serialize;
 use time::OffsetDateTime;
 
-use lifeboat_postgres::recoverable::{recoverable, wal_times, PgRecoverable};
+use lifeboat_postgres::lsn::Lsn;
+use lifeboat_postgres::recoverable::{recoverable, wal_times, written_through, PgRecoverable};
 use lifeboat_repository::Repository;
 
 use super::Agent;
@@ -60,9 +63,30 @@ fn cap(point: Option<OffsetDateTime>, limit: Option<OffsetDateTime>) -> Option<O
     Some(point?.min(limit?))
 }
 
+/// How far Postgres had written WAL, and when it said so (None: no
+/// Postgres configured, or it did not answer within 5 s).
+async fn written(agent: &Agent) -> Option<(Lsn, OffsetDateTime)> {
+    let conninfo = agent.pg_conninfo.as_deref()?;
+    let checked = OffsetDateTime::now_utc();
+    match tokio::time::timeout(std::time::Duration::from_secs(5), written_through(conninfo)).await {
+        Ok(Ok(lsn)) => Some((lsn, checked)),
+        Ok(Err(e)) => {
+            tracing::debug!("reading Postgres' WAL position: {e}");
+            None
+        }
+        Err(_) => None,
+    }
+}
+
 pub async fn compute(agent: &Agent) -> Recovery {
     let cell = agent.config.cell.as_str();
     let computed_at = OffsetDateTime::now_utc();
+    let written = written(agent).await;
+    let credit = |p: &mut PgRecoverable| {
+        if let Some((lsn, at)) = written {
+            p.credit_written(lsn, at);
+        }
+    };
     let mut locations = Vec::new();
     let primary_times = wal_times(&agent.repo, cell).await.ok();
     let mut primary = LocationPoint {
@@ -74,7 +98,10 @@ pub async fn compute(agent: &Agent) -> Recovery {
         error: None,
     };
     match recoverable(&agent.repo, cell, None).await {
-        Ok(p) => primary.postgres = Some(p),
+        Ok(mut p) => {
+            credit(&mut p);
+            primary.postgres = Some(p);
+        }
         Err(e) => primary.error = Some(format!("{e:#}")),
     }
     match kafka_point(&agent.repo, cell).await {
@@ -94,6 +121,7 @@ pub async fn compute(agent: &Agent) -> Recovery {
             Ok(repo) => {
                 match recoverable(&repo, cell, primary_times.as_ref()).await {
                     Ok(mut p) => {
+                        credit(&mut p);
                         p.recoverable_to = cap(p.recoverable_to, copied_through);
                         point.postgres = Some(p);
                     }

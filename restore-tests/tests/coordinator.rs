@@ -1,0 +1,535 @@
+//! The coordinator end to end, with real services: `lifeboat serve` on a
+//! plan with two cells, each with its own Postgres cluster (archiving into a
+//! file:// repository) and `lifeboat-agent serve` copying to Azurite (second
+//! region) and moto (second cloud); cell A also has Kafka topics on the real
+//! broker. Schedules fire every minute; the status is checked against the
+//! repositories and Postgres itself; an agent stopping and WAL archiving
+//! stopping turn cells at-risk then breached, the webhook hears it, and
+//! recovery resolves it; restarts of the coordinator and of an agent in the
+//! middle of a job neither duplicate nor lose runs.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use lifeboat_restore_tests::kafka::{self as kafka, TestRecord};
+use lifeboat_restore_tests::pg::{switch_and_wait, Archive, Cluster};
+use lifeboat_restore_tests::served::{write_token, ServedAgent};
+use lifeboat_restore_tests::{agent, fresh_url, lifeboat_bin, ok, unique, Backend};
+
+/// An HTTP endpoint that records every JSON body POSTed to it (the alert webhook).
+struct Webhook {
+    url: String,
+    bodies: Arc<Mutex<Vec<Value>>>,
+}
+
+impl Webhook {
+    fn start() -> Webhook {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/api/v2/alerts", listener.local_addr().unwrap());
+        let bodies = Arc::new(Mutex::new(Vec::new()));
+        let seen = bodies.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let mut reader = BufReader::new(stream);
+                let mut length = 0;
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                        break;
+                    }
+                    if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                        length = v.trim().parse().unwrap_or(0);
+                    }
+                }
+                let mut body = vec![0; length];
+                if reader.read_exact(&mut body).is_ok() {
+                    if let Ok(v) = serde_json::from_slice(&body) {
+                        seen.lock().unwrap().push(v);
+                    }
+                }
+                let _ = reader.get_mut().write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+            }
+        });
+        Webhook { url, bodies }
+    }
+
+    /// Every alert received, flattened.
+    fn alerts(&self) -> Vec<Value> {
+        self.bodies.lock().unwrap().iter().flat_map(|b| b.as_array().cloned().unwrap_or_default()).collect()
+    }
+
+    fn has(&self, cell: &str, verdict: &str, resolved: bool) -> bool {
+        self.alerts().iter().any(|a| {
+            a["labels"]["cell"] == cell && a["labels"]["verdict"] == verdict && a["endsAt"].is_string() == resolved
+        })
+    }
+}
+
+fn wait_until<T>(what: &str, timeout: Duration, mut probe: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = probe() {
+            return v;
+        }
+        assert!(start.elapsed() < timeout, "timed out after {timeout:?} waiting for {what}");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+fn parse_time(s: &str) -> time::OffsetDateTime {
+    time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).unwrap()
+}
+
+/// A cell: its Postgres, repositories, and agent.
+struct TestCell {
+    name: String,
+    archive: Archive,
+    pg: Cluster,
+    agent: ServedAgent,
+    second: String,
+    cross: String,
+}
+
+fn start_cell(name: &str, second: &str, token_file: &Path, scratch: &Path, kafka: Option<(&str, &str)>) -> TestCell {
+    let archive = Archive::new();
+    let conf = archive.archive_conf(name);
+    let pg = Cluster::create(&archive.root.join("pg"), &[&conf[0], &conf[1], "archive_timeout = 5s"]);
+    pg.psql("create table payments (id bigserial primary key, amount numeric not null)");
+    pg.psql("insert into payments (amount) select g from generate_series(1, 100) g");
+    let second_url = fresh_url(Backend::Azure, &format!("{name}-second"), scratch);
+    let cross_url = fresh_url(Backend::S3, &format!("{name}-cross"), scratch);
+    let token = std::fs::read_to_string(token_file).unwrap();
+    let conn = format!("host=127.0.0.1 port={} user=postgres dbname=postgres", pg.port);
+    let copy_second = format!("{second}={second_url}");
+    let copy_cross = format!("cross={cross_url}");
+    let state = scratch.join(format!("agent-{name}"));
+    let mut args = vec![
+        "--repo", &archive.repo, "--cell", name, "--key-file", archive.k(), "--token-file", token_file.to_str().unwrap(),
+        "--state-dir", state.to_str().unwrap(), "--pg-conn", &conn, "--copy-to", &copy_second, "--copy-to", &copy_cross,
+        "--copy-interval", "2s", "--pg-switch-after", "5s",
+    ];
+    let topics;
+    if let Some((brokers, prefix)) = kafka {
+        topics = format!("{prefix}\\..*");
+        args.extend(["--kafka-brokers", brokers, "--kafka-topics", &topics]);
+    }
+    let agent = ServedAgent::start(&args, &[], &token, &scratch.join(format!("agent-{name}.log")));
+    TestCell { name: name.to_string(), archive, pg, agent, second: second_url, cross: cross_url }
+}
+
+fn plan(dir: &Path, a: &TestCell, b: &TestCell, tokens: [&Path; 2], kafka: (&str, &str)) {
+    std::fs::create_dir_all(dir).unwrap();
+    let cell = |c: &TestCell, token: &Path, region: &str, dr: &str, primary: &str, second: &str, extra: &str| {
+        format!(
+            r#"
+[[cell]]
+name = "{name}"
+tier = "t1"
+region = "{region}"
+dr_cell = "{dr}"
+tenants = ["tenant-{name}"]
+agent = {{ url = "{url}", token = "file:{token}" }}
+locations = ["{primary}", "{second}", "cross"]
+postgres = {{ conninfo = "host=127.0.0.1 port={port} user=postgres dbname=postgres", archive_timeout = "5s" }}
+{extra}
+"#,
+            name = c.name,
+            url = c.agent.url,
+            token = token.display(),
+            port = c.pg.port,
+        )
+    };
+    let text = format!(
+        r#"
+[plan]
+name = "e2e"
+description = "coordinator end to end"
+
+[defaults.schedules]
+pg_full = "0 0 1 1 *"
+pg_incremental = "* * * * *"
+kafka_snapshot = "* * * * *"
+drill = "0 3 1 * *"
+retention = "0 0 1 1 *"
+
+[[tier]]
+name = "t1"
+rpo = "30s"
+rto = "15m"
+kafka_rpo = "3m"
+strategy = "active-passive"
+
+[[region]]
+name = "r-a"
+cloud = "azure"
+
+[[region]]
+name = "r-b"
+cloud = "azure"
+
+[[region]]
+name = "r-aws"
+cloud = "aws"
+
+[[location]]
+name = "primary-a"
+url = "file:///e2e/a"
+region = "r-a"
+role = "primary"
+
+[[location]]
+name = "primary-b"
+url = "file:///e2e/b"
+region = "r-b"
+role = "primary"
+
+[[location]]
+name = "a-in-b"
+url = "az://lifeboat-test/e2e-a"
+region = "r-b"
+role = "secondary-region"
+
+[[location]]
+name = "b-in-a"
+url = "az://lifeboat-test/e2e-b"
+region = "r-a"
+role = "secondary-region"
+
+[[location]]
+name = "cross"
+url = "s3://lifeboat-test/e2e"
+region = "r-aws"
+role = "cross-cloud"
+{a}{b}"#,
+        a = cell(a, tokens[0], "r-a", &b.name, "primary-a", "a-in-b", &format!("kafka = {{ brokers = \"{}\", topics = \"{}\\\\..*\" }}", kafka.0, kafka.1)),
+        b = cell(b, tokens[1], "r-b", &a.name, "primary-b", "b-in-a", ""),
+    );
+    std::fs::write(dir.join("plan.toml"), text).unwrap();
+    let out = Command::new(lifeboat_bin()).args(["plan", "validate", dir.to_str().unwrap()]).output().unwrap();
+    assert!(out.status.success(), "the test plan is invalid: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+fn lifeboat(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
+    let mut cmd = Command::new(lifeboat_bin());
+    cmd.args(args).env("RUST_LOG", "error");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().unwrap()
+}
+
+fn status(c: &ServedAgent) -> Value {
+    let (code, s) = c.get("/v1/status");
+    assert_eq!(code, 200, "{s}");
+    s
+}
+
+fn cell_of<'a>(status: &'a Value, cell: &str) -> &'a Value {
+    status["cells"].as_array().unwrap().iter().find(|c| c["cell"] == cell).unwrap()
+}
+
+fn location<'a>(cell: &'a Value, name: &str) -> &'a Value {
+    cell["locations"].as_array().unwrap().iter().find(|l| l["location"] == name).unwrap()
+}
+
+fn runs(c: &ServedAgent) -> Vec<Value> {
+    c.get("/v1/runs?limit=1000").1["runs"].as_array().unwrap().clone()
+}
+
+#[test]
+fn coordinator_end_to_end_schedules_status_alerts_and_restarts() {
+    let scratch = tempfile::tempdir().unwrap();
+    let s = scratch.path();
+    let k = kafka::shared();
+    let prefix = unique("e2e");
+    let topic = format!("{prefix}.payments");
+    k.create_topic(&topic, 2, &[]);
+    let base = time::OffsetDateTime::now_utc().unix_timestamp() * 1000 - 60_000;
+    let records: Vec<TestRecord> = (0..200)
+        .map(|i| TestRecord {
+            partition: (i % 2) as i32,
+            key: Some(format!("k{i}")),
+            value: Some(format!("payment {i}")),
+            headers: vec![],
+            timestamp: base + i,
+        })
+        .collect();
+    k.produce(&topic, &records);
+
+    let (ta, tb) = (s.join("token-a"), s.join("token-b"));
+    let agent_tokens = [write_token(&ta), write_token(&tb)];
+    let a = start_cell("cell-a", "a-in-b", &ta, s, Some((&k.address, &prefix)));
+    let mut b = start_cell("cell-b", "b-in-a", &tb, s, None);
+    let plan_dir = s.join("plan");
+    plan(&plan_dir, &a, &b, [&ta, &tb], (&k.address, &prefix));
+
+    let hook = Webhook::start();
+    let op_file = s.join("operator-token");
+    let operator = write_token(&op_file);
+    let state = s.join("coordinator.db");
+    let coordinator_args = [
+        "--plans", plan_dir.to_str().unwrap(), "--state", state.to_str().unwrap(), "--operator-token-file", op_file.to_str().unwrap(),
+        "--alert-webhook", &hook.url, "--tick", "200ms", "--poll", "1s", "--retry-base", "1s",
+    ];
+    let mut c = ServedAgent::coordinator(&coordinator_args, &[], &operator, &s.join("coordinator.log"));
+
+    // Operator commands need the operator token.
+    let body = json!({"cell": "cell-a", "kind": "pg-full"});
+    for auth in [None, Some("Bearer wrong-token-wrong-token-wrong-token")] {
+        let (code, answer) = c.request("POST", "/v1/runs", auth, None, Some(&body));
+        assert_eq!(code, 401, "{answer}");
+    }
+    assert!(runs(&c).is_empty(), "refused commands must not create runs");
+
+    // Full backups through the coordinator, from the CLI.
+    let env = [("LIFEBOAT_COORDINATOR", c.url.as_str()), ("LIFEBOAT_OPERATOR_TOKEN_FILE", op_file.to_str().unwrap())];
+    for cell in ["cell-a", "cell-b"] {
+        let out = lifeboat(&["backup", "run", "--cell", cell, "--kind", "full", "--output", "json"], &env);
+        let run: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+        assert!(out.status.success() && run["state"] == "succeeded", "{run} {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let out = lifeboat(&["backup", "run", "--cell", "cell-z"], &env);
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("no cell cell-z"), "{}", String::from_utf8_lossy(&out.stderr));
+
+    // Scheduled runs fire at the minute, on time, once.
+    let scheduled_ok = |c: &ServedAgent, kind: &str, after: Option<&str>| {
+        runs(c).into_iter().find(|r| {
+            r["trigger"] == "schedule" && r["cell"] == "cell-a" && r["kind"] == kind && r["state"] == "succeeded"
+                && after.is_none_or(|t| r["scheduled_for"].as_str().unwrap() > t)
+        })
+    };
+    let incr = wait_until("a scheduled incremental", Duration::from_secs(150), || scheduled_ok(&c, "pg-incremental", None));
+    let snap = wait_until("a scheduled snapshot", Duration::from_secs(90), || scheduled_ok(&c, "kafka-snapshot", None));
+    for r in [&incr, &snap] {
+        let at = parse_time(r["scheduled_for"].as_str().unwrap());
+        assert_eq!((at.second(), at.nanosecond()), (0, 0), "on the minute: {r}");
+        let late = parse_time(r["submitted_at"].as_str().unwrap()) - at;
+        assert!(late < time::Duration::seconds(5), "submitted {late} after its time: {r}");
+    }
+
+    // Kill -9 the coordinator and restart it on the same state: the history
+    // is kept and the next minute's runs happen once.
+    let before = runs(&c);
+    c.restart();
+    assert!(runs(&c).len() >= before.len(), "history lost over a restart");
+    let first = incr["scheduled_for"].as_str().unwrap().to_string();
+    wait_until("the next minute's incremental", Duration::from_secs(150), || scheduled_ok(&c, "pg-incremental", Some(&first)));
+    let all = runs(&c);
+    let mut occurrences: Vec<(String, String, String)> = all
+        .iter()
+        .filter(|r| r["trigger"] == "schedule")
+        .map(|r| (r["cell"].to_string(), r["kind"].to_string(), r["scheduled_for"].to_string()))
+        .collect();
+    let n = occurrences.len();
+    occurrences.sort();
+    occurrences.dedup();
+    assert_eq!(occurrences.len(), n, "a scheduled occurrence ran twice: {all:?}");
+    assert!(all.iter().all(|r| r["state"] != "failed"), "{all:?}");
+
+    // The status says what the repositories and Postgres say.
+    switch_and_wait(&a.pg);
+    let st = wait_until("cell-a ok everywhere", Duration::from_secs(60), || {
+        let st = status(&c);
+        (cell_of(&st, "cell-a")["verdict"] == "ok").then_some(st)
+    });
+    let ca = cell_of(&st, "cell-a");
+    let info: Value = serde_json::from_str(&ok(&agent(&["pg", "info", "--repo", &a.archive.repo, "--cell", "cell-a", "--key-file", a.archive.k(), "--output", "json"], &[]))).unwrap();
+    let newest_full = info["backups"].as_array().unwrap().iter().rev().find(|b| b["kind"] == "pg-full").unwrap();
+    assert_eq!(ca["last_full"]["id"], newest_full["id"], "{ca}");
+    let ls: Value = serde_json::from_str(&ok(&agent(&["kafka", "ls", "--repo", &a.archive.repo, "--cell", "cell-a", "--key-file", a.archive.k(), "--output", "json"], &[]))).unwrap();
+    let newest_snapshot = ls.as_array().or(ls["snapshots"].as_array()).unwrap().last().unwrap().clone();
+    assert_eq!(ca["last_snapshot"]["id"], newest_snapshot["id"], "{ca} vs {newest_snapshot}");
+    // Postgres' own record of its last archived segment dates the primary's
+    // point (a scheduled backup may archive another segment in between: retry).
+    let primary_point = wait_until("the primary's point to match pg_stat_archiver", Duration::from_secs(30), || {
+        let archived = parse_time(&a.pg.psql("select to_char(last_archived_time at time zone 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"') from pg_stat_archiver"));
+        std::thread::sleep(Duration::from_millis(1500)); // one poll of the agent
+        let st = status(&c);
+        let point = parse_time(location(cell_of(&st, "cell-a"), "primary-a")["postgres"]["recoverable_to"].as_str().unwrap());
+        ((point - archived).abs() < time::Duration::seconds(2)).then_some(point)
+    });
+    // The copies hold what the status credits them with.
+    for (loc, url) in [("a-in-b", &a.second), ("cross", &a.cross)] {
+        let l = location(ca, loc);
+        assert!(l["copy_lag_seconds"].as_f64().unwrap() < 30.0, "{l}");
+        let copied: Value = serde_json::from_str(&ok(&agent(&["pg", "info", "--repo", url, "--cell", "cell-a", "--key-file", a.archive.k(), "--output", "json"], &[]))).unwrap();
+        assert!(copied["backups"].as_array().unwrap().iter().any(|b| b["id"] == newest_full["id"]), "{loc}: {copied}");
+        assert!(parse_time(l["postgres"]["recoverable_to"].as_str().unwrap()) <= primary_point, "{l}");
+    }
+    let metrics = c.metrics();
+    assert!(metrics.contains(r#"lifeboat_cell_rpo_exposure_seconds{cell="cell-a",location="a-in-b",system="postgres"}"#), "{metrics}");
+    assert!(metrics.contains(r#"lifeboat_backup_last_success_timestamp_seconds{cell="cell-a",kind="pg-full"}"#), "{metrics}");
+    assert!(metrics.contains(r#"lifeboat_geo_copy_lag_seconds{cell="cell-b",location="b-in-a"}"#), "{metrics}");
+    let page = reqwest::blocking::get(format!("{}/", c.url)).unwrap().text().unwrap();
+    assert!(page.contains("<table>") && page.contains("cell-b") && page.contains("a-in-b"), "{page}");
+
+    // Cell B's agent goes away: its exposure keeps growing from the last
+    // points it gave; at-risk, then breached, and the webhook hears both.
+    b.agent.kill();
+    wait_until("cell-b breached", Duration::from_secs(90), || {
+        let st = status(&c);
+        let cb = cell_of(&st, "cell-b");
+        (location(cb, "primary-b")["postgres"]["verdict"] == "breached").then_some(())
+    });
+    wait_until("breach alerts for cell-b", Duration::from_secs(30), || (hook.has("cell-b", "at-risk", false) && hook.has("cell-b", "breached", false)).then_some(()));
+    let st = status(&c);
+    assert!(cell_of(&st, "cell-b")["agent_problem"].as_str().unwrap().contains("cannot connect"), "{st}");
+    assert_eq!(cell_of(&st, "cell-a")["verdict"], "ok", "cell-a is not affected: {st}");
+    // It comes back: fresh points, the alert resolved.
+    b.agent.restart();
+    wait_until("cell-b ok again", Duration::from_secs(60), || (cell_of(&status(&c), "cell-b")["verdict"] == "ok").then_some(()));
+    wait_until("resolved alerts for cell-b", Duration::from_secs(30), || hook.has("cell-b", "breached", true).then_some(()));
+
+    // Cell A's WAL archiving stops (the agent is fine): the primary's point
+    // stops moving, exposure crosses the RPO; archiving again clears it.
+    a.pg.psql("alter system set archive_command = 'false'");
+    a.pg.psql("select pg_reload_conf()");
+    // Activity, so that archive_timeout (5 s) closes segments to archive.
+    let switch_load = || {
+        a.pg.psql("insert into payments (amount) values (1)");
+    };
+    wait_until("cell-a breached by stopped archiving", Duration::from_secs(120), || {
+        switch_load();
+        (location(cell_of(&status(&c), "cell-a"), "primary-a")["postgres"]["verdict"] == "breached").then_some(())
+    });
+    wait_until("breach alert for cell-a", Duration::from_secs(30), || hook.has("cell-a", "breached", false).then_some(()));
+    let conf = a.archive.archive_conf("cell-a");
+    let command = conf[1].trim_start_matches("archive_command = ").trim_matches('\'');
+    a.pg.psql(&format!("alter system set archive_command = '{command}'"));
+    a.pg.psql("select pg_reload_conf()");
+    wait_until("cell-a ok again", Duration::from_secs(90), || {
+        switch_load();
+        (cell_of(&status(&c), "cell-a")["verdict"] == "ok").then_some(())
+    });
+    wait_until("resolved alert for cell-a", Duration::from_secs(30), || hook.has("cell-a", "breached", true).then_some(()));
+
+    // Secrets: no token or key in the coordinator's log, status, runs, metrics or alerts.
+    let mut said = std::fs::read_to_string(s.join("coordinator.log")).unwrap();
+    said.push_str(&status(&c).to_string());
+    said.push_str(&Value::Array(runs(&c)).to_string());
+    said.push_str(&c.metrics());
+    said.push_str(&Value::Array(hook.alerts()).to_string());
+    let key = std::fs::read_to_string(a.archive.k()).unwrap();
+    for (what, secret) in [("agent token", &agent_tokens[0]), ("agent token", &agent_tokens[1]), ("operator token", &operator), ("repository key", &key.trim().to_string())] {
+        assert!(!said.contains(secret.as_str()), "the {what} leaked");
+    }
+}
+
+#[test]
+fn restarts_mid_job_neither_duplicate_nor_lose_runs() {
+    let scratch = tempfile::tempdir().unwrap();
+    let s = scratch.path();
+    let a = Archive::new();
+    // A "Postgres" that accepts and never answers: the backup job hangs.
+    let silent = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = silent.local_addr().unwrap().port();
+    let tf = s.join("token");
+    let token = write_token(&tf);
+    let conn = format!("host=127.0.0.1 port={port} user=postgres dbname=postgres");
+    let state = s.join("agent");
+    let mut agent_svc = ServedAgent::start(
+        &["--repo", &a.repo, "--cell", "cell-r", "--key-file", a.k(), "--token-file", tf.to_str().unwrap(), "--state-dir", state.to_str().unwrap(), "--pg-conn", &conn],
+        &[],
+        &token,
+        &s.join("agent.log"),
+    );
+    let plan_dir = s.join("plan");
+    std::fs::create_dir_all(&plan_dir).unwrap();
+    std::fs::write(
+        plan_dir.join("plan.toml"),
+        format!(
+            r#"
+[plan]
+name = "restarts"
+description = "one cell, cold standby"
+[defaults.schedules]
+pg_full = "0 0 1 1 *"
+pg_incremental = "0 0 1 1 *"
+[[tier]]
+name = "t3"
+rpo = "1h"
+rto = "4h"
+strategy = "cold-standby"
+[[region]]
+name = "r"
+cloud = "azure"
+[[location]]
+name = "p"
+url = "file:///restarts"
+region = "r"
+role = "primary"
+[[cell]]
+name = "cell-r"
+tier = "t3"
+region = "r"
+tenants = ["t"]
+agent = {{ url = "{}", token = "file:{}" }}
+locations = ["p"]
+postgres = {{ conninfo = "{conn}" }}
+"#,
+            agent_svc.url,
+            tf.display()
+        ),
+    )
+    .unwrap();
+    let op_file = s.join("operator");
+    let operator = write_token(&op_file);
+    let db = s.join("state.db");
+    let args = [
+        "--plans", plan_dir.to_str().unwrap(), "--state", db.to_str().unwrap(), "--operator-token-file", op_file.to_str().unwrap(),
+        "--tick", "200ms", "--poll", "500ms", "--retry-base", "1s", "--max-attempts", "2",
+    ];
+    let mut c = ServedAgent::coordinator(&args, &[], &operator, &s.join("coordinator.log"));
+    let auth = format!("Bearer {operator}");
+    let (code, run) = c.request("POST", "/v1/runs", Some(&auth), None, Some(&json!({"cell": "cell-r", "kind": "pg-full"})));
+    assert_eq!(code, 202, "{run}");
+    let id = run["id"].as_i64().unwrap();
+    let agent_jobs = |a: &ServedAgent| a.get("/v1/jobs").1["jobs"].as_array().unwrap().clone();
+    let job = wait_until("the job running on the agent", Duration::from_secs(30), || {
+        let jobs = agent_jobs(&agent_svc);
+        jobs.first().filter(|j| j["state"] == "running").cloned()
+    });
+
+    // The coordinator dies mid-job and comes back: same run, same job.
+    c.kill();
+    c.restart();
+    std::thread::sleep(Duration::from_secs(3));
+    let (_, r) = c.get(&format!("/v1/runs/{id}"));
+    assert_eq!((r["state"].as_str(), r["agent_job"].as_str()), (Some("submitted"), job["id"].as_str()), "{r}");
+    assert_eq!(agent_jobs(&agent_svc).len(), 1, "the restarted coordinator submitted the job again");
+
+    // The agent dies mid-job: the job ends failed, the coordinator retries
+    // once (a new attempt, a new key), the second attempt dies too, and the
+    // run ends failed after its two attempts, nothing left running.
+    agent_svc.restart();
+    wait_until("the retry running", Duration::from_secs(30), || {
+        let jobs = agent_jobs(&agent_svc);
+        (jobs.len() == 2 && jobs[0]["state"] == "running").then_some(())
+    });
+    let (_, r) = c.get(&format!("/v1/runs/{id}"));
+    assert_eq!((r["state"].as_str(), r["attempt"].as_i64()), (Some("submitted"), Some(2)), "{r}");
+    agent_svc.restart();
+    let r = wait_until("the run failed", Duration::from_secs(30), || {
+        let (_, r) = c.get(&format!("/v1/runs/{id}"));
+        (r["state"] == "failed").then_some(r)
+    });
+    assert!(r["error"].as_str().unwrap().contains("interrupted"), "{r}");
+    let jobs = agent_jobs(&agent_svc);
+    assert_eq!(jobs.len(), 2, "{jobs:?}");
+    assert!(jobs.iter().all(|j| j["state"] == "failed"), "a job left running: {jobs:?}");
+    let all = c.get("/v1/runs").1["runs"].as_array().unwrap().clone();
+    assert_eq!(all.len(), 1, "{all:?}");
+
+    // The history is readable without the coordinator, from its database.
+    c.kill();
+    let out = lifeboat(&["runs", "show", &id.to_string(), "--state", db.to_str().unwrap(), "--output", "json"], &[]);
+    let shown: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!((shown["state"].as_str(), shown["attempt"].as_i64()), (Some("failed"), Some(2)), "{shown}");
+    drop(silent);
+}
