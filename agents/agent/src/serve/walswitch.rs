@@ -3,9 +3,10 @@
 //! (running-transaction snapshots) then sit in an unfinished segment, so
 //! the archive's newest segment ages although no data is at risk, and
 //! nothing tells a reader that. Every few seconds the agent looks at
-//! Postgres' own archiver state, and when the archive is caught up except
-//! for the current segment, that segment holds WAL, and the newest archived
-//! segment is older than `--pg-switch-after`, it calls `pg_switch_wal()`.
+//! Postgres' own archiver state, and when nothing finished waits to be
+//! archived (no `.ready` file), the current segment holds WAL, and the
+//! last archiving is older than `--pg-switch-after`, it calls
+//! `pg_switch_wal()`.
 //! It never switches while archiving fails or lags (that would only pile
 //! segments up in `pg_wal`), on a standby, or at a segment boundary.
 
@@ -13,7 +14,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use lifeboat_postgres::lsn::{Lsn, SEGMENT_SIZE};
-use lifeboat_postgres::walname::WalFile;
 
 use super::Agent;
 
@@ -33,26 +33,27 @@ pub async fn run(agent: Arc<Agent>, after: Duration) {
 
 async fn tick(conninfo: &str, after: Duration) -> anyhow::Result<bool> {
     let client = lifeboat_postgres::backup::connect(conninfo).await?;
+    // Pending: finished WAL files Postgres has not archived yet (`.ready`
+    // in archive_status; needs superuser or pg_monitor).
     let row = client
         .query_one(
-            "select pg_is_in_recovery(), pg_current_wal_insert_lsn()::text, last_archived_wal,
+            "select pg_is_in_recovery(), pg_current_wal_insert_lsn()::text,
                     extract(epoch from now() - last_archived_time)::float8,
-                    coalesce(last_failed_time > last_archived_time, false)
+                    coalesce(last_failed_time > last_archived_time, false),
+                    (select count(*) from pg_ls_archive_statusdir() where name like '%.ready')
              from pg_stat_archiver",
             &[],
         )
         .await?;
     let in_recovery: bool = row.get(0);
     let insert: Option<String> = row.get(1);
-    let last_archived: Option<String> = row.get(2);
-    let age: Option<f64> = row.get(3);
-    let failing: bool = row.get(4);
-    let (Some(insert), Some(last_archived), Some(age)) = (insert, last_archived, age) else { return Ok(false) };
+    let age: Option<f64> = row.get(2);
+    let failing: bool = row.get(3);
+    let pending: i64 = row.get(4);
+    let (Some(insert), Some(age)) = (insert, age) else { return Ok(false) };
     let insert: Lsn = insert.parse().map_err(|e| anyhow::anyhow!("WAL position {insert}: {e}"))?;
-    let Some(WalFile::Segment { segno, .. }) = WalFile::parse(&last_archived) else { return Ok(false) };
     let at_boundary = insert.0 % SEGMENT_SIZE == 0;
-    let caught_up_but_current = insert.segno() == segno + 1;
-    if in_recovery || failing || at_boundary || !caught_up_but_current || age < after.as_secs_f64() {
+    if in_recovery || failing || pending > 0 || at_boundary || age < after.as_secs_f64() {
         return Ok(false);
     }
     client.execute("select pg_switch_wal()", &[]).await?;
