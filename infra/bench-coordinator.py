@@ -244,6 +244,7 @@ def main():
     lifeboat = sys.argv[1]
     cells = int(sys.argv[2]) if len(sys.argv) > 2 else 50
     seconds = int(sys.argv[3]) if len(sys.argv) > 3 else 180
+    ThreadingHTTPServer.request_queue_size = 256  # 50 agents answer at once; the simulator must not be the bottleneck
     server = ThreadingHTTPServer(("127.0.0.1", 0), Agents)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     agents_url = f"http://127.0.0.1:{server.server_address[1]}"

@@ -66,6 +66,12 @@ impl AgentClient {
         }
     }
 
+    /// `submit`, with the instant the answer arrived (for scheduling latency).
+    pub async fn submit_at(&self, key: String, spec: &Value) -> (Result<Submitted>, chrono::DateTime<chrono::Utc>) {
+        let answer = self.submit(&key, spec).await;
+        (answer, chrono::Utc::now())
+    }
+
     pub async fn job(&self, id: &str) -> Result<JobLookup> {
         match self.send(self.http.get(format!("{}/v1/jobs/{id}", self.url)), "reading a job").await? {
             (200, job) => Ok(JobLookup::Found(job)),

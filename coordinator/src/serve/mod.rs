@@ -188,18 +188,24 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     Ok(())
 }
 
-/// The scheduler's loop: schedules and dispatch every tick; agents polled,
-/// compliance computed and alerts sent every poll interval.
+/// Two loops: scheduling (fire schedules, dispatch runs) every tick, and
+/// monitoring (poll jobs, read recovery points, compliance, alerts) every
+/// poll interval. Neither waits for the other.
 async fn control_loop(c: Arc<Coordinator>, tick: Duration, poll: Duration) -> Result<()> {
-    let mut last_poll: Option<std::time::Instant> = None;
-    loop {
-        let now = Utc::now();
-        if let Err(e) = scheduler::fire(&c.plan, &c.store, now) {
-            tracing::error!("scheduling: {e:#}");
+    let scheduling = async {
+        loop {
+            if let Err(e) = scheduler::fire(&c.plan, &c.store, Utc::now()) {
+                tracing::error!("scheduling: {e:#}");
+            }
+            if let Err(e) = scheduler::dispatch(&c, Utc::now()).await {
+                tracing::error!("dispatching runs: {e:#}");
+            }
+            tokio::time::sleep(tick).await;
         }
-        let polling = last_poll.is_none_or(|t| t.elapsed() >= poll);
-        if polling {
-            last_poll = Some(std::time::Instant::now());
+    };
+    let monitoring = async {
+        loop {
+            let now = Utc::now();
             if let Err(e) = scheduler::poll(&c, now).await {
                 tracing::error!("polling agents: {e:#}");
             }
@@ -213,10 +219,9 @@ async fn control_loop(c: Arc<Coordinator>, tick: Duration, poll: Duration) -> Re
                 }
                 Err(e) => tracing::error!("compliance: {e:#}"),
             }
+            tokio::time::sleep(poll).await;
         }
-        if let Err(e) = scheduler::dispatch(&c, Utc::now()).await {
-            tracing::error!("dispatching runs: {e:#}");
-        }
-        tokio::time::sleep(tick).await;
-    }
+    };
+    tokio::join!(scheduling, monitoring);
+    Ok(())
 }

@@ -1,4 +1,7 @@
 //! The scheduler and agent driver. Each tick:
+//! Scheduling (fire, dispatch) and monitoring (poll, recovery, compliance,
+//! alerts) run as two loops, so no agent's slowness delays a schedule; each
+//! talks to all agents at once.
 //! - **fire**: for every cell and duty (Postgres full/incremental, Kafka
 //!   snapshot, retention), the newest occurrence of its cron schedule since
 //!   the last one fired becomes one run. After downtime, missed occurrences
@@ -94,13 +97,15 @@ fn key(c: &Coordinator, run: &Run) -> String {
     format!("lifeboat-{}-{}-{}", c.store.instance, run.id, run.attempt)
 }
 
-/// Submit pending runs that are due, within each cell's concurrency.
+/// Submit pending runs that are due, within each cell's concurrency, all
+/// agents at once (a slow or unreachable agent delays no other cell).
 pub async fn dispatch(c: &Coordinator, now: DateTime<Utc>) -> Result<()> {
     let open = c.store.open_runs()?;
     let mut in_flight: HashMap<&str, usize> = HashMap::new();
     for r in open.iter().filter(|r| r.state == "submitted") {
         *in_flight.entry(&r.cell).or_default() += 1;
     }
+    let mut batch = Vec::new();
     for run in open.iter().filter(|r| r.state == "pending") {
         if parse_ts(&run.next_attempt_at)? > now || in_flight.get(run.cell.as_str()).copied().unwrap_or(0) >= c.cfg.cell_concurrency {
             continue;
@@ -113,41 +118,50 @@ pub async fn dispatch(c: &Coordinator, now: DateTime<Utc>) -> Result<()> {
             c.store.finish(run.id, "failed", Some(&format!("unknown run kind {}", run.kind)), None, now)?;
             continue;
         };
-        match agent.submit(&key(c, run), &spec).await {
+        *in_flight.entry(&run.cell).or_default() += 1;
+        batch.push((run, agent, spec));
+    }
+    let answers = futures::future::join_all(batch.iter().map(|(run, agent, spec)| agent.submit_at(key(c, run), spec))).await;
+    for ((run, _, _), (answer, at)) in batch.into_iter().zip(answers) {
+        match answer {
             Ok(Submitted::Job(job)) => {
                 let id = job["id"].as_str().unwrap_or_default();
-                c.store.mark_submitted(run.id, id, now)?;
-                *in_flight.entry(&run.cell).or_default() += 1;
-                if let (Some(at), 1) = (&run.scheduled_for, run.attempt) {
-                    c.metrics.scheduling_latency((now - parse_ts(at)?).num_milliseconds() as f64 / 1000.0);
+                c.store.mark_submitted(run.id, id, at)?;
+                if let (Some(due), 1) = (&run.scheduled_for, run.attempt) {
+                    c.metrics.scheduling_latency((at - parse_ts(due)?).num_milliseconds() as f64 / 1000.0);
                 }
                 tracing::info!(cell = %run.cell, kind = %run.kind, run = run.id, job = id, attempt = run.attempt, "submitted");
             }
             Ok(Submitted::Refused(reason)) => {
                 tracing::error!(cell = %run.cell, kind = %run.kind, run = run.id, "agent refused the job: {reason}");
-                c.store.finish(run.id, "failed", Some(&format!("the agent refused the job: {reason}")), None, now)?;
+                c.store.finish(run.id, "failed", Some(&format!("the agent refused the job: {reason}")), None, at)?;
                 c.metrics.finished(&run.kind, "failed", None);
             }
             Err(e) => {
                 tracing::warn!(cell = %run.cell, run = run.id, "{e:#}");
-                c.store.postpone(run.id, &format!("{e:#}"), now + c.cfg.poll)?;
+                c.store.postpone(run.id, &format!("{e:#}"), at + c.cfg.poll)?;
             }
         }
     }
     Ok(())
 }
 
-/// Read submitted runs back from their agents.
+/// Read submitted runs back from their agents (all at once).
 pub async fn poll(c: &Coordinator, now: DateTime<Utc>) -> Result<()> {
+    let mut submitted = Vec::new();
     for run in c.store.open_runs()?.into_iter().filter(|r| r.state == "submitted") {
-        let (Some(agent), Some(job_id)) = (c.agents.get(&run.cell), run.agent_job.as_deref()) else { continue };
+        let (Some(agent), Some(job_id)) = (c.agents.get(&run.cell), run.agent_job.clone()) else { continue };
         if let Some(deadline) = &run.deadline {
             if parse_ts(deadline)? < now && c.store.mark_overdue(run.id)? {
                 tracing::warn!(cell = %run.cell, kind = %run.kind, run = run.id, "run still going past its window (due by {deadline})");
                 c.metrics.overdue(&run.kind);
             }
         }
-        let outcome = match agent.job(job_id).await {
+        submitted.push((run, agent, job_id));
+    }
+    let answers = futures::future::join_all(submitted.iter().map(|(_, agent, job_id)| agent.job(job_id))).await;
+    for ((run, _, job_id), answer) in submitted.into_iter().zip(answers) {
+        let outcome = match answer {
             Ok(JobLookup::Found(job)) if job["state"] == "succeeded" => Ok(job),
             Ok(JobLookup::Found(job)) if job["state"] == "failed" => {
                 Err(job["error"].as_str().unwrap_or("the job failed without a message").to_string())
@@ -159,6 +173,7 @@ pub async fn poll(c: &Coordinator, now: DateTime<Utc>) -> Result<()> {
                 continue;
             }
         };
+        let now = Utc::now();
         let took = run.submitted_at.as_deref().and_then(|s| parse_ts(s).ok()).map(|s| (now - s).num_milliseconds() as f64 / 1000.0);
         match outcome {
             Ok(job) => {
