@@ -18,6 +18,8 @@ echo "== checking the services with their own clients" >&2
 bash infra/smoke-test.sh
 
 echo "== building (target dir $CARGO_TARGET_DIR)" >&2
+# Clones share the target dir; their own crates' old builds pile up there.
+[[ -d $CARGO_TARGET_DIR ]] && python3 infra/prune-target.py "$CARGO_TARGET_DIR"
 cargo build --locked --workspace --bins --tests
 
 echo "== running the tests" >&2

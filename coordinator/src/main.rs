@@ -7,6 +7,7 @@
 //! - [`agent_client`]: the agent API, as the coordinator calls it
 //! - [`ops`]: operator commands, against a coordinator or directly
 //! - [`secrets`]: resolving `env:` / `file:` references
+//! - [`report`]: signed, hash-chained reports for auditors (keys, verification)
 //!
 //! Drills and reports land with the drill milestone; nothing here pretends
 //! to work before it does. The data-plane commands live in `lifeboat-agent`.
@@ -15,6 +16,7 @@ mod agent_client;
 mod compliance;
 mod ops;
 mod plan;
+mod report;
 mod secrets;
 mod serve;
 mod store;
@@ -68,6 +70,30 @@ enum Command {
     /// The coordinator's run history.
     #[command(subcommand)]
     Runs(RunsCommand),
+    /// Reports for auditors: the signing key pair, and offline verification.
+    #[command(subcommand)]
+    Report(ReportCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum ReportCommand {
+    /// Make the Ed25519 key pair reports are signed with (publish the .pub with the plan).
+    Keygen {
+        /// Directory for report-signing.key (mode 0600) and report-signing.pub.
+        #[arg(long)]
+        out_dir: PathBuf,
+    },
+    /// Check signatures and the per-cell hash chain of a report or a directory of them; exit 1 naming each problem.
+    Verify {
+        /// A report file, or a directory of reports.
+        path: PathBuf,
+        /// The published public key (report-signing.pub).
+        #[arg(long)]
+        public_key: PathBuf,
+        /// The newest sequence number known to exist (catches removal of the newest reports).
+        #[arg(long)]
+        expect_sequence: Option<u64>,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -213,6 +239,48 @@ fn main() -> ExitCode {
             let v = ops::runs(&source, cell.as_deref(), limit).await?;
             Ok((v.clone(), ops::render_runs(&v), true))
         }),
+        Command::Report(ReportCommand::Keygen { out_dir }) => match report::keys::generate(&out_dir) {
+            Ok((private, public, key_id)) => {
+                match output {
+                    Output::Json => println!("{}", serde_json::json!({ "private_key": private, "public_key": public, "key_id": key_id })),
+                    Output::Text => println!("key {key_id}: signing key {} (keep it secret), public key {} (publish it with the plan)", private.display(), public.display()),
+                }
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::Report(ReportCommand::Verify { path, public_key, expect_sequence }) => {
+            let checked = report::keys::Verifier::from_file(&public_key).and_then(|key| {
+                let reports = report::chain::load(&path)?;
+                let mut problems = report::chain::verify(&reports, &key, expect_sequence);
+                if reports.is_empty() {
+                    problems.push(format!("no reports in {}", path.display()));
+                }
+                Ok((reports.len(), problems))
+            });
+            match checked {
+                Ok((n, problems)) => {
+                    match output {
+                        Output::Json => println!("{}", serde_json::json!({ "reports": n, "ok": problems.is_empty(), "problems": problems })),
+                        Output::Text if problems.is_empty() => println!("{n} report(s) in {}: signatures and chain valid", path.display()),
+                        Output::Text => {
+                            for p in &problems {
+                                eprintln!("{p}");
+                            }
+                            eprintln!("{} problem(s) in {n} report(s)", problems.len());
+                        }
+                    }
+                    if problems.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+                }
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Runs(RunsCommand::Show { id, source }) => operate(output, async move {
             let v = ops::run_show(&source, id).await?;
             Ok((v.clone(), ops::render_run(&v), true))

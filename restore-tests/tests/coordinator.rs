@@ -409,6 +409,18 @@ fn coordinator_end_to_end_schedules_status_alerts_and_restarts() {
     });
     wait_until("resolved alert for cell-a", Duration::from_secs(30), || hook.has("cell-a", "breached", true).then_some(()));
 
+    // Operator commands work without a coordinator too, straight to the agents.
+    let direct = lifeboat(&["status", "--plans", plan_dir.to_str().unwrap(), "--output", "json"], &[]);
+    let st: Value = serde_json::from_slice(&direct.stdout).unwrap_or(Value::Null);
+    assert!(direct.status.success(), "{}", String::from_utf8_lossy(&direct.stderr));
+    assert_eq!(cell_of(&st, "cell-b")["last_full"]["id"], cell_of(&status(&c), "cell-b")["last_full"]["id"], "{st}");
+    let out = lifeboat(&["snapshot", "run", "--cell", "cell-a", "--plans", plan_dir.to_str().unwrap(), "--output", "json"], &[]);
+    let job: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+    assert!(out.status.success() && job["state"] == "succeeded", "{job} {}", String::from_utf8_lossy(&out.stderr));
+    let snapshot_id = job["result"]["snapshot_id"].as_str().unwrap();
+    let ls: Value = serde_json::from_str(&ok(&agent(&["kafka", "ls", "--repo", &a.archive.repo, "--cell", "cell-a", "--key-file", a.archive.k(), "--output", "json"], &[]))).unwrap();
+    assert!(ls.as_array().unwrap().iter().any(|s| s["id"] == snapshot_id), "{ls}");
+
     // Secrets: no token or key in the coordinator's log, status, runs, metrics or alerts.
     let mut said = std::fs::read_to_string(s.join("coordinator.log")).unwrap();
     said.push_str(&status(&c).to_string());
