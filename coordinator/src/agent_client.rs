@@ -99,6 +99,12 @@ impl AgentClient {
     }
 }
 
+/// Every agent's recovery points, all asked at once, by cell.
+pub async fn recovery_of_all<'a>(agents: impl IntoIterator<Item = &'a AgentClient>) -> Vec<(String, Result<Value>)> {
+    let reads = agents.into_iter().map(|agent| async move { (agent.cell.clone(), agent.recovery().await) });
+    futures::future::join_all(reads).await
+}
+
 /// reqwest's error text without the URL (the URL is said once, by the caller).
 fn without_url(e: &reqwest::Error) -> String {
     let kind = if e.is_connect() {

@@ -35,13 +35,18 @@ impl Verdict {
         }
     }
 
-    fn of(exposure: Option<f64>, target: f64) -> Verdict {
-        match exposure {
+    /// `value` (an exposure or an age) against its thresholds; none at all is breached.
+    fn grade(value: Option<f64>, at_risk_above: f64, breached_above: f64) -> Verdict {
+        match value {
             None => Verdict::Breached,
-            Some(e) if e > target => Verdict::Breached,
-            Some(e) if e > AT_RISK * target => Verdict::AtRisk,
+            Some(v) if v > breached_above => Verdict::Breached,
+            Some(v) if v > at_risk_above => Verdict::AtRisk,
             Some(_) => Verdict::Ok,
         }
+    }
+
+    fn of(exposure: Option<f64>, target: f64) -> Verdict {
+        Verdict::grade(exposure, AT_RISK * target, target)
     }
 }
 
@@ -125,12 +130,7 @@ fn age(id: &Value, finished: &Value, schedule: &str, now: DateTime<Utc>) -> Age 
         .and_then(|c| crate::plan::schedule::longest_gap(&c, now))
         .map(|g| g.as_secs_f64())
         .unwrap_or(86400.0);
-    let verdict = match age {
-        None => Verdict::Breached,
-        Some(a) if a > 3.0 * gap => Verdict::Breached,
-        Some(a) if a > 2.0 * gap => Verdict::AtRisk,
-        Some(_) => Verdict::Ok,
-    };
+    let verdict = Verdict::grade(age, 2.0 * gap, 3.0 * gap);
     Age { id: id.as_str().map(str::to_string), finished: finished.map(crate::store::ts), age_seconds: age, verdict }
 }
 
@@ -228,6 +228,23 @@ pub fn cell_status(
     }
 }
 
+/// The status of every cell of `plan` now. `read` gives, per cell, the
+/// agent's last recovery answer with when it was read, and why the latest
+/// attempt to read it failed (if it did).
+pub fn status(
+    plan: &Plan,
+    now: DateTime<Utc>,
+    mut read: impl FnMut(&CellPlan) -> anyhow::Result<(Option<(DateTime<Utc>, Value)>, Option<String>)>,
+) -> anyhow::Result<Status> {
+    let mut cells = Vec::new();
+    for cell in &plan.cells {
+        let (recovery, problem) = read(cell)?;
+        cells.push(cell_status(plan, cell, recovery.as_ref().map(|(t, b)| (*t, b)), problem, now));
+    }
+    let verdict = cells.iter().map(|c| c.verdict).max().unwrap_or(Verdict::Ok);
+    Ok(Status { plan: plan.name.clone(), computed_at: crate::store::ts(now), cells, verdict })
+}
+
 /// A duration for people: 42s, 17m, 3.5h, 2.0d ("-" for none).
 pub fn human(seconds: Option<f64>) -> String {
     match seconds {
@@ -252,7 +269,7 @@ pub fn render(status: &Status) -> String {
     let _ = writeln!(out, "{:<12} {:<16} {:<17} {:<26} {:<26} {:<8}", "CELL", "LOCATION", "ROLE", "POSTGRES exposure/RPO", "KAFKA exposure/RPO", "COPY LAG");
     for c in &status.cells {
         for l in &c.locations {
-            let role = serde_json::to_value(l.role).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
+            let role = l.role.as_str();
             let _ = writeln!(out, "{:<12} {:<16} {:<17} {:<26} {:<26} {:<8}", c.cell, l.location, role, p(&l.postgres), p(&l.kafka), d(l.copy_lag_seconds));
             if let Some(problem) = &l.problem {
                 let _ = writeln!(out, "{:<12}   ! {problem}", "");

@@ -13,7 +13,7 @@ use clap::Args;
 use serde_json::{json, Value};
 
 use crate::agent_client::{AgentClient, Submitted};
-use crate::compliance::{self, Status, Verdict};
+use crate::compliance::{self, Status};
 use crate::serve::{agent_clients, load_plan, scheduler};
 
 #[derive(Debug, Args)]
@@ -104,22 +104,16 @@ pub async fn status(target: &Target) -> Result<Value> {
     let plans = target.plans.as_ref().context("give --coordinator URL, or --plans DIR to ask the agents directly")?;
     let plan = load_plan(plans)?;
     let agents = agent_clients(&plan)?;
-    let reads = plan.cells.iter().map(|c| {
-        let agent = agents[&c.name].clone();
-        async move { (c.name.clone(), agent.recovery().await) }
-    });
-    let answers = futures::future::join_all(reads).await;
+    let mut answers: std::collections::HashMap<String, Result<Value>> =
+        crate::agent_client::recovery_of_all(agents.values()).await.into_iter().collect();
     let now = Utc::now();
-    let mut cells = Vec::new();
-    for (cell, (_, answer)) in plan.cells.iter().zip(answers) {
-        let (recovery, problem) = match answer {
+    let status = compliance::status(&plan, now, |cell| {
+        Ok(match answers.remove(&cell.name).expect("one answer per cell") {
             Ok(body) => (Some((now, body)), None),
             Err(e) => (None, Some(format!("{e:#}"))),
-        };
-        cells.push(compliance::cell_status(&plan, cell, recovery.as_ref().map(|(t, b)| (*t, b)), problem, now));
-    }
-    let verdict = cells.iter().map(|c| c.verdict).max().unwrap_or(Verdict::Ok);
-    Ok(serde_json::to_value(Status { plan: plan.name.clone(), computed_at: crate::store::ts(now), cells, verdict })?)
+        })
+    })?;
+    Ok(serde_json::to_value(status)?)
 }
 
 #[derive(Debug, Args)]

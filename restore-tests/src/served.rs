@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-/// A running `lifeboat-agent serve` (or `lifeboat serve`), killed on drop.
-pub struct ServedAgent {
+/// A running `lifeboat-agent serve` or `lifeboat serve`, killed on drop.
+pub struct Service {
     bin: PathBuf,
     args: Vec<String>,
     env: Vec<(String, String)>,
@@ -31,26 +31,26 @@ pub fn write_token(path: &Path) -> String {
     token
 }
 
-impl ServedAgent {
+impl Service {
     /// Start `lifeboat-agent serve ARGS` (which must include --token-file
     /// and --state-dir; --listen defaults to a free port).
-    pub fn start(args: &[&str], env: &[(&str, &str)], token: &str, log: &Path) -> ServedAgent {
+    pub fn start(args: &[&str], env: &[(&str, &str)], token: &str, log: &Path) -> Service {
         Self::start_bin(crate::agent_bin(), args, env, token, log)
     }
 
     /// Start `lifeboat serve ARGS` (the coordinator); `token` is the operator token.
-    pub fn coordinator(args: &[&str], env: &[(&str, &str)], token: &str, log: &Path) -> ServedAgent {
+    pub fn coordinator(args: &[&str], env: &[(&str, &str)], token: &str, log: &Path) -> Service {
         Self::start_bin(crate::lifeboat_bin(), args, env, token, log)
     }
 
-    fn start_bin(bin: PathBuf, args: &[&str], env: &[(&str, &str)], token: &str, log: &Path) -> ServedAgent {
+    fn start_bin(bin: PathBuf, args: &[&str], env: &[(&str, &str)], token: &str, log: &Path) -> Service {
         let mut args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
         if !args.iter().any(|a| a == "--listen") {
             // A fixed free port, so that a restart keeps the address others were given.
             let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
             args.extend(["--listen".to_string(), format!("127.0.0.1:{port}")]);
         }
-        let mut agent = ServedAgent {
+        let mut agent = Service {
             bin,
             args,
             env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
@@ -176,7 +176,7 @@ impl ServedAgent {
     }
 }
 
-impl Drop for ServedAgent {
+impl Drop for Service {
     fn drop(&mut self) {
         self.kill();
     }

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 use lifeboat_restore_tests::pg::{switch_and_wait, Archive, Cluster};
-use lifeboat_restore_tests::served::{write_token, ServedAgent};
+use lifeboat_restore_tests::served::{write_token, Service};
 use lifeboat_restore_tests::{agent, ok};
 
 fn parse_time(s: &str) -> time::OffsetDateTime {
@@ -26,7 +26,7 @@ fn cli_json(args: &[&str]) -> Value {
 }
 
 /// Everything the agent left on disk and said, as one string to search.
-fn everything_written(agent: &ServedAgent, state: &std::path::Path) -> String {
+fn everything_written(agent: &Service, state: &std::path::Path) -> String {
     let mut all = agent.log_text();
     for entry in lifeboat_restore_tests::files_under(state) {
         all.push_str(&String::from_utf8_lossy(&std::fs::read(entry).unwrap()));
@@ -65,7 +65,7 @@ fn the_api_runs_jobs_once_per_key_and_refuses_strangers() {
     let tf = dir.path().join("token");
     let agent_log = dir.path().join("agent.log");
     let copy_arg = format!("second={copy_url}");
-    let served = ServedAgent::start(
+    let served = Service::start(
         &["--repo", &a.repo, "--cell", "api", "--key-file", a.k(), "--token-file", tf.to_str().unwrap(),
           "--state-dir", state.to_str().unwrap(), "--pg-conn", &conn, "--pg-password-file", pw_file.to_str().unwrap(),
           "--copy-to", &copy_arg, "--copy-interval", "1s"],
@@ -210,7 +210,7 @@ fn a_job_cut_off_by_a_restart_ends_failed_and_queued_jobs_still_run() {
     let tf = dir.path().join("token");
     let token = write_token(&tf);
     let state = dir.path().join("state");
-    let mut served = ServedAgent::start(
+    let mut served = Service::start(
         &["--repo", &a.repo, "--cell", "rs", "--key-file", a.k(), "--token-file", tf.to_str().unwrap(),
           "--state-dir", state.to_str().unwrap(), "--pg-conn", &conn, "--max-jobs", "1"],
         &[],
@@ -288,7 +288,7 @@ fn tls_serves_https_and_weak_tokens_or_open_token_files_are_refused() {
     let base = ["--repo", &a.repo, "--cell", "tls", "--key-file", a.k(), "--token-file", tf.to_str().unwrap(), "--state-dir", state.to_str().unwrap()];
     let mut args = base.to_vec();
     args.extend(["--tls-cert", cert.to_str().unwrap(), "--tls-key", key.to_str().unwrap()]);
-    let mut served = ServedAgent::start(&args, &[], &token, &dir.path().join("agent.log"));
+    let mut served = Service::start(&args, &[], &token, &dir.path().join("agent.log"));
     assert!(served.url.starts_with("https://"), "{}", served.url);
     served.trust(&std::fs::read(&cert).unwrap());
     let (status, version) = served.get("/v1/version");

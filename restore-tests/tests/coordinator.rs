@@ -19,7 +19,7 @@ use serde_json::{json, Value};
 
 use lifeboat_restore_tests::kafka::{self as kafka, TestRecord};
 use lifeboat_restore_tests::pg::{switch_and_wait, Archive, Cluster};
-use lifeboat_restore_tests::served::{write_token, ServedAgent};
+use lifeboat_restore_tests::served::{write_token, Service};
 use lifeboat_restore_tests::{agent, fresh_url, lifeboat_bin, ok, unique, Backend};
 
 /// An HTTP endpoint that records every JSON body POSTed to it (the alert webhook).
@@ -91,7 +91,7 @@ struct TestCell {
     name: String,
     archive: Archive,
     pg: Cluster,
-    agent: ServedAgent,
+    agent: Service,
     second: String,
     cross: String,
 }
@@ -119,7 +119,7 @@ fn start_cell(name: &str, second: &str, token_file: &Path, scratch: &Path, kafka
         topics = format!("{prefix}\\..*");
         args.extend(["--kafka-brokers", brokers, "--kafka-topics", &topics]);
     }
-    let agent = ServedAgent::start(&args, &[], &token, &scratch.join(format!("agent-{name}.log")));
+    let agent = Service::start(&args, &[], &token, &scratch.join(format!("agent-{name}.log")));
     TestCell { name: name.to_string(), archive, pg, agent, second: second_url, cross: cross_url }
 }
 
@@ -224,7 +224,7 @@ fn lifeboat(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
     cmd.output().unwrap()
 }
 
-fn status(c: &ServedAgent) -> Value {
+fn status(c: &Service) -> Value {
     let (code, s) = c.get("/v1/status");
     assert_eq!(code, 200, "{s}");
     s
@@ -238,7 +238,7 @@ fn location<'a>(cell: &'a Value, name: &str) -> &'a Value {
     cell["locations"].as_array().unwrap().iter().find(|l| l["location"] == name).unwrap()
 }
 
-fn runs(c: &ServedAgent) -> Vec<Value> {
+fn runs(c: &Service) -> Vec<Value> {
     c.get("/v1/runs?limit=1000").1["runs"].as_array().unwrap().clone()
 }
 
@@ -277,7 +277,7 @@ fn coordinator_end_to_end_schedules_status_alerts_and_restarts() {
         "--plans", plan_dir.to_str().unwrap(), "--state", state.to_str().unwrap(), "--operator-token-file", op_file.to_str().unwrap(),
         "--alert-webhook", &hook.url, "--tick", "200ms", "--poll", "1s", "--retry-base", "1s",
     ];
-    let mut c = ServedAgent::coordinator(&coordinator_args, &[], &operator, &s.join("coordinator.log"));
+    let mut c = Service::coordinator(&coordinator_args, &[], &operator, &s.join("coordinator.log"));
 
     // Operator commands need the operator token.
     let body = json!({"cell": "cell-a", "kind": "pg-full"});
@@ -298,7 +298,7 @@ fn coordinator_end_to_end_schedules_status_alerts_and_restarts() {
     assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("no cell cell-z"), "{}", String::from_utf8_lossy(&out.stderr));
 
     // Scheduled runs fire at the minute, on time, once.
-    let scheduled_ok = |c: &ServedAgent, kind: &str, after: Option<&str>| {
+    let scheduled_ok = |c: &Service, kind: &str, after: Option<&str>| {
         runs(c).into_iter().find(|r| {
             r["trigger"] == "schedule" && r["cell"] == "cell-a" && r["kind"] == kind && r["state"] == "succeeded"
                 && after.is_none_or(|t| r["scheduled_for"].as_str().unwrap() > t)
@@ -445,7 +445,7 @@ fn restarts_mid_job_neither_duplicate_nor_lose_runs() {
     let token = write_token(&tf);
     let conn = format!("host=127.0.0.1 port={port} user=postgres dbname=postgres");
     let state = s.join("agent");
-    let mut agent_svc = ServedAgent::start(
+    let mut agent_svc = Service::start(
         &["--repo", &a.repo, "--cell", "cell-r", "--key-file", a.k(), "--token-file", tf.to_str().unwrap(), "--state-dir", state.to_str().unwrap(), "--pg-conn", &conn],
         &[],
         &token,
@@ -497,12 +497,12 @@ postgres = {{ conninfo = "{conn}" }}
         "--plans", plan_dir.to_str().unwrap(), "--state", db.to_str().unwrap(), "--operator-token-file", op_file.to_str().unwrap(),
         "--tick", "200ms", "--poll", "500ms", "--retry-base", "1s", "--max-attempts", "2",
     ];
-    let mut c = ServedAgent::coordinator(&args, &[], &operator, &s.join("coordinator.log"));
+    let mut c = Service::coordinator(&args, &[], &operator, &s.join("coordinator.log"));
     let auth = format!("Bearer {operator}");
     let (code, run) = c.request("POST", "/v1/runs", Some(&auth), None, Some(&json!({"cell": "cell-r", "kind": "pg-full"})));
     assert_eq!(code, 202, "{run}");
     let id = run["id"].as_i64().unwrap();
-    let agent_jobs = |a: &ServedAgent| a.get("/v1/jobs").1["jobs"].as_array().unwrap().clone();
+    let agent_jobs = |a: &Service| a.get("/v1/jobs").1["jobs"].as_array().unwrap().clone();
     let job = wait_until("the job running on the agent", Duration::from_secs(30), || {
         let jobs = agent_jobs(&agent_svc);
         jobs.first().filter(|j| j["state"] == "running").cloned()

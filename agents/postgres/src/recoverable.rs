@@ -86,12 +86,13 @@ pub async fn wal_times(repo: &Repository, cell: &str) -> Result<HashMap<String, 
     Ok(out)
 }
 
-/// What `repo` can recover of `cell`. `source_times` (the primary's
-/// `wal_times`) date segments found here; without it, this store's own
-/// modification times are used.
+/// What `repo` can recover of `cell`, given `here`, the `wal_times` of
+/// `repo`. `source_times` (the primary's `wal_times`) date segments found
+/// here; without it, this store's own modification times are used.
 pub async fn recoverable(
     repo: &Repository,
     cell: &str,
+    here: &HashMap<String, OffsetDateTime>,
     source_times: Option<&HashMap<String, OffsetDateTime>>,
 ) -> Result<PgRecoverable, PgError> {
     let backups = crate::restore::list_backups(repo, cell).await?;
@@ -110,9 +111,8 @@ pub async fn recoverable(
 
     // Segment number -> (name, archive time), over every timeline: after a
     // promotion the chain continues on the next timeline at the same number.
-    let here = wal_times(repo, cell).await?;
     let mut by_segno: BTreeMap<u64, (String, OffsetDateTime)> = BTreeMap::new();
-    for (name, local_time) in &here {
+    for (name, local_time) in here {
         let Some(WalFile::Segment { segno, .. }) = WalFile::parse(name) else { continue };
         let t = source_times.and_then(|s| s.get(name)).copied().unwrap_or(*local_time);
         let slot = by_segno.entry(segno).or_insert_with(|| (name.clone(), t));

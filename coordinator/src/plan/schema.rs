@@ -103,6 +103,17 @@ pub enum Role {
     CrossCloud,
 }
 
+impl Role {
+    /// As written in plans.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Primary => "primary",
+            Role::SecondaryRegion => "secondary-region",
+            Role::CrossCloud => "cross-cloud",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Location {

@@ -15,30 +15,45 @@ use super::Coordinator;
 use crate::compliance::{Status, Verdict};
 use crate::store::ts;
 
-fn alert(status: &Status, cell: &str, tier: &str, location: &str, system: &str, verdict: &str, detail: &str, starts: &str, ends: Option<&str>, url: &str) -> Value {
-    let severity = if verdict == "breached" { "critical" } else { "warning" };
-    let mut a = json!({
-        "labels": {
-            "alertname": "LifeboatRpo",
-            "plan": status.plan,
-            "cell": cell,
-            "tier": tier,
-            "location": location,
-            "system": system,
-            "verdict": verdict,
-            "severity": severity,
-        },
-        "annotations": {
-            "summary": format!("{cell}: {system} at {location} is {verdict}"),
-            "description": detail,
-        },
-        "startsAt": starts,
-        "generatorURL": url,
-    });
-    if let Some(e) = ends {
-        a["endsAt"] = json!(e);
+/// What an alert is about: one system of one cell at one location.
+struct Subject<'a> {
+    plan: &'a str,
+    cell: &'a str,
+    tier: &'a str,
+    location: &'a str,
+    system: &'a str,
+    detail: String,
+    url: &'a str,
+}
+
+impl Subject<'_> {
+    /// The alert for `verdict`, firing since `starts`, or resolved at `ends`.
+    fn alert(&self, verdict: &str, starts: &str, ends: Option<&str>) -> Value {
+        let Subject { plan, cell, tier, location, system, detail, url } = self;
+        let severity = if verdict == "breached" { "critical" } else { "warning" };
+        let mut a = json!({
+            "labels": {
+                "alertname": "LifeboatRpo",
+                "plan": plan,
+                "cell": cell,
+                "tier": tier,
+                "location": location,
+                "system": system,
+                "verdict": verdict,
+                "severity": severity,
+            },
+            "annotations": {
+                "summary": format!("{cell}: {system} at {location} is {verdict}"),
+                "description": detail,
+            },
+            "startsAt": starts,
+            "generatorURL": url,
+        });
+        if let Some(e) = ends {
+            a["endsAt"] = json!(e);
+        }
+        a
     }
-    a
 }
 
 /// Compare verdicts with what was last alerted; send what changed.
@@ -63,11 +78,20 @@ pub async fn evaluate(c: &Coordinator, status: &Status, now: DateTime<Utc>) -> a
                     p.target_seconds,
                     l.problem.as_deref().map(|x| format!("; {x}")).unwrap_or_default()
                 );
+                let subject = Subject {
+                    plan: &status.plan,
+                    cell: &cell.cell,
+                    tier: &cell.tier,
+                    location: &l.location,
+                    system,
+                    detail,
+                    url: &c.cfg.public_url,
+                };
                 if let Some((old, since)) = &previous {
-                    batch.push(alert(status, &cell.cell, &cell.tier, &l.location, system, old, &detail, since, Some(&ts(now)), &c.cfg.public_url));
+                    batch.push(subject.alert(old, since, Some(&ts(now))));
                 }
                 if let Some(v) = &current {
-                    batch.push(alert(status, &cell.cell, &cell.tier, &l.location, system, v, &detail, &ts(now), None, &c.cfg.public_url));
+                    batch.push(subject.alert(v, &ts(now), None));
                 }
                 changes.push((cell.cell.clone(), l.location.clone(), system.to_string(), current));
             }

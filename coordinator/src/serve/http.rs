@@ -148,12 +148,12 @@ fn render_page(s: &Status) -> String {
                 None => "<td>–</td>".to_string(),
                 Some(p) => format!("<td>{} / {} {}</td>", human(p.exposure_seconds), human(Some(p.target_seconds)), badge(p.verdict)),
             };
-            let role = serde_json::to_value(l.role).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
+            let role = l.role.as_str();
             let _ = write!(
                 rows,
                 "<tr>{cell}<td>{}<br><small>{}</small></td>{}{}<td>{}</td><td>{}</td></tr>",
                 escape(&l.location),
-                escape(&role),
+                escape(role),
                 point(&l.postgres),
                 point(&l.kafka),
                 human(l.copy_lag_seconds),

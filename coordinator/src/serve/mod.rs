@@ -21,7 +21,7 @@ use chrono::Utc;
 use clap::Args;
 
 use crate::agent_client::AgentClient;
-use crate::compliance::{self, Status, Verdict};
+use crate::compliance::{self, Status};
 use crate::plan::Plan;
 use crate::store::Store;
 
@@ -102,16 +102,10 @@ pub fn agent_clients(plan: &Plan) -> Result<HashMap<String, AgentClient>> {
 impl Coordinator {
     /// The status of every cell now, from the stored recovery points.
     pub fn status(&self) -> Result<Status> {
-        let now = Utc::now();
         let problems = self.agent_problems.lock().expect("agent problems").clone();
-        let mut cells = Vec::new();
-        for cell in &self.plan.cells {
-            let recovery = self.store.recovery(&cell.name)?;
-            let problem = problems.get(&cell.name).cloned().flatten();
-            cells.push(compliance::cell_status(&self.plan, cell, recovery.as_ref().map(|(t, b)| (*t, b)), problem, now));
-        }
-        let verdict = cells.iter().map(|c| c.verdict).max().unwrap_or(Verdict::Ok);
-        Ok(Status { plan: self.plan.name.clone(), computed_at: crate::store::ts(now), cells, verdict })
+        compliance::status(&self.plan, Utc::now(), |cell| {
+            Ok((self.store.recovery(&cell.name)?, problems.get(&cell.name).cloned().flatten()))
+        })
     }
 
     fn operator_allowed(&self, given: Option<&str>) -> Result<(), &'static str> {

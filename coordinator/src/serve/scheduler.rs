@@ -202,8 +202,7 @@ pub async fn poll(c: &Coordinator, now: DateTime<Utc>) -> Result<()> {
 
 /// Read every cell's recovery points (all agents at once).
 pub async fn refresh_recovery(c: &Coordinator, now: DateTime<Utc>) {
-    let reads = c.agents.values().map(|agent| async move { (agent.cell.clone(), agent.recovery().await) });
-    for (cell, result) in futures::future::join_all(reads).await {
+    for (cell, result) in crate::agent_client::recovery_of_all(c.agents.values()).await {
         let problem = match result {
             Ok(body) => match c.store.save_recovery(&cell, &body, now) {
                 Ok(()) => None,

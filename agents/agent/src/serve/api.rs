@@ -38,8 +38,11 @@ async fn not_found() -> Response {
 }
 
 async fn health(State(agent): State<Arc<Agent>>) -> Response {
-    let running = agent.journal().all().filter(|j| j.state == JobState::Running).count();
-    let queued = agent.journal().all().filter(|j| j.state == JobState::Queued).count();
+    let (running, queued) = agent.journal().all().fold((0, 0), |(r, q), j| match j.state {
+        JobState::Running => (r + 1, q),
+        JobState::Queued => (r, q + 1),
+        _ => (r, q),
+    });
     Json(serde_json::json!({ "status": "ok", "cell": agent.config.cell, "jobs_running": running, "jobs_queued": queued }))
         .into_response()
 }

@@ -8,6 +8,8 @@
 //! archive times and by the start of its last complete copy pass, so it is
 //! never credited with more than was verified there.
 
+use std::collections::HashMap;
+
 use serde::Serialize;
 use time::OffsetDateTime;
 
@@ -78,37 +80,55 @@ async fn written(agent: &Agent) -> Option<(Lsn, OffsetDateTime)> {
     }
 }
 
+/// Fill in what `repo` (at `point`'s location) can recover. `here` is the
+/// location's WAL listing; `dating`, for a copy, the primary's, whose
+/// archive times date its segments; a copy is also capped at its last
+/// complete pass.
+async fn fill(
+    point: &mut LocationPoint,
+    repo: &Repository,
+    cell: &str,
+    here: Result<&HashMap<String, OffsetDateTime>, &String>,
+    dating: Option<&HashMap<String, OffsetDateTime>>,
+    written: Option<(Lsn, OffsetDateTime)>,
+) {
+    let copy = point.role == "copy";
+    let pg = match here {
+        Ok(here) => recoverable(repo, cell, here, dating).await.map_err(|e| format!("{e:#}")),
+        Err(e) => Err(e.clone()),
+    };
+    match pg {
+        Ok(mut p) => {
+            if let Some((lsn, at)) = written {
+                p.credit_written(lsn, at);
+            }
+            if copy {
+                p.recoverable_to = cap(p.recoverable_to, point.copied_through);
+            }
+            point.postgres = Some(p);
+        }
+        Err(e) => point.error = Some(e),
+    }
+    match kafka_point(repo, cell).await {
+        Ok(mut k) => {
+            if copy {
+                k.recoverable_to = cap(k.recoverable_to, point.copied_through);
+            }
+            point.kafka = Some(k);
+        }
+        Err(e) => point.error = Some(format!("{e:#}")),
+    }
+}
+
 pub async fn compute(agent: &Agent) -> Recovery {
     let cell = agent.config.cell.as_str();
     let computed_at = OffsetDateTime::now_utc();
     let written = written(agent).await;
-    let credit = |p: &mut PgRecoverable| {
-        if let Some((lsn, at)) = written {
-            p.credit_written(lsn, at);
-        }
-    };
-    let mut locations = Vec::new();
-    let primary_times = wal_times(&agent.repo, cell).await.ok();
-    let mut primary = LocationPoint {
-        location: "primary".into(),
-        role: "primary",
-        postgres: None,
-        kafka: None,
-        copied_through: None,
-        error: None,
-    };
-    match recoverable(&agent.repo, cell, None).await {
-        Ok(mut p) => {
-            credit(&mut p);
-            primary.postgres = Some(p);
-        }
-        Err(e) => primary.error = Some(format!("{e:#}")),
-    }
-    match kafka_point(&agent.repo, cell).await {
-        Ok(k) => primary.kafka = Some(k),
-        Err(e) => primary.error = Some(format!("{e:#}")),
-    }
-    locations.push(primary);
+    let primary_times = wal_times(&agent.repo, cell).await.map_err(|e| format!("{e:#}"));
+    let mut primary =
+        LocationPoint { location: "primary".into(), role: "primary", postgres: None, kafka: None, copied_through: None, error: None };
+    fill(&mut primary, &agent.repo, cell, primary_times.as_ref(), None, written).await;
+    let mut locations = vec![primary];
     for (name, url) in &agent.config.copy_to {
         let copied_through = agent.geo_copy.synced(name);
         let mut point =
@@ -119,21 +139,8 @@ pub async fn compute(agent: &Agent) -> Recovery {
         };
         match opened.await {
             Ok(repo) => {
-                match recoverable(&repo, cell, primary_times.as_ref()).await {
-                    Ok(mut p) => {
-                        credit(&mut p);
-                        p.recoverable_to = cap(p.recoverable_to, copied_through);
-                        point.postgres = Some(p);
-                    }
-                    Err(e) => point.error = Some(format!("{e:#}")),
-                }
-                match kafka_point(&repo, cell).await {
-                    Ok(mut k) => {
-                        k.recoverable_to = cap(k.recoverable_to, copied_through);
-                        point.kafka = Some(k);
-                    }
-                    Err(e) => point.error = Some(format!("{e:#}")),
-                }
+                let here = wal_times(&repo, cell).await.map_err(|e| format!("{e:#}"));
+                fill(&mut point, &repo, cell, here.as_ref(), primary_times.as_ref().ok(), written).await;
             }
             Err(e) => point.error = Some(format!("{e:#}")),
         }
