@@ -24,8 +24,12 @@ pub enum Backend {
 
 pub const BACKENDS: [Backend; 3] = [Backend::File, Backend::S3, Backend::Azure];
 
+/// The checkout the tests run in. Cargo sets CARGO_MANIFEST_DIR when it
+/// runs a test, which beats the compile-time value: clones share one target
+/// directory, and a test binary built in another clone must not use its scripts.
 pub fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    let manifest = std::env::var_os("CARGO_MANIFEST_DIR").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")));
+    Path::new(&manifest).parent().unwrap().to_path_buf()
 }
 
 /// Start moto and Azurite (idempotent) and export their endpoints and

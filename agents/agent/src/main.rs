@@ -46,11 +46,14 @@ enum Command {
     /// Kafka: topic snapshots, point-in-time restores with group-offset translation.
     #[command(subcommand)]
     Kafka(commands::kafka::KafkaCommand),
+    /// Restore drills into a scratch environment, with smoke checks.
+    #[command(subcommand)]
+    Drill(commands::drill::DrillCommand),
     /// Serve the HTTP API the coordinator drives (jobs, health, metrics) for one cell.
     Serve(serve::ServeArgs),
 }
 
-async fn shutdown_signal() -> &'static str {
+pub(crate) async fn shutdown_signal() -> &'static str {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate()).expect("installing a SIGTERM handler");
     tokio::select! {
@@ -76,6 +79,12 @@ fn main() -> ExitCode {
     tune_allocator();
     let cli = Cli::parse();
     let serving = matches!(cli.command, Command::Serve(_));
+    // A drill handles its own signals: it removes its scratch environment first.
+    let own_signals = matches!(cli.command, Command::Drill(_));
+    let sweep_root = match &cli.command {
+        Command::Serve(args) => args.restore_root.clone(),
+        _ => None,
+    };
     output::init_logging(&cli.global);
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
     let result = runtime.block_on(async {
@@ -88,11 +97,15 @@ fn main() -> ExitCode {
                 Command::WalFetch(args) => commands::wal::fetch(&cli.global, args).await,
                 Command::Pg(cmd) => commands::pg::run(&cli.global, cmd).await,
                 Command::Kafka(cmd) => commands::kafka::run(&cli.global, cmd).await,
+                Command::Drill(cmd) => commands::drill::run(&cli.global, cmd).await,
                 Command::Serve(args) => serve::run(&cli.global, args).await,
             }
         };
         // Ctrl-C / SIGTERM drop the work in flight: nothing is committed
         // before its manifest, so a rerun picks up where this one stopped.
+        if own_signals {
+            return work.await;
+        }
         tokio::select! {
             result = work => result,
             signal = shutdown_signal() => if serving {
@@ -105,6 +118,12 @@ fn main() -> ExitCode {
             },
         }
     });
+    if let Some(root) = sweep_root {
+        // Dropping the runtime killed the running jobs; a drill among them
+        // could not remove its scratch environment, so the agent does.
+        drop(runtime);
+        serve::sweep_drills(&root);
+    }
     match result {
         Ok(code) => code,
         Err(e) => {

@@ -1,5 +1,6 @@
 //! One module per subcommand group.
 
+pub mod drill;
 pub mod files;
 pub mod kafka;
 pub mod key;

@@ -173,6 +173,38 @@ struct Info {
     wal: chain::ChainReport,
 }
 
+/// Postgres' `restore_command` for a restore from `repo_url`: this agent's
+/// `wal-fetch`, with the key file when the repository is encrypted.
+pub fn restore_command(global: &Global, repo_url: &str, cell: &str, agent_path: Option<PathBuf>) -> Result<String> {
+    let key_file = match &global.key_file {
+        Some(k) => Some(std::fs::canonicalize(k).with_context(|| format!("key file {}", k.display()))?),
+        None if std::env::var("LIFEBOAT_KEY").is_ok() => {
+            bail!("a restore needs --key-file: Postgres' restore_command must read the key from a file")
+        }
+        None => None,
+    };
+    let agent = match agent_path {
+        Some(p) => p,
+        None => std::env::current_exe().context("locating this lifeboat-agent")?,
+    };
+    // Shell-quoted: Postgres runs it through /bin/sh, and URLs carry '?' and '&'.
+    let quote = |s: &str| format!("'{}'", s.replace('\'', "'\\''"));
+    let mut command = format!("{} wal-fetch %f %p --repo {} --cell {cell}", quote(&agent.display().to_string()), quote(repo_url));
+    if let Some(k) = &key_file {
+        command.push_str(&format!(" --key-file {}", quote(&k.display().to_string())));
+    }
+    Ok(command)
+}
+
+/// The Postgres server binaries: as given, or where `pg_config --bindir` says.
+pub fn pg_bindir_or_default(given: Option<PathBuf>) -> Result<PathBuf> {
+    if let Some(b) = given {
+        return Ok(b);
+    }
+    let out = std::process::Command::new("pg_config").arg("--bindir").output().context("running pg_config --bindir (or pass --pg-bindir)")?;
+    Ok(PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()))
+}
+
 fn rfc(t: time::OffsetDateTime) -> String {
     t.format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
 }
@@ -215,35 +247,12 @@ pub async fn run(global: &Global, cmd: PgCommand) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         PgCommand::Restore { repo, cell, to, delta, target, backup, agent_path, no_archive, start, port, pg_bindir } => {
-            let key_file = match &global.key_file {
-                Some(k) => Some(std::fs::canonicalize(k).with_context(|| format!("key file {}", k.display()))?),
-                None if std::env::var("LIFEBOAT_KEY").is_ok() => {
-                    bail!("pg restore needs --key-file: Postgres' restore_command must read the key from a file")
-                }
-                None => None,
-            };
+            let restore_command = restore_command(global, &repo.url, &cell, agent_path)?;
             let r = open_repo(global, &repo.url).await?;
-            let agent = match agent_path {
-                Some(p) => p,
-                None => std::env::current_exe().context("locating this lifeboat-agent")?,
-            };
-            // Shell-quoted: Postgres runs it through /bin/sh, and URLs carry '?' and '&'.
-            let quote = |s: &str| format!("'{}'", s.replace('\'', "'\\''"));
-            let mut restore_command =
-                format!("{} wal-fetch %f %p --repo {} --cell {cell}", quote(&agent.display().to_string()), quote(&repo.url));
-            if let Some(k) = &key_file {
-                restore_command.push_str(&format!(" --key-file {}", quote(&k.display().to_string())));
-            }
             let req = RestoreRequest { cell, to, target: target.target()?, backup, restore_command, no_archive, delta };
             let mut report = with_progress(&r, "restoring", restore::restore(&r, &req)).await?;
             if start {
-                let bindir = match pg_bindir {
-                    Some(b) => b,
-                    None => {
-                        let out = std::process::Command::new("pg_config").arg("--bindir").output().context("running pg_config --bindir (or pass --pg-bindir)")?;
-                        PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
-                    }
-                };
+                let bindir = pg_bindir_or_default(pg_bindir)?;
                 restore::start_and_wait(&mut report, &bindir, port.expect("clap requires --port"), Duration::from_secs(3600)).await?;
             }
             emit(global, &report, |rep| {

@@ -56,6 +56,8 @@ pub enum JobSpec {
         #[serde(default)]
         group_prefix: Option<String>,
     },
+    /// A restore drill into a scratch environment under the restore root.
+    Drill(lifeboat_drill::DrillSpec),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -86,6 +88,7 @@ impl JobSpec {
             JobSpec::Retention { .. } => "retention",
             JobSpec::PgRestore { .. } => "pg-restore",
             JobSpec::KafkaRestore { .. } => "kafka-restore",
+            JobSpec::Drill(_) => "drill",
         }
     }
 }

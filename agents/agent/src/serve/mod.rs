@@ -63,6 +63,26 @@ impl Agent {
     }
 }
 
+/// Remove the scratch environments of drills that were cut off (see
+/// `lifeboat_drill::scratch`), logging what could not be removed.
+pub async fn sweep_drills_async(root: &std::path::Path) {
+    for (id, problems) in lifeboat_drill::scratch::sweep(root).await {
+        if problems.is_empty() {
+            tracing::info!(drill = %id, "removed the scratch environment of an interrupted drill");
+        } else {
+            tracing::error!(drill = %id, problems = %problems.join("; "), "could not remove an interrupted drill's scratch environment");
+        }
+    }
+}
+
+/// [`sweep_drills_async`] after the agent's runtime is gone (at exit).
+pub fn sweep_drills(root: &std::path::Path) {
+    match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt.block_on(sweep_drills_async(root)),
+        Err(e) => tracing::error!("cannot sweep drills at exit: {e}"),
+    }
+}
+
 fn lock_state_dir(state_dir: &std::path::Path) -> Result<std::fs::File> {
     std::fs::create_dir_all(state_dir).with_context(|| format!("creating the state directory {}", state_dir.display()))?;
     let path = state_dir.join("agent.lock");
@@ -112,6 +132,9 @@ pub async fn run(global: &Global, config: ServeArgs) -> Result<ExitCode> {
         _lock: lock,
         config,
     });
+    if let Some(root) = &agent.config.restore_root {
+        sweep_drills_async(root).await;
+    }
     for id in runner::recover(&agent)? {
         tokio::spawn(runner::run(agent.clone(), id));
     }

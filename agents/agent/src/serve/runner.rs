@@ -114,6 +114,25 @@ pub fn invocation(agent: &Agent, spec: &JobSpec) -> Result<Invocation, String> {
                 push(&["--group-prefix", g]);
             }
         }
+        JobSpec::Drill(drill) => {
+            let root = cfg.restore_root.as_deref().ok_or("this agent runs no drills; start it with --restore-root")?;
+            let wants_kafka = drill.kafka || drill.checks.iter().any(|c| c.needs_kafka());
+            let source = match &drill.location {
+                Some(name) => (name.as_str(), location(name)?),
+                None => ("primary", repo),
+            };
+            push(&["drill", "run", "--repo", source.1, "--source-name", source.0, "--cell", cell]);
+            push(&["--restore-root", &root.display().to_string()]);
+            if let Some(name) = &drill.fallback_location {
+                let url = location(name)?;
+                push(&["--fallback", &format!("{name}={url}")]);
+            }
+            if wants_kafka {
+                let (brokers, _) = kafka()?;
+                push(&["--brokers", brokers]);
+            }
+            push(&["--spec", &serde_json::to_string(drill).expect("a drill spec serialises")]);
+        }
     }
     Ok(Invocation { args, env })
 }
@@ -138,9 +157,14 @@ pub async fn run(agent: Arc<Agent>, id: String) {
     let started = OffsetDateTime::now_utc();
     let outcome = execute(&agent, &id, &spec, started).await;
     let finished = OffsetDateTime::now_utc();
+    if let (JobSpec::Drill(_), Some(root)) = (&spec, &agent.config.restore_root) {
+        // The drill removes its scratch environment itself unless it was killed.
+        super::sweep_drills_async(root).await;
+    }
     let (state, exit_code, result, error) = match outcome {
         Ok((code, result)) if code == 0 => (State::Succeeded, Some(code), result, None),
-        Ok((code, _)) => (State::Failed, Some(code), None, Some(error_lines(&agent.journal().log_path(&id)))),
+        // A drill that ran and failed still reports its outcome.
+        Ok((code, result)) => (State::Failed, Some(code), result, Some(error_lines(&agent.journal().log_path(&id)))),
         Err(e) => (State::Failed, None, None, Some(format!("{e:#}"))),
     };
     agent.metrics.finished(kind, state, (finished - started).as_seconds_f64());

@@ -1,0 +1,353 @@
+//! One drill, step by step: choose the target instant, restore the base
+//! backup into the scratch data directory, replay WAL to the target and
+//! promote, restore Kafka up to the same instant into prefixed topics, run
+//! the checks, then remove the scratch environment. Every step is timed;
+//! a failed step fails the drill but never skips the cleanup.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
+
+use lifeboat_kafka::client::Brokers;
+use lifeboat_kafka::restore::{RestoreReport as KafkaRestored, RestoreRequest as KafkaRequest};
+use lifeboat_postgres::restore::{self as pg, RestoreReport as PgRestored, RestoreRequest as PgRequest, Target};
+use lifeboat_repository::Repository;
+
+use crate::checks::{self, Restored};
+use crate::outcome::{DrillOutcome, Step, FAILED, PASSED, WARNING};
+use crate::scratch::Scratch;
+use crate::spec::{DrillSpec, DrillTarget};
+
+/// A repository to restore from, as the agent names it.
+pub struct Source {
+    pub name: String,
+    pub repo: Repository,
+    /// Postgres' `restore_command` for this repository (`wal-fetch ...`).
+    pub restore_command: String,
+}
+
+/// What the agent provides.
+pub struct DrillEnv {
+    pub cell: String,
+    /// The location to restore from, then the fallback (when the spec names one).
+    pub sources: Vec<Source>,
+    pub brokers: Option<Brokers>,
+    pub restore_root: PathBuf,
+    pub pg_bindir: PathBuf,
+    /// Give up on WAL replay after this long.
+    pub replay_timeout: Duration,
+}
+
+fn rfc(t: OffsetDateTime) -> String {
+    t.format(&Rfc3339).unwrap_or_default()
+}
+
+/// Steps so far and the clock of the current one.
+struct Log {
+    steps: Vec<Step>,
+    clock: Instant,
+}
+
+impl Log {
+    fn step(&mut self, name: &str, outcome: &str, message: Option<String>, evidence: serde_json::Value) {
+        self.steps.push(Step::new(name, outcome, self.clock.elapsed().as_secs_f64(), message, evidence));
+        self.clock = Instant::now();
+    }
+}
+
+/// Run the drill `spec` in `scratch` (already created, so that whoever
+/// interrupts this can remove it). Always returns an outcome; the caller
+/// removes the scratch environment afterwards with [`finish`].
+pub async fn run(env: &DrillEnv, spec: &DrillSpec, scratch: &Scratch) -> DrillOutcome {
+    let started = Instant::now();
+    let mut log = Log { steps: Vec::new(), clock: Instant::now() };
+    let mut outcome = DrillOutcome {
+        drill_id: scratch.id.clone(),
+        target: String::new(),
+        source_location: env.sources[0].name.clone(),
+        fell_back_to: None,
+        scratch: json!({ "id": scratch.id, "directory": scratch.dir, "port": scratch.port, "topic_prefix": scratch.prefix }),
+        recovery_point: json!({}),
+        pg_rpo_seconds: None,
+        kafka_rpo_seconds: None,
+        rto_seconds: 0.0,
+        replay_seconds: 0.0,
+        steps: Vec::new(),
+        checks: Vec::new(),
+        cleaned_up: false,
+    };
+    let target = match choose_target(env, spec).await {
+        Ok((t, evidence)) => {
+            log.step("choose the target instant", PASSED, None, evidence);
+            t
+        }
+        Err(e) => {
+            log.step("choose the target instant", FAILED, Some(e), json!(null));
+            outcome.steps = log.steps;
+            outcome.rto_seconds = started.elapsed().as_secs_f64();
+            return outcome;
+        }
+    };
+    outcome.target = rfc(target);
+
+    // Postgres, from the first source that restores (the fallback only when asked).
+    let mut pg_restored: Option<PgRestored> = None;
+    let mut used = 0;
+    for (i, source) in env.sources.iter().enumerate() {
+        match restore_pg(env, source, scratch, target, &mut log).await {
+            Ok(r) => {
+                pg_restored = Some(r);
+                used = i;
+                break;
+            }
+            Err(e) if i + 1 < env.sources.len() => {
+                let next = &env.sources[i + 1].name;
+                log.step(&format!("fall back to location {next}"), WARNING, Some(format!("restoring from {} failed: {e}", source.name)), json!(null));
+            }
+            Err(_) => {}
+        }
+    }
+    let source = &env.sources[used];
+    if used > 0 {
+        outcome.fell_back_to = Some(source.name.clone());
+    }
+    let mut point = json!({ "target": outcome.target, "location": source.name });
+    if let Some(r) = &pg_restored {
+        let reached = r.reached.as_ref();
+        let last_tx = reached.and_then(|x| x.last_transaction_time.clone());
+        outcome.replay_seconds = reached.map_or(0.0, |x| x.seconds_to_promote);
+        point["postgres"] = json!({ "backup": r.backup_id, "backup_stop_lsn": r.backup_stop_lsn.to_string(),
+            "latest_archived_wal": r.latest_archived_wal, "reached_lsn": reached.map(|x| x.lsn.clone()),
+            "last_transaction": last_tx, "timeline": reached.map(|x| x.timeline), "stopped_at_target": r.target.starts_with("Time") });
+        outcome.pg_rpo_seconds = Some(if r.target.starts_with("Time") {
+            0.0
+        } else {
+            // Replay ended before the target: the point recovered is the last transaction replayed.
+            last_tx.as_deref().and_then(pg_time).map_or(f64::INFINITY, |t| (target - t).as_seconds_f64().max(0.0))
+        });
+    }
+
+    // Kafka, from the same location, up to the same instant.
+    let mut kafka: Option<(KafkaRequest, KafkaRestored)> = None;
+    if spec.kafka {
+        match restore_kafka(env, source, scratch, target, &mut log).await {
+            Ok((req, restored, snapshot_start)) => {
+                outcome.kafka_rpo_seconds = Some((target - snapshot_start).as_seconds_f64().max(0.0));
+                point["kafka"] = json!({ "snapshot": restored.snapshot, "snapshot_start": rfc(snapshot_start),
+                    "until": restored.until, "records": restored.records_produced, "offset_map": restored.offset_map });
+                kafka = Some((req, restored));
+            }
+            Err(e) => log.step("restore Kafka to the target", FAILED, Some(e), json!(null)),
+        }
+    }
+    outcome.recovery_point = point;
+
+    let restored = Restored {
+        pg: pg_restored.as_ref().map(|_| scratch.conninfo(&spec.database)),
+        kafka: kafka.as_ref().map(|(req, r)| (&source.repo, req, r)),
+        target,
+    };
+    for check in &spec.checks {
+        outcome.checks.push(checks::run(check, &restored).await);
+    }
+    if let Some((_, r)) = &kafka {
+        // The restore's journal and offset map are the drill's, not the cell's.
+        if let Err(e) = remove_restore_objects(&source.repo, &env.cell, &r.restore_key).await {
+            log.step("remove the Kafka restore's journal", WARNING, Some(e), json!(null));
+        }
+    }
+    outcome.rto_seconds = started.elapsed().as_secs_f64();
+    outcome.steps = log.steps;
+    outcome
+}
+
+/// Remove the scratch environment and record it as the last step.
+pub async fn finish(outcome: &mut DrillOutcome, scratch: &Scratch, root: &std::path::Path) {
+    let clock = Instant::now();
+    let problems = scratch.remove(root).await;
+    outcome.cleaned_up = problems.is_empty();
+    let (result, message) = if problems.is_empty() { (PASSED, None) } else { (FAILED, Some(problems.join("; "))) };
+    outcome.steps.push(Step::new(
+        "remove the scratch environment",
+        result,
+        clock.elapsed().as_secs_f64(),
+        message,
+        json!({ "directory": scratch.dir, "port": scratch.port, "topic_prefix": scratch.prefix }),
+    ));
+}
+
+/// Postgres reports times like `2026-11-27 10:15:00.123456+00`.
+fn pg_time(text: &str) -> Option<OffsetDateTime> {
+    let fixed = text.replacen(' ', "T", 1);
+    let fixed = if fixed.ends_with("+00") { format!("{fixed}:00") } else { fixed };
+    OffsetDateTime::parse(&fixed, &Rfc3339).ok()
+}
+
+async fn choose_target(env: &DrillEnv, spec: &DrillSpec) -> Result<(OffsetDateTime, serde_json::Value), String> {
+    let within = match &spec.target {
+        DrillTarget::Time(t) => {
+            let t = OffsetDateTime::parse(t, &Rfc3339).map_err(|e| format!("target {t:?} is not an RFC 3339 time: {e}"))?;
+            return Ok((t, json!({ "requested": rfc(t) })));
+        }
+        DrillTarget::RandomRecent { within } => humantime::parse_duration(within).map_err(|e| format!("within {within:?}: {e}"))?,
+    };
+    let source = &env.sources[0];
+    let now = OffsetDateTime::now_utc();
+    let backups = pg::list_backups(&source.repo, &env.cell).await.map_err(|e| e.to_string())?;
+    let oldest = backups.first().map(|(m, _)| m.finished).ok_or_else(|| format!("cell {} has no Postgres backup in {}", env.cell, source.name))?;
+    let times = lifeboat_postgres::recoverable::wal_times(&source.repo, &env.cell).await.map_err(|e| e.to_string())?;
+    let rec = lifeboat_postgres::recoverable::recoverable(&source.repo, &env.cell, &times, None).await.map_err(|e| e.to_string())?;
+    let pg_latest = rec.recoverable_to.ok_or_else(|| format!("no backup of cell {} in {} is restorable yet (its WAL is not all archived)", env.cell, source.name))?;
+    let mut latest = pg_latest;
+    let mut kafka_latest = None;
+    if spec.kafka {
+        let snapshots = lifeboat_kafka::stored::list(&source.repo, &env.cell).await.map_err(|e| e.to_string())?;
+        let newest = snapshots.last().ok_or_else(|| format!("cell {} has no Kafka snapshot in {}", env.cell, source.name))?;
+        kafka_latest = Some(newest.manifest.started);
+        latest = latest.min(newest.manifest.started);
+    }
+    let earliest = oldest.max(now - within);
+    if earliest >= latest {
+        return Err(format!(
+            "no instant within the last {} is recoverable by Postgres (from {} to {}){}",
+            humantime::format_duration(within),
+            rfc(oldest),
+            rfc(pg_latest),
+            kafka_latest.map(|k| format!(" and covered by a Kafka snapshot (up to {})", rfc(k))).unwrap_or_default()
+        ));
+    }
+    let span = (latest - earliest).whole_milliseconds() as u64;
+    let t = earliest + Duration::from_millis(rand::random::<u64>() % span.max(1));
+    // Kafka timestamps are milliseconds: a whole millisecond means the same instant to both systems.
+    let t = t.replace_nanosecond(t.nanosecond() / 1_000_000 * 1_000_000).unwrap_or(t);
+    Ok((t, json!({ "random_within": humantime::format_duration(within).to_string(), "window_from": rfc(earliest), "window_to": rfc(latest),
+                   "postgres_recoverable_to": rfc(pg_latest), "kafka_snapshot_start": kafka_latest.map(rfc), "chosen": rfc(t) })))
+}
+
+/// Restore and start Postgres from `source`. When the WAL ends before the
+/// target, Postgres refuses to promote at a target it never saw; the drill
+/// then recovers everything there is and the RPO shows the shortfall.
+async fn restore_pg(env: &DrillEnv, source: &Source, scratch: &Scratch, target: OffsetDateTime, log: &mut Log) -> Result<PgRestored, String> {
+    let mut attempt = Target::Time(target);
+    loop {
+        let data = scratch.data_dir();
+        if data.exists() {
+            std::fs::remove_dir_all(&data).map_err(|e| format!("clearing {}: {e}", data.display()))?;
+        }
+        let req = PgRequest {
+            cell: env.cell.clone(),
+            to: data,
+            target: attempt.clone(),
+            backup: None,
+            restore_command: source.restore_command.clone(),
+            no_archive: true,
+            delta: false,
+        };
+        let mut report = match pg::restore(&source.repo, &req).await {
+            Ok(r) => r,
+            Err(e) => {
+                let e = e.to_string();
+                log.step(&format!("restore the base backup from {}", source.name), FAILED, Some(e.clone()), json!(null));
+                return Err(e);
+            }
+        };
+        log.step(
+            &format!("restore the base backup from {}", source.name),
+            PASSED,
+            None,
+            json!({ "backup": report.backup_id, "files": report.files_written, "stop_lsn": report.backup_stop_lsn.to_string(),
+                    "latest_archived_wal": report.latest_archived_wal }),
+        );
+        match pg::start_and_wait(&mut report, &env.pg_bindir, scratch.port, env.replay_timeout).await {
+            Ok(()) => {
+                let reached = report.reached.as_ref();
+                let last_tx = reached.and_then(|r| r.last_transaction_time.clone());
+                let overshot = matches!(attempt, Target::Time(_)) && last_tx.as_deref().and_then(pg_time).is_some_and(|t| t > target);
+                let (result, message) = if overshot {
+                    (FAILED, Some(format!("replay went past the target: last transaction {}", last_tx.clone().unwrap_or_default())))
+                } else if matches!(attempt, Target::Latest) {
+                    (FAILED, Some(format!("the archived WAL ends before the target; recovered up to the last transaction at {}", last_tx.clone().unwrap_or_else(|| "(none)".into()))))
+                } else {
+                    (PASSED, None)
+                };
+                log.step("replay WAL to the target and promote", result, message, json!({ "reached_lsn": reached.map(|r| r.lsn.clone()),
+                    "last_transaction": last_tx, "timeline": reached.map(|r| r.timeline), "port": scratch.port }));
+                return Ok(report);
+            }
+            Err(e) if matches!(attempt, Target::Time(_)) && e.to_string().contains("before configured recovery target") => {
+                log.step("replay WAL to the target and promote", WARNING, Some(format!("{e}; recovering everything archived instead")), json!(null));
+                stop_scratch_server(scratch, env);
+                attempt = Target::Latest;
+            }
+            Err(e) => {
+                let e = e.to_string();
+                log.step("replay WAL to the target and promote", FAILED, Some(e.clone()), json!(null));
+                return Err(e);
+            }
+        }
+    }
+}
+
+fn stop_scratch_server(scratch: &Scratch, env: &DrillEnv) {
+    let _ = std::process::Command::new(env.pg_bindir.join("pg_ctl"))
+        .arg("-D")
+        .arg(scratch.data_dir())
+        .args(["-m", "immediate", "stop"])
+        .output();
+}
+
+async fn restore_kafka(
+    env: &DrillEnv,
+    source: &Source,
+    scratch: &Scratch,
+    target: OffsetDateTime,
+    log: &mut Log,
+) -> Result<(KafkaRequest, KafkaRestored, OffsetDateTime), String> {
+    let brokers = env.brokers.clone().ok_or("this agent has no Kafka brokers configured")?;
+    let snapshot = lifeboat_kafka::stored::find(&source.repo, &env.cell, None).await.map_err(|e| e.to_string())?;
+    let req = KafkaRequest {
+        cell: env.cell.clone(),
+        brokers,
+        snapshot: Some(snapshot.manifest.id.clone()),
+        until: Some(target),
+        topic_map: Vec::new(),
+        topic_prefix: scratch.prefix.clone(),
+        group_prefix: None,
+    };
+    let restored = lifeboat_kafka::restore::restore(&source.repo, &req).await.map_err(|e| e.to_string())?;
+    log.step(
+        "restore Kafka to the target",
+        PASSED,
+        None,
+        json!({ "snapshot": restored.snapshot, "records": restored.records_produced,
+                "topics": restored.topics.iter().map(|t| json!({ "source": t.source, "target": t.target,
+                    "partitions": t.partitions.iter().map(|p| json!({ "partition": p.partition, "records": p.records })).collect::<Vec<_>>() })).collect::<Vec<_>>() }),
+    );
+    // Records lost to retention between snapshots: the chain is incomplete.
+    let gaps: Vec<_> = lifeboat_kafka::stored::list(&source.repo, &env.cell)
+        .await
+        .map_err(|e| e.to_string())?
+        .iter()
+        .filter(|s| s.manifest.started <= snapshot.manifest.started)
+        .flat_map(|s| s.details.gaps.iter().map(move |g| json!({ "snapshot": s.manifest.id, "gap": g })))
+        .collect();
+    let (result, message) = if gaps.is_empty() {
+        (PASSED, None)
+    } else {
+        (FAILED, Some(format!("{} gaps: records were lost to retention between snapshots and are not in the restore", gaps.len())))
+    };
+    log.step("Kafka snapshots are gap-free", result, message, json!({ "gaps": gaps }));
+    Ok((req, restored, snapshot.manifest.started))
+}
+
+async fn remove_restore_objects(repo: &Repository, cell: &str, key: &str) -> Result<(), String> {
+    let prefix = format!("kafka/{cell}/restores/{key}/");
+    let objects = repo.store().list(&prefix).await.map_err(|e| e.to_string())?;
+    for o in objects {
+        repo.store().delete(&o.path).await.map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}

@@ -1,0 +1,213 @@
+//! The scratch environment of one drill, and removing it. Before a drill
+//! creates anything it writes a ledger (`<restore-root>/<drill-id>.drill.json`)
+//! naming everything it may create: the data directory, the port of the
+//! scratch server, the Kafka topic and group prefix. Cleanup works from the
+//! ledger alone, so a drill that was killed is cleaned up by whoever finds
+//! its ledger next (`sweep`: the agent at start and at exit, `lifeboat-agent
+//! drill sweep`). The ledger is removed last.
+//!
+//! Names never touch production: the directory lives under the agent's
+//! restore root, the server listens on a free loopback port with archiving
+//! off, and topics and groups carry the prefix `lifeboat-drill-<id>.`.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rdkafka::admin::AdminOptions;
+use rdkafka::consumer::Consumer;
+use serde::{Deserialize, Serialize};
+
+use lifeboat_kafka::client::Brokers;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Scratch {
+    pub id: String,
+    /// `<restore-root>/<id>`: the data directory and the server's log.
+    pub dir: PathBuf,
+    pub port: u16,
+    /// Topic and consumer-group prefix.
+    pub prefix: String,
+    pub brokers: Option<String>,
+    pub pg_bindir: PathBuf,
+}
+
+impl Scratch {
+    /// A new scratch environment under `root`, recorded in its ledger
+    /// before anything else exists.
+    pub fn create(root: &Path, brokers: Option<&Brokers>, pg_bindir: &Path) -> std::io::Result<Scratch> {
+        std::fs::create_dir_all(root)?;
+        let now = time::OffsetDateTime::now_utc();
+        let id = format!(
+            "drill-{:04}{:02}{:02}t{:02}{:02}{:02}-{:04x}",
+            now.year(),
+            now.month() as u8,
+            now.day(),
+            now.hour(),
+            now.minute(),
+            now.second(),
+            rand::random::<u16>()
+        );
+        let scratch = Scratch {
+            dir: root.join(&id),
+            port: free_port()?,
+            prefix: format!("lifeboat-{id}."),
+            brokers: brokers.map(|b| b.list.clone()),
+            pg_bindir: pg_bindir.to_path_buf(),
+            id,
+        };
+        let ledger = scratch.ledger(root);
+        let tmp = ledger.with_extension("tmp");
+        std::fs::write(&tmp, serde_json::to_vec_pretty(&scratch).expect("a scratch serialises"))?;
+        std::fs::rename(&tmp, &ledger)?;
+        std::fs::create_dir(&scratch.dir)?;
+        Ok(scratch)
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.join("pgdata")
+    }
+
+    pub fn conninfo(&self, database: &str) -> String {
+        format!("host=127.0.0.1 port={} user=postgres dbname={database} connect_timeout=10", self.port)
+    }
+
+    fn ledger(&self, root: &Path) -> PathBuf {
+        root.join(format!("{}.drill.json", self.id))
+    }
+
+    /// Remove everything this drill may have created; returns what could
+    /// not be removed (empty: all gone, ledger removed too).
+    pub async fn remove(&self, root: &Path) -> Vec<String> {
+        let mut problems = Vec::new();
+        if let Err(e) = stop_server(&self.data_dir(), &self.pg_bindir) {
+            problems.push(e);
+        }
+        if self.dir.exists() {
+            if let Err(e) = std::fs::remove_dir_all(&self.dir) {
+                problems.push(format!("removing {}: {e}", self.dir.display()));
+            }
+        }
+        if let Some(list) = &self.brokers {
+            if let Err(e) = remove_kafka(list, &self.prefix).await {
+                problems.push(e);
+            }
+        }
+        if problems.is_empty() {
+            let _ = std::fs::remove_file(self.ledger(root));
+        }
+        problems
+    }
+}
+
+/// Clean up every drill whose ledger is under `root`. Returns, per drill
+/// id, what could not be removed.
+pub async fn sweep(root: &Path) -> Vec<(String, Vec<String>)> {
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir(root) else { return out };
+    for e in entries.flatten() {
+        let path = e.path();
+        if !path.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.ends_with(".drill.json")) {
+            continue;
+        }
+        let scratch = match std::fs::read(&path).map_err(|e| e.to_string()).and_then(|b| serde_json::from_slice::<Scratch>(&b).map_err(|e| e.to_string())) {
+            Ok(s) => s,
+            Err(e) => {
+                out.push((path.display().to_string(), vec![format!("unreadable drill ledger: {e}; inspect and remove it by hand")]));
+                continue;
+            }
+        };
+        tracing::info!(drill = %scratch.id, "removing what an interrupted drill left behind");
+        let problems = scratch.remove(root).await;
+        out.push((scratch.id.clone(), problems));
+    }
+    out
+}
+
+fn free_port() -> std::io::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// `pg_ctl stop -m immediate` when a server runs on `data` (as the
+/// `postgres` user when we are root). A scratch server holds nothing worth a
+/// clean shutdown.
+fn stop_server(data: &Path, bindir: &Path) -> Result<(), String> {
+    let pid_file = data.join("postmaster.pid");
+    let Ok(text) = std::fs::read_to_string(&pid_file) else { return Ok(()) };
+    let pid: i32 = text.lines().next().and_then(|l| l.trim().parse().ok()).unwrap_or(0);
+    // SAFETY: kill with signal 0 only checks that the process exists.
+    if pid <= 0 || unsafe { libc::kill(pid, 0) } != 0 {
+        return Ok(());
+    }
+    let pg_ctl = bindir.join("pg_ctl");
+    let as_root = unsafe { libc::geteuid() } == 0;
+    let mut cmd = if as_root {
+        let mut c = std::process::Command::new("runuser");
+        c.args(["-u", "postgres", "--"]).arg(&pg_ctl);
+        c
+    } else {
+        std::process::Command::new(&pg_ctl)
+    };
+    let ok = cmd
+        .arg("-D")
+        .arg(data)
+        .args(["-m", "immediate", "-w", "-t", "30", "stop"])
+        .current_dir("/")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    if !ok {
+        // SAFETY: pid is the scratch server's postmaster, read from its own pid file.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+        std::thread::sleep(Duration::from_millis(500));
+        if unsafe { libc::kill(pid, 0) } == 0 {
+            return Err(format!("the scratch server (pid {pid}) on {} would not stop", data.display()));
+        }
+    }
+    Ok(())
+}
+
+/// Delete the topics and consumer groups named with `prefix`.
+async fn remove_kafka(list: &str, prefix: &str) -> Result<(), String> {
+    let brokers = Brokers::new(list, Duration::from_secs(30)).map_err(|e| e.to_string())?;
+    let fail = |what: &str, e: &dyn std::fmt::Display| format!("{what} with prefix {prefix} on {list}: {e}");
+    let reader = brokers.reader().map_err(|e| fail("listing topics", &e))?;
+    let topics: Vec<String> = brokers
+        .metadata(&reader)
+        .map_err(|e| fail("listing topics", &e))?
+        .topics()
+        .iter()
+        .map(|t| t.name().to_string())
+        .filter(|n| n.starts_with(prefix))
+        .collect();
+    let groups: Vec<String> = reader
+        .fetch_group_list(None, brokers.timeout)
+        .map_err(|e| fail("listing consumer groups", &e))?
+        .groups()
+        .iter()
+        .map(|g| g.name().to_string())
+        .filter(|n| n.starts_with(prefix))
+        .collect();
+    let admin = brokers.admin().map_err(|e| fail("deleting", &e))?;
+    let opts = AdminOptions::new().operation_timeout(Some(brokers.timeout));
+    if !groups.is_empty() {
+        let names: Vec<&str> = groups.iter().map(String::as_str).collect();
+        for r in admin.delete_groups(&names, &opts).await.map_err(|e| fail("deleting consumer groups", &e))? {
+            if let Err((g, code)) = r {
+                return Err(format!("deleting consumer group {g}: {code}"));
+            }
+        }
+    }
+    if !topics.is_empty() {
+        let names: Vec<&str> = topics.iter().map(String::as_str).collect();
+        for r in admin.delete_topics(&names, &opts).await.map_err(|e| fail("deleting topics", &e))? {
+            if let Err((t, code)) = r {
+                if code != rdkafka::types::RDKafkaErrorCode::UnknownTopicOrPartition {
+                    return Err(format!("deleting topic {t}: {code}"));
+                }
+            }
+        }
+    }
+    Ok(())
+}

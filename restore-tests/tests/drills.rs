@@ -1,0 +1,269 @@
+//! Restore drills (`lifeboat-agent drill run`) against a real PostgreSQL 15
+//! cluster and the real Kafka broker: a cell with a payments workload
+//! (each payment committed in Postgres, then published to Kafka, keyed by
+//! its id) is backed up and snapshotted, then drilled. Drills that pass,
+//! and drills that must fail and say why: a smoke check that does not
+//! hold, a Kafka chain with a gap, a missing WAL segment, a corrupt chunk
+//! (falling back to a geo-copy only when told to). Interrupted drills
+//! (SIGTERM, and SIGKILL followed by `drill sweep`) leave no scratch
+//! cluster, process, directory or topic behind.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use lifeboat_restore_tests::kafka::{self, Kafka, TestRecord};
+use lifeboat_restore_tests::pg::{switch_and_wait, Archive, Cluster};
+use lifeboat_restore_tests::{agent, ok, unique};
+
+struct Cell {
+    a: Archive,
+    pg: Cluster,
+    kafka: Kafka,
+    name: String,
+    topic: String,
+    root: PathBuf,
+}
+
+impl Cell {
+    fn new() -> Cell {
+        let a = Archive::new();
+        let name = unique("drill");
+        let conf = a.archive_conf(&name);
+        let pg = Cluster::create(&a.root.join("pg"), &[&conf[0], &conf[1]]);
+        pg.psql(
+            "create table payments (id bigserial primary key, amount numeric(12,2) not null, at timestamptz not null default now());
+             create table ledger (payment_id bigint not null references payments, amount numeric(12,2) not null)",
+        );
+        let kafka = kafka::shared();
+        let topic = format!("{name}.payments");
+        kafka.create_topic(&topic, 3, &[]);
+        let root = a.root.join("drills");
+        Cell { a, pg, kafka, name, topic, root }
+    }
+
+    /// `n` payments, each a debit and a credit in the ledger, committed and
+    /// then published (as an outbox relay would).
+    fn pay(&self, n: usize) {
+        for _ in 0..n {
+            let id = self.pg.psql(
+                "with p as (insert into payments (amount) values (round((random() * 100)::numeric, 2)) returning id, amount),
+                      l as (insert into ledger select id, amount from p union all select id, -amount from p)
+                 select id from p",
+            );
+            let now = time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000;
+            let partition = (id.parse::<i64>().unwrap() % 3) as i32;
+            let record = TestRecord { partition, key: Some(id.clone()), value: Some(format!("{{\"payment\":{id}}}")), headers: vec![], timestamp: now as i64 };
+            self.kafka.produce(&self.topic, &[record]);
+        }
+    }
+
+    fn agent(&self, args: &[&str]) -> Value {
+        let mut all = args.to_vec();
+        all.extend(["--repo", &self.a.repo, "--cell", &self.name, "--key-file", self.a.k(), "--output", "json"]);
+        serde_json::from_str(&ok(&agent(&all, &[]))).unwrap()
+    }
+
+    fn backup(&self) {
+        let conn = format!("host=127.0.0.1 port={} user=postgres dbname=postgres", self.pg.port);
+        self.agent(&["pg", "backup", "--conn", &conn]);
+    }
+
+    fn snapshot(&self) {
+        self.agent(&["kafka", "snapshot", "--brokers", &self.kafka.address, "--topics", &format!("{}\\..*", self.name)]);
+    }
+
+    fn spec(&self, checks: Value) -> Value {
+        json!({ "target": { "random-recent": { "within": "1h" } }, "kafka": true, "checks": checks })
+    }
+
+    fn drill_command(&self, spec: &Value, extra: &[&str]) -> Command {
+        // The agent copy the postgres user can run: the scratch server's restore_command runs it.
+        let mut cmd = Command::new(&self.a.bin);
+        cmd.args(["drill", "run", "--repo", &self.a.repo, "--cell", &self.name, "--key-file", self.a.k(), "--output", "json"])
+            .args(["--restore-root", self.root.to_str().unwrap(), "--brokers", &self.kafka.address])
+            .args(["--spec", &spec.to_string()])
+            .args(extra)
+            .env("RUST_LOG", "warn");
+        cmd
+    }
+
+    /// Run a drill to its end: (exit code, outcome).
+    fn drill(&self, spec: &Value, extra: &[&str]) -> (i32, Value) {
+        let out: Output = self.drill_command(spec, extra).output().unwrap();
+        let outcome: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+            panic!("no outcome ({e}), exit {}:\n{}", out.status, String::from_utf8_lossy(&out.stderr))
+        });
+        self.assert_nothing_left(&outcome["drill_id"].as_str().unwrap_or("drill-"));
+        (out.status.code().unwrap_or(-1), outcome)
+    }
+
+    /// No ledger, no directory, no server, no topic or group of the drill.
+    fn assert_nothing_left(&self, id: &str) {
+        let left: Vec<_> = std::fs::read_dir(&self.root).map(|d| d.flatten().map(|e| e.file_name()).collect()).unwrap_or_default();
+        assert!(left.is_empty(), "the restore root still holds {left:?}");
+        let ps = Command::new("pgrep").args(["-f", &format!("{}/{id}", self.root.display())]).output().unwrap();
+        assert!(ps.stdout.is_empty(), "a scratch server still runs: {}", String::from_utf8_lossy(&ps.stdout));
+        let topics = Command::new("kcat").args(["-L", "-b", &self.kafka.address, "-J"]).output().unwrap();
+        let listing: Value = serde_json::from_slice(&topics.stdout).unwrap();
+        let scratch: Vec<_> = listing["topics"].as_array().unwrap().iter().filter_map(|t| t["topic"].as_str()).filter(|t| t.starts_with("lifeboat-drill-")).collect();
+        assert!(scratch.is_empty(), "scratch topics remain: {scratch:?}");
+    }
+}
+
+fn step<'a>(outcome: &'a Value, name: &str) -> &'a Value {
+    outcome["steps"].as_array().unwrap().iter().chain(outcome["checks"].as_array().unwrap()).find(|s| s["name"] == name).unwrap_or_else(|| panic!("no step {name:?} in {outcome:#}"))
+}
+
+fn outcomes(outcome: &Value) -> Vec<(String, String)> {
+    outcome["steps"].as_array().unwrap().iter().chain(outcome["checks"].as_array().unwrap())
+        .map(|s| (s["name"].as_str().unwrap().to_string(), s["outcome"].as_str().unwrap().to_string()))
+        .collect()
+}
+
+fn checks() -> Value {
+    json!([
+        { "kind": "sql", "name": "ledger balances", "sql": "select sum(amount) = 0 from ledger", "expect": "t" },
+        { "kind": "records-match-snapshot", "name": "records match the snapshot" },
+        { "kind": "payments-have-events", "name": "every payment has its event", "sql": "select id::text, at from payments", "topic": "PLACEHOLDER", "grace": "5s" },
+    ])
+}
+
+fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
+    for _ in 0..600 {
+        if cond() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("timed out waiting for {what}");
+}
+
+#[test]
+fn drills_restore_check_report_and_clean_up() {
+    let cell = Cell::new();
+    cell.pay(20);
+    cell.backup();
+    cell.pay(40);
+    cell.snapshot();
+    cell.pay(10); // after the snapshot: a random recent target never reaches these
+    switch_and_wait(&cell.pg);
+    let mut checks = checks();
+    checks[2]["topic"] = json!(cell.topic);
+
+    // A drill that passes: Postgres and Kafka at one instant, every check holds.
+    let (code, o) = cell.drill(&cell.spec(checks.clone()), &[]);
+    assert_eq!(code, 0, "{o:#}");
+    assert!(outcomes(&o).iter().all(|(_, r)| r == "passed"), "{:?}", outcomes(&o));
+    let events = &step(&o, "every payment has its event")["evidence"];
+    assert!(events["payments"].as_u64().unwrap() >= 20, "{events}");
+    assert_eq!(events["missing_events"], 0);
+    assert_eq!(events["events_without_payment"], 0);
+    assert_eq!(o["pg_rpo_seconds"], 0.0);
+    assert!(o["cleaned_up"].as_bool().unwrap());
+    assert!(o["rto_seconds"].as_f64().unwrap() > o["replay_seconds"].as_f64().unwrap());
+    // Restored records equal the snapshot's, and the target instant is the same for both systems.
+    assert!(step(&o, "records match the snapshot")["evidence"]["records"].as_u64().unwrap() > 0);
+    assert_eq!(o["recovery_point"]["kafka"]["until"], o["target"]);
+
+    // A smoke check that does not hold fails the drill and says what it saw.
+    let mut wrong = checks.clone();
+    wrong.as_array_mut().unwrap().push(json!({ "kind": "sql", "name": "no payments", "sql": "select count(*) from payments", "expect": "0" }));
+    let (code, o) = cell.drill(&cell.spec(wrong), &[]);
+    assert_eq!(code, 3, "{o:#}");
+    let failed = step(&o, "no payments");
+    assert_eq!(failed["outcome"], "failed");
+    assert!(failed["message"].as_str().unwrap().contains("expected 0"), "{failed}");
+    assert_eq!(step(&o, "ledger balances")["outcome"], "passed");
+
+    // SIGTERM while the scratch server runs: the drill removes everything and says so.
+    let child = cell.drill_command(&cell.spec(checks.clone()), &[]).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::piped()).spawn().unwrap();
+    wait_for("the scratch server", || scratch_server_running(&cell.root));
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let out = child.wait_with_output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("scratch environment was removed"), "{err}");
+    cell.assert_nothing_left("drill-");
+
+    // SIGKILL leaves the scratch behind for `drill sweep` (the agent runs it at start, at exit and after each drill).
+    let mut child = cell.drill_command(&cell.spec(checks.clone()), &[]).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).spawn().unwrap();
+    wait_for("the scratch server", || scratch_server_running(&cell.root));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(scratch_server_running(&cell.root), "a killed drill cannot stop its server; the sweep must");
+    let swept: Value = serde_json::from_str(&ok(&agent(&["drill", "sweep", "--restore-root", cell.root.to_str().unwrap(), "--output", "json"], &[]))).unwrap();
+    assert_eq!(swept.as_array().unwrap().len(), 1, "{swept}");
+    cell.assert_nothing_left("drill-");
+
+    // A geo-copy, made while everything is intact.
+    let copy_dir = cell.a.root.join("copy");
+    let copy = format!("file://{}", copy_dir.display());
+    ok(&agent(&["repo", "copy", &cell.a.repo, &copy, "--key-file", cell.a.k()], &[]));
+    lifeboat_restore_tests::pg::give_to_postgres(&copy_dir);
+
+    // Records lost to retention between two snapshots: the drill reports the gap.
+    cell.pay(10);
+    let end = cell.kafka.end_offset(&cell.topic, 0);
+    cell.pay(10);
+    cell.kafka.delete_before(&cell.topic, 0, end + 1);
+    cell.snapshot();
+    let (code, o) = cell.drill(&cell.spec(checks.clone()), &[]);
+    assert_eq!(code, 3, "{o:#}");
+    let gap = step(&o, "Kafka snapshots are gap-free");
+    assert_eq!(gap["outcome"], "failed", "{gap}");
+    assert!(gap["message"].as_str().unwrap().contains("lost to retention"), "{gap}");
+
+    // A missing WAL segment after the backup: replay stops short of the
+    // target, the drill recovers what there is and the RPO shows the loss.
+    let seg = switch_and_wait(&cell.pg);
+    let wal_dir = cell.a.repo_dir.join("wal").join(&cell.name);
+    let target = time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339).unwrap();
+    cell.pay(5);
+    switch_and_wait(&cell.pg);
+    let earlier = segment_before_newest(&wal_dir);
+    std::fs::remove_file(wal_dir.join(&earlier)).unwrap();
+    let spec = json!({ "target": { "time": target }, "checks": [checks[0]] });
+    let (code, o) = cell.drill(&spec, &[]);
+    assert_eq!(code, 3, "{o:#}");
+    let replay = &o["steps"].as_array().unwrap().iter().filter(|s| s["name"] == "replay WAL to the target and promote").last().unwrap().clone();
+    assert_eq!(replay["outcome"], "failed", "{o:#}");
+    assert!(replay["message"].as_str().unwrap().contains("ends before the target"), "{replay}");
+    assert!(o["pg_rpo_seconds"].as_f64().unwrap() > 0.0, "{o:#} (removed {earlier}, newest {seg})");
+
+    // Corrupt chunks (every one of the primary's): without a fallback the drill fails; with one it
+    // restores from the geo-copy, and says so (and still fails: the primary is broken).
+    for chunk in lifeboat_restore_tests::files_under(&cell.a.repo_dir.join("chunks")) {
+        let mut bytes = std::fs::read(&chunk).unwrap();
+        let mid = bytes.len() / 2;
+        bytes[mid] ^= 0xff;
+        std::fs::write(&chunk, bytes).unwrap();
+    }
+    let spec = json!({ "target": { "random-recent": { "within": "1h" } }, "checks": [checks[0]] });
+    let (code, o) = cell.drill(&spec, &[]);
+    assert_eq!(code, 3, "{o:#}");
+    assert_eq!(step(&o, "restore the base backup from primary")["outcome"], "failed");
+    assert!(o["fell_back_to"].is_null());
+    let (code, o) = cell.drill(&spec, &["--fallback", &format!("copy={copy}")]);
+    assert_eq!(code, 3, "{o:#}");
+    assert_eq!(o["fell_back_to"], "copy");
+    assert_eq!(step(&o, "fall back to location copy")["outcome"], "warning");
+    assert_eq!(step(&o, "restore the base backup from copy")["outcome"], "passed");
+    assert_eq!(step(&o, "ledger balances")["outcome"], "passed");
+}
+
+fn scratch_server_running(root: &Path) -> bool {
+    std::fs::read_dir(root)
+        .map(|d| d.flatten().any(|e| e.path().join("pgdata").join("postmaster.pid").exists()))
+        .unwrap_or(false)
+}
+
+/// The segment before the newest one (the newest backup stopped long before).
+fn segment_before_newest(wal_dir: &Path) -> String {
+    let mut names: Vec<String> = std::fs::read_dir(wal_dir).unwrap().flatten().map(|e| e.file_name().to_string_lossy().into_owned()).filter(|n| n.len() == 24).collect();
+    names.sort();
+    names[names.len() - 2].clone()
+}
+
