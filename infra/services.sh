@@ -26,14 +26,15 @@ AZURITE_DIR=$LB_CACHE/azurite
 AZURE_ACCOUNT=devstoreaccount1
 AZURE_KEY='Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=='
 
-ALL_SERVICES=(postgres kcat s3 azure kafka)
+ALL_SERVICES=(postgres kcat chromium s3 azure kafka)
 DAEMONS=(s3 azure kafka)
 
 usage() {
   cat <<EOF
 Usage: infra/services.sh COMMAND [SERVICE...]
 
-Services: postgres kcat s3 azure kafka (none given = all of them).
+Services: postgres kcat chromium s3 azure kafka (none given = all of them).
+chromium (headless, to render reports in tests) is installed, never started.
 
 Commands:
   install [SERVICE...]  install what is missing (cached in $LB_CACHE)
@@ -96,6 +97,11 @@ install_postgres() {
   lb_apt_install postgresql-15
   bindir=$(lb_pg_bindir) || lb_die "postgres: initdb still missing after install"
   lb_log "postgres: installed ($bindir)"
+}
+
+install_chromium() {
+  lb_need_cmd chromium chromium
+  lb_log "chromium: present ($(command -v chromium))"
 }
 
 install_kcat() {
@@ -503,11 +509,13 @@ cmd_status() {
   else
     printf '%-8s not installed\n' postgres
   fi
-  if command -v kcat >/dev/null 2>&1; then
-    printf '%-8s installed %s\n' kcat "$(command -v kcat)"
-  else
-    printf '%-8s not installed\n' kcat
-  fi
+  for tool in kcat chromium; do
+    if command -v "$tool" >/dev/null 2>&1; then
+      printf '%-8s installed %s\n' "$tool" "$(command -v "$tool")"
+    else
+      printf '%-8s not installed\n' "$tool"
+    fi
+  done
 }
 
 cmd_kafka_topics() {

@@ -87,6 +87,39 @@ impl AgentClient {
         }
     }
 
+    /// Names of the cell's stored reports, in chain order.
+    pub async fn reports(&self) -> Result<Vec<String>> {
+        match self.send(self.http.get(format!("{}/v1/reports", self.url)), "listing reports").await? {
+            (200, body) => Ok(serde_json::from_value(body["reports"].clone()).context("the agent's report list")?),
+            (status, body) => bail!("agent of cell {}: listing reports gave {status}: {body}", self.cell),
+        }
+    }
+
+    /// One stored report's bytes.
+    pub async fn report(&self, name: &str) -> Result<Vec<u8>> {
+        let resp = self
+            .http
+            .get(format!("{}/v1/reports/{name}", self.url))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .map_err(|e| anyhow!("agent of cell {} at {}: reading report {name}: {}", self.cell, self.url, without_url(&e)))?;
+        let status = resp.status().as_u16();
+        let bytes = resp.bytes().await.map_err(|e| anyhow!("agent of cell {}: reading report {name}: {}", self.cell, without_url(&e)))?;
+        if status != 200 {
+            bail!("agent of cell {}: reading report {name} gave {status}: {}", self.cell, String::from_utf8_lossy(&bytes));
+        }
+        Ok(bytes.to_vec())
+    }
+
+    /// Store a report in the cell's repository (never replacing one).
+    pub async fn put_report(&self, name: &str, bytes: Vec<u8>) -> Result<()> {
+        match self.send(self.http.put(format!("{}/v1/reports/{name}", self.url)).body(bytes), "storing a report").await? {
+            (200 | 201, _) => Ok(()),
+            (status, body) => bail!("agent of cell {}: storing report {name} gave {status}: {}", self.cell, body["error"].as_str().unwrap_or("no reason given")),
+        }
+    }
+
     /// Poll a job until it ends.
     pub async fn wait(&self, id: &str, every: Duration) -> Result<Value> {
         loop {

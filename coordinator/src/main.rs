@@ -7,13 +7,14 @@
 //! - [`agent_client`]: the agent API, as the coordinator calls it
 //! - [`ops`]: operator commands, against a coordinator or directly
 //! - [`secrets`]: resolving `env:` / `file:` references
-//! - [`report`]: signed, hash-chained reports for auditors (keys, verification)
+//! - [`report`]: signed, hash-chained reports for auditors (keys, HTML, verification)
+//! - [`drill`]: restore drills through the cell's agent, judged and reported
 //!
-//! Drills and reports land with the drill milestone; nothing here pretends
-//! to work before it does. The data-plane commands live in `lifeboat-agent`.
+//! The data-plane commands live in `lifeboat-agent`.
 
 mod agent_client;
 mod compliance;
+mod drill;
 mod ops;
 mod plan;
 mod report;
@@ -25,6 +26,7 @@ use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
 
 /// Lifeboat coordinator: runs tiered DR plans by driving one agent per cell.
@@ -70,9 +72,48 @@ enum Command {
     /// The coordinator's run history.
     #[command(subcommand)]
     Runs(RunsCommand),
-    /// Reports for auditors: the signing key pair, and offline verification.
+    /// Reports for auditors: the signing key pair, listing and showing, offline verification.
     #[command(subcommand)]
     Report(ReportCommand),
+    /// Restore drills: restore a cell into a scratch environment, check it, report.
+    #[command(subcommand)]
+    Drill(DrillCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum DrillCommand {
+    /// Drill one cell now through its agent: Postgres to a point in time and Kafka to the same
+    /// instant in a scratch environment, the plan's smoke checks, a signed report. Exit 1 unless it passed.
+    Run {
+        #[arg(long)]
+        cell: String,
+        /// Recover to this instant (RFC 3339); default: a random recent instant.
+        #[arg(long, conflicts_with = "random_recent")]
+        target_time: Option<String>,
+        /// Recover to a random instant within the last --within that Postgres and Kafka both cover (the default).
+        #[arg(long)]
+        random_recent: bool,
+        #[arg(long, default_value = "24h")]
+        within: String,
+        /// Restore from this location of the cell: a name, or primary, secondary, cross-cloud.
+        #[arg(long)]
+        from_location: Option<String>,
+        /// When restoring from the first location fails, restore from this one (the report says so).
+        #[arg(long)]
+        fallback_location: Option<String>,
+        /// The plan directory.
+        #[arg(long, env = "LIFEBOAT_PLANS")]
+        plans: PathBuf,
+        /// The report signing key (report-signing.key from `report keygen`).
+        #[arg(long, env = "LIFEBOAT_REPORT_SIGNING_KEY")]
+        signing_key: PathBuf,
+        /// Also keep the cell's chain of reports (JSON and HTML) under DIR/<cell>/.
+        #[arg(long)]
+        reports: Option<PathBuf>,
+        /// Who started the drill (default: operator $USER).
+        #[arg(long)]
+        initiator: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -82,6 +123,25 @@ enum ReportCommand {
         /// Directory for report-signing.key (mode 0600) and report-signing.pub.
         #[arg(long)]
         out_dir: PathBuf,
+    },
+    /// The cell's stored reports, oldest first (from its repository, through its agent).
+    List {
+        #[arg(long)]
+        cell: String,
+        #[arg(long, env = "LIFEBOAT_PLANS")]
+        plans: PathBuf,
+    },
+    /// One report: a stored one (--cell, --plans) or a file; as text, JSON or (--html) the HTML page.
+    Show {
+        /// A report file, or a stored report's name or id (with --cell).
+        report: String,
+        #[arg(long, requires = "plans")]
+        cell: Option<String>,
+        #[arg(long, env = "LIFEBOAT_PLANS")]
+        plans: Option<PathBuf>,
+        /// Print the HTML page instead.
+        #[arg(long)]
+        html: bool,
     },
     /// Check signatures and the per-cell hash chain of a report or a directory of them; exit 1 naming each problem.
     Verify {
@@ -281,6 +341,61 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::Drill(DrillCommand::Run { cell, target_time, random_recent: _, within, from_location, fallback_location, plans, signing_key, reports, initiator }) => {
+            operate(output, async move {
+                let plan = serve::load_plan(&plans)?;
+                let cell_plan = plan.cells.iter().find(|c| c.name == cell).with_context(|| format!("no cell {cell} in plan {}", plan.name))?;
+                let agents = serve::agent_clients(&plan)?;
+                let signer = report::keys::Signer::from_file(&signing_key)?;
+                humantime::parse_duration(&within).with_context(|| format!("--within {within:?}"))?;
+                let target = match target_time {
+                    Some(t) => lifeboat_drill::spec::DrillTarget::Time(t),
+                    None => lifeboat_drill::spec::DrillTarget::RandomRecent { within },
+                };
+                let initiator = initiator.unwrap_or_else(|| format!("operator {}", std::env::var("USER").unwrap_or_else(|_| "(unknown)".into())));
+                let req = drill::DrillRequest { target, from_location, fallback_location, initiator };
+                let d = drill::run(&plan, cell_plan, &agents[&cell], &req, &signer, reports.as_deref()).await?;
+                let value = serde_json::json!({ "report": d.report, "json": d.json_path, "html": d.html_path });
+                let ok = d.report.verdict == "passed";
+                Ok((value, drill::render(&d), ok))
+            })
+        }
+        Command::Report(ReportCommand::List { cell, plans }) => operate(output, async move {
+            let (agent, _) = report_agent(&plans, &cell)?;
+            let mut rows = Vec::new();
+            for name in agent.reports().await?.into_iter().filter(|n| n.ends_with(".json")) {
+                let r: report::Report = serde_json::from_slice(&agent.report(&name).await?).with_context(|| format!("{name} is not a report"))?;
+                rows.push(serde_json::json!({ "name": name, "sequence": r.chain.sequence, "report_id": r.report_id, "operation": r.operation,
+                    "verdict": r.verdict, "started": r.started, "rto_seconds": r.demonstrated.rto_seconds, "rpo_seconds": r.demonstrated.rpo_seconds }));
+            }
+            let mut text = format!("reports of cell {cell} (oldest first):\n");
+            for r in &rows {
+                text.push_str(&format!("  {:>4}  {:7}  {:6}  {}  {}\n", r["sequence"], r["verdict"].as_str().unwrap_or(""), r["operation"].as_str().unwrap_or(""),
+                    r["started"].as_str().unwrap_or(""), r["report_id"].as_str().unwrap_or("")));
+            }
+            if rows.is_empty() {
+                text.push_str("  (none)\n");
+            }
+            Ok((serde_json::json!({ "cell": cell, "reports": rows }), text, true))
+        }),
+        Command::Report(ReportCommand::Show { report: which, cell, plans, html }) => operate(output, async move {
+            let bytes = match (cell, plans) {
+                (Some(cell), Some(plans)) => {
+                    let (agent, _) = report_agent(&plans, &cell)?;
+                    let names = agent.reports().await?;
+                    let name = names.iter().find(|n| n.ends_with(".json") && (n.as_str() == which || n.contains(&format!("-{which}.json")) || n.starts_with(&format!("{which:0>6}-"))))
+                        .with_context(|| format!("cell {cell} has no stored report {which:?}; `lifeboat report list` shows them"))?;
+                    agent.report(name).await?
+                }
+                _ => std::fs::read(&which).with_context(|| format!("reading {which} (give --cell and --plans for a stored report)"))?,
+            };
+            let r: report::Report = serde_json::from_slice(&bytes).context("not a report")?;
+            if html {
+                let page = report::html::render(&r);
+                return Ok((serde_json::Value::String(page.clone()), page, true));
+            }
+            Ok((serde_json::to_value(&r)?, report_text(&r), true))
+        }),
         Command::Runs(RunsCommand::Show { id, source }) => operate(output, async move {
             let v = ops::run_show(&source, id).await?;
             Ok((v.clone(), ops::render_run(&v), true))
@@ -332,6 +447,26 @@ fn main() -> ExitCode {
             }
         },
     }
+}
+
+/// The agent of `cell` in the plan at `plans`.
+fn report_agent(plans: &std::path::Path, cell: &str) -> anyhow::Result<(agent_client::AgentClient, plan::Plan)> {
+    let plan = serve::load_plan(plans)?;
+    let mut agents = serve::agent_clients(&plan)?;
+    let agent = agents.remove(cell).with_context(|| format!("no cell {cell} in plan {}", plan.name))?;
+    Ok((agent, plan))
+}
+
+/// A report in a few lines.
+fn report_text(r: &report::Report) -> String {
+    let mut out = format!(
+        "{} report {} of cell {} (plan {}), report {} of the chain\n{}: {} errors, {} warnings; started {}, took {:.1}s; source {}\n",
+        r.operation, r.report_id, r.cell, r.plan, r.chain.sequence, r.verdict.to_uppercase(), r.errors, r.warnings, r.started, r.duration_seconds, r.source_location
+    );
+    for i in r.steps.iter().chain(&r.checks) {
+        out.push_str(&report::item_line(i));
+    }
+    out
 }
 
 async fn shutdown_signal() {

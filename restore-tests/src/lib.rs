@@ -11,6 +11,7 @@ use std::process::{Command, Output};
 use std::sync::OnceLock;
 
 pub mod kafka;
+pub mod payments;
 pub mod pg;
 pub mod served;
 

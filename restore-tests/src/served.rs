@@ -43,7 +43,7 @@ impl Service {
         Self::start_bin(crate::lifeboat_bin(), args, env, token, log)
     }
 
-    fn start_bin(bin: PathBuf, args: &[&str], env: &[(&str, &str)], token: &str, log: &Path) -> Service {
+    pub fn start_bin(bin: PathBuf, args: &[&str], env: &[(&str, &str)], token: &str, log: &Path) -> Service {
         let mut args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
         if !args.iter().any(|a| a == "--listen") {
             // A fixed free port, so that a restart keeps the address others were given.

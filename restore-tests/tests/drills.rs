@@ -8,73 +8,28 @@
 //! (SIGTERM, and SIGKILL followed by `drill sweep`) leave no scratch
 //! cluster, process, directory or topic behind.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use lifeboat_restore_tests::kafka::{self, Kafka, TestRecord};
-use lifeboat_restore_tests::pg::{switch_and_wait, Archive, Cluster};
-use lifeboat_restore_tests::{agent, ok, unique};
+use lifeboat_restore_tests::payments::PaymentsCell;
+use lifeboat_restore_tests::pg::switch_and_wait;
+use lifeboat_restore_tests::{agent, ok};
 
 struct Cell {
-    a: Archive,
-    pg: Cluster,
-    kafka: Kafka,
-    name: String,
-    topic: String,
-    root: PathBuf,
+    c: PaymentsCell,
+}
+
+impl std::ops::Deref for Cell {
+    type Target = PaymentsCell;
+    fn deref(&self) -> &PaymentsCell {
+        &self.c
+    }
 }
 
 impl Cell {
-    fn new() -> Cell {
-        let a = Archive::new();
-        let name = unique("drill");
-        let conf = a.archive_conf(&name);
-        let pg = Cluster::create(&a.root.join("pg"), &[&conf[0], &conf[1]]);
-        pg.psql(
-            "create table payments (id bigserial primary key, amount numeric(12,2) not null, at timestamptz not null default now());
-             create table ledger (payment_id bigint not null references payments, amount numeric(12,2) not null)",
-        );
-        let kafka = kafka::shared();
-        let topic = format!("{name}.payments");
-        kafka.create_topic(&topic, 3, &[]);
-        let root = a.root.join("drills");
-        Cell { a, pg, kafka, name, topic, root }
-    }
-
-    /// `n` payments, each a debit and a credit in the ledger, committed and
-    /// then published (as an outbox relay would).
-    fn pay(&self, n: usize) {
-        for _ in 0..n {
-            let id = self.pg.psql(
-                "with p as (insert into payments (amount) values (round((random() * 100)::numeric, 2)) returning id, amount),
-                      l as (insert into ledger select id, amount from p union all select id, -amount from p)
-                 select id from p",
-            );
-            let now = time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000;
-            let partition = (id.parse::<i64>().unwrap() % 3) as i32;
-            let record = TestRecord { partition, key: Some(id.clone()), value: Some(format!("{{\"payment\":{id}}}")), headers: vec![], timestamp: now as i64 };
-            self.kafka.produce(&self.topic, &[record]);
-        }
-    }
-
-    fn agent(&self, args: &[&str]) -> Value {
-        let mut all = args.to_vec();
-        all.extend(["--repo", &self.a.repo, "--cell", &self.name, "--key-file", self.a.k(), "--output", "json"]);
-        serde_json::from_str(&ok(&agent(&all, &[]))).unwrap()
-    }
-
-    fn backup(&self) {
-        let conn = format!("host=127.0.0.1 port={} user=postgres dbname=postgres", self.pg.port);
-        self.agent(&["pg", "backup", "--conn", &conn]);
-    }
-
-    fn snapshot(&self) {
-        self.agent(&["kafka", "snapshot", "--brokers", &self.kafka.address, "--topics", &format!("{}\\..*", self.name)]);
-    }
-
     fn spec(&self, checks: Value) -> Value {
         json!({ "target": { "random-recent": { "within": "1h" } }, "kafka": true, "checks": checks })
     }
@@ -83,7 +38,7 @@ impl Cell {
         // The agent copy the postgres user can run: the scratch server's restore_command runs it.
         let mut cmd = Command::new(&self.a.bin);
         cmd.args(["drill", "run", "--repo", &self.a.repo, "--cell", &self.name, "--key-file", self.a.k(), "--output", "json"])
-            .args(["--restore-root", self.root.to_str().unwrap(), "--brokers", &self.kafka.address])
+            .args(["--restore-root", self.restore_root.to_str().unwrap(), "--brokers", &self.kafka.address])
             .args(["--spec", &spec.to_string()])
             .args(extra)
             .env("RUST_LOG", "warn");
@@ -96,20 +51,8 @@ impl Cell {
         let outcome: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
             panic!("no outcome ({e}), exit {}:\n{}", out.status, String::from_utf8_lossy(&out.stderr))
         });
-        self.assert_nothing_left(&outcome["drill_id"].as_str().unwrap_or("drill-"));
+        self.assert_no_drill_left();
         (out.status.code().unwrap_or(-1), outcome)
-    }
-
-    /// No ledger, no directory, no server, no topic or group of the drill.
-    fn assert_nothing_left(&self, id: &str) {
-        let left: Vec<_> = std::fs::read_dir(&self.root).map(|d| d.flatten().map(|e| e.file_name()).collect()).unwrap_or_default();
-        assert!(left.is_empty(), "the restore root still holds {left:?}");
-        let ps = Command::new("pgrep").args(["-f", &format!("{}/{id}", self.root.display())]).output().unwrap();
-        assert!(ps.stdout.is_empty(), "a scratch server still runs: {}", String::from_utf8_lossy(&ps.stdout));
-        let topics = Command::new("kcat").args(["-L", "-b", &self.kafka.address, "-J"]).output().unwrap();
-        let listing: Value = serde_json::from_slice(&topics.stdout).unwrap();
-        let scratch: Vec<_> = listing["topics"].as_array().unwrap().iter().filter_map(|t| t["topic"].as_str()).filter(|t| t.starts_with("lifeboat-drill-")).collect();
-        assert!(scratch.is_empty(), "scratch topics remain: {scratch:?}");
     }
 }
 
@@ -143,7 +86,7 @@ fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
 
 #[test]
 fn drills_restore_check_report_and_clean_up() {
-    let cell = Cell::new();
+    let cell = Cell { c: PaymentsCell::new("drill") };
     cell.pay(20);
     cell.backup();
     cell.pay(40);
@@ -180,23 +123,23 @@ fn drills_restore_check_report_and_clean_up() {
 
     // SIGTERM while the scratch server runs: the drill removes everything and says so.
     let child = cell.drill_command(&cell.spec(checks.clone()), &[]).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::piped()).spawn().unwrap();
-    wait_for("the scratch server", || scratch_server_running(&cell.root));
+    wait_for("the scratch server", || cell.scratch_server_running());
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     let out = child.wait_with_output().unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("scratch environment was removed"), "{err}");
-    cell.assert_nothing_left("drill-");
+    cell.assert_no_drill_left();
 
     // SIGKILL leaves the scratch behind for `drill sweep` (the agent runs it at start, at exit and after each drill).
     let mut child = cell.drill_command(&cell.spec(checks.clone()), &[]).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).spawn().unwrap();
-    wait_for("the scratch server", || scratch_server_running(&cell.root));
+    wait_for("the scratch server", || cell.scratch_server_running());
     child.kill().unwrap();
     child.wait().unwrap();
-    assert!(scratch_server_running(&cell.root), "a killed drill cannot stop its server; the sweep must");
-    let swept: Value = serde_json::from_str(&ok(&agent(&["drill", "sweep", "--restore-root", cell.root.to_str().unwrap(), "--output", "json"], &[]))).unwrap();
+    assert!(cell.scratch_server_running(), "a killed drill cannot stop its server; the sweep must");
+    let swept: Value = serde_json::from_str(&ok(&agent(&["drill", "sweep", "--restore-root", cell.restore_root.to_str().unwrap(), "--output", "json"], &[]))).unwrap();
     assert_eq!(swept.as_array().unwrap().len(), 1, "{swept}");
-    cell.assert_nothing_left("drill-");
+    cell.assert_no_drill_left();
 
     // A geo-copy, made while everything is intact.
     let copy_dir = cell.a.root.join("copy");
@@ -252,12 +195,6 @@ fn drills_restore_check_report_and_clean_up() {
     assert_eq!(step(&o, "fall back to location copy")["outcome"], "warning");
     assert_eq!(step(&o, "restore the base backup from copy")["outcome"], "passed");
     assert_eq!(step(&o, "ledger balances")["outcome"], "passed");
-}
-
-fn scratch_server_running(root: &Path) -> bool {
-    std::fs::read_dir(root)
-        .map(|d| d.flatten().any(|e| e.path().join("pgdata").join("postmaster.pid").exists()))
-        .unwrap_or(false)
 }
 
 /// The segment before the newest one (the newest backup stopped long before).

@@ -117,7 +117,9 @@ pub struct CellPlan {
     pub kafka_topics: Option<String>,
     pub schedules: CellSchedules,
     pub retention: CellRetention,
-    pub smoke_checks: Vec<String>,
+    /// The database smoke-check SQL runs in (the conninfo's dbname).
+    pub database: String,
+    pub smoke_checks: Vec<lifeboat_drill::Check>,
 }
 
 /// The platform defaults (design: Postgres full daily at 02:00, incremental

@@ -183,4 +183,9 @@ pub struct Smoke {
     /// A Kafka check: `records-match-snapshot`, `groups-translated` or
     /// `payments-have-events`.
     pub kafka: Option<Spanned<String>>,
+    /// `payments-have-events`: the source topic holding the events.
+    pub topic: Option<Spanned<String>>,
+    /// `payments-have-events`: how long after its commit an event may be
+    /// published (payments this close to the target may lack their event).
+    pub grace: Option<Spanned<String>>,
 }

@@ -8,6 +8,7 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::time::Duration;
 
+use lifeboat_drill::Check as SmokeCheck;
 use toml::Spanned;
 
 use super::load::PlanFile;
@@ -107,6 +108,11 @@ impl Names {
 
 /// A cron expression: the cell's, else the plan's default, else the
 /// platform's; with where it was written (`None`: built in).
+/// `dbname` of a libpq key=value conninfo.
+fn conninfo_dbname(conninfo: &str) -> Option<String> {
+    conninfo.split_whitespace().find_map(|kv| kv.strip_prefix("dbname=")).map(|v| v.trim_matches('\'').to_string())
+}
+
 fn schedule_of<'a>(
     cell: &'a Option<Spanned<String>>,
     plan: Option<(usize, &'a Option<Spanned<String>>)>,
@@ -374,16 +380,58 @@ pub fn validate(dir: &Path, files: &[PlanFile]) -> (Plan, Vec<Diagnostic>) {
             if c.postgres.is_none() && c.kafka.is_none() {
                 check.at(i, &c.name, format!("{from} protects nothing: give it [cell.postgres] and/or [cell.kafka]"));
             }
+            let mut smoke_checks = Vec::new();
             for smoke in &c.smoke {
                 let sm = smoke.get_ref();
-                match (&sm.sql, &sm.expect, &sm.kafka) {
-                    (Some(_), Some(_), None) => {}
-                    (None, None, Some(k)) => {
-                        if !["records-match-snapshot", "groups-translated", "payments-have-events"].contains(&k.get_ref().as_str()) {
-                            check.at(i, k, format!("kafka check {:?}: use records-match-snapshot, groups-translated or payments-have-events", k.get_ref()));
+                let name = sm.name.get_ref().clone();
+                let text = |v: &Option<Spanned<String>>| v.as_ref().map(|v| v.get_ref().clone());
+                let found = match (text(&sm.sql), text(&sm.expect), sm.kafka.as_ref().map(|k| k.get_ref().as_str())) {
+                    (Some(sql), Some(expect), None) if sm.topic.is_none() && sm.grace.is_none() => Some(SmokeCheck::Sql { name, sql, expect }),
+                    (None, None, Some("records-match-snapshot")) if sm.topic.is_none() => Some(SmokeCheck::RecordsMatchSnapshot { name }),
+                    (None, None, Some("groups-translated")) if sm.topic.is_none() => Some(SmokeCheck::GroupsTranslated { name }),
+                    (Some(sql), None, Some("payments-have-events")) => match text(&sm.topic) {
+                        Some(topic) => {
+                            let grace = text(&sm.grace).unwrap_or_else(|| "10s".into());
+                            if let Some(g) = &sm.grace {
+                                check.duration(i, g, "grace");
+                            }
+                            Some(SmokeCheck::PaymentsHaveEvents { name, sql, topic, grace })
                         }
+                        None => {
+                            check.at(i, &sm.name, format!("smoke check {:?}: payments-have-events needs topic (the events' source topic)", sm.name.get_ref()));
+                            None
+                        }
+                    },
+                    (None, None, Some("payments-have-events")) => {
+                        check.at(
+                            i,
+                            &sm.name,
+                            format!("smoke check {:?}: payments-have-events needs sql returning each payment's key (text) and commit time, and topic", sm.name.get_ref()),
+                        );
+                        None
                     }
-                    _ => check.at(i, &sm.name, format!("smoke check {:?}: give either sql and expect, or kafka", sm.name.get_ref())),
+                    (_, _, Some(k)) if !["records-match-snapshot", "groups-translated", "payments-have-events"].contains(&k) => {
+                        let at = sm.kafka.as_ref().expect("matched Some");
+                        check.at(i, at, format!("kafka check {k:?}: use records-match-snapshot, groups-translated or payments-have-events"));
+                        None
+                    }
+                    _ => {
+                        check.at(
+                            i,
+                            &sm.name,
+                            format!(
+                                "smoke check {:?}: give sql and expect; or kafka = records-match-snapshot or groups-translated alone; or kafka = payments-have-events with sql (key, commit time) and topic",
+                                sm.name.get_ref()
+                            ),
+                        );
+                        None
+                    }
+                };
+                if let Some(found) = found {
+                    if found.needs_kafka() && c.kafka.is_none() {
+                        check.at(i, &sm.name, format!("smoke check {:?} reads Kafka, but {from} has no [cell.kafka]", sm.name.get_ref()));
+                    }
+                    smoke_checks.push(found);
                 }
             }
 
@@ -401,7 +449,8 @@ pub fn validate(dir: &Path, files: &[PlanFile]) -> (Plan, Vec<Diagnostic>) {
                 kafka_topics: c.kafka.as_ref().map(|k| k.get_ref().topics.get_ref().clone()),
                 schedules: CellSchedules { pg_full: pg_full.0, pg_incremental: pg_incr.0, kafka_snapshot: kafka.0, drill: drill.0, retention: ret.0 },
                 retention: retention.clone(),
-                smoke_checks: c.smoke.iter().map(|s| s.get_ref().name.get_ref().clone()).collect(),
+                database: c.postgres.as_ref().and_then(|p| conninfo_dbname(p.get_ref().conninfo.get_ref())).unwrap_or_else(|| "postgres".into()),
+                smoke_checks,
             });
         }
     }

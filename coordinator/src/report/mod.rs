@@ -5,8 +5,10 @@
 //!
 //! - [`keys`]: the signing key pair (files), signatures
 //! - [`chain`]: sealing a report onto a cell's chain, and verifying a chain
+//! - [`html`]: the self-contained page people read and print
 
 pub mod chain;
+pub mod html;
 pub mod keys;
 
 use serde::{Deserialize, Serialize};
@@ -20,6 +22,9 @@ pub const SCHEMA: &str = "lifeboat.report/1";
 pub struct Targets {
     pub rpo_seconds: f64,
     pub rto_seconds: f64,
+    /// The tier's Kafka RPO, when the cell has Kafka.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kafka_rpo_seconds: Option<f64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -27,24 +32,16 @@ pub struct Targets {
 pub struct Demonstrated {
     /// Total time to a usable restored environment.
     pub rto_seconds: Option<f64>,
-    /// Target minus the point actually recovered.
+    /// Target minus the point actually recovered (Postgres).
     pub rpo_seconds: Option<f64>,
+    /// Target minus the newest instant the Kafka snapshots cover.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kafka_rpo_seconds: Option<f64>,
 }
 
-/// One step or check, with its outcome, timing and evidence.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Item {
-    pub name: String,
-    /// `passed`, `failed`, `warning` or `skipped`.
-    pub outcome: String,
-    pub seconds: f64,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub message: Option<String>,
-    /// Row counts, offset ranges, manifest hashes: whatever proves the outcome.
-    #[serde(default)]
-    pub evidence: Value,
-}
+/// One step or check, with its outcome, timing and evidence: the drill's
+/// own record, so agent and report cannot disagree on its shape.
+pub use lifeboat_drill::Step as Item;
 
 /// Where the report sits in its cell's chain.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -98,7 +95,36 @@ pub struct Report {
     pub signature: Option<Signature>,
 }
 
+/// One step or check as a terminal line.
+pub fn item_line(i: &Item) -> String {
+    format!("  {:8} {:6.1}s  {}{}\n", i.outcome, i.seconds, i.name, i.message.as_ref().map(|m| format!(": {m}")).unwrap_or_default())
+}
+
+/// Round every fraction in `v` to milliseconds (3 decimals). A verifier
+/// re-encodes the report it parsed; numbers with few digits come back from
+/// any correct JSON parser as exactly the same double, so the canonical
+/// bytes do too (a full-precision double need not, with a fast parser).
+fn round_fractions(v: &mut Value) {
+    match v {
+        Value::Number(n) if n.is_f64() => {
+            if let Some(r) = n.as_f64().map(|f| (f * 1000.0).round() / 1000.0).and_then(serde_json::Number::from_f64) {
+                *n = r;
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(round_fractions),
+        Value::Object(map) => map.values_mut().for_each(round_fractions),
+        _ => {}
+    }
+}
+
 impl Report {
+    /// Round every fraction (timings, evidence) to milliseconds; sealing does this first.
+    pub fn round_fractions(&mut self) {
+        let mut value = serde_json::to_value(&*self).expect("reports serialise");
+        round_fractions(&mut value);
+        *self = serde_json::from_value(value).expect("a rounded report is a report");
+    }
+
     /// The bytes the signature covers: the report without its signature,
     /// as JSON with keys in sorted order and no whitespace.
     pub fn canonical_bytes(&self) -> Vec<u8> {

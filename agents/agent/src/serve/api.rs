@@ -23,13 +23,15 @@ pub fn router(agent: Arc<Agent>) -> Router {
         .route("/v1/jobs", post(submit).get(list))
         .route("/v1/jobs/{id}", get(show))
         .route("/v1/recovery", get(recovery))
+        .route("/v1/reports", get(super::reports::list))
+        .route("/v1/reports/{name}", get(super::reports::get).put(super::reports::put))
         .route("/metrics", get(metrics))
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(agent.clone(), auth::require_token))
         .with_state(agent)
 }
 
-fn error(status: StatusCode, message: impl Into<String>) -> Response {
+pub(super) fn error(status: StatusCode, message: impl Into<String>) -> Response {
     (status, Json(serde_json::json!({ "error": message.into() }))).into_response()
 }
 
@@ -51,7 +53,7 @@ async fn version(State(agent): State<Arc<Agent>>) -> Response {
     Json(serde_json::json!({
         "version": env!("CARGO_PKG_VERSION"),
         "cell": agent.config.cell,
-        "job_kinds": ["pg-backup", "kafka-snapshot", "copy", "verify", "retention", "pg-restore", "kafka-restore"],
+        "job_kinds": ["pg-backup", "kafka-snapshot", "copy", "verify", "retention", "pg-restore", "kafka-restore", "drill"],
         "locations": agent.config.copy_to.iter().map(|(n, _)| n).collect::<Vec<_>>(),
     }))
     .into_response()

@@ -14,6 +14,7 @@ mod jobs;
 mod listen;
 mod metrics;
 mod recovery;
+mod reports;
 mod runner;
 mod walswitch;
 

@@ -1,0 +1,275 @@
+//! Drills as the coordinator runs them: ask the cell's agent for a drill
+//! job (restore into a scratch environment, smoke checks, cleanup; see
+//! `lifeboat-drill`), judge its outcome against the tier's targets, sign
+//! the report onto the cell's chain, and store it in the cell's repository
+//! through the agent (geo-copy then carries it to every location), and, if
+//! asked, mirror the cell's whole chain (JSON and HTML) into a directory.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use chrono::{SecondsFormat, Utc};
+use serde_json::json;
+
+use lifeboat_drill::outcome::{FAILED, PASSED, WARNING};
+use lifeboat_drill::spec::DrillTarget;
+use lifeboat_drill::{DrillOutcome, DrillSpec};
+
+use crate::agent_client::{AgentClient, Submitted};
+use crate::plan::{CellPlan, Plan, Role};
+use crate::report::keys::Signer;
+use crate::report::{chain, html, ChainLink, Demonstrated, Item, Report, Targets, SCHEMA};
+
+pub struct DrillRequest {
+    pub target: DrillTarget,
+    /// A location of the cell, by name or role (`primary`, `secondary`, `cross-cloud`).
+    pub from_location: Option<String>,
+    pub fallback_location: Option<String>,
+    pub initiator: String,
+}
+
+pub struct Drilled {
+    pub report: Report,
+    /// In the export directory, when one was given.
+    pub json_path: Option<PathBuf>,
+    pub html_path: Option<PathBuf>,
+}
+
+/// The plan location `wanted` names for `cell` (a name or a role).
+fn location(plan: &Plan, cell: &CellPlan, wanted: &str) -> Result<String> {
+    if cell.locations.iter().any(|l| l == wanted) {
+        return Ok(wanted.to_string());
+    }
+    let role = match wanted {
+        "primary" => Role::Primary,
+        "secondary" | "secondary-region" => Role::SecondaryRegion,
+        "cross-cloud" => Role::CrossCloud,
+        _ => bail!("cell {} has no location {wanted:?}; give one of {} or a role (primary, secondary, cross-cloud)", cell.name, cell.locations.join(", ")),
+    };
+    cell.locations
+        .iter()
+        .find(|l| plan.locations.iter().any(|d| &d.name == *l && d.role == role))
+        .cloned()
+        .with_context(|| format!("cell {} has no {wanted} location", cell.name))
+}
+
+fn primary(plan: &Plan, cell: &CellPlan) -> String {
+    location(plan, cell, "primary").unwrap_or_else(|_| "primary".into())
+}
+
+/// The drill job for the agent: plan location names (the agent knows its
+/// copies by them), `None` for its primary.
+fn spec(plan: &Plan, cell: &CellPlan, req: &DrillRequest) -> Result<DrillSpec> {
+    let primary = primary(plan, cell);
+    let as_agent_name = |l: String| if l == primary { None } else { Some(l) };
+    let from = match &req.from_location {
+        Some(l) => as_agent_name(location(plan, cell, l)?),
+        None => None,
+    };
+    let fallback = match &req.fallback_location {
+        Some(l) => Some(as_agent_name(location(plan, cell, l)?).context("the fallback must be another location than the primary")?),
+        None => None,
+    };
+    if fallback.is_some() && fallback == from {
+        bail!("the fallback location is the location the drill restores from");
+    }
+    Ok(DrillSpec {
+        target: req.target.clone(),
+        location: from,
+        fallback_location: fallback,
+        database: cell.database.clone(),
+        kafka: cell.kafka_topics.is_some(),
+        checks: cell.smoke_checks.clone(),
+    })
+}
+
+fn now() -> String {
+    Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+/// Run a drill of `cell` and return its signed, stored report.
+pub async fn run(plan: &Plan, cell: &CellPlan, agent: &AgentClient, req: &DrillRequest, signer: &Signer, export: Option<&Path>) -> Result<Drilled> {
+    let spec = spec(plan, cell, req)?;
+    let tier = plan.tiers.iter().find(|t| t.name == cell.tier).context("the cell's tier")?;
+    let started = now();
+    let clock = std::time::Instant::now();
+    let report_id = format!("drill-{}-{}-{:04x}", cell.name, Utc::now().format("%Y%m%dt%H%M%S"), rand::random::<u16>());
+    let mut body = serde_json::to_value(&spec).expect("a drill spec serialises");
+    body["kind"] = json!("drill");
+    let job = match agent.submit(&format!("lifeboat-{report_id}"), &body).await? {
+        Submitted::Job(job) => job,
+        Submitted::Refused(reason) => bail!("the agent of cell {} refused the drill: {reason}", cell.name),
+    };
+    let id = job["id"].as_str().context("the agent answered without a job id")?.to_string();
+    tracing::info!(cell = %cell.name, job = %id, "drill started on the agent");
+    let job = agent.wait(&id, Duration::from_secs(1)).await?;
+    let outcome: Option<DrillOutcome> = serde_json::from_value(job["result"].clone()).ok();
+
+    let primary = primary(plan, cell);
+    let name_of = |agent_name: &str| if agent_name == "primary" { primary.clone() } else { agent_name.to_string() };
+    let kafka_target = cell.kafka_topics.as_ref().map(|_| tier.kafka_rpo.as_secs_f64());
+    let targets = Targets { rpo_seconds: tier.rpo.as_secs_f64(), rto_seconds: tier.rto.as_secs_f64(), kafka_rpo_seconds: kafka_target };
+    let mut report = Report {
+        schema: SCHEMA.into(),
+        report_id,
+        tool_version: env!("CARGO_PKG_VERSION").into(),
+        plan: plan.name.clone(),
+        cell: cell.name.clone(),
+        tenants: cell.tenants.clone(),
+        operation: "drill".into(),
+        initiator: req.initiator.clone(),
+        source_location: spec.location.clone().unwrap_or_else(|| primary.clone()),
+        target_environment: format!("scratch environment of the agent of cell {} ({})", cell.name, agent.url),
+        started,
+        finished: now(),
+        duration_seconds: clock.elapsed().as_secs_f64(),
+        recovery_point: json!({}),
+        targets: targets.clone(),
+        demonstrated: Demonstrated { rto_seconds: None, rpo_seconds: None, kafka_rpo_seconds: None },
+        verdict: String::new(),
+        errors: 0,
+        warnings: 0,
+        steps: Vec::new(),
+        checks: Vec::new(),
+        chain: ChainLink { sequence: 0, previous: None },
+        signature: None,
+    };
+    match outcome {
+        Some(o) => {
+            if let Some(f) = &o.fell_back_to {
+                report.source_location = format!("{} (fell back from {})", name_of(f), name_of(&o.source_location));
+            }
+            report.target_environment = format!(
+                "{}: Postgres on 127.0.0.1:{}, topics {}*, {}",
+                report.target_environment,
+                o.scratch["port"],
+                o.scratch["topic_prefix"].as_str().unwrap_or(""),
+                if o.cleaned_up { "all removed after the drill" } else { "NOT all removed (see the last step)" }
+            );
+            report.recovery_point = o.recovery_point.clone();
+            report.recovery_point["location"] = json!(name_of(o.recovery_point["location"].as_str().unwrap_or("primary")));
+            report.demonstrated = Demonstrated { rto_seconds: Some(o.rto_seconds), rpo_seconds: o.pg_rpo_seconds, kafka_rpo_seconds: o.kafka_rpo_seconds };
+            report.recovery_point["phases"] = json!({ "wal_replay_seconds": o.replay_seconds, "lifeboat_seconds": o.rto_seconds - o.replay_seconds });
+            report.steps = o.steps;
+            report.checks = o.checks;
+        }
+        None => report.steps.push(Item::new(
+            "run the drill on the agent",
+            FAILED,
+            report.duration_seconds,
+            Some(job["error"].as_str().unwrap_or("the drill job ended without an outcome").to_string()),
+            json!({ "agent_job": id }),
+        )),
+    }
+    report.checks.extend(target_checks(&targets, &report.demonstrated));
+    let all = report.steps.iter().chain(&report.checks);
+    report.errors = all.clone().filter(|i| i.outcome == FAILED).count() as u32;
+    report.warnings = all.filter(|i| i.outcome == WARNING).count() as u32;
+    report.verdict = if report.errors == 0 { PASSED.into() } else { FAILED.into() };
+
+    store(agent, &mut report, signer).await?;
+    let (json_path, html_path) = match export {
+        Some(dir) => {
+            let (j, h) = mirror(agent, &report, &dir.join(&cell.name)).await?;
+            (Some(j), Some(h))
+        }
+        None => (None, None),
+    };
+    Ok(Drilled { report, json_path, html_path })
+}
+
+/// The demonstrated RTO and RPOs against the tier's targets.
+fn target_checks(t: &Targets, d: &Demonstrated) -> Vec<Item> {
+    let judge = |name: &str, target: f64, shown: Option<f64>| {
+        let (outcome, message) = match shown {
+            Some(v) if v <= target => (PASSED, None),
+            Some(v) if v.is_finite() => (FAILED, Some(format!("{v:.1} s, over the target of {target:.0} s"))),
+            _ => (FAILED, Some("not demonstrated: nothing was recovered".to_string())),
+        };
+        Item::new(name, outcome, 0.0, message, json!({ "target_seconds": target, "demonstrated_seconds": shown }))
+    };
+    let mut out = vec![
+        judge("demonstrated RTO within the tier's target", t.rto_seconds, d.rto_seconds),
+        judge("demonstrated Postgres RPO within the tier's target", t.rpo_seconds, d.rpo_seconds),
+    ];
+    if let Some(k) = t.kafka_rpo_seconds {
+        out.push(judge("demonstrated Kafka RPO within the tier's target", k, d.kafka_rpo_seconds));
+    }
+    out
+}
+
+/// Seal `report` after the newest stored report of its cell and store it
+/// (JSON, then the HTML rendering). A concurrent drill that took the
+/// sequence first makes the agent refuse; the chain is read again.
+async fn store(agent: &AgentClient, report: &mut Report, signer: &Signer) -> Result<()> {
+    let mut last_error = None;
+    for _ in 0..3 {
+        let previous = newest(agent).await?;
+        chain::seal(report, previous.as_ref(), signer);
+        let json = serde_json::to_vec_pretty(report).expect("reports serialise");
+        match agent.put_report(&report.file_name(), json).await {
+            Ok(()) => {
+                agent.put_report(&report.file_name().replace(".json", ".html"), html::render(report).into_bytes()).await?;
+                return Ok(());
+            }
+            Err(e) if e.to_string().contains("409") => last_error = Some(e),
+            Err(e) => return Err(e),
+        }
+    }
+    Err(last_error.expect("three conflicts")).context("storing the report: other reports kept taking its place in the chain")
+}
+
+/// The newest report stored for the agent's cell.
+async fn newest(agent: &AgentClient) -> Result<Option<Report>> {
+    let Some(name) = agent.reports().await?.into_iter().filter(|n| n.ends_with(".json")).last() else { return Ok(None) };
+    let bytes = agent.report(&name).await?;
+    let report = serde_json::from_slice(&bytes).with_context(|| {
+        format!("the newest stored report of cell {}, {name}, is not a report; a new report cannot be chained to it (run `lifeboat report verify`)", agent.cell)
+    })?;
+    Ok(Some(report))
+}
+
+/// Make `dir` hold the cell's whole chain (JSON and HTML) as stored, so
+/// that `lifeboat report verify DIR` checks it; returns this report's paths.
+pub async fn mirror(agent: &AgentClient, report: &Report, dir: &Path) -> Result<(PathBuf, PathBuf)> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    for name in agent.reports().await? {
+        let path = dir.join(&name);
+        if !path.exists() {
+            let bytes = agent.report(&name).await?;
+            let tmp = dir.join(format!(".{name}.tmp"));
+            std::fs::write(&tmp, bytes).with_context(|| format!("writing {}", tmp.display()))?;
+            std::fs::rename(&tmp, &path)?;
+        }
+    }
+    let json = dir.join(report.file_name());
+    Ok((json.clone(), json.with_extension("html")))
+}
+
+/// The report in words, for the terminal.
+pub fn render(d: &Drilled) -> String {
+    let r = &d.report;
+    let secs = |v: Option<f64>| v.map(|v| if v.is_finite() { format!("{v:.1}s") } else { "unbounded".into() }).unwrap_or_else(|| "-".into());
+    let mut out = format!("drill of cell {} from {}: {} ({} errors, {} warnings)\n", r.cell, r.source_location, r.verdict.to_uppercase(), r.errors, r.warnings);
+    for i in r.steps.iter().chain(&r.checks) {
+        out.push_str(&crate::report::item_line(i));
+    }
+    out.push_str(&format!(
+        "demonstrated RTO {} (target {:.0}s); RPO Postgres {} (target {:.0}s)",
+        secs(r.demonstrated.rto_seconds),
+        r.targets.rto_seconds,
+        secs(r.demonstrated.rpo_seconds),
+        r.targets.rpo_seconds
+    ));
+    if let Some(k) = r.targets.kafka_rpo_seconds {
+        out.push_str(&format!(", Kafka {} (target {k:.0}s)", secs(r.demonstrated.kafka_rpo_seconds)));
+    }
+    out.push_str(&format!("\nreport {} (report {} of the cell's chain, signed by key {}), stored in the cell's repository",
+        r.report_id, r.chain.sequence, r.signature.as_ref().map(|s| s.key_id.as_str()).unwrap_or("?")));
+    if let (Some(j), Some(h)) = (&d.json_path, &d.html_path) {
+        out.push_str(&format!("\n  {}\n  {}", j.display(), h.display()));
+    }
+    out.push('\n');
+    out
+}

@@ -1,0 +1,266 @@
+//! Drills through the coordinator CLI and the agent service, with real
+//! services: `lifeboat drill run` asks the cell's `lifeboat-agent serve` for
+//! a drill, judges it against the tier's targets, signs the report onto the
+//! cell's chain and stores it in the cell's repository (geo-copy carries it
+//! to the copy). The chain verifies offline with the public key and names
+//! tampering; the HTML page, opened in headless Chromium, shows the
+//! verdict, the targets and the steps. An agent stopped in the middle of a
+//! drill leaves nothing behind.
+
+use std::path::Path;
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use lifeboat_restore_tests::payments::PaymentsCell;
+use lifeboat_restore_tests::pg::switch_and_wait;
+use lifeboat_restore_tests::served::{write_token, Service};
+use lifeboat_restore_tests::{lifeboat_bin, ok};
+
+fn lifeboat(args: &[&str]) -> Output {
+    Command::new(lifeboat_bin()).args(args).env("RUST_LOG", "error").output().unwrap()
+}
+
+fn plan(dir: &Path, cell: &PaymentsCell, agent: &Service, token: &Path) {
+    std::fs::create_dir_all(dir).unwrap();
+    let text = format!(
+        r#"
+[plan]
+name = "drills"
+description = "drills end to end"
+
+[[tier]]
+name = "t1"
+rpo = "5m"
+rto = "15m"
+kafka_rpo = "90m"
+strategy = "cold-standby"
+
+[[region]]
+name = "r-a"
+cloud = "azure"
+
+[[region]]
+name = "r-b"
+cloud = "azure"
+
+[[location]]
+name = "main"
+url = "file:///drills/main"
+region = "r-a"
+role = "primary"
+
+[[location]]
+name = "second"
+url = "file:///drills/second"
+region = "r-b"
+role = "secondary-region"
+
+[[cell]]
+name = "{name}"
+tier = "t1"
+region = "r-a"
+tenants = ["acme"]
+agent = {{ url = "{url}", token = "file:{token}" }}
+locations = ["main", "second"]
+postgres = {{ conninfo = "{conn}" }}
+kafka = {{ brokers = "{brokers}", topics = "{name}\\..*" }}
+
+[[cell.smoke]]
+name = "ledger balances"
+sql = "select coalesce(sum(amount), 0) = 0 from ledger"
+expect = "t"
+
+[[cell.smoke]]
+name = "every payment has its event"
+kafka = "payments-have-events"
+sql = "select id::text, at from payments"
+topic = "{topic}"
+grace = "5s"
+
+[[cell.smoke]]
+name = "records match the snapshot"
+kafka = "records-match-snapshot"
+
+[[cell.smoke]]
+name = "consumer groups translated"
+kafka = "groups-translated"
+"#,
+        name = cell.name,
+        url = agent.url,
+        token = token.display(),
+        conn = cell.conninfo(),
+        brokers = cell.kafka.address,
+        topic = cell.topic,
+    );
+    std::fs::write(dir.join("plan.toml"), text).unwrap();
+}
+
+fn chromium(args: &[&str]) -> String {
+    let out = Command::new("chromium").args(["--headless", "--no-sandbox", "--disable-gpu"]).args(args).output().expect("chromium (infra/services.sh install chromium)");
+    assert!(out.status.success(), "chromium failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn drills_through_the_agent_service_leave_signed_chained_reports() {
+    let cell = PaymentsCell::new("rep");
+    let scratch = tempfile::tempdir().unwrap();
+    let s = scratch.path();
+    let token_file = s.join("agent-token");
+    let token = write_token(&token_file);
+    let copy_dir = s.join("second");
+    let copy = format!("second=file://{}", copy_dir.display());
+    let topics = format!("{}\\..*", cell.name);
+    let state = s.join("agent-state");
+    let args = [
+        "--repo", &cell.a.repo, "--cell", &cell.name, "--key-file", cell.a.k(), "--token-file", token_file.to_str().unwrap(),
+        "--state-dir", state.to_str().unwrap(), "--copy-to", &copy, "--copy-interval", "2s", "--pg-switch-after", "0s",
+        "--kafka-brokers", &cell.kafka.address, "--kafka-topics", &topics, "--restore-root", cell.restore_root.to_str().unwrap(),
+    ];
+    // The copy the postgres user can run: the scratch server's restore_command runs the agent.
+    let mut service = Service::start_bin(cell.a.bin.clone(), &args, &[], &token, &s.join("agent.log"));
+    let plans = s.join("plan");
+    plan(&plans, &cell, &service, &token_file);
+    let v = lifeboat(&["plan", "validate", plans.to_str().unwrap()]);
+    assert!(v.status.success(), "{}", String::from_utf8_lossy(&v.stderr));
+
+    cell.pay(10);
+    cell.backup();
+    cell.pay(20);
+    // A consumer group that read part of the topic: the drill must translate it.
+    cell.kafka.commit("billing", &cell.topic, &[(0, 2), (1, 1)]);
+    cell.snapshot();
+    cell.pay(5);
+    switch_and_wait(&cell.pg);
+
+    let keys = s.join("keys");
+    ok(&lifeboat(&["report", "keygen", "--out-dir", keys.to_str().unwrap()]));
+    let key = keys.join("report-signing.key");
+    let public = keys.join("report-signing.pub");
+    let reports = s.join("reports");
+    let drill = |extra: &[&str]| -> (bool, Value) {
+        let mut all = vec!["drill", "run", "--cell", &cell.name, "--plans", plans.to_str().unwrap(), "--signing-key", key.to_str().unwrap(), "--reports", reports.to_str().unwrap(), "--output", "json"];
+        all.extend_from_slice(extra);
+        let out = lifeboat(&all);
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+        (out.status.success(), v)
+    };
+
+    // 1: a passing drill from the primary.
+    let (passed, d1) = drill(&["--initiator", "test"]);
+    let r1 = &d1["report"];
+    assert!(passed, "{r1:#}");
+    assert_eq!(r1["verdict"], "passed");
+    assert_eq!(r1["source_location"], "main");
+    assert_eq!(r1["chain"]["sequence"], 1);
+    assert_eq!(r1["initiator"], "test");
+    assert_eq!(r1["targets"]["rto_seconds"], 900.0);
+    assert!(r1["demonstrated"]["rto_seconds"].as_f64().unwrap() > 0.0);
+    let groups = r1["checks"].as_array().unwrap().iter().find(|c| c["name"] == "consumer groups translated").unwrap();
+    assert_eq!(groups["outcome"], "passed", "{groups}");
+    assert_eq!(groups["evidence"]["offsets"].as_array().unwrap().len(), 2, "{groups}");
+    cell.assert_no_drill_left();
+
+    // 2: from the geo-copy, once it holds everything.
+    let caught_up = (0..120).any(|_| {
+        std::thread::sleep(Duration::from_secs(1));
+        let (_, r) = service.get("/v1/recovery");
+        let at = |loc: &str| r["locations"].as_array().and_then(|l| l.iter().find(|p| p["location"] == loc).cloned()).unwrap_or_default();
+        let (primary, second) = (at("primary"), at("second"));
+        !primary["postgres"]["last_segment"].is_null()
+            && primary["postgres"]["last_segment"] == second["postgres"]["last_segment"]
+            && primary["kafka"]["last_snapshot"] == second["kafka"]["last_snapshot"]
+    });
+    assert!(caught_up, "the geo-copy did not catch up");
+    let (passed, d2) = drill(&["--from-location", "secondary"]);
+    assert!(passed, "{:#}", d2["report"]);
+    assert_eq!(d2["report"]["source_location"], "second");
+    assert_eq!(d2["report"]["chain"]["sequence"], 2);
+    assert_eq!(d2["report"]["chain"]["previous"].as_str().unwrap().len(), 64);
+
+    // 3: a drill that fails (a target before every backup) still leaves a report on the chain.
+    let (passed, d3) = drill(&["--target-time", "2001-01-01T00:00:00Z"]);
+    assert!(!passed);
+    let r3 = &d3["report"];
+    assert_eq!(r3["verdict"], "failed");
+    assert!(r3["errors"].as_u64().unwrap() >= 1);
+    assert_eq!(r3["chain"]["sequence"], 3);
+
+    // The chain, mirrored locally, verifies offline with the public key alone.
+    let dir = reports.join(&cell.name);
+    let out = ok(&lifeboat(&["report", "verify", dir.to_str().unwrap(), "--public-key", public.to_str().unwrap()]));
+    assert!(out.contains("3 report(s)"), "{out}");
+    // Stored in the repository, and geo-copied with it.
+    let stored = |root: &Path| -> Vec<String> {
+        let mut n: Vec<String> = std::fs::read_dir(root.join("reports").join(&cell.name)).map(|d| d.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect()).unwrap_or_default();
+        n.sort();
+        n
+    };
+    assert_eq!(stored(&cell.a.repo_dir).len(), 6, "{:?}", stored(&cell.a.repo_dir));
+    let copied = (0..60).find(|_| {
+        std::thread::sleep(Duration::from_secs(1));
+        stored(&copy_dir.join(&cell.name)).len() == 6 || stored(&copy_dir).len() == 6
+    });
+    assert!(copied.is_some(), "the geo-copy never held the reports: {:?}", stored(&copy_dir));
+
+    // report list / show read them back from the repository.
+    let list: Value = serde_json::from_str(&ok(&lifeboat(&["report", "list", "--cell", &cell.name, "--plans", plans.to_str().unwrap(), "--output", "json"]))).unwrap();
+    let verdicts: Vec<_> = list["reports"].as_array().unwrap().iter().map(|r| r["verdict"].as_str().unwrap().to_string()).collect();
+    assert_eq!(verdicts, ["passed", "passed", "failed"]);
+    let shown: Value = serde_json::from_str(&ok(&lifeboat(&["report", "show", "2", "--cell", &cell.name, "--plans", plans.to_str().unwrap(), "--output", "json"]))).unwrap();
+    assert_eq!(shown["report_id"], d2["report"]["report_id"]);
+
+    // Tampering is named: a changed byte, then a removed report.
+    let tampered = s.join("tampered");
+    std::fs::create_dir_all(&tampered).unwrap();
+    for e in std::fs::read_dir(&dir).unwrap().flatten() {
+        std::fs::copy(e.path(), tampered.join(e.file_name())).unwrap();
+    }
+    let first = d1["json"].as_str().unwrap();
+    let name1 = Path::new(first).file_name().unwrap();
+    let text = std::fs::read_to_string(first).unwrap().replacen("\"passed\"", "\"passex\"", 1);
+    std::fs::write(tampered.join(name1), text).unwrap();
+    let out = lifeboat(&["report", "verify", tampered.to_str().unwrap(), "--public-key", public.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&*name1.to_string_lossy()) && err.contains("changed"), "{err}");
+    std::fs::remove_file(tampered.join(name1)).unwrap();
+    let out = lifeboat(&["report", "verify", tampered.to_str().unwrap(), "--public-key", public.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("missing"), "{err}");
+
+    // The HTML page in headless Chromium: verdict, targets, steps.
+    let html = d1["html"].as_str().unwrap();
+    let dom = chromium(&["--dump-dom", &format!("file://{html}")]);
+    assert!(dom.contains("id=\"verdict\">passed</span>"), "{dom}");
+    assert!(dom.contains("RTO (time to a restored, checked environment)") && dom.contains("900.0 s"), "{dom}");
+    for step in ["restore the base backup from primary", "replay WAL to the target and promote", "restore Kafka to the target", "every payment has its event"] {
+        assert!(dom.contains(step), "the page lacks {step:?}");
+    }
+    let shot = s.join("report.png");
+    chromium(&["--window-size=1100,1800", &format!("--screenshot={}", shot.display()), &format!("file://{html}")]);
+    assert!(std::fs::metadata(&shot).unwrap().len() > 10_000);
+    if let Ok(keep) = std::env::var("LIFEBOAT_TEST_KEEP_SCREENSHOT") {
+        std::fs::copy(&shot, keep).unwrap();
+    }
+
+    // The agent stopped in the middle of a drill: nothing is left behind.
+    let spec = json!({ "kind": "drill", "target": { "random-recent": { "within": "1h" } }, "kafka": true, "checks": [] });
+    let (code, job) = service.submit("drill-to-interrupt", &spec);
+    assert!(code == 202, "{job}");
+    for _ in 0..600 {
+        if cell.scratch_server_running() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(cell.scratch_server_running(), "the drill never started its scratch server");
+    service.terminate();
+    cell.assert_no_drill_left();
+    // After a restart the interrupted drill is recorded as failed.
+    service.restart();
+    let j = service.finish(job["id"].as_str().unwrap(), Duration::from_secs(30));
+    assert_eq!(j["state"], "failed", "{j}");
+}
