@@ -6,6 +6,12 @@
 //! recoverable there). The points come from the agents' `/v1/recovery`
 //! (read from the repositories themselves); when an agent stops answering,
 //! the last points it gave keep ageing, so exposure grows on its own.
+//!
+//! Drills count too: a cell needs a passing drill within its drill
+//! schedule's period (at risk past it, breached past twice it; a cell never
+//! drilled gets one period from when the coordinator started watching).
+//! The last drill's demonstrated RTO and RPO, and the rolling restore
+//! success rate over the last 365 days (per cell and overall), are shown.
 
 use std::time::Duration;
 
@@ -92,9 +98,82 @@ pub struct CellStatus {
     pub last_full: Option<Age>,
     pub last_incremental: Option<Age>,
     pub last_snapshot: Option<Age>,
-    /// Drills arrive with the drill milestone.
-    pub last_drill: Option<Age>,
+    /// None when drill history is not known here (status read straight from the agents).
+    pub drills: Option<DrillStatus>,
     pub verdict: Verdict,
+}
+
+/// A drill as the run history recorded it.
+#[derive(Debug, Clone)]
+pub struct DrillRecord {
+    pub finished: DateTime<Utc>,
+    pub passed: bool,
+    /// The signed report (None: the drill produced none).
+    pub report: Option<Value>,
+}
+
+/// What compliance needs of one cell.
+pub struct CellInput {
+    /// The agent's last recovery answer, with when it was read.
+    pub recovery: Option<(DateTime<Utc>, Value)>,
+    /// Why the latest attempt to read it failed.
+    pub problem: Option<String>,
+    /// Finished drills, newest first, and since when they have been
+    /// watched (None: no drill history here).
+    pub drills: Option<(Vec<DrillRecord>, DateTime<Utc>)>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DrillStatus {
+    /// The newest drill: its report (file name), end, verdict and demonstrated figures.
+    pub last_report: Option<String>,
+    pub last_finished: Option<String>,
+    pub last_verdict: Option<String>,
+    pub rto_seconds: Option<f64>,
+    pub rpo_seconds: Option<f64>,
+    pub kafka_rpo_seconds: Option<f64>,
+    /// The newest passing drill, and how long ago.
+    pub last_passed: Option<String>,
+    pub since_passed_seconds: Option<f64>,
+    /// The drill schedule's longest gap.
+    pub period_seconds: f64,
+    /// Over the last 365 days.
+    pub drills: u32,
+    pub passed: u32,
+    pub success_rate: Option<f64>,
+    pub verdict: Verdict,
+}
+
+const YEAR_SECONDS: f64 = 365.0 * 86400.0;
+
+fn drill_status(cell: &CellPlan, history: &[DrillRecord], watched_since: DateTime<Utc>, now: DateTime<Utc>) -> DrillStatus {
+    let period = crate::plan::schedule::parse(&cell.schedules.drill)
+        .ok()
+        .and_then(|c| crate::plan::schedule::longest_gap(&c, now))
+        .map(|g| g.as_secs_f64())
+        .unwrap_or(31.0 * 86400.0);
+    let last = history.first();
+    let report = last.and_then(|d| d.report.as_ref());
+    let last_passed = history.iter().find(|d| d.passed).map(|d| d.finished);
+    let reference = last_passed.unwrap_or(watched_since);
+    let recent: Vec<&DrillRecord> = history.iter().filter(|d| seconds(now - d.finished) <= YEAR_SECONDS).collect();
+    let passed = recent.iter().filter(|d| d.passed).count() as u32;
+    let number = |r: Option<&Value>, k: &str| r.and_then(|r| r["demonstrated"][k].as_f64());
+    DrillStatus {
+        last_report: report.and_then(|r| Some(format!("{:06}-{}.json", r["chain"]["sequence"].as_u64()?, r["report_id"].as_str()?))),
+        last_finished: last.map(|d| crate::store::ts(d.finished)),
+        last_verdict: last.map(|d| if d.passed { "passed" } else { "failed" }.to_string()),
+        rto_seconds: number(report, "rto_seconds"),
+        rpo_seconds: number(report, "rpo_seconds"),
+        kafka_rpo_seconds: number(report, "kafka_rpo_seconds"),
+        last_passed: last_passed.map(crate::store::ts),
+        since_passed_seconds: last_passed.map(|t| seconds(now - t).max(0.0)),
+        period_seconds: period,
+        drills: recent.len() as u32,
+        passed,
+        success_rate: (!recent.is_empty()).then(|| f64::from(passed) / recent.len() as f64),
+        verdict: Verdict::grade(Some(seconds(now - reference).max(0.0)), period, 2.0 * period),
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -102,6 +181,8 @@ pub struct Status {
     pub plan: String,
     pub computed_at: String,
     pub cells: Vec<CellStatus>,
+    /// Passed over all drills of the last 365 days, every cell (None: no drills, or no history here).
+    pub drill_success_rate: Option<f64>,
     pub verdict: Verdict,
 }
 
@@ -139,10 +220,11 @@ fn age(id: &Value, finished: &Value, schedule: &str, now: DateTime<Utc>) -> Age 
 pub fn cell_status(
     plan: &Plan,
     cell: &CellPlan,
-    recovery: Option<(DateTime<Utc>, &Value)>,
-    agent_problem: Option<String>,
+    input: CellInput,
     now: DateTime<Utc>,
 ) -> CellStatus {
+    let CellInput { recovery, problem: agent_problem, drills } = input;
+    let recovery = recovery.as_ref().map(|(t, b)| (*t, b));
     let tier = plan.tiers.iter().find(|t| t.name == cell.tier).expect("validated plans name known tiers");
     let empty = Value::Null;
     let body = recovery.map(|(_, b)| b).unwrap_or(&empty);
@@ -211,6 +293,10 @@ pub fn cell_status(
     if agent_problem.is_some() {
         verdict = verdict.max(Verdict::AtRisk);
     }
+    let drills = drills.map(|(history, since)| drill_status(cell, &history, since, now));
+    if let Some(d) = &drills {
+        verdict = verdict.max(d.verdict);
+    }
     CellStatus {
         cell: cell.name.clone(),
         tier: tier.name.clone(),
@@ -223,26 +309,21 @@ pub fn cell_status(
         last_full,
         last_incremental,
         last_snapshot,
-        last_drill: None,
+        drills,
         verdict,
     }
 }
 
-/// The status of every cell of `plan` now. `read` gives, per cell, the
-/// agent's last recovery answer with when it was read, and why the latest
-/// attempt to read it failed (if it did).
-pub fn status(
-    plan: &Plan,
-    now: DateTime<Utc>,
-    mut read: impl FnMut(&CellPlan) -> anyhow::Result<(Option<(DateTime<Utc>, Value)>, Option<String>)>,
-) -> anyhow::Result<Status> {
+/// The status of every cell of `plan` now, from what `read` gives per cell.
+pub fn status(plan: &Plan, now: DateTime<Utc>, mut read: impl FnMut(&CellPlan) -> anyhow::Result<CellInput>) -> anyhow::Result<Status> {
     let mut cells = Vec::new();
     for cell in &plan.cells {
-        let (recovery, problem) = read(cell)?;
-        cells.push(cell_status(plan, cell, recovery.as_ref().map(|(t, b)| (*t, b)), problem, now));
+        cells.push(cell_status(plan, cell, read(cell)?, now));
     }
     let verdict = cells.iter().map(|c| c.verdict).max().unwrap_or(Verdict::Ok);
-    Ok(Status { plan: plan.name.clone(), computed_at: crate::store::ts(now), cells, verdict })
+    let (drills, passed) = cells.iter().filter_map(|c| c.drills.as_ref()).fold((0, 0), |(n, p), d| (n + d.drills, p + d.passed));
+    let drill_success_rate = (drills > 0).then(|| f64::from(passed) / f64::from(drills));
+    Ok(Status { plan: plan.name.clone(), computed_at: crate::store::ts(now), cells, drill_success_rate, verdict })
 }
 
 /// A duration for people: 42s, 17m, 3.5h, 2.0d ("-" for none).
@@ -255,6 +336,11 @@ pub fn human(seconds: Option<f64>) -> String {
         Some(s) if s < 172800.0 => format!("{:.1}h", s / 3600.0),
         Some(s) => format!("{:.1}d", s / 86400.0),
     }
+}
+
+/// When `status` was computed.
+fn c_now(status: &Status) -> DateTime<Utc> {
+    time_of(&Value::String(status.computed_at.clone())).unwrap_or_else(Utc::now)
 }
 
 /// A status table for people (the CLI's text output).
@@ -280,19 +366,36 @@ pub fn render(status: &Status) -> String {
             Some(Age { age_seconds: None, .. }) => "none".to_string(),
             Some(a) => format!("{} ago ({})", d(a.age_seconds), a.verdict.as_str()),
         };
+        let drill = match &c.drills {
+            None => "-".to_string(),
+            Some(DrillStatus { last_finished: None, verdict, .. }) => format!("none ({})", verdict.as_str()),
+            Some(dr) => format!(
+                "{} {} ago, RTO {} RPO {}, {}/{} passed this year ({})",
+                dr.last_verdict.as_deref().unwrap_or("?"),
+                d(dr.last_finished.as_deref().and_then(|t| time_of(&Value::String(t.into()))).map(|t| seconds(c_now(status) - t))),
+                d(dr.rto_seconds),
+                d(dr.rpo_seconds),
+                dr.passed,
+                dr.drills,
+                dr.verdict.as_str()
+            ),
+        };
         let _ = writeln!(
             out,
-            "{:<12}   cell {}: last full {}, incremental {}, snapshot {}, last drill {}",
+            "{:<12}   cell {}: last full {}, incremental {}, snapshot {}, drill {}",
             "",
             c.verdict.as_str(),
             a(&c.last_full),
             a(&c.last_incremental),
             a(&c.last_snapshot),
-            a(&c.last_drill)
+            drill
         );
         if let Some(problem) = &c.agent_problem {
             let _ = writeln!(out, "{:<12}   ! agent: {problem}", "");
         }
+    }
+    if let Some(rate) = status.drill_success_rate {
+        let _ = writeln!(out, "restore success rate over the last 365 days: {:.1} %", rate * 100.0);
     }
     out
 }
@@ -300,6 +403,36 @@ pub fn render(status: &Status) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn drills_are_due_within_their_period() {
+        let plan = crate::plan::load(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../plans/demo")).unwrap();
+        let cell = &plan.cells[0];
+        let at = |s: &str| s.parse::<DateTime<Utc>>().unwrap();
+        let now = at("2026-11-27T12:00:00Z");
+        let period = 31.0 * 86400.0; // monthly on the 1st: the longest gap is 31 days
+        let drill = |finished: &str, passed: bool| DrillRecord {
+            finished: at(finished),
+            passed,
+            report: Some(serde_json::json!({ "chain": { "sequence": 7 }, "report_id": "r", "demonstrated": { "rto_seconds": 42.0, "rpo_seconds": 0.5 } })),
+        };
+        // Never drilled: one period from when the coordinator started watching.
+        let fresh = drill_status(cell, &[], at("2026-11-20T00:00:00Z"), now);
+        assert_eq!((fresh.verdict, fresh.success_rate, fresh.period_seconds), (Verdict::Ok, None, period));
+        assert_eq!(drill_status(cell, &[], at("2026-10-01T00:00:00Z"), now).verdict, Verdict::AtRisk);
+        assert_eq!(drill_status(cell, &[], at("2026-08-01T00:00:00Z"), now).verdict, Verdict::Breached);
+        // A newer failed drill does not hide the last passing one, and counts in the rate.
+        let history = [drill("2026-11-26T03:00:00Z", false), drill("2026-11-01T03:00:00Z", true), drill("2025-01-01T03:00:00Z", true)];
+        let d = drill_status(cell, &history, at("2024-01-01T00:00:00Z"), now);
+        assert_eq!(d.verdict, Verdict::Ok);
+        assert_eq!(d.last_verdict.as_deref(), Some("failed"));
+        assert_eq!(d.last_passed.as_deref(), Some("2026-11-01T03:00:00.000Z"));
+        assert_eq!((d.drills, d.passed, d.success_rate), (2, 1, Some(0.5)), "only the last 365 days count");
+        assert_eq!((d.rto_seconds, d.last_report.as_deref()), (Some(42.0), Some("000007-r.json")));
+        // Passing drills only long ago: at risk, then breached.
+        assert_eq!(drill_status(cell, &history[1..2], at("2024-01-01T00:00:00Z"), at("2026-12-20T00:00:00Z")).verdict, Verdict::AtRisk);
+        assert_eq!(drill_status(cell, &history[1..2], at("2024-01-01T00:00:00Z"), at("2027-01-20T00:00:00Z")).verdict, Verdict::Breached);
+    }
 
     #[test]
     fn verdicts_by_exposure() {

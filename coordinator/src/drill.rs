@@ -88,28 +88,55 @@ fn now() -> String {
     Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
-/// Run a drill of `cell` and return its signed, stored report.
-pub async fn run(plan: &Plan, cell: &CellPlan, agent: &AgentClient, req: &DrillRequest, signer: &Signer, export: Option<&Path>) -> Result<Drilled> {
-    let spec = spec(plan, cell, req)?;
-    let tier = plan.tiers.iter().find(|t| t.name == cell.tier).context("the cell's tier")?;
-    let started = now();
-    let clock = std::time::Instant::now();
-    let report_id = format!("drill-{}-{}-{:04x}", cell.name, Utc::now().format("%Y%m%dt%H%M%S"), rand::random::<u16>());
-    let mut body = serde_json::to_value(&spec).expect("a drill spec serialises");
+/// The agent job body of a drill.
+pub fn job_body(plan: &Plan, cell: &CellPlan, req: &DrillRequest) -> Result<serde_json::Value> {
+    let mut body = serde_json::to_value(spec(plan, cell, req)?).expect("a drill spec serialises");
     body["kind"] = json!("drill");
-    let job = match agent.submit(&format!("lifeboat-{report_id}"), &body).await? {
+    Ok(body)
+}
+
+/// Run a drill of `cell` now and return its signed, stored report.
+pub async fn run(plan: &Plan, cell: &CellPlan, agent: &AgentClient, req: &DrillRequest, signer: &Signer, export: Option<&Path>) -> Result<Drilled> {
+    let body = job_body(plan, cell, req)?;
+    let started = now();
+    let key = format!("lifeboat-drill-{}-{}-{:04x}", cell.name, Utc::now().format("%Y%m%dt%H%M%S"), rand::random::<u16>());
+    let job = match agent.submit(&key, &body).await? {
         Submitted::Job(job) => job,
         Submitted::Refused(reason) => bail!("the agent of cell {} refused the drill: {reason}", cell.name),
     };
     let id = job["id"].as_str().context("the agent answered without a job id")?.to_string();
     tracing::info!(cell = %cell.name, job = %id, "drill started on the agent");
     let job = agent.wait(&id, Duration::from_secs(1)).await?;
+    let source = body["location"].as_str().map(str::to_string);
+    conclude(plan, cell, agent, &Concluding { job: &job, started, source, initiator: req.initiator.clone() }, signer, export).await
+}
+
+/// A finished drill job and what the report needs to know about its start.
+pub struct Concluding<'a> {
+    /// The agent's job record (state, result, error).
+    pub job: &'a serde_json::Value,
+    /// When the drill was asked for (RFC 3339).
+    pub started: String,
+    /// The plan location restored from (None: the primary).
+    pub source: Option<String>,
+    pub initiator: String,
+}
+
+/// Judge a finished drill job, sign its report onto the cell's chain,
+/// store it, and mirror the chain into `export`.
+pub async fn conclude(plan: &Plan, cell: &CellPlan, agent: &AgentClient, done: &Concluding<'_>, signer: &Signer, export: Option<&Path>) -> Result<Drilled> {
+    let tier = plan.tiers.iter().find(|t| t.name == cell.tier).context("the cell's tier")?;
+    let job = done.job;
+    let id = job["id"].as_str().unwrap_or_default();
     let outcome: Option<DrillOutcome> = serde_json::from_value(job["result"].clone()).ok();
+    let started_at = chrono::DateTime::parse_from_rfc3339(&done.started).map(|t| t.with_timezone(&Utc)).unwrap_or_else(|_| Utc::now());
+    let report_id = format!("drill-{}-{}-{:04x}", cell.name, started_at.format("%Y%m%dt%H%M%S"), rand::random::<u16>());
 
     let primary = primary(plan, cell);
     let name_of = |agent_name: &str| if agent_name == "primary" { primary.clone() } else { agent_name.to_string() };
     let kafka_target = cell.kafka_topics.as_ref().map(|_| tier.kafka_rpo.as_secs_f64());
     let targets = Targets { rpo_seconds: tier.rpo.as_secs_f64(), rto_seconds: tier.rto.as_secs_f64(), kafka_rpo_seconds: kafka_target };
+    let finished = now();
     let mut report = Report {
         schema: SCHEMA.into(),
         report_id,
@@ -118,12 +145,12 @@ pub async fn run(plan: &Plan, cell: &CellPlan, agent: &AgentClient, req: &DrillR
         cell: cell.name.clone(),
         tenants: cell.tenants.clone(),
         operation: "drill".into(),
-        initiator: req.initiator.clone(),
-        source_location: spec.location.clone().unwrap_or_else(|| primary.clone()),
+        initiator: done.initiator.clone(),
+        source_location: done.source.clone().unwrap_or_else(|| primary.clone()),
         target_environment: format!("scratch environment of the agent of cell {} ({})", cell.name, agent.url),
-        started,
-        finished: now(),
-        duration_seconds: clock.elapsed().as_secs_f64(),
+        started: done.started.clone(),
+        finished,
+        duration_seconds: (Utc::now() - started_at).num_milliseconds() as f64 / 1000.0,
         recovery_point: json!({}),
         targets: targets.clone(),
         demonstrated: Demonstrated { rto_seconds: None, rpo_seconds: None, kafka_rpo_seconds: None },

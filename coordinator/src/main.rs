@@ -82,8 +82,9 @@ enum Command {
 
 #[derive(Debug, Subcommand)]
 enum DrillCommand {
-    /// Drill one cell now through its agent: Postgres to a point in time and Kafka to the same
-    /// instant in a scratch environment, the plan's smoke checks, a signed report. Exit 1 unless it passed.
+    /// Drill one cell now: Postgres to a point in time and Kafka to the same instant in a scratch
+    /// environment, the plan's smoke checks, a signed report. Through a coordinator (--coordinator)
+    /// or straight through the cell's agent (--plans, --signing-key). Exit 1 unless it passed.
     Run {
         #[arg(long)]
         cell: String,
@@ -101,13 +102,12 @@ enum DrillCommand {
         /// When restoring from the first location fails, restore from this one (the report says so).
         #[arg(long)]
         fallback_location: Option<String>,
-        /// The plan directory.
-        #[arg(long, env = "LIFEBOAT_PLANS")]
-        plans: PathBuf,
-        /// The report signing key (report-signing.key from `report keygen`).
+        #[command(flatten)]
+        target: ops::Target,
+        /// Without a coordinator: the report signing key (report-signing.key from `report keygen`).
         #[arg(long, env = "LIFEBOAT_REPORT_SIGNING_KEY")]
-        signing_key: PathBuf,
-        /// Also keep the cell's chain of reports (JSON and HTML) under DIR/<cell>/.
+        signing_key: Option<PathBuf>,
+        /// Without a coordinator: also keep the cell's chain of reports (JSON and HTML) under DIR/<cell>/.
         #[arg(long)]
         reports: Option<PathBuf>,
         /// Who started the drill (default: operator $USER).
@@ -341,13 +341,27 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Command::Drill(DrillCommand::Run { cell, target_time, random_recent: _, within, from_location, fallback_location, plans, signing_key, reports, initiator }) => {
+        Command::Drill(DrillCommand::Run { cell, target_time, random_recent: _, within, from_location, fallback_location, target, signing_key, reports, initiator }) => {
             operate(output, async move {
-                let plan = serve::load_plan(&plans)?;
+                humantime::parse_duration(&within).with_context(|| format!("--within {within:?}"))?;
+                if target.coordinator.is_some() {
+                    if target_time.is_some() || from_location.is_some() || fallback_location.is_some() || within != "24h" {
+                        anyhow::bail!("through a coordinator a drill restores a random instant of the last 24h from the primary; for another target or location drill with --plans and --signing-key");
+                    }
+                    let run = ops::run_now(&target, &cell, "drill", true).await?;
+                    let report: report::Report = serde_json::from_value(run["result"]["report"].clone())
+                        .with_context(|| format!("the drill produced no report: {}", run["error"].as_str().unwrap_or("no reason given")))?;
+                    let path = |k: &str| run["result"][k].as_str().map(PathBuf::from);
+                    let d = drill::Drilled { report, json_path: path("json"), html_path: path("html") };
+                    let ok = d.report.verdict == "passed";
+                    return Ok((run["result"].clone(), drill::render(&d), ok));
+                }
+                let plans = target.plans.as_ref().context("give --coordinator URL, or --plans DIR and --signing-key to drill through the cell's agent")?;
+                let signing_key = signing_key.context("--signing-key (or LIFEBOAT_REPORT_SIGNING_KEY) is needed to sign the report")?;
+                let plan = serve::load_plan(plans)?;
                 let cell_plan = plan.cells.iter().find(|c| c.name == cell).with_context(|| format!("no cell {cell} in plan {}", plan.name))?;
                 let agents = serve::agent_clients(&plan)?;
                 let signer = report::keys::Signer::from_file(&signing_key)?;
-                humantime::parse_duration(&within).with_context(|| format!("--within {within:?}"))?;
                 let target = match target_time {
                     Some(t) => lifeboat_drill::spec::DrillTarget::Time(t),
                     None => lifeboat_drill::spec::DrillTarget::RandomRecent { within },

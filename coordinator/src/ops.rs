@@ -78,7 +78,10 @@ pub async fn run_now(target: &Target, cell: &str, kind: &str, wait: bool) -> Res
     let plans = target.plans.as_ref().context("give --coordinator URL, or --plans DIR to ask the cell's agent directly")?;
     let plan = load_plan(plans)?;
     let cell_plan = plan.cells.iter().find(|c| c.name == cell).with_context(|| format!("no cell {cell} in plan {}", plan.name))?;
-    let spec = scheduler::job_spec(kind, cell_plan).with_context(|| format!("unknown run kind {kind}"))?;
+    if kind == "drill" {
+        bail!("without a coordinator, run drills with `lifeboat drill run --plans DIR --signing-key KEY`: the report must be signed");
+    }
+    let spec = scheduler::job_spec(&plan, kind, cell_plan).with_context(|| format!("unknown run kind {kind}"))?;
     let token = crate::secrets::resolve(&cell_plan.agent_token, &format!("agent token of cell {cell}"))?;
     let agent = AgentClient::new(cell, &cell_plan.agent_url, token);
     let key = format!("lifeboat-cli-{}-{:08x}", Utc::now().format("%Y%m%dT%H%M%S"), rand::random::<u32>());
@@ -109,8 +112,8 @@ pub async fn status(target: &Target) -> Result<Value> {
     let now = Utc::now();
     let status = compliance::status(&plan, now, |cell| {
         Ok(match answers.remove(&cell.name).expect("one answer per cell") {
-            Ok(body) => (Some((now, body)), None),
-            Err(e) => (None, Some(format!("{e:#}"))),
+            Ok(body) => compliance::CellInput { recovery: Some((now, body)), problem: None, drills: None },
+            Err(e) => compliance::CellInput { recovery: None, problem: Some(format!("{e:#}")), drills: None },
         })
     })?;
     Ok(serde_json::to_value(status)?)

@@ -137,6 +137,7 @@ impl Store {
                 let i = format!("{:08x}", rand::random::<u32>());
                 conn.execute("INSERT INTO meta (key, value) VALUES ('instance', ?1)", [&i])?;
                 conn.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('schema', '1')", [])?;
+                conn.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('created', ?1)", [ts(Utc::now())])?;
                 i
             }
         };
@@ -181,6 +182,37 @@ impl Store {
     /// Runs not finished yet, oldest first.
     pub fn open_runs(&self) -> Result<Vec<Run>> {
         self.query("SELECT * FROM runs WHERE state IN ('pending', 'submitted') ORDER BY id", [])
+    }
+
+    /// When this state database was made (the coordinator started watching).
+    pub fn created(&self) -> Result<DateTime<Utc>> {
+        let db = self.db();
+        let v: Option<String> = db.query_row("SELECT value FROM meta WHERE key = 'created'", [], |r| r.get(0)).optional()?;
+        match v {
+            Some(v) => parse_ts(&v),
+            None => {
+                // A database from before this was recorded: from now on.
+                let now = ts(Utc::now());
+                db.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('created', ?1)", [&now])?;
+                parse_ts(&now)
+            }
+        }
+    }
+
+    /// Finished drills of a cell within the last 400 days, newest first.
+    pub fn drills(&self, cell: &str) -> Result<Vec<crate::compliance::DrillRecord>> {
+        let since = ts(Utc::now() - chrono::Duration::days(400));
+        let runs = self.query(
+            "SELECT * FROM runs WHERE cell = ?1 AND kind = 'drill' AND state IN ('succeeded', 'failed') AND finished >= ?2 ORDER BY finished DESC",
+            params![cell, since],
+        )?;
+        let mut out = Vec::new();
+        for r in runs {
+            let Some(finished) = r.finished.as_deref() else { continue };
+            let report = r.result.as_ref().map(|v| v["report"].clone()).filter(|v| !v.is_null());
+            out.push(crate::compliance::DrillRecord { finished: parse_ts(finished)?, passed: r.state == "succeeded", report });
+        }
+        Ok(out)
     }
 
     /// The newest successful run of a kind for a cell.

@@ -246,6 +246,44 @@ fn drills_through_the_agent_service_leave_signed_chained_reports() {
         std::fs::copy(&shot, keep).unwrap();
     }
 
+    // Through the coordinator: the chain continues (report 4) from the
+    // repository, and compliance, metrics and the page show the drill.
+    let op_file = s.join("operator-token");
+    let operator = write_token(&op_file);
+    let state = s.join("coordinator.db");
+    let coordinator_reports = s.join("coordinator-reports");
+    let cargs = [
+        "--plans", plans.to_str().unwrap(), "--state", state.to_str().unwrap(), "--operator-token-file", op_file.to_str().unwrap(),
+        "--tick", "200ms", "--poll", "500ms", "--signing-key", key.to_str().unwrap(), "--reports", coordinator_reports.to_str().unwrap(),
+    ];
+    let coordinator = Service::coordinator(&cargs, &[], &operator, &s.join("coordinator.log"));
+    let out = lifeboat(&["drill", "run", "--cell", &cell.name, "--coordinator", &coordinator.url, "--token-file", op_file.to_str().unwrap(), "--output", "json"]);
+    assert!(out.status.success(), "{}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let d4: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(d4["report"]["chain"]["sequence"], 4, "{d4:#}");
+    assert!(d4["report"]["initiator"].as_str().unwrap().contains("coordinator"), "{d4:#}");
+    let (_, status) = coordinator.get("/v1/status");
+    let drills = &status["cells"][0]["drills"];
+    assert_eq!(drills["last_verdict"], "passed", "{status:#}");
+    assert_eq!(drills["success_rate"], 1.0, "{status:#}");
+    assert_eq!(drills["verdict"], "ok", "{status:#}");
+    assert!(drills["last_report"].as_str().unwrap().starts_with("000004-"), "{drills}");
+    assert_eq!(status["drill_success_rate"], 1.0);
+    let metrics = coordinator.metrics();
+    assert!(metrics.contains(&format!("lifeboat_drill_verdict{{cell=\"{}\"}} 0", cell.name)), "{metrics}");
+    assert!(metrics.contains("lifeboat_drill_demonstrated_rto_seconds"), "{metrics}");
+    let (_, page) = coordinator.get("/");
+    let page = page.as_str().unwrap().to_string();
+    let link = format!("/reports/{}/{}", cell.name, drills["last_report"].as_str().unwrap().replace(".json", ".html"));
+    assert!(page.contains(&link), "the page does not link {link}: {page}");
+    let (code, html) = coordinator.get(&link);
+    assert_eq!(code, 200);
+    assert!(html.as_str().unwrap().contains("id=\"verdict\">passed</span>"));
+    // The coordinator's mirror holds the whole chain, which verifies.
+    let out = ok(&lifeboat(&["report", "verify", coordinator_reports.join(&cell.name).to_str().unwrap(), "--public-key", public.to_str().unwrap(), "--expect-sequence", "4"]));
+    assert!(out.contains("4 report(s)"), "{out}");
+    drop(coordinator);
+
     // The agent stopped in the middle of a drill: nothing is left behind.
     let spec = json!({ "kind": "drill", "target": { "random-recent": { "within": "1h" } }, "kafka": true, "checks": [] });
     let (code, job) = service.submit("drill-to-interrupt", &spec);

@@ -7,7 +7,8 @@ use std::fmt::Write as _;
 
 use super::{Item, Report};
 
-fn esc(s: &str) -> String {
+/// Text made safe for HTML content and attribute values.
+pub fn esc(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
         match c {

@@ -1,5 +1,6 @@
 //! Alert webhooks, Alertmanager-compatible: when a cell's Postgres or Kafka
-//! at a location turns at-risk or breached, each `--alert-webhook` receives
+//! at a location turns at-risk or breached (alert `LifeboatRpo`), or a cell
+//! has no passing drill within its period (`LifeboatDrill`, location `all`), each `--alert-webhook` receives
 //! a JSON array of alerts in Alertmanager's `POST /api/v2/alerts` shape
 //! (labels, annotations, startsAt, generatorURL); when it recovers, the same
 //! alert with `endsAt` (resolved). A change of verdict resolves the old
@@ -33,7 +34,7 @@ impl Subject<'_> {
         let severity = if verdict == "breached" { "critical" } else { "warning" };
         let mut a = json!({
             "labels": {
-                "alertname": "LifeboatRpo",
+                "alertname": if *system == "drill" { "LifeboatDrill" } else { "LifeboatRpo" },
                 "plan": plan,
                 "cell": cell,
                 "tier": tier,
@@ -43,7 +44,11 @@ impl Subject<'_> {
                 "severity": severity,
             },
             "annotations": {
-                "summary": format!("{cell}: {system} at {location} is {verdict}"),
+                "summary": if *system == "drill" {
+                    format!("{cell}: no passing restore drill within its period ({verdict})")
+                } else {
+                    format!("{cell}: {system} at {location} is {verdict}")
+                },
                 "description": detail,
             },
             "startsAt": starts,
@@ -64,37 +69,44 @@ pub async fn evaluate(c: &Coordinator, status: &Status, now: DateTime<Utc>) -> a
     let mut changes: Vec<(String, String, String, Option<String>)> = Vec::new();
     let mut batch = Vec::new();
     for cell in &status.cells {
+        // (location, system, verdict, detail) of everything alertable in this cell.
+        let mut subjects: Vec<(&str, &str, Verdict, String)> = Vec::new();
         for l in &cell.locations {
             for (system, point) in [("postgres", &l.postgres), ("kafka", &l.kafka)] {
                 let Some(p) = point else { continue };
-                let previous = c.store.alert(&cell.cell, &l.location, system)?;
-                let current = (p.verdict != Verdict::Ok).then(|| p.verdict.as_str().to_string());
-                if previous.as_ref().map(|(v, _)| v) == current.as_ref() {
-                    continue;
-                }
                 let detail = format!(
                     "RPO exposure {} against a target of {:.0}s{}",
                     p.exposure_seconds.map(|e| format!("{e:.0}s")).unwrap_or_else(|| "unbounded (nothing recoverable)".into()),
                     p.target_seconds,
                     l.problem.as_deref().map(|x| format!("; {x}")).unwrap_or_default()
                 );
-                let subject = Subject {
-                    plan: &status.plan,
-                    cell: &cell.cell,
-                    tier: &cell.tier,
-                    location: &l.location,
-                    system,
-                    detail,
-                    url: &c.cfg.public_url,
-                };
-                if let Some((old, since)) = &previous {
-                    batch.push(subject.alert(old, since, Some(&ts(now))));
-                }
-                if let Some(v) = &current {
-                    batch.push(subject.alert(v, &ts(now), None));
-                }
-                changes.push((cell.cell.clone(), l.location.clone(), system.to_string(), current));
+                subjects.push((&l.location, system, p.verdict, detail));
             }
+        }
+        if let Some(d) = &cell.drills {
+            let detail = format!(
+                "no passing drill within its period of {:.1} days (newest passing: {}; newest drill: {} {})",
+                d.period_seconds / 86400.0,
+                d.last_passed.as_deref().unwrap_or("never"),
+                d.last_verdict.as_deref().unwrap_or("none"),
+                d.last_report.as_deref().unwrap_or("")
+            );
+            subjects.push(("all", "drill", d.verdict, detail));
+        }
+        for (location, system, verdict, detail) in subjects {
+            let previous = c.store.alert(&cell.cell, location, system)?;
+            let current = (verdict != Verdict::Ok).then(|| verdict.as_str().to_string());
+            if previous.as_ref().map(|(v, _)| v) == current.as_ref() {
+                continue;
+            }
+            let subject = Subject { plan: &status.plan, cell: &cell.cell, tier: &cell.tier, location, system, detail, url: &c.cfg.public_url };
+            if let Some((old, since)) = &previous {
+                batch.push(subject.alert(old, since, Some(&ts(now))));
+            }
+            if let Some(v) = &current {
+                batch.push(subject.alert(v, &ts(now), None));
+            }
+            changes.push((cell.cell.clone(), location.to_string(), system.to_string(), current));
         }
     }
     if batch.is_empty() {

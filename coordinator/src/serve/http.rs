@@ -26,6 +26,7 @@ pub fn router(c: Arc<Coordinator>) -> Router {
         .route("/v1/status", get(status))
         .route("/v1/runs", get(runs).post(start_run))
         .route("/v1/runs/{id}", get(run))
+        .route("/reports/{cell}/{name}", get(stored_report))
         .route("/metrics", get(metrics))
         .fallback(|| async { error(StatusCode::NOT_FOUND, "no such endpoint") })
         .with_state(c)
@@ -125,16 +126,47 @@ async fn start_run(State(c): State<Arc<Coordinator>>, ConnectInfo(peer): Connect
     }
 }
 
-fn escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
-}
+use crate::report::html::esc as escape;
 
 fn badge(v: Verdict) -> String {
     format!("<span class=\"{0}\">{0}</span>", v.as_str())
 }
 
+/// A stored report (JSON or its HTML page), read from the cell's repository through its agent.
+async fn stored_report(State(c): State<Arc<Coordinator>>, Path((cell, name)): Path<(String, String)>) -> Response {
+    let Some(agent) = c.agents.get(&cell) else {
+        return error(StatusCode::NOT_FOUND, format!("no cell {cell} in plan {}", c.plan.name));
+    };
+    match agent.report(&name).await {
+        Ok(bytes) => {
+            let kind = if name.ends_with(".html") { "text/html; charset=utf-8" } else { "application/json" };
+            ([(header::CONTENT_TYPE, kind)], bytes).into_response()
+        }
+        Err(e) => error(StatusCode::BAD_GATEWAY, format!("{e:#}")),
+    }
+}
+
+/// Each cell's newest drills, as a table with links to their reports.
+fn drill_rows(c: &Coordinator) -> anyhow::Result<String> {
+    use std::fmt::Write as _;
+    let mut rows = String::new();
+    for cell in &c.plan.cells {
+        for d in c.store.drills(&cell.name)?.iter().take(5) {
+            let r = d.report.as_ref();
+            let n = |k: &str| human(r.and_then(|r| r["demonstrated"][k].as_f64()));
+            let link = r
+                .and_then(|r| Some(format!("{:06}-{}", r["chain"]["sequence"].as_u64()?, r["report_id"].as_str()?)))
+                .map(|f| format!("<a href=\"/reports/{0}/{1}.html\">report</a> · <a href=\"/reports/{0}/{1}.json\">signed JSON</a>", escape(&cell.name), escape(&f)))
+                .unwrap_or_else(|| "no report".into());
+            let verdict = if d.passed { "<span class=\"ok\">passed</span>" } else { "<span class=\"breached\">failed</span>" };
+            let _ = write!(rows, "<tr><td>{}</td><td>{}</td><td>{verdict}</td><td>{}</td><td>{}</td><td>{link}</td></tr>", escape(&cell.name), crate::store::ts(d.finished), n("rto_seconds"), n("rpo_seconds"));
+        }
+    }
+    Ok(rows)
+}
+
 /// The status table for people: a self-contained page, refreshed every 15 s.
-fn render_page(s: &Status) -> String {
+fn render_page(s: &Status, drills: &str) -> String {
     use std::fmt::Write as _;
     let mut rows = String::new();
     for c in &s.cells {
@@ -168,7 +200,10 @@ body{{font-family:system-ui,sans-serif;margin:2em}} table{{border-collapse:colla
 th{{background:#f3f3f3;text-align:left}} .ok{{color:#080}} .at-risk{{color:#b60;font-weight:bold}} .breached{{color:#c00;font-weight:bold}}
 </style></head><body><h1>Lifeboat · plan {plan} {verdict}</h1><p>Computed {at} (UTC). RPO exposure is now minus the newest point each location can recover to.</p>
 <table><tr><th>Cell</th><th>Location</th><th>Postgres exposure / RPO</th><th>Kafka exposure / RPO</th><th>Copy lag</th><th>Problem</th></tr>{rows}</table>
+<h2>Drills</h2><p>Restore success rate over the last 365 days: {rate}.</p>
+<table><tr><th>Cell</th><th>Finished</th><th>Verdict</th><th>RTO</th><th>RPO</th><th>Report</th></tr>{drills}</table>
 <p><a href="/v1/status">JSON</a> · <a href="/v1/runs">runs</a> · <a href="/metrics">metrics</a></p></body></html>"#,
+        rate = s.drill_success_rate.map(|r| format!("{:.1} %", r * 100.0)).unwrap_or_else(|| "no drills yet".into()),
         plan = escape(&s.plan),
         verdict = badge(s.verdict),
         at = escape(&s.computed_at),
@@ -176,8 +211,8 @@ th{{background:#f3f3f3;text-align:left}} .ok{{color:#080}} .at-risk{{color:#b60;
 }
 
 async fn page(State(c): State<Arc<Coordinator>>) -> Response {
-    match c.status() {
-        Ok(s) => Html(render_page(&s)).into_response(),
+    match c.status().and_then(|s| Ok((s, drill_rows(&c)?))) {
+        Ok((s, drills)) => Html(render_page(&s, &drills)).into_response(),
         Err(e) => internal(e),
     }
 }

@@ -1,6 +1,8 @@
 //! The coordinator's Prometheus metrics: RPO exposure and verdict per cell,
 //! location and system, geo-copy lag, last successful backup per kind, runs
-//! by kind and outcome with durations, scheduling latency, overdue runs.
+//! by kind and outcome with durations, scheduling latency, overdue runs;
+//! per cell the last drill's demonstrated RTO and RPO, the time since its
+//! last passing drill, its restore success rate and drill verdict.
 //! Labels are names from the plan; never URLs or secrets.
 
 use std::sync::atomic::AtomicU64;
@@ -27,6 +29,11 @@ struct Exposure {
 struct CellLocation {
     cell: String,
     location: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Cell {
+    cell: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -59,6 +66,19 @@ pub struct Metrics {
     durations: Family<KindOutcome, Histogram>,
     latency: Histogram,
     overdue: Family<Kind, Counter>,
+    drill_rto: Family<Cell, FloatGauge>,
+    drill_rpo: Family<Cell, FloatGauge>,
+    drill_since_pass: Family<Cell, FloatGauge>,
+    drill_success: Family<Cell, FloatGauge>,
+    drill_verdict: Family<Cell, Gauge>,
+}
+
+fn verdict_number(v: Verdict) -> i64 {
+    match v {
+        Verdict::Ok => 0,
+        Verdict::AtRisk => 1,
+        Verdict::Breached => 2,
+    }
 }
 
 fn duration_histogram() -> Histogram {
@@ -79,6 +99,11 @@ impl Metrics {
             // 1 ms to about 33 s.
             latency: Histogram::new(exponential_buckets(0.001, 2.0, 16)),
             overdue: Family::default(),
+            drill_rto: Family::default(),
+            drill_rpo: Family::default(),
+            drill_since_pass: Family::default(),
+            drill_success: Family::default(),
+            drill_verdict: Family::default(),
         };
         {
             let mut r = m.registry.lock().expect("metrics registry");
@@ -92,6 +117,11 @@ impl Metrics {
             l.register("run_duration_seconds", "Run time from submission to outcome", m.durations.clone());
             l.register("scheduler_latency_seconds", "From a run's scheduled instant to its submission to the agent", m.latency.clone());
             l.register("runs_overdue", "Runs still going past their window", m.overdue.clone());
+            l.register("drill_demonstrated_rto_seconds", "The newest drill's time to a restored, checked environment", m.drill_rto.clone());
+            l.register("drill_demonstrated_rpo_seconds", "The newest drill's target minus the Postgres point recovered", m.drill_rpo.clone());
+            l.register("drill_since_last_pass_seconds", "Time since the cell's newest passing drill (+Inf: none)", m.drill_since_pass.clone());
+            l.register("drill_success_ratio", "Passing drills over all drills of the last 365 days", m.drill_success.clone());
+            l.register("drill_verdict", "0 a passing drill within the period, 1 at risk, 2 breached", m.drill_verdict.clone());
         }
         m
     }
@@ -127,16 +157,25 @@ impl Metrics {
                     // Nothing recoverable: exposure is unbounded; +Inf says so.
                     self.exposure.get_or_create(&labels).set(p.exposure_seconds.unwrap_or(f64::INFINITY));
                     self.target.get_or_create(&labels).set(p.target_seconds);
-                    let v = match p.verdict {
-                        Verdict::Ok => 0,
-                        Verdict::AtRisk => 1,
-                        Verdict::Breached => 2,
-                    };
-                    self.verdict.get_or_create(&labels).set(v);
+                    self.verdict.get_or_create(&labels).set(verdict_number(p.verdict));
                 }
                 if let Some(lag) = l.copy_lag_seconds {
                     self.copy_lag.get_or_create(&CellLocation { cell: c.cell.clone(), location: l.location.clone() }).set(lag);
                 }
+            }
+            if let Some(d) = &c.drills {
+                let cell = Cell { cell: c.cell.clone() };
+                if let Some(v) = d.rto_seconds {
+                    self.drill_rto.get_or_create(&cell).set(v);
+                }
+                if let Some(v) = d.rpo_seconds {
+                    self.drill_rpo.get_or_create(&cell).set(v);
+                }
+                self.drill_since_pass.get_or_create(&cell).set(d.since_passed_seconds.unwrap_or(f64::INFINITY));
+                if let Some(v) = d.success_rate {
+                    self.drill_success.get_or_create(&cell).set(v);
+                }
+                self.drill_verdict.get_or_create(&cell).set(verdict_number(d.verdict));
             }
         }
     }

@@ -57,6 +57,12 @@ pub struct ServeArgs {
     /// Runs in flight per cell.
     #[arg(long, default_value_t = 2)]
     pub cell_concurrency: usize,
+    /// The key drill reports are signed with (report-signing.key from `report keygen`); without it no drill runs.
+    #[arg(long, env = "LIFEBOAT_REPORT_SIGNING_KEY")]
+    pub signing_key: Option<PathBuf>,
+    /// Also keep every cell's chain of reports (JSON and HTML) under DIR/<cell>/.
+    #[arg(long)]
+    pub reports: Option<PathBuf>,
 }
 
 pub struct Config {
@@ -66,6 +72,9 @@ pub struct Config {
     pub cell_concurrency: usize,
     pub webhooks: Vec<String>,
     pub public_url: String,
+    /// Signs drill reports (None: drills are refused).
+    pub signer: Option<crate::report::keys::Signer>,
+    pub reports: Option<PathBuf>,
 }
 
 pub struct Coordinator {
@@ -103,8 +112,13 @@ impl Coordinator {
     /// The status of every cell now, from the stored recovery points.
     pub fn status(&self) -> Result<Status> {
         let problems = self.agent_problems.lock().expect("agent problems").clone();
+        let since = self.store.created()?;
         compliance::status(&self.plan, Utc::now(), |cell| {
-            Ok((self.store.recovery(&cell.name)?, problems.get(&cell.name).cloned().flatten()))
+            Ok(compliance::CellInput {
+                recovery: self.store.recovery(&cell.name)?,
+                problem: problems.get(&cell.name).cloned().flatten(),
+                drills: Some((self.store.drills(&cell.name)?, since)),
+            })
         })
     }
 
@@ -153,6 +167,14 @@ pub async fn run(args: ServeArgs) -> Result<()> {
             cell_concurrency: args.cell_concurrency,
             webhooks: args.webhooks.clone(),
             public_url: format!("http://{address}/"),
+            signer: match &args.signing_key {
+                Some(k) => Some(crate::report::keys::Signer::from_file(k)?),
+                None => {
+                    tracing::warn!("no --signing-key: drills cannot sign their reports and will not run");
+                    None
+                }
+            },
+            reports: args.reports.clone(),
         },
         plan,
         store,

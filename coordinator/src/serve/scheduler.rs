@@ -38,14 +38,28 @@ pub fn duties(cell: &CellPlan) -> Vec<(&'static str, &str)> {
     if cell.kafka_topics.is_some() {
         out.extend([("kafka-snapshot", s.kafka_snapshot.as_str()), ("kafka-retention", s.retention.as_str())]);
     }
+    out.push(("drill", s.drill.as_str()));
     out
 }
 
 /// Run kinds an operator may start.
-pub const OPERATOR_KINDS: [&str; 5] = ["pg-full", "pg-incremental", "kafka-snapshot", "pg-retention", "kafka-retention"];
+pub const OPERATOR_KINDS: [&str; 6] = ["pg-full", "pg-incremental", "kafka-snapshot", "pg-retention", "kafka-retention", "drill"];
+
+/// Scheduled (and coordinator-run) drills: a random instant of the last day, from the primary.
+fn drill_request(trigger: &str) -> crate::drill::DrillRequest {
+    crate::drill::DrillRequest {
+        target: lifeboat_drill::spec::DrillTarget::RandomRecent { within: "24h".into() },
+        from_location: None,
+        fallback_location: None,
+        initiator: format!("coordinator ({trigger})"),
+    }
+}
 
 /// The agent job that does a run of `kind` for `cell`.
-pub fn job_spec(kind: &str, cell: &CellPlan) -> Option<Value> {
+pub fn job_spec(plan: &Plan, kind: &str, cell: &CellPlan) -> Option<Value> {
+    if kind == "drill" {
+        return crate::drill::job_body(plan, cell, &drill_request("schedule")).ok();
+    }
     let days = |d: std::time::Duration| format!("{}s", d.as_secs());
     Some(match kind {
         "pg-full" => json!({ "kind": "pg-backup" }),
@@ -114,7 +128,12 @@ pub async fn dispatch(c: &Coordinator, now: DateTime<Utc>) -> Result<()> {
             c.store.finish(run.id, "failed", Some("the cell is no longer in the plan"), None, now)?;
             continue;
         };
-        let Some(spec) = job_spec(&run.kind, cell) else {
+        if run.kind == "drill" && c.cfg.signer.is_none() {
+            c.store.finish(run.id, "failed", Some("this coordinator has no --signing-key, so a drill could not sign its report; start it with one"), None, now)?;
+            c.metrics.finished(&run.kind, "failed", None);
+            continue;
+        }
+        let Some(spec) = job_spec(&c.plan, &run.kind, cell) else {
             c.store.finish(run.id, "failed", Some(&format!("unknown run kind {}", run.kind)), None, now)?;
             continue;
         };
@@ -163,11 +182,9 @@ pub async fn poll(c: &Coordinator, now: DateTime<Utc>) -> Result<()> {
     for ((run, _, job_id), answer) in submitted.into_iter().zip(answers) {
         let outcome = match answer {
             Ok(JobLookup::Found(job)) if job["state"] == "succeeded" => Ok(job),
-            Ok(JobLookup::Found(job)) if job["state"] == "failed" => {
-                Err(job["error"].as_str().unwrap_or("the job failed without a message").to_string())
-            }
+            Ok(JobLookup::Found(job)) if job["state"] == "failed" => Err(DrillRan(job)),
             Ok(JobLookup::Found(_)) => continue,
-            Ok(JobLookup::Unknown) => Err(format!("the agent no longer knows job {job_id} (its journal was lost)")),
+            Ok(JobLookup::Unknown) => Err(Failed(format!("the agent no longer knows job {job_id} (its journal was lost)"))),
             Err(e) => {
                 tracing::debug!(cell = %run.cell, run = run.id, "{e:#}");
                 continue;
@@ -175,6 +192,16 @@ pub async fn poll(c: &Coordinator, now: DateTime<Utc>) -> Result<()> {
         };
         let now = Utc::now();
         let took = run.submitted_at.as_deref().and_then(|s| parse_ts(s).ok()).map(|s| (now - s).num_milliseconds() as f64 / 1000.0);
+        // A drill that ran (passed or failed) ends in a signed report, never a retry.
+        let outcome = match outcome {
+            Ok(job) | Err(DrillRan(job)) if run.kind == "drill" && !job["result"].is_null() => {
+                conclude_drill(c, &run, &job, took).await?;
+                continue;
+            }
+            Err(DrillRan(job)) => Err(job["error"].as_str().unwrap_or("the job failed without a message").to_string()),
+            Ok(job) => Ok(job),
+            Err(Failed(e)) => Err(e),
+        };
         match outcome {
             Ok(job) => {
                 c.store.finish(run.id, "succeeded", None, Some(&job["result"]), now)?;
@@ -195,6 +222,50 @@ pub async fn poll(c: &Coordinator, now: DateTime<Utc>) -> Result<()> {
                 c.store.finish(run.id, "failed", Some(&error), None, now)?;
                 c.metrics.finished(&run.kind, "failed", took);
             }
+        }
+    }
+    Ok(())
+}
+
+/// How a job ended badly: with its record (a failed job; a drill's may
+/// still carry an outcome), or without one.
+enum Ended {
+    DrillRan(Value),
+    Failed(String),
+}
+use Ended::{DrillRan, Failed};
+
+/// A drill job ended with an outcome: sign and store its report; the run
+/// succeeds when the drill passed, fails (without retry) when it did not.
+async fn conclude_drill(c: &Coordinator, run: &Run, job: &Value, took: Option<f64>) -> Result<()> {
+    let now = Utc::now();
+    let (Some(cell), Some(agent), Some(signer)) = (c.plan.cells.iter().find(|x| x.name == run.cell), c.agents.get(&run.cell), c.cfg.signer.as_ref()) else {
+        c.store.finish(run.id, "failed", Some("the cell or the signing key is gone"), None, now)?;
+        return Ok(());
+    };
+    let done = crate::drill::Concluding {
+        job,
+        started: run.submitted_at.clone().unwrap_or_else(|| crate::store::ts(now)),
+        source: None,
+        initiator: format!("coordinator ({})", run.trigger),
+    };
+    match crate::drill::conclude(&c.plan, cell, agent, &done, signer, c.cfg.reports.as_deref()).await {
+        Ok(d) => {
+            let passed = d.report.verdict == "passed";
+            let result = json!({ "report": d.report, "json": d.json_path, "html": d.html_path });
+            let error = (!passed).then(|| format!("the drill failed: {} errors (report {})", d.report.errors, d.report.file_name()));
+            c.store.finish(run.id, if passed { "succeeded" } else { "failed" }, error.as_deref(), Some(&result), now)?;
+            c.metrics.finished(&run.kind, if passed { "succeeded" } else { "failed" }, took);
+            if passed {
+                c.metrics.last_success(&run.cell, &run.kind, now);
+            }
+            tracing::info!(cell = %run.cell, run = run.id, verdict = %d.report.verdict, report = %d.report.file_name(), "drill reported");
+        }
+        Err(e) => {
+            // The report could not be stored: the run failed; the next drill tries again.
+            tracing::error!(cell = %run.cell, run = run.id, "drill report: {e:#}");
+            c.store.finish(run.id, "failed", Some(&format!("the drill ran but its report could not be stored: {e:#}")), Some(job), now)?;
+            c.metrics.finished(&run.kind, "failed", took);
         }
     }
     Ok(())
