@@ -139,7 +139,12 @@ say "the coordinator on the demo plan (lifeboat serve), with its state in SQLite
 reports="$PWD/.lifeboat-run/demo-reports/$(date -u +%Y%m%dT%H%M%SZ)"
 mkdir -p "$reports"
 "$lifeboat" report keygen --out-dir "$work/keys" >&2
+# The public key is published with the plan (the coordinator refuses a
+# signing key the plan does not publish) and left next to the reports.
 cp "$work/keys/report-signing.pub" "$reports/"
+cp "$work/keys/report-signing.pub" "$work/plan/"
+sed -i 's|^description = .*|&\nreport_public_key = "report-signing.pub"|' "$work/plan/demo.toml"
+"$lifeboat" plan validate "$work/plan" >&2
 RUST_LOG=info "$lifeboat" serve --plans "$work/plan" --state "$work/coordinator.db" --listen "127.0.0.1:$coordinator" \
   --operator-token-file "$work/operator-token" --poll 2s --signing-key "$work/keys/report-signing.key" --reports "$reports" >"$work/coordinator.out" 2>"$work/coordinator.log" &
 pids+=($!)

@@ -300,3 +300,23 @@ pub fn render(d: &Drilled) -> String {
     out.push('\n');
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn targets_judge_what_was_demonstrated() {
+        let t = Targets { rpo_seconds: 300.0, rto_seconds: 900.0, kafka_rpo_seconds: Some(5400.0) };
+        let outcome = |d: Demonstrated| target_checks(&t, &d).into_iter().map(|i| (i.outcome, i.message)).collect::<Vec<_>>();
+        let all = outcome(Demonstrated { rto_seconds: Some(42.0), rpo_seconds: Some(0.0), kafka_rpo_seconds: Some(10.0) });
+        assert!(all.iter().all(|(o, _)| o == PASSED), "{all:?}");
+        // A missing WAL segment: the RPO demonstrated is worse than the tier's.
+        let late = outcome(Demonstrated { rto_seconds: Some(42.0), rpo_seconds: Some(301.5), kafka_rpo_seconds: Some(10.0) });
+        assert_eq!(late[1].0, FAILED);
+        assert!(late[1].1.as_deref().unwrap().contains("301.5 s, over the target of 300 s"), "{late:?}");
+        // Nothing recovered at all.
+        let none = outcome(Demonstrated { rto_seconds: Some(42.0), rpo_seconds: Some(f64::INFINITY), kafka_rpo_seconds: None });
+        assert_eq!((none[1].0.as_str(), none[2].0.as_str()), (FAILED, FAILED));
+    }
+}

@@ -44,6 +44,8 @@ struct Cli {
 enum Output {
     Text,
     Json,
+    /// `report show`: the report's HTML page (elsewhere the same as text).
+    Html,
 }
 
 #[derive(Debug, Subcommand)]
@@ -131,7 +133,7 @@ enum ReportCommand {
         #[arg(long, env = "LIFEBOAT_PLANS")]
         plans: PathBuf,
     },
-    /// One report: a stored one (--cell, --plans) or a file; as text, JSON or (--html) the HTML page.
+    /// One report: a stored one (--cell, --plans) or a file; as text, JSON or HTML (--output html).
     Show {
         /// A report file, or a stored report's name or id (with --cell).
         report: String,
@@ -139,17 +141,17 @@ enum ReportCommand {
         cell: Option<String>,
         #[arg(long, env = "LIFEBOAT_PLANS")]
         plans: Option<PathBuf>,
-        /// Print the HTML page instead.
-        #[arg(long)]
-        html: bool,
     },
     /// Check signatures and the per-cell hash chain of a report or a directory of them; exit 1 naming each problem.
     Verify {
         /// A report file, or a directory of reports.
         path: PathBuf,
         /// The published public key (report-signing.pub).
+        #[arg(long, required_unless_present = "plans", conflicts_with = "plans")]
+        public_key: Option<PathBuf>,
+        /// Or: the plan directory that publishes it ([plan] report_public_key).
         #[arg(long)]
-        public_key: PathBuf,
+        plans: Option<PathBuf>,
         /// The newest sequence number known to exist (catches removal of the newest reports).
         #[arg(long)]
         expect_sequence: Option<u64>,
@@ -239,7 +241,7 @@ fn operate(output: Output, work: impl std::future::Future<Output = anyhow::Resul
         Ok((value, text, ok)) => {
             match output {
                 Output::Json => println!("{}", serde_json::to_string_pretty(&value).expect("JSON")),
-                Output::Text => print!("{}", if text.ends_with('\n') { text } else { format!("{text}\n") }),
+                Output::Text | Output::Html => print!("{}", if text.ends_with('\n') { text } else { format!("{text}\n") }),
             }
             if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE }
         }
@@ -303,7 +305,7 @@ fn main() -> ExitCode {
             Ok((private, public, key_id)) => {
                 match output {
                     Output::Json => println!("{}", serde_json::json!({ "private_key": private, "public_key": public, "key_id": key_id })),
-                    Output::Text => println!("key {key_id}: signing key {} (keep it secret), public key {} (publish it with the plan)", private.display(), public.display()),
+                    Output::Text | Output::Html => println!("key {key_id}: signing key {} (keep it secret), public key {} (publish it with the plan)", private.display(), public.display()),
                 }
                 ExitCode::SUCCESS
             }
@@ -312,8 +314,15 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
-        Command::Report(ReportCommand::Verify { path, public_key, expect_sequence }) => {
-            let checked = report::keys::Verifier::from_file(&public_key).and_then(|key| {
+        Command::Report(ReportCommand::Verify { path, public_key, plans, expect_sequence }) => {
+            let key_file = match (public_key, plans) {
+                (Some(k), _) => Ok(k),
+                (None, Some(dir)) => serve::load_plan(&dir).and_then(|p| {
+                    p.report_public_key.with_context(|| format!("plan {} publishes no report key ([plan] report_public_key)", p.name))
+                }),
+                (None, None) => Err(anyhow::anyhow!("give --public-key or --plans")),
+            };
+            let checked = key_file.and_then(|f| report::keys::Verifier::from_file(&f)).and_then(|key| {
                 let reports = report::chain::load(&path)?;
                 let mut problems = report::chain::verify(&reports, &key, expect_sequence);
                 if reports.is_empty() {
@@ -325,8 +334,8 @@ fn main() -> ExitCode {
                 Ok((n, problems)) => {
                     match output {
                         Output::Json => println!("{}", serde_json::json!({ "reports": n, "ok": problems.is_empty(), "problems": problems })),
-                        Output::Text if problems.is_empty() => println!("{n} report(s) in {}: signatures and chain valid", path.display()),
-                        Output::Text => {
+                        Output::Text | Output::Html if problems.is_empty() => println!("{n} report(s) in {}: signatures and chain valid", path.display()),
+                        Output::Text | Output::Html => {
                             for p in &problems {
                                 eprintln!("{p}");
                             }
@@ -362,6 +371,7 @@ fn main() -> ExitCode {
                 let cell_plan = plan.cells.iter().find(|c| c.name == cell).with_context(|| format!("no cell {cell} in plan {}", plan.name))?;
                 let agents = serve::agent_clients(&plan)?;
                 let signer = report::keys::Signer::from_file(&signing_key)?;
+                report::keys::check_published(&plan, &signer)?;
                 let target = match target_time {
                     Some(t) => lifeboat_drill::spec::DrillTarget::Time(t),
                     None => lifeboat_drill::spec::DrillTarget::RandomRecent { within },
@@ -392,7 +402,7 @@ fn main() -> ExitCode {
             }
             Ok((serde_json::json!({ "cell": cell, "reports": rows }), text, true))
         }),
-        Command::Report(ReportCommand::Show { report: which, cell, plans, html }) => operate(output, async move {
+        Command::Report(ReportCommand::Show { report: which, cell, plans }) => operate(output, async move {
             let bytes = match (cell, plans) {
                 (Some(cell), Some(plans)) => {
                     let (agent, _) = report_agent(&plans, &cell)?;
@@ -404,7 +414,7 @@ fn main() -> ExitCode {
                 _ => std::fs::read(&which).with_context(|| format!("reading {which} (give --cell and --plans for a stored report)"))?,
             };
             let r: report::Report = serde_json::from_slice(&bytes).context("not a report")?;
-            if html {
+            if output == Output::Html {
                 let page = report::html::render(&r);
                 return Ok((serde_json::Value::String(page.clone()), page, true));
             }
@@ -427,14 +437,14 @@ fn main() -> ExitCode {
             Ok(p) => {
                 match cli.output {
                     Output::Json => println!("{}", serde_json::json!({ "ok": true, "plan": p.name, "cells": p.cells.len() })),
-                    Output::Text => println!("plan {:?} in {} is valid: {} tiers, {} cells", p.name, dir.display(), p.tiers.len(), p.cells.len()),
+                    Output::Text | Output::Html => println!("plan {:?} in {} is valid: {} tiers, {} cells", p.name, dir.display(), p.tiers.len(), p.cells.len()),
                 }
                 ExitCode::SUCCESS
             }
             Err(problems) => {
                 match cli.output {
                     Output::Json => println!("{}", serde_json::json!({ "ok": false, "problems": problems })),
-                    Output::Text => {
+                    Output::Text | Output::Html => {
                         for p in &problems {
                             eprintln!("{p}");
                         }
@@ -448,7 +458,7 @@ fn main() -> ExitCode {
             Ok(p) => {
                 match cli.output {
                     Output::Json => println!("{}", serde_json::to_string_pretty(&p).expect("plans serialise")),
-                    Output::Text => print!("{}", show(&p)),
+                    Output::Text | Output::Html => print!("{}", show(&p)),
                 }
                 ExitCode::SUCCESS
             }

@@ -139,6 +139,16 @@ fn drills_through_the_agent_service_leave_signed_chained_reports() {
     ok(&lifeboat(&["report", "keygen", "--out-dir", keys.to_str().unwrap()]));
     let key = keys.join("report-signing.key");
     let public = keys.join("report-signing.pub");
+    // The plan publishes the public key; a signer with another key is refused.
+    std::fs::copy(&public, plans.join("report-signing.pub")).unwrap();
+    let text = std::fs::read_to_string(plans.join("plan.toml")).unwrap().replacen("description = ", "report_public_key = \"report-signing.pub\"\ndescription = ", 1);
+    std::fs::write(plans.join("plan.toml"), text).unwrap();
+    ok(&lifeboat(&["plan", "validate", plans.to_str().unwrap()]));
+    let other = s.join("other-keys");
+    ok(&lifeboat(&["report", "keygen", "--out-dir", other.to_str().unwrap()]));
+    let refused = lifeboat(&["drill", "run", "--cell", &cell.name, "--plans", plans.to_str().unwrap(), "--signing-key", other.join("report-signing.key").to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success() && err.contains("is not the key plan drills publishes"), "{err}");
     let reports = s.join("reports");
     let drill = |extra: &[&str]| -> (bool, Value) {
         let mut all = vec!["drill", "run", "--cell", &cell.name, "--plans", plans.to_str().unwrap(), "--signing-key", key.to_str().unwrap(), "--reports", reports.to_str().unwrap(), "--output", "json"];
@@ -190,7 +200,7 @@ fn drills_through_the_agent_service_leave_signed_chained_reports() {
 
     // The chain, mirrored locally, verifies offline with the public key alone.
     let dir = reports.join(&cell.name);
-    let out = ok(&lifeboat(&["report", "verify", dir.to_str().unwrap(), "--public-key", public.to_str().unwrap()]));
+    let out = ok(&lifeboat(&["report", "verify", dir.to_str().unwrap(), "--plans", plans.to_str().unwrap()]));
     assert!(out.contains("3 report(s)"), "{out}");
     // Stored in the repository, and geo-copied with it.
     let stored = |root: &Path| -> Vec<String> {

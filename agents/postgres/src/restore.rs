@@ -268,9 +268,13 @@ pub async fn start_and_wait(report: &mut RestoreReport, bindir: &Path, port: u16
         .output()
         .map_err(|e| PgError::Config(format!("running {}: {e}", pg_ctl.display())))?;
     if !out.status.success() {
+        // The server may have died in recovery before pg_ctl stopped waiting: its FATAL line says why.
         let text = std::fs::read_to_string(&log).unwrap_or_default();
         let lines: Vec<&str> = text.lines().collect();
-        let reason = lines[lines.len().saturating_sub(3)..].join(" / ");
+        let reason = match lines.iter().rev().find(|l| l.contains("FATAL")) {
+            Some(fatal) => fatal.to_string(),
+            None => lines[lines.len().saturating_sub(3)..].join(" / "),
+        };
         return Err(PgError::Config(format!("pg_ctl start failed: {reason}; see {}", log.display())));
     }
     let conninfo = format!("host=127.0.0.1 port={port} user=postgres dbname=postgres connect_timeout=5");

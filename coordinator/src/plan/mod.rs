@@ -49,6 +49,8 @@ impl std::fmt::Display for Diagnostic {
 pub struct Plan {
     pub name: String,
     pub description: String,
+    /// The published report key (`[plan] report_public_key`), resolved.
+    pub report_public_key: Option<PathBuf>,
     pub tiers: Vec<TierTarget>,
     pub regions: Vec<RegionDef>,
     pub locations: Vec<LocationDef>,

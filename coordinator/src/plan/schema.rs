@@ -31,6 +31,10 @@ pub struct PlanMeta {
     pub name: String,
     #[serde(default)]
     pub description: String,
+    /// The published key drill reports are verified with (report-signing.pub),
+    /// relative to the plan directory.
+    #[serde(default)]
+    pub report_public_key: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

@@ -129,7 +129,15 @@ fn schedule_of<'a>(
 /// Check `files` and resolve the plan (meaningful only without problems).
 pub fn validate(dir: &Path, files: &[PlanFile]) -> (Plan, Vec<Diagnostic>) {
     let mut check = Check { problems: Vec::new(), files };
-    let mut plan = Plan { name: String::new(), description: String::new(), tiers: vec![], regions: vec![], locations: vec![], cells: vec![] };
+    let mut plan = Plan {
+        name: String::new(),
+        description: String::new(),
+        report_public_key: None,
+        tiers: vec![],
+        regions: vec![],
+        locations: vec![],
+        cells: vec![],
+    };
 
     // Plan metadata and defaults: at most one of each.
     let mut defaults_at: Option<(usize, &schema::Defaults)> = None;
@@ -138,6 +146,13 @@ pub fn validate(dir: &Path, files: &[PlanFile]) -> (Plan, Vec<Diagnostic>) {
             if plan.name.is_empty() {
                 plan.name = meta.name.clone();
                 plan.description = meta.description.clone();
+                if let Some(k) = &meta.report_public_key {
+                    let path = dir.join(k);
+                    match crate::report::keys::Verifier::from_file(&path) {
+                        Ok(_) => plan.report_public_key = Some(path),
+                        Err(e) => check.problems.push(Diagnostic::new(&f.path, 0, format!("report_public_key {k:?}: {e:#}"))),
+                    }
+                }
             } else {
                 check.problems.push(Diagnostic::new(&f.path, 0, "a second [plan] table; give the plan's name in one file".into()));
             }

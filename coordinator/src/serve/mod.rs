@@ -168,7 +168,11 @@ pub async fn run(args: ServeArgs) -> Result<()> {
             webhooks: args.webhooks.clone(),
             public_url: format!("http://{address}/"),
             signer: match &args.signing_key {
-                Some(k) => Some(crate::report::keys::Signer::from_file(k)?),
+                Some(k) => {
+                    let signer = crate::report::keys::Signer::from_file(k)?;
+                    crate::report::keys::check_published(&plan, &signer)?;
+                    Some(signer)
+                }
                 None => {
                     tracing::warn!("no --signing-key: drills cannot sign their reports and will not run");
                     None

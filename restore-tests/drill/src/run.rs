@@ -41,6 +41,9 @@ pub struct DrillEnv {
     pub replay_timeout: Duration,
 }
 
+/// What Postgres logs when the archived WAL ends before a recovery target.
+const NOT_REACHED: &str = "recovery ended before configured recovery target was reached";
+
 fn rfc(t: OffsetDateTime) -> String {
     t.format(&Rfc3339).unwrap_or_default()
 }
@@ -277,9 +280,13 @@ async fn restore_pg(env: &DrillEnv, source: &Source, scratch: &Scratch, target: 
                     "last_transaction": last_tx, "timeline": reached.map(|r| r.timeline), "port": scratch.port }));
                 return Ok(report);
             }
-            Err(e) if matches!(attempt, Target::Time(_)) && e.to_string().contains("before configured recovery target") => {
+            Err(e) if matches!(attempt, Target::Time(_)) && scratch.server_log().contains(NOT_REACHED) => {
                 log.step("replay WAL to the target and promote", WARNING, Some(format!("{e}; recovering everything archived instead")), json!(null));
-                stop_scratch_server(scratch, env);
+                // Postgres has stopped by itself; make sure before the data directory is replaced.
+                if let Err(e) = scratch.stop_server() {
+                    log.step("stop the scratch server", FAILED, Some(e.clone()), json!(null));
+                    return Err(e);
+                }
                 attempt = Target::Latest;
             }
             Err(e) => {
@@ -289,14 +296,6 @@ async fn restore_pg(env: &DrillEnv, source: &Source, scratch: &Scratch, target: 
             }
         }
     }
-}
-
-fn stop_scratch_server(scratch: &Scratch, env: &DrillEnv) {
-    let _ = std::process::Command::new(env.pg_bindir.join("pg_ctl"))
-        .arg("-D")
-        .arg(scratch.data_dir())
-        .args(["-m", "immediate", "stop"])
-        .output();
 }
 
 async fn restore_kafka(

@@ -71,6 +71,16 @@ impl Scratch {
         format!("host=127.0.0.1 port={} user=postgres dbname={database} connect_timeout=10", self.port)
     }
 
+    /// What the scratch server logged (pg_ctl's log, next to the data directory).
+    pub fn server_log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("pgdata.postgres.log")).unwrap_or_default()
+    }
+
+    /// Stop the scratch server if it runs.
+    pub fn stop_server(&self) -> Result<(), String> {
+        stop_server(&self.data_dir(), &self.pg_bindir)
+    }
+
     fn ledger(&self, root: &Path) -> PathBuf {
         root.join(format!("{}.drill.json", self.id))
     }
@@ -79,7 +89,7 @@ impl Scratch {
     /// not be removed (empty: all gone, ledger removed too).
     pub async fn remove(&self, root: &Path) -> Vec<String> {
         let mut problems = Vec::new();
-        if let Err(e) = stop_server(&self.data_dir(), &self.pg_bindir) {
+        if let Err(e) = self.stop_server() {
             problems.push(e);
         }
         if self.dir.exists() {
