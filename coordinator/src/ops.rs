@@ -175,6 +175,10 @@ pub fn render_run(r: &Value) -> String {
     if let Some(id) = r["result"]["backup_id"].as_str().or(r["result"]["snapshot_id"].as_str()) {
         out.push_str(&format!("; {id}"));
     }
+    let report = &r["result"]["report"];
+    if let (Some(verdict), Some(seq)) = (report["verdict"].as_str(), report["chain"]["sequence"].as_u64()) {
+        out.push_str(&format!("; drill {verdict}, report {seq:06}-{}", report["report_id"].as_str().unwrap_or("?")));
+    }
     if let Some(e) = r["error"].as_str() {
         out.push_str(&format!("\n  error: {e}"));
     }
