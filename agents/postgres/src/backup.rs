@@ -92,7 +92,11 @@ pub fn pgdata_filter(rel: &str) -> Filter {
         "current_logfiles",
     ];
     let name = rel.rsplit('/').next().unwrap_or(rel);
-    if EMPTY_DIRS.contains(&rel) {
+    let tablespace = rel.strip_prefix("pg_tblspc/").is_some_and(|oid| !oid.is_empty() && oid.bytes().all(|b| b.is_ascii_digit()));
+    if tablespace {
+        // A tablespace outside the data directory: its contents, not the link.
+        Filter::Follow
+    } else if EMPTY_DIRS.contains(&rel) {
         Filter::EmptyDir
     } else if EXCLUDED.contains(&rel) || name.starts_with("pgsql_tmp") || name == "pg_internal.init" {
         Filter::Exclude

@@ -60,6 +60,12 @@ pub struct RestoreRequest {
     /// Restore over an existing data directory, keeping files whose
     /// content already matches the backup.
     pub delta: bool,
+    /// Where tablespaces outside the data directory go, by OID (wins over `tablespaces_under`).
+    pub tablespace_map: Vec<(String, PathBuf)>,
+    /// Put every tablespace at `DIR/<oid>` (scratch restores, drills).
+    /// Without either, a tablespace goes back to its original location,
+    /// which must be empty.
+    pub tablespaces_under: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -132,6 +138,15 @@ fn choose(backups: Vec<(Manifest, PgDetails)>, req: &RestoreRequest) -> Result<(
 pub async fn restore(repo: &Repository, req: &RestoreRequest) -> Result<RestoreReport, PgError> {
     let (manifest, details) = choose(list_backups(repo, &req.cell).await?, req)?;
     let latest = check_wal_reaches(repo, &req.cell, &details, &req.target).await?;
+    let places = match &details.tablespace_map {
+        Some(map) => tablespace_places(req, &manifest.id, map)?,
+        None => Vec::new(),
+    };
+    if req.delta && details.tablespace_map.is_some() {
+        return Err(PgError::Config(
+            "this cluster has tablespaces outside the data directory; a delta restore cannot place them yet: restore into an empty directory".into(),
+        ));
+    }
     let summary = if req.delta {
         if req.to.join("postmaster.pid").exists() {
             return Err(PgError::Config(format!(
@@ -150,8 +165,9 @@ pub async fn restore(repo: &Repository, req: &RestoreRequest) -> Result<RestoreR
     std::fs::set_permissions(&req.to, std::os::unix::fs::PermissionsExt::from_mode(0o700))
         .map_err(|e| io("setting mode 0700", e))?;
     std::fs::write(req.to.join("backup_label"), &details.backup_label).map_err(|e| io("writing backup_label", e))?;
-    if let Some(map) = &details.tablespace_map {
-        std::fs::write(req.to.join("tablespace_map"), map).map_err(|e| io("writing tablespace_map", e))?;
+    if !places.is_empty() {
+        let placed = place_tablespaces(req, &manifest.id, &places)?;
+        std::fs::write(req.to.join("tablespace_map"), placed).map_err(|e| io("writing tablespace_map", e))?;
     }
     std::fs::write(req.to.join("recovery.signal"), "").map_err(|e| io("writing recovery.signal", e))?;
     let mut settings = String::from("\n# ---- added by lifeboat-agent pg restore ----\n");
@@ -176,6 +192,86 @@ pub async fn restore(repo: &Repository, req: &RestoreRequest) -> Result<RestoreR
         bytes_reused: summary.reused_bytes,
         reached: None,
     })
+}
+
+/// Where each tablespace of `map` (the backup's `tablespace_map`) goes:
+/// `(oid, original location, destination)`. Checked before anything is
+/// written: a destination must be empty (the original usually is not:
+/// the source cluster still uses it).
+fn tablespace_places(req: &RestoreRequest, backup: &str, map: &str) -> Result<Vec<(String, String, PathBuf)>, PgError> {
+    let mut places = Vec::new();
+    for line in map.lines().filter(|l| !l.trim().is_empty()) {
+        let (oid, original) = line.split_once(' ').ok_or_else(|| PgError::Config(format!("backup {backup}: unreadable tablespace_map line {line:?}")))?;
+        let dest = match (req.tablespace_map.iter().find(|(o, _)| o == oid), &req.tablespaces_under) {
+            (Some((_, d)), _) => d.clone(),
+            (None, Some(under)) => under.join(oid),
+            (None, None) => PathBuf::from(original),
+        };
+        if let Ok(mut existing) = std::fs::read_dir(&dest) {
+            if existing.next().is_some() {
+                return Err(PgError::Config(format!(
+                    "tablespace {oid} ({original}) would be restored to {}, which is not empty (does the original cluster still use it?); give --tablespace-map {oid}=DIR or --tablespaces-under DIR",
+                    dest.display()
+                )));
+            }
+        }
+        places.push((oid.to_string(), original.to_string(), dest));
+    }
+    Ok(places)
+}
+
+/// Move each tablespace's restored contents (`pg_tblspc/<oid>/`, as the
+/// backup stored them) to its place, link it there as Postgres does, and
+/// return the `tablespace_map` naming the new places.
+fn place_tablespaces(req: &RestoreRequest, backup: &str, places: &[(String, String, PathBuf)]) -> Result<String, PgError> {
+    let mut placed = String::new();
+    for (oid, original, dest) in places {
+        let link = req.to.join("pg_tblspc").join(oid);
+        let fail = |what: String| PgError::Config(format!("tablespace {oid} ({original}): {what}"));
+        let meta = std::fs::symlink_metadata(&link).map_err(|e| fail(format!("{} is missing from the restore: {e}", link.display())))?;
+        if !meta.is_dir() {
+            return Err(fail(format!(
+                "backup {backup} holds only a link to it, not its contents (it was taken before Lifeboat followed tablespaces); restore from a newer backup"
+            )));
+        }
+        std::fs::create_dir_all(dest).map_err(|e| fail(format!("creating {}: {e}", dest.display())))?;
+        std::fs::set_permissions(dest, std::os::unix::fs::PermissionsExt::from_mode(0o700)).map_err(|e| fail(format!("{}: {e}", dest.display())))?;
+        for entry in std::fs::read_dir(&link).map_err(|e| fail(format!("{}: {e}", link.display())))? {
+            let entry = entry.map_err(|e| fail(format!("{}: {e}", link.display())))?;
+            move_tree(&entry.path(), &dest.join(entry.file_name())).map_err(|e| fail(format!("moving into {}: {e}", dest.display())))?;
+        }
+        std::fs::remove_dir(&link).map_err(|e| fail(format!("{}: {e}", link.display())))?;
+        std::os::unix::fs::symlink(dest, &link).map_err(|e| fail(format!("linking {}: {e}", link.display())))?;
+        let _ = writeln!(placed, "{oid} {}", dest.display());
+    }
+    Ok(placed)
+}
+
+/// Rename, or copy and remove when `to` is on another file system.
+fn move_tree(from: &Path, to: &Path) -> std::io::Result<()> {
+    match std::fs::rename(from, to) {
+        Err(e) if e.raw_os_error() == Some(libc_exdev()) => {
+            let meta = std::fs::symlink_metadata(from)?;
+            if meta.is_dir() {
+                std::fs::create_dir(to)?;
+                std::fs::set_permissions(to, meta.permissions())?;
+                for entry in std::fs::read_dir(from)? {
+                    let entry = entry?;
+                    move_tree(&entry.path(), &to.join(entry.file_name()))?;
+                }
+                std::fs::remove_dir(from)
+            } else {
+                std::fs::copy(from, to)?;
+                std::fs::remove_file(from)
+            }
+        }
+        other => other,
+    }
+}
+
+/// EXDEV: a rename across file systems.
+const fn libc_exdev() -> i32 {
+    18
 }
 
 /// The WAL from the backup's start must be unbroken; an LSN target must lie
@@ -245,9 +341,16 @@ pub async fn start_and_wait(report: &mut RestoreReport, bindir: &Path, port: u16
     let pg_ctl = bindir.join("pg_ctl");
     let opts = format!("-p {port} -c listen_addresses=127.0.0.1 -c unix_socket_directories=''");
     let mut cmd = if as_root {
-        let status = std::process::Command::new("chown").args(["-R", "postgres:postgres"]).arg(&data).status();
-        if !status.map(|s| s.success()).unwrap_or(false) {
-            return Err(PgError::Config(format!("could not hand {} to the postgres user", data.display())));
+        // The data directory, and the tablespaces its pg_tblspc links lead to.
+        let mut owned = vec![data.clone()];
+        if let Ok(links) = std::fs::read_dir(data.join("pg_tblspc")) {
+            owned.extend(links.flatten().filter_map(|l| std::fs::read_link(l.path()).ok()));
+        }
+        for path in owned {
+            let status = std::process::Command::new("chown").args(["-R", "postgres:postgres"]).arg(&path).status();
+            if !status.map(|s| s.success()).unwrap_or(false) {
+                return Err(PgError::Config(format!("could not hand {} to the postgres user", path.display())));
+            }
         }
         let _ = std::fs::File::create(&log);
         let _ = std::process::Command::new("chown").arg("postgres:postgres").arg(&log).status();

@@ -33,6 +33,9 @@ pub enum Filter {
     Exclude,
     /// Keep the directory itself, empty (e.g. Postgres' `pg_wal`).
     EmptyDir,
+    /// A symlink to a directory stored as that directory, with its contents
+    /// (Postgres' `pg_tblspc/<oid>`: tablespaces outside the data directory).
+    Follow,
 }
 
 /// A filter that includes everything.
@@ -68,7 +71,13 @@ fn walk(root: &Path, filter: fn(&str) -> Filter) -> Result<(Vec<Entry>, Vec<Path
                 Err(e) if e.kind() == io::ErrorKind::NotFound => continue, // vanished while walking
                 other => other,
             };
-            let meta = meta.map_err(RepoError::io(format!("reading {}", item.path().display())))?;
+            let mut meta = meta.map_err(RepoError::io(format!("reading {}", item.path().display())))?;
+            if decision == Filter::Follow && meta.file_type().is_symlink() {
+                meta = fs::metadata(item.path()).map_err(RepoError::io(format!("following {}", item.path().display())))?;
+                if !meta.is_dir() {
+                    return Err(RepoError::Invalid(format!("{} does not lead to a directory", item.path().display())));
+                }
+            }
             let mode = meta.permissions().mode() & 0o7777;
             let ft = meta.file_type();
             if ft.is_dir() {

@@ -237,8 +237,10 @@ async fn restore_pg(env: &DrillEnv, source: &Source, scratch: &Scratch, target: 
     let mut attempt = Target::Time(target);
     loop {
         let data = scratch.data_dir();
-        if data.exists() {
-            std::fs::remove_dir_all(&data).map_err(|e| format!("clearing {}: {e}", data.display()))?;
+        for dir in [data.clone(), scratch.dir.join("tablespaces")] {
+            if dir.exists() {
+                std::fs::remove_dir_all(&dir).map_err(|e| format!("clearing {}: {e}", dir.display()))?;
+            }
         }
         let req = PgRequest {
             cell: env.cell.clone(),
@@ -248,6 +250,8 @@ async fn restore_pg(env: &DrillEnv, source: &Source, scratch: &Scratch, target: 
             restore_command: source.restore_command.clone(),
             no_archive: true,
             delta: false,
+            tablespace_map: Vec::new(),
+            tablespaces_under: Some(scratch.dir.join("tablespaces")),
         };
         let mut report = match pg::restore(&source.repo, &req).await {
             Ok(r) => r,

@@ -118,6 +118,12 @@ pub enum PgCommand {
         /// Postgres server binaries (default: `pg_config --bindir`).
         #[arg(long)]
         pg_bindir: Option<PathBuf>,
+        /// Restore tablespace OID into DIR instead of its original location (repeatable).
+        #[arg(long = "tablespace-map", value_name = "OID=DIR")]
+        tablespace_map: Vec<String>,
+        /// Restore every tablespace into DIR/<oid> (default: its original location, which must be empty).
+        #[arg(long)]
+        tablespaces_under: Option<PathBuf>,
     },
     /// Apply retention to a cell's Postgres backups and the WAL they no longer need:
     /// shows the plan, then deletes (unless --dry-run).
@@ -246,10 +252,27 @@ pub async fn run(global: &Global, cmd: PgCommand) -> Result<ExitCode> {
             });
             Ok(ExitCode::SUCCESS)
         }
-        PgCommand::Restore { repo, cell, to, delta, target, backup, agent_path, no_archive, start, port, pg_bindir } => {
+        PgCommand::Restore { repo, cell, to, delta, target, backup, agent_path, no_archive, start, port, pg_bindir, tablespace_map, tablespaces_under } => {
+            let mut map = Vec::new();
+            for m in &tablespace_map {
+                let Some((oid, dir)) = m.split_once('=').filter(|(o, d)| !o.is_empty() && o.bytes().all(|b| b.is_ascii_digit()) && !d.is_empty()) else {
+                    bail!("--tablespace-map {m:?}: write OID=DIR, e.g. 16384=/srv/restore/ts1 (`pg info --output json` shows each backup's tablespace_map)");
+                };
+                map.push((oid.to_string(), PathBuf::from(dir)));
+            }
             let restore_command = restore_command(global, &repo.url, &cell, agent_path)?;
             let r = open_repo(global, &repo.url).await?;
-            let req = RestoreRequest { cell, to, target: target.target()?, backup, restore_command, no_archive, delta };
+            let req = RestoreRequest {
+                cell,
+                to,
+                target: target.target()?,
+                backup,
+                restore_command,
+                no_archive,
+                delta,
+                tablespace_map: map,
+                tablespaces_under,
+            };
             let mut report = with_progress(&r, "restoring", restore::restore(&r, &req)).await?;
             if start {
                 let bindir = pg_bindir_or_default(pg_bindir)?;

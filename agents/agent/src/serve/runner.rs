@@ -85,7 +85,9 @@ pub fn invocation(agent: &Agent, spec: &JobSpec) -> Result<Invocation, String> {
         JobSpec::PgRestore { to, target, delta } => {
             let root = cfg.restore_root.as_deref().ok_or("this agent takes no restores; start it with --restore-root")?;
             let dir = root.join(relative_dir(to)?);
-            push(&["pg", "restore", "--repo", repo, "--cell", cell, "--to", &dir.display().to_string()]);
+            // Tablespaces stay under the restore root too: next to the data directory.
+            let tablespaces = format!("{}.tablespaces", dir.display());
+            push(&["pg", "restore", "--repo", repo, "--cell", cell, "--to", &dir.display().to_string(), "--tablespaces-under", &tablespaces]);
             if *delta {
                 push(&["--delta"]);
             }
