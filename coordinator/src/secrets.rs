@@ -9,7 +9,7 @@ pub fn resolve(reference: &str, what: &str) -> Result<String> {
     let value = if let Some(name) = reference.strip_prefix("env:") {
         std::env::var(name).with_context(|| format!("{what}: environment variable {name} is not set"))?
     } else if let Some(path) = reference.strip_prefix("file:") {
-        std::fs::read_to_string(path).with_context(|| format!("{what}: reading {path}"))?
+        lifeboat_secrets::read_file(std::path::Path::new(path), what)?
     } else {
         bail!("{what}: `{reference}` is not a secret reference (env:NAME or file:PATH)");
     };

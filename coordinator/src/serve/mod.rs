@@ -84,7 +84,7 @@ pub struct Coordinator {
     pub cfg: Config,
     pub metrics: metrics::Metrics,
     pub http: reqwest::Client,
-    operator_digest: Option<[u8; 32]>,
+    operator_token: Option<lifeboat_secrets::Token>,
     /// Per cell: why the last read of its recovery points failed (None: it worked).
     pub agent_problems: Mutex<HashMap<String, Option<String>>>,
 }
@@ -123,21 +123,15 @@ impl Coordinator {
     }
 
     fn operator_allowed(&self, given: Option<&str>) -> Result<(), &'static str> {
-        use subtle::ConstantTimeEq as _;
-        let Some(want) = &self.operator_digest else {
+        let Some(want) = &self.operator_token else {
             return Err("this coordinator takes no operator commands; start it with --operator-token-file");
         };
         match given {
-            Some(t) if bool::from(digest(t.trim()).ct_eq(want)) => Ok(()),
+            Some(t) if want.matches(t) => Ok(()),
             Some(_) => Err("wrong operator token"),
             None => Err("no bearer token"),
         }
     }
-}
-
-fn digest(token: &str) -> [u8; 32] {
-    use sha2::Digest as _;
-    sha2::Sha256::digest(token.as_bytes()).into()
 }
 
 pub async fn run(args: ServeArgs) -> Result<()> {
@@ -147,14 +141,8 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     if args.max_attempts == 0 || args.cell_concurrency == 0 {
         bail!("--max-attempts and --cell-concurrency must be at least 1");
     }
-    let operator_digest = match &args.operator_token_file {
-        Some(path) => {
-            let token = crate::secrets::resolve(&format!("file:{}", path.display()), "operator token")?;
-            if token.len() < 32 {
-                bail!("the operator token in {} is shorter than 32 characters", path.display());
-            }
-            Some(digest(&token))
-        }
+    let operator_token = match &args.operator_token_file {
+        Some(path) => Some(lifeboat_secrets::Token::from_file(path, "operator token")?),
         None => None,
     };
     let listener = tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("listening on {}", args.listen))?;
@@ -185,7 +173,7 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         agents,
         metrics: metrics::Metrics::new(),
         http: reqwest::Client::new(),
-        operator_digest,
+        operator_token,
         agent_problems: Mutex::default(),
     });
     // Last successes survive restarts in the database; so do their gauges.

@@ -1,7 +1,7 @@
 //! Every request carries `Authorization: Bearer <token>`, the token shared
-//! with the coordinator. Tokens are compared as SHA-256 digests in constant
-//! time; refusals get 401, are counted and logged with the peer's address
-//! (never with what was sent).
+//! with the coordinator (compared by `lifeboat_secrets::Token`: digests, in
+//! constant time); refusals get 401, are counted and logged with the peer's
+//! address (never with what was sent).
 
 use std::sync::Arc;
 
@@ -9,15 +9,9 @@ use axum::extract::{Request, State};
 use axum::http::{header, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use sha2::{Digest, Sha256};
-use subtle::ConstantTimeEq;
 
 use super::listen::Peer;
 use super::Agent;
-
-pub fn digest(token: &str) -> [u8; 32] {
-    Sha256::digest(token.as_bytes()).into()
-}
 
 pub async fn require_token(State(agent): State<Arc<Agent>>, req: Request, next: Next) -> Response {
     let given = req
@@ -26,7 +20,7 @@ pub async fn require_token(State(agent): State<Arc<Agent>>, req: Request, next: 
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
     let reason = match given {
-        Some(token) if bool::from(digest(token.trim()).ct_eq(&agent.token_digest)) => return next.run(req).await,
+        Some(token) if agent.token.matches(token) => return next.run(req).await,
         Some(_) => "wrong token",
         None => "no bearer token",
     };

@@ -6,7 +6,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use clap::Args;
 
 use crate::context::RepoArg;
@@ -72,31 +72,9 @@ fn parse_location(s: &str) -> Result<(String, String), String> {
 }
 
 /// Read a secret file: trimmed, non-empty, and not readable by others.
-pub fn read_secret(path: &std::path::Path, what: &str) -> Result<String> {
-    use std::os::unix::fs::PermissionsExt as _;
-    let meta = std::fs::metadata(path).with_context(|| format!("reading the {what} file {}", path.display()))?;
-    if meta.permissions().mode() & 0o007 != 0 {
-        bail!("the {what} file {} is readable by every user; chmod o-rwx it", path.display());
-    }
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading the {what} file {}", path.display()))?;
-    let secret = text.trim().to_string();
-    if secret.is_empty() {
-        bail!("the {what} file {} is empty", path.display());
-    }
-    Ok(secret)
-}
-
 impl ServeArgs {
-    pub fn token(&self) -> Result<String> {
-        let token = read_secret(&self.token_file, "API token")?;
-        if token.len() < 32 {
-            bail!(
-                "the API token in {} has {} characters; use at least 32 (e.g. `openssl rand -hex 32`)",
-                self.token_file.display(),
-                token.len()
-            );
-        }
-        Ok(token)
+    pub fn token(&self) -> Result<lifeboat_secrets::Token> {
+        lifeboat_secrets::Token::from_file(&self.token_file, "API token")
     }
 
     /// The conninfo handed to backup jobs, with the password from its file.
@@ -108,7 +86,7 @@ impl ServeArgs {
         Ok(Some(match &self.pg_password_file {
             None => conn.clone(),
             Some(path) => {
-                let password = read_secret(path, "Postgres password")?;
+                let password = lifeboat_secrets::read_file(path, "Postgres password")?;
                 format!("{conn} password='{}'", password.replace('\\', "\\\\").replace('\'', "\\'"))
             }
         }))

@@ -39,7 +39,7 @@ pub struct Agent {
     /// The conninfo handed to backup jobs (with the password, if any).
     pub pg_conninfo: Option<String>,
     pub key_file: Option<PathBuf>,
-    token_digest: [u8; 32],
+    token: lifeboat_secrets::Token,
     journal: Mutex<Journal>,
     pub slots: tokio::sync::Semaphore,
     kind_locks: Mutex<HashMap<&'static str, Arc<tokio::sync::Mutex<()>>>>,
@@ -122,7 +122,7 @@ pub async fn run(global: &Global, config: ServeArgs) -> Result<ExitCode> {
     let agent = Arc::new(Agent {
         pg_conninfo,
         key_file: global.key_file.clone(),
-        token_digest: auth::digest(&token),
+        token,
         journal: Mutex::new(journal),
         slots: tokio::sync::Semaphore::new(config.max_jobs),
         kind_locks: Mutex::default(),
