@@ -406,7 +406,7 @@ mod tests {
 
     #[test]
     fn drills_are_due_within_their_period() {
-        let plan = crate::plan::load(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../plans/demo")).unwrap();
+        let plan = crate::plan::tests::demo_plan();
         let cell = &plan.cells[0];
         let at = |s: &str| s.parse::<DateTime<Utc>>().unwrap();
         let now = at("2026-11-27T12:00:00Z");

@@ -79,6 +79,7 @@ fn spec(plan: &Plan, cell: &CellPlan, req: &DrillRequest) -> Result<DrillSpec> {
         location: from,
         fallback_location: fallback,
         database: cell.database.clone(),
+        postgres: cell.postgres,
         kafka: cell.kafka_topics.is_some(),
         checks: cell.smoke_checks.clone(),
     })
@@ -189,7 +190,7 @@ pub async fn conclude(plan: &Plan, cell: &CellPlan, agent: &AgentClient, done: &
             json!({ "agent_job": id }),
         )),
     }
-    report.checks.extend(target_checks(&targets, &report.demonstrated));
+    report.checks.extend(target_checks(&targets, &report.demonstrated, cell.postgres));
     let all = report.steps.iter().chain(&report.checks);
     report.errors = all.clone().filter(|i| i.outcome == FAILED).count() as u32;
     report.warnings = all.filter(|i| i.outcome == WARNING).count() as u32;
@@ -207,7 +208,7 @@ pub async fn conclude(plan: &Plan, cell: &CellPlan, agent: &AgentClient, done: &
 }
 
 /// The demonstrated RTO and RPOs against the tier's targets.
-fn target_checks(t: &Targets, d: &Demonstrated) -> Vec<Item> {
+fn target_checks(t: &Targets, d: &Demonstrated, postgres: bool) -> Vec<Item> {
     let judge = |name: &str, target: f64, shown: Option<f64>| {
         let (outcome, message) = match shown {
             Some(v) if v <= target => (PASSED, None),
@@ -216,10 +217,10 @@ fn target_checks(t: &Targets, d: &Demonstrated) -> Vec<Item> {
         };
         Item::new(name, outcome, 0.0, message, json!({ "target_seconds": target, "demonstrated_seconds": shown }))
     };
-    let mut out = vec![
-        judge("demonstrated RTO within the tier's target", t.rto_seconds, d.rto_seconds),
-        judge("demonstrated Postgres RPO within the tier's target", t.rpo_seconds, d.rpo_seconds),
-    ];
+    let mut out = vec![judge("demonstrated RTO within the tier's target", t.rto_seconds, d.rto_seconds)];
+    if postgres {
+        out.push(judge("demonstrated Postgres RPO within the tier's target", t.rpo_seconds, d.rpo_seconds));
+    }
     if let Some(k) = t.kafka_rpo_seconds {
         out.push(judge("demonstrated Kafka RPO within the tier's target", k, d.kafka_rpo_seconds));
     }
@@ -308,7 +309,7 @@ mod tests {
     #[test]
     fn targets_judge_what_was_demonstrated() {
         let t = Targets { rpo_seconds: 300.0, rto_seconds: 900.0, kafka_rpo_seconds: Some(5400.0) };
-        let outcome = |d: Demonstrated| target_checks(&t, &d).into_iter().map(|i| (i.outcome, i.message)).collect::<Vec<_>>();
+        let outcome = |d: Demonstrated| target_checks(&t, &d, true).into_iter().map(|i| (i.outcome, i.message)).collect::<Vec<_>>();
         let all = outcome(Demonstrated { rto_seconds: Some(42.0), rpo_seconds: Some(0.0), kafka_rpo_seconds: Some(10.0) });
         assert!(all.iter().all(|(o, _)| o == PASSED), "{all:?}");
         // A missing WAL segment: the RPO demonstrated is worse than the tier's.
@@ -318,5 +319,8 @@ mod tests {
         // Nothing recovered at all.
         let none = outcome(Demonstrated { rto_seconds: Some(42.0), rpo_seconds: Some(f64::INFINITY), kafka_rpo_seconds: None });
         assert_eq!((none[1].0.as_str(), none[2].0.as_str()), (FAILED, FAILED));
+        // A cell without Postgres is not judged on a Postgres RPO.
+        let kafka_only = target_checks(&t, &Demonstrated { rto_seconds: Some(1.0), rpo_seconds: None, kafka_rpo_seconds: Some(0.0) }, false);
+        assert!(kafka_only.iter().all(|i| i.outcome == PASSED && !i.name.contains("Postgres")), "{kafka_only:?}");
     }
 }

@@ -111,6 +111,13 @@ fn drills_restore_check_report_and_clean_up() {
     assert!(step(&o, "records match the snapshot")["evidence"]["records"].as_u64().unwrap() > 0);
     assert_eq!(o["recovery_point"]["kafka"]["until"], o["target"]);
 
+    // A cell without Postgres drills Kafka alone.
+    let kafka_only = json!({ "target": { "random-recent": { "within": "1h" } }, "postgres": false, "kafka": true, "checks": [checks[1]] });
+    let (code, o) = cell.drill(&kafka_only, &[]);
+    assert_eq!(code, 0, "{o:#}");
+    assert!(o["pg_rpo_seconds"].is_null() && o["recovery_point"]["postgres"].is_null(), "{o:#}");
+    assert!(!outcomes(&o).iter().any(|(n, _)| n.contains("WAL")), "{:?}", outcomes(&o));
+
     // A smoke check that does not hold fails the drill and says what it saw.
     let mut wrong = checks.clone();
     wrong.as_array_mut().unwrap().push(json!({ "kind": "sql", "name": "no payments", "sql": "select count(*) from payments", "expect": "0" }));

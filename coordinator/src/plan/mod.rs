@@ -160,3 +160,14 @@ pub fn load(dir: &Path) -> Result<Plan, Vec<Diagnostic>> {
         Err(problems)
     }
 }
+
+#[cfg(test)]
+pub mod tests {
+    /// The shipped demo plan. The directory comes from Cargo at run time:
+    /// clones share one target directory, and a test binary built in
+    /// another clone must not read that clone's files.
+    pub fn demo_plan() -> super::Plan {
+        let manifest = std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into());
+        super::load(&std::path::Path::new(&manifest).join("../plans/demo")).unwrap()
+    }
+}

@@ -295,7 +295,7 @@ mod tests {
 
     #[test]
     fn missed_occurrences_are_caught_up_once_and_never_twice() {
-        let plan = crate::plan::load(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../plans/demo")).unwrap();
+        let plan = crate::plan::tests::demo_plan();
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("state.db")).unwrap();
         // First start: nothing from the past is run.

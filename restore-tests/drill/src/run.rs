@@ -99,7 +99,7 @@ pub async fn run(env: &DrillEnv, spec: &DrillSpec, scratch: &Scratch) -> DrillOu
     // Postgres, from the first source that restores (the fallback only when asked).
     let mut pg_restored: Option<PgRestored> = None;
     let mut used = 0;
-    for (i, source) in env.sources.iter().enumerate() {
+    for (i, source) in env.sources.iter().enumerate().filter(|_| spec.postgres) {
         match restore_pg(env, source, scratch, target, &mut log).await {
             Ok(r) => {
                 pg_restored = Some(r);
@@ -199,35 +199,51 @@ async fn choose_target(env: &DrillEnv, spec: &DrillSpec) -> Result<(OffsetDateTi
     };
     let source = &env.sources[0];
     let now = OffsetDateTime::now_utc();
-    let backups = pg::list_backups(&source.repo, &env.cell).await.map_err(|e| e.to_string())?;
-    let oldest = backups.first().map(|(m, _)| m.finished).ok_or_else(|| format!("cell {} has no Postgres backup in {}", env.cell, source.name))?;
-    let times = lifeboat_postgres::recoverable::wal_times(&source.repo, &env.cell).await.map_err(|e| e.to_string())?;
-    let rec = lifeboat_postgres::recoverable::recoverable(&source.repo, &env.cell, &times, None).await.map_err(|e| e.to_string())?;
-    let pg_latest = rec.recoverable_to.ok_or_else(|| format!("no backup of cell {} in {} is restorable yet (its WAL is not all archived)", env.cell, source.name))?;
-    let mut latest = pg_latest;
-    let mut kafka_latest = None;
+    let mut earliest = now - within;
+    let mut latest: Option<OffsetDateTime> = None;
+    let mut evidence = json!({ "random_within": humantime::format_duration(within).to_string() });
+    if spec.postgres {
+        let backups = pg::list_backups(&source.repo, &env.cell).await.map_err(|e| e.to_string())?;
+        let oldest = backups.first().map(|(m, _)| m.finished).ok_or_else(|| format!("cell {} has no Postgres backup in {}", env.cell, source.name))?;
+        let times = lifeboat_postgres::recoverable::wal_times(&source.repo, &env.cell).await.map_err(|e| e.to_string())?;
+        let rec = lifeboat_postgres::recoverable::recoverable(&source.repo, &env.cell, &times, None).await.map_err(|e| e.to_string())?;
+        let pg_latest =
+            rec.recoverable_to.ok_or_else(|| format!("no backup of cell {} in {} is restorable yet (its WAL is not all archived)", env.cell, source.name))?;
+        earliest = earliest.max(oldest);
+        latest = Some(pg_latest);
+        evidence["postgres_recoverable_from"] = json!(rfc(oldest));
+        evidence["postgres_recoverable_to"] = json!(rfc(pg_latest));
+    }
     if spec.kafka {
         let snapshots = lifeboat_kafka::stored::list(&source.repo, &env.cell).await.map_err(|e| e.to_string())?;
         let newest = snapshots.last().ok_or_else(|| format!("cell {} has no Kafka snapshot in {}", env.cell, source.name))?;
-        kafka_latest = Some(newest.manifest.started);
-        latest = latest.min(newest.manifest.started);
+        latest = Some(latest.map_or(newest.manifest.started, |l| l.min(newest.manifest.started)));
+        evidence["kafka_snapshot_start"] = json!(rfc(newest.manifest.started));
+        // A restore to before the first record restores nothing: Kafka's window starts there.
+        let first = snapshots
+            .iter()
+            .flat_map(|s| s.details.topics.iter().flat_map(|t| t.partitions.iter().filter_map(|p| p.first_timestamp)))
+            .min()
+            .ok_or_else(|| format!("the Kafka snapshots of cell {} in {} hold no records", env.cell, source.name))?;
+        let first = OffsetDateTime::from_unix_timestamp_nanos(i128::from(first) * 1_000_000).map_err(|e| e.to_string())?;
+        earliest = earliest.max(first);
+        evidence["kafka_first_record"] = json!(rfc(first));
     }
-    let earliest = oldest.max(now - within);
+    let latest = latest.ok_or("the drill restores neither Postgres nor Kafka")?;
     if earliest >= latest {
         return Err(format!(
-            "no instant within the last {} is recoverable by Postgres (from {} to {}){}",
-            humantime::format_duration(within),
-            rfc(oldest),
-            rfc(pg_latest),
-            kafka_latest.map(|k| format!(" and covered by a Kafka snapshot (up to {})", rfc(k))).unwrap_or_default()
+            "no instant within the last {} is covered by every system restored ({evidence}); take backups or snapshots, or widen the window",
+            humantime::format_duration(within)
         ));
     }
     let span = (latest - earliest).whole_milliseconds() as u64;
     let t = earliest + Duration::from_millis(rand::random::<u64>() % span.max(1));
     // Kafka timestamps are milliseconds: a whole millisecond means the same instant to both systems.
     let t = t.replace_nanosecond(t.nanosecond() / 1_000_000 * 1_000_000).unwrap_or(t);
-    Ok((t, json!({ "random_within": humantime::format_duration(within).to_string(), "window_from": rfc(earliest), "window_to": rfc(latest),
-                   "postgres_recoverable_to": rfc(pg_latest), "kafka_snapshot_start": kafka_latest.map(rfc), "chosen": rfc(t) })))
+    evidence["window_from"] = json!(rfc(earliest));
+    evidence["window_to"] = json!(rfc(latest));
+    evidence["chosen"] = json!(rfc(t));
+    Ok((t, evidence))
 }
 
 /// Restore and start Postgres from `source`. When the WAL ends before the

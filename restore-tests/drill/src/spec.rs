@@ -20,11 +20,18 @@ pub struct DrillSpec {
     /// The database the SQL checks run in.
     #[serde(default = "default_database")]
     pub database: String,
+    /// Restore Postgres (cells without Postgres drill Kafka alone).
+    #[serde(default = "yes")]
+    pub postgres: bool,
     /// Restore Kafka too (the agent must have brokers and topics).
     #[serde(default)]
     pub kafka: bool,
     #[serde(default)]
     pub checks: Vec<Check>,
+}
+
+fn yes() -> bool {
+    true
 }
 
 fn default_database() -> String {
