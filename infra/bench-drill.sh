@@ -30,12 +30,7 @@ cleanup() {
 }
 trap cleanup EXIT
 cleanup
-mkdir -p "$work/bin"
-chmod 755 "$work" "$work/bin"
-agent="$work/bin/lifeboat-agent"
-cp "$CARGO_TARGET_DIR/release/lifeboat-agent" "$agent"
-"$agent" key generate --out "$work/key" 2>/dev/null
-chmod 644 "$work/key"
+agent_for_postgres
 repo="file://$work/repo"
 cell=bench-drill-$(date +%s)
 topic="$cell.payments"

@@ -58,3 +58,15 @@ median_of() {
   printf -v "${name}_kb" '%s' "$kb"
   log "$(printf '%-16s median %.2f s of %d runs' "$name" "$(eval echo "\$${name}_s")" "$n")"
 }
+
+# agent_for_postgres: the release agent copied to $work/bin (where the
+# postgres user can run it as archive and restore command) into $agent, and
+# a repository key at $work/key that user can read.
+agent_for_postgres() {
+  mkdir -p "$work/bin"
+  chmod 755 "$work" "$work/bin"
+  agent="$work/bin/lifeboat-agent"
+  cp "$CARGO_TARGET_DIR/release/lifeboat-agent" "$agent"
+  "$agent" key generate --out "$work/key" 2>/dev/null
+  chmod 644 "$work/key"
+}

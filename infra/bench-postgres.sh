@@ -33,12 +33,7 @@ cleanup() {
 }
 trap cleanup EXIT
 cleanup
-mkdir -p "$work/bin"
-chmod 755 "$work" "$work/bin"
-agent="$work/bin/lifeboat-agent"
-cp "$CARGO_TARGET_DIR/release/lifeboat-agent" "$agent"
-"$agent" key generate --out "$work/key" 2>/dev/null
-chmod 644 "$work/key"
+agent_for_postgres
 lb_repo="file://$work/lb-repo"
 RUST_LOG=warn "$agent" repo init --repo "$lb_repo" --key-file "$work/key" >/dev/null
 mkdir -p "$work/pgbr-repo" "$work/pgbr-log" "$work/pgbr-spool"

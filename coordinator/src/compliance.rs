@@ -109,7 +109,7 @@ pub struct DrillRecord {
     pub finished: DateTime<Utc>,
     pub passed: bool,
     /// The signed report (None: the drill produced none).
-    pub report: Option<Value>,
+    pub report: Option<crate::report::Report>,
 }
 
 /// What compliance needs of one cell.
@@ -158,14 +158,13 @@ fn drill_status(cell: &CellPlan, history: &[DrillRecord], watched_since: DateTim
     let reference = last_passed.unwrap_or(watched_since);
     let recent: Vec<&DrillRecord> = history.iter().filter(|d| seconds(now - d.finished) <= YEAR_SECONDS).collect();
     let passed = recent.iter().filter(|d| d.passed).count() as u32;
-    let number = |r: Option<&Value>, k: &str| r.and_then(|r| r["demonstrated"][k].as_f64());
     DrillStatus {
-        last_report: report.and_then(|r| Some(format!("{:06}-{}.json", r["chain"]["sequence"].as_u64()?, r["report_id"].as_str()?))),
+        last_report: report.map(crate::report::Report::file_name),
         last_finished: last.map(|d| crate::store::ts(d.finished)),
         last_verdict: last.map(|d| if d.passed { "passed" } else { "failed" }.to_string()),
-        rto_seconds: number(report, "rto_seconds"),
-        rpo_seconds: number(report, "rpo_seconds"),
-        kafka_rpo_seconds: number(report, "kafka_rpo_seconds"),
+        rto_seconds: report.and_then(|r| r.demonstrated.rto_seconds),
+        rpo_seconds: report.and_then(|r| r.demonstrated.rpo_seconds),
+        kafka_rpo_seconds: report.and_then(|r| r.demonstrated.kafka_rpo_seconds),
         last_passed: last_passed.map(crate::store::ts),
         since_passed_seconds: last_passed.map(|t| seconds(now - t).max(0.0)),
         period_seconds: period,
@@ -414,7 +413,12 @@ mod tests {
         let drill = |finished: &str, passed: bool| DrillRecord {
             finished: at(finished),
             passed,
-            report: Some(serde_json::json!({ "chain": { "sequence": 7 }, "report_id": "r", "demonstrated": { "rto_seconds": 42.0, "rpo_seconds": 0.5 } })),
+            report: Some({
+                let mut r = crate::report::chain::tests::report("c", 7);
+                (r.report_id, r.chain.sequence) = ("r".into(), 7);
+                r.demonstrated.rto_seconds = Some(42.0);
+                r
+            }),
         };
         // Never drilled: one period from when the coordinator started watching.
         let fresh = drill_status(cell, &[], at("2026-11-20T00:00:00Z"), now);

@@ -238,7 +238,7 @@ async fn store(agent: &AgentClient, report: &mut Report, signer: &Signer) -> Res
         let json = serde_json::to_vec_pretty(report).expect("reports serialise");
         match agent.put_report(&report.file_name(), json).await {
             Ok(()) => {
-                agent.put_report(&report.file_name().replace(".json", ".html"), html::render(report).into_bytes()).await?;
+                agent.put_report(&report.page_name(), html::render(report).into_bytes()).await?;
                 return Ok(());
             }
             Err(e) if e.to_string().contains("409") => last_error = Some(e),
@@ -271,8 +271,7 @@ pub async fn mirror(agent: &AgentClient, report: &Report, dir: &Path) -> Result<
             std::fs::rename(&tmp, &path)?;
         }
     }
-    let json = dir.join(report.file_name());
-    Ok((json.clone(), json.with_extension("html")))
+    Ok((dir.join(report.file_name()), dir.join(report.page_name())))
 }
 
 /// The report in words, for the terminal.

@@ -209,7 +209,7 @@ impl Store {
         let mut out = Vec::new();
         for r in runs {
             let Some(finished) = r.finished.as_deref() else { continue };
-            let report = r.result.as_ref().map(|v| v["report"].clone()).filter(|v| !v.is_null());
+            let report = r.result.as_ref().and_then(|v| serde_json::from_value(v["report"].clone()).ok());
             out.push(crate::compliance::DrillRecord { finished: parse_ts(finished)?, passed: r.state == "succeeded", report });
         }
         Ok(out)

@@ -329,18 +329,36 @@ async fn check_wal_reaches(repo: &Repository, cell: &str, d: &PgDetails, target:
     Ok(report.timelines.last().map(|t| t.last.clone()).unwrap_or_else(|| tl.last.clone()))
 }
 
+fn as_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// `pg_ctl` from `bindir`, run as the `postgres` user when we are root
+/// (pg_ctl refuses to run as root).
+pub fn pg_ctl(bindir: &Path) -> std::process::Command {
+    let pg_ctl = bindir.join("pg_ctl");
+    if as_root() {
+        let mut c = std::process::Command::new("runuser");
+        c.args(["-u", "postgres", "--"]).arg(pg_ctl);
+        c
+    } else {
+        std::process::Command::new(pg_ctl)
+    }
+}
+
+/// The log [`start_and_wait`] gives the server of `data`: next to it, `<name>.postgres.log`.
+pub fn server_log(data: &Path) -> PathBuf {
+    data.with_file_name(format!("{}.postgres.log", data.file_name().and_then(|n| n.to_str()).unwrap_or("restore")))
+}
+
 /// Start the restored cluster with `pg_ctl` (as the `postgres` user when
 /// run as root), wait for promotion, and report the point reached.
 pub async fn start_and_wait(report: &mut RestoreReport, bindir: &Path, port: u16, timeout: Duration) -> Result<(), PgError> {
     let data = PathBuf::from(&report.data_directory);
-    let log = data.with_file_name(format!(
-        "{}.postgres.log",
-        data.file_name().and_then(|n| n.to_str()).unwrap_or("restore")
-    ));
-    let as_root = std::process::Command::new("id").arg("-u").output().map(|o| o.stdout.starts_with(b"0")).unwrap_or(false);
-    let pg_ctl = bindir.join("pg_ctl");
+    let log = server_log(&data);
     let opts = format!("-p {port} -c listen_addresses=127.0.0.1 -c unix_socket_directories=''");
-    let mut cmd = if as_root {
+    if as_root() {
         // The data directory, and the tablespaces its pg_tblspc links lead to.
         let mut owned = vec![data.clone()];
         if let Ok(links) = std::fs::read_dir(data.join("pg_tblspc")) {
@@ -354,14 +372,9 @@ pub async fn start_and_wait(report: &mut RestoreReport, bindir: &Path, port: u16
         }
         let _ = std::fs::File::create(&log);
         let _ = std::process::Command::new("chown").arg("postgres:postgres").arg(&log).status();
-        let mut c = std::process::Command::new("runuser");
-        c.args(["-u", "postgres", "--"]).arg(&pg_ctl);
-        c
-    } else {
-        std::process::Command::new(&pg_ctl)
-    };
+    }
     let started = Instant::now();
-    let out = cmd
+    let out = pg_ctl(bindir)
         .arg("-D")
         .arg(&data)
         .arg("-l")
@@ -369,7 +382,7 @@ pub async fn start_and_wait(report: &mut RestoreReport, bindir: &Path, port: u16
         .args(["-o", &opts, "start"])
         .current_dir("/")
         .output()
-        .map_err(|e| PgError::Config(format!("running {}: {e}", pg_ctl.display())))?;
+        .map_err(|e| PgError::Config(format!("running {}: {e}", bindir.join("pg_ctl").display())))?;
     if !out.status.success() {
         // The server may have died in recovery before pg_ctl stopped waiting: its FATAL line says why.
         let text = std::fs::read_to_string(&log).unwrap_or_default();

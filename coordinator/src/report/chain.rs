@@ -126,11 +126,12 @@ pub fn verify(reports: &[(PathBuf, Result<Report, String>)], key: &Verifier, exp
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::report::{keys, Demonstrated, Item, Targets};
 
-    fn report(cell: &str, n: u32) -> Report {
+    /// A complete, unsigned report of `cell` (its evidence numbered `n`).
+    pub(crate) fn report(cell: &str, n: u32) -> Report {
         Report {
             schema: SCHEMA.into(),
             report_id: format!("r{n}"),

@@ -148,4 +148,9 @@ impl Report {
     pub fn file_name(&self) -> String {
         format!("{:06}-{}.json", self.chain.sequence, self.report_id)
     }
+
+    /// The name of its HTML page, stored beside it.
+    pub fn page_name(&self) -> String {
+        format!("{:06}-{}.html", self.chain.sequence, self.report_id)
+    }
 }

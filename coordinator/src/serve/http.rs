@@ -153,13 +153,15 @@ fn drill_rows(c: &Coordinator) -> anyhow::Result<String> {
     for cell in &c.plan.cells {
         for d in c.store.drills(&cell.name)?.iter().take(5) {
             let r = d.report.as_ref();
-            let n = |k: &str| human(r.and_then(|r| r["demonstrated"][k].as_f64()));
+            let shown = |f: fn(&crate::report::Demonstrated) -> Option<f64>| human(r.and_then(|r| f(&r.demonstrated)));
             let link = r
-                .and_then(|r| Some(format!("{:06}-{}", r["chain"]["sequence"].as_u64()?, r["report_id"].as_str()?)))
-                .map(|f| format!("<a href=\"/reports/{0}/{1}.html\">report</a> · <a href=\"/reports/{0}/{1}.json\">signed JSON</a>", escape(&cell.name), escape(&f)))
+                .map(|r| {
+                    let cell = escape(&cell.name);
+                    format!("<a href=\"/reports/{cell}/{}\">report</a> · <a href=\"/reports/{cell}/{}\">signed JSON</a>", escape(&r.page_name()), escape(&r.file_name()))
+                })
                 .unwrap_or_else(|| "no report".into());
             let verdict = if d.passed { "<span class=\"ok\">passed</span>" } else { "<span class=\"breached\">failed</span>" };
-            let _ = write!(rows, "<tr><td>{}</td><td>{}</td><td>{verdict}</td><td>{}</td><td>{}</td><td>{link}</td></tr>", escape(&cell.name), crate::store::ts(d.finished), n("rto_seconds"), n("rpo_seconds"));
+            let _ = write!(rows, "<tr><td>{}</td><td>{}</td><td>{verdict}</td><td>{}</td><td>{}</td><td>{link}</td></tr>", escape(&cell.name), crate::store::ts(d.finished), shown(|d| d.rto_seconds), shown(|d| d.rpo_seconds));
         }
     }
     Ok(rows)

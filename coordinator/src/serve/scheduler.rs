@@ -180,27 +180,27 @@ pub async fn poll(c: &Coordinator, now: DateTime<Utc>) -> Result<()> {
     }
     let answers = futures::future::join_all(submitted.iter().map(|(_, agent, job_id)| agent.job(job_id))).await;
     for ((run, _, job_id), answer) in submitted.into_iter().zip(answers) {
+        let now = Utc::now();
+        let took = run.submitted_at.as_deref().and_then(|s| parse_ts(s).ok()).map(|s| (now - s).num_milliseconds() as f64 / 1000.0);
         let outcome = match answer {
-            Ok(JobLookup::Found(job)) if job["state"] == "succeeded" => Ok(job),
-            Ok(JobLookup::Found(job)) if job["state"] == "failed" => Err(DrillRan(job)),
+            Ok(JobLookup::Found(job)) if job["state"] == "succeeded" || job["state"] == "failed" => {
+                // A drill that ran (passed or failed) ends in a signed report, never a retry.
+                if run.kind == "drill" && !job["result"].is_null() {
+                    conclude_drill(c, &run, &job, took).await?;
+                    continue;
+                }
+                if job["state"] == "succeeded" {
+                    Ok(job)
+                } else {
+                    Err(job["error"].as_str().unwrap_or("the job failed without a message").to_string())
+                }
+            }
             Ok(JobLookup::Found(_)) => continue,
-            Ok(JobLookup::Unknown) => Err(Failed(format!("the agent no longer knows job {job_id} (its journal was lost)"))),
+            Ok(JobLookup::Unknown) => Err(format!("the agent no longer knows job {job_id} (its journal was lost)")),
             Err(e) => {
                 tracing::debug!(cell = %run.cell, run = run.id, "{e:#}");
                 continue;
             }
-        };
-        let now = Utc::now();
-        let took = run.submitted_at.as_deref().and_then(|s| parse_ts(s).ok()).map(|s| (now - s).num_milliseconds() as f64 / 1000.0);
-        // A drill that ran (passed or failed) ends in a signed report, never a retry.
-        let outcome = match outcome {
-            Ok(job) | Err(DrillRan(job)) if run.kind == "drill" && !job["result"].is_null() => {
-                conclude_drill(c, &run, &job, took).await?;
-                continue;
-            }
-            Err(DrillRan(job)) => Err(job["error"].as_str().unwrap_or("the job failed without a message").to_string()),
-            Ok(job) => Ok(job),
-            Err(Failed(e)) => Err(e),
         };
         match outcome {
             Ok(job) => {
@@ -226,14 +226,6 @@ pub async fn poll(c: &Coordinator, now: DateTime<Utc>) -> Result<()> {
     }
     Ok(())
 }
-
-/// How a job ended badly: with its record (a failed job; a drill's may
-/// still carry an outcome), or without one.
-enum Ended {
-    DrillRan(Value),
-    Failed(String),
-}
-use Ended::{DrillRan, Failed};
 
 /// A drill job ended with an outcome: sign and store its report; the run
 /// succeeds when the drill passed, fails (without retry) when it did not.

@@ -326,7 +326,9 @@ async fn restore_kafka(
     log: &mut Log,
 ) -> Result<(KafkaRequest, KafkaRestored, OffsetDateTime), String> {
     let brokers = env.brokers.clone().ok_or("this agent has no Kafka brokers configured")?;
-    let snapshot = lifeboat_kafka::stored::find(&source.repo, &env.cell, None).await.map_err(|e| e.to_string())?;
+    // One listing serves both the restore (the newest snapshot) and the gap check (its chain).
+    let snapshots = lifeboat_kafka::stored::list(&source.repo, &env.cell).await.map_err(|e| e.to_string())?;
+    let snapshot = snapshots.last().ok_or_else(|| format!("cell {} has no Kafka snapshot in {}", env.cell, source.name))?;
     let req = KafkaRequest {
         cell: env.cell.clone(),
         brokers,
@@ -346,11 +348,8 @@ async fn restore_kafka(
                     "partitions": t.partitions.iter().map(|p| json!({ "partition": p.partition, "records": p.records })).collect::<Vec<_>>() })).collect::<Vec<_>>() }),
     );
     // Records lost to retention between snapshots: the chain is incomplete.
-    let gaps: Vec<_> = lifeboat_kafka::stored::list(&source.repo, &env.cell)
-        .await
-        .map_err(|e| e.to_string())?
+    let gaps: Vec<_> = snapshots
         .iter()
-        .filter(|s| s.manifest.started <= snapshot.manifest.started)
         .flat_map(|s| s.details.gaps.iter().map(move |g| json!({ "snapshot": s.manifest.id, "gap": g })))
         .collect();
     let (result, message) = if gaps.is_empty() {

@@ -73,7 +73,7 @@ impl Scratch {
 
     /// What the scratch server logged (pg_ctl's log, next to the data directory).
     pub fn server_log(&self) -> String {
-        std::fs::read_to_string(self.dir.join("pgdata.postgres.log")).unwrap_or_default()
+        std::fs::read_to_string(lifeboat_postgres::restore::server_log(&self.data_dir())).unwrap_or_default()
     }
 
     /// Stop the scratch server if it runs.
@@ -148,16 +148,7 @@ fn stop_server(data: &Path, bindir: &Path) -> Result<(), String> {
     if pid <= 0 || unsafe { libc::kill(pid, 0) } != 0 {
         return Ok(());
     }
-    let pg_ctl = bindir.join("pg_ctl");
-    let as_root = unsafe { libc::geteuid() } == 0;
-    let mut cmd = if as_root {
-        let mut c = std::process::Command::new("runuser");
-        c.args(["-u", "postgres", "--"]).arg(&pg_ctl);
-        c
-    } else {
-        std::process::Command::new(&pg_ctl)
-    };
-    let ok = cmd
+    let ok = lifeboat_postgres::restore::pg_ctl(bindir)
         .arg("-D")
         .arg(data)
         .args(["-m", "immediate", "-w", "-t", "30", "stop"])
