@@ -201,7 +201,7 @@ archive_run() { # archive_run NAME CMD-PREFIX...: per-segment latencies into $wo
 }
 p99() { sort -n "$1" | awk '{a[NR]=$1} END {i=int(NR*0.99); if (i<1) i=1; printf "%.3f", a[i]}'; }
 archive_run pgbr_push pgbackrest --config="$work/pgbackrest.conf" --stanza=bench --pg1-path="$work/pgbr_push-wal" archive-push
-archive_run lb_push "$agent" wal-push --repo "$lb_repo" --cell push-bench --key-file "$work/key" --parallel "${LIFEBOAT_BENCH_WAL_PARALLEL:-4}"
+archive_run lb_push "$agent" wal-push --repo "$lb_repo" --cell push-bench --key-file "$work/key" ${LIFEBOAT_BENCH_WAL_PARALLEL:+--parallel "$LIFEBOAT_BENCH_WAL_PARALLEL"}
 log "$(printf 'pgbackrest push %8.2f s, lifeboat push %8.2f s' "$pgbr_push_s" "$lb_push_s")"
 if [[ $only == archive ]]; then
   printf '\n| archive %s ready segments (throughput ratio) | %s s | %s s | %s x | >= 2x |\n| archive: p99 latency per segment | %s s | %s s | | |\n' \

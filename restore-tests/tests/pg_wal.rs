@@ -183,3 +183,84 @@ fn kill_9_during_wal_push_never_leaves_a_bad_object() {
     ok(&agent(&["wal-fetch", "000000010000000000000007", back.to_str().unwrap(), "--repo", &s.repo, "--cell", "cell-k", "--key-file", s.k()], &[]));
     assert_eq!(std::fs::read(&back).unwrap(), data);
 }
+
+/// Spooler processes of the repository `repo` (found by their command line).
+fn spoolers(repo: &str) -> Vec<u32> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let cmd = String::from_utf8_lossy(&cmd);
+            cmd.contains("--spooler") && cmd.contains(repo)
+        })
+        .collect()
+}
+
+#[test]
+fn a_backlog_is_archived_by_the_spooler_and_survives_its_death() {
+    let s = Archive::new();
+    // A pg_wal with a backlog of 16 ready segments, archived one call at a
+    // time in order, as Postgres' archiver does.
+    let cluster = s.root.join("cluster");
+    let wal = cluster.join("pg_wal");
+    std::fs::create_dir_all(wal.join("archive_status")).unwrap();
+    let names: Vec<String> = (0x10..0x20).map(|i| format!("0000000100000000000000{i:02X}")).collect();
+    let content = |i: usize| -> Vec<u8> { (0..2u32 << 20).map(|j| ((j as usize).wrapping_mul(i + 7) >> 5) as u8).collect() };
+    for (i, name) in names.iter().enumerate() {
+        std::fs::write(wal.join(name), content(i)).unwrap();
+        std::fs::write(wal.join(format!("archive_status/{name}.ready")), b"").unwrap();
+    }
+    let log = s.root.join("archiver.log");
+    let archive = |name: &str| {
+        let status = Command::new(lifeboat_restore_tests::agent_bin())
+            .args(["wal-push", &format!("pg_wal/{name}"), "--repo", &s.repo, "--cell", "cell-s", "--key-file", s.k()])
+            .current_dir(&cluster)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::options().create(true).append(true).open(&log).unwrap())
+            .status()
+            .unwrap();
+        assert!(status.success(), "wal-push {name} failed:\n{}", std::fs::read_to_string(&log).unwrap());
+        // Success means archived: the object is there now, not later.
+        assert!(s.repo_dir.join("wal/cell-s").join(name).exists(), "{name} reported archived before it was stored");
+        std::fs::rename(wal.join(format!("archive_status/{name}.ready")), wal.join(format!("archive_status/{name}.done"))).unwrap();
+    };
+
+    archive(&names[0]);
+    // The first call started the spooler, which pushes the backlog ahead.
+    let marked = wal.join("lifeboat_archived").join(&names[5]);
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !marked.exists() {
+        assert!(std::time::Instant::now() < deadline, "the spooler did not push ahead:\n{}", std::fs::read_to_string(&log).unwrap());
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // The spooler dies (kill -9) in the middle of the backlog.
+    let killed = spoolers(&s.repo);
+    assert!(!killed.is_empty(), "the spooler runs while the backlog lasts");
+    for pid in killed {
+        let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+    }
+    // A marker is believed only while its object exists.
+    std::fs::remove_file(s.repo_dir.join("wal/cell-s").join(&names[5])).unwrap();
+    // Calls go on: they push their file or start a new spooler.
+    for name in &names[1..] {
+        archive(name);
+    }
+
+    // Every segment comes back exactly, and the chain has no gap.
+    for (i, name) in names.iter().enumerate() {
+        let back = s.root.join("back");
+        ok(&agent(&["wal-fetch", name, back.to_str().unwrap(), "--repo", &s.repo, "--cell", "cell-s", "--key-file", s.k()], &[]));
+        assert!(std::fs::read(&back).unwrap() == content(i), "{name} differs after the round trip");
+    }
+    let out = ok(&agent(&["pg", "check", "--repo", &s.repo, "--cell", "cell-s", "--key-file", s.k()], &[]));
+    assert!(!out.contains("GAP"), "{out}");
+    ok(&agent(&["repo", "verify", "--repo", &s.repo, "--key-file", s.k()], &[]));
+    // With nothing left to push the spooler exits by itself.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !spoolers(&s.repo).is_empty() {
+        assert!(std::time::Instant::now() < deadline, "the spooler did not exit when idle");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

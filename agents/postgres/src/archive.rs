@@ -8,18 +8,15 @@
 //!   no-op; with different content it is an error, loudly, and the new
 //!   content is kept under `wal/<cell>/conflicts/` for inspection. An
 //!   archived object that fails verification is replaced by the good bytes.
-//! - push-ahead: besides the file Postgres asked for, up to `parallel - 1`
-//!   other `.ready` files are pushed concurrently; each is marked in
-//!   `pg_wal/lifeboat_archived/` only after it is durable, and when Postgres
-//!   later asks for it, the object is checked to exist before success is
-//!   reported. No queue, so nothing can be dropped when one "fills".
+//! - a backlog of `.ready` files is pushed ahead by the spooler
+//!   ([`crate::spool`]), which marks a file only once it is durable.
 //! - fetch hands Postgres only verified bytes (seal and, for encrypted
 //!   repositories, the AEAD tag), written to a temporary file and renamed.
 //!   A missing file is [`FetchOutcome::Missing`] (Postgres probes for files
 //!   that do not exist); any other failure is an error, which the CLI maps
 //!   to an exit code that stops recovery instead of ending it early.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use bytes::Bytes;
 use sha2::{Digest, Sha256};
@@ -30,7 +27,7 @@ use lifeboat_storage::{ObjectPath, PutMode, StoreError};
 use crate::walname::WalFile;
 
 pub const WAL_PREFIX: &str = "wal/";
-/// Directory under `pg_wal` holding push-ahead markers.
+/// Directory under `pg_wal` holding the spooler's markers and lock.
 pub const MARKER_DIR: &str = "lifeboat_archived";
 
 #[derive(Debug, thiserror::Error)]
@@ -116,90 +113,24 @@ async fn store_bytes(repo: &Repository, cell: &str, name: &str, data: Vec<u8>) -
 
 /// Store the file at `path` (its name is the WAL file name); durable after
 /// the store's next `sync()`.
-async fn store_file(repo: &Repository, cell: &str, path: &Path) -> Result<PushOutcome, WalError> {
+pub(crate) async fn store_file(repo: &Repository, cell: &str, path: &Path) -> Result<PushOutcome, WalError> {
     let name = file_name(path)?;
     let data = tokio::fs::read(path).await.map_err(io(format!("reading {}", path.display())))?;
     store_bytes(repo, cell, &name, data).await
 }
 
-fn file_name(path: &Path) -> Result<String, WalError> {
+pub fn file_name(path: &Path) -> Result<String, WalError> {
     path.file_name()
         .and_then(|n| n.to_str())
         .map(String::from)
         .ok_or_else(|| WalError::BadName { name: path.display().to_string() })
 }
 
-/// What one `wal-push` invocation did.
-#[derive(Debug, Clone, Default, serde::Serialize)]
-pub struct PushReport {
-    /// The file Postgres asked for.
-    pub name: String,
-    /// True when it was already archived (same content, or pushed ahead earlier).
-    pub already_archived: bool,
-    /// Other ready files pushed ahead by this invocation.
-    pub pushed_ahead: Vec<String>,
-}
-
-/// `archive_command`: archive `path`, and push up to `parallel - 1` other
-/// ready files of the same `pg_wal` concurrently.
-pub async fn push_with_readahead(repo: &Repository, cell: &str, path: &Path, parallel: usize) -> Result<PushReport, WalError> {
-    let name = file_name(path)?;
-    let wal_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
-    let markers = wal_dir.join(MARKER_DIR);
-    let mut report = PushReport { name: name.clone(), ..Default::default() };
-
-    // Pushed ahead by an earlier invocation? Believe the marker only if the object is there.
-    let marker = markers.join(&name);
-    if marker.exists() {
-        let _ = std::fs::remove_file(&marker);
-        if repo.store().head(&object_path(cell, &name)?).await.map_err(RepoError::from)?.is_some() {
-            report.already_archived = true;
-            return Ok(report);
-        }
-    }
-
-    let ahead = ready_files(&wal_dir, &name, &markers, parallel.saturating_sub(1));
-    let own = store_file(repo, cell, path);
-    let extras = futures::future::join_all(ahead.iter().map(|p| async move {
-        let result = store_file(repo, cell, p).await;
-        (p.clone(), result)
-    }));
-    let (own, extras) = tokio::join!(own, extras);
-    // One barrier for the batch: nothing is reported archived, nor marked,
-    // before it is durable.
+/// `archive_command` for one file: store it and run the durability barrier.
+pub async fn push(repo: &Repository, cell: &str, path: &Path) -> Result<PushOutcome, WalError> {
+    let outcome = store_file(repo, cell, path).await?;
     repo.store().sync().await.map_err(RepoError::from)?;
-    if !ahead.is_empty() {
-        std::fs::create_dir_all(&markers).map_err(io(format!("creating {}", markers.display())))?;
-    }
-    for (p, result) in extras {
-        let extra = file_name(&p)?;
-        match result {
-            Ok(_) => {
-                std::fs::write(markers.join(&extra), b"").map_err(io(format!("marking {extra} archived")))?;
-                report.pushed_ahead.push(extra);
-            }
-            // Postgres will ask for it in turn; the error is reported then.
-            Err(e) => tracing::warn!(file = %extra, error = %e, "push-ahead failed"),
-        }
-    }
-    report.already_archived = own? == PushOutcome::AlreadyArchived;
-    Ok(report)
-}
-
-/// Up to `limit` files with a `.ready` status, other than `skip` and not
-/// already marked, oldest name first.
-fn ready_files(wal_dir: &Path, skip: &str, markers: &Path, limit: usize) -> Vec<PathBuf> {
-    if limit == 0 {
-        return Vec::new();
-    }
-    let Ok(entries) = std::fs::read_dir(wal_dir.join("archive_status")) else { return Vec::new() };
-    let mut names: Vec<String> = entries
-        .flatten()
-        .filter_map(|e| e.file_name().to_str().and_then(|n| n.strip_suffix(".ready")).map(String::from))
-        .filter(|n| n != skip && WalFile::parse(n).is_some() && !markers.join(n).exists())
-        .collect();
-    names.sort();
-    names.into_iter().take(limit).map(|n| wal_dir.join(n)).collect()
+    Ok(outcome)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -3,7 +3,9 @@
 //! - [`walname`]: WAL file names (segments, `.partial`, `.history`,
 //!   `.backup`) and segment arithmetic, with no I/O
 //! - [`archive`]: `wal-push` (Postgres' `archive_command`) and `wal-fetch`
-//!   (its `restore_command`), and push-ahead of ready segments
+//!   (its `restore_command`)
+//! - [`spool`]: the background pusher that archives a backlog of `.ready`
+//!   files ahead of Postgres' archiver
 //! - [`chain`]: the archived WAL chain of a cell: timelines, ranges, gaps
 //! - [`lsn`]: WAL positions
 //! - [`backup`]: base backups (`pg backup`)
@@ -18,4 +20,5 @@ pub mod lsn;
 pub mod recoverable;
 pub mod restore;
 pub mod retention;
+pub mod spool;
 pub mod walname;

@@ -1,20 +1,25 @@
 //! `wal-push` and `wal-fetch`: the commands Postgres runs as its
 //! `archive_command` and `restore_command`. Their exit codes are their API:
 //! - wal-push: 0 only when the file is durable in the repository; 1 otherwise
-//!   (Postgres keeps the file and retries).
+//!   (Postgres keeps the file and retries). With a backlog it starts the
+//!   spooler ([`lifeboat_postgres::spool`]) and waits for it to archive the
+//!   file, pushing the file itself if the spooler does not.
 //! - wal-fetch: 0 with verified bytes at the destination; 1, quietly, when
 //!   the file is not archived (Postgres probes for such files); 255 for any
 //!   other failure (corrupt object, unreachable store), which Postgres treats
 //!   like a crash of the command and stops recovery instead of ending it
 //!   early at the wrong point.
 
-use std::path::PathBuf;
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::Result;
 use clap::Args;
 
 use lifeboat_postgres::archive::{self, FetchOutcome};
+use lifeboat_postgres::spool;
 
 use crate::context::{open_repo, Global, RepoArg};
 
@@ -26,10 +31,22 @@ pub struct PushArgs {
     pub repo: RepoArg,
     #[arg(long, env = "LIFEBOAT_CELL")]
     pub cell: String,
-    /// Files pushed at once: this one plus other `.ready` files, ahead of Postgres asking.
-    #[arg(long, default_value_t = 4, env = "LIFEBOAT_WAL_PARALLEL")]
+    /// With a backlog of `.ready` files, a background spooler archives them
+    /// this many at once, ahead of Postgres asking; 1 turns the spooler off
+    /// (each call pushes its own file).
+    #[arg(long, default_value_t = 3, env = "LIFEBOAT_WAL_PARALLEL")]
     pub parallel: usize,
+    /// How long a call waits for the spooler to archive its file before
+    /// pushing it itself.
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration, env = "LIFEBOAT_WAL_SPOOL_WAIT")]
+    pub spool_wait: Duration,
+    /// Run as the spooler of the file's `pg_wal` (wal-push starts it itself).
+    #[arg(long, hide = true)]
+    pub spooler: bool,
 }
+
+/// The spooler stops after this long with nothing ready.
+const SPOOLER_IDLE: Duration = Duration::from_secs(2);
 
 #[derive(Debug, Args)]
 pub struct FetchArgs {
@@ -45,9 +62,44 @@ pub struct FetchArgs {
 
 pub async fn push(global: &Global, args: PushArgs) -> Result<ExitCode> {
     let repo = open_repo(global, &args.repo.url).await?;
-    let report = archive::push_with_readahead(&repo, &args.cell, &args.path, args.parallel.max(1)).await?;
-    tracing::info!(file = %report.name, already_archived = report.already_archived, pushed_ahead = report.pushed_ahead.len(), "archived");
+    let wal_dir = args.path.parent().map(Path::to_path_buf).unwrap_or_default();
+    if args.spooler {
+        let report = spool::run(&repo, &args.cell, &wal_dir, args.parallel.max(1), SPOOLER_IDLE).await?;
+        tracing::debug!(ran = report.ran, archived = report.archived, "spooler done");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let name = archive::file_name(&args.path)?;
+    let mut by_spooler = spool::take_marker(&repo, &args.cell, &wal_dir, &name).await?;
+    if !by_spooler && args.parallel > 1 {
+        let mut started = None;
+        if !spool::running(&wal_dir) && !spool::backlog(&wal_dir, &BTreeSet::from([name.clone()])).is_empty() {
+            started = start_spooler().map_err(|e| tracing::warn!(error = %e, "cannot start the WAL spooler; pushing alone")).ok();
+        }
+        if started.is_some() || spool::running(&wal_dir) {
+            spool::wait_for(&wal_dir, &name, started.as_mut(), args.spool_wait).await;
+            by_spooler = spool::take_marker(&repo, &args.cell, &wal_dir, &name).await?;
+        }
+    }
+    let outcome = match by_spooler {
+        true => None,
+        false => Some(archive::push(&repo, &args.cell, &args.path).await?),
+    };
+    tracing::info!(file = %name, by_spooler, already_archived = outcome == Some(archive::PushOutcome::AlreadyArchived), "archived");
     Ok(ExitCode::SUCCESS)
+}
+
+/// Start this same command as the spooler of its `pg_wal`: same arguments
+/// and environment, its own process group (signals to Postgres' archiver do
+/// not reach it), no stdin/stdout; its log goes to the same stderr.
+fn start_spooler() -> std::io::Result<std::process::Child> {
+    use std::os::unix::process::CommandExt;
+    std::process::Command::new(std::env::current_exe()?)
+        .args(std::env::args_os().skip(1))
+        .arg("--spooler")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .process_group(0)
+        .spawn()
 }
 
 pub async fn fetch(global: &Global, args: FetchArgs) -> Result<ExitCode> {

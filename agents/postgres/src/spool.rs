@@ -1,0 +1,195 @@
+//! The archive spool: a background pusher that keeps archiving a backlog of
+//! `.ready` WAL files while Postgres' archiver works through them one
+//! `archive_command` call at a time (as pgBackRest's `archive-async`).
+//!
+//! Postgres calls `archive_command` once per file, in order, and waits for
+//! each. With a backlog, a `wal-push` call starts one spooler process for the
+//! `pg_wal` directory (if none runs) and waits for it to archive the file it
+//! was asked for; the spooler meanwhile pushes the following files, `parallel`
+//! at once, so their compression overlaps the archiver's calls instead of
+//! waiting for them.
+//!
+//! Safety rules:
+//! - the spooler marks a file in `pg_wal/lifeboat_archived/` only after it is
+//!   durable (the store's barrier ran after its write); a call reports
+//!   success for a marked file only after checking the object exists;
+//! - no queue: the spooler reads the `.ready` files Postgres keeps, so
+//!   nothing is dropped when it is slow, stopped or killed;
+//! - the spooler stops at its first failure; the waiting call then pushes the
+//!   file itself, so Postgres sees the real error and retries;
+//! - one spooler per `pg_wal` (an exclusive file lock, released by the kernel
+//!   when the process dies), which exits after `idle` with nothing to push.
+
+use std::collections::BTreeSet;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use lifeboat_repository::{RepoError, Repository};
+use tokio::task::JoinSet;
+
+use crate::archive::{self, WalError, MARKER_DIR};
+use crate::walname::WalFile;
+
+const LOCK_FILE: &str = "spool.lock";
+
+/// How a spooler run ended.
+#[derive(Debug, Default, serde::Serialize)]
+pub struct SpoolReport {
+    /// False when another spooler already held the lock (nothing done).
+    pub ran: bool,
+    /// Files archived and marked.
+    pub archived: usize,
+}
+
+fn markers(wal_dir: &Path) -> PathBuf {
+    wal_dir.join(MARKER_DIR)
+}
+
+fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> WalError {
+    let context = context.into();
+    move |source| WalError::Io { context, source }
+}
+
+/// Is a spooler running for `wal_dir`?
+pub fn running(wal_dir: &Path) -> bool {
+    let Ok(file) = File::open(markers(wal_dir).join(LOCK_FILE)) else { return false };
+    matches!(file.try_lock_shared(), Err(std::fs::TryLockError::WouldBlock))
+}
+
+/// `.ready` files other than those in `exclude` and not yet marked, oldest
+/// name first.
+pub fn backlog(wal_dir: &Path, exclude: &BTreeSet<String>) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir(wal_dir.join("archive_status")) else { return Vec::new() };
+    let marked = markers(wal_dir);
+    let mut names: Vec<String> = entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str().and_then(|n| n.strip_suffix(".ready")).map(String::from))
+        .filter(|n| !exclude.contains(n) && WalFile::parse(n).is_some() && !marked.join(n).exists())
+        .collect();
+    names.sort();
+    names
+}
+
+/// If the spooler archived `name`, consume its marker and return true once
+/// the object is confirmed in the repository. A marker whose object is gone
+/// is removed and ignored (the caller pushes the file).
+pub async fn take_marker(repo: &Repository, cell: &str, wal_dir: &Path, name: &str) -> Result<bool, WalError> {
+    let marker = markers(wal_dir).join(name);
+    if !marker.exists() {
+        return Ok(false);
+    }
+    let _ = std::fs::remove_file(&marker);
+    Ok(repo.store().head(&archive::object_path(cell, name)?).await.map_err(RepoError::from)?.is_some())
+}
+
+/// Wait until `name` is marked, while a spooler may still mark it: one runs,
+/// or `starting` (the spooler this call started) has not exited yet. Gives up
+/// after `limit`. True when the marker is there.
+pub async fn wait_for(wal_dir: &Path, name: &str, mut starting: Option<&mut std::process::Child>, limit: Duration) -> bool {
+    let marker = markers(wal_dir).join(name);
+    let deadline = Instant::now() + limit;
+    loop {
+        if marker.exists() {
+            return true;
+        }
+        let child_alive = starting.as_mut().is_some_and(|c| matches!(c.try_wait(), Ok(None)));
+        if !child_alive && !running(wal_dir) {
+            // It may have marked the file just before letting go.
+            return marker.exists();
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+/// Run the spooler for `wal_dir`: push every unmarked `.ready` file,
+/// `parallel` at once, oldest first, marking each once durable, until
+/// nothing has been ready for `idle`. Returns at once (ran = false) when
+/// another spooler holds the lock.
+pub async fn run(repo: &Repository, cell: &str, wal_dir: &Path, parallel: usize, idle: Duration) -> Result<SpoolReport, WalError> {
+    let dir = markers(wal_dir);
+    std::fs::create_dir_all(&dir).map_err(io(format!("creating {}", dir.display())))?;
+    let lock_path = dir.join(LOCK_FILE);
+    let lock = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(io(format!("opening {}", lock_path.display())))?;
+    match lock.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => return Ok(SpoolReport::default()),
+        Err(std::fs::TryLockError::Error(e)) => return Err(io(format!("locking {}", lock_path.display()))(e)),
+    }
+    remove_stale_markers(wal_dir);
+    let mut report = SpoolReport { ran: true, archived: 0 };
+    // Everything this run pushed: never pushed twice, even in the moment
+    // between a call consuming its marker and Postgres marking it done.
+    let mut seen = BTreeSet::new();
+    let mut in_flight: JoinSet<(String, Result<archive::PushOutcome, WalError>)> = JoinSet::new();
+    let mut idle_since = Instant::now();
+    let mut failure = None;
+    loop {
+        if failure.is_none() {
+            for name in backlog(wal_dir, &seen).into_iter().take(parallel.saturating_sub(in_flight.len())) {
+                seen.insert(name.clone());
+                let (repo, cell, path) = (repo.clone(), cell.to_string(), wal_dir.join(&name));
+                in_flight.spawn(async move {
+                    let outcome = archive::store_file(&repo, &cell, &path).await;
+                    (name, outcome)
+                });
+            }
+        }
+        let Some(first) = in_flight.join_next().await else {
+            if failure.is_some() || idle_since.elapsed() >= idle || !wal_dir.is_dir() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            continue;
+        };
+        // Everything finished by now shares one durability barrier.
+        let mut done = vec![first.expect("a push task does not panic")];
+        while let Some(more) = in_flight.try_join_next() {
+            done.push(more.expect("a push task does not panic"));
+        }
+        let stored: Vec<String> = done
+            .into_iter()
+            .filter_map(|(name, outcome)| match outcome {
+                Ok(_) => Some(name),
+                Err(e) => {
+                    tracing::warn!(file = %name, error = %e, "spooler stops; the archive_command call for this file pushes it itself");
+                    failure.get_or_insert(e);
+                    None
+                }
+            })
+            .collect();
+        if !stored.is_empty() {
+            repo.store().sync().await.map_err(RepoError::from)?;
+            for name in stored {
+                std::fs::write(dir.join(&name), b"").map_err(io(format!("marking {name} archived")))?;
+                report.archived += 1;
+            }
+        }
+        idle_since = Instant::now();
+    }
+    match failure {
+        Some(e) => Err(e),
+        None => Ok(report),
+    }
+}
+
+/// Markers of files no longer `.ready`: archived, and their marker was
+/// consumed or left by a run that died.
+fn remove_stale_markers(wal_dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(markers(wal_dir)) else { return };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if WalFile::parse(name).is_some() && !wal_dir.join("archive_status").join(format!("{name}.ready")).exists() {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+}
