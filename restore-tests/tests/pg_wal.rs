@@ -264,3 +264,89 @@ fn a_backlog_is_archived_by_the_spooler_and_survives_its_death() {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// Run the agent in `dir` with stderr in a file (a helper it starts keeps
+/// the stream open after it exits, so a pipe would wait for the helper).
+fn agent_in(dir: &Path, args: &[&str]) -> (std::process::ExitStatus, String) {
+    let err = dir.join(format!(".stderr-{:08x}", rand::random::<u32>()));
+    let status = Command::new(lifeboat_restore_tests::agent_bin())
+        .args(args)
+        .current_dir(dir)
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&err).unwrap())
+        .status()
+        .unwrap();
+    let text = std::fs::read_to_string(&err).unwrap_or_default();
+    let _ = std::fs::remove_file(&err);
+    (status, text)
+}
+
+#[test]
+fn recovery_takes_prefetched_segments_verified_and_in_order() {
+    let s = Archive::new();
+    let segs = s.root.join("segs");
+    std::fs::create_dir_all(&segs).unwrap();
+    let names: Vec<String> = (1..=12).map(|i| format!("0000000100000000000000{i:02X}")).collect();
+    let content = |i: usize| -> Vec<u8> { (0..1u32 << 20).map(|j| ((j as usize).wrapping_mul(i + 3) >> 7) as u8).collect() };
+    for (i, name) in names.iter().enumerate() {
+        std::fs::write(segs.join(name), content(i)).unwrap();
+        ok(&agent(&["wal-push", segs.join(name).to_str().unwrap(), "--repo", &s.repo, "--cell", "cell-p", "--key-file", s.k()], &[]));
+    }
+    // The 11th is corrupt in the repository: the prefetcher must not hand it over.
+    let object = s.repo_dir.join("wal/cell-p").join(&names[10]);
+    let mut bytes = std::fs::read(&object).unwrap();
+    let n = bytes.len();
+    bytes[n / 2] ^= 0x01;
+    std::fs::write(&object, bytes).unwrap();
+
+    // A data directory in recovery, as restore_command sees it.
+    let data = s.root.join("data");
+    let prefetched = data.join("pg_wal/lifeboat_prefetch");
+    std::fs::create_dir_all(&prefetched).unwrap();
+    std::fs::write(data.join("postmaster.pid"), "0\n").unwrap();
+    // A file a killed prefetcher might have left is not trusted.
+    std::fs::write(prefetched.join(&names[0]), b"left over").unwrap();
+    let fetch = |name: &str| {
+        let (status, err) = agent_in(&data, &["wal-fetch", name, "pg_wal/RECOVERYXLOG", "--repo", &s.repo, "--cell", "cell-p", "--key-file", s.k()]);
+        let got = std::fs::read(data.join("pg_wal/RECOVERYXLOG")).ok();
+        let _ = std::fs::remove_file(data.join("pg_wal/RECOVERYXLOG"));
+        (status.code(), err, got)
+    };
+    let (code, err, got) = fetch(&names[0]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(got.unwrap() == content(0), "the first segment comes from the repository, not a leftover");
+
+    // The prefetcher fetches the next 8 (verified) before recovery asks.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !names[1..9].iter().all(|n| prefetched.join(n).exists()) {
+        assert!(std::time::Instant::now() < deadline, "segments 2..9 were not prefetched");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    for (i, name) in names.iter().enumerate().take(10).skip(1) {
+        let (code, err, got) = fetch(name);
+        assert_eq!(code, Some(0), "{name}: {err}");
+        assert!(got.unwrap() == content(i), "{name} differs");
+        assert!(!prefetched.join(name).exists(), "{name} was moved into place");
+    }
+    // The corrupt one: never prefetched, refused with the code that stops recovery.
+    let (code, err, got) = fetch(&names[10]);
+    assert_eq!(code, Some(255), "{err}");
+    assert!(err.contains("corrupt"), "{err}");
+    assert!(got.is_none(), "unverified bytes must never reach Postgres");
+    // Past the end of the archive: exit 1, quietly.
+    let (code, err, got) = fetch("00000001000000000000000D");
+    assert_eq!((code, got), (Some(1), None), "{err}");
+
+    // The server stops: the prefetcher ends and leaves no segment behind.
+    std::fs::remove_file(data.join("postmaster.pid")).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let left: Vec<_> = std::fs::read_dir(&prefetched).unwrap().flatten().map(|e| e.file_name()).filter(|n| n != "prefetch.lock" && n != "want").collect();
+        if left.is_empty() && !lifeboat_postgres::prefetch::running(&prefetched) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the prefetcher left {left:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}

@@ -42,7 +42,7 @@ pub enum WalError {
     Io { context: String, source: std::io::Error },
 }
 
-fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> WalError {
+pub(crate) fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> WalError {
     let context = context.into();
     move |source| WalError::Io { context, source }
 }
@@ -141,18 +141,33 @@ pub enum FetchOutcome {
 
 /// `restore_command`: write verified WAL file `name` to `dest`.
 pub async fn fetch(repo: &Repository, cell: &str, name: &str, dest: &Path) -> Result<FetchOutcome, WalError> {
-    let path = object_path(cell, name)?;
-    let data = match repo.read_object(&path).await {
-        Ok(data) => data,
-        Err(RepoError::Store(StoreError::NotFound { .. })) => return Ok(FetchOutcome::Missing),
-        Err(e) => return Err(e.into()),
-    };
+    match read(repo, cell, name).await? {
+        Some(data) => {
+            let len = data.len() as u64;
+            write_whole(dest, data).await?;
+            Ok(FetchOutcome::Restored(len))
+        }
+        None => Ok(FetchOutcome::Missing),
+    }
+}
+
+/// The verified content of archived WAL file `name`; `None` if not archived.
+pub(crate) async fn read(repo: &Repository, cell: &str, name: &str) -> Result<Option<Vec<u8>>, WalError> {
+    match repo.read_object(&object_path(cell, name)?).await {
+        Ok(data) => Ok(Some(data)),
+        Err(RepoError::Store(StoreError::NotFound { .. })) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Write `data` to a temporary file beside `dest`, then rename it: `dest`
+/// never holds part of the data.
+pub(crate) async fn write_whole(dest: &Path, data: Vec<u8>) -> Result<(), WalError> {
     let tmp = dest.with_file_name(format!(
         ".{}.lifeboat-{:08x}",
         dest.file_name().and_then(|n| n.to_str()).unwrap_or("wal"),
         rand_suffix()
     ));
-    let len = data.len() as u64;
     let (tmp_w, dest_w) = (tmp.clone(), dest.to_path_buf());
     // Moved, not copied, into the blocking write.
     let write = tokio::task::spawn_blocking(move || {
@@ -163,7 +178,7 @@ pub async fn fetch(repo: &Repository, cell: &str, name: &str, dest: &Path) -> Re
         let _ = tokio::fs::remove_file(&tmp).await;
         return Err(WalError::Io { context: format!("writing {}", dest.display()), source: e });
     }
-    Ok(FetchOutcome::Restored(len))
+    Ok(())
 }
 
 fn rand_suffix() -> u32 {

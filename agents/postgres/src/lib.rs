@@ -6,6 +6,9 @@
 //!   (its `restore_command`)
 //! - [`spool`]: the background pusher that archives a backlog of `.ready`
 //!   files ahead of Postgres' archiver
+//! - [`prefetch`]: the background fetcher that has the next WAL segments
+//!   verified on local disk before recovery asks for them
+//! - [`helper_lock`]: one background helper (spooler, prefetcher) per directory
 //! - [`chain`]: the archived WAL chain of a cell: timelines, ranges, gaps
 //! - [`lsn`]: WAL positions
 //! - [`backup`]: base backups (`pg backup`)
@@ -16,6 +19,8 @@
 pub mod archive;
 pub mod backup;
 pub mod chain;
+pub mod helper_lock;
+pub mod prefetch;
 pub mod lsn;
 pub mod recoverable;
 pub mod restore;

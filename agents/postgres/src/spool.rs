@@ -21,14 +21,14 @@
 //!   when the process dies), which exits after `idle` with nothing to push.
 
 use std::collections::BTreeSet;
-use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use lifeboat_repository::{RepoError, Repository};
 use tokio::task::JoinSet;
 
-use crate::archive::{self, WalError, MARKER_DIR};
+use crate::archive::{self, io, WalError, MARKER_DIR};
+use crate::helper_lock;
 use crate::walname::WalFile;
 
 const LOCK_FILE: &str = "spool.lock";
@@ -46,15 +46,9 @@ fn markers(wal_dir: &Path) -> PathBuf {
     wal_dir.join(MARKER_DIR)
 }
 
-fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> WalError {
-    let context = context.into();
-    move |source| WalError::Io { context, source }
-}
-
 /// Is a spooler running for `wal_dir`?
 pub fn running(wal_dir: &Path) -> bool {
-    let Ok(file) = File::open(markers(wal_dir).join(LOCK_FILE)) else { return false };
-    matches!(file.try_lock_shared(), Err(std::fs::TryLockError::WouldBlock))
+    helper_lock::held(&markers(wal_dir).join(LOCK_FILE))
 }
 
 /// `.ready` files other than those in `exclude` and not yet marked, oldest
@@ -113,17 +107,9 @@ pub async fn run(repo: &Repository, cell: &str, wal_dir: &Path, parallel: usize,
     let dir = markers(wal_dir);
     std::fs::create_dir_all(&dir).map_err(io(format!("creating {}", dir.display())))?;
     let lock_path = dir.join(LOCK_FILE);
-    let lock = File::options()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&lock_path)
-        .map_err(io(format!("opening {}", lock_path.display())))?;
-    match lock.try_lock() {
-        Ok(()) => {}
-        Err(std::fs::TryLockError::WouldBlock) => return Ok(SpoolReport::default()),
-        Err(std::fs::TryLockError::Error(e)) => return Err(io(format!("locking {}", lock_path.display()))(e)),
-    }
+    let Some(_lock) = helper_lock::acquire(&lock_path).map_err(io(format!("locking {}", lock_path.display())))? else {
+        return Ok(SpoolReport::default());
+    };
     remove_stale_markers(wal_dir);
     let mut report = SpoolReport { ran: true, archived: 0 };
     // Everything this run pushed: never pushed twice, even in the moment

@@ -92,6 +92,9 @@ impl Scratch {
         if let Err(e) = self.stop_server() {
             problems.push(e);
         }
+        // The WAL prefetcher ends with the server; it must not write into
+        // the directory while it is deleted.
+        lifeboat_postgres::prefetch::wait_stopped(&self.data_dir(), std::time::Duration::from_secs(30));
         if self.dir.exists() {
             if let Err(e) = std::fs::remove_dir_all(&self.dir) {
                 problems.push(format!("removing {}: {e}", self.dir.display()));

@@ -4,7 +4,9 @@
 //!   (Postgres keeps the file and retries). With a backlog it starts the
 //!   spooler ([`lifeboat_postgres::spool`]) and waits for it to archive the
 //!   file, pushing the file itself if the spooler does not.
-//! - wal-fetch: 0 with verified bytes at the destination; 1, quietly, when
+//! - wal-fetch: 0 with verified bytes at the destination (from the
+//!   prefetcher, [`lifeboat_postgres::prefetch`], when it has the segment
+//!   ready, else from the repository); 1, quietly, when
 //!   the file is not archived (Postgres probes for such files); 255 for any
 //!   other failure (corrupt object, unreachable store), which Postgres treats
 //!   like a crash of the command and stops recovery instead of ending it
@@ -19,7 +21,7 @@ use anyhow::Result;
 use clap::Args;
 
 use lifeboat_postgres::archive::{self, FetchOutcome};
-use lifeboat_postgres::spool;
+use lifeboat_postgres::{prefetch, spool};
 
 use crate::context::{open_repo, Global, RepoArg};
 
@@ -58,7 +60,20 @@ pub struct FetchArgs {
     pub repo: RepoArg,
     #[arg(long, env = "LIFEBOAT_CELL")]
     pub cell: String,
+    /// Segments a background prefetcher keeps verified in
+    /// `pg_wal/lifeboat_prefetch/` ahead of recovery (16 MiB each); 0 turns
+    /// it off.
+    #[arg(long, default_value_t = 8, env = "LIFEBOAT_WAL_PREFETCH")]
+    pub prefetch: usize,
+    /// Run as the prefetcher of the destination's `pg_wal` (wal-fetch starts it itself).
+    #[arg(long, hide = true)]
+    pub prefetcher: bool,
 }
+
+/// The prefetcher stops after recovery asked for nothing new this long.
+const PREFETCHER_IDLE: Duration = Duration::from_secs(10);
+/// Segments the prefetcher fetches at once.
+const PREFETCH_PARALLEL: usize = 2;
 
 pub async fn push(global: &Global, args: PushArgs) -> Result<ExitCode> {
     let repo = open_repo(global, &args.repo.url).await?;
@@ -73,7 +88,7 @@ pub async fn push(global: &Global, args: PushArgs) -> Result<ExitCode> {
     if !by_spooler && args.parallel > 1 {
         let mut started = None;
         if !spool::running(&wal_dir) && !spool::backlog(&wal_dir, &BTreeSet::from([name.clone()])).is_empty() {
-            started = start_spooler().map_err(|e| tracing::warn!(error = %e, "cannot start the WAL spooler; pushing alone")).ok();
+            started = start_helper("--spooler").map_err(|e| tracing::warn!(error = %e, "cannot start the WAL spooler; pushing alone")).ok();
         }
         if started.is_some() || spool::running(&wal_dir) {
             spool::wait_for(&wal_dir, &name, started.as_mut(), args.spool_wait).await;
@@ -88,14 +103,15 @@ pub async fn push(global: &Global, args: PushArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Start this same command as the spooler of its `pg_wal`: same arguments
-/// and environment, its own process group (signals to Postgres' archiver do
+/// Start this same command as a background helper (`--spooler`,
+/// `--prefetcher`) of its `pg_wal`: same arguments and environment, its own
+/// process group (signals meant for Postgres' archiver or startup process do
 /// not reach it), no stdin/stdout; its log goes to the same stderr.
-fn start_spooler() -> std::io::Result<std::process::Child> {
+fn start_helper(flag: &str) -> std::io::Result<std::process::Child> {
     use std::os::unix::process::CommandExt;
     std::process::Command::new(std::env::current_exe()?)
         .args(std::env::args_os().skip(1))
-        .arg("--spooler")
+        .arg(flag)
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
         .process_group(0)
@@ -103,11 +119,31 @@ fn start_spooler() -> std::io::Result<std::process::Child> {
 }
 
 pub async fn fetch(global: &Global, args: FetchArgs) -> Result<ExitCode> {
+    let prefetch_dir = (args.prefetch > 0).then(|| prefetch::dir_for(&args.dest, &args.name)).flatten();
+    if args.prefetcher {
+        let Some(dir) = prefetch_dir else { return Ok(ExitCode::SUCCESS) };
+        let repo = open_repo(global, &args.repo.url).await?;
+        let report = prefetch::run(&repo, &args.cell, &dir, args.prefetch, PREFETCH_PARALLEL, PREFETCHER_IDLE).await?;
+        tracing::debug!(ran = report.ran, fetched = report.fetched, unused = report.unused, "prefetcher done");
+        return Ok(ExitCode::SUCCESS);
+    }
     let outcome = async {
+        if let Some(len) = prefetch_dir.as_deref().map(|dir| prefetch::take(dir, &args.name, &args.dest)).transpose()?.flatten() {
+            return Ok(FetchOutcome::Restored(len));
+        }
         let repo = open_repo(global, &args.repo.url).await?;
         Ok::<_, anyhow::Error>(archive::fetch(&repo, &args.cell, &args.name, &args.dest).await?)
     }
     .await;
+    if let (Some(dir), Ok(FetchOutcome::Restored(_))) = (&prefetch_dir, &outcome) {
+        // Prefetching is an optimisation: its trouble never fails the fetch.
+        let started = prefetch::record_want(dir, &args.name)
+            .map_err(anyhow::Error::from)
+            .and_then(|()| if prefetch::running(dir) { Ok(()) } else { start_helper("--prefetcher").map(drop).map_err(Into::into) });
+        if let Err(e) = started {
+            tracing::warn!(error = %e, "WAL prefetch unavailable; fetching one segment at a time");
+        }
+    }
     match outcome {
         Ok(FetchOutcome::Restored(bytes)) => {
             tracing::info!(file = %args.name, bytes, "restored");
