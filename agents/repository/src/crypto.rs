@@ -22,6 +22,8 @@ pub const ALGORITHM: &str = "xchacha20-poly1305";
 pub struct Key {
     id: String,
     cipher: XChaCha20Poly1305,
+    /// The encryption subkey itself, for checking tags without decrypting.
+    enc_key: [u8; 32],
     chunk_id_key: [u8; 32],
     chunker_seed: u64,
 }
@@ -59,6 +61,7 @@ impl Key {
         Key {
             id,
             cipher: XChaCha20Poly1305::new(&enc.into()),
+            enc_key: enc,
             chunk_id_key: derive(master, "lifeboat-chunk-id-v1"),
             chunker_seed: u64::from_le_bytes(seed[..8].try_into().unwrap()),
         }
@@ -104,6 +107,32 @@ impl Key {
         out
     }
 
+    /// Check the Poly1305 tag of nonce || ciphertext+tag without decrypting
+    /// (the XChaCha20-Poly1305 construction of RFC 8439 section 2.8 with an
+    /// XChaCha20 nonce: the one-time key is the first 32 bytes of keystream
+    /// block 0; the tag covers aad, ciphertext, each zero-padded to 16 bytes,
+    /// and both lengths). True exactly when [`Key::open`] would succeed, at
+    /// a fraction of the cost: used where the bytes are only passed on.
+    pub fn check_tag(&self, sealed: &[u8], aad: &[u8]) -> bool {
+        use chacha20::cipher::{KeyIvInit, StreamCipher};
+        use poly1305::universal_hash::{KeyInit as _, UniversalHash};
+        if sealed.len() < NONCE_LEN + 16 {
+            return false;
+        }
+        let (nonce, body) = sealed.split_at(NONCE_LEN);
+        let (ciphertext, tag) = body.split_at(body.len() - 16);
+        let mut one_time = [0u8; 32];
+        chacha20::XChaCha20::new(&self.enc_key.into(), nonce.into()).apply_keystream(&mut one_time);
+        let mut mac = poly1305::Poly1305::new(&one_time.into());
+        mac.update_padded(aad);
+        mac.update_padded(ciphertext);
+        let mut lengths = poly1305::Block::default();
+        lengths[..8].copy_from_slice(&(aad.len() as u64).to_le_bytes());
+        lengths[8..].copy_from_slice(&(ciphertext.len() as u64).to_le_bytes());
+        mac.update(&[lengths]);
+        mac.verify(tag.into()).is_ok()
+    }
+
     /// Decrypt nonce || ciphertext+tag; `None` if it was not sealed by this key with this aad.
     pub fn open(&self, sealed: &[u8], aad: &[u8]) -> Option<Vec<u8>> {
         if sealed.len() < NONCE_LEN + 16 {
@@ -127,6 +156,7 @@ mod tests {
         let mut flipped = sealed.clone();
         *flipped.last_mut().unwrap() ^= 1;
         assert!(key.open(&flipped, b"ctx").is_none());
+        assert!(!key.check_tag(&flipped, b"ctx"));
         let other = Key::from_hex(&Key::generate_hex()).unwrap();
         assert!(other.open(&sealed, b"ctx").is_none());
         assert_ne!(key.id(), other.id());
@@ -137,5 +167,30 @@ mod tests {
         assert!(Key::from_hex("zz").is_err());
         assert!(Key::from_hex("abcd").is_err());
         assert!(Key::from_hex(&format!("  {}\n", "11".repeat(32))).is_ok());
+    }
+
+    /// `check_tag` agrees with decryption on every length around the
+    /// 16-byte padding and block boundaries, and on every single-byte
+    /// change of nonce, ciphertext or tag.
+    #[test]
+    fn check_tag_agrees_with_open() {
+        let key = Key::from_hex(&Key::generate_hex()).unwrap();
+        let other = Key::from_hex(&Key::generate_hex()).unwrap();
+        for len in [0usize, 1, 15, 16, 17, 63, 64, 65, 1000, 70_000] {
+            let data: Vec<u8> = (0..len).map(|i| (i * 31 % 251) as u8).collect();
+            for aad in [&b""[..], b"header", b"exactly sixteen!", b"chunks/ab/abcdef0123456789"] {
+                let sealed = key.seal(&data, aad);
+                assert!(key.check_tag(&sealed, aad), "len {len}");
+                assert!(!other.check_tag(&sealed, aad), "another key");
+                assert!(!key.check_tag(&sealed, b"moved"), "another name");
+                assert!(!key.check_tag(&sealed[..sealed.len() - 1], aad), "truncated");
+                for at in [0, NONCE_LEN - 1, NONCE_LEN, sealed.len() / 2, sealed.len() - 17, sealed.len() - 1] {
+                    let mut bad = sealed.clone();
+                    bad[at] ^= 0x10;
+                    assert_eq!(key.check_tag(&bad, aad), key.open(&bad, aad).is_some(), "len {len} byte {at}");
+                    assert!(!key.check_tag(&bad, aad), "len {len} byte {at} flipped");
+                }
+            }
+        }
     }
 }

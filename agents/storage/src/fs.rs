@@ -1,9 +1,12 @@
 //! The local filesystem backend (`file://`), Lifeboat's embedded default.
 //!
-//! Durability: every object is written to a temporary file under `.tmp/`,
-//! fsynced, then published with `link(2)` (create-if-absent, atomic) or
-//! `rename(2)` (overwrite). A crash leaves at most an orphan in `.tmp/`,
-//! never a partial object. The new names are made durable by
+//! Durability: every object is written to a hidden temporary file beside
+//! its final name (`.<name>.tmp-<random>`, in the same directory, so that
+//! concurrent writers do not contend for one directory), fsynced unless the
+//! write is deferred, then published with `renameat2(RENAME_NOREPLACE)`
+//! (create-if-absent, atomic; `link(2)` + `unlink(2)` on filesystems
+//! without it) or `rename(2)` (overwrite). A crash leaves at most a hidden
+//! orphan, which listings skip, never a partial object. The new names are made durable by
 //! [`ObjectStore::sync`] (`syncfs(2)` over the repository's filesystem),
 //! which callers run before a commit point, rather than by a directory fsync
 //! per object: a name lost in a crash before the sync belongs to an object
@@ -19,7 +22,6 @@ use tokio::io::AsyncWriteExt;
 
 use crate::{ByteStream, ObjectMeta, ObjectPath, ObjectStore, PutMode, StoreError};
 
-const TMP_DIR: &str = ".tmp";
 
 #[derive(Debug, Clone)]
 pub struct FileStore {
@@ -35,8 +37,21 @@ impl FileStore {
         self.root.join(path.as_str())
     }
 
-    fn tmp_path(&self) -> PathBuf {
-        self.root.join(TMP_DIR).join(format!("{:032x}", rand::random::<u128>()))
+    /// A temporary name beside `dest`, hidden from listings.
+    fn tmp_beside(dest: &Path) -> PathBuf {
+        let name = dest.file_name().and_then(|n| n.to_str()).unwrap_or("object");
+        dest.with_file_name(format!(".{name}.tmp-{:016x}", rand::random::<u64>()))
+    }
+
+    /// Create the file at `tmp`, and its directory if missing.
+    fn create_beside(tmp: &Path) -> std::io::Result<std::fs::File> {
+        match std::fs::File::create(tmp) {
+            Err(e) if e.kind() == ErrorKind::NotFound => {
+                std::fs::create_dir_all(tmp.parent().expect("object paths have a parent"))?;
+                std::fs::File::create(tmp)
+            }
+            other => other,
+        }
     }
 
     fn err(&self, op: &'static str, path: &str, e: std::io::Error) -> StoreError {
@@ -55,13 +70,11 @@ impl FileStore {
         }
     }
 
-    /// Move a finished, fsynced temporary file into place.
+    /// Move a finished temporary file (beside `path`) into place.
     fn publish(&self, tmp: &Path, path: &ObjectPath, mode: PutMode) -> Result<(), StoreError> {
         let dest = self.full(path);
-        let parent = dest.parent().expect("object paths have a parent");
-        std::fs::create_dir_all(parent).map_err(|e| self.err("put", path.as_str(), e))?;
         let result = match mode {
-            PutMode::Create => std::fs::hard_link(tmp, &dest).and_then(|_| std::fs::remove_file(tmp)),
+            PutMode::Create => rename_noreplace(tmp, &dest),
             PutMode::Overwrite => std::fs::rename(tmp, &dest),
         };
         if let Err(e) = result {
@@ -77,10 +90,9 @@ impl FileStore {
         let this = self.clone();
         let path = path.clone();
         tokio::task::spawn_blocking(move || {
-            let tmp = this.tmp_path();
+            let tmp = Self::tmp_beside(&this.full(&path));
             let write = || -> std::io::Result<()> {
-                std::fs::create_dir_all(tmp.parent().unwrap())?;
-                let mut f = std::fs::File::create(&tmp)?;
+                let mut f = Self::create_beside(&tmp)?;
                 f.write_all(&data)?;
                 if durable {
                     f.sync_all()?;
@@ -105,6 +117,24 @@ impl FileStore {
     }
 }
 
+/// Rename `from` to `to` unless `to` exists (then `AlreadyExists`), atomically.
+fn rename_noreplace(from: &Path, to: &Path) -> std::io::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let cstr = |p: &Path| std::ffi::CString::new(p.as_os_str().as_bytes()).map_err(|_| std::io::Error::from(ErrorKind::InvalidInput));
+    let (from_c, to_c) = (cstr(from)?, cstr(to)?);
+    // SAFETY: both are valid NUL-terminated paths that outlive the call.
+    let rc = unsafe { libc::renameat2(libc::AT_FDCWD, from_c.as_ptr(), libc::AT_FDCWD, to_c.as_ptr(), libc::RENAME_NOREPLACE) };
+    if rc == 0 {
+        return Ok(());
+    }
+    let e = std::io::Error::last_os_error();
+    match e.raw_os_error() {
+        // Filesystems without RENAME_NOREPLACE: link(2) refuses an existing name too.
+        Some(libc::EINVAL) | Some(libc::ENOSYS) | Some(libc::EOPNOTSUPP) => std::fs::hard_link(from, to).and_then(|()| std::fs::remove_file(from)),
+        _ => Err(e),
+    }
+}
+
 fn blocking_err(e: tokio::task::JoinError) -> StoreError {
     StoreError::Permanent { store: "file".into(), op: "io", message: format!("worker thread failed: {e}") }
 }
@@ -116,7 +146,7 @@ impl ObjectStore for FileStore {
     }
 
     async fn prepare(&self) -> Result<(), StoreError> {
-        tokio::fs::create_dir_all(self.root.join(TMP_DIR))
+        tokio::fs::create_dir_all(&self.root)
             .await
             .map_err(|e| self.err("prepare", &self.root.display().to_string(), e))
     }
@@ -131,11 +161,14 @@ impl ObjectStore for FileStore {
 
     async fn put_stream(&self, path: &ObjectPath, mut data: ByteStream, mode: PutMode) -> Result<u64, StoreError> {
         self.check_absent(path, mode)?;
-        let tmp = self.tmp_path();
+        let tmp = Self::tmp_beside(&self.full(path));
         let result: Result<u64, StoreError> = async {
             let io = |e| self.err("put", path.as_str(), e);
-            tokio::fs::create_dir_all(tmp.parent().unwrap()).await.map_err(io)?;
-            let mut f = tokio::fs::File::create(&tmp).await.map_err(io)?;
+            let created = tokio::task::spawn_blocking({
+                let tmp = tmp.clone();
+                move || Self::create_beside(&tmp)
+            });
+            let mut f = tokio::fs::File::from_std(created.await.map_err(blocking_err)?.map_err(io)?);
             let mut total = 0u64;
             while let Some(piece) = data.next().await {
                 let piece = piece?;

@@ -51,9 +51,10 @@ pub enum RepoCommand {
         from: String,
         /// Destination URL (empty, or a copy of the same repository).
         to: String,
-        /// Objects copied at once (copy is I/O-bound: latency, not CPU, limits it).
-        #[arg(long, default_value_t = 16)]
-        jobs: usize,
+        /// Objects copied at once [default: 16 into S3 or Azure, 2 per core
+        /// into file://].
+        #[arg(long)]
+        jobs: Option<usize>,
     },
     /// Apply retention: show the deletion plan, then delete (unless --dry-run).
     Retention {
@@ -198,6 +199,7 @@ pub async fn run(global: &Global, cmd: RepoCommand) -> Result<ExitCode> {
         }
         RepoCommand::Copy { from, to, jobs } => {
             let src = open_repo(global, &from).await?;
+            let jobs = jobs.unwrap_or_else(|| copy::default_jobs(&to));
             let report = copy::copy(&src, store(&to).await?, jobs.max(1)).await?;
             let ok = report.failures.is_empty();
             emit(global, &report, |c| {

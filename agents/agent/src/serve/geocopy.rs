@@ -82,7 +82,7 @@ async fn pass(agent: &Agent, name: &str, url: &str) {
     let started = OffsetDateTime::now_utc();
     let result = async {
         let store = crate::context::store(url).await?;
-        anyhow::Ok(lifeboat_repository::copy::copy(&agent.repo, store, 16).await?)
+        anyhow::Ok(lifeboat_repository::copy::copy(&agent.repo, store, lifeboat_repository::copy::default_jobs(url)).await?)
     }
     .await;
     let g = &agent.geo_copy;
