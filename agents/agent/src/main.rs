@@ -67,11 +67,20 @@ pub(crate) async fn shutdown_signal() -> &'static str {
 /// returns freed memory at once, so every chunk paid for zeroed pages (11 %
 /// of a Kafka restore's CPU). Keep them in the heap instead; the pipelines'
 /// bounds still cap how much is held.
+///
+/// One heap ("arena") per core rather than glibc's eight: each arena keeps
+/// its own high-water mark of those buffers, and threads (librdkafka's, the
+/// blocking pool's) reach more arenas the longer a job runs, so with eight
+/// per core a Kafka snapshot's peak grew with the topic (266 MiB at 100 MiB
+/// of records, 667 MiB at 1 GiB); with one per core it was 339 MiB at 1 GiB,
+/// at the same speed.
 fn tune_allocator() {
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get()).max(2);
     // SAFETY: mallopt only sets allocator parameters; called before any thread starts.
     unsafe {
         libc::mallopt(libc::M_MMAP_THRESHOLD, 64 << 20);
         libc::mallopt(libc::M_TRIM_THRESHOLD, 256 << 20);
+        libc::mallopt(libc::M_ARENA_MAX, cores as libc::c_int);
     }
 }
 
