@@ -334,17 +334,22 @@ fn coordinator_end_to_end_schedules_status_alerts_and_restarts() {
 
     // The status says what the repositories and Postgres say.
     switch_and_wait(&a.pg);
-    let st = wait_until("cell-a ok everywhere", Duration::from_secs(60), || {
+    // The status names the newest full and snapshot in the repository (a
+    // scheduled run may finish between reading the status and listing the
+    // repository: retry until both agree).
+    let (ca, newest_full) = wait_until("cell-a ok, naming the newest full and snapshot", Duration::from_secs(90), || {
         let st = status(&c);
-        (cell_of(&st, "cell-a")["verdict"] == "ok").then_some(st)
+        let ca = cell_of(&st, "cell-a").clone();
+        if ca["verdict"] != "ok" {
+            return None;
+        }
+        let info: Value = serde_json::from_str(&ok(&agent(&["pg", "info", "--repo", &a.archive.repo, "--cell", "cell-a", "--key-file", a.archive.k(), "--output", "json"], &[]))).unwrap();
+        let newest_full = info["backups"].as_array().unwrap().iter().rev().find(|b| b["kind"] == "pg-full").unwrap().clone();
+        let ls: Value = serde_json::from_str(&ok(&agent(&["kafka", "ls", "--repo", &a.archive.repo, "--cell", "cell-a", "--key-file", a.archive.k(), "--output", "json"], &[]))).unwrap();
+        let newest_snapshot = ls.as_array().or(ls["snapshots"].as_array()).unwrap().last().unwrap().clone();
+        (ca["last_full"]["id"] == newest_full["id"] && ca["last_snapshot"]["id"] == newest_snapshot["id"]).then_some((ca, newest_full))
     });
-    let ca = cell_of(&st, "cell-a");
-    let info: Value = serde_json::from_str(&ok(&agent(&["pg", "info", "--repo", &a.archive.repo, "--cell", "cell-a", "--key-file", a.archive.k(), "--output", "json"], &[]))).unwrap();
-    let newest_full = info["backups"].as_array().unwrap().iter().rev().find(|b| b["kind"] == "pg-full").unwrap();
-    assert_eq!(ca["last_full"]["id"], newest_full["id"], "{ca}");
-    let ls: Value = serde_json::from_str(&ok(&agent(&["kafka", "ls", "--repo", &a.archive.repo, "--cell", "cell-a", "--key-file", a.archive.k(), "--output", "json"], &[]))).unwrap();
-    let newest_snapshot = ls.as_array().or(ls["snapshots"].as_array()).unwrap().last().unwrap().clone();
-    assert_eq!(ca["last_snapshot"]["id"], newest_snapshot["id"], "{ca} vs {newest_snapshot}");
+    let ca = &ca;
     // Postgres' own record of its last archived segment dates the primary's
     // point (a scheduled backup may archive another segment in between: retry).
     let primary_point = wait_until("the primary's point to match pg_stat_archiver", Duration::from_secs(30), || {

@@ -27,8 +27,10 @@ fn big_tree(root: &Path, mib: usize) {
 
 fn count_files(dir: &Path) -> usize {
     let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
+    // Hidden names are a writer's temporary files, not objects.
     entries
         .flatten()
+        .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
         .map(|e| if e.file_type().unwrap().is_dir() { count_files(&e.path()) } else { 1 })
         .sum()
 }
