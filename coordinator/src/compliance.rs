@@ -231,8 +231,7 @@ pub fn cell_status(
     let mut locations = Vec::new();
     for name in &cell.locations {
         let def = plan.locations.iter().find(|l| &l.name == name).expect("validated plans name known locations");
-        // The agent calls its own repository "primary"; copies by plan name.
-        let agent_name = if def.role == Role::Primary { "primary" } else { name.as_str() };
+        let agent_name = plan.agent_location_name(name);
         let found = reported.iter().find(|l| l["location"] == agent_name);
         let mut status = LocationStatus {
             location: name.clone(),
@@ -267,7 +266,7 @@ pub fn cell_status(
         }
         locations.push(status);
     }
-    let primary = reported.iter().find(|l| l["location"] == "primary").cloned().unwrap_or(Value::Null);
+    let primary = reported.iter().find(|l| l["location"] == crate::plan::AGENT_PRIMARY).cloned().unwrap_or(Value::Null);
     let pg = &primary["postgres"];
     let (last_full, last_incremental) = if cell.postgres {
         (

@@ -54,15 +54,10 @@ fn location(plan: &Plan, cell: &CellPlan, wanted: &str) -> Result<String> {
         .with_context(|| format!("cell {} has no {wanted} location", cell.name))
 }
 
-fn primary(plan: &Plan, cell: &CellPlan) -> String {
-    location(plan, cell, "primary").unwrap_or_else(|_| "primary".into())
-}
-
 /// The drill job for the agent: plan location names (the agent knows its
 /// copies by them), `None` for its primary.
 fn spec(plan: &Plan, cell: &CellPlan, req: &DrillRequest) -> Result<DrillSpec> {
-    let primary = primary(plan, cell);
-    let as_agent_name = |l: String| if l == primary { None } else { Some(l) };
+    let as_agent_name = |l: String| (plan.agent_location_name(&l) != crate::plan::AGENT_PRIMARY).then_some(l);
     let from = match &req.from_location {
         Some(l) => as_agent_name(location(plan, cell, l)?),
         None => None,
@@ -133,8 +128,7 @@ pub async fn conclude(plan: &Plan, cell: &CellPlan, agent: &AgentClient, done: &
     let started_at = chrono::DateTime::parse_from_rfc3339(&done.started).map(|t| t.with_timezone(&Utc)).unwrap_or_else(|_| Utc::now());
     let report_id = format!("drill-{}-{}-{:04x}", cell.name, started_at.format("%Y%m%dt%H%M%S"), rand::random::<u16>());
 
-    let primary = primary(plan, cell);
-    let name_of = |agent_name: &str| if agent_name == "primary" { primary.clone() } else { agent_name.to_string() };
+    let name_of = |agent_name: &str| plan.plan_location_name(cell, agent_name);
     let kafka_target = cell.kafka_topics.as_ref().map(|_| tier.kafka_rpo.as_secs_f64());
     let targets = Targets { rpo_seconds: tier.rpo.as_secs_f64(), rto_seconds: tier.rto.as_secs_f64(), kafka_rpo_seconds: kafka_target };
     let finished = now();
@@ -147,7 +141,7 @@ pub async fn conclude(plan: &Plan, cell: &CellPlan, agent: &AgentClient, done: &
         tenants: cell.tenants.clone(),
         operation: "drill".into(),
         initiator: done.initiator.clone(),
-        source_location: done.source.clone().unwrap_or_else(|| primary.clone()),
+        source_location: done.source.clone().unwrap_or_else(|| name_of(crate::plan::AGENT_PRIMARY)),
         target_environment: format!("scratch environment of the agent of cell {} ({})", cell.name, agent.url),
         started: done.started.clone(),
         finished,
@@ -176,7 +170,7 @@ pub async fn conclude(plan: &Plan, cell: &CellPlan, agent: &AgentClient, done: &
                 if o.cleaned_up { "all removed after the drill" } else { "NOT all removed (see the last step)" }
             );
             report.recovery_point = o.recovery_point.clone();
-            report.recovery_point["location"] = json!(name_of(o.recovery_point["location"].as_str().unwrap_or("primary")));
+            report.recovery_point["location"] = json!(name_of(o.recovery_point["location"].as_str().unwrap_or(crate::plan::AGENT_PRIMARY)));
             report.demonstrated = Demonstrated { rto_seconds: Some(o.rto_seconds), rpo_seconds: o.pg_rpo_seconds, kafka_rpo_seconds: o.kafka_rpo_seconds };
             report.recovery_point["phases"] = json!({ "wal_replay_seconds": o.replay_seconds, "lifeboat_seconds": o.rto_seconds - o.replay_seconds });
             report.steps = o.steps;

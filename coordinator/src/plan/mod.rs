@@ -57,6 +57,32 @@ pub struct Plan {
     pub cells: Vec<CellPlan>,
 }
 
+/// What a cell's agent calls its own repository; it knows its copies by
+/// their plan location names.
+pub const AGENT_PRIMARY: &str = "primary";
+
+impl Plan {
+    /// The name the cell's agent uses for plan location `location`.
+    pub fn agent_location_name<'a>(&self, location: &'a str) -> &'a str {
+        match self.locations.iter().any(|l| l.name == location && l.role == Role::Primary) {
+            true => AGENT_PRIMARY,
+            false => location,
+        }
+    }
+
+    /// The plan location a name from `cell`'s agent stands for.
+    pub fn plan_location_name(&self, cell: &CellPlan, agent_name: &str) -> String {
+        if agent_name != AGENT_PRIMARY {
+            return agent_name.to_string();
+        }
+        cell.locations
+            .iter()
+            .find(|l| self.locations.iter().any(|d| &d.name == *l && d.role == Role::Primary))
+            .cloned()
+            .unwrap_or_else(|| AGENT_PRIMARY.to_string())
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct TierTarget {
     pub name: String,
