@@ -212,24 +212,31 @@ fn a_backlog_is_archived_by_the_spooler_and_survives_its_death() {
         std::fs::write(wal.join(name), content(i)).unwrap();
         std::fs::write(wal.join(format!("archive_status/{name}.ready")), b"").unwrap();
     }
+    // Archived into two repositories, as `wal-push --repo A && wal-push --repo B`:
+    // each destination has its own spooler and markers.
+    let repo_b_dir = s.root.join("repo-b");
+    let repo_b = format!("file://{}", repo_b_dir.display());
+    ok(&agent(&["repo", "init", "--repo", &repo_b, "--key-file", s.k()], &[]));
     let log = s.root.join("archiver.log");
     let archive = |name: &str| {
-        let status = Command::new(lifeboat_restore_tests::agent_bin())
-            .args(["wal-push", &format!("pg_wal/{name}"), "--repo", &s.repo, "--cell", "cell-s", "--key-file", s.k()])
-            .current_dir(&cluster)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::fs::File::options().create(true).append(true).open(&log).unwrap())
-            .status()
-            .unwrap();
-        assert!(status.success(), "wal-push {name} failed:\n{}", std::fs::read_to_string(&log).unwrap());
-        // Success means archived: the object is there now, not later.
-        assert!(s.repo_dir.join("wal/cell-s").join(name).exists(), "{name} reported archived before it was stored");
+        for (repo, dir) in [(&s.repo, &s.repo_dir), (&repo_b, &repo_b_dir)] {
+            let status = Command::new(lifeboat_restore_tests::agent_bin())
+                .args(["wal-push", &format!("pg_wal/{name}"), "--repo", repo, "--cell", "cell-s", "--key-file", s.k()])
+                .current_dir(&cluster)
+                .stdout(std::process::Stdio::null())
+                .stderr(std::fs::File::options().create(true).append(true).open(&log).unwrap())
+                .status()
+                .unwrap();
+            assert!(status.success(), "wal-push {name} into {repo} failed:\n{}", std::fs::read_to_string(&log).unwrap());
+            // Success means archived: the object is there now, not later.
+            assert!(dir.join("wal/cell-s").join(name).exists(), "{name} reported archived into {repo} before it was stored");
+        }
         std::fs::rename(wal.join(format!("archive_status/{name}.ready")), wal.join(format!("archive_status/{name}.done"))).unwrap();
     };
 
     archive(&names[0]);
     // The first call started the spooler, which pushes the backlog ahead.
-    let marked = wal.join("lifeboat_archived").join(&names[5]);
+    let marked = wal.join("lifeboat_archived").join(lifeboat_postgres::helper_lock::destination_key(&s.repo, "cell-s")).join(&names[5]);
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     while !marked.exists() {
         assert!(std::time::Instant::now() < deadline, "the spooler did not push ahead:\n{}", std::fs::read_to_string(&log).unwrap());
@@ -248,15 +255,21 @@ fn a_backlog_is_archived_by_the_spooler_and_survives_its_death() {
         archive(name);
     }
 
-    // Every segment comes back exactly, and the chain has no gap.
-    for (i, name) in names.iter().enumerate() {
-        let back = s.root.join("back");
-        ok(&agent(&["wal-fetch", name, back.to_str().unwrap(), "--repo", &s.repo, "--cell", "cell-s", "--key-file", s.k()], &[]));
-        assert!(std::fs::read(&back).unwrap() == content(i), "{name} differs after the round trip");
+    // Every segment comes back exactly from both, and neither chain has a gap.
+    for repo in [&s.repo, &repo_b] {
+        for (i, name) in names.iter().enumerate() {
+            let back = s.root.join("back");
+            ok(&agent(&["wal-fetch", name, back.to_str().unwrap(), "--repo", repo, "--cell", "cell-s", "--key-file", s.k()], &[]));
+            assert!(std::fs::read(&back).unwrap() == content(i), "{name} differs after the round trip through {repo}");
+        }
+        let out = ok(&agent(&["pg", "check", "--repo", repo, "--cell", "cell-s", "--key-file", s.k()], &[]));
+        assert!(!out.contains("GAP"), "{out}");
+        ok(&agent(&["repo", "verify", "--repo", repo, "--key-file", s.k()], &[]));
     }
-    let out = ok(&agent(&["pg", "check", "--repo", &s.repo, "--cell", "cell-s", "--key-file", s.k()], &[]));
-    assert!(!out.contains("GAP"), "{out}");
-    ok(&agent(&["repo", "verify", "--repo", &s.repo, "--key-file", s.k()], &[]));
+    // The second destination's calls used its own spooler: none waited out
+    // the first one's and pushed alone.
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(!text.contains("by_spooler=false"), "{text}");
     // With nothing left to push the spooler exits by itself.
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     while !spoolers(&s.repo).is_empty() {
@@ -302,7 +315,7 @@ fn recovery_takes_prefetched_segments_verified_and_in_order() {
 
     // A data directory in recovery, as restore_command sees it.
     let data = s.root.join("data");
-    let prefetched = data.join("pg_wal/lifeboat_prefetch");
+    let prefetched = data.join("pg_wal/lifeboat_prefetch").join(lifeboat_postgres::helper_lock::destination_key(&s.repo, "cell-p"));
     std::fs::create_dir_all(&prefetched).unwrap();
     std::fs::write(data.join("postmaster.pid"), "0\n").unwrap();
     // A file a killed prefetcher might have left is not trusted.

@@ -160,18 +160,19 @@ pub(crate) async fn read(repo: &Repository, cell: &str, name: &str) -> Result<Op
     }
 }
 
-/// Write `data` to a temporary file beside `dest`, then rename it: `dest`
-/// never holds part of the data.
+/// Write `data` to a new temporary file beside `dest` (never one another
+/// writer has open), then rename it: `dest` never holds part of the data.
 pub(crate) async fn write_whole(dest: &Path, data: Vec<u8>) -> Result<(), WalError> {
     let tmp = dest.with_file_name(format!(
-        ".{}.lifeboat-{:08x}",
+        ".{}.lifeboat-{:016x}",
         dest.file_name().and_then(|n| n.to_str()).unwrap_or("wal"),
-        rand_suffix()
+        rand::random::<u64>()
     ));
     let (tmp_w, dest_w) = (tmp.clone(), dest.to_path_buf());
     // Moved, not copied, into the blocking write.
     let write = tokio::task::spawn_blocking(move || {
-        std::fs::write(&tmp_w, data)?;
+        use std::io::Write as _;
+        std::fs::File::options().write(true).create_new(true).open(&tmp_w)?.write_all(&data)?;
         std::fs::rename(&tmp_w, &dest_w)
     });
     if let Err(e) = write.await.expect("writing does not panic") {
@@ -179,9 +180,4 @@ pub(crate) async fn write_whole(dest: &Path, data: Vec<u8>) -> Result<(), WalErr
         return Err(WalError::Io { context: format!("writing {}", dest.display()), source: e });
     }
     Ok(())
-}
-
-fn rand_suffix() -> u32 {
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
-    nanos ^ std::process::id()
 }

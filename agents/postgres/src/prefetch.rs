@@ -25,6 +25,7 @@
 //!   recovery has asked for nothing new for `idle`, and deletes what it
 //!   fetched that was not used.
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -41,11 +42,13 @@ const LOCK_FILE: &str = "prefetch.lock";
 const WANT_FILE: &str = "want";
 
 /// The prefetch directory for a `restore_command` destination (`%p`, which
-/// Postgres puts in `pg_wal`), when `name` is a segment.
-pub fn dir_for(dest: &Path, name: &str) -> Option<PathBuf> {
+/// Postgres puts in `pg_wal`), when `name` is a segment: one per
+/// destination (repository and cell), `pg_wal/lifeboat_prefetch/<key>/`, so
+/// a prefetcher started for another repository is never taken from.
+pub fn dir_for(dest: &Path, name: &str, repo_url: &str, cell: &str) -> Option<PathBuf> {
     let wal_dir = dest.parent()?;
     let is_segment = matches!(WalFile::parse(name), Some(WalFile::Segment { .. }));
-    (is_segment && wal_dir.file_name()? == "pg_wal").then(|| wal_dir.join(PREFETCH_DIR))
+    (is_segment && wal_dir.file_name()? == "pg_wal").then(|| wal_dir.join(PREFETCH_DIR).join(helper_lock::destination_key(repo_url, cell)))
 }
 
 /// Is a prefetcher running for `dir`?
@@ -72,20 +75,23 @@ pub fn take(dir: &Path, name: &str, dest: &Path) -> Result<Option<u64>, WalError
 /// to finish, as it does once the server is stopped; before deleting the
 /// directory it writes into.
 pub fn wait_stopped(data_dir: &Path, limit: Duration) {
-    let dir = data_dir.join("pg_wal").join(PREFETCH_DIR);
+    let Ok(entries) = std::fs::read_dir(data_dir.join("pg_wal").join(PREFETCH_DIR)) else { return };
     let deadline = Instant::now() + limit;
-    while running(&dir) && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(10));
+    for dir in entries.flatten().map(|e| e.path()) {
+        while running(&dir) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
 }
 
 /// Record `name` as the segment recovery wants now (creating `dir`).
 pub fn record_want(dir: &Path, name: &str) -> Result<(), WalError> {
-    match std::fs::create_dir(dir) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-        Err(e) => return Err(io(format!("creating {}", dir.display()))(e)),
+    // Only under an existing pg_wal: never recreate a deleted data directory.
+    let wal_dir = dir.parent().and_then(Path::parent).unwrap_or(dir);
+    if !wal_dir.is_dir() {
+        return Err(io(format!("creating {}", dir.display()))(std::io::ErrorKind::NotFound.into()));
     }
+    std::fs::create_dir_all(dir).map_err(io(format!("creating {}", dir.display())))?;
     let tmp = dir.join(format!(".{WANT_FILE}.{}", std::process::id()));
     std::fs::write(&tmp, name).and_then(|()| std::fs::rename(&tmp, dir.join(WANT_FILE))).map_err(io(format!("writing {}", tmp.display())))
 }
@@ -116,14 +122,16 @@ pub async fn run(repo: &Repository, cell: &str, dir: &Path, depth: usize, parall
     };
     // Files left by a prefetcher that was killed are not trusted.
     drop_passed(dir, None);
-    let data_dir = dir.parent().and_then(Path::parent).map(Path::to_path_buf).unwrap_or_default();
+    // <data>/pg_wal/lifeboat_prefetch/<key>
+    let data_dir = dir.ancestors().nth(3).map(Path::to_path_buf).unwrap_or_default();
     let mut report = PrefetchReport { ran: true, ..Default::default() };
     let mut want = read_want(dir);
     let mut next = want.map(|(_, segno)| segno + 1).unwrap_or(0);
     let mut last_change = Instant::now();
     let mut retry_at = Instant::now();
     let mut stopped = false;
-    let mut in_flight: JoinSet<(u64, Result<bool, WalError>)> = JoinSet::new();
+    let mut in_flight: JoinSet<(String, Result<bool, WalError>)> = JoinSet::new();
+    let mut fetching: HashSet<String> = HashSet::new();
     loop {
         if !data_dir.join("postmaster.pid").exists() || last_change.elapsed() >= idle {
             break;
@@ -131,36 +139,51 @@ pub async fn run(repo: &Repository, cell: &str, dir: &Path, depth: usize, parall
         let now_wanted = read_want(dir);
         if now_wanted != want {
             last_change = Instant::now();
-            want = now_wanted;
-            if let Some((_, segno)) = want {
+            if let Some((timeline, segno)) = now_wanted {
                 // Recovery moved on, jumped, or changed timeline: restart the window there.
-                if next <= segno || next > segno + depth as u64 + 1 {
+                let same_timeline = want.is_some_and(|(t, _)| t == timeline);
+                if !same_timeline || next <= segno || next > segno + depth as u64 + 1 {
                     next = segno + 1;
                 }
                 retry_at = Instant::now();
             }
+            want = now_wanted;
             drop_passed(dir, want);
         }
         let Some((timeline, segno)) = want else { break };
         while !stopped && in_flight.len() < parallel && next <= segno + depth as u64 && Instant::now() >= retry_at {
             let name = segment_name(timeline, next);
-            let (repo, cell, dir, n) = (repo.clone(), cell.to_string(), dir.to_path_buf(), next);
-            in_flight.spawn(async move { (n, fetch_into(&repo, &cell, &dir, &name).await) });
             next += 1;
+            // A window restart can come back to a segment still being fetched.
+            if !fetching.insert(name.clone()) {
+                continue;
+            }
+            let (repo, cell, dir) = (repo.clone(), cell.to_string(), dir.to_path_buf());
+            in_flight.spawn(async move {
+                let result = fetch_into(&repo, &cell, &dir, &name).await;
+                (name, result)
+            });
         }
         let finished = tokio::select! {
             Some(done) = in_flight.join_next() => Some(done.expect("a fetch task does not panic")),
             _ = tokio::time::sleep(Duration::from_millis(5)) => None,
         };
+        if let Some((name, _)) = &finished {
+            fetching.remove(name);
+        }
         match finished {
             Some((_, Ok(true))) => report.fetched += 1,
             // Not archived (yet): fetch from there again shortly.
-            Some((n, Ok(false))) => {
-                next = next.min(n);
+            Some((name, Ok(false))) => {
+                if let Some(WalFile::Segment { timeline: t, segno: n }) = WalFile::parse(&name) {
+                    if t == timeline {
+                        next = next.min(n);
+                    }
+                }
                 retry_at = Instant::now() + Duration::from_millis(250);
             }
-            Some((n, Err(e))) => {
-                tracing::warn!(file = %segment_name(timeline, n), error = %e, "prefetch stops; the restore_command call for this file fetches it itself");
+            Some((name, Err(e))) => {
+                tracing::warn!(file = %name, error = %e, "prefetch stops; the restore_command call for this file fetches it itself");
                 stopped = true;
             }
             None => {}

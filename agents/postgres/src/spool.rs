@@ -17,8 +17,10 @@
 //!   nothing is dropped when it is slow, stopped or killed;
 //! - the spooler stops at its first failure; the waiting call then pushes the
 //!   file itself, so Postgres sees the real error and retries;
-//! - one spooler per `pg_wal` (an exclusive file lock, released by the kernel
-//!   when the process dies), which exits after `idle` with nothing to push.
+//! - one spooler per `pg_wal` and destination (an exclusive file lock,
+//!   released by the kernel when the process dies), which exits after `idle`
+//!   with nothing to push; markers are kept per destination, so a second
+//!   archive command into another repository has its own.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -42,140 +44,154 @@ pub struct SpoolReport {
     pub archived: usize,
 }
 
-fn markers(wal_dir: &Path) -> PathBuf {
-    wal_dir.join(MARKER_DIR)
+/// The spool of one `pg_wal` for one destination (repository and cell):
+/// `pg_wal/lifeboat_archived/<destination key>/` holds its lock and
+/// markers, so that two archive commands into two repositories (`wal-push
+/// --repo A && wal-push --repo B`) never take each other's markers or wait
+/// for each other's spooler.
+#[derive(Debug, Clone)]
+pub struct Spool {
+    wal_dir: PathBuf,
+    dir: PathBuf,
 }
 
-/// Is a spooler running for `wal_dir`?
-pub fn running(wal_dir: &Path) -> bool {
-    helper_lock::held(&markers(wal_dir).join(LOCK_FILE))
-}
-
-/// `.ready` files other than those in `exclude` and not yet marked, oldest
-/// name first.
-pub fn backlog(wal_dir: &Path, exclude: &BTreeSet<String>) -> Vec<String> {
-    let Ok(entries) = std::fs::read_dir(wal_dir.join("archive_status")) else { return Vec::new() };
-    let marked = markers(wal_dir);
-    let mut names: Vec<String> = entries
-        .flatten()
-        .filter_map(|e| e.file_name().to_str().and_then(|n| n.strip_suffix(".ready")).map(String::from))
-        .filter(|n| !exclude.contains(n) && WalFile::parse(n).is_some() && !marked.join(n).exists())
-        .collect();
-    names.sort();
-    names
-}
-
-/// If the spooler archived `name`, consume its marker and return true once
-/// the object is confirmed in the repository. A marker whose object is gone
-/// is removed and ignored (the caller pushes the file).
-pub async fn take_marker(repo: &Repository, cell: &str, wal_dir: &Path, name: &str) -> Result<bool, WalError> {
-    let marker = markers(wal_dir).join(name);
-    if !marker.exists() {
-        return Ok(false);
+impl Spool {
+    pub fn new(wal_dir: &Path, repo_url: &str, cell: &str) -> Spool {
+        let dir = wal_dir.join(MARKER_DIR).join(helper_lock::destination_key(repo_url, cell));
+        Spool { wal_dir: wal_dir.to_path_buf(), dir }
     }
-    let _ = std::fs::remove_file(&marker);
-    Ok(repo.store().head(&archive::object_path(cell, name)?).await.map_err(RepoError::from)?.is_some())
-}
 
-/// Wait until `name` is marked, while a spooler may still mark it: one runs,
-/// or `starting` (the spooler this call started) has not exited yet. Gives up
-/// after `limit`. True when the marker is there.
-pub async fn wait_for(wal_dir: &Path, name: &str, mut starting: Option<&mut std::process::Child>, limit: Duration) -> bool {
-    let marker = markers(wal_dir).join(name);
-    let deadline = Instant::now() + limit;
-    loop {
-        if marker.exists() {
-            return true;
-        }
-        let child_alive = starting.as_mut().is_some_and(|c| matches!(c.try_wait(), Ok(None)));
-        if !child_alive && !running(wal_dir) {
-            // It may have marked the file just before letting go.
-            return marker.exists();
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(2)).await;
+    /// Is a spooler running for this `pg_wal` and destination?
+    pub fn running(&self) -> bool {
+        helper_lock::held(&self.dir.join(LOCK_FILE))
     }
-}
 
-/// Run the spooler for `wal_dir`: push every unmarked `.ready` file,
-/// `parallel` at once, oldest first, marking each once durable, until
-/// nothing has been ready for `idle`. Returns at once (ran = false) when
-/// another spooler holds the lock.
-pub async fn run(repo: &Repository, cell: &str, wal_dir: &Path, parallel: usize, idle: Duration) -> Result<SpoolReport, WalError> {
-    let dir = markers(wal_dir);
-    std::fs::create_dir_all(&dir).map_err(io(format!("creating {}", dir.display())))?;
-    let lock_path = dir.join(LOCK_FILE);
-    let Some(_lock) = helper_lock::acquire(&lock_path).map_err(io(format!("locking {}", lock_path.display())))? else {
-        return Ok(SpoolReport::default());
-    };
-    remove_stale_markers(wal_dir);
-    let mut report = SpoolReport { ran: true, archived: 0 };
-    // Everything this run pushed: never pushed twice, even in the moment
-    // between a call consuming its marker and Postgres marking it done.
-    let mut seen = BTreeSet::new();
-    let mut in_flight: JoinSet<(String, Result<archive::PushOutcome, WalError>)> = JoinSet::new();
-    let mut idle_since = Instant::now();
-    let mut failure = None;
-    loop {
-        if failure.is_none() {
-            for name in backlog(wal_dir, &seen).into_iter().take(parallel.saturating_sub(in_flight.len())) {
-                seen.insert(name.clone());
-                let (repo, cell, path) = (repo.clone(), cell.to_string(), wal_dir.join(&name));
-                in_flight.spawn(async move {
-                    let outcome = archive::store_file(&repo, &cell, &path).await;
-                    (name, outcome)
-                });
-            }
-        }
-        let Some(first) = in_flight.join_next().await else {
-            if failure.is_some() || idle_since.elapsed() >= idle || !wal_dir.is_dir() {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-            continue;
-        };
-        // Everything finished by now shares one durability barrier.
-        let mut done = vec![first.expect("a push task does not panic")];
-        while let Some(more) = in_flight.try_join_next() {
-            done.push(more.expect("a push task does not panic"));
-        }
-        let stored: Vec<String> = done
-            .into_iter()
-            .filter_map(|(name, outcome)| match outcome {
-                Ok(_) => Some(name),
-                Err(e) => {
-                    tracing::warn!(file = %name, error = %e, "spooler stops; the archive_command call for this file pushes it itself");
-                    failure.get_or_insert(e);
-                    None
-                }
-            })
+    /// `.ready` files other than those in `exclude` and not yet marked,
+    /// oldest name first.
+    pub fn backlog(&self, exclude: &BTreeSet<String>) -> Vec<String> {
+        let Ok(entries) = std::fs::read_dir(self.wal_dir.join("archive_status")) else { return Vec::new() };
+        let mut names: Vec<String> = entries
+            .flatten()
+            .filter_map(|e| e.file_name().to_str().and_then(|n| n.strip_suffix(".ready")).map(String::from))
+            .filter(|n| !exclude.contains(n) && WalFile::parse(n).is_some() && !self.dir.join(n).exists())
             .collect();
-        if !stored.is_empty() {
-            repo.store().sync().await.map_err(RepoError::from)?;
-            for name in stored {
-                std::fs::write(dir.join(&name), b"").map_err(io(format!("marking {name} archived")))?;
-                report.archived += 1;
-            }
-        }
-        idle_since = Instant::now();
+        names.sort();
+        names
     }
-    match failure {
-        Some(e) => Err(e),
-        None => Ok(report),
-    }
-}
 
-/// Markers of files no longer `.ready`: archived, and their marker was
-/// consumed or left by a run that died.
-fn remove_stale_markers(wal_dir: &Path) {
-    let Ok(entries) = std::fs::read_dir(markers(wal_dir)) else { return };
-    for entry in entries.flatten() {
-        let name = entry.file_name();
-        let Some(name) = name.to_str() else { continue };
-        if WalFile::parse(name).is_some() && !wal_dir.join("archive_status").join(format!("{name}.ready")).exists() {
-            let _ = std::fs::remove_file(entry.path());
+    /// If the spooler archived `name`, return true once the object is
+    /// confirmed in the repository, consuming the marker. A marker whose
+    /// object is gone is removed and ignored (the caller pushes the file);
+    /// one that cannot be checked now stays for the retry.
+    pub async fn take_marker(&self, repo: &Repository, cell: &str, name: &str) -> Result<bool, WalError> {
+        let marker = self.dir.join(name);
+        if !marker.exists() {
+            return Ok(false);
+        }
+        let stored = repo.store().head(&archive::object_path(cell, name)?).await.map_err(RepoError::from)?.is_some();
+        let _ = std::fs::remove_file(&marker);
+        Ok(stored)
+    }
+
+    /// Wait until `name` is marked, while a spooler may still mark it: one
+    /// runs, or `starting` (the spooler this call started) has not exited
+    /// yet. Gives up after `limit`. True when the marker is there.
+    pub async fn wait_for(&self, name: &str, mut starting: Option<&mut std::process::Child>, limit: Duration) -> bool {
+        let marker = self.dir.join(name);
+        let deadline = Instant::now() + limit;
+        loop {
+            if marker.exists() {
+                return true;
+            }
+            let child_alive = starting.as_mut().is_some_and(|c| matches!(c.try_wait(), Ok(None)));
+            if !child_alive && !self.running() {
+                // It may have marked the file just before letting go.
+                return marker.exists();
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    }
+
+    /// Run the spooler: push every unmarked `.ready` file, `parallel` at
+    /// once, oldest first, marking each once durable, until nothing has been
+    /// ready for `idle`. Returns at once (ran = false) when another spooler
+    /// holds the lock.
+    pub async fn run(&self, repo: &Repository, cell: &str, parallel: usize, idle: Duration) -> Result<SpoolReport, WalError> {
+        std::fs::create_dir_all(&self.dir).map_err(io(format!("creating {}", self.dir.display())))?;
+        let lock_path = self.dir.join(LOCK_FILE);
+        let Some(_lock) = helper_lock::acquire(&lock_path).map_err(io(format!("locking {}", lock_path.display())))? else {
+            return Ok(SpoolReport::default());
+        };
+        self.remove_stale_markers();
+        let mut report = SpoolReport { ran: true, archived: 0 };
+        // Everything this run pushed: never pushed twice, even in the moment
+        // between a call consuming its marker and Postgres marking it done.
+        let mut seen = BTreeSet::new();
+        let mut in_flight: JoinSet<(String, Result<archive::PushOutcome, WalError>)> = JoinSet::new();
+        let mut idle_since = Instant::now();
+        let mut failure = None;
+        loop {
+            if failure.is_none() {
+                for name in self.backlog(&seen).into_iter().take(parallel.saturating_sub(in_flight.len())) {
+                    seen.insert(name.clone());
+                    let (repo, cell, path) = (repo.clone(), cell.to_string(), self.wal_dir.join(&name));
+                    in_flight.spawn(async move {
+                        let outcome = archive::store_file(&repo, &cell, &path).await;
+                        (name, outcome)
+                    });
+                }
+            }
+            let Some(first) = in_flight.join_next().await else {
+                if failure.is_some() || idle_since.elapsed() >= idle || !self.wal_dir.is_dir() {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                continue;
+            };
+            // Everything finished by now shares one durability barrier.
+            let mut done = vec![first.expect("a push task does not panic")];
+            while let Some(more) = in_flight.try_join_next() {
+                done.push(more.expect("a push task does not panic"));
+            }
+            let stored: Vec<String> = done
+                .into_iter()
+                .filter_map(|(name, outcome)| match outcome {
+                    Ok(_) => Some(name),
+                    Err(e) => {
+                        tracing::warn!(file = %name, error = %e, "spooler stops; the archive_command call for this file pushes it itself");
+                        failure.get_or_insert(e);
+                        None
+                    }
+                })
+                .collect();
+            if !stored.is_empty() {
+                repo.store().sync().await.map_err(RepoError::from)?;
+                for name in stored {
+                    std::fs::write(self.dir.join(&name), b"").map_err(io(format!("marking {name} archived")))?;
+                    report.archived += 1;
+                }
+            }
+            idle_since = Instant::now();
+        }
+        match failure {
+            Some(e) => Err(e),
+            None => Ok(report),
+        }
+    }
+
+    /// Markers of files no longer `.ready`: archived, and their marker was
+    /// consumed or left by a run that died.
+    fn remove_stale_markers(&self) {
+        let Ok(entries) = std::fs::read_dir(&self.dir) else { return };
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let Some(name) = name.to_str() else { continue };
+            if WalFile::parse(name).is_some() && !self.wal_dir.join("archive_status").join(format!("{name}.ready")).exists() {
+                let _ = std::fs::remove_file(entry.path());
+            }
         }
     }
 }

@@ -21,7 +21,8 @@ use anyhow::Result;
 use clap::Args;
 
 use lifeboat_postgres::archive::{self, FetchOutcome};
-use lifeboat_postgres::{prefetch, spool};
+use lifeboat_postgres::prefetch;
+use lifeboat_postgres::spool::Spool;
 
 use crate::context::{open_repo, Global, RepoArg};
 
@@ -78,21 +79,22 @@ const PREFETCH_PARALLEL: usize = 2;
 pub async fn push(global: &Global, args: PushArgs) -> Result<ExitCode> {
     let repo = open_repo(global, &args.repo.url).await?;
     let wal_dir = args.path.parent().map(Path::to_path_buf).unwrap_or_default();
+    let spool = Spool::new(&wal_dir, &args.repo.url, &args.cell);
     if args.spooler {
-        let report = spool::run(&repo, &args.cell, &wal_dir, args.parallel.max(1), SPOOLER_IDLE).await?;
+        let report = spool.run(&repo, &args.cell, args.parallel.max(1), SPOOLER_IDLE).await?;
         tracing::debug!(ran = report.ran, archived = report.archived, "spooler done");
         return Ok(ExitCode::SUCCESS);
     }
     let name = archive::file_name(&args.path)?;
-    let mut by_spooler = spool::take_marker(&repo, &args.cell, &wal_dir, &name).await?;
+    let mut by_spooler = spool.take_marker(&repo, &args.cell, &name).await?;
     if !by_spooler && args.parallel > 1 {
         let mut started = None;
-        if !spool::running(&wal_dir) && !spool::backlog(&wal_dir, &BTreeSet::from([name.clone()])).is_empty() {
+        if !spool.running() && !spool.backlog(&BTreeSet::from([name.clone()])).is_empty() {
             started = start_helper("--spooler").map_err(|e| tracing::warn!(error = %e, "cannot start the WAL spooler; pushing alone")).ok();
         }
-        if started.is_some() || spool::running(&wal_dir) {
-            spool::wait_for(&wal_dir, &name, started.as_mut(), args.spool_wait).await;
-            by_spooler = spool::take_marker(&repo, &args.cell, &wal_dir, &name).await?;
+        if started.is_some() || spool.running() {
+            spool.wait_for(&name, started.as_mut(), args.spool_wait).await;
+            by_spooler = spool.take_marker(&repo, &args.cell, &name).await?;
         }
     }
     let outcome = match by_spooler {
@@ -119,7 +121,7 @@ fn start_helper(flag: &str) -> std::io::Result<std::process::Child> {
 }
 
 pub async fn fetch(global: &Global, args: FetchArgs) -> Result<ExitCode> {
-    let prefetch_dir = (args.prefetch > 0).then(|| prefetch::dir_for(&args.dest, &args.name)).flatten();
+    let prefetch_dir = (args.prefetch > 0).then(|| prefetch::dir_for(&args.dest, &args.name, &args.repo.url, &args.cell)).flatten();
     if args.prefetcher {
         let Some(dir) = prefetch_dir else { return Ok(ExitCode::SUCCESS) };
         let repo = open_repo(global, &args.repo.url).await?;
@@ -128,15 +130,17 @@ pub async fn fetch(global: &Global, args: FetchArgs) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let outcome = async {
-        if let Some(len) = prefetch_dir.as_deref().map(|dir| prefetch::take(dir, &args.name, &args.dest)).transpose()?.flatten() {
-            return Ok(FetchOutcome::Restored(len));
+        // Prefetching is an optimisation: its trouble never fails the fetch.
+        match prefetch_dir.as_deref().map(|dir| prefetch::take(dir, &args.name, &args.dest)) {
+            Some(Ok(Some(len))) => return Ok(FetchOutcome::Restored(len)),
+            Some(Err(e)) => tracing::warn!(error = %e, "cannot take the prefetched segment; fetching it from the repository"),
+            Some(Ok(None)) | None => {}
         }
         let repo = open_repo(global, &args.repo.url).await?;
         Ok::<_, anyhow::Error>(archive::fetch(&repo, &args.cell, &args.name, &args.dest).await?)
     }
     .await;
     if let (Some(dir), Ok(FetchOutcome::Restored(_))) = (&prefetch_dir, &outcome) {
-        // Prefetching is an optimisation: its trouble never fails the fetch.
         let started = prefetch::record_want(dir, &args.name)
             .map_err(anyhow::Error::from)
             .and_then(|()| if prefetch::running(dir) { Ok(()) } else { start_helper("--prefetcher").map(drop).map_err(Into::into) });
