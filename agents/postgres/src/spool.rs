@@ -133,16 +133,20 @@ impl Spool {
         let mut in_flight: JoinSet<(String, Result<archive::PushOutcome, WalError>)> = JoinSet::new();
         let mut idle_since = Instant::now();
         let mut failure = None;
+        // Start pushes up to `parallel` in flight.
+        let refill = |in_flight: &mut JoinSet<_>, seen: &mut BTreeSet<String>| {
+            for name in self.backlog(seen).into_iter().take(parallel.saturating_sub(in_flight.len())) {
+                seen.insert(name.clone());
+                let (repo, cell, path) = (repo.clone(), cell.to_string(), self.wal_dir.join(&name));
+                in_flight.spawn(async move {
+                    let outcome = archive::store_file(&repo, &cell, &path).await;
+                    (name, outcome)
+                });
+            }
+        };
         loop {
             if failure.is_none() {
-                for name in self.backlog(&seen).into_iter().take(parallel.saturating_sub(in_flight.len())) {
-                    seen.insert(name.clone());
-                    let (repo, cell, path) = (repo.clone(), cell.to_string(), self.wal_dir.join(&name));
-                    in_flight.spawn(async move {
-                        let outcome = archive::store_file(&repo, &cell, &path).await;
-                        (name, outcome)
-                    });
-                }
+                refill(&mut in_flight, &mut seen);
             }
             let Some(first) = in_flight.join_next().await else {
                 if failure.is_some() || idle_since.elapsed() >= idle || !self.wal_dir.is_dir() {
@@ -168,6 +172,10 @@ impl Spool {
                 })
                 .collect();
             if !stored.is_empty() {
+                // Keep the cores busy while the barrier waits for the disk.
+                if failure.is_none() {
+                    refill(&mut in_flight, &mut seen);
+                }
                 repo.store().sync().await.map_err(RepoError::from)?;
                 for name in stored {
                     std::fs::write(self.dir.join(&name), b"").map_err(io(format!("marking {name} archived")))?;
