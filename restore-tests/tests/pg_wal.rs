@@ -315,7 +315,8 @@ fn recovery_takes_prefetched_segments_verified_and_in_order() {
 
     // A data directory in recovery, as restore_command sees it.
     let data = s.root.join("data");
-    let prefetched = data.join("pg_wal/lifeboat_prefetch").join(lifeboat_postgres::helper_lock::destination_key(&s.repo, "cell-p"));
+    let helper = lifeboat_postgres::prefetch::dir_for(&data.join("pg_wal/RECOVERYXLOG"), &names[0], &s.repo, "cell-p").unwrap();
+    let prefetched = helper.dir.clone();
     std::fs::create_dir_all(&prefetched).unwrap();
     std::fs::write(data.join("postmaster.pid"), "0\n").unwrap();
     // A file a killed prefetcher might have left is not trusted.
@@ -356,7 +357,7 @@ fn recovery_takes_prefetched_segments_verified_and_in_order() {
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     loop {
         let left: Vec<_> = std::fs::read_dir(&prefetched).unwrap().flatten().map(|e| e.file_name()).filter(|n| n != "prefetch.lock" && n != "want").collect();
-        if left.is_empty() && !lifeboat_postgres::prefetch::running(&prefetched) {
+        if left.is_empty() && !helper.running() {
             break;
         }
         assert!(std::time::Instant::now() < deadline, "the prefetcher left {left:?}");

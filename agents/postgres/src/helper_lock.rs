@@ -1,9 +1,49 @@
-//! The lock that keeps one background helper (the archive spooler, the WAL
-//! prefetcher) per directory: an exclusive `flock` on a file, held for the
-//! helper's life and released by the kernel when it dies, however it dies.
+//! Where a background helper (the archive spooler, the WAL prefetcher) of a
+//! `pg_wal` keeps its files, and the lock that keeps one helper per
+//! directory: an exclusive `flock` on a file, held for the helper's life and
+//! released by the kernel when it dies, however it dies.
 
 use std::fs::{File, TryLockError};
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+/// One helper's directory for one `pg_wal` and destination:
+/// `pg_wal/<base>/<destination key>/`, holding its lock file and its files.
+#[derive(Debug, Clone)]
+pub struct HelperDir {
+    /// The `pg_wal` it serves.
+    pub wal_dir: PathBuf,
+    /// Its own directory.
+    pub dir: PathBuf,
+    lock_file: &'static str,
+}
+
+impl HelperDir {
+    pub fn new(wal_dir: &Path, base: &str, lock_file: &'static str, repo_url: &str, cell: &str) -> HelperDir {
+        let dir = wal_dir.join(base).join(destination_key(repo_url, cell));
+        HelperDir { wal_dir: wal_dir.to_path_buf(), dir, lock_file }
+    }
+
+    /// Does a helper run here?
+    pub fn running(&self) -> bool {
+        held(&self.dir.join(self.lock_file))
+    }
+
+    /// Create the directory, only under an existing `pg_wal`: never recreate
+    /// a data directory that was deleted.
+    pub fn create(&self) -> std::io::Result<()> {
+        if !self.wal_dir.is_dir() {
+            return Err(std::io::Error::new(std::io::ErrorKind::NotFound, format!("{} is gone", self.wal_dir.display())));
+        }
+        std::fs::create_dir_all(&self.dir)
+    }
+
+    /// Create the directory and take its lock; `None` when a helper holds
+    /// it. Keep the returned file open for as long as the helper runs.
+    pub fn lock(&self) -> std::io::Result<Option<File>> {
+        self.create()?;
+        acquire(&self.dir.join(self.lock_file))
+    }
+}
 
 /// Does a live process hold the lock at `path`?
 pub fn held(path: &Path) -> bool {

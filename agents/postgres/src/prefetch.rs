@@ -26,18 +26,18 @@
 //!   fetched that was not used.
 
 use std::collections::HashSet;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use lifeboat_repository::Repository;
 use tokio::task::JoinSet;
 
 use crate::archive::{self, io, WalError};
-use crate::helper_lock;
+use crate::helper_lock::{self, HelperDir};
 use crate::walname::{segment_name, WalFile};
 
 pub const PREFETCH_DIR: &str = "lifeboat_prefetch";
-const LOCK_FILE: &str = "prefetch.lock";
+pub const LOCK_FILE: &str = "prefetch.lock";
 /// The segment recovery asked for last, written by each `wal-fetch`.
 const WANT_FILE: &str = "want";
 
@@ -45,25 +45,20 @@ const WANT_FILE: &str = "want";
 /// Postgres puts in `pg_wal`), when `name` is a segment: one per
 /// destination (repository and cell), `pg_wal/lifeboat_prefetch/<key>/`, so
 /// a prefetcher started for another repository is never taken from.
-pub fn dir_for(dest: &Path, name: &str, repo_url: &str, cell: &str) -> Option<PathBuf> {
+pub fn dir_for(dest: &Path, name: &str, repo_url: &str, cell: &str) -> Option<HelperDir> {
     let wal_dir = dest.parent()?;
     let is_segment = matches!(WalFile::parse(name), Some(WalFile::Segment { .. }));
-    (is_segment && wal_dir.file_name()? == "pg_wal").then(|| wal_dir.join(PREFETCH_DIR).join(helper_lock::destination_key(repo_url, cell)))
-}
-
-/// Is a prefetcher running for `dir`?
-pub fn running(dir: &Path) -> bool {
-    helper_lock::held(&dir.join(LOCK_FILE))
+    (is_segment && wal_dir.file_name()? == "pg_wal").then(|| HelperDir::new(wal_dir, PREFETCH_DIR, LOCK_FILE, repo_url, cell))
 }
 
 /// Move the prefetched `name` to `dest`; its size, or `None` when it has not
 /// been prefetched. Only a running prefetcher's files are taken: each run
 /// starts by deleting whatever an earlier one left.
-pub fn take(dir: &Path, name: &str, dest: &Path) -> Result<Option<u64>, WalError> {
-    if !running(dir) {
+pub fn take(dir: &HelperDir, name: &str, dest: &Path) -> Result<Option<u64>, WalError> {
+    if !dir.running() {
         return Ok(None);
     }
-    let from = dir.join(name);
+    let from = dir.dir.join(name);
     match std::fs::rename(&from, dest) {
         Ok(()) => Ok(Some(std::fs::metadata(dest).map_err(io(format!("reading {}", dest.display())))?.len())),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
@@ -78,20 +73,16 @@ pub fn wait_stopped(data_dir: &Path, limit: Duration) {
     let Ok(entries) = std::fs::read_dir(data_dir.join("pg_wal").join(PREFETCH_DIR)) else { return };
     let deadline = Instant::now() + limit;
     for dir in entries.flatten().map(|e| e.path()) {
-        while running(&dir) && Instant::now() < deadline {
+        while helper_lock::held(&dir.join(LOCK_FILE)) && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(10));
         }
     }
 }
 
-/// Record `name` as the segment recovery wants now (creating `dir`).
-pub fn record_want(dir: &Path, name: &str) -> Result<(), WalError> {
-    // Only under an existing pg_wal: never recreate a deleted data directory.
-    let wal_dir = dir.parent().and_then(Path::parent).unwrap_or(dir);
-    if !wal_dir.is_dir() {
-        return Err(io(format!("creating {}", dir.display()))(std::io::ErrorKind::NotFound.into()));
-    }
-    std::fs::create_dir_all(dir).map_err(io(format!("creating {}", dir.display())))?;
+/// Record `name` as the segment recovery wants now (creating the directory).
+pub fn record_want(helper: &HelperDir, name: &str) -> Result<(), WalError> {
+    let dir = &helper.dir;
+    helper.create().map_err(io(format!("creating {}", dir.display())))?;
     let tmp = dir.join(format!(".{WANT_FILE}.{}", std::process::id()));
     std::fs::write(&tmp, name).and_then(|()| std::fs::rename(&tmp, dir.join(WANT_FILE))).map_err(io(format!("writing {}", tmp.display())))
 }
@@ -114,16 +105,15 @@ pub struct PrefetchReport {
     pub unused: usize,
 }
 
-/// Run the prefetcher for `dir` (see the module docs).
-pub async fn run(repo: &Repository, cell: &str, dir: &Path, depth: usize, parallel: usize, idle: Duration) -> Result<PrefetchReport, WalError> {
-    let lock_path = dir.join(LOCK_FILE);
-    let Some(_lock) = helper_lock::acquire(&lock_path).map_err(io(format!("locking {}", lock_path.display())))? else {
+/// Run the prefetcher in `helper` (see the module docs).
+pub async fn run(repo: &Repository, cell: &str, helper: &HelperDir, depth: usize, parallel: usize, idle: Duration) -> Result<PrefetchReport, WalError> {
+    let dir = helper.dir.as_path();
+    let Some(_lock) = helper.lock().map_err(io(format!("locking {}", dir.display())))? else {
         return Ok(PrefetchReport::default());
     };
     // Files left by a prefetcher that was killed are not trusted.
     drop_passed(dir, None);
-    // <data>/pg_wal/lifeboat_prefetch/<key>
-    let data_dir = dir.ancestors().nth(3).map(Path::to_path_buf).unwrap_or_default();
+    let postmaster_pid = helper.wal_dir.parent().unwrap_or(Path::new("")).join("postmaster.pid");
     let mut report = PrefetchReport { ran: true, ..Default::default() };
     let mut want = read_want(dir);
     let mut next = want.map(|(_, segno)| segno + 1).unwrap_or(0);
@@ -133,7 +123,7 @@ pub async fn run(repo: &Repository, cell: &str, dir: &Path, depth: usize, parall
     let mut in_flight: JoinSet<(String, Result<bool, WalError>)> = JoinSet::new();
     let mut fetching: HashSet<String> = HashSet::new();
     loop {
-        if !data_dir.join("postmaster.pid").exists() || last_change.elapsed() >= idle {
+        if !postmaster_pid.exists() || last_change.elapsed() >= idle {
             break;
         }
         let now_wanted = read_want(dir);

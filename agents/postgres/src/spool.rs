@@ -23,14 +23,14 @@
 //!   archive command into another repository has its own.
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use lifeboat_repository::{RepoError, Repository};
 use tokio::task::JoinSet;
 
 use crate::archive::{self, io, WalError, MARKER_DIR};
-use crate::helper_lock;
+use crate::helper_lock::HelperDir;
 use crate::walname::WalFile;
 
 const LOCK_FILE: &str = "spool.lock";
@@ -50,30 +50,26 @@ pub struct SpoolReport {
 /// --repo A && wal-push --repo B`) never take each other's markers or wait
 /// for each other's spooler.
 #[derive(Debug, Clone)]
-pub struct Spool {
-    wal_dir: PathBuf,
-    dir: PathBuf,
-}
+pub struct Spool(HelperDir);
 
 impl Spool {
     pub fn new(wal_dir: &Path, repo_url: &str, cell: &str) -> Spool {
-        let dir = wal_dir.join(MARKER_DIR).join(helper_lock::destination_key(repo_url, cell));
-        Spool { wal_dir: wal_dir.to_path_buf(), dir }
+        Spool(HelperDir::new(wal_dir, MARKER_DIR, LOCK_FILE, repo_url, cell))
     }
 
     /// Is a spooler running for this `pg_wal` and destination?
     pub fn running(&self) -> bool {
-        helper_lock::held(&self.dir.join(LOCK_FILE))
+        self.0.running()
     }
 
     /// `.ready` files other than those in `exclude` and not yet marked,
     /// oldest name first.
     pub fn backlog(&self, exclude: &BTreeSet<String>) -> Vec<String> {
-        let Ok(entries) = std::fs::read_dir(self.wal_dir.join("archive_status")) else { return Vec::new() };
+        let Ok(entries) = std::fs::read_dir(self.0.wal_dir.join("archive_status")) else { return Vec::new() };
         let mut names: Vec<String> = entries
             .flatten()
             .filter_map(|e| e.file_name().to_str().and_then(|n| n.strip_suffix(".ready")).map(String::from))
-            .filter(|n| !exclude.contains(n) && WalFile::parse(n).is_some() && !self.dir.join(n).exists())
+            .filter(|n| !exclude.contains(n) && WalFile::parse(n).is_some() && !self.0.dir.join(n).exists())
             .collect();
         names.sort();
         names
@@ -84,7 +80,7 @@ impl Spool {
     /// object is gone is removed and ignored (the caller pushes the file);
     /// one that cannot be checked now stays for the retry.
     pub async fn take_marker(&self, repo: &Repository, cell: &str, name: &str) -> Result<bool, WalError> {
-        let marker = self.dir.join(name);
+        let marker = self.0.dir.join(name);
         if !marker.exists() {
             return Ok(false);
         }
@@ -97,7 +93,7 @@ impl Spool {
     /// runs, or `starting` (the spooler this call started) has not exited
     /// yet. Gives up after `limit`. True when the marker is there.
     pub async fn wait_for(&self, name: &str, mut starting: Option<&mut std::process::Child>, limit: Duration) -> bool {
-        let marker = self.dir.join(name);
+        let marker = self.0.dir.join(name);
         let deadline = Instant::now() + limit;
         loop {
             if marker.exists() {
@@ -120,9 +116,7 @@ impl Spool {
     /// ready for `idle`. Returns at once (ran = false) when another spooler
     /// holds the lock.
     pub async fn run(&self, repo: &Repository, cell: &str, parallel: usize, idle: Duration) -> Result<SpoolReport, WalError> {
-        std::fs::create_dir_all(&self.dir).map_err(io(format!("creating {}", self.dir.display())))?;
-        let lock_path = self.dir.join(LOCK_FILE);
-        let Some(_lock) = helper_lock::acquire(&lock_path).map_err(io(format!("locking {}", lock_path.display())))? else {
+        let Some(_lock) = self.0.lock().map_err(io(format!("locking {}", self.0.dir.display())))? else {
             return Ok(SpoolReport::default());
         };
         self.remove_stale_markers();
@@ -137,7 +131,7 @@ impl Spool {
         let refill = |in_flight: &mut JoinSet<_>, seen: &mut BTreeSet<String>| {
             for name in self.backlog(seen).into_iter().take(parallel.saturating_sub(in_flight.len())) {
                 seen.insert(name.clone());
-                let (repo, cell, path) = (repo.clone(), cell.to_string(), self.wal_dir.join(&name));
+                let (repo, cell, path) = (repo.clone(), cell.to_string(), self.0.wal_dir.join(&name));
                 in_flight.spawn(async move {
                     let outcome = archive::store_file(&repo, &cell, &path).await;
                     (name, outcome)
@@ -149,7 +143,7 @@ impl Spool {
                 refill(&mut in_flight, &mut seen);
             }
             let Some(first) = in_flight.join_next().await else {
-                if failure.is_some() || idle_since.elapsed() >= idle || !self.wal_dir.is_dir() {
+                if failure.is_some() || idle_since.elapsed() >= idle || !self.0.wal_dir.is_dir() {
                     break;
                 }
                 tokio::time::sleep(Duration::from_millis(20)).await;
@@ -178,7 +172,7 @@ impl Spool {
                 }
                 repo.store().sync().await.map_err(RepoError::from)?;
                 for name in stored {
-                    std::fs::write(self.dir.join(&name), b"").map_err(io(format!("marking {name} archived")))?;
+                    std::fs::write(self.0.dir.join(&name), b"").map_err(io(format!("marking {name} archived")))?;
                     report.archived += 1;
                 }
             }
@@ -193,11 +187,11 @@ impl Spool {
     /// Markers of files no longer `.ready`: archived, and their marker was
     /// consumed or left by a run that died.
     fn remove_stale_markers(&self) {
-        let Ok(entries) = std::fs::read_dir(&self.dir) else { return };
+        let Ok(entries) = std::fs::read_dir(&self.0.dir) else { return };
         for entry in entries.flatten() {
             let name = entry.file_name();
             let Some(name) = name.to_str() else { continue };
-            if WalFile::parse(name).is_some() && !self.wal_dir.join("archive_status").join(format!("{name}.ready")).exists() {
+            if WalFile::parse(name).is_some() && !self.0.wal_dir.join("archive_status").join(format!("{name}.ready")).exists() {
                 let _ = std::fs::remove_file(entry.path());
             }
         }

@@ -131,7 +131,7 @@ pub async fn fetch(global: &Global, args: FetchArgs) -> Result<ExitCode> {
     }
     let outcome = async {
         // Prefetching is an optimisation: its trouble never fails the fetch.
-        match prefetch_dir.as_deref().map(|dir| prefetch::take(dir, &args.name, &args.dest)) {
+        match prefetch_dir.as_ref().map(|dir| prefetch::take(dir, &args.name, &args.dest)) {
             Some(Ok(Some(len))) => return Ok(FetchOutcome::Restored(len)),
             Some(Err(e)) => tracing::warn!(error = %e, "cannot take the prefetched segment; fetching it from the repository"),
             Some(Ok(None)) | None => {}
@@ -143,7 +143,7 @@ pub async fn fetch(global: &Global, args: FetchArgs) -> Result<ExitCode> {
     if let (Some(dir), Ok(FetchOutcome::Restored(_))) = (&prefetch_dir, &outcome) {
         let started = prefetch::record_want(dir, &args.name)
             .map_err(anyhow::Error::from)
-            .and_then(|()| if prefetch::running(dir) { Ok(()) } else { start_helper("--prefetcher").map(drop).map_err(Into::into) });
+            .and_then(|()| if dir.running() { Ok(()) } else { start_helper("--prefetcher").map(drop).map_err(Into::into) });
         if let Err(e) = started {
             tracing::warn!(error = %e, "WAL prefetch unavailable; fetching one segment at a time");
         }
