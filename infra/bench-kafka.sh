@@ -53,7 +53,11 @@ kcat -C -b "$brokers" -t "$src" -e -q >/dev/null
 
 "$agent" key generate --out "$work/key" 2>/dev/null
 export LIFEBOAT_KEY_FILE="$work/key" RUST_LOG=warn
-fresh_repo='rm -rf "$work/repo" && "$agent" repo init --repo "file://$work/repo" >/dev/null'
+# Each run gets a new, empty repository ($work/repo links to it); the old ones
+# are removed at exit, not just before the next run (ext4 scans freshly
+# deleted inodes when it allocates new ones, which no long-lived repository sees).
+repo_no=0
+fresh_repo='repo_no=$((repo_no + 1)) && mkdir "$work/repo-$repo_no" && ln -sfn "repo-$repo_no" "$work/repo" && "$agent" repo init --repo "file://$work/repo" >/dev/null'
 
 log "== snapshot (median of $runs)"
 median_of "$runs" kcat_dump 'rm -f "$work/dump"' bash -c "kcat -C -b '$brokers' -t '$src' -e -q >'$work/dump'"
@@ -74,7 +78,9 @@ drop_previous='[[ -s $work/dst ]] && topics --delete --topic "$(cat "$work/dst")
 next_kcat="$drop_previous"'; run_no=$((run_no + 1)); echo "bench-kcat-$run_id-$run_no" >"$work/dst"; topics --create --topic "$(cat "$work/dst")" --partitions 6 --replication-factor 1'
 median_of "$runs" kcat_produce "$next_kcat" \
   bash -c "kcat -P -b '$brokers' -t \"\$(cat '$work/dst')\" ${producer_opts[*]} <'$work/dump'"
-next_lb="$drop_previous"'; run_no=$((run_no + 1)); echo "r$run_id-$run_no-" >"$work/dst"'
+# Both produce into an empty topic created by the run's setup (creating a
+# topic is not producing; restore accepts an existing topic of the same shape).
+next_lb="$drop_previous"'; run_no=$((run_no + 1)); echo "r$run_id-$run_no-" >"$work/dst"; topics --create --topic "$(cat "$work/dst")$src" --partitions 6 --replication-factor 1'
 median_of "$runs" lb_restore "$next_lb" \
   bash -c "'$agent' kafka restore --repo 'file://$work/repo' --cell bench --brokers '$brokers' --topic-prefix \"\$(cat '$work/dst')\" --output json"
 measure lb_restore_small "$agent" kafka restore --repo "file://$work/repo" --cell small --brokers "$brokers" --topic-prefix "rs-" --output json

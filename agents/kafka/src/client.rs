@@ -60,6 +60,10 @@ impl Brokers {
             .set("fetch.max.bytes", "52428800")
             .set("max.partition.fetch.bytes", "16777216")
             .set("queued.max.messages.kbytes", kib.to_string())
+            // librdkafka >= 2.1 waits this long (default 1 s) before fetching
+            // again once the queue was full; a reader that drains its queue
+            // in a fraction of that would sit idle most of the time.
+            .set("fetch.queue.backoff.ms", "5")
             .create()
             .map_err(broker("creating a Kafka consumer"))
     }
@@ -91,6 +95,30 @@ impl Brokers {
             .set("queue.buffering.max.kbytes", "65536")
             .set("delivery.timeout.ms", (self.timeout.as_millis().max(30_000)).to_string());
         c
+    }
+
+    /// `call`, retried while the group coordinator is still loading or
+    /// moving (normal for seconds after a broker starts), up to the timeout.
+    pub fn with_coordinator<T>(
+        &self,
+        mut call: impl FnMut() -> std::result::Result<T, rdkafka::error::KafkaError>,
+    ) -> std::result::Result<T, rdkafka::error::KafkaError> {
+        use rdkafka::types::RDKafkaErrorCode as Code;
+        let deadline = std::time::Instant::now() + self.timeout;
+        loop {
+            match call() {
+                Err(e)
+                    if matches!(
+                        e.rdkafka_error_code(),
+                        Some(Code::CoordinatorLoadInProgress | Code::CoordinatorNotAvailable | Code::NotCoordinator)
+                    ) && std::time::Instant::now() < deadline =>
+                {
+                    tracing::debug!(error = %e, "the group coordinator is not ready; retrying");
+                    std::thread::sleep(Duration::from_millis(250));
+                }
+                other => return other,
+            }
+        }
     }
 
     /// Cluster metadata, or an error naming the brokers and the timeout.

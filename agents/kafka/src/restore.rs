@@ -415,12 +415,12 @@ const PARALLEL_PARTITIONS: usize = 4;
 impl ClientContext for Deliveries {}
 
 impl ProducerContext for Deliveries {
-    /// The offset the record must get.
-    type DeliveryOpaque = Box<i64>;
+    /// The offset the record must get (offsets are never negative).
+    type DeliveryOpaque = usize;
 
-    fn delivery(&self, result: &DeliveryResult<'_>, expected: Box<i64>) {
+    fn delivery(&self, result: &DeliveryResult<'_>, expected: usize) {
         let problem = match result {
-            Ok(m) if m.offset() == *expected => None,
+            Ok(m) if m.offset() as usize == expected => None,
             Ok(m) => Some(format!(
                 "a record landed at offset {} of {}/{} instead of {}: something else writes to the target topic",
                 m.offset(),
@@ -509,10 +509,10 @@ impl PartitionJob {
 
     fn produce(&self, r: &Record<'_>, expected: i64) -> Result<()> {
         let producer = &self.producer;
-        let deadline = Instant::now() + self.brokers.timeout;
+        let mut deadline = None;
         loop {
-            let mut rec: BaseRecord<'_, [u8], [u8], Box<i64>> =
-                BaseRecord::with_opaque_to(&self.target, Box::new(expected)).partition(self.partition);
+            let mut rec: BaseRecord<'_, [u8], [u8], usize> =
+                BaseRecord::with_opaque_to(&self.target, expected as usize).partition(self.partition);
             if let Some(k) = r.key {
                 rec = rec.key(k);
             }
@@ -532,7 +532,7 @@ impl PartitionJob {
             match producer.send(rec) {
                 Ok(()) => return Ok(()),
                 Err((rdkafka::error::KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull), _)) => {
-                    if Instant::now() > deadline {
+                    if Instant::now() > *deadline.get_or_insert_with(|| Instant::now() + self.brokers.timeout) {
                         return Err(KafkaError::Failed(format!(
                             "the brokers {} took no records for {}s; rerun the restore to continue where it stopped",
                             self.brokers.list,
@@ -622,7 +622,7 @@ fn translate_groups(req: &RestoreRequest, snapshot: &Snapshot, topics: &[TopicRe
             continue;
         }
         let consumer = req.brokers.group(&target_group)?;
-        consumer.commit(&tpl, CommitMode::Sync).map_err(|e| {
+        req.brokers.with_coordinator(|| consumer.commit(&tpl, CommitMode::Sync)).map_err(|e| {
             KafkaError::Failed(format!(
                 "committing translated offsets for group {target_group}: {e}; a group with active members cannot be moved, stop its consumers and rerun"
             ))

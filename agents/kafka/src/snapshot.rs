@@ -211,7 +211,9 @@ async fn take(repo: &Repository, req: &SnapshotRequest, regex: &regex::Regex, st
 
 /// Committed offsets of every consumer group on the snapshot's partitions.
 fn group_offsets(brokers: &Brokers, consumer: &BaseConsumer, ranges: &[Range]) -> Result<Vec<GroupOffsets>> {
-    let list = consumer.fetch_group_list(None, brokers.timeout).map_err(broker("listing consumer groups"))?;
+    let list = brokers
+        .with_coordinator(|| consumer.fetch_group_list(None, brokers.timeout))
+        .map_err(broker("listing consumer groups"))?;
     let mut names: Vec<String> =
         list.groups().iter().map(|g| g.name().to_string()).filter(|n| !n.starts_with("lifeboat-")).collect();
     names.sort();
@@ -223,8 +225,8 @@ fn group_offsets(brokers: &Brokers, consumer: &BaseConsumer, ranges: &[Range]) -
     // time, since a cluster may have hundreds of groups.
     let fetch = |name: &String| -> Result<Option<GroupOffsets>> {
         let group = brokers.group(name)?;
-        let committed = group
-            .committed_offsets(tpl.clone(), brokers.timeout)
+        let committed = brokers
+            .with_coordinator(|| group.committed_offsets(tpl.clone(), brokers.timeout))
             .map_err(broker(format!("reading the committed offsets of group {name}")))?;
         let offsets: Vec<GroupOffset> = committed
             .elements()
@@ -293,8 +295,9 @@ struct PartitionStats {
 const BLOCK: usize = 1 << 20;
 /// Partitions read at once, each with its own consumer and chunk pipeline.
 const PARALLEL_PARTITIONS: usize = 2;
-/// Records each of those consumers prefetches (KiB).
-const PREFETCH_KIB: usize = 64 << 10;
+/// Records each of those consumers prefetches (KiB): enough to keep the
+/// chunk pipeline fed (the brokers answer a fetch within milliseconds).
+const PREFETCH_KIB: usize = 8 << 10;
 
 /// Store one partition's new records; `(stats, chunks, stream stats)`.
 async fn snapshot_partition(

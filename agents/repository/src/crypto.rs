@@ -7,10 +7,16 @@
 //! such. Subkeys are derived with HMAC-SHA-256 over fixed labels: one for
 //! XChaCha20-Poly1305, one to key chunk ids (so chunk names do not reveal
 //! plaintext hashes), one to seed the chunker.
+//!
+//! XChaCha20-Poly1305 is computed as its definition (draft-irtf-cfrg-xchacha)
+//! builds it: HChaCha20 of the key and the nonce's first 16 bytes gives a
+//! subkey for the IETF ChaCha20-Poly1305 of RFC 8439 (`ring`'s, which
+//! encrypts and authenticates in one pass), with the nonce's last 8 bytes.
+//! A test checks the result against the `chacha20poly1305` crate's
+//! XChaCha20-Poly1305 in both directions.
 
-use chacha20poly1305::aead::{Aead, KeyInit, Payload};
-use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use hmac::{Hmac, Mac};
+use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, CHACHA20_POLY1305};
 use sha2::{Digest, Sha256};
 
 use crate::error::{RepoError, Result};
@@ -21,8 +27,7 @@ pub const ALGORITHM: &str = "xchacha20-poly1305";
 #[derive(Clone)]
 pub struct Key {
     id: String,
-    cipher: XChaCha20Poly1305,
-    /// The encryption subkey itself, for checking tags without decrypting.
+    /// The encryption subkey.
     enc_key: [u8; 32],
     chunk_id_key: [u8; 32],
     chunker_seed: u64,
@@ -60,7 +65,6 @@ impl Key {
         let seed = derive(master, "lifeboat-chunker-seed-v1");
         Key {
             id,
-            cipher: XChaCha20Poly1305::new(&enc.into()),
             enc_key: enc,
             chunk_id_key: derive(master, "lifeboat-chunk-id-v1"),
             chunker_seed: u64::from_le_bytes(seed[..8].try_into().unwrap()),
@@ -95,16 +99,26 @@ impl Key {
 
     /// Encrypt with a random nonce; returns nonce || ciphertext+tag.
     pub fn seal(&self, plaintext: &[u8], aad: &[u8]) -> Vec<u8> {
-        let nonce_bytes: [u8; NONCE_LEN] = rand::random();
-        let nonce = XNonce::from_slice(&nonce_bytes);
-        let sealed = self
-            .cipher
-            .encrypt(nonce, Payload { msg: plaintext, aad })
+        let nonce: [u8; NONCE_LEN] = rand::random();
+        let (key, ietf_nonce) = self.ietf(&nonce);
+        let mut out = Vec::with_capacity(NONCE_LEN + plaintext.len() + 16);
+        out.extend_from_slice(&nonce);
+        out.extend_from_slice(plaintext);
+        let tag = key
+            .seal_in_place_separate_tag(ietf_nonce, Aad::from(aad), &mut out[NONCE_LEN..])
             .expect("encryption of an in-memory buffer cannot fail");
-        let mut out = Vec::with_capacity(NONCE_LEN + sealed.len());
-        out.extend_from_slice(&nonce_bytes);
-        out.extend_from_slice(&sealed);
+        out.extend_from_slice(tag.as_ref());
         out
+    }
+
+    /// The IETF ChaCha20-Poly1305 key and nonce an XChaCha20 nonce stands for.
+    fn ietf(&self, nonce: &[u8]) -> (LessSafeKey, Nonce) {
+        use chacha20::cipher::consts::U10;
+        let subkey = chacha20::hchacha::<U10>(&self.enc_key.into(), nonce[..16].into());
+        let key = LessSafeKey::new(UnboundKey::new(&CHACHA20_POLY1305, &subkey).expect("a 32-byte key"));
+        let mut ietf = [0u8; 12];
+        ietf[4..].copy_from_slice(&nonce[16..NONCE_LEN]);
+        (key, Nonce::assume_unique_for_key(ietf))
     }
 
     /// Check the Poly1305 tag of nonce || ciphertext+tag without decrypting
@@ -135,11 +149,21 @@ impl Key {
 
     /// Decrypt nonce || ciphertext+tag; `None` if it was not sealed by this key with this aad.
     pub fn open(&self, sealed: &[u8], aad: &[u8]) -> Option<Vec<u8>> {
-        if sealed.len() < NONCE_LEN + 16 {
+        let mut buf = sealed.to_vec();
+        let len = self.open_in_place(&mut buf, 0, aad)?;
+        buf.truncate(len);
+        Some(buf)
+    }
+
+    /// Decrypt the nonce || ciphertext+tag at `buf[from..]` in place,
+    /// moving the plaintext to `buf[..len]`; returns `len`, or `None` if
+    /// it was not sealed by this key with this aad (`buf` is then garbage).
+    pub fn open_in_place(&self, buf: &mut [u8], from: usize, aad: &[u8]) -> Option<usize> {
+        if buf.len() < from + NONCE_LEN + 16 {
             return None;
         }
-        let (nonce, body) = sealed.split_at(NONCE_LEN);
-        self.cipher.decrypt(XNonce::from_slice(nonce), Payload { msg: body, aad }).ok()
+        let (key, nonce) = self.ietf(&buf[from..from + NONCE_LEN]);
+        key.open_within(nonce, Aad::from(aad), buf, from + NONCE_LEN..).ok().map(|plain| plain.len())
     }
 }
 
@@ -160,6 +184,33 @@ mod tests {
         let other = Key::from_hex(&Key::generate_hex()).unwrap();
         assert!(other.open(&sealed, b"ctx").is_none());
         assert_ne!(key.id(), other.id());
+    }
+
+    /// The same construction as an independent implementation: what one
+    /// seals the other opens, byte for byte, and a wrong aad fails in both.
+    #[test]
+    fn agrees_with_the_chacha20poly1305_crate() {
+        use chacha20poly1305::aead::{Aead, KeyInit, Payload};
+        use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+        let key = Key::from_hex(&Key::generate_hex()).unwrap();
+        let reference = XChaCha20Poly1305::new(&key.enc_key.into());
+        for len in [0usize, 1, 63, 64, 65, 1000, 70_000] {
+            let data: Vec<u8> = (0..len).map(|i| (i * 7 % 253) as u8).collect();
+            let sealed = key.seal(&data, b"aad");
+            let (nonce, body) = sealed.split_at(NONCE_LEN);
+            let theirs = reference.decrypt(XNonce::from_slice(nonce), Payload { msg: body, aad: b"aad" }).unwrap();
+            assert_eq!(theirs, data, "len {len}");
+            assert!(reference.decrypt(XNonce::from_slice(nonce), Payload { msg: body, aad: b"aaD" }).is_err());
+            let nonce: [u8; NONCE_LEN] = rand::random();
+            let mut mine = nonce.to_vec();
+            mine.extend(reference.encrypt(XNonce::from_slice(&nonce), Payload { msg: &data, aad: b"aad" }).unwrap());
+            assert_eq!(key.open(&mine, b"aad").unwrap(), data, "len {len}");
+            assert!(key.open(&mine, b"aaD").is_none());
+            let mut shifted = vec![9u8; 5];
+            shifted.extend(&mine);
+            let n = key.open_in_place(&mut shifted, 5, b"aad").unwrap();
+            assert_eq!(&shifted[..n], &data[..], "in place, len {len}");
+        }
     }
 
     #[test]

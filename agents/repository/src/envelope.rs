@@ -69,17 +69,19 @@ fn plain_seal(header: &[u8], context: &str, payload: &[u8]) -> [u8; 32] {
 /// for byte what a writer sealed under this name (used by geo-copy).
 pub fn check(stored: &[u8], context: &str, key: Option<&Key>) -> Result<(), String> {
     let (header, body) = parse_header(stored)?;
-    match key {
-        // The tag alone: decrypting is not needed to know the bytes are intact.
-        Some(key) if header[5] & ENCRYPTED != 0 => match key.check_tag(body, &[header, context.as_bytes()].concat()) {
-            true => Ok(()),
-            false => Err(AUTH_FAILED.into()),
-        },
-        _ => unseal_payload(stored, context, key).map(|_| ()),
+    if header[5] & ENCRYPTED == 0 {
+        return plain_payload(header, body, context, key).map(|_| ());
+    }
+    let key = key.ok_or(NO_KEY)?;
+    // The tag alone: decrypting is not needed to know the bytes are intact.
+    match key.check_tag(body, &[header, context.as_bytes()].concat()) {
+        true => Ok(()),
+        false => Err(AUTH_FAILED.into()),
     }
 }
 
 const AUTH_FAILED: &str = "authentication failed (corrupt, truncated, moved, or another key)";
+const NO_KEY: &str = "the object is encrypted and no key was given";
 
 /// The header and body of a stored object, with magic and version checked.
 fn parse_header(stored: &[u8]) -> Result<(&[u8], &[u8]), String> {
@@ -93,7 +95,7 @@ fn parse_header(stored: &[u8]) -> Result<(&[u8], &[u8]), String> {
 }
 
 /// Unwrap a stored object, checking its seal. The error says what is wrong.
-pub fn open(stored: &[u8], context: &str, key: Option<&Key>) -> Result<Vec<u8>, String> {
+pub fn open(stored: Vec<u8>, context: &str, key: Option<&Key>) -> Result<Vec<u8>, String> {
     let (flags, payload) = unseal_payload(stored, context, key)?;
     if flags & ZSTD == 0 {
         return Ok(payload);
@@ -108,28 +110,36 @@ pub fn open(stored: &[u8], context: &str, key: Option<&Key>) -> Result<Vec<u8>, 
     }
 }
 
-/// The flags and the (possibly compressed) payload of a sealed object.
-fn unseal_payload(stored: &[u8], context: &str, key: Option<&Key>) -> Result<(u8, Vec<u8>), String> {
-    let (header, body) = parse_header(stored)?;
+/// The flags and the (possibly compressed) payload of a sealed object,
+/// unwrapped in the buffer it was read into.
+fn unseal_payload(mut stored: Vec<u8>, context: &str, key: Option<&Key>) -> Result<(u8, Vec<u8>), String> {
+    let (header, body) = parse_header(&stored)?;
     let flags = header[5];
-    let payload = if flags & ENCRYPTED != 0 {
-        let key = key.ok_or("the object is encrypted and no key was given")?;
-        let aad = [header, context.as_bytes()].concat();
-        key.open(body, &aad).ok_or(AUTH_FAILED)?
-    } else {
-        if key.is_some() {
-            return Err("the object is not encrypted but the repository is".into());
-        }
-        if body.len() < 32 {
-            return Err("truncated".into());
-        }
-        let (seal, payload) = body.split_at(32);
-        if plain_seal(header, context, payload) != seal {
-            return Err("SHA-256 seal does not match (corrupt or truncated)".into());
-        }
-        payload.to_vec()
-    };
-    Ok((flags, payload))
+    if flags & ENCRYPTED == 0 {
+        let start = stored.len() - plain_payload(header, body, context, key)?.len();
+        stored.drain(..start);
+        return Ok((flags, stored));
+    }
+    let key = key.ok_or(NO_KEY)?;
+    let aad = [header, context.as_bytes()].concat();
+    let len = key.open_in_place(&mut stored, HEADER_LEN, &aad).ok_or(AUTH_FAILED)?;
+    stored.truncate(len);
+    Ok((flags, stored))
+}
+
+/// The payload of a plain (unencrypted) object, its SHA-256 seal checked.
+fn plain_payload<'a>(header: &[u8], body: &'a [u8], context: &str, key: Option<&Key>) -> Result<&'a [u8], String> {
+    if key.is_some() {
+        return Err("the object is not encrypted but the repository is".into());
+    }
+    if body.len() < 32 {
+        return Err("truncated".into());
+    }
+    let (seal, payload) = body.split_at(32);
+    if plain_seal(header, context, payload) != seal {
+        return Err("SHA-256 seal does not match (corrupt or truncated)".into());
+    }
+    Ok(payload)
 }
 
 #[cfg(test)]
@@ -142,8 +152,8 @@ mod tests {
         for data in [&b""[..], b"x", &vec![7u8; 100_000][..]] {
             for k in [None, Some(&key)] {
                 let sealed = seal(data, "ctx", 1, k);
-                assert_eq!(open(&sealed, "ctx", k).unwrap(), data);
-                assert!(open(&sealed, "other", k).is_err(), "context is bound");
+                assert_eq!(open(sealed.clone(), "ctx", k).unwrap(), data);
+                assert!(open(sealed.clone(), "other", k).is_err(), "context is bound");
             }
         }
     }
@@ -156,11 +166,11 @@ mod tests {
             for i in 0..sealed.len() {
                 let mut bad = sealed.clone();
                 bad[i] ^= 0x10;
-                assert!(open(&bad, "c", k).is_err(), "flip at {i} went unnoticed");
+                assert!(open(bad.clone(), "c", k).is_err(), "flip at {i} went unnoticed");
                 assert!(check(&bad, "c", k).is_err(), "check missed the flip at {i}");
             }
             assert!(check(&sealed, "c", k).is_ok());
-            assert!(open(&sealed[..sealed.len() - 1], "c", k).is_err(), "truncation");
+            assert!(open(sealed[..sealed.len() - 1].to_vec(), "c", k).is_err(), "truncation");
         }
     }
 }

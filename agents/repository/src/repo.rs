@@ -152,7 +152,7 @@ impl Repository {
 
     /// Check and unwrap a stored object read from `path`. For chunks, the
     /// plaintext must also hash to the chunk id in the key.
-    pub fn unseal(&self, path: &ObjectPath, stored: &[u8]) -> Result<Vec<u8>> {
+    pub fn unseal(&self, path: &ObjectPath, stored: Vec<u8>) -> Result<Vec<u8>> {
         let corrupt = |reason: String| RepoError::Corrupt { key: path.to_string(), reason };
         let plain = envelope::open(stored, path.as_str(), self.key.as_ref()).map_err(corrupt)?;
         if let Some(id) = format::chunk_id_of(path.as_str()) {
@@ -176,7 +176,8 @@ impl Repository {
         let stored = self.store.get(path).await?;
         let this = self.clone();
         let path = path.clone();
-        tokio::task::spawn_blocking(move || this.unseal(&path, &stored)).await.expect("unseal does not panic")
+        // Unsealed in the buffer it was read into (no copy when this is its only reference).
+        tokio::task::spawn_blocking(move || this.unseal(&path, Vec::from(stored))).await.expect("unseal does not panic")
     }
 
     /// Read and verify one chunk.

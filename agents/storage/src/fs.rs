@@ -6,14 +6,25 @@
 //! write is deferred, then published with `renameat2(RENAME_NOREPLACE)`
 //! (create-if-absent, atomic; `link(2)` + `unlink(2)` on filesystems
 //! without it) or `rename(2)` (overwrite). A crash leaves at most a hidden
-//! orphan, which listings skip, never a partial object. The new names are made durable by
-//! [`ObjectStore::sync`] (`syncfs(2)` over the repository's filesystem),
-//! which callers run before a commit point, rather than by a directory fsync
-//! per object: a name lost in a crash before the sync belongs to an object
-//! no manifest references yet.
+//! orphan, which listings skip, never a partial object.
+//!
+//! New names (and deferred contents) are made durable by
+//! [`ObjectStore::sync`], which callers run before a commit point, rather
+//! than by a directory fsync per object: a name lost in a crash before the
+//! sync belongs to an object no manifest references yet. The store
+//! remembers what it wrote since its last sync; a sync fsyncs just those
+//! files and directories when they are few ([`FSYNC_LIMIT`]), and
+//! otherwise runs one `syncfs(2)` over the repository's filesystem. So a
+//! WAL segment's or an offset map's barrier does not wait for the gigabytes
+//! a database or a broker has dirty on the same filesystem, and a backup of
+//! thousands of objects pays for one filesystem flush. Syncs run one at a
+//! time: a sync returns only after everything written before it is durable,
+//! including what a concurrent sync took.
 
+use std::collections::BTreeSet;
 use std::io::{ErrorKind, Write};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -22,15 +33,97 @@ use tokio::io::AsyncWriteExt;
 
 use crate::{ByteStream, ObjectMeta, ObjectPath, ObjectStore, PutMode, StoreError};
 
-
 #[derive(Debug, Clone)]
 pub struct FileStore {
     root: PathBuf,
+    unsynced: Arc<Unsynced>,
+}
+
+/// Above this many files and directories to flush, a sync flushes the
+/// whole filesystem instead.
+pub const FSYNC_LIMIT: usize = 64;
+
+/// What this store (and its clones) wrote since the last sync.
+#[derive(Debug, Default)]
+struct Unsynced {
+    pending: Mutex<Pending>,
+    /// Held for a whole sync, so syncs run one at a time.
+    turn: tokio::sync::Mutex<()>,
+}
+
+#[derive(Debug, Default)]
+struct Pending {
+    /// Deferred writes: contents not fsynced yet.
+    files: BTreeSet<PathBuf>,
+    /// Directories whose entries changed.
+    dirs: BTreeSet<PathBuf>,
+}
+
+impl Pending {
+    fn len(&self) -> usize {
+        self.files.len() + self.dirs.len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn merge(&mut self, other: Pending) {
+        self.files.extend(other.files);
+        self.dirs.extend(other.dirs);
+    }
 }
 
 impl FileStore {
     pub fn new(root: impl Into<PathBuf>) -> Self {
-        FileStore { root: root.into() }
+        FileStore { root: root.into(), unsynced: Arc::default() }
+    }
+
+    /// Remember that `dest` was written (its contents not yet fsynced
+    /// unless `durable`); `new_dirs`: directories were created on the way.
+    fn written(&self, dest: &Path, durable: bool, new_dirs: bool) {
+        let mut pending = self.unsynced.pending.lock().unwrap();
+        if !durable {
+            pending.files.insert(dest.to_path_buf());
+        }
+        self.changed_dir(&mut pending, dest, new_dirs);
+    }
+
+    /// The directory holding `path` changed; with `new_dirs`, its
+    /// ancestors up to the repository's parent did too.
+    fn changed_dir(&self, pending: &mut Pending, path: &Path, new_dirs: bool) {
+        let Some(dir) = path.parent() else { return };
+        if !new_dirs {
+            pending.dirs.insert(dir.to_path_buf());
+            return;
+        }
+        let top = self.root.parent().unwrap_or(&self.root);
+        for d in dir.ancestors().take_while(|d| d.starts_with(top)) {
+            pending.dirs.insert(d.to_path_buf());
+        }
+    }
+
+    /// Make `batch` durable: fsync each file and directory, or flush the
+    /// whole filesystem when there are many.
+    fn flush(&self, batch: &Pending) -> std::io::Result<()> {
+        use std::os::fd::AsRawFd;
+        if batch.len() > FSYNC_LIMIT {
+            let root = std::fs::File::open(&self.root)?;
+            // SAFETY: syncfs only reads the descriptor, which `root` keeps open.
+            if unsafe { libc::syncfs(root.as_raw_fd()) } != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            return Ok(());
+        }
+        for path in batch.files.iter().chain(&batch.dirs) {
+            match std::fs::File::open(path) {
+                Ok(f) => f.sync_all()?,
+                // Deleted since: nothing of it to keep.
+                Err(e) if e.kind() == ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
     }
 
     fn full(&self, path: &ObjectPath) -> PathBuf {
@@ -43,14 +136,14 @@ impl FileStore {
         dest.with_file_name(format!(".{name}.tmp-{:016x}", rand::random::<u64>()))
     }
 
-    /// Create the file at `tmp`, and its directory if missing.
-    fn create_beside(tmp: &Path) -> std::io::Result<std::fs::File> {
+    /// Create the file at `tmp`, and its directory if missing (then `true`).
+    fn create_beside(tmp: &Path) -> std::io::Result<(std::fs::File, bool)> {
         match std::fs::File::create(tmp) {
             Err(e) if e.kind() == ErrorKind::NotFound => {
                 std::fs::create_dir_all(tmp.parent().expect("object paths have a parent"))?;
-                std::fs::File::create(tmp)
+                Ok((std::fs::File::create(tmp)?, true))
             }
-            other => other,
+            other => Ok((other?, false)),
         }
     }
 
@@ -70,8 +163,9 @@ impl FileStore {
         }
     }
 
-    /// Move a finished temporary file (beside `path`) into place.
-    fn publish(&self, tmp: &Path, path: &ObjectPath, mode: PutMode) -> Result<(), StoreError> {
+    /// Move a finished temporary file (beside `path`) into place and
+    /// remember it for the next sync.
+    fn publish(&self, tmp: &Path, path: &ObjectPath, mode: PutMode, (durable, new_dirs): (bool, bool)) -> Result<(), StoreError> {
         let dest = self.full(path);
         let result = match mode {
             PutMode::Create => rename_noreplace(tmp, &dest),
@@ -81,6 +175,7 @@ impl FileStore {
             let _ = std::fs::remove_file(tmp);
             return Err(self.err("put", path.as_str(), e));
         }
+        self.written(&dest, durable, new_dirs);
         Ok(())
     }
 
@@ -91,19 +186,21 @@ impl FileStore {
         let path = path.clone();
         tokio::task::spawn_blocking(move || {
             let tmp = Self::tmp_beside(&this.full(&path));
-            let write = || -> std::io::Result<()> {
-                let mut f = Self::create_beside(&tmp)?;
+            let write = || -> std::io::Result<bool> {
+                let (mut f, new_dirs) = Self::create_beside(&tmp)?;
                 f.write_all(&data)?;
                 if durable {
                     f.sync_all()?;
                 }
-                Ok(())
+                Ok(new_dirs)
             };
-            if let Err(e) = write() {
-                let _ = std::fs::remove_file(&tmp);
-                return Err(this.err("put", path.as_str(), e));
+            match write() {
+                Ok(new_dirs) => this.publish(&tmp, &path, mode, (durable, new_dirs)),
+                Err(e) => {
+                    let _ = std::fs::remove_file(&tmp);
+                    Err(this.err("put", path.as_str(), e))
+                }
             }
-            this.publish(&tmp, &path, mode)
         })
         .await
         .map_err(blocking_err)?
@@ -148,7 +245,13 @@ impl ObjectStore for FileStore {
     async fn prepare(&self) -> Result<(), StoreError> {
         tokio::fs::create_dir_all(&self.root)
             .await
-            .map_err(|e| self.err("prepare", &self.root.display().to_string(), e))
+            .map_err(|e| self.err("prepare", &self.root.display().to_string(), e))?;
+        let mut pending = self.unsynced.pending.lock().unwrap();
+        pending.dirs.insert(self.root.clone());
+        if let Some(parent) = self.root.parent() {
+            pending.dirs.insert(parent.to_path_buf());
+        }
+        Ok(())
     }
 
     async fn put(&self, path: &ObjectPath, data: Bytes, mode: PutMode) -> Result<(), StoreError> {
@@ -162,13 +265,14 @@ impl ObjectStore for FileStore {
     async fn put_stream(&self, path: &ObjectPath, mut data: ByteStream, mode: PutMode) -> Result<u64, StoreError> {
         self.check_absent(path, mode)?;
         let tmp = Self::tmp_beside(&self.full(path));
-        let result: Result<u64, StoreError> = async {
+        let result: Result<(u64, bool), StoreError> = async {
             let io = |e| self.err("put", path.as_str(), e);
             let created = tokio::task::spawn_blocking({
                 let tmp = tmp.clone();
                 move || Self::create_beside(&tmp)
             });
-            let mut f = tokio::fs::File::from_std(created.await.map_err(blocking_err)?.map_err(io)?);
+            let (f, new_dirs) = created.await.map_err(blocking_err)?.map_err(io)?;
+            let mut f = tokio::fs::File::from_std(f);
             let mut total = 0u64;
             while let Some(piece) = data.next().await {
                 let piece = piece?;
@@ -176,14 +280,14 @@ impl ObjectStore for FileStore {
                 f.write_all(&piece).await.map_err(io)?;
             }
             f.sync_all().await.map_err(io)?;
-            Ok(total)
+            Ok((total, new_dirs))
         }
         .await;
         match result {
-            Ok(total) => {
+            Ok((total, new_dirs)) => {
                 let this = self.clone();
                 let path = path.clone();
-                tokio::task::spawn_blocking(move || this.publish(&tmp, &path, mode))
+                tokio::task::spawn_blocking(move || this.publish(&tmp, &path, mode, (true, new_dirs)))
                     .await
                     .map_err(blocking_err)??;
                 Ok(total)
@@ -263,25 +367,70 @@ impl ObjectStore for FileStore {
     }
 
     async fn sync(&self) -> Result<(), StoreError> {
+        let _turn = self.unsynced.turn.lock().await;
+        let batch = std::mem::take(&mut *self.unsynced.pending.lock().unwrap());
+        if batch.is_empty() {
+            return Ok(());
+        }
         let this = self.clone();
-        tokio::task::spawn_blocking(move || {
-            use std::os::fd::AsRawFd;
-            let root = std::fs::File::open(&this.root).map_err(|e| this.err("sync", "", e))?;
-            // SAFETY: syncfs only reads the descriptor, which `root` keeps open.
-            if unsafe { libc::syncfs(root.as_raw_fd()) } != 0 {
-                return Err(this.err("sync", "", std::io::Error::last_os_error()));
+        tokio::task::spawn_blocking(move || match this.flush(&batch) {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                // Still not durable: the next sync tries again.
+                this.unsynced.pending.lock().unwrap().merge(batch);
+                Err(this.err("sync", "", e))
             }
-            Ok(())
         })
         .await
         .map_err(blocking_err)?
     }
 
     async fn delete(&self, path: &ObjectPath) -> Result<(), StoreError> {
-        match tokio::fs::remove_file(self.full(path)).await {
-            Ok(()) => Ok(()),
+        let full = self.full(path);
+        match tokio::fs::remove_file(&full).await {
+            Ok(()) => {
+                self.changed_dir(&mut self.unsynced.pending.lock().unwrap(), &full, false);
+                Ok(())
+            }
             Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
             Err(e) => Err(self.err("delete", path.as_str(), e)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pending(store: &FileStore) -> (usize, usize) {
+        let p = store.unsynced.pending.lock().unwrap();
+        (p.files.len(), p.dirs.len())
+    }
+
+    /// A sync covers what the store wrote since the last one: deferred
+    /// contents and changed directories (new ones up to the repository),
+    /// also after one of them was deleted meanwhile; many at once take the
+    /// whole-filesystem path.
+    #[tokio::test]
+    async fn sync_flushes_what_was_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FileStore::new(dir.path().join("repo"));
+        store.prepare().await.unwrap();
+        store.sync().await.unwrap();
+        assert_eq!(pending(&store), (0, 0));
+        let p = |s: &str| ObjectPath::parse(s).unwrap();
+        store.put_deferred(&p("a/b/one"), Bytes::from_static(b"1"), PutMode::Create).await.unwrap();
+        store.put(&p("a/b/two"), Bytes::from_static(b"2"), PutMode::Create).await.unwrap();
+        // one deferred file; a/b, a, the repository and its parent
+        assert_eq!(pending(&store), (1, 4));
+        store.delete(&p("a/b/one")).await.unwrap();
+        store.clone().sync().await.unwrap();
+        assert_eq!(pending(&store), (0, 0), "clones share what is pending");
+        for i in 0..FSYNC_LIMIT + 1 {
+            store.put_deferred(&p(&format!("c/{i}")), Bytes::from_static(b"x"), PutMode::Create).await.unwrap();
+        }
+        store.sync().await.unwrap();
+        assert_eq!(pending(&store), (0, 0));
+        assert_eq!(store.get(&p("c/0")).await.unwrap(), Bytes::from_static(b"x"));
     }
 }
