@@ -76,12 +76,22 @@ cp "$work/backup3.out" "$work/b3.json"
 log "== copy (median of 3 runs each)"
 # cp leaves its data in the page cache; Lifeboat fsyncs every object before
 # it counts as copied. The second baseline makes cp durable too.
-median_of 3 cp_r 'rm -rf "$work/repo-cp"' cp -r "$work/repo" "$work/repo-cp"
-median_of 3 cp_r_sync 'rm -rf "$work/repo-cp"' bash -c "cp -r '$work/repo' '$work/repo-cp' && sync"
-median_of 3 copy 'rm -rf "$work/repo-copy"' "$agent" repo copy "file://$work/repo" "file://$work/repo-copy"
+# Every run copies into a new empty directory ($work/dst links to it): the
+# old ones are removed at exit, not just before the next run (ext4 scans
+# freshly deleted inodes when it allocates new ones, slowing whichever
+# copy follows a deletion by a varying amount).
+dst_no=0
+next_dst='dst_no=$((dst_no + 1)) && mkdir "$work/dst-$dst_no" && ln -sfn "dst-$dst_no" "$work/dst"'
+# One untimed run of each first, so no timed run pays for what the
+# preceding phases left the filesystem to do.
+eval "$next_dst" && cp -r "$work/repo/." "$work/dst/" && eval "$next_dst" &&
+  "$agent" repo copy "file://$work/repo" "file://$work/dst" >/dev/null && sync
+median_of 3 cp_r "$next_dst" cp -r "$work/repo/." "$work/dst/"
+median_of 3 cp_r_sync "$next_dst" bash -c "cp -r '$work/repo/.' '$work/dst/' && sync"
+median_of 3 copy "$next_dst" "$agent" repo copy "file://$work/repo" "file://$work/dst"
 
 log "== restore (for the record: peak memory)"
-measure restore "$agent" files restore latest "$work/restored" --repo "file://$work/repo-copy" --cell bench
+measure restore "$agent" files restore latest "$work/restored" --repo "file://$work/dst" --cell bench
 
 b1_bytes=$(jget "$work/b1.json" '["totals"]["bytes"]')
 b1_stored=$(jget "$work/b1.json" '["totals"]["new_stored_bytes"]')
