@@ -25,6 +25,11 @@ log "== building release binaries"
 cargo build --release --locked --bins 2>&1 | tail -1 >&2
 agent="$CARGO_TARGET_DIR/release/lifeboat-agent"
 need /usr/bin/time time
+# A broker this script starts is stopped at exit, so the next run does not
+# share it with the background deletion of this run's topics.
+if ! bash infra/services.sh status | grep -q '^kafka *running'; then
+  trap 'rm -rf "$work"; bash infra/services.sh stop kafka >/dev/null 2>&1 || true' EXIT
+fi
 eval "$(bash infra/services.sh start kafka)"
 brokers=$LIFEBOAT_TEST_KAFKA_BROKERS
 topics() { bash infra/services.sh kafka-topics --bootstrap-server "$brokers" "$@" >/dev/null; }
