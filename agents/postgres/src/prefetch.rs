@@ -37,7 +37,7 @@ use crate::helper_lock::{self, HelperDir};
 use crate::walname::{segment_name, WalFile};
 
 pub const PREFETCH_DIR: &str = "lifeboat_prefetch";
-pub const LOCK_FILE: &str = "prefetch.lock";
+const LOCK_FILE: &str = "prefetch.lock";
 /// The segment recovery asked for last, written by each `wal-fetch`.
 const WANT_FILE: &str = "want";
 
