@@ -33,8 +33,11 @@ fi
 eval "$(bash infra/services.sh start kafka)"
 brokers=$LIFEBOAT_TEST_KAFKA_BROKERS
 topics() { bash infra/services.sh kafka-topics --bootstrap-server "$brokers" "$@" >/dev/null; }
-# The same producer settings Lifeboat's restore uses.
-producer_opts=(-X enable.idempotence=true -X acks=all -X compression.type=lz4 -X linger.ms=20 -X batch.size=1000000)
+# The same producer settings Lifeboat's restore uses, its 64 MiB bound on
+# queued records included: kcat's default 1 GiB queue made kcat slower and
+# erratic at 2 GiB (4.7 to 14 s; 3.8 to 4.9 s with the bound).
+producer_opts=(-X enable.idempotence=true -X acks=all -X compression.type=lz4 -X linger.ms=20 -X batch.size=1000000
+  -X queue.buffering.max.kbytes=65536)
 
 log "== corpus: $records records of 1 KiB values ($mib MiB), 6 partitions"
 python3 - "$work/values" "$records" <<'EOF'
@@ -77,9 +80,21 @@ measure lb_snapshot_small "$agent" kafka snapshot --repo "file://$work/repo" --c
 
 log "== restore (median of $runs, each into a new topic)"
 # Each run's target name comes from $work/dst, written by the run's setup.
-# The previous run's topic is deleted first (the broker frees its files a minute later).
 run_no=0
-drop_previous='[[ -s $work/dst ]] && topics --delete --topic "$(cat "$work/dst").*"; true'
+# The previous run's topic is deleted first, and every run waits until the
+# broker has removed the files of deleted topics: a deletion running in the
+# background (unlinking segments, dropping their page cache) slowed whichever
+# run it landed in, kcat's and Lifeboat's alike, by up to 2x. The broker
+# infra/services.sh starts removes them 1 s after a deletion.
+deletions_done() {
+  local i
+  for ((i = 0; i < 240; i++)); do
+    compgen -G "$LB_RUN_DIR/kafka/data/*-delete" >/dev/null || return 0
+    sleep 0.5
+  done
+  log "warning: the broker still holds files of deleted topics after 120 s"
+}
+drop_previous='[[ -s $work/dst ]] && topics --delete --topic "$(cat "$work/dst").*"; deletions_done'
 next_kcat="$drop_previous"'; run_no=$((run_no + 1)); echo "bench-kcat-$run_id-$run_no" >"$work/dst"; topics --create --topic "$(cat "$work/dst")" --partitions 6 --replication-factor 1'
 median_of "$runs" kcat_produce "$next_kcat" \
   bash -c "kcat -P -b '$brokers' -t \"\$(cat '$work/dst')\" ${producer_opts[*]} <'$work/dump'"

@@ -336,9 +336,18 @@ transaction.state.log.replication.factor=1
 transaction.state.log.min.isr=1
 transaction.state.log.num.partitions=1
 group.initial.rebalance.delay.ms=0
+# A deleted topic's files go after 1 s, not the default minute: tests and
+# benchmarks delete topics, and a minute later the deletion (unlinking and
+# dropping the page cache of every segment) would land in whatever runs then.
+file.delete.delay.ms=1000
 EOF
   # Kafka cluster ids are 16 random bytes in URL-safe base64 without padding.
-  cluster_id=$(python3 -c 'import base64, uuid; print(base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("="))')
+  # Never one starting with "-", which the tool would take for an option
+  # (Kafka's own Uuid.randomUuid() skips those too): 1 start in 64 failed.
+  cluster_id=$(python3 -c '
+import base64, uuid
+while (i := base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")).startswith("-"): pass
+print(i)')
   : >"$log"
   kafka_java -Dlog4j.configuration="file:$LB_INFRA_DIR/kafka/tools-log4j.properties" \
     kafka.tools.StorageTool format -t "$cluster_id" -c "$dir/server.properties" >>"$log" 2>&1 ||
