@@ -34,8 +34,9 @@ eval "$(bash infra/services.sh start kafka)"
 brokers=$LIFEBOAT_TEST_KAFKA_BROKERS
 topics() { bash infra/services.sh kafka-topics --bootstrap-server "$brokers" "$@" >/dev/null; }
 # The same producer settings Lifeboat's restore uses, its 64 MiB bound on
-# queued records included: kcat's default 1 GiB queue made kcat slower and
-# erratic at 2 GiB (4.7 to 14 s; 3.8 to 4.9 s with the bound).
+# queued records included: producing a 2 GiB file on a fresh broker, kcat
+# took 4.7 and 7.6 s with its default 1 GiB queue, 3.8 and 4.9 s with the
+# bound. (Inside this script kcat is slower still: see docs/benchmarks.md.)
 producer_opts=(-X enable.idempotence=true -X acks=all -X compression.type=lz4 -X linger.ms=20 -X batch.size=1000000
   -X queue.buffering.max.kbytes=65536)
 
