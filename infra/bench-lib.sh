@@ -43,20 +43,47 @@ jget() { python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print(eval
 # median_of N NAME SETUP CMD...: run SETUP (e.g. removing a destination) then
 # CMD, N times; the median wall time into ${NAME}_s, the largest RSS into ${NAME}_kb.
 median_of() {
-  local n=$1 name=$2 setup=$3 i times=() kb=0
+  local n=$1 name=$2 setup=$3 i times=() kb=0 k
   shift 3
   for ((i = 0; i < n; i++)); do
     eval "$setup"
     sync
     measure "${name}_try" "$@"
     times+=("$(eval echo "\$${name}_try_s")")
-    local k
     k=$(eval echo "\$${name}_try_kb")
     ((k > kb)) && kb=$k
   done
-  printf -v "${name}_s" '%s' "$(printf '%s\n' "${times[@]}" | sort -n | sed -n "$(((n + 1) / 2))p")"
+  set_median "$name" "$kb" "${times[@]}"
+}
+
+# median_alternating N NAME_A SETUP_A CMD_A NAME_B SETUP_B CMD_B: median_of
+# for two contenders with their runs interleaved (A, B, A, B, ...), so that a
+# slow spell of the machine lands on both alike. The CMDs are run by bash -c.
+median_alternating() {
+  local n=$1 i c t k
+  local -a name=("$2" "$5") setup=("$3" "$6") cmd=("$4" "$7") times_a=() times_b=() kb=(0 0)
+  for ((i = 0; i < n; i++)); do
+    for c in 0 1; do
+      eval "${setup[c]}"
+      sync
+      measure "${name[c]}_try" bash -c "${cmd[c]}"
+      t=$(eval echo "\$${name[c]}_try_s")
+      k=$(eval echo "\$${name[c]}_try_kb")
+      ((k > kb[c])) && kb[c]=$k
+      if ((c == 0)); then times_a+=("$t"); else times_b+=("$t"); fi
+    done
+  done
+  set_median "${name[0]}" "${kb[0]}" "${times_a[@]}"
+  set_median "${name[1]}" "${kb[1]}" "${times_b[@]}"
+}
+
+# set_median NAME KB TIME...: the median of the TIMEs into ${NAME}_s, KB into ${NAME}_kb.
+set_median() {
+  local name=$1 kb=$2
+  shift 2
+  printf -v "${name}_s" '%s' "$(printf '%s\n' "$@" | sort -n | sed -n "$((($# + 1) / 2))p")"
   printf -v "${name}_kb" '%s' "$kb"
-  log "$(printf '%-16s median %.2f s of %d runs' "$name" "$(eval echo "\$${name}_s")" "$n")"
+  log "$(printf '%-16s median %.2f s of %d runs (%s)' "$name" "$(eval echo "\$${name}_s")" "$#" "$*")"
 }
 
 # agent_for_postgres: the release agent copied to $work/bin (where the

@@ -159,4 +159,15 @@ async fn lost_writes_of_an_interrupted_copy_are_repaired_on_rerun() {
     let target = scratch.path().join("restored");
     files::restore_dir(&dst, &m, &target).await.unwrap();
     assert_eq!(describe_tree(&target), describe_tree(&source));
+
+    // A manifest cut short (what a crash could leave before manifests were
+    // written durably) is replaced by the next copy, not taken as present.
+    let manifests = healthy(&dst_dir).list(lifeboat_repository::format::MANIFESTS).await.unwrap();
+    assert_eq!(manifests.len(), 1);
+    std::fs::write(dst_dir.join(manifests[0].path.as_str()), b"").unwrap();
+    assert!(!verify::verify(&dst, 4).await.unwrap().is_ok(), "verify sees the short manifest");
+    let report = copy::copy(&src, healthy(&dst_dir), 4).await.unwrap();
+    assert_eq!((report.repaired, report.manifests_copied), (1, 1), "{report:?}");
+    let v = verify::verify(&dst, 4).await.unwrap();
+    assert!(v.is_ok(), "{:?}", v.problems);
 }

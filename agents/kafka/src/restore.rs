@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use rdkafka::admin::{AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::ClientContext;
-use rdkafka::consumer::{CommitMode, Consumer};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::message::{Header, Message, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer as _, ProducerContext, ThreadedProducer};
 use rdkafka::{Offset, TopicPartitionList};
@@ -161,7 +161,9 @@ pub async fn restore(repo: &Repository, req: &RestoreRequest) -> Result<RestoreR
     }
     let mapping: BTreeMap<String, String> = topics.iter().map(|t| (t.name.clone(), req.target_topic(&t.name))).collect();
     let brokers = &req.brokers;
-    let created = prepare_topics(brokers, &topics, &mapping).await?;
+    // One client answers every metadata and watermark query of the restore.
+    let querier = Arc::new(brokers.querier()?);
+    let created = prepare_topics(brokers, &querier, &topics, &mapping).await?;
     tracing::debug!(seconds = started.elapsed().as_secs_f64(), "topics ready");
 
     // The journal: found (a rerun) or written before anything is produced.
@@ -170,12 +172,11 @@ pub async fn restore(repo: &Repository, req: &RestoreRequest) -> Result<RestoreR
     let (journal, resumed) = match repo.read_object(&journal_path).await {
         Ok(bytes) => (serde_json::from_slice::<Journal>(&bytes).map_err(|e| KafkaError::Failed(format!("{journal_path}: {e}")))?, true),
         Err(RepoError::Store(StoreError::NotFound { .. })) => {
-            let consumer = brokers.reader()?;
             let mut bases = BTreeMap::new();
             for t in &topics {
                 for p in &t.partitions {
                     let target = &mapping[&t.name];
-                    bases.insert(format!("{target}/{}", p.partition), wait_for_partition(brokers, &consumer, target, p.partition)?.1);
+                    bases.insert(format!("{target}/{}", p.partition), wait_for_partition(brokers, &querier, target, p.partition)?.1);
                 }
             }
             let journal = Journal {
@@ -218,6 +219,7 @@ pub async fn restore(repo: &Repository, req: &RestoreRequest) -> Result<RestoreR
                 snapshot: last.clone(),
                 brokers: brokers.clone(),
                 producer: producer.clone(),
+                querier: querier.clone(),
                 source: t.name.clone(),
                 target: target.clone(),
                 partition: p.partition,
@@ -245,7 +247,6 @@ pub async fn restore(repo: &Repository, req: &RestoreRequest) -> Result<RestoreR
     if let Some(e) = producer.context().first_error.lock().unwrap().take() {
         return Err(KafkaError::Failed(e));
     }
-    let consumer = brokers.reader()?;
     let mut reports = Vec::new();
     let mut produced = 0;
     for t in &topics {
@@ -254,7 +255,7 @@ pub async fn restore(repo: &Repository, req: &RestoreRequest) -> Result<RestoreR
             done.iter().filter(|(n, _)| n == &target).map(|(_, r)| r.clone()).collect();
         partitions.sort_by_key(|p| p.partition);
         for p in &partitions {
-            let (_, end) = brokers.watermarks(&consumer, &target, p.partition)?;
+            let (_, end) = brokers.watermarks(&querier, &target, p.partition)?;
             if end != p.base + p.records as i64 {
                 return Err(KafkaError::Failed(format!(
                     "{target}/{} ends at {end} but the restore wrote up to {}: something else writes to the target topic",
@@ -322,9 +323,13 @@ pub(crate) fn fmt_ms(ms: i64) -> String {
 /// Create missing target topics with the saved partition count and topic
 /// configs; refuse existing ones whose partition count differs. Returns
 /// the topics created.
-async fn prepare_topics(brokers: &Brokers, topics: &[TopicSnapshot], mapping: &BTreeMap<String, String>) -> Result<Vec<String>> {
-    let consumer = brokers.reader()?;
-    let metadata = brokers.metadata(&consumer)?;
+async fn prepare_topics(
+    brokers: &Brokers,
+    querier: &BaseConsumer,
+    topics: &[TopicSnapshot],
+    mapping: &BTreeMap<String, String>,
+) -> Result<Vec<String>> {
+    let metadata = brokers.metadata(querier)?;
     let broker_count = metadata.brokers().len().max(1) as i32;
     let mut to_create = Vec::new();
     for t in topics {
@@ -391,10 +396,10 @@ async fn prepare_topics(brokers: &Brokers, topics: &[TopicSnapshot], mapping: &B
 }
 
 /// The watermarks of a partition, waiting for a new topic to appear.
-fn wait_for_partition(brokers: &Brokers, consumer: &rdkafka::consumer::BaseConsumer, topic: &str, partition: i32) -> Result<(i64, i64)> {
+fn wait_for_partition(brokers: &Brokers, querier: &BaseConsumer, topic: &str, partition: i32) -> Result<(i64, i64)> {
     let deadline = Instant::now() + brokers.timeout;
     loop {
-        match brokers.watermarks(consumer, topic, partition) {
+        match brokers.watermarks(querier, topic, partition) {
             Ok(w) => return Ok(w),
             Err(e) if Instant::now() > deadline => return Err(e),
             Err(_) => std::thread::sleep(Duration::from_millis(200)),
@@ -444,6 +449,7 @@ struct PartitionJob {
     snapshot: Snapshot,
     brokers: Brokers,
     producer: Arc<Producer>,
+    querier: Arc<BaseConsumer>,
     source: String,
     target: String,
     partition: i32,
@@ -455,8 +461,7 @@ impl PartitionJob {
     /// Runs on a blocking thread: reads the repository through the runtime, produces synchronously.
     fn run(self) -> Result<PartitionReport> {
         let rt = tokio::runtime::Handle::current();
-        let consumer = self.brokers.reader()?;
-        let (_, high) = wait_for_partition(&self.brokers, &consumer, &self.target, self.partition)?;
+        let (_, high) = wait_for_partition(&self.brokers, &self.querier, &self.target, self.partition)?;
         let already = high - self.base;
         if already < 0 {
             return Err(KafkaError::Failed(format!(
@@ -475,7 +480,14 @@ impl PartitionJob {
         };
         // On a rerun: the content hash of the last record already restored.
         let mut last_skipped: Option<String> = None;
-        while let Some(record) = rt.block_on(reader.next())? {
+        loop {
+            let Some(span) = reader.ready()? else {
+                match rt.block_on(reader.fill())? {
+                    true => continue,
+                    false => break,
+                }
+            };
+            let record = reader.record(span);
             if self.until.is_some_and(|u| record.timestamp > u) {
                 break;
             }
@@ -490,13 +502,13 @@ impl PartitionJob {
                 continue;
             }
             if let Some(expected) = last_skipped.take() {
-                self.check_resume_point(&consumer, high - 1, &expected)?;
+                self.check_resume_point(high - 1, &expected)?;
             }
             self.produce(&record, target_offset)?;
             report.produced += 1;
         }
         if let Some(expected) = last_skipped.take() {
-            self.check_resume_point(&consumer, high - 1, &expected)?;
+            self.check_resume_point(high - 1, &expected)?;
         }
         if (report.records as i64) < already {
             return Err(KafkaError::Failed(format!(
@@ -551,7 +563,8 @@ impl PartitionJob {
 
     /// On a rerun: the last record already in the target must be the one
     /// the restore would have written there.
-    fn check_resume_point(&self, consumer: &rdkafka::consumer::BaseConsumer, offset: i64, expected: &str) -> Result<()> {
+    fn check_resume_point(&self, offset: i64, expected: &str) -> Result<()> {
+        let consumer = self.brokers.reader()?;
         let mut tpl = TopicPartitionList::new();
         tpl.add_partition_offset(&self.target, self.partition, Offset::Offset(offset)).map_err(broker("choosing offsets"))?;
         consumer.assign(&tpl).map_err(broker("reading the resume point"))?;
@@ -607,6 +620,7 @@ pub fn translate(p: &PartitionReport, source: i64) -> i64 {
 
 fn translate_groups(req: &RestoreRequest, snapshot: &Snapshot, topics: &[TopicReport]) -> Result<Vec<GroupReport>> {
     let mut out = Vec::new();
+    let mut done = Vec::new();
     for g in &snapshot.details.groups {
         let target_group = req.group_name(&g.group);
         let mut tpl = TopicPartitionList::new();
@@ -628,7 +642,15 @@ fn translate_groups(req: &RestoreRequest, snapshot: &Snapshot, topics: &[TopicRe
             ))
         })?;
         out.push(GroupReport { source_group: g.group.clone(), target_group, offsets });
+        done.push(consumer);
     }
+    // Closing a group's consumer takes about 0.1 s (rdkafka polls the close
+    // in 100 ms steps): close them all at once rather than one after another.
+    std::thread::scope(|s| {
+        for consumer in done {
+            s.spawn(move || drop(consumer));
+        }
+    });
     Ok(out)
 }
 

@@ -65,7 +65,7 @@ pub async fn snapshot(repo: &Repository, req: &SnapshotRequest) -> Result<(Manif
 
 async fn take(repo: &Repository, req: &SnapshotRequest, regex: &regex::Regex, started: OffsetDateTime) -> Result<(Manifest, SnapshotDetails)> {
     let brokers = &req.brokers;
-    let consumer = brokers.reader()?;
+    let consumer = brokers.querier()?;
     let metadata = brokers.metadata(&consumer)?;
     let mut names: Vec<String> =
         metadata.topics().iter().map(|t| t.name().to_string()).filter(|n| !n.starts_with("__") && regex.is_match(n)).collect();
@@ -349,6 +349,7 @@ fn read_partition(brokers: &Brokers, r: &Range, tx: SyncSender<Vec<u8>>) -> Resu
             }
             Ok(())
         })?;
+        Brokers::close_in_background(consumer);
     }
     if !block.is_empty() {
         send(&mut block)?;

@@ -15,7 +15,7 @@ use lifeboat_repository::manifest::{Entry, EntryKind, Extent};
 use lifeboat_repository::{pipeline, Manifest, Repository};
 
 use crate::details::SnapshotDetails;
-use crate::record::{Decoder, Record};
+use crate::record::{Decoder, Record, Span};
 use crate::{KafkaError, Result};
 
 /// One snapshot: its manifest and details.
@@ -117,18 +117,40 @@ impl PartitionReader {
     /// The next record, borrowed until the next call.
     pub async fn next(&mut self) -> Result<Option<Record<'_>>> {
         loop {
-            if let Some(span) = self.decoder.next_span().map_err(|e| self.corrupt(e))? {
-                if span.offset < self.from {
-                    continue; // deleted by the brokers before this snapshot
-                }
-                return Ok(Some(self.decoder.record(span)));
+            if let Some(span) = self.ready()? {
+                return Ok(Some(self.record(span)));
             }
+            if !self.fill().await? {
+                return Ok(None);
+            }
+        }
+    }
+
+    /// The next record already read (view it with [`PartitionReader::record`]),
+    /// or `None` when [`PartitionReader::fill`] must read more. A caller on a
+    /// blocking thread enters the runtime only for `fill`, not per record.
+    pub fn ready(&mut self) -> Result<Option<Span>> {
+        while let Some(span) = self.decoder.next_span().map_err(|e| self.corrupt(e))? {
+            if span.offset >= self.from {
+                return Ok(Some(span));
+            } // else deleted by the brokers before this snapshot
+        }
+        Ok(None)
+    }
+
+    pub fn record(&self, span: Span) -> Record<'_> {
+        self.decoder.record(span)
+    }
+
+    /// Read the next piece of the partition's records; `false` at the end.
+    pub async fn fill(&mut self) -> Result<bool> {
+        loop {
             if self.current.is_none() {
                 let Some((extent, size)) = self.segments.next() else {
                     if self.decoder.pending() > 0 {
                         return Err(self.corrupt(format!("{} bytes of a truncated record at the end", self.decoder.pending())));
                     }
-                    return Ok(None);
+                    return Ok(false);
                 };
                 let (tx, rx) = tokio::sync::mpsc::channel(4);
                 let mut stream = Box::pin(pipeline::read_stream(&self.repo, extent.chunks.clone(), 4));
@@ -154,6 +176,7 @@ impl PartitionReader {
                     let n = ((piece.len() - from) as u64).min(*left) as usize;
                     self.decoder.feed(&piece[from..from + n]);
                     *left -= n as u64;
+                    return Ok(true);
                 }
                 None => {
                     let left = *left;

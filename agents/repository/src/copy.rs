@@ -42,12 +42,18 @@ pub struct CopyReport {
 }
 
 /// Copy one object, verifying at both ends. Returns bytes copied.
-async fn copy_object(src: &Repository, dst: &DynStore, path: &ObjectPath, mode: PutMode) -> Result<u64> {
+/// `durable`: its content is on disk before it appears under its name
+/// (manifests); otherwise the barrier before the manifests makes it so.
+async fn copy_object(src: &Repository, dst: &DynStore, path: &ObjectPath, mode: PutMode, durable: bool) -> Result<u64> {
     let raw = src.store().get(path).await?;
     // Inline: a Poly1305 tag or SHA-256 pass (about 1 ms per MiB) costs less
     // than handing the bytes to a blocking thread and back.
     src.check_seal(path, &raw)?;
-    match dst.put_deferred(path, raw.clone(), mode).await {
+    let put = match durable {
+        true => dst.put(path, raw.clone(), mode).await,
+        false => dst.put_deferred(path, raw.clone(), mode).await,
+    };
+    match put {
         Ok(()) => {}
         // A racing or earlier interrupted copy stored it; verify it below all the same.
         Err(StoreError::AlreadyExists { .. }) => {}
@@ -120,8 +126,15 @@ const COPY_LOCK: &str = "geo-copy";
 async fn check_unreferenced(dst: &Repository, workers: usize, report: &mut CopyReport) -> Result<()> {
     let mut referenced = HashSet::new();
     for b in dst.list_backups(None).await? {
-        let m = dst.read_manifest(&b.cell, &b.id).await?;
-        referenced.extend(m.chunk_ids().map(|id| format::chunk_path(id).to_string()));
+        match dst.read_manifest(&b.cell, &b.id).await {
+            Ok(m) => referenced.extend(m.chunk_ids().map(|id| format::chunk_path(id).to_string())),
+            // A damaged manifest vouches for nothing: its chunks are checked
+            // too, and the copy replaces it (its size differs from the source's).
+            Err(RepoError::Corrupt { key, reason }) => {
+                tracing::warn!(manifest = %key, %reason, "damaged at the destination; copying it again")
+            }
+            Err(e) => return Err(e),
+        }
     }
     let suspects: Vec<ObjectPath> = dst
         .store()
@@ -180,7 +193,7 @@ async fn copy_objects(src: &Repository, dst: &DynStore, workers: usize, report: 
     todo.sort_by_key(|(path, _)| !path.as_str().starts_with("wal/"));
     let mut copies = futures::stream::iter(todo)
         .map(|(path, mode)| async move {
-            let result = copy_object(src, dst, &path, mode).await;
+            let result = copy_object(src, dst, &path, mode, false).await;
             (path, result)
         })
         .buffer_unordered(workers);
@@ -201,14 +214,26 @@ async fn copy_objects(src: &Repository, dst: &DynStore, workers: usize, report: 
     drop(copies);
 
     // Manifests last, each only when all its chunks are at the destination
-    // and durable there.
+    // and durable there. Each is written durably (never a short manifest
+    // under its name after a crash); one sync at the end makes their names
+    // durable, and a name lost before it is copied again by a rerun.
     dst.sync().await?;
+    let src_sizes: HashMap<&str, u64> = src_objects.iter().map(|m| (m.path.as_str(), m.size)).collect();
     for backup in src.list_backups(None).await? {
         let path = format::manifest_path(&backup.cell, &backup.id);
-        if dst_sizes.contains_key(path.as_str()) {
-            report.objects_already_present += 1;
-            continue;
-        }
+        let mode = match (dst_sizes.get(path.as_str()), src_sizes.get(path.as_str())) {
+            (Some(have), Some(want)) if have == want => {
+                report.objects_already_present += 1;
+                continue;
+            }
+            // Cut short by a crash (copies before manifests were written
+            // durably could leave that): replace it.
+            (Some(_), _) => {
+                report.repaired += 1;
+                PutMode::Overwrite
+            }
+            (None, _) => PutMode::Create,
+        };
         let manifest = match src.read_manifest(&backup.cell, &backup.id).await {
             Ok(m) => m,
             Err(e) => {
@@ -220,13 +245,11 @@ async fn copy_objects(src: &Repository, dst: &DynStore, workers: usize, report: 
             report.failures.push(format!("{path}: not copied because chunk {missing} is not at the destination"));
             continue;
         }
-        let n = copy_object(src, dst, &path, PutMode::Create).await?;
-        dst.sync().await?; // each manifest durable once copied
+        let n = copy_object(src, dst, &path, mode, true).await?;
         report.objects_copied += 1;
         report.manifests_copied += 1;
         report.bytes_copied += n;
     }
-    dst.sync().await?;
     // Legal holds travel with their backups.
     for meta in src_objects.iter().filter(|m| m.path.as_str().starts_with(format::HOLDS)) {
         if !dst_sizes.contains_key(meta.path.as_str()) {
