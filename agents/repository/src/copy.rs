@@ -218,7 +218,11 @@ async fn copy_objects(src: &Repository, dst: &DynStore, workers: usize, report: 
     // under its name after a crash); one sync at the end makes their names
     // durable, and a name lost before it is copied again by a rerun.
     dst.sync().await?;
-    let src_sizes: HashMap<&str, u64> = src_objects.iter().map(|m| (m.path.as_str(), m.size)).collect();
+    let src_sizes: HashMap<&str, u64> = src_objects
+        .iter()
+        .filter(|m| m.path.as_str().starts_with(format::MANIFESTS))
+        .map(|m| (m.path.as_str(), m.size))
+        .collect();
     for backup in src.list_backups(None).await? {
         let path = format::manifest_path(&backup.cell, &backup.id);
         let mode = match (dst_sizes.get(path.as_str()), src_sizes.get(path.as_str())) {
