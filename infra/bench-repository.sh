@@ -73,22 +73,26 @@ done
 measure backup3 "$agent" files backup "$work/changed" --repo "file://$work/repo" --cell bench --output json
 cp "$work/backup3.out" "$work/b3.json"
 
-log "== copy (median of 3 runs each)"
-# cp leaves its data in the page cache; Lifeboat fsyncs every object before
-# it counts as copied. The second baseline makes cp durable too.
+log "== copy (median of 5 runs each, the three contenders' runs interleaved)"
+# cp leaves its data in the page cache; Lifeboat makes every object durable
+# before it counts as copied. The second baseline makes cp durable too.
 # Every run copies into a new empty directory ($work/dst links to it): the
 # old ones are removed at exit, not just before the next run (ext4 scans
 # freshly deleted inodes when it allocates new ones, slowing whichever
-# copy follows a deletion by a varying amount).
+# copy follows a deletion by a varying amount). Each try starts after a
+# sync, so none pays for the writeback of the one before, and with the
+# machine's free memory warm (see warm_free_memory), so none pays the host
+# for first touching the pages its copy lands on.
 dst_no=0
-next_dst='dst_no=$((dst_no + 1)) && mkdir "$work/dst-$dst_no" && ln -sfn "dst-$dst_no" "$work/dst"'
+next_dst='dst_no=$((dst_no + 1)) && mkdir "$work/dst-$dst_no" && ln -sfn "dst-$dst_no" "$work/dst" && warm_free_memory'
 # One untimed run of each first, so no timed run pays for what the
 # preceding phases left the filesystem to do.
 eval "$next_dst" && cp -r "$work/repo/." "$work/dst/" && eval "$next_dst" &&
   "$agent" repo copy "file://$work/repo" "file://$work/dst" >/dev/null && sync
-median_of 3 cp_r "$next_dst" cp -r "$work/repo/." "$work/dst/"
-median_of 3 cp_r_sync "$next_dst" bash -c "cp -r '$work/repo/.' '$work/dst/' && sync"
-median_of 3 copy "$next_dst" "$agent" repo copy "file://$work/repo" "file://$work/dst"
+median_alternating 5 \
+  cp_r "$next_dst" "cp -r '$work/repo/.' '$work/dst/'" \
+  cp_r_sync "$next_dst" "cp -r '$work/repo/.' '$work/dst/' && sync" \
+  copy "$next_dst" "'$agent' repo copy 'file://$work/repo' 'file://$work/dst'"
 
 log "== restore (for the record: peak memory)"
 measure restore "$agent" files restore latest "$work/restored" --repo "file://$work/dst" --cell bench

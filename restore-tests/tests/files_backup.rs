@@ -133,6 +133,16 @@ fn corruption_is_named_and_the_geo_copy_restores() {
     let report = json(&String::from_utf8_lossy(&out.stdout));
     assert_eq!(report["manifests_copied"], 0, "{report}");
     assert_eq!(report["failures"].as_array().unwrap().len(), 3, "two corrupt chunks and one manifest: {report}");
+    let third_dir = std::path::Path::new(third.strip_prefix("file://").unwrap());
+    let copied: Vec<String> = lifeboat_restore_tests::files_under(third_dir)
+        .iter()
+        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    for damaged in [flipped, truncated] {
+        let name = damaged.file_name().unwrap().to_string_lossy().into_owned();
+        assert!(!copied.contains(&name), "the corrupt {name} was copied");
+    }
+    assert!(!copied.iter().any(|n| n.starts_with('.')), "temporary files left behind: {copied:?}");
 }
 
 

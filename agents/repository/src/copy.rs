@@ -7,19 +7,24 @@
 //! size differs from the source is copied again, and when an earlier copy
 //! into the destination did not finish (its `geo-copy` lock is still there)
 //! every destination object no manifest references yet has its seal checked
-//! first. Each is verified at the source
-//! (its seal: the AEAD tag or SHA-256 over the stored bytes and the object's
-//! name) before it is sent, and read back from the destination and compared
-//! with the source byte for byte after. Data goes first, manifests last, and a manifest
-//! is copied only when every chunk it needs is verified at the destination,
-//! so an interrupted copy leaves no manifest pointing at missing data and a
-//! rerun finishes the job.
+//! first. Every object is verified by its seal (the AEAD tag, or SHA-256
+//! over the stored bytes and the object's name) and by what the destination
+//! holds after the copy: between two `file://` repositories the kernel
+//! copies the file and the copy is read back and its seal checked before it
+//! appears under its name; between any other two stores the object is
+//! checked at the source, sent, read back and compared byte for byte. Data
+//! goes first, manifests last, and a manifest is copied only when every
+//! chunk it needs is verified at the destination, so an interrupted copy
+//! leaves no manifest pointing at missing data and a rerun finishes the job.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
 
+use futures::stream::BoxStream;
 use futures::StreamExt;
 use serde::Serialize;
 
+use lifeboat_storage::fs::FileStore;
 use lifeboat_storage::{DynStore, ObjectPath, PutMode, StoreError};
 
 use crate::error::{RepoError, Result};
@@ -41,14 +46,13 @@ pub struct CopyReport {
     pub failures: Vec<String>,
 }
 
-/// Copy one object, verifying at both ends. Returns bytes copied.
-/// `durable`: its content is on disk before it appears under its name
-/// (manifests); otherwise the barrier before the manifests makes it so.
+/// Copy one object between any two stores, verifying at both ends: read
+/// it, check its seal, write it, read it back and compare with the source
+/// byte for byte. Returns bytes copied. `durable`: its content is on disk
+/// before it appears under its name (manifests); otherwise the barrier
+/// before the manifests makes it so.
 async fn copy_object(src: &Repository, dst: &DynStore, path: &ObjectPath, mode: PutMode, durable: bool) -> Result<u64> {
-    let raw = src.store().get(path).await?;
-    // Inline: a Poly1305 tag or SHA-256 pass (about 1 ms per MiB) costs less
-    // than handing the bytes to a blocking thread and back.
-    src.check_seal(path, &raw)?;
+    let raw = read_checked(src, path).await?;
     let put = match durable {
         true => dst.put(path, raw.clone(), mode).await,
         false => dst.put_deferred(path, raw.clone(), mode).await,
@@ -69,6 +73,87 @@ async fn copy_object(src: &Repository, dst: &DynStore, path: &ObjectPath, mode: 
         });
     }
     Ok(raw.len() as u64)
+}
+
+/// Read a stored object and check its seal.
+async fn read_checked(src: &Repository, path: &ObjectPath) -> Result<bytes::Bytes> {
+    let raw = src.store().get(path).await?;
+    // Inline: a Poly1305 tag or SHA-256 pass (about 1 ms per MiB) costs less
+    // than handing the bytes to a blocking thread and back.
+    src.check_seal(path, &raw)?;
+    Ok(raw)
+}
+
+/// The copies of `todo`'s data objects, as they finish.
+fn data_copies<'a>(
+    src: &'a Repository,
+    dst: &'a DynStore,
+    todo: Vec<(ObjectPath, PutMode)>,
+    workers: usize,
+) -> BoxStream<'a, (ObjectPath, Result<u64>)> {
+    if let (Some(from), Some(to)) = (src.store().as_file_store(), dst.as_file_store()) {
+        return local_copies(src, dst, from.clone(), to.clone(), todo, workers);
+    }
+    futures::stream::iter(todo)
+        .map(move |(path, mode)| async move {
+            let result = copy_object(src, dst, &path, mode, false).await;
+            (path, result)
+        })
+        .buffer_unordered(workers)
+        .boxed()
+}
+
+/// Between two local repositories: `workers` threads each take the next
+/// object, have the kernel copy its file, and read the copy back to check
+/// its seal before it appears under its name (which verifies the source
+/// and the copy at once). A rejected copy is never published; the source
+/// is then checked to name which side is damaged. An object that is
+/// already at the destination is compared through memory. Once the stream
+/// is dropped, each thread stops after the object in its hands.
+fn local_copies<'a>(
+    src: &'a Repository,
+    dst: &'a DynStore,
+    from: FileStore,
+    to: FileStore,
+    todo: Vec<(ObjectPath, PutMode)>,
+    workers: usize,
+) -> BoxStream<'a, (ObjectPath, Result<u64>)> {
+    let (tx, rx) = tokio::sync::mpsc::channel(workers * 2);
+    let queue = Arc::new(Mutex::new(todo.into_iter()));
+    for _ in 0..workers.max(1) {
+        let (repo, from, to, queue, tx) = (src.clone(), from.clone(), to.clone(), queue.clone(), tx.clone());
+        tokio::task::spawn_blocking(move || {
+            let mut scratch = Vec::new();
+            while !tx.is_closed() {
+                let Some((path, mode)) = queue.lock().unwrap().next() else { break };
+                let copied = to.copy_from(&from, &path, mode, &mut scratch, |bytes| repo.check_seal(&path, bytes));
+                if tx.blocking_send((path, mode, copied)).is_err() {
+                    break; // the copy stopped
+                }
+            }
+        });
+    }
+    futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) })
+        .then(move |(path, mode, copied)| async move {
+            let result = match copied {
+                Ok(Ok(n)) => Ok(n),
+                // The source's own damage is the better error; else the copy's.
+                Ok(Err(rejected)) => match read_checked(src, &path).await {
+                    Err(e) => Err(e),
+                    Ok(_) => Err(RepoError::Corrupt {
+                        key: format!("{} at {}", path, dst.describe()),
+                        reason: match rejected {
+                            RepoError::Corrupt { reason, .. } => format!("the copy of a sound source failed its check: {reason}"),
+                            other => other.to_string(),
+                        },
+                    }),
+                },
+                Err(StoreError::AlreadyExists { .. }) => copy_object(src, dst, &path, mode, false).await,
+                Err(e) => Err(e.into()),
+            };
+            (path, result)
+        })
+        .boxed()
 }
 
 /// Objects copied at once into `destination` (a URL or a store's
@@ -191,12 +276,7 @@ async fn copy_objects(src: &Repository, dst: &DynStore, workers: usize, report: 
     // WAL first: it moves a cell's recoverable point in the copy; chunks
     // only matter once their manifest follows.
     todo.sort_by_key(|(path, _)| !path.as_str().starts_with("wal/"));
-    let mut copies = futures::stream::iter(todo)
-        .map(|(path, mode)| async move {
-            let result = copy_object(src, dst, &path, mode, false).await;
-            (path, result)
-        })
-        .buffer_unordered(workers);
+    let mut copies = data_copies(src, dst, todo, workers);
     while let Some((path, result)) = copies.next().await {
         match result {
             Ok(n) => {

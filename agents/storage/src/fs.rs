@@ -22,7 +22,8 @@
 //! including what a concurrent sync took.
 
 use std::collections::BTreeSet;
-use std::io::{ErrorKind, Write};
+use std::convert::Infallible;
+use std::io::{ErrorKind, Read, Seek, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -136,12 +137,14 @@ impl FileStore {
         dest.with_file_name(format!(".{name}.tmp-{:016x}", rand::random::<u64>()))
     }
 
-    /// Create the file at `tmp`, and its directory if missing (then `true`).
+    /// Create the file at `tmp` (open for reading too), and its directory
+    /// if missing (then `true`).
     fn create_beside(tmp: &Path) -> std::io::Result<(std::fs::File, bool)> {
-        match std::fs::File::create(tmp) {
+        let create = || std::fs::OpenOptions::new().read(true).write(true).create_new(true).open(tmp);
+        match create() {
             Err(e) if e.kind() == ErrorKind::NotFound => {
                 std::fs::create_dir_all(tmp.parent().expect("object paths have a parent"))?;
-                Ok((std::fs::File::create(tmp)?, true))
+                Ok((create()?, true))
             }
             other => Ok((other?, false)),
         }
@@ -184,28 +187,74 @@ impl FileStore {
         self.check_absent(path, mode)?;
         let this = self.clone();
         let path = path.clone();
-        tokio::task::spawn_blocking(move || {
-            let tmp = Self::tmp_beside(&this.full(&path));
-            let write = || -> std::io::Result<bool> {
-                let (mut f, new_dirs) = Self::create_beside(&tmp)?;
-                f.write_all(&data)?;
-                if durable {
-                    f.sync_all()?;
-                } else {
-                    start_writeback(&f);
-                }
-                Ok(new_dirs)
-            };
-            match write() {
-                Ok(new_dirs) => this.publish(&tmp, &path, mode, (durable, new_dirs)),
-                Err(e) => {
-                    let _ = std::fs::remove_file(&tmp);
-                    Err(this.err("put", path.as_str(), e))
-                }
+        let written = tokio::task::spawn_blocking(move || {
+            this.write_beside(&path, mode, durable, |f| f.write_all(&data).map(Ok::<(), Infallible>))
+        });
+        written.await.map_err(blocking_err)?.map(|verdict| verdict.unwrap_or_else(|never| match never {}))
+    }
+
+    /// Copy `path` from another local store into this one: the bytes move
+    /// inside the kernel (`copy_file_range(2)` where the filesystems allow,
+    /// through `std::io::copy`), then the new file is read back into
+    /// `scratch` (reused across calls) and given to `check` before it
+    /// appears under its name. A copy `check` rejects is removed and the
+    /// rejection returned as the inner error. Durable after the next sync,
+    /// as with `put_deferred`. Blocking: call it from a blocking thread.
+    /// Returns the bytes copied.
+    pub fn copy_from<E>(
+        &self,
+        from: &FileStore,
+        path: &ObjectPath,
+        mode: PutMode,
+        scratch: &mut Vec<u8>,
+        check: impl FnOnce(&[u8]) -> Result<(), E>,
+    ) -> Result<Result<u64, E>, StoreError> {
+        let mut source = std::fs::File::open(from.full(path)).map_err(|e| from.err("get", path.as_str(), e))?;
+        let mut copied = 0;
+        let verdict = self.write_beside(path, mode, false, |f| {
+            copied = std::io::copy(&mut source, f)?;
+            f.rewind()?;
+            scratch.clear();
+            f.read_to_end(scratch)?;
+            Ok(check(scratch))
+        })?;
+        Ok(verdict.map(|()| copied))
+    }
+
+    /// Create a temporary file beside `path`, let `fill` write it (and
+    /// reject it: the inner error), fsync it when `durable` (else start its
+    /// writeback) and publish it. Nothing is left behind on failure or
+    /// rejection.
+    fn write_beside<E>(
+        &self,
+        path: &ObjectPath,
+        mode: PutMode,
+        durable: bool,
+        fill: impl FnOnce(&mut std::fs::File) -> std::io::Result<Result<(), E>>,
+    ) -> Result<Result<(), E>, StoreError> {
+        let tmp = Self::tmp_beside(&self.full(path));
+        let written = (|| {
+            let (mut f, new_dirs) = Self::create_beside(&tmp)?;
+            if let Err(rejected) = fill(&mut f)? {
+                return Ok(Err(rejected));
             }
-        })
-        .await
-        .map_err(blocking_err)?
+            match durable {
+                true => f.sync_all()?,
+                false => start_writeback(&f),
+            }
+            Ok(Ok(new_dirs))
+        })();
+        match written {
+            Ok(Ok(new_dirs)) => self.publish(&tmp, path, mode, (durable, new_dirs)).map(Ok),
+            Ok(Err(rejected)) => {
+                let _ = std::fs::remove_file(&tmp);
+                Ok(Err(rejected))
+            }
+            Err(e) => {
+                let _ = std::fs::remove_file(&tmp);
+                Err(self.err("put", path.as_str(), e))
+            }
+        }
     }
 
     fn check_absent(&self, path: &ObjectPath, mode: PutMode) -> Result<(), StoreError> {
@@ -252,6 +301,10 @@ fn blocking_err(e: tokio::task::JoinError) -> StoreError {
 impl ObjectStore for FileStore {
     fn describe(&self) -> String {
         format!("file://{}", self.root.display())
+    }
+
+    fn as_file_store(&self) -> Option<&FileStore> {
+        Some(self)
     }
 
     async fn prepare(&self) -> Result<(), StoreError> {
@@ -444,5 +497,43 @@ mod tests {
         store.sync().await.unwrap();
         assert_eq!(pending(&store), (0, 0));
         assert_eq!(store.get(&p("c/0")).await.unwrap(), Bytes::from_static(b"x"));
+    }
+
+    /// A local copy publishes what its check accepts and nothing else: a
+    /// rejected copy leaves neither the object nor a temporary file, an
+    /// existing object is not replaced in create mode, and a missing source
+    /// is named as missing from the source.
+    #[tokio::test]
+    async fn copy_from_publishes_only_checked_copies() {
+        let dir = tempfile::tempdir().unwrap();
+        let (from, to) = (FileStore::new(dir.path().join("from")), FileStore::new(dir.path().join("to")));
+        let p = |s: &str| ObjectPath::parse(s).unwrap();
+        let data = Bytes::from(vec![7u8; 300_000]);
+        from.put(&p("a/b/big"), data.clone(), PutMode::Create).await.unwrap();
+        from.put(&p("a/small"), Bytes::from_static(b"small"), PutMode::Create).await.unwrap();
+        let mut scratch = Vec::new();
+
+        let seen = to.copy_from(&from, &p("a/b/big"), PutMode::Create, &mut scratch, |b| match b == &data[..] {
+            true => Ok(()),
+            false => Err("differs"),
+        });
+        assert_eq!(seen.unwrap(), Ok(300_000));
+        assert_eq!(to.get(&p("a/b/big")).await.unwrap(), data);
+        assert_eq!(pending(&to).0, 1, "durable after the next sync, like put_deferred");
+
+        let rejected = to.copy_from(&from, &p("a/small"), PutMode::Create, &mut scratch, |_| Err("bad seal")).unwrap();
+        assert_eq!(rejected, Err("bad seal"));
+        assert!(to.head(&p("a/small")).await.unwrap().is_none(), "a rejected copy is not published");
+        let mut names: Vec<_> = std::fs::read_dir(dir.path().join("to/a")).unwrap().map(|e| e.unwrap().file_name()).collect();
+        names.sort();
+        assert_eq!(names, ["b"], "no temporary file is left behind");
+
+        let again = to.copy_from(&from, &p("a/b/big"), PutMode::Create, &mut scratch, |_| Ok::<(), ()>(()));
+        assert!(matches!(again, Err(StoreError::AlreadyExists { .. })), "{again:?}");
+        let missing = to.copy_from(&from, &p("a/none"), PutMode::Create, &mut scratch, |_| Ok::<(), ()>(()));
+        match missing {
+            Err(StoreError::NotFound { store, .. }) => assert_eq!(store, from.describe()),
+            other => panic!("expected NotFound at the source, got {other:?}"),
+        }
     }
 }

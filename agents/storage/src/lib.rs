@@ -68,6 +68,14 @@ pub trait ObjectStore: Send + Sync + fmt::Debug + 'static {
     /// A human-readable name of the location, without secrets.
     fn describe(&self) -> String;
 
+    /// This store as a directory of local files, when it is one
+    /// (`file://`): a copy between two such stores moves the bytes inside
+    /// the kernel ([`fs::FileStore::copy_from`]). Wrappers that must see
+    /// every operation (fault injection) keep the default `None`.
+    fn as_file_store(&self) -> Option<&fs::FileStore> {
+        None
+    }
+
     /// Make sure the bucket, container or directory exists (used by `repo init`).
     async fn prepare(&self) -> Result<(), StoreError>;
 

@@ -126,6 +126,12 @@ impl ObjectStore for Resilient {
         self.name.clone()
     }
 
+    /// Local files have nothing to retry or time out: a copy between two
+    /// of them goes to the files directly.
+    fn as_file_store(&self) -> Option<&crate::fs::FileStore> {
+        self.inner.as_file_store()
+    }
+
     async fn prepare(&self) -> Result<(), StoreError> {
         self.policy.run(&self.name, "prepare", || self.inner.prepare()).await
     }
