@@ -36,6 +36,15 @@ async fn retention_plans_then_deletes_only_what_it_may() {
     let orphan_path = lifeboat_repository::format::chunk_path(&orphan_id);
     store.put(&orphan_path, repo.seal(&orphan_path, &orphan).into(), PutMode::Create).await.unwrap();
 
+    // And the temporary files of writes: one killed two days ago, one in progress.
+    let chunk_dir = scratch.path().join("repo").join(orphan_path.as_str()).parent().unwrap().to_path_buf();
+    let (stale, fresh) = (chunk_dir.join(".killed.tmp-00000000deadbeef"), chunk_dir.join(".writing.tmp-00000000feedf00d"));
+    std::fs::write(&stale, b"half of a chunk").unwrap();
+    std::fs::write(&fresh, b"a chunk being written").unwrap();
+    let two_days_ago = std::time::SystemTime::now() - Duration::from_secs(2 * 86400);
+    std::fs::File::options().write(true).open(&stale).unwrap().set_modified(two_days_ago).unwrap();
+    assert_eq!(verify::verify(&repo, 4).await.unwrap().leftover_temporaries, 1);
+
     retention::add_hold(&repo, "cell-a", &a[0].0.id, "audit 2026-Q4").await.unwrap();
     let now = a[4].0.finished + Duration::from_secs(3600 * 24);
     let policy = retention::Policy { keep_last: 2, keep_within: Duration::from_secs(3600), kind_prefix: None, one_series: false };
@@ -47,6 +56,8 @@ async fn retention_plans_then_deletes_only_what_it_may() {
     let held = plan.keep.iter().find(|d| d.id == a[0].0.id).unwrap();
     assert_eq!(held.reason, "legal hold");
     assert!(plan.delete_chunks.contains(&orphan_id), "garbage is swept");
+    let stale_key = stale.strip_prefix(scratch.path().join("repo")).unwrap().to_str().unwrap().to_string();
+    assert_eq!(plan.delete_temporaries, [stale_key], "only the idle temporary file goes");
     assert!(plan.freed_bytes > 0);
     assert_eq!(repo.list_chunks().await.unwrap().len(), chunks_before, "planning deletes nothing");
 
@@ -70,6 +81,7 @@ async fn retention_plans_then_deletes_only_what_it_may() {
     }
     assert_eq!(left.len(), 5, "three of cell-a and both of cell-b remain");
     assert!(store.head(&ObjectPath::parse(orphan_path.as_str()).unwrap()).await.unwrap().is_none());
+    assert!(!stale.exists() && fresh.exists(), "the stale temporary file went, the fresh one stayed");
     assert!(repo.list_chunks().await.unwrap().len() < chunks_before);
 
     // Nothing a kept backup needs was deleted: verify is clean and every kept backup restores.

@@ -97,9 +97,13 @@ pub fn retention_text(plan: &lifeboat_repository::retention::Plan, dry_run: bool
     for d in &plan.delete {
         let _ = writeln!(out, "delete {}/{}  ({})", d.cell, d.id, d.reason);
     }
+    let temporaries = match plan.delete_temporaries.len() {
+        0 => String::new(),
+        n => format!(", {n} temporary files of interrupted writes"),
+    };
     let _ = writeln!(
         out,
-        "{} {} backups and {} chunks ({}){extra}",
+        "{} {} backups and {} chunks{temporaries} ({}){extra}",
         if dry_run { "would delete" } else { "deleted" },
         plan.delete.len(),
         plan.delete_chunks.len(),

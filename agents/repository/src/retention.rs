@@ -6,6 +6,8 @@
 //! also sweeps chunks left by interrupted runs. Execution holds the exclusive
 //! repository lock, recomputes the plan under it, deletes manifests first and
 //! chunks after, so no surviving manifest ever points at a deleted chunk.
+//! On `file://` it also removes the temporary files of interrupted writes
+//! that nothing has touched for [`LEFTOVER_IDLE`].
 
 use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
@@ -64,8 +66,16 @@ pub struct Plan {
     pub keep: Vec<Decision>,
     pub delete: Vec<Decision>,
     pub delete_chunks: Vec<String>,
+    /// Temporary files of interrupted writes (`file://` only), relative to the repository.
+    pub delete_temporaries: Vec<String>,
     pub freed_bytes: u64,
 }
+
+/// A temporary file nothing has written to for this long is a leftover of
+/// an interrupted write (a write in progress keeps touching its file) and
+/// goes with the garbage. A day leaves room for any write that merely
+/// stalls.
+pub const LEFTOVER_IDLE: Duration = Duration::from_secs(24 * 3600);
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Hold {
@@ -158,6 +168,12 @@ pub async fn plan(repo: &Repository, cell: Option<&str>, policy: &Policy, now: O
         }
     }
     plan.delete_chunks.sort();
+    if let Some(files) = repo.store().as_file_store() {
+        for leftover in files.leftovers(LEFTOVER_IDLE).await? {
+            plan.freed_bytes += leftover.size;
+            plan.delete_temporaries.push(leftover.path);
+        }
+    }
     Ok(plan)
 }
 
@@ -174,14 +190,19 @@ pub async fn execute(repo: &Repository, cell: Option<&str>, policy: &Policy, now
     result
 }
 
-/// Carry out a plan: manifests first, then chunks. The caller holds the
-/// exclusive lock and computed the plan under it.
+/// Carry out a plan: manifests first, then chunks, then temporary files.
+/// The caller holds the exclusive lock and computed the plan under it.
 pub async fn apply(repo: &Repository, plan: &Plan) -> Result<()> {
     for d in &plan.delete {
         repo.store().delete(&format::manifest_path(&d.cell, &d.id)).await?;
     }
     for id in &plan.delete_chunks {
         repo.store().delete(&format::chunk_path(id)).await?;
+    }
+    if let Some(files) = repo.store().as_file_store() {
+        for path in &plan.delete_temporaries {
+            files.remove_leftover(path).await?;
+        }
     }
     Ok(())
 }

@@ -39,6 +39,9 @@ pub struct VerifyReport {
     pub bytes_checked: u64,
     /// Chunks no manifest references (left by interrupted runs; retention sweeps them).
     pub unreferenced_chunks: u64,
+    /// Temporary files of interrupted writes (`file://`) that retention
+    /// removes ([`crate::retention::LEFTOVER_IDLE`]).
+    pub leftover_temporaries: u64,
     pub problems: Vec<Problem>,
 }
 
@@ -83,6 +86,9 @@ pub async fn verify(repo: &Repository, workers: usize) -> Result<VerifyReport> {
         }
     }
     report.unreferenced_chunks = present.keys().filter(|id| !users.contains_key(*id)).count() as u64;
+    if let Some(files) = repo.store().as_file_store() {
+        report.leftover_temporaries = files.leftovers(crate::retention::LEFTOVER_IDLE).await?.len() as u64;
+    }
     // Every sealed object: chunks, and the rest (WAL, ...) that no manifest lists.
     let mut objects: Vec<ObjectPath> = present.keys().map(|id| format::chunk_path(id)).collect();
     objects.extend(listing.into_iter().map(|m| m.path).filter(|p| {

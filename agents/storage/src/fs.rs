@@ -6,7 +6,8 @@
 //! write is deferred, then published with `renameat2(RENAME_NOREPLACE)`
 //! (create-if-absent, atomic; `link(2)` + `unlink(2)` on filesystems
 //! without it) or `rename(2)` (overwrite). A crash leaves at most a hidden
-//! orphan, which listings skip, never a partial object.
+//! orphan, which listings skip, never a partial object; retention removes
+//! orphans nothing has written to for a day ([`FileStore::leftovers`]).
 //!
 //! New names (and deferred contents) are made durable by
 //! [`ObjectStore::sync`], which callers run before a commit point, rather
@@ -38,6 +39,23 @@ use crate::{ByteStream, ObjectMeta, ObjectPath, ObjectStore, PutMode, StoreError
 pub struct FileStore {
     root: PathBuf,
     unsynced: Arc<Unsynced>,
+}
+
+/// A temporary file that a write left behind (see [`FileStore::leftovers`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Leftover {
+    /// Relative to the store's root.
+    pub path: String,
+    pub size: u64,
+    pub modified: Option<time::OffsetDateTime>,
+}
+
+/// Whether the last part of `key` is a temporary name ([`FileStore::tmp_beside`]).
+fn is_temporary(key: &str) -> bool {
+    let name = key.rsplit('/').next().unwrap_or(key);
+    name.strip_prefix('.').and_then(|rest| rest.rsplit_once(".tmp-")).is_some_and(|(object, random)| {
+        !object.is_empty() && random.len() == 16 && random.bytes().all(|b| b.is_ascii_hexdigit())
+    })
 }
 
 /// Above this many files and directories to flush, a sync flushes the
@@ -131,7 +149,8 @@ impl FileStore {
         self.root.join(path.as_str())
     }
 
-    /// A temporary name beside `dest`, hidden from listings.
+    /// A temporary name beside `dest`, hidden from listings:
+    /// `.<name>.tmp-<16 hex digits>`.
     fn tmp_beside(dest: &Path) -> PathBuf {
         let name = dest.file_name().and_then(|n| n.to_str()).unwrap_or("object");
         dest.with_file_name(format!(".{name}.tmp-{:016x}", rand::random::<u64>()))
@@ -254,6 +273,86 @@ impl FileStore {
                 let _ = std::fs::remove_file(&tmp);
                 Err(self.err("put", path.as_str(), e))
             }
+        }
+    }
+
+    /// Visit every file under `start` (outside hidden directories) with
+    /// its key relative to the root; `what` names the walk in errors.
+    fn walk(
+        &self,
+        start: &Path,
+        what: &str,
+        mut visit: impl FnMut(&std::fs::DirEntry, &str) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        let mut stack = vec![start.to_path_buf()];
+        while let Some(dir) = stack.pop() {
+            let entries = match std::fs::read_dir(&dir) {
+                Ok(entries) => entries,
+                Err(e) if e.kind() == ErrorKind::NotFound => continue,
+                Err(e) => return Err(self.err("list", what, e)),
+            };
+            for entry in entries {
+                let entry = entry.map_err(|e| self.err("list", what, e))?;
+                let file_type = entry.file_type().map_err(|e| self.err("list", what, e))?;
+                let path = entry.path();
+                let Some(key) = path.strip_prefix(&self.root).expect("walk stays under root").to_str() else { continue };
+                if file_type.is_dir() {
+                    if !key.rsplit('/').next().is_some_and(|name| name.starts_with('.')) {
+                        stack.push(path.clone());
+                    }
+                } else if file_type.is_file() {
+                    visit(&entry, key)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Temporary files of writes that never published them (a killed
+    /// process, a crash) and that nothing has written to for `idle`: a
+    /// write in progress keeps its file's modification time fresh.
+    pub async fn leftovers(&self, idle: std::time::Duration) -> Result<Vec<Leftover>, StoreError> {
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let now = std::time::SystemTime::now();
+            let mut out = Vec::new();
+            this.walk(&this.root, "temporary files", |entry, key| {
+                if !is_temporary(key) {
+                    return Ok(());
+                }
+                let meta = match entry.metadata() {
+                    Ok(meta) => meta,
+                    Err(e) if e.kind() == ErrorKind::NotFound => return Ok(()), // published or removed meanwhile
+                    Err(e) => return Err(this.err("list", key, e)),
+                };
+                let modified = meta.modified().ok();
+                if modified.is_none_or(|m| now.duration_since(m).unwrap_or_default() < idle) {
+                    return Ok(());
+                }
+                out.push(Leftover { path: key.to_string(), size: meta.len(), modified: modified.map(Into::into) });
+                Ok(())
+            })?;
+            out.sort_by(|a, b| a.path.cmp(&b.path));
+            Ok(out)
+        })
+        .await
+        .map_err(blocking_err)?
+    }
+
+    /// Remove a temporary file [`FileStore::leftovers`] found (refusing
+    /// any other name). Removing one that is gone is not an error.
+    pub async fn remove_leftover(&self, path: &str) -> Result<(), StoreError> {
+        if !is_temporary(path) || path.split('/').any(|part| part == ".." || part.is_empty()) {
+            return Err(StoreError::InvalidPath { path: path.into(), reason: "not a temporary file of this store".into() });
+        }
+        let full = self.root.join(path);
+        match tokio::fs::remove_file(&full).await {
+            Ok(()) => {
+                self.changed_dir(&mut self.unsynced.pending.lock().unwrap(), &full, false);
+                Ok(())
+            }
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(self.err("delete", path, e)),
         }
     }
 
@@ -392,38 +491,16 @@ impl ObjectStore for FileStore {
         tokio::task::spawn_blocking(move || {
             // Walk the deepest directory the prefix names, filter by the rest.
             let dir_part = prefix.rfind('/').map(|i| &prefix[..i]).unwrap_or("");
-            let start = this.root.join(dir_part);
             let mut out = Vec::new();
-            let mut stack = vec![start];
-            while let Some(dir) = stack.pop() {
-                let entries = match std::fs::read_dir(&dir) {
-                    Ok(entries) => entries,
-                    Err(e) if e.kind() == ErrorKind::NotFound => continue,
-                    Err(e) => return Err(this.err("list", &prefix, e)),
-                };
-                for entry in entries {
-                    let entry = entry.map_err(|e| this.err("list", &prefix, e))?;
-                    let name = entry.file_name();
-                    let Some(name) = name.to_str() else { continue };
-                    if name.starts_with('.') {
-                        continue; // .tmp and anything else hidden is not an object
-                    }
-                    let file_type = entry.file_type().map_err(|e| this.err("list", &prefix, e))?;
-                    if file_type.is_dir() {
-                        stack.push(entry.path());
-                    } else if file_type.is_file() {
-                        let rel = entry.path();
-                        let rel = rel.strip_prefix(&this.root).expect("walk stays under root");
-                        let Some(key) = rel.to_str() else { continue };
-                        if !key.starts_with(&prefix) {
-                            continue;
-                        }
-                        let Ok(path) = ObjectPath::parse(key) else { continue };
-                        let meta = entry.metadata().map_err(|e| this.err("list", &prefix, e))?;
-                        out.push(ObjectMeta { path, size: meta.len(), modified: meta.modified().ok().map(Into::into) });
-                    }
+            this.walk(&this.root.join(dir_part), &prefix, |entry, key| {
+                if key.rsplit('/').next().is_some_and(|name| name.starts_with('.')) || !key.starts_with(&prefix) {
+                    return Ok(()); // temporary files and anything else hidden are not objects
                 }
-            }
+                let Ok(path) = ObjectPath::parse(key) else { return Ok(()) };
+                let meta = entry.metadata().map_err(|e| this.err("list", &prefix, e))?;
+                out.push(ObjectMeta { path, size: meta.len(), modified: meta.modified().ok().map(Into::into) });
+                Ok(())
+            })?;
             out.sort_by(|a, b| a.path.cmp(&b.path));
             Ok(out)
         })
@@ -535,5 +612,43 @@ mod tests {
             Err(StoreError::NotFound { store, .. }) => assert_eq!(store, from.describe()),
             other => panic!("expected NotFound at the source, got {other:?}"),
         }
+    }
+
+    /// Temporary files nobody touched for the idle time are leftovers;
+    /// fresh ones (a write in progress), other hidden files and objects are
+    /// not, and only a temporary name can be removed.
+    #[tokio::test]
+    async fn leftovers_are_idle_temporary_files_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FileStore::new(dir.path().join("repo"));
+        let p = |s: &str| ObjectPath::parse(s).unwrap();
+        store.put(&p("chunks/ab/abcd"), Bytes::from_static(b"object"), PutMode::Create).await.unwrap();
+        let chunks = dir.path().join("repo/chunks/ab");
+        let stale = FileStore::tmp_beside(&chunks.join("abce"));
+        let fresh = FileStore::tmp_beside(&chunks.join("abcf"));
+        std::fs::write(&stale, b"half an object").unwrap();
+        std::fs::write(&fresh, b"being written").unwrap();
+        std::fs::write(chunks.join(".keep"), b"").unwrap();
+        let two_days = std::time::Duration::from_secs(2 * 86400);
+        std::fs::File::options()
+            .write(true)
+            .open(&stale)
+            .unwrap()
+            .set_modified(std::time::SystemTime::now() - two_days)
+            .unwrap();
+
+        let found = store.leftovers(std::time::Duration::from_secs(86400)).await.unwrap();
+        let stale_key = format!("chunks/ab/{}", stale.file_name().unwrap().to_str().unwrap());
+        assert_eq!(found.iter().map(|l| l.path.as_str()).collect::<Vec<_>>(), [stale_key.as_str()]);
+        assert_eq!(found[0].size, 14);
+        assert_eq!(store.leftovers(std::time::Duration::ZERO).await.unwrap().len(), 2, "both temporary files, nothing else");
+
+        for refused in ["chunks/ab/abcd", "chunks/ab/.keep", "../outside/.x.tmp-0123456789abcdef"] {
+            assert!(store.remove_leftover(refused).await.is_err(), "{refused}");
+        }
+        assert!(dir.path().join("repo/chunks/ab/abcd").exists());
+        store.remove_leftover(&stale_key).await.unwrap();
+        assert!(!stale.exists() && fresh.exists());
+        assert_eq!(store.list("").await.unwrap().len(), 1, "listings never show temporary files");
     }
 }

@@ -184,13 +184,17 @@ pub async fn run(global: &Global, cmd: RepoCommand) -> Result<ExitCode> {
                 }
                 let _ = writeln!(
                     out,
-                    "{}: {} manifests, {} chunks and {} other objects ({}) checked, {} unreferenced chunks, {} problems",
+                    "{}: {} manifests, {} chunks and {} other objects ({}) checked, {} unreferenced chunks{}, {} problems",
                     if v.is_ok() { "OK" } else { "FAILED" },
                     v.manifests,
                     v.chunks_checked,
                     v.other_objects_checked,
                     bytes(v.bytes_checked),
                     v.unreferenced_chunks,
+                    match v.leftover_temporaries {
+                        0 => String::new(),
+                        n => format!(", {n} temporary files of interrupted writes (retention removes them)"),
+                    },
                     v.problems.len()
                 );
                 out
