@@ -308,35 +308,49 @@ impl FileStore {
         Ok(())
     }
 
-    /// Temporary files of writes that never published them (a killed
-    /// process, a crash) and that nothing has written to for `idle`: a
-    /// write in progress keeps its file's modification time fresh.
-    pub async fn leftovers(&self, idle: std::time::Duration) -> Result<Vec<Leftover>, StoreError> {
+    /// On a blocking thread: what `pick` makes of each file under `start`
+    /// (see [`FileStore::walk`]), in the order of `key`.
+    async fn collect_files<T: Send + 'static>(
+        &self,
+        start: PathBuf,
+        key: fn(&T) -> &str,
+        mut pick: impl FnMut(&FileStore, &std::fs::DirEntry, &str) -> Result<Option<T>, StoreError> + Send + 'static,
+    ) -> Result<Vec<T>, StoreError> {
         let this = self.clone();
         tokio::task::spawn_blocking(move || {
-            let now = std::time::SystemTime::now();
             let mut out = Vec::new();
-            this.walk(&this.root, "temporary files", |entry, key| {
-                if !is_temporary(key) {
-                    return Ok(());
-                }
-                let meta = match entry.metadata() {
-                    Ok(meta) => meta,
-                    Err(e) if e.kind() == ErrorKind::NotFound => return Ok(()), // published or removed meanwhile
-                    Err(e) => return Err(this.err("list", key, e)),
-                };
-                let modified = meta.modified().ok();
-                if modified.is_none_or(|m| now.duration_since(m).unwrap_or_default() < idle) {
-                    return Ok(());
-                }
-                out.push(Leftover { path: key.to_string(), size: meta.len(), modified: modified.map(Into::into) });
+            this.walk(&start, &start.display().to_string(), |entry, key| {
+                out.extend(pick(&this, entry, key)?);
                 Ok(())
             })?;
-            out.sort_by(|a, b| a.path.cmp(&b.path));
+            out.sort_by(|a, b| key(a).cmp(key(b)));
             Ok(out)
         })
         .await
         .map_err(blocking_err)?
+    }
+
+    /// Temporary files of writes that never published them (a killed
+    /// process, a crash) and that nothing has written to for `idle`: a
+    /// write in progress keeps its file's modification time fresh.
+    pub async fn leftovers(&self, idle: std::time::Duration) -> Result<Vec<Leftover>, StoreError> {
+        let now = std::time::SystemTime::now();
+        self.collect_files(self.root.clone(), |l: &Leftover| &l.path, move |this, entry, key| {
+            if !is_temporary(key) {
+                return Ok(None);
+            }
+            let meta = match entry.metadata() {
+                Ok(meta) => meta,
+                Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None), // published or removed meanwhile
+                Err(e) => return Err(this.err("list", key, e)),
+            };
+            let modified = meta.modified().ok();
+            if modified.is_none_or(|m| now.duration_since(m).unwrap_or_default() < idle) {
+                return Ok(None);
+            }
+            Ok(Some(Leftover { path: key.to_string(), size: meta.len(), modified: modified.map(Into::into) }))
+        })
+        .await
     }
 
     /// Remove a temporary file [`FileStore::leftovers`] found (refusing
@@ -486,26 +500,18 @@ impl ObjectStore for FileStore {
     }
 
     async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>, StoreError> {
-        let this = self.clone();
+        // Walk the deepest directory the prefix names, filter by the rest.
+        let dir_part = prefix.rfind('/').map(|i| &prefix[..i]).unwrap_or("");
         let prefix = prefix.to_string();
-        tokio::task::spawn_blocking(move || {
-            // Walk the deepest directory the prefix names, filter by the rest.
-            let dir_part = prefix.rfind('/').map(|i| &prefix[..i]).unwrap_or("");
-            let mut out = Vec::new();
-            this.walk(&this.root.join(dir_part), &prefix, |entry, key| {
-                if key.rsplit('/').next().is_some_and(|name| name.starts_with('.')) || !key.starts_with(&prefix) {
-                    return Ok(()); // temporary files and anything else hidden are not objects
-                }
-                let Ok(path) = ObjectPath::parse(key) else { return Ok(()) };
-                let meta = entry.metadata().map_err(|e| this.err("list", &prefix, e))?;
-                out.push(ObjectMeta { path, size: meta.len(), modified: meta.modified().ok().map(Into::into) });
-                Ok(())
-            })?;
-            out.sort_by(|a, b| a.path.cmp(&b.path));
-            Ok(out)
+        self.collect_files(self.root.join(dir_part), |m: &ObjectMeta| m.path.as_str(), move |this, entry, key| {
+            if key.rsplit('/').next().is_some_and(|name| name.starts_with('.')) || !key.starts_with(&prefix) {
+                return Ok(None); // temporary files and anything else hidden are not objects
+            }
+            let Ok(path) = ObjectPath::parse(key) else { return Ok(None) };
+            let meta = entry.metadata().map_err(|e| this.err("list", &prefix, e))?;
+            Ok(Some(ObjectMeta { path, size: meta.len(), modified: meta.modified().ok().map(Into::into) }))
         })
         .await
-        .map_err(blocking_err)?
     }
 
     async fn sync(&self) -> Result<(), StoreError> {
