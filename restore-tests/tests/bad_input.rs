@@ -96,6 +96,19 @@ fn bad_input_gives_one_clear_line_and_writes_nothing() {
     assert!(!scratch.path().join("t2").exists());
     // init over an existing repository.
     one_line_error(&fails(&agent(&["repo", "init", "--repo", &repo, "--key-file", k], &[])), &["already exists"]);
+    // init where the path is a dangling symbolic link, or a file.
+    let dangling = scratch.path().join("dangling-repo");
+    std::os::unix::fs::symlink(scratch.path().join("nowhere"), &dangling).unwrap();
+    let url = format!("file://{}", dangling.display());
+    one_line_error(&fails(&agent(&["repo", "init", "--repo", &url, "--key-file", k], &[])), &["symbolic link", "nowhere", "create that directory"]);
+    assert!(!scratch.path().join("nowhere").exists());
+    let file = scratch.path().join("a-file");
+    std::fs::write(&file, "not a repository").unwrap();
+    let url = format!("file://{}", file.display());
+    one_line_error(&fails(&agent(&["repo", "init", "--repo", &url, "--key-file", k], &[])), &["exists and is not a directory"]);
+    let url = format!("file://{}", file.join("repo").display());
+    one_line_error(&fails(&agent(&["repo", "init", "--repo", &url, "--key-file", k], &[])), &["a part of", "is not a directory"]);
+    assert_eq!(std::fs::read(&file).unwrap(), b"not a repository");
     // init without a key and without the explicit opt-out.
     one_line_error(&fails(&agent(&["repo", "init", "--repo", &format!("file://{}", scratch.path().join("plain").display())], &[])), &["--key-file", "--insecure-no-encryption"]);
     assert!(!scratch.path().join("plain").exists());

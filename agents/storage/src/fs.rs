@@ -370,6 +370,25 @@ impl FileStore {
         }
     }
 
+    /// Why the repository's directory could not be created, in words an
+    /// operator can act on (a dangling symbolic link or a file in the way
+    /// would otherwise read as an object that "already exists").
+    fn unusable_root(&self, e: std::io::Error) -> StoreError {
+        let root = self.root.display();
+        let message = match std::fs::symlink_metadata(&self.root) {
+            Ok(m) if m.file_type().is_symlink() => {
+                let target = std::fs::read_link(&self.root).map(|t| t.display().to_string()).unwrap_or_else(|_| "an unreadable target".into());
+                format!("{root} is a symbolic link to {target}, which does not exist or is not a directory; create that directory or use another path")
+            }
+            Ok(m) if !m.is_dir() => format!("{root} exists and is not a directory; use a directory for the repository"),
+            _ if matches!(e.kind(), ErrorKind::AlreadyExists | ErrorKind::NotADirectory) => {
+                format!("a part of {root} exists and is not a directory ({e}); use a path made of directories")
+            }
+            _ => return self.err("prepare", &root.to_string(), e),
+        };
+        StoreError::Permanent { store: self.describe(), op: "prepare", message }
+    }
+
     fn check_absent(&self, path: &ObjectPath, mode: PutMode) -> Result<(), StoreError> {
         if mode == PutMode::Create && self.full(path).exists() {
             return Err(StoreError::AlreadyExists { store: self.describe(), path: path.to_string() });
@@ -421,9 +440,7 @@ impl ObjectStore for FileStore {
     }
 
     async fn prepare(&self) -> Result<(), StoreError> {
-        tokio::fs::create_dir_all(&self.root)
-            .await
-            .map_err(|e| self.err("prepare", &self.root.display().to_string(), e))?;
+        tokio::fs::create_dir_all(&self.root).await.map_err(|e| self.unusable_root(e))?;
         let mut pending = self.unsynced.pending.lock().unwrap();
         pending.dirs.insert(self.root.clone());
         if let Some(parent) = self.root.parent() {
