@@ -49,10 +49,11 @@ impl Brokers {
         self.base().set("isolation.level", "read_committed").create().map_err(broker("creating a Kafka client"))
     }
 
-    /// Drop a reader without waiting for it. Its drop closes its group and
-    /// polls the close in 100 ms steps (rdkafka); a reader never joined the
-    /// group nor committed, so nothing depends on that close finishing, and
-    /// a snapshot's partition need not wait 0.1 s for it.
+    /// Drop a consumer without waiting for it. Its drop closes its group and
+    /// polls the close in 100 ms steps (rdkafka); a snapshot's readers and
+    /// group-offset readers never join their group nor commit, so nothing
+    /// depends on that close finishing, and the snapshot need not wait 0.1 s
+    /// for each.
     pub fn close_in_background(reader: BaseConsumer) {
         std::thread::spawn(move || drop(reader));
     }
