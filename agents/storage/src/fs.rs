@@ -50,10 +50,20 @@ pub struct Leftover {
     pub modified: Option<time::OffsetDateTime>,
 }
 
+/// The last part of `key`.
+fn file_name(key: &str) -> &str {
+    key.rsplit('/').next().unwrap_or(key)
+}
+
+/// Whether the last part of `key` is hidden: never an object, and a
+/// hidden directory is not walked.
+fn is_hidden(key: &str) -> bool {
+    file_name(key).starts_with('.')
+}
+
 /// Whether the last part of `key` is a temporary name ([`FileStore::tmp_beside`]).
 fn is_temporary(key: &str) -> bool {
-    let name = key.rsplit('/').next().unwrap_or(key);
-    name.strip_prefix('.').and_then(|rest| rest.rsplit_once(".tmp-")).is_some_and(|(object, random)| {
+    file_name(key).strip_prefix('.').and_then(|rest| rest.rsplit_once(".tmp-")).is_some_and(|(object, random)| {
         !object.is_empty() && random.len() == 16 && random.bytes().all(|b| b.is_ascii_hexdigit())
     })
 }
@@ -297,7 +307,7 @@ impl FileStore {
                 let path = entry.path();
                 let Some(key) = path.strip_prefix(&self.root).expect("walk stays under root").to_str() else { continue };
                 if file_type.is_dir() {
-                    if !key.rsplit('/').next().is_some_and(|name| name.starts_with('.')) {
+                    if !is_hidden(key) {
                         stack.push(path.clone());
                     }
                 } else if file_type.is_file() {
@@ -359,14 +369,20 @@ impl FileStore {
         if !is_temporary(path) || path.split('/').any(|part| part == ".." || part.is_empty()) {
             return Err(StoreError::InvalidPath { path: path.into(), reason: "not a temporary file of this store".into() });
         }
-        let full = self.root.join(path);
+        self.remove(path).await
+    }
+
+    /// Remove the file at `key` (relative to the root) and remember its
+    /// directory for the next sync. A missing file is not an error.
+    async fn remove(&self, key: &str) -> Result<(), StoreError> {
+        let full = self.root.join(key);
         match tokio::fs::remove_file(&full).await {
             Ok(()) => {
                 self.changed_dir(&mut self.unsynced.pending.lock().unwrap(), &full, false);
                 Ok(())
             }
             Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(self.err("delete", path, e)),
+            Err(e) => Err(self.err("delete", key, e)),
         }
     }
 
@@ -521,7 +537,7 @@ impl ObjectStore for FileStore {
         let dir_part = prefix.rfind('/').map(|i| &prefix[..i]).unwrap_or("");
         let prefix = prefix.to_string();
         self.collect_files(self.root.join(dir_part), |m: &ObjectMeta| m.path.as_str(), move |this, entry, key| {
-            if key.rsplit('/').next().is_some_and(|name| name.starts_with('.')) || !key.starts_with(&prefix) {
+            if is_hidden(key) || !key.starts_with(&prefix) {
                 return Ok(None); // temporary files and anything else hidden are not objects
             }
             let Ok(path) = ObjectPath::parse(key) else { return Ok(None) };
@@ -551,15 +567,7 @@ impl ObjectStore for FileStore {
     }
 
     async fn delete(&self, path: &ObjectPath) -> Result<(), StoreError> {
-        let full = self.full(path);
-        match tokio::fs::remove_file(&full).await {
-            Ok(()) => {
-                self.changed_dir(&mut self.unsynced.pending.lock().unwrap(), &full, false);
-                Ok(())
-            }
-            Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(self.err("delete", path.as_str(), e)),
-        }
+        self.remove(path.as_str()).await
     }
 }
 
