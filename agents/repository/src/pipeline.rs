@@ -91,7 +91,9 @@ pub async fn store_stream<R: Read + Send + 'static>(
         Ok(())
     });
 
-    let stored = ReceiverStream::new(rx)
+    // Boxed, not pinned on the stack: dropping it below must really drop
+    // the receiver, or a chunker with more to send waits forever.
+    let mut stored = Box::pin(ReceiverStream::new(rx)
         .map(|data| {
             let repo = repo.clone();
             let known = known.clone();
@@ -121,8 +123,7 @@ pub async fn store_stream<R: Read + Send + 'static>(
                 Ok::<_, RepoError>((ChunkRef { id, size }, uploaded))
             }
         })
-        .buffered(workers);
-    futures::pin_mut!(stored);
+        .buffered(workers));
 
     let mut refs = Vec::new();
     let mut stats = StreamStats::default();
@@ -175,4 +176,48 @@ pub fn read_stream(
             }
         })
         .buffered(workers)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use lifeboat_storage::faults::FaultyStore;
+    use lifeboat_storage::fs::FileStore;
+
+    use super::*;
+    use crate::format::Chunking;
+    use crate::repo::InitOptions;
+
+    /// Incompressible, repeatable bytes (xorshift).
+    fn noise(len: usize) -> Vec<u8> {
+        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+        (0..len)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect()
+    }
+
+    /// A store that fails mid-stream ends the stream with its error, even
+    /// when the source still holds far more chunks than the pipeline has
+    /// room for (the chunker must be let go, not left waiting to send).
+    #[tokio::test]
+    async fn a_store_failing_mid_stream_ends_it_with_the_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let faulty = Arc::new(FaultyStore::new(Arc::new(FileStore::new(dir.path()))));
+        let chunking = Chunking { algorithm: "fastcdc-2020".into(), min_size: 1 << 10, avg_size: 4 << 10, max_size: 16 << 10 };
+        let repo = Repository::init(faulty.clone(), None, InitOptions { chunking, ..Default::default() }).await.unwrap();
+        faulty.crash_after_puts(3);
+        let source = std::io::Cursor::new(noise(4 << 20)); // about 1000 chunks
+        let stored = tokio::time::timeout(Duration::from_secs(60), store_stream(&repo, &KnownChunks::default(), source, 2))
+            .await
+            .expect("the stream ends instead of waiting forever");
+        let e = stored.expect_err("the store failed");
+        assert!(faulty.injected() > 0);
+        assert!(e.to_string().contains("injected crash"), "{e}");
+    }
 }
