@@ -106,8 +106,8 @@ fn data_copies<'a>(
 /// Between two local repositories: `workers` threads each take the next
 /// object, have the kernel copy its file, and read the copy back to check
 /// its seal before it appears under its name (which verifies the source
-/// and the copy at once). A rejected copy is never published; the source
-/// is then checked to name which side is damaged. An object that is
+/// and the copy at once). A rejected or failed copy is never published;
+/// the source is then checked to name which side is at fault. An object that is
 /// already at the destination is compared through memory. Once the stream
 /// is dropped, each thread stops after the object in its hands.
 fn local_copies<'a>(
@@ -137,23 +137,31 @@ fn local_copies<'a>(
         .then(move |(path, mode, copied)| async move {
             let result = match copied {
                 Ok(Ok(n)) => Ok(n),
-                // The source's own damage is the better error; else the copy's.
-                Ok(Err(rejected)) => match read_checked(src, &path).await {
-                    Err(e) => Err(e),
-                    Ok(_) => Err(RepoError::Corrupt {
-                        key: format!("{} at {}", path, dst.describe()),
-                        reason: match rejected {
-                            RepoError::Corrupt { reason, .. } => format!("the copy of a sound source failed its check: {reason}"),
-                            other => other.to_string(),
-                        },
-                    }),
-                },
+                Ok(Err(rejected)) => Err(source_first(src, &path, RepoError::Corrupt {
+                    key: format!("{} at {}", path, dst.describe()),
+                    reason: match rejected {
+                        RepoError::Corrupt { reason, .. } => format!("the copy of a sound source failed its check: {reason}"),
+                        other => other.to_string(),
+                    },
+                })
+                .await),
                 Err(StoreError::AlreadyExists { .. }) => copy_object(src, dst, &path, mode, false).await,
-                Err(e) => Err(e.into()),
+                // The kernel's copy does not say which side failed.
+                Err(e) => Err(source_first(src, &path, e.into()).await),
             };
             (path, result)
         })
         .boxed()
+}
+
+/// What went wrong with a failed copy of `path`: the source's own damage
+/// or read error when it has one (the better error: the copy cannot be
+/// mended by trying again), else `copy_error`.
+async fn source_first(src: &Repository, path: &ObjectPath, copy_error: RepoError) -> RepoError {
+    match read_checked(src, path).await {
+        Err(source) => source,
+        Ok(_) => copy_error,
+    }
 }
 
 /// Objects copied at once into `destination` (a URL or a store's
@@ -346,4 +354,34 @@ async fn copy_objects(src: &Repository, dst: &DynStore, workers: usize, report: 
     }
     dst.sync().await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::repo::InitOptions;
+
+    /// A source object the kernel cannot copy (here a directory where a
+    /// file should be) is reported as the source's failure, not as a
+    /// failed write at the destination, and nothing is published.
+    #[tokio::test]
+    async fn a_source_read_error_names_the_source() {
+        let dir = tempfile::tempdir().unwrap();
+        let (from, to) = (FileStore::new(dir.path().join("src")), FileStore::new(dir.path().join("dst")));
+        let src_store: DynStore = Arc::new(from.clone());
+        let dst_store: DynStore = Arc::new(to.clone());
+        let src = Repository::init(src_store, None, InitOptions::default()).await.unwrap();
+        let path = ObjectPath::parse("chunks/ab/ab00").unwrap();
+        std::fs::create_dir_all(dir.path().join("src/chunks/ab/ab00")).unwrap();
+        let todo = vec![(path.clone(), PutMode::Create)];
+        let results: Vec<_> = local_copies(&src, &dst_store, from, to, todo, 2).collect().await;
+        let [(failed, Err(e))] = &results[..] else { panic!("one failure expected: {results:?}") };
+        assert_eq!(failed, &path);
+        let message = e.to_string();
+        assert!(message.contains(&format!("file://{}", dir.path().join("src").display())), "{message}");
+        assert!(!message.contains("dst"), "{message}");
+        assert!(!dir.path().join("dst/chunks/ab/ab00").exists());
+        let leftovers = std::fs::read_dir(dir.path().join("dst/chunks/ab")).map(|d| d.count()).unwrap_or(0);
+        assert_eq!(leftovers, 0, "no temporary file is left");
+    }
 }
