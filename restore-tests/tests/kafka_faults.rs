@@ -57,6 +57,10 @@ fn agent_killed_mid_restore_reruns_without_duplicates() {
         }
         std::thread::sleep(Duration::from_millis(5));
     }
+    if killed_at == 0 {
+        let _ = child.kill(); // never left running past the test
+        let _ = child.wait();
+    }
     eprintln!("killed after {killed_at} of {} records", records.len());
     assert!(killed_at > 0 && (killed_at as usize) < records.len(), "killed after {killed_at} of {} records", records.len());
 
