@@ -56,15 +56,30 @@ median_of() {
   set_median "$name" "$kb" "${times[@]}"
 }
 
+# disk_counters: "write-requests busy-ms" so far of the block device that
+# holds $work (its /sys/class/block/DEV/stat: fields 5 and 10), or "0 0"
+# where that is no block device (tmpfs, overlay). Counts every process's I/O.
+disk_counters() {
+  local dev
+  dev=$(findmnt -no SOURCE -T "$work" 2>/dev/null || true)
+  if [[ -n $dev && -r /sys/class/block/${dev##*/}/stat ]]; then
+    awk '{print $5, $10}' "/sys/class/block/${dev##*/}/stat"
+  else
+    echo "0 0"
+  fi
+}
+
 # median_alternating N NAME SETUP CMD [NAME SETUP CMD]...: median_of for
 # several contenders with their runs interleaved (A, B, A, B, ...), so that
 # a slow spell of the machine lands on all alike. The CMDs are run by bash -c.
+# Also the medians of the disk's write requests and busy time (see
+# disk_counters) during each CMD into ${NAME}_wreq and ${NAME}_busy_ms.
 median_alternating() {
-  local n=$1 i c t k count
+  local n=$1 i c t k count w0 b0 w1 b1
   shift
-  local -a name=() setup=() cmd=() kb=() times=()
+  local -a name=() setup=() cmd=() kb=() times=() wreq=() busy=()
   while (($#)); do
-    name+=("$1") setup+=("$2") cmd+=("$3") kb+=(0) times+=("")
+    name+=("$1") setup+=("$2") cmd+=("$3") kb+=(0) times+=("") wreq+=("") busy+=("")
     shift 3
   done
   count=${#name[@]}
@@ -72,16 +87,24 @@ median_alternating() {
     for ((c = 0; c < count; c++)); do
       eval "${setup[c]}"
       sync
+      read -r w0 b0 < <(disk_counters)
       measure "${name[c]}_try" bash -c "${cmd[c]}"
+      read -r w1 b1 < <(disk_counters)
       t=$(eval echo "\$${name[c]}_try_s")
       k=$(eval echo "\$${name[c]}_try_kb")
       ((k > kb[c])) && kb[c]=$k
       times[c]+=" $t"
+      wreq[c]+=" $((w1 - w0))"
+      busy[c]+=" $((b1 - b0))"
     done
   done
   for ((c = 0; c < count; c++)); do
     # shellcheck disable=SC2086 # the times are words
     set_median "${name[c]}" "${kb[c]}" ${times[c]}
+    # shellcheck disable=SC2086
+    printf -v "${name[c]}_wreq" '%s' "$(middle ${wreq[c]})"
+    # shellcheck disable=SC2086
+    printf -v "${name[c]}_busy_ms" '%s' "$(middle ${busy[c]})"
   done
 }
 
@@ -105,11 +128,14 @@ warm_free_memory() {
   rm -f /dev/shm/lifeboat-bench-warm
 }
 
+# middle NUMBER...: the median (the lower middle one of an even count).
+middle() { printf '%s\n' "$@" | sort -n | sed -n "$((($# + 1) / 2))p"; }
+
 # set_median NAME KB TIME...: the median of the TIMEs into ${NAME}_s, KB into ${NAME}_kb.
 set_median() {
   local name=$1 kb=$2
   shift 2
-  printf -v "${name}_s" '%s' "$(printf '%s\n' "$@" | sort -n | sed -n "$((($# + 1) / 2))p")"
+  printf -v "${name}_s" '%s' "$(middle "$@")"
   printf -v "${name}_kb" '%s' "$kb"
   log "$(printf '%-16s median %.2f s of %d runs (%s)' "$name" "$(eval echo "\$${name}_s")" "$#" "$*")"
 }

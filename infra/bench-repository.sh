@@ -6,7 +6,8 @@
 #   dedup:   second backup of the unchanged corpus           (bar: < 1 % new bytes)
 #            after changing 2 % of the files (8 KiB each)    (bar: < 10 % new bytes)
 #   memory:  peak RSS of every Lifeboat step                 (bar: < 300 MiB)
-#   copy:    repo copy between two file:// repositories vs `cp -r` (bar: ratio >= 0.8)
+#   copy:    repo copy between two file:// repositories vs `cp -r` (bar: ratio >= 0.8),
+#            and how long the disk was busy writing during each
 # Page cache is warm for baseline and Lifeboat alike (both read once before).
 # Usage: bash infra/bench-repository.sh   (LIFEBOAT_BENCH_SCALE=130, LIFEBOAT_BENCH_DIR=/var/tmp/...)
 set -euo pipefail
@@ -115,5 +116,6 @@ Lifeboat repository benchmark ($(date -u +%FT%TZ), $(nproc) cores, corpus pgbenc
 | after changing $changed of ${#files[@]} files (2 %): new bytes | $((b3_new >> 20)) MiB | | $(pct "$b3_new" "$b1_bytes") % | < 10 % |
 | repo copy (throughput ratio, cp -r time / copy time) | ${copy_s} s | ${cp_r_s} s (cp -r) | $(ratio "$cp_r_s" "$copy_s") | >= 0.8 |
 | repo copy vs a durable copy (cp -r; sync) | ${copy_s} s | ${cp_r_sync_s} s (cp -r; sync) | $(ratio "$cp_r_sync_s" "$copy_s") | |
+| disk during a copy: busy time, write requests | ${copy_busy_ms} ms, ${copy_wreq} | cp -r: ${cp_r_busy_ms} ms, ${cp_r_wreq}; cp -r; sync: ${cp_r_sync_busy_ms} ms, ${cp_r_sync_wreq} | | |
 | peak RSS: backup 1 / 2 / 3, copy, restore | $((backup1_kb / 1024)) / $((backup2_kb / 1024)) / $((backup3_kb / 1024)), $((copy_kb / 1024)), $((restore_kb / 1024)) MiB | | max $((max_kb / 1024)) MiB | < 300 MiB |
 EOF2
