@@ -213,8 +213,7 @@ pub async fn backup(repo: &Repository, req: &BackupRequest) -> Result<Manifest, 
         let newest = crate::restore::list_backups(repo, &req.cell)
             .await?
             .into_iter()
-            .filter(|(_, d)| d.system_identifier == system_identifier)
-            .last();
+            .rfind(|(_, d)| d.system_identifier == system_identifier);
         if newest.is_none() {
             tracing::warn!(cell = %req.cell, "no earlier backup of this cluster: taking a full backup instead of an incremental");
         }
@@ -265,8 +264,7 @@ pub async fn backup(repo: &Repository, req: &BackupRequest) -> Result<Manifest, 
         Ok(manifest)
     }
     .await;
-    lock.release().await?;
-    result
+    lock.release_after(result).await
 }
 
 /// Timeline and start WAL file from a backup label.

@@ -400,7 +400,7 @@ pub async fn start_and_wait(report: &mut RestoreReport, bindir: &Path, port: u16
         }
         if !data.join("postmaster.pid").exists() && started.elapsed() > Duration::from_secs(2) {
             let text = std::fs::read_to_string(&log).unwrap_or_default();
-            let fatal = text.lines().filter(|l| l.contains("FATAL") || l.contains("recovery ended")).last().unwrap_or("").to_string();
+            let fatal = text.lines().rfind(|l| l.contains("FATAL") || l.contains("recovery ended")).unwrap_or("").to_string();
             return Err(PgError::Wal(format!(
                 "Postgres stopped during recovery: {fatal}; the latest archived WAL is {}, so the latest reachable point is the end of that segment",
                 report.latest_archived_wal

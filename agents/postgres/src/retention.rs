@@ -69,6 +69,5 @@ pub async fn execute(repo: &Repository, cell: &str, policy: &Policy, now: Offset
         Ok(plan)
     }
     .await;
-    lock.release().await?;
-    result
+    lock.release_after(result).await
 }

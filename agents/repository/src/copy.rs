@@ -203,8 +203,7 @@ pub async fn copy(src: &Repository, dst: DynStore, workers: usize) -> Result<Cop
         copy_objects(src, &dst, workers, &mut report).await
     }
     .await;
-    lock.release().await?;
-    result?;
+    lock.release_after(result).await?;
     let now = time::OffsetDateTime::now_utc();
     for (path, _) in earlier.iter().filter(|(_, info)| !info.is_live(now)) {
         dst.delete(path).await?; // the interrupted copy is finished now

@@ -285,6 +285,5 @@ pub async fn backup_dir(repo: &Repository, cell: &str, dir: &Path) -> Result<Man
         Ok(manifest)
     }
     .await;
-    lock.release().await?;
-    result
+    lock.release_after(result).await
 }

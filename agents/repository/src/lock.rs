@@ -141,10 +141,64 @@ impl LockGuard {
         self.repo.store().delete(&self.path).await?;
         Ok(())
     }
+
+    /// Release the lock after the work it guarded, and hand back that
+    /// work's `result`. The work's own error wins over a failed release
+    /// (which is logged: the lock left behind goes stale once its refresh
+    /// has stopped, see [`STALE_AFTER`]); after work that succeeded, a
+    /// failed release is the error.
+    pub async fn release_after<T, E: From<RepoError>>(self, result: std::result::Result<T, E>) -> std::result::Result<T, E> {
+        let path = self.path.clone();
+        match (result, self.release().await) {
+            (Ok(value), Ok(())) => Ok(value),
+            (Ok(_), Err(release)) => Err(release.into()),
+            (Err(e), released) => {
+                if let Err(release) = released {
+                    tracing::warn!(lock = %path, error = %release, "the lock was not released after the failure; it goes stale by itself");
+                }
+                Err(e)
+            }
+        }
+    }
 }
 
 impl Drop for LockGuard {
     fn drop(&mut self) {
         self.stop.cancel();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use lifeboat_storage::faults::{Fault, FaultyStore, Op};
+    use lifeboat_storage::fs::FileStore;
+
+    use super::*;
+    use crate::repo::InitOptions;
+
+    /// The guarded work's error is reported even when the release fails
+    /// too; after work that succeeded, the failed release is the error.
+    #[tokio::test]
+    async fn release_after_keeps_the_work_error_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let faulty = Arc::new(FaultyStore::new(Arc::new(FileStore::new(dir.path()))));
+        let repo = Repository::init(faulty.clone(), None, InitOptions::default()).await.unwrap();
+
+        let lock = LockGuard::acquire(&repo, LockKind::Shared, "test").await.unwrap();
+        faulty.fail(Op::Delete, Some("locks/"), Fault::Permanent, 1);
+        let work: Result<()> = Err(RepoError::Invalid("the work failed".into()));
+        let e = lock.release_after(work).await.unwrap_err();
+        assert_eq!(e.to_string(), "the work failed");
+
+        let lock = LockGuard::acquire(&repo, LockKind::Shared, "test").await.unwrap();
+        faulty.fail(Op::Delete, Some("locks/"), Fault::Permanent, 1);
+        let e = lock.release_after(Ok::<_, RepoError>(())).await.unwrap_err();
+        assert!(e.to_string().contains("injected"), "{e}");
+
+        let lock = LockGuard::acquire(&repo, LockKind::Shared, "test").await.unwrap();
+        assert_eq!(lock.release_after(Ok::<_, RepoError>(7)).await.unwrap(), 7);
+        assert_eq!(faulty.injected(), 2);
     }
 }

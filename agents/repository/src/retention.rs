@@ -126,7 +126,7 @@ pub async fn plan(repo: &Repository, cell: Option<&str>, policy: &Policy, now: O
         groups.entry((backup.cell.clone(), series)).or_default().push((backup, manifest));
     }
     for ((_, _), mut backups) in groups {
-        backups.sort_by(|a, b| b.1.finished.cmp(&a.1.finished)); // newest first
+        backups.sort_by_key(|b| std::cmp::Reverse(b.1.finished)); // newest first
         for (rank, (backup, manifest)) in backups.into_iter().enumerate() {
             let age = now - manifest.finished;
             let held = holds.contains(&format!("{}/{}", backup.cell, backup.id));
@@ -186,8 +186,7 @@ pub async fn execute(repo: &Repository, cell: Option<&str>, policy: &Policy, now
         Ok(plan)
     }
     .await;
-    lock.release().await?;
-    result
+    lock.release_after(result).await
 }
 
 /// Carry out a plan: manifests first, then chunks, then temporary files.
