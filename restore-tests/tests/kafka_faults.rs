@@ -1,7 +1,9 @@
 //! Kafka faults on purpose: the agent killed mid-restore (the rerun
 //! finishes without a duplicate), a corrupt chunk (detected, never
-//! produced), and the broker killed and restarted mid-snapshot (the
-//! snapshot completes correctly or fails clearly, never a silent partial).
+//! produced), the broker killed and restarted mid-snapshot (the
+//! snapshot completes correctly or fails clearly, never a silent partial),
+//! and the repository failing mid-snapshot (the snapshot ends with the
+//! repository's error and commits nothing).
 
 use std::time::{Duration, Instant};
 
@@ -19,6 +21,49 @@ fn bulk(partitions: i32, count: usize, size: usize) -> Vec<TestRecord> {
             timestamp: t0 + i as i64,
         })
         .collect()
+}
+
+/// A repository that fails after a few chunks, while a partition still
+/// holds far more than the snapshot's pipeline has room for: the snapshot
+/// ends (before the fix of 2026-11-28 it waited forever) with the
+/// repository's error, not with the reader's "stopped taking records",
+/// and writes no manifest.
+#[test]
+fn a_repository_failing_mid_snapshot_ends_it_with_its_error() {
+    use std::sync::Arc;
+
+    use lifeboat_kafka::client::Brokers;
+    use lifeboat_kafka::snapshot::{snapshot, SnapshotRequest};
+    use lifeboat_repository::repo::{InitOptions, Repository};
+    use lifeboat_storage::faults::FaultyStore;
+    use lifeboat_storage::fs::FileStore;
+    use lifeboat_storage::DynStore;
+
+    let k = kafka::shared();
+    let topic = unique("repo-fails");
+    k.create_topic(&topic, 1, &[]);
+    k.produce(&topic, &bulk(1, 100_000, 600)); // about 60 MiB: 60 chunks
+    let dir = tempfile::tempdir().unwrap();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let (outcome, manifests) = runtime.block_on(async {
+        let faulty = Arc::new(FaultyStore::new(Arc::new(FileStore::new(dir.path()))));
+        let repo = Repository::init(faulty.clone(), None, InitOptions::default()).await.unwrap();
+        faulty.crash_after_puts(4); // the lock and three chunks
+        let req = SnapshotRequest {
+            cell: "cell-f".into(),
+            brokers: Brokers::new(&k.address, Duration::from_secs(30)).unwrap(),
+            topics: topic.clone(),
+        };
+        let outcome = tokio::time::timeout(Duration::from_secs(120), snapshot(&repo, &req)).await;
+        let base: DynStore = Arc::new(FileStore::new(dir.path()));
+        (outcome, base.list("manifests/").await.unwrap().len())
+    });
+    let result = outcome.expect("the snapshot ends instead of waiting forever");
+    let e = result.expect_err("the repository failed").to_string();
+    assert!(e.contains("injected crash"), "the repository's error: {e}");
+    assert_eq!(manifests, 0, "nothing committed");
+    let chunk_dirs = std::fs::read_dir(dir.path().join("chunks")).map(|d| d.count()).unwrap_or(0);
+    assert!(chunk_dirs > 0, "the repository failed mid-stream, after storing chunks");
 }
 
 fn total_end(k: &Kafka, topic: &str, partitions: i32) -> i64 {

@@ -37,6 +37,10 @@ pub enum KafkaError {
     Broker { context: String, source: rdkafka::error::KafkaError },
     #[error("{0}")]
     Failed(String),
+    /// A partition's reader was stopped because the repository stopped
+    /// taking its records; the repository's own error says why.
+    #[error("the repository stopped taking records")]
+    Stopped,
 }
 
 pub type Result<T, E = KafkaError> = std::result::Result<T, E>;

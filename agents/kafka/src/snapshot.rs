@@ -59,8 +59,7 @@ pub async fn snapshot(repo: &Repository, req: &SnapshotRequest) -> Result<(Manif
     let started = OffsetDateTime::now_utc();
     let lock = LockGuard::acquire(repo, LockKind::Shared, &format!("kafka snapshot of cell {}", req.cell)).await?;
     let result = take(repo, req, &regex, started).await;
-    lock.release().await?;
-    result
+    lock.release_after(result).await
 }
 
 async fn take(repo: &Repository, req: &SnapshotRequest, regex: &regex::Regex, started: OffsetDateTime) -> Result<(Manifest, SnapshotDetails)> {
@@ -312,9 +311,13 @@ async fn snapshot_partition(
     let reader_brokers = brokers.clone();
     let reading = std::thread::spawn(move || read_partition(&reader_brokers, &range, tx));
     let stored = pipeline::store_stream(repo, known, ChannelReader::new(rx), pipeline::default_workers()).await;
-    let stats = reading.join().expect("the reader thread does not panic")?; // a broker failure explains a short stream best
-    let (chunks, stream_stats) = stored?;
-    Ok((stats, chunks, stream_stats))
+    match (reading.join().expect("the reader thread does not panic"), stored) {
+        (Ok(stats), Ok((chunks, stream_stats))) => Ok((stats, chunks, stream_stats)),
+        // The repository failed and so stopped the reader: its error is the cause.
+        (Ok(_) | Err(KafkaError::Stopped), Err(e)) => Err(e.into()),
+        // A broker failure explains a short stream best.
+        (Err(e), _) => Err(e),
+    }
 }
 
 /// Read one range, sending encoded records in blocks.
@@ -322,7 +325,7 @@ fn read_partition(brokers: &Brokers, r: &Range, tx: SyncSender<Vec<u8>>) -> Resu
     let mut block = Vec::with_capacity(BLOCK);
     let send = |block: &mut Vec<u8>| -> Result<()> {
         tx.send(std::mem::replace(block, Vec::with_capacity(BLOCK)))
-            .map_err(|_| KafkaError::Failed("the repository stopped taking records".into()))
+            .map_err(|_| KafkaError::Stopped)
     };
     let mut stats = PartitionStats {
         records: 0,
