@@ -7,7 +7,8 @@
 #            after changing 2 % of the files (8 KiB each)    (bar: < 10 % new bytes)
 #   memory:  peak RSS of every Lifeboat step                 (bar: < 300 MiB)
 #   copy:    repo copy between two file:// repositories vs `cp -r` (bar: ratio >= 0.8),
-#            and how long the disk was busy writing during each
+#            and how long the disk was busy writing during each; the same
+#            contest between two tmpfs repositories, where no disk write waits
 # Page cache is warm for baseline and Lifeboat alike (both read once before).
 # Usage: bash infra/bench-repository.sh   (LIFEBOAT_BENCH_SCALE=130, LIFEBOAT_BENCH_DIR=/var/tmp/...)
 set -euo pipefail
@@ -96,6 +97,25 @@ median_alternating 5 \
   cp_r_sync "$next_dst" "cp -r '$work/repo/.' '$work/dst/' && sync" \
   copy "$next_dst" "'$agent' repo copy 'file://$work/repo' 'file://$work/dst'"
 
+# The same contest between two repositories in memory (tmpfs), where a
+# durable write waits for no disk: what the copy itself costs against
+# `cp -r`, apart from the disk's time to store what it copied.
+mem_copy="not measured: /dev/shm cannot take 3 GiB"
+avail_kb=$(df -k --output=avail /dev/shm 2>/dev/null | tail -1 | tr -d ' ')
+if [[ -w /dev/shm && ${avail_kb:-0} -ge $((3 << 20)) ]]; then
+  log "== copy in memory (tmpfs; median of 5 runs each, interleaved)"
+  mem=$(mktemp -d /dev/shm/lifeboat-bench.XXXXXX)
+  trap 'rm -rf "$work" "$mem"' EXIT
+  cp -r "$work/repo" "$mem/repo"
+  mem_no=0
+  next_mem='mem_no=$((mem_no + 1)) && mkdir "$mem/dst-$mem_no" && ln -sfn "dst-$mem_no" "$mem/dst" && warm_free_memory'
+  median_alternating 5 \
+    cp_r_mem "$next_mem" "cp -r '$mem/repo/.' '$mem/dst/'" \
+    copy_mem "$next_mem" "'$agent' repo copy 'file://$mem/repo' 'file://$mem/dst'"
+  mem_copy="${copy_mem_s} s | ${cp_r_mem_s} s (cp -r) | $(ratio "$cp_r_mem_s" "$copy_mem_s")"
+  rm -rf "$mem"
+fi
+
 log "== restore (for the record: peak memory)"
 measure restore "$agent" files restore latest "$work/restored" --repo "file://$work/dst" --cell bench
 
@@ -116,6 +136,7 @@ Lifeboat repository benchmark ($(date -u +%FT%TZ), $(nproc) cores, corpus pgbenc
 | after changing $changed of ${#files[@]} files (2 %): new bytes | $((b3_new >> 20)) MiB | | $(pct "$b3_new" "$b1_bytes") % | < 10 % |
 | repo copy (throughput ratio, cp -r time / copy time) | ${copy_s} s | ${cp_r_s} s (cp -r) | $(ratio "$cp_r_s" "$copy_s") | >= 0.8 |
 | repo copy vs a durable copy (cp -r; sync) | ${copy_s} s | ${cp_r_sync_s} s (cp -r; sync) | $(ratio "$cp_r_sync_s" "$copy_s") | |
+| repo copy in memory (tmpfs: no disk to wait for; cp -r time / copy time) | ${mem_copy} | |
 | disk during a copy: busy time, write requests | ${copy_busy_ms} ms, ${copy_wreq} | cp -r: ${cp_r_busy_ms} ms, ${cp_r_wreq}; cp -r; sync: ${cp_r_sync_busy_ms} ms, ${cp_r_sync_wreq} | | |
 | peak RSS: backup 1 / 2 / 3, copy, restore | $((backup1_kb / 1024)) / $((backup2_kb / 1024)) / $((backup3_kb / 1024)), $((copy_kb / 1024)), $((restore_kb / 1024)) MiB | | max $((max_kb / 1024)) MiB | < 300 MiB |
 EOF2
