@@ -127,16 +127,14 @@ fn local_copies<'a>(
             let mut done = Vec::with_capacity(RESULTS_PER_SEND);
             while !tx.is_closed() {
                 let next = queue.lock().unwrap().next();
-                if let Some((path, mode)) = next.clone() {
+                let last = next.is_none();
+                if let Some((path, mode)) = next {
                     let copied = to.copy_from(&from, &path, mode, &mut scratch, |bytes| repo.check_seal(&path, bytes));
                     done.push((path, mode, copied));
                 }
-                let last = next.is_none();
-                if (done.len() == RESULTS_PER_SEND || last && !done.is_empty()) && tx.blocking_send(std::mem::take(&mut done)).is_err() {
-                    break; // the copy stopped
-                }
-                if last {
-                    break;
+                let hand_over = done.len() == RESULTS_PER_SEND || last && !done.is_empty();
+                if hand_over && tx.blocking_send(std::mem::take(&mut done)).is_err() || last {
+                    break; // the queue is empty, or the copy stopped
                 }
             }
         });
