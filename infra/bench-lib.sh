@@ -117,15 +117,20 @@ median_alternating() {
 # Skipped (once noted) where /dev/shm cannot take 1 GiB, e.g. a container's
 # default 64 MiB.
 warm_free_memory() {
-  local avail
-  avail=$(df -k --output=avail /dev/shm 2>/dev/null | tail -1 | tr -d ' ')
-  if [[ ! -w /dev/shm || ${avail:-0} -lt $((3 << 19)) ]]; then
+  if [[ $(shm_avail_kb) -lt $((3 << 19)) ]]; then
     [[ -n ${warm_skipped:-} ]] || log "warm_free_memory: /dev/shm cannot take 1 GiB; copies run unwarmed"
     warm_skipped=1
     return 0
   fi
   head -c 1G /dev/zero >/dev/shm/lifeboat-bench-warm || true
   rm -f /dev/shm/lifeboat-bench-warm
+}
+
+# shm_avail_kb: KiB free in /dev/shm (0 where it is missing or not writable).
+shm_avail_kb() {
+  local avail=0
+  [[ -w /dev/shm ]] && avail=$(df -k --output=avail /dev/shm 2>/dev/null | tail -1 | tr -d ' ')
+  echo "${avail:-0}"
 }
 
 # middle NUMBER...: the median (the lower middle one of an even count).

@@ -86,32 +86,33 @@ log "== copy (median of 5 runs each, the three contenders' runs interleaved)"
 # sync, so none pays for the writeback of the one before, and with the
 # machine's free memory warm (see warm_free_memory), so none pays the host
 # for first touching the pages its copy lands on.
+# next_dst BASE: a new empty directory that BASE/dst links to.
 dst_no=0
-next_dst='dst_no=$((dst_no + 1)) && mkdir "$work/dst-$dst_no" && ln -sfn "dst-$dst_no" "$work/dst" && warm_free_memory'
+next_dst() {
+  dst_no=$((dst_no + 1))
+  mkdir "$1/dst-$dst_no" && ln -sfn "dst-$dst_no" "$1/dst" && warm_free_memory
+}
 # One untimed run of each first, so no timed run pays for what the
 # preceding phases left the filesystem to do.
-eval "$next_dst" && cp -r "$work/repo/." "$work/dst/" && eval "$next_dst" &&
+next_dst "$work" && cp -r "$work/repo/." "$work/dst/" && next_dst "$work" &&
   "$agent" repo copy "file://$work/repo" "file://$work/dst" >/dev/null && sync
 median_alternating 5 \
-  cp_r "$next_dst" "cp -r '$work/repo/.' '$work/dst/'" \
-  cp_r_sync "$next_dst" "cp -r '$work/repo/.' '$work/dst/' && sync" \
-  copy "$next_dst" "'$agent' repo copy 'file://$work/repo' 'file://$work/dst'"
+  cp_r 'next_dst "$work"' "cp -r '$work/repo/.' '$work/dst/'" \
+  cp_r_sync 'next_dst "$work"' "cp -r '$work/repo/.' '$work/dst/' && sync" \
+  copy 'next_dst "$work"' "'$agent' repo copy 'file://$work/repo' 'file://$work/dst'"
 
 # The same contest between two repositories in memory (tmpfs), where a
 # durable write waits for no disk: what the copy itself costs against
 # `cp -r`, apart from the disk's time to store what it copied.
 mem_copy="not measured: /dev/shm cannot take 3 GiB"
-avail_kb=$(df -k --output=avail /dev/shm 2>/dev/null | tail -1 | tr -d ' ')
-if [[ -w /dev/shm && ${avail_kb:-0} -ge $((3 << 20)) ]]; then
+if [[ $(shm_avail_kb) -ge $((3 << 20)) ]]; then
   log "== copy in memory (tmpfs; median of 5 runs each, interleaved)"
   mem=$(mktemp -d /dev/shm/lifeboat-bench.XXXXXX)
   trap 'rm -rf "$work" "$mem"' EXIT
   cp -r "$work/repo" "$mem/repo"
-  mem_no=0
-  next_mem='mem_no=$((mem_no + 1)) && mkdir "$mem/dst-$mem_no" && ln -sfn "dst-$mem_no" "$mem/dst" && warm_free_memory'
   median_alternating 5 \
-    cp_r_mem "$next_mem" "cp -r '$mem/repo/.' '$mem/dst/'" \
-    copy_mem "$next_mem" "'$agent' repo copy 'file://$mem/repo' 'file://$mem/dst'"
+    cp_r_mem 'next_dst "$mem"' "cp -r '$mem/repo/.' '$mem/dst/'" \
+    copy_mem 'next_dst "$mem"' "'$agent' repo copy 'file://$mem/repo' 'file://$mem/dst'"
   mem_copy="${copy_mem_s} s | ${cp_r_mem_s} s (cp -r) | $(ratio "$cp_r_mem_s" "$copy_mem_s")"
   rm -rf "$mem"
 fi
