@@ -116,7 +116,11 @@ impl AgentClient {
     pub async fn put_report(&self, name: &str, bytes: Vec<u8>) -> Result<()> {
         match self.send(self.http.put(format!("{}/v1/reports/{name}", self.url)).body(bytes), "storing a report").await? {
             (200 | 201, _) => Ok(()),
-            (status, body) => bail!("agent of cell {}: storing report {name} gave {status}: {}", self.cell, body["error"].as_str().unwrap_or("no reason given")),
+            (status, body) => bail!(
+                "agent of cell {}: storing report {name} gave {status}: {}",
+                self.cell,
+                body["error"].as_str().unwrap_or("no reason given")
+            ),
         }
     }
 
@@ -153,5 +157,9 @@ fn without_url(e: &reqwest::Error) -> String {
         detail = s.to_string();
         source = s.source();
     }
-    if detail.is_empty() { kind.to_string() } else { format!("{kind}: {detail}") }
+    if detail.is_empty() {
+        kind.to_string()
+    } else {
+        format!("{kind}: {detail}")
+    }
 }

@@ -197,7 +197,12 @@ fn point(recoverable_to: &Value, target: Duration, now: DateTime<Utc>) -> Point 
     let t = time_of(recoverable_to);
     let exposure = t.map(|t| seconds(now - t).max(0.0));
     let target_seconds = target.as_secs_f64();
-    Point { recoverable_to: t.map(crate::store::ts), exposure_seconds: exposure, target_seconds, verdict: Verdict::of(exposure, target_seconds) }
+    Point {
+        recoverable_to: t.map(crate::store::ts),
+        exposure_seconds: exposure,
+        target_seconds,
+        verdict: Verdict::of(exposure, target_seconds),
+    }
 }
 
 /// The age of a backup against the longest gap its schedule allows (twice
@@ -216,12 +221,7 @@ fn age(id: &Value, finished: &Value, schedule: &str, now: DateTime<Utc>) -> Age 
 
 /// The status of one cell from the agent's last recovery answer (`None`:
 /// never reached), when it was read, and whether the latest attempt failed.
-pub fn cell_status(
-    plan: &Plan,
-    cell: &CellPlan,
-    input: CellInput,
-    now: DateTime<Utc>,
-) -> CellStatus {
+pub fn cell_status(plan: &Plan, cell: &CellPlan, input: CellInput, now: DateTime<Utc>) -> CellStatus {
     let CellInput { recovery, problem: agent_problem, drills } = input;
     let recovery = recovery.as_ref().map(|(t, b)| (*t, b));
     let tier = plan.tiers.iter().find(|t| t.name == cell.tier).expect("validated plans name known tiers");
@@ -233,14 +233,8 @@ pub fn cell_status(
         let def = plan.locations.iter().find(|l| &l.name == name).expect("validated plans name known locations");
         let agent_name = plan.agent_location_name(name);
         let found = reported.iter().find(|l| l["location"] == agent_name);
-        let mut status = LocationStatus {
-            location: name.clone(),
-            role: def.role,
-            postgres: None,
-            kafka: None,
-            copy_lag_seconds: None,
-            problem: None,
-        };
+        let mut status =
+            LocationStatus { location: name.clone(), role: def.role, postgres: None, kafka: None, copy_lag_seconds: None, problem: None };
         match found {
             None if recovery.is_none() => status.problem = Some("the agent has not answered yet".into()),
             None => status.problem = Some(format!("the agent does not copy to `{name}` (start it with --copy-to {name}=URL)")),
@@ -350,11 +344,24 @@ pub fn render(status: &Status) -> String {
         Some(p) => format!("{} / {} {}", d(p.exposure_seconds), d(Some(p.target_seconds)), p.verdict.as_str()),
     };
     let mut out = format!("plan {} at {}: {}\n", status.plan, status.computed_at, status.verdict.as_str());
-    let _ = writeln!(out, "{:<12} {:<16} {:<17} {:<26} {:<26} {:<8}", "CELL", "LOCATION", "ROLE", "POSTGRES exposure/RPO", "KAFKA exposure/RPO", "COPY LAG");
+    let _ = writeln!(
+        out,
+        "{:<12} {:<16} {:<17} {:<26} {:<26} {:<8}",
+        "CELL", "LOCATION", "ROLE", "POSTGRES exposure/RPO", "KAFKA exposure/RPO", "COPY LAG"
+    );
     for c in &status.cells {
         for l in &c.locations {
             let role = l.role.as_str();
-            let _ = writeln!(out, "{:<12} {:<16} {:<17} {:<26} {:<26} {:<8}", c.cell, l.location, role, p(&l.postgres), p(&l.kafka), d(l.copy_lag_seconds));
+            let _ = writeln!(
+                out,
+                "{:<12} {:<16} {:<17} {:<26} {:<26} {:<8}",
+                c.cell,
+                l.location,
+                role,
+                p(&l.postgres),
+                p(&l.kafka),
+                d(l.copy_lag_seconds)
+            );
             if let Some(problem) = &l.problem {
                 let _ = writeln!(out, "{:<12}   ! {problem}", "");
             }

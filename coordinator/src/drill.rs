@@ -45,7 +45,11 @@ fn location(plan: &Plan, cell: &CellPlan, wanted: &str) -> Result<String> {
         "primary" => Role::Primary,
         "secondary" | "secondary-region" => Role::SecondaryRegion,
         "cross-cloud" => Role::CrossCloud,
-        _ => bail!("cell {} has no location {wanted:?}; give one of {} or a role (primary, secondary, cross-cloud)", cell.name, cell.locations.join(", ")),
+        _ => bail!(
+            "cell {} has no location {wanted:?}; give one of {} or a role (primary, secondary, cross-cloud)",
+            cell.name,
+            cell.locations.join(", ")
+        ),
     };
     cell.locations
         .iter()
@@ -92,7 +96,14 @@ pub fn job_body(plan: &Plan, cell: &CellPlan, req: &DrillRequest) -> Result<serd
 }
 
 /// Run a drill of `cell` now and return its signed, stored report.
-pub async fn run(plan: &Plan, cell: &CellPlan, agent: &AgentClient, req: &DrillRequest, signer: &Signer, export: Option<&Path>) -> Result<Drilled> {
+pub async fn run(
+    plan: &Plan,
+    cell: &CellPlan,
+    agent: &AgentClient,
+    req: &DrillRequest,
+    signer: &Signer,
+    export: Option<&Path>,
+) -> Result<Drilled> {
     let body = job_body(plan, cell, req)?;
     let started = now();
     let key = format!("lifeboat-drill-{}-{}-{:04x}", cell.name, Utc::now().format("%Y%m%dt%H%M%S"), rand::random::<u16>());
@@ -120,7 +131,14 @@ pub struct Concluding<'a> {
 
 /// Judge a finished drill job, sign its report onto the cell's chain,
 /// store it, and mirror the chain into `export`.
-pub async fn conclude(plan: &Plan, cell: &CellPlan, agent: &AgentClient, done: &Concluding<'_>, signer: &Signer, export: Option<&Path>) -> Result<Drilled> {
+pub async fn conclude(
+    plan: &Plan,
+    cell: &CellPlan,
+    agent: &AgentClient,
+    done: &Concluding<'_>,
+    signer: &Signer,
+    export: Option<&Path>,
+) -> Result<Drilled> {
     let tier = plan.tiers.iter().find(|t| t.name == cell.tier).context("the cell's tier")?;
     let job = done.job;
     let id = job["id"].as_str().unwrap_or_default();
@@ -171,8 +189,10 @@ pub async fn conclude(plan: &Plan, cell: &CellPlan, agent: &AgentClient, done: &
             );
             report.recovery_point = o.recovery_point.clone();
             report.recovery_point["location"] = json!(name_of(o.recovery_point["location"].as_str().unwrap_or(crate::plan::AGENT_PRIMARY)));
-            report.demonstrated = Demonstrated { rto_seconds: Some(o.rto_seconds), rpo_seconds: o.pg_rpo_seconds, kafka_rpo_seconds: o.kafka_rpo_seconds };
-            report.recovery_point["phases"] = json!({ "wal_replay_seconds": o.replay_seconds, "lifeboat_seconds": o.rto_seconds - o.replay_seconds });
+            report.demonstrated =
+                Demonstrated { rto_seconds: Some(o.rto_seconds), rpo_seconds: o.pg_rpo_seconds, kafka_rpo_seconds: o.kafka_rpo_seconds };
+            report.recovery_point["phases"] =
+                json!({ "wal_replay_seconds": o.replay_seconds, "lifeboat_seconds": o.rto_seconds - o.replay_seconds });
             report.steps = o.steps;
             report.checks = o.checks;
         }
@@ -271,8 +291,16 @@ pub async fn mirror(agent: &AgentClient, report: &Report, dir: &Path) -> Result<
 /// The report in words, for the terminal.
 pub fn render(d: &Drilled) -> String {
     let r = &d.report;
-    let secs = |v: Option<f64>| v.map(|v| if v.is_finite() { format!("{v:.1}s") } else { "unbounded".into() }).unwrap_or_else(|| "-".into());
-    let mut out = format!("drill of cell {} from {}: {} ({} errors, {} warnings)\n", r.cell, r.source_location, r.verdict.to_uppercase(), r.errors, r.warnings);
+    let secs =
+        |v: Option<f64>| v.map(|v| if v.is_finite() { format!("{v:.1}s") } else { "unbounded".into() }).unwrap_or_else(|| "-".into());
+    let mut out = format!(
+        "drill of cell {} from {}: {} ({} errors, {} warnings)\n",
+        r.cell,
+        r.source_location,
+        r.verdict.to_uppercase(),
+        r.errors,
+        r.warnings
+    );
     for i in r.steps.iter().chain(&r.checks) {
         out.push_str(&crate::report::item_line(i));
     }
@@ -286,8 +314,12 @@ pub fn render(d: &Drilled) -> String {
     if let Some(k) = r.targets.kafka_rpo_seconds {
         out.push_str(&format!(", Kafka {} (target {k:.0}s)", secs(r.demonstrated.kafka_rpo_seconds)));
     }
-    out.push_str(&format!("\nreport {} (report {} of the cell's chain, signed by key {}), stored in the cell's repository",
-        r.report_id, r.chain.sequence, r.signature.as_ref().map(|s| s.key_id.as_str()).unwrap_or("?")));
+    out.push_str(&format!(
+        "\nreport {} (report {} of the cell's chain, signed by key {}), stored in the cell's repository",
+        r.report_id,
+        r.chain.sequence,
+        r.signature.as_ref().map(|s| s.key_id.as_str()).unwrap_or("?")
+    ));
     if let (Some(j), Some(h)) = (&d.json_path, &d.html_path) {
         out.push_str(&format!("\n  {}\n  {}", j.display(), h.display()));
     }
@@ -313,7 +345,8 @@ mod tests {
         let none = outcome(Demonstrated { rto_seconds: Some(42.0), rpo_seconds: Some(f64::INFINITY), kafka_rpo_seconds: None });
         assert_eq!((none[1].0.as_str(), none[2].0.as_str()), (FAILED, FAILED));
         // A cell without Postgres is not judged on a Postgres RPO.
-        let kafka_only = target_checks(&t, &Demonstrated { rto_seconds: Some(1.0), rpo_seconds: None, kafka_rpo_seconds: Some(0.0) }, false);
+        let kafka_only =
+            target_checks(&t, &Demonstrated { rto_seconds: Some(1.0), rpo_seconds: None, kafka_rpo_seconds: Some(0.0) }, false);
         assert!(kafka_only.iter().all(|i| i.outcome == PASSED && !i.name.contains("Postgres")), "{kafka_only:?}");
     }
 }

@@ -220,9 +220,7 @@ enum PlanCommand {
         dir: PathBuf,
     },
     /// The effective plan: tier targets, and per cell its schedules (UTC), locations and retention.
-    Show {
-        dir: PathBuf,
-    },
+    Show { dir: PathBuf },
 }
 
 fn init_logging() {
@@ -243,7 +241,11 @@ fn operate(output: Output, work: impl std::future::Future<Output = anyhow::Resul
                 Output::Json => println!("{}", serde_json::to_string_pretty(&value).expect("JSON")),
                 Output::Text | Output::Html => print!("{}", if text.ends_with('\n') { text } else { format!("{text}\n") }),
             }
-            if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+            if ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
         }
         Err(e) => {
             eprintln!("error: {e:#}");
@@ -305,7 +307,11 @@ fn main() -> ExitCode {
             Ok((private, public, key_id)) => {
                 match output {
                     Output::Json => println!("{}", serde_json::json!({ "private_key": private, "public_key": public, "key_id": key_id })),
-                    Output::Text | Output::Html => println!("key {key_id}: signing key {} (keep it secret), public key {} (publish it with the plan)", private.display(), public.display()),
+                    Output::Text | Output::Html => println!(
+                        "key {key_id}: signing key {} (keep it secret), public key {} (publish it with the plan)",
+                        private.display(),
+                        public.display()
+                    ),
                 }
                 ExitCode::SUCCESS
             }
@@ -333,8 +339,12 @@ fn main() -> ExitCode {
             match checked {
                 Ok((n, problems)) => {
                     match output {
-                        Output::Json => println!("{}", serde_json::json!({ "reports": n, "ok": problems.is_empty(), "problems": problems })),
-                        Output::Text | Output::Html if problems.is_empty() => println!("{n} report(s) in {}: signatures and chain valid", path.display()),
+                        Output::Json => {
+                            println!("{}", serde_json::json!({ "reports": n, "ok": problems.is_empty(), "problems": problems }))
+                        }
+                        Output::Text | Output::Html if problems.is_empty() => {
+                            println!("{n} report(s) in {}: signatures and chain valid", path.display())
+                        }
                         Output::Text | Output::Html => {
                             for p in &problems {
                                 eprintln!("{p}");
@@ -342,7 +352,11 @@ fn main() -> ExitCode {
                             eprintln!("{} problem(s) in {n} report(s)", problems.len());
                         }
                     }
-                    if problems.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+                    if problems.is_empty() {
+                        ExitCode::SUCCESS
+                    } else {
+                        ExitCode::FAILURE
+                    }
                 }
                 Err(e) => {
                     eprintln!("error: {e:#}");
@@ -350,52 +364,72 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Command::Drill(DrillCommand::Run { cell, target_time, random_recent: _, within, from_location, fallback_location, target, signing_key, reports, initiator }) => {
-            operate(output, async move {
-                humantime::parse_duration(&within).with_context(|| format!("--within {within:?}"))?;
-                if target.coordinator.is_some() {
-                    if target_time.is_some() || from_location.is_some() || fallback_location.is_some() || within != "24h" {
-                        anyhow::bail!("through a coordinator a drill restores a random instant of the last 24h from the primary; for another target or location drill with --plans and --signing-key");
-                    }
-                    let run = ops::run_now(&target, &cell, "drill", true).await?;
-                    let report: report::Report = serde_json::from_value(run["result"]["report"].clone())
-                        .with_context(|| format!("the drill produced no report: {}", run["error"].as_str().unwrap_or("no reason given")))?;
-                    let path = |k: &str| run["result"][k].as_str().map(PathBuf::from);
-                    let d = drill::Drilled { report, json_path: path("json"), html_path: path("html") };
-                    let ok = d.report.verdict == "passed";
-                    return Ok((run["result"].clone(), drill::render(&d), ok));
+        Command::Drill(DrillCommand::Run {
+            cell,
+            target_time,
+            random_recent: _,
+            within,
+            from_location,
+            fallback_location,
+            target,
+            signing_key,
+            reports,
+            initiator,
+        }) => operate(output, async move {
+            humantime::parse_duration(&within).with_context(|| format!("--within {within:?}"))?;
+            if target.coordinator.is_some() {
+                if target_time.is_some() || from_location.is_some() || fallback_location.is_some() || within != "24h" {
+                    anyhow::bail!("through a coordinator a drill restores a random instant of the last 24h from the primary; for another target or location drill with --plans and --signing-key");
                 }
-                let plans = target.plans.as_ref().context("give --coordinator URL, or --plans DIR and --signing-key to drill through the cell's agent")?;
-                let signing_key = signing_key.context("--signing-key (or LIFEBOAT_REPORT_SIGNING_KEY) is needed to sign the report")?;
-                let plan = serve::load_plan(plans)?;
-                let cell_plan = plan.cells.iter().find(|c| c.name == cell).with_context(|| format!("no cell {cell} in plan {}", plan.name))?;
-                let agents = serve::agent_clients(&plan)?;
-                let signer = report::keys::Signer::from_file(&signing_key)?;
-                report::keys::check_published(&plan, &signer)?;
-                let target = match target_time {
-                    Some(t) => lifeboat_drill::spec::DrillTarget::Time(t),
-                    None => lifeboat_drill::spec::DrillTarget::RandomRecent { within },
-                };
-                let initiator = initiator.unwrap_or_else(|| format!("operator {}", std::env::var("USER").unwrap_or_else(|_| "(unknown)".into())));
-                let req = drill::DrillRequest { target, from_location, fallback_location, initiator };
-                let d = drill::run(&plan, cell_plan, &agents[&cell], &req, &signer, reports.as_deref()).await?;
-                let value = serde_json::json!({ "report": d.report, "json": d.json_path, "html": d.html_path });
+                let run = ops::run_now(&target, &cell, "drill", true).await?;
+                let report: report::Report = serde_json::from_value(run["result"]["report"].clone())
+                    .with_context(|| format!("the drill produced no report: {}", run["error"].as_str().unwrap_or("no reason given")))?;
+                let path = |k: &str| run["result"][k].as_str().map(PathBuf::from);
+                let d = drill::Drilled { report, json_path: path("json"), html_path: path("html") };
                 let ok = d.report.verdict == "passed";
-                Ok((value, drill::render(&d), ok))
-            })
-        }
+                return Ok((run["result"].clone(), drill::render(&d), ok));
+            }
+            let plans = target
+                .plans
+                .as_ref()
+                .context("give --coordinator URL, or --plans DIR and --signing-key to drill through the cell's agent")?;
+            let signing_key = signing_key.context("--signing-key (or LIFEBOAT_REPORT_SIGNING_KEY) is needed to sign the report")?;
+            let plan = serve::load_plan(plans)?;
+            let cell_plan = plan.cells.iter().find(|c| c.name == cell).with_context(|| format!("no cell {cell} in plan {}", plan.name))?;
+            let agents = serve::agent_clients(&plan)?;
+            let signer = report::keys::Signer::from_file(&signing_key)?;
+            report::keys::check_published(&plan, &signer)?;
+            let target = match target_time {
+                Some(t) => lifeboat_drill::spec::DrillTarget::Time(t),
+                None => lifeboat_drill::spec::DrillTarget::RandomRecent { within },
+            };
+            let initiator =
+                initiator.unwrap_or_else(|| format!("operator {}", std::env::var("USER").unwrap_or_else(|_| "(unknown)".into())));
+            let req = drill::DrillRequest { target, from_location, fallback_location, initiator };
+            let d = drill::run(&plan, cell_plan, &agents[&cell], &req, &signer, reports.as_deref()).await?;
+            let value = serde_json::json!({ "report": d.report, "json": d.json_path, "html": d.html_path });
+            let ok = d.report.verdict == "passed";
+            Ok((value, drill::render(&d), ok))
+        }),
         Command::Report(ReportCommand::List { cell, plans }) => operate(output, async move {
             let (agent, _) = report_agent(&plans, &cell)?;
             let mut rows = Vec::new();
             for name in agent.reports().await?.into_iter().filter(|n| n.ends_with(".json")) {
-                let r: report::Report = serde_json::from_slice(&agent.report(&name).await?).with_context(|| format!("{name} is not a report"))?;
+                let r: report::Report =
+                    serde_json::from_slice(&agent.report(&name).await?).with_context(|| format!("{name} is not a report"))?;
                 rows.push(serde_json::json!({ "name": name, "sequence": r.chain.sequence, "report_id": r.report_id, "operation": r.operation,
                     "verdict": r.verdict, "started": r.started, "rto_seconds": r.demonstrated.rto_seconds, "rpo_seconds": r.demonstrated.rpo_seconds }));
             }
             let mut text = format!("reports of cell {cell} (oldest first):\n");
             for r in &rows {
-                text.push_str(&format!("  {:>4}  {:7}  {:6}  {}  {}\n", r["sequence"], r["verdict"].as_str().unwrap_or(""), r["operation"].as_str().unwrap_or(""),
-                    r["started"].as_str().unwrap_or(""), r["report_id"].as_str().unwrap_or("")));
+                text.push_str(&format!(
+                    "  {:>4}  {:7}  {:6}  {}  {}\n",
+                    r["sequence"],
+                    r["verdict"].as_str().unwrap_or(""),
+                    r["operation"].as_str().unwrap_or(""),
+                    r["started"].as_str().unwrap_or(""),
+                    r["report_id"].as_str().unwrap_or("")
+                ));
             }
             if rows.is_empty() {
                 text.push_str("  (none)\n");
@@ -407,7 +441,12 @@ fn main() -> ExitCode {
                 (Some(cell), Some(plans)) => {
                     let (agent, _) = report_agent(&plans, &cell)?;
                     let names = agent.reports().await?;
-                    let name = names.iter().find(|n| n.ends_with(".json") && (n.as_str() == which || n.contains(&format!("-{which}.json")) || n.starts_with(&format!("{which:0>6}-"))))
+                    let name = names
+                        .iter()
+                        .find(|n| {
+                            n.ends_with(".json")
+                                && (n.as_str() == which || n.contains(&format!("-{which}.json")) || n.starts_with(&format!("{which:0>6}-")))
+                        })
                         .with_context(|| format!("cell {cell} has no stored report {which:?}; `lifeboat report list` shows them"))?;
                     agent.report(name).await?
                 }
@@ -437,7 +476,9 @@ fn main() -> ExitCode {
             Ok(p) => {
                 match cli.output {
                     Output::Json => println!("{}", serde_json::json!({ "ok": true, "plan": p.name, "cells": p.cells.len() })),
-                    Output::Text | Output::Html => println!("plan {:?} in {} is valid: {} tiers, {} cells", p.name, dir.display(), p.tiers.len(), p.cells.len()),
+                    Output::Text | Output::Html => {
+                        println!("plan {:?} in {} is valid: {} tiers, {} cells", p.name, dir.display(), p.tiers.len(), p.cells.len())
+                    }
                 }
                 ExitCode::SUCCESS
             }
@@ -485,7 +526,17 @@ fn report_agent(plans: &std::path::Path, cell: &str) -> anyhow::Result<(agent_cl
 fn report_text(r: &report::Report) -> String {
     let mut out = format!(
         "{} report {} of cell {} (plan {}), report {} of the chain\n{}: {} errors, {} warnings; started {}, took {:.1}s; source {}\n",
-        r.operation, r.report_id, r.cell, r.plan, r.chain.sequence, r.verdict.to_uppercase(), r.errors, r.warnings, r.started, r.duration_seconds, r.source_location
+        r.operation,
+        r.report_id,
+        r.cell,
+        r.plan,
+        r.chain.sequence,
+        r.verdict.to_uppercase(),
+        r.errors,
+        r.warnings,
+        r.started,
+        r.duration_seconds,
+        r.source_location
     );
     for i in r.steps.iter().chain(&r.checks) {
         out.push_str(&report::item_line(i));

@@ -48,7 +48,10 @@ async fn coordinator_get(base: &str, path: &str) -> Result<Value> {
 /// and a coordinator runs it), and return what happened.
 pub async fn run_now(target: &Target, cell: &str, kind: &str, wait: bool) -> Result<Value> {
     if let Some(base) = &target.coordinator {
-        let token_file = target.token_file.as_ref().context("--token-file (or LIFEBOAT_OPERATOR_TOKEN_FILE) is needed to start runs on a coordinator")?;
+        let token_file = target
+            .token_file
+            .as_ref()
+            .context("--token-file (or LIFEBOAT_OPERATOR_TOKEN_FILE) is needed to start runs on a coordinator")?;
         let token = crate::secrets::resolve(&format!("file:{}", token_file.display()), "operator token")?;
         let resp = http()
             .post(format!("{}/v1/runs", base.trim_end_matches('/')))
@@ -186,7 +189,10 @@ pub fn render_run(r: &Value) -> String {
 }
 
 pub fn render_runs(v: &Value) -> String {
-    let mut out = format!("{:<6} {:<12} {:<16} {:<9} {:<10} {:<3} {:<24} {}\n", "RUN", "CELL", "KIND", "TRIGGER", "STATE", "TRY", "SCHEDULED/CREATED", "FINISHED");
+    let mut out = format!(
+        "{:<6} {:<12} {:<16} {:<9} {:<10} {:<3} {:<24} {}\n",
+        "RUN", "CELL", "KIND", "TRIGGER", "STATE", "TRY", "SCHEDULED/CREATED", "FINISHED"
+    );
     for r in v["runs"].as_array().into_iter().flatten() {
         out.push_str(&format!(
             "{:<6} {:<12} {:<16} {:<9} {:<10} {:<3} {:<24} {}\n",

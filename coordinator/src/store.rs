@@ -129,8 +129,7 @@ impl Store {
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.busy_timeout(std::time::Duration::from_secs(10))?;
         conn.execute_batch(SCHEMA).with_context(|| format!("creating the schema in {}", path.display()))?;
-        let instance: Option<String> =
-            conn.query_row("SELECT value FROM meta WHERE key = 'instance'", [], |r| r.get(0)).optional()?;
+        let instance: Option<String> = conn.query_row("SELECT value FROM meta WHERE key = 'instance'", [], |r| r.get(0)).optional()?;
         let instance = match instance {
             Some(i) => i,
             None => {
@@ -173,10 +172,7 @@ impl Store {
 
     /// Newest first, optionally one cell's.
     pub fn runs(&self, cell: Option<&str>, limit: usize) -> Result<Vec<Run>> {
-        self.query(
-            "SELECT * FROM runs WHERE (?1 IS NULL OR cell = ?1) ORDER BY id DESC LIMIT ?2",
-            params![cell, limit as i64],
-        )
+        self.query("SELECT * FROM runs WHERE (?1 IS NULL OR cell = ?1) ORDER BY id DESC LIMIT ?2", params![cell, limit as i64])
     }
 
     /// Runs not finished yet, oldest first.
@@ -217,11 +213,12 @@ impl Store {
 
     /// The newest successful run of a kind for a cell.
     pub fn last_success(&self, cell: &str, kind: &str) -> Result<Option<Run>> {
-        Ok(self.query(
-            "SELECT * FROM runs WHERE cell = ?1 AND kind = ?2 AND state = 'succeeded' ORDER BY finished DESC LIMIT 1",
-            params![cell, kind],
-        )?
-        .pop())
+        Ok(self
+            .query(
+                "SELECT * FROM runs WHERE cell = ?1 AND kind = ?2 AND state = 'succeeded' ORDER BY finished DESC LIMIT 1",
+                params![cell, kind],
+            )?
+            .pop())
     }
 
     pub fn mark_submitted(&self, id: i64, job: &str, now: DateTime<Utc>) -> Result<()> {
@@ -260,10 +257,8 @@ impl Store {
     }
 
     pub fn last_fired(&self, cell: &str, kind: &str) -> Result<Option<DateTime<Utc>>> {
-        let s: Option<String> = self
-            .db()
-            .query_row("SELECT last_fired FROM marks WHERE cell = ?1 AND kind = ?2", [cell, kind], |r| r.get(0))
-            .optional()?;
+        let s: Option<String> =
+            self.db().query_row("SELECT last_fired FROM marks WHERE cell = ?1 AND kind = ?2", [cell, kind], |r| r.get(0)).optional()?;
         s.map(|s| parse_ts(&s)).transpose()
     }
 

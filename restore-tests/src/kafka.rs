@@ -209,7 +209,13 @@ impl Kafka {
             let partition = v["partition"].as_i64().unwrap() as i32;
             by_partition.entry(partition).or_default().push(KcatRecord {
                 offset: v["offset"].as_i64().unwrap(),
-                record: TestRecord { partition, key: text(&v["key"]), value: text(&v["payload"]), headers, timestamp: v["ts"].as_i64().unwrap() },
+                record: TestRecord {
+                    partition,
+                    key: text(&v["key"]),
+                    value: text(&v["payload"]),
+                    headers,
+                    timestamp: v["ts"].as_i64().unwrap(),
+                },
             });
         }
         for records in by_partition.values_mut() {

@@ -46,12 +46,7 @@ pub fn services() {
 pub(crate) fn start_services(names: &[&str]) {
     let script = workspace_root().join("infra/services.sh");
     let out = Command::new("bash").arg(&script).arg("start").args(names).output().expect("running infra/services.sh");
-    assert!(
-        out.status.success(),
-        "infra/services.sh start {} failed:\n{}",
-        names.join(" "),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "infra/services.sh start {} failed:\n{}", names.join(" "), String::from_utf8_lossy(&out.stderr));
     for line in String::from_utf8_lossy(&out.stdout).lines() {
         if let Some((k, v)) = line.strip_prefix("export ").and_then(|l| l.split_once('=')) {
             std::env::set_var(k, v.trim_matches('\''));
@@ -68,16 +63,10 @@ pub fn fresh_url(backend: Backend, name: &str, scratch: &Path) -> String {
     services();
     match backend {
         Backend::File => format!("file://{}", scratch.join(unique(name)).display()),
-        Backend::S3 => format!(
-            "s3://lifeboat-test/{}?endpoint={}",
-            unique(name),
-            std::env::var("LIFEBOAT_TEST_S3_ENDPOINT").unwrap()
-        ),
-        Backend::Azure => format!(
-            "az://lifeboat-test/{}?endpoint={}",
-            unique(name),
-            std::env::var("LIFEBOAT_TEST_AZURE_ENDPOINT").unwrap()
-        ),
+        Backend::S3 => format!("s3://lifeboat-test/{}?endpoint={}", unique(name), std::env::var("LIFEBOAT_TEST_S3_ENDPOINT").unwrap()),
+        Backend::Azure => {
+            format!("az://lifeboat-test/{}?endpoint={}", unique(name), std::env::var("LIFEBOAT_TEST_AZURE_ENDPOINT").unwrap())
+        }
     }
 }
 

@@ -53,7 +53,13 @@ impl PaymentsCell {
             );
             let now = time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000;
             let partition = (id.parse::<i64>().unwrap() % 3) as i32;
-            let record = TestRecord { partition, key: Some(id.clone()), value: Some(format!("{{\"payment\":{id}}}")), headers: vec![], timestamp: now as i64 };
+            let record = TestRecord {
+                partition,
+                key: Some(id.clone()),
+                value: Some(format!("{{\"payment\":{id}}}")),
+                headers: vec![],
+                timestamp: now as i64,
+            };
             self.kafka.produce(&self.topic, &[record]);
         }
     }
@@ -82,8 +88,13 @@ impl PaymentsCell {
         assert!(ps.stdout.is_empty(), "a scratch server still runs: {}", String::from_utf8_lossy(&ps.stdout));
         let topics = std::process::Command::new("kcat").args(["-L", "-b", &self.kafka.address, "-J"]).output().unwrap();
         let listing: Value = serde_json::from_slice(&topics.stdout).unwrap();
-        let scratch: Vec<_> =
-            listing["topics"].as_array().unwrap().iter().filter_map(|t| t["topic"].as_str()).filter(|t| t.starts_with("lifeboat-drill-")).collect();
+        let scratch: Vec<_> = listing["topics"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|t| t["topic"].as_str())
+            .filter(|t| t.starts_with("lifeboat-drill-"))
+            .collect();
         assert!(scratch.is_empty(), "scratch topics remain: {scratch:?}");
     }
 

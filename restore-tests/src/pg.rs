@@ -9,16 +9,9 @@ use std::time::{Duration, Instant};
 use crate::workspace_root;
 
 fn script(args: &[&str]) -> String {
-    let out = Command::new("bash")
-        .arg(workspace_root().join("infra/pg-cluster.sh"))
-        .args(args)
-        .output()
-        .expect("running infra/pg-cluster.sh");
-    assert!(
-        out.status.success(),
-        "infra/pg-cluster.sh {args:?} failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out =
+        Command::new("bash").arg(workspace_root().join("infra/pg-cluster.sh")).args(args).output().expect("running infra/pg-cluster.sh");
+    assert!(out.status.success(), "infra/pg-cluster.sh {args:?} failed:\n{}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
@@ -72,7 +65,24 @@ impl Cluster {
     /// Run SQL with psql; returns unaligned, tuples-only output.
     pub fn psql(&self, sql: &str) -> String {
         let out = Command::new(bindir().join("psql"))
-            .args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1", "-p", &self.port.to_string(), "-U", "postgres", "-d", "postgres", "-c", sql])
+            .args([
+                "-X",
+                "-q",
+                "-A",
+                "-t",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-U",
+                "postgres",
+                "-d",
+                "postgres",
+                "-c",
+                sql,
+            ])
             .output()
             .expect("running psql");
         assert!(out.status.success(), "psql {sql:?} failed: {}", String::from_utf8_lossy(&out.stderr));
@@ -111,10 +121,7 @@ impl Cluster {
 
 impl Drop for Cluster {
     fn drop(&mut self) {
-        let _ = Command::new("bash")
-            .arg(workspace_root().join("infra/pg-cluster.sh"))
-            .args(["stop", self.dir.to_str().unwrap()])
-            .output();
+        let _ = Command::new("bash").arg(workspace_root().join("infra/pg-cluster.sh")).args(["stop", self.dir.to_str().unwrap()]).output();
     }
 }
 
@@ -173,12 +180,22 @@ impl Archive {
     pub fn archive_conf(&self, cell: &str) -> [String; 2] {
         [
             "archive_mode = on".to_string(),
-            format!("archive_command = '{} wal-push %p --repo {} --cell {cell} --key-file {}'", self.bin.display(), self.repo, self.key.display()),
+            format!(
+                "archive_command = '{} wal-push %p --repo {} --cell {cell} --key-file {}'",
+                self.bin.display(),
+                self.repo,
+                self.key.display()
+            ),
         ]
     }
 
     pub fn restore_command(&self, cell: &str) -> String {
-        format!("restore_command = '{} wal-fetch %f %p --repo {} --cell {cell} --key-file {}'", self.bin.display(), self.repo, self.key.display())
+        format!(
+            "restore_command = '{} wal-fetch %f %p --repo {} --cell {cell} --key-file {}'",
+            self.bin.display(),
+            self.repo,
+            self.key.display()
+        )
     }
 
     pub fn k(&self) -> &str {

@@ -36,7 +36,6 @@ fn everything_written(agent: &Service, state: &std::path::Path) -> String {
     all
 }
 
-
 #[test]
 fn the_api_runs_jobs_once_per_key_and_refuses_strangers() {
     let a = Archive::new();
@@ -66,9 +65,26 @@ fn the_api_runs_jobs_once_per_key_and_refuses_strangers() {
     let agent_log = dir.path().join("agent.log");
     let copy_arg = format!("second={copy_url}");
     let served = Service::start(
-        &["--repo", &a.repo, "--cell", "api", "--key-file", a.k(), "--token-file", tf.to_str().unwrap(),
-          "--state-dir", state.to_str().unwrap(), "--pg-conn", &conn, "--pg-password-file", pw_file.to_str().unwrap(),
-          "--copy-to", &copy_arg, "--copy-interval", "1s"],
+        &[
+            "--repo",
+            &a.repo,
+            "--cell",
+            "api",
+            "--key-file",
+            a.k(),
+            "--token-file",
+            tf.to_str().unwrap(),
+            "--state-dir",
+            state.to_str().unwrap(),
+            "--pg-conn",
+            &conn,
+            "--pg-password-file",
+            pw_file.to_str().unwrap(),
+            "--copy-to",
+            &copy_arg,
+            "--copy-interval",
+            "1s",
+        ],
         &[],
         &token,
         &agent_log,
@@ -211,8 +227,22 @@ fn a_job_cut_off_by_a_restart_ends_failed_and_queued_jobs_still_run() {
     let token = write_token(&tf);
     let state = dir.path().join("state");
     let mut served = Service::start(
-        &["--repo", &a.repo, "--cell", "rs", "--key-file", a.k(), "--token-file", tf.to_str().unwrap(),
-          "--state-dir", state.to_str().unwrap(), "--pg-conn", &conn, "--max-jobs", "1"],
+        &[
+            "--repo",
+            &a.repo,
+            "--cell",
+            "rs",
+            "--key-file",
+            a.k(),
+            "--token-file",
+            tf.to_str().unwrap(),
+            "--state-dir",
+            state.to_str().unwrap(),
+            "--pg-conn",
+            &conn,
+            "--max-jobs",
+            "1",
+        ],
         &[],
         &token,
         &dir.path().join("agent.log"),
@@ -252,8 +282,21 @@ fn a_job_cut_off_by_a_restart_ends_failed_and_queued_jobs_still_run() {
 
     // A second agent on the same state directory is refused.
     let out = agent(
-        &["serve", "--repo", &a.repo, "--cell", "rs", "--key-file", a.k(), "--token-file", tf.to_str().unwrap(),
-          "--state-dir", state.to_str().unwrap(), "--listen", "127.0.0.1:0"],
+        &[
+            "serve",
+            "--repo",
+            &a.repo,
+            "--cell",
+            "rs",
+            "--key-file",
+            a.k(),
+            "--token-file",
+            tf.to_str().unwrap(),
+            "--state-dir",
+            state.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+        ],
         &[],
     );
     assert!(!out.status.success());
@@ -274,8 +317,22 @@ fn tls_serves_https_and_weak_tokens_or_open_token_files_are_refused() {
     let dir = tempfile::tempdir().unwrap();
     let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
     let made = Command::new("openssl")
-        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1", "-subj", "/CN=localhost",
-               "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost", "-keyout"])
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=localhost",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1,DNS:localhost",
+            "-keyout",
+        ])
         .arg(&key)
         .arg("-out")
         .arg(&cert)
@@ -285,7 +342,18 @@ fn tls_serves_https_and_weak_tokens_or_open_token_files_are_refused() {
     let tf = dir.path().join("token");
     let token = write_token(&tf);
     let state = dir.path().join("state");
-    let base = ["--repo", &a.repo, "--cell", "tls", "--key-file", a.k(), "--token-file", tf.to_str().unwrap(), "--state-dir", state.to_str().unwrap()];
+    let base = [
+        "--repo",
+        &a.repo,
+        "--cell",
+        "tls",
+        "--key-file",
+        a.k(),
+        "--token-file",
+        tf.to_str().unwrap(),
+        "--state-dir",
+        state.to_str().unwrap(),
+    ];
     let mut args = base.to_vec();
     args.extend(["--tls-cert", cert.to_str().unwrap(), "--tls-key", key.to_str().unwrap()]);
     let mut served = Service::start(&args, &[], &token, &dir.path().join("agent.log"));

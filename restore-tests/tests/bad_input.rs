@@ -50,7 +50,10 @@ fn bad_input_gives_one_clear_line_and_writes_nothing() {
     let before = snapshot(&repo_dir);
 
     // Unknown URL scheme.
-    one_line_error(&fails(&agent(&["repo", "ls", "--repo", "ftp://host/dir", "--key-file", k], &[])), &["unknown scheme", "file://", "s3://", "az://"]);
+    one_line_error(
+        &fails(&agent(&["repo", "ls", "--repo", "ftp://host/dir", "--key-file", k], &[])),
+        &["unknown scheme", "file://", "s3://", "az://"],
+    );
     // A relative path is not a URL.
     one_line_error(&fails(&agent(&["repo", "ls", "--repo", "backups/here", "--key-file", k], &[])), &["file:///"]);
     // Unreachable endpoint: fails after bounded retries, names the endpoint.
@@ -64,7 +67,10 @@ fn bad_input_gives_one_clear_line_and_writes_nothing() {
         &["access denied", "AZURE_STORAGE"],
     );
     // Wrong encryption key, and no key at all.
-    one_line_error(&fails(&agent(&["repo", "ls", "--repo", &repo, "--key-file", other_key.to_str().unwrap()], &[])), &["wrong encryption key", "key id"]);
+    one_line_error(
+        &fails(&agent(&["repo", "ls", "--repo", &repo, "--key-file", other_key.to_str().unwrap()], &[])),
+        &["wrong encryption key", "key id"],
+    );
     one_line_error(&fails(&agent(&["repo", "ls", "--repo", &repo], &[])), &["encrypted", "--key-file"]);
     // A backup into a repository that does not exist.
     let nowhere = format!("file://{}", scratch.path().join("nowhere").display());
@@ -83,14 +89,31 @@ fn bad_input_gives_one_clear_line_and_writes_nothing() {
     std::fs::create_dir(&target).unwrap();
     std::fs::write(target.join("keep-me"), "precious").unwrap();
     one_line_error(
-        &fails(&agent(&["files", "restore", "latest", target.to_str().unwrap(), "--repo", &repo, "--cell", "cell-x", "--key-file", k], &[])),
+        &fails(&agent(
+            &["files", "restore", "latest", target.to_str().unwrap(), "--repo", &repo, "--cell", "cell-x", "--key-file", k],
+            &[],
+        )),
         &["exists and is not empty"],
     );
     assert_eq!(std::fs::read_dir(&target).unwrap().count(), 1);
     assert_eq!(std::fs::read_to_string(target.join("keep-me")).unwrap(), "precious");
     // A backup id that does not exist.
     one_line_error(
-        &fails(&agent(&["files", "restore", "20990101T000000.000Z-files-000000", scratch.path().join("t2").to_str().unwrap(), "--repo", &repo, "--cell", "cell-x", "--key-file", k], &[])),
+        &fails(&agent(
+            &[
+                "files",
+                "restore",
+                "20990101T000000.000Z-files-000000",
+                scratch.path().join("t2").to_str().unwrap(),
+                "--repo",
+                &repo,
+                "--cell",
+                "cell-x",
+                "--key-file",
+                k,
+            ],
+            &[],
+        )),
         &["not found"],
     );
     assert!(!scratch.path().join("t2").exists());
@@ -100,7 +123,10 @@ fn bad_input_gives_one_clear_line_and_writes_nothing() {
     let dangling = scratch.path().join("dangling-repo");
     std::os::unix::fs::symlink(scratch.path().join("nowhere"), &dangling).unwrap();
     let url = format!("file://{}", dangling.display());
-    one_line_error(&fails(&agent(&["repo", "init", "--repo", &url, "--key-file", k], &[])), &["symbolic link", "nowhere", "create that directory"]);
+    one_line_error(
+        &fails(&agent(&["repo", "init", "--repo", &url, "--key-file", k], &[])),
+        &["symbolic link", "nowhere", "create that directory"],
+    );
     assert!(!scratch.path().join("nowhere").exists());
     let file = scratch.path().join("a-file");
     std::fs::write(&file, "not a repository").unwrap();
@@ -110,7 +136,10 @@ fn bad_input_gives_one_clear_line_and_writes_nothing() {
     one_line_error(&fails(&agent(&["repo", "init", "--repo", &url, "--key-file", k], &[])), &["a part of", "is not a directory"]);
     assert_eq!(std::fs::read(&file).unwrap(), b"not a repository");
     // init without a key and without the explicit opt-out.
-    one_line_error(&fails(&agent(&["repo", "init", "--repo", &format!("file://{}", scratch.path().join("plain").display())], &[])), &["--key-file", "--insecure-no-encryption"]);
+    one_line_error(
+        &fails(&agent(&["repo", "init", "--repo", &format!("file://{}", scratch.path().join("plain").display())], &[])),
+        &["--key-file", "--insecure-no-encryption"],
+    );
     assert!(!scratch.path().join("plain").exists());
 
     assert_eq!(snapshot(&repo_dir), before, "a failed command changed the repository");

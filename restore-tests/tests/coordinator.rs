@@ -65,9 +65,9 @@ impl Webhook {
     }
 
     fn has(&self, cell: &str, verdict: &str, resolved: bool) -> bool {
-        self.alerts().iter().any(|a| {
-            a["labels"]["cell"] == cell && a["labels"]["verdict"] == verdict && a["endsAt"].is_string() == resolved
-        })
+        self.alerts()
+            .iter()
+            .any(|a| a["labels"]["cell"] == cell && a["labels"]["verdict"] == verdict && a["endsAt"].is_string() == resolved)
     }
 }
 
@@ -110,9 +110,26 @@ fn start_cell(name: &str, second: &str, token_file: &Path, scratch: &Path, kafka
     let copy_cross = format!("cross={cross_url}");
     let state = scratch.join(format!("agent-{name}"));
     let mut args = vec![
-        "--repo", &archive.repo, "--cell", name, "--key-file", archive.k(), "--token-file", token_file.to_str().unwrap(),
-        "--state-dir", state.to_str().unwrap(), "--pg-conn", &conn, "--copy-to", &copy_second, "--copy-to", &copy_cross,
-        "--copy-interval", "2s", "--pg-switch-after", "5s",
+        "--repo",
+        &archive.repo,
+        "--cell",
+        name,
+        "--key-file",
+        archive.k(),
+        "--token-file",
+        token_file.to_str().unwrap(),
+        "--state-dir",
+        state.to_str().unwrap(),
+        "--pg-conn",
+        &conn,
+        "--copy-to",
+        &copy_second,
+        "--copy-to",
+        &copy_cross,
+        "--copy-interval",
+        "2s",
+        "--pg-switch-after",
+        "5s",
     ];
     let topics;
     if let Some((brokers, prefix)) = kafka {
@@ -207,7 +224,15 @@ url = "s3://lifeboat-test/e2e"
 region = "r-aws"
 role = "cross-cloud"
 {a}{b}"#,
-        a = cell(a, tokens[0], "r-a", &b.name, "primary-a", "a-in-b", &format!("kafka = {{ brokers = \"{}\", topics = \"{}\\\\..*\" }}", kafka.0, kafka.1)),
+        a = cell(
+            a,
+            tokens[0],
+            "r-a",
+            &b.name,
+            "primary-a",
+            "a-in-b",
+            &format!("kafka = {{ brokers = \"{}\", topics = \"{}\\\\..*\" }}", kafka.0, kafka.1)
+        ),
         b = cell(b, tokens[1], "r-b", &a.name, "primary-b", "b-in-a", ""),
     );
     std::fs::write(dir.join("plan.toml"), text).unwrap();
@@ -274,8 +299,20 @@ fn coordinator_end_to_end_schedules_status_alerts_and_restarts() {
     let operator = write_token(&op_file);
     let state = s.join("coordinator.db");
     let coordinator_args = [
-        "--plans", plan_dir.to_str().unwrap(), "--state", state.to_str().unwrap(), "--operator-token-file", op_file.to_str().unwrap(),
-        "--alert-webhook", &hook.url, "--tick", "200ms", "--poll", "1s", "--retry-base", "1s",
+        "--plans",
+        plan_dir.to_str().unwrap(),
+        "--state",
+        state.to_str().unwrap(),
+        "--operator-token-file",
+        op_file.to_str().unwrap(),
+        "--alert-webhook",
+        &hook.url,
+        "--tick",
+        "200ms",
+        "--poll",
+        "1s",
+        "--retry-base",
+        "1s",
     ];
     let mut c = Service::coordinator(&coordinator_args, &[], &operator, &s.join("coordinator.log"));
 
@@ -295,12 +332,19 @@ fn coordinator_end_to_end_schedules_status_alerts_and_restarts() {
         assert!(out.status.success() && run["state"] == "succeeded", "{run} {}", String::from_utf8_lossy(&out.stderr));
     }
     let out = lifeboat(&["backup", "run", "--cell", "cell-z"], &env);
-    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("no cell cell-z"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        !out.status.success() && String::from_utf8_lossy(&out.stderr).contains("no cell cell-z"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     // Scheduled runs fire at the minute, on time, once.
     let scheduled_ok = |c: &Service, kind: &str, after: Option<&str>| {
         runs(c).into_iter().find(|r| {
-            r["trigger"] == "schedule" && r["cell"] == "cell-a" && r["kind"] == kind && r["state"] == "succeeded"
+            r["trigger"] == "schedule"
+                && r["cell"] == "cell-a"
+                && r["kind"] == kind
+                && r["state"] == "succeeded"
                 && after.is_none_or(|t| r["scheduled_for"].as_str().unwrap() > t)
         })
     };
@@ -343,9 +387,17 @@ fn coordinator_end_to_end_schedules_status_alerts_and_restarts() {
         if ca["verdict"] != "ok" {
             return None;
         }
-        let info: Value = serde_json::from_str(&ok(&agent(&["pg", "info", "--repo", &a.archive.repo, "--cell", "cell-a", "--key-file", a.archive.k(), "--output", "json"], &[]))).unwrap();
+        let info: Value = serde_json::from_str(&ok(&agent(
+            &["pg", "info", "--repo", &a.archive.repo, "--cell", "cell-a", "--key-file", a.archive.k(), "--output", "json"],
+            &[],
+        )))
+        .unwrap();
         let newest_full = info["backups"].as_array().unwrap().iter().rev().find(|b| b["kind"] == "pg-full").unwrap().clone();
-        let ls: Value = serde_json::from_str(&ok(&agent(&["kafka", "ls", "--repo", &a.archive.repo, "--cell", "cell-a", "--key-file", a.archive.k(), "--output", "json"], &[]))).unwrap();
+        let ls: Value = serde_json::from_str(&ok(&agent(
+            &["kafka", "ls", "--repo", &a.archive.repo, "--cell", "cell-a", "--key-file", a.archive.k(), "--output", "json"],
+            &[],
+        )))
+        .unwrap();
         let newest_snapshot = ls.as_array().or(ls["snapshots"].as_array()).unwrap().last().unwrap().clone();
         (ca["last_full"]["id"] == newest_full["id"] && ca["last_snapshot"]["id"] == newest_snapshot["id"]).then_some((ca, newest_full))
     });
@@ -353,7 +405,9 @@ fn coordinator_end_to_end_schedules_status_alerts_and_restarts() {
     // Postgres' own record of its last archived segment dates the primary's
     // point (a scheduled backup may archive another segment in between: retry).
     let primary_point = wait_until("the primary's point to match pg_stat_archiver", Duration::from_secs(30), || {
-        let archived = parse_time(&a.pg.psql("select to_char(last_archived_time at time zone 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"') from pg_stat_archiver"));
+        let archived = parse_time(
+            &a.pg.psql("select to_char(last_archived_time at time zone 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"') from pg_stat_archiver"),
+        );
         std::thread::sleep(Duration::from_millis(1500)); // one poll of the agent
         let st = status(&c);
         let point = parse_time(location(cell_of(&st, "cell-a"), "primary-a")["postgres"]["recoverable_to"].as_str().unwrap());
@@ -363,7 +417,11 @@ fn coordinator_end_to_end_schedules_status_alerts_and_restarts() {
     for (loc, url) in [("a-in-b", &a.second), ("cross", &a.cross)] {
         let l = location(ca, loc);
         assert!(l["copy_lag_seconds"].as_f64().unwrap() < 30.0, "{l}");
-        let copied: Value = serde_json::from_str(&ok(&agent(&["pg", "info", "--repo", url, "--cell", "cell-a", "--key-file", a.archive.k(), "--output", "json"], &[]))).unwrap();
+        let copied: Value = serde_json::from_str(&ok(&agent(
+            &["pg", "info", "--repo", url, "--cell", "cell-a", "--key-file", a.archive.k(), "--output", "json"],
+            &[],
+        )))
+        .unwrap();
         assert!(copied["backups"].as_array().unwrap().iter().any(|b| b["id"] == newest_full["id"]), "{loc}: {copied}");
         assert!(parse_time(l["postgres"]["recoverable_to"].as_str().unwrap()) <= primary_point, "{l}");
     }
@@ -382,7 +440,9 @@ fn coordinator_end_to_end_schedules_status_alerts_and_restarts() {
         let cb = cell_of(&st, "cell-b");
         (location(cb, "primary-b")["postgres"]["verdict"] == "breached").then_some(())
     });
-    wait_until("breach alerts for cell-b", Duration::from_secs(30), || (hook.has("cell-b", "at-risk", false) && hook.has("cell-b", "breached", false)).then_some(()));
+    wait_until("breach alerts for cell-b", Duration::from_secs(30), || {
+        (hook.has("cell-b", "at-risk", false) && hook.has("cell-b", "breached", false)).then_some(())
+    });
     let st = status(&c);
     assert!(cell_of(&st, "cell-b")["agent_problem"].as_str().unwrap().contains("cannot connect"), "{st}");
     assert_ne!(cell_of(&st, "cell-a")["verdict"], "breached", "cell-a is not affected: {st}");
@@ -423,7 +483,11 @@ fn coordinator_end_to_end_schedules_status_alerts_and_restarts() {
     let job: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
     assert!(out.status.success() && job["state"] == "succeeded", "{job} {}", String::from_utf8_lossy(&out.stderr));
     let snapshot_id = job["result"]["snapshot_id"].as_str().unwrap();
-    let ls: Value = serde_json::from_str(&ok(&agent(&["kafka", "ls", "--repo", &a.archive.repo, "--cell", "cell-a", "--key-file", a.archive.k(), "--output", "json"], &[]))).unwrap();
+    let ls: Value = serde_json::from_str(&ok(&agent(
+        &["kafka", "ls", "--repo", &a.archive.repo, "--cell", "cell-a", "--key-file", a.archive.k(), "--output", "json"],
+        &[],
+    )))
+    .unwrap();
     assert!(ls.as_array().unwrap().iter().any(|s| s["id"] == snapshot_id), "{ls}");
 
     // Secrets: no token or key in the coordinator's log, status, runs, metrics or alerts.
@@ -433,7 +497,12 @@ fn coordinator_end_to_end_schedules_status_alerts_and_restarts() {
     said.push_str(&c.metrics());
     said.push_str(&Value::Array(hook.alerts()).to_string());
     let key = std::fs::read_to_string(a.archive.k()).unwrap();
-    for (what, secret) in [("agent token", &agent_tokens[0]), ("agent token", &agent_tokens[1]), ("operator token", &operator), ("repository key", &key.trim().to_string())] {
+    for (what, secret) in [
+        ("agent token", &agent_tokens[0]),
+        ("agent token", &agent_tokens[1]),
+        ("operator token", &operator),
+        ("repository key", &key.trim().to_string()),
+    ] {
         assert!(!said.contains(secret.as_str()), "the {what} leaked");
     }
 }
@@ -451,7 +520,20 @@ fn restarts_mid_job_neither_duplicate_nor_lose_runs() {
     let conn = format!("host=127.0.0.1 port={port} user=postgres dbname=postgres");
     let state = s.join("agent");
     let mut agent_svc = Service::start(
-        &["--repo", &a.repo, "--cell", "cell-r", "--key-file", a.k(), "--token-file", tf.to_str().unwrap(), "--state-dir", state.to_str().unwrap(), "--pg-conn", &conn],
+        &[
+            "--repo",
+            &a.repo,
+            "--cell",
+            "cell-r",
+            "--key-file",
+            a.k(),
+            "--token-file",
+            tf.to_str().unwrap(),
+            "--state-dir",
+            state.to_str().unwrap(),
+            "--pg-conn",
+            &conn,
+        ],
         &[],
         &token,
         &s.join("agent.log"),
@@ -499,8 +581,20 @@ postgres = {{ conninfo = "{conn}" }}
     let operator = write_token(&op_file);
     let db = s.join("state.db");
     let args = [
-        "--plans", plan_dir.to_str().unwrap(), "--state", db.to_str().unwrap(), "--operator-token-file", op_file.to_str().unwrap(),
-        "--tick", "200ms", "--poll", "500ms", "--retry-base", "1s", "--max-attempts", "2",
+        "--plans",
+        plan_dir.to_str().unwrap(),
+        "--state",
+        db.to_str().unwrap(),
+        "--operator-token-file",
+        op_file.to_str().unwrap(),
+        "--tick",
+        "200ms",
+        "--poll",
+        "500ms",
+        "--retry-base",
+        "1s",
+        "--max-attempts",
+        "2",
     ];
     let mut c = Service::coordinator(&args, &[], &operator, &s.join("coordinator.log"));
     let auth = format!("Bearer {operator}");

@@ -98,7 +98,11 @@ kafka = "groups-translated"
 }
 
 fn chromium(args: &[&str]) -> String {
-    let out = Command::new("chromium").args(["--headless", "--no-sandbox", "--disable-gpu"]).args(args).output().expect("chromium (infra/services.sh install chromium)");
+    let out = Command::new("chromium")
+        .args(["--headless", "--no-sandbox", "--disable-gpu"])
+        .args(args)
+        .output()
+        .expect("chromium (infra/services.sh install chromium)");
     assert!(out.status.success(), "chromium failed: {}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
@@ -115,9 +119,28 @@ fn drills_through_the_agent_service_leave_signed_chained_reports() {
     let topics = format!("{}\\..*", cell.name);
     let state = s.join("agent-state");
     let args = [
-        "--repo", &cell.a.repo, "--cell", &cell.name, "--key-file", cell.a.k(), "--token-file", token_file.to_str().unwrap(),
-        "--state-dir", state.to_str().unwrap(), "--copy-to", &copy, "--copy-interval", "2s", "--pg-switch-after", "0s",
-        "--kafka-brokers", &cell.kafka.address, "--kafka-topics", &topics, "--restore-root", cell.restore_root.to_str().unwrap(),
+        "--repo",
+        &cell.a.repo,
+        "--cell",
+        &cell.name,
+        "--key-file",
+        cell.a.k(),
+        "--token-file",
+        token_file.to_str().unwrap(),
+        "--state-dir",
+        state.to_str().unwrap(),
+        "--copy-to",
+        &copy,
+        "--copy-interval",
+        "2s",
+        "--pg-switch-after",
+        "0s",
+        "--kafka-brokers",
+        &cell.kafka.address,
+        "--kafka-topics",
+        &topics,
+        "--restore-root",
+        cell.restore_root.to_str().unwrap(),
     ];
     // The copy the postgres user can run: the scratch server's restore_command runs the agent.
     let mut service = Service::start_bin(cell.a.bin.clone(), &args, &[], &token, &s.join("agent.log"));
@@ -141,17 +164,43 @@ fn drills_through_the_agent_service_leave_signed_chained_reports() {
     let public = keys.join("report-signing.pub");
     // The plan publishes the public key; a signer with another key is refused.
     std::fs::copy(&public, plans.join("report-signing.pub")).unwrap();
-    let text = std::fs::read_to_string(plans.join("plan.toml")).unwrap().replacen("description = ", "report_public_key = \"report-signing.pub\"\ndescription = ", 1);
+    let text = std::fs::read_to_string(plans.join("plan.toml")).unwrap().replacen(
+        "description = ",
+        "report_public_key = \"report-signing.pub\"\ndescription = ",
+        1,
+    );
     std::fs::write(plans.join("plan.toml"), text).unwrap();
     ok(&lifeboat(&["plan", "validate", plans.to_str().unwrap()]));
     let other = s.join("other-keys");
     ok(&lifeboat(&["report", "keygen", "--out-dir", other.to_str().unwrap()]));
-    let refused = lifeboat(&["drill", "run", "--cell", &cell.name, "--plans", plans.to_str().unwrap(), "--signing-key", other.join("report-signing.key").to_str().unwrap()]);
+    let refused = lifeboat(&[
+        "drill",
+        "run",
+        "--cell",
+        &cell.name,
+        "--plans",
+        plans.to_str().unwrap(),
+        "--signing-key",
+        other.join("report-signing.key").to_str().unwrap(),
+    ]);
     let err = String::from_utf8_lossy(&refused.stderr);
     assert!(!refused.status.success() && err.contains("is not the key plan drills publishes"), "{err}");
     let reports = s.join("reports");
     let drill = |extra: &[&str]| -> (bool, Value) {
-        let mut all = vec!["drill", "run", "--cell", &cell.name, "--plans", plans.to_str().unwrap(), "--signing-key", key.to_str().unwrap(), "--reports", reports.to_str().unwrap(), "--output", "json"];
+        let mut all = vec![
+            "drill",
+            "run",
+            "--cell",
+            &cell.name,
+            "--plans",
+            plans.to_str().unwrap(),
+            "--signing-key",
+            key.to_str().unwrap(),
+            "--reports",
+            reports.to_str().unwrap(),
+            "--output",
+            "json",
+        ];
         all.extend_from_slice(extra);
         let out = lifeboat(&all);
         let v: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
@@ -204,7 +253,9 @@ fn drills_through_the_agent_service_leave_signed_chained_reports() {
     assert!(out.contains("3 report(s)"), "{out}");
     // Stored in the repository, and geo-copied with it.
     let stored = |root: &Path| -> Vec<String> {
-        let mut n: Vec<String> = std::fs::read_dir(root.join("reports").join(&cell.name)).map(|d| d.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect()).unwrap_or_default();
+        let mut n: Vec<String> = std::fs::read_dir(root.join("reports").join(&cell.name))
+            .map(|d| d.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+            .unwrap_or_default();
         n.sort();
         n
     };
@@ -216,10 +267,31 @@ fn drills_through_the_agent_service_leave_signed_chained_reports() {
     assert!(copied.is_some(), "the geo-copy never held the reports: {:?}", stored(&copy_dir));
 
     // report list / show read them back from the repository.
-    let list: Value = serde_json::from_str(&ok(&lifeboat(&["report", "list", "--cell", &cell.name, "--plans", plans.to_str().unwrap(), "--output", "json"]))).unwrap();
+    let list: Value = serde_json::from_str(&ok(&lifeboat(&[
+        "report",
+        "list",
+        "--cell",
+        &cell.name,
+        "--plans",
+        plans.to_str().unwrap(),
+        "--output",
+        "json",
+    ])))
+    .unwrap();
     let verdicts: Vec<_> = list["reports"].as_array().unwrap().iter().map(|r| r["verdict"].as_str().unwrap().to_string()).collect();
     assert_eq!(verdicts, ["passed", "passed", "failed"]);
-    let shown: Value = serde_json::from_str(&ok(&lifeboat(&["report", "show", "2", "--cell", &cell.name, "--plans", plans.to_str().unwrap(), "--output", "json"]))).unwrap();
+    let shown: Value = serde_json::from_str(&ok(&lifeboat(&[
+        "report",
+        "show",
+        "2",
+        "--cell",
+        &cell.name,
+        "--plans",
+        plans.to_str().unwrap(),
+        "--output",
+        "json",
+    ])))
+    .unwrap();
     assert_eq!(shown["report_id"], d2["report"]["report_id"]);
 
     // Tampering is named: a changed byte, then a removed report.
@@ -246,7 +318,12 @@ fn drills_through_the_agent_service_leave_signed_chained_reports() {
     let dom = chromium(&["--dump-dom", &format!("file://{html}")]);
     assert!(dom.contains("id=\"verdict\">passed</span>"), "{dom}");
     assert!(dom.contains("RTO (time to a restored, checked environment)") && dom.contains("900.0 s"), "{dom}");
-    for step in ["restore the base backup from primary", "replay WAL to the target and promote", "restore Kafka to the target", "every payment has its event"] {
+    for step in [
+        "restore the base backup from primary",
+        "replay WAL to the target and promote",
+        "restore Kafka to the target",
+        "every payment has its event",
+    ] {
         assert!(dom.contains(step), "the page lacks {step:?}");
     }
     let shot = s.join("report.png");
@@ -263,11 +340,34 @@ fn drills_through_the_agent_service_leave_signed_chained_reports() {
     let state = s.join("coordinator.db");
     let coordinator_reports = s.join("coordinator-reports");
     let cargs = [
-        "--plans", plans.to_str().unwrap(), "--state", state.to_str().unwrap(), "--operator-token-file", op_file.to_str().unwrap(),
-        "--tick", "200ms", "--poll", "500ms", "--signing-key", key.to_str().unwrap(), "--reports", coordinator_reports.to_str().unwrap(),
+        "--plans",
+        plans.to_str().unwrap(),
+        "--state",
+        state.to_str().unwrap(),
+        "--operator-token-file",
+        op_file.to_str().unwrap(),
+        "--tick",
+        "200ms",
+        "--poll",
+        "500ms",
+        "--signing-key",
+        key.to_str().unwrap(),
+        "--reports",
+        coordinator_reports.to_str().unwrap(),
     ];
     let coordinator = Service::coordinator(&cargs, &[], &operator, &s.join("coordinator.log"));
-    let out = lifeboat(&["drill", "run", "--cell", &cell.name, "--coordinator", &coordinator.url, "--token-file", op_file.to_str().unwrap(), "--output", "json"]);
+    let out = lifeboat(&[
+        "drill",
+        "run",
+        "--cell",
+        &cell.name,
+        "--coordinator",
+        &coordinator.url,
+        "--token-file",
+        op_file.to_str().unwrap(),
+        "--output",
+        "json",
+    ]);
     assert!(out.status.success(), "{}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     let d4: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(d4["report"]["chain"]["sequence"], 4, "{d4:#}");
@@ -290,7 +390,15 @@ fn drills_through_the_agent_service_leave_signed_chained_reports() {
     assert_eq!(code, 200);
     assert!(html.as_str().unwrap().contains("id=\"verdict\">passed</span>"));
     // The coordinator's mirror holds the whole chain, which verifies.
-    let out = ok(&lifeboat(&["report", "verify", coordinator_reports.join(&cell.name).to_str().unwrap(), "--public-key", public.to_str().unwrap(), "--expect-sequence", "4"]));
+    let out = ok(&lifeboat(&[
+        "report",
+        "verify",
+        coordinator_reports.join(&cell.name).to_str().unwrap(),
+        "--public-key",
+        public.to_str().unwrap(),
+        "--expect-sequence",
+        "4",
+    ]));
     assert!(out.contains("4 report(s)"), "{out}");
     drop(coordinator);
 

@@ -48,20 +48,29 @@ impl Cell {
     /// Run a drill to its end: (exit code, outcome).
     fn drill(&self, spec: &Value, extra: &[&str]) -> (i32, Value) {
         let out: Output = self.drill_command(spec, extra).output().unwrap();
-        let outcome: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-            panic!("no outcome ({e}), exit {}:\n{}", out.status, String::from_utf8_lossy(&out.stderr))
-        });
+        let outcome: Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("no outcome ({e}), exit {}:\n{}", out.status, String::from_utf8_lossy(&out.stderr)));
         self.assert_no_drill_left();
         (out.status.code().unwrap_or(-1), outcome)
     }
 }
 
 fn step<'a>(outcome: &'a Value, name: &str) -> &'a Value {
-    outcome["steps"].as_array().unwrap().iter().chain(outcome["checks"].as_array().unwrap()).find(|s| s["name"] == name).unwrap_or_else(|| panic!("no step {name:?} in {outcome:#}"))
+    outcome["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .chain(outcome["checks"].as_array().unwrap())
+        .find(|s| s["name"] == name)
+        .unwrap_or_else(|| panic!("no step {name:?} in {outcome:#}"))
 }
 
 fn outcomes(outcome: &Value) -> Vec<(String, String)> {
-    outcome["steps"].as_array().unwrap().iter().chain(outcome["checks"].as_array().unwrap())
+    outcome["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .chain(outcome["checks"].as_array().unwrap())
         .map(|s| (s["name"].as_str().unwrap().to_string(), s["outcome"].as_str().unwrap().to_string()))
         .collect()
 }
@@ -120,7 +129,10 @@ fn drills_restore_check_report_and_clean_up() {
 
     // A smoke check that does not hold fails the drill and says what it saw.
     let mut wrong = checks.clone();
-    wrong.as_array_mut().unwrap().push(json!({ "kind": "sql", "name": "no payments", "sql": "select count(*) from payments", "expect": "0" }));
+    wrong
+        .as_array_mut()
+        .unwrap()
+        .push(json!({ "kind": "sql", "name": "no payments", "sql": "select count(*) from payments", "expect": "0" }));
     let (code, o) = cell.drill(&cell.spec(wrong), &[]);
     assert_eq!(code, 3, "{o:#}");
     let failed = step(&o, "no payments");
@@ -129,7 +141,12 @@ fn drills_restore_check_report_and_clean_up() {
     assert_eq!(step(&o, "ledger balances")["outcome"], "passed");
 
     // SIGTERM while the scratch server runs: the drill removes everything and says so.
-    let child = cell.drill_command(&cell.spec(checks.clone()), &[]).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::piped()).spawn().unwrap();
+    let child = cell
+        .drill_command(&cell.spec(checks.clone()), &[])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
     wait_for("the scratch server", || cell.scratch_server_running());
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     let out = child.wait_with_output().unwrap();
@@ -139,12 +156,21 @@ fn drills_restore_check_report_and_clean_up() {
     cell.assert_no_drill_left();
 
     // SIGKILL leaves the scratch behind for `drill sweep` (the agent runs it at start, at exit and after each drill).
-    let mut child = cell.drill_command(&cell.spec(checks.clone()), &[]).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).spawn().unwrap();
+    let mut child = cell
+        .drill_command(&cell.spec(checks.clone()), &[])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
     wait_for("the scratch server", || cell.scratch_server_running());
     child.kill().unwrap();
     child.wait().unwrap();
     assert!(cell.scratch_server_running(), "a killed drill cannot stop its server; the sweep must");
-    let swept: Value = serde_json::from_str(&ok(&agent(&["drill", "sweep", "--restore-root", cell.restore_root.to_str().unwrap(), "--output", "json"], &[]))).unwrap();
+    let swept: Value = serde_json::from_str(&ok(&agent(
+        &["drill", "sweep", "--restore-root", cell.restore_root.to_str().unwrap(), "--output", "json"],
+        &[],
+    )))
+    .unwrap();
     assert_eq!(swept.as_array().unwrap().len(), 1, "{swept}");
     cell.assert_no_drill_left();
 
@@ -178,7 +204,8 @@ fn drills_restore_check_report_and_clean_up() {
     let spec = json!({ "target": { "time": target }, "checks": [checks[0]] });
     let (code, o) = cell.drill(&spec, &[]);
     assert_eq!(code, 3, "{o:#}");
-    let replay = &o["steps"].as_array().unwrap().iter().filter(|s| s["name"] == "replay WAL to the target and promote").last().unwrap().clone();
+    let replay =
+        &o["steps"].as_array().unwrap().iter().filter(|s| s["name"] == "replay WAL to the target and promote").last().unwrap().clone();
     assert_eq!(replay["outcome"], "failed", "{o:#}");
     assert!(replay["message"].as_str().unwrap().contains("ends before the target"), "{replay}");
     assert!(o["pg_rpo_seconds"].as_f64().unwrap() > 0.0, "{o:#} (removed {earlier}, newest {seg})");
@@ -206,8 +233,12 @@ fn drills_restore_check_report_and_clean_up() {
 
 /// The segment before the newest one (the newest backup stopped long before).
 fn segment_before_newest(wal_dir: &Path) -> String {
-    let mut names: Vec<String> = std::fs::read_dir(wal_dir).unwrap().flatten().map(|e| e.file_name().to_string_lossy().into_owned()).filter(|n| n.len() == 24).collect();
+    let mut names: Vec<String> = std::fs::read_dir(wal_dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.len() == 24)
+        .collect();
     names.sort();
     names[names.len() - 2].clone()
 }
-

@@ -118,7 +118,11 @@ fn corruption_is_named_and_the_geo_copy_restores() {
     let err = fails(&restore(&primary, &key, &id, &target, "cell-b"));
     assert!(err.contains("corrupt") || err.contains("not found"), "{err}");
     assert!(!target.exists(), "a failed restore must leave nothing behind");
-    let leftovers: Vec<_> = std::fs::read_dir(scratch.path()).unwrap().flatten().filter(|e| e.file_name().to_string_lossy().contains("lifeboat-restore")).collect();
+    let leftovers: Vec<_> = std::fs::read_dir(scratch.path())
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().contains("lifeboat-restore"))
+        .collect();
     assert!(leftovers.is_empty(), "staging left behind: {leftovers:?}");
 
     for (name, copy) in [("secondary", &secondary), ("cross-cloud", &cross_cloud)] {
@@ -137,17 +141,14 @@ fn corruption_is_named_and_the_geo_copy_restores() {
     assert_eq!(report["manifests_copied"], 0, "{report}");
     assert_eq!(report["failures"].as_array().unwrap().len(), 3, "two corrupt chunks and one manifest: {report}");
     let third_dir = std::path::Path::new(third.strip_prefix("file://").unwrap());
-    let copied: Vec<String> = lifeboat_restore_tests::files_under(third_dir)
-        .iter()
-        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
-        .collect();
+    let copied: Vec<String> =
+        lifeboat_restore_tests::files_under(third_dir).iter().map(|p| p.file_name().unwrap().to_string_lossy().into_owned()).collect();
     for damaged in [flipped, truncated] {
         let name = damaged.file_name().unwrap().to_string_lossy().into_owned();
         assert!(!copied.contains(&name), "the corrupt {name} was copied");
     }
     assert!(!copied.iter().any(|n| n.starts_with('.')), "temporary files left behind: {copied:?}");
 }
-
 
 /// `--delta` over a directory that drifted: matching files are kept,
 /// changed, missing and retyped entries are restored, extra ones removed,
@@ -187,7 +188,21 @@ fn delta_restore_repairs_a_drifted_directory() {
     fs::set_permissions(target.join("secrets/token"), fs::Permissions::from_mode(0o644)).unwrap();
 
     let out = ok(&agent(
-        &["files", "restore", &id, target.to_str().unwrap(), "--delta", "--repo", &url, "--cell", "cell-d", "--key-file", key.to_str().unwrap(), "--output", "json"],
+        &[
+            "files",
+            "restore",
+            &id,
+            target.to_str().unwrap(),
+            "--delta",
+            "--repo",
+            &url,
+            "--cell",
+            "cell-d",
+            "--key-file",
+            key.to_str().unwrap(),
+            "--output",
+            "json",
+        ],
         &[],
     ));
     let summary = json(&out);
@@ -200,7 +215,19 @@ fn delta_restore_repairs_a_drifted_directory() {
     // A delta into a missing directory is a plain restore.
     let fresh = scratch.path().join("fresh");
     ok(&agent(
-        &["files", "restore", &id, fresh.to_str().unwrap(), "--delta", "--repo", &url, "--cell", "cell-d", "--key-file", key.to_str().unwrap()],
+        &[
+            "files",
+            "restore",
+            &id,
+            fresh.to_str().unwrap(),
+            "--delta",
+            "--repo",
+            &url,
+            "--cell",
+            "cell-d",
+            "--key-file",
+            key.to_str().unwrap(),
+        ],
         &[],
     ));
     assert_eq!(describe_tree(&fresh), expected);

@@ -156,7 +156,6 @@ fn a_corrupt_chunk_is_detected_and_never_produced() {
     assert_eq!(got[..], records[..got.len()], "only verified records, in order");
 }
 
-
 #[test]
 fn broker_restarted_mid_snapshot_completes_or_fails_clearly() {
     let scratch = tempfile::tempdir().unwrap();

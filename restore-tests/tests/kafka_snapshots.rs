@@ -42,7 +42,11 @@ fn t0() -> i64 {
 fn round_trip_on_every_backend_read_back_with_kcat() {
     let t0 = t0();
     let source = unique("payments");
-    kafka::shared().create_topic(&source, 3, &[("max.message.bytes", "4000000"), ("retention.ms", "8640000000"), ("cleanup.policy", "delete")]);
+    kafka::shared().create_topic(
+        &source,
+        3,
+        &[("max.message.bytes", "4000000"), ("retention.ms", "8640000000"), ("cleanup.policy", "delete")],
+    );
     let records = varied_records(3, 120, t0);
     kafka::shared().produce(&source, &records);
     let expected = by_partition(&records);
@@ -78,7 +82,8 @@ fn incremental_chain_with_a_new_topic_and_a_retention_gap() {
     kafka::shared().create_topic(&a, 2, &[("max.message.bytes", "4000000")]);
     kafka::shared().create_topic(&c, 1, &[]);
     let first_a = varied_records(2, 40, t0);
-    let first_c: Vec<TestRecord> = (0..30).map(|i| TestRecord { partition: 0, key: None, value: Some(format!("c{i}")), headers: vec![], timestamp: t0 + i }).collect();
+    let first_c: Vec<TestRecord> =
+        (0..30).map(|i| TestRecord { partition: 0, key: None, value: Some(format!("c{i}")), headers: vec![], timestamp: t0 + i }).collect();
     kafka::shared().produce(&a, &first_a);
     kafka::shared().produce(&c, &first_c);
     let s1 = repo.kafka(&["snapshot", "--topics", &re]);
@@ -86,12 +91,15 @@ fn incremental_chain_with_a_new_topic_and_a_retention_gap() {
 
     // Between snapshots: more records, a new topic, and retention on c
     // deleting records the first snapshot never saw.
-    let second_a: Vec<TestRecord> = varied_records(2, 20, t0 + 100_000).into_iter().filter(|r| r.value.as_ref().is_none_or(|v| v.len() < 1000)).collect();
+    let second_a: Vec<TestRecord> =
+        varied_records(2, 20, t0 + 100_000).into_iter().filter(|r| r.value.as_ref().is_none_or(|v| v.len() < 1000)).collect();
     kafka::shared().produce(&a, &second_a);
     kafka::shared().create_topic(&b, 2, &[("max.message.bytes", "4000000")]);
     let records_b = varied_records(2, 10, t0 + 200_000);
     kafka::shared().produce(&b, &records_b);
-    let more_c: Vec<TestRecord> = (30..50).map(|i| TestRecord { partition: 0, key: None, value: Some(format!("c{i}")), headers: vec![], timestamp: t0 + i }).collect();
+    let more_c: Vec<TestRecord> = (30..50)
+        .map(|i| TestRecord { partition: 0, key: None, value: Some(format!("c{i}")), headers: vec![], timestamp: t0 + i })
+        .collect();
     kafka::shared().produce(&c, &more_c);
     kafka::shared().delete_before(&c, 0, 40); // offsets 30..40 are gone before snapshot 2
 
@@ -108,7 +116,20 @@ fn incremental_chain_with_a_new_topic_and_a_retention_gap() {
     assert_eq!((gaps[0]["topic"].as_str().unwrap(), gaps[0]["from"].as_i64(), gaps[0]["to"].as_i64()), (c.as_str(), Some(30), Some(40)));
     assert_eq!(s2["records"].as_u64().unwrap(), (second_a.len() + records_b.len() + 10) as u64, "{s2}");
     let human = ok(&agent(
-        &["kafka", "snapshot", "--repo", &repo.url, "--cell", "k1", "--key-file", &repo.key, "--brokers", &kafka::brokers(), "--topics", &re],
+        &[
+            "kafka",
+            "snapshot",
+            "--repo",
+            &repo.url,
+            "--cell",
+            "k1",
+            "--key-file",
+            &repo.key,
+            "--brokers",
+            &kafka::brokers(),
+            "--topics",
+            &re,
+        ],
         &[],
     ));
     assert!(!human.contains("GAP"), "no new gap in a third snapshot: {human}");
@@ -123,8 +144,16 @@ fn incremental_chain_with_a_new_topic_and_a_retention_gap() {
         let mut want_a = first_a.clone();
         want_a.extend(second_a.iter().cloned());
         assert_eq!(contents(&kafka::shared().kcat_read(&format!("{prefix}{a}"))), by_partition(&want_a), "{prefix}: a");
-        assert_eq!(contents(&kafka::shared().kcat_read(&format!("{prefix}{b}"))), by_partition(&records_b), "{prefix}: b, created between snapshots");
-        assert_eq!(contents(&kafka::shared().kcat_read(&format!("{prefix}{c}"))), by_partition(&more_c[10..]), "{prefix}: c after the retention gap");
+        assert_eq!(
+            contents(&kafka::shared().kcat_read(&format!("{prefix}{b}"))),
+            by_partition(&records_b),
+            "{prefix}: b, created between snapshots"
+        );
+        assert_eq!(
+            contents(&kafka::shared().kcat_read(&format!("{prefix}{c}"))),
+            by_partition(&more_c[10..]),
+            "{prefix}: c after the retention gap"
+        );
     };
     check_latest("chain-");
     // The first snapshot still restores c as it was then.
@@ -140,7 +169,11 @@ fn incremental_chain_with_a_new_topic_and_a_retention_gap() {
     let done = repo.kafka(&["retention", "--keep-last", "1", "--keep-within", "0s"]);
     assert_eq!(done["delete"], plan["delete"]);
     assert_eq!(repo.kafka(&["ls"]).as_array().unwrap().len(), 1);
-    let verify = serde_json::from_str::<serde_json::Value>(&ok(&agent(&["repo", "verify", "--repo", &repo.url, "--key-file", &repo.key, "--output", "json"], &[]))).unwrap();
+    let verify = serde_json::from_str::<serde_json::Value>(&ok(&agent(
+        &["repo", "verify", "--repo", &repo.url, "--key-file", &repo.key, "--output", "json"],
+        &[],
+    )))
+    .unwrap();
     assert_eq!(verify["problems"].as_array().unwrap().len(), 0, "{verify}");
     check_latest("after-retention-");
 }
@@ -153,7 +186,13 @@ fn until_restores_exactly_the_records_stamped_up_to_the_target() {
     kafka::shared().create_topic(&topic, 4, &[]);
     // Interleaved timestamps across partitions, one record per 100 ms.
     let records: Vec<TestRecord> = (0..400)
-        .map(|i| TestRecord { partition: i % 4, key: Some(format!("k{i}")), value: Some(format!("v{i}")), headers: vec![], timestamp: t0 + i as i64 * 100 })
+        .map(|i| TestRecord {
+            partition: i % 4,
+            key: Some(format!("k{i}")),
+            value: Some(format!("v{i}")),
+            headers: vec![],
+            timestamp: t0 + i as i64 * 100,
+        })
         .collect();
     kafka::shared().produce(&topic, &records);
     repo.kafka(&["snapshot", "--topics", &topic]);
@@ -224,7 +263,22 @@ fn bad_input_is_refused_clearly() {
     // Unreachable brokers: a clear error within the stated timeout.
     let started = Instant::now();
     let out = agent(
-        &["kafka", "snapshot", "--repo", &repo.url, "--cell", "k1", "--key-file", &repo.key, "--brokers", "127.0.0.1:1", "--broker-timeout", "3s", "--topics", ".*"],
+        &[
+            "kafka",
+            "snapshot",
+            "--repo",
+            &repo.url,
+            "--cell",
+            "k1",
+            "--key-file",
+            &repo.key,
+            "--brokers",
+            "127.0.0.1:1",
+            "--broker-timeout",
+            "3s",
+            "--topics",
+            ".*",
+        ],
         &[],
     );
     let err = fails(&out);
@@ -239,7 +293,8 @@ fn bad_input_is_refused_clearly() {
 
     let topic = unique("conflict");
     kafka::shared().create_topic(&topic, 3, &[]);
-    kafka::shared().produce(&topic, &[TestRecord { partition: 0, key: None, value: Some("x".into()), headers: vec![], timestamp: t0 + 5_000 }]);
+    kafka::shared()
+        .produce(&topic, &[TestRecord { partition: 0, key: None, value: Some("x".into()), headers: vec![], timestamp: t0 + 5_000 }]);
     repo.kafka(&["snapshot", "--topics", &topic]);
     let other = unique("two-partitions");
     kafka::shared().create_topic(&other, 2, &[]);
@@ -266,7 +321,13 @@ fn transactional_topics_keep_exactly_the_committed_records() {
     k.create_topic(&topic, 2, &[]);
     let batch = |from: usize, n: usize| -> Vec<TestRecord> {
         (from..from + n)
-            .map(|i| TestRecord { partition: (i % 2) as i32, key: Some(format!("k{i}")), value: Some(format!("entry-{i}")), headers: vec![], timestamp: t0 + i as i64 })
+            .map(|i| TestRecord {
+                partition: (i % 2) as i32,
+                key: Some(format!("k{i}")),
+                value: Some(format!("entry-{i}")),
+                headers: vec![],
+                timestamp: t0 + i as i64,
+            })
             .collect()
     };
     let (a, aborted, b) = (batch(0, 10), batch(10, 6), batch(16, 10));

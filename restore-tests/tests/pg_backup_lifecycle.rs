@@ -17,7 +17,22 @@ fn latest_restore_matches(a: &Archive, cell: &str, name: &str, expected: &str) -
     let restored = Cluster::existing(&a.root.join(name));
     let data = restored.data();
     ok(&agent(
-        &["pg", "restore", "--repo", &a.repo, "--cell", cell, "--key-file", a.k(), "--to", data.to_str().unwrap(), "--latest", "--no-archive", "--agent-path", a.bin.to_str().unwrap()],
+        &[
+            "pg",
+            "restore",
+            "--repo",
+            &a.repo,
+            "--cell",
+            cell,
+            "--key-file",
+            a.k(),
+            "--to",
+            data.to_str().unwrap(),
+            "--latest",
+            "--no-archive",
+            "--agent-path",
+            a.bin.to_str().unwrap(),
+        ],
         &[],
     ));
     restored.start();
@@ -76,7 +91,8 @@ fn retention_keeps_every_wal_file_a_retained_backup_needs() {
     let conn = format!("host=127.0.0.1 port={} user=postgres dbname=postgres", primary.port);
     let mut backups = Vec::new();
     for round in 0..3 {
-        let out = ok(&agent(&["pg", "backup", "--repo", &a.repo, "--cell", "rt", "--conn", &conn, "--key-file", a.k(), "--output", "json"], &[]));
+        let out =
+            ok(&agent(&["pg", "backup", "--repo", &a.repo, "--cell", "rt", "--conn", &conn, "--key-file", a.k(), "--output", "json"], &[]));
         let b: serde_json::Value = serde_json::from_str(&out).unwrap();
         backups.push(b);
         primary.psql(&format!("update pgbench_accounts set abalance = abalance + {round} where aid % 10 = 0"));
@@ -85,12 +101,14 @@ fn retention_keeps_every_wal_file_a_retained_backup_needs() {
     let expected = primary.psql("select count(*) || ':' || sum(aid) from pgbench_accounts");
     let balances = primary.psql("select sum(abalance) from pgbench_accounts");
     let wal_dir = a.repo_dir.join("wal/rt");
-    let wal_before: Vec<String> = std::fs::read_dir(&wal_dir).unwrap().flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+    let wal_before: Vec<String> =
+        std::fs::read_dir(&wal_dir).unwrap().flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
 
     let policy = ["--keep-last", "1", "--keep-within", "1s"];
     std::thread::sleep(Duration::from_secs(2));
     let dry: serde_json::Value = serde_json::from_str(&ok(&agent(
-        &[&["pg", "retention", "--repo", &a.repo, "--cell", "rt", "--key-file", a.k(), "--dry-run", "--output", "json"][..], &policy[..]].concat(),
+        &[&["pg", "retention", "--repo", &a.repo, "--cell", "rt", "--key-file", a.k(), "--dry-run", "--output", "json"][..], &policy[..]]
+            .concat(),
         &[],
     )))
     .unwrap();
@@ -103,7 +121,8 @@ fn retention_keeps_every_wal_file_a_retained_backup_needs() {
     assert_eq!(std::fs::read_dir(&wal_dir).unwrap().count(), wal_before.len(), "a dry run deletes nothing");
 
     ok(&agent(&[&["pg", "retention", "--repo", &a.repo, "--cell", "rt", "--key-file", a.k()][..], &policy[..]].concat(), &[]));
-    let wal_after: Vec<String> = std::fs::read_dir(&wal_dir).unwrap().flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+    let wal_after: Vec<String> =
+        std::fs::read_dir(&wal_dir).unwrap().flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
     for w in &wal_before {
         let kept = wal_after.contains(w);
         assert_eq!(kept, !doomed.contains(w), "{w}: kept {kept}");
@@ -125,7 +144,10 @@ fn incrementals_reuse_unchanged_files_and_restore_standalone() {
     std::thread::sleep(Duration::from_secs(2)); // files older than the full's start by more than a second
     let conn = format!("host=127.0.0.1 port={} user=postgres dbname=postgres", primary.port);
     let backup = |kind: &str| -> serde_json::Value {
-        let out = ok(&agent(&["pg", "backup", "--repo", &a.repo, "--cell", "inc", "--conn", &conn, "--key-file", a.k(), "--kind", kind, "--output", "json"], &[]));
+        let out = ok(&agent(
+            &["pg", "backup", "--repo", &a.repo, "--cell", "inc", "--conn", &conn, "--key-file", a.k(), "--kind", kind, "--output", "json"],
+            &[],
+        ));
         serde_json::from_str(&out).unwrap()
     };
     let full = backup("full");
@@ -179,7 +201,9 @@ fn a_base_backup_from_a_streaming_standby_restores() {
 
     let conn = format!("host=127.0.0.1 port={} user=postgres dbname=postgres", standby.port);
     ok(&agent(&["pg", "backup", "--repo", &a.repo, "--cell", "sb", "--conn", &conn, "--key-file", a.k(), "--wal-timeout", "60s"], &[]));
-    let info: serde_json::Value = serde_json::from_str(&ok(&agent(&["pg", "info", "--repo", &a.repo, "--cell", "sb", "--key-file", a.k(), "--output", "json"], &[]))).unwrap();
+    let info: serde_json::Value =
+        serde_json::from_str(&ok(&agent(&["pg", "info", "--repo", &a.repo, "--cell", "sb", "--key-file", a.k(), "--output", "json"], &[])))
+            .unwrap();
     assert_eq!(info["backups"][0]["from_standby"], true, "{info}");
 
     primary.psql("insert into ledger select g, 'after' from generate_series(1001, 1500) g");
@@ -190,7 +214,22 @@ fn a_base_backup_from_a_streaming_standby_restores() {
 
     let restored = Cluster::existing(&a.root.join("restored"));
     ok(&agent(
-        &["pg", "restore", "--repo", &a.repo, "--cell", "sb", "--key-file", a.k(), "--to", restored.data().to_str().unwrap(), "--latest", "--no-archive", "--agent-path", a.bin.to_str().unwrap()],
+        &[
+            "pg",
+            "restore",
+            "--repo",
+            &a.repo,
+            "--cell",
+            "sb",
+            "--key-file",
+            a.k(),
+            "--to",
+            restored.data().to_str().unwrap(),
+            "--latest",
+            "--no-archive",
+            "--agent-path",
+            a.bin.to_str().unwrap(),
+        ],
         &[],
     ));
     // The standby's primary_conninfo came along; with recovery.signal (not

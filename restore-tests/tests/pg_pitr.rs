@@ -45,7 +45,8 @@ async fn pitr_restores_exactly_what_was_committed_up_to_the_target() {
     primary.psql("create table ledger (seq int primary key, amount bigint not null, note text not null)");
     let conn = format!("host=127.0.0.1 port={} user=postgres dbname=postgres", primary.port);
 
-    let out = ok(&agent(&["pg", "backup", "--repo", &a.repo, "--cell", CELL, "--conn", &conn, "--key-file", a.k(), "--output", "json"], &[]));
+    let out =
+        ok(&agent(&["pg", "backup", "--repo", &a.repo, "--cell", CELL, "--conn", &conn, "--key-file", a.k(), "--output", "json"], &[]));
     let backup: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert!(backup["backup_id"].as_str().unwrap().contains("-pg-full-"), "{backup}");
 
@@ -77,9 +78,8 @@ async fn pitr_restores_exactly_what_was_committed_up_to_the_target() {
     switch_and_wait(&primary);
 
     // The reference, from the source.
-    let rows = primary.psql(
-        "select seq, (extract(epoch from pg_xact_commit_timestamp(xmin)) * 1000000)::bigint, xmin::text from ledger order by seq",
-    );
+    let rows = primary
+        .psql("select seq, (extract(epoch from pg_xact_commit_timestamp(xmin)) * 1000000)::bigint, xmin::text from ledger order by seq");
     let commits: Vec<Commit> = rows
         .lines()
         .map(|l| {
@@ -138,9 +138,7 @@ async fn pitr_restores_exactly_what_was_committed_up_to_the_target() {
         assert_eq!(got, seqs_up_to(*expected_last), "target {target:?}: restored rows differ (report {report})");
         if via_start && target[0] == "--target-time" {
             let reached = report["reached"]["last_transaction_time"].as_str().unwrap_or_default().to_string();
-            let want = restored.psql(&format!(
-                "select pg_xact_commit_timestamp(xmin)::text from ledger where seq = {expected_last}"
-            ));
+            let want = restored.psql(&format!("select pg_xact_commit_timestamp(xmin)::text from ledger where seq = {expected_last}"));
             assert_eq!(reached, want, "the reported point is the last transaction replayed");
         }
         restored.stop();
@@ -149,17 +147,28 @@ async fn pitr_restores_exactly_what_was_committed_up_to_the_target() {
     // Targets the archive cannot reach are refused before anything is written.
     let early = rfc3339_us(commits[0].commit_us - 3_600_000_000);
     let dir = a.root.join("bad").join("data");
-    let err = fails(&agent(&["pg", "restore", "--repo", &a.repo, "--cell", CELL, "--key-file", a.k(), "--to", dir.to_str().unwrap(), "--target-time", &early], &[]));
+    let err = fails(&agent(
+        &["pg", "restore", "--repo", &a.repo, "--cell", CELL, "--key-file", a.k(), "--to", dir.to_str().unwrap(), "--target-time", &early],
+        &[],
+    ));
     assert!(err.contains("before the end of the oldest backup") && err.contains("earliest recoverable"), "{err}");
-    let err = fails(&agent(&["pg", "restore", "--repo", &a.repo, "--cell", CELL, "--key-file", a.k(), "--to", dir.to_str().unwrap(), "--target-lsn", "FF/0"], &[]));
+    let err = fails(&agent(
+        &["pg", "restore", "--repo", &a.repo, "--cell", CELL, "--key-file", a.k(), "--to", dir.to_str().unwrap(), "--target-lsn", "FF/0"],
+        &[],
+    ));
     assert!(err.contains("after the latest archived WAL"), "{err}");
     assert!(!dir.exists(), "nothing written for a refused restore");
     // A non-empty target directory.
     let occupied = a.root.join("r0").join("data");
-    let err = fails(&agent(&["pg", "restore", "--repo", &a.repo, "--cell", CELL, "--key-file", a.k(), "--to", occupied.to_str().unwrap(), "--latest"], &[]));
+    let err = fails(&agent(
+        &["pg", "restore", "--repo", &a.repo, "--cell", CELL, "--key-file", a.k(), "--to", occupied.to_str().unwrap(), "--latest"],
+        &[],
+    ));
     assert!(err.contains("not empty"), "{err}");
 
-    let info: serde_json::Value = serde_json::from_str(&ok(&agent(&["pg", "info", "--repo", &a.repo, "--cell", CELL, "--key-file", a.k(), "--output", "json"], &[]))).unwrap();
+    let info: serde_json::Value =
+        serde_json::from_str(&ok(&agent(&["pg", "info", "--repo", &a.repo, "--cell", CELL, "--key-file", a.k(), "--output", "json"], &[])))
+            .unwrap();
     assert_eq!(info["backups"].as_array().unwrap().len(), 1, "{info}");
     assert!(info["wal"]["timelines"][0]["gaps"].as_array().unwrap().is_empty());
 }
@@ -169,7 +178,10 @@ fn backup_refuses_clusters_that_cannot_be_recovered() {
     let a = Archive::new();
     let k = a.k();
     // Wrong conninfo.
-    let err = fails(&agent(&["pg", "backup", "--repo", &a.repo, "--cell", CELL, "--key-file", k, "--conn", "host=127.0.0.1 port=1 user=postgres"], &[]));
+    let err = fails(&agent(
+        &["pg", "backup", "--repo", &a.repo, "--cell", CELL, "--key-file", k, "--conn", "host=127.0.0.1 port=1 user=postgres"],
+        &[],
+    ));
     assert!(err.contains("cannot connect to Postgres") && err.lines().count() == 1, "{err}");
     // archive_mode off.
     let off = Cluster::create(&a.root.join("off"), &["archive_mode = off"]);

@@ -9,7 +9,8 @@ use lifeboat_restore_tests::pg::{switch_and_wait, Archive, Cluster};
 use lifeboat_restore_tests::{agent, fresh_url, ok, Backend};
 
 fn restore(a: &Archive, repo: &str, agent_path: &str, to: &std::path::Path, target: &[&str], extra: &[&str]) -> serde_json::Value {
-    let mut args = vec!["pg", "restore", "--repo", repo, "--cell", "tl", "--key-file", a.k(), "--output", "json", "--agent-path", agent_path];
+    let mut args =
+        vec!["pg", "restore", "--repo", repo, "--cell", "tl", "--key-file", a.k(), "--output", "json", "--agent-path", agent_path];
     let to_s = to.to_str().unwrap().to_string();
     args.extend(["--to", &to_s]);
     args.extend_from_slice(target);
@@ -150,7 +151,8 @@ fn delta_restore_over_a_diverged_data_directory() {
 
     let data = copy.data();
     let data_s = data.to_str().unwrap().to_string();
-    let mut args = vec!["pg", "restore", "--repo", &a.repo, "--cell", "tl", "--key-file", a.k(), "--agent-path", &bin, "--latest", "--no-archive"];
+    let mut args =
+        vec!["pg", "restore", "--repo", &a.repo, "--cell", "tl", "--key-file", a.k(), "--agent-path", &bin, "--latest", "--no-archive"];
     args.extend(["--to", &data_s]);
     let refused = lifeboat_restore_tests::fails(&agent(&args, &[]));
     assert!(refused.contains("not empty") && refused.contains("--delta"), "{refused}");

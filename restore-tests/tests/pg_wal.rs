@@ -82,7 +82,11 @@ fn archiving_survives_store_errors_without_losing_a_segment() {
         switched.push(primary.psql("select pg_walfile_name(pg_switch_wal())"));
     }
     primary.wait_for(&format!("select failed_count > {failed_before} from pg_stat_archiver"), "t", Duration::from_secs(30));
-    let ready = std::fs::read_dir(primary.data().join("pg_wal/archive_status")).unwrap().flatten().filter(|e| e.file_name().to_string_lossy().ends_with(".ready")).count();
+    let ready = std::fs::read_dir(primary.data().join("pg_wal/archive_status"))
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".ready"))
+        .count();
     assert!(ready >= 3, "Postgres keeps the unarchived segments ({ready} ready)");
 
     // The store recovers: archiving catches up, with no gap.
@@ -120,12 +124,18 @@ fn wal_push_and_fetch_rules() {
     let err = fails(&push(&clash));
     assert!(err.contains("different content") && err.contains("conflicts/"), "{err}");
     let fetched = s.root.join("fetched");
-    ok(&agent(&["wal-fetch", "000000010000000000000001", fetched.to_str().unwrap(), "--repo", repo, "--cell", "cell-w", "--key-file", k], &[]));
+    ok(&agent(
+        &["wal-fetch", "000000010000000000000001", fetched.to_str().unwrap(), "--repo", repo, "--cell", "cell-w", "--key-file", k],
+        &[],
+    ));
     assert_eq!(std::fs::read(&fetched).unwrap(), std::fs::read(&first).unwrap(), "the archived original is untouched");
 
     // Missing: exit 1, quietly, nothing written.
     let missing = s.root.join("missing");
-    let out = agent(&["wal-fetch", "000000010000000000000009", missing.to_str().unwrap(), "--repo", repo, "--cell", "cell-w", "--key-file", k], &[]);
+    let out = agent(
+        &["wal-fetch", "000000010000000000000009", missing.to_str().unwrap(), "--repo", repo, "--cell", "cell-w", "--key-file", k],
+        &[],
+    );
     assert_eq!(out.status.code(), Some(1));
     assert!(out.stderr.is_empty(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(!missing.exists());
@@ -146,13 +156,17 @@ fn wal_push_and_fetch_rules() {
     bytes[n / 2] ^= 0x40;
     std::fs::write(&object, bytes).unwrap();
     let dest = s.root.join("corrupt-dest");
-    let out = agent(&["wal-fetch", "000000010000000000000002", dest.to_str().unwrap(), "--repo", repo, "--cell", "cell-w", "--key-file", k], &[]);
+    let out =
+        agent(&["wal-fetch", "000000010000000000000002", dest.to_str().unwrap(), "--repo", repo, "--cell", "cell-w", "--key-file", k], &[]);
     assert_eq!(out.status.code(), Some(255));
     assert!(String::from_utf8_lossy(&out.stderr).contains("corrupt"));
     assert!(!dest.exists(), "unverified bytes must never reach Postgres");
     // Postgres hands the segment again: the corrupt object is replaced by the good bytes.
     ok(&push(&segs.join("000000010000000000000002")));
-    ok(&agent(&["wal-fetch", "000000010000000000000002", dest.to_str().unwrap(), "--repo", repo, "--cell", "cell-w", "--key-file", k], &[]));
+    ok(&agent(
+        &["wal-fetch", "000000010000000000000002", dest.to_str().unwrap(), "--repo", repo, "--cell", "cell-w", "--key-file", k],
+        &[],
+    ));
     assert_eq!(std::fs::read(&dest).unwrap(), vec![2u8; 16 << 20]);
 
     // Not a WAL file name.
@@ -180,7 +194,10 @@ fn kill_9_during_wal_push_never_leaves_a_bad_object() {
     // Postgres retries: the push completes and the bytes come back exactly.
     ok(&agent(&args, &[]));
     let back = s.root.join("back");
-    ok(&agent(&["wal-fetch", "000000010000000000000007", back.to_str().unwrap(), "--repo", &s.repo, "--cell", "cell-k", "--key-file", s.k()], &[]));
+    ok(&agent(
+        &["wal-fetch", "000000010000000000000007", back.to_str().unwrap(), "--repo", &s.repo, "--cell", "cell-k", "--key-file", s.k()],
+        &[],
+    ));
     assert_eq!(std::fs::read(&back).unwrap(), data);
 }
 
@@ -328,7 +345,8 @@ fn recovery_takes_prefetched_segments_verified_and_in_order() {
     // A file a killed prefetcher might have left is not trusted.
     std::fs::write(prefetched.join(&names[0]), b"left over").unwrap();
     let fetch = |name: &str| {
-        let (status, err) = agent_in(&data, &["wal-fetch", name, "pg_wal/RECOVERYXLOG", "--repo", &s.repo, "--cell", "cell-p", "--key-file", s.k()]);
+        let (status, err) =
+            agent_in(&data, &["wal-fetch", name, "pg_wal/RECOVERYXLOG", "--repo", &s.repo, "--cell", "cell-p", "--key-file", s.k()]);
         let got = std::fs::read(data.join("pg_wal/RECOVERYXLOG")).ok();
         let _ = std::fs::remove_file(data.join("pg_wal/RECOVERYXLOG"));
         (status.code(), err, got)
@@ -362,7 +380,12 @@ fn recovery_takes_prefetched_segments_verified_and_in_order() {
     std::fs::remove_file(data.join("postmaster.pid")).unwrap();
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     loop {
-        let left: Vec<_> = std::fs::read_dir(&prefetched).unwrap().flatten().map(|e| e.file_name()).filter(|n| n != "prefetch.lock" && n != "want").collect();
+        let left: Vec<_> = std::fs::read_dir(&prefetched)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name())
+            .filter(|n| n != "prefetch.lock" && n != "want")
+            .collect();
         if left.is_empty() && !helper.running() {
             break;
         }

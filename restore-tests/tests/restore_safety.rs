@@ -32,7 +32,19 @@ async fn hostile_manifests_are_refused() {
     };
     let mut below_link = good.clone();
     below_link.id = format!("{}-below-link", good.id);
-    below_link.entries.insert(0, Entry { path: "evil".into(), kind: EntryKind::Symlink, mode: 0o777, size: 0, mtime: 0, target: Some("..".into()), extent: None, blake3: None });
+    below_link.entries.insert(
+        0,
+        Entry {
+            path: "evil".into(),
+            kind: EntryKind::Symlink,
+            mode: 0o777,
+            size: 0,
+            mtime: 0,
+            target: Some("..".into()),
+            extent: None,
+            blake3: None,
+        },
+    );
     below_link.entries[first_file + 1].path = "evil/escaped".into();
 
     for (name, hostile) in [

@@ -7,8 +7,8 @@ use rdkafka::admin::AdminClient;
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::metadata::Metadata;
 use rdkafka::message::Message;
+use rdkafka::metadata::Metadata;
 use rdkafka::{Offset, TopicPartitionList};
 
 use crate::record::Record;
@@ -153,9 +153,7 @@ impl Brokers {
     /// (log start, high watermark) of a partition; for a read_committed
     /// reader the high end is the last stable offset.
     pub fn watermarks(&self, consumer: &BaseConsumer, topic: &str, partition: i32) -> Result<(i64, i64)> {
-        consumer
-            .fetch_watermarks(topic, partition, self.timeout)
-            .map_err(broker(format!("reading the offsets of {topic}/{partition}")))
+        consumer.fetch_watermarks(topic, partition, self.timeout).map_err(broker(format!("reading the offsets of {topic}/{partition}")))
     }
 
     /// Read `topic/partition` from `start` up to `end` (exclusive) with

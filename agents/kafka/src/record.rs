@@ -81,10 +81,7 @@ impl<'a> Record<'a> {
 
     /// Size of everything but the offset and timestamp type: what the hash covers.
     fn content_len(&self) -> usize {
-        8 + bytes_len(self.key)
-            + bytes_len(self.value)
-            + 4
-            + self.headers.iter().map(|(n, v)| 4 + n.len() + bytes_len(*v)).sum::<usize>()
+        8 + bytes_len(self.key) + bytes_len(self.value) + 4 + self.headers.iter().map(|(n, v)| 4 + n.len() + bytes_len(*v)).sum::<usize>()
     }
 }
 

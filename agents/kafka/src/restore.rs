@@ -33,10 +33,10 @@ use time::OffsetDateTime;
 use lifeboat_repository::{format, RepoError, Repository};
 use lifeboat_storage::{PutMode, StoreError};
 
-use crate::stored::{self, PartitionReader, Snapshot};
 use crate::client::Brokers;
 use crate::details::TopicSnapshot;
 use crate::record::{ContentHash, Record, TS_NONE};
+use crate::stored::{self, PartitionReader, Snapshot};
 use crate::{broker, KafkaError, Result};
 
 #[derive(Debug, Clone)]
@@ -148,8 +148,7 @@ pub async fn restore(repo: &Repository, req: &RestoreRequest) -> Result<RestoreR
     }
     let until = until_ms(&req.until);
     if let Some(u) = until {
-        let earliest =
-            first_timestamp(repo, &last).await?;
+        let earliest = first_timestamp(repo, &last).await?;
         if let Some(earliest) = earliest.filter(|e| u < *e) {
             return Err(KafkaError::Invalid(format!(
                 "--until {} is before the first record of snapshot {} (at {}); nothing would be restored; choose a later time or an older snapshot",
@@ -179,12 +178,7 @@ pub async fn restore(repo: &Repository, req: &RestoreRequest) -> Result<RestoreR
                     bases.insert(format!("{target}/{}", p.partition), wait_for_partition(brokers, &querier, target, p.partition)?.1);
                 }
             }
-            let journal = Journal {
-                snapshot: last.manifest.id.clone(),
-                until: until.map(fmt_ms),
-                mapping: mapping.clone(),
-                bases,
-            };
+            let journal = Journal { snapshot: last.manifest.id.clone(), until: until.map(fmt_ms), mapping: mapping.clone(), bases };
             let bytes = serde_json::to_vec_pretty(&journal).expect("journal serialises");
             match repo.store().put(&journal_path, Bytes::from(repo.seal(&journal_path, &bytes)), PutMode::Create).await {
                 Ok(()) => (journal, false),
@@ -211,9 +205,10 @@ pub async fn restore(repo: &Repository, req: &RestoreRequest) -> Result<RestoreR
     for t in &topics {
         let target = &mapping[&t.name];
         for p in &t.partitions {
-            let base = *journal.bases.get(&format!("{target}/{}", p.partition)).ok_or_else(|| {
-                KafkaError::Failed(format!("the journal of restore {key} has no base for {target}/{}", p.partition))
-            })?;
+            let base = *journal
+                .bases
+                .get(&format!("{target}/{}", p.partition))
+                .ok_or_else(|| KafkaError::Failed(format!("the journal of restore {key} has no base for {target}/{}", p.partition)))?;
             jobs.push(PartitionJob {
                 repo: repo.clone(),
                 snapshot: last.clone(),
@@ -251,8 +246,7 @@ pub async fn restore(repo: &Repository, req: &RestoreRequest) -> Result<RestoreR
     let mut produced = 0;
     for t in &topics {
         let target = mapping[&t.name].clone();
-        let mut partitions: Vec<PartitionReport> =
-            done.iter().filter(|(n, _)| n == &target).map(|(_, r)| r.clone()).collect();
+        let mut partitions: Vec<PartitionReport> = done.iter().filter(|(n, _)| n == &target).map(|(_, r)| r.clone()).collect();
         partitions.sort_by_key(|p| p.partition);
         for p in &partitions {
             let (_, end) = brokers.watermarks(&querier, &target, p.partition)?;

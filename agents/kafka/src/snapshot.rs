@@ -26,10 +26,10 @@ use lifeboat_repository::manifest::{ChunkRef, Entry, EntryKind, Extent, Totals};
 use lifeboat_repository::pipeline::{self, KnownChunks, StreamStats};
 use lifeboat_repository::{format, Manifest, Repository};
 
-use crate::stored::{self, segment_path, segment_start};
 use crate::client::Brokers;
 use crate::details::{Gap, GroupOffset, GroupOffsets, PartitionSnapshot, SnapshotDetails, TopicConfig, TopicSnapshot};
 use crate::record::ContentHash;
+use crate::stored::{self, segment_path, segment_start};
 use crate::{broker, KafkaError, Result, KIND_FULL, KIND_INCREMENTAL};
 
 #[derive(Debug, Clone)]
@@ -62,7 +62,12 @@ pub async fn snapshot(repo: &Repository, req: &SnapshotRequest) -> Result<(Manif
     lock.release_after(result).await
 }
 
-async fn take(repo: &Repository, req: &SnapshotRequest, regex: &regex::Regex, started: OffsetDateTime) -> Result<(Manifest, SnapshotDetails)> {
+async fn take(
+    repo: &Repository,
+    req: &SnapshotRequest,
+    regex: &regex::Regex,
+    started: OffsetDateTime,
+) -> Result<(Manifest, SnapshotDetails)> {
     let brokers = &req.brokers;
     let consumer = brokers.querier()?;
     let metadata = brokers.metadata(&consumer)?;
@@ -210,11 +215,8 @@ async fn take(repo: &Repository, req: &SnapshotRequest, regex: &regex::Regex, st
 
 /// Committed offsets of every consumer group on the snapshot's partitions.
 fn group_offsets(brokers: &Brokers, consumer: &BaseConsumer, ranges: &[Range]) -> Result<Vec<GroupOffsets>> {
-    let list = brokers
-        .with_coordinator(|| consumer.fetch_group_list(None, brokers.timeout))
-        .map_err(broker("listing consumer groups"))?;
-    let mut names: Vec<String> =
-        list.groups().iter().map(|g| g.name().to_string()).filter(|n| !n.starts_with("lifeboat-")).collect();
+    let list = brokers.with_coordinator(|| consumer.fetch_group_list(None, brokers.timeout)).map_err(broker("listing consumer groups"))?;
+    let mut names: Vec<String> = list.groups().iter().map(|g| g.name().to_string()).filter(|n| !n.starts_with("lifeboat-")).collect();
     names.sort();
     let mut tpl = TopicPartitionList::new();
     for r in ranges {
@@ -275,7 +277,10 @@ async fn read_configs(brokers: &Brokers, topics: &mut [TopicSnapshot]) -> Result
                 TopicConfig {
                     value: c.value,
                     topic_override: c.source == ConfigSource::DynamicTopic,
-                    default: c.is_default, read_only: c.is_read_only, sensitive: c.is_sensitive },
+                    default: c.is_default,
+                    read_only: c.is_read_only,
+                    sensitive: c.is_sensitive,
+                },
             );
         }
     }
@@ -324,8 +329,7 @@ async fn snapshot_partition(
 fn read_partition(brokers: &Brokers, r: &Range, tx: SyncSender<Vec<u8>>) -> Result<PartitionStats> {
     let mut block = Vec::with_capacity(BLOCK);
     let send = |block: &mut Vec<u8>| -> Result<()> {
-        tx.send(std::mem::replace(block, Vec::with_capacity(BLOCK)))
-            .map_err(|_| KafkaError::Stopped)
+        tx.send(std::mem::replace(block, Vec::with_capacity(BLOCK))).map_err(|_| KafkaError::Stopped)
     };
     let mut stats = PartitionStats {
         records: 0,

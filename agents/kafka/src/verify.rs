@@ -3,15 +3,14 @@
 //! the repository; the actual side is read back from the brokers, from the
 //! restore's base offset (from its offset map) or the log start.
 
-
 use serde::Serialize;
 
 use lifeboat_repository::{format, RepoError, Repository};
 use lifeboat_storage::StoreError;
 
-use crate::stored::{self, PartitionReader};
 use crate::record::{ContentHash, Record};
 use crate::restore::RestoreRequest;
+use crate::stored::{self, PartitionReader};
 use crate::{KafkaError, Result};
 
 /// Count, content hash and first/last timestamps of a run of records.
@@ -79,9 +78,12 @@ pub async fn verify(repo: &Repository, req: &RestoreRequest) -> Result<VerifyRep
                 .flatten()
                 .flat_map(|t| {
                     let target = t["target"].as_str().unwrap_or_default().to_string();
-                    t["partitions"].as_array().cloned().unwrap_or_default().into_iter().map(move |p| {
-                        (target.clone(), p["partition"].as_i64().unwrap_or(-1) as i32, p["base"].as_i64().unwrap_or(0))
-                    })
+                    t["partitions"]
+                        .as_array()
+                        .cloned()
+                        .unwrap_or_default()
+                        .into_iter()
+                        .map(move |p| (target.clone(), p["partition"].as_i64().unwrap_or(-1) as i32, p["base"].as_i64().unwrap_or(0)))
                 })
                 .collect()
         }

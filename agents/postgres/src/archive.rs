@@ -94,13 +94,7 @@ async fn store_bytes(repo: &Repository, cell: &str, name: &str, data: Vec<u8>) -
                 Ok(()) | Err(StoreError::AlreadyExists { .. }) => {}
                 Err(e) => return Err(RepoError::from(e).into()),
             }
-            Err(WalError::Conflict {
-                cell: cell.into(),
-                name: name.into(),
-                archived: sha256_hex(&existing),
-                new,
-                kept: kept.to_string(),
-            })
+            Err(WalError::Conflict { cell: cell.into(), name: name.into(), archived: sha256_hex(&existing), new, kept: kept.to_string() })
         }
         Err(RepoError::Corrupt { reason, .. }) => {
             tracing::error!(%path, %reason, "archived WAL object is corrupt; replacing it with the verified bytes Postgres just handed over");
@@ -120,10 +114,7 @@ pub(crate) async fn store_file(repo: &Repository, cell: &str, path: &Path) -> Re
 }
 
 pub fn file_name(path: &Path) -> Result<String, WalError> {
-    path.file_name()
-        .and_then(|n| n.to_str())
-        .map(String::from)
-        .ok_or_else(|| WalError::BadName { name: path.display().to_string() })
+    path.file_name().and_then(|n| n.to_str()).map(String::from).ok_or_else(|| WalError::BadName { name: path.display().to_string() })
 }
 
 /// `archive_command` for one file: store it and run the durability barrier.

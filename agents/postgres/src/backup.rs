@@ -187,7 +187,9 @@ pub async fn backup(repo: &Repository, req: &BackupRequest) -> Result<Manifest, 
     let (pg_version, segment_size, system_identifier, from_standby): (i32, String, String, bool) =
         (row.get(3), row.get(4), row.get(5), row.get(6));
     if wal_level == "minimal" {
-        return Err(PgError::Config("wal_level is minimal, which cannot support point-in-time recovery; set wal_level = replica and restart Postgres".into()));
+        return Err(PgError::Config(
+            "wal_level is minimal, which cannot support point-in-time recovery; set wal_level = replica and restart Postgres".into(),
+        ));
     }
     if archive_mode == "off" {
         return Err(PgError::Config(format!(
@@ -210,10 +212,8 @@ pub async fn backup(repo: &Repository, req: &BackupRequest) -> Result<Manifest, 
     }
 
     let parent = if req.incremental {
-        let newest = crate::restore::list_backups(repo, &req.cell)
-            .await?
-            .into_iter()
-            .rfind(|(_, d)| d.system_identifier == system_identifier);
+        let newest =
+            crate::restore::list_backups(repo, &req.cell).await?.into_iter().rfind(|(_, d)| d.system_identifier == system_identifier);
         if newest.is_none() {
             tracing::warn!(cell = %req.cell, "no earlier backup of this cluster: taking a full backup instead of an incremental");
         }
@@ -226,11 +226,8 @@ pub async fn backup(repo: &Repository, req: &BackupRequest) -> Result<Manifest, 
     let result = async {
         let started = OffsetDateTime::now_utc();
         let label = format!("lifeboat {} {}", req.cell, started);
-        let start_lsn: String = client
-            .query_one("select pg_backup_start($1, true)::text", &[&label])
-            .await
-            .map_err(q("pg_backup_start"))?
-            .get(0);
+        let start_lsn: String =
+            client.query_one("select pg_backup_start($1, true)::text", &[&label]).await.map_err(q("pg_backup_start"))?.get(0);
         tracing::info!(cell = %req.cell, %start_lsn, "backup started");
         let stored = files::store_tree(repo, &pgdata, pgdata_filter, parent.as_ref()).await;
         let stop = client

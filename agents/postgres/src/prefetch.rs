@@ -106,7 +106,14 @@ pub struct PrefetchReport {
 }
 
 /// Run the prefetcher in `helper` (see the module docs).
-pub async fn run(repo: &Repository, cell: &str, helper: &HelperDir, depth: usize, parallel: usize, idle: Duration) -> Result<PrefetchReport, WalError> {
+pub async fn run(
+    repo: &Repository,
+    cell: &str,
+    helper: &HelperDir,
+    depth: usize,
+    parallel: usize,
+    idle: Duration,
+) -> Result<PrefetchReport, WalError> {
     let dir = helper.dir.as_path();
     let Some(_lock) = helper.lock().map_err(io(format!("locking {}", dir.display())))? else {
         return Ok(PrefetchReport::default());

@@ -16,10 +16,10 @@ use time::OffsetDateTime;
 use lifeboat_repository::Repository;
 
 use crate::archive::WAL_PREFIX;
-use crate::backup::KIND_FULL;
-use crate::walname::WalFile;
 use crate::backup::PgError;
+use crate::backup::KIND_FULL;
 use crate::lsn::{Lsn, SEGMENT_SIZE};
+use crate::walname::WalFile;
 
 /// A base backup, as compliance reports it.
 #[derive(Debug, Clone, Serialize)]
@@ -63,10 +63,7 @@ impl PgRecoverable {
 pub async fn written_through(conninfo: &str) -> Result<Lsn, PgError> {
     let client = crate::backup::connect(conninfo).await?;
     let sql = "select (case when pg_is_in_recovery() then pg_last_wal_receive_lsn() else pg_current_wal_insert_lsn() end)::text";
-    let row = client
-        .query_one(sql, &[])
-        .await
-        .map_err(|source| PgError::Query { context: "reading the WAL position".into(), source })?;
+    let row = client.query_one(sql, &[]).await.map_err(|source| PgError::Query { context: "reading the WAL position".into(), source })?;
     let text: Option<String> = row.get(0);
     text.as_deref()
         .and_then(|t| t.parse().ok())
@@ -99,14 +96,8 @@ pub async fn recoverable(
     let point = |m: &lifeboat_repository::manifest::Manifest| BackupPoint { id: m.id.clone(), finished: m.finished };
     let last_full = backups.iter().rev().find(|(m, _)| m.kind == KIND_FULL).map(|(m, _)| point(m));
     let last_incremental = backups.iter().rev().find(|(m, _)| m.kind != KIND_FULL).map(|(m, _)| point(m));
-    let mut result = PgRecoverable {
-        backups: backups.len(),
-        last_full,
-        last_incremental,
-        last_segment: None,
-        recoverable_to: None,
-        caught_up: false,
-    };
+    let mut result =
+        PgRecoverable { backups: backups.len(), last_full, last_incremental, last_segment: None, recoverable_to: None, caught_up: false };
     let Some((_, newest)) = backups.last() else { return Ok(result) };
 
     // Segment number -> (name, archive time), over every timeline: after a

@@ -35,10 +35,9 @@ impl Target {
         let fmt = time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]:[second].[subsecond digits:6]+00");
         match self {
             Target::Latest => String::new(),
-            Target::Time(t) => format!(
-                "recovery_target_time = '{}'\n",
-                t.to_offset(time::UtcOffset::UTC).format(&fmt).expect("formatting a time")
-            ),
+            Target::Time(t) => {
+                format!("recovery_target_time = '{}'\n", t.to_offset(time::UtcOffset::UTC).format(&fmt).expect("formatting a time"))
+            }
             Target::Lsn(l) => format!("recovery_target_lsn = '{l}'\n"),
             Target::Xid(x) => format!("recovery_target_xid = '{x}'\n"),
             Target::Name(n) => format!("recovery_target_name = '{}'\n", n.replace('\'', "''")),
@@ -110,12 +109,15 @@ pub async fn list_backups(repo: &Repository, cell: &str) -> Result<Vec<(Manifest
 fn choose(backups: Vec<(Manifest, PgDetails)>, req: &RestoreRequest) -> Result<(Manifest, PgDetails), PgError> {
     let cell = &req.cell;
     if backups.is_empty() {
-        return Err(PgError::Config(format!("cell {cell} has no Postgres backup in this repository; run `lifeboat-agent pg backup` first")));
+        return Err(PgError::Config(format!(
+            "cell {cell} has no Postgres backup in this repository; run `lifeboat-agent pg backup` first"
+        )));
     }
     if let Some(id) = &req.backup {
-        return backups.into_iter().find(|(m, _)| &m.id == id).ok_or_else(|| {
-            PgError::Config(format!("backup {id} of cell {cell} not found; `lifeboat-agent pg info` lists them"))
-        });
+        return backups
+            .into_iter()
+            .find(|(m, _)| &m.id == id)
+            .ok_or_else(|| PgError::Config(format!("backup {id} of cell {cell} not found; `lifeboat-agent pg info` lists them")));
     }
     let oldest_end = backups[0].0.finished;
     let oldest_lsn = backups[0].1.stop_lsn;
@@ -162,8 +164,7 @@ pub async fn restore(repo: &Repository, req: &RestoreRequest) -> Result<RestoreR
     };
     let io = |what: &str, e: std::io::Error| PgError::Config(format!("{what} in {}: {e}", req.to.display()));
     // Postgres refuses a data directory open to others.
-    std::fs::set_permissions(&req.to, std::os::unix::fs::PermissionsExt::from_mode(0o700))
-        .map_err(|e| io("setting mode 0700", e))?;
+    std::fs::set_permissions(&req.to, std::os::unix::fs::PermissionsExt::from_mode(0o700)).map_err(|e| io("setting mode 0700", e))?;
     std::fs::write(req.to.join("backup_label"), &details.backup_label).map_err(|e| io("writing backup_label", e))?;
     if !places.is_empty() {
         let placed = place_tablespaces(req, &manifest.id, &places)?;
@@ -201,7 +202,8 @@ pub async fn restore(repo: &Repository, req: &RestoreRequest) -> Result<RestoreR
 fn tablespace_places(req: &RestoreRequest, backup: &str, map: &str) -> Result<Vec<(String, String, PathBuf)>, PgError> {
     let mut places = Vec::new();
     for line in map.lines().filter(|l| !l.trim().is_empty()) {
-        let (oid, original) = line.split_once(' ').ok_or_else(|| PgError::Config(format!("backup {backup}: unreadable tablespace_map line {line:?}")))?;
+        let (oid, original) =
+            line.split_once(' ').ok_or_else(|| PgError::Config(format!("backup {backup}: unreadable tablespace_map line {line:?}")))?;
         let dest = match (req.tablespace_map.iter().find(|(o, _)| o == oid), &req.tablespaces_under) {
             (Some((_, d)), _) => d.clone(),
             (None, Some(under)) => under.join(oid),
@@ -235,7 +237,8 @@ fn place_tablespaces(req: &RestoreRequest, backup: &str, places: &[(String, Stri
             )));
         }
         std::fs::create_dir_all(dest).map_err(|e| fail(format!("creating {}: {e}", dest.display())))?;
-        std::fs::set_permissions(dest, std::os::unix::fs::PermissionsExt::from_mode(0o700)).map_err(|e| fail(format!("{}: {e}", dest.display())))?;
+        std::fs::set_permissions(dest, std::os::unix::fs::PermissionsExt::from_mode(0o700))
+            .map_err(|e| fail(format!("{}: {e}", dest.display())))?;
         for entry in std::fs::read_dir(&link).map_err(|e| fail(format!("{}: {e}", link.display())))? {
             let entry = entry.map_err(|e| fail(format!("{}: {e}", link.display())))?;
             move_tree(&entry.path(), &dest.join(entry.file_name())).map_err(|e| fail(format!("moving into {}: {e}", dest.display())))?;
@@ -282,17 +285,16 @@ async fn check_wal_reaches(repo: &Repository, cell: &str, d: &PgDetails, target:
     let WalFile::Segment { timeline, segno: start_seg } = start else {
         return Err(PgError::Wal(format!("bad start WAL {}", d.start_wal)));
     };
-    let tl = report
-        .timelines
-        .iter()
-        .find(|t| t.timeline == timeline)
-        .ok_or_else(|| PgError::Wal(format!("no WAL of timeline {timeline} is archived for cell {cell}; the backup cannot be made consistent")))?;
+    let tl = report.timelines.iter().find(|t| t.timeline == timeline).ok_or_else(|| {
+        PgError::Wal(format!("no WAL of timeline {timeline} is archived for cell {cell}; the backup cannot be made consistent"))
+    })?;
     let last = WalFile::parse(&tl.last);
     let Some(WalFile::Segment { segno: last_seg, .. }) = last else {
         return Err(PgError::Wal("unreadable WAL chain".into()));
     };
     // Gaps after the backup's start break replay; report the reachable end.
-    if let Some(gap) = tl.gaps.iter().find(|g| matches!(WalFile::parse(&g.to), Some(WalFile::Segment { segno, .. }) if segno >= start_seg)) {
+    if let Some(gap) = tl.gaps.iter().find(|g| matches!(WalFile::parse(&g.to), Some(WalFile::Segment { segno, .. }) if segno >= start_seg))
+    {
         let from = match WalFile::parse(&gap.from) {
             Some(WalFile::Segment { segno, .. }) => segno,
             _ => start_seg,

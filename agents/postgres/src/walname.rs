@@ -23,9 +23,7 @@ pub enum WalFile {
 }
 
 fn hex_u32(s: &str) -> Option<u32> {
-    (s.len() == 8 && s.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_lowercase()))
-        .then(|| u32::from_str_radix(s, 16).ok())
-        .flatten()
+    (s.len() == 8 && s.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_lowercase())).then(|| u32::from_str_radix(s, 16).ok()).flatten()
 }
 
 fn segment_parts(s: &str) -> Option<(u32, u64)> {
@@ -104,10 +102,7 @@ mod tests {
             let parsed = WalFile::parse(name).unwrap_or_else(|| panic!("{name}"));
             assert_eq!(parsed.to_string(), name);
         }
-        assert_eq!(
-            WalFile::parse("0000000100000001000000FF"),
-            Some(WalFile::Segment { timeline: 1, segno: 256 + 255 })
-        );
+        assert_eq!(WalFile::parse("0000000100000001000000FF"), Some(WalFile::Segment { timeline: 1, segno: 256 + 255 }));
     }
 
     #[test]

@@ -144,13 +144,17 @@ fn local_copies<'a>(
         .then(move |(path, mode, copied)| async move {
             let result = match copied {
                 Ok(Ok(n)) => Ok(n),
-                Ok(Err(rejected)) => Err(source_first(src, &path, RepoError::Corrupt {
-                    key: format!("{} at {}", path, dst.describe()),
-                    reason: match rejected {
-                        RepoError::Corrupt { reason, .. } => format!("the copy of a sound source failed its check: {reason}"),
-                        other => other.to_string(),
+                Ok(Err(rejected)) => Err(source_first(
+                    src,
+                    &path,
+                    RepoError::Corrupt {
+                        key: format!("{} at {}", path, dst.describe()),
+                        reason: match rejected {
+                            RepoError::Corrupt { reason, .. } => format!("the copy of a sound source failed its check: {reason}"),
+                            other => other.to_string(),
+                        },
                     },
-                })
+                )
                 .await),
                 Err(StoreError::AlreadyExists { .. }) => copy_object(src, dst, &path, mode, false).await,
                 // The kernel's copy does not say which side failed.
@@ -317,11 +321,8 @@ async fn copy_objects(src: &Repository, dst: &DynStore, workers: usize, report: 
     // under its name after a crash); one sync at the end makes their names
     // durable, and a name lost before it is copied again by a rerun.
     dst.sync().await?;
-    let src_sizes: HashMap<&str, u64> = src_objects
-        .iter()
-        .filter(|m| m.path.as_str().starts_with(format::MANIFESTS))
-        .map(|m| (m.path.as_str(), m.size))
-        .collect();
+    let src_sizes: HashMap<&str, u64> =
+        src_objects.iter().filter(|m| m.path.as_str().starts_with(format::MANIFESTS)).map(|m| (m.path.as_str(), m.size)).collect();
     for backup in src.list_backups(None).await? {
         let path = format::manifest_path(&backup.cell, &backup.id);
         let mode = match (dst_sizes.get(path.as_str()), src_sizes.get(path.as_str())) {

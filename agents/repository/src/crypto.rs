@@ -50,9 +50,7 @@ impl Key {
     pub fn from_hex(text: &str) -> Result<Self> {
         let bytes = hex::decode(text.trim())
             .map_err(|_| RepoError::BadKey("expected 64 hex characters (generate one with `lifeboat-agent key generate`)".into()))?;
-        let master: [u8; 32] = bytes
-            .try_into()
-            .map_err(|_| RepoError::BadKey("expected 32 bytes (64 hex characters)".into()))?;
+        let master: [u8; 32] = bytes.try_into().map_err(|_| RepoError::BadKey("expected 32 bytes (64 hex characters)".into()))?;
         Ok(Self::from_bytes(&master))
     }
 

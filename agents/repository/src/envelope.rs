@@ -103,9 +103,7 @@ pub fn open(stored: Vec<u8>, context: &str, key: Option<&Key>) -> Result<Vec<u8>
     // Frames written by `seal` carry their content size: decompress into one
     // exact allocation (WAL segments are 16 MiB; regrowing costs page faults).
     match zstd::zstd_safe::get_frame_content_size(&payload) {
-        Ok(Some(size)) if size <= MAX_OBJECT => {
-            zstd::bulk::decompress(&payload, size as usize).map_err(|e| format!("zstd: {e}"))
-        }
+        Ok(Some(size)) if size <= MAX_OBJECT => zstd::bulk::decompress(&payload, size as usize).map_err(|e| format!("zstd: {e}")),
         _ => zstd::stream::decode_all(&payload[..]).map_err(|e| format!("zstd: {e}")),
     }
 }

@@ -59,9 +59,9 @@ fn walk(root: &Path, filter: fn(&str) -> Filter) -> Result<(Vec<Entry>, Vec<Path
         let mut subdirs = Vec::new();
         for item in names {
             let name = item.file_name();
-            let name = name.to_str().ok_or_else(|| {
-                RepoError::Invalid(format!("{}: file name is not UTF-8; rename it to back it up", item.path().display()))
-            })?;
+            let name = name
+                .to_str()
+                .ok_or_else(|| RepoError::Invalid(format!("{}: file name is not UTF-8; rename it to back it up", item.path().display())))?;
             let path = if rel.is_empty() { name.to_string() } else { format!("{rel}/{name}") };
             let decision = filter(&path);
             if decision == Filter::Exclude {
@@ -81,19 +81,45 @@ fn walk(root: &Path, filter: fn(&str) -> Filter) -> Result<(Vec<Entry>, Vec<Path
             let mode = meta.permissions().mode() & 0o7777;
             let ft = meta.file_type();
             if ft.is_dir() {
-                entries.push(Entry { path: path.clone(), kind: EntryKind::Dir, mode, size: 0, mtime: meta.mtime(), target: None, extent: None, blake3: None });
+                entries.push(Entry {
+                    path: path.clone(),
+                    kind: EntryKind::Dir,
+                    mode,
+                    size: 0,
+                    mtime: meta.mtime(),
+                    target: None,
+                    extent: None,
+                    blake3: None,
+                });
                 if decision != Filter::EmptyDir {
                     subdirs.push((item.path(), path));
                 }
             } else if ft.is_file() {
-                entries.push(Entry { path, kind: EntryKind::File, mode, size: meta.len(), mtime: meta.mtime(), target: None, extent: None, blake3: None });
+                entries.push(Entry {
+                    path,
+                    kind: EntryKind::File,
+                    mode,
+                    size: meta.len(),
+                    mtime: meta.mtime(),
+                    target: None,
+                    extent: None,
+                    blake3: None,
+                });
                 files.push(item.path());
             } else if ft.is_symlink() {
                 let target = fs::read_link(item.path()).map_err(RepoError::io(format!("reading link {}", item.path().display())))?;
-                let target = target.to_str().ok_or_else(|| {
-                    RepoError::Invalid(format!("{}: symlink target is not UTF-8", item.path().display()))
-                })?;
-                entries.push(Entry { path, kind: EntryKind::Symlink, mode, size: 0, mtime: meta.mtime(), target: Some(target.into()), extent: None, blake3: None });
+                let target =
+                    target.to_str().ok_or_else(|| RepoError::Invalid(format!("{}: symlink target is not UTF-8", item.path().display())))?;
+                entries.push(Entry {
+                    path,
+                    kind: EntryKind::Symlink,
+                    mode,
+                    size: 0,
+                    mtime: meta.mtime(),
+                    target: Some(target.into()),
+                    extent: None,
+                    blake3: None,
+                });
             } else {
                 tracing::warn!(path = %item.path().display(), "skipping a socket, fifo or device file");
                 skipped += 1;
@@ -172,19 +198,13 @@ pub struct StoredTree {
 /// parent's, and whose mtime is older than the parent's start (so the parent
 /// read its final content), is not read again: its entry points at the
 /// parent's chunks.
-pub async fn store_tree(
-    repo: &Repository,
-    dir: &Path,
-    filter: fn(&str) -> Filter,
-    parent: Option<&Manifest>,
-) -> Result<StoredTree> {
+pub async fn store_tree(repo: &Repository, dir: &Path, filter: fn(&str) -> Filter, parent: Option<&Manifest>) -> Result<StoredTree> {
     let dir = dir.canonicalize().map_err(RepoError::io(format!("backup source {}", dir.display())))?;
     if !dir.is_dir() {
         return Err(RepoError::Invalid(format!("backup source {} is not a directory", dir.display())));
     }
     let walk_dir = dir.clone();
-    let (mut entries, files, skipped) =
-        tokio::task::spawn_blocking(move || walk(&walk_dir, filter)).await.expect("walk does not panic")?;
+    let (mut entries, files, skipped) = tokio::task::spawn_blocking(move || walk(&walk_dir, filter)).await.expect("walk does not panic")?;
     // Reuse what the parent read, where it provably read the final content.
     let mut reused = 0u64;
     let mut to_read = Vec::with_capacity(files.len());
@@ -196,9 +216,9 @@ pub async fn store_tree(
         let mut file_paths = files.into_iter();
         for entry in entries.iter_mut().filter(|e| e.kind == EntryKind::File) {
             let abs = file_paths.next().expect("one path per file entry");
-            let same = by_path.get(entry.path.as_str()).is_some_and(|p| {
-                p.size == entry.size && p.mtime == entry.mtime && p.mtime < parent_started - 1
-            });
+            let same = by_path
+                .get(entry.path.as_str())
+                .is_some_and(|p| p.size == entry.size && p.mtime == entry.mtime && p.mtime < parent_started - 1);
             match extents.get(entry.path.as_str()).filter(|_| same) {
                 Some(extent) => {
                     entry.extent = Some(extent.clone());

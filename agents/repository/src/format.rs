@@ -52,7 +52,6 @@ pub struct Chunking {
     pub max_size: u32,
 }
 
-
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Compression {
@@ -70,8 +69,8 @@ pub struct Encryption {
 impl RepoConfig {
     /// Parse a stored config, refusing versions newer than this build.
     pub fn parse(raw: &[u8], location: &str) -> Result<Self> {
-        let value: serde_json::Value = serde_json::from_slice(raw)
-            .map_err(|e| RepoError::Corrupt { key: CONFIG_KEY.into(), reason: e.to_string() })?;
+        let value: serde_json::Value =
+            serde_json::from_slice(raw).map_err(|e| RepoError::Corrupt { key: CONFIG_KEY.into(), reason: e.to_string() })?;
         if value.get("format").and_then(|v| v.as_str()) != Some(FORMAT_NAME) {
             return Err(RepoError::Corrupt { key: CONFIG_KEY.into(), reason: format!("format is not {FORMAT_NAME:?}") });
         }
@@ -126,9 +125,7 @@ pub fn validate_cell(cell: &str) -> Result<()> {
     if ok {
         Ok(())
     } else {
-        Err(RepoError::Invalid(format!(
-            "invalid cell name {cell:?}: use 1 to 63 lowercase letters, digits and '-', not starting with '-'"
-        )))
+        Err(RepoError::Invalid(format!("invalid cell name {cell:?}: use 1 to 63 lowercase letters, digits and '-', not starting with '-'")))
     }
 }
 

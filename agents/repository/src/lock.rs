@@ -93,12 +93,7 @@ async fn live_locks(repo: &Repository, except: &ObjectPath) -> Result<Vec<LockIn
 impl LockGuard {
     pub async fn acquire(repo: &Repository, kind: LockKind, operation: &str) -> Result<Self> {
         let path = format::path(&format!("{}{:032x}", format::LOCKS, rand::random::<u128>()));
-        let mut info = LockInfo {
-            kind,
-            operation: operation.into(),
-            holder: holder(),
-            refreshed: OffsetDateTime::now_utc(),
-        };
+        let mut info = LockInfo { kind, operation: operation.into(), holder: holder(), refreshed: OffsetDateTime::now_utc() };
         write(repo, &path, &info).await?;
         // Durable, so that a copy interrupted by a crash is known as such after it.
         repo.store().sync().await?;

@@ -120,10 +120,7 @@ pub struct Totals {
 impl Manifest {
     /// Every chunk this backup needs: its stream and its files' extents.
     pub fn chunk_ids(&self) -> impl Iterator<Item = &str> {
-        self.chunks
-            .iter()
-            .chain(self.entries.iter().filter_map(|e| e.extent.as_ref()).flat_map(|x| x.chunks.iter()))
-            .map(|c| c.id.as_str())
+        self.chunks.iter().chain(self.entries.iter().filter_map(|e| e.extent.as_ref()).flat_map(|x| x.chunks.iter())).map(|c| c.id.as_str())
     }
 
     /// Where each regular file's bytes are, as an extent over chunks: its own

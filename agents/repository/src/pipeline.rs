@@ -93,37 +93,39 @@ pub async fn store_stream<R: Read + Send + 'static>(
 
     // Boxed, not pinned on the stack: dropping it below must really drop
     // the receiver, or a chunker with more to send waits forever.
-    let mut stored = Box::pin(ReceiverStream::new(rx)
-        .map(|data| {
-            let repo = repo.clone();
-            let known = known.clone();
-            async move {
-                let size = data.len() as u32;
-                let sealing = {
-                    let repo = repo.clone();
-                    let known = known.clone();
-                    tokio::task::spawn_blocking(move || {
-                        let id = repo.chunk_id(&data);
-                        if known.contains(&id) {
-                            return (id, None);
+    let mut stored = Box::pin(
+        ReceiverStream::new(rx)
+            .map(|data| {
+                let repo = repo.clone();
+                let known = known.clone();
+                async move {
+                    let size = data.len() as u32;
+                    let sealing = {
+                        let repo = repo.clone();
+                        let known = known.clone();
+                        tokio::task::spawn_blocking(move || {
+                            let id = repo.chunk_id(&data);
+                            if known.contains(&id) {
+                                return (id, None);
+                            }
+                            let sealed = repo.seal(&format::chunk_path(&id), &data);
+                            (id, Some(sealed))
+                        })
+                    };
+                    let (id, sealed) = sealing.await.expect("sealing does not panic");
+                    let mut uploaded = 0u64;
+                    if let Some(sealed) = sealed {
+                        let len = sealed.len() as u64;
+                        if repo.put_sealed_chunk(&id, sealed).await? {
+                            uploaded = len;
                         }
-                        let sealed = repo.seal(&format::chunk_path(&id), &data);
-                        (id, Some(sealed))
-                    })
-                };
-                let (id, sealed) = sealing.await.expect("sealing does not panic");
-                let mut uploaded = 0u64;
-                if let Some(sealed) = sealed {
-                    let len = sealed.len() as u64;
-                    if repo.put_sealed_chunk(&id, sealed).await? {
-                        uploaded = len;
+                        known.insert(id.clone());
                     }
-                    known.insert(id.clone());
+                    Ok::<_, RepoError>((ChunkRef { id, size }, uploaded))
                 }
-                Ok::<_, RepoError>((ChunkRef { id, size }, uploaded))
-            }
-        })
-        .buffered(workers));
+            })
+            .buffered(workers),
+    );
 
     let mut refs = Vec::new();
     let mut stats = StreamStats::default();
@@ -155,11 +157,7 @@ pub async fn store_stream<R: Read + Send + 'static>(
 }
 
 /// Fetch and verify chunks in order, `workers` at a time.
-pub fn read_stream(
-    repo: &Repository,
-    chunks: Vec<ChunkRef>,
-    workers: usize,
-) -> impl Stream<Item = Result<Vec<u8>>> + Send + 'static {
+pub fn read_stream(repo: &Repository, chunks: Vec<ChunkRef>, workers: usize) -> impl Stream<Item = Result<Vec<u8>>> + Send + 'static {
     let repo = repo.clone();
     futures::stream::iter(chunks)
         .map(move |chunk| {

@@ -10,12 +10,12 @@ use time::OffsetDateTime;
 
 use lifeboat_storage::{DynStore, ObjectPath, PutMode, StoreError};
 
-use crate::progress::Progress;
 use crate::crypto::{self, Key};
 use crate::envelope;
 use crate::error::{RepoError, Result};
 use crate::format::{self, Chunking, Compression, Encryption, RepoConfig};
 use crate::manifest::Manifest;
+use crate::progress::Progress;
 
 /// Options for `repo init`.
 #[derive(Debug, Clone)]
@@ -29,12 +29,7 @@ impl Default for InitOptions {
         InitOptions {
             // zstd level 1: pgBackRest-class speed; the data is mostly already dense pages.
             compression_level: 1,
-            chunking: Chunking {
-                algorithm: "fastcdc-2020".into(),
-                min_size: 256 << 10,
-                avg_size: 1 << 20,
-                max_size: 4 << 20,
-            },
+            chunking: Chunking { algorithm: "fastcdc-2020".into(), min_size: 256 << 10, avg_size: 1 << 20, max_size: 4 << 20 },
         }
     }
 }
@@ -167,8 +162,7 @@ impl Repository {
     /// Check a stored object's seal (not its plaintext hash): cheap enough
     /// for geo-copy, and proof the bytes are what a writer sealed at `path`.
     pub fn check_seal(&self, path: &ObjectPath, stored: &[u8]) -> Result<()> {
-        envelope::check(stored, path.as_str(), self.key.as_ref())
-            .map_err(|reason| RepoError::Corrupt { key: path.to_string(), reason })
+        envelope::check(stored, path.as_str(), self.key.as_ref()).map_err(|reason| RepoError::Corrupt { key: path.to_string(), reason })
     }
 
     /// Read and verify an object.
@@ -252,9 +246,11 @@ impl Repository {
     /// Resolve `latest` or an id to a manifest.
     pub async fn resolve_backup(&self, cell: &str, id_or_latest: &str) -> Result<Manifest> {
         if id_or_latest == "latest" {
-            let latest = self.list_backups(Some(cell)).await?.pop().ok_or_else(|| {
-                RepoError::BackupNotFound { id: format!("latest for cell {cell}"), location: self.location() }
-            })?;
+            let latest = self
+                .list_backups(Some(cell))
+                .await?
+                .pop()
+                .ok_or_else(|| RepoError::BackupNotFound { id: format!("latest for cell {cell}"), location: self.location() })?;
             return self.read_manifest(cell, &latest.id).await;
         }
         self.read_manifest(cell, id_or_latest).await

@@ -190,12 +190,8 @@ fn plan_delta(root: &Path, manifest: &Manifest, write_last: &HashSet<String>) ->
                 _ => false,
             };
             if !kept {
-                if meta.is_dir() {
-                    make_writable_and_remove(&abs)
-                } else {
-                    fs::remove_file(&abs)
-                }
-                .map_err(RepoError::io(format!("removing {}", abs.display())))?;
+                if meta.is_dir() { make_writable_and_remove(&abs) } else { fs::remove_file(&abs) }
+                    .map_err(RepoError::io(format!("removing {}", abs.display())))?;
                 plan.removed += 1;
             }
         }
@@ -224,8 +220,7 @@ fn content_matches(path: &Path, entry: &Entry) -> Result<bool> {
 /// Check every entry path, and that no entry lies below a symlink entry.
 fn check_entries(manifest: &Manifest) -> Result<()> {
     let corrupt = |reason: String| RepoError::Corrupt { key: format!("manifest {}", manifest.id), reason };
-    let links: HashSet<&str> =
-        manifest.entries.iter().filter(|e| e.kind == EntryKind::Symlink).map(|e| e.path.as_str()).collect();
+    let links: HashSet<&str> = manifest.entries.iter().filter(|e| e.kind == EntryKind::Symlink).map(|e| e.path.as_str()).collect();
     let mut seen = HashSet::new();
     for entry in &manifest.entries {
         manifest::validate_entry_path(&entry.path).map_err(corrupt)?;
@@ -241,8 +236,7 @@ fn check_entries(manifest: &Manifest) -> Result<()> {
         }
     }
     let stream_len: u64 = manifest.chunks.iter().map(|c| c.size as u64).sum();
-    let files_len: u64 =
-        manifest.entries.iter().filter(|e| e.kind == EntryKind::File && e.extent.is_none()).map(|e| e.size).sum();
+    let files_len: u64 = manifest.entries.iter().filter(|e| e.kind == EntryKind::File && e.extent.is_none()).map(|e| e.size).sum();
     if stream_len != files_len {
         return Err(corrupt(format!("chunks hold {stream_len} bytes but files need {files_len}")));
     }
@@ -284,8 +278,7 @@ fn finish_file(out: File, path: &Path, entry: &Entry) -> Result<()> {
             .map_err(RepoError::io(format!("setting mtime of {}", entry.path)))?;
     }
     drop(out);
-    fs::set_permissions(path, fs::Permissions::from_mode(entry.mode))
-        .map_err(RepoError::io(format!("setting mode of {}", entry.path)))
+    fs::set_permissions(path, fs::Permissions::from_mode(entry.mode)).map_err(RepoError::io(format!("setting mode of {}", entry.path)))
 }
 
 /// Write the manifest's tree under `root`, skipping the files in `skip`:

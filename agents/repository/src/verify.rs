@@ -118,10 +118,7 @@ pub async fn verify(repo: &Repository, workers: usize) -> Result<VerifyReport> {
                 kind: if matches!(e, RepoError::Store(_)) { ProblemKind::Missing } else { ProblemKind::Corrupt },
                 object: path.to_string(),
                 detail: e.to_string(),
-                breaks: chunk_id
-                    .and_then(|id| users.get(&id))
-                    .map(|s| s.iter().cloned().collect())
-                    .unwrap_or_default(),
+                breaks: chunk_id.and_then(|id| users.get(&id)).map(|s| s.iter().cloned().collect()).unwrap_or_default(),
             }),
         }
     }

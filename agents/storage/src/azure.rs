@@ -74,9 +74,7 @@ impl AzureStore {
         match err.kind() {
             ErrorKind::HttpResponse { status, error_code } => match u16::from(*status) {
                 404 => StoreError::NotFound { store, path: path.into() },
-                409 if error_code.as_deref() == Some("BlobAlreadyExists") => {
-                    StoreError::AlreadyExists { store, path: path.into() }
-                }
+                409 if error_code.as_deref() == Some("BlobAlreadyExists") => StoreError::AlreadyExists { store, path: path.into() },
                 412 => StoreError::AlreadyExists { store, path: path.into() },
                 401 | 403 => StoreError::AccessDenied { store, message },
                 408 | 429 | 500..=599 => StoreError::Transient { store, op, message },

@@ -182,10 +182,8 @@ fn fill_piece(state: &mut u64, n: usize) -> Bytes {
 pub async fn streamed_round_trip(store: &dyn ObjectStore, key: &str, len: u64) {
     let name = store.describe();
     let (stream, expected) = generated_stream(len, len ^ 0x5eed);
-    let stored = store
-        .put_stream(&p(key), stream, PutMode::Create)
-        .await
-        .unwrap_or_else(|e| panic!("{name}: streaming {len} bytes up: {e}"));
+    let stored =
+        store.put_stream(&p(key), stream, PutMode::Create).await.unwrap_or_else(|e| panic!("{name}: streaming {len} bytes up: {e}"));
     assert_eq!(stored, len, "{name}: bytes stored");
     assert_eq!(store.head(&p(key)).await.unwrap().map(|m| m.size), Some(len), "{name}: size after stream");
     let mut down = store.get_stream(&p(key)).await.unwrap();

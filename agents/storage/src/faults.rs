@@ -58,12 +58,7 @@ impl FaultyStore {
 
     /// Fail the next `times` calls of `op` (on keys containing `key_contains`, if given).
     pub fn fail(&self, op: Op, key_contains: Option<&str>, fault: Fault, times: u64) {
-        self.rules.lock().unwrap().push(Rule {
-            op,
-            key_contains: key_contains.map(String::from),
-            remaining: times,
-            fault,
-        });
+        self.rules.lock().unwrap().push(Rule { op, key_contains: key_contains.map(String::from), remaining: times, fault });
     }
 
     /// Let `n` more puts succeed, then fail everything as if the process died.
@@ -77,11 +72,7 @@ impl FaultyStore {
     }
 
     fn check(&self, op: Op, key: &str) -> Result<(), StoreError> {
-        let crashed = || StoreError::Permanent {
-            store: self.describe(),
-            op: "any",
-            message: "injected crash: the process is gone".into(),
-        };
+        let crashed = || StoreError::Permanent { store: self.describe(), op: "any", message: "injected crash: the process is gone".into() };
         if self.crashed.load(Ordering::SeqCst) {
             self.injected.fetch_add(1, Ordering::SeqCst);
             return Err(crashed());
@@ -99,9 +90,7 @@ impl FaultyStore {
         }
         let mut rules = self.rules.lock().unwrap();
         for rule in rules.iter_mut() {
-            let matches = rule.op == op
-                && rule.remaining > 0
-                && rule.key_contains.as_deref().is_none_or(|s| key.contains(s));
+            let matches = rule.op == op && rule.remaining > 0 && rule.key_contains.as_deref().is_none_or(|s| key.contains(s));
             if matches {
                 rule.remaining -= 1;
                 self.injected.fetch_add(1, Ordering::SeqCst);

@@ -63,9 +63,10 @@ fn is_hidden(key: &str) -> bool {
 
 /// Whether the last part of `key` is a temporary name ([`FileStore::tmp_beside`]).
 fn is_temporary(key: &str) -> bool {
-    file_name(key).strip_prefix('.').and_then(|rest| rest.rsplit_once(".tmp-")).is_some_and(|(object, random)| {
-        !object.is_empty() && random.len() == 16 && random.bytes().all(|b| b.is_ascii_hexdigit())
-    })
+    file_name(key)
+        .strip_prefix('.')
+        .and_then(|rest| rest.rsplit_once(".tmp-"))
+        .is_some_and(|(object, random)| !object.is_empty() && random.len() == 16 && random.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
 /// Above this many files and directories to flush, a sync flushes the
@@ -184,10 +185,7 @@ impl FileStore {
         match e.kind() {
             ErrorKind::NotFound => StoreError::NotFound { store, path: path.into() },
             ErrorKind::AlreadyExists => StoreError::AlreadyExists { store, path: path.into() },
-            ErrorKind::PermissionDenied => StoreError::AccessDenied {
-                store,
-                message: format!("{op} {path}: {e}"),
-            },
+            ErrorKind::PermissionDenied => StoreError::AccessDenied { store, message: format!("{op} {path}: {e}") },
             ErrorKind::Interrupted | ErrorKind::TimedOut | ErrorKind::WouldBlock => {
                 StoreError::Transient { store, op, message: format!("{path}: {e}") }
             }
@@ -216,9 +214,8 @@ impl FileStore {
         self.check_absent(path, mode)?;
         let this = self.clone();
         let path = path.clone();
-        let written = tokio::task::spawn_blocking(move || {
-            this.write_beside(&path, mode, durable, |f| f.write_all(&data).map(Ok::<(), Infallible>))
-        });
+        let written =
+            tokio::task::spawn_blocking(move || this.write_beside(&path, mode, durable, |f| f.write_all(&data).map(Ok::<(), Infallible>)));
         written.await.map_err(blocking_err)?.map(|verdict| verdict.unwrap_or_else(|never| match never {}))
     }
 
@@ -345,21 +342,25 @@ impl FileStore {
     /// write in progress keeps its file's modification time fresh.
     pub async fn leftovers(&self, idle: std::time::Duration) -> Result<Vec<Leftover>, StoreError> {
         let now = std::time::SystemTime::now();
-        self.collect_files(self.root.clone(), |l: &Leftover| &l.path, move |this, entry, key| {
-            if !is_temporary(key) {
-                return Ok(None);
-            }
-            let meta = match entry.metadata() {
-                Ok(meta) => meta,
-                Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None), // published or removed meanwhile
-                Err(e) => return Err(this.err("list", key, e)),
-            };
-            let modified = meta.modified().ok();
-            if modified.is_none_or(|m| now.duration_since(m).unwrap_or_default() < idle) {
-                return Ok(None);
-            }
-            Ok(Some(Leftover { path: key.to_string(), size: meta.len(), modified: modified.map(Into::into) }))
-        })
+        self.collect_files(
+            self.root.clone(),
+            |l: &Leftover| &l.path,
+            move |this, entry, key| {
+                if !is_temporary(key) {
+                    return Ok(None);
+                }
+                let meta = match entry.metadata() {
+                    Ok(meta) => meta,
+                    Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None), // published or removed meanwhile
+                    Err(e) => return Err(this.err("list", key, e)),
+                };
+                let modified = meta.modified().ok();
+                if modified.is_none_or(|m| now.duration_since(m).unwrap_or_default() < idle) {
+                    return Ok(None);
+                }
+                Ok(Some(Leftover { path: key.to_string(), size: meta.len(), modified: modified.map(Into::into) }))
+            },
+        )
         .await
     }
 
@@ -393,7 +394,8 @@ impl FileStore {
         let root = self.root.display();
         let message = match std::fs::symlink_metadata(&self.root) {
             Ok(m) if m.file_type().is_symlink() => {
-                let target = std::fs::read_link(&self.root).map(|t| t.display().to_string()).unwrap_or_else(|_| "an unreadable target".into());
+                let target =
+                    std::fs::read_link(&self.root).map(|t| t.display().to_string()).unwrap_or_else(|_| "an unreadable target".into());
                 format!("{root} is a symbolic link to {target}, which does not exist or is not a directory; create that directory or use another path")
             }
             Ok(m) if !m.is_dir() => format!("{root} exists and is not a directory; use a directory for the repository"),
@@ -426,7 +428,9 @@ fn rename_noreplace(from: &Path, to: &Path) -> std::io::Result<()> {
     let e = std::io::Error::last_os_error();
     match e.raw_os_error() {
         // Filesystems without RENAME_NOREPLACE: link(2) refuses an existing name too.
-        Some(libc::EINVAL) | Some(libc::ENOSYS) | Some(libc::EOPNOTSUPP) => std::fs::hard_link(from, to).and_then(|()| std::fs::remove_file(from)),
+        Some(libc::EINVAL) | Some(libc::ENOSYS) | Some(libc::EOPNOTSUPP) => {
+            std::fs::hard_link(from, to).and_then(|()| std::fs::remove_file(from))
+        }
         _ => Err(e),
     }
 }
@@ -498,9 +502,7 @@ impl ObjectStore for FileStore {
             Ok((total, new_dirs)) => {
                 let this = self.clone();
                 let path = path.clone();
-                tokio::task::spawn_blocking(move || this.publish(&tmp, &path, mode, (true, new_dirs)))
-                    .await
-                    .map_err(blocking_err)??;
+                tokio::task::spawn_blocking(move || this.publish(&tmp, &path, mode, (true, new_dirs))).await.map_err(blocking_err)??;
                 Ok(total)
             }
             Err(e) => {
@@ -518,8 +520,7 @@ impl ObjectStore for FileStore {
         let file = tokio::fs::File::open(self.full(path)).await.map_err(|e| self.err("get", path.as_str(), e))?;
         let this = self.clone();
         let key = path.to_string();
-        let stream = tokio_util::io::ReaderStream::with_capacity(file, 1 << 20)
-            .map(move |r| r.map_err(|e| this.err("get", &key, e)));
+        let stream = tokio_util::io::ReaderStream::with_capacity(file, 1 << 20).map(move |r| r.map_err(|e| this.err("get", &key, e)));
         Ok(stream.boxed())
     }
 
@@ -536,14 +537,18 @@ impl ObjectStore for FileStore {
         // Walk the deepest directory the prefix names, filter by the rest.
         let dir_part = prefix.rfind('/').map(|i| &prefix[..i]).unwrap_or("");
         let prefix = prefix.to_string();
-        self.collect_files(self.root.join(dir_part), |m: &ObjectMeta| m.path.as_str(), move |this, entry, key| {
-            if is_hidden(key) || !key.starts_with(&prefix) {
-                return Ok(None); // temporary files and anything else hidden are not objects
-            }
-            let Ok(path) = ObjectPath::parse(key) else { return Ok(None) };
-            let meta = entry.metadata().map_err(|e| this.err("list", &prefix, e))?;
-            Ok(Some(ObjectMeta { path, size: meta.len(), modified: meta.modified().ok().map(Into::into) }))
-        })
+        self.collect_files(
+            self.root.join(dir_part),
+            |m: &ObjectMeta| m.path.as_str(),
+            move |this, entry, key| {
+                if is_hidden(key) || !key.starts_with(&prefix) {
+                    return Ok(None); // temporary files and anything else hidden are not objects
+                }
+                let Ok(path) = ObjectPath::parse(key) else { return Ok(None) };
+                let meta = entry.metadata().map_err(|e| this.err("list", &prefix, e))?;
+                Ok(Some(ObjectMeta { path, size: meta.len(), modified: meta.modified().ok().map(Into::into) }))
+            },
+        )
         .await
     }
 
@@ -661,12 +666,7 @@ mod tests {
         std::fs::write(&fresh, b"being written").unwrap();
         std::fs::write(chunks.join(".keep"), b"").unwrap();
         let two_days = std::time::Duration::from_secs(2 * 86400);
-        std::fs::File::options()
-            .write(true)
-            .open(&stale)
-            .unwrap()
-            .set_modified(std::time::SystemTime::now() - two_days)
-            .unwrap();
+        std::fs::File::options().write(true).open(&stale).unwrap().set_modified(std::time::SystemTime::now() - two_days).unwrap();
 
         let found = store.leftovers(std::time::Duration::from_secs(86400)).await.unwrap();
         let stale_key = format!("chunks/ab/{}", stale.file_name().unwrap().to_str().unwrap());

@@ -93,12 +93,7 @@ pub trait ObjectStore: Send + Sync + fmt::Debug + 'static {
     /// Store a stream of unknown length with bounded memory (multipart / block
     /// lists). The object becomes visible only when the whole stream is stored.
     /// Returns the number of bytes stored.
-    async fn put_stream(
-        &self,
-        path: &ObjectPath,
-        data: ByteStream,
-        mode: PutMode,
-    ) -> Result<u64, StoreError>;
+    async fn put_stream(&self, path: &ObjectPath, data: ByteStream, mode: PutMode) -> Result<u64, StoreError>;
 
     /// Read a whole object into memory.
     async fn get(&self, path: &ObjectPath) -> Result<Bytes, StoreError>;
@@ -136,10 +131,7 @@ pub async fn open(location: &Location) -> Result<DynStore, StoreError> {
 }
 
 /// Open the backend a location names with an explicit retry policy.
-pub async fn open_with(
-    location: &Location,
-    policy: retry::RetryPolicy,
-) -> Result<DynStore, StoreError> {
+pub async fn open_with(location: &Location, policy: retry::RetryPolicy) -> Result<DynStore, StoreError> {
     let inner: DynStore = match location.scheme() {
         Scheme::File => Arc::new(fs::FileStore::new(location.file_root()?)),
         Scheme::S3 => Arc::new(s3::S3Store::connect(location).await?),

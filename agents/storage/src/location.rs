@@ -72,9 +72,8 @@ impl FromStr for Location {
 
     fn from_str(raw: &str) -> Result<Self, StoreError> {
         let invalid = |reason: &str| StoreError::InvalidUrl { url: raw.to_string(), reason: reason.into() };
-        let url = Url::parse(raw).map_err(|e| {
-            invalid(&format!("{e}; use file:///absolute/dir, s3://bucket/prefix or az://container/prefix"))
-        })?;
+        let url =
+            Url::parse(raw).map_err(|e| invalid(&format!("{e}; use file:///absolute/dir, s3://bucket/prefix or az://container/prefix")))?;
         let scheme = match url.scheme() {
             "file" => Scheme::File,
             "s3" => Scheme::S3,

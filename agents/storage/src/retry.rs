@@ -84,12 +84,9 @@ impl RetryPolicy {
             .with_max_delay(self.max_delay)
             .with_max_times(self.retries)
             .with_jitter();
-        let retried = timed
-            .retry(backoff)
-            .when(|e: &StoreError| !e.is_permanent())
-            .notify(|e: &StoreError, delay: Duration| {
-                tracing::warn!(store, op, error = %e, retry_in_ms = delay.as_millis() as u64, "transient storage error, retrying");
-            });
+        let retried = timed.retry(backoff).when(|e: &StoreError| !e.is_permanent()).notify(|e: &StoreError, delay: Duration| {
+            tracing::warn!(store, op, error = %e, retry_in_ms = delay.as_millis() as u64, "transient storage error, retrying");
+        });
         let retries = self.retries;
         tokio::select! {
             result = retried => result.map_err(|e| match e {

@@ -46,12 +46,7 @@ impl S3Store {
         let sdk = loader.load().await;
         let mut conf = aws_sdk_s3::config::Builder::from(&sdk)
             .retry_config(RetryConfig::disabled())
-            .timeout_config(
-                TimeoutConfig::builder()
-                    .connect_timeout(Duration::from_secs(5))
-                    .read_timeout(Duration::from_secs(60))
-                    .build(),
-            );
+            .timeout_config(TimeoutConfig::builder().connect_timeout(Duration::from_secs(5)).read_timeout(Duration::from_secs(60)).build());
         if sdk.region().is_none() {
             conf = conf.region(Region::new("us-east-1"));
         }
@@ -153,9 +148,7 @@ impl S3Store {
                     .send()
                     .await
                     .map_err(|e| self.err("put", path.as_str(), e))?;
-                parts.push(
-                    CompletedPart::builder().part_number(number).set_e_tag(uploaded.e_tag().map(String::from)).build(),
-                );
+                parts.push(CompletedPart::builder().part_number(number).set_e_tag(uploaded.e_tag().map(String::from)).build());
                 if !ended {
                     ended = fill(&mut rest, &mut pending, PART_SIZE).await?;
                 }
@@ -277,11 +270,7 @@ impl ObjectStore for S3Store {
             let key = key.clone();
             async move {
                 let piece = body.next().await?;
-                let piece = piece.map_err(|e| StoreError::Transient {
-                    store,
-                    op: "get",
-                    message: format!("{key}: reading body: {e}"),
-                });
+                let piece = piece.map_err(|e| StoreError::Transient { store, op: "get", message: format!("{key}: reading body: {e}") });
                 Some((piece, body))
             }
         });
@@ -299,8 +288,7 @@ impl ObjectStore for S3Store {
     }
 
     async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>, StoreError> {
-        let mut pages =
-            self.client.list_objects_v2().bucket(&self.bucket).prefix(self.prefix.full(prefix)).into_paginator().send();
+        let mut pages = self.client.list_objects_v2().bucket(&self.bucket).prefix(self.prefix.full(prefix)).into_paginator().send();
         let mut out = Vec::new();
         while let Some(page) = pages.next().await {
             let page = page.map_err(|e| self.err("list", prefix, e))?;

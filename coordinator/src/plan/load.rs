@@ -36,8 +36,7 @@ pub fn read_dir(dir: &Path) -> (Vec<PlanFile>, Vec<Diagnostic>) {
             return (files, problems);
         }
     };
-    let mut paths: Vec<PathBuf> =
-        entries.flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|x| x == "toml")).collect();
+    let mut paths: Vec<PathBuf> = entries.flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|x| x == "toml")).collect();
     paths.sort();
     if paths.is_empty() {
         problems.push(Diagnostic::new(dir, 0, "no *.toml plan files here".into()));

@@ -40,7 +40,11 @@ impl Check<'_> {
                 None
             }
             Err(e) => {
-                self.at(file, value, format!("{what} = {:?} is not a duration ({e}); write e.g. \"5m\", \"4h\" or \"35d\"", value.get_ref()));
+                self.at(
+                    file,
+                    value,
+                    format!("{what} = {:?} is not a duration ({e}); write e.g. \"5m\", \"4h\" or \"35d\"", value.get_ref()),
+                );
                 None
             }
         }
@@ -160,7 +164,11 @@ pub fn validate(dir: &Path, files: &[PlanFile]) -> (Plan, Vec<Diagnostic>) {
         if let Some(d) = &f.doc.defaults {
             if let Some((fi, _)) = defaults_at {
                 let first = files[fi].path.display().to_string();
-                check.problems.push(Diagnostic::new(&f.path, 0, format!("a second [defaults] table (the first is in {first}); merge them")));
+                check.problems.push(Diagnostic::new(
+                    &f.path,
+                    0,
+                    format!("a second [defaults] table (the first is in {first}); merge them"),
+                ));
             } else {
                 defaults_at = Some((i, d));
             }
@@ -208,7 +216,11 @@ pub fn validate(dir: &Path, files: &[PlanFile]) -> (Plan, Vec<Diagnostic>) {
             regions.require(&mut check, i, &l.region, &format!("location {:?}", l.name.get_ref()));
             let url = l.url.get_ref();
             if !["file:///", "s3://", "az://"].iter().any(|s| url.starts_with(s)) || url.contains('@') {
-                check.at(i, &l.url, format!("url {url:?}: use file:///dir, s3://bucket/prefix or az://container/prefix, without credentials"));
+                check.at(
+                    i,
+                    &l.url,
+                    format!("url {url:?}: use file:///dir, s3://bucket/prefix or az://container/prefix, without credentials"),
+                );
             }
             for (key, value) in &l.secrets {
                 check.secret(i, value, &format!("secrets.{key}"));
@@ -296,7 +308,9 @@ pub fn validate(dir: &Path, files: &[PlanFile]) -> (Plan, Vec<Diagnostic>) {
             }
             match &agent.token {
                 Some(token) => check.secret(i, token, "agent.token"),
-                None => check.at(i, &c.agent, format!("{from}: agent.token is missing; give the agent's API token as env:NAME or file:PATH")),
+                None => {
+                    check.at(i, &c.agent, format!("{from}: agent.token is missing; give the agent's API token as env:NAME or file:PATH"))
+                }
             }
 
             // Locations: a primary, plus what the tier's scenarios need.
@@ -325,7 +339,11 @@ pub fn validate(dir: &Path, files: &[PlanFile]) -> (Plan, Vec<Diagnostic>) {
             if let Some(pg) = &c.postgres {
                 let pg = pg.get_ref();
                 if pg.conninfo.get_ref().contains("password=") {
-                    check.at(i, &pg.conninfo, "conninfo holds a password; give it as postgres.password = \"env:...\" or \"file:...\"".into());
+                    check.at(
+                        i,
+                        &pg.conninfo,
+                        "conninfo holds a password; give it as postgres.password = \"env:...\" or \"file:...\"".into(),
+                    );
                 }
                 if let Some(p) = &pg.password {
                     check.secret(i, p, "postgres.password");
@@ -367,7 +385,9 @@ pub fn validate(dir: &Path, files: &[PlanFile]) -> (Plan, Vec<Diagnostic>) {
             let kafka = schedule_of(&s.kafka_snapshot, d.map(|(f, d)| (f, &d.kafka_snapshot)), defaults::KAFKA_SNAPSHOT, i);
             let drill = schedule_of(&s.drill, d.map(|(f, d)| (f, &d.drill)), defaults::DRILL, i);
             let ret = schedule_of(&s.retention, d.map(|(f, d)| (f, &d.retention)), defaults::RETENTION, i);
-            for (what, (expr, at)) in [("pg_full", &pg_full), ("pg_incremental", &pg_incr), ("kafka_snapshot", &kafka), ("drill", &drill), ("retention", &ret)] {
+            for (what, (expr, at)) in
+                [("pg_full", &pg_full), ("pg_incremental", &pg_incr), ("kafka_snapshot", &kafka), ("drill", &drill), ("retention", &ret)]
+            {
                 let parsed = schedule::parse(expr);
                 match (&parsed, at) {
                     (Err(e), Some((f, v))) => check.at(*f, v, format!("schedules.{what}: {e}")),
@@ -401,7 +421,9 @@ pub fn validate(dir: &Path, files: &[PlanFile]) -> (Plan, Vec<Diagnostic>) {
                 let name = sm.name.get_ref().clone();
                 let text = |v: &Option<Spanned<String>>| v.as_ref().map(|v| v.get_ref().clone());
                 let found = match (text(&sm.sql), text(&sm.expect), sm.kafka.as_ref().map(|k| k.get_ref().as_str())) {
-                    (Some(sql), Some(expect), None) if sm.topic.is_none() && sm.grace.is_none() => Some(SmokeCheck::Sql { name, sql, expect }),
+                    (Some(sql), Some(expect), None) if sm.topic.is_none() && sm.grace.is_none() => {
+                        Some(SmokeCheck::Sql { name, sql, expect })
+                    }
                     (None, None, Some("records-match-snapshot")) if sm.topic.is_none() => Some(SmokeCheck::RecordsMatchSnapshot { name }),
                     (None, None, Some("groups-translated")) if sm.topic.is_none() => Some(SmokeCheck::GroupsTranslated { name }),
                     (Some(sql), None, Some("payments-have-events")) => match text(&sm.topic) {
@@ -413,7 +435,11 @@ pub fn validate(dir: &Path, files: &[PlanFile]) -> (Plan, Vec<Diagnostic>) {
                             Some(SmokeCheck::PaymentsHaveEvents { name, sql, topic, grace })
                         }
                         None => {
-                            check.at(i, &sm.name, format!("smoke check {:?}: payments-have-events needs topic (the events' source topic)", sm.name.get_ref()));
+                            check.at(
+                                i,
+                                &sm.name,
+                                format!("smoke check {:?}: payments-have-events needs topic (the events' source topic)", sm.name.get_ref()),
+                            );
                             None
                         }
                     },
@@ -427,7 +453,11 @@ pub fn validate(dir: &Path, files: &[PlanFile]) -> (Plan, Vec<Diagnostic>) {
                     }
                     (_, _, Some(k)) if !["records-match-snapshot", "groups-translated", "payments-have-events"].contains(&k) => {
                         let at = sm.kafka.as_ref().expect("matched Some");
-                        check.at(i, at, format!("kafka check {k:?}: use records-match-snapshot, groups-translated or payments-have-events"));
+                        check.at(
+                            i,
+                            at,
+                            format!("kafka check {k:?}: use records-match-snapshot, groups-translated or payments-have-events"),
+                        );
                         None
                     }
                     _ => {
@@ -462,9 +492,19 @@ pub fn validate(dir: &Path, files: &[PlanFile]) -> (Plan, Vec<Diagnostic>) {
                 postgres: c.postgres.is_some(),
                 kafka_brokers: c.kafka.as_ref().map(|k| k.get_ref().brokers.get_ref().clone()),
                 kafka_topics: c.kafka.as_ref().map(|k| k.get_ref().topics.get_ref().clone()),
-                schedules: CellSchedules { pg_full: pg_full.0, pg_incremental: pg_incr.0, kafka_snapshot: kafka.0, drill: drill.0, retention: ret.0 },
+                schedules: CellSchedules {
+                    pg_full: pg_full.0,
+                    pg_incremental: pg_incr.0,
+                    kafka_snapshot: kafka.0,
+                    drill: drill.0,
+                    retention: ret.0,
+                },
                 retention: retention.clone(),
-                database: c.postgres.as_ref().and_then(|p| conninfo_dbname(p.get_ref().conninfo.get_ref())).unwrap_or_else(|| "postgres".into()),
+                database: c
+                    .postgres
+                    .as_ref()
+                    .and_then(|p| conninfo_dbname(p.get_ref().conninfo.get_ref()))
+                    .unwrap_or_else(|| "postgres".into()),
                 smoke_checks,
             });
         }

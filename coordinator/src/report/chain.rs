@@ -73,10 +73,9 @@ pub fn verify(reports: &[(PathBuf, Result<Report, String>)], key: &Verifier, exp
         }
         match &report.signature {
             None => problems.push(format!("{at}: not signed")),
-            Some(s) if s.key_id != key.key_id => problems.push(format!(
-                "{at}: signed with another key (key id {}, the published key is {})",
-                s.key_id, key.key_id
-            )),
+            Some(s) if s.key_id != key.key_id => {
+                problems.push(format!("{at}: signed with another key (key id {}, the published key is {})", s.key_id, key.key_id))
+            }
             Some(s) if !key.verify(&report.canonical_bytes(), &s.value) => {
                 problems.push(format!("{at}: the signature does not match the content: the report was changed after it was signed"))
             }
@@ -99,7 +98,11 @@ pub fn verify(reports: &[(PathBuf, Result<Report, String>)], key: &Verifier, exp
                 continue;
             }
             if seq > expected_next {
-                let missing = if seq == expected_next + 1 { format!("report {expected_next} is") } else { format!("reports {expected_next} to {} are", seq - 1) };
+                let missing = if seq == expected_next + 1 {
+                    format!("report {expected_next} is")
+                } else {
+                    format!("reports {expected_next} to {} are", seq - 1)
+                };
                 problems.push(format!("{at}: cell {cell}: {missing} missing before report {seq}"));
             } else if seq > 1 {
                 let want = previous.map(Report::link_hash);
@@ -118,7 +121,9 @@ pub fn verify(reports: &[(PathBuf, Result<Report, String>)], key: &Verifier, exp
         if let Some(want) = expect {
             let newest = expected_next - 1;
             if newest < want {
-                problems.push(format!("cell {cell}: the chain ends at report {newest}, but report {want} is known to exist: the newest reports were removed"));
+                problems.push(format!(
+                    "cell {cell}: the chain ends at report {newest}, but report {want} is known to exist: the newest reports were removed"
+                ));
             }
         }
     }
@@ -186,7 +191,12 @@ pub(crate) mod tests {
     }
 
     fn file(dir: &Path, seq: u64) -> PathBuf {
-        std::fs::read_dir(dir.join("reports")).unwrap().flatten().map(|e| e.path()).find(|p| p.file_name().unwrap().to_str().unwrap().starts_with(&format!("{seq:06}"))).unwrap()
+        std::fs::read_dir(dir.join("reports"))
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .find(|p| p.file_name().unwrap().to_str().unwrap().starts_with(&format!("{seq:06}")))
+            .unwrap()
     }
 
     #[test]

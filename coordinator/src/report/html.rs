@@ -59,7 +59,11 @@ pre { background: #f6f8fa; padding: .5rem; font-size: 11px; white-space: pre-wra
 fn items(out: &mut String, title: &str, items: &[Item]) {
     let _ = write!(out, "<h2>{}</h2><table class=\"items\"><thead><tr><th>{}</th><th>outcome</th><th>time</th><th>details and evidence</th></tr></thead><tbody>", esc(title), if title == "Steps" { "step" } else { "check" });
     for i in items {
-        let evidence = if i.evidence.is_null() { String::new() } else { format!("<pre>{}</pre>", esc(&serde_json::to_string_pretty(&i.evidence).unwrap_or_default())) };
+        let evidence = if i.evidence.is_null() {
+            String::new()
+        } else {
+            format!("<pre>{}</pre>", esc(&serde_json::to_string_pretty(&i.evidence).unwrap_or_default()))
+        };
         let _ = write!(
             out,
             "<tr><td>{}</td><td class=\"{}\">{}</td><td class=\"num\">{:.1} s</td><td>{}{}</td></tr>",
@@ -115,10 +119,18 @@ pub fn render(r: &Report) -> String {
     }
     out.push_str("</tbody></table>");
 
-    out.push_str("<h2>Targets</h2><table id=\"targets\"><thead><tr><th></th><th>tier target</th><th>demonstrated</th><th></th></tr></thead><tbody>");
+    out.push_str(
+        "<h2>Targets</h2><table id=\"targets\"><thead><tr><th></th><th>tier target</th><th>demonstrated</th><th></th></tr></thead><tbody>",
+    );
     let d = &r.demonstrated;
     let t = &r.targets;
-    let _ = write!(out, "<tr><td>RTO (time to a restored, checked environment)</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td>{}</td></tr>", secs(Some(t.rto_seconds)), secs(d.rto_seconds), within(d.rto_seconds, t.rto_seconds));
+    let _ = write!(
+        out,
+        "<tr><td>RTO (time to a restored, checked environment)</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td>{}</td></tr>",
+        secs(Some(t.rto_seconds)),
+        secs(d.rto_seconds),
+        within(d.rto_seconds, t.rto_seconds)
+    );
     if r.checks.iter().any(|c| c.name.contains("Postgres RPO")) {
         let _ = write!(out, "<tr><td>RPO, Postgres (target minus the point recovered)</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td>{}</td></tr>", secs(Some(t.rpo_seconds)), secs(d.rpo_seconds), within(d.rpo_seconds, t.rpo_seconds));
     }
@@ -133,10 +145,20 @@ pub fn render(r: &Report) -> String {
 
     out.push_str("<h2>Integrity</h2><table class=\"meta\"><tbody>");
     let _ = write!(out, "<tr><td>place in the cell's chain</td><td>report {} of cell {}</td></tr>", r.chain.sequence, esc(&r.cell));
-    let _ = write!(out, "<tr><td>previous report (SHA-256)</td><td><code>{}</code></td></tr>", esc(r.chain.previous.as_deref().unwrap_or("none: the first report")));
+    let _ = write!(
+        out,
+        "<tr><td>previous report (SHA-256)</td><td><code>{}</code></td></tr>",
+        esc(r.chain.previous.as_deref().unwrap_or("none: the first report"))
+    );
     match &r.signature {
         Some(s) => {
-            let _ = write!(out, "<tr><td>signature</td><td>{} by key <code>{}</code><br><code class=\"small\">{}</code></td></tr>", esc(&s.algorithm), esc(&s.key_id), esc(&s.value));
+            let _ = write!(
+                out,
+                "<tr><td>signature</td><td>{} by key <code>{}</code><br><code class=\"small\">{}</code></td></tr>",
+                esc(&s.algorithm),
+                esc(&s.key_id),
+                esc(&s.value)
+            );
         }
         None => out.push_str("<tr><td>signature</td><td class=\"failed\">not signed</td></tr>"),
     }

@@ -99,7 +99,8 @@ pub async fn evaluate(c: &Coordinator, status: &Status, now: DateTime<Utc>) -> a
             if previous.as_ref().map(|(v, _)| v) == current.as_ref() {
                 continue;
             }
-            let subject = Subject { plan: &status.plan, cell: &cell.cell, tier: &cell.tier, location, system, detail, url: &c.cfg.public_url };
+            let subject =
+                Subject { plan: &status.plan, cell: &cell.cell, tier: &cell.tier, location, system, detail, url: &c.cfg.public_url };
             if let Some((old, since)) = &previous {
                 batch.push(subject.alert(old, since, Some(&ts(now))));
             }
@@ -120,7 +121,10 @@ pub async fn evaluate(c: &Coordinator, status: &Status, now: DateTime<Utc>) -> a
         match sent {
             Ok(r) if r.status().is_success() => {}
             Ok(r) => anyhow::bail!("alert webhook #{n} answered {}; will retry", r.status()),
-            Err(e) => anyhow::bail!("alert webhook #{n} could not be reached ({}); will retry", if e.is_timeout() { "timeout" } else { "connection failed" }),
+            Err(e) => anyhow::bail!(
+                "alert webhook #{n} could not be reached ({}); will retry",
+                if e.is_timeout() { "timeout" } else { "connection failed" }
+            ),
         }
     }
     for (cell, location, system, verdict) in changes {

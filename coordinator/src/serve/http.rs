@@ -91,7 +91,12 @@ struct StartRun {
 }
 
 /// `POST /v1/runs {"cell", "kind"}` with the operator token: queue a run now.
-async fn start_run(State(c): State<Arc<Coordinator>>, ConnectInfo(peer): ConnectInfo<SocketAddr>, headers: HeaderMap, body: Bytes) -> Response {
+async fn start_run(
+    State(c): State<Arc<Coordinator>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let token = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
     if let Err(reason) = c.operator_allowed(token) {
         tracing::warn!(%peer, reason, "refused an operator command");
@@ -157,11 +162,22 @@ fn drill_rows(c: &Coordinator) -> anyhow::Result<String> {
             let link = r
                 .map(|r| {
                     let cell = escape(&cell.name);
-                    format!("<a href=\"/reports/{cell}/{}\">report</a> · <a href=\"/reports/{cell}/{}\">signed JSON</a>", escape(&r.page_name()), escape(&r.file_name()))
+                    format!(
+                        "<a href=\"/reports/{cell}/{}\">report</a> · <a href=\"/reports/{cell}/{}\">signed JSON</a>",
+                        escape(&r.page_name()),
+                        escape(&r.file_name())
+                    )
                 })
                 .unwrap_or_else(|| "no report".into());
             let verdict = if d.passed { "<span class=\"ok\">passed</span>" } else { "<span class=\"breached\">failed</span>" };
-            let _ = write!(rows, "<tr><td>{}</td><td>{}</td><td>{verdict}</td><td>{}</td><td>{}</td><td>{link}</td></tr>", escape(&cell.name), crate::store::ts(d.finished), shown(|d| d.rto_seconds), shown(|d| d.rpo_seconds));
+            let _ = write!(
+                rows,
+                "<tr><td>{}</td><td>{}</td><td>{verdict}</td><td>{}</td><td>{}</td><td>{link}</td></tr>",
+                escape(&cell.name),
+                crate::store::ts(d.finished),
+                shown(|d| d.rto_seconds),
+                shown(|d| d.rpo_seconds)
+            );
         }
     }
     Ok(rows)
@@ -174,7 +190,13 @@ fn render_page(s: &Status, drills: &str) -> String {
     for c in &s.cells {
         for (i, l) in c.locations.iter().enumerate() {
             let cell = if i == 0 {
-                format!("<td rowspan=\"{}\"><b>{}</b><br>{} · {}</td>", c.locations.len(), escape(&c.cell), escape(&c.tier), badge(c.verdict))
+                format!(
+                    "<td rowspan=\"{}\"><b>{}</b><br>{} · {}</td>",
+                    c.locations.len(),
+                    escape(&c.cell),
+                    escape(&c.tier),
+                    badge(c.verdict)
+                )
             } else {
                 String::new()
             };

@@ -108,18 +108,34 @@ impl Metrics {
         {
             let mut r = m.registry.lock().expect("metrics registry");
             let l = r.sub_registry_with_prefix("lifeboat");
-            l.register("cell_rpo_exposure_seconds", "Now minus the newest recoverable point, per cell, location and system", m.exposure.clone());
+            l.register(
+                "cell_rpo_exposure_seconds",
+                "Now minus the newest recoverable point, per cell, location and system",
+                m.exposure.clone(),
+            );
             l.register("cell_rpo_target_seconds", "The tier's RPO, per cell, location and system", m.target.clone());
             l.register("cell_rpo_verdict", "0 ok, 1 at risk, 2 breached", m.verdict.clone());
             l.register("geo_copy_lag_seconds", "Age of the newest complete copy pass to a location", m.copy_lag.clone());
-            l.register("backup_last_success_timestamp_seconds", "When the newest successful run of a kind finished", m.last_success.clone());
+            l.register(
+                "backup_last_success_timestamp_seconds",
+                "When the newest successful run of a kind finished",
+                m.last_success.clone(),
+            );
             l.register("runs", "Runs finished, by kind and outcome (retried: an attempt failed, another follows)", m.runs.clone());
             l.register("run_duration_seconds", "Run time from submission to outcome", m.durations.clone());
             l.register("scheduler_latency_seconds", "From a run's scheduled instant to its submission to the agent", m.latency.clone());
             l.register("runs_overdue", "Runs still going past their window", m.overdue.clone());
             l.register("drill_demonstrated_rto_seconds", "The newest drill's time to a restored, checked environment", m.drill_rto.clone());
-            l.register("drill_demonstrated_rpo_seconds", "The newest drill's target minus the Postgres point recovered", m.drill_rpo.clone());
-            l.register("drill_since_last_pass_seconds", "Time since the cell's newest passing drill (+Inf: none)", m.drill_since_pass.clone());
+            l.register(
+                "drill_demonstrated_rpo_seconds",
+                "The newest drill's target minus the Postgres point recovered",
+                m.drill_rpo.clone(),
+            );
+            l.register(
+                "drill_since_last_pass_seconds",
+                "Time since the cell's newest passing drill (+Inf: none)",
+                m.drill_since_pass.clone(),
+            );
             l.register("drill_success_ratio", "Passing drills over all drills of the last 365 days", m.drill_success.clone());
             l.register("drill_verdict", "0 a passing drill within the period, 1 at risk, 2 breached", m.drill_verdict.clone());
         }

@@ -33,7 +33,11 @@ pub fn duties(cell: &CellPlan) -> Vec<(&'static str, &str)> {
     let s = &cell.schedules;
     let mut out = Vec::new();
     if cell.postgres {
-        out.extend([("pg-full", s.pg_full.as_str()), ("pg-incremental", s.pg_incremental.as_str()), ("pg-retention", s.retention.as_str())]);
+        out.extend([
+            ("pg-full", s.pg_full.as_str()),
+            ("pg-incremental", s.pg_incremental.as_str()),
+            ("pg-retention", s.retention.as_str()),
+        ]);
     }
     if cell.kafka_topics.is_some() {
         out.extend([("kafka-snapshot", s.kafka_snapshot.as_str()), ("kafka-retention", s.retention.as_str())]);
@@ -129,7 +133,13 @@ pub async fn dispatch(c: &Coordinator, now: DateTime<Utc>) -> Result<()> {
             continue;
         };
         if run.kind == "drill" && c.cfg.signer.is_none() {
-            c.store.finish(run.id, "failed", Some("this coordinator has no --signing-key, so a drill could not sign its report; start it with one"), None, now)?;
+            c.store.finish(
+                run.id,
+                "failed",
+                Some("this coordinator has no --signing-key, so a drill could not sign its report; start it with one"),
+                None,
+                now,
+            )?;
             c.metrics.finished(&run.kind, "failed", None);
             continue;
         }
@@ -231,7 +241,9 @@ pub async fn poll(c: &Coordinator, now: DateTime<Utc>) -> Result<()> {
 /// succeeds when the drill passed, fails (without retry) when it did not.
 async fn conclude_drill(c: &Coordinator, run: &Run, job: &Value, took: Option<f64>) -> Result<()> {
     let now = Utc::now();
-    let (Some(cell), Some(agent), Some(signer)) = (c.plan.cells.iter().find(|x| x.name == run.cell), c.agents.get(&run.cell), c.cfg.signer.as_ref()) else {
+    let (Some(cell), Some(agent), Some(signer)) =
+        (c.plan.cells.iter().find(|x| x.name == run.cell), c.agents.get(&run.cell), c.cfg.signer.as_ref())
+    else {
         c.store.finish(run.id, "failed", Some("the cell or the signing key is gone"), None, now)?;
         return Ok(());
     };
@@ -306,7 +318,13 @@ mod tests {
         assert_eq!(store.runs(Some("demo-a"), 100).unwrap().len(), runs.len());
         // At 02:00 the full covers the hourly incremental.
         fire(&plan, &store, at("2026-11-28T02:00:10Z")).unwrap();
-        let new: Vec<String> = store.runs(Some("demo-a"), 100).unwrap().iter().filter(|r| r.scheduled_for.as_deref() == Some("2026-11-28T02:00:00.000Z")).map(|r| r.kind.clone()).collect();
+        let new: Vec<String> = store
+            .runs(Some("demo-a"), 100)
+            .unwrap()
+            .iter()
+            .filter(|r| r.scheduled_for.as_deref() == Some("2026-11-28T02:00:00.000Z"))
+            .map(|r| r.kind.clone())
+            .collect();
         assert!(new.contains(&"pg-full".to_string()) && !new.contains(&"pg-incremental".to_string()), "{new:?}");
     }
 }

@@ -113,7 +113,8 @@ fn groups_translated(brokers: &Brokers, restored: &KafkaRestored) -> Result<Foun
         for o in &g.offsets {
             tpl.add_partition(&target_topic(restored, &o.topic), o.partition);
         }
-        let committed = consumer.committed_offsets(tpl, brokers.timeout).map_err(|e| format!("reading offsets of {}: {e}", g.target_group))?;
+        let committed =
+            consumer.committed_offsets(tpl, brokers.timeout).map_err(|e| format!("reading offsets of {}: {e}", g.target_group))?;
         for o in &g.offsets {
             let topic = target_topic(restored, &o.topic);
             let got = committed.find_partition(&topic, o.partition).and_then(|e| e.offset().to_raw());
@@ -146,7 +147,8 @@ async fn payments_have_events(
     let mut payments: HashMap<String, OffsetDateTime> = HashMap::new();
     for row in rows {
         let key: String = row.try_get(0).map_err(|e| format!("{sql}: the first column must be the payment's key as text: {e}"))?;
-        let at: std::time::SystemTime = row.try_get(1).map_err(|e| format!("{sql}: the second column must be the commit time (timestamptz): {e}"))?;
+        let at: std::time::SystemTime =
+            row.try_get(1).map_err(|e| format!("{sql}: the second column must be the commit time (timestamptz): {e}"))?;
         payments.insert(key, OffsetDateTime::from(at));
     }
     let events = read_keys(brokers, topic)?;

@@ -108,7 +108,12 @@ pub async fn run(env: &DrillEnv, spec: &DrillSpec, scratch: &Scratch) -> DrillOu
             }
             Err(e) if i + 1 < env.sources.len() => {
                 let next = &env.sources[i + 1].name;
-                log.step(&format!("fall back to location {next}"), WARNING, Some(format!("restoring from {} failed: {e}", source.name)), json!(null));
+                log.step(
+                    &format!("fall back to location {next}"),
+                    WARNING,
+                    Some(format!("restoring from {} failed: {e}", source.name)),
+                    json!(null),
+                );
             }
             Err(_) => {}
         }
@@ -204,11 +209,15 @@ async fn choose_target(env: &DrillEnv, spec: &DrillSpec) -> Result<(OffsetDateTi
     let mut evidence = json!({ "random_within": humantime::format_duration(within).to_string() });
     if spec.postgres {
         let backups = pg::list_backups(&source.repo, &env.cell).await.map_err(|e| e.to_string())?;
-        let oldest = backups.first().map(|(m, _)| m.finished).ok_or_else(|| format!("cell {} has no Postgres backup in {}", env.cell, source.name))?;
+        let oldest = backups
+            .first()
+            .map(|(m, _)| m.finished)
+            .ok_or_else(|| format!("cell {} has no Postgres backup in {}", env.cell, source.name))?;
         let times = lifeboat_postgres::recoverable::wal_times(&source.repo, &env.cell).await.map_err(|e| e.to_string())?;
         let rec = lifeboat_postgres::recoverable::recoverable(&source.repo, &env.cell, &times, None).await.map_err(|e| e.to_string())?;
-        let pg_latest =
-            rec.recoverable_to.ok_or_else(|| format!("no backup of cell {} in {} is restorable yet (its WAL is not all archived)", env.cell, source.name))?;
+        let pg_latest = rec
+            .recoverable_to
+            .ok_or_else(|| format!("no backup of cell {} in {} is restorable yet (its WAL is not all archived)", env.cell, source.name))?;
         earliest = earliest.max(oldest);
         latest = Some(pg_latest);
         evidence["postgres_recoverable_from"] = json!(rfc(oldest));
@@ -249,7 +258,13 @@ async fn choose_target(env: &DrillEnv, spec: &DrillSpec) -> Result<(OffsetDateTi
 /// Restore and start Postgres from `source`. When the WAL ends before the
 /// target, Postgres refuses to promote at a target it never saw; the drill
 /// then recovers everything there is and the RPO shows the shortfall.
-async fn restore_pg(env: &DrillEnv, source: &Source, scratch: &Scratch, target: OffsetDateTime, log: &mut Log) -> Result<PgRestored, String> {
+async fn restore_pg(
+    env: &DrillEnv,
+    source: &Source,
+    scratch: &Scratch,
+    target: OffsetDateTime,
+    log: &mut Log,
+) -> Result<PgRestored, String> {
     let mut attempt = Target::Time(target);
     loop {
         let data = scratch.data_dir();
@@ -292,16 +307,32 @@ async fn restore_pg(env: &DrillEnv, source: &Source, scratch: &Scratch, target: 
                 let (result, message) = if overshot {
                     (FAILED, Some(format!("replay went past the target: last transaction {}", last_tx.clone().unwrap_or_default())))
                 } else if matches!(attempt, Target::Latest) {
-                    (FAILED, Some(format!("the archived WAL ends before the target; recovered up to the last transaction at {}", last_tx.clone().unwrap_or_else(|| "(none)".into()))))
+                    (
+                        FAILED,
+                        Some(format!(
+                            "the archived WAL ends before the target; recovered up to the last transaction at {}",
+                            last_tx.clone().unwrap_or_else(|| "(none)".into())
+                        )),
+                    )
                 } else {
                     (PASSED, None)
                 };
-                log.step("replay WAL to the target and promote", result, message, json!({ "reached_lsn": reached.map(|r| r.lsn.clone()),
-                    "last_transaction": last_tx, "timeline": reached.map(|r| r.timeline), "port": scratch.port }));
+                log.step(
+                    "replay WAL to the target and promote",
+                    result,
+                    message,
+                    json!({ "reached_lsn": reached.map(|r| r.lsn.clone()),
+                    "last_transaction": last_tx, "timeline": reached.map(|r| r.timeline), "port": scratch.port }),
+                );
                 return Ok(report);
             }
             Err(e) if matches!(attempt, Target::Time(_)) && scratch.server_log().contains(NOT_REACHED) => {
-                log.step("replay WAL to the target and promote", WARNING, Some(format!("{e}; recovering everything archived instead")), json!(null));
+                log.step(
+                    "replay WAL to the target and promote",
+                    WARNING,
+                    Some(format!("{e}; recovering everything archived instead")),
+                    json!(null),
+                );
                 // Postgres has stopped by itself; make sure before the data directory is replaced.
                 if let Err(e) = scratch.stop_server() {
                     log.step("stop the scratch server", FAILED, Some(e.clone()), json!(null));
@@ -348,10 +379,8 @@ async fn restore_kafka(
                     "partitions": t.partitions.iter().map(|p| json!({ "partition": p.partition, "records": p.records })).collect::<Vec<_>>() })).collect::<Vec<_>>() }),
     );
     // Records lost to retention between snapshots: the chain is incomplete.
-    let gaps: Vec<_> = snapshots
-        .iter()
-        .flat_map(|s| s.details.gaps.iter().map(move |g| json!({ "snapshot": s.manifest.id, "gap": g })))
-        .collect();
+    let gaps: Vec<_> =
+        snapshots.iter().flat_map(|s| s.details.gaps.iter().map(move |g| json!({ "snapshot": s.manifest.id, "gap": g }))).collect();
     let (result, message) = if gaps.is_empty() {
         (PASSED, None)
     } else {

@@ -122,7 +122,10 @@ pub async fn sweep(root: &Path) -> Vec<(String, Vec<String>)> {
         if !path.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.ends_with(".drill.json")) {
             continue;
         }
-        let scratch = match std::fs::read(&path).map_err(|e| e.to_string()).and_then(|b| serde_json::from_slice::<Scratch>(&b).map_err(|e| e.to_string())) {
+        let scratch = match std::fs::read(&path)
+            .map_err(|e| e.to_string())
+            .and_then(|b| serde_json::from_slice::<Scratch>(&b).map_err(|e| e.to_string()))
+        {
             Ok(s) => s,
             Err(e) => {
                 out.push((path.display().to_string(), vec![format!("unreadable drill ledger: {e}; inspect and remove it by hand")]));

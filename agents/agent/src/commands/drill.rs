@@ -143,7 +143,13 @@ async fn drill(global: &Global, args: RunArgs) -> Result<ExitCode> {
 fn render(o: &DrillOutcome) -> String {
     let mut out = format!("drill {} of target {} from {}\n", o.drill_id, o.target, o.source_location);
     for s in o.steps.iter().chain(&o.checks) {
-        out.push_str(&format!("  {:8} {:7.1}s  {}{}\n", s.outcome, s.seconds, s.name, s.message.as_ref().map(|m| format!(": {m}")).unwrap_or_default()));
+        out.push_str(&format!(
+            "  {:8} {:7.1}s  {}{}\n",
+            s.outcome,
+            s.seconds,
+            s.name,
+            s.message.as_ref().map(|m| format!(": {m}")).unwrap_or_default()
+        ));
     }
     let secs = |v: Option<f64>| v.map(|v| format!("{v:.1}s")).unwrap_or_else(|| "-".into());
     out.push_str(&format!(

@@ -72,7 +72,11 @@ pub async fn run(global: &Global, cmd: FilesCommand) -> Result<ExitCode> {
             let r = open_repo(global, &repo.url).await?;
             let m = r.resolve_backup(&cell, &backup).await?;
             let summary = with_progress(&r, "restoring", async {
-                if delta { files::restore_delta(&r, &m, &dir, &[]).await } else { files::restore_dir(&r, &m, &dir).await }
+                if delta {
+                    files::restore_delta(&r, &m, &dir, &[]).await
+                } else {
+                    files::restore_dir(&r, &m, &dir).await
+                }
             })
             .await?;
             emit(global, &summary, |s| {

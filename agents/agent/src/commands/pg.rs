@@ -11,9 +11,9 @@ use clap::{Args, Subcommand};
 use serde::Serialize;
 
 use lifeboat_postgres::backup::{self, BackupRequest, PgDetails};
+use lifeboat_postgres::chain;
 use lifeboat_postgres::lsn::Lsn;
 use lifeboat_postgres::restore::{self, RestoreRequest, Target};
-use lifeboat_postgres::chain;
 
 use crate::context::{open_repo, Global, RepoArg};
 use crate::output::{emit, retention_text, with_progress};
@@ -207,7 +207,8 @@ pub fn pg_bindir_or_default(given: Option<PathBuf>) -> Result<PathBuf> {
     if let Some(b) = given {
         return Ok(b);
     }
-    let out = std::process::Command::new("pg_config").arg("--bindir").output().context("running pg_config --bindir (or pass --pg-bindir)")?;
+    let out =
+        std::process::Command::new("pg_config").arg("--bindir").output().context("running pg_config --bindir (or pass --pg-bindir)")?;
     Ok(PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()))
 }
 
@@ -252,10 +253,26 @@ pub async fn run(global: &Global, cmd: PgCommand) -> Result<ExitCode> {
             });
             Ok(ExitCode::SUCCESS)
         }
-        PgCommand::Restore { repo, cell, to, delta, target, backup, agent_path, no_archive, start, port, pg_bindir, tablespace_map, tablespaces_under } => {
+        PgCommand::Restore {
+            repo,
+            cell,
+            to,
+            delta,
+            target,
+            backup,
+            agent_path,
+            no_archive,
+            start,
+            port,
+            pg_bindir,
+            tablespace_map,
+            tablespaces_under,
+        } => {
             let mut map = Vec::new();
             for m in &tablespace_map {
-                let Some((oid, dir)) = m.split_once('=').filter(|(o, d)| !o.is_empty() && o.bytes().all(|b| b.is_ascii_digit()) && !d.is_empty()) else {
+                let Some((oid, dir)) =
+                    m.split_once('=').filter(|(o, d)| !o.is_empty() && o.bytes().all(|b| b.is_ascii_digit()) && !d.is_empty())
+                else {
                     bail!("--tablespace-map {m:?}: write OID=DIR, e.g. 16384=/srv/restore/ts1 (`pg info --output json` shows each backup's tablespace_map)");
                 };
                 map.push((oid.to_string(), PathBuf::from(dir)));
@@ -309,7 +326,8 @@ pub async fn run(global: &Global, cmd: PgCommand) -> Result<ExitCode> {
         }
         PgCommand::Retention { repo, cell, keep_last, keep_within, dry_run } => {
             let r = open_repo(global, &repo.url).await?;
-            let policy = lifeboat_repository::retention::Policy { keep_last, keep_within, kind_prefix: Some("pg-".into()), one_series: false };
+            let policy =
+                lifeboat_repository::retention::Policy { keep_last, keep_within, kind_prefix: Some("pg-".into()), one_series: false };
             let now = time::OffsetDateTime::now_utc();
             let plan = if dry_run {
                 lifeboat_postgres::retention::plan(&r, &cell, &policy, now).await?
@@ -351,7 +369,11 @@ pub async fn run(global: &Global, cmd: PgCommand) -> Result<ExitCode> {
             emit(global, &info, |i| {
                 let mut out = String::new();
                 for b in &i.backups {
-                    let _ = writeln!(out, "{}  {}  LSN {} .. {}  tl {}  {} bytes ({} new stored)", b.id, b.finished, b.details.start_lsn, b.details.stop_lsn, b.details.timeline, b.bytes, b.stored_new_bytes);
+                    let _ = writeln!(
+                        out,
+                        "{}  {}  LSN {} .. {}  tl {}  {} bytes ({} new stored)",
+                        b.id, b.finished, b.details.start_lsn, b.details.stop_lsn, b.details.timeline, b.bytes, b.stored_new_bytes
+                    );
                 }
                 let _ = writeln!(
                     out,

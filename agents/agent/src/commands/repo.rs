@@ -141,9 +141,22 @@ pub async fn run(global: &Global, cmd: RepoCommand) -> Result<ExitCode> {
                 });
             }
             emit(global, &rows, |rows| {
-                let mut out = format!("{:<16} {:<40} {:<8} {:<21} {:>7} {:>11} {:>11}\n", "CELL", "BACKUP", "KIND", "FINISHED", "FILES", "SIZE", "NEW STORED");
+                let mut out = format!(
+                    "{:<16} {:<40} {:<8} {:<21} {:>7} {:>11} {:>11}\n",
+                    "CELL", "BACKUP", "KIND", "FINISHED", "FILES", "SIZE", "NEW STORED"
+                );
                 for r in rows {
-                    let _ = writeln!(out, "{:<16} {:<40} {:<8} {:<21} {:>7} {:>11} {:>11}", r.cell, r.id, r.kind, r.finished, r.files, bytes(r.bytes), bytes(r.new_stored_bytes));
+                    let _ = writeln!(
+                        out,
+                        "{:<16} {:<40} {:<8} {:<21} {:>7} {:>11} {:>11}",
+                        r.cell,
+                        r.id,
+                        r.kind,
+                        r.finished,
+                        r.files,
+                        bytes(r.bytes),
+                        bytes(r.new_stored_bytes)
+                    );
                 }
                 if rows.is_empty() {
                     out.push_str("(no backups)\n");
@@ -160,7 +173,10 @@ pub async fn run(global: &Global, cmd: RepoCommand) -> Result<ExitCode> {
                     s.repository_id,
                     s.location,
                     s.format_version,
-                    match &s.key_id { Some(k) => format!("encrypted with key {k}"), None => "not encrypted".into() },
+                    match &s.key_id {
+                        Some(k) => format!("encrypted with key {k}"),
+                        None => "not encrypted".into(),
+                    },
                     s.manifests,
                     bytes(s.logical_bytes),
                     s.chunks,
@@ -180,7 +196,14 @@ pub async fn run(global: &Global, cmd: RepoCommand) -> Result<ExitCode> {
             emit(global, &report, |v| {
                 let mut out = String::new();
                 for p in &v.problems {
-                    let _ = writeln!(out, "{:?}: {}: {} (breaks: {})", p.kind, p.object, p.detail, if p.breaks.is_empty() { "no backup".into() } else { p.breaks.join(", ") });
+                    let _ = writeln!(
+                        out,
+                        "{:?}: {}: {} (breaks: {})",
+                        p.kind,
+                        p.object,
+                        p.detail,
+                        if p.breaks.is_empty() { "no backup".into() } else { p.breaks.join(", ") }
+                    );
                 }
                 let _ = writeln!(
                     out,

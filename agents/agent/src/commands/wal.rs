@@ -141,9 +141,13 @@ pub async fn fetch(global: &Global, args: FetchArgs) -> Result<ExitCode> {
     }
     .await;
     if let (Some(dir), Ok(FetchOutcome::Restored(_))) = (&prefetch_dir, &outcome) {
-        let started = prefetch::record_want(dir, &args.name)
-            .map_err(anyhow::Error::from)
-            .and_then(|()| if dir.running() { Ok(()) } else { start_helper("--prefetcher").map(drop).map_err(Into::into) });
+        let started = prefetch::record_want(dir, &args.name).map_err(anyhow::Error::from).and_then(|()| {
+            if dir.running() {
+                Ok(())
+            } else {
+                start_helper("--prefetcher").map(drop).map_err(Into::into)
+            }
+        });
         if let Err(e) = started {
             tracing::warn!(error = %e, "WAL prefetch unavailable; fetching one segment at a time");
         }

@@ -45,8 +45,7 @@ async fn health(State(agent): State<Arc<Agent>>) -> Response {
         JobState::Queued => (r, q + 1),
         _ => (r, q),
     });
-    Json(serde_json::json!({ "status": "ok", "cell": agent.config.cell, "jobs_running": running, "jobs_queued": queued }))
-        .into_response()
+    Json(serde_json::json!({ "status": "ok", "cell": agent.config.cell, "jobs_running": running, "jobs_queued": queued })).into_response()
 }
 
 async fn version(State(agent): State<Arc<Agent>>) -> Response {
@@ -65,8 +64,7 @@ async fn recovery(State(agent): State<Arc<Agent>>) -> Response {
 
 async fn metrics(State(agent): State<Arc<Agent>>) -> Response {
     agent.geo_copy.refresh(&agent.config.copy_to);
-    ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], agent.metrics.render())
-        .into_response()
+    ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], agent.metrics.render()).into_response()
 }
 
 /// A job as the API shows it: the record, with live progress while it runs.

@@ -14,11 +14,7 @@ use super::listen::Peer;
 use super::Agent;
 
 pub async fn require_token(State(agent): State<Arc<Agent>>, req: Request, next: Next) -> Response {
-    let given = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
+    let given = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
     let reason = match given {
         Some(token) if agent.token.matches(token) => return next.run(req).await,
         Some(_) => "wrong token",

@@ -173,9 +173,7 @@ pub fn new_id(now: OffsetDateTime) -> String {
 
 /// Idempotency keys are chosen by callers; keep them printable and bounded.
 pub fn check_idempotency_key(key: &str) -> Result<(), String> {
-    let ok = !key.is_empty()
-        && key.len() <= 128
-        && key.bytes().all(|b| b.is_ascii_alphanumeric() || b"._:-/".contains(&b));
+    let ok = !key.is_empty() && key.len() <= 128 && key.bytes().all(|b| b.is_ascii_alphanumeric() || b"._:-/".contains(&b));
     if ok {
         Ok(())
     } else {
@@ -215,8 +213,7 @@ impl Journal {
     }
 
     fn forget_old(&mut self) -> Result<()> {
-        let finished: Vec<String> =
-            self.jobs.values().filter(|j| j.state.is_final()).map(|j| j.id.clone()).collect();
+        let finished: Vec<String> = self.jobs.values().filter(|j| j.state.is_final()).map(|j| j.id.clone()).collect();
         for id in finished.iter().take(finished.len().saturating_sub(KEEP_FINISHED)) {
             self.jobs.remove(id);
             for ext in ["json", "log", "progress"] {

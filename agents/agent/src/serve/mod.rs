@@ -113,9 +113,7 @@ pub async fn run(global: &Global, config: ServeArgs) -> Result<ExitCode> {
         (Some(cert), Some(key)) => Some(listen::tls_acceptor(cert, key)?),
         _ => None,
     };
-    let listener = tokio::net::TcpListener::bind(config.listen)
-        .await
-        .with_context(|| format!("listening on {}", config.listen))?;
+    let listener = tokio::net::TcpListener::bind(config.listen).await.with_context(|| format!("listening on {}", config.listen))?;
     let address = listener.local_addr()?;
     let metrics = Metrics::new(&config.cell);
     let geo_copy = geocopy::GeoCopy::new(&metrics);

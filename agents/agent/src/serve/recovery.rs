@@ -131,8 +131,7 @@ pub async fn compute(agent: &Agent) -> Recovery {
     let mut locations = vec![primary];
     for (name, url) in &agent.config.copy_to {
         let copied_through = agent.geo_copy.synced(name);
-        let mut point =
-            LocationPoint { location: name.clone(), role: "copy", postgres: None, kafka: None, copied_through, error: None };
+        let mut point = LocationPoint { location: name.clone(), role: "copy", postgres: None, kafka: None, copied_through, error: None };
         let opened = async {
             let store = crate::context::store(url).await?;
             anyhow::Ok(Repository::open(store, agent.repo.key().cloned()).await?)

@@ -61,7 +61,9 @@ pub async fn get(State(agent): State<Arc<Agent>>, Path(name): Path<String>) -> R
             let kind = if name.ends_with(".html") { "text/html; charset=utf-8" } else { "application/json" };
             ([(header::CONTENT_TYPE, kind)], bytes).into_response()
         }
-        Err(lifeboat_repository::RepoError::Store(e)) if e.is_not_found() => error(StatusCode::NOT_FOUND, format!("no report {name} for cell {}", agent.config.cell)),
+        Err(lifeboat_repository::RepoError::Store(e)) if e.is_not_found() => {
+            error(StatusCode::NOT_FOUND, format!("no report {name} for cell {}", agent.config.cell))
+        }
         Err(e) => error(StatusCode::BAD_GATEWAY, format!("reading report {name}: {e}")),
     }
 }
@@ -79,7 +81,10 @@ pub async fn put(State(agent): State<Arc<Agent>>, Path(name): Path<String>, body
         match agent.repo.store().list(&format!("{}{}", prefix(&agent), &name[..6])).await {
             Ok(taken) => {
                 if let Some(other) = taken.iter().map(|o| o.path.as_str()).find(|p| p.ends_with(".json") && !p.ends_with(&name)) {
-                    return error(StatusCode::CONFLICT, format!("place {} of the chain is taken by {other}; read the chain again and seal after it", &name[..6]));
+                    return error(
+                        StatusCode::CONFLICT,
+                        format!("place {} of the chain is taken by {other}; read the chain again and seal after it", &name[..6]),
+                    );
                 }
             }
             Err(e) => return error(StatusCode::BAD_GATEWAY, format!("listing reports: {e}")),

@@ -41,7 +41,10 @@ pub fn invocation(agent: &Agent, spec: &JobSpec) -> Result<Invocation, String> {
     let location = |name: &str| -> Result<&str, String> {
         cfg.location(name).ok_or_else(|| {
             let known: Vec<&str> = cfg.copy_to.iter().map(|(n, _)| n.as_str()).collect();
-            format!("no location named `{name}`; this agent copies to: {}", if known.is_empty() { "(none)".into() } else { known.join(", ") })
+            format!(
+                "no location named `{name}`; this agent copies to: {}",
+                if known.is_empty() { "(none)".into() } else { known.join(", ") }
+            )
         })
     };
     match spec {
@@ -87,7 +90,18 @@ pub fn invocation(agent: &Agent, spec: &JobSpec) -> Result<Invocation, String> {
             let dir = root.join(relative_dir(to)?);
             // Tablespaces stay under the restore root too: next to the data directory.
             let tablespaces = format!("{}.tablespaces", dir.display());
-            push(&["pg", "restore", "--repo", repo, "--cell", cell, "--to", &dir.display().to_string(), "--tablespaces-under", &tablespaces]);
+            push(&[
+                "pg",
+                "restore",
+                "--repo",
+                repo,
+                "--cell",
+                cell,
+                "--to",
+                &dir.display().to_string(),
+                "--tablespaces-under",
+                &tablespaces,
+            ]);
             if *delta {
                 push(&["--delta"]);
             }
