@@ -9,6 +9,15 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-${LIFEBOAT_CACHE:-$HOME/.cache/lifeboat}/target}"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 
+# Habits first: formatting and lints fail in a minute, before the slow suites.
+echo "== checking formatting and lints (cargo fmt --check; cargo clippy -D warnings)" >&2
+for tool in rustfmt clippy; do
+    cargo "${tool/rustfmt/fmt}" --version >/dev/null 2>&1 || rustup component add "$tool" \
+        || { echo "cargo ${tool/rustfmt/fmt} is missing and rustup could not add it" >&2; exit 1; }
+done
+cargo fmt --all --check || { echo "run \`cargo fmt --all\` and commit the result" >&2; exit 1; }
+cargo clippy --locked --workspace --all-targets -- -D warnings
+
 trap 'bash infra/services.sh stop >/dev/null 2>&1 || true' EXIT
 echo "== installing and starting services (postgres, kcat, moto, azurite, kafka)" >&2
 bash infra/services.sh install

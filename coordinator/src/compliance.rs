@@ -15,11 +15,14 @@
 
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use time::OffsetDateTime;
 
+use lifeboat_api::recovery::{BackupPoint, LocationPoint, Recovery, PRIMARY};
+
+use crate::clock::{self, seconds_between};
 use crate::plan::{CellPlan, Plan, Role};
+use crate::report::Verdict as DrillVerdict;
 
 /// Fraction of the target above which a point is "at risk".
 const AT_RISK: f64 = 0.8;
@@ -59,7 +62,8 @@ impl Verdict {
 /// One system (Postgres or Kafka) at one location.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Point {
-    pub recoverable_to: Option<String>,
+    #[serde(with = "clock::ms::option")]
+    pub recoverable_to: Option<OffsetDateTime>,
     pub exposure_seconds: Option<f64>,
     pub target_seconds: f64,
     pub verdict: Verdict,
@@ -79,7 +83,8 @@ pub struct LocationStatus {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Age {
     pub id: Option<String>,
-    pub finished: Option<String>,
+    #[serde(with = "clock::ms::option")]
+    pub finished: Option<OffsetDateTime>,
     pub age_seconds: Option<f64>,
     pub verdict: Verdict,
 }
@@ -92,7 +97,8 @@ pub struct CellStatus {
     pub kafka_rpo_seconds: f64,
     pub rto_seconds: f64,
     /// When the agent last answered, if ever.
-    pub agent_seen: Option<String>,
+    #[serde(with = "clock::ms::option")]
+    pub agent_seen: Option<OffsetDateTime>,
     pub agent_problem: Option<String>,
     pub locations: Vec<LocationStatus>,
     pub last_full: Option<Age>,
@@ -106,7 +112,7 @@ pub struct CellStatus {
 /// A drill as the run history recorded it.
 #[derive(Debug, Clone)]
 pub struct DrillRecord {
-    pub finished: DateTime<Utc>,
+    pub finished: OffsetDateTime,
     pub passed: bool,
     /// The signed report (None: the drill produced none).
     pub report: Option<crate::report::Report>,
@@ -115,25 +121,27 @@ pub struct DrillRecord {
 /// What compliance needs of one cell.
 pub struct CellInput {
     /// The agent's last recovery answer, with when it was read.
-    pub recovery: Option<(DateTime<Utc>, Value)>,
+    pub recovery: Option<(OffsetDateTime, Recovery)>,
     /// Why the latest attempt to read it failed.
     pub problem: Option<String>,
     /// Finished drills, newest first, and since when they have been
     /// watched (None: no drill history here).
-    pub drills: Option<(Vec<DrillRecord>, DateTime<Utc>)>,
+    pub drills: Option<(Vec<DrillRecord>, OffsetDateTime)>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct DrillStatus {
     /// The newest drill: its report (file name), end, verdict and demonstrated figures.
     pub last_report: Option<String>,
-    pub last_finished: Option<String>,
-    pub last_verdict: Option<String>,
+    #[serde(with = "clock::ms::option")]
+    pub last_finished: Option<OffsetDateTime>,
+    pub last_verdict: Option<DrillVerdict>,
     pub rto_seconds: Option<f64>,
     pub rpo_seconds: Option<f64>,
     pub kafka_rpo_seconds: Option<f64>,
     /// The newest passing drill, and how long ago.
-    pub last_passed: Option<String>,
+    #[serde(with = "clock::ms::option")]
+    pub last_passed: Option<OffsetDateTime>,
     pub since_passed_seconds: Option<f64>,
     /// The drill schedule's longest gap.
     pub period_seconds: f64,
@@ -146,7 +154,7 @@ pub struct DrillStatus {
 
 const YEAR_SECONDS: f64 = 365.0 * 86400.0;
 
-fn drill_status(cell: &CellPlan, history: &[DrillRecord], watched_since: DateTime<Utc>, now: DateTime<Utc>) -> DrillStatus {
+fn drill_status(cell: &CellPlan, history: &[DrillRecord], watched_since: OffsetDateTime, now: OffsetDateTime) -> DrillStatus {
     let period = crate::plan::schedule::parse(&cell.schedules.drill)
         .ok()
         .and_then(|c| crate::plan::schedule::longest_gap(&c, now))
@@ -156,123 +164,112 @@ fn drill_status(cell: &CellPlan, history: &[DrillRecord], watched_since: DateTim
     let report = last.and_then(|d| d.report.as_ref());
     let last_passed = history.iter().find(|d| d.passed).map(|d| d.finished);
     let reference = last_passed.unwrap_or(watched_since);
-    let recent: Vec<&DrillRecord> = history.iter().filter(|d| seconds(now - d.finished) <= YEAR_SECONDS).collect();
+    let recent: Vec<&DrillRecord> = history.iter().filter(|d| seconds_between(d.finished, now) <= YEAR_SECONDS).collect();
     let passed = recent.iter().filter(|d| d.passed).count() as u32;
     DrillStatus {
         last_report: report.map(crate::report::Report::file_name),
-        last_finished: last.map(|d| crate::store::ts(d.finished)),
-        last_verdict: last.map(|d| if d.passed { "passed" } else { "failed" }.to_string()),
+        last_finished: last.map(|d| d.finished),
+        last_verdict: last.map(|d| if d.passed { DrillVerdict::Passed } else { DrillVerdict::Failed }),
         rto_seconds: report.and_then(|r| r.demonstrated.rto_seconds),
         rpo_seconds: report.and_then(|r| r.demonstrated.rpo_seconds),
         kafka_rpo_seconds: report.and_then(|r| r.demonstrated.kafka_rpo_seconds),
-        last_passed: last_passed.map(crate::store::ts),
-        since_passed_seconds: last_passed.map(|t| seconds(now - t).max(0.0)),
+        last_passed,
+        since_passed_seconds: last_passed.map(|t| seconds_between(t, now).max(0.0)),
         period_seconds: period,
         drills: recent.len() as u32,
         passed,
         success_rate: (!recent.is_empty()).then(|| f64::from(passed) / recent.len() as f64),
-        verdict: Verdict::grade(Some(seconds(now - reference).max(0.0)), period, 2.0 * period),
+        verdict: Verdict::grade(Some(seconds_between(reference, now).max(0.0)), period, 2.0 * period),
     }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Status {
     pub plan: String,
-    pub computed_at: String,
+    #[serde(with = "clock::ms")]
+    pub computed_at: OffsetDateTime,
     pub cells: Vec<CellStatus>,
     /// Passed over all drills of the last 365 days, every cell (None: no drills, or no history here).
     pub drill_success_rate: Option<f64>,
     pub verdict: Verdict,
 }
 
-fn time_of(v: &Value) -> Option<DateTime<Utc>> {
-    v.as_str().and_then(|s| DateTime::parse_from_rfc3339(s).ok()).map(|t| t.with_timezone(&Utc))
-}
-
-fn seconds(d: chrono::Duration) -> f64 {
-    d.num_milliseconds() as f64 / 1000.0
-}
-
-fn point(recoverable_to: &Value, target: Duration, now: DateTime<Utc>) -> Point {
-    let t = time_of(recoverable_to);
-    let exposure = t.map(|t| seconds(now - t).max(0.0));
+fn point(recoverable_to: Option<OffsetDateTime>, target: Duration, now: OffsetDateTime) -> Point {
+    let exposure = recoverable_to.map(|t| seconds_between(t, now).max(0.0));
     let target_seconds = target.as_secs_f64();
-    Point {
-        recoverable_to: t.map(crate::store::ts),
-        exposure_seconds: exposure,
-        target_seconds,
-        verdict: Verdict::of(exposure, target_seconds),
-    }
+    Point { recoverable_to, exposure_seconds: exposure, target_seconds, verdict: Verdict::of(exposure, target_seconds) }
 }
 
 /// The age of a backup against the longest gap its schedule allows (twice
 /// that gap is "at risk", three times "breached").
-fn age(id: &Value, finished: &Value, schedule: &str, now: DateTime<Utc>) -> Age {
-    let finished = time_of(finished);
-    let age = finished.map(|f| seconds(now - f).max(0.0));
+fn age(backup: Option<(&str, OffsetDateTime)>, schedule: &str, now: OffsetDateTime) -> Age {
+    let finished = backup.map(|(_, t)| t);
+    let age = finished.map(|f| seconds_between(f, now).max(0.0));
     let gap = crate::plan::schedule::parse(schedule)
         .ok()
         .and_then(|c| crate::plan::schedule::longest_gap(&c, now))
         .map(|g| g.as_secs_f64())
         .unwrap_or(86400.0);
     let verdict = Verdict::grade(age, 2.0 * gap, 3.0 * gap);
-    Age { id: id.as_str().map(str::to_string), finished: finished.map(crate::store::ts), age_seconds: age, verdict }
+    Age { id: backup.map(|(id, _)| id.to_string()), finished, age_seconds: age, verdict }
+}
+
+fn backup_age(backup: Option<&BackupPoint>, schedule: &str, now: OffsetDateTime) -> Age {
+    age(backup.map(|b| (b.id.as_str(), b.finished)), schedule, now)
+}
+
+/// One plan location of a cell, from what its agent reported there
+/// (`reported`: None when the agent has never answered).
+fn location_status(plan: &Plan, cell: &CellPlan, name: &str, reported: Option<&Recovery>, now: OffsetDateTime) -> LocationStatus {
+    let tier = plan.tier_of(cell);
+    let role = plan.locations.iter().find(|l| l.name == name).expect("validated plans name known locations").role;
+    let mut status =
+        LocationStatus { location: name.to_string(), role, postgres: None, kafka: None, copy_lag_seconds: None, problem: None };
+    let found = reported.and_then(|r| r.location(plan.agent_location_name(name)));
+    match (reported, found) {
+        (None, _) => status.problem = Some("the agent has not answered yet".into()),
+        (Some(_), None) => status.problem = Some(format!("the agent does not copy to `{name}` (start it with --copy-to {name}=URL)")),
+        (Some(_), Some(l)) => fill_location(&mut status, cell, l, tier, now),
+    }
+    if status.problem.is_some() {
+        // Nothing verified there that we can see: it counts as nothing recoverable.
+        if cell.postgres && status.postgres.is_none() {
+            status.postgres = Some(point(None, tier.rpo, now));
+        }
+        if cell.kafka_topics.is_some() && status.kafka.is_none() {
+            status.kafka = Some(point(None, tier.kafka_rpo, now));
+        }
+    }
+    status
+}
+
+fn fill_location(status: &mut LocationStatus, cell: &CellPlan, l: &LocationPoint, tier: &crate::plan::TierTarget, now: OffsetDateTime) {
+    if cell.postgres {
+        status.postgres = Some(point(l.postgres.as_ref().and_then(|p| p.recoverable_to), tier.rpo, now));
+    }
+    if cell.kafka_topics.is_some() {
+        status.kafka = Some(point(l.kafka.as_ref().and_then(|k| k.recoverable_to), tier.kafka_rpo, now));
+    }
+    status.copy_lag_seconds = l.copied_through.map(|t| seconds_between(t, now).max(0.0));
+    status.problem = l.error.clone();
 }
 
 /// The status of one cell from the agent's last recovery answer (`None`:
 /// never reached), when it was read, and whether the latest attempt failed.
-pub fn cell_status(plan: &Plan, cell: &CellPlan, input: CellInput, now: DateTime<Utc>) -> CellStatus {
+pub fn cell_status(plan: &Plan, cell: &CellPlan, input: CellInput, now: OffsetDateTime) -> CellStatus {
     let CellInput { recovery, problem: agent_problem, drills } = input;
-    let recovery = recovery.as_ref().map(|(t, b)| (*t, b));
-    let tier = plan.tiers.iter().find(|t| t.name == cell.tier).expect("validated plans name known tiers");
-    let empty = Value::Null;
-    let body = recovery.map(|(_, b)| b).unwrap_or(&empty);
-    let reported = body["locations"].as_array().cloned().unwrap_or_default();
-    let mut locations = Vec::new();
-    for name in &cell.locations {
-        let def = plan.locations.iter().find(|l| &l.name == name).expect("validated plans name known locations");
-        let agent_name = plan.agent_location_name(name);
-        let found = reported.iter().find(|l| l["location"] == agent_name);
-        let mut status =
-            LocationStatus { location: name.clone(), role: def.role, postgres: None, kafka: None, copy_lag_seconds: None, problem: None };
-        match found {
-            None if recovery.is_none() => status.problem = Some("the agent has not answered yet".into()),
-            None => status.problem = Some(format!("the agent does not copy to `{name}` (start it with --copy-to {name}=URL)")),
-            Some(l) => {
-                if cell.postgres {
-                    status.postgres = Some(point(&l["postgres"]["recoverable_to"], tier.rpo, now));
-                }
-                if cell.kafka_topics.is_some() {
-                    status.kafka = Some(point(&l["kafka"]["recoverable_to"], tier.kafka_rpo, now));
-                }
-                status.copy_lag_seconds = time_of(&l["copied_through"]).map(|t| seconds(now - t).max(0.0));
-                status.problem = l["error"].as_str().map(str::to_string);
-            }
-        }
-        if status.problem.is_some() || found.is_none() {
-            // Nothing verified there that we can see: it counts as nothing recoverable.
-            if cell.postgres && status.postgres.is_none() {
-                status.postgres = Some(point(&Value::Null, tier.rpo, now));
-            }
-            if cell.kafka_topics.is_some() && status.kafka.is_none() {
-                status.kafka = Some(point(&Value::Null, tier.kafka_rpo, now));
-            }
-        }
-        locations.push(status);
-    }
-    let primary = reported.iter().find(|l| l["location"] == crate::plan::AGENT_PRIMARY).cloned().unwrap_or(Value::Null);
-    let pg = &primary["postgres"];
-    let (last_full, last_incremental) = if cell.postgres {
-        (
-            Some(age(&pg["last_full"]["id"], &pg["last_full"]["finished"], &cell.schedules.pg_full, now)),
-            Some(age(&pg["last_incremental"]["id"], &pg["last_incremental"]["finished"], &cell.schedules.pg_incremental, now)),
-        )
-    } else {
-        (None, None)
-    };
+    let tier = plan.tier_of(cell);
+    let reported = recovery.as_ref().map(|(_, r)| r);
+    let locations: Vec<LocationStatus> = cell.locations.iter().map(|name| location_status(plan, cell, name, reported, now)).collect();
+    let primary = reported.and_then(|r| r.location(PRIMARY));
+    let pg = primary.and_then(|p| p.postgres.as_ref());
+    let s = &cell.schedules;
+    let last_full = cell.postgres.then(|| backup_age(pg.and_then(|p| p.last_full.as_ref()), &s.pg_full, now));
+    let last_incremental = cell.postgres.then(|| backup_age(pg.and_then(|p| p.last_incremental.as_ref()), &s.pg_incremental, now));
     let last_snapshot = cell.kafka_topics.as_ref().map(|_| {
-        let k = &primary["kafka"];
-        age(&k["last_snapshot"], &k["recoverable_to"], &cell.schedules.kafka_snapshot, now)
+        let k = primary.and_then(|p| p.kafka.as_ref());
+        let newest = k.and_then(|k| Some((k.last_snapshot.as_deref()?, k.recoverable_to?)));
+        age(newest, &s.kafka_snapshot, now)
     });
     let mut verdict = locations
         .iter()
@@ -295,7 +292,7 @@ pub fn cell_status(plan: &Plan, cell: &CellPlan, input: CellInput, now: DateTime
         rpo_seconds: tier.rpo.as_secs_f64(),
         kafka_rpo_seconds: tier.kafka_rpo.as_secs_f64(),
         rto_seconds: tier.rto.as_secs_f64(),
-        agent_seen: recovery.map(|(t, _)| crate::store::ts(t)),
+        agent_seen: recovery.as_ref().map(|(t, _)| *t),
         agent_problem,
         locations,
         last_full,
@@ -307,7 +304,7 @@ pub fn cell_status(plan: &Plan, cell: &CellPlan, input: CellInput, now: DateTime
 }
 
 /// The status of every cell of `plan` now, from what `read` gives per cell.
-pub fn status(plan: &Plan, now: DateTime<Utc>, mut read: impl FnMut(&CellPlan) -> anyhow::Result<CellInput>) -> anyhow::Result<Status> {
+pub fn status(plan: &Plan, now: OffsetDateTime, mut read: impl FnMut(&CellPlan) -> anyhow::Result<CellInput>) -> anyhow::Result<Status> {
     let mut cells = Vec::new();
     for cell in &plan.cells {
         cells.push(cell_status(plan, cell, read(cell)?, now));
@@ -315,24 +312,16 @@ pub fn status(plan: &Plan, now: DateTime<Utc>, mut read: impl FnMut(&CellPlan) -
     let verdict = cells.iter().map(|c| c.verdict).max().unwrap_or(Verdict::Ok);
     let (drills, passed) = cells.iter().filter_map(|c| c.drills.as_ref()).fold((0, 0), |(n, p), d| (n + d.drills, p + d.passed));
     let drill_success_rate = (drills > 0).then(|| f64::from(passed) / f64::from(drills));
-    Ok(Status { plan: plan.name.clone(), computed_at: crate::store::ts(now), cells, drill_success_rate, verdict })
+    Ok(Status { plan: plan.name.clone(), computed_at: now, cells, drill_success_rate, verdict })
 }
 
 /// A duration for people: 42s, 17m, 3.5h, 2.0d ("-" for none).
 pub fn human(seconds: Option<f64>) -> String {
     match seconds {
         None => "-".to_string(),
-        Some(s) if s.is_infinite() => "never".to_string(),
-        Some(s) if s < 120.0 => format!("{s:.0}s"),
-        Some(s) if s < 7200.0 => format!("{:.0}m", s / 60.0),
-        Some(s) if s < 172800.0 => format!("{:.1}h", s / 3600.0),
-        Some(s) => format!("{:.1}d", s / 86400.0),
+        Some(s) if !s.is_finite() => "never".to_string(),
+        Some(s) => lifeboat_api::duration::format_rounded(Duration::from_secs_f64(s.max(0.0).round())),
     }
-}
-
-/// When `status` was computed.
-fn c_now(status: &Status) -> DateTime<Utc> {
-    time_of(&Value::String(status.computed_at.clone())).unwrap_or_else(Utc::now)
 }
 
 /// A status table for people (the CLI's text output).
@@ -343,7 +332,7 @@ pub fn render(status: &Status) -> String {
         None => "-".to_string(),
         Some(p) => format!("{} / {} {}", d(p.exposure_seconds), d(Some(p.target_seconds)), p.verdict.as_str()),
     };
-    let mut out = format!("plan {} at {}: {}\n", status.plan, status.computed_at, status.verdict.as_str());
+    let mut out = format!("plan {} at {}: {}\n", status.plan, clock::ts(status.computed_at), status.verdict.as_str());
     let _ = writeln!(
         out,
         "{:<12} {:<16} {:<17} {:<26} {:<26} {:<8}",
@@ -376,8 +365,8 @@ pub fn render(status: &Status) -> String {
             Some(DrillStatus { last_finished: None, verdict, .. }) => format!("none ({})", verdict.as_str()),
             Some(dr) => format!(
                 "{} {} ago, RTO {} RPO {}, {}/{} passed this year ({})",
-                dr.last_verdict.as_deref().unwrap_or("?"),
-                d(dr.last_finished.as_deref().and_then(|t| time_of(&Value::String(t.into()))).map(|t| seconds(c_now(status) - t))),
+                dr.last_verdict.map_or("?", |v| v.as_str()),
+                d(dr.last_finished.map(|t| seconds_between(t, status.computed_at))),
                 d(dr.rto_seconds),
                 d(dr.rpo_seconds),
                 dr.passed,
@@ -413,7 +402,7 @@ mod tests {
     fn drills_are_due_within_their_period() {
         let plan = crate::plan::tests::demo_plan();
         let cell = &plan.cells[0];
-        let at = |s: &str| s.parse::<DateTime<Utc>>().unwrap();
+        let at = |s: &str| clock::parse(s).unwrap();
         let now = at("2026-11-27T12:00:00Z");
         let period = 31.0 * 86400.0; // monthly on the 1st: the longest gap is 31 days
         let drill = |finished: &str, passed: bool| DrillRecord {
@@ -435,8 +424,8 @@ mod tests {
         let history = [drill("2026-11-26T03:00:00Z", false), drill("2026-11-01T03:00:00Z", true), drill("2025-01-01T03:00:00Z", true)];
         let d = drill_status(cell, &history, at("2024-01-01T00:00:00Z"), now);
         assert_eq!(d.verdict, Verdict::Ok);
-        assert_eq!(d.last_verdict.as_deref(), Some("failed"));
-        assert_eq!(d.last_passed.as_deref(), Some("2026-11-01T03:00:00.000Z"));
+        assert_eq!(d.last_verdict, Some(DrillVerdict::Failed));
+        assert_eq!(d.last_passed, Some(at("2026-11-01T03:00:00Z")));
         assert_eq!((d.drills, d.passed, d.success_rate), (2, 1, Some(0.5)), "only the last 365 days count");
         assert_eq!((d.rto_seconds, d.last_report.as_deref()), (Some(42.0), Some("000007-r.json")));
         // Passing drills only long ago: at risk, then breached.

@@ -9,17 +9,16 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use chrono::{SecondsFormat, Utc};
 use serde_json::json;
+use time::OffsetDateTime;
 
-use lifeboat_drill::outcome::{FAILED, PASSED, WARNING};
-use lifeboat_drill::spec::DrillTarget;
-use lifeboat_drill::{DrillOutcome, DrillSpec};
+use lifeboat_api::{DrillOutcome, DrillSpec, DrillTarget, Job, JobResult, JobSpec, Outcome};
+use lifeboat_client::{AgentClient, ReportStored, Submitted};
 
-use crate::agent_client::{AgentClient, Submitted};
+use crate::clock;
 use crate::plan::{CellPlan, Plan, Role};
 use crate::report::keys::Signer;
-use crate::report::{chain, html, ChainLink, Demonstrated, Item, Report, Targets, SCHEMA};
+use crate::report::{chain, html, ChainLink, Demonstrated, Item, Report, Targets, Verdict, SCHEMA};
 
 pub struct DrillRequest {
     pub target: DrillTarget,
@@ -27,6 +26,18 @@ pub struct DrillRequest {
     pub from_location: Option<String>,
     pub fallback_location: Option<String>,
     pub initiator: String,
+}
+
+impl DrillRequest {
+    /// Scheduled (and coordinator-run) drills: a random instant of the last day, from the primary.
+    pub fn scheduled(trigger: &str) -> DrillRequest {
+        DrillRequest {
+            target: DrillTarget::RandomRecent { within: Duration::from_secs(24 * 3600) },
+            from_location: None,
+            fallback_location: None,
+            initiator: format!("coordinator ({trigger})"),
+        }
+    }
 }
 
 pub struct Drilled {
@@ -84,15 +95,9 @@ fn spec(plan: &Plan, cell: &CellPlan, req: &DrillRequest) -> Result<DrillSpec> {
     })
 }
 
-fn now() -> String {
-    Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true)
-}
-
-/// The agent job body of a drill.
-pub fn job_body(plan: &Plan, cell: &CellPlan, req: &DrillRequest) -> Result<serde_json::Value> {
-    let mut body = serde_json::to_value(spec(plan, cell, req)?).expect("a drill spec serialises");
-    body["kind"] = json!("drill");
-    Ok(body)
+/// The agent job of a drill.
+pub fn job_spec(plan: &Plan, cell: &CellPlan, req: &DrillRequest) -> Result<JobSpec> {
+    Ok(JobSpec::Drill(spec(plan, cell, req)?))
 }
 
 /// Run a drill of `cell` now and return its signed, stored report.
@@ -104,29 +109,39 @@ pub async fn run(
     signer: &Signer,
     export: Option<&Path>,
 ) -> Result<Drilled> {
-    let body = job_body(plan, cell, req)?;
-    let started = now();
-    let key = format!("lifeboat-drill-{}-{}-{:04x}", cell.name, Utc::now().format("%Y%m%dt%H%M%S"), rand::random::<u16>());
-    let job = match agent.submit(&key, &body).await? {
+    let spec = spec(plan, cell, req)?;
+    let source = spec.location.clone();
+    let started = clock::now();
+    let key = format!("lifeboat-drill-{}-{}-{:04x}", cell.name, started.unix_timestamp(), rand::random::<u16>());
+    let job = match agent.submit(&key, &JobSpec::Drill(spec)).await? {
         Submitted::Job(job) => job,
         Submitted::Refused(reason) => bail!("the agent of cell {} refused the drill: {reason}", cell.name),
     };
-    let id = job["id"].as_str().context("the agent answered without a job id")?.to_string();
-    tracing::info!(cell = %cell.name, job = %id, "drill started on the agent");
-    let job = agent.wait(&id, Duration::from_secs(1)).await?;
-    let source = body["location"].as_str().map(str::to_string);
-    conclude(plan, cell, agent, &Concluding { job: &job, started, source, initiator: req.initiator.clone() }, signer, export).await
+    tracing::info!(cell = %cell.name, job = %job.id, "drill started on the agent");
+    let job = agent.wait(&job.id, Duration::from_secs(1)).await?;
+    let done = Concluding { job: &job, started, source, initiator: req.initiator.clone() };
+    conclude(plan, cell, agent, &done, signer, export).await
 }
 
 /// A finished drill job and what the report needs to know about its start.
 pub struct Concluding<'a> {
     /// The agent's job record (state, result, error).
-    pub job: &'a serde_json::Value,
-    /// When the drill was asked for (RFC 3339).
-    pub started: String,
+    pub job: &'a Job,
+    /// When the drill was asked for.
+    pub started: OffsetDateTime,
     /// The plan location restored from (None: the primary).
     pub source: Option<String>,
     pub initiator: String,
+}
+
+impl Concluding<'_> {
+    /// What the drill reported, if it ran.
+    pub fn outcome(&self) -> Option<&DrillOutcome> {
+        match &self.job.result {
+            Some(JobResult::Drill(o)) => Some(o),
+            _ => None,
+        }
+    }
 }
 
 /// Judge a finished drill job, sign its report onto the cell's chain,
@@ -139,77 +154,18 @@ pub async fn conclude(
     signer: &Signer,
     export: Option<&Path>,
 ) -> Result<Drilled> {
-    let tier = plan.tiers.iter().find(|t| t.name == cell.tier).context("the cell's tier")?;
-    let job = done.job;
-    let id = job["id"].as_str().unwrap_or_default();
-    let outcome: Option<DrillOutcome> = serde_json::from_value(job["result"].clone()).ok();
-    let started_at = chrono::DateTime::parse_from_rfc3339(&done.started).map(|t| t.with_timezone(&Utc)).unwrap_or_else(|_| Utc::now());
-    let report_id = format!("drill-{}-{}-{:04x}", cell.name, started_at.format("%Y%m%dt%H%M%S"), rand::random::<u16>());
-
-    let name_of = |agent_name: &str| plan.plan_location_name(cell, agent_name);
-    let kafka_target = cell.kafka_topics.as_ref().map(|_| tier.kafka_rpo.as_secs_f64());
-    let targets = Targets { rpo_seconds: tier.rpo.as_secs_f64(), rto_seconds: tier.rto.as_secs_f64(), kafka_rpo_seconds: kafka_target };
-    let finished = now();
-    let mut report = Report {
-        schema: SCHEMA.into(),
-        report_id,
-        tool_version: env!("CARGO_PKG_VERSION").into(),
-        plan: plan.name.clone(),
-        cell: cell.name.clone(),
-        tenants: cell.tenants.clone(),
-        operation: "drill".into(),
-        initiator: done.initiator.clone(),
-        source_location: done.source.clone().unwrap_or_else(|| name_of(crate::plan::AGENT_PRIMARY)),
-        target_environment: format!("scratch environment of the agent of cell {} ({})", cell.name, agent.url),
-        started: done.started.clone(),
-        finished,
-        duration_seconds: (Utc::now() - started_at).num_milliseconds() as f64 / 1000.0,
-        recovery_point: json!({}),
-        targets: targets.clone(),
-        demonstrated: Demonstrated { rto_seconds: None, rpo_seconds: None, kafka_rpo_seconds: None },
-        verdict: String::new(),
-        errors: 0,
-        warnings: 0,
-        steps: Vec::new(),
-        checks: Vec::new(),
-        chain: ChainLink { sequence: 0, previous: None },
-        signature: None,
-    };
-    match outcome {
-        Some(o) => {
-            if let Some(f) = &o.fell_back_to {
-                report.source_location = format!("{} (fell back from {})", name_of(f), name_of(&o.source_location));
-            }
-            report.target_environment = format!(
-                "{}: Postgres on 127.0.0.1:{}, topics {}*, {}",
-                report.target_environment,
-                o.scratch["port"],
-                o.scratch["topic_prefix"].as_str().unwrap_or(""),
-                if o.cleaned_up { "all removed after the drill" } else { "NOT all removed (see the last step)" }
-            );
-            report.recovery_point = o.recovery_point.clone();
-            report.recovery_point["location"] = json!(name_of(o.recovery_point["location"].as_str().unwrap_or(crate::plan::AGENT_PRIMARY)));
-            report.demonstrated =
-                Demonstrated { rto_seconds: Some(o.rto_seconds), rpo_seconds: o.pg_rpo_seconds, kafka_rpo_seconds: o.kafka_rpo_seconds };
-            report.recovery_point["phases"] =
-                json!({ "wal_replay_seconds": o.replay_seconds, "lifeboat_seconds": o.rto_seconds - o.replay_seconds });
-            report.steps = o.steps;
-            report.checks = o.checks;
-        }
+    let mut report = new_report(plan, cell, agent, done);
+    match done.outcome() {
+        Some(o) => apply_outcome(&mut report, plan, cell, o),
         None => report.steps.push(Item::new(
             "run the drill on the agent",
-            FAILED,
+            Outcome::Failed,
             report.duration_seconds,
-            Some(job["error"].as_str().unwrap_or("the drill job ended without an outcome").to_string()),
-            json!({ "agent_job": id }),
+            Some(done.job.error.clone().unwrap_or_else(|| "the drill job ended without an outcome".into())),
+            json!({ "agent_job": done.job.id }),
         )),
     }
-    report.checks.extend(target_checks(&targets, &report.demonstrated, cell.postgres));
-    let all = report.steps.iter().chain(&report.checks);
-    report.errors = all.clone().filter(|i| i.outcome == FAILED).count() as u32;
-    report.warnings = all.filter(|i| i.outcome == WARNING).count() as u32;
-    report.verdict = if report.errors == 0 { PASSED.into() } else { FAILED.into() };
-
+    judge(&mut report, cell.postgres);
     store(agent, &mut report, signer).await?;
     let (json_path, html_path) = match export {
         Some(dir) => {
@@ -221,13 +177,85 @@ pub async fn conclude(
     Ok(Drilled { report, json_path, html_path })
 }
 
+/// The report of a drill before its outcome is applied: who, what, when, targets.
+fn new_report(plan: &Plan, cell: &CellPlan, agent: &AgentClient, done: &Concluding<'_>) -> Report {
+    let tier = plan.tier_of(cell);
+    let finished = clock::now();
+    let kafka_target = cell.kafka_topics.as_ref().map(|_| tier.kafka_rpo.as_secs_f64());
+    Report {
+        schema: SCHEMA.into(),
+        report_id: format!("drill-{}-{}-{:04x}", cell.name, compact(done.started), rand::random::<u16>()),
+        tool_version: env!("CARGO_PKG_VERSION").into(),
+        plan: plan.name.clone(),
+        cell: cell.name.clone(),
+        tenants: cell.tenants.clone(),
+        operation: "drill".into(),
+        initiator: done.initiator.clone(),
+        source_location: done.source.clone().unwrap_or_else(|| plan.plan_location_name(cell, crate::plan::AGENT_PRIMARY)),
+        target_environment: format!("scratch environment of the agent of cell {} ({})", cell.name, agent.url),
+        started: clock::ts(done.started),
+        finished: clock::ts(finished),
+        duration_seconds: clock::seconds_between(done.started, finished),
+        recovery_point: json!({}),
+        targets: Targets { rpo_seconds: tier.rpo.as_secs_f64(), rto_seconds: tier.rto.as_secs_f64(), kafka_rpo_seconds: kafka_target },
+        demonstrated: Demonstrated { rto_seconds: None, rpo_seconds: None, kafka_rpo_seconds: None },
+        verdict: Verdict::Failed,
+        errors: 0,
+        warnings: 0,
+        steps: Vec::new(),
+        checks: Vec::new(),
+        chain: ChainLink { sequence: 0, previous: None },
+        signature: None,
+    }
+}
+
+/// `20261127t050000`: an instant in a report id.
+fn compact(t: OffsetDateTime) -> String {
+    let f = time::macros::format_description!("[year][month][day]t[hour][minute][second]");
+    t.format(&f).expect("formatting an instant")
+}
+
+/// What the agent's drill showed: where it restored from and to, the
+/// recovery point (in plan location names), the measured figures, every step.
+fn apply_outcome(report: &mut Report, plan: &Plan, cell: &CellPlan, o: &DrillOutcome) {
+    let name_of = |agent_name: &str| plan.plan_location_name(cell, agent_name);
+    if let Some(f) = &o.fell_back_to {
+        report.source_location = format!("{} (fell back from {})", name_of(f), name_of(&o.source_location));
+    }
+    report.target_environment = format!(
+        "{}: Postgres on 127.0.0.1:{}, topics {}*, {}",
+        report.target_environment,
+        o.scratch.port,
+        o.scratch.topic_prefix,
+        if o.cleaned_up { "all removed after the drill" } else { "NOT all removed (see the last step)" }
+    );
+    let mut point = o.recovery_point.clone();
+    point.location = name_of(&point.location);
+    report.recovery_point = serde_json::to_value(&point).expect("recovery points serialise");
+    report.recovery_point["phases"] =
+        json!({ "wal_replay_seconds": o.replay_seconds, "lifeboat_seconds": o.rto_seconds - o.replay_seconds });
+    report.demonstrated =
+        Demonstrated { rto_seconds: Some(o.rto_seconds), rpo_seconds: o.pg_rpo_seconds, kafka_rpo_seconds: o.kafka_rpo_seconds };
+    report.steps = o.steps.clone();
+    report.checks = o.checks.clone();
+}
+
+/// Check the demonstrated figures against the targets, count, and decide.
+fn judge(report: &mut Report, postgres: bool) {
+    report.checks.extend(target_checks(&report.targets, &report.demonstrated, postgres));
+    let all = report.steps.iter().chain(&report.checks);
+    report.errors = all.clone().filter(|i| i.outcome == Outcome::Failed).count() as u32;
+    report.warnings = all.filter(|i| i.outcome == Outcome::Warning).count() as u32;
+    report.verdict = Verdict::of(report.errors);
+}
+
 /// The demonstrated RTO and RPOs against the tier's targets.
 fn target_checks(t: &Targets, d: &Demonstrated, postgres: bool) -> Vec<Item> {
     let judge = |name: &str, target: f64, shown: Option<f64>| {
         let (outcome, message) = match shown {
-            Some(v) if v <= target => (PASSED, None),
-            Some(v) if v.is_finite() => (FAILED, Some(format!("{v:.1} s, over the target of {target:.0} s"))),
-            _ => (FAILED, Some("not demonstrated: nothing was recovered".to_string())),
+            Some(v) if v <= target => (Outcome::Passed, None),
+            Some(v) if v.is_finite() => (Outcome::Failed, Some(format!("{v:.1} s, over the target of {target:.0} s"))),
+            _ => (Outcome::Failed, Some("not demonstrated: nothing was recovered".to_string())),
         };
         Item::new(name, outcome, 0.0, message, json!({ "target_seconds": target, "demonstrated_seconds": shown }))
     };
@@ -245,29 +273,33 @@ fn target_checks(t: &Targets, d: &Demonstrated, postgres: bool) -> Vec<Item> {
 /// (JSON, then the HTML rendering). A concurrent drill that took the
 /// sequence first makes the agent refuse; the chain is read again.
 async fn store(agent: &AgentClient, report: &mut Report, signer: &Signer) -> Result<()> {
-    let mut last_error = None;
+    let mut conflicts = Vec::new();
     for _ in 0..3 {
         let previous = newest(agent).await?;
         chain::seal(report, previous.as_ref(), signer);
         let json = serde_json::to_vec_pretty(report).expect("reports serialise");
-        match agent.put_report(&report.file_name(), json).await {
-            Ok(()) => {
-                agent.put_report(&report.page_name(), html::render(report).into_bytes()).await?;
+        match agent.put_report(&report.file_name(), json).await? {
+            ReportStored::Stored | ReportStored::AlreadyThere => {
+                if let ReportStored::Conflict(why) = agent.put_report(&report.page_name(), html::render(report).into_bytes()).await? {
+                    bail!("storing the page of report {}: {why}", report.file_name());
+                }
                 return Ok(());
             }
-            Err(e) if e.to_string().contains("409") => last_error = Some(e),
-            Err(e) => return Err(e),
+            ReportStored::Conflict(why) => conflicts.push(why),
         }
     }
-    Err(last_error.expect("three conflicts")).context("storing the report: other reports kept taking its place in the chain")
+    bail!("storing the report: other reports kept taking its place in the chain ({})", conflicts.join("; "))
 }
 
 /// The newest report stored for the agent's cell.
 async fn newest(agent: &AgentClient) -> Result<Option<Report>> {
-    let Some(name) = agent.reports().await?.into_iter().filter(|n| n.ends_with(".json")).last() else { return Ok(None) };
+    let Some(name) = agent.reports().await?.into_iter().rfind(|n| n.ends_with(".json")) else { return Ok(None) };
     let bytes = agent.report(&name).await?;
     let report = serde_json::from_slice(&bytes).with_context(|| {
-        format!("the newest stored report of cell {}, {name}, is not a report; a new report cannot be chained to it (run `lifeboat report verify`)", agent.cell)
+        format!(
+            "the newest stored report of cell {}, {name}, is not a report; a new report cannot be chained to it (run `lifeboat report verify`)",
+            agent.cell
+        )
     })?;
     Ok(Some(report))
 }
@@ -297,12 +329,12 @@ pub fn render(d: &Drilled) -> String {
         "drill of cell {} from {}: {} ({} errors, {} warnings)\n",
         r.cell,
         r.source_location,
-        r.verdict.to_uppercase(),
+        r.verdict.as_str().to_uppercase(),
         r.errors,
         r.warnings
     );
     for i in r.steps.iter().chain(&r.checks) {
-        out.push_str(&crate::report::item_line(i));
+        out.push_str(&i.line());
     }
     out.push_str(&format!(
         "demonstrated RTO {} (target {:.0}s); RPO Postgres {} (target {:.0}s)",
@@ -336,17 +368,31 @@ mod tests {
         let t = Targets { rpo_seconds: 300.0, rto_seconds: 900.0, kafka_rpo_seconds: Some(5400.0) };
         let outcome = |d: Demonstrated| target_checks(&t, &d, true).into_iter().map(|i| (i.outcome, i.message)).collect::<Vec<_>>();
         let all = outcome(Demonstrated { rto_seconds: Some(42.0), rpo_seconds: Some(0.0), kafka_rpo_seconds: Some(10.0) });
-        assert!(all.iter().all(|(o, _)| o == PASSED), "{all:?}");
+        assert!(all.iter().all(|(o, _)| *o == Outcome::Passed), "{all:?}");
         // A missing WAL segment: the RPO demonstrated is worse than the tier's.
         let late = outcome(Demonstrated { rto_seconds: Some(42.0), rpo_seconds: Some(301.5), kafka_rpo_seconds: Some(10.0) });
-        assert_eq!(late[1].0, FAILED);
+        assert_eq!(late[1].0, Outcome::Failed);
         assert!(late[1].1.as_deref().unwrap().contains("301.5 s, over the target of 300 s"), "{late:?}");
         // Nothing recovered at all.
         let none = outcome(Demonstrated { rto_seconds: Some(42.0), rpo_seconds: Some(f64::INFINITY), kafka_rpo_seconds: None });
-        assert_eq!((none[1].0.as_str(), none[2].0.as_str()), (FAILED, FAILED));
+        assert_eq!((none[1].0, none[2].0), (Outcome::Failed, Outcome::Failed));
         // A cell without Postgres is not judged on a Postgres RPO.
         let kafka_only =
             target_checks(&t, &Demonstrated { rto_seconds: Some(1.0), rpo_seconds: None, kafka_rpo_seconds: Some(0.0) }, false);
-        assert!(kafka_only.iter().all(|i| i.outcome == PASSED && !i.name.contains("Postgres")), "{kafka_only:?}");
+        assert!(kafka_only.iter().all(|i| i.outcome == Outcome::Passed && !i.name.contains("Postgres")), "{kafka_only:?}");
+    }
+
+    #[test]
+    fn a_warning_does_not_fail_a_drill_but_a_failure_does() {
+        let plan = crate::plan::tests::demo_plan();
+        let mut report = crate::report::chain::tests::report("c", 1);
+        report.steps = vec![Item::new("fall back", Outcome::Warning, 0.0, None, json!(null))];
+        report.demonstrated = Demonstrated { rto_seconds: Some(1.0), rpo_seconds: Some(0.0), kafka_rpo_seconds: None };
+        judge(&mut report, plan.cells[0].postgres);
+        assert_eq!((report.verdict, report.errors, report.warnings), (Verdict::Passed, 0, 1));
+        report.steps.push(Item::new("restore", Outcome::Failed, 0.0, None, json!(null)));
+        report.checks.clear();
+        judge(&mut report, true);
+        assert_eq!((report.verdict, report.errors), (Verdict::Failed, 1));
     }
 }

@@ -12,9 +12,14 @@ use std::path::Path;
 use std::sync::Mutex;
 
 use anyhow::{Context, Result};
-use chrono::{DateTime, SecondsFormat, Utc};
 use rusqlite::{params, Connection, OptionalExtension, Row};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+use lifeboat_api::Recovery;
+
+use crate::clock::{self, parse_ts, ts};
+use crate::runs::{RunKind, RunResult, RunState, Trigger};
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -47,58 +52,69 @@ CREATE TABLE IF NOT EXISTS alerts (
 );
 ";
 
-pub fn ts(t: DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(SecondsFormat::Millis, true)
-}
-
-pub fn parse_ts(s: &str) -> Result<DateTime<Utc>> {
-    Ok(DateTime::parse_from_rfc3339(s).with_context(|| format!("bad timestamp {s:?} in the state database"))?.with_timezone(&Utc))
-}
-
 /// One run: a unit of scheduled or operator-requested work for one cell.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Run {
     pub id: i64,
     pub cell: String,
-    pub kind: String,
-    /// `schedule` or `operator`.
-    pub trigger: String,
-    pub scheduled_for: Option<String>,
-    pub created: String,
-    /// `pending` (waiting to be submitted, or for a retry), `submitted`
-    /// (the agent has the job), `succeeded`, `failed`.
-    pub state: String,
+    pub kind: RunKind,
+    pub trigger: Trigger,
+    #[serde(with = "clock::ms::option")]
+    pub scheduled_for: Option<OffsetDateTime>,
+    #[serde(with = "clock::ms")]
+    pub created: OffsetDateTime,
+    pub state: RunState,
     pub attempt: i64,
-    pub next_attempt_at: String,
+    #[serde(with = "clock::ms")]
+    pub next_attempt_at: OffsetDateTime,
     /// When the run should be done by (the next occurrence of its schedule).
-    pub deadline: Option<String>,
+    #[serde(with = "clock::ms::option")]
+    pub deadline: Option<OffsetDateTime>,
     /// It ran past its deadline.
     pub overdue: bool,
     pub agent_job: Option<String>,
-    pub submitted_at: Option<String>,
-    pub finished: Option<String>,
+    #[serde(with = "clock::ms::option")]
+    pub submitted_at: Option<OffsetDateTime>,
+    #[serde(with = "clock::ms::option")]
+    pub finished: Option<OffsetDateTime>,
     pub error: Option<String>,
-    pub result: Option<serde_json::Value>,
+    pub result: Option<RunResult>,
+}
+
+/// A column that does not hold what the schema says.
+fn bad_column(column: &str, value: &str) -> rusqlite::Error {
+    rusqlite::Error::InvalidColumnType(0, format!("{column} = {value:?}"), rusqlite::types::Type::Text)
+}
+
+fn instant(r: &Row<'_>, column: &str) -> rusqlite::Result<Option<OffsetDateTime>> {
+    let text: Option<String> = r.get(column)?;
+    text.map(|t| clock::parse(&t).map_err(|_| bad_column(column, &t))).transpose()
 }
 
 impl Run {
     fn from_row(r: &Row<'_>) -> rusqlite::Result<Run> {
+        let text = |column: &str| r.get::<_, String>(column);
+        let required = |column: &str| instant(r, column)?.ok_or_else(|| bad_column(column, "NULL"));
+        let kind = text("kind")?;
+        let trigger = text("trigger")?;
+        let state = text("state")?;
         Ok(Run {
             id: r.get("id")?,
             cell: r.get("cell")?,
-            kind: r.get("kind")?,
-            trigger: r.get("trigger")?,
-            scheduled_for: r.get("scheduled_for")?,
-            created: r.get("created")?,
-            state: r.get("state")?,
+            kind: RunKind::parse(&kind).ok_or_else(|| bad_column("kind", &kind))?,
+            trigger: Trigger::parse(&trigger).ok_or_else(|| bad_column("trigger", &trigger))?,
+            scheduled_for: instant(r, "scheduled_for")?,
+            created: required("created")?,
+            state: RunState::parse(&state).ok_or_else(|| bad_column("state", &state))?,
             attempt: r.get("attempt")?,
-            next_attempt_at: r.get("next_attempt_at")?,
-            deadline: r.get("deadline")?,
+            next_attempt_at: required("next_attempt_at")?,
+            deadline: instant(r, "deadline")?,
             overdue: r.get::<_, i64>("overdue")? != 0,
             agent_job: r.get("agent_job")?,
-            submitted_at: r.get("submitted_at")?,
-            finished: r.get("finished")?,
+            submitted_at: instant(r, "submitted_at")?,
+            finished: instant(r, "finished")?,
             error: r.get("error")?,
+            // A result from before results were typed is not shown.
             result: r.get::<_, Option<String>>("result")?.and_then(|s| serde_json::from_str(&s).ok()),
         })
     }
@@ -113,10 +129,10 @@ pub struct Store {
 
 pub struct NewRun<'a> {
     pub cell: &'a str,
-    pub kind: &'a str,
-    pub trigger: &'a str,
-    pub scheduled_for: Option<DateTime<Utc>>,
-    pub deadline: Option<DateTime<Utc>>,
+    pub kind: RunKind,
+    pub trigger: Trigger,
+    pub scheduled_for: Option<OffsetDateTime>,
+    pub deadline: Option<OffsetDateTime>,
 }
 
 impl Store {
@@ -136,7 +152,7 @@ impl Store {
                 let i = format!("{:08x}", rand::random::<u32>());
                 conn.execute("INSERT INTO meta (key, value) VALUES ('instance', ?1)", [&i])?;
                 conn.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('schema', '1')", [])?;
-                conn.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('created', ?1)", [ts(Utc::now())])?;
+                conn.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('created', ?1)", [ts(clock::now())])?;
                 i
             }
         };
@@ -149,12 +165,12 @@ impl Store {
 
     /// Record a run; a scheduled occurrence already recorded is not added
     /// again (returns None).
-    pub fn insert_run(&self, run: &NewRun<'_>, now: DateTime<Utc>) -> Result<Option<i64>> {
+    pub fn insert_run(&self, run: &NewRun<'_>, now: OffsetDateTime) -> Result<Option<i64>> {
         let db = self.db();
         let n = db.execute(
             "INSERT OR IGNORE INTO runs (cell, kind, trigger, scheduled_for, created, state, next_attempt_at, deadline)
              VALUES (?1, ?2, ?3, ?4, ?5, 'pending', ?5, ?6)",
-            params![run.cell, run.kind, run.trigger, run.scheduled_for.map(ts), ts(now), run.deadline.map(ts)],
+            params![run.cell, run.kind.as_str(), run.trigger.as_str(), run.scheduled_for.map(ts), ts(now), run.deadline.map(ts)],
         )?;
         Ok((n == 1).then(|| db.last_insert_rowid()))
     }
@@ -181,14 +197,14 @@ impl Store {
     }
 
     /// When this state database was made (the coordinator started watching).
-    pub fn created(&self) -> Result<DateTime<Utc>> {
+    pub fn created(&self) -> Result<OffsetDateTime> {
         let db = self.db();
         let v: Option<String> = db.query_row("SELECT value FROM meta WHERE key = 'created'", [], |r| r.get(0)).optional()?;
         match v {
             Some(v) => parse_ts(&v),
             None => {
                 // A database from before this was recorded: from now on.
-                let now = ts(Utc::now());
+                let now = ts(clock::now());
                 db.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('created', ?1)", [&now])?;
                 parse_ts(&now)
             }
@@ -197,31 +213,34 @@ impl Store {
 
     /// Finished drills of a cell within the last 400 days, newest first.
     pub fn drills(&self, cell: &str) -> Result<Vec<crate::compliance::DrillRecord>> {
-        let since = ts(Utc::now() - chrono::Duration::days(400));
+        let since = ts(clock::now() - time::Duration::days(400));
         let runs = self.query(
             "SELECT * FROM runs WHERE cell = ?1 AND kind = 'drill' AND state IN ('succeeded', 'failed') AND finished >= ?2 ORDER BY finished DESC",
             params![cell, since],
         )?;
         let mut out = Vec::new();
         for r in runs {
-            let Some(finished) = r.finished.as_deref() else { continue };
-            let report = r.result.as_ref().and_then(|v| serde_json::from_value(v["report"].clone()).ok());
-            out.push(crate::compliance::DrillRecord { finished: parse_ts(finished)?, passed: r.state == "succeeded", report });
+            let Some(finished) = r.finished else { continue };
+            let report = match r.result {
+                Some(RunResult::Drill { report, .. }) => Some(*report),
+                _ => None,
+            };
+            out.push(crate::compliance::DrillRecord { finished, passed: r.state == RunState::Succeeded, report });
         }
         Ok(out)
     }
 
     /// The newest successful run of a kind for a cell.
-    pub fn last_success(&self, cell: &str, kind: &str) -> Result<Option<Run>> {
+    pub fn last_success(&self, cell: &str, kind: RunKind) -> Result<Option<Run>> {
         Ok(self
             .query(
                 "SELECT * FROM runs WHERE cell = ?1 AND kind = ?2 AND state = 'succeeded' ORDER BY finished DESC LIMIT 1",
-                params![cell, kind],
+                params![cell, kind.as_str()],
             )?
             .pop())
     }
 
-    pub fn mark_submitted(&self, id: i64, job: &str, now: DateTime<Utc>) -> Result<()> {
+    pub fn mark_submitted(&self, id: i64, job: &str, now: OffsetDateTime) -> Result<()> {
         self.db().execute(
             "UPDATE runs SET state = 'submitted', agent_job = ?2, submitted_at = COALESCE(submitted_at, ?3) WHERE id = ?1",
             params![id, job, ts(now)],
@@ -229,16 +248,17 @@ impl Store {
         Ok(())
     }
 
-    pub fn finish(&self, id: i64, state: &str, error: Option<&str>, result: Option<&serde_json::Value>, now: DateTime<Utc>) -> Result<()> {
+    pub fn finish(&self, id: i64, state: RunState, error: Option<&str>, result: Option<&RunResult>, now: OffsetDateTime) -> Result<()> {
+        let result = result.map(|r| serde_json::to_string(r).expect("results serialise"));
         self.db().execute(
             "UPDATE runs SET state = ?2, error = ?3, result = ?4, finished = ?5 WHERE id = ?1",
-            params![id, state, error, result.map(|r| r.to_string()), ts(now)],
+            params![id, state.as_str(), error, result, ts(now)],
         )?;
         Ok(())
     }
 
     /// Back to pending for another attempt at `at`.
-    pub fn retry(&self, id: i64, error: &str, at: DateTime<Utc>) -> Result<()> {
+    pub fn retry(&self, id: i64, error: &str, at: OffsetDateTime) -> Result<()> {
         self.db().execute(
             "UPDATE runs SET state = 'pending', attempt = attempt + 1, agent_job = NULL, error = ?2, next_attempt_at = ?3 WHERE id = ?1",
             params![id, error, ts(at)],
@@ -247,7 +267,7 @@ impl Store {
     }
 
     /// Postpone a pending run (its agent could not be reached) without using an attempt.
-    pub fn postpone(&self, id: i64, error: &str, at: DateTime<Utc>) -> Result<()> {
+    pub fn postpone(&self, id: i64, error: &str, at: OffsetDateTime) -> Result<()> {
         self.db().execute("UPDATE runs SET error = ?2, next_attempt_at = ?3 WHERE id = ?1", params![id, error, ts(at)])?;
         Ok(())
     }
@@ -256,37 +276,47 @@ impl Store {
         Ok(self.db().execute("UPDATE runs SET overdue = 1 WHERE id = ?1 AND overdue = 0", [id])? == 1)
     }
 
-    pub fn last_fired(&self, cell: &str, kind: &str) -> Result<Option<DateTime<Utc>>> {
-        let s: Option<String> =
-            self.db().query_row("SELECT last_fired FROM marks WHERE cell = ?1 AND kind = ?2", [cell, kind], |r| r.get(0)).optional()?;
+    pub fn last_fired(&self, cell: &str, kind: RunKind) -> Result<Option<OffsetDateTime>> {
+        let s: Option<String> = self
+            .db()
+            .query_row("SELECT last_fired FROM marks WHERE cell = ?1 AND kind = ?2", [cell, kind.as_str()], |r| r.get(0))
+            .optional()?;
         s.map(|s| parse_ts(&s)).transpose()
     }
 
-    pub fn set_last_fired(&self, cell: &str, kind: &str, at: DateTime<Utc>) -> Result<()> {
+    pub fn set_last_fired(&self, cell: &str, kind: RunKind, at: OffsetDateTime) -> Result<()> {
         self.db().execute(
             "INSERT INTO marks (cell, kind, last_fired) VALUES (?1, ?2, ?3)
              ON CONFLICT (cell, kind) DO UPDATE SET last_fired = excluded.last_fired",
-            params![cell, kind, ts(at)],
+            params![cell, kind.as_str(), ts(at)],
         )?;
         Ok(())
     }
 
-    pub fn save_recovery(&self, cell: &str, body: &serde_json::Value, now: DateTime<Utc>) -> Result<()> {
+    pub fn save_recovery(&self, cell: &str, body: &Recovery, now: OffsetDateTime) -> Result<()> {
         self.db().execute(
             "INSERT INTO recovery (cell, fetched_at, body) VALUES (?1, ?2, ?3)
              ON CONFLICT (cell) DO UPDATE SET fetched_at = excluded.fetched_at, body = excluded.body",
-            params![cell, ts(now), body.to_string()],
+            params![cell, ts(now), serde_json::to_string(body).expect("recovery points serialise")],
         )?;
         Ok(())
     }
 
     /// The last recovery points read from a cell's agent, and when.
-    pub fn recovery(&self, cell: &str) -> Result<Option<(DateTime<Utc>, serde_json::Value)>> {
+    /// A body of another shape (from an older agent) counts as never read.
+    pub fn recovery(&self, cell: &str) -> Result<Option<(OffsetDateTime, Recovery)>> {
         let row: Option<(String, String)> = self
             .db()
             .query_row("SELECT fetched_at, body FROM recovery WHERE cell = ?1", [cell], |r| Ok((r.get(0)?, r.get(1)?)))
             .optional()?;
-        row.map(|(t, b)| Ok((parse_ts(&t)?, serde_json::from_str(&b)?))).transpose()
+        let Some((t, body)) = row else { return Ok(None) };
+        match serde_json::from_str(&body) {
+            Ok(recovery) => Ok(Some((parse_ts(&t)?, recovery))),
+            Err(e) => {
+                tracing::debug!(cell, "the stored recovery points have another shape: {e}");
+                Ok(None)
+            }
+        }
     }
 
     /// The verdict last alerted for (cell, location, system), if any.
@@ -301,7 +331,7 @@ impl Store {
             .optional()?)
     }
 
-    pub fn set_alert(&self, cell: &str, location: &str, system: &str, verdict: Option<&str>, now: DateTime<Utc>) -> Result<()> {
+    pub fn set_alert(&self, cell: &str, location: &str, system: &str, verdict: Option<&str>, now: OffsetDateTime) -> Result<()> {
         let db = self.db();
         match verdict {
             Some(v) => db.execute(
@@ -323,9 +353,9 @@ mod tests {
     fn a_scheduled_occurrence_is_recorded_once_and_survives_reopening() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("state.db");
-        let now = Utc::now();
-        let at = now - chrono::Duration::minutes(5);
-        let run = NewRun { cell: "a", kind: "pg-full", trigger: "schedule", scheduled_for: Some(at), deadline: None };
+        let now = clock::now();
+        let at = now - time::Duration::minutes(5);
+        let run = NewRun { cell: "a", kind: RunKind::PgFull, trigger: Trigger::Schedule, scheduled_for: Some(at), deadline: None };
         let store = Store::open(&path).unwrap();
         let id = store.insert_run(&run, now).unwrap().unwrap();
         assert_eq!(store.insert_run(&run, now).unwrap(), None, "the same occurrence twice");
@@ -335,11 +365,11 @@ mod tests {
         let store = Store::open(&path).unwrap();
         assert_eq!(store.instance, instance);
         let runs = store.open_runs().unwrap();
-        assert_eq!((runs.len(), runs[0].state.as_str(), runs[0].agent_job.as_deref()), (1, "submitted", Some("j-1")));
+        assert_eq!((runs.len(), runs[0].state, runs[0].agent_job.as_deref()), (1, RunState::Submitted, Some("j-1")));
         store.retry(id, "boom", now).unwrap();
         assert_eq!(store.run(id).unwrap().unwrap().attempt, 2);
         // Operator runs are never deduplicated.
-        let manual = NewRun { cell: "a", kind: "pg-full", trigger: "operator", scheduled_for: None, deadline: None };
+        let manual = NewRun { cell: "a", kind: RunKind::PgFull, trigger: Trigger::Operator, scheduled_for: None, deadline: None };
         assert!(store.insert_run(&manual, now).unwrap().is_some());
         assert!(store.insert_run(&manual, now).unwrap().is_some());
     }

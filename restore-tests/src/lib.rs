@@ -13,6 +13,7 @@ use std::sync::OnceLock;
 pub mod kafka;
 pub mod payments;
 pub mod pg;
+pub mod plans;
 pub mod served;
 
 /// The three storage backends every scenario runs against.

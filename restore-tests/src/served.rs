@@ -64,6 +64,51 @@ impl Service {
         agent
     }
 
+    /// `lifeboat-agent serve` for `cell` on `archive`'s repository, with a
+    /// fresh token in `dir/agent-token`, state in `dir/agent-state`, its log
+    /// in `dir/agent.log`, and `extra` flags.
+    pub fn agent_on(archive: &crate::pg::Archive, cell: &str, dir: &Path, extra: &[&str]) -> Service {
+        let token_file = dir.join("agent-token");
+        let token = write_token(&token_file);
+        let state = dir.join("agent-state");
+        let mut args = vec!["--repo", &archive.repo, "--cell", cell, "--key-file", archive.k()];
+        args.extend(["--token-file", token_file.to_str().unwrap(), "--state-dir", state.to_str().unwrap()]);
+        args.extend_from_slice(extra);
+        Self::start(&args, &[], &token, &dir.join("agent.log"))
+    }
+
+    /// `lifeboat serve` on the plan in `plans`, its state in `dir/state.db`,
+    /// a fresh operator token in `dir/operator-token`, its log in
+    /// `dir/coordinator.log`, and `extra` flags.
+    pub fn coordinator_on(plans: &Path, dir: &Path, extra: &[&str]) -> Service {
+        let token_file = dir.join("operator-token");
+        let token = write_token(&token_file);
+        let db = dir.join("state.db");
+        let mut args = vec!["--plans", plans.to_str().unwrap(), "--state", db.to_str().unwrap()];
+        args.extend(["--operator-token-file", token_file.to_str().unwrap()]);
+        args.extend_from_slice(extra);
+        Self::coordinator(&args, &[], &token, &dir.join("coordinator.log"))
+    }
+
+    /// A coordinator run, polled until it has ended.
+    pub fn finished_run(&self, id: i64, timeout: Duration) -> Value {
+        let start = Instant::now();
+        loop {
+            let (status, run) = self.get(&format!("/v1/runs/{id}"));
+            assert_eq!(status, 200, "{run}");
+            if run["state"] == "succeeded" || run["state"] == "failed" {
+                return run;
+            }
+            assert!(start.elapsed() < timeout, "run {id} still {run} after {timeout:?}\n{}", self.log_text());
+            std::thread::sleep(Duration::from_millis(300));
+        }
+    }
+
+    /// The token the service was started with, as an Authorization value.
+    pub fn bearer(&self) -> String {
+        format!("Bearer {}", self.token)
+    }
+
     /// Use a client that trusts `ca_pem` (for --tls-cert agents).
     pub fn trust(&mut self, ca_pem: &[u8]) {
         let cert = reqwest::Certificate::from_pem(ca_pem).unwrap();

@@ -376,3 +376,58 @@ fn tls_serves_https_and_weak_tokens_or_open_token_files_are_refused() {
     let err = String::from_utf8_lossy(&agent(&[&["serve"], args.as_slice()].concat(), &[]).stderr).to_string();
     assert!(err.contains("readable by every user"), "{err}");
 }
+
+/// The published contract and the agent agree: every endpoint of
+/// `lifeboat_api::openapi` is routed (none falls through to "no such
+/// endpoint"), and the typed client reads every answer of a real agent.
+#[test]
+fn every_documented_endpoint_is_served_and_read_by_the_typed_client() {
+    let a = Archive::new();
+    let dir = tempfile::tempdir().unwrap();
+    let served = Service::agent_on(&a, "contract", dir.path(), &[]);
+    let token = served.token.clone();
+    let http = reqwest::blocking::Client::new();
+    for e in lifeboat_api::openapi::endpoints() {
+        let path = e.path.replace("{id}", "j-none").replace("{name}", "000001-none.json");
+        let url = format!("{}{path}", served.url);
+        let request = match e.method {
+            "get" => http.get(&url),
+            "post" => http.post(&url).header("Idempotency-Key", "contract-1").json(&json!({"kind": "verify"})),
+            "put" => http.put(&url).body("{}"),
+            other => panic!("method {other}"),
+        };
+        let resp = request.bearer_auth(&token).send().unwrap();
+        let status = resp.status().as_u16();
+        let body = resp.text().unwrap();
+        assert!(!body.contains("no such endpoint"), "{} {} is documented but not routed ({status}): {body}", e.method, e.path);
+        assert!(
+            e.responses.iter().any(|r| r.status == status),
+            "{} {} answered {status}, which the contract does not list: {body}",
+            e.method,
+            e.path
+        );
+    }
+
+    let client = lifeboat_client::AgentClient::new("contract", &served.url, token.clone());
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        assert_eq!(client.health().await.unwrap().cell, "contract");
+        let version = client.version().await.unwrap();
+        assert_eq!(version.job_kinds, lifeboat_api::JobKind::ALL.to_vec());
+        let recovery = client.recovery().await.unwrap();
+        assert_eq!(recovery.locations[0].location, lifeboat_api::recovery::PRIMARY, "{recovery:?}");
+        let verify = client.jobs(&Default::default()).await.unwrap();
+        assert_eq!(verify.len(), 1, "the one job the POST above made: {verify:?}");
+        let done = client.wait(&verify[0].id, Duration::from_millis(200)).await.unwrap();
+        match &done.result {
+            Some(lifeboat_api::JobResult::Verify(v)) => assert!(v.is_ok(), "{v:?}"),
+            other => panic!("a verify job reports a verify result: {other:?} ({done:?})"),
+        }
+        assert!(matches!(client.job("j-none").await.unwrap(), lifeboat_client::JobLookup::Unknown));
+        // The PUT above stored a (meaningless) report; it reads back as stored.
+        assert_eq!(client.reports().await.unwrap(), ["000001-none.json"]);
+        assert_eq!(client.report("000001-none.json").await.unwrap(), b"{}");
+        let missing = client.report("000002-none.json").await.unwrap_err();
+        assert!(matches!(missing, lifeboat_client::ClientError::Status { status: 404, .. }), "{missing}");
+    });
+}

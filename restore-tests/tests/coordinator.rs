@@ -19,6 +19,7 @@ use serde_json::{json, Value};
 
 use lifeboat_restore_tests::kafka::{self as kafka, TestRecord};
 use lifeboat_restore_tests::pg::{switch_and_wait, Archive, Cluster};
+use lifeboat_restore_tests::plans::{write_one_cell, OneCell};
 use lifeboat_restore_tests::served::{write_token, Service};
 use lifeboat_restore_tests::{agent, fresh_url, lifeboat_bin, ok, unique, Backend};
 
@@ -539,44 +540,8 @@ fn restarts_mid_job_neither_duplicate_nor_lose_runs() {
         &s.join("agent.log"),
     );
     let plan_dir = s.join("plan");
-    std::fs::create_dir_all(&plan_dir).unwrap();
-    std::fs::write(
-        plan_dir.join("plan.toml"),
-        format!(
-            r#"
-[plan]
-name = "restarts"
-description = "one cell, cold standby"
-[defaults.schedules]
-pg_full = "0 0 1 1 *"
-pg_incremental = "0 0 1 1 *"
-[[tier]]
-name = "t3"
-rpo = "1h"
-rto = "4h"
-strategy = "cold-standby"
-[[region]]
-name = "r"
-cloud = "azure"
-[[location]]
-name = "p"
-url = "file:///restarts"
-region = "r"
-role = "primary"
-[[cell]]
-name = "cell-r"
-tier = "t3"
-region = "r"
-tenants = ["t"]
-agent = {{ url = "{}", token = "file:{}" }}
-locations = ["p"]
-postgres = {{ conninfo = "{conn}" }}
-"#,
-            agent_svc.url,
-            tf.display()
-        ),
-    )
-    .unwrap();
+    let one = OneCell { plan: "restarts", cell: "cell-r", agent: &agent_svc, token: &tf, postgres_conninfo: &conn, defaults: "" };
+    write_one_cell(&plan_dir, &one);
     let op_file = s.join("operator");
     let operator = write_token(&op_file);
     let db = s.join("state.db");

@@ -294,7 +294,8 @@ fn drills_through_the_agent_service_leave_signed_chained_reports() {
     .unwrap();
     assert_eq!(shown["report_id"], d2["report"]["report_id"]);
 
-    // Tampering is named: a changed byte, then a removed report.
+    // Tampering is named: a verdict flipped (the signature no longer
+    // matches), a word that is no verdict at all, then a removed report.
     let tampered = s.join("tampered");
     std::fs::create_dir_all(&tampered).unwrap();
     for e in std::fs::read_dir(&dir).unwrap().flatten() {
@@ -302,12 +303,14 @@ fn drills_through_the_agent_service_leave_signed_chained_reports() {
     }
     let first = d1["json"].as_str().unwrap();
     let name1 = Path::new(first).file_name().unwrap();
-    let text = std::fs::read_to_string(first).unwrap().replacen("\"passed\"", "\"passex\"", 1);
-    std::fs::write(tampered.join(name1), text).unwrap();
-    let out = lifeboat(&["report", "verify", tampered.to_str().unwrap(), "--public-key", public.to_str().unwrap()]);
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains(&*name1.to_string_lossy()) && err.contains("changed"), "{err}");
+    let original = std::fs::read_to_string(first).unwrap();
+    for (flipped, named) in [("\"failed\"", "changed"), ("\"passex\"", "unknown variant `passex`")] {
+        std::fs::write(tampered.join(name1), original.replacen("\"passed\"", flipped, 1)).unwrap();
+        let out = lifeboat(&["report", "verify", tampered.to_str().unwrap(), "--public-key", public.to_str().unwrap()]);
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(&*name1.to_string_lossy()) && err.contains(named), "{flipped}: {err}");
+    }
     std::fs::remove_file(tampered.join(name1)).unwrap();
     let out = lifeboat(&["report", "verify", tampered.to_str().unwrap(), "--public-key", public.to_str().unwrap()]);
     let err = String::from_utf8_lossy(&out.stderr);

@@ -204,8 +204,7 @@ fn drills_restore_check_report_and_clean_up() {
     let spec = json!({ "target": { "time": target }, "checks": [checks[0]] });
     let (code, o) = cell.drill(&spec, &[]);
     assert_eq!(code, 3, "{o:#}");
-    let replay =
-        &o["steps"].as_array().unwrap().iter().filter(|s| s["name"] == "replay WAL to the target and promote").last().unwrap().clone();
+    let replay = &o["steps"].as_array().unwrap().iter().rfind(|s| s["name"] == "replay WAL to the target and promote").unwrap().clone();
     assert_eq!(replay["outcome"], "failed", "{o:#}");
     assert!(replay["message"].as_str().unwrap().contains("ends before the target"), "{replay}");
     assert!(o["pg_rpo_seconds"].as_f64().unwrap() > 0.0, "{o:#} (removed {earlier}, newest {seg})");

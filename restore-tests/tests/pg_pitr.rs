@@ -9,6 +9,7 @@
 use std::time::{Duration, Instant};
 
 use rand::{Rng, SeedableRng};
+use time::format_description::well_known::Rfc3339;
 
 use lifeboat_restore_tests::pg::{switch_and_wait, Archive, Cluster};
 use lifeboat_restore_tests::{agent, fails, ok};
@@ -65,12 +66,12 @@ async fn pitr_restores_exactly_what_was_committed_up_to_the_target() {
             .unwrap();
         let lsn: String = client.query_one("select pg_current_wal_lsn()::text", &[]).await.unwrap().get(0);
         lsn_after.push(lsn);
-        if seq % 37 == 0 {
+        if seq.is_multiple_of(37) {
             let name = format!("rp-{seq}");
             client.execute("select pg_create_restore_point($1)", &[&name]).await.unwrap();
             restore_points.push((name, seq));
         }
-        if seq % 150 == 0 {
+        if seq.is_multiple_of(150) {
             client.execute("select pg_switch_wal()", &[]).await.unwrap();
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -130,6 +131,7 @@ async fn pitr_restores_exactly_what_was_committed_up_to_the_target() {
             args.extend(["--start", "--port", &port]);
         }
         let report: serde_json::Value = serde_json::from_str(&ok(&agent(&args, &[]))).unwrap();
+        assert_reports_target(&report["target"], target);
         if !via_start {
             restored.start();
         }
@@ -196,4 +198,22 @@ fn backup_refuses_clusters_that_cannot_be_recovered() {
     assert!(err.contains("wal_level is minimal"), "{err}");
     // Nothing was committed by any of them.
     assert!(!a.repo_dir.join("manifests").exists() || std::fs::read_dir(a.repo_dir.join("manifests")).unwrap().count() == 0);
+}
+
+/// The restore names its target as data a script can read (it used to be a
+/// Rust debug string, from which drills derived their RPO).
+fn assert_reports_target(reported: &serde_json::Value, asked: &[String]) {
+    let same_text = |v: &serde_json::Value, want: &str| v.as_str().is_some_and(|s| s.eq_ignore_ascii_case(want));
+    let ok = match asked[0].as_str() {
+        "--latest" => reported == "latest",
+        "--target-time" => {
+            reported["time"].as_str().and_then(|t| time::OffsetDateTime::parse(t, &Rfc3339).ok())
+                == time::OffsetDateTime::parse(&asked[1], &Rfc3339).ok()
+        }
+        "--target-lsn" => same_text(&reported["lsn"], &asked[1]),
+        "--target-xid" => reported["xid"].as_u64().map(|x| x.to_string()).as_deref() == Some(asked[1].as_str()),
+        "--target-name" => reported["name"] == asked[1].as_str(),
+        other => panic!("no such target option {other}"),
+    };
+    assert!(ok, "asked for {asked:?}, the restore reports target {reported}");
 }

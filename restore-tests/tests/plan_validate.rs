@@ -92,7 +92,7 @@ const BREAKS: &[Break] = &[
         file: "cells.toml",
         old: "dr_cell = \"demo-b\"\n",
         new: "",
-        message: "cell \"demo-a\" is in tier \"tier-1\" (ActivePassive) but has no dr_cell",
+        message: "cell \"demo-a\" is in tier \"tier-1\" (active-passive) but has no dr_cell",
         anchor: "name = \"demo-a\"",
     },
     Break {

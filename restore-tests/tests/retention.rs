@@ -47,7 +47,7 @@ async fn retention_plans_then_deletes_only_what_it_may() {
 
     retention::add_hold(&repo, "cell-a", &a[0].0.id, "audit 2026-Q4").await.unwrap();
     let now = a[4].0.finished + Duration::from_secs(3600 * 24);
-    let policy = retention::Policy { keep_last: 2, keep_within: Duration::from_secs(3600), kind_prefix: None, one_series: false };
+    let policy = retention::Policy { keep_last: 2, keep_within: Duration::from_secs(3600), ..Default::default() };
 
     let chunks_before = repo.list_chunks().await.unwrap().len();
     let plan = retention::plan(&repo, Some("cell-a"), &policy, now).await.unwrap();

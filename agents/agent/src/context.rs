@@ -14,11 +14,7 @@ pub enum OutputFormat {
     Json,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum LogFormat {
-    Plain,
-    Json,
-}
+pub use lifeboat_process::LogFormat;
 
 #[derive(Debug, Args)]
 pub struct Global {

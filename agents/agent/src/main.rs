@@ -53,15 +53,6 @@ enum Command {
     Serve(serve::ServeArgs),
 }
 
-pub(crate) async fn shutdown_signal() -> &'static str {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate()).expect("installing a SIGTERM handler");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => "SIGINT",
-        _ = term.recv() => "SIGTERM",
-    }
-}
-
 /// The data path allocates and frees multi-MiB buffers (chunks, sealed
 /// objects) continuously. glibc serves such sizes with fresh mmaps and
 /// returns freed memory at once, so every chunk paid for zeroed pages (11 %
@@ -94,7 +85,7 @@ fn main() -> ExitCode {
         Command::Serve(args) => args.restore_root.clone(),
         _ => None,
     };
-    output::init_logging(&cli.global);
+    lifeboat_process::init_logging(cli.global.log_format);
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
     let result = runtime.block_on(async {
         let work = async {
@@ -117,7 +108,7 @@ fn main() -> ExitCode {
         }
         tokio::select! {
             result = work => result,
-            signal = shutdown_signal() => if serving {
+            signal = lifeboat_process::shutdown_signal() => if serving {
                 // Running jobs' processes get SIGTERM as the runtime stops
                 // (PR_SET_PDEATHSIG); the next start records them as failed.
                 tracing::info!("stopping on {signal}");

@@ -1,20 +1,8 @@
-//! Printing results (text for people, JSON for scripts) and logging setup.
+//! Printing results: text for people, JSON for scripts, progress bars.
 
 use serde::Serialize;
 
-use crate::context::{Global, LogFormat, OutputFormat};
-
-pub fn init_logging(global: &Global) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
-    match global.log_format {
-        LogFormat::Plain => builder.init(),
-        LogFormat::Json => builder.json().init(),
-    }
-}
+use crate::context::{Global, OutputFormat};
 
 /// Print `value` as JSON, or as the text `render` makes of it.
 pub fn emit<T: Serialize>(global: &Global, value: &T, render: impl FnOnce(&T) -> String) {

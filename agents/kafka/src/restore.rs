@@ -19,7 +19,6 @@ use std::sync::{Arc, Mutex};
 use futures::{StreamExt, TryStreamExt};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use rdkafka::admin::{AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::ClientContext;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
@@ -55,54 +54,10 @@ pub struct RestoreRequest {
     pub group_prefix: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize)]
-pub struct RestoreReport {
-    pub snapshot: String,
-    pub until: Option<String>,
-    pub restore_key: String,
-    pub resumed: bool,
-    pub topics: Vec<TopicReport>,
-    pub groups: Vec<GroupReport>,
-    pub offset_map: String,
-    pub records_produced: u64,
-    pub seconds: f64,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct TopicReport {
-    pub source: String,
-    pub target: String,
-    pub created: bool,
-    pub partitions: Vec<PartitionReport>,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct PartitionReport {
-    pub partition: i32,
-    /// The target partition's end offset when this restore first started.
-    pub base: i64,
-    pub records: u64,
-    /// Records a previous, interrupted run of this restore had already produced.
-    pub already_present: u64,
-    pub produced: u64,
-    /// `[source offset, target offset, count]` runs of consecutive offsets.
-    pub runs: Vec<[i64; 3]>,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct GroupReport {
-    pub source_group: String,
-    pub target_group: String,
-    pub offsets: Vec<GroupTranslation>,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct GroupTranslation {
-    pub topic: String,
-    pub partition: i32,
-    pub source_offset: i64,
-    pub target_offset: i64,
-}
+pub use lifeboat_api::results::{
+    GroupRestored as GroupReport, KafkaRestoreReport as RestoreReport, OffsetTranslation as GroupTranslation,
+    PartitionRestored as PartitionReport, TopicRestored as TopicReport,
+};
 
 /// Written before the first record is produced; found again by a rerun.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -180,12 +135,12 @@ pub async fn restore(repo: &Repository, req: &RestoreRequest) -> Result<RestoreR
             }
             let journal = Journal { snapshot: last.manifest.id.clone(), until: until.map(fmt_ms), mapping: mapping.clone(), bases };
             let bytes = serde_json::to_vec_pretty(&journal).expect("journal serialises");
-            match repo.store().put(&journal_path, Bytes::from(repo.seal(&journal_path, &bytes)), PutMode::Create).await {
+            match repo.put_sealed(&journal_path, &bytes, PutMode::Create).await {
                 Ok(()) => (journal, false),
-                Err(StoreError::AlreadyExists { .. }) => {
+                Err(RepoError::Store(StoreError::AlreadyExists { .. })) => {
                     return Err(KafkaError::Failed("another run of this restore started at the same moment; let it finish".into()))
                 }
-                Err(e) => return Err(RepoError::from(e).into()),
+                Err(e) => return Err(e.into()),
             }
         }
         Err(e) => return Err(e.into()),
@@ -265,7 +220,7 @@ pub async fn restore(repo: &Repository, req: &RestoreRequest) -> Result<RestoreR
     let groups = translate_groups(req, &last, &reports)?;
     let report = RestoreReport {
         snapshot: last.manifest.id.clone(),
-        until: journal.until.clone(),
+        until: until.and_then(|ms| OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).ok()),
         restore_key: key.clone(),
         resumed,
         offset_map: format!("kafka/{}/restores/{key}/offset-map", req.cell),
@@ -276,8 +231,7 @@ pub async fn restore(repo: &Repository, req: &RestoreRequest) -> Result<RestoreR
     };
     let map_path = format::path(&report.offset_map);
     let bytes = serde_json::to_vec_pretty(&report).expect("report serialises");
-    repo.store().put(&map_path, Bytes::from(repo.seal(&map_path, &bytes)), PutMode::Overwrite).await.map_err(RepoError::from)?;
-    repo.store().sync().await.map_err(RepoError::from)?;
+    repo.put_sealed(&map_path, &bytes, PutMode::Overwrite).await?;
     Ok(report)
 }
 
@@ -361,7 +315,7 @@ async fn prepare_topics(
         }
         configs.push(set);
     }
-    let new_topics: Vec<NewTopic> = to_create
+    let new_topics: Vec<NewTopic<'_>> = to_create
         .iter()
         .zip(&configs)
         .map(|(t, set)| {

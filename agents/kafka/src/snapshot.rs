@@ -52,6 +52,23 @@ struct Range {
     continues: bool,
 }
 
+/// A committed snapshot, as its job reports it.
+pub fn done(m: &lifeboat_repository::Manifest, d: &SnapshotDetails) -> lifeboat_api::results::SnapshotDone {
+    lifeboat_api::results::SnapshotDone {
+        snapshot_id: m.id.clone(),
+        kind: m.kind.clone(),
+        parent: d.parent.clone(),
+        records: d.records(),
+        stored_bytes: m.totals.new_stored_bytes,
+        seconds: (m.finished - m.started).as_seconds_f64(),
+        gaps: d
+            .gaps
+            .iter()
+            .map(|g| lifeboat_api::results::RecordGap { topic: g.topic.clone(), partition: g.partition, from: g.from, to: g.to })
+            .collect(),
+    }
+}
+
 pub async fn snapshot(repo: &Repository, req: &SnapshotRequest) -> Result<(Manifest, SnapshotDetails)> {
     format::validate_cell(&req.cell)?;
     let regex = regex::Regex::new(&format!("^(?:{})$", req.topics))
@@ -263,7 +280,7 @@ const GROUP_FETCHERS: usize = 8;
 
 async fn read_configs(brokers: &Brokers, topics: &mut [TopicSnapshot]) -> Result<()> {
     let admin = brokers.admin()?;
-    let specs: Vec<ResourceSpecifier> = topics.iter().map(|t| ResourceSpecifier::Topic(&t.name)).collect();
+    let specs: Vec<ResourceSpecifier<'_>> = topics.iter().map(|t| ResourceSpecifier::Topic(&t.name)).collect();
     let results = admin
         .describe_configs(specs.iter(), &AdminOptions::new().request_timeout(Some(brokers.timeout)))
         .await

@@ -71,21 +71,9 @@ pub async fn verify(repo: &Repository, req: &RestoreRequest) -> Result<VerifyRep
     let map_path = format::path(&format!("kafka/{}/restores/{key}/offset-map", req.cell));
     let bases: Vec<(String, i32, i64)> = match repo.read_object(&map_path).await {
         Ok(bytes) => {
-            let v: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| KafkaError::Failed(format!("{map_path}: {e}")))?;
-            v["topics"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .flat_map(|t| {
-                    let target = t["target"].as_str().unwrap_or_default().to_string();
-                    t["partitions"]
-                        .as_array()
-                        .cloned()
-                        .unwrap_or_default()
-                        .into_iter()
-                        .map(move |p| (target.clone(), p["partition"].as_i64().unwrap_or(-1) as i32, p["base"].as_i64().unwrap_or(0)))
-                })
-                .collect()
+            let done: crate::restore::RestoreReport =
+                serde_json::from_slice(&bytes).map_err(|e| KafkaError::Failed(format!("{map_path}: {e}")))?;
+            done.topics.iter().flat_map(|t| t.partitions.iter().map(|p| (t.target.clone(), p.partition, p.base))).collect()
         }
         Err(RepoError::Store(StoreError::NotFound { .. })) => Vec::new(),
         Err(e) => return Err(e.into()),

@@ -63,6 +63,37 @@ impl PgDetails {
     }
 }
 
+/// Postgres backups of `cell` with their details, oldest first.
+pub async fn list_backups(repo: &Repository, cell: &str) -> Result<Vec<(Manifest, PgDetails)>, PgError> {
+    let mut out = Vec::new();
+    for b in repo.list_backups(Some(cell)).await? {
+        if !b.id.contains("-pg-") {
+            continue;
+        }
+        let m = repo.read_manifest(cell, &b.id).await?;
+        if let Some(d) = PgDetails::of(&m) {
+            out.push((m, d));
+        }
+    }
+    Ok(out)
+}
+
+/// A committed Postgres backup, as its job reports it (None: not a Postgres backup).
+pub fn done(m: &Manifest) -> Option<lifeboat_api::results::BackupDone> {
+    use lifeboat_api::results::{BackupDone, PgBackupKind};
+    let d = PgDetails::of(m)?;
+    Some(BackupDone {
+        backup_id: m.id.clone(),
+        kind: if m.kind == KIND_FULL { PgBackupKind::Full } else { PgBackupKind::Incremental },
+        parent: d.parent,
+        start_lsn: d.start_lsn.to_string(),
+        stop_lsn: d.stop_lsn.to_string(),
+        timeline: d.timeline,
+        totals: m.totals.to_wire(),
+        seconds: (m.finished - m.started).as_seconds_f64(),
+    })
+}
+
 #[derive(Debug, Clone)]
 pub struct BackupRequest {
     pub cell: String,
@@ -212,8 +243,7 @@ pub async fn backup(repo: &Repository, req: &BackupRequest) -> Result<Manifest, 
     }
 
     let parent = if req.incremental {
-        let newest =
-            crate::restore::list_backups(repo, &req.cell).await?.into_iter().rfind(|(_, d)| d.system_identifier == system_identifier);
+        let newest = list_backups(repo, &req.cell).await?.into_iter().rfind(|(_, d)| d.system_identifier == system_identifier);
         if newest.is_none() {
             tracing::warn!(cell = %req.cell, "no earlier backup of this cluster: taking a full backup instead of an incremental");
         }

@@ -10,7 +10,6 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use serde::Serialize;
 use time::OffsetDateTime;
 
 use lifeboat_repository::Repository;
@@ -21,40 +20,15 @@ use crate::backup::KIND_FULL;
 use crate::lsn::{Lsn, SEGMENT_SIZE};
 use crate::walname::WalFile;
 
-/// A base backup, as compliance reports it.
-#[derive(Debug, Clone, Serialize)]
-pub struct BackupPoint {
-    pub id: String,
-    #[serde(with = "time::serde::rfc3339")]
-    pub finished: OffsetDateTime,
-}
+pub use lifeboat_api::recovery::{BackupPoint, PgRecoverable};
 
-#[derive(Debug, Clone, Serialize)]
-pub struct PgRecoverable {
-    pub backups: usize,
-    pub last_full: Option<BackupPoint>,
-    pub last_incremental: Option<BackupPoint>,
-    /// The newest segment reachable without a gap from the newest backup's start.
-    pub last_segment: Option<String>,
-    /// When that segment was archived: the point this location can recover to
-    /// (what Postgres wrote after it is not here yet). None: nothing restorable.
-    #[serde(with = "time::serde::rfc3339::option")]
-    pub recoverable_to: Option<OffsetDateTime>,
-    /// Everything Postgres had written when last asked is here (an idle
-    /// database is not "exposed" just because no new segment was needed).
-    pub caught_up: bool,
-}
-
-impl PgRecoverable {
-    /// Postgres had written WAL up to `written` at `checked`: if this
-    /// location's newest segment covers it, the location holds everything
-    /// up to `checked`.
-    pub fn credit_written(&mut self, written: Lsn, checked: OffsetDateTime) {
-        let Some(Some(WalFile::Segment { segno, .. })) = self.last_segment.as_deref().map(WalFile::parse) else { return };
-        if written.0 <= (segno + 1) * SEGMENT_SIZE {
-            self.caught_up = true;
-            self.recoverable_to = self.recoverable_to.max(Some(checked));
-        }
+/// Postgres had written WAL up to `written` at `checked`: if the location's
+/// newest segment covers it, the location holds everything up to `checked`.
+pub fn credit_written(point: &mut PgRecoverable, written: Lsn, checked: OffsetDateTime) {
+    let Some(Some(WalFile::Segment { segno, .. })) = point.last_segment.as_deref().map(WalFile::parse) else { return };
+    if written.0 <= (segno + 1) * SEGMENT_SIZE {
+        point.caught_up = true;
+        point.recoverable_to = point.recoverable_to.max(Some(checked));
     }
 }
 
@@ -92,12 +66,18 @@ pub async fn recoverable(
     here: &HashMap<String, OffsetDateTime>,
     source_times: Option<&HashMap<String, OffsetDateTime>>,
 ) -> Result<PgRecoverable, PgError> {
-    let backups = crate::restore::list_backups(repo, cell).await?;
+    let backups = crate::backup::list_backups(repo, cell).await?;
     let point = |m: &lifeboat_repository::manifest::Manifest| BackupPoint { id: m.id.clone(), finished: m.finished };
     let last_full = backups.iter().rev().find(|(m, _)| m.kind == KIND_FULL).map(|(m, _)| point(m));
     let last_incremental = backups.iter().rev().find(|(m, _)| m.kind != KIND_FULL).map(|(m, _)| point(m));
-    let mut result =
-        PgRecoverable { backups: backups.len(), last_full, last_incremental, last_segment: None, recoverable_to: None, caught_up: false };
+    let mut result = PgRecoverable {
+        backups: backups.len() as u64,
+        last_full,
+        last_incremental,
+        last_segment: None,
+        recoverable_to: None,
+        caught_up: false,
+    };
     let Some((_, newest)) = backups.last() else { return Ok(result) };
 
     // Segment number -> (name, archive time), over every timeline: after a

@@ -8,7 +8,6 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use serde::Serialize;
 use time::OffsetDateTime;
 
 use lifeboat_repository::{files, Manifest, Repository};
@@ -28,6 +27,18 @@ pub enum Target {
 }
 
 impl Target {
+    /// As the restore's report names it.
+    pub fn to_wire(&self) -> lifeboat_api::PgTarget {
+        use lifeboat_api::PgTarget;
+        match self {
+            Target::Latest => PgTarget::Latest,
+            Target::Time(t) => PgTarget::Time(*t),
+            Target::Lsn(l) => PgTarget::Lsn(l.to_string()),
+            Target::Xid(x) => PgTarget::Xid(*x),
+            Target::Name(n) => PgTarget::Name(n.clone()),
+        }
+    }
+
     fn settings(&self) -> String {
         // UTC with a numeric offset: at postmaster start the timezone
         // abbreviations (such as "Z") are not loaded yet, so Postgres
@@ -67,44 +78,7 @@ pub struct RestoreRequest {
     pub tablespaces_under: Option<PathBuf>,
 }
 
-#[derive(Debug, Clone, Serialize)]
-pub struct RestoreReport {
-    pub backup_id: String,
-    pub backup_stop_lsn: Lsn,
-    pub target: String,
-    pub data_directory: String,
-    /// Latest archived WAL segment the restore can replay to.
-    pub latest_archived_wal: String,
-    /// Files written, and (delta restores) files kept because they matched.
-    pub files_written: u64,
-    pub files_reused: u64,
-    pub bytes_reused: u64,
-    /// Filled in by [`start_and_wait`].
-    pub reached: Option<Reached>,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct Reached {
-    pub lsn: String,
-    pub last_transaction_time: Option<String>,
-    pub timeline: u32,
-    pub seconds_to_promote: f64,
-}
-
-/// Postgres backups of `cell` with their details, oldest first.
-pub async fn list_backups(repo: &Repository, cell: &str) -> Result<Vec<(Manifest, PgDetails)>, PgError> {
-    let mut out = Vec::new();
-    for b in repo.list_backups(Some(cell)).await? {
-        if !b.id.contains("-pg-") {
-            continue;
-        }
-        let m = repo.read_manifest(cell, &b.id).await?;
-        if let Some(d) = PgDetails::of(&m) {
-            out.push((m, d));
-        }
-    }
-    Ok(out)
-}
+pub use lifeboat_api::results::{PgReached as Reached, PgRestoreReport as RestoreReport};
 
 fn choose(backups: Vec<(Manifest, PgDetails)>, req: &RestoreRequest) -> Result<(Manifest, PgDetails), PgError> {
     let cell = &req.cell;
@@ -138,7 +112,7 @@ fn choose(backups: Vec<(Manifest, PgDetails)>, req: &RestoreRequest) -> Result<(
 
 /// Restore a data directory ready for `pg_ctl start`.
 pub async fn restore(repo: &Repository, req: &RestoreRequest) -> Result<RestoreReport, PgError> {
-    let (manifest, details) = choose(list_backups(repo, &req.cell).await?, req)?;
+    let (manifest, details) = choose(crate::backup::list_backups(repo, &req.cell).await?, req)?;
     let latest = check_wal_reaches(repo, &req.cell, &details, &req.target).await?;
     let places = match &details.tablespace_map {
         Some(map) => tablespace_places(req, &manifest.id, map)?,
@@ -184,8 +158,8 @@ pub async fn restore(repo: &Repository, req: &RestoreRequest) -> Result<RestoreR
     std::fs::write(&auto, text).map_err(|e| io("writing postgresql.auto.conf", e))?;
     Ok(RestoreReport {
         backup_id: manifest.id,
-        backup_stop_lsn: details.stop_lsn,
-        target: format!("{:?}", req.target),
+        backup_stop_lsn: details.stop_lsn.to_string(),
+        target: req.target.to_wire(),
         data_directory: req.to.display().to_string(),
         latest_archived_wal: latest,
         files_written: summary.files - summary.reused_files,

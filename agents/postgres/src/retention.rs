@@ -3,25 +3,18 @@
 //! exclusive repository lock; WAL from the start of the oldest retained
 //! backup onwards is never deleted, and timeline history files are kept.
 
-use serde::Serialize;
 use time::OffsetDateTime;
 
 use lifeboat_repository::lock::{LockGuard, LockKind};
-use lifeboat_repository::retention::{self, Plan, Policy};
+use lifeboat_repository::retention::{self, Policy};
 use lifeboat_repository::{format, RepoError, Repository};
 
 use crate::archive::WAL_PREFIX;
 use crate::backup::{PgDetails, PgError};
 use crate::walname::WalFile;
 
-#[derive(Debug, Clone, Serialize)]
-pub struct PgPlan {
-    #[serde(flatten)]
-    pub backups: Plan,
-    /// Oldest WAL file kept (the start of the oldest retained backup).
-    pub keep_wal_from: Option<String>,
-    pub delete_wal: Vec<String>,
-}
+/// The backups' plan and the WAL files no retained backup needs.
+pub use lifeboat_api::results::RetentionReport as PgPlan;
 
 /// Compute what `policy` deletes for `cell`'s Postgres backups and WAL.
 pub async fn plan(repo: &Repository, cell: &str, policy: &Policy, now: OffsetDateTime) -> Result<PgPlan, PgError> {

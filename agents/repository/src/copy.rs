@@ -22,7 +22,6 @@ use std::sync::{Arc, Mutex};
 
 use futures::stream::BoxStream;
 use futures::StreamExt;
-use serde::Serialize;
 
 use lifeboat_storage::fs::FileStore;
 use lifeboat_storage::{DynStore, ObjectPath, PutMode, StoreError};
@@ -32,19 +31,7 @@ use crate::format;
 use crate::lock::{all_locks, LockGuard, LockInfo, LockKind};
 use crate::repo::Repository;
 
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct CopyReport {
-    pub source: String,
-    pub destination: String,
-    pub objects_copied: u64,
-    pub bytes_copied: u64,
-    pub objects_already_present: u64,
-    pub manifests_copied: u64,
-    /// Destination objects found damaged (lost writes of an interrupted copy) and copied again.
-    pub repaired: u64,
-    /// Objects that could not be copied (corrupt at the source, or failed).
-    pub failures: Vec<String>,
-}
+pub use lifeboat_api::results::CopyReport;
 
 /// Copy one object between any two stores, verifying at both ends: read
 /// it, check its seal, write it, read it back and compare with the source

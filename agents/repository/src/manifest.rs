@@ -117,6 +117,14 @@ pub struct Totals {
     pub reused_files: u64,
 }
 
+impl Totals {
+    /// As a job's result reports them.
+    pub fn to_wire(&self) -> lifeboat_api::results::BackupTotals {
+        let Totals { files, dirs, symlinks, bytes, chunks, new_chunks, new_stored_bytes, skipped, reused_files } = *self;
+        lifeboat_api::results::BackupTotals { files, dirs, symlinks, bytes, chunks, new_chunks, new_stored_bytes, skipped, reused_files }
+    }
+}
+
 impl Manifest {
     /// Every chunk this backup needs: its stream and its files' extents.
     pub fn chunk_ids(&self) -> impl Iterator<Item = &str> {

@@ -194,16 +194,24 @@ impl Repository {
         }
     }
 
+    /// Seal `plain` for `path` (encrypted or hashed, bound to the path) and
+    /// store it in `mode`, durably: what [`Repository::read_object`] reads
+    /// back and verifies. With [`PutMode::Create`] an existing object is
+    /// [`StoreError::AlreadyExists`].
+    pub async fn put_sealed(&self, path: &ObjectPath, plain: &[u8], mode: PutMode) -> Result<()> {
+        let sealed = Bytes::from(self.seal(path, plain));
+        self.store.put(path, sealed, mode).await?;
+        self.store.sync().await?;
+        Ok(())
+    }
+
     /// Commit a backup: write its manifest (never overwriting one).
     pub async fn write_manifest(&self, manifest: &Manifest) -> Result<()> {
         format::validate_cell(&manifest.cell)?;
         let path = format::manifest_path(&manifest.cell, &manifest.id);
         let raw = serde_json::to_vec(manifest).expect("manifest serialises");
-        let sealed = self.seal(&path, &raw);
         self.store.sync().await?; // everything the manifest references is durable first
-        self.store.put(&path, Bytes::from(sealed), PutMode::Create).await?;
-        self.store.sync().await?; // and the commit point itself
-        Ok(())
+        self.put_sealed(&path, &raw, PutMode::Create).await // and then the commit point itself
     }
 
     pub async fn read_manifest(&self, cell: &str, id: &str) -> Result<Manifest> {

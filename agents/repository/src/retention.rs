@@ -23,53 +23,44 @@ use crate::format;
 use crate::lock::{LockGuard, LockKind};
 use crate::repo::{BackupRef, Repository};
 
-#[derive(Debug, Clone, Serialize)]
+/// What a retention run keeps: per kind (or series), the newest
+/// `keep_last`, and everything younger than `keep_within` (or its kind's
+/// own age in `keep_within_kind`).
+#[derive(Debug, Clone)]
 pub struct Policy {
     pub keep_last: usize,
-    #[serde(with = "humantime_serde_compat")]
     pub keep_within: Duration,
+    /// Kinds kept for another age than `keep_within` (e.g. hourly
+    /// incrementals 7 days beside daily fulls 35 days).
+    pub keep_within_kind: BTreeMap<String, Duration>,
     /// Only backups whose kind starts with this (e.g. `pg-`); others are kept.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub kind_prefix: Option<String>,
     /// Count `keep_last` over all kinds the prefix selects together (Kafka
     /// snapshots, full or incremental, are one series), not per kind.
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub one_series: bool,
 }
 
 impl Default for Policy {
     /// The platform default for daily fulls: 35 days, and never fewer than 3.
     fn default() -> Self {
-        Policy { keep_last: 3, keep_within: Duration::from_secs(35 * 86400), kind_prefix: None, one_series: false }
+        Policy {
+            keep_last: 3,
+            keep_within: Duration::from_secs(35 * 86400),
+            keep_within_kind: BTreeMap::new(),
+            kind_prefix: None,
+            one_series: false,
+        }
     }
 }
 
-mod humantime_serde_compat {
-    pub fn serialize<S: serde::Serializer>(d: &std::time::Duration, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&humantime::format_duration(*d).to_string())
+impl Policy {
+    /// How long backups of `kind` are kept.
+    pub fn keep_within(&self, kind: &str) -> Duration {
+        self.keep_within_kind.get(kind).copied().unwrap_or(self.keep_within)
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
-pub struct Decision {
-    pub cell: String,
-    pub id: String,
-    pub kind: String,
-    #[serde(with = "time::serde::rfc3339")]
-    pub finished: OffsetDateTime,
-    /// Why it is kept, or why it goes.
-    pub reason: String,
-}
-
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct Plan {
-    pub keep: Vec<Decision>,
-    pub delete: Vec<Decision>,
-    pub delete_chunks: Vec<String>,
-    /// Temporary files of interrupted writes (`file://` only), relative to the repository.
-    pub delete_temporaries: Vec<String>,
-    pub freed_bytes: u64,
-}
+pub use lifeboat_api::results::{RetentionDecision as Decision, RetentionPlan as Plan};
 
 /// A temporary file nothing has written to for this long is a leftover of
 /// an interrupted write (a write in progress keeps touching its file) and
@@ -134,8 +125,8 @@ pub async fn plan(repo: &Repository, cell: Option<&str>, policy: &Policy, now: O
                 Some("legal hold".to_string())
             } else if rank < policy.keep_last {
                 Some(format!("one of the newest {}", policy.keep_last))
-            } else if age < policy.keep_within {
-                Some(format!("younger than {}", humantime::format_duration(policy.keep_within)))
+            } else if age < policy.keep_within(&manifest.kind) {
+                Some(format!("younger than {}", lifeboat_api::duration::format(policy.keep_within(&manifest.kind))))
             } else {
                 None
             };
@@ -153,7 +144,7 @@ pub async fn plan(repo: &Repository, cell: Option<&str>, policy: &Policy, now: O
                 }
                 None => plan.delete.push(decision(format!(
                     "older than {} and not among the newest {}",
-                    humantime::format_duration(policy.keep_within),
+                    lifeboat_api::duration::format(policy.keep_within(&manifest.kind)),
                     policy.keep_last
                 ))),
             }

@@ -5,7 +5,6 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use futures::StreamExt;
-use serde::Serialize;
 
 use crate::error::{RepoError, Result};
 use lifeboat_storage::ObjectPath;
@@ -13,43 +12,7 @@ use lifeboat_storage::ObjectPath;
 use crate::format;
 use crate::repo::Repository;
 
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-#[serde(rename_all = "snake_case")]
-pub enum ProblemKind {
-    Missing,
-    Corrupt,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct Problem {
-    pub kind: ProblemKind,
-    pub object: String,
-    pub detail: String,
-    /// Backups (cell/id) that cannot be restored because of it.
-    pub breaks: Vec<String>,
-}
-
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct VerifyReport {
-    pub location: String,
-    pub manifests: u64,
-    pub chunks_checked: u64,
-    /// Sealed objects outside chunks and manifests (WAL, ...).
-    pub other_objects_checked: u64,
-    pub bytes_checked: u64,
-    /// Chunks no manifest references (left by interrupted runs; retention sweeps them).
-    pub unreferenced_chunks: u64,
-    /// Temporary files of interrupted writes (`file://`) that retention
-    /// removes ([`crate::retention::LEFTOVER_IDLE`]).
-    pub leftover_temporaries: u64,
-    pub problems: Vec<Problem>,
-}
-
-impl VerifyReport {
-    pub fn is_ok(&self) -> bool {
-        self.problems.is_empty()
-    }
-}
+pub use lifeboat_api::results::{ProblemKind, VerifyProblem, VerifyReport};
 
 pub async fn verify(repo: &Repository, workers: usize) -> Result<VerifyReport> {
     let mut report = VerifyReport { location: repo.location(), ..Default::default() };
@@ -67,7 +30,7 @@ pub async fn verify(repo: &Repository, workers: usize) -> Result<VerifyReport> {
                     users.entry(id.to_string()).or_default().insert(name.clone());
                 }
             }
-            Err(e) => report.problems.push(Problem {
+            Err(e) => report.problems.push(VerifyProblem {
                 kind: ProblemKind::Corrupt,
                 object: format::manifest_path(&backup.cell, &backup.id).to_string(),
                 detail: e.to_string(),
@@ -77,7 +40,7 @@ pub async fn verify(repo: &Repository, workers: usize) -> Result<VerifyReport> {
     }
     for (id, backups) in &users {
         if !present.contains_key(id) {
-            report.problems.push(Problem {
+            report.problems.push(VerifyProblem {
                 kind: ProblemKind::Missing,
                 object: format::chunk_path(id).to_string(),
                 detail: "referenced by a manifest but not in the repository".into(),
@@ -114,7 +77,7 @@ pub async fn verify(repo: &Repository, workers: usize) -> Result<VerifyReport> {
         match result {
             Ok(n) => report.bytes_checked += n,
             Err(RepoError::Store(e)) if !e.is_not_found() => return Err(RepoError::Store(e)),
-            Err(e) => report.problems.push(Problem {
+            Err(e) => report.problems.push(VerifyProblem {
                 kind: if matches!(e, RepoError::Store(_)) { ProblemKind::Missing } else { ProblemKind::Corrupt },
                 object: path.to_string(),
                 detail: e.to_string(),

@@ -59,9 +59,14 @@ pub struct Plan {
 
 /// What a cell's agent calls its own repository; it knows its copies by
 /// their plan location names.
-pub const AGENT_PRIMARY: &str = "primary";
+pub use lifeboat_api::recovery::PRIMARY as AGENT_PRIMARY;
 
 impl Plan {
+    /// The targets of `cell`'s tier.
+    pub fn tier_of(&self, cell: &CellPlan) -> &TierTarget {
+        self.tiers.iter().find(|t| t.name == cell.tier).expect("validated plans name known tiers")
+    }
+
     /// The name the cell's agent uses for plan location `location`.
     pub fn agent_location_name<'a>(&self, location: &'a str) -> &'a str {
         match self.locations.iter().any(|l| l.name == location && l.role == Role::Primary) {
@@ -147,7 +152,7 @@ pub struct CellPlan {
     pub retention: CellRetention,
     /// The database smoke-check SQL runs in (the conninfo's dbname).
     pub database: String,
-    pub smoke_checks: Vec<lifeboat_drill::Check>,
+    pub smoke_checks: Vec<lifeboat_api::Check>,
 }
 
 /// The platform defaults (design: Postgres full daily at 02:00, incremental

@@ -1,10 +1,12 @@
 //! Cron schedules (5 fields, UTC): parsing, the next runs, and the longest
 //! gap between runs (what a schedule can promise as a recovery point).
+//! The cron library speaks `chrono`; this module is the only place that
+//! does, converting at its edge.
 
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
 use croner::Cron;
+use time::OffsetDateTime;
 
 /// A parsed 5-field cron expression.
 pub fn parse(expr: &str) -> Result<Cron, String> {
@@ -14,15 +16,23 @@ pub fn parse(expr: &str) -> Result<Cron, String> {
     Cron::new(expr).parse().map_err(|e| format!("{expr:?} is not a valid cron expression: {e}"))
 }
 
+fn to_chrono(t: OffsetDateTime) -> Option<chrono::DateTime<chrono::Utc>> {
+    chrono::DateTime::from_timestamp(t.unix_timestamp(), t.nanosecond())
+}
+
+fn from_chrono(t: chrono::DateTime<chrono::Utc>) -> Option<OffsetDateTime> {
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(t.timestamp()) * 1_000_000_000 + i128::from(t.timestamp_subsec_nanos())).ok()
+}
+
 /// The next run strictly after `from`.
-pub fn next_after(cron: &Cron, from: DateTime<Utc>) -> Option<DateTime<Utc>> {
-    cron.find_next_occurrence(&from, false).ok()
+pub fn next_after(cron: &Cron, from: OffsetDateTime) -> Option<OffsetDateTime> {
+    cron.find_next_occurrence(&to_chrono(from)?, false).ok().and_then(from_chrono)
 }
 
 /// The longest time between two consecutive runs over the next 62 days
 /// (enough for monthly schedules), starting from `from`.
-pub fn longest_gap(cron: &Cron, from: DateTime<Utc>) -> Option<Duration> {
-    let horizon = from + chrono::Duration::days(62);
+pub fn longest_gap(cron: &Cron, from: OffsetDateTime) -> Option<Duration> {
+    let horizon = from + time::Duration::days(62);
     let mut prev = next_after(cron, from)?;
     let mut longest = Duration::ZERO;
     for _ in 0..20_000 {
@@ -30,7 +40,7 @@ pub fn longest_gap(cron: &Cron, from: DateTime<Utc>) -> Option<Duration> {
         if next > horizon {
             break;
         }
-        longest = longest.max((next - prev).to_std().unwrap_or_default());
+        longest = longest.max((next - prev).try_into().unwrap_or_default());
         prev = next;
     }
     (longest > Duration::ZERO).then_some(longest)
@@ -40,8 +50,8 @@ pub fn longest_gap(cron: &Cron, from: DateTime<Utc>) -> Option<Duration> {
 mod tests {
     use super::*;
 
-    fn at(s: &str) -> DateTime<Utc> {
-        s.parse().unwrap()
+    fn at(s: &str) -> OffsetDateTime {
+        crate::clock::parse(s).unwrap()
     }
 
     #[test]

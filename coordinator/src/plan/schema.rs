@@ -74,6 +74,17 @@ pub enum Strategy {
     ColdStandby,
 }
 
+impl Strategy {
+    /// As written in plans.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Strategy::ActivePassive => "active-passive",
+            Strategy::WarmStandby => "warm-standby",
+            Strategy::ColdStandby => "cold-standby",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Tier {

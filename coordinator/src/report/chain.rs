@@ -46,9 +46,10 @@ pub fn load(path: &Path) -> Result<Vec<(PathBuf, Result<Report, String>)>> {
     Ok(files
         .into_iter()
         .map(|p| {
-            let parsed = std::fs::read(&p)
-                .map_err(|e| e.to_string())
-                .and_then(|b| serde_json::from_slice::<Report>(&b).map_err(|e| format!("not a report: {e}")));
+            let parsed = std::fs::read(&p).map_err(|e| e.to_string()).and_then(|b| {
+                serde_json::from_slice::<Report>(&b)
+                    .map_err(|e| format!("not a report as this build reads them (changed, damaged, or from a newer Lifeboat): {e}"))
+            });
             (p, parsed)
         })
         .collect())
@@ -154,13 +155,13 @@ pub(crate) mod tests {
             recovery_point: serde_json::json!({ "target": "2026-11-26T23:59:00Z" }),
             targets: Targets { rpo_seconds: 300.0, rto_seconds: 900.0, kafka_rpo_seconds: None },
             demonstrated: Demonstrated { rto_seconds: Some(300.0), rpo_seconds: Some(0.5), kafka_rpo_seconds: None },
-            verdict: "passed".into(),
+            verdict: crate::report::Verdict::Passed,
             errors: 0,
             warnings: 0,
             // Full-precision fractions, as timings are: the chain must verify after a round trip through files.
             steps: vec![Item {
                 name: "restore".into(),
-                outcome: "passed".into(),
+                outcome: lifeboat_api::Outcome::Passed,
                 seconds: rand::random::<f64>() * 1000.0,
                 message: None,
                 evidence: serde_json::json!({ "rows": n, "seconds": 1.375671356 + f64::from(n) * rand::random::<f64>(), "tiny": rand::random::<f64>() / 3e7 }),
@@ -243,7 +244,7 @@ pub(crate) mod tests {
         let f2 = file(dir.path(), 2);
         let mut r2: Report = serde_json::from_slice(&std::fs::read(&f2).unwrap()).unwrap();
         let r1: Report = serde_json::from_slice(&std::fs::read(file(dir.path(), 1)).unwrap()).unwrap();
-        r2.verdict = "failed".into();
+        r2.verdict = crate::report::Verdict::Failed;
         seal(&mut r2, Some(&r1), &foreign);
         std::fs::write(&f2, serde_json::to_vec_pretty(&r2).unwrap()).unwrap();
         let p = problems(dir.path(), &key, None);

@@ -68,8 +68,8 @@ fn items(out: &mut String, title: &str, items: &[Item]) {
             out,
             "<tr><td>{}</td><td class=\"{}\">{}</td><td class=\"num\">{:.1} s</td><td>{}{}</td></tr>",
             esc(&i.name),
-            esc(&i.outcome),
-            esc(&i.outcome),
+            i.outcome.as_str(),
+            i.outcome.as_str(),
             i.seconds,
             i.message.as_deref().map(esc).unwrap_or_default(),
             evidence
@@ -86,15 +86,15 @@ pub fn render(r: &Report) -> String {
          <title>Lifeboat {} report {}: {}</title><style>{STYLE}</style></head><body>",
         esc(&r.operation),
         esc(&r.report_id),
-        esc(&r.verdict)
+        r.verdict.as_str()
     );
     let _ = write!(
         out,
         "<h1>Lifeboat {} report: cell {}</h1><p><span class=\"verdict {}\" id=\"verdict\">{}</span> &nbsp; {} error(s), {} warning(s)</p>",
         esc(&r.operation),
         esc(&r.cell),
-        esc(&r.verdict),
-        esc(&r.verdict),
+        r.verdict.as_str(),
+        r.verdict.as_str(),
         r.errors,
         r.warnings
     );

@@ -86,14 +86,14 @@ impl Verifier {
 
 /// A signer must sign with the key the plan publishes (when it publishes
 /// one): reports signed otherwise would not verify for auditors.
-pub fn check_published(plan: &crate::plan::Plan, signer: &Signer) -> Result<()> {
-    if let Some(path) = &plan.report_public_key {
+pub fn check_published(published_in: Option<&Path>, plan: &str, signer: &Signer) -> Result<()> {
+    if let Some(path) = published_in {
         let published = Verifier::from_file(path)?;
         if published.key_id != signer.key_id {
             bail!(
                 "the signing key (key id {}) is not the key plan {} publishes in {} (key id {}); reports it signed would not verify",
                 signer.key_id,
-                plan.name,
+                plan,
                 path.display(),
                 published.key_id
             );

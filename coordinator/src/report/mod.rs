@@ -41,7 +41,33 @@ pub struct Demonstrated {
 
 /// One step or check, with its outcome, timing and evidence: the drill's
 /// own record, so agent and report cannot disagree on its shape.
-pub use lifeboat_drill::Step as Item;
+pub use lifeboat_api::Step as Item;
+
+/// A report's overall result: passed only with no failed step or check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Verdict {
+    Passed,
+    Failed,
+}
+
+impl Verdict {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Passed => "passed",
+            Verdict::Failed => "failed",
+        }
+    }
+
+    /// Passed unless something failed.
+    pub fn of(errors: u32) -> Verdict {
+        if errors == 0 {
+            Verdict::Passed
+        } else {
+            Verdict::Failed
+        }
+    }
+}
 
 /// Where the report sits in its cell's chain.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -84,8 +110,7 @@ pub struct Report {
     pub recovery_point: Value,
     pub targets: Targets,
     pub demonstrated: Demonstrated,
-    /// `passed` or `failed`.
-    pub verdict: String,
+    pub verdict: Verdict,
     pub errors: u32,
     pub warnings: u32,
     pub steps: Vec<Item>,
@@ -93,11 +118,6 @@ pub struct Report {
     pub chain: ChainLink,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub signature: Option<Signature>,
-}
-
-/// One step or check as a terminal line.
-pub fn item_line(i: &Item) -> String {
-    format!("  {:8} {:6.1}s  {}{}\n", i.outcome, i.seconds, i.name, i.message.as_ref().map(|m| format!(": {m}")).unwrap_or_default())
 }
 
 /// Round every fraction in `v` to milliseconds (3 decimals). A verifier
@@ -152,5 +172,26 @@ impl Report {
     /// The name of its HTML page, stored beside it.
     pub fn page_name(&self) -> String {
         format!("{:06}-{}.html", self.chain.sequence, self.report_id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A verdict is one of two words, never free text: a report saying
+    /// `PASSED` (or anything else) is refused when read, rather than counted
+    /// as failed by a string comparison.
+    #[test]
+    fn verdicts_are_one_of_two_words() {
+        let report = chain::tests::report("c", 1);
+        let mut value = serde_json::to_value(&report).unwrap();
+        assert_eq!(value["verdict"], "passed");
+        value["verdict"] = "PASSED".into();
+        let e = serde_json::from_value::<Report>(value.clone()).unwrap_err();
+        assert!(e.to_string().contains("unknown variant `PASSED`"), "{e}");
+        value["steps"][0]["outcome"] = "ok".into();
+        value["verdict"] = "passed".into();
+        assert!(serde_json::from_value::<Report>(value).is_err(), "step outcomes are one of four words");
     }
 }

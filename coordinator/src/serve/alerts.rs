@@ -9,12 +9,12 @@
 
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
+use time::OffsetDateTime;
 
 use super::Coordinator;
+use crate::clock::ts;
 use crate::compliance::{Status, Verdict};
-use crate::store::ts;
 
 /// What an alert is about: one system of one cell at one location.
 struct Subject<'a> {
@@ -62,7 +62,7 @@ impl Subject<'_> {
 }
 
 /// Compare verdicts with what was last alerted; send what changed.
-pub async fn evaluate(c: &Coordinator, status: &Status, now: DateTime<Utc>) -> anyhow::Result<()> {
+pub async fn evaluate(c: &Coordinator, status: &Status, now: OffsetDateTime) -> anyhow::Result<()> {
     if c.cfg.webhooks.is_empty() {
         return Ok(());
     }
@@ -87,8 +87,8 @@ pub async fn evaluate(c: &Coordinator, status: &Status, now: DateTime<Utc>) -> a
             let detail = format!(
                 "no passing drill within its period of {:.1} days (newest passing: {}; newest drill: {} {})",
                 d.period_seconds / 86400.0,
-                d.last_passed.as_deref().unwrap_or("never"),
-                d.last_verdict.as_deref().unwrap_or("none"),
+                d.last_passed.map_or_else(|| "never".to_string(), crate::clock::ts),
+                d.last_verdict.map_or("none", |v| v.as_str()),
                 d.last_report.as_deref().unwrap_or("")
             );
             subjects.push(("all", "drill", d.verdict, detail));

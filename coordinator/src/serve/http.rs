@@ -11,12 +11,12 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use chrono::Utc;
 use serde::Deserialize;
 
-use super::scheduler::OPERATOR_KINDS;
 use super::Coordinator;
+use crate::clock;
 use crate::compliance::{human, Status, Verdict};
+use crate::runs::{RunKind, RunRequest, Trigger};
 use crate::store::NewRun;
 
 pub fn router(c: Arc<Coordinator>) -> Router {
@@ -83,13 +83,6 @@ async fn run(State(c): State<Arc<Coordinator>>, Path(id): Path<i64>) -> Response
     }
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct StartRun {
-    cell: String,
-    kind: String,
-}
-
 /// `POST /v1/runs {"cell", "kind"}` with the operator token: queue a run now.
 async fn start_run(
     State(c): State<Arc<Coordinator>>,
@@ -102,22 +95,20 @@ async fn start_run(
         tracing::warn!(%peer, reason, "refused an operator command");
         return error(StatusCode::UNAUTHORIZED, format!("unauthorized: {reason}"));
     }
-    let req: StartRun = match serde_json::from_slice(&body) {
+    let req: RunRequest = match serde_json::from_slice(&body) {
         Ok(r) => r,
-        Err(e) => return error(StatusCode::BAD_REQUEST, format!("expected {{\"cell\": ..., \"kind\": ...}}: {e}")),
+        Err(e) => return error(StatusCode::BAD_REQUEST, format!("expected {{\"cell\": ..., \"kind\": one of {}}}: {e}", RunKind::names())),
     };
     let Some(cell) = c.plan.cells.iter().find(|x| x.name == req.cell) else {
         let names: Vec<&str> = c.plan.cells.iter().map(|x| x.name.as_str()).collect();
         return error(StatusCode::NOT_FOUND, format!("no cell {} in plan {}; cells: {}", req.cell, c.plan.name, names.join(", ")));
     };
-    if !OPERATOR_KINDS.contains(&req.kind.as_str()) {
-        return error(StatusCode::BAD_REQUEST, format!("unknown run kind {}; one of {}", req.kind, OPERATOR_KINDS.join(", ")));
+    let kind = req.kind;
+    if !super::scheduler::duties(cell).iter().any(|(k, _)| *k == kind) {
+        return error(StatusCode::UNPROCESSABLE_ENTITY, format!("cell {} has no {kind} in its plan", cell.name));
     }
-    if !super::scheduler::duties(cell).iter().any(|(k, _)| *k == req.kind) {
-        return error(StatusCode::UNPROCESSABLE_ENTITY, format!("cell {} has no {} in its plan", cell.name, req.kind));
-    }
-    let now = Utc::now();
-    let new = NewRun { cell: &cell.name, kind: &req.kind, trigger: "operator", scheduled_for: None, deadline: None };
+    let now = clock::now();
+    let new = NewRun { cell: &cell.name, kind, trigger: Trigger::Operator, scheduled_for: None, deadline: None };
     let id = match c.store.insert_run(&new, now) {
         Ok(Some(id)) => id,
         Ok(None) => return error(StatusCode::INTERNAL_SERVER_ERROR, "the run was not recorded"),
@@ -174,7 +165,7 @@ fn drill_rows(c: &Coordinator) -> anyhow::Result<String> {
                 rows,
                 "<tr><td>{}</td><td>{}</td><td>{verdict}</td><td>{}</td><td>{}</td><td>{link}</td></tr>",
                 escape(&cell.name),
-                crate::store::ts(d.finished),
+                clock::ts(d.finished),
                 shown(|d| d.rto_seconds),
                 shown(|d| d.rpo_seconds)
             );
@@ -230,7 +221,7 @@ th{{background:#f3f3f3;text-align:left}} .ok{{color:#080}} .at-risk{{color:#b60;
         rate = s.drill_success_rate.map(|r| format!("{:.1} %", r * 100.0)).unwrap_or_else(|| "no drills yet".into()),
         plan = escape(&s.plan),
         verdict = badge(s.verdict),
-        at = escape(&s.computed_at),
+        at = escape(&clock::ts(s.computed_at)),
     )
 }
 

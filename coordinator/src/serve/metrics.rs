@@ -8,7 +8,9 @@
 use std::sync::atomic::AtomicU64;
 use std::sync::Mutex;
 
-use chrono::{DateTime, Utc};
+use time::OffsetDateTime;
+
+use crate::runs::RunKind;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -142,25 +144,25 @@ impl Metrics {
         m
     }
 
-    pub fn finished(&self, kind: &str, outcome: &str, seconds: Option<f64>) {
-        let labels = KindOutcome { kind: kind.into(), outcome: outcome.into() };
+    pub fn finished(&self, kind: RunKind, outcome: &str, seconds: Option<f64>) {
+        let labels = KindOutcome { kind: kind.as_str().into(), outcome: outcome.into() };
         self.runs.get_or_create(&labels).inc();
         if let Some(s) = seconds {
             self.durations.get_or_create(&labels).observe(s);
         }
     }
 
-    pub fn last_success(&self, cell: &str, kind: &str, at: DateTime<Utc>) {
-        let t = at.timestamp_millis() as f64 / 1000.0;
-        self.last_success.get_or_create(&CellKind { cell: cell.into(), kind: kind.into() }).set(t);
+    pub fn last_success(&self, cell: &str, kind: RunKind, at: OffsetDateTime) {
+        let t = at.unix_timestamp_nanos() as f64 / 1e9;
+        self.last_success.get_or_create(&CellKind { cell: cell.into(), kind: kind.as_str().into() }).set(t);
     }
 
     pub fn scheduling_latency(&self, seconds: f64) {
         self.latency.observe(seconds.max(0.0));
     }
 
-    pub fn overdue(&self, kind: &str) {
-        self.overdue.get_or_create(&Kind { kind: kind.into() }).inc();
+    pub fn overdue(&self, kind: RunKind) {
+        self.overdue.get_or_create(&Kind { kind: kind.as_str().into() }).inc();
     }
 
     /// Set the compliance gauges from a freshly computed status.

@@ -17,10 +17,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use chrono::Utc;
 use clap::Args;
+use lifeboat_client::AgentClient;
 
-use crate::agent_client::AgentClient;
+use crate::clock;
 use crate::compliance::{self, Status};
 use crate::plan::Plan;
 use crate::store::Store;
@@ -66,7 +66,7 @@ pub struct ServeArgs {
 }
 
 pub struct Config {
-    pub poll: chrono::Duration,
+    pub poll: Duration,
     pub retry_base: Duration,
     pub max_attempts: u32,
     pub cell_concurrency: usize,
@@ -97,13 +97,26 @@ pub fn load_plan(dir: &std::path::Path) -> Result<Plan> {
     })
 }
 
+/// How the coordinator talks to agents. Agents serving HTTPS with a
+/// certificate from a private CA are trusted when `LIFEBOAT_AGENT_CA_FILE`
+/// names that CA's certificate (PEM).
+pub fn agent_options() -> Result<lifeboat_client::Options> {
+    let options = lifeboat_client::Options::default();
+    match std::env::var_os("LIFEBOAT_AGENT_CA_FILE") {
+        Some(ca) => options.trusting(std::path::Path::new(&ca)).map_err(anyhow::Error::msg).context("LIFEBOAT_AGENT_CA_FILE"),
+        None => Ok(options),
+    }
+}
+
 /// One client per cell, with its token resolved.
 pub fn agent_clients(plan: &Plan) -> Result<HashMap<String, AgentClient>> {
+    let options = agent_options()?;
     plan.cells
         .iter()
         .map(|c| {
             let token = crate::secrets::resolve(&c.agent_token, &format!("agent token of cell {}", c.name))?;
-            Ok((c.name.clone(), AgentClient::new(&c.name, &c.agent_url, token)))
+            let agent = AgentClient::with_options(&c.name, &c.agent_url, token, options.clone()).map_err(anyhow::Error::msg)?;
+            Ok((c.name.clone(), agent))
         })
         .collect()
 }
@@ -113,7 +126,7 @@ impl Coordinator {
     pub fn status(&self) -> Result<Status> {
         let problems = self.agent_problems.lock().expect("agent problems").clone();
         let since = self.store.created()?;
-        compliance::status(&self.plan, Utc::now(), |cell| {
+        compliance::status(&self.plan, clock::now(), |cell| {
             Ok(compliance::CellInput {
                 recovery: self.store.recovery(&cell.name)?,
                 problem: problems.get(&cell.name).cloned().flatten(),
@@ -149,7 +162,7 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     let address = listener.local_addr()?;
     let c = Arc::new(Coordinator {
         cfg: Config {
-            poll: chrono::Duration::from_std(args.poll).context("--poll")?,
+            poll: args.poll,
             retry_base: args.retry_base,
             max_attempts: args.max_attempts,
             cell_concurrency: args.cell_concurrency,
@@ -158,7 +171,7 @@ pub async fn run(args: ServeArgs) -> Result<()> {
             signer: match &args.signing_key {
                 Some(k) => {
                     let signer = crate::report::keys::Signer::from_file(k)?;
-                    crate::report::keys::check_published(&plan, &signer)?;
+                    crate::report::keys::check_published(plan.report_public_key.as_deref(), &plan.name, &signer)?;
                     Some(signer)
                 }
                 None => {
@@ -180,7 +193,7 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     for cell in &c.plan.cells {
         for (kind, _) in scheduler::duties(cell) {
             if let Some(t) = c.store.last_success(&cell.name, kind)?.and_then(|r| r.finished) {
-                c.metrics.last_success(&cell.name, kind, crate::store::parse_ts(&t)?);
+                c.metrics.last_success(&cell.name, kind, t);
             }
         }
     }
@@ -202,10 +215,10 @@ pub async fn run(args: ServeArgs) -> Result<()> {
 async fn control_loop(c: Arc<Coordinator>, tick: Duration, poll: Duration) -> Result<()> {
     let scheduling = async {
         loop {
-            if let Err(e) = scheduler::fire(&c.plan, &c.store, Utc::now()) {
+            if let Err(e) = scheduler::fire(&c.plan, &c.store, clock::now()) {
                 tracing::error!("scheduling: {e:#}");
             }
-            if let Err(e) = scheduler::dispatch(&c, Utc::now()).await {
+            if let Err(e) = scheduler::dispatch(&c, clock::now()).await {
                 tracing::error!("dispatching runs: {e:#}");
             }
             tokio::time::sleep(tick).await;
@@ -213,7 +226,7 @@ async fn control_loop(c: Arc<Coordinator>, tick: Duration, poll: Duration) -> Re
     };
     let monitoring = async {
         loop {
-            let now = Utc::now();
+            let now = clock::now();
             if let Err(e) = scheduler::poll(&c, now).await {
                 tracing::error!("polling agents: {e:#}");
             }
@@ -221,7 +234,7 @@ async fn control_loop(c: Arc<Coordinator>, tick: Duration, poll: Duration) -> Re
             match c.status() {
                 Ok(status) => {
                     c.metrics.status(&status);
-                    if let Err(e) = alerts::evaluate(&c, &status, Utc::now()).await {
+                    if let Err(e) = alerts::evaluate(&c, &status, clock::now()).await {
                         tracing::warn!("alerts: {e:#}");
                     }
                 }

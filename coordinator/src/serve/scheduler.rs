@@ -20,63 +20,37 @@
 use std::collections::HashMap;
 
 use anyhow::Result;
-use chrono::{DateTime, Utc};
-use serde_json::{json, Value};
+use time::OffsetDateTime;
+
+use lifeboat_api::{Job, JobResult, JobState};
+use lifeboat_client::{ClientError, JobLookup, Submitted};
 
 use super::Coordinator;
-use crate::agent_client::{JobLookup, Submitted};
+use crate::clock::{self, seconds_between};
 use crate::plan::{schedule, CellPlan, Plan};
-use crate::store::{parse_ts, NewRun, Run, Store};
+use crate::runs::{job_spec, RunKind, RunResult, RunState, Trigger};
+use crate::store::{NewRun, Run, Store};
 
 /// The kinds of work a cell's plan asks for, with their schedules.
-pub fn duties(cell: &CellPlan) -> Vec<(&'static str, &str)> {
+pub fn duties(cell: &CellPlan) -> Vec<(RunKind, &str)> {
     let s = &cell.schedules;
     let mut out = Vec::new();
     if cell.postgres {
         out.extend([
-            ("pg-full", s.pg_full.as_str()),
-            ("pg-incremental", s.pg_incremental.as_str()),
-            ("pg-retention", s.retention.as_str()),
+            (RunKind::PgFull, s.pg_full.as_str()),
+            (RunKind::PgIncremental, s.pg_incremental.as_str()),
+            (RunKind::PgRetention, s.retention.as_str()),
         ]);
     }
     if cell.kafka_topics.is_some() {
-        out.extend([("kafka-snapshot", s.kafka_snapshot.as_str()), ("kafka-retention", s.retention.as_str())]);
+        out.extend([(RunKind::KafkaSnapshot, s.kafka_snapshot.as_str()), (RunKind::KafkaRetention, s.retention.as_str())]);
     }
-    out.push(("drill", s.drill.as_str()));
+    out.push((RunKind::Drill, s.drill.as_str()));
     out
 }
 
-/// Run kinds an operator may start.
-pub const OPERATOR_KINDS: [&str; 6] = ["pg-full", "pg-incremental", "kafka-snapshot", "pg-retention", "kafka-retention", "drill"];
-
-/// Scheduled (and coordinator-run) drills: a random instant of the last day, from the primary.
-fn drill_request(trigger: &str) -> crate::drill::DrillRequest {
-    crate::drill::DrillRequest {
-        target: lifeboat_drill::spec::DrillTarget::RandomRecent { within: "24h".into() },
-        from_location: None,
-        fallback_location: None,
-        initiator: format!("coordinator ({trigger})"),
-    }
-}
-
-/// The agent job that does a run of `kind` for `cell`.
-pub fn job_spec(plan: &Plan, kind: &str, cell: &CellPlan) -> Option<Value> {
-    if kind == "drill" {
-        return crate::drill::job_body(plan, cell, &drill_request("schedule")).ok();
-    }
-    let days = |d: std::time::Duration| format!("{}s", d.as_secs());
-    Some(match kind {
-        "pg-full" => json!({ "kind": "pg-backup" }),
-        "pg-incremental" => json!({ "kind": "pg-backup", "incremental": true }),
-        "kafka-snapshot" => json!({ "kind": "kafka-snapshot" }),
-        "pg-retention" => json!({ "kind": "retention", "of": "pg", "keep_within": days(cell.retention.pg_full) }),
-        "kafka-retention" => json!({ "kind": "retention", "of": "kafka", "keep_within": days(cell.retention.kafka) }),
-        _ => return None,
-    })
-}
-
 /// Turn due schedule occurrences into runs.
-pub fn fire(plan: &Plan, store: &Store, now: DateTime<Utc>) -> Result<()> {
+pub fn fire(plan: &Plan, store: &Store, now: OffsetDateTime) -> Result<()> {
     for cell in &plan.cells {
         let full = schedule::parse(&cell.schedules.pg_full).ok();
         for (kind, expr) in duties(cell) {
@@ -85,24 +59,17 @@ pub fn fire(plan: &Plan, store: &Store, now: DateTime<Utc>) -> Result<()> {
                 store.set_last_fired(&cell.name, kind, now)?;
                 continue;
             };
-            let mut latest = None;
-            let mut missed = 0u64;
-            let mut next = schedule::next_after(&cron, last);
-            while let Some(t) = next.filter(|t| *t <= now) {
-                latest = Some(t);
-                missed += 1;
-                next = schedule::next_after(&cron, t);
-            }
+            let (latest, missed, next) = newest_due(&cron, last, now);
             let Some(at) = latest else { continue };
-            let covered = kind == "pg-incremental"
-                && full.as_ref().and_then(|f| schedule::next_after(f, at - chrono::Duration::seconds(1))) == Some(at);
+            let covered = kind == RunKind::PgIncremental
+                && full.as_ref().and_then(|f| schedule::next_after(f, at - time::Duration::seconds(1))) == Some(at);
             if !covered {
-                let run = NewRun { cell: &cell.name, kind, trigger: "schedule", scheduled_for: Some(at), deadline: next };
+                let run = NewRun { cell: &cell.name, kind, trigger: Trigger::Schedule, scheduled_for: Some(at), deadline: next };
                 if let Some(id) = store.insert_run(&run, now)? {
                     if missed > 1 {
-                        tracing::warn!(cell = %cell.name, kind, missed, run = id, "missed {missed} occurrences while down; running the newest once");
+                        tracing::warn!(cell = %cell.name, %kind, missed, run = id, "missed {missed} occurrences while down; running the newest once");
                     }
-                    tracing::info!(cell = %cell.name, kind, run = id, scheduled_for = %at, "scheduled run");
+                    tracing::info!(cell = %cell.name, %kind, run = id, scheduled_for = %clock::ts(at), "scheduled run");
                 }
             }
             store.set_last_fired(&cell.name, kind, at)?;
@@ -111,127 +78,163 @@ pub fn fire(plan: &Plan, store: &Store, now: DateTime<Utc>) -> Result<()> {
     Ok(())
 }
 
+/// The newest occurrence after `last` that is due by `now`, how many were
+/// due, and the occurrence after it.
+fn newest_due(cron: &croner::Cron, last: OffsetDateTime, now: OffsetDateTime) -> (Option<OffsetDateTime>, u64, Option<OffsetDateTime>) {
+    let mut latest = None;
+    let mut missed = 0u64;
+    let mut next = schedule::next_after(cron, last);
+    while let Some(t) = next.filter(|t| *t <= now) {
+        latest = Some(t);
+        missed += 1;
+        next = schedule::next_after(cron, t);
+    }
+    (latest, missed, next)
+}
+
 fn key(c: &Coordinator, run: &Run) -> String {
     format!("lifeboat-{}-{}-{}", c.store.instance, run.id, run.attempt)
 }
 
 /// Submit pending runs that are due, within each cell's concurrency, all
 /// agents at once (a slow or unreachable agent delays no other cell).
-pub async fn dispatch(c: &Coordinator, now: DateTime<Utc>) -> Result<()> {
+pub async fn dispatch(c: &Coordinator, now: OffsetDateTime) -> Result<()> {
     let open = c.store.open_runs()?;
     let mut in_flight: HashMap<&str, usize> = HashMap::new();
-    for r in open.iter().filter(|r| r.state == "submitted") {
+    for r in open.iter().filter(|r| r.state == RunState::Submitted) {
         *in_flight.entry(&r.cell).or_default() += 1;
     }
     let mut batch = Vec::new();
-    for run in open.iter().filter(|r| r.state == "pending") {
-        if parse_ts(&run.next_attempt_at)? > now || in_flight.get(run.cell.as_str()).copied().unwrap_or(0) >= c.cfg.cell_concurrency {
+    for run in open.iter().filter(|r| r.state == RunState::Pending) {
+        if run.next_attempt_at > now || in_flight.get(run.cell.as_str()).copied().unwrap_or(0) >= c.cfg.cell_concurrency {
             continue;
         }
-        let (Some(cell), Some(agent)) = (c.plan.cells.iter().find(|x| x.name == run.cell), c.agents.get(&run.cell)) else {
-            c.store.finish(run.id, "failed", Some("the cell is no longer in the plan"), None, now)?;
-            continue;
-        };
-        if run.kind == "drill" && c.cfg.signer.is_none() {
-            c.store.finish(
-                run.id,
-                "failed",
-                Some("this coordinator has no --signing-key, so a drill could not sign its report; start it with one"),
-                None,
-                now,
-            )?;
-            c.metrics.finished(&run.kind, "failed", None);
-            continue;
-        }
-        let Some(spec) = job_spec(&c.plan, &run.kind, cell) else {
-            c.store.finish(run.id, "failed", Some(&format!("unknown run kind {}", run.kind)), None, now)?;
-            continue;
-        };
+        let Some(spec) = ready(c, run, now)? else { continue };
         *in_flight.entry(&run.cell).or_default() += 1;
-        batch.push((run, agent, spec));
+        batch.push((run, spec));
     }
-    let answers = futures::future::join_all(batch.iter().map(|(run, agent, spec)| agent.submit_at(key(c, run), spec))).await;
-    for ((run, _, _), (answer, at)) in batch.into_iter().zip(answers) {
-        match answer {
-            Ok(Submitted::Job(job)) => {
-                let id = job["id"].as_str().unwrap_or_default();
-                c.store.mark_submitted(run.id, id, at)?;
-                if let (Some(due), 1) = (&run.scheduled_for, run.attempt) {
-                    c.metrics.scheduling_latency((at - parse_ts(due)?).num_milliseconds() as f64 / 1000.0);
-                }
-                tracing::info!(cell = %run.cell, kind = %run.kind, run = run.id, job = id, attempt = run.attempt, "submitted");
+    let answers = futures::future::join_all(batch.iter().map(|(run, spec)| async move {
+        let answer = c.agents[&run.cell].submit(&key(c, run), spec).await;
+        (answer, clock::now())
+    }))
+    .await;
+    for ((run, _), (answer, at)) in batch.into_iter().zip(answers) {
+        submitted(c, run, answer, at)?;
+    }
+    Ok(())
+}
+
+/// The job a pending run asks its agent for, or None after recording why it cannot run.
+fn ready(c: &Coordinator, run: &Run, now: OffsetDateTime) -> Result<Option<lifeboat_api::JobSpec>> {
+    let refuse = |why: &str| -> Result<Option<lifeboat_api::JobSpec>> {
+        c.store.finish(run.id, RunState::Failed, Some(why), None, now)?;
+        c.metrics.finished(run.kind, "failed", None);
+        Ok(None)
+    };
+    let Some(cell) = c.plan.cells.iter().find(|x| x.name == run.cell).filter(|_| c.agents.contains_key(&run.cell)) else {
+        return refuse("the cell is no longer in the plan");
+    };
+    if run.kind == RunKind::Drill && c.cfg.signer.is_none() {
+        return refuse("this coordinator has no --signing-key, so a drill could not sign its report; start it with one");
+    }
+    match job_spec(&c.plan, run.kind, cell) {
+        Ok(spec) => Ok(Some(spec)),
+        Err(e) => refuse(&format!("{e:#}")),
+    }
+}
+
+/// Record what the agent answered to a submission.
+fn submitted(c: &Coordinator, run: &Run, answer: Result<Submitted, ClientError>, at: OffsetDateTime) -> Result<()> {
+    match answer {
+        Ok(Submitted::Job(job)) => {
+            c.store.mark_submitted(run.id, &job.id, at)?;
+            if let (Some(due), 1) = (run.scheduled_for, run.attempt) {
+                c.metrics.scheduling_latency(seconds_between(due, at));
             }
-            Ok(Submitted::Refused(reason)) => {
-                tracing::error!(cell = %run.cell, kind = %run.kind, run = run.id, "agent refused the job: {reason}");
-                c.store.finish(run.id, "failed", Some(&format!("the agent refused the job: {reason}")), None, at)?;
-                c.metrics.finished(&run.kind, "failed", None);
-            }
-            Err(e) => {
-                tracing::warn!(cell = %run.cell, run = run.id, "{e:#}");
-                c.store.postpone(run.id, &format!("{e:#}"), at + c.cfg.poll)?;
-            }
+            tracing::info!(cell = %run.cell, kind = %run.kind, run = run.id, job = %job.id, attempt = run.attempt, "submitted");
+        }
+        Ok(Submitted::Refused(reason)) => {
+            tracing::error!(cell = %run.cell, kind = %run.kind, run = run.id, "agent refused the job: {reason}");
+            c.store.finish(run.id, RunState::Failed, Some(&format!("the agent refused the job: {reason}")), None, at)?;
+            c.metrics.finished(run.kind, "failed", None);
+        }
+        Err(e) => {
+            tracing::warn!(cell = %run.cell, run = run.id, "{e}");
+            c.store.postpone(run.id, &e.to_string(), at + c.cfg.poll)?;
         }
     }
     Ok(())
 }
 
 /// Read submitted runs back from their agents (all at once).
-pub async fn poll(c: &Coordinator, now: DateTime<Utc>) -> Result<()> {
+pub async fn poll(c: &Coordinator, now: OffsetDateTime) -> Result<()> {
     let mut submitted = Vec::new();
-    for run in c.store.open_runs()?.into_iter().filter(|r| r.state == "submitted") {
+    for run in c.store.open_runs()?.into_iter().filter(|r| r.state == RunState::Submitted) {
         let (Some(agent), Some(job_id)) = (c.agents.get(&run.cell), run.agent_job.clone()) else { continue };
-        if let Some(deadline) = &run.deadline {
-            if parse_ts(deadline)? < now && c.store.mark_overdue(run.id)? {
-                tracing::warn!(cell = %run.cell, kind = %run.kind, run = run.id, "run still going past its window (due by {deadline})");
-                c.metrics.overdue(&run.kind);
+        if let Some(deadline) = run.deadline.filter(|d| *d < now) {
+            if c.store.mark_overdue(run.id)? {
+                tracing::warn!(cell = %run.cell, kind = %run.kind, run = run.id, "run still going past its window (due by {})", clock::ts(deadline));
+                c.metrics.overdue(run.kind);
             }
         }
         submitted.push((run, agent, job_id));
     }
     let answers = futures::future::join_all(submitted.iter().map(|(_, agent, job_id)| agent.job(job_id))).await;
     for ((run, _, job_id), answer) in submitted.into_iter().zip(answers) {
-        let now = Utc::now();
-        let took = run.submitted_at.as_deref().and_then(|s| parse_ts(s).ok()).map(|s| (now - s).num_milliseconds() as f64 / 1000.0);
-        let outcome = match answer {
-            Ok(JobLookup::Found(job)) if job["state"] == "succeeded" || job["state"] == "failed" => {
-                // A drill that ran (passed or failed) ends in a signed report, never a retry.
-                if run.kind == "drill" && !job["result"].is_null() {
-                    conclude_drill(c, &run, &job, took).await?;
-                    continue;
-                }
-                if job["state"] == "succeeded" {
-                    Ok(job)
-                } else {
-                    Err(job["error"].as_str().unwrap_or("the job failed without a message").to_string())
-                }
-            }
+        let job = match answer {
+            Ok(JobLookup::Found(job)) if job.state.is_final() => job,
             Ok(JobLookup::Found(_)) => continue,
-            Ok(JobLookup::Unknown) => Err(format!("the agent no longer knows job {job_id} (its journal was lost)")),
+            Ok(JobLookup::Unknown) => {
+                ended(c, &run, Err(format!("the agent no longer knows job {job_id} (its journal was lost)")))?;
+                continue;
+            }
             Err(e) => {
-                tracing::debug!(cell = %run.cell, run = run.id, "{e:#}");
+                tracing::debug!(cell = %run.cell, run = run.id, "{e}");
                 continue;
             }
         };
-        match outcome {
-            Ok(job) => {
-                c.store.finish(run.id, "succeeded", None, Some(&job["result"]), now)?;
-                c.metrics.finished(&run.kind, "succeeded", took);
-                c.metrics.last_success(&run.cell, &run.kind, now);
-                tracing::info!(cell = %run.cell, kind = %run.kind, run = run.id, "run succeeded");
-            }
-            Err(error) if (run.attempt as u32) < c.cfg.max_attempts => {
-                let backoff = c.cfg.retry_base * 2u32.saturating_pow(run.attempt as u32 - 1);
-                let jitter = backoff.mul_f64(rand::random::<f64>() * 0.2);
-                let at = now + chrono::Duration::from_std(backoff + jitter).unwrap_or_default();
-                tracing::warn!(cell = %run.cell, kind = %run.kind, run = run.id, attempt = run.attempt, retry_at = %at, "run failed, will retry: {error}");
-                c.store.retry(run.id, &error, at)?;
-                c.metrics.finished(&run.kind, "retried", took);
-            }
-            Err(error) => {
-                tracing::error!(cell = %run.cell, kind = %run.kind, run = run.id, attempts = run.attempt, "run failed: {error}");
-                c.store.finish(run.id, "failed", Some(&error), None, now)?;
-                c.metrics.finished(&run.kind, "failed", took);
-            }
+        // A drill that ran (passed or failed) ends in a signed report, never a retry.
+        if run.kind == RunKind::Drill && matches!(job.result, Some(JobResult::Drill(_))) {
+            conclude_drill(c, &run, &job).await?;
+            continue;
+        }
+        let outcome = match (job.state, job.result) {
+            (JobState::Succeeded, result) => Ok(result),
+            (_, _) => Err(job.error.unwrap_or_else(|| "the job failed without a message".into())),
+        };
+        ended(c, &run, outcome)?;
+    }
+    Ok(())
+}
+
+/// How long a run has been with its agent.
+fn took(run: &Run, now: OffsetDateTime) -> Option<f64> {
+    run.submitted_at.map(|s| seconds_between(s, now))
+}
+
+/// A run's job ended (or was lost): record success, retry, or give up.
+fn ended(c: &Coordinator, run: &Run, outcome: Result<Option<JobResult>, String>) -> Result<()> {
+    let now = clock::now();
+    let took = took(run, now);
+    match outcome {
+        Ok(result) => {
+            c.store.finish(run.id, RunState::Succeeded, None, result.map(RunResult::Job).as_ref(), now)?;
+            c.metrics.finished(run.kind, "succeeded", took);
+            c.metrics.last_success(&run.cell, run.kind, now);
+            tracing::info!(cell = %run.cell, kind = %run.kind, run = run.id, "run succeeded");
+        }
+        Err(error) if (run.attempt as u32) < c.cfg.max_attempts => {
+            let backoff = c.cfg.retry_base * 2u32.saturating_pow(run.attempt as u32 - 1);
+            let jitter = backoff.mul_f64(rand::random::<f64>() * 0.2);
+            let at = now + (backoff + jitter);
+            tracing::warn!(cell = %run.cell, kind = %run.kind, run = run.id, attempt = run.attempt, retry_at = %clock::ts(at), "run failed, will retry: {error}");
+            c.store.retry(run.id, &error, at)?;
+            c.metrics.finished(run.kind, "retried", took);
+        }
+        Err(error) => {
+            tracing::error!(cell = %run.cell, kind = %run.kind, run = run.id, attempts = run.attempt, "run failed: {error}");
+            c.store.finish(run.id, RunState::Failed, Some(&error), None, now)?;
+            c.metrics.finished(run.kind, "failed", took);
         }
     }
     Ok(())
@@ -239,51 +242,54 @@ pub async fn poll(c: &Coordinator, now: DateTime<Utc>) -> Result<()> {
 
 /// A drill job ended with an outcome: sign and store its report; the run
 /// succeeds when the drill passed, fails (without retry) when it did not.
-async fn conclude_drill(c: &Coordinator, run: &Run, job: &Value, took: Option<f64>) -> Result<()> {
-    let now = Utc::now();
+async fn conclude_drill(c: &Coordinator, run: &Run, job: &Job) -> Result<()> {
+    let now = clock::now();
+    let took = took(run, now);
     let (Some(cell), Some(agent), Some(signer)) =
         (c.plan.cells.iter().find(|x| x.name == run.cell), c.agents.get(&run.cell), c.cfg.signer.as_ref())
     else {
-        c.store.finish(run.id, "failed", Some("the cell or the signing key is gone"), None, now)?;
+        c.store.finish(run.id, RunState::Failed, Some("the cell or the signing key is gone"), None, now)?;
         return Ok(());
     };
     let done = crate::drill::Concluding {
         job,
-        started: run.submitted_at.clone().unwrap_or_else(|| crate::store::ts(now)),
+        started: run.submitted_at.unwrap_or(now),
         source: None,
-        initiator: format!("coordinator ({})", run.trigger),
+        initiator: format!("coordinator ({})", run.trigger.as_str()),
     };
     match crate::drill::conclude(&c.plan, cell, agent, &done, signer, c.cfg.reports.as_deref()).await {
         Ok(d) => {
-            let passed = d.report.verdict == "passed";
-            let result = json!({ "report": d.report, "json": d.json_path, "html": d.html_path });
+            let passed = d.report.verdict == crate::report::Verdict::Passed;
             let error = (!passed).then(|| format!("the drill failed: {} errors (report {})", d.report.errors, d.report.file_name()));
-            c.store.finish(run.id, if passed { "succeeded" } else { "failed" }, error.as_deref(), Some(&result), now)?;
-            c.metrics.finished(&run.kind, if passed { "succeeded" } else { "failed" }, took);
+            let (state, outcome) = if passed { (RunState::Succeeded, "succeeded") } else { (RunState::Failed, "failed") };
+            tracing::info!(cell = %run.cell, run = run.id, verdict = d.report.verdict.as_str(), report = %d.report.file_name(), "drill reported");
+            let result = RunResult::Drill { report: Box::new(d.report), json: d.json_path, html: d.html_path };
+            c.store.finish(run.id, state, error.as_deref(), Some(&result), now)?;
+            c.metrics.finished(run.kind, outcome, took);
             if passed {
-                c.metrics.last_success(&run.cell, &run.kind, now);
+                c.metrics.last_success(&run.cell, run.kind, now);
             }
-            tracing::info!(cell = %run.cell, run = run.id, verdict = %d.report.verdict, report = %d.report.file_name(), "drill reported");
         }
         Err(e) => {
             // The report could not be stored: the run failed; the next drill tries again.
             tracing::error!(cell = %run.cell, run = run.id, "drill report: {e:#}");
-            c.store.finish(run.id, "failed", Some(&format!("the drill ran but its report could not be stored: {e:#}")), Some(job), now)?;
-            c.metrics.finished(&run.kind, "failed", took);
+            let error = format!("the drill ran but its report could not be stored: {e:#}");
+            c.store.finish(run.id, RunState::Failed, Some(&error), job.result.clone().map(RunResult::Job).as_ref(), now)?;
+            c.metrics.finished(run.kind, "failed", took);
         }
     }
     Ok(())
 }
 
 /// Read every cell's recovery points (all agents at once).
-pub async fn refresh_recovery(c: &Coordinator, now: DateTime<Utc>) {
-    for (cell, result) in crate::agent_client::recovery_of_all(c.agents.values()).await {
+pub async fn refresh_recovery(c: &Coordinator, now: OffsetDateTime) {
+    for (cell, result) in lifeboat_client::recovery_of_all(c.agents.values()).await {
         let problem = match result {
             Ok(body) => match c.store.save_recovery(&cell, &body, now) {
                 Ok(()) => None,
                 Err(e) => Some(format!("saving recovery points: {e:#}")),
             },
-            Err(e) => Some(format!("{e:#}")),
+            Err(e) => Some(e.to_string()),
         };
         c.agent_problems.lock().expect("agent problems").insert(cell, problem);
     }
@@ -293,8 +299,8 @@ pub async fn refresh_recovery(c: &Coordinator, now: DateTime<Utc>) {
 mod tests {
     use super::*;
 
-    fn at(s: &str) -> DateTime<Utc> {
-        s.parse().unwrap()
+    fn at(s: &str) -> OffsetDateTime {
+        clock::parse(s).unwrap()
     }
 
     #[test]
@@ -308,23 +314,24 @@ mod tests {
         // Down from 00:30 to 05:10: five hourly occurrences and the 02:00 full were missed.
         fire(&plan, &store, at("2026-11-27T05:10:00Z")).unwrap();
         let runs = store.runs(Some("demo-a"), 100).unwrap();
-        let kinds: Vec<(&str, &str)> = runs.iter().map(|r| (r.kind.as_str(), r.scheduled_for.as_deref().unwrap())).collect();
-        assert!(kinds.contains(&("pg-incremental", "2026-11-27T05:00:00.000Z")), "{kinds:?}");
-        assert!(kinds.contains(&("pg-full", "2026-11-27T02:00:00.000Z")), "{kinds:?}");
-        assert!(kinds.contains(&("kafka-snapshot", "2026-11-27T05:00:00.000Z")), "{kinds:?}");
-        assert_eq!(runs.iter().filter(|r| r.kind == "pg-incremental").count(), 1, "caught up once: {kinds:?}");
+        let kinds: Vec<(RunKind, String)> = runs.iter().map(|r| (r.kind, clock::ts(r.scheduled_for.unwrap()))).collect();
+        let has = |k: RunKind, t: &str| kinds.contains(&(k, t.to_string()));
+        assert!(has(RunKind::PgIncremental, "2026-11-27T05:00:00.000Z"), "{kinds:?}");
+        assert!(has(RunKind::PgFull, "2026-11-27T02:00:00.000Z"), "{kinds:?}");
+        assert!(has(RunKind::KafkaSnapshot, "2026-11-27T05:00:00.000Z"), "{kinds:?}");
+        assert_eq!(runs.iter().filter(|r| r.kind == RunKind::PgIncremental).count(), 1, "caught up once: {kinds:?}");
         // Firing again (a restart) adds nothing.
         fire(&plan, &store, at("2026-11-27T05:10:30Z")).unwrap();
         assert_eq!(store.runs(Some("demo-a"), 100).unwrap().len(), runs.len());
         // At 02:00 the full covers the hourly incremental.
         fire(&plan, &store, at("2026-11-28T02:00:10Z")).unwrap();
-        let new: Vec<String> = store
+        let new: Vec<RunKind> = store
             .runs(Some("demo-a"), 100)
             .unwrap()
             .iter()
-            .filter(|r| r.scheduled_for.as_deref() == Some("2026-11-28T02:00:00.000Z"))
-            .map(|r| r.kind.clone())
+            .filter(|r| r.scheduled_for == Some(at("2026-11-28T02:00:00Z")))
+            .map(|r| r.kind)
             .collect();
-        assert!(new.contains(&"pg-full".to_string()) && !new.contains(&"pg-incremental".to_string()), "{new:?}");
+        assert!(new.contains(&RunKind::PgFull) && !new.contains(&RunKind::PgIncremental), "{new:?}");
     }
 }

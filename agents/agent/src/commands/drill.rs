@@ -10,10 +10,9 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
 
-use lifeboat_drill::outcome::FAILED;
+use lifeboat_api::{DrillOutcome, DrillSpec};
 use lifeboat_drill::run::{DrillEnv, Source};
 use lifeboat_drill::scratch::{self, Scratch};
-use lifeboat_drill::{DrillOutcome, DrillSpec};
 use lifeboat_kafka::client::Brokers;
 
 use crate::commands::pg::{pg_bindir_or_default, restore_command};
@@ -87,7 +86,7 @@ pub async fn run(global: &Global, cmd: DrillCommand) -> Result<ExitCode> {
 }
 
 async fn drill(global: &Global, args: RunArgs) -> Result<ExitCode> {
-    let spec: DrillSpec = serde_json::from_str(&args.spec).context("--spec is not a drill spec (see docs/agent-api.yaml, DrillSpec)")?;
+    let spec: DrillSpec = serde_json::from_str(&args.spec).context("--spec is not a drill spec (see docs/agent-api.json, DrillSpec)")?;
     let brokers = match &args.brokers {
         Some(b) => Some(Brokers::new(b, Duration::from_secs(30))?),
         None if spec.kafka || spec.checks.iter().any(|c| c.needs_kafka()) => {
@@ -121,12 +120,12 @@ async fn drill(global: &Global, args: RunArgs) -> Result<ExitCode> {
     tracing::info!(drill = %scratch.id, port = scratch.port, prefix = %scratch.prefix, "drill started");
     let interrupted = tokio::select! {
         outcome = lifeboat_drill::run::run(&env, &spec, &scratch) => Ok(outcome),
-        signal = crate::shutdown_signal() => Err(signal),
+        signal = lifeboat_process::shutdown_signal() => Err(signal),
     };
     match interrupted {
         Ok(mut outcome) => {
             lifeboat_drill::run::finish(&mut outcome, &scratch, &env.restore_root).await;
-            let failed = outcome.steps.iter().chain(&outcome.checks).any(|s| s.outcome == FAILED);
+            let failed = outcome.steps.iter().chain(&outcome.checks).any(|s| s.failed());
             emit(global, &outcome, render);
             Ok(if failed { ExitCode::from(DRILL_FAILED) } else { ExitCode::SUCCESS })
         }
@@ -141,15 +140,10 @@ async fn drill(global: &Global, args: RunArgs) -> Result<ExitCode> {
 }
 
 fn render(o: &DrillOutcome) -> String {
-    let mut out = format!("drill {} of target {} from {}\n", o.drill_id, o.target, o.source_location);
+    let target = o.target.map_or_else(|| "(none chosen)".to_string(), |t| t.to_string());
+    let mut out = format!("drill {} of target {target} from {}\n", o.drill_id, o.source_location);
     for s in o.steps.iter().chain(&o.checks) {
-        out.push_str(&format!(
-            "  {:8} {:7.1}s  {}{}\n",
-            s.outcome,
-            s.seconds,
-            s.name,
-            s.message.as_ref().map(|m| format!(": {m}")).unwrap_or_default()
-        ));
+        out.push_str(&s.line());
     }
     let secs = |v: Option<f64>| v.map(|v| format!("{v:.1}s")).unwrap_or_else(|| "-".into());
     out.push_str(&format!(

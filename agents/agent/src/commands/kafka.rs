@@ -109,17 +109,7 @@ impl RestoreArgs {
 pub enum KafkaCommand {
     /// Snapshot matching topics: records since the previous snapshot (or the
     /// log start) up to each partition's high watermark, configs, group offsets.
-    Snapshot {
-        #[command(flatten)]
-        repo: RepoArg,
-        #[arg(long, env = "LIFEBOAT_CELL")]
-        cell: String,
-        #[command(flatten)]
-        brokers: BrokerArgs,
-        /// Regular expression matched against whole topic names.
-        #[arg(long)]
-        topics: String,
-    },
+    Snapshot(SnapshotArgs),
     /// Restore a snapshot into topics; resumable; translates group offsets.
     Restore(RestoreArgs),
     /// Compare restored topics with their snapshot (counts, hashes, timestamps).
@@ -127,180 +117,205 @@ pub enum KafkaCommand {
     /// Apply retention to a cell's snapshots (platform default: 7 days): shows
     /// the plan, then deletes (unless --dry-run). Snapshot manifests are
     /// self-contained, so no retained snapshot loses data it needs.
-    Retention {
-        #[command(flatten)]
-        repo: RepoArg,
-        #[arg(long, env = "LIFEBOAT_CELL")]
-        cell: String,
-        /// Always keep this many newest snapshots (full and incremental alike).
-        #[arg(long, default_value_t = 1)]
-        keep_last: usize,
-        /// Keep every snapshot younger than this.
-        #[arg(long, default_value = "7d", value_parser = humantime::parse_duration)]
-        keep_within: Duration,
-        #[arg(long)]
-        dry_run: bool,
-    },
+    Retention(RetentionArgs),
     /// List a cell's snapshots with their offset ranges.
-    Ls {
-        #[command(flatten)]
-        repo: RepoArg,
-        #[arg(long, env = "LIFEBOAT_CELL")]
-        cell: String,
-    },
+    Ls(LsArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SnapshotArgs {
+    #[command(flatten)]
+    pub repo: RepoArg,
+    #[arg(long, env = "LIFEBOAT_CELL")]
+    pub cell: String,
+    #[command(flatten)]
+    pub brokers: BrokerArgs,
+    /// Regular expression matched against whole topic names.
+    #[arg(long)]
+    pub topics: String,
+}
+
+#[derive(Debug, Args)]
+pub struct RetentionArgs {
+    #[command(flatten)]
+    pub repo: RepoArg,
+    #[arg(long, env = "LIFEBOAT_CELL")]
+    pub cell: String,
+    /// Always keep this many newest snapshots (full and incremental alike).
+    #[arg(long, default_value_t = 1)]
+    pub keep_last: usize,
+    /// Keep every snapshot younger than this.
+    #[arg(long, default_value = "7d", value_parser = humantime::parse_duration)]
+    pub keep_within: Duration,
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct LsArgs {
+    #[command(flatten)]
+    pub repo: RepoArg,
+    #[arg(long, env = "LIFEBOAT_CELL")]
+    pub cell: String,
 }
 
 pub async fn run(global: &Global, cmd: KafkaCommand) -> Result<ExitCode> {
     match cmd {
-        KafkaCommand::Snapshot { repo, cell, brokers, topics } => {
-            let r = open_repo(global, &repo.url).await?;
-            let req = SnapshotRequest { cell, brokers: brokers.brokers()?, topics };
-            let (m, d) = snapshot::snapshot(&r, &req).await?;
-            #[derive(serde::Serialize)]
-            struct Out<'a> {
-                snapshot_id: &'a str,
-                kind: &'a str,
-                parent: &'a Option<String>,
-                records: u64,
-                stored_bytes: u64,
-                seconds: f64,
-                details: &'a lifeboat_kafka::details::SnapshotDetails,
-            }
-            let out = Out {
-                snapshot_id: &m.id,
-                kind: &m.kind,
-                parent: &d.parent,
-                records: d.records(),
-                stored_bytes: m.totals.new_stored_bytes,
-                seconds: (m.finished - m.started).as_seconds_f64(),
-                details: &d,
-            };
-            emit(global, &out, |o| {
-                let mut s = format!(
-                    "snapshot {} ({}) of cell {}: {} records from {} topics, {} new stored, {:.1}s\n",
-                    o.snapshot_id,
-                    o.kind,
-                    m.cell,
-                    o.records,
-                    d.topics.len(),
-                    bytes(o.stored_bytes),
-                    o.seconds
-                );
-                for g in &d.gaps {
-                    let _ = writeln!(
-                        s,
-                        "GAP: {}/{} offsets {}..{} ({} records) were deleted by retention before this snapshot read them",
-                        g.topic,
-                        g.partition,
-                        g.from,
-                        g.to,
-                        g.to - g.from
-                    );
-                }
-                s
-            });
-        }
-        KafkaCommand::Restore(args) => {
-            let (r, req) = args.open(global).await?;
-            let report = restore::restore(&r, &req).await?;
-            emit(global, &report, |rep| {
-                let mut s = format!(
-                    "restored snapshot {}{}: {} records produced in {:.1}s{}\n",
-                    rep.snapshot,
-                    rep.until.as_ref().map(|u| format!(" up to {u}")).unwrap_or_default(),
-                    rep.records_produced,
-                    rep.seconds,
-                    if rep.resumed { " (resumed an interrupted run)" } else { "" }
-                );
-                for t in &rep.topics {
-                    let records: u64 = t.partitions.iter().map(|p| p.records).sum();
-                    let _ = writeln!(s, "  {} -> {}{}: {records} records", t.source, t.target, if t.created { " (created)" } else { "" });
-                }
-                for g in &rep.groups {
-                    let _ = writeln!(s, "  group {} -> {}: {} offsets translated", g.source_group, g.target_group, g.offsets.len());
-                }
-                let _ = writeln!(s, "offset map: {}", rep.offset_map);
-                s
-            });
-        }
-        KafkaCommand::Verify(args) => {
-            let (r, req) = args.open(global).await?;
-            let report = verify::verify(&r, &req).await?;
-            emit(global, &report, |rep| {
-                let mut s = format!("verified {} partitions against snapshot {}\n", rep.partitions.len(), rep.snapshot);
-                for p in &rep.problems {
-                    let _ = writeln!(s, "MISMATCH: {p}");
-                }
-                s
-            });
-            if !report.problems.is_empty() {
-                return Ok(ExitCode::FAILURE);
-            }
-        }
-        KafkaCommand::Retention { repo, cell, keep_last, keep_within, dry_run } => {
-            let r = open_repo(global, &repo.url).await?;
-            lifeboat_repository::format::validate_cell(&cell)?;
-            let policy = retention::Policy { keep_last, keep_within, kind_prefix: Some("kafka-".into()), one_series: true };
-            let now = time::OffsetDateTime::now_utc();
-            let plan = if dry_run {
-                retention::plan(&r, Some(&cell), &policy, now).await?
-            } else {
-                retention::execute(&r, Some(&cell), &policy, now).await?
-            };
-            emit(global, &plan, |p| retention_text(p, dry_run, ""));
-        }
-        KafkaCommand::Ls { repo, cell } => {
-            let r = open_repo(global, &repo.url).await?;
-            let snapshots = stored::list(&r, &cell).await?;
-            #[derive(serde::Serialize)]
-            struct Row<'a> {
-                id: &'a str,
-                parent: &'a Option<String>,
-                finished: String,
-                records: u64,
-                topics: Vec<TopicRow<'a>>,
-                gaps: &'a Vec<lifeboat_kafka::details::Gap>,
-            }
-            #[derive(serde::Serialize)]
-            struct TopicRow<'a> {
-                name: &'a str,
-                /// `[partition, start, end, records]`
-                ranges: Vec<[i64; 4]>,
-            }
-            let rows: Vec<Row> = snapshots
-                .iter()
-                .map(|s| Row {
-                    id: &s.manifest.id,
-                    parent: &s.details.parent,
-                    finished: s.manifest.finished.format(&time::format_description::well_known::Rfc3339).unwrap_or_default(),
-                    records: s.details.records(),
-                    topics: s
-                        .details
-                        .topics
-                        .iter()
-                        .map(|t| TopicRow {
-                            name: &t.name,
-                            ranges: t.partitions.iter().map(|p| [p.partition as i64, p.start, p.end, p.records as i64]).collect(),
-                        })
-                        .collect(),
-                    gaps: &s.details.gaps,
-                })
-                .collect();
-            emit(global, &rows, |rows| {
-                let mut s = String::new();
-                for row in rows {
-                    let _ = writeln!(s, "{}  {} records  {}", row.id, row.records, row.finished);
-                    for t in &row.topics {
-                        let ranges: Vec<String> = t.ranges.iter().map(|[p, a, b, _]| format!("{p}:{a}..{b}")).collect();
-                        let _ = writeln!(s, "    {}  {}", t.name, ranges.join(" "));
-                    }
-                }
-                if rows.is_empty() {
-                    s.push_str("no Kafka snapshots\n");
-                }
-                s
-            });
-        }
+        KafkaCommand::Snapshot(a) => snapshot(global, a).await,
+        KafkaCommand::Restore(a) => restore(global, a).await,
+        KafkaCommand::Verify(a) => verify(global, a).await,
+        KafkaCommand::Retention(a) => retention(global, a).await,
+        KafkaCommand::Ls(a) => ls(global, a).await,
     }
+}
+
+async fn snapshot(global: &Global, a: SnapshotArgs) -> Result<ExitCode> {
+    let SnapshotArgs { repo, cell, brokers, topics } = a;
+    let r = open_repo(global, &repo.url).await?;
+    let req = SnapshotRequest { cell, brokers: brokers.brokers()?, topics };
+    let (m, d) = snapshot::snapshot(&r, &req).await?;
+    /// The job's result, and the snapshot's details for scripts.
+    #[derive(serde::Serialize)]
+    struct Out<'a> {
+        #[serde(flatten)]
+        done: lifeboat_api::results::SnapshotDone,
+        details: &'a lifeboat_kafka::details::SnapshotDetails,
+    }
+    let out = Out { done: snapshot::done(&m, &d), details: &d };
+    emit(global, &out, |o| {
+        let mut s = format!(
+            "snapshot {} ({}) of cell {}: {} records from {} topics, {} new stored, {:.1}s\n",
+            o.done.snapshot_id,
+            o.done.kind,
+            m.cell,
+            o.done.records,
+            d.topics.len(),
+            bytes(o.done.stored_bytes),
+            o.done.seconds
+        );
+        for g in &d.gaps {
+            let _ = writeln!(
+                s,
+                "GAP: {}/{} offsets {}..{} ({} records) were deleted by retention before this snapshot read them",
+                g.topic,
+                g.partition,
+                g.from,
+                g.to,
+                g.to - g.from
+            );
+        }
+        s
+    });
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn restore(global: &Global, args: RestoreArgs) -> Result<ExitCode> {
+    let (r, req) = args.open(global).await?;
+    let report = restore::restore(&r, &req).await?;
+    emit(global, &report, |rep| {
+        let mut s = format!(
+            "restored snapshot {}{}: {} records produced in {:.1}s{}\n",
+            rep.snapshot,
+            rep.until.as_ref().map(|u| format!(" up to {u}")).unwrap_or_default(),
+            rep.records_produced,
+            rep.seconds,
+            if rep.resumed { " (resumed an interrupted run)" } else { "" }
+        );
+        for t in &rep.topics {
+            let records: u64 = t.partitions.iter().map(|p| p.records).sum();
+            let _ = writeln!(s, "  {} -> {}{}: {records} records", t.source, t.target, if t.created { " (created)" } else { "" });
+        }
+        for g in &rep.groups {
+            let _ = writeln!(s, "  group {} -> {}: {} offsets translated", g.source_group, g.target_group, g.offsets.len());
+        }
+        let _ = writeln!(s, "offset map: {}", rep.offset_map);
+        s
+    });
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn verify(global: &Global, args: RestoreArgs) -> Result<ExitCode> {
+    let (r, req) = args.open(global).await?;
+    let report = verify::verify(&r, &req).await?;
+    emit(global, &report, |rep| {
+        let mut s = format!("verified {} partitions against snapshot {}\n", rep.partitions.len(), rep.snapshot);
+        for p in &rep.problems {
+            let _ = writeln!(s, "MISMATCH: {p}");
+        }
+        s
+    });
+    if !report.problems.is_empty() {
+        return Ok(ExitCode::FAILURE);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn retention(global: &Global, a: RetentionArgs) -> Result<ExitCode> {
+    let RetentionArgs { repo, cell, keep_last, keep_within, dry_run } = a;
+    let r = open_repo(global, &repo.url).await?;
+    lifeboat_repository::format::validate_cell(&cell)?;
+    let policy = retention::Policy { keep_last, keep_within, kind_prefix: Some("kafka-".into()), one_series: true, ..Default::default() };
+    let now = time::OffsetDateTime::now_utc();
+    let plan = if dry_run {
+        retention::plan(&r, Some(&cell), &policy, now).await?
+    } else {
+        retention::execute(&r, Some(&cell), &policy, now).await?
+    };
+    emit(global, &plan, |p| retention_text(p, dry_run, ""));
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn ls(global: &Global, a: LsArgs) -> Result<ExitCode> {
+    let LsArgs { repo, cell } = a;
+    let r = open_repo(global, &repo.url).await?;
+    let snapshots = stored::list(&r, &cell).await?;
+    #[derive(serde::Serialize)]
+    struct Row<'a> {
+        id: &'a str,
+        parent: &'a Option<String>,
+        finished: String,
+        records: u64,
+        topics: Vec<TopicRow<'a>>,
+        gaps: &'a Vec<lifeboat_kafka::details::Gap>,
+    }
+    #[derive(serde::Serialize)]
+    struct TopicRow<'a> {
+        name: &'a str,
+        /// `[partition, start, end, records]`
+        ranges: Vec<[i64; 4]>,
+    }
+    let rows: Vec<Row<'_>> = snapshots
+        .iter()
+        .map(|s| Row {
+            id: &s.manifest.id,
+            parent: &s.details.parent,
+            finished: s.manifest.finished.format(&time::format_description::well_known::Rfc3339).unwrap_or_default(),
+            records: s.details.records(),
+            topics: s
+                .details
+                .topics
+                .iter()
+                .map(|t| TopicRow {
+                    name: &t.name,
+                    ranges: t.partitions.iter().map(|p| [p.partition as i64, p.start, p.end, p.records as i64]).collect(),
+                })
+                .collect(),
+            gaps: &s.details.gaps,
+        })
+        .collect();
+    emit(global, &rows, |rows| {
+        let mut s = String::new();
+        for row in rows {
+            let _ = writeln!(s, "{}  {} records  {}", row.id, row.records, row.finished);
+            for t in &row.topics {
+                let ranges: Vec<String> = t.ranges.iter().map(|[p, a, b, _]| format!("{p}:{a}..{b}")).collect();
+                let _ = writeln!(s, "    {}  {}", t.name, ranges.join(" "));
+            }
+        }
+        if rows.is_empty() {
+            s.push_str("no Kafka snapshots\n");
+        }
+        s
+    });
     Ok(ExitCode::SUCCESS)
 }

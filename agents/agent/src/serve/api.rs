@@ -1,6 +1,8 @@
-//! The agent's HTTP API (docs/agent-api.yaml): health, version, jobs,
-//! metrics. Handlers validate, record in the journal and hand work to the
-//! runner; they never run a job themselves.
+//! The agent's HTTP API (`lifeboat_api::openapi`, published as
+//! docs/agent-api.json): health, version, jobs, recovery points, reports,
+//! metrics. Handlers answer with the contract's wire types; they validate,
+//! record in the journal and hand work to the runner, never running a job
+//! themselves.
 
 use std::sync::Arc;
 
@@ -10,33 +12,33 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{middleware, Json, Router};
-use serde::Deserialize;
 use time::OffsetDateTime;
 
-use super::jobs::{check_idempotency_key, Job, JobSpec, State as JobState};
+use lifeboat_api::jobs::{JobKind, JobList, JobQuery};
+use lifeboat_api::openapi as paths;
+use lifeboat_api::service::{Health, Version};
+
+use super::answer::error;
+use super::jobs::{check_idempotency_key, queued, Job, JobSpec, State as JobState};
 use super::{auth, runner, Agent};
 
 pub fn router(agent: Arc<Agent>) -> Router {
     Router::new()
-        .route("/v1/health", get(health))
-        .route("/v1/version", get(version))
-        .route("/v1/jobs", post(submit).get(list))
-        .route("/v1/jobs/{id}", get(show))
-        .route("/v1/recovery", get(recovery))
-        .route("/v1/reports", get(super::reports::list))
-        .route("/v1/reports/{name}", get(super::reports::get).put(super::reports::put))
-        .route("/metrics", get(metrics))
+        .route(paths::HEALTH, get(health))
+        .route(paths::VERSION, get(version))
+        .route(paths::JOBS, post(submit).get(list))
+        .route(paths::JOB, get(show))
+        .route(paths::RECOVERY, get(recovery))
+        .route(paths::REPORTS, get(super::reports::list))
+        .route(paths::REPORT, get(super::reports::get).put(super::reports::put))
+        .route(paths::METRICS, get(metrics))
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(agent.clone(), auth::require_token))
         .with_state(agent)
 }
 
-pub(super) fn error(status: StatusCode, message: impl Into<String>) -> Response {
-    (status, Json(serde_json::json!({ "error": message.into() }))).into_response()
-}
-
 async fn not_found() -> Response {
-    error(StatusCode::NOT_FOUND, "no such endpoint; see docs/agent-api.yaml")
+    error(StatusCode::NOT_FOUND, "no such endpoint; see docs/agent-api.json")
 }
 
 async fn health(State(agent): State<Arc<Agent>>) -> Response {
@@ -45,16 +47,16 @@ async fn health(State(agent): State<Arc<Agent>>) -> Response {
         JobState::Queued => (r, q + 1),
         _ => (r, q),
     });
-    Json(serde_json::json!({ "status": "ok", "cell": agent.config.cell, "jobs_running": running, "jobs_queued": queued })).into_response()
+    Json(Health { status: "ok".into(), cell: agent.config.cell.clone(), jobs_running: running, jobs_queued: queued }).into_response()
 }
 
 async fn version(State(agent): State<Arc<Agent>>) -> Response {
-    Json(serde_json::json!({
-        "version": env!("CARGO_PKG_VERSION"),
-        "cell": agent.config.cell,
-        "job_kinds": ["pg-backup", "kafka-snapshot", "copy", "verify", "retention", "pg-restore", "kafka-restore", "drill"],
-        "locations": agent.config.copy_to.iter().map(|(n, _)| n).collect::<Vec<_>>(),
-    }))
+    Json(Version {
+        version: env!("CARGO_PKG_VERSION").into(),
+        cell: agent.config.cell.clone(),
+        job_kinds: JobKind::ALL.to_vec(),
+        locations: agent.config.copy_to.iter().map(|(n, _)| n.clone()).collect(),
+    })
     .into_response()
 }
 
@@ -95,7 +97,7 @@ async fn submit(State(agent): State<Arc<Agent>>, headers: HeaderMap, body: Bytes
         Ok(spec) => spec,
         Err(e) => return error(StatusCode::BAD_REQUEST, format!("the job is not valid: {e}")),
     };
-    if let Err(e) = runner::invocation(&agent, &spec) {
+    if let Err(e) = super::invocation::invocation(&agent, &spec) {
         return error(StatusCode::UNPROCESSABLE_ENTITY, e);
     }
     let job = {
@@ -116,14 +118,14 @@ async fn submit(State(agent): State<Arc<Agent>>, headers: HeaderMap, body: Bytes
                 )
             };
         }
-        let job = Job::queued(key, spec, OffsetDateTime::now_utc());
+        let job = queued(key, spec, OffsetDateTime::now_utc());
         if let Err(e) = journal.put(job.clone()) {
             tracing::error!("recording a new job failed: {e:#}");
             return error(StatusCode::INTERNAL_SERVER_ERROR, format!("recording the job failed: {e:#}"));
         }
         job
     };
-    tracing::info!(job = %job.id, kind = job.spec.kind(), key, "job queued");
+    tracing::info!(job = %job.id, kind = %job.spec.kind(), key, "job queued");
     tokio::spawn(runner::run(agent.clone(), job.id.clone()));
     let location = format!("/v1/jobs/{}", job.id);
     (StatusCode::ACCEPTED, [(header::LOCATION, location)], Json(job)).into_response()
@@ -137,16 +139,8 @@ async fn show(State(agent): State<Arc<Agent>>, Path(id): Path<String>) -> Respon
     }
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ListQuery {
-    state: Option<JobState>,
-    kind: Option<String>,
-    limit: Option<usize>,
-}
-
 /// `GET /v1/jobs`: newest first, optionally by state and kind.
-async fn list(State(agent): State<Arc<Agent>>, query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>) -> Response {
+async fn list(State(agent): State<Arc<Agent>>, query: Result<Query<JobQuery>, axum::extract::rejection::QueryRejection>) -> Response {
     let Query(q) = match query {
         Ok(q) => q,
         Err(e) => return error(StatusCode::BAD_REQUEST, format!("bad query: {e}")),
@@ -156,10 +150,10 @@ async fn list(State(agent): State<Arc<Agent>>, query: Result<Query<ListQuery>, a
         .all()
         .rev()
         .filter(|j| q.state.is_none_or(|s| j.state == s))
-        .filter(|j| q.kind.as_deref().is_none_or(|k| j.spec.kind() == k))
+        .filter(|j| q.kind.is_none_or(|k| j.spec.kind() == k))
         .take(q.limit.unwrap_or(100))
         .cloned()
         .collect();
     let jobs: Vec<Job> = jobs.iter().map(|j| view(&agent, j)).collect();
-    Json(serde_json::json!({ "jobs": jobs })).into_response()
+    Json(JobList { jobs }).into_response()
 }

@@ -1,169 +1,14 @@
-//! Jobs: what a caller may ask the agent to do (`JobSpec`), the record of
-//! each job (`Job`), and the journal that keeps them across restarts
-//! (`Journal`: one JSON file per job under `<state-dir>/jobs/`, replaced
-//! atomically on every change, plus an index of idempotency keys).
+//! The journal that keeps the agent's jobs across restarts: one JSON file
+//! per job (the wire type `lifeboat_api::Job`) under `<state-dir>/jobs/`,
+//! replaced atomically on every change, plus an index of idempotency keys.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
-/// One unit of work, as posted to `POST /v1/jobs`. Only what the agent's own
-/// configuration allows: locations are names the agent was started with,
-/// restore directories are relative to its restore root.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
-pub enum JobSpec {
-    /// A Postgres base backup (full unless `incremental`).
-    PgBackup {
-        #[serde(default)]
-        incremental: bool,
-    },
-    /// A Kafka snapshot of the configured topics.
-    KafkaSnapshot {},
-    /// Copy the repository to a configured geo-copy location.
-    Copy { location: String },
-    /// Verify every object of the repository (or of a copy location).
-    Verify {
-        #[serde(default)]
-        location: Option<String>,
-    },
-    /// Apply retention to Postgres backups or Kafka snapshots.
-    Retention {
-        of: RetentionOf,
-        #[serde(default)]
-        dry_run: bool,
-        /// Keep everything younger than this (e.g. "35d"); the command's default otherwise.
-        #[serde(default)]
-        keep_within: Option<String>,
-    },
-    /// Point-in-time restore into `<restore-root>/<to>`.
-    PgRestore {
-        to: String,
-        target: PgTarget,
-        #[serde(default)]
-        delta: bool,
-    },
-    /// Restore Kafka topics (renamed with `topic_prefix`) from a snapshot.
-    KafkaRestore {
-        topic_prefix: String,
-        #[serde(default)]
-        snapshot: Option<String>,
-        #[serde(default)]
-        until: Option<String>,
-        #[serde(default)]
-        group_prefix: Option<String>,
-    },
-    /// A restore drill into a scratch environment under the restore root.
-    Drill(lifeboat_drill::DrillSpec),
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum RetentionOf {
-    Pg,
-    Kafka,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case", deny_unknown_fields)]
-pub enum PgTarget {
-    Latest,
-    Time(String),
-    Lsn(String),
-    Xid(u64),
-    Name(String),
-}
-
-impl JobSpec {
-    /// The job kind, as used in metrics labels and the per-kind lock.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            JobSpec::PgBackup { .. } => "pg-backup",
-            JobSpec::KafkaSnapshot {} => "kafka-snapshot",
-            JobSpec::Copy { .. } => "copy",
-            JobSpec::Verify { .. } => "verify",
-            JobSpec::Retention { .. } => "retention",
-            JobSpec::PgRestore { .. } => "pg-restore",
-            JobSpec::KafkaRestore { .. } => "kafka-restore",
-            JobSpec::Drill(_) => "drill",
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum State {
-    Queued,
-    Running,
-    Succeeded,
-    Failed,
-}
-
-impl State {
-    pub fn is_final(self) -> bool {
-        matches!(self, State::Succeeded | State::Failed)
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Progress {
-    pub done_bytes: u64,
-    pub total_bytes: u64,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Job {
-    pub id: String,
-    pub idempotency_key: String,
-    pub spec: JobSpec,
-    pub state: State,
-    #[serde(with = "time::serde::rfc3339")]
-    pub created: OffsetDateTime,
-    #[serde(with = "time::serde::rfc3339::option", default)]
-    pub started: Option<OffsetDateTime>,
-    #[serde(with = "time::serde::rfc3339::option", default)]
-    pub finished: Option<OffsetDateTime>,
-    /// The child process running the job, while it runs.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub pid: Option<u32>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub progress: Option<Progress>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub exit_code: Option<i32>,
-    /// What the command printed with `--output json`, on success.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub result: Option<serde_json::Value>,
-    /// Why it failed: the command's last error lines, or the interruption.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-}
-
-impl Job {
-    /// A new job, waiting to run.
-    pub fn queued(idempotency_key: &str, spec: JobSpec, now: OffsetDateTime) -> Job {
-        Job {
-            id: new_id(now),
-            idempotency_key: idempotency_key.to_string(),
-            spec,
-            state: State::Queued,
-            created: now,
-            started: None,
-            finished: None,
-            pid: None,
-            progress: None,
-            exit_code: None,
-            result: None,
-            error: None,
-        }
-    }
-
-    pub fn duration_seconds(&self) -> Option<f64> {
-        Some((self.finished? - self.started?).as_seconds_f64())
-    }
-}
+pub use lifeboat_api::jobs::{check_idempotency_key, Job, JobKind, JobSpec, JobState as State, Progress};
 
 /// A job id: creation time (sorts like it) and 32 random bits.
 pub fn new_id(now: OffsetDateTime) -> String {
@@ -171,13 +16,27 @@ pub fn new_id(now: OffsetDateTime) -> String {
     format!("j-{}-{:08x}", now.format(f).expect("formatting a UTC time"), rand::random::<u32>())
 }
 
-/// Idempotency keys are chosen by callers; keep them printable and bounded.
-pub fn check_idempotency_key(key: &str) -> Result<(), String> {
-    let ok = !key.is_empty() && key.len() <= 128 && key.bytes().all(|b| b.is_ascii_alphanumeric() || b"._:-/".contains(&b));
-    if ok {
-        Ok(())
-    } else {
-        Err("the Idempotency-Key header must be 1-128 characters of A-Z a-z 0-9 . _ : - /".into())
+/// A new job, waiting to run.
+pub fn queued(key: &str, spec: JobSpec, now: OffsetDateTime) -> Job {
+    Job::queued(new_id(now), key, spec, now)
+}
+
+/// A recorded job. A result in an older shape (before results named their
+/// `job_kind`) is dropped with a warning rather than stopping the agent:
+/// the job's state and error still tell what happened.
+fn read_record(bytes: &[u8]) -> Result<Job> {
+    let error = match serde_json::from_slice(bytes) {
+        Ok(job) => return Ok(job),
+        Err(e) => e,
+    };
+    let mut record: serde_json::Value = serde_json::from_slice(bytes)?;
+    let old_result = record.as_object_mut().and_then(|r| r.remove("result"));
+    match serde_json::from_value::<Job>(record) {
+        Ok(job) if old_result.is_some() => {
+            tracing::warn!(job = %job.id, "the job's recorded result has an older shape; it is no longer shown ({error})");
+            Ok(job)
+        }
+        _ => Err(error.into()),
     }
 }
 
@@ -201,8 +60,7 @@ impl Journal {
             let path = entry?.path();
             if path.extension().is_some_and(|e| e == "json") {
                 let text = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
-                let job: Job = serde_json::from_slice(&text)
-                    .with_context(|| format!("{} is not a job record; move it away to start", path.display()))?;
+                let job = read_record(&text).with_context(|| format!("{} is not a job record; move it away to start", path.display()))?;
                 jobs.insert(job.id.clone(), job);
             }
         }
@@ -275,25 +133,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn specs_parse_strictly() {
-        let s: JobSpec = serde_json::from_str(r#"{"kind":"pg-backup","incremental":true}"#).unwrap();
-        assert_eq!(s, JobSpec::PgBackup { incremental: true });
-        let s: JobSpec = serde_json::from_str(r#"{"kind":"pg-restore","to":"x","target":{"time":"2026-01-01T00:00:00Z"}}"#).unwrap();
-        assert!(matches!(s, JobSpec::PgRestore { target: PgTarget::Time(_), .. }));
-        let s: JobSpec = serde_json::from_str(r#"{"kind":"pg-restore","to":"x","target":"latest"}"#).unwrap();
-        assert!(matches!(s, JobSpec::PgRestore { target: PgTarget::Latest, .. }));
-        let e = serde_json::from_str::<JobSpec>(r#"{"kind":"pg-backup","incremntal":true}"#).unwrap_err();
-        assert!(e.to_string().contains("unknown field `incremntal`"), "{e}");
-        let e = serde_json::from_str::<JobSpec>(r#"{"kind":"pg-backpu"}"#).unwrap_err();
-        assert!(e.to_string().contains("unknown variant `pg-backpu`"), "{e}");
-    }
-
-    #[test]
     fn journal_survives_reopen_and_indexes_keys() {
         let dir = tempfile::tempdir().unwrap();
         let mut j = Journal::open(dir.path()).unwrap();
         let now = OffsetDateTime::now_utc();
-        let job = Job::queued("k1", JobSpec::KafkaSnapshot {}, now);
+        let job = queued("k1", JobSpec::KafkaSnapshot {}, now);
         j.put(job.clone()).unwrap();
         j.update(&job.id, |j| j.state = State::Running).unwrap();
         let j2 = Journal::open(dir.path()).unwrap();
@@ -301,5 +145,15 @@ mod tests {
         assert!(check_idempotency_key("backup:cell-1/2026-11-27T02:00Z").is_ok());
         assert!(check_idempotency_key("has space").is_err());
         assert!(check_idempotency_key("").is_err());
+    }
+
+    #[test]
+    fn a_result_in_an_older_shape_is_dropped_not_fatal() {
+        let old = r#"{"id":"j-1","idempotency_key":"k","spec":{"kind":"pg-backup"},"state":"succeeded",
+            "created":"2026-11-27T02:00:00Z","result":{"backup_id":"b","kind":"pg-full"}}"#;
+        let job = read_record(old.as_bytes()).unwrap();
+        assert_eq!((job.state, job.result), (State::Succeeded, None));
+        let broken = r#"{"id":"j-1","spec":{"kind":"pg-backup"}}"#;
+        assert!(read_record(broken.as_bytes()).is_err());
     }
 }

@@ -1,15 +1,17 @@
 //! `lifeboat-agent serve`: the agent as a long-running service for the
 //! coordinator. One agent serves one cell. Its HTTP API (documented in
-//! `docs/agent-api.yaml`) starts jobs under caller-chosen idempotency keys
+//! `docs/agent-api.json`, generated from `lifeboat-api`) starts jobs under caller-chosen idempotency keys
 //! and reports their state and progress; every request carries the agent's
 //! bearer token. Jobs run as child processes (`runner`), at most
 //! `--max-jobs` at once and one per kind; the journal (`jobs`) keeps them
 //! across restarts.
 
+mod answer;
 mod api;
 mod auth;
 mod config;
 mod geocopy;
+mod invocation;
 mod jobs;
 mod listen;
 mod metrics;
@@ -42,7 +44,7 @@ pub struct Agent {
     token: lifeboat_secrets::Token,
     journal: Mutex<Journal>,
     pub slots: tokio::sync::Semaphore,
-    kind_locks: Mutex<HashMap<&'static str, Arc<tokio::sync::Mutex<()>>>>,
+    kind_locks: Mutex<HashMap<jobs::JobKind, Arc<tokio::sync::Mutex<()>>>>,
     pub metrics: Metrics,
     /// The agent's repository (its primary location), opened once.
     pub repo: lifeboat_repository::Repository,
@@ -59,7 +61,7 @@ impl Agent {
     }
 
     /// The lock that keeps two jobs of one kind from running at once.
-    pub fn kind_lock(&self, kind: &'static str) -> Arc<tokio::sync::Mutex<()>> {
+    pub fn kind_lock(&self, kind: jobs::JobKind) -> Arc<tokio::sync::Mutex<()>> {
         self.kind_locks.lock().expect("kind locks").entry(kind).or_default().clone()
     }
 }

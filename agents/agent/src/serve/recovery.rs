@@ -10,51 +10,20 @@
 
 use std::collections::HashMap;
 
-use serde::Serialize;
 use time::OffsetDateTime;
 
+use lifeboat_api::recovery::{KafkaRecoverable, LocationPoint, LocationRole, Recovery, PRIMARY};
 use lifeboat_postgres::lsn::Lsn;
-use lifeboat_postgres::recoverable::{recoverable, wal_times, written_through, PgRecoverable};
+use lifeboat_postgres::recoverable::{credit_written, recoverable, wal_times, written_through};
 use lifeboat_repository::Repository;
 
 use super::Agent;
-
-#[derive(Debug, Serialize)]
-pub struct KafkaRecoverable {
-    pub snapshots: usize,
-    pub last_snapshot: Option<String>,
-    /// When the newest snapshot read its high watermarks: what it holds.
-    #[serde(with = "time::serde::rfc3339::option")]
-    pub recoverable_to: Option<OffsetDateTime>,
-}
-
-#[derive(Debug, Serialize)]
-pub struct LocationPoint {
-    pub location: String,
-    /// `primary` (the agent's repository) or `copy`.
-    pub role: &'static str,
-    pub postgres: Option<PgRecoverable>,
-    pub kafka: Option<KafkaRecoverable>,
-    /// For a copy: the start of its newest complete, verified copy pass.
-    #[serde(with = "time::serde::rfc3339::option")]
-    pub copied_through: Option<OffsetDateTime>,
-    /// Why this location could not be read (it counts as nothing recoverable).
-    pub error: Option<String>,
-}
-
-#[derive(Debug, Serialize)]
-pub struct Recovery {
-    pub cell: String,
-    #[serde(with = "time::serde::rfc3339")]
-    pub computed_at: OffsetDateTime,
-    pub locations: Vec<LocationPoint>,
-}
 
 async fn kafka_point(repo: &Repository, cell: &str) -> anyhow::Result<KafkaRecoverable> {
     let snapshots = lifeboat_kafka::stored::list(repo, cell).await?;
     let newest = snapshots.last();
     Ok(KafkaRecoverable {
-        snapshots: snapshots.len(),
+        snapshots: snapshots.len() as u64,
         last_snapshot: newest.map(|s| s.manifest.id.clone()),
         recoverable_to: newest.map(|s| s.manifest.started),
     })
@@ -92,7 +61,7 @@ async fn fill(
     dating: Option<&HashMap<String, OffsetDateTime>>,
     written: Option<(Lsn, OffsetDateTime)>,
 ) {
-    let copy = point.role == "copy";
+    let copy = point.role == LocationRole::Copy;
     let pg = match here {
         Ok(here) => recoverable(repo, cell, here, dating).await.map_err(|e| format!("{e:#}")),
         Err(e) => Err(e.clone()),
@@ -100,7 +69,7 @@ async fn fill(
     match pg {
         Ok(mut p) => {
             if let Some((lsn, at)) = written {
-                p.credit_written(lsn, at);
+                credit_written(&mut p, lsn, at);
             }
             if copy {
                 p.recoverable_to = cap(p.recoverable_to, point.copied_through);
@@ -125,13 +94,12 @@ pub async fn compute(agent: &Agent) -> Recovery {
     let computed_at = OffsetDateTime::now_utc();
     let written = written(agent).await;
     let primary_times = wal_times(&agent.repo, cell).await.map_err(|e| format!("{e:#}"));
-    let mut primary =
-        LocationPoint { location: "primary".into(), role: "primary", postgres: None, kafka: None, copied_through: None, error: None };
+    let mut primary = LocationPoint::new(PRIMARY, LocationRole::Primary);
     fill(&mut primary, &agent.repo, cell, primary_times.as_ref(), None, written).await;
     let mut locations = vec![primary];
     for (name, url) in &agent.config.copy_to {
         let copied_through = agent.geo_copy.synced(name);
-        let mut point = LocationPoint { location: name.clone(), role: "copy", postgres: None, kafka: None, copied_through, error: None };
+        let mut point = LocationPoint { copied_through, ..LocationPoint::new(name, LocationRole::Copy) };
         let opened = async {
             let store = crate::context::store(url).await?;
             anyhow::Ok(Repository::open(store, agent.repo.key().cloned()).await?)

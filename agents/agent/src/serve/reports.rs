@@ -12,10 +12,10 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 
-use lifeboat_repository::format;
+use lifeboat_repository::{format, RepoError};
 use lifeboat_storage::PutMode;
 
-use super::api::error;
+use super::answer::error;
 use super::Agent;
 
 fn prefix(agent: &Agent) -> String {
@@ -44,7 +44,7 @@ pub async fn list(State(agent): State<Arc<Agent>>) -> Response {
     match agent.repo.store().list(&prefix).await {
         Ok(objects) => {
             let names: Vec<&str> = objects.iter().map(|o| &o.path.as_str()[prefix.len()..]).filter(|n| valid_name(n)).collect();
-            Json(serde_json::json!({ "reports": names })).into_response()
+            Json(lifeboat_api::service::ReportList { reports: names.into_iter().map(String::from).collect() }).into_response()
         }
         Err(e) => error(StatusCode::BAD_GATEWAY, format!("listing reports: {e}")),
     }
@@ -90,16 +90,12 @@ pub async fn put(State(agent): State<Arc<Agent>>, Path(name): Path<String>, body
             Err(e) => return error(StatusCode::BAD_GATEWAY, format!("listing reports: {e}")),
         }
     }
-    let sealed = Bytes::from(agent.repo.seal(&path, &body));
-    match agent.repo.store().put(&path, sealed, PutMode::Create).await {
+    match agent.repo.put_sealed(&path, &body, PutMode::Create).await {
         Ok(()) => {
-            if let Err(e) = agent.repo.store().sync().await {
-                return error(StatusCode::BAD_GATEWAY, format!("making report {name} durable: {e}"));
-            }
             tracing::info!(report = %name, "report stored");
             StatusCode::CREATED.into_response()
         }
-        Err(e) if e.is_already_exists() => match agent.repo.read_object(&path).await {
+        Err(RepoError::Store(e)) if e.is_already_exists() => match agent.repo.read_object(&path).await {
             Ok(existing) if existing == body.as_ref() => StatusCode::OK.into_response(),
             Ok(_) => error(StatusCode::CONFLICT, format!("report {name} is already stored with other content; reports are never replaced")),
             Err(e) => error(StatusCode::BAD_GATEWAY, format!("reading the stored report {name}: {e}")),

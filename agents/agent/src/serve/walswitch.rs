@@ -52,7 +52,7 @@ async fn tick(conninfo: &str, after: Duration) -> anyhow::Result<bool> {
     let pending: i64 = row.get(4);
     let (Some(insert), Some(age)) = (insert, age) else { return Ok(false) };
     let insert: Lsn = insert.parse().map_err(|e| anyhow::anyhow!("WAL position {insert}: {e}"))?;
-    let at_boundary = insert.0 % SEGMENT_SIZE == 0;
+    let at_boundary = insert.0.is_multiple_of(SEGMENT_SIZE);
     if in_recovery || failing || pending > 0 || at_boundary || age < after.as_secs_f64() {
         return Ok(false);
     }

@@ -15,8 +15,7 @@ use lifeboat_kafka::client::Brokers;
 use lifeboat_kafka::restore::{RestoreReport as KafkaRestored, RestoreRequest as KafkaRequest};
 use lifeboat_repository::Repository;
 
-use crate::outcome::{Step, FAILED, PASSED, SKIPPED};
-use crate::spec::Check;
+use lifeboat_api::{Check, Outcome, Step};
 
 /// What a check may look at.
 pub struct Restored<'a> {
@@ -32,10 +31,10 @@ pub async fn run(check: &Check, r: &Restored<'_>) -> Step {
     let started = Instant::now();
     let name = check.name();
     let (outcome, message, evidence) = match outcome(check, r).await {
-        Ok((true, message, evidence)) => (PASSED, message, evidence),
-        Ok((false, message, evidence)) => (FAILED, message, evidence),
-        Err(NotRun::Skipped(reason)) => (SKIPPED, Some(reason), serde_json::Value::Null),
-        Err(NotRun::Error(e)) => (FAILED, Some(e), serde_json::Value::Null),
+        Ok((true, message, evidence)) => (Outcome::Passed, message, evidence),
+        Ok((false, message, evidence)) => (Outcome::Failed, message, evidence),
+        Err(NotRun::Skipped(reason)) => (Outcome::Skipped, Some(reason), serde_json::Value::Null),
+        Err(NotRun::Error(e)) => (Outcome::Failed, Some(e), serde_json::Value::Null),
     };
     Step::new(name, outcome, started.elapsed().as_secs_f64(), message, evidence)
 }
@@ -87,8 +86,7 @@ async fn outcome(check: &Check, r: &Restored<'_>) -> Result<Found, NotRun> {
         }
         Check::PaymentsHaveEvents { sql, topic, grace, .. } => {
             let (_, req, _) = kafka()?;
-            let grace = humantime::parse_duration(grace).map_err(|e| error(format!("grace {grace:?}: {e}")))?;
-            payments_have_events(&pg()?, sql, &req.brokers, &req.target_topic(topic), r.target, grace).await.map_err(error)
+            payments_have_events(&pg()?, sql, &req.brokers, &req.target_topic(topic), r.target, *grace).await.map_err(error)
         }
     }
 }

@@ -11,15 +11,15 @@ use serde_json::json;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
+use lifeboat_api::drill::{self as wire, KafkaPoint, PgPoint, RecoveryPoint};
+use lifeboat_api::{DrillOutcome, DrillSpec, DrillTarget, Outcome, PgTarget, Step};
 use lifeboat_kafka::client::Brokers;
 use lifeboat_kafka::restore::{RestoreReport as KafkaRestored, RestoreRequest as KafkaRequest};
 use lifeboat_postgres::restore::{self as pg, RestoreReport as PgRestored, RestoreRequest as PgRequest, Target};
 use lifeboat_repository::Repository;
 
 use crate::checks::{self, Restored};
-use crate::outcome::{DrillOutcome, Step, FAILED, PASSED, WARNING};
 use crate::scratch::Scratch;
-use crate::spec::{DrillSpec, DrillTarget};
 
 /// A repository to restore from, as the agent names it.
 pub struct Source {
@@ -55,7 +55,7 @@ struct Log {
 }
 
 impl Log {
-    fn step(&mut self, name: &str, outcome: &str, message: Option<String>, evidence: serde_json::Value) {
+    fn step(&mut self, name: &str, outcome: Outcome, message: Option<String>, evidence: serde_json::Value) {
         self.steps.push(Step::new(name, outcome, self.clock.elapsed().as_secs_f64(), message, evidence));
         self.clock = Instant::now();
     }
@@ -69,11 +69,16 @@ pub async fn run(env: &DrillEnv, spec: &DrillSpec, scratch: &Scratch) -> DrillOu
     let mut log = Log { steps: Vec::new(), clock: Instant::now() };
     let mut outcome = DrillOutcome {
         drill_id: scratch.id.clone(),
-        target: String::new(),
+        target: None,
         source_location: env.sources[0].name.clone(),
         fell_back_to: None,
-        scratch: json!({ "id": scratch.id, "directory": scratch.dir, "port": scratch.port, "topic_prefix": scratch.prefix }),
-        recovery_point: json!({}),
+        scratch: wire::Scratch {
+            id: scratch.id.clone(),
+            directory: scratch.dir.display().to_string(),
+            port: scratch.port,
+            topic_prefix: scratch.prefix.clone(),
+        },
+        recovery_point: RecoveryPoint::default(),
         pg_rpo_seconds: None,
         kafka_rpo_seconds: None,
         rto_seconds: 0.0,
@@ -84,17 +89,17 @@ pub async fn run(env: &DrillEnv, spec: &DrillSpec, scratch: &Scratch) -> DrillOu
     };
     let target = match choose_target(env, spec).await {
         Ok((t, evidence)) => {
-            log.step("choose the target instant", PASSED, None, evidence);
+            log.step("choose the target instant", Outcome::Passed, None, evidence);
             t
         }
         Err(e) => {
-            log.step("choose the target instant", FAILED, Some(e), json!(null));
+            log.step("choose the target instant", Outcome::Failed, Some(e), json!(null));
             outcome.steps = log.steps;
             outcome.rto_seconds = started.elapsed().as_secs_f64();
             return outcome;
         }
     };
-    outcome.target = rfc(target);
+    outcome.target = Some(target);
 
     // Postgres, from the first source that restores (the fallback only when asked).
     let mut pg_restored: Option<PgRestored> = None;
@@ -110,7 +115,7 @@ pub async fn run(env: &DrillEnv, spec: &DrillSpec, scratch: &Scratch) -> DrillOu
                 let next = &env.sources[i + 1].name;
                 log.step(
                     &format!("fall back to location {next}"),
-                    WARNING,
+                    Outcome::Warning,
                     Some(format!("restoring from {} failed: {e}", source.name)),
                     json!(null),
                 );
@@ -122,20 +127,12 @@ pub async fn run(env: &DrillEnv, spec: &DrillSpec, scratch: &Scratch) -> DrillOu
     if used > 0 {
         outcome.fell_back_to = Some(source.name.clone());
     }
-    let mut point = json!({ "target": outcome.target, "location": source.name });
+    let mut point = RecoveryPoint { target: Some(target), location: source.name.clone(), postgres: None, kafka: None };
     if let Some(r) = &pg_restored {
-        let reached = r.reached.as_ref();
-        let last_tx = reached.and_then(|x| x.last_transaction_time.clone());
-        outcome.replay_seconds = reached.map_or(0.0, |x| x.seconds_to_promote);
-        point["postgres"] = json!({ "backup": r.backup_id, "backup_stop_lsn": r.backup_stop_lsn.to_string(),
-            "latest_archived_wal": r.latest_archived_wal, "reached_lsn": reached.map(|x| x.lsn.clone()),
-            "last_transaction": last_tx, "timeline": reached.map(|x| x.timeline), "stopped_at_target": r.target.starts_with("Time") });
-        outcome.pg_rpo_seconds = Some(if r.target.starts_with("Time") {
-            0.0
-        } else {
-            // Replay ended before the target: the point recovered is the last transaction replayed.
-            last_tx.as_deref().and_then(pg_time).map_or(f64::INFINITY, |t| (target - t).as_seconds_f64().max(0.0))
-        });
+        let (pg_point, rpo) = pg_point(r, target);
+        outcome.replay_seconds = r.reached.as_ref().map_or(0.0, |x| x.seconds_to_promote);
+        outcome.pg_rpo_seconds = Some(rpo);
+        point.postgres = Some(pg_point);
     }
 
     // Kafka, from the same location, up to the same instant.
@@ -144,11 +141,16 @@ pub async fn run(env: &DrillEnv, spec: &DrillSpec, scratch: &Scratch) -> DrillOu
         match restore_kafka(env, source, scratch, target, &mut log).await {
             Ok((req, restored, snapshot_start)) => {
                 outcome.kafka_rpo_seconds = Some((target - snapshot_start).as_seconds_f64().max(0.0));
-                point["kafka"] = json!({ "snapshot": restored.snapshot, "snapshot_start": rfc(snapshot_start),
-                    "until": restored.until, "records": restored.records_produced, "offset_map": restored.offset_map });
+                point.kafka = Some(KafkaPoint {
+                    snapshot: restored.snapshot.clone(),
+                    snapshot_start,
+                    until: restored.until,
+                    records: restored.records_produced,
+                    offset_map: restored.offset_map.clone(),
+                });
                 kafka = Some((req, restored));
             }
-            Err(e) => log.step("restore Kafka to the target", FAILED, Some(e), json!(null)),
+            Err(e) => log.step("restore Kafka to the target", Outcome::Failed, Some(e), json!(null)),
         }
     }
     outcome.recovery_point = point;
@@ -164,7 +166,7 @@ pub async fn run(env: &DrillEnv, spec: &DrillSpec, scratch: &Scratch) -> DrillOu
     if let Some((_, r)) = &kafka {
         // The restore's journal and offset map are the drill's, not the cell's.
         if let Err(e) = remove_restore_objects(&source.repo, &env.cell, &r.restore_key).await {
-            log.step("remove the Kafka restore's journal", WARNING, Some(e), json!(null));
+            log.step("remove the Kafka restore's journal", Outcome::Warning, Some(e), json!(null));
         }
     }
     outcome.rto_seconds = started.elapsed().as_secs_f64();
@@ -177,7 +179,7 @@ pub async fn finish(outcome: &mut DrillOutcome, scratch: &Scratch, root: &std::p
     let clock = Instant::now();
     let problems = scratch.remove(root).await;
     outcome.cleaned_up = problems.is_empty();
-    let (result, message) = if problems.is_empty() { (PASSED, None) } else { (FAILED, Some(problems.join("; "))) };
+    let (result, message) = if problems.is_empty() { (Outcome::Passed, None) } else { (Outcome::Failed, Some(problems.join("; "))) };
     outcome.steps.push(Step::new(
         "remove the scratch environment",
         result,
@@ -185,6 +187,31 @@ pub async fn finish(outcome: &mut DrillOutcome, scratch: &Scratch, root: &std::p
         message,
         json!({ "directory": scratch.dir, "port": scratch.port, "topic_prefix": scratch.prefix }),
     ));
+}
+
+/// The Postgres point a restore reached, and the RPO it demonstrates
+/// against `target`: none when replay stopped at the target; otherwise
+/// (the archived WAL ended first) target minus the last transaction
+/// replayed, unbounded when none was.
+fn pg_point(r: &PgRestored, target: OffsetDateTime) -> (PgPoint, f64) {
+    let reached = r.reached.as_ref();
+    let last_transaction = reached.and_then(|x| x.last_transaction_time.clone());
+    let stopped_at_target = matches!(r.target, PgTarget::Time(_));
+    let rpo = if stopped_at_target {
+        0.0
+    } else {
+        last_transaction.as_deref().and_then(pg_time).map_or(f64::INFINITY, |t| (target - t).as_seconds_f64().max(0.0))
+    };
+    let point = PgPoint {
+        backup: r.backup_id.clone(),
+        backup_stop_lsn: r.backup_stop_lsn.clone(),
+        latest_archived_wal: r.latest_archived_wal.clone(),
+        reached_lsn: reached.map(|x| x.lsn.clone()),
+        last_transaction,
+        timeline: reached.map(|x| x.timeline),
+        stopped_at_target,
+    };
+    (point, rpo)
 }
 
 /// Postgres reports times like `2026-11-27 10:15:00.123456+00`.
@@ -196,19 +223,16 @@ fn pg_time(text: &str) -> Option<OffsetDateTime> {
 
 async fn choose_target(env: &DrillEnv, spec: &DrillSpec) -> Result<(OffsetDateTime, serde_json::Value), String> {
     let within = match &spec.target {
-        DrillTarget::Time(t) => {
-            let t = OffsetDateTime::parse(t, &Rfc3339).map_err(|e| format!("target {t:?} is not an RFC 3339 time: {e}"))?;
-            return Ok((t, json!({ "requested": rfc(t) })));
-        }
-        DrillTarget::RandomRecent { within } => humantime::parse_duration(within).map_err(|e| format!("within {within:?}: {e}"))?,
+        DrillTarget::Time(t) => return Ok((*t, json!({ "requested": rfc(*t) }))),
+        DrillTarget::RandomRecent { within } => *within,
     };
     let source = &env.sources[0];
     let now = OffsetDateTime::now_utc();
     let mut earliest = now - within;
     let mut latest: Option<OffsetDateTime> = None;
-    let mut evidence = json!({ "random_within": humantime::format_duration(within).to_string() });
+    let mut evidence = json!({ "random_within": lifeboat_api::duration::format(within) });
     if spec.postgres {
-        let backups = pg::list_backups(&source.repo, &env.cell).await.map_err(|e| e.to_string())?;
+        let backups = lifeboat_postgres::backup::list_backups(&source.repo, &env.cell).await.map_err(|e| e.to_string())?;
         let oldest = backups
             .first()
             .map(|(m, _)| m.finished)
@@ -242,7 +266,7 @@ async fn choose_target(env: &DrillEnv, spec: &DrillSpec) -> Result<(OffsetDateTi
     if earliest >= latest {
         return Err(format!(
             "no instant within the last {} is covered by every system restored ({evidence}); take backups or snapshots, or widen the window",
-            humantime::format_duration(within)
+            lifeboat_api::duration::format(within)
         ));
     }
     let span = (latest - earliest).whole_milliseconds() as u64;
@@ -288,13 +312,13 @@ async fn restore_pg(
             Ok(r) => r,
             Err(e) => {
                 let e = e.to_string();
-                log.step(&format!("restore the base backup from {}", source.name), FAILED, Some(e.clone()), json!(null));
+                log.step(&format!("restore the base backup from {}", source.name), Outcome::Failed, Some(e.clone()), json!(null));
                 return Err(e);
             }
         };
         log.step(
             &format!("restore the base backup from {}", source.name),
-            PASSED,
+            Outcome::Passed,
             None,
             json!({ "backup": report.backup_id, "files": report.files_written, "stop_lsn": report.backup_stop_lsn.to_string(),
                     "latest_archived_wal": report.latest_archived_wal }),
@@ -305,17 +329,20 @@ async fn restore_pg(
                 let last_tx = reached.and_then(|r| r.last_transaction_time.clone());
                 let overshot = matches!(attempt, Target::Time(_)) && last_tx.as_deref().and_then(pg_time).is_some_and(|t| t > target);
                 let (result, message) = if overshot {
-                    (FAILED, Some(format!("replay went past the target: last transaction {}", last_tx.clone().unwrap_or_default())))
+                    (
+                        Outcome::Failed,
+                        Some(format!("replay went past the target: last transaction {}", last_tx.clone().unwrap_or_default())),
+                    )
                 } else if matches!(attempt, Target::Latest) {
                     (
-                        FAILED,
+                        Outcome::Failed,
                         Some(format!(
                             "the archived WAL ends before the target; recovered up to the last transaction at {}",
                             last_tx.clone().unwrap_or_else(|| "(none)".into())
                         )),
                     )
                 } else {
-                    (PASSED, None)
+                    (Outcome::Passed, None)
                 };
                 log.step(
                     "replay WAL to the target and promote",
@@ -329,20 +356,20 @@ async fn restore_pg(
             Err(e) if matches!(attempt, Target::Time(_)) && scratch.server_log().contains(NOT_REACHED) => {
                 log.step(
                     "replay WAL to the target and promote",
-                    WARNING,
+                    Outcome::Warning,
                     Some(format!("{e}; recovering everything archived instead")),
                     json!(null),
                 );
                 // Postgres has stopped by itself; make sure before the data directory is replaced.
                 if let Err(e) = scratch.stop_server() {
-                    log.step("stop the scratch server", FAILED, Some(e.clone()), json!(null));
+                    log.step("stop the scratch server", Outcome::Failed, Some(e.clone()), json!(null));
                     return Err(e);
                 }
                 attempt = Target::Latest;
             }
             Err(e) => {
                 let e = e.to_string();
-                log.step("replay WAL to the target and promote", FAILED, Some(e.clone()), json!(null));
+                log.step("replay WAL to the target and promote", Outcome::Failed, Some(e.clone()), json!(null));
                 return Err(e);
             }
         }
@@ -372,7 +399,7 @@ async fn restore_kafka(
     let restored = lifeboat_kafka::restore::restore(&source.repo, &req).await.map_err(|e| e.to_string())?;
     log.step(
         "restore Kafka to the target",
-        PASSED,
+        Outcome::Passed,
         None,
         json!({ "snapshot": restored.snapshot, "records": restored.records_produced,
                 "topics": restored.topics.iter().map(|t| json!({ "source": t.source, "target": t.target,
@@ -382,9 +409,9 @@ async fn restore_kafka(
     let gaps: Vec<_> =
         snapshots.iter().flat_map(|s| s.details.gaps.iter().map(move |g| json!({ "snapshot": s.manifest.id, "gap": g }))).collect();
     let (result, message) = if gaps.is_empty() {
-        (PASSED, None)
+        (Outcome::Passed, None)
     } else {
-        (FAILED, Some(format!("{} gaps: records were lost to retention between snapshots and are not in the restore", gaps.len())))
+        (Outcome::Failed, Some(format!("{} gaps: records were lost to retention between snapshots and are not in the restore", gaps.len())))
     };
     log.step("Kafka snapshots are gap-free", result, message, json!({ "gaps": gaps }));
     Ok((req, restored, snapshot.manifest.started))

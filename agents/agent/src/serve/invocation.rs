@@ -1,0 +1,216 @@
+//! The command line of each job: a job runs as the `lifeboat-agent`
+//! subcommand an operator would type, with `--output json`. Only what the
+//! agent was started with can be asked for: locations by their `--copy-to`
+//! names, restore directories under `--restore-root`; anything else is
+//! refused when the job is submitted, with what to do.
+
+use std::path::{Component, Path};
+
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
+
+use lifeboat_api::{DrillSpec, JobSpec, PgTarget, RetentionOf};
+
+use super::config::ServeArgs;
+use super::Agent;
+
+/// The command line and extra environment for one job.
+#[derive(Debug)]
+pub struct Invocation {
+    pub args: Vec<String>,
+    /// Passed in the environment, not argv (which every local user can read).
+    pub env: Vec<(&'static str, String)>,
+}
+
+/// Turn a job into the subcommand that does it, or say why this agent
+/// cannot run it (checked when the job is submitted).
+pub fn invocation(agent: &Agent, spec: &JobSpec) -> Result<Invocation, String> {
+    let mut c = Line { cfg: &agent.config, args: vec!["--output".into(), "json".into()], env: Vec::new() };
+    match spec {
+        JobSpec::PgBackup { incremental } => {
+            let conn = agent.pg_conninfo.clone().ok_or("this agent has no Postgres configured; start it with --pg-conn")?;
+            c.env.push(("LIFEBOAT_PG_CONN", conn));
+            c.with_cell(&["pg", "backup"]).push(&["--kind", if *incremental { "incremental" } else { "full" }]);
+        }
+        JobSpec::KafkaSnapshot {} => c.kafka_snapshot()?,
+        JobSpec::Copy { location } => {
+            let url = c.location(location)?.to_string();
+            let repo = c.cfg.repo.url.clone();
+            c.push(&["repo", "copy", &repo, &url]);
+        }
+        JobSpec::Verify { location } => {
+            let url = match location {
+                Some(name) => c.location(name)?.to_string(),
+                None => c.cfg.repo.url.clone(),
+            };
+            c.push(&["repo", "verify", "--repo", &url]);
+        }
+        JobSpec::Retention { of, dry_run, keep_within, keep_incremental_within } => {
+            c.retention(*of, *keep_within, *keep_incremental_within)?;
+            if *dry_run {
+                c.push(&["--dry-run"]);
+            }
+        }
+        JobSpec::PgRestore { to, target, delta } => c.pg_restore(to, target, *delta)?,
+        JobSpec::KafkaRestore { topic_prefix, snapshot, until, group_prefix } => {
+            c.kafka_restore(topic_prefix, snapshot.as_deref(), *until)?;
+            if let Some(g) = group_prefix {
+                c.push(&["--group-prefix", g]);
+            }
+        }
+        JobSpec::Drill(drill) => c.drill(drill)?,
+    }
+    Ok(Invocation { args: c.args, env: c.env })
+}
+
+/// A command line being built against the agent's configuration.
+struct Line<'a> {
+    cfg: &'a ServeArgs,
+    args: Vec<String>,
+    env: Vec<(&'static str, String)>,
+}
+
+impl Line<'_> {
+    fn push(&mut self, items: &[&str]) -> &mut Self {
+        self.args.extend(items.iter().map(|s| s.to_string()));
+        self
+    }
+
+    /// `command... --repo REPO --cell CELL`.
+    fn with_cell(&mut self, command: &[&str]) -> &mut Self {
+        let (repo, cell) = (self.cfg.repo.url.clone(), self.cfg.cell.clone());
+        self.push(command).push(&["--repo", &repo, "--cell", &cell])
+    }
+
+    fn brokers(&self) -> Result<String, String> {
+        self.cfg.kafka_brokers.clone().ok_or_else(|| "this agent has no Kafka configured; start it with --kafka-brokers".into())
+    }
+
+    fn location(&self, name: &str) -> Result<&str, String> {
+        self.cfg.location(name).ok_or_else(|| {
+            let known: Vec<&str> = self.cfg.copy_to.iter().map(|(n, _)| n.as_str()).collect();
+            let known = if known.is_empty() { "(none)".into() } else { known.join(", ") };
+            format!("no location named `{name}`; this agent copies to: {known}")
+        })
+    }
+
+    fn restore_root(&self, what: &str) -> Result<String, String> {
+        let root = self.cfg.restore_root.as_deref().ok_or_else(|| format!("this agent {what}; start it with --restore-root"))?;
+        Ok(root.display().to_string())
+    }
+
+    fn kafka_snapshot(&mut self) -> Result<(), String> {
+        let brokers = self.brokers()?;
+        let topics = self.cfg.kafka_topics.clone().filter(|t| !t.is_empty());
+        let topics = topics.ok_or("this agent has no topics to snapshot; start it with --kafka-topics")?;
+        self.with_cell(&["kafka", "snapshot"]).push(&["--brokers", &brokers, "--topics", &topics]);
+        Ok(())
+    }
+
+    fn retention(
+        &mut self,
+        of: RetentionOf,
+        keep: Option<std::time::Duration>,
+        keep_incremental: Option<std::time::Duration>,
+    ) -> Result<(), String> {
+        let what = match of {
+            RetentionOf::Pg => "pg",
+            RetentionOf::Kafka => "kafka",
+        };
+        self.with_cell(&[what, "retention"]);
+        if let Some(k) = keep {
+            self.push(&["--keep-within", &lifeboat_api::duration::format(k)]);
+        }
+        match (of, keep_incremental) {
+            (_, None) => Ok(()),
+            (RetentionOf::Pg, Some(k)) => {
+                self.push(&["--keep-incremental-within", &lifeboat_api::duration::format(k)]);
+                Ok(())
+            }
+            (RetentionOf::Kafka, Some(_)) => {
+                Err("keep_incremental_within is for Postgres; Kafka snapshots are one series (use keep_within)".into())
+            }
+        }
+    }
+
+    fn pg_restore(&mut self, to: &str, target: &PgTarget, delta: bool) -> Result<(), String> {
+        let dir = Path::new(&self.restore_root("takes no restores")?).join(relative_dir(to)?).display().to_string();
+        // Tablespaces stay under the restore root too: next to the data directory.
+        let tablespaces = format!("{dir}.tablespaces");
+        self.with_cell(&["pg", "restore"]).push(&["--to", &dir, "--tablespaces-under", &tablespaces]);
+        if delta {
+            self.push(&["--delta"]);
+        }
+        match target {
+            PgTarget::Latest => self.push(&["--latest"]),
+            PgTarget::Time(t) => self.push(&["--target-time", &rfc3339(*t)]),
+            PgTarget::Lsn(l) => self.push(&["--target-lsn", l]),
+            PgTarget::Xid(x) => self.push(&["--target-xid", &x.to_string()]),
+            PgTarget::Name(n) => self.push(&["--target-name", n]),
+        };
+        Ok(())
+    }
+
+    fn kafka_restore(&mut self, topic_prefix: &str, snapshot: Option<&str>, until: Option<OffsetDateTime>) -> Result<(), String> {
+        let brokers = self.brokers()?;
+        if topic_prefix.is_empty() {
+            return Err("a Kafka restore through the API needs a topic_prefix, so it never writes into live topics".into());
+        }
+        self.with_cell(&["kafka", "restore"]).push(&["--brokers", &brokers, "--topic-prefix", topic_prefix]);
+        match snapshot {
+            Some(id) => self.push(&["--snapshot", id]),
+            None => self.push(&["--latest"]),
+        };
+        if let Some(t) = until {
+            self.push(&["--until", &rfc3339(t)]);
+        }
+        Ok(())
+    }
+
+    fn drill(&mut self, drill: &DrillSpec) -> Result<(), String> {
+        let root = self.restore_root("runs no drills")?;
+        let (name, url) = match &drill.location {
+            Some(name) => (name.as_str(), self.location(name)?.to_string()),
+            None => (lifeboat_api::recovery::PRIMARY, self.cfg.repo.url.clone()),
+        };
+        let cell = self.cfg.cell.clone();
+        self.push(&["drill", "run", "--repo", &url, "--source-name", name, "--cell", &cell, "--restore-root", &root]);
+        if let Some(name) = &drill.fallback_location {
+            let url = self.location(name)?.to_string();
+            self.push(&["--fallback", &format!("{name}={url}")]);
+        }
+        if drill.kafka || drill.checks.iter().any(|c| c.needs_kafka()) {
+            let brokers = self.brokers()?;
+            self.push(&["--brokers", &brokers]);
+        }
+        self.push(&["--spec", &serde_json::to_string(drill).expect("a drill spec serialises")]);
+        Ok(())
+    }
+}
+
+fn rfc3339(t: OffsetDateTime) -> String {
+    t.format(&Rfc3339).expect("formatting an instant")
+}
+
+/// A restore directory must stay under the restore root.
+fn relative_dir(to: &str) -> Result<&Path, String> {
+    let p = Path::new(to);
+    if to.is_empty() || !p.components().all(|c| matches!(c, Component::Normal(_))) {
+        return Err(format!("restore directory `{to}` must be a relative path without `..` (it is created under the restore root)"));
+    }
+    Ok(p)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn restore_dirs_stay_under_the_root() {
+        assert!(relative_dir("drill-1/data").is_ok());
+        assert!(relative_dir("../etc").is_err());
+        assert!(relative_dir("/etc").is_err());
+        assert!(relative_dir("a/../../b").is_err());
+        assert!(relative_dir("").is_err());
+    }
+}

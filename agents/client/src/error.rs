@@ -1,0 +1,64 @@
+//! What can go wrong asking an agent, classified for retries: an agent that
+//! cannot be reached, or answers 429/502/503/504, may answer next time;
+//! a refused token or a malformed answer will not.
+
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// No answer: cannot connect, or it timed out.
+    #[error("agent of cell {cell} at {url}: {what}: {detail}")]
+    Unreachable { cell: String, url: String, what: &'static str, detail: String },
+    #[error("agent of cell {cell} at {url} refused the token (401); check the plan's agent token for this cell")]
+    Unauthorized { cell: String, url: String },
+    /// An answer the contract does not allow for this request.
+    #[error("agent of cell {cell}: {what} gave {status}: {message}")]
+    Status {
+        cell: String,
+        what: &'static str,
+        status: u16,
+        message: String,
+        /// What the agent's `Retry-After` asked for.
+        retry_after: Option<Duration>,
+    },
+    /// The answer is not the contract's type: the agent and this build disagree.
+    #[error("agent of cell {cell}: {what}: the answer is not what this build of Lifeboat expects ({detail}); are the agent and coordinator the same version?")]
+    Contract { cell: String, what: &'static str, detail: String },
+}
+
+impl ClientError {
+    /// Asking again cannot help.
+    pub fn is_permanent(&self) -> bool {
+        match self {
+            ClientError::Unreachable { .. } => false,
+            ClientError::Status { status, .. } => !matches!(status, 429 | 502 | 503 | 504),
+            ClientError::Unauthorized { .. } | ClientError::Contract { .. } => true,
+        }
+    }
+
+    /// How long the agent asked callers to wait before asking again.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            ClientError::Status { retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
+}
+
+/// reqwest's error without the URL (the client names the agent once).
+pub(crate) fn describe(e: &reqwest::Error) -> (&'static str, String) {
+    let kind = if e.is_connect() {
+        "cannot connect (is the agent running?)"
+    } else if e.is_timeout() {
+        "timed out"
+    } else {
+        "request failed"
+    };
+    let mut source = std::error::Error::source(e);
+    let mut detail = String::new();
+    while let Some(s) = source {
+        detail = s.to_string();
+        source = s.source();
+    }
+    (kind, detail)
+}

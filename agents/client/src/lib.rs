@@ -1,0 +1,265 @@
+//! The typed client of the agent API, used by the coordinator and the
+//! operator CLI: every request carries the cell's bearer token, has a
+//! timeout, and is retried with backoff (at least as long as an agent's
+//! `Retry-After` asks) when the failure is not permanent. Job submissions
+//! are retried safely because they carry the caller's idempotency key: the
+//! agent answers a repeated key with the job it already made. Requests and
+//! answers are the wire types of `lifeboat-api`; nothing untyped crosses.
+
+mod error;
+mod retry;
+
+use std::path::Path;
+use std::time::{Duration, SystemTime};
+
+use serde::de::DeserializeOwned;
+
+use lifeboat_api::jobs::{check_idempotency_key, Job, JobList, JobQuery, JobSpec};
+use lifeboat_api::openapi as paths;
+use lifeboat_api::recovery::Recovery;
+use lifeboat_api::service::{ErrorBody, Health, ReportList, Version};
+
+pub use error::ClientError;
+pub use retry::RetryPolicy;
+
+/// What an agent answered to a job submission.
+#[derive(Debug)]
+pub enum Submitted {
+    /// Queued now, or found by its idempotency key.
+    Job(Box<Job>),
+    /// It will not run this job (not a valid job, the key names another
+    /// job, or the agent is not configured for it): asking again cannot help.
+    Refused(String),
+}
+
+/// What an agent said about a job id.
+#[derive(Debug)]
+pub enum JobLookup {
+    Found(Box<Job>),
+    /// The agent does not know it (it lost its journal): the attempt is lost.
+    Unknown,
+}
+
+/// What became of a report handed to an agent for storing.
+#[derive(Debug, PartialEq, Eq)]
+pub enum ReportStored {
+    Stored,
+    /// It was stored before with the same bytes.
+    AlreadyThere,
+    /// The name, or its place in the chain, holds another report.
+    Conflict(String),
+}
+
+/// How the client talks: timeouts, extra trust, retries.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// For one request, answer included.
+    pub timeout: Duration,
+    pub connect_timeout: Duration,
+    /// A PEM CA certificate to trust besides the system's (agents with their own CA).
+    pub ca_pem: Option<Vec<u8>>,
+    pub retry: RetryPolicy,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options { timeout: Duration::from_secs(30), connect_timeout: Duration::from_secs(5), ca_pem: None, retry: RetryPolicy::default() }
+    }
+}
+
+impl Options {
+    /// Also trust the CA certificate in `path`.
+    pub fn trusting(mut self, path: &Path) -> Result<Options, String> {
+        let pem = std::fs::read(path).map_err(|e| format!("reading the agents' CA certificate {}: {e}", path.display()))?;
+        reqwest::Certificate::from_pem(&pem).map_err(|e| format!("{} is not a PEM certificate: {e}", path.display()))?;
+        self.ca_pem = Some(pem);
+        Ok(self)
+    }
+}
+
+/// One cell's agent.
+#[derive(Clone)]
+pub struct AgentClient {
+    pub cell: String,
+    pub url: String,
+    token: String,
+    http: reqwest::Client,
+    retry: RetryPolicy,
+}
+
+impl std::fmt::Debug for AgentClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AgentClient").field("cell", &self.cell).field("url", &self.url).finish_non_exhaustive()
+    }
+}
+
+impl AgentClient {
+    /// A client with the default options.
+    pub fn new(cell: &str, url: &str, token: String) -> AgentClient {
+        AgentClient::with_options(cell, url, token, Options::default()).expect("the default options build a client")
+    }
+
+    pub fn with_options(cell: &str, url: &str, token: String, options: Options) -> Result<AgentClient, String> {
+        let mut http = reqwest::Client::builder().timeout(options.timeout).connect_timeout(options.connect_timeout);
+        if let Some(pem) = &options.ca_pem {
+            http = http.add_root_certificate(reqwest::Certificate::from_pem(pem).map_err(|e| format!("the agents' CA certificate: {e}"))?);
+        }
+        let http = http.build().map_err(|e| format!("building the HTTP client: {e}"))?;
+        reqwest::Url::parse(url).map_err(|e| format!("agent url {url:?} of cell {cell}: {e}"))?;
+        Ok(AgentClient { cell: cell.to_string(), url: url.trim_end_matches('/').to_string(), token, http, retry: options.retry })
+    }
+
+    /// The URL of `template` (a path of `lifeboat_api::openapi`), its one
+    /// `{...}` parameter filled with `arg`, percent-encoded.
+    fn endpoint(&self, template: &str, arg: Option<&str>) -> reqwest::Url {
+        let mut url = reqwest::Url::parse(&self.url).expect("checked when the client was made");
+        {
+            let mut segments = url.path_segments_mut().expect("an http(s) URL has a path");
+            segments.pop_if_empty();
+            for s in template.split('/').filter(|s| !s.is_empty()) {
+                segments.push(if s.starts_with('{') { arg.unwrap_or_default() } else { s });
+            }
+        }
+        url
+    }
+
+    /// One request, retried: the answer's status (one of `expect`) and body.
+    async fn call(
+        &self,
+        what: &'static str,
+        request: impl Fn() -> reqwest::RequestBuilder,
+        expect: &[u16],
+    ) -> Result<(u16, Vec<u8>), ClientError> {
+        self.retry.run(&self.cell, what, || self.attempt(what, request(), expect)).await
+    }
+
+    async fn attempt(&self, what: &'static str, request: reqwest::RequestBuilder, expect: &[u16]) -> Result<(u16, Vec<u8>), ClientError> {
+        let unreachable = |e: reqwest::Error| {
+            let (kind, detail) = error::describe(&e);
+            ClientError::Unreachable { cell: self.cell.clone(), url: self.url.clone(), what, detail: format!("{kind}: {detail}") }
+        };
+        let response = request.bearer_auth(&self.token).send().await.map_err(unreachable)?;
+        let status = response.status().as_u16();
+        let retry_after = response
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| retry::parse_retry_after(v, SystemTime::now()));
+        let body = response.bytes().await.map_err(unreachable)?.to_vec();
+        if expect.contains(&status) {
+            return Ok((status, body));
+        }
+        if status == 401 {
+            return Err(ClientError::Unauthorized { cell: self.cell.clone(), url: self.url.clone() });
+        }
+        let message = match serde_json::from_slice::<ErrorBody>(&body) {
+            Ok(e) => e.error,
+            Err(_) => String::from_utf8_lossy(&body).chars().take(500).collect(),
+        };
+        Err(ClientError::Status { cell: self.cell.clone(), what, status, message, retry_after })
+    }
+
+    fn decode<T: DeserializeOwned>(&self, what: &'static str, body: &[u8]) -> Result<T, ClientError> {
+        serde_json::from_slice(body).map_err(|e| ClientError::Contract { cell: self.cell.clone(), what, detail: e.to_string() })
+    }
+
+    async fn get<T: DeserializeOwned>(&self, what: &'static str, path: &str) -> Result<T, ClientError> {
+        let url = self.endpoint(path, None);
+        let (_, body) = self.call(what, || self.http.get(url.clone()), &[200]).await?;
+        self.decode(what, &body)
+    }
+
+    pub async fn health(&self) -> Result<Health, ClientError> {
+        self.get("checking health", paths::HEALTH).await
+    }
+
+    pub async fn version(&self) -> Result<Version, ClientError> {
+        self.get("reading its version", paths::VERSION).await
+    }
+
+    /// How far the cell can be recovered from each location.
+    pub async fn recovery(&self) -> Result<Recovery, ClientError> {
+        self.get("reading recovery points", paths::RECOVERY).await
+    }
+
+    /// Start a job (or find the one `key` already started).
+    pub async fn submit(&self, key: &str, spec: &JobSpec) -> Result<Submitted, ClientError> {
+        const WHAT: &str = "submitting a job";
+        if let Err(e) = check_idempotency_key(key) {
+            return Ok(Submitted::Refused(format!("not sent: {e}")));
+        }
+        let url = self.endpoint(paths::JOBS, None);
+        let request = || self.http.post(url.clone()).header(paths::IDEMPOTENCY_KEY, key).json(spec);
+        match self.call(WHAT, request, &[200, 202]).await {
+            Ok((_, body)) => Ok(Submitted::Job(Box::new(self.decode(WHAT, &body)?))),
+            Err(ClientError::Status { status: status @ (400 | 409 | 422), message, .. }) => {
+                Ok(Submitted::Refused(format!("{status}: {message}")))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    pub async fn job(&self, id: &str) -> Result<JobLookup, ClientError> {
+        const WHAT: &str = "reading a job";
+        let url = self.endpoint(paths::JOB, Some(id));
+        match self.call(WHAT, || self.http.get(url.clone()), &[200, 404]).await? {
+            (200, body) => Ok(JobLookup::Found(Box::new(self.decode(WHAT, &body)?))),
+            _ => Ok(JobLookup::Unknown),
+        }
+    }
+
+    /// Jobs, newest first.
+    pub async fn jobs(&self, query: &JobQuery) -> Result<Vec<Job>, ClientError> {
+        const WHAT: &str = "listing jobs";
+        let url = self.endpoint(paths::JOBS, None);
+        let (_, body) = self.call(WHAT, || self.http.get(url.clone()).query(query), &[200]).await?;
+        Ok(self.decode::<JobList>(WHAT, &body)?.jobs)
+    }
+
+    /// Poll a job every `every` until it ends.
+    pub async fn wait(&self, id: &str, every: Duration) -> Result<Job, ClientError> {
+        loop {
+            match self.job(id).await? {
+                JobLookup::Found(job) if job.state.is_final() => return Ok(*job),
+                JobLookup::Found(_) => tokio::time::sleep(every).await,
+                JobLookup::Unknown => {
+                    return Err(ClientError::Status {
+                        cell: self.cell.clone(),
+                        what: "waiting for a job",
+                        status: 404,
+                        message: format!("the agent no longer knows job {id} (its journal was lost)"),
+                        retry_after: None,
+                    })
+                }
+            }
+        }
+    }
+
+    /// Names of the cell's stored reports, in chain order.
+    pub async fn reports(&self) -> Result<Vec<String>, ClientError> {
+        Ok(self.get::<ReportList>("listing reports", paths::REPORTS).await?.reports)
+    }
+
+    /// One stored report's bytes (its seal verified by the agent).
+    pub async fn report(&self, name: &str) -> Result<Vec<u8>, ClientError> {
+        let url = self.endpoint(paths::REPORT, Some(name));
+        Ok(self.call("reading a report", || self.http.get(url.clone()), &[200]).await?.1)
+    }
+
+    /// Store a report in the cell's repository (never replacing one).
+    pub async fn put_report(&self, name: &str, bytes: Vec<u8>) -> Result<ReportStored, ClientError> {
+        let url = self.endpoint(paths::REPORT, Some(name));
+        match self.call("storing a report", || self.http.put(url.clone()).body(bytes.clone()), &[200, 201]).await {
+            Ok((201, _)) => Ok(ReportStored::Stored),
+            Ok(_) => Ok(ReportStored::AlreadyThere),
+            Err(ClientError::Status { status: 409, message, .. }) => Ok(ReportStored::Conflict(message)),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// Every agent's recovery points, all asked at once, by cell.
+pub async fn recovery_of_all<'a>(agents: impl IntoIterator<Item = &'a AgentClient>) -> Vec<(String, Result<Recovery, ClientError>)> {
+    let reads = agents.into_iter().map(|agent| async move { (agent.cell.clone(), agent.recovery().await) });
+    futures::future::join_all(reads).await
+}

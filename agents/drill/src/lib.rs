@@ -1,0 +1,14 @@
+//! Restore drills, as the agent runs them: restore a cell's Postgres
+//! (point in time) and Kafka (up to the same instant) into a scratch
+//! environment, run the plan's smoke checks against it, time every phase,
+//! and remove everything it created, also when it fails or is interrupted.
+//! What a drill is asked for and reports are wire types of the contract
+//! (`lifeboat_api::drill`).
+//!
+//! - [`run`]: the drill itself, step by step
+//! - [`scratch`]: the scratch environment and its cleanup
+//! - `checks`: the smoke checks
+
+mod checks;
+pub mod run;
+pub mod scratch;

@@ -1,0 +1,71 @@
+//! Plan files for tests that need a coordinator over one cell: a
+//! cold-standby tier, one region, one `file://` primary location, and the
+//! cell's agent. Schedules never fire on their own unless given.
+
+use std::path::Path;
+
+use crate::served::Service;
+
+/// What varies between one-cell plans.
+pub struct OneCell<'a> {
+    pub plan: &'a str,
+    pub cell: &'a str,
+    pub agent: &'a Service,
+    /// The agent's token file.
+    pub token: &'a Path,
+    pub postgres_conninfo: &'a str,
+    /// Extra `[defaults.*]` tables, written before the tier.
+    pub defaults: &'a str,
+}
+
+/// Write the plan into `dir/plan.toml` and check it with `lifeboat plan validate`.
+pub fn write_one_cell(dir: &Path, p: &OneCell<'_>) {
+    std::fs::create_dir_all(dir).unwrap();
+    let text = format!(
+        r#"[plan]
+name = "{plan}"
+description = "one cell, cold standby"
+
+[defaults.schedules]
+pg_full = "0 0 1 1 *"
+pg_incremental = "0 0 1 1 *"
+kafka_snapshot = "0 0 1 1 *"
+drill = "0 0 1 1 *"
+retention = "0 0 1 1 *"
+{defaults}
+[[tier]]
+name = "t3"
+rpo = "1h"
+rto = "4h"
+strategy = "cold-standby"
+
+[[region]]
+name = "r"
+cloud = "azure"
+
+[[location]]
+name = "p"
+url = "file:///{plan}"
+region = "r"
+role = "primary"
+
+[[cell]]
+name = "{cell}"
+tier = "t3"
+region = "r"
+tenants = ["tenant-{cell}"]
+agent = {{ url = "{url}", token = "file:{token}" }}
+locations = ["p"]
+postgres = {{ conninfo = "{conninfo}" }}
+"#,
+        plan = p.plan,
+        cell = p.cell,
+        defaults = p.defaults,
+        url = p.agent.url,
+        token = p.token.display(),
+        conninfo = p.postgres_conninfo,
+    );
+    std::fs::write(dir.join("plan.toml"), text).unwrap();
+    let out = std::process::Command::new(crate::lifeboat_bin()).args(["plan", "validate", dir.to_str().unwrap()]).output().unwrap();
+    assert!(out.status.success(), "the test plan is invalid: {}", String::from_utf8_lossy(&out.stderr));
+}
