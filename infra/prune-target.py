@@ -5,9 +5,10 @@ Every clone builds Lifeboat's own crates into the shared target directory
 under new hashes (the path is part of them), so old copies pile up (tens of
 GiB after a few dozen clones). This keeps, per artifact name, the three
 most recently used hashes of Lifeboat's own crates and test binaries, and
-the eight most recently used of every dependency (bins-only, test, demo and
-benchmark builds each have their own feature set), in target/*/deps, and
-drops incremental caches.
+the sixteen most recently used of every dependency (bins-only, test, demo
+and benchmark builds each have their own feature set, and `cargo clippy`
+keeps check-only copies of each beside them), in target/*/deps, and drops
+incremental caches.
 
 Usage: infra/prune-target.py TARGET_DIR
 """
@@ -44,7 +45,7 @@ for profile in ("debug", "release"):
             groups[m.group(1)][m.group(2)].append(os.path.join(deps, name))
     for name, hashes in groups.items():
         newest_first = sorted(hashes.values(), key=lambda files: max(used(f) for f in files), reverse=True)
-        for files in newest_first[3 if is_own(name) else 8:]:
+        for files in newest_first[3 if is_own(name) else 16:]:
             for f in files:
                 if os.path.isdir(f):
                     shutil.rmtree(f, ignore_errors=True)

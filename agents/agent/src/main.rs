@@ -78,13 +78,9 @@ fn tune_allocator() {
 fn main() -> ExitCode {
     tune_allocator();
     let cli = Cli::parse();
-    let serving = matches!(cli.command, Command::Serve(_));
-    // A drill handles its own signals: it removes its scratch environment first.
-    let own_signals = matches!(cli.command, Command::Drill(_));
-    let sweep_root = match &cli.command {
-        Command::Serve(args) => args.restore_root.clone(),
-        _ => None,
-    };
+    // A drill handles its own signals (it removes its scratch environment
+    // first), and so does the service (it stops its jobs first).
+    let own_signals = matches!(cli.command, Command::Drill(_) | Command::Serve(_));
     lifeboat_process::init_logging(cli.global.log_format);
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
     let result = runtime.block_on(async {
@@ -98,7 +94,7 @@ fn main() -> ExitCode {
                 Command::Pg(cmd) => commands::pg::run(&cli.global, cmd).await,
                 Command::Kafka(cmd) => commands::kafka::run(&cli.global, cmd).await,
                 Command::Drill(cmd) => commands::drill::run(&cli.global, cmd).await,
-                Command::Serve(args) => serve::run(&cli.global, args).await,
+                Command::Serve(args) => serve::run(&cli.global, args, lifeboat_process::shutdown_signal()).await,
             }
         };
         // Ctrl-C / SIGTERM drop the work in flight: nothing is committed
@@ -108,22 +104,11 @@ fn main() -> ExitCode {
         }
         tokio::select! {
             result = work => result,
-            signal = lifeboat_process::shutdown_signal() => if serving {
-                // Running jobs' processes get SIGTERM as the runtime stops
-                // (PR_SET_PDEATHSIG); the next start records them as failed.
-                tracing::info!("stopping on {signal}");
-                Ok(ExitCode::SUCCESS)
-            } else {
+            signal = lifeboat_process::shutdown_signal() => {
                 Err(anyhow::anyhow!("interrupted by {signal}; nothing half-written was committed, rerun to finish"))
-            },
+            }
         }
     });
-    if let Some(root) = sweep_root {
-        // Dropping the runtime killed the running jobs; a drill among them
-        // could not remove its scratch environment, so the agent does.
-        drop(runtime);
-        serve::sweep_drills(&root);
-    }
     match result {
         Ok(code) => code,
         Err(e) => {

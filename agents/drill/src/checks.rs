@@ -11,7 +11,7 @@ use rdkafka::TopicPartitionList;
 use serde_json::json;
 use time::OffsetDateTime;
 
-use lifeboat_kafka::client::Brokers;
+use lifeboat_kafka::client::{blocking, Brokers};
 use lifeboat_kafka::restore::{RestoreReport as KafkaRestored, RestoreRequest as KafkaRequest};
 use lifeboat_repository::Repository;
 
@@ -82,7 +82,8 @@ async fn outcome(check: &Check, r: &Restored<'_>) -> Result<Found, NotRun> {
             if restored.groups.is_empty() {
                 return Err(NotRun::Skipped("the snapshot holds no consumer group offsets".into()));
             }
-            groups_translated(&req.brokers, restored).map_err(error)
+            let (brokers, restored) = (req.brokers.clone(), restored.clone());
+            blocking(move || groups_translated(&brokers, &restored)).await.map_err(error)
         }
         Check::PaymentsHaveEvents { sql, topic, grace, .. } => {
             let (_, req, _) = kafka()?;
@@ -149,7 +150,10 @@ async fn payments_have_events(
             row.try_get(1).map_err(|e| format!("{sql}: the second column must be the commit time (timestamptz): {e}"))?;
         payments.insert(key, OffsetDateTime::from(at));
     }
-    let events = read_keys(brokers, topic)?;
+    let events = {
+        let (brokers, topic) = (brokers.clone(), topic.to_string());
+        blocking(move || read_keys(&brokers, &topic)).await?
+    };
     let settled = target - grace;
     let mut missing: Vec<&String> = payments.iter().filter(|(k, at)| **at <= settled && !events.contains(*k)).map(|(k, _)| k).collect();
     let in_flight = payments.iter().filter(|(k, at)| **at > settled && !events.contains(*k)).count();

@@ -67,7 +67,22 @@ impl Log {
 pub async fn run(env: &DrillEnv, spec: &DrillSpec, scratch: &Scratch) -> DrillOutcome {
     let started = Instant::now();
     let mut log = Log { steps: Vec::new(), clock: Instant::now() };
-    let mut outcome = DrillOutcome {
+    let mut outcome = new_outcome(env, scratch);
+    match choose_target(env, spec).await {
+        Ok((target, evidence)) => {
+            log.step("choose the target instant", Outcome::Passed, None, evidence);
+            restore_and_check(env, spec, scratch, target, &mut log, &mut outcome).await;
+        }
+        Err(e) => log.step("choose the target instant", Outcome::Failed, Some(e), json!(null)),
+    }
+    outcome.rto_seconds = started.elapsed().as_secs_f64();
+    outcome.steps = log.steps;
+    outcome
+}
+
+/// An outcome with nothing done yet.
+fn new_outcome(env: &DrillEnv, scratch: &Scratch) -> DrillOutcome {
+    DrillOutcome {
         drill_id: scratch.id.clone(),
         target: None,
         source_location: env.sources[0].name.clone(),
@@ -86,43 +101,21 @@ pub async fn run(env: &DrillEnv, spec: &DrillSpec, scratch: &Scratch) -> DrillOu
         steps: Vec::new(),
         checks: Vec::new(),
         cleaned_up: false,
-    };
-    let target = match choose_target(env, spec).await {
-        Ok((t, evidence)) => {
-            log.step("choose the target instant", Outcome::Passed, None, evidence);
-            t
-        }
-        Err(e) => {
-            log.step("choose the target instant", Outcome::Failed, Some(e), json!(null));
-            outcome.steps = log.steps;
-            outcome.rto_seconds = started.elapsed().as_secs_f64();
-            return outcome;
-        }
-    };
-    outcome.target = Some(target);
-
-    // Postgres, from the first source that restores (the fallback only when asked).
-    let mut pg_restored: Option<PgRestored> = None;
-    let mut used = 0;
-    for (i, source) in env.sources.iter().enumerate().filter(|_| spec.postgres) {
-        match restore_pg(env, source, scratch, target, &mut log).await {
-            Ok(r) => {
-                pg_restored = Some(r);
-                used = i;
-                break;
-            }
-            Err(e) if i + 1 < env.sources.len() => {
-                let next = &env.sources[i + 1].name;
-                log.step(
-                    &format!("fall back to location {next}"),
-                    Outcome::Warning,
-                    Some(format!("restoring from {} failed: {e}", source.name)),
-                    json!(null),
-                );
-            }
-            Err(_) => {}
-        }
     }
+}
+
+/// Postgres, then Kafka from the same location to the same instant, then
+/// the checks; every figure and point goes into `outcome`.
+async fn restore_and_check(
+    env: &DrillEnv,
+    spec: &DrillSpec,
+    scratch: &Scratch,
+    target: OffsetDateTime,
+    log: &mut Log,
+    outcome: &mut DrillOutcome,
+) {
+    outcome.target = Some(target);
+    let (pg_restored, used) = if spec.postgres { restore_pg_from_sources(env, scratch, target, log).await } else { (None, 0) };
     let source = &env.sources[used];
     if used > 0 {
         outcome.fell_back_to = Some(source.name.clone());
@@ -134,11 +127,9 @@ pub async fn run(env: &DrillEnv, spec: &DrillSpec, scratch: &Scratch) -> DrillOu
         outcome.pg_rpo_seconds = Some(rpo);
         point.postgres = Some(pg_point);
     }
-
-    // Kafka, from the same location, up to the same instant.
     let mut kafka: Option<(KafkaRequest, KafkaRestored)> = None;
     if spec.kafka {
-        match restore_kafka(env, source, scratch, target, &mut log).await {
+        match restore_kafka(env, source, scratch, target, log).await {
             Ok((req, restored, snapshot_start)) => {
                 outcome.kafka_rpo_seconds = Some((target - snapshot_start).as_seconds_f64().max(0.0));
                 point.kafka = Some(KafkaPoint {
@@ -154,7 +145,6 @@ pub async fn run(env: &DrillEnv, spec: &DrillSpec, scratch: &Scratch) -> DrillOu
         }
     }
     outcome.recovery_point = point;
-
     let restored = Restored {
         pg: pg_restored.as_ref().map(|_| scratch.conninfo(&spec.database)),
         kafka: kafka.as_ref().map(|(req, r)| (&source.repo, req, r)),
@@ -169,9 +159,23 @@ pub async fn run(env: &DrillEnv, spec: &DrillSpec, scratch: &Scratch) -> DrillOu
             log.step("remove the Kafka restore's journal", Outcome::Warning, Some(e), json!(null));
         }
     }
-    outcome.rto_seconds = started.elapsed().as_secs_f64();
-    outcome.steps = log.steps;
-    outcome
+}
+
+/// Postgres, from the first source that restores (the fallback only when
+/// asked for), and which source that was.
+async fn restore_pg_from_sources(env: &DrillEnv, scratch: &Scratch, target: OffsetDateTime, log: &mut Log) -> (Option<PgRestored>, usize) {
+    for (i, source) in env.sources.iter().enumerate() {
+        match restore_pg(env, source, scratch, target, log).await {
+            Ok(r) => return (Some(r), i),
+            Err(e) if i + 1 < env.sources.len() => {
+                let next = &env.sources[i + 1].name;
+                let message = Some(format!("restoring from {} failed: {e}", source.name));
+                log.step(&format!("fall back to location {next}"), Outcome::Warning, message, json!(null));
+            }
+            Err(_) => {}
+        }
+    }
+    (None, 0)
 }
 
 /// Remove the scratch environment and record it as the last step.

@@ -15,6 +15,12 @@ use crate::record::Record;
 
 use crate::{broker, KafkaError, Result};
 
+/// Run rdkafka's blocking calls (metadata, watermarks, reading a range)
+/// from async code: on a blocking thread, never on the runtime's.
+pub async fn blocking<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> T {
+    tokio::task::spawn_blocking(work).await.expect("a blocking Kafka call does not panic")
+}
+
 /// Brokers and how long to wait for them.
 #[derive(Debug, Clone)]
 pub struct Brokers {

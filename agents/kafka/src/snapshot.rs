@@ -85,64 +85,16 @@ async fn take(
     regex: &regex::Regex,
     started: OffsetDateTime,
 ) -> Result<(Manifest, SnapshotDetails)> {
-    let brokers = &req.brokers;
-    let consumer = brokers.querier()?;
-    let metadata = brokers.metadata(&consumer)?;
-    let mut names: Vec<String> =
-        metadata.topics().iter().map(|t| t.name().to_string()).filter(|n| !n.starts_with("__") && regex.is_match(n)).collect();
-    names.sort();
-    if names.is_empty() {
-        let mut all: Vec<&str> = metadata.topics().iter().map(|t| t.name()).filter(|n| !n.starts_with("__")).collect();
-        all.sort();
-        return Err(KafkaError::Invalid(format!(
-            "no topic on {} matches --topics {:?} (matched against whole names); topics there: {}",
-            brokers.list,
-            req.topics,
-            if all.is_empty() { "none".to_string() } else { all.join(", ") }
-        )));
-    }
-
     let previous = stored::list(repo, &req.cell).await?.pop();
-    let mut ranges = Vec::new();
-    let mut topics = Vec::new();
-    let mut gaps = Vec::new();
-    for name in &names {
-        let t = metadata.topics().iter().find(|t| t.name() == name).expect("listed above");
-        if let Some(e) = t.error() {
-            return Err(KafkaError::Failed(format!("the brokers report topic {name} unusable ({e:?}); retry when it is healthy")));
-        }
-        let mut parts: Vec<i32> = t.partitions().iter().map(|p| p.id()).collect();
-        parts.sort();
-        let replication_factor = t.partitions().first().map(|p| p.replicas().len() as i32).unwrap_or(1);
-        let before = previous.as_ref().and_then(|p| p.details.topic(name));
-        let mut partitions = Vec::new();
-        for p in parts {
-            let (low, high) = brokers.watermarks(&consumer, name, p)?;
-            let mut start = low;
-            let mut continues = false;
-            if let Some(prev) = before.and_then(|t| t.partition(p)) {
-                if high < prev.end {
-                    tracing::warn!(topic = %name, partition = p, previous_end = prev.end, high, "the partition is behind the previous snapshot's end (recreated?); reading it from its log start");
-                } else if low > prev.end {
-                    gaps.push(Gap { topic: name.clone(), partition: p, from: prev.end, to: low });
-                } else {
-                    start = prev.end;
-                    continues = true;
-                }
-            }
-            ranges.push(Range { topic: name.clone(), partition: p, log_start: low, start, end: high, continues });
-            partitions.push(PartitionSnapshot { partition: p, log_start: low, start, end: high, ..Default::default() });
-        }
-        topics.push(TopicSnapshot { name: name.clone(), partitions, replication_factor, configs: BTreeMap::new() });
-    }
+    let Planned { ranges, mut topics, gaps, groups } = {
+        let (brokers, regex, topics) = (req.brokers.clone(), regex.clone(), req.topics.clone());
+        let before = previous.as_ref().map(|p| p.details.clone());
+        crate::client::blocking(move || plan(&brokers, &regex, &topics, before.as_ref())).await?
+    };
     for gap in &gaps {
         tracing::warn!(topic = %gap.topic, partition = gap.partition, from = gap.from, to = gap.to, "records were deleted by retention before this snapshot could read them");
     }
-    let phase = std::time::Instant::now();
-    let groups = group_offsets(brokers, &consumer, &ranges)?;
-    drop(consumer);
-    read_configs(brokers, &mut topics).await?;
-    tracing::debug!(seconds = phase.elapsed().as_secs_f64(), groups = groups.len(), "group offsets and configs read");
+    read_configs(&req.brokers, &mut topics).await?;
 
     // Records: each partition its own stream through the chunk pipeline,
     // PARALLEL_PARTITIONS at once with a consumer each (the brokers serve
@@ -150,23 +102,124 @@ async fn take(
     // over its own chunks.
     let known = KnownChunks::load(repo).await?;
     let read: Vec<(PartitionStats, Vec<ChunkRef>, StreamStats)> = futures::stream::iter(ranges.iter().cloned())
-        .map(|range| snapshot_partition(repo, &known, brokers, range))
+        .map(|range| snapshot_partition(repo, &known, &req.brokers, range))
         .buffered(PARALLEL_PARTITIONS)
         .try_collect()
         .await?;
-    let mut stream_stats = StreamStats::default();
-    for (_, _, st) in &read {
-        stream_stats.bytes += st.bytes;
-        stream_stats.chunks += st.chunks;
-        stream_stats.new_chunks += st.new_chunks;
-        stream_stats.new_stored_bytes += st.new_stored_bytes;
-    }
+    let (entries, reused) = segments(&ranges, &read, previous.as_ref(), &mut topics);
+    pipeline::ensure_present(repo, entries.iter().filter_map(|e| e.extent.as_ref()).flat_map(|x| x.chunks.iter())).await?;
+    let details = SnapshotDetails {
+        brokers: req.brokers.list.clone(),
+        topics_regex: req.topics.clone(),
+        parent: previous.as_ref().map(|p| p.manifest.id.clone()),
+        topics,
+        groups,
+        gaps,
+    };
+    let totals = Totals {
+        files: entries.len() as u64,
+        bytes: entries.iter().map(|e| e.size).sum(),
+        reused_files: reused,
+        chunks: read.iter().map(|(_, _, st)| st.chunks).sum(),
+        new_chunks: read.iter().map(|(_, _, st)| st.new_chunks).sum(),
+        new_stored_bytes: read.iter().map(|(_, _, st)| st.new_stored_bytes).sum(),
+        ..Default::default()
+    };
+    let kind = if previous.is_some() { KIND_INCREMENTAL } else { KIND_FULL };
+    // No stream of its own: every segment is an extent.
+    let tree = StoredTree { source: format!("kafka {} topics /{}/", req.brokers.list, req.topics), entries, chunks: Vec::new(), totals };
+    let mut manifest = new_manifest(repo, &req.cell, kind, started, tree);
+    manifest.details = Some(serde_json::to_value(&details).expect("details serialise"));
+    repo.write_manifest(&manifest).await?;
+    Ok((manifest, details))
+}
 
+/// What a snapshot reads, decided from the brokers before any record is.
+struct Planned {
+    ranges: Vec<Range>,
+    topics: Vec<TopicSnapshot>,
+    gaps: Vec<Gap>,
+    groups: Vec<GroupOffsets>,
+}
+
+/// The topics `regex` matches, each partition's range from where the
+/// previous snapshot (`before`) ended (or the log start) to the high
+/// watermark now, the records retention took in between, and every
+/// consumer group's offsets. rdkafka's calls block: run it on a blocking thread.
+fn plan(brokers: &Brokers, regex: &regex::Regex, topics_arg: &str, before: Option<&SnapshotDetails>) -> Result<Planned> {
+    let consumer = brokers.querier()?;
+    let metadata = brokers.metadata(&consumer)?;
+    let mut names: Vec<&str> = metadata.topics().iter().map(|t| t.name()).filter(|n| !n.starts_with("__") && regex.is_match(n)).collect();
+    names.sort();
+    if names.is_empty() {
+        let mut all: Vec<&str> = metadata.topics().iter().map(|t| t.name()).filter(|n| !n.starts_with("__")).collect();
+        all.sort();
+        return Err(KafkaError::Invalid(format!(
+            "no topic on {} matches --topics {topics_arg:?} (matched against whole names); topics there: {}",
+            brokers.list,
+            if all.is_empty() { "none".to_string() } else { all.join(", ") }
+        )));
+    }
+    let mut planned = Planned { ranges: Vec::new(), topics: Vec::new(), gaps: Vec::new(), groups: Vec::new() };
+    for name in names {
+        let t = metadata.topics().iter().find(|t| t.name() == name).expect("listed above");
+        if let Some(e) = t.error() {
+            return Err(KafkaError::Failed(format!("the brokers report topic {name} unusable ({e:?}); retry when it is healthy")));
+        }
+        let mut parts: Vec<i32> = t.partitions().iter().map(|p| p.id()).collect();
+        parts.sort();
+        let replication_factor = t.partitions().first().map(|p| p.replicas().len() as i32).unwrap_or(1);
+        let previous = before.and_then(|b| b.topic(name));
+        let mut partitions = Vec::new();
+        for p in parts {
+            let (low, high) = brokers.watermarks(&consumer, name, p)?;
+            let range = range(name, p, (low, high), previous.and_then(|t| t.partition(p)), &mut planned.gaps);
+            partitions.push(PartitionSnapshot { partition: p, log_start: low, start: range.start, end: high, ..Default::default() });
+            planned.ranges.push(range);
+        }
+        planned.topics.push(TopicSnapshot { name: name.to_string(), partitions, replication_factor, configs: BTreeMap::new() });
+    }
+    planned.groups = group_offsets(brokers, &consumer, &planned.ranges)?;
+    Ok(planned)
+}
+
+/// A partition's range: from the previous snapshot's end when the log
+/// still holds it, else from the log start (noting a gap when retention
+/// took records no snapshot read).
+fn range(topic: &str, partition: i32, (low, high): (i64, i64), previous: Option<&PartitionSnapshot>, gaps: &mut Vec<Gap>) -> Range {
+    let mut range = Range { topic: topic.to_string(), partition, log_start: low, start: low, end: high, continues: false };
+    let Some(prev) = previous else { return range };
+    if high < prev.end {
+        tracing::warn!(
+            topic,
+            partition,
+            previous_end = prev.end,
+            high,
+            "the partition is behind the previous snapshot's end (recreated?); reading it from its log start"
+        );
+    } else if low > prev.end {
+        gaps.push(Gap { topic: topic.to_string(), partition, from: prev.end, to: low });
+    } else {
+        range.start = prev.end;
+        range.continues = true;
+    }
+    range
+}
+
+/// The snapshot's entries: per partition, the older segments still above
+/// the log start (the earlier snapshots' chunks) and the new one; fills in
+/// each partition's figures. Returns the entries and how many were reused.
+fn segments(
+    ranges: &[Range],
+    read: &[(PartitionStats, Vec<ChunkRef>, StreamStats)],
+    previous: Option<&stored::Snapshot>,
+    topics: &mut [TopicSnapshot],
+) -> (Vec<Entry>, u64) {
     let mut entries = Vec::new();
     let mut reused = 0;
     let now = OffsetDateTime::now_utc().unix_timestamp();
-    let previous_extents = previous.as_ref().map(|p| p.manifest.file_extents()).unwrap_or_default();
-    for (range, (stat, chunks, _)) in ranges.iter().zip(&read) {
+    let previous_extents = previous.map(|p| p.manifest.file_extents()).unwrap_or_default();
+    for (range, (stat, chunks, _)) in ranges.iter().zip(read) {
         let topic = topics.iter_mut().find(|t| t.name == range.topic).expect("topic of range");
         let p = topic.partitions.iter_mut().find(|p| p.partition == range.partition).expect("partition of range");
         p.records = stat.records;
@@ -176,8 +229,7 @@ async fn take(
         p.first_timestamp = stat.first_timestamp;
         p.last_timestamp = stat.last_timestamp;
         p.records_sha256 = stat.hash.hex();
-        // Older segments still above the log start: the earlier snapshots' chunks.
-        if let Some(prev) = previous.as_ref().filter(|_| range.continues) {
+        if let Some(prev) = previous.filter(|_| range.continues) {
             let segments = prev.segments(&range.topic, range.partition);
             for (i, seg) in segments.iter().enumerate() {
                 let end = segments.get(i + 1).and_then(|n| segment_start(&n.path)).unwrap_or(range.start);
@@ -203,31 +255,7 @@ async fn take(
             });
         }
     }
-    pipeline::ensure_present(repo, entries.iter().filter_map(|e| e.extent.as_ref()).flat_map(|x| x.chunks.iter())).await?;
-    let details = SnapshotDetails {
-        brokers: brokers.list.clone(),
-        topics_regex: req.topics.clone(),
-        parent: previous.as_ref().map(|p| p.manifest.id.clone()),
-        topics,
-        groups,
-        gaps,
-    };
-    let totals = Totals {
-        files: entries.len() as u64,
-        bytes: entries.iter().map(|e| e.size).sum(),
-        reused_files: reused,
-        chunks: stream_stats.chunks,
-        new_chunks: stream_stats.new_chunks,
-        new_stored_bytes: stream_stats.new_stored_bytes,
-        ..Default::default()
-    };
-    let kind = if previous.is_some() { KIND_INCREMENTAL } else { KIND_FULL };
-    // No stream of its own: every segment is an extent.
-    let tree = StoredTree { source: format!("kafka {} topics /{}/", brokers.list, req.topics), entries, chunks: Vec::new(), totals };
-    let mut manifest = new_manifest(repo, &req.cell, kind, started, tree);
-    manifest.details = Some(serde_json::to_value(&details).expect("details serialise"));
-    repo.write_manifest(&manifest).await?;
-    Ok((manifest, details))
+    (entries, reused)
 }
 
 /// Committed offsets of every consumer group on the snapshot's partitions.

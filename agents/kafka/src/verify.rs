@@ -61,69 +61,93 @@ pub struct VerifyReport {
     pub problems: Vec<String>,
 }
 
-/// Compare the restored topics `req` names with the snapshot it restores.
+/// Compare the restored topics `req` names with the snapshot it restores:
+/// the expected side read from the repository here, the restored side read
+/// back from the brokers on a blocking thread (rdkafka's calls block).
 pub async fn verify(repo: &Repository, req: &RestoreRequest) -> Result<VerifyReport> {
     let last = stored::find(repo, &req.cell, req.snapshot.as_deref()).await?;
     let until = req.until.map(|t| (t.unix_timestamp_nanos() / 1_000_000) as i64);
-    // The restore's own base offsets, when this exact restore ran.
+    let bases = restore_bases(repo, req, &last).await?;
+    let mut expected = Vec::new();
+    for t in &last.details.topics {
+        for p in &t.partitions {
+            expected.push((
+                t.name.clone(),
+                req.target_topic(&t.name),
+                p.partition,
+                expected_summary(repo, &last, &t.name, p.partition, until).await?,
+            ));
+        }
+    }
+    let brokers = req.brokers.clone();
+    let (partitions, problems) = crate::client::blocking(move || compare(&brokers, expected, &bases)).await?;
+    Ok(VerifyReport { snapshot: last.manifest.id.clone(), partitions, problems })
+}
+
+/// The restore's own base offsets (target topic, partition, base), when
+/// this exact restore ran (its offset map is in the repository).
+async fn restore_bases(repo: &Repository, req: &RestoreRequest, last: &stored::Snapshot) -> Result<Vec<(String, i32, i64)>> {
     let mapping = last.details.topics.iter().map(|t| (t.name.clone(), req.target_topic(&t.name))).collect();
     let key = crate::restore::restore_key_for(&last.manifest.id, &req.until, &mapping);
     let map_path = format::path(&format!("kafka/{}/restores/{key}/offset-map", req.cell));
-    let bases: Vec<(String, i32, i64)> = match repo.read_object(&map_path).await {
+    match repo.read_object(&map_path).await {
         Ok(bytes) => {
             let done: crate::restore::RestoreReport =
                 serde_json::from_slice(&bytes).map_err(|e| KafkaError::Failed(format!("{map_path}: {e}")))?;
-            done.topics.iter().flat_map(|t| t.partitions.iter().map(|p| (t.target.clone(), p.partition, p.base))).collect()
+            Ok(done.topics.iter().flat_map(|t| t.partitions.iter().map(|p| (t.target.clone(), p.partition, p.base))).collect())
         }
-        Err(RepoError::Store(StoreError::NotFound { .. })) => Vec::new(),
-        Err(e) => return Err(e.into()),
-    };
+        Err(RepoError::Store(StoreError::NotFound { .. })) => Ok(Vec::new()),
+        Err(e) => Err(e.into()),
+    }
+}
 
-    let consumer = req.brokers.reader()?;
-    let metadata = req.brokers.metadata(&consumer)?;
-    let mut report = VerifyReport { snapshot: last.manifest.id.clone(), partitions: Vec::new(), problems: Vec::new() };
-    for t in &last.details.topics {
-        let target = req.target_topic(&t.name);
+/// What the snapshot holds of one partition, up to `until` (milliseconds).
+async fn expected_summary(repo: &Repository, last: &stored::Snapshot, topic: &str, partition: i32, until: Option<i64>) -> Result<Summary> {
+    let mut expected = Summing::default();
+    let mut reader = PartitionReader::new(repo, last, topic, partition);
+    while let Some(r) = reader.next().await? {
+        if until.is_some_and(|u| r.timestamp > u) {
+            break;
+        }
+        expected.add(&r);
+    }
+    Ok(expected.done())
+}
+
+/// Read every restored partition back and compare it with what was expected
+/// of it ((source topic, target topic, partition, summary)).
+fn compare(
+    brokers: &crate::client::Brokers,
+    expected: Vec<(String, String, i32, Summary)>,
+    bases: &[(String, i32, i64)],
+) -> Result<(Vec<PartitionCheck>, Vec<String>)> {
+    let consumer = brokers.reader()?;
+    let metadata = brokers.metadata(&consumer)?;
+    let (mut partitions, mut problems) = (Vec::new(), Vec::new());
+    for (source, target, partition, expected) in expected {
         if !metadata.topics().iter().any(|m| m.name() == target && m.error().is_none()) {
-            report.problems.push(format!("topic {target} (restored from {}) does not exist", t.name));
+            let missing = format!("topic {target} (restored from {source}) does not exist");
+            if !problems.contains(&missing) {
+                problems.push(missing);
+            }
             continue;
         }
-        for p in &t.partitions {
-            let mut expected = Summing::default();
-            let mut reader = PartitionReader::new(repo, &last, &t.name, p.partition);
-            while let Some(r) = reader.next().await? {
-                if until.is_some_and(|u| r.timestamp > u) {
-                    break;
-                }
-                expected.add(&r);
-            }
-            let expected = expected.done();
-            let (low, high) = req.brokers.watermarks(&consumer, &target, p.partition)?;
-            let from = bases.iter().find(|(n, q, _)| n == &target && *q == p.partition).map(|b| b.2).unwrap_or(low);
-            let actual = read_back(&req.brokers, &consumer, &target, p.partition, from, high)?;
-            let ok = actual == expected;
-            if !ok {
-                report.problems.push(format!(
-                    "{target}/{}: {} records (sha256 {}) where the snapshot has {} (sha256 {})",
-                    p.partition,
-                    actual.records,
-                    &actual.sha256[..16],
-                    expected.records,
-                    &expected.sha256[..16]
-                ));
-            }
-            report.partitions.push(PartitionCheck {
-                source: t.name.clone(),
-                target: target.clone(),
-                partition: p.partition,
-                from_offset: from,
-                expected,
-                actual,
-                ok,
-            });
+        let (low, high) = brokers.watermarks(&consumer, &target, partition)?;
+        let from = bases.iter().find(|(n, q, _)| n == &target && *q == partition).map(|b| b.2).unwrap_or(low);
+        let actual = read_back(brokers, &consumer, &target, partition, from, high)?;
+        let ok = actual == expected;
+        if !ok {
+            problems.push(format!(
+                "{target}/{partition}: {} records (sha256 {}) where the snapshot has {} (sha256 {})",
+                actual.records,
+                &actual.sha256[..16],
+                expected.records,
+                &expected.sha256[..16]
+            ));
         }
+        partitions.push(PartitionCheck { source, target, partition, from_offset: from, expected, actual, ok });
     }
-    Ok(report)
+    Ok((partitions, problems))
 }
 
 fn read_back(

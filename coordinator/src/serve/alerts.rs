@@ -7,6 +7,7 @@
 //! alert and fires the new one. Delivery is retried on the next evaluation
 //! until every webhook took it; the alert state lives in the state database.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{json, Value};
@@ -61,39 +62,64 @@ impl Subject<'_> {
     }
 }
 
-/// Compare verdicts with what was last alerted; send what changed.
-pub async fn evaluate(c: &Coordinator, status: &Status, now: OffsetDateTime) -> anyhow::Result<()> {
+/// One change of an alert's verdict: (cell, location, system, verdict; None: resolved).
+type Change = (String, String, String, Option<String>);
+
+/// Compare verdicts with what was last alerted; send what changed, and
+/// record it once every webhook took it.
+pub async fn evaluate(c: &Arc<Coordinator>, status: Status, now: OffsetDateTime) -> anyhow::Result<()> {
     if c.cfg.webhooks.is_empty() {
         return Ok(());
     }
-    let mut changes: Vec<(String, String, String, Option<String>)> = Vec::new();
-    let mut batch = Vec::new();
-    for cell in &status.cells {
-        // (location, system, verdict, detail) of everything alertable in this cell.
-        let mut subjects: Vec<(&str, &str, Verdict, String)> = Vec::new();
-        for l in &cell.locations {
-            for (system, point) in [("postgres", &l.postgres), ("kafka", &l.kafka)] {
-                let Some(p) = point else { continue };
-                let detail = format!(
-                    "RPO exposure {} against a target of {:.0}s{}",
-                    p.exposure_seconds.map(|e| format!("{e:.0}s")).unwrap_or_else(|| "unbounded (nothing recoverable)".into()),
-                    p.target_seconds,
-                    l.problem.as_deref().map(|x| format!("; {x}")).unwrap_or_default()
-                );
-                subjects.push((&l.location, system, p.verdict, detail));
-            }
+    let (batch, changes) = c.blocking(move |c| changes(c, &status, now)).await?;
+    if batch.is_empty() {
+        return Ok(());
+    }
+    send(c, &Value::Array(batch)).await?;
+    c.blocking(move |c| -> anyhow::Result<()> {
+        for (cell, location, system, verdict) in changes {
+            tracing::warn!(%cell, %location, %system, verdict = verdict.as_deref().unwrap_or("ok (resolved)"), "alert sent");
+            c.store.set_alert(&cell, &location, &system, verdict.as_deref(), now)?;
         }
-        if let Some(d) = &cell.drills {
+        Ok(())
+    })
+    .await
+}
+
+/// What is alertable in a cell: (location, system, verdict, detail).
+fn subjects(cell: &crate::compliance::CellStatus) -> Vec<(&str, &'static str, Verdict, String)> {
+    let mut subjects = Vec::new();
+    for l in &cell.locations {
+        for (system, point) in [("postgres", &l.postgres), ("kafka", &l.kafka)] {
+            let Some(p) = point else { continue };
             let detail = format!(
-                "no passing drill within its period of {:.1} days (newest passing: {}; newest drill: {} {})",
-                d.period_seconds / 86400.0,
-                d.last_passed.map_or_else(|| "never".to_string(), crate::clock::ts),
-                d.last_verdict.map_or("none", |v| v.as_str()),
-                d.last_report.as_deref().unwrap_or("")
+                "RPO exposure {} against a target of {:.0}s{}",
+                p.exposure_seconds.map(|e| format!("{e:.0}s")).unwrap_or_else(|| "unbounded (nothing recoverable)".into()),
+                p.target_seconds,
+                l.problem.as_deref().map(|x| format!("; {x}")).unwrap_or_default()
             );
-            subjects.push(("all", "drill", d.verdict, detail));
+            subjects.push((l.location.as_str(), system, p.verdict, detail));
         }
-        for (location, system, verdict, detail) in subjects {
+    }
+    if let Some(d) = &cell.drills {
+        let detail = format!(
+            "no passing drill within its period of {:.1} days (newest passing: {}; newest drill: {} {})",
+            d.period_seconds / 86400.0,
+            d.last_passed.map_or_else(|| "never".to_string(), crate::clock::ts),
+            d.last_verdict.map_or("none", |v| v.as_str()),
+            d.last_report.as_deref().unwrap_or("")
+        );
+        subjects.push(("all", "drill", d.verdict, detail));
+    }
+    subjects
+}
+
+/// The alerts whose verdict changed since the last ones sent (from the
+/// state database), and the changes to record once they are sent.
+fn changes(c: &Coordinator, status: &Status, now: OffsetDateTime) -> anyhow::Result<(Vec<Value>, Vec<Change>)> {
+    let (mut batch, mut changes) = (Vec::new(), Vec::new());
+    for cell in &status.cells {
+        for (location, system, verdict, detail) in subjects(cell) {
             let previous = c.store.alert(&cell.cell, location, system)?;
             let current = (verdict != Verdict::Ok).then(|| verdict.as_str().to_string());
             if previous.as_ref().map(|(v, _)| v) == current.as_ref() {
@@ -110,14 +136,16 @@ pub async fn evaluate(c: &Coordinator, status: &Status, now: OffsetDateTime) -> 
             changes.push((cell.cell.clone(), location.to_string(), system.to_string(), current));
         }
     }
-    if batch.is_empty() {
-        return Ok(());
-    }
-    let body = Value::Array(batch);
+    Ok((batch, changes))
+}
+
+/// Post `body` to every webhook; any failure leaves the changes unrecorded
+/// (the next evaluation sends them again).
+async fn send(c: &Coordinator, body: &Value) -> anyhow::Result<()> {
     // Webhook URLs may carry tokens: errors name them by position only.
     for (i, hook) in c.cfg.webhooks.iter().enumerate() {
         let n = i + 1;
-        let sent = c.http.post(hook).timeout(Duration::from_secs(10)).json(&body).send().await;
+        let sent = c.http.post(hook).timeout(Duration::from_secs(10)).json(body).send().await;
         match sent {
             Ok(r) if r.status().is_success() => {}
             Ok(r) => anyhow::bail!("alert webhook #{n} answered {}; will retry", r.status()),
@@ -126,10 +154,6 @@ pub async fn evaluate(c: &Coordinator, status: &Status, now: OffsetDateTime) -> 
                 if e.is_timeout() { "timeout" } else { "connection failed" }
             ),
         }
-    }
-    for (cell, location, system, verdict) in changes {
-        tracing::warn!(%cell, %location, %system, verdict = verdict.as_deref().unwrap_or("ok (resolved)"), "alert sent");
-        c.store.set_alert(&cell, &location, &system, verdict.as_deref(), now)?;
     }
     Ok(())
 }

@@ -15,6 +15,7 @@ use serde::Deserialize;
 
 use super::Coordinator;
 use crate::clock;
+use crate::commands::runs::RunList;
 use crate::compliance::{human, Status, Verdict};
 use crate::runs::{RunKind, RunRequest, Trigger};
 use crate::store::NewRun;
@@ -33,7 +34,7 @@ pub fn router(c: Arc<Coordinator>) -> Router {
 }
 
 fn error(status: StatusCode, message: impl Into<String>) -> Response {
-    (status, Json(serde_json::json!({ "error": message.into() }))).into_response()
+    (status, Json(lifeboat_api::ErrorBody { error: message.into() })).into_response()
 }
 
 fn internal(e: anyhow::Error) -> Response {
@@ -46,14 +47,14 @@ async fn health(State(c): State<Arc<Coordinator>>) -> Response {
 }
 
 async fn status(State(c): State<Arc<Coordinator>>) -> Response {
-    match c.status() {
+    match c.blocking(|c| c.status()).await {
         Ok(s) => Json(s).into_response(),
         Err(e) => internal(e),
     }
 }
 
 async fn metrics(State(c): State<Arc<Coordinator>>) -> Response {
-    match c.status() {
+    match c.blocking(|c| c.status()).await {
         Ok(s) => c.metrics.status(&s),
         Err(e) => return internal(e),
     }
@@ -69,14 +70,14 @@ struct RunsQuery {
 
 async fn runs(State(c): State<Arc<Coordinator>>, q: Result<Query<RunsQuery>, axum::extract::rejection::QueryRejection>) -> Response {
     let Ok(Query(q)) = q else { return error(StatusCode::BAD_REQUEST, "query parameters: cell, limit") };
-    match c.store.runs(q.cell.as_deref(), q.limit.unwrap_or(100)) {
-        Ok(runs) => Json(serde_json::json!({ "runs": runs })).into_response(),
+    match c.blocking(move |c| c.store.runs(q.cell.as_deref(), q.limit.unwrap_or(100))).await {
+        Ok(runs) => Json(RunList { runs }).into_response(),
         Err(e) => internal(e),
     }
 }
 
 async fn run(State(c): State<Arc<Coordinator>>, Path(id): Path<i64>) -> Response {
-    match c.store.run(id) {
+    match c.blocking(move |c| c.store.run(id)).await {
         Ok(Some(r)) => Json(r).into_response(),
         Ok(None) => error(StatusCode::NOT_FOUND, format!("no run {id}")),
         Err(e) => internal(e),
@@ -107,17 +108,16 @@ async fn start_run(
     if !super::scheduler::duties(cell).iter().any(|(k, _)| *k == kind) {
         return error(StatusCode::UNPROCESSABLE_ENTITY, format!("cell {} has no {kind} in its plan", cell.name));
     }
-    let now = clock::now();
-    let new = NewRun { cell: &cell.name, kind, trigger: Trigger::Operator, scheduled_for: None, deadline: None };
-    let id = match c.store.insert_run(&new, now) {
-        Ok(Some(id)) => id,
-        Ok(None) => return error(StatusCode::INTERNAL_SERVER_ERROR, "the run was not recorded"),
-        Err(e) => return internal(e),
-    };
-    tracing::info!(cell = %cell.name, kind = %req.kind, run = id, %peer, "operator run");
-    match c.store.run(id) {
+    let name = cell.name.clone();
+    let recorded = c.blocking(move |c| -> anyhow::Result<Option<crate::store::Run>> {
+        let new = NewRun { cell: &name, kind, trigger: Trigger::Operator, scheduled_for: None, deadline: None };
+        let Some(id) = c.store.insert_run(&new, clock::now())? else { return Ok(None) };
+        tracing::info!(cell = %name, %kind, run = id, %peer, "operator run");
+        c.store.run(id)
+    });
+    match recorded.await {
         Ok(Some(r)) => (StatusCode::ACCEPTED, Json(r)).into_response(),
-        Ok(None) => error(StatusCode::INTERNAL_SERVER_ERROR, "the run vanished"),
+        Ok(None) => error(StatusCode::INTERNAL_SERVER_ERROR, "the run was not recorded"),
         Err(e) => internal(e),
     }
 }
@@ -226,7 +226,7 @@ th{{background:#f3f3f3;text-align:left}} .ok{{color:#080}} .at-risk{{color:#b60;
 }
 
 async fn page(State(c): State<Arc<Coordinator>>) -> Response {
-    match c.status().and_then(|s| Ok((s, drill_rows(&c)?))) {
+    match c.blocking(|c| c.status().and_then(|s| Ok((s, drill_rows(c)?)))).await {
         Ok((s, drills)) => Html(render_page(&s, &drills)).into_response(),
         Err(e) => internal(e),
     }

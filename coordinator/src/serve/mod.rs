@@ -122,6 +122,14 @@ pub fn agent_clients(plan: &Plan) -> Result<HashMap<String, AgentClient>> {
 }
 
 impl Coordinator {
+    /// Run `work` on a blocking thread, never on the runtime's: the state
+    /// database (SQLite) blocks. The one way the coordinator's async code
+    /// calls its synchronous code.
+    pub async fn blocking<T: Send + 'static>(self: &Arc<Self>, work: impl FnOnce(&Coordinator) -> T + Send + 'static) -> T {
+        let c = self.clone();
+        tokio::task::spawn_blocking(move || work(&c)).await.expect("the coordinator's blocking work does not panic")
+    }
+
     /// The status of every cell now, from the stored recovery points.
     pub fn status(&self) -> Result<Status> {
         let problems = self.agent_problems.lock().expect("agent problems").clone();
@@ -190,13 +198,17 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         agent_problems: Mutex::default(),
     });
     // Last successes survive restarts in the database; so do their gauges.
-    for cell in &c.plan.cells {
-        for (kind, _) in scheduler::duties(cell) {
-            if let Some(t) = c.store.last_success(&cell.name, kind)?.and_then(|r| r.finished) {
-                c.metrics.last_success(&cell.name, kind, t);
+    c.blocking(|c| -> Result<()> {
+        for cell in &c.plan.cells {
+            for (kind, _) in scheduler::duties(cell) {
+                if let Some(t) = c.store.last_success(&cell.name, kind)?.and_then(|r| r.finished) {
+                    c.metrics.last_success(&cell.name, kind, t);
+                }
             }
         }
-    }
+        Ok(())
+    })
+    .await?;
     println!("lifeboat coordinator for plan {} ({} cells) on http://{address}", c.plan.name, c.plan.cells.len());
     use std::io::Write as _;
     std::io::stdout().flush()?;
@@ -215,7 +227,7 @@ pub async fn run(args: ServeArgs) -> Result<()> {
 async fn control_loop(c: Arc<Coordinator>, tick: Duration, poll: Duration) -> Result<()> {
     let scheduling = async {
         loop {
-            if let Err(e) = scheduler::fire(&c.plan, &c.store, clock::now()) {
+            if let Err(e) = c.blocking(|c| scheduler::fire(&c.plan, &c.store, clock::now())).await {
                 tracing::error!("scheduling: {e:#}");
             }
             if let Err(e) = scheduler::dispatch(&c, clock::now()).await {
@@ -231,10 +243,10 @@ async fn control_loop(c: Arc<Coordinator>, tick: Duration, poll: Duration) -> Re
                 tracing::error!("polling agents: {e:#}");
             }
             scheduler::refresh_recovery(&c, now).await;
-            match c.status() {
+            match c.blocking(|c| c.status()).await {
                 Ok(status) => {
                     c.metrics.status(&status);
-                    if let Err(e) = alerts::evaluate(&c, &status, clock::now()).await {
+                    if let Err(e) = alerts::evaluate(&c, status, clock::now()).await {
                         tracing::warn!("alerts: {e:#}");
                     }
                 }

@@ -18,6 +18,7 @@
 //! - **recovery**: every cell's recovery points are read from its agent.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use anyhow::Result;
 use time::OffsetDateTime;
@@ -98,30 +99,39 @@ fn key(c: &Coordinator, run: &Run) -> String {
 
 /// Submit pending runs that are due, within each cell's concurrency, all
 /// agents at once (a slow or unreachable agent delays no other cell).
-pub async fn dispatch(c: &Coordinator, now: OffsetDateTime) -> Result<()> {
-    let open = c.store.open_runs()?;
-    let mut in_flight: HashMap<&str, usize> = HashMap::new();
-    for r in open.iter().filter(|r| r.state == RunState::Submitted) {
-        *in_flight.entry(&r.cell).or_default() += 1;
-    }
-    let mut batch = Vec::new();
-    for run in open.iter().filter(|r| r.state == RunState::Pending) {
-        if run.next_attempt_at > now || in_flight.get(run.cell.as_str()).copied().unwrap_or(0) >= c.cfg.cell_concurrency {
-            continue;
-        }
-        let Some(spec) = ready(c, run, now)? else { continue };
-        *in_flight.entry(&run.cell).or_default() += 1;
-        batch.push((run, spec));
-    }
+pub async fn dispatch(c: &Arc<Coordinator>, now: OffsetDateTime) -> Result<()> {
+    let batch = c.blocking(move |c| due(c, now)).await?;
     let answers = futures::future::join_all(batch.iter().map(|(run, spec)| async move {
         let answer = c.agents[&run.cell].submit(&key(c, run), spec).await;
         (answer, clock::now())
     }))
     .await;
-    for ((run, _), (answer, at)) in batch.into_iter().zip(answers) {
-        submitted(c, run, answer, at)?;
+    c.blocking(move |c| -> Result<()> {
+        for ((run, _), (answer, at)) in batch.into_iter().zip(answers) {
+            submitted(c, &run, answer, at)?;
+        }
+        Ok(())
+    })
+    .await
+}
+
+/// The pending runs due now, within each cell's concurrency, with the job each asks for.
+fn due(c: &Coordinator, now: OffsetDateTime) -> Result<Vec<(Run, lifeboat_api::JobSpec)>> {
+    let open = c.store.open_runs()?;
+    let mut in_flight: HashMap<String, usize> = HashMap::new();
+    for r in open.iter().filter(|r| r.state == RunState::Submitted) {
+        *in_flight.entry(r.cell.clone()).or_default() += 1;
     }
-    Ok(())
+    let mut batch = Vec::new();
+    for run in open.into_iter().filter(|r| r.state == RunState::Pending) {
+        if run.next_attempt_at > now || in_flight.get(&run.cell).copied().unwrap_or(0) >= c.cfg.cell_concurrency {
+            continue;
+        }
+        let Some(spec) = ready(c, &run, now)? else { continue };
+        *in_flight.entry(run.cell.clone()).or_default() += 1;
+        batch.push((run, spec));
+    }
+    Ok(batch)
 }
 
 /// The job a pending run asks its agent for, or None after recording why it cannot run.
@@ -145,6 +155,7 @@ fn ready(c: &Coordinator, run: &Run, now: OffsetDateTime) -> Result<Option<lifeb
 
 /// Record what the agent answered to a submission.
 fn submitted(c: &Coordinator, run: &Run, answer: Result<Submitted, ClientError>, at: OffsetDateTime) -> Result<()> {
+    let _span = run_span(run).entered();
     match answer {
         Ok(Submitted::Job(job)) => {
             c.store.mark_submitted(run.id, &job.id, at)?;
@@ -167,25 +178,16 @@ fn submitted(c: &Coordinator, run: &Run, answer: Result<Submitted, ClientError>,
 }
 
 /// Read submitted runs back from their agents (all at once).
-pub async fn poll(c: &Coordinator, now: OffsetDateTime) -> Result<()> {
-    let mut submitted = Vec::new();
-    for run in c.store.open_runs()?.into_iter().filter(|r| r.state == RunState::Submitted) {
-        let (Some(agent), Some(job_id)) = (c.agents.get(&run.cell), run.agent_job.clone()) else { continue };
-        if let Some(deadline) = run.deadline.filter(|d| *d < now) {
-            if c.store.mark_overdue(run.id)? {
-                tracing::warn!(cell = %run.cell, kind = %run.kind, run = run.id, "run still going past its window (due by {})", clock::ts(deadline));
-                c.metrics.overdue(run.kind);
-            }
-        }
-        submitted.push((run, agent, job_id));
-    }
-    let answers = futures::future::join_all(submitted.iter().map(|(_, agent, job_id)| agent.job(job_id))).await;
-    for ((run, _, job_id), answer) in submitted.into_iter().zip(answers) {
+pub async fn poll(c: &Arc<Coordinator>, now: OffsetDateTime) -> Result<()> {
+    let submitted = c.blocking(move |c| with_agents(c, now)).await?;
+    let answers = futures::future::join_all(submitted.iter().map(|(run, job_id)| c.agents[&run.cell].job(job_id))).await;
+    for ((run, job_id), answer) in submitted.into_iter().zip(answers) {
         let job = match answer {
             Ok(JobLookup::Found(job)) if job.state.is_final() => job,
             Ok(JobLookup::Found(_)) => continue,
             Ok(JobLookup::Unknown) => {
-                ended(c, &run, Err(format!("the agent no longer knows job {job_id} (its journal was lost)")))?;
+                let lost = Err(format!("the agent no longer knows job {job_id} (its journal was lost)"));
+                c.blocking(move |c| ended(c, &run, lost)).await?;
                 continue;
             }
             Err(e) => {
@@ -195,16 +197,38 @@ pub async fn poll(c: &Coordinator, now: OffsetDateTime) -> Result<()> {
         };
         // A drill that ran (passed or failed) ends in a signed report, never a retry.
         if run.kind == RunKind::Drill && matches!(job.result, Some(JobResult::Drill(_))) {
-            conclude_drill(c, &run, &job).await?;
+            use tracing::Instrument as _;
+            conclude_drill(c, &run, &job).instrument(run_span(&run)).await?;
             continue;
         }
         let outcome = match (job.state, job.result) {
             (JobState::Succeeded, result) => Ok(result),
             (_, _) => Err(job.error.unwrap_or_else(|| "the job failed without a message".into())),
         };
-        ended(c, &run, outcome)?;
+        c.blocking(move |c| ended(c, &run, outcome)).await?;
     }
     Ok(())
+}
+
+/// The runs the agents have, with their job ids; marks those past their deadline overdue.
+fn with_agents(c: &Coordinator, now: OffsetDateTime) -> Result<Vec<(Run, String)>> {
+    let mut submitted = Vec::new();
+    for run in c.store.open_runs()?.into_iter().filter(|r| r.state == RunState::Submitted) {
+        let Some(job_id) = run.agent_job.clone().filter(|_| c.agents.contains_key(&run.cell)) else { continue };
+        if let Some(deadline) = run.deadline.filter(|d| *d < now) {
+            if c.store.mark_overdue(run.id)? {
+                tracing::warn!(cell = %run.cell, kind = %run.kind, run = run.id, "run still going past its window (due by {})", clock::ts(deadline));
+                c.metrics.overdue(run.kind);
+            }
+        }
+        submitted.push((run, job_id));
+    }
+    Ok(submitted)
+}
+
+/// The span of everything done for one run: its id, cell, kind and attempt.
+fn run_span(run: &Run) -> tracing::Span {
+    tracing::info_span!("run", run = run.id, cell = %run.cell, kind = %run.kind, attempt = run.attempt)
 }
 
 /// How long a run has been with its agent.
@@ -214,6 +238,7 @@ fn took(run: &Run, now: OffsetDateTime) -> Option<f64> {
 
 /// A run's job ended (or was lost): record success, retry, or give up.
 fn ended(c: &Coordinator, run: &Run, outcome: Result<Option<JobResult>, String>) -> Result<()> {
+    let _span = run_span(run).entered();
     let now = clock::now();
     let took = took(run, now);
     match outcome {
@@ -242,57 +267,63 @@ fn ended(c: &Coordinator, run: &Run, outcome: Result<Option<JobResult>, String>)
 
 /// A drill job ended with an outcome: sign and store its report; the run
 /// succeeds when the drill passed, fails (without retry) when it did not.
-async fn conclude_drill(c: &Coordinator, run: &Run, job: &Job) -> Result<()> {
-    let now = clock::now();
-    let took = took(run, now);
+async fn conclude_drill(c: &Arc<Coordinator>, run: &Run, job: &Job) -> Result<()> {
     let (Some(cell), Some(agent), Some(signer)) =
         (c.plan.cells.iter().find(|x| x.name == run.cell), c.agents.get(&run.cell), c.cfg.signer.as_ref())
     else {
-        c.store.finish(run.id, RunState::Failed, Some("the cell or the signing key is gone"), None, now)?;
-        return Ok(());
+        let id = run.id;
+        return c
+            .blocking(move |c| c.store.finish(id, RunState::Failed, Some("the cell or the signing key is gone"), None, clock::now()))
+            .await;
     };
     let done = crate::drill::Concluding {
         job,
-        started: run.submitted_at.unwrap_or(now),
+        started: run.submitted_at.unwrap_or_else(clock::now),
         source: None,
         initiator: format!("coordinator ({})", run.trigger.as_str()),
     };
-    match crate::drill::conclude(&c.plan, cell, agent, &done, signer, c.cfg.reports.as_deref()).await {
+    let (state, error, result) = match crate::drill::conclude(&c.plan, cell, agent, &done, signer, c.cfg.reports.as_deref()).await {
         Ok(d) => {
             let passed = d.report.verdict == crate::report::Verdict::Passed;
             let error = (!passed).then(|| format!("the drill failed: {} errors (report {})", d.report.errors, d.report.file_name()));
-            let (state, outcome) = if passed { (RunState::Succeeded, "succeeded") } else { (RunState::Failed, "failed") };
             tracing::info!(cell = %run.cell, run = run.id, verdict = d.report.verdict.as_str(), report = %d.report.file_name(), "drill reported");
-            let result = RunResult::Drill { report: Box::new(d.report), json: d.json_path, html: d.html_path };
-            c.store.finish(run.id, state, error.as_deref(), Some(&result), now)?;
-            c.metrics.finished(run.kind, outcome, took);
-            if passed {
-                c.metrics.last_success(&run.cell, run.kind, now);
-            }
+            let state = if passed { RunState::Succeeded } else { RunState::Failed };
+            (state, error, Some(RunResult::Drill { report: Box::new(d.report), json: d.json_path, html: d.html_path }))
         }
         Err(e) => {
             // The report could not be stored: the run failed; the next drill tries again.
             tracing::error!(cell = %run.cell, run = run.id, "drill report: {e:#}");
             let error = format!("the drill ran but its report could not be stored: {e:#}");
-            c.store.finish(run.id, RunState::Failed, Some(&error), job.result.clone().map(RunResult::Job).as_ref(), now)?;
-            c.metrics.finished(run.kind, "failed", took);
+            (RunState::Failed, Some(error), job.result.clone().map(RunResult::Job))
         }
-    }
-    Ok(())
+    };
+    let run = run.clone();
+    c.blocking(move |c| -> Result<()> {
+        let now = clock::now();
+        c.store.finish(run.id, state, error.as_deref(), result.as_ref(), now)?;
+        let outcome = if state == RunState::Succeeded { "succeeded" } else { "failed" };
+        c.metrics.finished(run.kind, outcome, took(&run, now));
+        if state == RunState::Succeeded {
+            c.metrics.last_success(&run.cell, run.kind, now);
+        }
+        Ok(())
+    })
+    .await
 }
 
 /// Read every cell's recovery points (all agents at once).
-pub async fn refresh_recovery(c: &Coordinator, now: OffsetDateTime) {
-    for (cell, result) in lifeboat_client::recovery_of_all(c.agents.values()).await {
-        let problem = match result {
-            Ok(body) => match c.store.save_recovery(&cell, &body, now) {
-                Ok(()) => None,
-                Err(e) => Some(format!("saving recovery points: {e:#}")),
-            },
-            Err(e) => Some(e.to_string()),
-        };
-        c.agent_problems.lock().expect("agent problems").insert(cell, problem);
-    }
+pub async fn refresh_recovery(c: &Arc<Coordinator>, now: OffsetDateTime) {
+    let answers = lifeboat_client::recovery_of_all(c.agents.values()).await;
+    c.blocking(move |c| {
+        for (cell, result) in answers {
+            let problem = match result {
+                Ok(body) => c.store.save_recovery(&cell, &body, now).err().map(|e| format!("saving recovery points: {e:#}")),
+                Err(e) => Some(e.to_string()),
+            };
+            c.agent_problems.lock().expect("agent problems").insert(cell, problem);
+        }
+    })
+    .await
 }
 
 #[cfg(test)]

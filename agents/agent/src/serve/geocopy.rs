@@ -71,7 +71,9 @@ impl GeoCopy {
 pub async fn run(agent: Arc<Agent>, interval: Duration) {
     loop {
         for (name, url) in agent.config.copy_to.clone() {
-            pass(&agent, &name, &url).await;
+            use tracing::Instrument as _;
+            let span = tracing::info_span!("geo_copy", cell = %agent.config.cell, location = %name);
+            pass(&agent, &name, &url).instrument(span).await;
         }
         tokio::time::sleep(interval).await;
     }

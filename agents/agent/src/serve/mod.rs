@@ -68,7 +68,7 @@ impl Agent {
 
 /// Remove the scratch environments of drills that were cut off (see
 /// `lifeboat_drill::scratch`), logging what could not be removed.
-pub async fn sweep_drills_async(root: &std::path::Path) {
+pub async fn sweep_drills(root: &std::path::Path) {
     for (id, problems) in lifeboat_drill::scratch::sweep(root).await {
         if problems.is_empty() {
             tracing::info!(drill = %id, "removed the scratch environment of an interrupted drill");
@@ -78,11 +78,28 @@ pub async fn sweep_drills_async(root: &std::path::Path) {
     }
 }
 
-/// [`sweep_drills_async`] after the agent's runtime is gone (at exit).
-pub fn sweep_drills(root: &std::path::Path) {
-    match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-        Ok(rt) => rt.block_on(sweep_drills_async(root)),
-        Err(e) => tracing::error!("cannot sweep drills at exit: {e}"),
+/// How long running jobs get to end once the agent is asked to stop.
+const STOP_GRACE: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Signal, then stop: every running job's process gets SIGTERM (a drill
+/// removes its scratch environment and reports), the jobs get
+/// [`STOP_GRACE`] to end and be recorded, then whatever a drill could not
+/// remove is swept. A job still running after that is killed as the agent
+/// exits (`PR_SET_PDEATHSIG`) and recorded as interrupted at the next start.
+async fn stop(agent: &Agent, signal: &str) {
+    let running: Vec<u32> = agent.journal().all().filter(|j| j.state == jobs::State::Running).filter_map(|j| j.pid).collect();
+    tracing::info!(signal, jobs = running.len(), "stopping: ending the running jobs");
+    for pid in running {
+        // SAFETY: our own child, not yet waited for (its runner task awaits
+        // it), so the pid cannot have been reused.
+        unsafe { libc::kill(pid as i32, libc::SIGTERM) };
+    }
+    let deadline = tokio::time::Instant::now() + STOP_GRACE;
+    while tokio::time::Instant::now() < deadline && agent.journal().all().any(|j| j.state == jobs::State::Running) {
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    if let Some(root) = &agent.config.restore_root {
+        sweep_drills(root).await;
     }
 }
 
@@ -102,7 +119,8 @@ fn lock_state_dir(state_dir: &std::path::Path) -> Result<std::fs::File> {
     Ok(file)
 }
 
-pub async fn run(global: &Global, config: ServeArgs) -> Result<ExitCode> {
+/// Serve until `shutdown` resolves (naming the signal), then [`stop`].
+pub async fn run(global: &Global, config: ServeArgs, shutdown: impl std::future::Future<Output = &'static str>) -> Result<ExitCode> {
     let token = config.token()?;
     let pg_conninfo = config.pg_conninfo()?;
     let repo = open_repo(global, &config.repo.url).await.context("opening the agent's repository (create it with `repo init`)")?;
@@ -134,7 +152,7 @@ pub async fn run(global: &Global, config: ServeArgs) -> Result<ExitCode> {
         config,
     });
     if let Some(root) = &agent.config.restore_root {
-        sweep_drills_async(root).await;
+        sweep_drills(root).await;
     }
     for id in runner::recover(&agent)? {
         tokio::spawn(runner::run(agent.clone(), id));
@@ -149,6 +167,9 @@ pub async fn run(global: &Global, config: ServeArgs) -> Result<ExitCode> {
     println!("lifeboat-agent serving cell {} on {scheme}://{address}", agent.config.cell);
     std::io::stdout().flush()?;
     tracing::info!(cell = %agent.config.cell, %address, tls = tls.is_some(), "agent serving");
-    listen::serve(listener, tls, api::router(agent)).await?;
+    tokio::select! {
+        served = listen::serve(listener, tls, api::router(agent.clone())) => served?,
+        signal = shutdown => stop(&agent, signal).await,
+    }
     Ok(ExitCode::SUCCESS)
 }

@@ -19,9 +19,17 @@ use lifeboat_api::JobResult;
 use super::jobs::{Job, JobKind, JobSpec, Progress, State};
 use super::Agent;
 
-/// Run one queued job to its end: wait for its kind's lock and a slot,
-/// start the child, record the outcome.
+/// Run one queued job to its end, in a `job` span carrying its id, kind
+/// and cell (every line it logs can be followed).
 pub async fn run(agent: Arc<Agent>, id: String) {
+    use tracing::Instrument as _;
+    let Some(kind) = agent.journal().get(&id).map(|j| j.spec.kind()) else { return };
+    let span = tracing::info_span!("job", job = %id, %kind, cell = %agent.config.cell);
+    run_job(agent, id).instrument(span).await
+}
+
+/// Wait for the job kind's lock and a slot, start the child, record the outcome.
+async fn run_job(agent: Arc<Agent>, id: String) {
     let Some(spec) = agent.journal().get(&id).map(|j| j.spec.clone()) else { return };
     let kind = spec.kind();
     let kind_lock = agent.kind_lock(kind);
@@ -32,7 +40,7 @@ pub async fn run(agent: Arc<Agent>, id: String) {
     let finished = OffsetDateTime::now_utc();
     if let (JobSpec::Drill(_), Some(root)) = (&spec, &agent.config.restore_root) {
         // The drill removes its scratch environment itself unless it was killed.
-        super::sweep_drills_async(root).await;
+        super::sweep_drills(root).await;
     }
     let (state, exit_code, result, error) = match outcome {
         Ok((code, output)) => {
