@@ -91,7 +91,44 @@ pub async fn restore(repo: &Repository, req: &RestoreRequest) -> Result<RestoreR
     let started = Instant::now();
     format::validate_cell(&req.cell)?;
     let last = stored::find(repo, &req.cell, req.snapshot.as_deref()).await?;
+    let until = until_ms(&req.until);
+    check_request(repo, req, &last, until).await?;
     let topics = last.details.topics.clone();
+    let mapping: BTreeMap<String, String> = topics.iter().map(|t| (t.name.clone(), req.target_topic(&t.name))).collect();
+    // One client answers every metadata and watermark query of the restore.
+    let querier = Arc::new(req.brokers.querier()?);
+    let created = prepare_topics(&req.brokers, &querier, &topics, &mapping).await?;
+    tracing::debug!(seconds = started.elapsed().as_secs_f64(), "topics ready");
+    let key = restore_key_for(&last.manifest.id, &req.until, &mapping);
+    let (journal, resumed) = open_journal(repo, req, &last, &key, until, &mapping, &querier).await?;
+    let done = produce(repo, req, &last, &journal, &key, until, &querier).await?;
+    tracing::debug!(seconds = started.elapsed().as_secs_f64(), "records produced and flushed");
+    let (reports, produced) = {
+        let (brokers, querier, mapping, topics) = (req.brokers.clone(), querier.clone(), mapping.clone(), topics.clone());
+        crate::client::blocking(move || check_ends(&brokers, &querier, &topics, &mapping, &created, done)).await?
+    };
+    let groups = translate_groups(req, &last, &reports)?;
+    let report = RestoreReport {
+        snapshot: last.manifest.id.clone(),
+        until: until.and_then(|ms| OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).ok()),
+        restore_key: key.clone(),
+        resumed,
+        offset_map: format!("kafka/{}/restores/{key}/offset-map", req.cell),
+        topics: reports,
+        groups,
+        records_produced: produced,
+        seconds: started.elapsed().as_secs_f64(),
+    };
+    let map_path = format::path(&report.offset_map);
+    let bytes = serde_json::to_vec_pretty(&report).expect("report serialises");
+    repo.put_sealed(&map_path, &bytes, PutMode::Overwrite).await?;
+    Ok(report)
+}
+
+/// Refuse a restore that names a topic the snapshot lacks, or that stops
+/// before the snapshot's first record (it would restore nothing).
+async fn check_request(repo: &Repository, req: &RestoreRequest, last: &stored::Snapshot, until: Option<i64>) -> Result<()> {
+    let topics = &last.details.topics;
     for (from, _) in &req.topic_map {
         if !topics.iter().any(|t| &t.name == from) {
             return Err(KafkaError::Invalid(format!(
@@ -101,64 +138,80 @@ pub async fn restore(repo: &Repository, req: &RestoreRequest) -> Result<RestoreR
             )));
         }
     }
-    let until = until_ms(&req.until);
-    if let Some(u) = until {
-        let earliest = first_timestamp(repo, &last).await?;
-        if let Some(earliest) = earliest.filter(|e| u < *e) {
-            return Err(KafkaError::Invalid(format!(
-                "--until {} is before the first record of snapshot {} (at {}); nothing would be restored; choose a later time or an older snapshot",
-                fmt_ms(u),
-                last.manifest.id,
-                fmt_ms(earliest)
-            )));
-        }
+    let Some(u) = until else { return Ok(()) };
+    match first_timestamp(repo, last).await?.filter(|e| u < *e) {
+        Some(earliest) => Err(KafkaError::Invalid(format!(
+            "--until {} is before the first record of snapshot {} (at {}); nothing would be restored; choose a later time or an older snapshot",
+            fmt_ms(u),
+            last.manifest.id,
+            fmt_ms(earliest)
+        ))),
+        None => Ok(()),
     }
-    let mapping: BTreeMap<String, String> = topics.iter().map(|t| (t.name.clone(), req.target_topic(&t.name))).collect();
-    let brokers = &req.brokers;
-    // One client answers every metadata and watermark query of the restore.
-    let querier = Arc::new(brokers.querier()?);
-    let created = prepare_topics(brokers, &querier, &topics, &mapping).await?;
-    tracing::debug!(seconds = started.elapsed().as_secs_f64(), "topics ready");
+}
 
-    // The journal: found (a rerun) or written before anything is produced.
-    let key = restore_key_for(&last.manifest.id, &req.until, &mapping);
+/// The restore's journal: found (a rerun), or written with every target
+/// partition's base offset before anything is produced.
+async fn open_journal(
+    repo: &Repository,
+    req: &RestoreRequest,
+    last: &stored::Snapshot,
+    key: &str,
+    until: Option<i64>,
+    mapping: &BTreeMap<String, String>,
+    querier: &Arc<BaseConsumer>,
+) -> Result<(Journal, bool)> {
     let journal_path = format::path(&format!("kafka/{}/restores/{key}/journal", req.cell));
-    let (journal, resumed) = match repo.read_object(&journal_path).await {
-        Ok(bytes) => (serde_json::from_slice::<Journal>(&bytes).map_err(|e| KafkaError::Failed(format!("{journal_path}: {e}")))?, true),
-        Err(RepoError::Store(StoreError::NotFound { .. })) => {
-            let mut bases = BTreeMap::new();
-            for t in &topics {
-                for p in &t.partitions {
-                    let target = &mapping[&t.name];
-                    bases.insert(format!("{target}/{}", p.partition), wait_for_partition(brokers, &querier, target, p.partition)?.1);
-                }
-            }
-            let journal = Journal { snapshot: last.manifest.id.clone(), until: until.map(fmt_ms), mapping: mapping.clone(), bases };
-            let bytes = serde_json::to_vec_pretty(&journal).expect("journal serialises");
-            match repo.put_sealed(&journal_path, &bytes, PutMode::Create).await {
-                Ok(()) => (journal, false),
-                Err(RepoError::Store(StoreError::AlreadyExists { .. })) => {
-                    return Err(KafkaError::Failed("another run of this restore started at the same moment; let it finish".into()))
-                }
-                Err(e) => return Err(e.into()),
-            }
-        }
+    match repo.read_object(&journal_path).await {
+        Ok(bytes) => return Ok((serde_json::from_slice(&bytes).map_err(|e| KafkaError::Failed(format!("{journal_path}: {e}")))?, true)),
+        Err(RepoError::Store(StoreError::NotFound { .. })) => {}
         Err(e) => return Err(e.into()),
+    }
+    let bases = {
+        let partitions: Vec<(String, i32)> =
+            last.details.topics.iter().flat_map(|t| t.partitions.iter().map(|p| (mapping[&t.name].clone(), p.partition))).collect();
+        let (brokers, querier) = (req.brokers.clone(), querier.clone());
+        crate::client::blocking(move || -> Result<BTreeMap<String, i64>> {
+            partitions
+                .into_iter()
+                .map(|(target, p)| Ok((format!("{target}/{p}"), wait_for_partition(&brokers, &querier, &target, p)?.1)))
+                .collect()
+        })
+        .await?
     };
+    let journal = Journal { snapshot: last.manifest.id.clone(), until: until.map(fmt_ms), mapping: mapping.clone(), bases };
+    let bytes = serde_json::to_vec_pretty(&journal).expect("journal serialises");
+    match repo.put_sealed(&journal_path, &bytes, PutMode::Create).await {
+        Ok(()) => Ok((journal, false)),
+        Err(RepoError::Store(StoreError::AlreadyExists { .. })) => {
+            Err(KafkaError::Failed("another run of this restore started at the same moment; let it finish".into()))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
 
-    // One idempotent producer; partitions restored concurrently (order
-    // matters only within a partition), then one flush and a check that
-    // every partition ends exactly where this restore's records end.
+/// One idempotent producer; partitions restored concurrently (order
+/// matters only within a partition), then one flush. Returns each target
+/// partition's report, by target topic.
+async fn produce(
+    repo: &Repository,
+    req: &RestoreRequest,
+    last: &stored::Snapshot,
+    journal: &Journal,
+    key: &str,
+    until: Option<i64>,
+    querier: &Arc<BaseConsumer>,
+) -> Result<Vec<(String, PartitionReport)>> {
+    let brokers = &req.brokers;
     let producer: Arc<Producer> = Arc::new(
         brokers
             .producer_config()
             .create_with_context(Deliveries { first_error: Mutex::new(None) })
             .map_err(broker("creating an idempotent producer"))?,
     );
-    tracing::debug!(seconds = started.elapsed().as_secs_f64(), "journal and producer ready");
     let mut jobs = Vec::new();
-    for t in &topics {
-        let target = &mapping[&t.name];
+    for t in &last.details.topics {
+        let target = &journal.mapping[&t.name];
         for p in &t.partitions {
             let base = *journal
                 .bases
@@ -181,30 +234,42 @@ pub async fn restore(repo: &Repository, req: &RestoreRequest) -> Result<RestoreR
     let done: Vec<(String, PartitionReport)> = futures::stream::iter(jobs)
         .map(|job| async move {
             let target = job.target.clone();
-            let report = tokio::task::spawn_blocking(move || job.run()).await.expect("restoring a partition does not panic")?;
+            let report = crate::client::blocking(move || job.run()).await?;
             Ok::<_, KafkaError>((target, report))
         })
         .buffer_unordered(PARALLEL_PARTITIONS)
         .try_collect()
         .await?;
     let flushed = {
-        let producer = producer.clone();
-        let timeout = brokers.timeout;
-        tokio::task::spawn_blocking(move || producer.flush(timeout)).await.expect("flushing does not panic")
+        let (producer, timeout) = (producer.clone(), brokers.timeout);
+        crate::client::blocking(move || producer.flush(timeout)).await
     };
     flushed.map_err(broker("flushing the restored records"))?;
-    tracing::debug!(seconds = started.elapsed().as_secs_f64(), "records produced and flushed");
     if let Some(e) = producer.context().first_error.lock().unwrap().take() {
         return Err(KafkaError::Failed(e));
     }
+    Ok(done)
+}
+
+/// Every target partition must end exactly where this restore's records
+/// end (otherwise something else writes to it). Returns the per-topic
+/// reports and how many records this run produced.
+fn check_ends(
+    brokers: &Brokers,
+    querier: &BaseConsumer,
+    topics: &[crate::details::TopicSnapshot],
+    mapping: &BTreeMap<String, String>,
+    created: &[String],
+    done: Vec<(String, PartitionReport)>,
+) -> Result<(Vec<TopicReport>, u64)> {
     let mut reports = Vec::new();
     let mut produced = 0;
-    for t in &topics {
+    for t in topics {
         let target = mapping[&t.name].clone();
         let mut partitions: Vec<PartitionReport> = done.iter().filter(|(n, _)| n == &target).map(|(_, r)| r.clone()).collect();
         partitions.sort_by_key(|p| p.partition);
         for p in &partitions {
-            let (_, end) = brokers.watermarks(&querier, &target, p.partition)?;
+            let (_, end) = brokers.watermarks(querier, &target, p.partition)?;
             if end != p.base + p.records as i64 {
                 return Err(KafkaError::Failed(format!(
                     "{target}/{} ends at {end} but the restore wrote up to {}: something else writes to the target topic",
@@ -216,23 +281,7 @@ pub async fn restore(repo: &Repository, req: &RestoreRequest) -> Result<RestoreR
         }
         reports.push(TopicReport { source: t.name.clone(), created: created.contains(&target), target, partitions });
     }
-
-    let groups = translate_groups(req, &last, &reports)?;
-    let report = RestoreReport {
-        snapshot: last.manifest.id.clone(),
-        until: until.and_then(|ms| OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).ok()),
-        restore_key: key.clone(),
-        resumed,
-        offset_map: format!("kafka/{}/restores/{key}/offset-map", req.cell),
-        topics: reports,
-        groups,
-        records_produced: produced,
-        seconds: started.elapsed().as_secs_f64(),
-    };
-    let map_path = format::path(&report.offset_map);
-    let bytes = serde_json::to_vec_pretty(&report).expect("report serialises");
-    repo.put_sealed(&map_path, &bytes, PutMode::Overwrite).await?;
-    Ok(report)
+    Ok((reports, produced))
 }
 
 /// The earliest timestamp a restore of `snapshot` would produce: the first
