@@ -124,13 +124,16 @@ start_agent() {
     --token-file "$work/agent-token" --state-dir "$work/agent-$name" --listen "127.0.0.1:$port"
     --pg-conn "host=127.0.0.1 port=$pg_port user=postgres dbname=postgres"
     --copy-to "$second=$(repo "$second" "$name")" --copy-to "cross-cloud=$(repo cross-cloud "$name")" --copy-interval 5s
-    --restore-root "$work/drills")
+    --restore-root "$work/drills" --plan-key "$work/keys/report-signing.pub")
   [[ -n $kafka ]] && args+=(--kafka-brokers "$brokers" --kafka-topics 'demo-a\..*')
   RUST_LOG=info "$agent" "${args[@]}" >"$work/agent-$name.out" 2>"$work/agent-$name.log" &
   pids+=($!)
   for _ in $(seq 100); do grep -q serving "$work/agent-$name.out" && break; sleep 0.1; done
   cat "$work/agent-$name.out" >&2
 }
+say "the plan key: the coordinator signs drill reports and the drills' SQL checks with it; agents run only SQL it signed"
+"$lifeboat" report keygen --out-dir "$work/keys" >&2
+
 say "one agent per cell (lifeboat-agent serve): jobs over an authenticated API, continuous geo-copy to the second region and the second cloud"
 start_agent demo-a "$agent_a" "$pg_a" a-primary a-in-b kafka
 start_agent demo-b "$agent_b" "$pg_b" b-primary b-in-a
@@ -138,7 +141,6 @@ start_agent demo-b "$agent_b" "$pg_b" b-primary b-in-a
 say "the coordinator on the demo plan (lifeboat serve), with its state in SQLite and a key to sign drill reports"
 reports="$PWD/.lifeboat-run/demo-reports/$(date -u +%Y%m%dT%H%M%SZ)"
 mkdir -p "$reports"
-"$lifeboat" report keygen --out-dir "$work/keys" >&2
 # The public key is published with the plan (the coordinator refuses a
 # signing key the plan does not publish) and left next to the reports.
 cp "$work/keys/report-signing.pub" "$reports/"

@@ -12,7 +12,7 @@ use anyhow::{bail, Context, Result};
 use serde_json::json;
 use time::OffsetDateTime;
 
-use lifeboat_api::{DrillOutcome, DrillSpec, DrillTarget, Job, JobResult, JobSpec, Outcome};
+use lifeboat_api::{ChecksSignature, DrillOutcome, DrillSpec, DrillTarget, Job, JobResult, JobSpec, Outcome};
 use lifeboat_client::{AgentClient, ReportStored, Submitted};
 
 use crate::clock;
@@ -70,8 +70,9 @@ fn location(plan: &Plan, cell: &CellPlan, wanted: &str) -> Result<String> {
 }
 
 /// The drill job for the agent: plan location names (the agent knows its
-/// copies by them), `None` for its primary.
-fn spec(plan: &Plan, cell: &CellPlan, req: &DrillRequest) -> Result<DrillSpec> {
+/// copies by them), `None` for its primary; the checks signed with the plan
+/// key, without which the agent runs no SQL.
+fn spec(plan: &Plan, cell: &CellPlan, req: &DrillRequest, signer: &Signer) -> Result<DrillSpec> {
     let as_agent_name = |l: String| (plan.agent_location_name(&l) != crate::plan::AGENT_PRIMARY).then_some(l);
     let from = match &req.from_location {
         Some(l) => as_agent_name(location(plan, cell, l)?),
@@ -84,7 +85,7 @@ fn spec(plan: &Plan, cell: &CellPlan, req: &DrillRequest) -> Result<DrillSpec> {
     if fallback.is_some() && fallback == from {
         bail!("the fallback location is the location the drill restores from");
     }
-    Ok(DrillSpec {
+    let mut spec = DrillSpec {
         target: req.target.clone(),
         location: from,
         fallback_location: fallback,
@@ -92,12 +93,16 @@ fn spec(plan: &Plan, cell: &CellPlan, req: &DrillRequest) -> Result<DrillSpec> {
         postgres: cell.postgres,
         kafka: cell.kafka_topics.is_some(),
         checks: cell.smoke_checks.clone(),
-    })
+        checks_signature: None,
+    };
+    let signature = signer.sign(&spec.signed_message(&cell.name));
+    spec.checks_signature = Some(ChecksSignature { key_id: signer.key_id.clone(), signature });
+    Ok(spec)
 }
 
 /// The agent job of a drill.
-pub fn job_spec(plan: &Plan, cell: &CellPlan, req: &DrillRequest) -> Result<JobSpec> {
-    Ok(JobSpec::Drill(spec(plan, cell, req)?))
+pub fn job_spec(plan: &Plan, cell: &CellPlan, req: &DrillRequest, signer: &Signer) -> Result<JobSpec> {
+    Ok(JobSpec::Drill(spec(plan, cell, req, signer)?))
 }
 
 /// Run a drill of `cell` now and return its signed, stored report.
@@ -109,7 +114,7 @@ pub async fn run(
     signer: &Signer,
     export: Option<&Path>,
 ) -> Result<Drilled> {
-    let spec = spec(plan, cell, req)?;
+    let spec = spec(plan, cell, req, signer)?;
     let source = spec.location.clone();
     let started = clock::now();
     let key = format!("lifeboat-drill-{}-{}-{:04x}", cell.name, started.unix_timestamp(), rand::random::<u16>());

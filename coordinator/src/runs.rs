@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use lifeboat_api::{JobResult, JobSpec, RetentionOf};
 
 use crate::plan::{CellPlan, Plan};
+use crate::report::keys::Signer;
 use crate::report::Report;
 
 /// What a run does.
@@ -137,8 +138,8 @@ pub struct RunRequest {
 }
 
 /// The agent job that does a run of `kind` for `cell` (a drill's is
-/// [`crate::drill::job_spec`]).
-pub fn job_spec(plan: &Plan, kind: RunKind, cell: &CellPlan) -> anyhow::Result<JobSpec> {
+/// [`crate::drill::job_spec`], signed by `signer`).
+pub fn job_spec(plan: &Plan, kind: RunKind, cell: &CellPlan, signer: Option<&Signer>) -> anyhow::Result<JobSpec> {
     Ok(match kind {
         RunKind::PgFull => JobSpec::PgBackup { incremental: false },
         RunKind::PgIncremental => JobSpec::PgBackup { incremental: true },
@@ -155,7 +156,10 @@ pub fn job_spec(plan: &Plan, kind: RunKind, cell: &CellPlan) -> anyhow::Result<J
             keep_within: Some(cell.retention.kafka),
             keep_incremental_within: None,
         },
-        RunKind::Drill => crate::drill::job_spec(plan, cell, &crate::drill::DrillRequest::scheduled("schedule"))?,
+        RunKind::Drill => {
+            let signer = signer.ok_or_else(|| anyhow::anyhow!("a drill needs the signing key: its checks and its report are signed"))?;
+            crate::drill::job_spec(plan, cell, &crate::drill::DrillRequest::scheduled("schedule"), signer)?
+        }
     })
 }
 
@@ -169,7 +173,7 @@ mod tests {
     fn postgres_retention_carries_both_ages() {
         let plan = crate::plan::tests::demo_plan();
         let cell = &plan.cells[0];
-        let spec = job_spec(&plan, RunKind::PgRetention, cell).unwrap();
+        let spec = job_spec(&plan, RunKind::PgRetention, cell, None).unwrap();
         let JobSpec::Retention { keep_within, keep_incremental_within, .. } = spec else { panic!("{spec:?}") };
         assert_eq!(keep_within, Some(cell.retention.pg_full));
         assert_eq!(keep_incremental_within, Some(cell.retention.pg_incremental));

@@ -119,6 +119,12 @@ fn the_api_runs_jobs_once_per_key_and_refuses_strangers() {
     assert!(body["error"].as_str().unwrap().contains("second"), "{body}");
     let (status, body) = served.submit("x4", &json!({"kind": "pg-restore", "to": "../etc", "target": "latest"}));
     assert_eq!(status, 422, "{body}");
+    // A token holder cannot make the agent run SQL: without --plan-key no SQL check is accepted.
+    let hostile = json!({"kind": "drill", "target": {"random-recent": {"within": "1h"}},
+        "checks": [{"kind": "sql", "name": "x", "sql": "copy (select 1) to program 'id'", "expect": "1"}]});
+    let (status, body) = served.submit("x5", &hostile);
+    assert_eq!(status, 403, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("--plan-key"), "{body}");
 
     // One backup per key, whatever the retries.
     let full = json!({"kind": "pg-backup"});

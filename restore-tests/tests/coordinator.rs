@@ -256,6 +256,25 @@ fn status(c: &Service) -> Value {
     s
 }
 
+/// A report name that climbs to the agent's job list, plain, encoded once
+/// and twice, is answered 400 by the coordinator itself (an agent's answer
+/// would come back as 502).
+fn refuses_traversal(c: &Service) {
+    for name in ["..%2F..%2Fv1%2Fjobs", "..%252F..%252Fv1%252Fjobs", "000001-x.txt"] {
+        let (code, answer) = c.get(&format!("/reports/cell-a/{name}"));
+        assert_eq!(code, 400, "{name}: {answer}");
+    }
+    // `..` plain and as `%2E%2E`, which HTTP clients would resolve, sent as is.
+    use std::io::{Read as _, Write as _};
+    for path in ["/reports/cell-a/../../v1/jobs", "/reports/cell-a/%2E%2E/%2e%2e/v1/jobs"] {
+        let mut tcp = std::net::TcpStream::connect(c.url.trim_start_matches("http://")).unwrap();
+        write!(tcp, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+        let mut answer = String::new();
+        tcp.read_to_string(&mut answer).unwrap();
+        assert!(answer.starts_with("HTTP/1.1 400"), "{path}: {answer}");
+    }
+}
+
 fn cell_of<'a>(status: &'a Value, cell: &str) -> &'a Value {
     status["cells"].as_array().unwrap().iter().find(|c| c["cell"] == cell).unwrap()
 }
@@ -324,6 +343,7 @@ fn coordinator_end_to_end_schedules_status_alerts_and_restarts() {
         assert_eq!(code, 401, "{answer}");
     }
     assert!(runs(&c).is_empty(), "refused commands must not create runs");
+    refuses_traversal(&c);
 
     // Full backups through the coordinator, from the CLI.
     let env = [("LIFEBOAT_COORDINATOR", c.url.as_str()), ("LIFEBOAT_OPERATOR_TOKEN_FILE", op_file.to_str().unwrap())];

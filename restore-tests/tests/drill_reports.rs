@@ -118,6 +118,10 @@ fn drills_through_the_agent_service_leave_signed_chained_reports() {
     let copy = format!("second=file://{}", copy_dir.display());
     let topics = format!("{}\\..*", cell.name);
     let state = s.join("agent-state");
+    let keys = s.join("keys");
+    ok(&lifeboat(&["report", "keygen", "--out-dir", keys.to_str().unwrap()]));
+    let key = keys.join("report-signing.key");
+    let public = keys.join("report-signing.pub");
     let args = [
         "--repo",
         &cell.a.repo,
@@ -141,6 +145,8 @@ fn drills_through_the_agent_service_leave_signed_chained_reports() {
         &topics,
         "--restore-root",
         cell.restore_root.to_str().unwrap(),
+        "--plan-key",
+        public.to_str().unwrap(),
     ];
     // The copy the postgres user can run: the scratch server's restore_command runs the agent.
     let mut service = Service::start_bin(cell.a.bin.clone(), &args, &[], &token, &s.join("agent.log"));
@@ -158,10 +164,6 @@ fn drills_through_the_agent_service_leave_signed_chained_reports() {
     cell.pay(5);
     switch_and_wait(&cell.pg);
 
-    let keys = s.join("keys");
-    ok(&lifeboat(&["report", "keygen", "--out-dir", keys.to_str().unwrap()]));
-    let key = keys.join("report-signing.key");
-    let public = keys.join("report-signing.pub");
     // The plan publishes the public key; a signer with another key is refused.
     std::fs::copy(&public, plans.join("report-signing.pub")).unwrap();
     let text = std::fs::read_to_string(plans.join("plan.toml")).unwrap().replacen(
@@ -238,6 +240,8 @@ fn drills_through_the_agent_service_leave_signed_chained_reports() {
     assert_eq!(d2["report"]["source_location"], "second");
     assert_eq!(d2["report"]["chain"]["sequence"], 2);
     assert_eq!(d2["report"]["chain"]["previous"].as_str().unwrap().len(), 64);
+
+    refuses_sql_the_plan_key_did_not_sign(&service);
 
     // 3: a drill that fails (a target before every backup) still leaves a report on the chain.
     let (passed, d3) = drill(&["--target-time", "2001-01-01T00:00:00Z"]);
@@ -422,4 +426,26 @@ fn drills_through_the_agent_service_leave_signed_chained_reports() {
     service.restart();
     let j = service.finish(job["id"].as_str().unwrap(), Duration::from_secs(30));
     assert_eq!(j["state"], "failed", "{j}");
+}
+
+/// The agent runs a drill's SQL only as the plan key signed it for this
+/// cell: a token holder who changes the SQL, drops the signature or points
+/// the checks at another database gets 403 and a line in the agent's log.
+fn refuses_sql_the_plan_key_did_not_sign(service: &Service) {
+    let (_, jobs) = service.get("/v1/jobs?kind=drill");
+    let signed = jobs["jobs"][0]["spec"].clone();
+    assert!(signed["checks_signature"]["signature"].is_string(), "{signed:#}");
+    let mut tampered = signed.clone();
+    tampered["checks"][0]["sql"] = json!("copy (select 1) to program 'id'");
+    let mut unsigned = signed.clone();
+    unsigned.as_object_mut().unwrap().remove("checks_signature");
+    let mut elsewhere = signed.clone();
+    elsewhere["database"] = json!("template1");
+    for (i, (spec, says)) in [(tampered, "does not verify"), (unsigned, "no signature"), (elsewhere, "does not verify")].iter().enumerate()
+    {
+        let (status, answer) = service.submit(&format!("hostile-{i}"), spec);
+        assert_eq!(status, 403, "{answer}");
+        assert!(answer["error"].as_str().unwrap().contains(says), "{answer}");
+    }
+    assert!(service.log_text().contains("refused a drill whose SQL checks the plan key did not sign"));
 }

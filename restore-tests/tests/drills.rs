@@ -83,6 +83,38 @@ fn checks() -> Value {
     ])
 }
 
+/// Even SQL the plan configured cannot reach the host, write, or smuggle
+/// a second statement: the checks run as a read-only role without
+/// superuser or the server-program and server-file roles. The scratch
+/// server keeps its own pg_hba.conf: the restored one (which refuses every
+/// local connection here) does not stall the drill.
+fn confined_checks(cell: &Cell) {
+    let canary = cell.restore_root.with_file_name("copy-to-program-ran");
+    let hostile = json!([
+        { "kind": "sql", "name": "copy to program", "sql": format!("copy (select 1) to program 'touch {}'", canary.display()), "expect": "1" },
+        { "kind": "sql", "name": "read a server file", "sql": "select pg_read_file('/etc/hostname')", "expect": "x" },
+        { "kind": "sql", "name": "write", "sql": "create table pwned (x int)", "expect": "x" },
+        { "kind": "sql", "name": "two statements", "sql": "select 1; select 2", "expect": "1" },
+        { "kind": "sql", "name": "still reads every table", "sql": "select count(*) > 0 from payments", "expect": "t" },
+    ]);
+    let spec = json!({ "target": { "random-recent": { "within": "1h" } }, "checks": hostile });
+    let (code, o) = cell.drill(&spec, &[]);
+    assert_eq!(code, 3, "{o:#}");
+    for (name, says) in [
+        ("copy to program", "pg_execute_server_program"),
+        ("read a server file", "permission denied"),
+        ("write", "read-only transaction"),
+        ("two statements", "multiple commands"),
+    ] {
+        let s = step(&o, name);
+        assert_eq!(s["outcome"], "failed", "{s}");
+        assert!(s["message"].as_str().unwrap().contains(says), "{name}: {s}");
+    }
+    assert!(!canary.exists(), "COPY TO PROGRAM ran");
+    assert_eq!(step(&o, "still reads every table")["outcome"], "passed", "{o:#}");
+    assert_eq!(step(&o, "create the checks' read-only role")["outcome"], "passed");
+}
+
 fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
     for _ in 0..600 {
         if cond() {
@@ -96,6 +128,13 @@ fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
 #[test]
 fn drills_restore_check_report_and_clean_up() {
     let cell = Cell { c: PaymentsCell::new("drill") };
+    // Production's pg_hba.conf refuses every local connection (this test
+    // reaches it over TCP). Restored as is, it would govern the scratch
+    // server, which listens on a socket only: the drill must bring its own.
+    let hba = cell.pg.data().join("pg_hba.conf");
+    let text = std::fs::read_to_string(&hba).unwrap();
+    std::fs::write(&hba, format!("local all all reject\n{text}")).unwrap();
+    cell.pg.psql("select pg_reload_conf()");
     cell.pay(20);
     cell.backup();
     cell.pay(40);
@@ -139,6 +178,8 @@ fn drills_restore_check_report_and_clean_up() {
     assert_eq!(failed["outcome"], "failed");
     assert!(failed["message"].as_str().unwrap().contains("expected 0"), "{failed}");
     assert_eq!(step(&o, "ledger balances")["outcome"], "passed");
+
+    confined_checks(&cell);
 
     // SIGTERM while the scratch server runs: the drill removes everything and says so.
     let child = cell

@@ -104,6 +104,13 @@ const BREAKS: &[Break] = &[
     },
     Break {
         file: "cells.toml",
+        old: "http://127.0.0.1:7401",
+        new: "http://agent.demo-a.internal:7401",
+        message: "is plain http to another host",
+        anchor: "http://agent.demo-a.internal:7401",
+    },
+    Break {
+        file: "cells.toml",
         old: "token = \"env:LIFEBOAT_DEMO_TOKEN\"",
         new: "token = \"hunter2\"",
         message: "agent.token must be a reference, env:NAME or file:PATH",

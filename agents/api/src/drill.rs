@@ -37,6 +37,38 @@ pub struct DrillSpec {
     pub kafka: bool,
     #[serde(default)]
     pub checks: Vec<Check>,
+    /// The coordinator's signature over the checks, required by an agent
+    /// before it runs any SQL a spec carries (see [`DrillSpec::signed_message`]):
+    /// a bearer of the agent's token alone cannot make it run SQL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checks_signature: Option<ChecksSignature>,
+}
+
+/// An Ed25519 signature by the coordinator's plan key (the report-signing
+/// key whose public half the plan publishes).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ChecksSignature {
+    /// The first 16 hex digits of the public key's SHA-256.
+    pub key_id: String,
+    /// The signature, hex.
+    pub signature: String,
+}
+
+impl DrillSpec {
+    /// Whether any check runs SQL on the restored database.
+    pub fn runs_sql(&self) -> bool {
+        self.checks.iter().any(|c| matches!(c, Check::Sql { .. } | Check::PaymentsHaveEvents { .. }))
+    }
+
+    /// What the coordinator signs for `cell`: a domain tag, the cell, the
+    /// database and the checks as JSON. The cell and the database are in it
+    /// so a signed spec cannot be replayed against another cell or database.
+    pub fn signed_message(&self, cell: &str) -> Vec<u8> {
+        let mut message = format!("lifeboat drill checks v1\n{cell}\n{}\n", self.database).into_bytes();
+        message.extend(serde_json::to_vec(&self.checks).expect("checks serialise"));
+        message
+    }
 }
 
 fn yes() -> bool {

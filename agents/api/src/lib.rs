@@ -25,7 +25,7 @@ pub mod results;
 mod schema;
 pub mod service;
 
-pub use drill::{Check, DrillOutcome, DrillSpec, DrillTarget, Outcome, Step};
+pub use drill::{Check, ChecksSignature, DrillOutcome, DrillSpec, DrillTarget, Outcome, Step};
 pub use jobs::{Job, JobKind, JobSpec, JobState, PgTarget, Progress, RetentionOf};
 pub use recovery::{LocationPoint, LocationRole, Recovery};
 pub use results::JobResult;

@@ -89,6 +89,7 @@ pub fn endpoints() -> Vec<Endpoint> {
                     error(400, "no or malformed Idempotency-Key, or not a valid job"),
                     error(409, "the key named another job"),
                     error(422, "this agent is not configured for the job"),
+                    error(403, "the drill carries SQL checks the plan key did not sign (see --plan-key)"),
                     error(500, "the job could not be recorded"),
                 ],
             )
@@ -241,12 +242,15 @@ mod tests {
     /// cargo test -p lifeboat-api` writes it after a deliberate change.
     #[test]
     fn the_committed_document_is_generated_from_the_types() {
-        let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../docs/agent-api.json");
+        // The directory cargo runs the test from: clones share one target
+        // directory, so the compile-time path may be another clone's.
+        let manifest = std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into());
+        let path = PathBuf::from(manifest).join("../../docs/agent-api.json");
         let generated = serde_json::to_string_pretty(&super::document()).unwrap() + "\n";
         if std::env::var_os("LIFEBOAT_BLESS").is_some() {
             std::fs::write(&path, &generated).unwrap();
         }
-        let committed = std::fs::read_to_string(&path).unwrap_or_default();
+        let committed = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
         assert!(
             committed == generated,
             "{} differs from what the wire types generate; if the change is deliberate, run \

@@ -34,6 +34,33 @@ pub struct ReportList {
     pub reports: Vec<String>,
 }
 
+/// Whether `name` is a stored report's name: `NNNNNN-<id>.json` or
+/// `.html`, the id lowercase letters, digits and `-`. Anything else
+/// (a path, an encoded separator, another extension) is refused before it
+/// reaches a repository.
+pub fn is_report_name(name: &str) -> bool {
+    let Some(stem) = name.strip_suffix(".json").or_else(|| name.strip_suffix(".html")) else { return false };
+    let (Some(seq), Some(id)) = (stem.get(..6), stem.get(6..)) else { return false };
+    seq.bytes().all(|b| b.is_ascii_digit())
+        && id.len() > 1
+        && id.starts_with('-')
+        && id[1..].bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn report_names() {
+        use super::is_report_name as ok;
+        assert!(ok("000001-drill-abc.json") && ok("000012-x.html"));
+        for bad in
+            ["1-x.json", "000001-../x.json", "000001-x.txt", "000001.json", "00000\u{e9}-x.json", "000001-x", "../../v1/jobs", "..%2F.json"]
+        {
+            assert!(!ok(bad), "{bad}");
+        }
+    }
+}
+
 /// The body of every 4xx and 5xx answer: what went wrong and what to do.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct ErrorBody {

@@ -21,6 +21,9 @@ pub enum ClientError {
         /// What the agent's `Retry-After` asked for.
         retry_after: Option<Duration>,
     },
+    /// Refused before sending: the request cannot be right.
+    #[error("agent of cell {cell}: {what}: not sent: {reason}")]
+    NotSent { cell: String, what: &'static str, reason: String },
     /// The answer is not the contract's type: the agent and this build disagree.
     #[error("agent of cell {cell}: {what}: the answer is not what this build of Lifeboat expects ({detail}); are the agent and coordinator the same version?")]
     Contract { cell: String, what: &'static str, detail: String },
@@ -32,7 +35,7 @@ impl ClientError {
         match self {
             ClientError::Unreachable { .. } => false,
             ClientError::Status { status, .. } => !matches!(status, 429 | 502 | 503 | 504),
-            ClientError::Unauthorized { .. } | ClientError::Contract { .. } => true,
+            ClientError::Unauthorized { .. } | ClientError::Contract { .. } | ClientError::NotSent { .. } => true,
         }
     }
 

@@ -192,7 +192,7 @@ impl AgentClient {
         let request = || self.http.post(url.clone()).header(paths::IDEMPOTENCY_KEY, key).json(spec);
         match self.call(WHAT, request, &[200, 202]).await {
             Ok((_, body)) => Ok(Submitted::Job(Box::new(self.decode(WHAT, &body)?))),
-            Err(ClientError::Status { status: status @ (400 | 409 | 422), message, .. }) => {
+            Err(ClientError::Status { status: status @ (400 | 403 | 409 | 422), message, .. }) => {
                 Ok(Submitted::Refused(format!("{status}: {message}")))
             }
             Err(e) => Err(e),
@@ -240,14 +240,27 @@ impl AgentClient {
         Ok(self.get::<ReportList>("listing reports", paths::REPORTS).await?.reports)
     }
 
+    fn check_report_name(&self, what: &'static str, name: &str) -> Result<(), ClientError> {
+        if lifeboat_api::service::is_report_name(name) {
+            return Ok(());
+        }
+        Err(ClientError::NotSent {
+            cell: self.cell.clone(),
+            what,
+            reason: format!("{name:?} is not a report name (NNNNNN-<id>.json or .html)"),
+        })
+    }
+
     /// One stored report's bytes (its seal verified by the agent).
     pub async fn report(&self, name: &str) -> Result<Vec<u8>, ClientError> {
+        self.check_report_name("reading a report", name)?;
         let url = self.endpoint(paths::REPORT, Some(name));
         Ok(self.call("reading a report", || self.http.get(url.clone()), &[200]).await?.1)
     }
 
     /// Store a report in the cell's repository (never replacing one).
     pub async fn put_report(&self, name: &str, bytes: Vec<u8>) -> Result<ReportStored, ClientError> {
+        self.check_report_name("storing a report", name)?;
         let url = self.endpoint(paths::REPORT, Some(name));
         match self.call("storing a report", || self.http.put(url.clone()).body(bytes.clone()), &[200, 201]).await {
             Ok((201, _)) => Ok(ReportStored::Stored),

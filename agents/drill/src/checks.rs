@@ -13,14 +13,16 @@ use time::OffsetDateTime;
 
 use lifeboat_kafka::client::{blocking, Brokers};
 use lifeboat_kafka::restore::{RestoreReport as KafkaRestored, RestoreRequest as KafkaRequest};
+use lifeboat_postgres::backup::describe;
 use lifeboat_repository::Repository;
 
 use lifeboat_api::{Check, Outcome, Step};
 
 /// What a check may look at.
 pub struct Restored<'a> {
-    /// Scratch Postgres conninfo (None: Postgres was not restored).
-    pub pg: Option<String>,
+    /// Scratch Postgres conninfo, as the checks' role (None: Postgres was
+    /// not restored; an error: the checks cannot log in, and fail with it).
+    pub pg: Option<Result<String, String>>,
     /// The Kafka restore (None: Kafka was not restored).
     pub kafka: Option<(&'a Repository, &'a KafkaRequest, &'a KafkaRestored)>,
     pub target: OffsetDateTime,
@@ -52,7 +54,10 @@ fn error(e: impl std::fmt::Display) -> NotRun {
 }
 
 async fn outcome(check: &Check, r: &Restored<'_>) -> Result<Found, NotRun> {
-    let pg = || r.pg.clone().ok_or_else(|| NotRun::Skipped("Postgres was not restored".into()));
+    let pg = || match &r.pg {
+        None => Err(NotRun::Skipped("Postgres was not restored".into())),
+        Some(login) => login.clone().map_err(NotRun::Error),
+    };
     let kafka = || r.kafka.ok_or_else(|| NotRun::Skipped("Kafka was not restored".into()));
     match check {
         Check::Sql { sql, expect, .. } => {
@@ -92,9 +97,12 @@ async fn outcome(check: &Check, r: &Restored<'_>) -> Result<Found, NotRun> {
     }
 }
 
+/// The first value `sql` returns, as text. One statement only (a prepared
+/// statement holds one), run in the checks' read-only session.
 async fn query_value(conninfo: &str, sql: &str) -> Result<Option<String>, String> {
-    let client = lifeboat_postgres::backup::connect(conninfo).await.map_err(|e| e.to_string())?;
-    let messages = client.simple_query(sql).await.map_err(|e| format!("{sql}: {e}"))?;
+    let client = crate::confine::session(conninfo).await?;
+    client.prepare(sql).await.map_err(|e| format!("{sql}: {}", describe(&e)))?;
+    let messages = client.simple_query(sql).await.map_err(|e| format!("{sql}: {}", describe(&e)))?;
     for m in messages {
         if let tokio_postgres::SimpleQueryMessage::Row(row) = m {
             return Ok(row.get(0).map(str::to_string));
@@ -141,8 +149,8 @@ async fn payments_have_events(
     target: OffsetDateTime,
     grace: Duration,
 ) -> Result<Found, String> {
-    let client = lifeboat_postgres::backup::connect(conninfo).await.map_err(|e| e.to_string())?;
-    let rows = client.query(sql, &[]).await.map_err(|e| format!("{sql}: {e}"))?;
+    let client = crate::confine::session(conninfo).await?;
+    let rows = client.query(sql, &[]).await.map_err(|e| format!("{sql}: {}", describe(&e)))?;
     let mut payments: HashMap<String, OffsetDateTime> = HashMap::new();
     for row in rows {
         let key: String = row.try_get(0).map_err(|e| format!("{sql}: the first column must be the payment's key as text: {e}"))?;

@@ -8,7 +8,9 @@
 //! - [`run`]: the drill itself, step by step
 //! - [`scratch`]: the scratch environment and its cleanup
 //! - `checks`: the smoke checks
+//! - [`confine`]: what the scratch server and the checks are allowed
 
 mod checks;
+pub mod confine;
 pub mod run;
 pub mod scratch;

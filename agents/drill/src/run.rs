@@ -16,6 +16,7 @@ use lifeboat_api::{DrillOutcome, DrillSpec, DrillTarget, Outcome, PgTarget, Step
 use lifeboat_kafka::client::Brokers;
 use lifeboat_kafka::restore::{RestoreReport as KafkaRestored, RestoreRequest as KafkaRequest};
 use lifeboat_postgres::restore::{self as pg, RestoreReport as PgRestored, RestoreRequest as PgRequest, Target};
+use lifeboat_postgres::server::Launch;
 use lifeboat_repository::Repository;
 
 use crate::checks::{self, Restored};
@@ -39,6 +40,8 @@ pub struct DrillEnv {
     pub pg_bindir: PathBuf,
     /// Give up on WAL replay after this long.
     pub replay_timeout: Duration,
+    /// The scratch server's whole environment (see [`crate::confine::server_env`]).
+    pub server_env: Vec<(String, String)>,
 }
 
 /// What Postgres logs when the archived WAL ends before a recovery target.
@@ -145,11 +148,11 @@ async fn restore_and_check(
         }
     }
     outcome.recovery_point = point;
-    let restored = Restored {
-        pg: pg_restored.as_ref().map(|_| scratch.conninfo(&spec.database)),
-        kafka: kafka.as_ref().map(|(req, r)| (&source.repo, req, r)),
-        target,
+    let pg = match &pg_restored {
+        Some(_) => Some(checks_login(scratch, &spec.database, log).await),
+        None => None,
     };
+    let restored = Restored { pg, kafka: kafka.as_ref().map(|(req, r)| (&source.repo, req, r)), target };
     for check in &spec.checks {
         outcome.checks.push(checks::run(check, &restored).await);
     }
@@ -157,6 +160,23 @@ async fn restore_and_check(
         // The restore's journal and offset map are the drill's, not the cell's.
         if let Err(e) = remove_restore_objects(&source.repo, &env.cell, &r.restore_key).await {
             log.step("remove the Kafka restore's journal", Outcome::Warning, Some(e), json!(null));
+        }
+    }
+}
+
+/// The connection the checks use: as a role made for them (see
+/// [`crate::confine`]); why not (and a failed step) when it cannot be made.
+async fn checks_login(scratch: &Scratch, database: &str, log: &mut Log) -> Result<String, String> {
+    let role = crate::confine::checks_role(&scratch.id);
+    let listen = scratch.listen();
+    match crate::confine::create_checks_role(&listen.conninfo("postgres", "postgres"), &role).await {
+        Ok(()) => {
+            log.step("create the checks' read-only role", Outcome::Passed, None, json!({ "role": role }));
+            Ok(listen.conninfo(&role, database))
+        }
+        Err(e) => {
+            log.step("create the checks' read-only role", Outcome::Failed, Some(e.clone()), json!({ "role": role }));
+            Err(format!("the checks' role could not be made: {e}"))
         }
     }
 }
@@ -327,7 +347,7 @@ async fn restore_pg(
             json!({ "backup": report.backup_id, "files": report.files_written, "stop_lsn": report.backup_stop_lsn.to_string(),
                     "latest_archived_wal": report.latest_archived_wal }),
         );
-        match pg::start_and_wait(&mut report, &env.pg_bindir, scratch.port, env.replay_timeout).await {
+        match lifeboat_postgres::server::start_and_wait(&mut report, &launch(env, scratch)).await {
             Ok(()) => {
                 let reached = report.reached.as_ref();
                 let last_tx = reached.and_then(|r| r.last_transaction_time.clone());
@@ -378,6 +398,11 @@ async fn restore_pg(
             }
         }
     }
+}
+
+/// How the scratch server starts: on its private socket, with the listed environment.
+fn launch(env: &DrillEnv, scratch: &Scratch) -> Launch {
+    Launch { bindir: env.pg_bindir.clone(), listen: scratch.listen(), env: Some(env.server_env.clone()), timeout: env.replay_timeout }
 }
 
 async fn restore_kafka(

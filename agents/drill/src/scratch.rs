@@ -7,8 +7,10 @@
 //! drill sweep`). The ledger is removed last.
 //!
 //! Names never touch production: the directory lives under the agent's
-//! restore root, the server listens on a free loopback port with archiving
-//! off, and topics and groups carry the prefix `lifeboat-drill-<id>.`.
+//! restore root, the server listens only on a Unix socket in that
+//! directory (`socket/`, mode 0700, with its own `pg_hba.conf`; the port is
+//! a free one, naming the socket) with archiving off, and topics and
+//! groups carry the prefix `lifeboat-drill-<id>.`.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -67,13 +69,14 @@ impl Scratch {
         self.dir.join("pgdata")
     }
 
-    pub fn conninfo(&self, database: &str) -> String {
-        format!("host=127.0.0.1 port={} user=postgres dbname={database} connect_timeout=10", self.port)
+    /// How the scratch server is reached: its private socket only.
+    pub fn listen(&self) -> lifeboat_postgres::server::Listen {
+        lifeboat_postgres::server::Listen::Private { port: self.port, dir: self.dir.join("socket") }
     }
 
     /// What the scratch server logged (pg_ctl's log, next to the data directory).
     pub fn server_log(&self) -> String {
-        std::fs::read_to_string(lifeboat_postgres::restore::server_log(&self.data_dir())).unwrap_or_default()
+        std::fs::read_to_string(lifeboat_postgres::server::server_log(&self.data_dir())).unwrap_or_default()
     }
 
     /// Stop the scratch server if it runs.
@@ -154,7 +157,7 @@ fn stop_server(data: &Path, bindir: &Path) -> Result<(), String> {
     if pid <= 0 || unsafe { libc::kill(pid, 0) } != 0 {
         return Ok(());
     }
-    let ok = lifeboat_postgres::restore::pg_ctl(bindir)
+    let ok = lifeboat_postgres::server::pg_ctl(bindir)
         .arg("-D")
         .arg(data)
         .args(["-m", "immediate", "-w", "-t", "30", "stop"])

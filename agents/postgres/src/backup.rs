@@ -30,10 +30,33 @@ pub enum PgError {
     Connect { conninfo: String, message: String },
     #[error("{0}")]
     Config(String),
-    #[error("Postgres: {context}: {source}")]
+    #[error("Postgres: {context}: {}", describe(source))]
     Query { context: String, source: tokio_postgres::Error },
     #[error("{0}")]
     Wal(String),
+}
+
+/// A Postgres error as people need it: the server's own words (severity,
+/// message, detail, hint) for an error the server sent, otherwise the
+/// client's error and what caused it. (`tokio_postgres::Error` shows
+/// only "db error" for the former.)
+pub fn describe(e: &tokio_postgres::Error) -> String {
+    if let Some(db) = e.as_db_error() {
+        let mut text = format!("{}: {}", db.severity(), db.message());
+        for (label, part) in [("DETAIL", db.detail()), ("HINT", db.hint())] {
+            if let Some(part) = part {
+                text.push_str(&format!(" ({label}: {part})"));
+            }
+        }
+        return text;
+    }
+    let mut text = e.to_string();
+    let mut cause = std::error::Error::source(e);
+    while let Some(c) = cause {
+        text.push_str(&format!(": {c}"));
+        cause = c.source();
+    }
+    text
 }
 
 /// What a Postgres backup records, in its manifest's `details`.
@@ -188,7 +211,7 @@ mod redact_tests {
 pub async fn connect(conninfo: &str) -> Result<Client, PgError> {
     let (client, connection) = tokio_postgres::connect(conninfo, NoTls)
         .await
-        .map_err(|e| PgError::Connect { conninfo: redact(conninfo), message: e.to_string() })?;
+        .map_err(|e| PgError::Connect { conninfo: redact(conninfo), message: describe(&e) })?;
     tokio::spawn(async move {
         if let Err(e) = connection.await {
             tracing::warn!(error = %e, "postgres connection ended");

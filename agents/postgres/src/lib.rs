@@ -13,6 +13,7 @@
 //! - [`lsn`]: WAL positions
 //! - [`backup`]: base backups (`pg backup`)
 //! - [`restore`]: point-in-time restore (`pg restore`)
+//! - [`server`]: starting a restored cluster, how it listens, waiting for promotion
 //! - [`recoverable`]: how far a repository can recover a cell (compliance)
 //! - [`retention`]: backups and the WAL they need, as a plan then an execution
 
@@ -25,5 +26,6 @@ pub mod prefetch;
 pub mod recoverable;
 pub mod restore;
 pub mod retention;
+pub mod server;
 pub mod spool;
 pub mod walname;

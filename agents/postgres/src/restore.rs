@@ -6,13 +6,12 @@
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
 
 use time::OffsetDateTime;
 
 use lifeboat_repository::{files, Manifest, Repository};
 
-use crate::backup::{connect, PgDetails, PgError};
+use crate::backup::{PgDetails, PgError};
 use crate::chain;
 use crate::lsn::Lsn;
 use crate::walname::{segment_name, WalFile};
@@ -303,107 +302,4 @@ async fn check_wal_reaches(repo: &Repository, cell: &str, d: &PgDetails, target:
         }
     }
     Ok(report.timelines.last().map(|t| t.last.clone()).unwrap_or_else(|| tl.last.clone()))
-}
-
-fn as_root() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    unsafe { libc::geteuid() == 0 }
-}
-
-/// `pg_ctl` from `bindir`, run as the `postgres` user when we are root
-/// (pg_ctl refuses to run as root).
-pub fn pg_ctl(bindir: &Path) -> std::process::Command {
-    let pg_ctl = bindir.join("pg_ctl");
-    if as_root() {
-        let mut c = std::process::Command::new("runuser");
-        c.args(["-u", "postgres", "--"]).arg(pg_ctl);
-        c
-    } else {
-        std::process::Command::new(pg_ctl)
-    }
-}
-
-/// The log [`start_and_wait`] gives the server of `data`: next to it, `<name>.postgres.log`.
-pub fn server_log(data: &Path) -> PathBuf {
-    data.with_file_name(format!("{}.postgres.log", data.file_name().and_then(|n| n.to_str()).unwrap_or("restore")))
-}
-
-/// Start the restored cluster with `pg_ctl` (as the `postgres` user when
-/// run as root), wait for promotion, and report the point reached.
-pub async fn start_and_wait(report: &mut RestoreReport, bindir: &Path, port: u16, timeout: Duration) -> Result<(), PgError> {
-    let data = PathBuf::from(&report.data_directory);
-    let log = server_log(&data);
-    let opts = format!("-p {port} -c listen_addresses=127.0.0.1 -c unix_socket_directories=''");
-    if as_root() {
-        // The data directory, and the tablespaces its pg_tblspc links lead to.
-        let mut owned = vec![data.clone()];
-        if let Ok(links) = std::fs::read_dir(data.join("pg_tblspc")) {
-            owned.extend(links.flatten().filter_map(|l| std::fs::read_link(l.path()).ok()));
-        }
-        for path in owned {
-            let status = std::process::Command::new("chown").args(["-R", "postgres:postgres"]).arg(&path).status();
-            if !status.map(|s| s.success()).unwrap_or(false) {
-                return Err(PgError::Config(format!("could not hand {} to the postgres user", path.display())));
-            }
-        }
-        let _ = std::fs::File::create(&log);
-        let _ = std::process::Command::new("chown").arg("postgres:postgres").arg(&log).status();
-    }
-    let started = Instant::now();
-    let out = pg_ctl(bindir)
-        .arg("-D")
-        .arg(&data)
-        .arg("-l")
-        .arg(&log)
-        .args(["-o", &opts, "start"])
-        .current_dir("/")
-        .output()
-        .map_err(|e| PgError::Config(format!("running {}: {e}", bindir.join("pg_ctl").display())))?;
-    if !out.status.success() {
-        // The server may have died in recovery before pg_ctl stopped waiting: its FATAL line says why.
-        let text = std::fs::read_to_string(&log).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        let reason = match lines.iter().rev().find(|l| l.contains("FATAL")) {
-            Some(fatal) => fatal.to_string(),
-            None => lines[lines.len().saturating_sub(3)..].join(" / "),
-        };
-        return Err(PgError::Config(format!("pg_ctl start failed: {reason}; see {}", log.display())));
-    }
-    let conninfo = format!("host=127.0.0.1 port={port} user=postgres dbname=postgres connect_timeout=5");
-    loop {
-        if started.elapsed() > timeout {
-            return Err(PgError::Config(format!("not promoted after {}s; see {}", timeout.as_secs(), log.display())));
-        }
-        if !data.join("postmaster.pid").exists() && started.elapsed() > Duration::from_secs(2) {
-            let text = std::fs::read_to_string(&log).unwrap_or_default();
-            let fatal = text.lines().rfind(|l| l.contains("FATAL") || l.contains("recovery ended")).unwrap_or("").to_string();
-            return Err(PgError::Wal(format!(
-                "Postgres stopped during recovery: {fatal}; the latest archived WAL is {}, so the latest reachable point is the end of that segment",
-                report.latest_archived_wal
-            )));
-        }
-        if let Ok(client) = connect(&conninfo).await {
-            let in_recovery: bool = match client.query_one("select pg_is_in_recovery()", &[]).await {
-                Ok(row) => row.get(0),
-                Err(_) => true,
-            };
-            if !in_recovery {
-                let row = client
-                    .query_one(
-                        "select pg_last_wal_replay_lsn()::text, pg_last_xact_replay_timestamp()::text, (select timeline_id from pg_control_checkpoint())",
-                        &[],
-                    )
-                    .await
-                    .map_err(|e| PgError::Query { context: "reading the point reached".into(), source: e })?;
-                report.reached = Some(Reached {
-                    lsn: row.get::<_, Option<String>>(0).unwrap_or_default(),
-                    last_transaction_time: row.get(1),
-                    timeline: row.get::<_, i32>(2) as u32,
-                    seconds_to_promote: started.elapsed().as_secs_f64(),
-                });
-                return Ok(());
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    }
 }

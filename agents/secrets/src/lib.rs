@@ -2,7 +2,10 @@
 //! every user can read it and when it is empty; a bearer token is at least
 //! 32 characters and is compared as a SHA-256 digest in constant time, so
 //! neither its value nor its length leaks through timing. Values are never
-//! logged or put in error messages.
+//! logged or put in error messages. Public keys that check the
+//! coordinator's signatures are in [`signing`].
+
+pub mod signing;
 
 use std::path::Path;
 

@@ -91,7 +91,7 @@ async fn direct(target: &Target, cell: &str, kind: RunKind) -> Result<DirectRun>
     if kind == RunKind::Drill {
         bail!("without a coordinator, run drills with `lifeboat drill run --plans DIR --signing-key KEY`: the report must be signed");
     }
-    let spec = job_spec(&plan, kind, cell_plan)?;
+    let spec = job_spec(&plan, kind, cell_plan, None)?;
     let token = crate::secrets::resolve(&cell_plan.agent_token, &format!("agent token of cell {cell}"))?;
     let agent = AgentClient::with_options(cell, &cell_plan.agent_url, token, crate::serve::agent_options()?).map_err(anyhow::Error::msg)?;
     let key = format!("lifeboat-cli-{}-{:08x}", clock::now().unix_timestamp(), rand::random::<u32>());

@@ -168,6 +168,10 @@ pub struct Agent {
     pub url: Spanned<String>,
     /// The agent's API token, by reference.
     pub token: Option<Spanned<String>>,
+    /// Accept an `http://` URL to a host other than loopback (the token
+    /// and every answer then cross the network in the clear).
+    #[serde(default)]
+    pub allow_insecure_http: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -6,7 +6,7 @@
 use std::path::Path;
 
 use anyhow::{bail, Context, Result};
-use ring::signature::{Ed25519KeyPair, KeyPair as _, UnparsedPublicKey, ED25519};
+use ring::signature::{Ed25519KeyPair, KeyPair as _};
 
 fn unhex(s: &str, what: &str) -> Result<Vec<u8>> {
     hex::decode(s.trim()).with_context(|| format!("{what} is not hex"))
@@ -34,10 +34,7 @@ pub fn generate(dir: &Path) -> Result<(std::path::PathBuf, std::path::PathBuf, S
     Ok((private, public, key_id(pair.public_key().as_ref())))
 }
 
-pub fn key_id(public: &[u8]) -> String {
-    use sha2::Digest as _;
-    hex::encode(sha2::Sha256::digest(public))[..16].to_string()
-}
+pub use lifeboat_secrets::signing::{key_id, Verifier};
 
 /// Signs reports (used by `seal`).
 #[cfg_attr(not(test), allow(dead_code))]
@@ -59,28 +56,6 @@ impl Signer {
 
     pub fn sign(&self, bytes: &[u8]) -> String {
         hex::encode(self.pair.sign(bytes).as_ref())
-    }
-}
-
-pub struct Verifier {
-    public: Vec<u8>,
-    pub key_id: String,
-}
-
-impl Verifier {
-    pub fn from_file(path: &Path) -> Result<Verifier> {
-        let text = std::fs::read_to_string(path).with_context(|| format!("reading the public key {}", path.display()))?;
-        let public = unhex(&text, "the public key")?;
-        if public.len() != 32 {
-            bail!("{} is not an Ed25519 public key (32 bytes, hex)", path.display());
-        }
-        let key_id = key_id(&public);
-        Ok(Verifier { public, key_id })
-    }
-
-    pub fn verify(&self, bytes: &[u8], signature_hex: &str) -> bool {
-        let Ok(sig) = unhex(signature_hex, "signature") else { return false };
-        UnparsedPublicKey::new(&ED25519, &self.public).verify(bytes, &sig).is_ok()
     }
 }
 

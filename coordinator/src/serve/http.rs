@@ -30,7 +30,23 @@ pub fn router(c: Arc<Coordinator>) -> Router {
         .route("/reports/{cell}/{name}", get(stored_report))
         .route("/metrics", get(metrics))
         .fallback(|| async { error(StatusCode::NOT_FOUND, "no such endpoint") })
+        .layer(axum::middleware::from_fn(refuse_traversal))
         .with_state(c)
+}
+
+/// 400 for a path that climbs (`..`) or hides a separator or a dot behind
+/// percent-encoding, however many times encoded, before any route sees it.
+async fn refuse_traversal(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    if climbs(req.uri().path()) {
+        tracing::warn!(path = req.uri().path(), "refused a path that climbs out of its place");
+        return error(StatusCode::BAD_REQUEST, "the path holds `..` or an encoded separator; name a report as NNNNNN-<id>.json or .html");
+    }
+    next.run(req).await
+}
+
+fn climbs(path: &str) -> bool {
+    let lower = path.to_ascii_lowercase();
+    path.split('/').any(|s| s == "..") || ["%2f", "%5c", "%2e", "%25"].iter().any(|e| lower.contains(e))
 }
 
 fn error(status: StatusCode, message: impl Into<String>) -> Response {
@@ -128,8 +144,13 @@ fn badge(v: Verdict) -> String {
     format!("<span class=\"{0}\">{0}</span>", v.as_str())
 }
 
-/// A stored report (JSON or its HTML page), read from the cell's repository through its agent.
+/// A stored report (JSON or its HTML page), read from the cell's
+/// repository through its agent. The name is checked first: nothing that
+/// is not a report name (a path, in any encoding) reaches the agent.
 async fn stored_report(State(c): State<Arc<Coordinator>>, Path((cell, name)): Path<(String, String)>) -> Response {
+    if !lifeboat_api::service::is_report_name(&name) {
+        return error(StatusCode::BAD_REQUEST, "not a report name (NNNNNN-<id>.json or .html)");
+    }
     let Some(agent) = c.agents.get(&cell) else {
         return error(StatusCode::NOT_FOUND, format!("no cell {cell} in plan {}", c.plan.name));
     };

@@ -147,7 +147,7 @@ fn ready(c: &Coordinator, run: &Run, now: OffsetDateTime) -> Result<Option<lifeb
     if run.kind == RunKind::Drill && c.cfg.signer.is_none() {
         return refuse("this coordinator has no --signing-key, so a drill could not sign its report; start it with one");
     }
-    match job_spec(&c.plan, run.kind, cell) {
+    match job_spec(&c.plan, run.kind, cell, c.cfg.signer.as_ref()) {
         Ok(spec) => Ok(Some(spec)),
         Err(e) => refuse(&format!("{e:#}")),
     }

@@ -94,6 +94,7 @@ async fn drill(global: &Global, args: RunArgs) -> Result<ExitCode> {
         }
         None => None,
     };
+    let mut urls = vec![args.repo.url.as_str()];
     let mut sources = vec![Source {
         name: args.source_name.clone(),
         repo: open_repo(global, &args.repo.url).await?,
@@ -101,6 +102,7 @@ async fn drill(global: &Global, args: RunArgs) -> Result<ExitCode> {
     }];
     if let Some(f) = &args.fallback {
         let Some((name, url)) = f.split_once('=') else { bail!("--fallback {f:?}: write NAME=URL") };
+        urls.push(url);
         sources.push(Source {
             name: name.to_string(),
             repo: open_repo(global, url).await?,
@@ -114,6 +116,7 @@ async fn drill(global: &Global, args: RunArgs) -> Result<ExitCode> {
         restore_root: args.restore_root.clone(),
         pg_bindir: pg_bindir_or_default(args.pg_bindir)?,
         replay_timeout: args.replay_timeout,
+        server_env: lifeboat_drill::confine::server_env(&urls, std::env::vars()),
     };
     let scratch = Scratch::create(&env.restore_root, brokers.as_ref(), &env.pg_bindir)
         .with_context(|| format!("creating a scratch environment under {}", env.restore_root.display()))?;

@@ -14,6 +14,7 @@ use lifeboat_postgres::backup::{self, BackupRequest, PgDetails};
 use lifeboat_postgres::chain;
 use lifeboat_postgres::lsn::Lsn;
 use lifeboat_postgres::restore::{self, RestoreRequest, Target};
+use lifeboat_postgres::server;
 
 use crate::context::{open_repo, Global, RepoArg};
 use crate::output::{emit, retention_text, with_progress};
@@ -300,7 +301,13 @@ async fn restore(global: &Global, a: RestoreArgs) -> Result<ExitCode> {
     let mut report = with_progress(&r, "restoring", restore::restore(&r, &req)).await?;
     if start {
         let bindir = pg_bindir_or_default(pg_bindir)?;
-        restore::start_and_wait(&mut report, &bindir, port.expect("clap requires --port"), Duration::from_secs(3600)).await?;
+        let launch = server::Launch {
+            bindir,
+            listen: server::Listen::Loopback { port: port.expect("clap requires --port") },
+            env: None,
+            timeout: Duration::from_secs(3600),
+        };
+        server::start_and_wait(&mut report, &launch).await?;
     }
     emit(global, &report, |rep| {
         let mut out = format!(

@@ -97,6 +97,9 @@ async fn submit(State(agent): State<Arc<Agent>>, headers: HeaderMap, body: Bytes
         Ok(spec) => spec,
         Err(e) => return error(StatusCode::BAD_REQUEST, format!("the job is not valid: {e}")),
     };
+    if let Err(e) = super::drill_auth::authorize(&agent, &spec) {
+        return error(StatusCode::FORBIDDEN, e);
+    }
     if let Err(e) = super::invocation::invocation(&agent, &spec) {
         return error(StatusCode::UNPROCESSABLE_ENTITY, e);
     }

@@ -27,6 +27,10 @@ pub struct ServeArgs {
     /// Directory for the job journal and job logs (kept across restarts).
     #[arg(long, env = "LIFEBOAT_AGENT_STATE_DIR")]
     pub state_dir: PathBuf,
+    /// The plan's public key (report-signing.pub from `lifeboat report keygen`):
+    /// drills sent to this agent run SQL checks only when it signed them.
+    #[arg(long, env = "LIFEBOAT_PLAN_KEY_FILE")]
+    pub plan_key: Option<PathBuf>,
     /// Jobs running at once (never two of the same kind).
     #[arg(long, default_value_t = 2)]
     pub max_jobs: usize,

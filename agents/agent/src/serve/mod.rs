@@ -10,6 +10,7 @@ mod answer;
 mod api;
 mod auth;
 mod config;
+mod drill_auth;
 mod geocopy;
 mod invocation;
 mod jobs;
@@ -42,6 +43,8 @@ pub struct Agent {
     pub pg_conninfo: Option<String>,
     pub key_file: Option<PathBuf>,
     token: lifeboat_secrets::Token,
+    /// The plan key that must have signed SQL checks (`--plan-key`).
+    pub plan_key: Option<lifeboat_secrets::signing::Verifier>,
     journal: Mutex<Journal>,
     pub slots: tokio::sync::Semaphore,
     kind_locks: Mutex<HashMap<jobs::JobKind, Arc<tokio::sync::Mutex<()>>>>,
@@ -122,6 +125,7 @@ fn lock_state_dir(state_dir: &std::path::Path) -> Result<std::fs::File> {
 /// Serve until `shutdown` resolves (naming the signal), then [`stop`].
 pub async fn run(global: &Global, config: ServeArgs, shutdown: impl std::future::Future<Output = &'static str>) -> Result<ExitCode> {
     let token = config.token()?;
+    let plan_key = config.plan_key.as_deref().map(lifeboat_secrets::signing::Verifier::from_file).transpose()?;
     let pg_conninfo = config.pg_conninfo()?;
     let repo = open_repo(global, &config.repo.url).await.context("opening the agent's repository (create it with `repo init`)")?;
     if config.max_jobs == 0 {
@@ -141,6 +145,7 @@ pub async fn run(global: &Global, config: ServeArgs, shutdown: impl std::future:
         pg_conninfo,
         key_file: global.key_file.clone(),
         token,
+        plan_key,
         journal: Mutex::new(journal),
         slots: tokio::sync::Semaphore::new(config.max_jobs),
         kind_locks: Mutex::default(),

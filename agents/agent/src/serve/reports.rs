@@ -22,17 +22,7 @@ fn prefix(agent: &Agent) -> String {
     format!("reports/{}/", agent.config.cell)
 }
 
-/// `NNNNNN-<id>.json` or `.html`: a report's place in its chain comes first.
-fn valid_name(name: &str) -> bool {
-    let Some((stem, ext)) = name.rsplit_once('.') else { return false };
-    let (seq, id) = stem.split_at(stem.len().min(6));
-    matches!(ext, "json" | "html")
-        && seq.len() == 6
-        && seq.bytes().all(|b| b.is_ascii_digit())
-        && id.starts_with('-')
-        && id.len() > 1
-        && id[1..].bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-}
+use lifeboat_api::service::is_report_name as valid_name;
 
 fn bad_name(name: &str) -> Response {
     error(StatusCode::BAD_REQUEST, format!("`{name}` is not a report name (NNNNNN-<id>.json or .html)"))
@@ -101,18 +91,5 @@ pub async fn put(State(agent): State<Arc<Agent>>, Path(name): Path<String>, body
             Err(e) => error(StatusCode::BAD_GATEWAY, format!("reading the stored report {name}: {e}")),
         },
         Err(e) => error(StatusCode::BAD_GATEWAY, format!("storing report {name}: {e}")),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn report_names() {
-        assert!(super::valid_name("000001-drill-abc.json"));
-        assert!(super::valid_name("000012-x.html"));
-        assert!(!super::valid_name("1-x.json"));
-        assert!(!super::valid_name("000001-../x.json"));
-        assert!(!super::valid_name("000001-x.txt"));
-        assert!(!super::valid_name("000001.json"));
     }
 }

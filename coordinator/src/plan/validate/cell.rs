@@ -103,12 +103,22 @@ fn unique_tenants(check: &mut Check<'_>, seen: &mut HashMap<String, String>, at:
     }
 }
 
-/// The agent: an http(s) endpoint and its token, by reference.
+/// The agent: an https endpoint (http only to loopback, or when the plan
+/// says so) and its token, by reference.
 fn agent(check: &mut Check<'_>, at: &At<'_>) {
     let agent = at.cell.agent.get_ref();
     let url = agent.url.get_ref();
     if !(url.starts_with("http://") || url.starts_with("https://")) {
-        check.at(at.file, &agent.url, format!("agent url {url:?}: use http(s)://host:port"));
+        check.at(at.file, &agent.url, format!("agent url {url:?}: use https://host:port"));
+    } else if url.starts_with("http://") && !agent.allow_insecure_http && !to_loopback(url) {
+        check.at(
+            at.file,
+            &agent.url,
+            format!(
+                "agent url {url:?} is plain http to another host: the agent's token would cross the network in the clear; \
+                 serve the agent with --tls-cert/--tls-key and use https://, or set allow_insecure_http = true in the cell's agent"
+            ),
+        );
     }
     match &agent.token {
         Some(token) => check.secret(at.file, token, "agent.token"),
@@ -118,6 +128,17 @@ fn agent(check: &mut Check<'_>, at: &At<'_>) {
             format!("{}: agent.token is missing; give the agent's API token as env:NAME or file:PATH", at.from),
         ),
     }
+}
+
+/// Whether an http(s) URL names this host (127.0.0.0/8, ::1, localhost).
+fn to_loopback(url: &str) -> bool {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(""),
+        None => authority.rsplit_once(':').map_or(authority, |(h, _)| h),
+    };
+    host == "localhost" || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 /// A primary location, plus what the tier's scenarios need, each on the
@@ -239,4 +260,17 @@ fn too_sparse_for_kafka(cron: &croner::Cron, expr: &str, now: time::OffsetDateTi
             lifeboat_api::duration::format(tier.kafka_rpo)
         )
     })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn loopback_urls() {
+        for url in ["http://127.0.0.1:7400", "http://localhost:1/x", "http://[::1]:7400", "http://127.9.9.9"] {
+            assert!(super::to_loopback(url), "{url}");
+        }
+        for url in ["http://10.0.0.1:7400", "http://agent.cell-a:7400", "http://127.0.0.1.evil.example:80", "http://[fe80::1]:1"] {
+            assert!(!super::to_loopback(url), "{url}");
+        }
+    }
 }
