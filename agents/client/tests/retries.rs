@@ -105,8 +105,12 @@ async fn an_answer_of_the_wrong_shape_is_a_contract_error() {
 }
 
 #[tokio::test]
-async fn names_are_encoded_into_one_path_segment() {
+async fn report_names_are_checked_and_ids_encoded_into_one_path_segment() {
     let (url, seen) = server(vec![(404, vec![], r#"{"error":"no"}"#.into())]).await;
-    let _ = client(&url).report("../../v1/jobs").await;
-    assert_eq!(seen.lock().unwrap()[0].1, "/v1/reports/..%2F..%2Fv1%2Fjobs");
+    let e = client(&url).report("../../v1/jobs").await.unwrap_err();
+    assert!(matches!(e, ClientError::NotSent { .. }), "{e}");
+    let _ = client(&url).job("../../v1/jobs").await;
+    let seen = seen.lock().unwrap();
+    assert_eq!(seen.len(), 1, "the report name must not be sent");
+    assert_eq!(seen[0].1, "/v1/jobs/..%2F..%2Fv1%2Fjobs");
 }
