@@ -206,7 +206,11 @@ def measure(lifeboat, cells, seconds, agents_url, work):
     port = port_sock.getsockname()[1]
     port_sock.close()
     state = os.path.join(work, f"state-{cells}.db")
-    proc = subprocess.Popen([lifeboat, "serve", "--plans", plan_dir, "--state", state, "--listen", f"127.0.0.1:{port}"],
+    viewer = os.path.join(work, "viewer-token")
+    with open(os.open(viewer, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as f:
+        f.write(TOKEN)
+    proc = subprocess.Popen([lifeboat, "serve", "--plans", plan_dir, "--state", state, "--listen", f"127.0.0.1:{port}",
+                             "--viewer-token-file", viewer],
                             env=env, stdout=subprocess.PIPE, stderr=open(os.path.join(work, f"coordinator-{cells}.log"), "w"))
     proc.stdout.readline()
     start_cpu, start = proc_cpu_seconds(proc.pid), time.time()
@@ -214,7 +218,8 @@ def measure(lifeboat, cells, seconds, agents_url, work):
     cpu = proc_cpu_seconds(proc.pid) - start_cpu
     wall = time.time() - start
     mem = proc_memory_kib(proc.pid)
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/runs?limit=100000") as r:
+    request = urllib.request.Request(f"http://127.0.0.1:{port}/v1/runs?limit=100000", headers={"Authorization": f"Bearer {TOKEN}"})
+    with urllib.request.urlopen(request) as r:
         runs = json.load(r)["runs"]
     proc.send_signal(signal.SIGTERM)
     proc.wait(timeout=30)

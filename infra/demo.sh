@@ -73,7 +73,8 @@ openssl rand -hex 32 >"$work/agent-token"
 openssl rand -hex 32 >"$work/operator-token"
 umask 022
 export LIFEBOAT_DEMO_TOKEN=$(cat "$work/agent-token")
-export LIFEBOAT_COORDINATOR="http://127.0.0.1:$coordinator" LIFEBOAT_OPERATOR_TOKEN_FILE="$work/operator-token"
+# The CLI presents the operator token to the coordinator (a viewer token would only read).
+export LIFEBOAT_COORDINATOR="http://127.0.0.1:$coordinator" LIFEBOAT_TOKEN_FILE="$work/operator-token"
 
 # A cell's repository in a location is <location URL>/<cell>.
 repo() { printf 'file://%s/storage/%s/%s' "$work" "$1" "$2"; }
@@ -183,8 +184,8 @@ say "status: per cell and location, RPO exposure (now minus the newest recoverab
 say "run history (the coordinator's SQLite state)"
 "$lifeboat" runs list
 
-say "a few of the coordinator's Prometheus metrics (GET $LIFEBOAT_COORDINATOR/metrics; the page for people is $LIFEBOAT_COORDINATOR/)"
-curl -s "$LIFEBOAT_COORDINATOR/metrics" | grep -E '^lifeboat_(cell_rpo_exposure_seconds|geo_copy_lag_seconds)' | head -8
+say "a few of the coordinator's Prometheus metrics (GET $LIFEBOAT_COORDINATOR/metrics with a token; the page for people is $LIFEBOAT_COORDINATOR/, the token as password)"
+curl -s -H "Authorization: Bearer $(cat "$work/operator-token")" "$LIFEBOAT_COORDINATOR/metrics" | grep -E '^lifeboat_(cell_rpo_exposure_seconds|geo_copy_lag_seconds)' | head -8
 
 say "a restore drill of demo-a through the coordinator: a random recent instant, Postgres (PITR) and Kafka (prefixed scratch topics) restored to it, the plan's smoke checks, a signed report"
 drill_status=0

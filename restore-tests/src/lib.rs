@@ -88,6 +88,16 @@ pub fn lifeboat_bin() -> PathBuf {
     agent_bin().with_file_name("lifeboat")
 }
 
+/// Run the operator CLI `lifeboat` with `args` (and extra env), returning its output.
+pub fn lifeboat(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(lifeboat_bin());
+    cmd.args(args).env("RUST_LOG", "error");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("running lifeboat")
+}
+
 /// Run the agent with `args` (and extra env), returning its output.
 pub fn agent(args: &[&str], env: &[(&str, &str)]) -> Output {
     services();

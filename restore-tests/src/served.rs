@@ -31,6 +31,33 @@ pub fn write_token(path: &Path) -> String {
     token
 }
 
+/// A self-signed certificate for 127.0.0.1 and localhost (a day long):
+/// `(dir/cert.pem, dir/key.pem)`, made by openssl.
+pub fn self_signed(dir: &Path) -> (PathBuf, PathBuf) {
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    let made = Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1"])
+        .args(["-subj", "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost", "-keyout"])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .unwrap();
+    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+    (cert, key)
+}
+
+/// `--repo --cell --key-file` of `archive` and `cell`, `--token-file
+/// dir/agent-token`, `--state-dir dir/agent-state`: what every agent under
+/// test is started with.
+pub fn agent_args(archive: &crate::pg::Archive, cell: &str, dir: &Path) -> Vec<String> {
+    let (token, state) = (dir.join("agent-token"), dir.join("agent-state"));
+    let args = ["--repo", &archive.repo, "--cell", cell, "--key-file", archive.k()];
+    let mut args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+    args.extend(["--token-file".into(), token.display().to_string(), "--state-dir".into(), state.display().to_string()]);
+    args
+}
+
 impl Service {
     /// Start `lifeboat-agent serve ARGS` (which must include --token-file
     /// and --state-dir; --listen defaults to a free port).
@@ -68,12 +95,10 @@ impl Service {
     /// fresh token in `dir/agent-token`, state in `dir/agent-state`, its log
     /// in `dir/agent.log`, and `extra` flags.
     pub fn agent_on(archive: &crate::pg::Archive, cell: &str, dir: &Path, extra: &[&str]) -> Service {
-        let token_file = dir.join("agent-token");
-        let token = write_token(&token_file);
-        let state = dir.join("agent-state");
-        let mut args = vec!["--repo", &archive.repo, "--cell", cell, "--key-file", archive.k()];
-        args.extend(["--token-file", token_file.to_str().unwrap(), "--state-dir", state.to_str().unwrap()]);
-        args.extend_from_slice(extra);
+        let token = write_token(&dir.join("agent-token"));
+        let mut args = agent_args(archive, cell, dir);
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
         Self::start(&args, &[], &token, &dir.join("agent.log"))
     }
 

@@ -7,13 +7,12 @@
 
 use std::net::TcpListener;
 use std::os::unix::fs::PermissionsExt;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
 use lifeboat_restore_tests::pg::{switch_and_wait, Archive, Cluster};
-use lifeboat_restore_tests::served::{write_token, Service};
+use lifeboat_restore_tests::served::{self_signed, write_token, Service};
 use lifeboat_restore_tests::{agent, ok};
 
 fn parse_time(s: &str) -> time::OffsetDateTime {
@@ -321,30 +320,7 @@ fn is_zombie(pid: i32) -> bool {
 fn tls_serves_https_and_weak_tokens_or_open_token_files_are_refused() {
     let a = Archive::new();
     let dir = tempfile::tempdir().unwrap();
-    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
-    let made = Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-            "-days",
-            "1",
-            "-subj",
-            "/CN=localhost",
-            "-addext",
-            "subjectAltName=IP:127.0.0.1,DNS:localhost",
-            "-keyout",
-        ])
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .output()
-        .unwrap();
-    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+    let (cert, key) = self_signed(dir.path());
     let tf = dir.path().join("token");
     let token = write_token(&tf);
     let state = dir.path().join("state");

@@ -21,7 +21,7 @@ use lifeboat_restore_tests::kafka::{self as kafka, TestRecord};
 use lifeboat_restore_tests::pg::{switch_and_wait, Archive, Cluster};
 use lifeboat_restore_tests::plans::{write_one_cell, OneCell};
 use lifeboat_restore_tests::served::{write_token, Service};
-use lifeboat_restore_tests::{agent, fresh_url, lifeboat_bin, ok, unique, Backend};
+use lifeboat_restore_tests::{agent, fresh_url, lifeboat, lifeboat_bin, ok, unique, Backend};
 
 /// An HTTP endpoint that records every JSON body POSTed to it (the alert webhook).
 struct Webhook {
@@ -241,15 +241,6 @@ role = "cross-cloud"
     assert!(out.status.success(), "the test plan is invalid: {}", String::from_utf8_lossy(&out.stderr));
 }
 
-fn lifeboat(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
-    let mut cmd = Command::new(lifeboat_bin());
-    cmd.args(args).env("RUST_LOG", "error");
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    cmd.output().unwrap()
-}
-
 fn status(c: &Service) -> Value {
     let (code, s) = c.get("/v1/status");
     assert_eq!(code, 200, "{s}");
@@ -346,7 +337,7 @@ fn coordinator_end_to_end_schedules_status_alerts_and_restarts() {
     refuses_traversal(&c);
 
     // Full backups through the coordinator, from the CLI.
-    let env = [("LIFEBOAT_COORDINATOR", c.url.as_str()), ("LIFEBOAT_OPERATOR_TOKEN_FILE", op_file.to_str().unwrap())];
+    let env = [("LIFEBOAT_COORDINATOR", c.url.as_str()), ("LIFEBOAT_TOKEN_FILE", op_file.to_str().unwrap())];
     for cell in ["cell-a", "cell-b"] {
         let out = lifeboat(&["backup", "run", "--cell", cell, "--kind", "full", "--output", "json"], &env);
         let run: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
@@ -450,7 +441,8 @@ fn coordinator_end_to_end_schedules_status_alerts_and_restarts() {
     assert!(metrics.contains(r#"lifeboat_cell_rpo_exposure_seconds{cell="cell-a",location="a-in-b",system="postgres"}"#), "{metrics}");
     assert!(metrics.contains(r#"lifeboat_backup_last_success_timestamp_seconds{cell="cell-a",kind="pg-full"}"#), "{metrics}");
     assert!(metrics.contains(r#"lifeboat_geo_copy_lag_seconds{cell="cell-b",location="b-in-a"}"#), "{metrics}");
-    let page = reqwest::blocking::get(format!("{}/", c.url)).unwrap().text().unwrap();
+    let page =
+        reqwest::blocking::Client::new().get(format!("{}/", c.url)).basic_auth("auditor", Some(&c.token)).send().unwrap().text().unwrap();
     assert!(page.contains("<table>") && page.contains("cell-b") && page.contains("a-in-b"), "{page}");
 
     // Cell B's agent goes away: its exposure keeps growing from the last
@@ -628,4 +620,87 @@ fn restarts_mid_job_neither_duplicate_nor_lose_runs() {
     let shown: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!((shown["state"].as_str(), shown["attempt"].as_i64()), (Some("failed"), Some(2)), "{shown}");
     drop(silent);
+}
+
+/// Who may call the coordinator. Without a token only the health check
+/// answers (a report request is refused before any agent is asked); a
+/// viewer reads, by bearer token or from a browser with Basic, and cannot
+/// start runs; the operator can. The CLI sends the token it is given, over
+/// HTTPS with the coordinator's private CA, and refuses to send one over
+/// plain http to another host. A coordinator without any token does not
+/// start.
+#[test]
+fn tokens_roles_and_https() {
+    let a = Archive::new();
+    let scratch = tempfile::tempdir().unwrap();
+    let s = scratch.path();
+    let agent_svc = Service::agent_on(&a, "cell-x", s, &[]);
+    let plans = s.join("plan");
+    let conn = "host=127.0.0.1 port=1 user=postgres dbname=postgres";
+    let one =
+        OneCell { plan: "access", cell: "cell-x", agent: &agent_svc, token: &s.join("agent-token"), postgres_conninfo: conn, defaults: "" };
+    write_one_cell(&plans, &one);
+    let viewer_file = s.join("viewer-token");
+    let viewer = write_token(&viewer_file);
+    let (cert, key) = lifeboat_restore_tests::served::self_signed(s);
+    let tls =
+        ["--viewer-token-file", viewer_file.to_str().unwrap(), "--tls-cert", cert.to_str().unwrap(), "--tls-key", key.to_str().unwrap()];
+    let mut c = Service::coordinator_on(&plans, s, &tls);
+    assert!(c.url.starts_with("https://"), "{}", c.url);
+    let ca = std::fs::read(&cert).unwrap();
+    c.trust(&ca);
+
+    let jobs_before = agent_svc.get("/v1/jobs").1["jobs"].as_array().unwrap().len();
+    for path in ["/v1/status", "/v1/runs", "/v1/runs/1", "/", "/metrics", "/reports/cell-x/000001-x.json"] {
+        for auth in [None, Some("Bearer wrong-token-wrong-token-wrong-token")] {
+            let (code, answer) = c.request("GET", path, auth, None, None);
+            assert_eq!(code, 401, "GET {path} with {auth:?}: {answer}");
+        }
+    }
+    assert_eq!(c.request("GET", "/v1/health", None, None, None), (200, json!({"status": "ok"})));
+    let body = json!({"cell": "cell-x", "kind": "pg-full"});
+    let as_viewer = format!("Bearer {viewer}");
+    assert_eq!(c.request("GET", "/v1/status", Some(&as_viewer), None, None).0, 200);
+    let (code, answer) = c.request("POST", "/v1/runs", Some(&as_viewer), None, Some(&body));
+    assert_eq!(code, 403, "{answer}");
+    assert!(answer["error"].as_str().unwrap().contains("needs the operator token"), "{answer}");
+    assert_eq!(c.get("/v1/runs").1["runs"], json!([]), "refused commands create no runs");
+    assert_eq!(agent_svc.get("/v1/jobs").1["jobs"].as_array().unwrap().len(), jobs_before, "no agent was asked");
+    let browser = reqwest::blocking::Client::builder().add_root_certificate(reqwest::Certificate::from_pem(&ca).unwrap()).build().unwrap();
+    let page = browser.get(format!("{}/", c.url)).send().unwrap();
+    assert_eq!(page.status(), 401);
+    assert!(page.headers()["www-authenticate"].to_str().unwrap().starts_with("Basic"), "a browser is asked for Basic");
+    let page = browser.get(format!("{}/", c.url)).basic_auth("auditor", Some(&viewer)).send().unwrap();
+    assert_eq!(page.status(), 200);
+    assert!(page.text().unwrap().contains("cell-x"));
+    assert!(c.metrics().contains("lifeboat_http_unauthorized_requests_total 14"), "{}", c.metrics());
+
+    // The CLI: a viewer token reads over HTTPS; it cannot start a run; no token says how to give one.
+    let ca_file = cert.to_str().unwrap();
+    let env = [("LIFEBOAT_COORDINATOR", c.url.as_str()), ("LIFEBOAT_COORDINATOR_CA_FILE", ca_file)];
+    let with_viewer = [env[0], env[1], ("LIFEBOAT_TOKEN_FILE", viewer_file.to_str().unwrap())];
+    let out = lifeboat(&["status", "--output", "json"], &with_viewer);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = lifeboat(&["backup", "run", "--cell", "cell-x", "--kind", "full"], &with_viewer);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("403"), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = lifeboat(&["runs", "list"], &env);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--token-file"), "{}", String::from_utf8_lossy(&out.stderr));
+    let to_elsewhere = [("LIFEBOAT_COORDINATOR", "http://192.0.2.1:7300"), with_viewer[2]];
+    let out = lifeboat(&["status"], &to_elsewhere);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("refusing to send a token over plain http"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // The operator token starts a run.
+    let (code, run) = c.request("POST", "/v1/runs", Some(&c.bearer()), None, Some(&body));
+    assert_eq!(code, 202, "{run}");
+
+    // No token configured at all: the coordinator refuses to start.
+    c.kill();
+    let db = s.join("state-2.db");
+    let out = lifeboat(&["serve", "--plans", plans.to_str().unwrap(), "--state", db.to_str().unwrap(), "--listen", "127.0.0.1:0"], &[]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--viewer-token-file"), "{}", String::from_utf8_lossy(&out.stderr));
 }

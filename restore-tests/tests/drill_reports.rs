@@ -15,7 +15,7 @@ use serde_json::{json, Value};
 
 use lifeboat_restore_tests::payments::PaymentsCell;
 use lifeboat_restore_tests::pg::switch_and_wait;
-use lifeboat_restore_tests::served::{write_token, Service};
+use lifeboat_restore_tests::served::{agent_args, write_token, Service};
 use lifeboat_restore_tests::{lifeboat_bin, ok};
 
 fn lifeboat(args: &[&str]) -> Output {
@@ -117,22 +117,12 @@ fn drills_through_the_agent_service_leave_signed_chained_reports() {
     let copy_dir = s.join("second");
     let copy = format!("second=file://{}", copy_dir.display());
     let topics = format!("{}\\..*", cell.name);
-    let state = s.join("agent-state");
     let keys = s.join("keys");
     ok(&lifeboat(&["report", "keygen", "--out-dir", keys.to_str().unwrap()]));
     let key = keys.join("report-signing.key");
     let public = keys.join("report-signing.pub");
-    let args = [
-        "--repo",
-        &cell.a.repo,
-        "--cell",
-        &cell.name,
-        "--key-file",
-        cell.a.k(),
-        "--token-file",
-        token_file.to_str().unwrap(),
-        "--state-dir",
-        state.to_str().unwrap(),
+    let base = agent_args(&cell.a, &cell.name, s);
+    let extra = [
         "--copy-to",
         &copy,
         "--copy-interval",
@@ -148,6 +138,7 @@ fn drills_through_the_agent_service_leave_signed_chained_reports() {
         "--plan-key",
         public.to_str().unwrap(),
     ];
+    let args: Vec<&str> = base.iter().map(String::as_str).chain(extra).collect();
     // The copy the postgres user can run: the scratch server's restore_command runs the agent.
     let mut service = Service::start_bin(cell.a.bin.clone(), &args, &[], &token, &s.join("agent.log"));
     let plans = s.join("plan");

@@ -29,14 +29,17 @@ fn latest_restore_matches(a: &Archive, cell: &str, name: &str, expected: &str) -
             "--to",
             data.to_str().unwrap(),
             "--latest",
-            "--no-archive",
             "--agent-path",
             a.bin.to_str().unwrap(),
         ],
         &[],
     ));
+    // Without --archive-mode preserve the copy never archives into the cell's repository.
+    let settings = std::fs::read_to_string(data.join("postgresql.auto.conf")).unwrap();
+    assert!(settings.trim_end().ends_with("archive_mode = 'off'"), "{settings}");
     restored.start();
     restored.wait_for("select pg_is_in_recovery()", "f", Duration::from_secs(120));
+    assert_eq!(restored.psql("select current_setting('archive_mode')"), "off");
     assert_eq!(restored.psql("select count(*) || ':' || sum(aid) from pgbench_accounts"), expected);
     restored
 }

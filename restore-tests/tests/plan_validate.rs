@@ -189,6 +189,13 @@ const BREAKS: &[Break] = &[
     },
     Break {
         file: "cells.toml",
+        old: "\"host=127.0.0.1 port=5501 user=postgres dbname=postgres\"",
+        new: "\"postgresql://postgres:s3cret@127.0.0.1:5501/postgres\"",
+        message: "conninfo holds a password",
+        anchor: "postgresql://postgres:s3cret",
+    },
+    Break {
+        file: "cells.toml",
         old: "locations = [\"a-primary\", \"a-in-b\", \"cross-cloud\"]",
         new: "locations = [\"a-primary\", \"b-in-a\", \"cross-cloud\"]",
         message: "location \"b-in-a\" is a secondary region but in the cell's own region",

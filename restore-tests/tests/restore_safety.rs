@@ -1,6 +1,7 @@
 //! A restore never writes outside its target, whatever a manifest says: a
 //! manifest with an escaping path or an entry below a symlink is refused as
-//! corrupt before anything is written.
+//! corrupt before anything is written. Nor does it plant privileged
+//! programs: setuid/setgid bits are cleared unless asked to keep them.
 
 use std::sync::Arc;
 
@@ -61,4 +62,36 @@ async fn hostile_manifests_are_refused() {
         assert!(!target.exists(), "{name}: target created");
         assert!(!scratch.path().join("escaped").exists() && !scratch.path().join("t/escaped").exists(), "{name}: wrote outside");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn setuid_and_setgid_bits_are_cleared_unless_kept() {
+    use std::os::unix::fs::PermissionsExt;
+    let scratch = tempfile::tempdir().unwrap();
+    let repo = Repository::init(
+        Arc::new(FileStore::new(scratch.path().join("repo"))),
+        Some(Key::from_bytes(&rand::random())),
+        InitOptions::default(),
+    )
+    .await
+    .unwrap();
+    let source = scratch.path().join("source");
+    make_config_tree(&source, 1_000, 3);
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o7777;
+    let set = |p: std::path::PathBuf, m: u32| std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).unwrap();
+    set(source.join("run.sh"), 0o4755);
+    set(source.join("secrets"), 0o2750);
+    let m = files::backup_dir(&repo, "cell-s", &source).await.unwrap();
+    let recorded = |path: &str| m.entries.iter().find(|e| e.path == path).unwrap().mode;
+    assert_eq!((recorded("run.sh"), recorded("secrets")), (0o4755, 0o2750), "the backup records the modes as they were");
+
+    let cleared = scratch.path().join("cleared");
+    files::restore_dir(&repo, &m, &cleared).await.unwrap();
+    assert_eq!((mode(&cleared.join("run.sh")), mode(&cleared.join("secrets"))), (0o755, 0o750));
+    let kept = scratch.path().join("kept");
+    files::restore_dir_with(&repo, &m, &kept, files::RestoreOptions { preserve_special_bits: true }).await.unwrap();
+    assert_eq!((mode(&kept.join("run.sh")), mode(&kept.join("secrets"))), (0o4755, 0o2750));
+    // A delta restore over the kept tree clears them too.
+    files::restore_delta(&repo, &m, &kept, &[]).await.unwrap();
+    assert_eq!((mode(&kept.join("run.sh")), mode(&kept.join("secrets"))), (0o755, 0o750));
 }

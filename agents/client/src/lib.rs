@@ -77,6 +77,18 @@ impl Options {
     }
 }
 
+/// Whether an http(s) URL names this host (127.0.0.0/8, ::1, localhost):
+/// the one place plain `http://` may carry a token.
+pub fn is_loopback_url(url: &str) -> bool {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(""),
+        None => authority.rsplit_once(':').map_or(authority, |(h, _)| h),
+    };
+    host == "localhost" || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
 /// One cell's agent.
 #[derive(Clone)]
 pub struct AgentClient {
@@ -275,4 +287,17 @@ impl AgentClient {
 pub async fn recovery_of_all<'a>(agents: impl IntoIterator<Item = &'a AgentClient>) -> Vec<(String, Result<Recovery, ClientError>)> {
     let reads = agents.into_iter().map(|agent| async move { (agent.cell.clone(), agent.recovery().await) });
     futures::future::join_all(reads).await
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn loopback_urls() {
+        for url in ["http://127.0.0.1:7400", "http://localhost:1/x", "http://[::1]:7400", "http://127.9.9.9"] {
+            assert!(super::is_loopback_url(url), "{url}");
+        }
+        for url in ["http://10.0.0.1:7400", "http://agent.cell-a:7400", "http://127.0.0.1.evil.example:80", "http://[fe80::1]:1"] {
+            assert!(!super::is_loopback_url(url), "{url}");
+        }
+    }
 }

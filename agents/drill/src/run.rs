@@ -327,7 +327,7 @@ async fn restore_pg(
             target: attempt.clone(),
             backup: None,
             restore_command: source.restore_command.clone(),
-            no_archive: true,
+            preserve_archiving: false,
             delta: false,
             tablespace_map: Vec::new(),
             tablespaces_under: Some(scratch.dir.join("tablespaces")),

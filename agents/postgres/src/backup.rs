@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::Client;
 
 use lifeboat_repository::files::{self, Filter};
 use lifeboat_repository::lock::{LockGuard, LockKind};
@@ -26,8 +26,10 @@ pub const KIND_INCREMENTAL: &str = "pg-incr";
 pub enum PgError {
     #[error(transparent)]
     Repo(#[from] RepoError),
+    /// `conninfo` is the shown form (no password); `refused`: the server
+    /// refused the login (SQLSTATE class 28), which no retry changes.
     #[error("cannot connect to Postgres ({conninfo}): {message}; check host, port, user and that the server runs")]
-    Connect { conninfo: String, message: String },
+    Connect { conninfo: String, message: String, refused: bool },
     #[error("{0}")]
     Config(String),
     #[error("Postgres: {context}: {}", describe(source))]
@@ -159,65 +161,10 @@ pub fn pgdata_filter(rel: &str) -> Filter {
     }
 }
 
-/// A conninfo with its password value (quoted or not) replaced by `***`.
-fn redact(conninfo: &str) -> String {
-    let mut out = String::new();
-    let mut rest = conninfo;
-    while let Some(at) = rest.find("password=") {
-        let starts_word = at == 0 || rest[..at].ends_with(char::is_whitespace);
-        out.push_str(&rest[..at + "password=".len()]);
-        rest = &rest[at + "password=".len()..];
-        if !starts_word {
-            continue;
-        }
-        out.push_str("***");
-        let end = if let Some(quoted) = rest.strip_prefix('\'') {
-            // Up to the closing quote; backslash escapes the next character.
-            let mut chars = quoted.char_indices();
-            let mut end = quoted.len();
-            while let Some((i, c)) = chars.next() {
-                match c {
-                    '\\' => {
-                        chars.next();
-                    }
-                    '\'' => {
-                        end = i + 1;
-                        break;
-                    }
-                    _ => {}
-                }
-            }
-            1 + end
-        } else {
-            rest.find(char::is_whitespace).unwrap_or(rest.len())
-        };
-        rest = &rest[end..];
-    }
-    out.push_str(rest);
-    out
-}
-
-#[cfg(test)]
-mod redact_tests {
-    #[test]
-    fn passwords_are_redacted_quoted_or_not() {
-        assert_eq!(super::redact("host=h password=abc user=u"), "host=h password=*** user=u");
-        assert_eq!(super::redact("host=h password='a b\\' c' user=u"), "host=h password=*** user=u");
-        assert_eq!(super::redact("password='x'"), "password=***");
-        assert_eq!(super::redact("host=h user=u"), "host=h user=u");
-    }
-}
-
+/// Connect to the cluster behind `conninfo` (the password, if not in it,
+/// from `PGPASSWORD` or the pgpass file: [`crate::conninfo`]).
 pub async fn connect(conninfo: &str) -> Result<Client, PgError> {
-    let (client, connection) = tokio_postgres::connect(conninfo, NoTls)
-        .await
-        .map_err(|e| PgError::Connect { conninfo: redact(conninfo), message: describe(&e) })?;
-    tokio::spawn(async move {
-        if let Err(e) = connection.await {
-            tracing::warn!(error = %e, "postgres connection ended");
-        }
-    });
-    Ok(client)
+    crate::conninfo::Server::new(conninfo).connect().await
 }
 
 fn q(context: &str) -> impl FnOnce(tokio_postgres::Error) -> PgError + '_ {
@@ -379,10 +326,5 @@ mod tests {
     fn label_parsing() {
         let label = "START WAL LOCATION: 0/2000028 (file 000000010000000000000002)\nCHECKPOINT LOCATION: 0/2000060\nSTART TIMELINE: 1\n";
         assert_eq!(parse_label(label).unwrap(), (1, "000000010000000000000002".into()));
-    }
-
-    #[test]
-    fn passwords_are_redacted() {
-        assert_eq!(redact("host=x password=secret user=u"), "host=x password=*** user=u");
     }
 }

@@ -11,6 +11,7 @@
 //! - [`helper_lock`]: one background helper (spooler, prefetcher) per directory
 //! - [`chain`]: the archived WAL chain of a cell: timelines, ranges, gaps
 //! - [`lsn`]: WAL positions
+//! - [`conninfo`]: connection strings in either form, shown without passwords
 //! - [`backup`]: base backups (`pg backup`)
 //! - [`restore`]: point-in-time restore (`pg restore`)
 //! - [`server`]: starting a restored cluster, how it listens, waiting for promotion
@@ -20,6 +21,7 @@
 pub mod archive;
 pub mod backup;
 pub mod chain;
+pub mod conninfo;
 pub mod helper_lock;
 pub mod lsn;
 pub mod prefetch;

@@ -34,8 +34,8 @@ pub fn credit_written(point: &mut PgRecoverable, written: Lsn, checked: OffsetDa
 
 /// How far Postgres has written WAL: the insert position on a primary, what
 /// it received on a standby.
-pub async fn written_through(conninfo: &str) -> Result<Lsn, PgError> {
-    let client = crate::backup::connect(conninfo).await?;
+pub async fn written_through(server: &crate::conninfo::Server) -> Result<Lsn, PgError> {
+    let client = server.connect().await?;
     let sql = "select (case when pg_is_in_recovery() then pg_last_wal_receive_lsn() else pg_current_wal_insert_lsn() end)::text";
     let row = client.query_one(sql, &[]).await.map_err(|source| PgError::Query { context: "reading the WAL position".into(), source })?;
     let text: Option<String> = row.get(0);

@@ -64,8 +64,10 @@ pub struct RestoreRequest {
     pub backup: Option<String>,
     /// The `restore_command` Postgres will run (a `wal-fetch` invocation).
     pub restore_command: String,
-    /// Append `archive_mode = off` (drills, scratch restores).
-    pub no_archive: bool,
+    /// Keep the cluster's own `archive_mode` (a restore into production's
+    /// place, which must archive again). Otherwise `archive_mode = off` is
+    /// written, so an old copy never pushes a timeline into the archive.
+    pub preserve_archiving: bool,
     /// Restore over an existing data directory, keeping files whose
     /// content already matches the backup.
     pub delta: bool,
@@ -148,7 +150,7 @@ pub async fn restore(repo: &Repository, req: &RestoreRequest) -> Result<RestoreR
     let _ = writeln!(settings, "restore_command = '{}'", req.restore_command.replace('\'', "''"));
     settings.push_str(&req.target.settings());
     settings.push_str("recovery_target_action = 'promote'\nrecovery_target_timeline = 'latest'\n");
-    if req.no_archive {
+    if !req.preserve_archiving {
         settings.push_str("archive_mode = 'off'\n");
     }
     let auto = req.to.join("postgresql.auto.conf");

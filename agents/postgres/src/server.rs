@@ -200,7 +200,7 @@ async fn wait_promoted(report: &mut RestoreReport, launch: &Launch, started: Ins
                     return Ok(());
                 }
             }
-            Err(PgError::Connect { message, .. }) if refused_login(&message) => {
+            Err(PgError::Connect { message, refused: true, .. }) => {
                 return Err(PgError::Config(format!(
                     "the restored server refuses the postgres user ({message}): its pg_hba.conf does not admit {conninfo}; \
                      start it yourself with a pg_hba.conf that does"
@@ -210,12 +210,6 @@ async fn wait_promoted(report: &mut RestoreReport, launch: &Launch, started: Ins
         }
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
-}
-
-/// Whether a connection error is the server saying no (authentication or
-/// pg_hba.conf), which waiting does not change.
-fn refused_login(message: &str) -> bool {
-    message.contains("pg_hba.conf") || message.contains("authentication failed") || message.contains("password authentication")
 }
 
 /// The point reached once the server is out of recovery; `None` while it replays.

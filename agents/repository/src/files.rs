@@ -21,7 +21,7 @@ use crate::lock::{LockGuard, LockKind};
 use crate::manifest::{self, Entry, EntryKind, Manifest, Totals};
 use crate::pipeline::{self, KnownChunks};
 use crate::repo::Repository;
-pub use crate::tree_restore::{restore_delta, restore_dir, RestoreSummary};
+pub use crate::tree_restore::{restore_delta, restore_delta_with, restore_dir, restore_dir_with, RestoreOptions, RestoreSummary};
 
 pub const KIND: &str = "files";
 

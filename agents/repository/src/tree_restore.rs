@@ -41,9 +41,46 @@ pub struct RestoreSummary {
     pub removed: u64,
 }
 
-/// Restore a backup into `target`, which must not exist (or be an empty directory).
+/// How restored entries get their modes.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RestoreOptions {
+    /// Keep setuid and setgid bits as backed up. Off (the default), they
+    /// are cleared: a restored configuration never plants a program that
+    /// runs as its owner.
+    pub preserve_special_bits: bool,
+}
+
+const SPECIAL_BITS: u32 = 0o6000;
+
+impl RestoreOptions {
+    /// `manifest` with the modes this restore gives its entries.
+    fn modes(self, manifest: &Manifest) -> Manifest {
+        let mut m = manifest.clone();
+        if self.preserve_special_bits {
+            return m;
+        }
+        let mut cleared = 0;
+        for e in m.entries.iter_mut().filter(|e| e.mode & SPECIAL_BITS != 0) {
+            e.mode &= !SPECIAL_BITS;
+            cleared += 1;
+        }
+        if cleared > 0 {
+            tracing::warn!(entries = cleared, backup = %m.id, "cleared setuid/setgid bits; restore with --preserve-special-bits to keep them");
+        }
+        m
+    }
+}
+
+/// Restore a backup into `target`, which must not exist (or be an empty
+/// directory), clearing setuid/setgid bits.
 pub async fn restore_dir(repo: &Repository, manifest: &Manifest, target: &Path) -> Result<RestoreSummary> {
+    restore_dir_with(repo, manifest, target, RestoreOptions::default()).await
+}
+
+/// [`restore_dir`] with `options`.
+pub async fn restore_dir_with(repo: &Repository, manifest: &Manifest, target: &Path, options: RestoreOptions) -> Result<RestoreSummary> {
     check_entries(manifest)?;
+    let manifest = &options.modes(manifest);
     if let Ok(mut existing) = fs::read_dir(target) {
         if existing.next().is_some() {
             return Err(RepoError::Invalid(format!(
@@ -93,16 +130,28 @@ pub async fn restore_dir(repo: &Repository, manifest: &Manifest, target: &Path) 
 /// server refuses to start). [`DELTA_MARKER`] stays in the target until the
 /// restore is complete. A missing or empty target is restored normally.
 pub async fn restore_delta(repo: &Repository, manifest: &Manifest, target: &Path, write_last: &[&str]) -> Result<RestoreSummary> {
+    restore_delta_with(repo, manifest, target, write_last, RestoreOptions::default()).await
+}
+
+/// [`restore_delta`] with `options`.
+pub async fn restore_delta_with(
+    repo: &Repository,
+    manifest: &Manifest,
+    target: &Path,
+    write_last: &[&str],
+    options: RestoreOptions,
+) -> Result<RestoreSummary> {
     check_entries(manifest)?;
+    let manifest = &options.modes(manifest);
     let meta = match fs::symlink_metadata(target) {
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return restore_dir(repo, manifest, target).await,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return restore_dir_with(repo, manifest, target, options).await,
         other => other.map_err(RepoError::io(format!("reading {}", target.display())))?,
     };
     if !meta.is_dir() {
         return Err(RepoError::Invalid(format!("restore target {} exists and is not a directory", target.display())));
     }
     if fs::read_dir(target).map_err(RepoError::io(format!("listing {}", target.display())))?.next().is_none() {
-        return restore_dir(repo, manifest, target).await;
+        return restore_dir_with(repo, manifest, target, options).await;
     }
     let last: HashSet<String> = write_last.iter().map(|s| s.to_string()).collect();
     fs::write(target.join(DELTA_MARKER), &manifest.id).map_err(RepoError::io(format!("marking {}", target.display())))?;

@@ -8,17 +8,16 @@
 
 pub mod drill;
 pub mod plan;
+pub mod remote;
 pub mod report;
 pub mod runs;
 pub mod status;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
 
-use anyhow::{bail, Context, Result};
+use anyhow::Result;
 use clap::{Args, ValueEnum};
-use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -35,9 +34,8 @@ pub struct Target {
     /// A running coordinator's URL (e.g. http://127.0.0.1:7300).
     #[arg(long, env = "LIFEBOAT_COORDINATOR", conflicts_with = "plans")]
     pub coordinator: Option<String>,
-    /// The operator token file (for commands that start runs on a coordinator).
-    #[arg(long, env = "LIFEBOAT_OPERATOR_TOKEN_FILE")]
-    pub token_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub credentials: remote::Credentials,
     /// Without a coordinator: the plan directory, to talk to the agents directly.
     #[arg(long, env = "LIFEBOAT_PLANS")]
     pub plans: Option<PathBuf>,
@@ -48,6 +46,8 @@ pub struct Target {
 pub struct HistorySource {
     #[arg(long, env = "LIFEBOAT_COORDINATOR", conflicts_with = "state")]
     pub coordinator: Option<String>,
+    #[command(flatten)]
+    pub credentials: remote::Credentials,
     /// Without a coordinator: its state database.
     #[arg(long, env = "LIFEBOAT_STATE")]
     pub state: Option<PathBuf>,
@@ -93,26 +93,4 @@ pub fn finish<T: Serialize>(output: Output, result: Result<Done<T>>) -> ExitCode
             ExitCode::FAILURE
         }
     }
-}
-
-fn http() -> reqwest::Client {
-    reqwest::Client::builder().timeout(Duration::from_secs(30)).build().expect("an HTTP client")
-}
-
-/// `GET path` on a coordinator, as `T`.
-async fn coordinator_get<T: DeserializeOwned>(base: &str, path: &str) -> Result<T> {
-    let url = format!("{}{path}", base.trim_end_matches('/'));
-    let resp = http().get(&url).send().await.with_context(|| format!("asking the coordinator at {base}"))?;
-    coordinator_answer(resp).await
-}
-
-/// A coordinator's answer as `T`, or its error.
-async fn coordinator_answer<T: DeserializeOwned>(resp: reqwest::Response) -> Result<T> {
-    let status = resp.status();
-    let body = resp.bytes().await.context("reading the coordinator's answer")?;
-    if !status.is_success() {
-        let reason = serde_json::from_slice::<lifeboat_api::ErrorBody>(&body).map(|e| e.error).unwrap_or_else(|_| "no reason given".into());
-        bail!("coordinator: {status}: {reason}");
-    }
-    serde_json::from_slice(&body).context("the coordinator's answer has an unexpected shape (is it the same version?)")
 }

@@ -12,7 +12,8 @@ use time::OffsetDateTime;
 use lifeboat_api::{JobResult, JobState};
 use lifeboat_client::{AgentClient, Submitted};
 
-use super::{coordinator_answer, coordinator_get, http, Done, HistorySource, Target};
+use super::remote::Remote;
+use super::{Done, HistorySource, Target};
 use crate::clock;
 use crate::runs::{job_spec, RunKind, RunRequest, RunResult, RunState};
 use crate::serve::load_plan;
@@ -59,23 +60,18 @@ pub async fn start(target: &Target, cell: &str, kind: RunKind, wait: bool) -> Re
 
 /// Queue the run on a coordinator, and follow it until it ends.
 pub async fn on_coordinator(base: &str, target: &Target, cell: &str, kind: RunKind, wait: bool) -> Result<Run> {
-    let token_file =
-        target.token_file.as_ref().context("--token-file (or LIFEBOAT_OPERATOR_TOKEN_FILE) is needed to start runs on a coordinator")?;
-    let token = crate::secrets::resolve(&format!("file:{}", token_file.display()), "operator token")?;
-    let resp = http()
-        .post(format!("{}/v1/runs", base.trim_end_matches('/')))
-        .bearer_auth(token)
-        .json(&RunRequest { cell: cell.to_string(), kind })
-        .send()
-        .await
-        .with_context(|| format!("asking the coordinator at {base}"))?;
-    let run: Run = coordinator_answer(resp).await.context("the coordinator refused the run")?;
+    if target.credentials.token_file.is_none() {
+        bail!("--token-file F (or LIFEBOAT_TOKEN_FILE) with the operator token is needed to start runs on a coordinator");
+    }
+    let coordinator = Remote::new(base, &target.credentials)?;
+    let request = RunRequest { cell: cell.to_string(), kind };
+    let run: Run = coordinator.post("/v1/runs", &request).await.context("the coordinator refused the run")?;
     eprintln!("run {} queued on the coordinator: {kind} for cell {cell}", run.id);
     if !wait {
         return Ok(run);
     }
     loop {
-        let run: Run = coordinator_get(base, &format!("/v1/runs/{}", run.id)).await?;
+        let run: Run = coordinator.get(&format!("/v1/runs/{}", run.id), &[]).await?;
         if run.state.is_final() {
             return Ok(run);
         }
@@ -123,11 +119,9 @@ pub struct RunList {
 pub async fn list(src: &HistorySource, cell: Option<&str>, limit: usize) -> Result<Done<RunList>> {
     let list = match &src.coordinator {
         Some(base) => {
-            let mut path = format!("/v1/runs?limit={limit}");
-            if let Some(c) = cell {
-                path.push_str(&format!("&cell={c}"));
-            }
-            coordinator_get(base, &path).await?
+            let mut query = vec![("limit", limit.to_string())];
+            query.extend(cell.map(|c| ("cell", c.to_string())));
+            Remote::new(base, &src.credentials)?.get("/v1/runs", &query).await?
         }
         None => RunList { runs: open_existing(src)?.runs(cell, limit)? },
     };
@@ -137,7 +131,7 @@ pub async fn list(src: &HistorySource, cell: Option<&str>, limit: usize) -> Resu
 
 pub async fn show(src: &HistorySource, id: i64) -> Result<Done<Run>> {
     let run = match &src.coordinator {
-        Some(base) => coordinator_get(base, &format!("/v1/runs/{id}")).await?,
+        Some(base) => Remote::new(base, &src.credentials)?.get(&format!("/v1/runs/{id}"), &[]).await?,
         None => open_existing(src)?.run(id)?.with_context(|| format!("no run {id} in the state database"))?,
     };
     let text = render_run(&run);

@@ -5,7 +5,8 @@ use std::collections::HashMap;
 
 use anyhow::{Context, Result};
 
-use super::{coordinator_get, Done, Target};
+use super::remote::Remote;
+use super::{Done, Target};
 use crate::clock;
 use crate::compliance::{self, CellInput, Status};
 use crate::serve::{agent_clients, load_plan};
@@ -18,7 +19,7 @@ pub async fn run(target: &Target) -> Result<Done<Status>> {
 
 async fn status(target: &Target) -> Result<Status> {
     if let Some(base) = &target.coordinator {
-        return coordinator_get(base, "/v1/status").await;
+        return Remote::new(base, &target.credentials)?.get("/v1/status", &[]).await;
     }
     let plans = target.plans.as_ref().context("give --coordinator URL, or --plans DIR to ask the agents directly")?;
     let plan = load_plan(plans)?;

@@ -2,7 +2,8 @@
 //! location and system, geo-copy lag, last successful backup per kind, runs
 //! by kind and outcome with durations, scheduling latency, overdue runs;
 //! per cell the last drill's demonstrated RTO and RPO, the time since its
-//! last passing drill, its restore success rate and drill verdict.
+//! last passing drill, its restore success rate and drill verdict; requests
+//! refused for want of a token.
 //! Labels are names from the plan; never URLs or secrets.
 
 use std::sync::atomic::AtomicU64;
@@ -73,6 +74,7 @@ pub struct Metrics {
     drill_since_pass: Family<Cell, FloatGauge>,
     drill_success: Family<Cell, FloatGauge>,
     drill_verdict: Family<Cell, Gauge>,
+    unauthorized: Counter,
 }
 
 fn verdict_number(v: Verdict) -> i64 {
@@ -106,6 +108,7 @@ impl Metrics {
             drill_since_pass: Family::default(),
             drill_success: Family::default(),
             drill_verdict: Family::default(),
+            unauthorized: Counter::default(),
         };
         {
             let mut r = m.registry.lock().expect("metrics registry");
@@ -140,6 +143,7 @@ impl Metrics {
             );
             l.register("drill_success_ratio", "Passing drills over all drills of the last 365 days", m.drill_success.clone());
             l.register("drill_verdict", "0 a passing drill within the period, 1 at risk, 2 breached", m.drill_verdict.clone());
+            l.register("http_unauthorized_requests", "Requests refused for a missing or wrong token", m.unauthorized.clone());
         }
         m
     }
@@ -159,6 +163,10 @@ impl Metrics {
 
     pub fn scheduling_latency(&self, seconds: f64) {
         self.latency.observe(seconds.max(0.0));
+    }
+
+    pub fn unauthorized(&self) {
+        self.unauthorized.inc();
     }
 
     pub fn overdue(&self, kind: RunKind) {

@@ -5,6 +5,7 @@
 //! the status (JSON, a web page, Prometheus metrics), run history, and
 //! operator commands.
 
+mod access;
 mod alerts;
 mod http;
 mod metrics;
@@ -36,9 +37,21 @@ pub struct ServeArgs {
     /// Address for the status page, API and metrics.
     #[arg(long, env = "LIFEBOAT_LISTEN", default_value = "127.0.0.1:7300")]
     pub listen: SocketAddr,
-    /// File with the token operator commands (POST /v1/runs) must carry; without it the API is read-only.
+    /// File with the operator token: reads and runs (POST /v1/runs). Without it the API is read-only.
     #[arg(long, env = "LIFEBOAT_OPERATOR_TOKEN_FILE")]
     pub operator_token_file: Option<PathBuf>,
+    /// File with the viewer token: status, runs, reports, metrics and the page, nothing that acts.
+    #[arg(long, env = "LIFEBOAT_VIEWER_TOKEN_FILE")]
+    pub viewer_token_file: Option<PathBuf>,
+    /// Serve /metrics without a token (a Prometheus on a private network).
+    #[arg(long)]
+    pub open_metrics: bool,
+    /// PEM certificate chain: serve HTTPS (with --tls-key).
+    #[arg(long, env = "LIFEBOAT_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, env = "LIFEBOAT_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
     /// Alertmanager-compatible webhook for at-risk and breached cells (repeatable).
     #[arg(long = "alert-webhook")]
     pub webhooks: Vec<String>,
@@ -84,7 +97,7 @@ pub struct Coordinator {
     pub cfg: Config,
     pub metrics: metrics::Metrics,
     pub http: reqwest::Client,
-    operator_token: Option<lifeboat_secrets::Token>,
+    access: access::Access,
     /// Per cell: why the last read of its recovery points failed (None: it worked).
     pub agent_problems: Mutex<HashMap<String, Option<String>>>,
 }
@@ -142,17 +155,6 @@ impl Coordinator {
             })
         })
     }
-
-    fn operator_allowed(&self, given: Option<&str>) -> Result<(), &'static str> {
-        let Some(want) = &self.operator_token else {
-            return Err("this coordinator takes no operator commands; start it with --operator-token-file");
-        };
-        match given {
-            Some(t) if want.matches(t) => Ok(()),
-            Some(_) => Err("wrong operator token"),
-            None => Err("no bearer token"),
-        }
-    }
 }
 
 pub async fn run(args: ServeArgs) -> Result<()> {
@@ -162,10 +164,12 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     if args.max_attempts == 0 || args.cell_concurrency == 0 {
         bail!("--max-attempts and --cell-concurrency must be at least 1");
     }
-    let operator_token = match &args.operator_token_file {
-        Some(path) => Some(lifeboat_secrets::Token::from_file(path, "operator token")?),
-        None => None,
+    let access = access::Access::from_files(args.operator_token_file.as_deref(), args.viewer_token_file.as_deref(), args.open_metrics)?;
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(lifeboat_https::tls_acceptor(cert, key)?),
+        _ => None,
     };
+    let scheme = if tls.is_some() { "https" } else { "http" };
     let listener = tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("listening on {}", args.listen))?;
     let address = listener.local_addr()?;
     let c = Arc::new(Coordinator {
@@ -175,7 +179,7 @@ pub async fn run(args: ServeArgs) -> Result<()> {
             max_attempts: args.max_attempts,
             cell_concurrency: args.cell_concurrency,
             webhooks: args.webhooks.clone(),
-            public_url: format!("http://{address}/"),
+            public_url: format!("{scheme}://{address}/"),
             signer: match &args.signing_key {
                 Some(k) => {
                     let signer = crate::report::keys::Signer::from_file(k)?;
@@ -194,7 +198,7 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         agents,
         metrics: metrics::Metrics::new(),
         http: reqwest::Client::new(),
-        operator_token,
+        access,
         agent_problems: Mutex::default(),
     });
     // Last successes survive restarts in the database; so do their gauges.
@@ -209,13 +213,12 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         Ok(())
     })
     .await?;
-    println!("lifeboat coordinator for plan {} ({} cells) on http://{address}", c.plan.name, c.plan.cells.len());
+    println!("lifeboat coordinator for plan {} ({} cells) on {scheme}://{address}", c.plan.name, c.plan.cells.len());
     use std::io::Write as _;
     std::io::stdout().flush()?;
     tracing::info!(plan = %c.plan.name, cells = c.plan.cells.len(), %address, "coordinator serving");
-    let server = axum::serve(listener, http::router(c.clone()).into_make_service_with_connect_info::<SocketAddr>());
     tokio::select! {
-        r = server => r.context("the HTTP server stopped")?,
+        r = lifeboat_https::serve(listener, tls, http::router(c.clone())) => r.context("the HTTP server stopped")?,
         r = control_loop(c.clone(), args.tick, args.poll) => r?,
     }
     Ok(())

@@ -36,6 +36,9 @@ pub enum FilesCommand {
         /// the backup, rewrite the rest, remove entries the backup lacks.
         #[arg(long)]
         delta: bool,
+        /// Keep setuid/setgid bits as backed up (by default they are cleared).
+        #[arg(long)]
+        preserve_special_bits: bool,
     },
 }
 
@@ -68,14 +71,15 @@ pub async fn run(global: &Global, cmd: FilesCommand) -> Result<ExitCode> {
                 )
             });
         }
-        FilesCommand::Restore { backup, dir, repo, cell, delta } => {
+        FilesCommand::Restore { backup, dir, repo, cell, delta, preserve_special_bits } => {
             let r = open_repo(global, &repo.url).await?;
             let m = r.resolve_backup(&cell, &backup).await?;
+            let options = files::RestoreOptions { preserve_special_bits };
             let summary = with_progress(&r, "restoring", async {
                 if delta {
-                    files::restore_delta(&r, &m, &dir, &[]).await
+                    files::restore_delta_with(&r, &m, &dir, &[], options).await
                 } else {
-                    files::restore_dir(&r, &m, &dir).await
+                    files::restore_dir_with(&r, &m, &dir, options).await
                 }
             })
             .await?;

@@ -19,6 +19,13 @@ use lifeboat_postgres::server;
 use crate::context::{open_repo, Global, RepoArg};
 use crate::output::{emit, retention_text, with_progress};
 
+/// What a restored cluster does with its `archive_mode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ArchiveMode {
+    Off,
+    Preserve,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum BackupKind {
     Full,
@@ -122,8 +129,13 @@ pub struct RestoreArgs {
     /// The lifeboat-agent that Postgres' restore_command runs (default: this one).
     #[arg(long)]
     pub agent_path: Option<PathBuf>,
-    /// Do not archive from the restored cluster (drills, scratch copies).
-    #[arg(long)]
+    /// off (default): the restored cluster does not archive, so a copy never
+    /// pushes WAL into the cell's archive; preserve: keep its archive_mode (a
+    /// restore that replaces production).
+    #[arg(long, value_enum, default_value = "off")]
+    pub archive_mode: ArchiveMode,
+    /// Accepted for older scripts: archiving is off unless --archive-mode preserve.
+    #[arg(long, hide = true, conflicts_with = "archive_mode")]
     pub no_archive: bool,
     /// Start the restored cluster on --port, wait for promotion, report the point reached.
     #[arg(long, requires = "port")]
@@ -270,7 +282,8 @@ async fn restore(global: &Global, a: RestoreArgs) -> Result<ExitCode> {
         target,
         backup,
         agent_path,
-        no_archive,
+        archive_mode,
+        no_archive: _,
         start,
         port,
         pg_bindir,
@@ -293,7 +306,7 @@ async fn restore(global: &Global, a: RestoreArgs) -> Result<ExitCode> {
         target: target.target()?,
         backup,
         restore_command,
-        no_archive,
+        preserve_archiving: archive_mode == ArchiveMode::Preserve,
         delta,
         tablespace_map: map,
         tablespaces_under,

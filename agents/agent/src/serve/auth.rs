@@ -10,8 +10,8 @@ use axum::http::{header, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
-use super::listen::Peer;
 use super::Agent;
+use lifeboat_https::Peer;
 
 pub async fn require_token(State(agent): State<Arc<Agent>>, req: Request, next: Next) -> Response {
     let given = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));

@@ -6,7 +6,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use clap::Args;
 
 use crate::context::RepoArg;
@@ -34,7 +34,7 @@ pub struct ServeArgs {
     /// Jobs running at once (never two of the same kind).
     #[arg(long, default_value_t = 2)]
     pub max_jobs: usize,
-    /// libpq conninfo for base backups, without a password.
+    /// libpq conninfo (key=value or postgresql:// URI) for base backups, without a password.
     #[arg(long, env = "LIFEBOAT_PG_CONN")]
     pub pg_conn: Option<String>,
     /// File holding the Postgres password, if the server wants one.
@@ -81,19 +81,20 @@ impl ServeArgs {
         lifeboat_secrets::Token::from_file(&self.token_file, "API token")
     }
 
-    /// The conninfo handed to backup jobs, with the password from its file.
-    pub fn pg_conninfo(&self) -> Result<Option<String>> {
+    /// The cluster backup jobs connect to. Its conninfo, in either form,
+    /// must not hold a password (it would show in `ps` of the jobs and in
+    /// errors); the password comes from `--pg-password-file`, else from
+    /// `PGPASSWORD` or the pgpass file when a job connects.
+    pub fn pg_server(&self) -> Result<Option<lifeboat_postgres::conninfo::Server>> {
         let Some(conn) = &self.pg_conn else { return Ok(None) };
-        if conn.split_whitespace().any(|kv| kv.starts_with("password=")) {
-            bail!("--pg-conn holds a password; put it in a file and pass --pg-password-file");
+        if lifeboat_postgres::conninfo::holds_password(conn).context("--pg-conn")? {
+            bail!("--pg-conn holds a password; put it in a file (mode 600) and pass --pg-password-file, or use PGPASSFILE");
         }
-        Ok(Some(match &self.pg_password_file {
-            None => conn.clone(),
-            Some(path) => {
-                let password = lifeboat_secrets::read_file(path, "Postgres password")?;
-                format!("{conn} password='{}'", password.replace('\\', "\\\\").replace('\'', "\\'"))
-            }
-        }))
+        let password = match &self.pg_password_file {
+            Some(path) => Some(lifeboat_secrets::read_file(path, "Postgres password")?),
+            None => None,
+        };
+        Ok(Some(lifeboat_postgres::conninfo::Server { conninfo: conn.clone(), password }))
     }
 
     pub fn location(&self, name: &str) -> Option<&str> {

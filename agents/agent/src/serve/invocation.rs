@@ -28,8 +28,11 @@ pub fn invocation(agent: &Agent, spec: &JobSpec) -> Result<Invocation, String> {
     let mut c = Line { cfg: &agent.config, args: vec!["--output".into(), "json".into()], env: Vec::new() };
     match spec {
         JobSpec::PgBackup { incremental } => {
-            let conn = agent.pg_conninfo.clone().ok_or("this agent has no Postgres configured; start it with --pg-conn")?;
-            c.env.push(("LIFEBOAT_PG_CONN", conn));
+            let server = agent.pg.as_ref().ok_or("this agent has no Postgres configured; start it with --pg-conn")?;
+            c.env.push(("LIFEBOAT_PG_CONN", server.conninfo.clone()));
+            if let Some(password) = &server.password {
+                c.env.push(("PGPASSWORD", password.clone()));
+            }
             c.with_cell(&["pg", "backup"]).push(&["--kind", if *incremental { "incremental" } else { "full" }]);
         }
         JobSpec::KafkaSnapshot {} => c.kafka_snapshot()?,

@@ -14,7 +14,6 @@ mod drill_auth;
 mod geocopy;
 mod invocation;
 mod jobs;
-mod listen;
 mod metrics;
 mod recovery;
 mod reports;
@@ -39,8 +38,9 @@ use crate::context::{open_repo, Global};
 /// Everything the handlers and the runner share.
 pub struct Agent {
     pub config: ServeArgs,
-    /// The conninfo handed to backup jobs (with the password, if any).
-    pub pg_conninfo: Option<String>,
+    /// The cluster backed up: its conninfo (no password in it) and the
+    /// password from `--pg-password-file`, handed to jobs as `PGPASSWORD`.
+    pub pg: Option<lifeboat_postgres::conninfo::Server>,
     pub key_file: Option<PathBuf>,
     token: lifeboat_secrets::Token,
     /// The plan key that must have signed SQL checks (`--plan-key`).
@@ -126,7 +126,7 @@ fn lock_state_dir(state_dir: &std::path::Path) -> Result<std::fs::File> {
 pub async fn run(global: &Global, config: ServeArgs, shutdown: impl std::future::Future<Output = &'static str>) -> Result<ExitCode> {
     let token = config.token()?;
     let plan_key = config.plan_key.as_deref().map(lifeboat_secrets::signing::Verifier::from_file).transpose()?;
-    let pg_conninfo = config.pg_conninfo()?;
+    let pg = config.pg_server()?;
     let repo = open_repo(global, &config.repo.url).await.context("opening the agent's repository (create it with `repo init`)")?;
     if config.max_jobs == 0 {
         bail!("--max-jobs must be at least 1");
@@ -134,7 +134,7 @@ pub async fn run(global: &Global, config: ServeArgs, shutdown: impl std::future:
     let lock = lock_state_dir(&config.state_dir)?;
     let journal = Journal::open(&config.state_dir)?;
     let tls = match (&config.tls_cert, &config.tls_key) {
-        (Some(cert), Some(key)) => Some(listen::tls_acceptor(cert, key)?),
+        (Some(cert), Some(key)) => Some(lifeboat_https::tls_acceptor(cert, key)?),
         _ => None,
     };
     let listener = tokio::net::TcpListener::bind(config.listen).await.with_context(|| format!("listening on {}", config.listen))?;
@@ -142,7 +142,7 @@ pub async fn run(global: &Global, config: ServeArgs, shutdown: impl std::future:
     let metrics = Metrics::new(&config.cell);
     let geo_copy = geocopy::GeoCopy::new(&metrics);
     let agent = Arc::new(Agent {
-        pg_conninfo,
+        pg,
         key_file: global.key_file.clone(),
         token,
         plan_key,
@@ -173,7 +173,7 @@ pub async fn run(global: &Global, config: ServeArgs, shutdown: impl std::future:
     std::io::stdout().flush()?;
     tracing::info!(cell = %agent.config.cell, %address, tls = tls.is_some(), "agent serving");
     tokio::select! {
-        served = listen::serve(listener, tls, api::router(agent.clone())) => served?,
+        served = lifeboat_https::serve(listener, tls, api::router(agent.clone())) => served?,
         signal = shutdown => stop(&agent, signal).await,
     }
     Ok(ExitCode::SUCCESS)

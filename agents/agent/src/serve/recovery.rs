@@ -37,9 +37,9 @@ fn cap(point: Option<OffsetDateTime>, limit: Option<OffsetDateTime>) -> Option<O
 /// How far Postgres had written WAL, and when it said so (None: no
 /// Postgres configured, or it did not answer within 5 s).
 async fn written(agent: &Agent) -> Option<(Lsn, OffsetDateTime)> {
-    let conninfo = agent.pg_conninfo.as_deref()?;
+    let server = agent.pg.as_ref()?;
     let checked = OffsetDateTime::now_utc();
-    match tokio::time::timeout(std::time::Duration::from_secs(5), written_through(conninfo)).await {
+    match tokio::time::timeout(std::time::Duration::from_secs(5), written_through(server)).await {
         Ok(Ok(lsn)) => Some((lsn, checked)),
         Ok(Err(e)) => {
             tracing::debug!("reading Postgres' WAL position: {e}");

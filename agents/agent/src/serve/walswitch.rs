@@ -18,11 +18,11 @@ use lifeboat_postgres::lsn::{Lsn, SEGMENT_SIZE};
 use super::Agent;
 
 pub async fn run(agent: Arc<Agent>, after: Duration) {
-    let Some(conninfo) = agent.pg_conninfo.clone() else { return };
+    let Some(server) = agent.pg.clone() else { return };
     let every = (after / 2).max(Duration::from_secs(1));
     loop {
         tokio::time::sleep(every).await;
-        match tokio::time::timeout(Duration::from_secs(10), tick(&conninfo, after)).await {
+        match tokio::time::timeout(Duration::from_secs(10), tick(&server, after)).await {
             Ok(Ok(true)) => tracing::info!("forced a WAL segment switch: nothing archived for {after:?} and the current segment holds WAL"),
             Ok(Ok(false)) => {}
             Ok(Err(e)) => tracing::debug!("WAL switch check: {e:#}"),
@@ -31,8 +31,8 @@ pub async fn run(agent: Arc<Agent>, after: Duration) {
     }
 }
 
-async fn tick(conninfo: &str, after: Duration) -> anyhow::Result<bool> {
-    let client = lifeboat_postgres::backup::connect(conninfo).await?;
+async fn tick(server: &lifeboat_postgres::conninfo::Server, after: Duration) -> anyhow::Result<bool> {
+    let client = server.connect().await?;
     // Pending: finished WAL files Postgres has not archived yet (`.ready`
     // in archive_status; needs superuser or pg_monitor).
     let row = client

@@ -62,9 +62,9 @@ pub fn validate(
     }
 }
 
-/// `dbname` of a libpq key=value conninfo.
+/// `dbname` of a conninfo in either form (key=value or postgresql:// URI).
 fn conninfo_dbname(conninfo: &str) -> Option<String> {
-    conninfo.split_whitespace().find_map(|kv| kv.strip_prefix("dbname=")).map(|v| v.trim_matches('\'').to_string())
+    conninfo.parse::<tokio_postgres::Config>().ok()?.get_dbname().map(str::to_string)
 }
 
 /// A DR cell: needed by active-passive and warm-standby tiers, never itself.
@@ -110,7 +110,7 @@ fn agent(check: &mut Check<'_>, at: &At<'_>) {
     let url = agent.url.get_ref();
     if !(url.starts_with("http://") || url.starts_with("https://")) {
         check.at(at.file, &agent.url, format!("agent url {url:?}: use https://host:port"));
-    } else if url.starts_with("http://") && !agent.allow_insecure_http && !to_loopback(url) {
+    } else if url.starts_with("http://") && !agent.allow_insecure_http && !lifeboat_client::is_loopback_url(url) {
         check.at(
             at.file,
             &agent.url,
@@ -128,17 +128,6 @@ fn agent(check: &mut Check<'_>, at: &At<'_>) {
             format!("{}: agent.token is missing; give the agent's API token as env:NAME or file:PATH", at.from),
         ),
     }
-}
-
-/// Whether an http(s) URL names this host (127.0.0.0/8, ::1, localhost).
-fn to_loopback(url: &str) -> bool {
-    let rest = url.split_once("://").map_or(url, |(_, r)| r);
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
-    let host = match authority.strip_prefix('[') {
-        Some(v6) => v6.split(']').next().unwrap_or(""),
-        None => authority.rsplit_once(':').map_or(authority, |(h, _)| h),
-    };
-    host == "localhost" || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 /// A primary location, plus what the tier's scenarios need, each on the
@@ -171,8 +160,15 @@ fn locations(catalog: &Catalog<'_>, check: &mut Check<'_>, at: &At<'_>) {
 fn postgres(check: &mut Check<'_>, at: &At<'_>) {
     let Some(pg) = &at.cell.postgres else { return };
     let (pg, i) = (pg.get_ref(), at.file);
-    if pg.conninfo.get_ref().contains("password=") {
-        check.at(i, &pg.conninfo, "conninfo holds a password; give it as postgres.password = \"env:...\" or \"file:...\"".into());
+    match pg.conninfo.get_ref().parse::<tokio_postgres::Config>() {
+        Err(e) => {
+            let why = std::error::Error::source(&e).map(|c| format!("{e}: {c}")).unwrap_or_else(|| e.to_string());
+            check.at(i, &pg.conninfo, format!("conninfo does not parse ({why}); give key=value pairs or a postgresql:// URI"))
+        }
+        Ok(c) if c.get_password().is_some() => {
+            check.at(i, &pg.conninfo, "conninfo holds a password; give it as postgres.password = \"env:...\" or \"file:...\"".into())
+        }
+        Ok(_) => {}
     }
     if let Some(p) = &pg.password {
         check.secret(i, p, "postgres.password");
@@ -260,17 +256,4 @@ fn too_sparse_for_kafka(cron: &croner::Cron, expr: &str, now: time::OffsetDateTi
             lifeboat_api::duration::format(tier.kafka_rpo)
         )
     })
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn loopback_urls() {
-        for url in ["http://127.0.0.1:7400", "http://localhost:1/x", "http://[::1]:7400", "http://127.9.9.9"] {
-            assert!(super::to_loopback(url), "{url}");
-        }
-        for url in ["http://10.0.0.1:7400", "http://agent.cell-a:7400", "http://127.0.0.1.evil.example:80", "http://[fe80::1]:1"] {
-            assert!(!super::to_loopback(url), "{url}");
-        }
-    }
 }

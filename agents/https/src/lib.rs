@@ -1,6 +1,8 @@
-//! The HTTP(S) listener: accepts connections, does the TLS handshake when
-//! the agent has a certificate (rustls), and hands each connection to the
-//! API router with the peer's address attached (for the refusal log).
+//! The HTTP(S) listener the agent and the coordinator serve with: it
+//! accepts connections, does the TLS handshake when the service has a
+//! certificate (rustls), bounds how long a client may take to send its
+//! headers or finish the handshake, and hands each request to the router
+//! with the peer's address attached (for refusal logs).
 
 use std::net::SocketAddr;
 use std::path::Path;
