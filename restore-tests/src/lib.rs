@@ -185,8 +185,10 @@ pub fn describe_tree(root: &Path) -> BTreeMap<String, (String, u32, String)> {
 
 /// Lifeboat's key file for tests: a fresh random key, written where asked.
 pub fn write_key(path: &Path) -> String {
+    use std::os::unix::fs::PermissionsExt as _;
     let hex = hex::encode(rand::random::<[u8; 32]>());
     std::fs::write(path, format!("{hex}\n")).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
     hex
 }
 

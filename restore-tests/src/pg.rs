@@ -168,7 +168,8 @@ impl Archive {
         let bin = agent_for_postgres(&root.join("bin"));
         let key = root.join("key");
         crate::write_key(&key);
-        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+        // 0600 and the postgres user's: its archive and restore commands read it (and root, the agent).
+        give_to_postgres(&key);
         let repo_dir = root.join("repo");
         let repo = format!("file://{}", repo_dir.display());
         crate::ok(&crate::agent(&["repo", "init", "--repo", &repo, "--key-file", key.to_str().unwrap()], &[]));

@@ -150,3 +150,93 @@ fn bad_input_gives_one_clear_line_and_writes_nothing() {
     std::fs::write(&config, text).unwrap();
     one_line_error(&fails(&agent(&["repo", "ls", "--repo", &repo, "--key-file", k], &[])), &["format version 2", "upgrade lifeboat"]);
 }
+
+/// Repository metadata an attacker (or a careless hand) changed is named,
+/// exit 1, never a panic (101): an edited config of an encrypted
+/// repository fails its MAC; values no build could use in an unencrypted
+/// one are refused; a hold written without the key keeps its backup and
+/// retention says so; a forged lock is named with how to remove it. A key
+/// file its group or others may read is refused.
+#[test]
+fn tampered_metadata_is_named_never_a_panic() {
+    use std::os::unix::fs::PermissionsExt;
+    lifeboat_restore_tests::services();
+    let scratch = tempfile::tempdir().unwrap();
+    let key = scratch.path().join("key");
+    write_key(&key);
+    let k = key.to_str().unwrap();
+    let source = scratch.path().join("source");
+    make_config_tree(&source, 10_000, 7);
+    let repo_dir = scratch.path().join("repo");
+    let repo = format!("file://{}", repo_dir.display());
+    ok(&agent(&["repo", "init", "--repo", &repo, "--key-file", k], &[]));
+    let out = ok(&agent(
+        &["files", "backup", source.to_str().unwrap(), "--repo", &repo, "--cell", "cell-t", "--key-file", k, "--output", "json"],
+        &[],
+    ));
+    let backup = serde_json::from_str::<serde_json::Value>(&out).unwrap()["backup_id"].as_str().unwrap().to_string();
+    let exit_one = |args: &[&str], needles: &[&str]| {
+        let out = agent(args, &[]);
+        assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+        one_line_error(&String::from_utf8_lossy(&out.stderr), needles);
+    };
+
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    exit_one(&["repo", "ls", "--repo", &repo, "--key-file", k], &["readable by its group or by others", "chmod 600"]);
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+
+    // A hold written without the key: its backup is kept, and retention names it.
+    let hold = repo_dir.join("holds/cell-t").join(&backup);
+    std::fs::create_dir_all(hold.parent().unwrap()).unwrap();
+    std::fs::write(&hold, br#"{"reason":"forged","created":"2026-01-01T00:00:00Z"}"#).unwrap();
+    let retention = ["repo", "retention", "--repo", &repo, "--key-file", k, "--keep-last", "0", "--keep-within", "1s", "--dry-run"];
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let plan = ok(&agent(&retention, &[]));
+    assert!(plan.contains("does not verify") && plan.contains(&format!("holds/cell-t/{backup}")), "{plan}");
+
+    // A forged lock blocks retention, named with how to remove it.
+    std::fs::create_dir_all(repo_dir.join("locks")).unwrap();
+    std::fs::write(
+        repo_dir.join("locks/planted"),
+        br#"{"kind":"exclusive","operation":"x","holder":"h","refreshed":"2999-01-01T00:00:00Z"}"#,
+    )
+    .unwrap();
+    let apply = ["repo", "retention", "--repo", &repo, "--key-file", k, "--keep-last", "0", "--keep-within", "1s"];
+    exit_one(&apply, &["lock planted that does not verify", "repo unlock planted --force"]);
+    let listed = ok(&agent(&["repo", "locks", "--repo", &repo, "--key-file", k], &[]));
+    assert!(listed.contains("planted"), "{listed}");
+    ok(&agent(&["repo", "unlock", "planted", "--repo", &repo, "--key-file", k], &[]));
+    assert!(repo_dir.join("locks/planted").exists(), "without --force nothing is removed");
+    ok(&agent(&["repo", "unlock", "planted", "--force", "--repo", &repo, "--key-file", k], &[]));
+    let kept = ok(&agent(&apply, &[]));
+    assert!(kept.contains("does not verify"), "the held backup is still kept: {kept}");
+
+    // A chunk replaced by a 3 GiB (sparse) file is refused before it is read.
+    let chunk = std::fs::read_dir(repo_dir.join("chunks"))
+        .unwrap()
+        .flatten()
+        .find_map(|d| std::fs::read_dir(d.path()).unwrap().flatten().next())
+        .unwrap();
+    std::fs::File::create(chunk.path()).unwrap().set_len(3 << 30).unwrap();
+    let target = scratch.path().join("restored");
+    exit_one(
+        &["files", "restore", &backup, target.to_str().unwrap(), "--repo", &repo, "--cell", "cell-t", "--key-file", k],
+        &["holds more than", "run `repo verify`"],
+    );
+    assert!(!target.exists(), "nothing restored");
+
+    // An edited config: the MAC names it.
+    let config = repo_dir.join("lifeboat.repo.json");
+    let original = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(&config, original.replace("\"level\": 1", "\"level\": 3")).unwrap();
+    exit_one(&["repo", "ls", "--repo", &repo, "--key-file", k], &["lifeboat.repo.json", "MAC does not match"]);
+    // Unencrypted: no MAC, but values that would have crashed the chunker are refused.
+    let plain_dir = scratch.path().join("plain");
+    let plain = format!("file://{}", plain_dir.display());
+    ok(&agent(&["repo", "init", "--repo", &plain, "--insecure-no-encryption"], &[]));
+    let config = plain_dir.join("lifeboat.repo.json");
+    let text = std::fs::read_to_string(&config).unwrap();
+    let avg = text.lines().find(|l| l.contains("\"avg_size\"")).unwrap().to_string();
+    std::fs::write(&config, text.replace(&avg, "    \"avg_size\": 0,")).unwrap();
+    exit_one(&["files", "backup", source.to_str().unwrap(), "--repo", &plain, "--cell", "cell-t"], &["lifeboat.repo.json", "chunking"]);
+}

@@ -38,10 +38,11 @@ fn pitr_across_a_timeline_switch() {
     switch_and_wait(&primary);
     primary.stop(); // the failover: the old primary is gone
 
-    // Promote a restore of it: timeline 2, archiving into the same cell.
+    // Promote a restore of it: timeline 2, archiving into the same cell
+    // (the restore takes production's place, so it keeps archiving).
     let bin = a.bin.to_str().unwrap().to_string();
     let failover = Cluster::existing(&a.root.join("failover"));
-    restore(&a, &a.repo, &bin, &failover.data(), &["--latest"], &[]);
+    restore(&a, &a.repo, &bin, &failover.data(), &["--latest"], &["--archive-mode", "preserve"]);
     failover.start();
     failover.wait_for("select pg_is_in_recovery()", "f", Duration::from_secs(60));
     assert_eq!(failover.psql("select timeline_id from pg_control_checkpoint()"), "2");

@@ -64,13 +64,13 @@ async fn retention_plans_then_deletes_only_what_it_may() {
     // A running backup (shared lock) holds retention off.
     let writer = LockGuard::acquire(&repo, LockKind::Shared, "files backup of cell cell-c").await.unwrap();
     let err = retention::execute(&repo, Some("cell-a"), &policy, now).await.unwrap_err().to_string();
-    assert!(err.contains("locked by") && err.contains("files backup of cell cell-c"), "{err}");
+    assert!(err.contains("is locked: lock") && err.contains("files backup of cell cell-c"), "{err}");
     writer.release().await.unwrap();
 
     // And a running retention holds backups off.
     let pruner = LockGuard::acquire(&repo, LockKind::Exclusive, "retention").await.unwrap();
     let err = files::backup_dir(&repo, "cell-a", &a[4].1).await.unwrap_err().to_string();
-    assert!(err.contains("locked by") && err.contains("retention"), "{err}");
+    assert!(err.contains("is locked: lock") && err.contains("retention"), "{err}");
     pruner.release().await.unwrap();
 
     let done = retention::execute(&repo, Some("cell-a"), &policy, now).await.unwrap();

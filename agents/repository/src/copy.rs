@@ -28,7 +28,7 @@ use lifeboat_storage::{DynStore, ObjectPath, PutMode, StoreError};
 
 use crate::error::{RepoError, Result};
 use crate::format;
-use crate::lock::{all_locks, LockGuard, LockInfo, LockKind};
+use crate::lock::{all_locks, FoundLock, LockGuard, LockKind};
 use crate::repo::Repository;
 
 pub use lifeboat_api::results::CopyReport;
@@ -52,7 +52,7 @@ async fn copy_object(src: &Repository, dst: &DynStore, path: &ObjectPath, mode: 
     }
     // Read back and compare with the source byte for byte (what a hash
     // comparison would establish, without hashing both sides).
-    let back = dst.get(path).await?;
+    let back = dst.get_bounded(path, raw.len() as u64).await?;
     if back != raw {
         return Err(RepoError::Corrupt {
             key: format!("{} at {}", path, dst.describe()),
@@ -64,7 +64,7 @@ async fn copy_object(src: &Repository, dst: &DynStore, path: &ObjectPath, mode: 
 
 /// Read a stored object and check its seal.
 async fn read_checked(src: &Repository, path: &ObjectPath) -> Result<bytes::Bytes> {
-    let raw = src.store().get(path).await?;
+    let raw = src.get_stored(path).await?;
     // Inline: a Poly1305 tag or SHA-256 pass (about 1 ms per MiB) costs less
     // than handing the bytes to a blocking thread and back.
     src.check_seal(path, &raw)?;
@@ -196,8 +196,8 @@ pub async fn copy(src: &Repository, dst: DynStore, workers: usize) -> Result<Cop
     }
     let dst_repo = Repository::open(dst.clone(), src.key().cloned()).await?;
     // Locks of earlier copies that never released theirs: they may have lost writes.
-    let earlier: Vec<(ObjectPath, LockInfo)> =
-        all_locks(&dst_repo, None).await?.into_iter().filter(|(_, info)| info.operation == COPY_LOCK).collect();
+    let earlier: Vec<FoundLock> =
+        all_locks(&dst_repo).await?.into_iter().filter(|l| l.info.as_ref().is_some_and(|i| i.operation == COPY_LOCK)).collect();
     let lock = LockGuard::acquire(&dst_repo, LockKind::Shared, COPY_LOCK).await?;
     let result = async {
         if !earlier.is_empty() {
@@ -208,8 +208,8 @@ pub async fn copy(src: &Repository, dst: DynStore, workers: usize) -> Result<Cop
     .await;
     lock.release_after(result).await?;
     let now = time::OffsetDateTime::now_utc();
-    for (path, _) in earlier.iter().filter(|(_, info)| !info.is_live(now)) {
-        dst.delete(path).await?; // the interrupted copy is finished now
+    for l in earlier.iter().filter(|l| !l.is_live(now)) {
+        dst.delete(&l.path).await?; // the interrupted copy is finished now
     }
     Ok(report)
 }
@@ -242,9 +242,9 @@ async fn check_unreferenced(dst: &Repository, workers: usize, report: &mut CopyR
     tracing::warn!(objects = suspects.len(), "an earlier copy into {} did not finish: checking what it wrote", dst.location());
     let mut checks = futures::stream::iter(suspects)
         .map(|path| async move {
-            let result = match dst.store().get(&path).await {
+            let result = match dst.get_stored(&path).await {
                 Ok(raw) => dst.check_seal(&path, &raw),
-                Err(e) => Err(e.into()),
+                Err(e) => Err(e),
             };
             (path, result)
         })
@@ -344,7 +344,7 @@ async fn copy_objects(src: &Repository, dst: &DynStore, workers: usize, report: 
     // Legal holds travel with their backups.
     for meta in src_objects.iter().filter(|m| m.path.as_str().starts_with(format::HOLDS)) {
         if !dst_sizes.contains_key(meta.path.as_str()) {
-            let raw = src.store().get(&meta.path).await?;
+            let raw = src.get_stored(&meta.path).await?;
             match dst.put(&meta.path, raw, PutMode::Create).await {
                 Ok(()) | Err(StoreError::AlreadyExists { .. }) => {}
                 Err(e) => return Err(e.into()),

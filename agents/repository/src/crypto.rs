@@ -30,6 +30,8 @@ pub struct Key {
     /// The encryption subkey.
     enc_key: [u8; 32],
     chunk_id_key: [u8; 32],
+    /// Authenticates the plain-JSON config.
+    metadata_key: [u8; 32],
     chunker_seed: u64,
 }
 
@@ -65,6 +67,7 @@ impl Key {
             id,
             enc_key: enc,
             chunk_id_key: derive(master, "lifeboat-chunk-id-v1"),
+            metadata_key: derive(master, "lifeboat-metadata-mac-v1"),
             chunker_seed: u64::from_le_bytes(seed[..8].try_into().unwrap()),
         }
     }
@@ -74,8 +77,18 @@ impl Key {
         hex::encode(rand::random::<[u8; 32]>())
     }
 
-    /// Load from a file of hex.
+    /// Load from a file of hex, refused when its group or others may read it.
     pub fn from_file(path: &std::path::Path) -> Result<Self> {
+        use std::os::unix::fs::PermissionsExt as _;
+        let meta = std::fs::metadata(path).map_err(RepoError::io(format!("reading key file {}", path.display())))?;
+        if meta.permissions().mode() & 0o044 != 0 {
+            return Err(RepoError::BadKey(format!(
+                "the key file {} is readable by its group or by others (mode {:o}); chmod 600 it, and chown it to the user that runs \
+                 the agent or Postgres' archive_command",
+                path.display(),
+                meta.permissions().mode() & 0o777
+            )));
+        }
         let text = std::fs::read_to_string(path).map_err(RepoError::io(format!("reading key file {}", path.display())))?;
         Self::from_hex(&text).map_err(|e| RepoError::BadKey(format!("{}: {e}", path.display())))
     }
@@ -93,6 +106,24 @@ impl Key {
         let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.chunk_id_key).unwrap();
         mac.update(data);
         mac.finalize().into_bytes().into()
+    }
+
+    /// HMAC-SHA-256 of metadata stored in the clear, bound to its object name.
+    pub fn metadata_mac(&self, name: &str, bytes: &[u8]) -> [u8; 32] {
+        self.metadata_hmac(name, bytes).finalize().into_bytes().into()
+    }
+
+    /// Whether `tag` is [`Key::metadata_mac`] of `bytes` (compared in constant time).
+    pub fn check_metadata_mac(&self, name: &str, bytes: &[u8], tag: &[u8]) -> bool {
+        self.metadata_hmac(name, bytes).verify_slice(tag).is_ok()
+    }
+
+    fn metadata_hmac(&self, name: &str, bytes: &[u8]) -> Hmac<Sha256> {
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.metadata_key).expect("hmac takes any key length");
+        mac.update(name.as_bytes());
+        mac.update(&[0]);
+        mac.update(bytes);
+        mac
     }
 
     /// Encrypt with a random nonce; returns nonce || ciphertext+tag.

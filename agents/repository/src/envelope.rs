@@ -103,9 +103,24 @@ pub fn open(stored: Vec<u8>, context: &str, key: Option<&Key>) -> Result<Vec<u8>
     // Frames written by `seal` carry their content size: decompress into one
     // exact allocation (WAL segments are 16 MiB; regrowing costs page faults).
     match zstd::zstd_safe::get_frame_content_size(&payload) {
-        Ok(Some(size)) if size <= MAX_OBJECT => zstd::bulk::decompress(&payload, size as usize).map_err(|e| format!("zstd: {e}")),
-        _ => zstd::stream::decode_all(&payload[..]).map_err(|e| format!("zstd: {e}")),
+        Ok(Some(size)) if size > MAX_OBJECT => {
+            Err(format!("it claims {size} bytes uncompressed, more than any object holds ({MAX_OBJECT})"))
+        }
+        Ok(Some(size)) => zstd::bulk::decompress(&payload, size as usize).map_err(|e| format!("zstd: {e}")),
+        _ => decompress_bounded(&payload, MAX_OBJECT),
     }
+}
+
+/// A frame without its content size: stream it, refusing more than `limit` bytes.
+fn decompress_bounded(payload: &[u8], limit: u64) -> Result<Vec<u8>, String> {
+    use std::io::Read as _;
+    let decoder = zstd::stream::Decoder::new(payload).map_err(|e| format!("zstd: {e}"))?;
+    let mut out = Vec::new();
+    decoder.take(limit + 1).read_to_end(&mut out).map_err(|e| format!("zstd: {e}"))?;
+    if out.len() as u64 > limit {
+        return Err(format!("it decompresses to more than any object holds ({limit} bytes)"));
+    }
+    Ok(out)
 }
 
 /// The flags and the (possibly compressed) payload of a sealed object,
@@ -142,6 +157,18 @@ fn plain_payload<'a>(header: &[u8], body: &'a [u8], context: &str, key: Option<&
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_frame_without_its_size_decompresses_only_up_to_the_limit() {
+        // A streamed frame (no content size in its header), as a hostile writer could store.
+        let mut encoder = zstd::stream::Encoder::new(Vec::new(), 1).unwrap();
+        std::io::Write::write_all(&mut encoder, &vec![0u8; 64 << 10]).unwrap();
+        let frame = encoder.finish().unwrap();
+        assert_eq!(zstd::zstd_safe::get_frame_content_size(&frame).unwrap(), None);
+        assert_eq!(super::decompress_bounded(&frame, 64 << 10).unwrap().len(), 64 << 10);
+        let err = super::decompress_bounded(&frame, 4096).unwrap_err();
+        assert!(err.contains("more than any object holds"), "{err}");
+    }
+
     use super::*;
 
     #[test]

@@ -1,15 +1,16 @@
 //! The repository's layout and its self-describing config object.
 //!
 //! ```text
-//! lifeboat.repo.json            plain JSON: format, version, id, chunking, compression, encryption key id
+//! lifeboat.repo.json            plain JSON: format, version, id, chunking, compression, encryption key id, MAC
 //! chunks/<aa>/<64 hex>          content-addressed data chunks (envelope)
 //! manifests/<cell>/<backup-id>  one per finished backup, written last: the commit point (envelope)
-//! holds/<cell>/<backup-id>      legal holds: retention never deletes a held backup
+//! holds/<cell>/<backup-id>      legal holds: retention never deletes a held backup (envelope)
 //! wal/<cell>/<wal file name>    archived WAL segments and history files (envelope; lifeboat-postgres)
-//! locks/<lock-id>               live writers and pruners (plain JSON, refreshed while running)
+//! locks/<lock-id>               live writers and pruners (envelope, refreshed while running)
 //! ```
-//! Everything but the config and locks is wrapped in [`crate::envelope`] with
-//! the object's key as context. See `docs/repository-format.md`.
+//! Everything but the config is wrapped in [`crate::envelope`] with the
+//! object's key as context; the config carries a MAC instead. See
+//! `docs/repository-format.md`.
 
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
@@ -41,6 +42,10 @@ pub struct RepoConfig {
     pub encryption: Option<Encryption>,
     /// `sha256` (plain repositories) or `hmac-sha256` (keyed, encrypted ones).
     pub chunk_id: String,
+    /// Encrypted repositories: HMAC-SHA-256 (hex) under the repository key
+    /// of the config without this field, so an edited config is refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mac: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -78,14 +83,70 @@ impl RepoConfig {
         if version > FORMAT_VERSION {
             return Err(RepoError::NewerFormat { location: location.into(), found: version, supported: FORMAT_VERSION });
         }
-        serde_json::from_value(value).map_err(|e| RepoError::Corrupt { key: CONFIG_KEY.into(), reason: e.to_string() })
+        let config: RepoConfig =
+            serde_json::from_value(value).map_err(|e| RepoError::Corrupt { key: CONFIG_KEY.into(), reason: e.to_string() })?;
+        config.check_values().map_err(|reason| RepoError::Corrupt { key: CONFIG_KEY.into(), reason })?;
+        Ok(config)
+    }
+
+    /// Values this build can work with (fastcdc's and zstd's ranges, known
+    /// algorithms), so an edited config is an error, never a panic.
+    pub(crate) fn check_values(&self) -> std::result::Result<(), String> {
+        let c = &self.chunking;
+        let fits = (64..=1 << 20).contains(&c.min_size) && (256..=4 << 20).contains(&c.avg_size) && (1024..=16 << 20).contains(&c.max_size);
+        if c.algorithm != "fastcdc-2020" || !fits || !(c.min_size <= c.avg_size && c.avg_size <= c.max_size) {
+            return Err(format!(
+                "chunking {} {}/{}/{} is not one this build supports (fastcdc-2020, min 64 B-1 MiB <= avg 256 B-4 MiB <= max 1 KiB-16 MiB)",
+                c.algorithm, c.min_size, c.avg_size, c.max_size
+            ));
+        }
+        let levels = zstd::compression_level_range();
+        if self.compression.algorithm != "zstd" || !levels.contains(&self.compression.level) {
+            return Err(format!(
+                "compression {} level {} is not zstd {}..={}",
+                self.compression.algorithm,
+                self.compression.level,
+                levels.start(),
+                levels.end()
+            ));
+        }
+        match (&self.encryption, self.chunk_id.as_str()) {
+            (Some(e), "hmac-sha256") if e.algorithm == crate::crypto::ALGORITHM => Ok(()),
+            (None, "sha256") => Ok(()),
+            _ => Err(format!("encryption {:?} with chunk ids {:?} is not a combination this build writes", self.encryption, self.chunk_id)),
+        }
+    }
+
+    /// The bytes the MAC covers: the config as JSON without its MAC.
+    pub fn mac_input(&self) -> Vec<u8> {
+        let bare = RepoConfig { mac: None, ..self.clone() };
+        serde_json::to_vec(&bare).expect("config serialises")
     }
 }
 
-/// True for sealed data objects: everything but the config, locks, holds
-/// (plain JSON) and manifests (the commit points, handled on their own).
+/// True for sealed data objects: everything but the config (plain JSON),
+/// and locks, holds and manifests (sealed too, but each handled on its own:
+/// locks never leave their repository, holds travel with their backups,
+/// manifests are the commit points).
 pub fn is_sealed_data(key: &str) -> bool {
     key != CONFIG_KEY && !key.starts_with(LOCKS) && !key.starts_with(MANIFESTS) && !key.starts_with(HOLDS)
+}
+
+/// The most bytes an object stored at `key` can hold, checked before it is
+/// read whole: a chunk its chunker's maximum, locks and holds a few KiB, the
+/// config 1 MiB, anything else (WAL segments up to 1 GiB, manifests,
+/// Kafka objects, reports) 1 GiB, each plus the envelope.
+pub fn max_stored_size(key: &str, config: &RepoConfig) -> u64 {
+    const ENVELOPE: u64 = 256;
+    if key == CONFIG_KEY {
+        1 << 20
+    } else if chunk_id_of(key).is_some() {
+        u64::from(config.chunking.max_size) + ENVELOPE
+    } else if key.starts_with(LOCKS) || key.starts_with(HOLDS) {
+        64 << 10
+    } else {
+        (1 << 30) + ENVELOPE
+    }
 }
 
 pub fn path(key: &str) -> ObjectPath {

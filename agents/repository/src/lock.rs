@@ -2,15 +2,21 @@
 //! holds an exclusive one, so retention never deletes a chunk that a running
 //! backup is about to reference.
 //!
-//! A lock is an object under `locks/`, refreshed every [`REFRESH`] while its
-//! holder lives; one not refreshed for [`STALE_AFTER`] (a killed process) is
-//! ignored. Both kinds write their lock first and then look for conflicting
-//! ones, so two racing holders cannot both miss each other. Assumes the
-//! clocks of the machines sharing a repository agree to within a minute.
+//! A lock is an object under `locks/`, sealed like data (so one written
+//! without the repository key does not verify) and rewritten every
+//! [`REFRESH`] while its holder lives. Its age is judged by the **store's
+//! clock**: the time the store last saw it written, against the time the
+//! store recorded for the caller's own lock a moment ago. So holders whose
+//! clocks disagree (by ten minutes or a day) still see each other's locks
+//! live for exactly [`STALE_AFTER`] after their last refresh, and a lock
+//! claiming a refresh in the future cannot block a repository past its
+//! lease. Both kinds write their lock first and then look for conflicting
+//! ones, so two racing holders cannot both miss each other. A lock that
+//! does not verify blocks like a live one while it is fresh and is named in
+//! the error; `repo unlock ID --force` removes a lock by hand (logged).
 
 use std::time::Duration;
 
-use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
@@ -31,6 +37,16 @@ pub enum LockKind {
     Exclusive,
 }
 
+impl LockKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LockKind::Shared => "shared",
+            LockKind::Exclusive => "exclusive",
+        }
+    }
+}
+
+/// What a lock says about itself (the holder's clock, for people).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct LockInfo {
     pub kind: LockKind,
@@ -40,9 +56,40 @@ pub struct LockInfo {
     pub refreshed: OffsetDateTime,
 }
 
-impl LockInfo {
+/// A lock object as found in the store.
+#[derive(Debug, Clone, Serialize)]
+pub struct FoundLock {
+    /// The lock's id: its name under `locks/`.
+    pub id: String,
+    #[serde(skip)]
+    pub path: ObjectPath,
+    /// `None`: the object does not verify under the repository key (forged,
+    /// damaged, or from a Lifeboat that wrote plain locks).
+    pub info: Option<LockInfo>,
+    /// When the store last saw it written, by the store's clock.
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub written: Option<OffsetDateTime>,
+}
+
+impl FoundLock {
+    /// Whether its holder refreshed it within [`STALE_AFTER`] of `now`
+    /// (the store's clock, see [`store_now`]). Without a store time, the
+    /// holder's own claim counts, but never one from the future.
     pub fn is_live(&self, now: OffsetDateTime) -> bool {
-        now - self.refreshed < STALE_AFTER
+        match (self.written, &self.info) {
+            (Some(written), _) => now - written < STALE_AFTER,
+            (None, Some(info)) => info.refreshed <= now && now - info.refreshed < STALE_AFTER,
+            (None, None) => false,
+        }
+    }
+
+    /// For people: what the lock is, who holds it, how old it is.
+    pub fn describe(&self, now: OffsetDateTime) -> String {
+        let age = self.written.map(|w| format!("written {} s ago by the store's clock", (now - w).whole_seconds())).unwrap_or_default();
+        match &self.info {
+            Some(i) => format!("lock {} ({} {} by {}, {age})", self.id, i.kind.as_str(), i.operation, i.holder),
+            None => format!("lock {} that does not verify under the repository key ({age})", self.id),
+        }
     }
 }
 
@@ -61,33 +108,41 @@ fn holder() -> String {
 
 async fn write(repo: &Repository, path: &ObjectPath, info: &LockInfo) -> Result<()> {
     let raw = serde_json::to_vec(info).expect("lock serialises");
-    repo.store().put(path, Bytes::from(raw), PutMode::Overwrite).await?;
-    Ok(())
+    repo.put_sealed(path, &raw, PutMode::Overwrite).await
 }
 
-/// Every lock other than `except`, live or stale, with its key.
-pub async fn all_locks(repo: &Repository, except: Option<&ObjectPath>) -> Result<Vec<(ObjectPath, LockInfo)>> {
+/// Every lock in the repository, live or stale.
+pub async fn all_locks(repo: &Repository) -> Result<Vec<FoundLock>> {
     let mut out = Vec::new();
     for meta in repo.store().list(format::LOCKS).await? {
-        if Some(&meta.path) == except {
-            continue;
-        }
-        let raw = match repo.store().get(&meta.path).await {
-            Ok(raw) => raw,
-            Err(e) if e.is_not_found() => continue, // released meanwhile
-            Err(e) => return Err(e.into()),
+        let info = match repo.read_object(&meta.path).await {
+            Ok(plain) => serde_json::from_slice::<LockInfo>(&plain).ok(),
+            Err(RepoError::Store(e)) if e.is_not_found() => continue, // released meanwhile
+            Err(RepoError::Corrupt { .. }) => None,
+            Err(e) => return Err(e),
         };
-        if let Ok(info) = serde_json::from_slice::<LockInfo>(&raw) {
-            out.push((meta.path, info));
-        }
+        let id = meta.path.as_str().strip_prefix(format::LOCKS).unwrap_or(meta.path.as_str()).to_string();
+        out.push(FoundLock { id, path: meta.path, info, written: meta.modified });
     }
     Ok(out)
 }
 
-/// Live locks other than `except`.
-async fn live_locks(repo: &Repository, except: &ObjectPath) -> Result<Vec<LockInfo>> {
-    let now = OffsetDateTime::now_utc();
-    Ok(all_locks(repo, Some(except)).await?.into_iter().map(|(_, i)| i).filter(|i| i.is_live(now)).collect())
+/// The store's clock now: when it recorded `own` (just written), else this machine's.
+pub fn store_now(locks: &[FoundLock], own: &ObjectPath) -> OffsetDateTime {
+    locks.iter().find(|l| &l.path == own).and_then(|l| l.written).unwrap_or_else(OffsetDateTime::now_utc)
+}
+
+/// Remove the lock `id` by hand (its holder is known dead, or it does not
+/// verify). Logged with what the lock said.
+pub async fn force_unlock(repo: &Repository, id: &str) -> Result<FoundLock> {
+    let found = all_locks(repo)
+        .await?
+        .into_iter()
+        .find(|l| l.id == id)
+        .ok_or_else(|| RepoError::Invalid(format!("no lock {id} in {}; `lifeboat-agent repo locks` lists them", repo.location())))?;
+    repo.store().delete(&found.path).await?;
+    tracing::warn!(lock = %found.describe(OffsetDateTime::now_utc()), repository = %repo.location(), "removed a lock by hand (repo unlock --force)");
+    Ok(found)
 }
 
 impl LockGuard {
@@ -97,20 +152,21 @@ impl LockGuard {
         write(repo, &path, &info).await?;
         // Durable, so that a copy interrupted by a crash is known as such after it.
         repo.store().sync().await?;
-        let conflicts: Vec<LockInfo> = live_locks(repo, &path)
-            .await?
-            .into_iter()
-            .filter(|other| kind == LockKind::Exclusive || other.kind == LockKind::Exclusive)
-            .collect();
-        if let Some(other) = conflicts.first() {
+        let locks = all_locks(repo).await?;
+        let now = store_now(&locks, &path);
+        let conflict = locks.iter().filter(|l| l.path != path && l.is_live(now)).find(|other| match &other.info {
+            Some(o) => kind == LockKind::Exclusive || o.kind == LockKind::Exclusive,
+            None => true,
+        });
+        if let Some(other) = conflict {
             let _ = repo.store().delete(&path).await;
             return Err(RepoError::Locked(format!(
-                "repository {} is locked by {} ({}, refreshed {}); try again when it finishes (locks of dead processes expire after {} s)",
+                "repository {} is locked: {}; try again when it finishes (a lock its holder stops refreshing expires {} s after its last refresh), \
+                 or, if its holder is dead or the lock is not Lifeboat's, remove it: lifeboat-agent repo unlock {} --force",
                 repo.location(),
-                other.holder,
-                other.operation,
-                other.refreshed,
-                STALE_AFTER.as_secs()
+                other.describe(now),
+                STALE_AFTER.as_secs(),
+                other.id
             )));
         }
         let stop = CancellationToken::new();
@@ -195,5 +251,48 @@ mod tests {
         let lock = LockGuard::acquire(&repo, LockKind::Shared, "test").await.unwrap();
         assert_eq!(lock.release_after(Ok::<_, RepoError>(7)).await.unwrap(), 7);
         assert_eq!(faulty.injected(), 2);
+    }
+
+    /// Holders whose clocks are ten minutes off still exclude each other: a
+    /// lock the store saw written a moment ago is live whatever time its
+    /// holder claims, and one the store last saw written ten minutes ago is
+    /// stale even when it claims a refresh in the future.
+    #[tokio::test]
+    async fn liveness_goes_by_the_stores_clock_not_the_holders() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = Repository::init(Arc::new(FileStore::new(dir.path())), Some(crate::Key::from_bytes(&[7; 32])), InitOptions::default())
+            .await
+            .unwrap();
+        let path = format::path(&format!("{}skewed", format::LOCKS));
+        let ten_minutes_ago = std::time::SystemTime::now() - Duration::from_secs(600);
+        for skew in [-600, 600] {
+            let refreshed = OffsetDateTime::now_utc() + time::Duration::seconds(skew);
+            let info = LockInfo { kind: LockKind::Exclusive, operation: "skewed".into(), holder: "elsewhere".into(), refreshed };
+            write(&repo, &path, &info).await.unwrap();
+            let err = LockGuard::acquire(&repo, LockKind::Shared, "test").await.unwrap_err().to_string();
+            assert!(err.contains("exclusive skewed by elsewhere") && err.contains("repo unlock skewed --force"), "{skew}: {err}");
+            let file = std::fs::File::options().write(true).open(dir.path().join("locks/skewed")).unwrap();
+            file.set_modified(ten_minutes_ago).unwrap();
+            LockGuard::acquire(&repo, LockKind::Shared, "test").await.unwrap().release().await.unwrap();
+        }
+    }
+
+    /// A lock written without the key (forged, or by an older Lifeboat)
+    /// blocks while fresh and is named, and `force_unlock` removes it.
+    #[tokio::test]
+    async fn a_lock_that_does_not_verify_is_named_and_can_be_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = Repository::init(Arc::new(FileStore::new(dir.path())), Some(crate::Key::from_bytes(&[7; 32])), InitOptions::default())
+            .await
+            .unwrap();
+        let forged = br#"{"kind":"exclusive","operation":"x","holder":"h","refreshed":"2999-01-01T00:00:00Z"}"#;
+        std::fs::create_dir_all(dir.path().join("locks")).unwrap();
+        std::fs::write(dir.path().join("locks/forged"), forged).unwrap();
+        let err = LockGuard::acquire(&repo, LockKind::Exclusive, "retention").await.unwrap_err().to_string();
+        assert!(err.contains("lock forged that does not verify") && err.contains("repo unlock forged --force"), "{err}");
+        let removed = force_unlock(&repo, "forged").await.unwrap();
+        assert!(removed.info.is_none());
+        LockGuard::acquire(&repo, LockKind::Exclusive, "retention").await.unwrap().release().await.unwrap();
+        assert!(force_unlock(&repo, "forged").await.unwrap_err().to_string().contains("repo locks"));
     }
 }

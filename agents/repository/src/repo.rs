@@ -50,6 +50,20 @@ pub struct Repository {
     progress: Arc<Progress>,
 }
 
+/// An encrypted repository's config must carry its MAC under `key`.
+fn check_config_mac(config: &RepoConfig, key: &Key) -> Result<()> {
+    let corrupt = |reason: &str| RepoError::Corrupt { key: format::CONFIG_KEY.into(), reason: reason.into() };
+    let mac = config
+        .mac
+        .as_deref()
+        .ok_or_else(|| corrupt("it carries no MAC; it was edited, or written by a Lifeboat older than 0.1 (re-create the repository)"))?;
+    let tag = hex::decode(mac).map_err(|_| corrupt("its MAC is not hex"))?;
+    if !key.check_metadata_mac(format::CONFIG_KEY, &config.mac_input(), &tag) {
+        return Err(corrupt("its MAC does not match under the repository key: it was edited or replaced; restore it from a geo-copy (`repo copy` keeps it byte for byte)"));
+    }
+    Ok(())
+}
+
 impl Repository {
     /// Bytes done of the data path running now (for a progress bar).
     pub fn progress(&self) -> &Arc<Progress> {
@@ -72,6 +86,12 @@ impl Repository {
             compression: Compression { algorithm: "zstd".into(), level: options.compression_level },
             encryption: key.as_ref().map(|k| Encryption { algorithm: crypto::ALGORITHM.into(), key_id: k.id().into() }),
             chunk_id: if key.is_some() { "hmac-sha256" } else { "sha256" }.into(),
+            mac: None,
+        };
+        config.check_values().map_err(RepoError::Invalid)?;
+        let config = match &key {
+            Some(k) => RepoConfig { mac: Some(hex::encode(k.metadata_mac(format::CONFIG_KEY, &config.mac_input()))), ..config },
+            None => config,
         };
         Self::write_config(&store, &config).await?;
         Ok(Repository { store, config: Arc::new(config), key, progress: Arc::default() })
@@ -89,7 +109,7 @@ impl Repository {
 
     /// Read a location's config, or `None` if it holds no repository.
     pub async fn read_config(store: &DynStore) -> Result<Option<RepoConfig>> {
-        match store.get(&format::path(format::CONFIG_KEY)).await {
+        match store.get_bounded(&format::path(format::CONFIG_KEY), 1 << 20).await {
             Ok(raw) => Ok(Some(RepoConfig::parse(&raw, &store.describe())?)),
             Err(StoreError::NotFound { .. }) => Ok(None),
             Err(e) => Err(e.into()),
@@ -108,9 +128,13 @@ impl Repository {
             (None, Some(_)) => return Err(RepoError::NotEncrypted { location }),
             _ => {}
         }
+        if let Some(k) = &key {
+            check_config_mac(&config, k)?;
+        }
         Ok(Repository { store, config: Arc::new(config), key, progress: Arc::default() })
     }
 
+    /// The store the repository lives in.
     pub fn store(&self) -> &DynStore {
         &self.store
     }
@@ -165,9 +189,14 @@ impl Repository {
         envelope::check(stored, path.as_str(), self.key.as_ref()).map_err(|reason| RepoError::Corrupt { key: path.to_string(), reason })
     }
 
+    /// An object as stored, refused when larger than any of its kind.
+    pub async fn get_stored(&self, path: &ObjectPath) -> Result<Bytes> {
+        Ok(self.store.get_bounded(path, format::max_stored_size(path.as_str(), &self.config)).await?)
+    }
+
     /// Read and verify an object.
     pub async fn read_object(&self, path: &ObjectPath) -> Result<Vec<u8>> {
-        let stored = self.store.get(path).await?;
+        let stored = self.get_stored(path).await?;
         let this = self.clone();
         let path = path.clone();
         // Unsealed in the buffer it was read into (no copy when this is its only reference).

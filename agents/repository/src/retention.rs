@@ -9,10 +9,9 @@
 //! On `file://` it also removes the temporary files of interrupted writes
 //! that nothing has touched for [`LEFTOVER_IDLE`].
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Duration;
 
-use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
@@ -80,8 +79,28 @@ pub async fn add_hold(repo: &Repository, cell: &str, id: &str, reason: &str) -> 
     repo.read_manifest(cell, id).await?; // the backup must exist
     let hold = Hold { reason: reason.into(), created: OffsetDateTime::now_utc() };
     let raw = serde_json::to_vec(&hold).expect("hold serialises");
-    repo.store().put(&format::hold_path(cell, id), Bytes::from(raw), PutMode::Overwrite).await?;
-    Ok(())
+    repo.put_sealed(&format::hold_path(cell, id), &raw, PutMode::Overwrite).await
+}
+
+/// Every hold by `<cell>/<backup-id>`: `Some` when it verifies under the
+/// repository key, `None` when it does not (forged, damaged, or written
+/// before holds were sealed). Either way the backup is kept.
+async fn holds(repo: &Repository) -> Result<HashMap<String, Option<Hold>>> {
+    let mut out = HashMap::new();
+    for meta in repo.store().list(format::HOLDS).await? {
+        let Some(name) = meta.path.as_str().strip_prefix(format::HOLDS) else { continue };
+        let hold = match repo.read_object(&meta.path).await {
+            Ok(plain) => serde_json::from_slice::<Hold>(&plain).ok(),
+            Err(RepoError::Store(e)) if e.is_not_found() => continue,
+            Err(RepoError::Corrupt { .. }) => None,
+            Err(e) => return Err(e),
+        };
+        if hold.is_none() {
+            tracing::warn!(hold = %meta.path, "a hold that does not verify under the repository key: its backup is kept; re-add the hold with `repo hold` or remove it");
+        }
+        out.insert(name.to_string(), hold);
+    }
+    Ok(out)
 }
 
 pub async fn remove_hold(repo: &Repository, cell: &str, id: &str) -> Result<()> {
@@ -91,13 +110,7 @@ pub async fn remove_hold(repo: &Repository, cell: &str, id: &str) -> Result<()> 
 
 /// Compute what `policy` deletes for `cell` (or every cell).
 pub async fn plan(repo: &Repository, cell: Option<&str>, policy: &Policy, now: OffsetDateTime) -> Result<Plan> {
-    let holds: HashSet<String> = repo
-        .store()
-        .list(format::HOLDS)
-        .await?
-        .into_iter()
-        .filter_map(|m| m.path.as_str().strip_prefix(format::HOLDS).map(String::from))
-        .collect();
+    let holds = holds(repo).await?;
     let mut plan = Plan::default();
     let mut groups: BTreeMap<(String, String), Vec<(BackupRef, crate::manifest::Manifest)>> = BTreeMap::new();
     let mut referenced = HashSet::new();
@@ -120,9 +133,14 @@ pub async fn plan(repo: &Repository, cell: Option<&str>, policy: &Policy, now: O
         backups.sort_by_key(|b| std::cmp::Reverse(b.1.finished)); // newest first
         for (rank, (backup, manifest)) in backups.into_iter().enumerate() {
             let age = now - manifest.finished;
-            let held = holds.contains(&format!("{}/{}", backup.cell, backup.id));
-            let reason = if held {
-                Some("legal hold".to_string())
+            let reason = if let Some(hold) = holds.get(&format!("{}/{}", backup.cell, backup.id)) {
+                Some(match hold {
+                    Some(_) => "legal hold".to_string(),
+                    None => format!(
+                        "a hold object ({}) that does not verify under the key; kept, re-add the hold",
+                        format::hold_path(&backup.cell, &backup.id)
+                    ),
+                })
             } else if rank < policy.keep_last {
                 Some(format!("one of the newest {}", policy.keep_last))
             } else if age < policy.keep_within(&manifest.kind) {

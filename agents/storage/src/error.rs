@@ -31,6 +31,10 @@ pub enum StoreError {
 
     #[error("operation cancelled")]
     Cancelled,
+
+    /// Refused before reading it whole: no object of its kind is this large.
+    #[error("object {path} in {store} holds more than {limit} bytes, more than any object of its kind; it was not written by Lifeboat (run `repo verify`)")]
+    TooLarge { store: String, path: String, limit: u64 },
 }
 
 impl StoreError {

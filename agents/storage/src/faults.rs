@@ -135,6 +135,11 @@ impl ObjectStore for FaultyStore {
         self.inner.get(path).await
     }
 
+    async fn get_bounded(&self, path: &ObjectPath, limit: u64) -> Result<Bytes, StoreError> {
+        self.check(Op::Get, path.as_str())?;
+        self.inner.get_bounded(path, limit).await
+    }
+
     async fn get_stream(&self, path: &ObjectPath) -> Result<ByteStream, StoreError> {
         self.check(Op::Get, path.as_str())?;
         self.inner.get_stream(path).await

@@ -516,6 +516,22 @@ impl ObjectStore for FileStore {
         tokio::fs::read(self.full(path)).await.map(Bytes::from).map_err(|e| self.err("get", path.as_str(), e))
     }
 
+    async fn get_bounded(&self, path: &ObjectPath, limit: u64) -> Result<Bytes, StoreError> {
+        use tokio::io::AsyncReadExt as _;
+        let mut file = tokio::fs::File::open(self.full(path)).await.map_err(|e| self.err("get", path.as_str(), e))?;
+        let size = file.metadata().await.map_err(|e| self.err("get", path.as_str(), e))?.len();
+        if size > limit {
+            return Err(StoreError::TooLarge { store: self.describe(), path: path.to_string(), limit });
+        }
+        let mut out = Vec::with_capacity(size as usize);
+        // At most one byte past the limit, in case the file grew meanwhile.
+        (&mut file).take(limit + 1).read_to_end(&mut out).await.map_err(|e| self.err("get", path.as_str(), e))?;
+        if out.len() as u64 > limit {
+            return Err(StoreError::TooLarge { store: self.describe(), path: path.to_string(), limit });
+        }
+        Ok(Bytes::from(out))
+    }
+
     async fn get_stream(&self, path: &ObjectPath) -> Result<ByteStream, StoreError> {
         let file = tokio::fs::File::open(self.full(path)).await.map_err(|e| self.err("get", path.as_str(), e))?;
         let this = self.clone();

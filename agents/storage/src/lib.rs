@@ -98,6 +98,19 @@ pub trait ObjectStore: Send + Sync + fmt::Debug + 'static {
     /// Read a whole object into memory.
     async fn get(&self, path: &ObjectPath) -> Result<Bytes, StoreError>;
 
+    /// Read a whole object into memory, refusing one larger than `limit`
+    /// bytes without holding more than that (a planted object cannot
+    /// exhaust memory). Backends that know the size first refuse before
+    /// reading.
+    async fn get_bounded(&self, path: &ObjectPath, limit: u64) -> Result<Bytes, StoreError> {
+        collect_bounded(self.get_stream(path).await?, limit, || StoreError::TooLarge {
+            store: self.describe(),
+            path: path.to_string(),
+            limit,
+        })
+        .await
+    }
+
     /// Read an object as a stream, with bounded memory.
     async fn get_stream(&self, path: &ObjectPath) -> Result<ByteStream, StoreError>;
 
@@ -141,6 +154,20 @@ pub async fn open_with(location: &Location, policy: retry::RetryPolicy) -> Resul
 }
 
 /// Collect a [`ByteStream`] into memory (for small objects and tests).
+/// [`collect`], giving up with `too_large()` past `limit` bytes.
+pub async fn collect_bounded(mut stream: ByteStream, limit: u64, too_large: impl Fn() -> StoreError) -> Result<Bytes, StoreError> {
+    use futures::StreamExt;
+    let mut out = bytes::BytesMut::new();
+    while let Some(piece) = stream.next().await {
+        let piece = piece?;
+        if (out.len() + piece.len()) as u64 > limit {
+            return Err(too_large());
+        }
+        out.extend_from_slice(&piece);
+    }
+    Ok(out.freeze())
+}
+
 pub async fn collect(mut stream: ByteStream) -> Result<Bytes, StoreError> {
     use futures::StreamExt;
     let mut out = bytes::BytesMut::new();

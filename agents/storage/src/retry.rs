@@ -152,6 +152,10 @@ impl ObjectStore for Resilient {
         self.policy.run(&self.name, "get", || self.inner.get(path)).await
     }
 
+    async fn get_bounded(&self, path: &ObjectPath, limit: u64) -> Result<Bytes, StoreError> {
+        self.policy.run(&self.name, "get", || self.inner.get_bounded(path, limit)).await
+    }
+
     async fn get_stream(&self, path: &ObjectPath) -> Result<ByteStream, StoreError> {
         self.policy.run(&self.name, "get", || self.inner.get_stream(path)).await
     }

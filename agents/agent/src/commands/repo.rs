@@ -1,4 +1,5 @@
-//! `repo init | ls | stats | verify | copy | retention | hold`.
+//! `repo init | ls | stats | verify | copy | retention | hold` (`locks` and
+//! `unlock` are in [`super::locks`]).
 
 use std::fmt::Write as _;
 use std::process::ExitCode;
@@ -30,6 +31,10 @@ pub enum RepoCommand {
     Retention(RetentionArgs),
     /// Put a backup under legal hold (retention keeps it), or release it.
     Hold(HoldArgs),
+    /// List locks: holder, operation, age by the store's clock, whether they verify.
+    Locks(super::locks::LocksArgs),
+    /// Remove a lock by hand (dry run unless --force); logged.
+    Unlock(super::locks::UnlockArgs),
 }
 
 #[derive(Debug, Args)]
@@ -131,6 +136,8 @@ pub async fn run(global: &Global, cmd: RepoCommand) -> Result<ExitCode> {
         RepoCommand::Copy(a) => copy(global, a).await,
         RepoCommand::Retention(a) => retention(global, a).await,
         RepoCommand::Hold(a) => hold(global, a).await,
+        RepoCommand::Locks(a) => super::locks::locks(global, a).await,
+        RepoCommand::Unlock(a) => super::locks::unlock(global, a).await,
     }
 }
 

@@ -1,0 +1,68 @@
+//! `repo locks` and `repo unlock`: see who holds a repository, and remove
+//! a lock by hand when its holder is dead or the lock is not Lifeboat's.
+//! Without `--force`, `unlock` only says what it would remove.
+
+use std::process::ExitCode;
+
+use anyhow::Result;
+use clap::Args;
+use time::OffsetDateTime;
+
+use lifeboat_repository::lock::{self, FoundLock};
+
+use crate::context::{open_repo, Global, RepoArg};
+use crate::output::emit;
+
+#[derive(Debug, Args)]
+pub struct LocksArgs {
+    #[command(flatten)]
+    pub repo: RepoArg,
+}
+
+#[derive(Debug, Args)]
+pub struct UnlockArgs {
+    #[command(flatten)]
+    pub repo: RepoArg,
+    /// The lock's id (from `repo locks`).
+    pub id: String,
+    /// Remove it; without this flag, only show what would be removed.
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(serde::Serialize)]
+struct Listed<'a> {
+    #[serde(flatten)]
+    lock: &'a FoundLock,
+    live: bool,
+    described: String,
+}
+
+pub async fn locks(global: &Global, a: LocksArgs) -> Result<ExitCode> {
+    let r = open_repo(global, &a.repo.url).await?;
+    let found = lock::all_locks(&r).await?;
+    let now = OffsetDateTime::now_utc();
+    let listed: Vec<Listed<'_>> = found.iter().map(|l| Listed { lock: l, live: l.is_live(now), described: l.describe(now) }).collect();
+    emit(global, &listed, |ls| {
+        if ls.is_empty() {
+            return format!("no locks in {}", r.location());
+        }
+        ls.iter().map(|l| format!("{}{}\n", l.described, if l.live { "" } else { " — stale, ignored" })).collect()
+    });
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn unlock(global: &Global, a: UnlockArgs) -> Result<ExitCode> {
+    let r = open_repo(global, &a.repo.url).await?;
+    if !a.force {
+        let now = OffsetDateTime::now_utc();
+        let Some(l) = lock::all_locks(&r).await?.into_iter().find(|l| l.id == a.id) else {
+            anyhow::bail!("no lock {} in {}; `lifeboat-agent repo locks` lists them", a.id, r.location());
+        };
+        eprintln!("would remove {} (dry run: add --force once you know its holder is gone)", l.describe(now));
+        return Ok(ExitCode::SUCCESS);
+    }
+    let removed = lock::force_unlock(&r, &a.id).await?;
+    eprintln!("removed {}", removed.describe(OffsetDateTime::now_utc()));
+    Ok(ExitCode::SUCCESS)
+}
