@@ -124,6 +124,16 @@ fn the_api_runs_jobs_once_per_key_and_refuses_strangers() {
     let (status, body) = served.submit("x5", &hostile);
     assert_eq!(status, 403, "{body}");
     assert!(body["error"].as_str().unwrap().contains("--plan-key"), "{body}");
+    // Nor delete recent backups: retention below the agent's floor (24h by default) is refused.
+    let low = [
+        json!({"kind": "retention", "of": "pg", "keep_within": "0s"}),
+        json!({"kind": "retention", "of": "pg", "keep_incremental_within": "1h"}),
+    ];
+    for (i, spec) in low.iter().enumerate() {
+        let (status, body) = served.submit(&format!("x6-{i}"), spec);
+        assert_eq!(status, 422, "{body}");
+        assert!(body["error"].as_str().unwrap().contains("below this agent's retention floor of 1d"), "{body}");
+    }
 
     // One backup per key, whatever the retries.
     let full = json!({"kind": "pg-backup"});

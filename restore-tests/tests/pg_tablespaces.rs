@@ -58,4 +58,39 @@ fn tablespaces_outside_the_data_directory_are_backed_up_and_placed() {
     assert_eq!(location, oid_dir.to_str().unwrap());
     restored.stop();
     assert_eq!(describe_tree(&original), untouched, "the original tablespace was written to");
+
+    // A manifest that holds a link under pg_tblspc (not Lifeboat's: the
+    // backup stores contents there) is refused: started as root, the restore
+    // would otherwise hand whatever it points at to the postgres user.
+    let forged = forge_tablespace_link(&a, "/etc");
+    let err = fails(&restore(&a.root.join("r3"), &["--backup", &forged]));
+    assert!(err.contains("symbolic link pg_tblspc/") && err.contains("is corrupt"), "{err}");
+    assert!(!a.root.join("r3").exists(), "a refused restore writes nothing");
+}
+
+/// A copy of the newest backup whose manifest also links pg_tblspc/99999 to `to`; its id.
+fn forge_tablespace_link(a: &Archive, to: &str) -> String {
+    use lifeboat_repository::manifest::{Entry, EntryKind};
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let store = lifeboat_storage::open(&a.repo.parse().unwrap()).await.unwrap();
+        let key = lifeboat_repository::Key::from_file(&a.key).unwrap();
+        let repo = lifeboat_repository::Repository::open(store, Some(key)).await.unwrap();
+        let mut m = repo.resolve_backup(CELL, "latest").await.unwrap();
+        m.id = format!("{}-forged", m.id);
+        let link = Entry {
+            path: "pg_tblspc/99999".into(),
+            kind: EntryKind::Symlink,
+            mode: 0o777,
+            size: 0,
+            mtime: 0,
+            target: Some(to.into()),
+            extent: None,
+            blake3: None,
+        };
+        m.entries.push(link);
+        m.entries.sort_by(|x, y| x.path.cmp(&y.path));
+        repo.write_manifest(&m).await.unwrap();
+        m.id
+    })
 }

@@ -30,7 +30,8 @@ fn the_plans_incremental_retention_reaches_the_agent() {
     switch_and_wait(&pg);
     let dir = tempfile::tempdir().unwrap();
     let conn = format!("host=127.0.0.1 port={} user=postgres dbname=postgres", pg.port);
-    let served = Service::agent_on(&a, "ret", dir.path(), &["--pg-conn", &conn]);
+    // The plan keeps incrementals 1 s: below the default floor of 24 h, so this agent's is lowered.
+    let served = Service::agent_on(&a, "ret", dir.path(), &["--pg-conn", &conn, "--retention-floor", "1s"]);
 
     // One full and three incrementals, through the agent's API.
     for (n, incremental) in [false, true, true, true].into_iter().enumerate() {

@@ -111,9 +111,25 @@ fn choose(backups: Vec<(Manifest, PgDetails)>, req: &RestoreRequest) -> Result<(
     })
 }
 
+/// A base backup holds its tablespaces' contents under `pg_tblspc/<oid>/`
+/// and the restore makes the links. A manifest holding a link there was not
+/// written by Lifeboat: restored and started as root, it would have the
+/// server's files handed to `postgres` wherever it points.
+fn refuse_tablespace_links(manifest: &Manifest) -> Result<(), PgError> {
+    use lifeboat_repository::manifest::EntryKind;
+    match manifest.entries.iter().find(|e| e.kind == EntryKind::Symlink && e.path.starts_with("pg_tblspc/")) {
+        Some(e) => Err(PgError::Repo(lifeboat_repository::RepoError::Corrupt {
+            key: format!("manifests/{}/{}", manifest.cell, manifest.id),
+            reason: format!("it holds a symbolic link {} where a tablespace's contents belong", e.path),
+        })),
+        None => Ok(()),
+    }
+}
+
 /// Restore a data directory ready for `pg_ctl start`.
 pub async fn restore(repo: &Repository, req: &RestoreRequest) -> Result<RestoreReport, PgError> {
     let (manifest, details) = choose(crate::backup::list_backups(repo, &req.cell).await?, req)?;
+    refuse_tablespace_links(&manifest)?;
     let latest = check_wal_reaches(repo, &req.cell, &details, &req.target).await?;
     let places = match &details.tablespace_map {
         Some(map) => tablespace_places(req, &manifest.id, map)?,

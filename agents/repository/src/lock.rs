@@ -54,6 +54,10 @@ pub struct LockInfo {
     pub holder: String,
     #[serde(with = "time::serde::rfc3339")]
     pub refreshed: OffsetDateTime,
+    /// Released by a holder whose credential may not delete (a write-only
+    /// agent): the object stays, as a tombstone, until retention removes it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub released: bool,
 }
 
 /// A lock object as found in the store.
@@ -76,6 +80,9 @@ impl FoundLock {
     /// (the store's clock, see [`store_now`]). Without a store time, the
     /// holder's own claim counts, but never one from the future.
     pub fn is_live(&self, now: OffsetDateTime) -> bool {
+        if self.info.as_ref().is_some_and(|i| i.released) {
+            return false;
+        }
         match (self.written, &self.info) {
             (Some(written), _) => now - written < STALE_AFTER,
             (None, Some(info)) => info.refreshed <= now && now - info.refreshed < STALE_AFTER,
@@ -99,6 +106,7 @@ pub struct LockGuard {
     repo: Repository,
     path: ObjectPath,
     stop: CancellationToken,
+    info: LockInfo,
 }
 
 fn holder() -> String {
@@ -132,6 +140,16 @@ pub fn store_now(locks: &[FoundLock], own: &ObjectPath) -> OffsetDateTime {
     locks.iter().find(|l| &l.path == own).and_then(|l| l.written).unwrap_or_else(OffsetDateTime::now_utc)
 }
 
+/// Delete the tombstones of locks released by holders that may not delete
+/// (retention does this, with its deleting credential); how many.
+pub async fn remove_released(repo: &Repository) -> Result<usize> {
+    let released: Vec<FoundLock> = all_locks(repo).await?.into_iter().filter(|l| l.info.as_ref().is_some_and(|i| i.released)).collect();
+    for l in &released {
+        repo.store().delete(&l.path).await?;
+    }
+    Ok(released.len())
+}
+
 /// Remove the lock `id` by hand (its holder is known dead, or it does not
 /// verify). Logged with what the lock said.
 pub async fn force_unlock(repo: &Repository, id: &str) -> Result<FoundLock> {
@@ -148,7 +166,8 @@ pub async fn force_unlock(repo: &Repository, id: &str) -> Result<FoundLock> {
 impl LockGuard {
     pub async fn acquire(repo: &Repository, kind: LockKind, operation: &str) -> Result<Self> {
         let path = format::path(&format!("{}{:032x}", format::LOCKS, rand::random::<u128>()));
-        let mut info = LockInfo { kind, operation: operation.into(), holder: holder(), refreshed: OffsetDateTime::now_utc() };
+        let mut info =
+            LockInfo { kind, operation: operation.into(), holder: holder(), refreshed: OffsetDateTime::now_utc(), released: false };
         write(repo, &path, &info).await?;
         // Durable, so that a copy interrupted by a crash is known as such after it.
         repo.store().sync().await?;
@@ -170,6 +189,7 @@ impl LockGuard {
             )));
         }
         let stop = CancellationToken::new();
+        let info_for_release = info.clone();
         let (refresh_repo, refresh_path, refresh_stop) = (repo.clone(), path.clone(), stop.clone());
         tokio::spawn(async move {
             loop {
@@ -184,13 +204,21 @@ impl LockGuard {
                 }
             }
         });
-        Ok(LockGuard { repo: repo.clone(), path, stop })
+        Ok(LockGuard { repo: repo.clone(), path, stop, info: info_for_release })
     }
 
+    /// Delete the lock; a holder whose credential may not delete (a
+    /// write-only agent) rewrites it as released instead.
     pub async fn release(self) -> Result<()> {
         self.stop.cancel();
-        self.repo.store().delete(&self.path).await?;
-        Ok(())
+        match self.repo.store().delete(&self.path).await {
+            Ok(()) => Ok(()),
+            Err(lifeboat_storage::StoreError::AccessDenied { .. }) => {
+                tracing::info!(lock = %self.path, "this credential may not delete: the lock is marked released, retention removes it");
+                write(&self.repo, &self.path, &LockInfo { released: true, refreshed: OffsetDateTime::now_utc(), ..self.info.clone() }).await
+            }
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Release the lock after the work it guarded, and hand back that
@@ -267,7 +295,8 @@ mod tests {
         let ten_minutes_ago = std::time::SystemTime::now() - Duration::from_secs(600);
         for skew in [-600, 600] {
             let refreshed = OffsetDateTime::now_utc() + time::Duration::seconds(skew);
-            let info = LockInfo { kind: LockKind::Exclusive, operation: "skewed".into(), holder: "elsewhere".into(), refreshed };
+            let info =
+                LockInfo { kind: LockKind::Exclusive, operation: "skewed".into(), holder: "elsewhere".into(), refreshed, released: false };
             write(&repo, &path, &info).await.unwrap();
             let err = LockGuard::acquire(&repo, LockKind::Shared, "test").await.unwrap_err().to_string();
             assert!(err.contains("exclusive skewed by elsewhere") && err.contains("repo unlock skewed --force"), "{skew}: {err}");

@@ -198,8 +198,9 @@ pub async fn execute(repo: &Repository, cell: Option<&str>, policy: &Policy, now
     lock.release_after(result).await
 }
 
-/// Carry out a plan: manifests first, then chunks, then temporary files.
-/// The caller holds the exclusive lock and computed the plan under it.
+/// Carry out a plan: manifests first, then chunks, then temporary files,
+/// then the locks write-only holders marked released. The caller holds the
+/// exclusive lock and computed the plan under it.
 pub async fn apply(repo: &Repository, plan: &Plan) -> Result<()> {
     for d in &plan.delete {
         repo.store().delete(&format::manifest_path(&d.cell, &d.id)).await?;
@@ -212,5 +213,6 @@ pub async fn apply(repo: &Repository, plan: &Plan) -> Result<()> {
             files.remove_leftover(path).await?;
         }
     }
+    crate::lock::remove_released(repo).await?;
     Ok(())
 }

@@ -42,9 +42,11 @@ impl AzureStore {
             .clone()
             .or_else(|| std::env::var("AZURE_STORAGE_ACCOUNT").ok())
             .ok_or_else(|| invalid("no storage account: set AZURE_STORAGE_ACCOUNT or add ?account=NAME".into()))?;
-        let credentials = if let Ok(key) = std::env::var("AZURE_STORAGE_KEY") {
+        // An empty variable counts as unset (a wrapper clearing the account key).
+        let set = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+        let credentials = if let Some(key) = set("AZURE_STORAGE_KEY") {
             StorageCredentials::access_key(account.clone(), key)
-        } else if let Ok(sas) = std::env::var("AZURE_STORAGE_SAS_TOKEN") {
+        } else if let Some(sas) = set("AZURE_STORAGE_SAS_TOKEN") {
             StorageCredentials::sas_token(sas).map_err(|e| invalid(format!("AZURE_STORAGE_SAS_TOKEN is not a valid SAS token: {e}")))?
         } else {
             return Err(invalid("no credentials: set AZURE_STORAGE_KEY or AZURE_STORAGE_SAS_TOKEN".into()));
@@ -62,6 +64,23 @@ impl AzureStore {
             .retry(azure_core::RetryOptions::none())
             .container_client(location.bucket.clone());
         Ok(AzureStore { container, prefix: KeyPrefix::new(&location.prefix), name })
+    }
+
+    /// A container SAS token (the query string an agent puts in
+    /// `AZURE_STORAGE_SAS_TOKEN`) valid until `expiry`, signed with the
+    /// account key this store was opened with. `write_only`: read, add,
+    /// create, write and list, but no delete of any kind, so the holder can
+    /// back up and copy but not destroy backups; otherwise delete too (for
+    /// retention).
+    pub async fn sas_token(&self, write_only: bool, expiry: time::OffsetDateTime) -> Result<String, StoreError> {
+        use azure_storage::shared_access_signature::{service_sas::BlobSasPermissions, SasToken};
+        let permissions =
+            BlobSasPermissions { read: true, add: true, create: true, write: true, list: true, delete: !write_only, ..Default::default() };
+        let denied = |e: azure_core::Error| StoreError::AccessDenied {
+            store: self.name.clone(),
+            message: format!("a SAS token is signed with the account key (AZURE_STORAGE_KEY): {e}"),
+        };
+        self.container.shared_access_signature(permissions, expiry).await.and_then(|s| s.token()).map_err(denied)
     }
 
     fn blob(&self, path: &ObjectPath) -> BlobClient {

@@ -4,7 +4,7 @@ pub mod drill;
 pub mod files;
 pub mod kafka;
 pub mod key;
-pub mod locks;
 pub mod pg;
 pub mod repo;
+pub mod repo_access;
 pub mod wal;

@@ -1,5 +1,5 @@
-//! `repo init | ls | stats | verify | copy | retention | hold` (`locks` and
-//! `unlock` are in [`super::locks`]).
+//! `repo init | ls | stats | verify | copy | retention | hold` (`locks`,
+//! `unlock` and `sas` are in [`super::repo_access`]).
 
 use std::fmt::Write as _;
 use std::process::ExitCode;
@@ -32,9 +32,11 @@ pub enum RepoCommand {
     /// Put a backup under legal hold (retention keeps it), or release it.
     Hold(HoldArgs),
     /// List locks: holder, operation, age by the store's clock, whether they verify.
-    Locks(super::locks::LocksArgs),
+    Locks(super::repo_access::LocksArgs),
     /// Remove a lock by hand (dry run unless --force); logged.
-    Unlock(super::locks::UnlockArgs),
+    Unlock(super::repo_access::UnlockArgs),
+    /// Print an Azure SAS token for agents that may write but not delete (or, --with-delete, for retention).
+    Sas(super::repo_access::SasArgs),
 }
 
 #[derive(Debug, Args)]
@@ -136,8 +138,9 @@ pub async fn run(global: &Global, cmd: RepoCommand) -> Result<ExitCode> {
         RepoCommand::Copy(a) => copy(global, a).await,
         RepoCommand::Retention(a) => retention(global, a).await,
         RepoCommand::Hold(a) => hold(global, a).await,
-        RepoCommand::Locks(a) => super::locks::locks(global, a).await,
-        RepoCommand::Unlock(a) => super::locks::unlock(global, a).await,
+        RepoCommand::Locks(a) => super::repo_access::locks(global, a).await,
+        RepoCommand::Unlock(a) => super::repo_access::unlock(global, a).await,
+        RepoCommand::Sas(a) => super::repo_access::sas(a).await,
     }
 }
 

@@ -58,6 +58,15 @@ pub struct ServeArgs {
     /// Directory under which Postgres restore jobs may create data directories.
     #[arg(long)]
     pub restore_root: Option<PathBuf>,
+    /// Retention jobs may not keep less than this (keep_within and
+    /// keep_incremental_within): whoever holds the API token cannot make
+    /// retention delete recent backups. Three newest per series are kept anyway.
+    #[arg(long, default_value = "24h", value_parser = humantime::parse_duration)]
+    pub retention_floor: std::time::Duration,
+    /// KEY=VALUE lines (a secret file) set only for retention jobs: the
+    /// credential that may delete, which other jobs never see.
+    #[arg(long, env = "LIFEBOAT_RETENTION_ENV_FILE")]
+    pub retention_env_file: Option<PathBuf>,
     /// Serve HTTPS with this PEM certificate chain (with --tls-key).
     #[arg(long, requires = "tls_key")]
     pub tls_cert: Option<PathBuf>,
@@ -97,7 +106,26 @@ impl ServeArgs {
         Ok(Some(lifeboat_postgres::conninfo::Server { conninfo: conn.clone(), password }))
     }
 
+    /// The variables of `--retention-env-file`: `KEY=VALUE` lines, `#`
+    /// comments and blank lines skipped; a secret file.
+    pub fn retention_env(&self) -> Result<Vec<(String, String)>> {
+        let Some(path) = &self.retention_env_file else { return Ok(Vec::new()) };
+        let text = lifeboat_secrets::read_file(path, "retention environment")?;
+        let mut vars = Vec::new();
+        for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty() && !l.trim_start().starts_with('#')) {
+            let Some((key, value)) = line.split_once('=').filter(|(k, _)| is_env_name(k.trim())) else {
+                bail!("{}:{}: expected KEY=VALUE (e.g. AZURE_STORAGE_SAS_TOKEN=...)", path.display(), i + 1);
+            };
+            vars.push((key.trim().to_string(), value.to_string()));
+        }
+        Ok(vars)
+    }
+
     pub fn location(&self, name: &str) -> Option<&str> {
         self.copy_to.iter().find(|(n, _)| n == name).map(|(_, u)| u.as_str())
     }
+}
+
+fn is_env_name(name: &str) -> bool {
+    !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') && !name.as_bytes()[0].is_ascii_digit()
 }

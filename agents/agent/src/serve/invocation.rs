@@ -19,19 +19,20 @@ use super::Agent;
 pub struct Invocation {
     pub args: Vec<String>,
     /// Passed in the environment, not argv (which every local user can read).
-    pub env: Vec<(&'static str, String)>,
+    pub env: Vec<(String, String)>,
 }
 
 /// Turn a job into the subcommand that does it, or say why this agent
 /// cannot run it (checked when the job is submitted).
 pub fn invocation(agent: &Agent, spec: &JobSpec) -> Result<Invocation, String> {
-    let mut c = Line { cfg: &agent.config, args: vec!["--output".into(), "json".into()], env: Vec::new() };
+    let mut c =
+        Line { cfg: &agent.config, retention_env: &agent.retention_env, args: vec!["--output".into(), "json".into()], env: Vec::new() };
     match spec {
         JobSpec::PgBackup { incremental } => {
             let server = agent.pg.as_ref().ok_or("this agent has no Postgres configured; start it with --pg-conn")?;
-            c.env.push(("LIFEBOAT_PG_CONN", server.conninfo.clone()));
+            c.env.push(("LIFEBOAT_PG_CONN".into(), server.conninfo.clone()));
             if let Some(password) = &server.password {
-                c.env.push(("PGPASSWORD", password.clone()));
+                c.env.push(("PGPASSWORD".into(), password.clone()));
             }
             c.with_cell(&["pg", "backup"]).push(&["--kind", if *incremental { "incremental" } else { "full" }]);
         }
@@ -69,8 +70,9 @@ pub fn invocation(agent: &Agent, spec: &JobSpec) -> Result<Invocation, String> {
 /// A command line being built against the agent's configuration.
 struct Line<'a> {
     cfg: &'a ServeArgs,
+    retention_env: &'a [(String, String)],
     args: Vec<String>,
-    env: Vec<(&'static str, String)>,
+    env: Vec<(String, String)>,
 }
 
 impl Line<'_> {
@@ -120,6 +122,17 @@ impl Line<'_> {
             RetentionOf::Pg => "pg",
             RetentionOf::Kafka => "kafka",
         };
+        let floor = self.cfg.retention_floor;
+        for (name, age) in [("keep_within", keep), ("keep_incremental_within", keep_incremental)] {
+            if let Some(age) = age.filter(|a| *a < floor) {
+                return Err(format!(
+                    "{name} {} is below this agent's retention floor of {} (--retention-floor on the agent's host; the API cannot lower it)",
+                    lifeboat_api::duration::format(age),
+                    lifeboat_api::duration::format(floor)
+                ));
+            }
+        }
+        self.env.extend(self.retention_env.iter().cloned());
         self.with_cell(&[what, "retention"]);
         if let Some(k) = keep {
             self.push(&["--keep-within", &lifeboat_api::duration::format(k)]);

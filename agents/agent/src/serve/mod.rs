@@ -45,6 +45,8 @@ pub struct Agent {
     token: lifeboat_secrets::Token,
     /// The plan key that must have signed SQL checks (`--plan-key`).
     pub plan_key: Option<lifeboat_secrets::signing::Verifier>,
+    /// Set only for retention jobs (`--retention-env-file`).
+    pub retention_env: Vec<(String, String)>,
     journal: Mutex<Journal>,
     pub slots: tokio::sync::Semaphore,
     kind_locks: Mutex<HashMap<jobs::JobKind, Arc<tokio::sync::Mutex<()>>>>,
@@ -127,6 +129,7 @@ pub async fn run(global: &Global, config: ServeArgs, shutdown: impl std::future:
     let token = config.token()?;
     let plan_key = config.plan_key.as_deref().map(lifeboat_secrets::signing::Verifier::from_file).transpose()?;
     let pg = config.pg_server()?;
+    let retention_env = config.retention_env()?;
     let repo = open_repo(global, &config.repo.url).await.context("opening the agent's repository (create it with `repo init`)")?;
     if config.max_jobs == 0 {
         bail!("--max-jobs must be at least 1");
@@ -143,6 +146,7 @@ pub async fn run(global: &Global, config: ServeArgs, shutdown: impl std::future:
     let geo_copy = geocopy::GeoCopy::new(&metrics);
     let agent = Arc::new(Agent {
         pg,
+        retention_env,
         key_file: global.key_file.clone(),
         token,
         plan_key,

@@ -1,6 +1,7 @@
-//! `repo locks` and `repo unlock`: see who holds a repository, and remove
-//! a lock by hand when its holder is dead or the lock is not Lifeboat's.
-//! Without `--force`, `unlock` only says what it would remove.
+//! Repository access by hand: `repo locks` and `repo unlock` (see who holds
+//! a repository, and remove a lock whose holder is dead or that is not
+//! Lifeboat's; without `--force`, `unlock` only says what it would remove),
+//! and `repo sas` (mint the write-only Azure credential an agent should hold).
 
 use std::process::ExitCode;
 
@@ -28,6 +29,32 @@ pub struct UnlockArgs {
     /// Remove it; without this flag, only show what would be removed.
     #[arg(long)]
     pub force: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct SasArgs {
+    /// An `az://` location; the account key comes from AZURE_STORAGE_KEY.
+    #[arg(long)]
+    pub repo: String,
+    /// For retention: may delete too (by default the token cannot delete).
+    #[arg(long)]
+    pub with_delete: bool,
+    /// How long the token is valid.
+    #[arg(long, default_value = "30d", value_parser = humantime::parse_duration)]
+    pub valid_for: std::time::Duration,
+}
+
+/// Print a container SAS token for the location: read, add, create, write
+/// and list, and delete only with `--with-delete`.
+pub async fn sas(a: SasArgs) -> Result<ExitCode> {
+    let location: lifeboat_storage::Location = a.repo.parse()?;
+    if location.scheme() != lifeboat_storage::Scheme::Azure {
+        anyhow::bail!("repo sas mints Azure SAS tokens; {} is not an az:// location (on S3 use an IAM policy, docs/security.md)", a.repo);
+    }
+    let store = lifeboat_storage::azure::AzureStore::connect(&location)?;
+    let expiry = OffsetDateTime::now_utc() + a.valid_for;
+    println!("{}", store.sas_token(!a.with_delete, expiry).await?);
+    Ok(ExitCode::SUCCESS)
 }
 
 #[derive(serde::Serialize)]

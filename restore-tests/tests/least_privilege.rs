@@ -1,0 +1,104 @@
+//! Backups survive a compromised agent host. An agent holding the
+//! write-only Azure SAS token that `repo sas` mints backs up, but Azurite
+//! refuses its deletes: retention run with it fails and deletes nothing.
+//! Retention with the deleting credential works, and removes the locks the
+//! write-only agent could only mark released.
+
+use std::time::Duration;
+
+use serde_json::json;
+
+use lifeboat_restore_tests::served::{write_token, Service};
+use lifeboat_restore_tests::{agent, fails, fresh_url, make_config_tree, ok, write_key, Backend};
+
+#[test]
+fn a_write_only_agent_cannot_delete_backups() {
+    let scratch = tempfile::tempdir().unwrap();
+    let key = scratch.path().join("key");
+    write_key(&key);
+    let k = key.to_str().unwrap();
+    let source = scratch.path().join("source");
+    make_config_tree(&source, 20_000, 11);
+    let url = fresh_url(Backend::Azure, "write-only", scratch.path());
+    ok(&agent(&["repo", "init", "--repo", &url, "--key-file", k], &[]));
+    let sas = ok(&agent(&["repo", "sas", "--repo", &url, "--valid-for", "1h"], &[])).trim().to_string();
+    let permissions = sas.split('&').find_map(|p| p.strip_prefix("sp=")).unwrap_or_default().to_string();
+    assert!(permissions.contains('w') && !permissions.contains('d'), "a write-only token writes and does not delete: {sas}");
+    let write_only = [("AZURE_STORAGE_KEY", ""), ("AZURE_STORAGE_SAS_TOKEN", sas.as_str())];
+
+    let backup = ["files", "backup", source.to_str().unwrap(), "--repo", &url, "--cell", "wo", "--key-file", k];
+    for _ in 0..2 {
+        ok(&agent(&backup, &write_only));
+    }
+    let ls = |env: &[(&str, &str)]| ok(&agent(&["repo", "ls", "--repo", &url, "--key-file", k, "--output", "json"], env));
+    let count = |listing: String| serde_json::from_str::<serde_json::Value>(&listing).unwrap().as_array().unwrap().len();
+    assert_eq!(count(ls(&write_only)), 2, "the write-only token reads and lists");
+    let locks = ok(&agent(&["repo", "locks", "--repo", &url, "--key-file", k, "--output", "json"], &[]));
+    let released = serde_json::from_str::<serde_json::Value>(&locks)
+        .unwrap()
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|l| l["info"]["released"] == true)
+        .count();
+    assert_eq!(released, 2, "each backup's lock was marked released: {locks}");
+
+    let retention = ["repo", "retention", "--repo", &url, "--key-file", k, "--keep-last", "0", "--keep-within", "0s"];
+    let err = fails(&agent(&retention, &write_only));
+    assert!(err.contains("access denied") || err.contains("AuthorizationPermissionMismatch") || err.contains("403"), "{err}");
+    assert_eq!(count(ls(&[])), 2, "nothing was deleted with the write-only token");
+
+    ok(&agent(&retention, &[]));
+    assert_eq!(count(ls(&[])), 0, "retention with the deleting credential deletes");
+    let locks = ok(&agent(&["repo", "locks", "--repo", &url, "--key-file", k, "--output", "json"], &[]));
+    assert_eq!(locks.trim(), "[]", "retention removed the released locks");
+
+    let err = fails(&agent(&["repo", "sas", "--repo", &format!("file://{}", scratch.path().display())], &[]));
+    assert!(err.contains("not an az:// location"), "{err}");
+}
+
+/// Through the agent service: jobs run with the agent's write-only token,
+/// retention jobs with `--retention-env-file`'s deleting credential (here
+/// the account key), which is what lets retention remove the locks the
+/// write-only backups could only mark released.
+#[test]
+fn retention_jobs_alone_get_the_deleting_credential() {
+    let scratch = tempfile::tempdir().unwrap();
+    let s = scratch.path();
+    let key = s.join("key");
+    write_key(&key);
+    let k = key.to_str().unwrap();
+    let source = s.join("source");
+    make_config_tree(&source, 5_000, 12);
+    let url = fresh_url(Backend::Azure, "retention-env", s);
+    ok(&agent(&["repo", "init", "--repo", &url, "--key-file", k], &[]));
+    let sas = ok(&agent(&["repo", "sas", "--repo", &url, "--valid-for", "1h"], &[])).trim().to_string();
+    let write_only = [("AZURE_STORAGE_KEY", ""), ("AZURE_STORAGE_SAS_TOKEN", sas.as_str())];
+    ok(&agent(&["files", "backup", source.to_str().unwrap(), "--repo", &url, "--cell", "re", "--key-file", k], &write_only));
+    let released =
+        || ok(&agent(&["repo", "locks", "--repo", &url, "--key-file", k, "--output", "json"], &[])).matches("\"released\": true").count();
+    assert_eq!(released(), 1);
+
+    let token_file = s.join("agent-token");
+    let token = write_token(&token_file);
+    let env_file = s.join("retention.env");
+    let account_key = std::env::var("AZURE_STORAGE_KEY").unwrap();
+    std::fs::write(&env_file, format!("# the deleting credential\nAZURE_STORAGE_KEY={account_key}\n")).unwrap();
+    std::fs::set_permissions(&env_file, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let state = s.join("state");
+    let mut args = vec!["--repo", &url, "--cell", "re", "--key-file", k, "--token-file", token_file.to_str().unwrap()];
+    args.extend(["--state-dir", state.to_str().unwrap(), "--retention-floor", "0s"]);
+    let without = Service::start(&args, &write_only, &token, &s.join("agent.log"));
+    let retention = json!({"kind": "retention", "of": "pg"});
+    let (_, job) = without.submit("retention-1", &retention);
+    let job = without.finish(job["id"].as_str().unwrap(), Duration::from_secs(60));
+    assert_eq!(job["state"], "failed", "the write-only token cannot delete the released locks: {job}");
+    drop(without);
+
+    args.extend(["--retention-env-file", env_file.to_str().unwrap()]);
+    let with = Service::start(&args, &write_only, &token, &s.join("agent.log"));
+    let (_, job) = with.submit("retention-2", &retention);
+    let job = with.finish(job["id"].as_str().unwrap(), Duration::from_secs(60));
+    assert_eq!(job["state"], "succeeded", "{job}");
+    assert_eq!(released(), 0, "retention removed the released locks with its own credential");
+}
