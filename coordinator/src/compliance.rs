@@ -106,6 +106,9 @@ pub struct CellStatus {
     pub last_snapshot: Option<Age>,
     /// None when drill history is not known here (status read straight from the agents).
     pub drills: Option<DrillStatus>,
+    /// None when no verify has finished (or history is not known here).
+    #[serde(default)]
+    pub last_verify: Option<VerifyStatus>,
     pub verdict: Verdict,
 }
 
@@ -127,6 +130,19 @@ pub struct CellInput {
     /// Finished drills, newest first, and since when they have been
     /// watched (None: no drill history here).
     pub drills: Option<(Vec<DrillRecord>, OffsetDateTime)>,
+    /// The newest finished `repo verify` of the primary (None: none known here).
+    pub verify: Option<VerifyStatus>,
+}
+
+/// The newest finished `repo verify` of a cell's primary location: one
+/// that failed (problems found, or it could not read) makes the cell at-risk.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct VerifyStatus {
+    #[serde(with = "clock::ms")]
+    pub finished: OffsetDateTime,
+    pub passed: bool,
+    /// The first line of what it reported, when it failed.
+    pub problem: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -257,7 +273,7 @@ fn fill_location(status: &mut LocationStatus, cell: &CellPlan, l: &LocationPoint
 /// The status of one cell from the agent's last recovery answer (`None`:
 /// never reached), when it was read, and whether the latest attempt failed.
 pub fn cell_status(plan: &Plan, cell: &CellPlan, input: CellInput, now: OffsetDateTime) -> CellStatus {
-    let CellInput { recovery, problem: agent_problem, drills } = input;
+    let CellInput { recovery, problem: agent_problem, drills, verify } = input;
     let tier = plan.tier_of(cell);
     let reported = recovery.as_ref().map(|(_, r)| r);
     let locations: Vec<LocationStatus> = cell.locations.iter().map(|name| location_status(plan, cell, name, reported, now)).collect();
@@ -286,6 +302,9 @@ pub fn cell_status(plan: &Plan, cell: &CellPlan, input: CellInput, now: OffsetDa
     if let Some(d) = &drills {
         verdict = verdict.max(d.verdict);
     }
+    if verify.as_ref().is_some_and(|v| !v.passed) {
+        verdict = verdict.max(Verdict::AtRisk);
+    }
     CellStatus {
         cell: cell.name.clone(),
         tier: tier.name.clone(),
@@ -299,6 +318,7 @@ pub fn cell_status(plan: &Plan, cell: &CellPlan, input: CellInput, now: OffsetDa
         last_incremental,
         last_snapshot,
         drills,
+        last_verify: verify,
         verdict,
     }
 }
@@ -386,6 +406,10 @@ pub fn render(status: &Status) -> String {
         );
         if let Some(problem) = &c.agent_problem {
             let _ = writeln!(out, "{:<12}   ! agent: {problem}", "");
+        }
+        if let Some(v) = c.last_verify.as_ref().filter(|v| !v.passed) {
+            let when = d(Some(seconds_between(v.finished, status.computed_at)));
+            let _ = writeln!(out, "{:<12}   ! verify {when} ago failed: {}", "", v.problem.as_deref().unwrap_or("no reason given"));
         }
     }
     if let Some(rate) = status.drill_success_rate {

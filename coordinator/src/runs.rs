@@ -23,11 +23,20 @@ pub enum RunKind {
     PgRetention,
     KafkaRetention,
     Drill,
+    /// `repo verify` of the cell's primary location.
+    Verify,
 }
 
 impl RunKind {
-    pub const ALL: [RunKind; 6] =
-        [RunKind::PgFull, RunKind::PgIncremental, RunKind::KafkaSnapshot, RunKind::PgRetention, RunKind::KafkaRetention, RunKind::Drill];
+    pub const ALL: [RunKind; 7] = [
+        RunKind::PgFull,
+        RunKind::PgIncremental,
+        RunKind::KafkaSnapshot,
+        RunKind::PgRetention,
+        RunKind::KafkaRetention,
+        RunKind::Drill,
+        RunKind::Verify,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -37,6 +46,7 @@ impl RunKind {
             RunKind::PgRetention => "pg-retention",
             RunKind::KafkaRetention => "kafka-retention",
             RunKind::Drill => "drill",
+            RunKind::Verify => "verify",
         }
     }
 
@@ -156,6 +166,7 @@ pub fn job_spec(plan: &Plan, kind: RunKind, cell: &CellPlan, signer: Option<&Sig
             keep_within: Some(cell.retention.kafka),
             keep_incremental_within: None,
         },
+        RunKind::Verify => JobSpec::Verify { location: None },
         RunKind::Drill => {
             let signer = signer.ok_or_else(|| anyhow::anyhow!("a drill needs the signing key: its checks and its report are signed"))?;
             crate::drill::job_spec(plan, cell, &crate::drill::DrillRequest::scheduled("schedule"), signer)?

@@ -240,6 +240,17 @@ impl Store {
             .pop())
     }
 
+    /// The newest finished verify run of a cell.
+    pub fn last_verify(&self, cell: &str) -> Result<Option<crate::compliance::VerifyStatus>> {
+        let sql = "SELECT * FROM runs WHERE cell = ?1 AND kind = ?2 AND state IN ('succeeded', 'failed') ORDER BY finished DESC LIMIT 1";
+        let Some(run) = self.query(sql, params![cell, RunKind::Verify.as_str()])?.pop() else { return Ok(None) };
+        let Some(finished) = run.finished else { return Ok(None) };
+        let passed = run.state == RunState::Succeeded;
+        let problem =
+            (!passed).then(|| run.error.as_deref().and_then(|e| e.lines().find(|l| !l.trim().is_empty())).unwrap_or("failed").to_string());
+        Ok(Some(crate::compliance::VerifyStatus { finished, passed, problem }))
+    }
+
     pub fn mark_submitted(&self, id: i64, job: &str, now: OffsetDateTime) -> Result<()> {
         self.db().execute(
             "UPDATE runs SET state = 'submitted', agent_job = ?2, submitted_at = COALESCE(submitted_at, ?3) WHERE id = ?1",

@@ -704,3 +704,48 @@ fn tokens_roles_and_https() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--viewer-token-file"), "{}", String::from_utf8_lossy(&out.stderr));
 }
+
+/// The coordinator schedules `repo verify` of each cell's primary (an
+/// operator can start one too); one that finds a damaged object fails,
+/// and the cell's status says so and is at least at risk.
+#[test]
+fn a_failed_verify_puts_the_cell_at_risk() {
+    let a = Archive::new();
+    let scratch = tempfile::tempdir().unwrap();
+    let s = scratch.path();
+    let agent_svc = Service::agent_on(&a, "cell-v", s, &[]);
+    let plans = s.join("plan");
+    let conn = "host=127.0.0.1 port=1 user=postgres dbname=postgres";
+    let one =
+        OneCell { plan: "verify", cell: "cell-v", agent: &agent_svc, token: &s.join("agent-token"), postgres_conninfo: conn, defaults: "" };
+    write_one_cell(&plans, &one);
+    let c = Service::coordinator_on(&plans, s, &["--tick", "200ms", "--poll", "500ms", "--max-attempts", "1"]);
+    let verify = || {
+        let (code, run) = c.request("POST", "/v1/runs", Some(&c.bearer()), None, Some(&json!({"cell": "cell-v", "kind": "verify"})));
+        assert_eq!(code, 202, "{run}");
+        c.finished_run(run["id"].as_i64().unwrap(), Duration::from_secs(60))
+    };
+    assert_eq!(verify()["state"], "succeeded");
+    let cell = wait_until("the verify in the status", Duration::from_secs(10), || {
+        let st = status(&c);
+        let cell = cell_of(&st, "cell-v").clone();
+        (!cell["last_verify"].is_null()).then_some(cell)
+    });
+    assert_eq!(cell["last_verify"]["passed"], true, "{cell}");
+
+    let chunk = a.repo_dir.join("chunks/ab").join("ab".repeat(32));
+    std::fs::create_dir_all(chunk.parent().unwrap()).unwrap();
+    std::fs::write(&chunk, b"not a sealed chunk").unwrap();
+    let run = verify();
+    assert_eq!(run["state"], "failed", "{run}");
+    let st = status(&c);
+    let cell = cell_of(&st, "cell-v");
+    assert_eq!(cell["last_verify"]["passed"], false, "{cell}");
+    assert!(cell["last_verify"]["problem"].as_str().unwrap().contains(&"ab".repeat(32)), "{cell}");
+    assert_ne!(cell["verdict"], "ok", "{cell}");
+    let text = String::from_utf8_lossy(
+        &lifeboat(&["status", "--coordinator", &c.url, "--token-file", s.join("operator-token").to_str().unwrap()], &[]).stdout,
+    )
+    .to_string();
+    assert!(text.contains("! verify") && text.contains("failed"), "{text}");
+}

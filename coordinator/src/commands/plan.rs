@@ -105,6 +105,7 @@ fn render(p: &Plan) -> String {
             ("kafka snapshot", &s.kafka_snapshot, c.kafka_topics.is_some()),
             ("drill", &s.drill, true),
             ("retention", &s.retention, true),
+            ("verify", &s.verify, true),
         ] {
             if enabled {
                 let _ = writeln!(out, "    {what:<21} {expr:<14} [{}]", next_run(expr, now));

@@ -28,8 +28,8 @@ async fn status(target: &Target) -> Result<Status> {
     let now = clock::now();
     compliance::status(&plan, now, |cell| {
         Ok(match answers.remove(&cell.name).expect("one answer per cell") {
-            Ok(recovery) => CellInput { recovery: Some((now, recovery)), problem: None, drills: None },
-            Err(e) => CellInput { recovery: None, problem: Some(e.to_string()), drills: None },
+            Ok(recovery) => CellInput { recovery: Some((now, recovery)), problem: None, drills: None, verify: None },
+            Err(e) => CellInput { recovery: None, problem: Some(e.to_string()), drills: None, verify: None },
         })
     })
 }

@@ -122,6 +122,7 @@ pub struct CellSchedules {
     pub kafka_snapshot: String,
     pub drill: String,
     pub retention: String,
+    pub verify: String,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -164,6 +165,8 @@ pub mod defaults {
     pub const KAFKA_SNAPSHOT: &str = "0 * * * *";
     pub const DRILL: &str = "0 3 1 * *";
     pub const RETENTION: &str = "30 4 * * *";
+    /// Weekly: every object of the primary read and checked.
+    pub const VERIFY: &str = "0 5 * * 0";
     pub const KEEP_PG_FULL: &str = "35d";
     pub const KEEP_PG_INCREMENTAL: &str = "7d";
     pub const KEEP_KAFKA: &str = "7d";

@@ -55,6 +55,8 @@ pub struct Schedules {
     pub kafka_snapshot: Option<Spanned<String>>,
     pub drill: Option<Spanned<String>>,
     pub retention: Option<Spanned<String>>,
+    /// `repo verify` of the cell's primary location (default weekly).
+    pub verify: Option<Spanned<String>>,
 }
 
 /// How long backups are kept (durations such as `35d`).

@@ -152,6 +152,7 @@ impl Coordinator {
                 recovery: self.store.recovery(&cell.name)?,
                 problem: problems.get(&cell.name).cloned().flatten(),
                 drills: Some((self.store.drills(&cell.name)?, since)),
+                verify: self.store.last_verify(&cell.name)?,
             })
         })
     }

@@ -47,6 +47,7 @@ pub fn duties(cell: &CellPlan) -> Vec<(RunKind, &str)> {
         out.extend([(RunKind::KafkaSnapshot, s.kafka_snapshot.as_str()), (RunKind::KafkaRetention, s.retention.as_str())]);
     }
     out.push((RunKind::Drill, s.drill.as_str()));
+    out.push((RunKind::Verify, s.verify.as_str()));
     out
 }
 

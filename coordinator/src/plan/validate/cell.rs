@@ -228,9 +228,16 @@ fn schedules(catalog: &Catalog<'_>, check: &mut Check<'_>, at: &At<'_>) -> CellS
     let kafka = schedule_of(&s.kafka_snapshot, d.map(|(f, d)| (f, &d.kafka_snapshot)), defaults::KAFKA_SNAPSHOT, i);
     let drill = schedule_of(&s.drill, d.map(|(f, d)| (f, &d.drill)), defaults::DRILL, i);
     let ret = schedule_of(&s.retention, d.map(|(f, d)| (f, &d.retention)), defaults::RETENTION, i);
-    for (what, (expr, written)) in
-        [("pg_full", &pg_full), ("pg_incremental", &pg_incr), ("kafka_snapshot", &kafka), ("drill", &drill), ("retention", &ret)]
-    {
+    let verify = schedule_of(&s.verify, d.map(|(f, d)| (f, &d.verify)), defaults::VERIFY, i);
+    let all = [
+        ("pg_full", &pg_full),
+        ("pg_incremental", &pg_incr),
+        ("kafka_snapshot", &kafka),
+        ("drill", &drill),
+        ("retention", &ret),
+        ("verify", &verify),
+    ];
+    for (what, (expr, written)) in all {
         let problem = match schedule::parse(expr) {
             Err(e) => Some(format!("schedules.{what}: {e}")),
             Ok(cron) if what == "kafka_snapshot" && at.cell.kafka.is_some() => too_sparse_for_kafka(&cron, expr, catalog.now, at),
@@ -242,7 +249,14 @@ fn schedules(catalog: &Catalog<'_>, check: &mut Check<'_>, at: &At<'_>) -> CellS
             (Some(message), None) => check.at(i, &at.cell.name, message),
         }
     }
-    CellSchedules { pg_full: pg_full.0, pg_incremental: pg_incr.0, kafka_snapshot: kafka.0, drill: drill.0, retention: ret.0 }
+    CellSchedules {
+        pg_full: pg_full.0,
+        pg_incremental: pg_incr.0,
+        kafka_snapshot: kafka.0,
+        drill: drill.0,
+        retention: ret.0,
+        verify: verify.0,
+    }
 }
 
 /// Why a snapshot schedule cannot meet the tier's Kafka RPO, if it cannot.
