@@ -275,7 +275,13 @@ async fn verify(global: &Global, a: VerifyArgs) -> Result<ExitCode> {
     });
     if let Some(first) = report.problems.first() {
         // On stderr too: what a job's error (and a run's) shows.
-        eprintln!("error: verify of {} found {} problem(s), first {}: {}", report.location, report.problems.len(), first.object, first.detail);
+        eprintln!(
+            "error: verify of {} found {} problem(s), first {}: {}",
+            report.location,
+            report.problems.len(),
+            first.object,
+            first.detail
+        );
     }
     Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
