@@ -11,14 +11,20 @@ use serde_json::json;
 use lifeboat_restore_tests::served::{write_token, Service};
 use lifeboat_restore_tests::{agent, fails, fresh_url, make_config_tree, ok, write_key, Backend};
 
+/// A scratch directory with a key file (its path) and a small tree to back up.
+fn scratch(seed: u64) -> (tempfile::TempDir, String, std::path::PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("key");
+    write_key(&key);
+    let source = dir.path().join("source");
+    make_config_tree(&source, 20_000, seed);
+    (dir, key.to_str().unwrap().to_string(), source)
+}
+
 #[test]
 fn a_write_only_agent_cannot_delete_backups() {
-    let scratch = tempfile::tempdir().unwrap();
-    let key = scratch.path().join("key");
-    write_key(&key);
-    let k = key.to_str().unwrap();
-    let source = scratch.path().join("source");
-    make_config_tree(&source, 20_000, 11);
+    let (scratch, k, source) = scratch(11);
+    let k = k.as_str();
     let url = fresh_url(Backend::Azure, "write-only", scratch.path());
     ok(&agent(&["repo", "init", "--repo", &url, "--key-file", k], &[]));
     let sas = ok(&agent(&["repo", "sas", "--repo", &url, "--valid-for", "1h"], &[])).trim().to_string();
@@ -63,13 +69,8 @@ fn a_write_only_agent_cannot_delete_backups() {
 /// write-only backups could only mark released.
 #[test]
 fn retention_jobs_alone_get_the_deleting_credential() {
-    let scratch = tempfile::tempdir().unwrap();
-    let s = scratch.path();
-    let key = s.join("key");
-    write_key(&key);
-    let k = key.to_str().unwrap();
-    let source = s.join("source");
-    make_config_tree(&source, 5_000, 12);
+    let (scratch, k, source) = scratch(12);
+    let (s, k) = (scratch.path(), k.as_str());
     let url = fresh_url(Backend::Azure, "retention-env", s);
     ok(&agent(&["repo", "init", "--repo", &url, "--key-file", k], &[]));
     let sas = ok(&agent(&["repo", "sas", "--repo", &url, "--valid-for", "1h"], &[])).trim().to_string();
@@ -101,4 +102,38 @@ fn retention_jobs_alone_get_the_deleting_credential() {
     let job = with.finish(job["id"].as_str().unwrap(), Duration::from_secs(60));
     assert_eq!(job["state"], "succeeded", "{job}");
     assert_eq!(released(), 0, "retention removed the released locks with its own credential");
+}
+
+/// On an S3 bucket with Object Lock (moto enforces it), every object but
+/// the locks is written with a retain-until date; retention whose policy
+/// lets the backups go cannot delete them, reports them as retained (not
+/// deleted, not hidden behind delete markers) and deletes no chunk they
+/// need; the backups still list, verify and restore.
+#[test]
+fn backups_under_object_lock_survive_retention_and_are_reported() {
+    let (scratch, k, source) = scratch(13);
+    let k = k.as_str();
+    lifeboat_restore_tests::services();
+    let endpoint = std::env::var("LIFEBOAT_TEST_S3_ENDPOINT").unwrap();
+    let url = format!("s3://{}/repo?endpoint={endpoint}&object_lock=governance&retain_days=1", lifeboat_restore_tests::unique("locked"));
+    ok(&agent(&["repo", "init", "--repo", &url, "--key-file", k], &[]));
+    let backup = ["files", "backup", source.to_str().unwrap(), "--repo", &url, "--cell", "ol", "--key-file", k];
+    ok(&agent(&backup, &[]));
+    ok(&agent(&backup, &[]));
+
+    let retention = ["repo", "retention", "--repo", &url, "--key-file", k, "--keep-last", "0", "--keep-within", "0s", "--output", "json"];
+    let plan: serde_json::Value = serde_json::from_str(&ok(&agent(&retention, &[]))).unwrap();
+    assert_eq!(plan["retained"].as_array().unwrap().len(), 2, "both backups reported as kept by the lock: {plan}");
+    assert_eq!(plan["delete"], json!([]), "{plan}");
+    assert_eq!(plan["delete_chunks"], json!([]), "no chunk of a kept backup goes: {plan}");
+    let listed = ok(&agent(&["repo", "ls", "--repo", &url, "--key-file", k, "--output", "json"], &[]));
+    assert_eq!(serde_json::from_str::<serde_json::Value>(&listed).unwrap().as_array().unwrap().len(), 2, "{listed}");
+    ok(&agent(&["repo", "verify", "--repo", &url, "--key-file", k], &[]));
+    let text = ok(&agent(&retention[..retention.len() - 2], &[]));
+    assert!(text.contains("under Object Lock"), "{text}");
+    let locks = ok(&agent(&["repo", "locks", "--repo", &url, "--key-file", k, "--output", "json"], &[]));
+    assert_eq!(locks.trim(), "[]", "locks carry no retention and are deleted: {locks}");
+    let restored = scratch.path().join("restored");
+    ok(&agent(&["files", "restore", "latest", restored.to_str().unwrap(), "--repo", &url, "--cell", "ol", "--key-file", k], &[]));
+    assert_eq!(lifeboat_restore_tests::describe_tree(&restored), lifeboat_restore_tests::describe_tree(&source));
 }

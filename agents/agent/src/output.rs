@@ -88,6 +88,12 @@ pub fn retention_text(plan: &lifeboat_repository::retention::Plan, dry_run: bool
     for d in &plan.delete {
         let _ = writeln!(out, "delete {}/{}  ({})", d.cell, d.id, d.reason);
     }
+    for d in &plan.retained {
+        let _ = writeln!(out, "kept   {}/{}  (the policy lets it go, but it is under Object Lock: retained until its date)", d.cell, d.id);
+    }
+    if plan.retained_objects > 0 {
+        let _ = writeln!(out, "{} objects under Object Lock were kept", plan.retained_objects);
+    }
     let temporaries = match plan.delete_temporaries.len() {
         0 => String::new(),
         n => format!(", {n} temporary files of interrupted writes"),

@@ -197,6 +197,13 @@ pub struct RetentionPlan {
     #[serde(default)]
     pub delete_temporaries: Vec<String>,
     pub freed_bytes: u64,
+    /// Backups the policy let go but the store kept: under S3 Object Lock
+    /// until their retain-until date (reported, never counted as deleted).
+    #[serde(default)]
+    pub retained: Vec<RetentionDecision>,
+    /// Other objects (chunks, WAL) the store refused to delete for the same reason.
+    #[serde(default)]
+    pub retained_objects: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]

@@ -54,11 +54,21 @@ pub async fn execute(repo: &Repository, cell: &str, policy: &Policy, now: Offset
     format::validate_cell(cell)?;
     let lock = LockGuard::acquire(repo, LockKind::Exclusive, &format!("postgres retention of cell {cell}")).await?;
     let result = async {
-        let plan = plan(repo, cell, policy, now).await?;
-        retention::apply(repo, &plan.backups).await?;
-        for name in &plan.delete_wal {
-            repo.store().delete(&format::path(&format!("{WAL_PREFIX}{cell}/{name}"))).await.map_err(RepoError::from)?;
+        let mut plan = plan(repo, cell, policy, now).await?;
+        retention::apply(repo, &mut plan.backups).await?;
+        if !plan.backups.retained.is_empty() {
+            // The kept backups need their WAL: none goes this time.
+            plan.backups.retained_objects += plan.delete_wal.len() as u64;
+            plan.delete_wal.clear();
         }
+        let mut deleted = Vec::new();
+        for name in std::mem::take(&mut plan.delete_wal) {
+            match retention::delete_unless_retained(repo, &format::path(&format!("{WAL_PREFIX}{cell}/{name}"))).await? {
+                true => deleted.push(name),
+                false => plan.backups.retained_objects += 1,
+            }
+        }
+        plan.delete_wal = deleted;
         Ok(plan)
     }
     .await;

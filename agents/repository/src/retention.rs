@@ -190,23 +190,49 @@ pub async fn plan(repo: &Repository, cell: Option<&str>, policy: &Policy, now: O
 pub async fn execute(repo: &Repository, cell: Option<&str>, policy: &Policy, now: OffsetDateTime) -> Result<Plan> {
     let lock = LockGuard::acquire(repo, LockKind::Exclusive, "retention").await?;
     let result = async {
-        let plan = plan(repo, cell, policy, now).await?;
-        apply(repo, &plan).await?;
+        let mut plan = plan(repo, cell, policy, now).await?;
+        apply(repo, &mut plan).await?;
         Ok(plan)
     }
     .await;
     lock.release_after(result).await
 }
 
+/// Delete `path`; false when the store keeps it under Object Lock.
+pub async fn delete_unless_retained(repo: &Repository, path: &lifeboat_storage::ObjectPath) -> Result<bool> {
+    match repo.store().delete(path).await {
+        Ok(()) => Ok(true),
+        Err(lifeboat_storage::StoreError::Retained { .. }) => {
+            tracing::warn!(object = %path, "kept under Object Lock: retention reports it and tries again after its retain-until date");
+            Ok(false)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// Carry out a plan: manifests first, then chunks, then temporary files,
 /// then the locks write-only holders marked released. The caller holds the
-/// exclusive lock and computed the plan under it.
-pub async fn apply(repo: &Repository, plan: &Plan) -> Result<()> {
-    for d in &plan.delete {
-        repo.store().delete(&format::manifest_path(&d.cell, &d.id)).await?;
+/// exclusive lock and computed the plan under it. A backup the store keeps
+/// under Object Lock moves from `delete` to `retained`, and then no chunk
+/// is deleted this time (the kept backup may need any of them).
+pub async fn apply(repo: &Repository, plan: &mut Plan) -> Result<()> {
+    let mut deleted = Vec::new();
+    for d in std::mem::take(&mut plan.delete) {
+        match delete_unless_retained(repo, &format::manifest_path(&d.cell, &d.id)).await? {
+            true => deleted.push(d),
+            false => plan.retained.push(d),
+        }
+    }
+    plan.delete = deleted;
+    if !plan.retained.is_empty() {
+        plan.freed_bytes = 0;
+        plan.retained_objects += plan.delete_chunks.len() as u64;
+        plan.delete_chunks.clear();
     }
     for id in &plan.delete_chunks {
-        repo.store().delete(&format::chunk_path(id)).await?;
+        if !delete_unless_retained(repo, &format::chunk_path(id)).await? {
+            plan.retained_objects += 1;
+        }
     }
     if let Some(files) = repo.store().as_file_store() {
         for path in &plan.delete_temporaries {

@@ -32,6 +32,10 @@ pub enum StoreError {
     #[error("operation cancelled")]
     Cancelled,
 
+    /// The store keeps the object (S3 Object Lock) until its retain-until date.
+    #[error("object {path} in {store} is under Object Lock{until}; it stays until then")]
+    Retained { store: String, path: String, until: String },
+
     /// Refused before reading it whole: no object of its kind is this large.
     #[error("object {path} in {store} holds more than {limit} bytes, more than any object of its kind; it was not written by Lifeboat (run `repo verify`)")]
     TooLarge { store: String, path: String, limit: u64 },

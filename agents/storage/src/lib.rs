@@ -35,7 +35,7 @@ use bytes::Bytes;
 use futures::stream::BoxStream;
 
 pub use error::StoreError;
-pub use location::{Location, Scheme};
+pub use location::{Location, ObjectLock, Scheme};
 pub use path::ObjectPath;
 
 /// A stream of object bytes, as read from or written to a store.

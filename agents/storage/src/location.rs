@@ -18,11 +18,20 @@ pub enum Scheme {
     Azure,
 }
 
+/// An S3 Object Lock mode (the bucket must have Object Lock enabled).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ObjectLock {
+    /// Deletable early only with `s3:BypassGovernanceRetention`.
+    Governance,
+    /// Deletable by nobody, root included, before the date.
+    Compliance,
+}
+
 /// A storage location: a directory, or a bucket/container plus a key prefix.
 ///
 /// Accepted forms:
 /// - `file:///absolute/dir`
-/// - `s3://bucket[/prefix][?endpoint=http://host:port&region=r&path_style=true]`
+/// - `s3://bucket[/prefix][?endpoint=http://host:port&region=r&path_style=true&object_lock=governance&retain_days=36]`
 /// - `az://container[/prefix][?endpoint=http://host:port/account&account=name]`
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Location {
@@ -38,6 +47,9 @@ pub struct Location {
     pub region: Option<String>,
     pub path_style: Option<bool>,
     pub account: Option<String>,
+    /// S3 Object Lock: every object but locks is written with this mode and
+    /// a retain-until date this many days ahead (`object_lock=governance|compliance&retain_days=N`).
+    pub object_lock: Option<(ObjectLock, u32)>,
 }
 
 impl Location {
@@ -94,7 +106,10 @@ impl FromStr for Location {
             region: None,
             path_style: None,
             account: None,
+            object_lock: None,
         };
+        let mut lock_mode = None;
+        let mut retain_days = None;
         for (key, value) in url.query_pairs() {
             match (scheme, key.as_ref()) {
                 (Scheme::S3 | Scheme::Azure, "endpoint") => loc.endpoint = Some(value.into_owned()),
@@ -103,13 +118,28 @@ impl FromStr for Location {
                     loc.path_style = Some(value.parse().map_err(|_| invalid("path_style must be true or false"))?)
                 }
                 (Scheme::Azure, "account") => loc.account = Some(value.into_owned()),
+                (Scheme::S3, "object_lock") => {
+                    lock_mode = Some(match value.as_ref() {
+                        "governance" => ObjectLock::Governance,
+                        "compliance" => ObjectLock::Compliance,
+                        _ => return Err(invalid("object_lock must be governance or compliance")),
+                    })
+                }
+                (Scheme::S3, "retain_days") => {
+                    retain_days = Some(value.parse::<u32>().ok().filter(|d| *d > 0).ok_or_else(|| invalid("retain_days must be a whole number of days, at least 1"))?)
+                }
                 (_, other) => {
                     return Err(invalid(&format!(
-                        "unknown option {other:?}; s3:// takes endpoint, region, path_style; az:// takes endpoint, account; secrets go in the environment, never in the url"
+                        "unknown option {other:?}; s3:// takes endpoint, region, path_style, object_lock, retain_days; az:// takes endpoint, account; secrets go in the environment, never in the url"
                     )))
                 }
             }
         }
+        loc.object_lock = match (lock_mode, retain_days) {
+            (Some(mode), Some(days)) => Some((mode, days)),
+            (None, None) => None,
+            _ => return Err(invalid("object_lock and retain_days go together (e.g. object_lock=governance&retain_days=36)")),
+        };
         match scheme {
             Scheme::File => {
                 if url.host_str().is_some_and(|h| !h.is_empty()) {

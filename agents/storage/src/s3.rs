@@ -17,14 +17,14 @@ use aws_sdk_s3::config::timeout::TimeoutConfig;
 use aws_sdk_s3::config::Region;
 use aws_sdk_s3::error::SdkError;
 use aws_sdk_s3::primitives::ByteStream as SdkStream;
-use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
+use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, ObjectLockMode};
 use aws_sdk_s3::Client;
 use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
 
 use crate::error::absent_ok;
 use crate::prefix::KeyPrefix;
-use crate::{ByteStream, Location, ObjectMeta, ObjectPath, ObjectStore, PutMode, StoreError};
+use crate::{ByteStream, Location, ObjectLock, ObjectMeta, ObjectPath, ObjectStore, PutMode, StoreError};
 
 /// Size of one multipart part: memory per streaming upload is one part.
 const PART_SIZE: usize = 16 << 20;
@@ -35,6 +35,8 @@ pub struct S3Store {
     bucket: String,
     prefix: KeyPrefix,
     name: String,
+    /// Object Lock mode and days every object but locks is retained.
+    lock: Option<(ObjectLockMode, u32)>,
 }
 
 impl S3Store {
@@ -63,7 +65,48 @@ impl S3Store {
             bucket: location.bucket.clone(),
             prefix: KeyPrefix::new(&location.prefix),
             name,
+            lock: location.object_lock.map(|(mode, days)| {
+                let mode = match mode {
+                    ObjectLock::Governance => ObjectLockMode::Governance,
+                    ObjectLock::Compliance => ObjectLockMode::Compliance,
+                };
+                (mode, days)
+            }),
         })
+    }
+
+    /// The Object Lock mode and retain-until date for a new object at
+    /// `path` (None: no lock configured, or a lock object, which its holder
+    /// must be able to delete).
+    fn retention_for(&self, path: &ObjectPath) -> Option<(ObjectLockMode, aws_sdk_s3::primitives::DateTime)> {
+        let (mode, days) = self.lock.clone()?;
+        if path.as_str().starts_with("locks/") {
+            return None;
+        }
+        let until = std::time::SystemTime::now() + Duration::from_secs(u64::from(days) * 86_400);
+        Some((mode, aws_sdk_s3::primitives::DateTime::from(until)))
+    }
+
+    /// Delete the current version of an object under Object Lock by its
+    /// version id (a plain delete would only hide it behind a delete
+    /// marker): refused while its retain-until date lies ahead.
+    async fn delete_version(&self, path: &ObjectPath) -> Result<(), StoreError> {
+        let key = self.key(path);
+        let head = match self.client.head_object().bucket(&self.bucket).key(&key).send().await {
+            Ok(h) => h,
+            Err(e) => return absent_ok::<()>(Err(self.err("delete", path.as_str(), e))).map(|_| ()),
+        };
+        let until = head.object_lock_retain_until_date().map(|d| format!(" until {d}")).unwrap_or_default();
+        let mut req = self.client.delete_object().bucket(&self.bucket).key(&key);
+        if let Some(version) = head.version_id() {
+            req = req.version_id(version);
+        }
+        match req.send().await.map_err(|e| self.err("delete", path.as_str(), e)) {
+            Err(StoreError::AccessDenied { .. }) if !until.is_empty() => {
+                Err(StoreError::Retained { store: self.describe(), path: path.to_string(), until })
+            }
+            other => absent_ok(other).map(|_| ()),
+        }
     }
 
     fn key(&self, path: &ObjectPath) -> String {
@@ -120,14 +163,11 @@ impl S3Store {
         mode: PutMode,
     ) -> Result<u64, StoreError> {
         let key = self.key(path);
-        let created = self
-            .client
-            .create_multipart_upload()
-            .bucket(&self.bucket)
-            .key(&key)
-            .send()
-            .await
-            .map_err(|e| self.err("put", path.as_str(), e))?;
+        let mut create = self.client.create_multipart_upload().bucket(&self.bucket).key(&key);
+        if let Some((mode, until)) = self.retention_for(path) {
+            create = create.object_lock_mode(mode).object_lock_retain_until_date(until);
+        }
+        let created = create.send().await.map_err(|e| self.err("put", path.as_str(), e))?;
         let upload_id = created.upload_id().unwrap_or_default().to_string();
         let result: Result<u64, StoreError> = async {
             let mut parts = Vec::new();
@@ -215,9 +255,11 @@ impl ObjectStore for S3Store {
             Ok(_) => Ok(()),
             Err(e) => match self.err("prepare", &self.bucket, e) {
                 StoreError::NotFound { .. } => {
+                    // A location with object_lock gets a bucket with Object Lock enabled.
                     self.client
                         .create_bucket()
                         .bucket(&self.bucket)
+                        .object_lock_enabled_for_bucket(self.lock.is_some())
                         .send()
                         .await
                         .map_err(|e| self.err("create bucket", &self.bucket, e))?;
@@ -232,6 +274,13 @@ impl ObjectStore for S3Store {
         let mut req = self.client.put_object().bucket(&self.bucket).key(self.key(path)).body(SdkStream::from(data));
         if mode == PutMode::Create {
             req = req.if_none_match("*");
+        }
+        if let Some((mode, until)) = self.retention_for(path) {
+            // S3 wants a content checksum on writes with Object Lock.
+            req = req
+                .object_lock_mode(mode)
+                .object_lock_retain_until_date(until)
+                .checksum_algorithm(aws_sdk_s3::types::ChecksumAlgorithm::Crc32);
         }
         req.send().await.map_err(|e| self.err("put", path.as_str(), e))?;
         Ok(())
@@ -306,6 +355,9 @@ impl ObjectStore for S3Store {
     }
 
     async fn delete(&self, path: &ObjectPath) -> Result<(), StoreError> {
+        if self.lock.is_some() {
+            return self.delete_version(path).await;
+        }
         let out = self.client.delete_object().bucket(&self.bucket).key(self.key(path)).send().await;
         absent_ok(out.map_err(|e| self.err("delete", path.as_str(), e))).map(|_| ())
     }
