@@ -719,7 +719,8 @@ fn a_failed_verify_puts_the_cell_at_risk() {
     let one =
         OneCell { plan: "verify", cell: "cell-v", agent: &agent_svc, token: &s.join("agent-token"), postgres_conninfo: conn, defaults: "" };
     write_one_cell(&plans, &one);
-    let c = Service::coordinator_on(&plans, s, &["--tick", "200ms", "--poll", "500ms", "--max-attempts", "1"]);
+    // Three attempts, 30 s apart: a verify that found problems must not use them.
+    let c = Service::coordinator_on(&plans, s, &["--tick", "200ms", "--poll", "500ms"]);
     let verify = || {
         let (code, run) = c.request("POST", "/v1/runs", Some(&c.bearer()), None, Some(&json!({"cell": "cell-v", "kind": "verify"})));
         assert_eq!(code, 202, "{run}");
@@ -737,7 +738,7 @@ fn a_failed_verify_puts_the_cell_at_risk() {
     std::fs::create_dir_all(chunk.parent().unwrap()).unwrap();
     std::fs::write(&chunk, b"not a sealed chunk").unwrap();
     let run = verify();
-    assert_eq!(run["state"], "failed", "{run}");
+    assert_eq!((run["state"].as_str(), run["attempt"].as_i64()), (Some("failed"), Some(1)), "a finding is not retried: {run}");
     let st = status(&c);
     let cell = cell_of(&st, "cell-v");
     assert_eq!(cell["last_verify"]["passed"], false, "{cell}");

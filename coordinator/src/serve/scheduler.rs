@@ -202,11 +202,13 @@ pub async fn poll(c: &Arc<Coordinator>, now: OffsetDateTime) -> Result<()> {
             conclude_drill(c, &run, &job).instrument(run_span(&run)).await?;
             continue;
         }
+        // A verify that read everything and found problems is a finding, not a fault: no retry.
+        let finding = run.kind == RunKind::Verify && matches!(&job.result, Some(JobResult::Verify(v)) if !v.is_ok());
         let outcome = match (job.state, job.result) {
             (JobState::Succeeded, result) => Ok(result),
             (_, _) => Err(job.error.unwrap_or_else(|| "the job failed without a message".into())),
         };
-        c.blocking(move |c| ended(c, &run, outcome)).await?;
+        c.blocking(move |c| ended_with(c, &run, outcome, !finding)).await?;
     }
     Ok(())
 }
@@ -239,6 +241,11 @@ fn took(run: &Run, now: OffsetDateTime) -> Option<f64> {
 
 /// A run's job ended (or was lost): record success, retry, or give up.
 fn ended(c: &Coordinator, run: &Run, outcome: Result<Option<JobResult>, String>) -> Result<()> {
+    ended_with(c, run, outcome, true)
+}
+
+/// [`ended`], retrying a failure only when `retryable`.
+fn ended_with(c: &Coordinator, run: &Run, outcome: Result<Option<JobResult>, String>, retryable: bool) -> Result<()> {
     let _span = run_span(run).entered();
     let now = clock::now();
     let took = took(run, now);
@@ -249,7 +256,7 @@ fn ended(c: &Coordinator, run: &Run, outcome: Result<Option<JobResult>, String>)
             c.metrics.last_success(&run.cell, run.kind, now);
             tracing::info!(cell = %run.cell, kind = %run.kind, run = run.id, "run succeeded");
         }
-        Err(error) if (run.attempt as u32) < c.cfg.max_attempts => {
+        Err(error) if retryable && (run.attempt as u32) < c.cfg.max_attempts => {
             let backoff = c.cfg.retry_base * 2u32.saturating_pow(run.attempt as u32 - 1);
             let jitter = backoff.mul_f64(rand::random::<f64>() * 0.2);
             let at = now + (backoff + jitter);
