@@ -1,5 +1,6 @@
-//! `kill -9` of the real agent process in the middle of a backup and of a
-//! geo-copy: nothing half-valid is left, and the rerun completes.
+//! `kill -9` of the real agent process in the middle of a backup, a
+//! geo-copy and a restore: nothing half-valid is left, and the rerun
+//! completes.
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -37,13 +38,18 @@ fn count_files(dir: &Path) -> usize {
 
 /// Start the agent, wait until `progress_dir` holds `at_least` files, kill -9 it.
 fn kill_when(args: &[&str], progress_dir: &Path, at_least: usize) {
+    kill_once(args, || count_files(progress_dir) >= at_least);
+}
+
+/// Start the agent, wait until `ready()` holds, kill -9 it.
+fn kill_once(args: &[&str], ready: impl Fn() -> bool) {
     let mut child = Command::new(agent_bin()).args(args).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
     let start = Instant::now();
     loop {
         if let Some(status) = child.try_wait().unwrap() {
             panic!("the agent finished ({status}) before it could be killed; make the data larger");
         }
-        if count_files(progress_dir) >= at_least {
+        if ready() {
             break;
         }
         assert!(start.elapsed() < Duration::from_secs(120), "no progress within 2 minutes");
@@ -54,7 +60,7 @@ fn kill_when(args: &[&str], progress_dir: &Path, at_least: usize) {
 }
 
 #[test]
-fn kill_9_mid_backup_and_mid_copy() {
+fn kill_9_mid_backup_copy_and_restore() {
     lifeboat_restore_tests::services();
     let scratch = tempfile::tempdir().unwrap();
     let key = scratch.path().join("key");
@@ -84,8 +90,19 @@ fn kill_9_mid_backup_and_mid_copy() {
     ok(&agent(&["repo", "copy", &repo, &copy, "--key-file", k], &[]));
     ok(&agent(&["repo", "verify", "--repo", &copy, "--key-file", k], &[]));
 
+    // A restore killed while it writes its staging directory leaves no target.
     let target = scratch.path().join("restored");
     let id = b["backup_id"].as_str().unwrap();
-    ok(&agent(&["files", "restore", id, target.to_str().unwrap(), "--repo", &copy, "--cell", "cell-k", "--key-file", k], &[]));
+    let restore = ["files", "restore", id, target.to_str().unwrap(), "--repo", &copy, "--cell", "cell-k", "--key-file", k];
+    let staging_written = || {
+        let staging = std::fs::read_dir(scratch.path())
+            .unwrap()
+            .flatten()
+            .find(|e| e.file_name().to_string_lossy().starts_with(".restored.lifeboat-restore-"));
+        staging.is_some_and(|s| std::fs::read_dir(s.path()).map(|d| d.count() > 0).unwrap_or(false))
+    };
+    kill_once(&restore, staging_written);
+    assert!(!target.exists(), "a killed restore must not leave a target that looks complete");
+    ok(&agent(&restore, &[]));
     assert_eq!(describe_tree(&target), describe_tree(&source));
 }
