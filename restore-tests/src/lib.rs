@@ -15,6 +15,7 @@ pub mod payments;
 pub mod pg;
 pub mod plans;
 pub mod served;
+pub mod throttle;
 
 /// The three storage backends every scenario runs against.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -17,6 +17,12 @@ pub enum StoreError {
     #[error("{store}: {op} failed: {message}")]
     Transient { store: String, op: &'static str, message: String },
 
+    /// The service asked to slow down (HTTP 503 or 429): retried for as
+    /// long as the retry policy's throttle window, and never sooner than
+    /// its `Retry-After`.
+    #[error("{store}: {op} throttled: {message}")]
+    Throttled { store: String, op: &'static str, message: String, retry_after: Option<std::time::Duration> },
+
     #[error("{store}: access denied: {message}; check the credentials (AWS_* / AZURE_STORAGE_* variables) and their permissions")]
     AccessDenied { store: String, message: String },
 
@@ -44,7 +50,7 @@ pub enum StoreError {
 impl StoreError {
     /// True when retrying cannot help.
     pub fn is_permanent(&self) -> bool {
-        !matches!(self, StoreError::Transient { .. })
+        !matches!(self, StoreError::Transient { .. } | StoreError::Throttled { .. })
     }
 
     pub fn is_not_found(&self) -> bool {

@@ -3,7 +3,9 @@
 //! This is the one retry layer of Lifeboat's storage path (the SDKs' own
 //! retries are turned off). Only errors that are not
 //! [`StoreError::is_permanent`] are retried, with exponential backoff and
-//! jitter. Every attempt has a timeout; a cancelled token ends the operation
+//! jitter: a few times for failures such as refused connections, and, when
+//! the service says it is throttling (503, 429), for as long as the
+//! policy's throttle window, never sooner than its `Retry-After`. Every attempt has a timeout; a cancelled token ends the operation
 //! (and any backoff sleep) at once with [`StoreError::Cancelled`].
 //!
 //! Streaming uploads cannot be replayed, so `put_stream` is not retried (its
@@ -13,6 +15,7 @@
 //! success after checking the content.
 
 use std::future::Future;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -31,6 +34,8 @@ pub struct RetryPolicy {
     pub max_delay: Duration,
     /// Limit for one attempt of a non-streaming operation.
     pub attempt_timeout: Duration,
+    /// How long a throttling service is waited for, in all.
+    pub throttle_window: Duration,
     pub cancel: CancellationToken,
 }
 
@@ -41,6 +46,7 @@ impl Default for RetryPolicy {
             min_delay: Duration::from_millis(100),
             max_delay: Duration::from_secs(5),
             attempt_timeout: Duration::from_secs(120),
+            throttle_window: Duration::from_secs(180),
             cancel: CancellationToken::new(),
         }
     }
@@ -54,6 +60,7 @@ impl RetryPolicy {
             min_delay: Duration::from_millis(10),
             max_delay: Duration::from_millis(100),
             attempt_timeout: Duration::from_secs(30),
+            throttle_window: Duration::from_secs(2),
             cancel: CancellationToken::new(),
         }
     }
@@ -82,20 +89,35 @@ impl RetryPolicy {
         let backoff = ExponentialBuilder::default()
             .with_min_delay(self.min_delay)
             .with_max_delay(self.max_delay)
-            .with_max_times(self.retries)
+            .with_max_times(usize::MAX)
+            .with_total_delay(Some(self.throttle_window))
             .with_jitter();
-        let retried = timed.retry(backoff).when(|e: &StoreError| !e.is_permanent()).notify(|e: &StoreError, delay: Duration| {
-            tracing::warn!(store, op, error = %e, retry_in_ms = delay.as_millis() as u64, "transient storage error, retrying");
-        });
-        let retries = self.retries;
+        let (failures, attempts) = (AtomicUsize::new(0), AtomicUsize::new(1));
+        let retried = timed
+            .retry(backoff)
+            .when(|e: &StoreError| match e {
+                StoreError::Throttled { .. } => true,
+                e if !e.is_permanent() => failures.fetch_add(1, Ordering::Relaxed) < self.retries,
+                _ => false,
+            })
+            .adjust(|e: &StoreError, delay: Option<Duration>| match e {
+                StoreError::Throttled { retry_after: Some(asked), .. } => delay.map(|d| d.max(*asked)),
+                _ => delay,
+            })
+            .notify(|e: &StoreError, delay: Duration| {
+                attempts.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(store, op, error = %e, retry_in_ms = delay.as_millis() as u64, "transient storage error, retrying");
+            });
         tokio::select! {
-            result = retried => result.map_err(|e| match e {
-                StoreError::Transient { store, op, message } => StoreError::Transient {
-                    store,
-                    op,
-                    message: format!("{message} (gave up after {} attempts)", retries + 1),
-                },
-                other => other,
+            result = retried => result.map_err(|e| {
+                let gave_up = |message: String| format!("{message} (gave up after {} attempts)", attempts.load(Ordering::Relaxed));
+                match e {
+                    StoreError::Transient { store, op, message } => StoreError::Transient { store, op, message: gave_up(message) },
+                    StoreError::Throttled { store, op, message, retry_after } => {
+                        StoreError::Throttled { store, op, message: gave_up(message), retry_after }
+                    }
+                    other => other,
+                }
             }),
             _ = self.cancel.cancelled() => Err(StoreError::Cancelled),
         }

@@ -149,6 +149,10 @@ impl S3Store {
             (_, Some(404)) => StoreError::NotFound { store, path: path.into() },
             (_, Some(412)) => StoreError::AlreadyExists { store, path: path.into() },
             (_, Some(401 | 403)) => StoreError::AccessDenied { store, message },
+            (SdkError::ServiceError(e), Some(429 | 503)) => {
+                let retry_after = e.raw().headers().get("retry-after").and_then(|v| v.trim().parse::<u64>().ok()).map(Duration::from_secs);
+                StoreError::Throttled { store, op, message, retry_after }
+            }
             (_, Some(409 | 429 | 500..=599)) => StoreError::Transient { store, op, message },
             _ => StoreError::Permanent { store, op, message },
         }
