@@ -89,6 +89,30 @@ pub fn lifeboat_bin() -> PathBuf {
     agent_bin().with_file_name("lifeboat")
 }
 
+/// A scratch directory holding a repository key (`key`, mode 0600) and a
+/// configuration-like tree to back up (`source`, with `big_bytes` of text).
+pub struct KeyedTree {
+    pub dir: tempfile::TempDir,
+    pub key: PathBuf,
+    pub source: PathBuf,
+}
+
+impl KeyedTree {
+    pub fn new(big_bytes: usize, seed: u64) -> KeyedTree {
+        let dir = tempfile::tempdir().unwrap();
+        let key = dir.path().join("key");
+        write_key(&key);
+        let source = dir.path().join("source");
+        make_config_tree(&source, big_bytes, seed);
+        KeyedTree { dir, key, source }
+    }
+
+    /// The key file's path, as an argument.
+    pub fn k(&self) -> &str {
+        self.key.to_str().unwrap()
+    }
+}
+
 /// Run the operator CLI `lifeboat` with `args` (and extra env), returning its output.
 pub fn lifeboat(args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut cmd = Command::new(lifeboat_bin());

@@ -9,16 +9,13 @@ use std::time::Duration;
 use serde_json::json;
 
 use lifeboat_restore_tests::served::{write_token, Service};
-use lifeboat_restore_tests::{agent, fails, fresh_url, make_config_tree, ok, write_key, Backend};
+use lifeboat_restore_tests::{agent, fails, fresh_url, ok, Backend, KeyedTree};
 
 /// A scratch directory with a key file (its path) and a small tree to back up.
 fn scratch(seed: u64) -> (tempfile::TempDir, String, std::path::PathBuf) {
-    let dir = tempfile::tempdir().unwrap();
-    let key = dir.path().join("key");
-    write_key(&key);
-    let source = dir.path().join("source");
-    make_config_tree(&source, 20_000, seed);
-    (dir, key.to_str().unwrap().to_string(), source)
+    let t = KeyedTree::new(20_000, seed);
+    let k = t.k().to_string();
+    (t.dir, k, t.source)
 }
 
 #[test]

@@ -6,17 +6,13 @@
 use std::time::{Duration, Instant};
 
 use lifeboat_restore_tests::throttle::Throttle;
-use lifeboat_restore_tests::{agent, describe_tree, make_config_tree, ok, unique, write_key};
+use lifeboat_restore_tests::{agent, describe_tree, ok, unique, KeyedTree};
 
 #[test]
 fn a_minute_of_503s_is_waited_out_and_nothing_is_lost() {
     lifeboat_restore_tests::services();
-    let scratch = tempfile::tempdir().unwrap();
-    let key = scratch.path().join("key");
-    write_key(&key);
-    let k = key.to_str().unwrap();
-    let source = scratch.path().join("source");
-    make_config_tree(&source, 2 << 20, 31);
+    let t = KeyedTree::new(2 << 20, 31);
+    let (scratch, k, source) = (&t.dir, t.k(), &t.source);
     let moto = std::env::var("LIFEBOAT_TEST_S3_ENDPOINT").unwrap();
     let prefix = unique("throttled");
     let direct = format!("s3://lifeboat-test/{prefix}?endpoint={moto}");
@@ -40,5 +36,5 @@ fn a_minute_of_503s_is_waited_out_and_nothing_is_lost() {
 
     let restored = scratch.path().join("restored");
     ok(&agent(&["files", "restore", "latest", restored.to_str().unwrap(), "--repo", &direct, "--cell", "th", "--key-file", k], &[]));
-    assert_eq!(describe_tree(&restored), describe_tree(&source));
+    assert_eq!(describe_tree(&restored), describe_tree(source));
 }
