@@ -1,7 +1,8 @@
 //! A TCP front for an HTTP service (moto, Azurite) that answers every
 //! request with `503 Slow Down` and `Retry-After: 1` for a while, then
 //! passes connections through untouched: a store that throttles for a
-//! minute, as real ones do under load.
+//! minute, as real ones do under load. Or, [`Throttle::silent`], a store
+//! that accepts connections and never answers.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -39,7 +40,23 @@ impl Throttle {
         Throttle { url, refused }
     }
 
-    /// How many requests were answered 503.
+    /// A store that accepts connections and never answers (a hung one).
+    pub fn silent() -> Throttle {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let refused = Arc::new(AtomicUsize::new(0));
+        let count = refused.clone();
+        std::thread::spawn(move || {
+            let mut held = Vec::new();
+            for conn in listener.incoming().flatten() {
+                count.fetch_add(1, Ordering::Relaxed);
+                held.push(conn); // open, never answered
+            }
+        });
+        Throttle { url, refused }
+    }
+
+    /// How many requests were answered 503 (or connections held, when silent).
     pub fn refused(&self) -> usize {
         self.refused.load(Ordering::Relaxed)
     }

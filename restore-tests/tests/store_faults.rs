@@ -38,3 +38,22 @@ fn a_minute_of_503s_is_waited_out_and_nothing_is_lost() {
     ok(&agent(&["files", "restore", "latest", restored.to_str().unwrap(), "--repo", &direct, "--cell", "th", "--key-file", k], &[]));
     assert_eq!(describe_tree(&restored), describe_tree(source));
 }
+
+/// A store that accepts connections and never answers: the command ends
+/// with an error naming the store and the timeout (each attempt limited by
+/// `LIFEBOAT_STORE_TIMEOUT_SECONDS`), it does not hang.
+#[test]
+fn a_store_that_never_answers_times_out_instead_of_hanging() {
+    lifeboat_restore_tests::services();
+    let t = KeyedTree::new(1000, 32);
+    let silent = Throttle::silent();
+    let url = format!("s3://lifeboat-test/{}?endpoint={}", unique("hung"), silent.url);
+    let started = Instant::now();
+    let out = agent(&["repo", "ls", "--repo", &url, "--key-file", t.k()], &[("LIFEBOAT_STORE_TIMEOUT_SECONDS", "2")]);
+    let took = started.elapsed();
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(!out.status.success(), "{err}");
+    assert!(err.contains("no answer within 2s") && err.contains("gave up after 6 attempts") && err.contains(&silent.url), "{err}");
+    assert!(took < Duration::from_secs(60), "6 attempts of 2 s and their backoff took {took:?}");
+    assert!(silent.refused() >= 6, "each attempt reached the store: {}", silent.refused());
+}

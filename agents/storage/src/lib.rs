@@ -140,7 +140,7 @@ pub type DynStore = Arc<dyn ObjectStore>;
 /// Open the backend a location names, wrapped in [`retry::Resilient`] with the
 /// default policy.
 pub async fn open(location: &Location) -> Result<DynStore, StoreError> {
-    open_with(location, retry::RetryPolicy::default()).await
+    open_with(location, retry::RetryPolicy::from_env()?).await
 }
 
 /// Open the backend a location names with an explicit retry policy.

@@ -53,6 +53,21 @@ impl Default for RetryPolicy {
 }
 
 impl RetryPolicy {
+    /// The default policy, with the limit for one attempt from
+    /// `LIFEBOAT_STORE_TIMEOUT_SECONDS` when set (a store that accepts a
+    /// connection and never answers fails after that, times the retries).
+    pub fn from_env() -> Result<Self, StoreError> {
+        let mut policy = RetryPolicy::default();
+        if let Ok(text) = std::env::var("LIFEBOAT_STORE_TIMEOUT_SECONDS") {
+            let seconds = text.trim().parse::<u64>().ok().filter(|s| *s > 0).ok_or_else(|| StoreError::InvalidUrl {
+                url: format!("LIFEBOAT_STORE_TIMEOUT_SECONDS={text}"),
+                reason: "a whole number of seconds, at least 1".into(),
+            })?;
+            policy.attempt_timeout = Duration::from_secs(seconds);
+        }
+        Ok(policy)
+    }
+
     /// A policy for tests and for failing fast: few, short retries.
     pub fn quick() -> Self {
         RetryPolicy {
