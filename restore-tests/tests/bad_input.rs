@@ -161,12 +161,8 @@ fn bad_input_gives_one_clear_line_and_writes_nothing() {
 fn tampered_metadata_is_named_never_a_panic() {
     use std::os::unix::fs::PermissionsExt;
     lifeboat_restore_tests::services();
-    let scratch = tempfile::tempdir().unwrap();
-    let key = scratch.path().join("key");
-    write_key(&key);
-    let k = key.to_str().unwrap();
-    let source = scratch.path().join("source");
-    make_config_tree(&source, 10_000, 7);
+    let t = lifeboat_restore_tests::KeyedTree::new(10_000, 7);
+    let (scratch, key, k, source) = (&t.dir, &t.key, t.k(), &t.source);
     let repo_dir = scratch.path().join("repo");
     let repo = format!("file://{}", repo_dir.display());
     ok(&agent(&["repo", "init", "--repo", &repo, "--key-file", k], &[]));
@@ -181,9 +177,9 @@ fn tampered_metadata_is_named_never_a_panic() {
         one_line_error(&String::from_utf8_lossy(&out.stderr), needles);
     };
 
-    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    std::fs::set_permissions(key, std::fs::Permissions::from_mode(0o644)).unwrap();
     exit_one(&["repo", "ls", "--repo", &repo, "--key-file", k], &["readable by its group or by others", "chmod 600"]);
-    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    std::fs::set_permissions(key, std::fs::Permissions::from_mode(0o600)).unwrap();
 
     // A hold written without the key: its backup is kept, and retention names it.
     let hold = repo_dir.join("holds/cell-t").join(&backup);

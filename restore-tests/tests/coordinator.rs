@@ -622,6 +622,18 @@ fn restarts_mid_job_neither_duplicate_nor_lose_runs() {
     drop(silent);
 }
 
+/// An agent for `cell` on `a`'s repository and a one-cell plan naming it
+/// (in `dir/plan`), its Postgres unreachable: for tests of the coordinator
+/// itself.
+fn agent_and_plan(a: &Archive, plan: &str, cell: &str, dir: &Path) -> (Service, std::path::PathBuf) {
+    let agent_svc = Service::agent_on(a, cell, dir, &[]);
+    let plans = dir.join("plan");
+    let conn = "host=127.0.0.1 port=1 user=postgres dbname=postgres";
+    let one = OneCell { plan, cell, agent: &agent_svc, token: &dir.join("agent-token"), postgres_conninfo: conn, defaults: "" };
+    write_one_cell(&plans, &one);
+    (agent_svc, plans)
+}
+
 /// Who may call the coordinator. Without a token only the health check
 /// answers (a report request is refused before any agent is asked); a
 /// viewer reads, by bearer token or from a browser with Basic, and cannot
@@ -634,12 +646,7 @@ fn tokens_roles_and_https() {
     let a = Archive::new();
     let scratch = tempfile::tempdir().unwrap();
     let s = scratch.path();
-    let agent_svc = Service::agent_on(&a, "cell-x", s, &[]);
-    let plans = s.join("plan");
-    let conn = "host=127.0.0.1 port=1 user=postgres dbname=postgres";
-    let one =
-        OneCell { plan: "access", cell: "cell-x", agent: &agent_svc, token: &s.join("agent-token"), postgres_conninfo: conn, defaults: "" };
-    write_one_cell(&plans, &one);
+    let (agent_svc, plans) = agent_and_plan(&a, "access", "cell-x", s);
     let viewer_file = s.join("viewer-token");
     let viewer = write_token(&viewer_file);
     let (cert, key) = lifeboat_restore_tests::served::self_signed(s);
@@ -713,12 +720,7 @@ fn a_failed_verify_puts_the_cell_at_risk() {
     let a = Archive::new();
     let scratch = tempfile::tempdir().unwrap();
     let s = scratch.path();
-    let agent_svc = Service::agent_on(&a, "cell-v", s, &[]);
-    let plans = s.join("plan");
-    let conn = "host=127.0.0.1 port=1 user=postgres dbname=postgres";
-    let one =
-        OneCell { plan: "verify", cell: "cell-v", agent: &agent_svc, token: &s.join("agent-token"), postgres_conninfo: conn, defaults: "" };
-    write_one_cell(&plans, &one);
+    let (_agent_svc, plans) = agent_and_plan(&a, "verify", "cell-v", s);
     // Three attempts, 30 s apart: a verify that found problems must not use them.
     let c = Service::coordinator_on(&plans, s, &["--tick", "200ms", "--poll", "500ms"]);
     let verify = || {

@@ -10,16 +10,16 @@ use lifeboat_repository::{files, InitOptions, Key, Repository};
 use lifeboat_restore_tests::make_config_tree;
 use lifeboat_storage::fs::FileStore;
 
+/// A new encrypted repository under `dir/repo`.
+async fn encrypted_repo(dir: &std::path::Path) -> Repository {
+    let store = Arc::new(FileStore::new(dir.join("repo")));
+    Repository::init(store, Some(Key::from_bytes(&rand::random())), InitOptions::default()).await.unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_manifests_are_refused() {
     let scratch = tempfile::tempdir().unwrap();
-    let repo = Repository::init(
-        Arc::new(FileStore::new(scratch.path().join("repo"))),
-        Some(Key::from_bytes(&rand::random())),
-        InitOptions::default(),
-    )
-    .await
-    .unwrap();
+    let repo = encrypted_repo(scratch.path()).await;
     let source = scratch.path().join("source");
     make_config_tree(&source, 10_000, 9);
     let good = files::backup_dir(&repo, "cell-s", &source).await.unwrap();
@@ -68,13 +68,7 @@ async fn hostile_manifests_are_refused() {
 async fn setuid_and_setgid_bits_are_cleared_unless_kept() {
     use std::os::unix::fs::PermissionsExt;
     let scratch = tempfile::tempdir().unwrap();
-    let repo = Repository::init(
-        Arc::new(FileStore::new(scratch.path().join("repo"))),
-        Some(Key::from_bytes(&rand::random())),
-        InitOptions::default(),
-    )
-    .await
-    .unwrap();
+    let repo = encrypted_repo(scratch.path()).await;
     let source = scratch.path().join("source");
     make_config_tree(&source, 1_000, 3);
     let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o7777;

@@ -70,11 +70,17 @@ impl Default for Options {
 impl Options {
     /// Also trust the CA certificate in `path`.
     pub fn trusting(mut self, path: &Path) -> Result<Options, String> {
-        let pem = std::fs::read(path).map_err(|e| format!("reading the agents' CA certificate {}: {e}", path.display()))?;
-        reqwest::Certificate::from_pem(&pem).map_err(|e| format!("{} is not a PEM certificate: {e}", path.display()))?;
-        self.ca_pem = Some(pem);
+        self.ca_pem = Some(read_ca(path, "the agents'")?.0);
         Ok(self)
     }
+}
+
+/// The PEM CA certificate in `path` (`whose` names it in errors), as read
+/// and as parsed.
+pub fn read_ca(path: &Path, whose: &str) -> Result<(Vec<u8>, reqwest::Certificate), String> {
+    let pem = std::fs::read(path).map_err(|e| format!("reading {whose} CA certificate {}: {e}", path.display()))?;
+    let cert = reqwest::Certificate::from_pem(&pem).map_err(|e| format!("{} is not a PEM certificate: {e}", path.display()))?;
+    Ok((pem, cert))
 }
 
 /// Whether an http(s) URL names this host (127.0.0.0/8, ::1, localhost):

@@ -42,6 +42,14 @@ pub fn tls_acceptor(cert: &Path, key: &Path) -> Result<TlsAcceptor> {
     Ok(TlsAcceptor::from(Arc::new(config)))
 }
 
+/// The acceptor for `--tls-cert` and `--tls-key` when both are given (None: plain HTTP).
+pub fn tls_from(cert: Option<&Path>, key: Option<&Path>) -> Result<Option<TlsAcceptor>> {
+    match (cert, key) {
+        (Some(cert), Some(key)) => tls_acceptor(cert, key).map(Some),
+        _ => Ok(None),
+    }
+}
+
 /// Serve `app` on `listener` until the future is dropped.
 pub async fn serve(listener: TcpListener, tls: Option<TlsAcceptor>, app: Router) -> Result<()> {
     loop {

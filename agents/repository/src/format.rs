@@ -22,6 +22,8 @@ use crate::error::{RepoError, Result};
 pub const FORMAT_NAME: &str = "lifeboat-repository";
 pub const FORMAT_VERSION: u32 = 1;
 pub const CONFIG_KEY: &str = "lifeboat.repo.json";
+/// The most bytes a config object holds (it is read before anything else).
+pub const MAX_CONFIG_SIZE: u64 = 1 << 20;
 pub const CHUNKS: &str = "chunks/";
 pub const MANIFESTS: &str = "manifests/";
 pub const HOLDS: &str = "holds/";
@@ -139,7 +141,7 @@ pub fn is_sealed_data(key: &str) -> bool {
 pub fn max_stored_size(key: &str, config: &RepoConfig) -> u64 {
     const ENVELOPE: u64 = 256;
     if key == CONFIG_KEY {
-        1 << 20
+        MAX_CONFIG_SIZE
     } else if chunk_id_of(key).is_some() {
         u64::from(config.chunking.max_size) + ENVELOPE
     } else if key.starts_with(LOCKS) || key.starts_with(HOLDS) {

@@ -121,18 +121,23 @@ async fn write(repo: &Repository, path: &ObjectPath, info: &LockInfo) -> Result<
 
 /// Every lock in the repository, live or stale.
 pub async fn all_locks(repo: &Repository) -> Result<Vec<FoundLock>> {
-    let mut out = Vec::new();
-    for meta in repo.store().list(format::LOCKS).await? {
-        let info = match repo.read_object(&meta.path).await {
-            Ok(plain) => serde_json::from_slice::<LockInfo>(&plain).ok(),
-            Err(RepoError::Store(e)) if e.is_not_found() => continue, // released meanwhile
-            Err(RepoError::Corrupt { .. }) => None,
-            Err(e) => return Err(e),
-        };
-        let id = meta.path.as_str().strip_prefix(format::LOCKS).unwrap_or(meta.path.as_str()).to_string();
-        out.push(FoundLock { id, path: meta.path, info, written: meta.modified });
-    }
-    Ok(out)
+    let found = repo.list_sealed::<LockInfo>(format::LOCKS).await?;
+    Ok(found
+        .into_iter()
+        .map(|(meta, info)| {
+            let id = meta.path.as_str().strip_prefix(format::LOCKS).unwrap_or(meta.path.as_str()).to_string();
+            FoundLock { id, path: meta.path, info, written: meta.modified }
+        })
+        .collect())
+}
+
+/// The lock `id`, or an error saying how to list them.
+pub async fn find(repo: &Repository, id: &str) -> Result<FoundLock> {
+    all_locks(repo)
+        .await?
+        .into_iter()
+        .find(|l| l.id == id)
+        .ok_or_else(|| RepoError::Invalid(format!("no lock {id} in {}; `lifeboat-agent repo locks` lists them", repo.location())))
 }
 
 /// The store's clock now: when it recorded `own` (just written), else this machine's.
@@ -153,11 +158,7 @@ pub async fn remove_released(repo: &Repository) -> Result<usize> {
 /// Remove the lock `id` by hand (its holder is known dead, or it does not
 /// verify). Logged with what the lock said.
 pub async fn force_unlock(repo: &Repository, id: &str) -> Result<FoundLock> {
-    let found = all_locks(repo)
-        .await?
-        .into_iter()
-        .find(|l| l.id == id)
-        .ok_or_else(|| RepoError::Invalid(format!("no lock {id} in {}; `lifeboat-agent repo locks` lists them", repo.location())))?;
+    let found = find(repo, id).await?;
     repo.store().delete(&found.path).await?;
     tracing::warn!(lock = %found.describe(OffsetDateTime::now_utc()), repository = %repo.location(), "removed a lock by hand (repo unlock --force)");
     Ok(found)
@@ -281,6 +282,11 @@ mod tests {
         assert_eq!(faulty.injected(), 2);
     }
 
+    async fn encrypted(dir: &std::path::Path) -> Repository {
+        let key = crate::Key::from_bytes(&[7; 32]);
+        Repository::init(Arc::new(FileStore::new(dir)), Some(key), InitOptions::default()).await.unwrap()
+    }
+
     /// Holders whose clocks are ten minutes off still exclude each other: a
     /// lock the store saw written a moment ago is live whatever time its
     /// holder claims, and one the store last saw written ten minutes ago is
@@ -288,9 +294,7 @@ mod tests {
     #[tokio::test]
     async fn liveness_goes_by_the_stores_clock_not_the_holders() {
         let dir = tempfile::tempdir().unwrap();
-        let repo = Repository::init(Arc::new(FileStore::new(dir.path())), Some(crate::Key::from_bytes(&[7; 32])), InitOptions::default())
-            .await
-            .unwrap();
+        let repo = encrypted(dir.path()).await;
         let path = format::path(&format!("{}skewed", format::LOCKS));
         let ten_minutes_ago = std::time::SystemTime::now() - Duration::from_secs(600);
         for skew in [-600, 600] {
@@ -311,9 +315,7 @@ mod tests {
     #[tokio::test]
     async fn a_lock_that_does_not_verify_is_named_and_can_be_removed() {
         let dir = tempfile::tempdir().unwrap();
-        let repo = Repository::init(Arc::new(FileStore::new(dir.path())), Some(crate::Key::from_bytes(&[7; 32])), InitOptions::default())
-            .await
-            .unwrap();
+        let repo = encrypted(dir.path()).await;
         let forged = br#"{"kind":"exclusive","operation":"x","holder":"h","refreshed":"2999-01-01T00:00:00Z"}"#;
         std::fs::create_dir_all(dir.path().join("locks")).unwrap();
         std::fs::write(dir.path().join("locks/forged"), forged).unwrap();

@@ -109,7 +109,7 @@ impl Repository {
 
     /// Read a location's config, or `None` if it holds no repository.
     pub async fn read_config(store: &DynStore) -> Result<Option<RepoConfig>> {
-        match store.get_bounded(&format::path(format::CONFIG_KEY), 1 << 20).await {
+        match store.get_bounded(&format::path(format::CONFIG_KEY), format::MAX_CONFIG_SIZE).await {
             Ok(raw) => Ok(Some(RepoConfig::parse(&raw, &store.describe())?)),
             Err(StoreError::NotFound { .. }) => Ok(None),
             Err(e) => Err(e.into()),
@@ -232,6 +232,27 @@ impl Repository {
         self.store.put(path, sealed, mode).await?;
         self.store.sync().await?;
         Ok(())
+    }
+
+    /// Every sealed JSON object under `prefix` (locks, holds), with what it
+    /// says: `None` when it does not verify under the key or is not a `T`
+    /// (forged, damaged, or written before these objects were sealed).
+    /// Objects deleted between the listing and the read are skipped.
+    pub async fn list_sealed<T: serde::de::DeserializeOwned>(
+        &self,
+        prefix: &str,
+    ) -> Result<Vec<(lifeboat_storage::ObjectMeta, Option<T>)>> {
+        let mut out = Vec::new();
+        for meta in self.store.list(prefix).await? {
+            let value = match self.read_object(&meta.path).await {
+                Ok(plain) => serde_json::from_slice::<T>(&plain).ok(),
+                Err(RepoError::Store(e)) if e.is_not_found() => continue,
+                Err(RepoError::Corrupt { .. }) => None,
+                Err(e) => return Err(e),
+            };
+            out.push((meta, value));
+        }
+        Ok(out)
     }
 
     /// Commit a backup: write its manifest (never overwriting one).

@@ -87,14 +87,8 @@ pub async fn add_hold(repo: &Repository, cell: &str, id: &str, reason: &str) -> 
 /// before holds were sealed). Either way the backup is kept.
 async fn holds(repo: &Repository) -> Result<HashMap<String, Option<Hold>>> {
     let mut out = HashMap::new();
-    for meta in repo.store().list(format::HOLDS).await? {
+    for (meta, hold) in repo.list_sealed::<Hold>(format::HOLDS).await? {
         let Some(name) = meta.path.as_str().strip_prefix(format::HOLDS) else { continue };
-        let hold = match repo.read_object(&meta.path).await {
-            Ok(plain) => serde_json::from_slice::<Hold>(&plain).ok(),
-            Err(RepoError::Store(e)) if e.is_not_found() => continue,
-            Err(RepoError::Corrupt { .. }) => None,
-            Err(e) => return Err(e),
-        };
         if hold.is_none() {
             tracing::warn!(hold = %meta.path, "a hold that does not verify under the repository key: its backup is kept; re-add the hold with `repo hold` or remove it");
         }

@@ -168,11 +168,6 @@ pub async fn collect_bounded(mut stream: ByteStream, limit: u64, too_large: impl
     Ok(out.freeze())
 }
 
-pub async fn collect(mut stream: ByteStream) -> Result<Bytes, StoreError> {
-    use futures::StreamExt;
-    let mut out = bytes::BytesMut::new();
-    while let Some(piece) = stream.next().await {
-        out.extend_from_slice(&piece?);
-    }
-    Ok(out.freeze())
+pub async fn collect(stream: ByteStream) -> Result<Bytes, StoreError> {
+    collect_bounded(stream, u64::MAX, || unreachable!("no object holds more than u64::MAX bytes")).await
 }

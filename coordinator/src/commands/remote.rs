@@ -45,10 +45,7 @@ impl Remote {
         }
         let mut http = reqwest::Client::builder().timeout(Duration::from_secs(30));
         if let Some(ca) = &credentials.coordinator_ca {
-            let pem = std::fs::read(ca).with_context(|| format!("reading the coordinator's CA certificate {}", ca.display()))?;
-            http = http.add_root_certificate(
-                reqwest::Certificate::from_pem(&pem).with_context(|| format!("{} is not a PEM certificate", ca.display()))?,
-            );
+            http = http.add_root_certificate(lifeboat_client::read_ca(ca, "the coordinator's").map_err(anyhow::Error::msg)?.1);
         }
         Ok(Remote { base, token, http: http.build().context("an HTTP client")? })
     }

@@ -166,10 +166,7 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         bail!("--max-attempts and --cell-concurrency must be at least 1");
     }
     let access = access::Access::from_files(args.operator_token_file.as_deref(), args.viewer_token_file.as_deref(), args.open_metrics)?;
-    let tls = match (&args.tls_cert, &args.tls_key) {
-        (Some(cert), Some(key)) => Some(lifeboat_https::tls_acceptor(cert, key)?),
-        _ => None,
-    };
+    let tls = lifeboat_https::tls_from(args.tls_cert.as_deref(), args.tls_key.as_deref())?;
     let scheme = if tls.is_some() { "https" } else { "http" };
     let listener = tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("listening on {}", args.listen))?;
     let address = listener.local_addr()?;

@@ -82,11 +82,8 @@ pub async fn locks(global: &Global, a: LocksArgs) -> Result<ExitCode> {
 pub async fn unlock(global: &Global, a: UnlockArgs) -> Result<ExitCode> {
     let r = open_repo(global, &a.repo.url).await?;
     if !a.force {
-        let now = OffsetDateTime::now_utc();
-        let Some(l) = lock::all_locks(&r).await?.into_iter().find(|l| l.id == a.id) else {
-            anyhow::bail!("no lock {} in {}; `lifeboat-agent repo locks` lists them", a.id, r.location());
-        };
-        eprintln!("would remove {} (dry run: add --force once you know its holder is gone)", l.describe(now));
+        let l = lock::find(&r, &a.id).await?;
+        eprintln!("would remove {} (dry run: add --force once you know its holder is gone)", l.describe(OffsetDateTime::now_utc()));
         return Ok(ExitCode::SUCCESS);
     }
     let removed = lock::force_unlock(&r, &a.id).await?;
