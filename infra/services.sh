@@ -26,15 +26,16 @@ AZURITE_DIR=$LB_CACHE/azurite
 AZURE_ACCOUNT=devstoreaccount1
 AZURE_KEY='Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=='
 
-ALL_SERVICES=(postgres kcat chromium s3 azure kafka)
+ALL_SERVICES=(postgres kcat faketime chromium s3 azure kafka)
 DAEMONS=(s3 azure kafka)
 
 usage() {
   cat <<EOF
 Usage: infra/services.sh COMMAND [SERVICE...]
 
-Services: postgres kcat chromium s3 azure kafka (none given = all of them).
-chromium (headless, to render reports in tests) is installed, never started.
+Services: postgres kcat faketime chromium s3 azure kafka (none given = all of them).
+chromium (headless, to render reports in tests) and faketime (to skew a
+process's clock in the lock tests) are installed, never started.
 
 Commands:
   install [SERVICE...]  install what is missing (cached in $LB_CACHE)
@@ -102,6 +103,11 @@ install_postgres() {
 install_chromium() {
   lb_need_cmd chromium chromium
   lb_log "chromium: present ($(command -v chromium))"
+}
+
+install_faketime() {
+  lb_need_cmd faketime faketime
+  lb_log "faketime: present ($(command -v faketime))"
 }
 
 install_kcat() {
@@ -518,7 +524,7 @@ cmd_status() {
   else
     printf '%-8s not installed\n' postgres
   fi
-  for tool in kcat chromium; do
+  for tool in kcat faketime chromium; do
     if command -v "$tool" >/dev/null 2>&1; then
       printf '%-8s installed %s\n' "$tool" "$(command -v "$tool")"
     else

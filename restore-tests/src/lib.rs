@@ -113,6 +113,25 @@ impl KeyedTree {
     }
 }
 
+/// ~`mib` MiB of incompressible data in four files, different per `seed`
+/// (so nothing dedups between trees of different seeds).
+pub fn random_tree(root: &Path, mib: usize, seed: u64) {
+    std::fs::create_dir_all(root).unwrap();
+    let mut state = seed;
+    for f in 0..4 {
+        let words: Vec<u64> = (0..(mib << 20) / 32)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                state
+            })
+            .collect();
+        let bytes: Vec<u8> = words.iter().flat_map(|w| w.to_le_bytes()).collect();
+        std::fs::write(root.join(format!("data-{f}.bin")), bytes).unwrap();
+    }
+}
+
 /// Run the operator CLI `lifeboat` with `args` (and extra env), returning its output.
 pub fn lifeboat(args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut cmd = Command::new(lifeboat_bin());

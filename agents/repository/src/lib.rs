@@ -18,6 +18,7 @@ pub mod envelope;
 mod error;
 pub mod files;
 pub mod format;
+pub mod holder;
 pub mod lock;
 pub mod manifest;
 pub mod pipeline;

@@ -14,6 +14,8 @@
 //! ones, so two racing holders cannot both miss each other. A lock that
 //! does not verify blocks like a live one while it is fresh and is named in
 //! the error; `repo unlock ID --force` removes a lock by hand (logged).
+//! A lock whose holder is provably gone (a process on this host that was
+//! killed, see [`crate::holder`]) does not block: it is removed, logged.
 
 use std::time::Duration;
 
@@ -58,6 +60,9 @@ pub struct LockInfo {
     /// agent): the object stays, as a tombstone, until retention removes it.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub released: bool,
+    /// The holding process, exactly enough to tell on its host that it died.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub process: Option<crate::holder::Process>,
 }
 
 /// A lock object as found in the store.
@@ -80,7 +85,7 @@ impl FoundLock {
     /// (the store's clock, see [`store_now`]). Without a store time, the
     /// holder's own claim counts, but never one from the future.
     pub fn is_live(&self, now: OffsetDateTime) -> bool {
-        if self.info.as_ref().is_some_and(|i| i.released) {
+        if self.info.as_ref().is_some_and(|i| i.released) || self.holder_gone() {
             return false;
         }
         match (self.written, &self.info) {
@@ -90,9 +95,17 @@ impl FoundLock {
         }
     }
 
+    /// Whether this host can prove the holding process is no longer running.
+    pub fn holder_gone(&self) -> bool {
+        self.info.as_ref().and_then(|i| i.process.as_ref()).is_some_and(|p| p.is_gone())
+    }
+
     /// For people: what the lock is, who holds it, how old it is.
     pub fn describe(&self, now: OffsetDateTime) -> String {
-        let age = self.written.map(|w| format!("written {} s ago by the store's clock", (now - w).whole_seconds())).unwrap_or_default();
+        let mut age = self.written.map(|w| format!("written {} s ago by the store's clock", (now - w).whole_seconds())).unwrap_or_default();
+        if self.holder_gone() {
+            age.push_str(", its process is gone");
+        }
         match &self.info {
             Some(i) => format!("lock {} ({} {} by {}, {age})", self.id, i.kind.as_str(), i.operation, i.holder),
             None => format!("lock {} that does not verify under the repository key ({age})", self.id),
@@ -107,11 +120,6 @@ pub struct LockGuard {
     path: ObjectPath,
     stop: CancellationToken,
     info: LockInfo,
-}
-
-fn holder() -> String {
-    let host = std::fs::read_to_string("/etc/hostname").unwrap_or_default();
-    format!("{} pid {}", host.trim(), std::process::id())
 }
 
 async fn write(repo: &Repository, path: &ObjectPath, info: &LockInfo) -> Result<()> {
@@ -155,6 +163,53 @@ pub async fn remove_released(repo: &Repository) -> Result<usize> {
     Ok(released.len())
 }
 
+/// Delete a lock this process wrote; a credential that may not delete
+/// rewrites it as released instead (a tombstone retention removes).
+async fn remove(repo: &Repository, path: &ObjectPath, info: &LockInfo) -> Result<()> {
+    match repo.store().delete(path).await {
+        Ok(()) => Ok(()),
+        Err(lifeboat_storage::StoreError::AccessDenied { .. }) => {
+            tracing::info!(lock = %path, "this credential may not delete: the lock is marked released, retention removes it");
+            write(repo, path, &LockInfo { released: true, refreshed: OffsetDateTime::now_utc(), ..info.clone() }).await
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Every other lock, and the store's clock now to judge them by (`true`)
+/// or, when this credential may not write, this machine's (`false`). The
+/// store's time is read off a probe lock written, listed and removed.
+pub async fn survey(repo: &Repository) -> Result<(Vec<FoundLock>, OffsetDateTime, bool)> {
+    let probe = format::path(&format!("{}{:032x}", format::LOCKS, rand::random::<u128>()));
+    let info = LockInfo {
+        kind: LockKind::Shared,
+        operation: "lock survey (repo locks)".into(),
+        holder: crate::holder::describe(),
+        refreshed: OffsetDateTime::now_utc(),
+        released: false,
+        process: crate::holder::Process::current(),
+    };
+    let wrote = write(repo, &probe, &info).await.is_ok();
+    let mut locks = all_locks(repo).await?;
+    let store_time = locks.iter().find(|l| l.path == probe).and_then(|l| l.written);
+    locks.retain(|l| l.path != probe);
+    if wrote {
+        remove(repo, &probe, &info).await?;
+    }
+    Ok((locks, store_time.unwrap_or_else(OffsetDateTime::now_utc), store_time.is_some()))
+}
+
+/// Remove the locks of holders this host knows are dead (killed mid job);
+/// a credential that may not delete leaves them, and they do not block.
+async fn remove_orphans(repo: &Repository, locks: &[FoundLock], now: OffsetDateTime) {
+    for orphan in locks.iter().filter(|l| l.holder_gone() && !l.info.as_ref().is_some_and(|i| i.released)) {
+        tracing::warn!(lock = %orphan.describe(now), repository = %repo.location(), "a lock left by a process that died on this host: ignored, and removed");
+        if let Err(e) = repo.store().delete(&orphan.path).await {
+            tracing::debug!(lock = %orphan.id, error = %e, "the orphaned lock stays; it blocks nothing");
+        }
+    }
+}
+
 /// Remove the lock `id` by hand (its holder is known dead, or it does not
 /// verify). Logged with what the lock said.
 pub async fn force_unlock(repo: &Repository, id: &str) -> Result<FoundLock> {
@@ -167,13 +222,20 @@ pub async fn force_unlock(repo: &Repository, id: &str) -> Result<FoundLock> {
 impl LockGuard {
     pub async fn acquire(repo: &Repository, kind: LockKind, operation: &str) -> Result<Self> {
         let path = format::path(&format!("{}{:032x}", format::LOCKS, rand::random::<u128>()));
-        let mut info =
-            LockInfo { kind, operation: operation.into(), holder: holder(), refreshed: OffsetDateTime::now_utc(), released: false };
+        let mut info = LockInfo {
+            kind,
+            operation: operation.into(),
+            holder: crate::holder::describe(),
+            refreshed: OffsetDateTime::now_utc(),
+            released: false,
+            process: crate::holder::Process::current(),
+        };
         write(repo, &path, &info).await?;
         // Durable, so that a copy interrupted by a crash is known as such after it.
         repo.store().sync().await?;
         let locks = all_locks(repo).await?;
         let now = store_now(&locks, &path);
+        remove_orphans(repo, &locks, now).await;
         let conflict = locks.iter().filter(|l| l.path != path && l.is_live(now)).find(|other| match &other.info {
             Some(o) => kind == LockKind::Exclusive || o.kind == LockKind::Exclusive,
             None => true,
@@ -212,14 +274,7 @@ impl LockGuard {
     /// write-only agent) rewrites it as released instead.
     pub async fn release(self) -> Result<()> {
         self.stop.cancel();
-        match self.repo.store().delete(&self.path).await {
-            Ok(()) => Ok(()),
-            Err(lifeboat_storage::StoreError::AccessDenied { .. }) => {
-                tracing::info!(lock = %self.path, "this credential may not delete: the lock is marked released, retention removes it");
-                write(&self.repo, &self.path, &LockInfo { released: true, refreshed: OffsetDateTime::now_utc(), ..self.info.clone() }).await
-            }
-            Err(e) => Err(e.into()),
-        }
+        remove(&self.repo, &self.path, &self.info).await
     }
 
     /// Release the lock after the work it guarded, and hand back that
@@ -299,8 +354,14 @@ mod tests {
         let ten_minutes_ago = std::time::SystemTime::now() - Duration::from_secs(600);
         for skew in [-600, 600] {
             let refreshed = OffsetDateTime::now_utc() + time::Duration::seconds(skew);
-            let info =
-                LockInfo { kind: LockKind::Exclusive, operation: "skewed".into(), holder: "elsewhere".into(), refreshed, released: false };
+            let info = LockInfo {
+                kind: LockKind::Exclusive,
+                operation: "skewed".into(),
+                holder: "elsewhere".into(),
+                refreshed,
+                released: false,
+                process: None,
+            };
             write(&repo, &path, &info).await.unwrap();
             let err = LockGuard::acquire(&repo, LockKind::Shared, "test").await.unwrap_err().to_string();
             assert!(err.contains("exclusive skewed by elsewhere") && err.contains("repo unlock skewed --force"), "{skew}: {err}");
@@ -308,6 +369,34 @@ mod tests {
             file.set_modified(ten_minutes_ago).unwrap();
             LockGuard::acquire(&repo, LockKind::Shared, "test").await.unwrap().release().await.unwrap();
         }
+    }
+
+    /// A lock left by a process killed on this host blocks nothing and is
+    /// removed by the next holder; one held by a live process still blocks.
+    #[tokio::test]
+    async fn a_lock_whose_process_died_on_this_host_is_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = encrypted(dir.path()).await;
+        let mut child = std::process::Command::new("sleep").arg("30").spawn().unwrap();
+        let me = crate::holder::Process::current().unwrap();
+        let start_ticks = crate::holder::start_ticks(child.id()).unwrap();
+        let process = Some(crate::holder::Process { pid: child.id(), start_ticks, ..me });
+        let info = LockInfo {
+            kind: LockKind::Exclusive,
+            operation: "retention".into(),
+            holder: "here".into(),
+            refreshed: OffsetDateTime::now_utc(),
+            released: false,
+            process,
+        };
+        let path = format::path(&format!("{}killed", format::LOCKS));
+        write(&repo, &path, &info).await.unwrap();
+        let err = LockGuard::acquire(&repo, LockKind::Shared, "test").await.unwrap_err().to_string();
+        assert!(err.contains("exclusive retention by here"), "a live holder blocks: {err}");
+        child.kill().unwrap();
+        child.wait().unwrap();
+        LockGuard::acquire(&repo, LockKind::Shared, "test").await.unwrap().release().await.unwrap();
+        assert!(!dir.path().join("locks/killed").exists(), "the dead holder's lock is removed");
     }
 
     /// A lock written without the key (forged, or by an older Lifeboat)

@@ -195,7 +195,10 @@ pub async fn execute(repo: &Repository, cell: Option<&str>, policy: &Policy, now
 /// Delete `path`; false when the store keeps it under Object Lock.
 pub async fn delete_unless_retained(repo: &Repository, path: &lifeboat_storage::ObjectPath) -> Result<bool> {
     match repo.store().delete(path).await {
-        Ok(()) => Ok(true),
+        Ok(()) => {
+            tracing::debug!(object = %path, "deleted");
+            Ok(true)
+        }
         Err(lifeboat_storage::StoreError::Retained { .. }) => {
             tracing::warn!(object = %path, "kept under Object Lock: retention reports it and tries again after its retain-until date");
             Ok(false)

@@ -1,6 +1,8 @@
 //! `repo verify`: read every object, check every seal and hash, and check
 //! that every manifest's chunks exist. Names each missing or corrupt object
-//! and the backups it breaks.
+//! and the backups it breaks. Retention may delete while verify reads: an
+//! object gone since the listing counts only when a backup that still
+//! exists needs it.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -38,8 +40,11 @@ pub async fn verify(repo: &Repository, workers: usize) -> Result<VerifyReport> {
             }),
         }
     }
+    let mut late = Vec::new();
     for (id, backups) in &users {
-        if !present.contains_key(id) {
+        if !present.contains_key(id) && repo.store().head(&format::chunk_path(id)).await?.is_some() {
+            late.push(format::chunk_path(id)); // written by a backup that finished after the listing
+        } else if !present.contains_key(id) {
             report.problems.push(VerifyProblem {
                 kind: ProblemKind::Missing,
                 object: format::chunk_path(id).to_string(),
@@ -53,7 +58,7 @@ pub async fn verify(repo: &Repository, workers: usize) -> Result<VerifyReport> {
         report.leftover_temporaries = files.leftovers(crate::retention::LEFTOVER_IDLE).await?.len() as u64;
     }
     // Every sealed object: chunks, and the rest (WAL, ...) that no manifest lists.
-    let mut objects: Vec<ObjectPath> = present.keys().map(|id| format::chunk_path(id)).collect();
+    let mut objects: Vec<ObjectPath> = present.keys().map(|id| format::chunk_path(id)).chain(late).collect();
     objects.extend(listing.into_iter().map(|m| m.path).filter(|p| {
         let key = p.as_str();
         format::is_sealed_data(key) && format::chunk_id_of(key).is_none()
@@ -74,6 +79,7 @@ pub async fn verify(repo: &Repository, workers: usize) -> Result<VerifyReport> {
         } else {
             report.other_objects_checked += 1;
         }
+        tracing::debug!(object = %path, "checked");
         match result {
             Ok(n) => report.bytes_checked += n,
             Err(RepoError::Store(e)) if !e.is_not_found() => return Err(RepoError::Store(e)),
@@ -85,6 +91,22 @@ pub async fn verify(repo: &Repository, workers: usize) -> Result<VerifyReport> {
             }),
         }
     }
+    drop_deleted_meanwhile(repo, &mut report).await?;
     report.problems.sort_by(|a, b| a.object.cmp(&b.object));
     Ok(report)
+}
+
+/// Keep a problem only when a backup that exists now is broken by it, or
+/// it is damage (not absence) in an object nobody references: a manifest
+/// or chunk that retention deleted during the pass is no problem.
+async fn drop_deleted_meanwhile(repo: &Repository, report: &mut VerifyReport) -> Result<()> {
+    if report.problems.is_empty() {
+        return Ok(());
+    }
+    let existing: BTreeSet<String> = repo.list_backups(None).await?.into_iter().map(|b| format!("{}/{}", b.cell, b.id)).collect();
+    report.problems.retain(|p| match p.breaks.is_empty() {
+        true => p.kind == ProblemKind::Corrupt,
+        false => p.breaks.iter().any(|b| existing.contains(b)),
+    });
+    Ok(())
 }

@@ -67,8 +67,10 @@ struct Listed<'a> {
 
 pub async fn locks(global: &Global, a: LocksArgs) -> Result<ExitCode> {
     let r = open_repo(global, &a.repo.url).await?;
-    let found = lock::all_locks(&r).await?;
-    let now = OffsetDateTime::now_utc();
+    let (found, now, store_clock) = lock::survey(&r).await?;
+    if !store_clock {
+        eprintln!("ages are by this machine's clock (this credential may not write the probe that reads the store's)");
+    }
     let listed: Vec<Listed<'_>> = found.iter().map(|l| Listed { lock: l, live: l.is_live(now), described: l.describe(now) }).collect();
     emit(global, &listed, |ls| {
         if ls.is_empty() {
