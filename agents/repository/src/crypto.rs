@@ -3,8 +3,13 @@
 //! A key is 32 random bytes, written as 64 hex characters in a file or an
 //! environment variable; it never enters the repository. Its id (the first
 //! 16 hex characters of a SHA-256 over a fixed label and the key) is recorded
-//! in the repository config and in manifests, so the wrong key is named as
-//! such. Subkeys are derived with HMAC-SHA-256 over fixed labels: one for
+//! in the repository config, in manifests and in the header of every
+//! encrypted object, so the wrong key is named as such.
+//!
+//! A key file may hold several keys, one per line (`#` starts a comment):
+//! the first is the **current** key, which writes; the others are
+//! **retired** keys, which still read what they sealed (`key rotate` puts a
+//! new key first and keeps the old one below it). Subkeys are derived with HMAC-SHA-256 over fixed labels: one for
 //! XChaCha20-Poly1305, one to key chunk ids (so chunk names do not reveal
 //! plaintext hashes), one to seed the chunker.
 //!
@@ -33,11 +38,17 @@ pub struct Key {
     /// Authenticates the plain-JSON config.
     metadata_key: [u8; 32],
     chunker_seed: u64,
+    /// Older keys that still open what they sealed; never used to write.
+    retired: Vec<Key>,
 }
 
 impl std::fmt::Debug for Key {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Key({})", self.id)
+        write!(f, "Key({}", self.id)?;
+        for r in &self.retired {
+            write!(f, ", retired {}", r.id)?;
+        }
+        write!(f, ")")
     }
 }
 
@@ -48,12 +59,54 @@ fn derive(master: &[u8; 32], label: &str) -> [u8; 32] {
 }
 
 impl Key {
-    /// Parse 64 hex characters (surrounding whitespace ignored).
+    /// Parse a key file's text: one key of 64 hex characters per line, the
+    /// current one first, retired ones after it; blank lines and `#`
+    /// comments ignored.
     pub fn from_hex(text: &str) -> Result<Self> {
-        let bytes = hex::decode(text.trim())
-            .map_err(|_| RepoError::BadKey("expected 64 hex characters (generate one with `lifeboat-agent key generate`)".into()))?;
-        let master: [u8; 32] = bytes.try_into().map_err(|_| RepoError::BadKey("expected 32 bytes (64 hex characters)".into()))?;
+        let mut keys = Vec::new();
+        for (n, line) in text.lines().enumerate() {
+            let line = line.split('#').next().unwrap_or_default().trim();
+            if !line.is_empty() {
+                keys.push(Self::one_from_hex(line).map_err(|e| RepoError::BadKey(format!("line {}: {e}", n + 1)))?);
+            }
+        }
+        let mut keys = keys.into_iter();
+        let current =
+            keys.next().ok_or_else(|| RepoError::BadKey("no key in it (generate one with `lifeboat-agent key generate`)".into()))?;
+        Ok(current.with_retired(keys.collect()))
+    }
+
+    fn one_from_hex(hex: &str) -> std::result::Result<Self, String> {
+        let bytes = hex::decode(hex).map_err(|_| "expected 64 hex characters (generate one with `lifeboat-agent key generate`)")?;
+        let master: [u8; 32] = bytes.try_into().map_err(|_| "expected 32 bytes (64 hex characters)")?;
         Ok(Self::from_bytes(&master))
+    }
+
+    /// This key, writing, with `retired` keys that still read.
+    pub fn with_retired(self, retired: Vec<Key>) -> Self {
+        let mut flat = Vec::new();
+        for r in retired {
+            flat.extend(r.retired.iter().cloned());
+            flat.push(Key { retired: Vec::new(), ..r });
+        }
+        let mut seen = std::collections::HashSet::from([self.id.clone()]);
+        flat.retain(|r| seen.insert(r.id.clone()));
+        Key { retired: flat, ..self }
+    }
+
+    /// The current key, then the retired ones.
+    pub fn ring(&self) -> impl Iterator<Item = &Key> {
+        std::iter::once(self).chain(&self.retired)
+    }
+
+    /// The key (current or retired) with this id.
+    pub fn find(&self, id: &str) -> Option<&Key> {
+        self.ring().find(|k| k.id == id)
+    }
+
+    /// The ids of the retired keys.
+    pub fn retired_ids(&self) -> Vec<String> {
+        self.retired.iter().map(|k| k.id.clone()).collect()
     }
 
     pub fn from_bytes(master: &[u8; 32]) -> Self {
@@ -69,6 +122,7 @@ impl Key {
             chunk_id_key: derive(master, "lifeboat-chunk-id-v1"),
             metadata_key: derive(master, "lifeboat-metadata-mac-v1"),
             chunker_seed: u64::from_le_bytes(seed[..8].try_into().unwrap()),
+            retired: Vec::new(),
         }
     }
 
@@ -95,6 +149,13 @@ impl Key {
 
     pub fn id(&self) -> &str {
         &self.id
+    }
+
+    /// The id as the 8 bytes an encrypted object's header carries.
+    pub fn id_bytes(&self) -> [u8; 8] {
+        let mut out = [0u8; 8];
+        hex::decode_to_slice(&self.id, &mut out).expect("ids are 16 hex characters");
+        out
     }
 
     pub fn chunker_seed(&self) -> u64 {
@@ -249,6 +310,23 @@ mod tests {
         assert!(Key::from_hex("zz").is_err());
         assert!(Key::from_hex("abcd").is_err());
         assert!(Key::from_hex(&format!("  {}\n", "11".repeat(32))).is_ok());
+        let err = Key::from_hex(&format!("{}\nnot a key\n", "11".repeat(32))).unwrap_err().to_string();
+        assert!(err.contains("line 2"), "{err}");
+        assert!(Key::from_hex("# only a comment\n").unwrap_err().to_string().contains("no key"));
+    }
+
+    /// The first line writes, the others read; ids find their key.
+    #[test]
+    fn a_key_file_holds_the_current_key_then_retired_ones() {
+        let (new, old) = (Key::generate_hex(), Key::generate_hex());
+        let ring = Key::from_hex(&format!("# rotated today\n{new}\n\n{old}  # the key before\n")).unwrap();
+        let (new, old) = (Key::from_hex(&new).unwrap(), Key::from_hex(&old).unwrap());
+        assert_eq!(ring.id(), new.id());
+        assert_eq!(ring.retired_ids(), vec![old.id().to_string()]);
+        assert_eq!(ring.find(old.id()).unwrap().chunk_id(b"x"), old.chunk_id(b"x"));
+        assert!(ring.find("0000000000000000").is_none());
+        let again = new.clone().with_retired(vec![ring.clone(), new.clone()]);
+        assert_eq!(again.retired_ids(), vec![old.id().to_string()], "flattened, without the current key");
     }
 
     /// `check_tag` agrees with decryption on every length around the

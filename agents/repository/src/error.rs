@@ -20,7 +20,7 @@ pub enum RepoError {
     #[error("repository at {location} is encrypted (key id {key_id}): pass --key-file or set LIFEBOAT_KEY_FILE / LIFEBOAT_KEY")]
     KeyRequired { location: String, key_id: String },
 
-    #[error("wrong encryption key for {location}: the repository needs key id {expected}, the key given has id {given}")]
+    #[error("wrong encryption key for {location}: the repository needs key id {expected}, the key given has id {given} (a key file's current key first, then its retired ones)")]
     WrongKey { location: String, expected: String, given: String },
 
     #[error("repository at {location} is not encrypted; drop the key or create a new encrypted repository")]

@@ -70,7 +70,12 @@ pub struct Compression {
 #[serde(deny_unknown_fields)]
 pub struct Encryption {
     pub algorithm: String,
+    /// The current key: new objects are sealed under it.
     pub key_id: String,
+    /// Keys rotated out (newest first): objects sealed under them are
+    /// still read when the key file keeps them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub retired_key_ids: Vec<String>,
 }
 
 impl RepoConfig {

@@ -50,6 +50,10 @@ pub struct Repository {
     progress: Arc<Progress>,
 }
 
+fn with_mac(config: RepoConfig, key: &Key) -> RepoConfig {
+    RepoConfig { mac: Some(hex::encode(key.metadata_mac(format::CONFIG_KEY, &config.mac_input()))), ..config }
+}
+
 /// An encrypted repository's config must carry its MAC under `key`.
 fn check_config_mac(config: &RepoConfig, key: &Key) -> Result<()> {
     let corrupt = |reason: &str| RepoError::Corrupt { key: format::CONFIG_KEY.into(), reason: reason.into() };
@@ -84,13 +88,17 @@ impl Repository {
             created: OffsetDateTime::now_utc(),
             chunking: options.chunking,
             compression: Compression { algorithm: "zstd".into(), level: options.compression_level },
-            encryption: key.as_ref().map(|k| Encryption { algorithm: crypto::ALGORITHM.into(), key_id: k.id().into() }),
+            encryption: key.as_ref().map(|k| Encryption {
+                algorithm: crypto::ALGORITHM.into(),
+                key_id: k.id().into(),
+                retired_key_ids: Vec::new(),
+            }),
             chunk_id: if key.is_some() { "hmac-sha256" } else { "sha256" }.into(),
             mac: None,
         };
         config.check_values().map_err(RepoError::Invalid)?;
         let config = match &key {
-            Some(k) => RepoConfig { mac: Some(hex::encode(k.metadata_mac(format::CONFIG_KEY, &config.mac_input()))), ..config },
+            Some(k) => with_mac(config, k),
             None => config,
         };
         Self::write_config(&store, &config).await?;
@@ -122,16 +130,47 @@ impl Repository {
         let config = Self::read_config(&store).await?.ok_or_else(|| RepoError::NotARepository { location: location.clone() })?;
         match (&config.encryption, &key) {
             (Some(enc), None) => return Err(RepoError::KeyRequired { location, key_id: enc.key_id.clone() }),
-            (Some(enc), Some(k)) if enc.key_id != k.id() => {
-                return Err(RepoError::WrongKey { location, expected: enc.key_id.clone(), given: k.id().into() })
-            }
+            // The config names the key file's current key, or (a rotation
+            // not yet carried to this location) one of its retired keys.
+            (Some(enc), Some(k)) => match k.find(&enc.key_id) {
+                Some(named) => check_config_mac(&config, named)?,
+                None => {
+                    let given = k.ring().map(|k| k.id()).collect::<Vec<_>>().join(", ");
+                    return Err(RepoError::WrongKey { location, expected: enc.key_id.clone(), given });
+                }
+            },
             (None, Some(_)) => return Err(RepoError::NotEncrypted { location }),
-            _ => {}
-        }
-        if let Some(k) = &key {
-            check_config_mac(&config, k)?;
+            (None, None) => {}
         }
         Ok(Repository { store, config: Arc::new(config), key, progress: Arc::default() })
+    }
+
+    /// Whether the config already names the key file's current key (else a
+    /// rotation has not reached this location yet).
+    pub fn config_names_current_key(&self) -> bool {
+        match (&self.config.encryption, &self.key) {
+            (Some(enc), Some(k)) => enc.key_id == k.id(),
+            _ => true,
+        }
+    }
+
+    /// Carry a key rotation to this location: the config names the current
+    /// key, lists the one it named before as retired, and is MACed under the
+    /// current key. Objects are not rewritten: they stay readable under the
+    /// retired key. Returns false when there was nothing to do.
+    pub async fn adopt_current_key(&mut self) -> Result<bool> {
+        let (Some(enc), Some(key)) = (&self.config.encryption, &self.key) else { return Ok(false) };
+        if enc.key_id == key.id() {
+            return Ok(false);
+        }
+        let mut retired = vec![enc.key_id.clone()];
+        retired.extend(enc.retired_key_ids.iter().filter(|id| *id != key.id() && **id != enc.key_id).cloned());
+        let encryption = Encryption { key_id: key.id().into(), retired_key_ids: retired, ..enc.clone() };
+        let config = with_mac(RepoConfig { encryption: Some(encryption), mac: None, ..(*self.config).clone() }, key);
+        let raw = serde_json::to_vec_pretty(&config).expect("config serialises");
+        self.store.put(&format::path(format::CONFIG_KEY), Bytes::from(raw), PutMode::Overwrite).await?;
+        self.config = Arc::new(config);
+        Ok(true)
     }
 
     /// The store the repository lives in.
@@ -173,9 +212,13 @@ impl Repository {
     /// plaintext must also hash to the chunk id in the key.
     pub fn unseal(&self, path: &ObjectPath, stored: Vec<u8>) -> Result<Vec<u8>> {
         let corrupt = |reason: String| RepoError::Corrupt { key: path.to_string(), reason };
-        let plain = envelope::open(stored, path.as_str(), self.key.as_ref()).map_err(corrupt)?;
+        let (plain, sealer) = envelope::open_keyed(stored, path.as_str(), self.key.as_ref()).map_err(corrupt)?;
         if let Some(id) = format::chunk_id_of(path.as_str()) {
-            let actual = self.chunk_id(&plain);
+            // Chunk ids are keyed by the key that sealed the chunk (a retired one, after a rotation).
+            let actual = match sealer {
+                Some(k) => hex::encode(k.chunk_id(&plain)),
+                None => self.chunk_id(&plain),
+            };
             if actual != id {
                 return Err(corrupt(format!("content hashes to {actual}")));
             }
