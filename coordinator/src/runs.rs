@@ -23,12 +23,14 @@ pub enum RunKind {
     PgRetention,
     KafkaRetention,
     Drill,
-    /// `repo verify` of the cell's primary location.
+    /// `repo verify` of the cell's primary location and its copies: every object read.
     Verify,
+    /// The daily sampled pass: the newest objects of every location read.
+    VerifySample,
 }
 
 impl RunKind {
-    pub const ALL: [RunKind; 7] = [
+    pub const ALL: [RunKind; 8] = [
         RunKind::PgFull,
         RunKind::PgIncremental,
         RunKind::KafkaSnapshot,
@@ -36,6 +38,7 @@ impl RunKind {
         RunKind::KafkaRetention,
         RunKind::Drill,
         RunKind::Verify,
+        RunKind::VerifySample,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -47,6 +50,7 @@ impl RunKind {
             RunKind::KafkaRetention => "kafka-retention",
             RunKind::Drill => "drill",
             RunKind::Verify => "verify",
+            RunKind::VerifySample => "verify-sample",
         }
     }
 
@@ -147,6 +151,9 @@ pub struct RunRequest {
     pub kind: RunKind,
 }
 
+/// How many of the newest objects per location the daily sampled verify reads.
+pub const VERIFY_SAMPLE: u32 = 256;
+
 /// The agent job that does a run of `kind` for `cell` (a drill's is
 /// [`crate::drill::job_spec`], signed by `signer`).
 pub fn job_spec(plan: &Plan, kind: RunKind, cell: &CellPlan, signer: Option<&Signer>) -> anyhow::Result<JobSpec> {
@@ -166,7 +173,8 @@ pub fn job_spec(plan: &Plan, kind: RunKind, cell: &CellPlan, signer: Option<&Sig
             keep_within: Some(cell.retention.kafka),
             keep_incremental_within: None,
         },
-        RunKind::Verify => JobSpec::Verify { location: None },
+        RunKind::Verify => JobSpec::Verify { location: None, every_location: true, sample: None },
+        RunKind::VerifySample => JobSpec::Verify { location: None, every_location: true, sample: Some(VERIFY_SAMPLE) },
         RunKind::Drill => {
             let signer = signer.ok_or_else(|| anyhow::anyhow!("a drill needs the signing key: its checks and its report are signed"))?;
             crate::drill::job_spec(plan, cell, &crate::drill::DrillRequest::scheduled("schedule"), signer)?

@@ -240,11 +240,21 @@ impl Store {
             .pop())
     }
 
-    /// The newest finished verify run of a cell.
+    /// The cell's verify standing: the newest full and the newest sampled
+    /// verify each count, so a sampled pass (which may not read a damaged
+    /// older object) never clears what a full one found. A failed one is
+    /// reported over a passed one; else the newest.
     pub fn last_verify(&self, cell: &str) -> Result<Option<crate::compliance::VerifyStatus>> {
         let sql = "SELECT * FROM runs WHERE cell = ?1 AND kind = ?2 AND state IN ('succeeded', 'failed') ORDER BY finished DESC LIMIT 1";
-        let Some(run) = self.query(sql, params![cell, RunKind::Verify.as_str()])?.pop() else { return Ok(None) };
-        let Some(finished) = run.finished else { return Ok(None) };
+        let mut newest = Vec::new();
+        for kind in [RunKind::Verify, RunKind::VerifySample] {
+            newest.extend(self.query(sql, params![cell, kind.as_str()])?.pop());
+        }
+        let Some(run) = newest.into_iter().filter(|r| r.finished.is_some()).max_by_key(|r| (r.state == RunState::Failed, r.finished))
+        else {
+            return Ok(None);
+        };
+        let finished = run.finished.expect("filtered");
         let passed = run.state == RunState::Succeeded;
         let problem =
             (!passed).then(|| run.error.as_deref().and_then(|e| e.lines().find(|l| !l.trim().is_empty())).unwrap_or("failed").to_string());

@@ -32,6 +32,7 @@ pg_incremental = "0 0 1 1 *"
 kafka_snapshot = "0 0 1 1 *"
 drill = "0 0 1 1 *"
 retention = "0 0 1 1 *"
+verify_sample = "0 0 1 1 *"
 {defaults}
 [[tier]]
 name = "t3"

@@ -625,8 +625,8 @@ fn restarts_mid_job_neither_duplicate_nor_lose_runs() {
 /// An agent for `cell` on `a`'s repository and a one-cell plan naming it
 /// (in `dir/plan`), its Postgres unreachable: for tests of the coordinator
 /// itself.
-fn agent_and_plan(a: &Archive, plan: &str, cell: &str, dir: &Path) -> (Service, std::path::PathBuf) {
-    let agent_svc = Service::agent_on(a, cell, dir, &[]);
+fn agent_and_plan(a: &Archive, plan: &str, cell: &str, dir: &Path, agent_flags: &[&str]) -> (Service, std::path::PathBuf) {
+    let agent_svc = Service::agent_on(a, cell, dir, agent_flags);
     let plans = dir.join("plan");
     let conn = "host=127.0.0.1 port=1 user=postgres dbname=postgres";
     let one = OneCell { plan, cell, agent: &agent_svc, token: &dir.join("agent-token"), postgres_conninfo: conn, defaults: "" };
@@ -646,7 +646,7 @@ fn tokens_roles_and_https() {
     let a = Archive::new();
     let scratch = tempfile::tempdir().unwrap();
     let s = scratch.path();
-    let (agent_svc, plans) = agent_and_plan(&a, "access", "cell-x", s);
+    let (agent_svc, plans) = agent_and_plan(&a, "access", "cell-x", s, &[]);
     let viewer_file = s.join("viewer-token");
     let viewer = write_token(&viewer_file);
     let (cert, key) = lifeboat_restore_tests::served::self_signed(s);
@@ -712,22 +712,28 @@ fn tokens_roles_and_https() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("--viewer-token-file"), "{}", String::from_utf8_lossy(&out.stderr));
 }
 
-/// The coordinator schedules `repo verify` of each cell's primary (an
-/// operator can start one too); one that finds a damaged object fails,
-/// and the cell's status says so and is at least at risk.
+/// The coordinator schedules `repo verify` of each cell's primary and its
+/// copies, weekly in full and daily sampled (an operator can start either
+/// too); one that finds a damaged object fails, and the cell's status says
+/// so and is at least at risk. A passing sampled verify does not clear a
+/// failed full one.
 #[test]
 fn a_failed_verify_puts_the_cell_at_risk() {
     let a = Archive::new();
     let scratch = tempfile::tempdir().unwrap();
     let s = scratch.path();
-    let (_agent_svc, plans) = agent_and_plan(&a, "verify", "cell-v", s);
+    let copy_dir = s.join("copy");
+    let copy_to = format!("second=file://{}", copy_dir.display());
+    let (_agent_svc, plans) = agent_and_plan(&a, "verify", "cell-v", s, &["--copy-to", &copy_to, "--copy-interval", "1s"]);
     // Three attempts, 30 s apart: a verify that found problems must not use them.
     let c = Service::coordinator_on(&plans, s, &["--tick", "200ms", "--poll", "500ms"]);
-    let verify = || {
-        let (code, run) = c.request("POST", "/v1/runs", Some(&c.bearer()), None, Some(&json!({"cell": "cell-v", "kind": "verify"})));
+    let run_of = |kind: &str| {
+        let (code, run) = c.request("POST", "/v1/runs", Some(&c.bearer()), None, Some(&json!({"cell": "cell-v", "kind": kind})));
         assert_eq!(code, 202, "{run}");
         c.finished_run(run["id"].as_i64().unwrap(), Duration::from_secs(60))
     };
+    let verify = || run_of("verify");
+    let last_verify = || cell_of(&status(&c), "cell-v")["last_verify"].clone();
     assert_eq!(verify()["state"], "succeeded");
     let cell = wait_until("the verify in the status", Duration::from_secs(10), || {
         let st = status(&c);
@@ -751,4 +757,20 @@ fn a_failed_verify_puts_the_cell_at_risk() {
     )
     .to_string();
     assert!(text.contains("! verify") && text.contains("failed"), "{text}");
+
+    // Damage in the copy: the sampled run reads the copy's newest objects and names it.
+    std::fs::remove_file(&chunk).unwrap();
+    wait_until("the agent's first copy", Duration::from_secs(30), || copy_dir.join("lifeboat.repo.json").exists().then_some(()));
+    let in_copy = copy_dir.join("chunks/cd").join("cd".repeat(32));
+    std::fs::create_dir_all(in_copy.parent().unwrap()).unwrap();
+    std::fs::write(&in_copy, b"not a sealed chunk either").unwrap();
+    let run = run_of("verify-sample");
+    assert_eq!(run["state"], "failed", "{run}");
+    let problem = last_verify()["problem"].as_str().unwrap().to_string();
+    assert!(problem.contains(&format!("verify of file://{}", copy_dir.display())) && problem.contains(&"cd".repeat(32)), "{problem}");
+    std::fs::remove_file(&in_copy).unwrap();
+    assert_eq!(run_of("verify-sample")["state"], "succeeded");
+    assert_eq!(last_verify()["passed"], false, "a sampled pass does not clear the failed full one: {}", last_verify());
+    assert_eq!(verify()["state"], "succeeded");
+    assert_eq!(last_verify()["passed"], true, "{}", last_verify());
 }

@@ -31,6 +31,13 @@ pub enum JobSpec {
     Verify {
         #[serde(default)]
         location: Option<String>,
+        /// The repository and every copy location this agent has (`location` unset).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        every_location: bool,
+        /// Read only the newest this many objects (every manifest's
+        /// references are still checked): the daily sampled pass.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        sample: Option<u32>,
     },
     /// Apply retention to Postgres backups or Kafka snapshots.
     Retention {

@@ -154,11 +154,24 @@ pub struct VerifyReport {
     #[serde(default)]
     pub leftover_temporaries: u64,
     pub problems: Vec<VerifyProblem>,
+    /// A sampled pass: only the newest this many objects were read (every
+    /// manifest's references were still checked against the listing).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sampled: Option<u64>,
+    /// The other locations verified in the same pass (the copies).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub also: Vec<VerifyReport>,
 }
 
 impl VerifyReport {
+    /// No problem here nor in any location verified with it.
     pub fn is_ok(&self) -> bool {
-        self.problems.is_empty()
+        self.problems.is_empty() && self.also.iter().all(VerifyReport::is_ok)
+    }
+
+    /// This location's report, then each other one's.
+    pub fn each(&self) -> impl Iterator<Item = &VerifyReport> {
+        std::iter::once(self).chain(&self.also)
     }
 }
 

@@ -106,6 +106,7 @@ fn render(p: &Plan) -> String {
             ("drill", &s.drill, true),
             ("retention", &s.retention, true),
             ("verify", &s.verify, true),
+            ("verify (sampled)", &s.verify_sample, true),
         ] {
             if enabled {
                 let _ = writeln!(out, "    {what:<21} {expr:<14} [{}]", next_run(expr, now));

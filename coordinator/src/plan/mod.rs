@@ -123,6 +123,7 @@ pub struct CellSchedules {
     pub drill: String,
     pub retention: String,
     pub verify: String,
+    pub verify_sample: String,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -167,6 +168,8 @@ pub mod defaults {
     pub const RETENTION: &str = "30 4 * * *";
     /// Weekly: every object of the primary read and checked.
     pub const VERIFY: &str = "0 5 * * 0";
+    /// Daily: the newest objects of every location read and checked.
+    pub const VERIFY_SAMPLE: &str = "0 6 * * *";
     pub const KEEP_PG_FULL: &str = "35d";
     pub const KEEP_PG_INCREMENTAL: &str = "7d";
     pub const KEEP_KAFKA: &str = "7d";

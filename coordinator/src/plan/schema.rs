@@ -55,8 +55,10 @@ pub struct Schedules {
     pub kafka_snapshot: Option<Spanned<String>>,
     pub drill: Option<Spanned<String>>,
     pub retention: Option<Spanned<String>>,
-    /// `repo verify` of the cell's primary location (default weekly).
+    /// `repo verify` of the cell's primary location and its copies (default weekly).
     pub verify: Option<Spanned<String>>,
+    /// The sampled `repo verify` of the newest objects of every location (default daily).
+    pub verify_sample: Option<Spanned<String>>,
 }
 
 /// How long backups are kept (durations such as `35d`).

@@ -48,6 +48,7 @@ pub fn duties(cell: &CellPlan) -> Vec<(RunKind, &str)> {
     }
     out.push((RunKind::Drill, s.drill.as_str()));
     out.push((RunKind::Verify, s.verify.as_str()));
+    out.push((RunKind::VerifySample, s.verify_sample.as_str()));
     out
 }
 
@@ -203,7 +204,8 @@ pub async fn poll(c: &Arc<Coordinator>, now: OffsetDateTime) -> Result<()> {
             continue;
         }
         // A verify that read everything and found problems is a finding, not a fault: no retry.
-        let finding = run.kind == RunKind::Verify && matches!(&job.result, Some(JobResult::Verify(v)) if !v.is_ok());
+        let finding =
+            matches!(run.kind, RunKind::Verify | RunKind::VerifySample) && matches!(&job.result, Some(JobResult::Verify(v)) if !v.is_ok());
         let outcome = match (job.state, job.result) {
             (JobState::Succeeded, result) => Ok(result),
             (_, _) => Err(job.error.unwrap_or_else(|| "the job failed without a message".into())),

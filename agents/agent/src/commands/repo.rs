@@ -70,6 +70,13 @@ pub struct StatsArgs {
 pub struct VerifyArgs {
     #[command(flatten)]
     pub repo: RepoArg,
+    /// Verify this location too in the same pass (a copy; repeatable).
+    #[arg(long, value_name = "URL")]
+    pub also: Vec<String>,
+    /// Read only the newest N objects of each location (the daily sampled
+    /// pass); every manifest's references are still checked.
+    #[arg(long, value_name = "N")]
+    pub sample: Option<u32>,
 }
 
 #[derive(Debug, Args)]
@@ -240,50 +247,53 @@ async fn stats(global: &Global, a: StatsArgs) -> Result<ExitCode> {
 }
 
 async fn verify(global: &Global, a: VerifyArgs) -> Result<ExitCode> {
-    let VerifyArgs { repo } = a;
-    let r = open_repo(global, &repo.url).await?;
-    let report = verify::verify(&r, pipeline::default_workers()).await?;
+    let VerifyArgs { repo, also, sample } = a;
+    let sample = sample.map(|n| n as usize);
+    let mut report = verify::verify_sampled(&open_repo(global, &repo.url).await?, pipeline::default_workers(), sample).await?;
+    for url in &also {
+        report.also.push(verify::verify_sampled(&open_repo(global, url).await?, pipeline::default_workers(), sample).await?);
+    }
     let ok = report.is_ok();
-    emit(global, &report, |v| {
-        let mut out = String::new();
-        for p in &v.problems {
-            let _ = writeln!(
-                out,
-                "{:?}: {}: {} (breaks: {})",
-                p.kind,
-                p.object,
-                p.detail,
-                if p.breaks.is_empty() { "no backup".into() } else { p.breaks.join(", ") }
-            );
-        }
-        let _ = writeln!(
-            out,
-            "{}: {} manifests, {} chunks and {} other objects ({}) checked, {} unreferenced chunks{}, {} problems",
-            if v.is_ok() { "OK" } else { "FAILED" },
-            v.manifests,
-            v.chunks_checked,
-            v.other_objects_checked,
-            bytes(v.bytes_checked),
-            v.unreferenced_chunks,
-            match v.leftover_temporaries {
-                0 => String::new(),
-                n => format!(", {n} temporary files of interrupted writes (retention removes them)"),
-            },
-            v.problems.len()
-        );
-        out
-    });
-    if let Some(first) = report.problems.first() {
+    emit(global, &report, |v| v.each().map(verify_text).collect());
+    for r in report.each().filter(|r| !r.problems.is_empty()) {
         // On stderr too: what a job's error (and a run's) shows.
-        eprintln!(
-            "error: verify of {} found {} problem(s), first {}: {}",
-            report.location,
-            report.problems.len(),
-            first.object,
-            first.detail
-        );
+        let first = &r.problems[0];
+        eprintln!("error: verify of {} found {} problem(s), first {}: {}", r.location, r.problems.len(), first.object, first.detail);
     }
     Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+/// One location's verify, for people.
+fn verify_text(v: &verify::VerifyReport) -> String {
+    let mut out = String::new();
+    for p in &v.problems {
+        let _ = writeln!(
+            out,
+            "{:?}: {}: {} (breaks: {})",
+            p.kind,
+            p.object,
+            p.detail,
+            if p.breaks.is_empty() { "no backup".into() } else { p.breaks.join(", ") }
+        );
+    }
+    let _ = writeln!(
+        out,
+        "{} {}: {} manifests, {} chunks and {} other objects ({}) checked{}, {} unreferenced chunks{}, {} problems",
+        if v.problems.is_empty() { "OK" } else { "FAILED" },
+        v.location,
+        v.manifests,
+        v.chunks_checked,
+        v.other_objects_checked,
+        bytes(v.bytes_checked),
+        v.sampled.map(|n| format!(" (a sample: the newest {n} objects)")).unwrap_or_default(),
+        v.unreferenced_chunks,
+        match v.leftover_temporaries {
+            0 => String::new(),
+            n => format!(", {n} temporary files of interrupted writes (retention removes them)"),
+        },
+        v.problems.len()
+    );
+    out
 }
 
 async fn copy(global: &Global, a: CopyArgs) -> Result<ExitCode> {

@@ -42,13 +42,7 @@ pub fn invocation(agent: &Agent, spec: &JobSpec) -> Result<Invocation, String> {
             let repo = c.cfg.repo.url.clone();
             c.push(&["repo", "copy", &repo, &url]);
         }
-        JobSpec::Verify { location } => {
-            let url = match location {
-                Some(name) => c.location(name)?.to_string(),
-                None => c.cfg.repo.url.clone(),
-            };
-            c.push(&["repo", "verify", "--repo", &url]);
-        }
+        JobSpec::Verify { location, every_location, sample } => c.verify(location.as_deref(), *every_location, *sample)?,
         JobSpec::Retention { of, dry_run, keep_within, keep_incremental_within } => {
             c.retention(*of, *keep_within, *keep_incremental_within)?;
             if *dry_run {
@@ -97,6 +91,25 @@ impl Line<'_> {
             let known = if known.is_empty() { "(none)".into() } else { known.join(", ") };
             format!("no location named `{name}`; this agent copies to: {known}")
         })
+    }
+
+    fn verify(&mut self, location: Option<&str>, every_location: bool, sample: Option<u32>) -> Result<(), String> {
+        let url = match location {
+            Some(_) if every_location => return Err("a verify names one location or asks for every location, not both".into()),
+            Some(name) => self.location(name)?.to_string(),
+            None => self.cfg.repo.url.clone(),
+        };
+        self.push(&["repo", "verify", "--repo", &url]);
+        if every_location {
+            let copies: Vec<String> = self.cfg.copy_to.iter().map(|(_, url)| url.clone()).collect();
+            for copy in &copies {
+                self.push(&["--also", copy]);
+            }
+        }
+        if let Some(n) = sample {
+            self.push(&["--sample", &n.to_string()]);
+        }
+        Ok(())
     }
 
     fn restore_root(&self, what: &str) -> Result<String, String> {

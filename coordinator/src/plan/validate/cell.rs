@@ -229,6 +229,7 @@ fn schedules(catalog: &Catalog<'_>, check: &mut Check<'_>, at: &At<'_>) -> CellS
     let drill = schedule_of(&s.drill, d.map(|(f, d)| (f, &d.drill)), defaults::DRILL, i);
     let ret = schedule_of(&s.retention, d.map(|(f, d)| (f, &d.retention)), defaults::RETENTION, i);
     let verify = schedule_of(&s.verify, d.map(|(f, d)| (f, &d.verify)), defaults::VERIFY, i);
+    let sample = schedule_of(&s.verify_sample, d.map(|(f, d)| (f, &d.verify_sample)), defaults::VERIFY_SAMPLE, i);
     let all = [
         ("pg_full", &pg_full),
         ("pg_incremental", &pg_incr),
@@ -236,6 +237,7 @@ fn schedules(catalog: &Catalog<'_>, check: &mut Check<'_>, at: &At<'_>) -> CellS
         ("drill", &drill),
         ("retention", &ret),
         ("verify", &verify),
+        ("verify_sample", &sample),
     ];
     for (what, (expr, written)) in all {
         let problem = match schedule::parse(expr) {
@@ -256,6 +258,7 @@ fn schedules(catalog: &Catalog<'_>, check: &mut Check<'_>, at: &At<'_>) -> CellS
         drill: drill.0,
         retention: ret.0,
         verify: verify.0,
+        verify_sample: sample.0,
     }
 }
 
