@@ -134,3 +134,53 @@ fn backups_under_object_lock_survive_retention_and_are_reported() {
     ok(&agent(&["files", "restore", "latest", restored.to_str().unwrap(), "--repo", &url, "--cell", "ol", "--key-file", k], &[]));
     assert_eq!(lifeboat_restore_tests::describe_tree(&restored), lifeboat_restore_tests::describe_tree(&source));
 }
+
+/// A held backup on an Object Lock bucket (legal holds only:
+/// `retain_days=0`): the hold object, the manifest and the chunks carry an
+/// S3 legal hold, so even the deleting credential cannot remove the hold
+/// (or the backup) behind retention's back; retention keeps the held
+/// backup, and after `repo hold --release` lets it go.
+#[test]
+fn a_held_backup_survives_a_deleted_hold_under_s3_legal_holds() {
+    let (scratch, k, source) = scratch(14);
+    let k = k.as_str();
+    lifeboat_restore_tests::services();
+    let endpoint = std::env::var("LIFEBOAT_TEST_S3_ENDPOINT").unwrap();
+    let url = format!("s3://{}/repo?endpoint={endpoint}&object_lock=governance&retain_days=0", lifeboat_restore_tests::unique("held"));
+    ok(&agent(&["repo", "init", "--repo", &url, "--key-file", k], &[]));
+    let mut ids = Vec::new();
+    for seed in [1, 2] {
+        let tree = scratch.path().join(format!("tree-{seed}"));
+        lifeboat_restore_tests::random_tree(&tree, 1, seed);
+        let out = ok(&agent(
+            &["files", "backup", tree.to_str().unwrap(), "--repo", &url, "--cell", "lh", "--key-file", k, "--output", "json"],
+            &[],
+        ));
+        ids.push(serde_json::from_str::<serde_json::Value>(&out).unwrap()["backup_id"].as_str().unwrap().to_string());
+    }
+    let _ = source;
+    ok(&agent(&["repo", "hold", "--repo", &url, "--key-file", k, "--cell", "lh", &ids[0], "--reason", "audit 2026-12"], &[]));
+
+    // Someone holding the deleting credential goes around retention.
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let store = runtime.block_on(lifeboat_storage::open(&url.parse().unwrap())).unwrap();
+    for object in [format!("holds/lh/{}", ids[0]), format!("manifests/lh/{}", ids[0])] {
+        let path = lifeboat_storage::ObjectPath::parse(&object).unwrap();
+        let err = runtime.block_on(store.delete(&path)).unwrap_err().to_string();
+        assert!(err.contains("legal hold"), "{object}: {err}");
+    }
+
+    let ls = || {
+        serde_json::from_str::<serde_json::Value>(&ok(&agent(&["repo", "ls", "--repo", &url, "--key-file", k, "--output", "json"], &[])))
+            .unwrap()
+    };
+    let retention = ["repo", "retention", "--repo", &url, "--key-file", k, "--keep-last", "0", "--keep-within", "0s"];
+    ok(&agent(&retention, &[]));
+    let listed = ls();
+    assert_eq!(listed.as_array().map(|a| a.iter().map(|b| b["id"].clone()).collect::<Vec<_>>()), Some(vec![json!(ids[0])]), "{listed}");
+    ok(&agent(&["repo", "verify", "--repo", &url, "--key-file", k], &[]));
+
+    ok(&agent(&["repo", "hold", "--repo", &url, "--key-file", k, "--cell", "lh", &ids[0], "--release"], &[]));
+    ok(&agent(&retention, &[]));
+    assert_eq!(ls(), json!([]), "released, the backup goes with retention");
+}

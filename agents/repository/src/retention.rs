@@ -74,12 +74,27 @@ pub struct Hold {
     pub created: OffsetDateTime,
 }
 
-/// Put a backup under legal hold: retention will keep it until the hold is removed.
+/// Put a backup under legal hold: retention will keep it until the hold is
+/// removed. Where the store enforces legal holds (S3 Object Lock), the hold
+/// object, the manifest and every chunk it needs get one too, so neither
+/// deleting the hold object nor deleting the backup's objects directly
+/// works for a credential that may not change legal holds.
 pub async fn add_hold(repo: &Repository, cell: &str, id: &str, reason: &str) -> Result<()> {
-    repo.read_manifest(cell, id).await?; // the backup must exist
+    let manifest = repo.read_manifest(cell, id).await?; // the backup must exist
     let hold = Hold { reason: reason.into(), created: OffsetDateTime::now_utc() };
     let raw = serde_json::to_vec(&hold).expect("hold serialises");
-    repo.put_sealed(&format::hold_path(cell, id), &raw, PutMode::Overwrite).await
+    let hold_path = format::hold_path(cell, id);
+    repo.put_sealed(&hold_path, &raw, PutMode::Overwrite).await?;
+    let mut objects = vec![hold_path, format::manifest_path(cell, id)];
+    objects.extend(manifest.chunk_ids().map(format::chunk_path));
+    let mut enforced = 0;
+    for path in &objects {
+        enforced += repo.store().set_legal_hold(path, true).await? as usize;
+    }
+    if enforced > 0 {
+        tracing::info!(backup = %format!("{cell}/{id}"), objects = enforced, "legal hold set on the backup's objects in the store");
+    }
+    Ok(())
 }
 
 /// Every hold by `<cell>/<backup-id>`: `Some` when it verifies under the
@@ -97,8 +112,29 @@ async fn holds(repo: &Repository) -> Result<HashMap<String, Option<Hold>>> {
     Ok(out)
 }
 
+/// Remove a hold, lifting the store's legal holds it set, except on chunks
+/// another held backup still needs.
 pub async fn remove_hold(repo: &Repository, cell: &str, id: &str) -> Result<()> {
-    repo.store().delete(&format::hold_path(cell, id)).await?;
+    let hold_path = format::hold_path(cell, id);
+    let mut lift = vec![hold_path.clone(), format::manifest_path(cell, id)];
+    if let Ok(manifest) = repo.read_manifest(cell, id).await {
+        let mut still_held = HashSet::new();
+        for other in holds(repo).await?.into_keys().filter(|name| *name != format!("{cell}/{id}")) {
+            let Some((c, i)) = other.split_once('/') else { continue };
+            if let Ok(m) = repo.read_manifest(c, i).await {
+                still_held.extend(m.chunk_ids().map(String::from));
+            }
+        }
+        lift.extend(manifest.chunk_ids().filter(|c| !still_held.contains(*c)).map(format::chunk_path));
+    }
+    for path in &lift {
+        match repo.store().set_legal_hold(path, false).await {
+            Ok(_) => {}
+            Err(e) if e.is_not_found() => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    repo.store().delete(&hold_path).await?;
     Ok(())
 }
 

@@ -171,4 +171,8 @@ impl ObjectStore for FaultyStore {
         self.check(Op::Delete, path.as_str())?;
         self.inner.delete(path).await
     }
+
+    async fn set_legal_hold(&self, path: &ObjectPath, on: bool) -> Result<bool, StoreError> {
+        self.inner.set_legal_hold(path, on).await
+    }
 }

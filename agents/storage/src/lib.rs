@@ -124,6 +124,15 @@ pub trait ObjectStore: Send + Sync + fmt::Debug + 'static {
     /// Delete an object. Deleting a missing object is not an error.
     async fn delete(&self, path: &ObjectPath) -> Result<(), StoreError>;
 
+    /// Put the object under a legal hold (`on`) or lift it, where the store
+    /// enforces one (S3 Object Lock): no credential without the right to
+    /// change legal holds can delete it meanwhile. False where the store
+    /// has none (nothing changed). Wrappers forward it.
+    async fn set_legal_hold(&self, path: &ObjectPath, on: bool) -> Result<bool, StoreError> {
+        let _ = (path, on);
+        Ok(false)
+    }
+
     /// Durability barrier: every object stored before the call (by any
     /// process) survives a crash once it returns. Object contents are
     /// durable when `put` returns; on the filesystem the new names become

@@ -126,7 +126,7 @@ impl FromStr for Location {
                     })
                 }
                 (Scheme::S3, "retain_days") => {
-                    retain_days = Some(value.parse::<u32>().ok().filter(|d| *d > 0).ok_or_else(|| invalid("retain_days must be a whole number of days, at least 1"))?)
+                    retain_days = Some(value.parse::<u32>().map_err(|_| invalid("retain_days must be a whole number of days (0: legal holds only)"))?)
                 }
                 (_, other) => {
                     return Err(invalid(&format!(

@@ -212,4 +212,8 @@ impl ObjectStore for Resilient {
     async fn delete(&self, path: &ObjectPath) -> Result<(), StoreError> {
         self.policy.run(&self.name, "delete", || self.inner.delete(path)).await
     }
+
+    async fn set_legal_hold(&self, path: &ObjectPath, on: bool) -> Result<bool, StoreError> {
+        self.policy.run(&self.name, "legal hold", || self.inner.set_legal_hold(path, on)).await
+    }
 }

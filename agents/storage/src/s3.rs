@@ -17,7 +17,7 @@ use aws_sdk_s3::config::timeout::TimeoutConfig;
 use aws_sdk_s3::config::Region;
 use aws_sdk_s3::error::SdkError;
 use aws_sdk_s3::primitives::ByteStream as SdkStream;
-use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, ObjectLockMode};
+use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, ObjectLockLegalHold, ObjectLockLegalHoldStatus, ObjectLockMode};
 use aws_sdk_s3::Client;
 use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
@@ -80,7 +80,7 @@ impl S3Store {
     /// must be able to delete).
     fn retention_for(&self, path: &ObjectPath) -> Option<(ObjectLockMode, aws_sdk_s3::primitives::DateTime)> {
         let (mode, days) = self.lock.clone()?;
-        if path.as_str().starts_with("locks/") {
+        if path.as_str().starts_with("locks/") || days == 0 {
             return None;
         }
         let until = std::time::SystemTime::now() + Duration::from_secs(u64::from(days) * 86_400);
@@ -96,7 +96,10 @@ impl S3Store {
             Ok(h) => h,
             Err(e) => return absent_ok::<()>(Err(self.err("delete", path.as_str(), e))).map(|_| ()),
         };
-        let until = head.object_lock_retain_until_date().map(|d| format!(" until {d}")).unwrap_or_default();
+        let mut until = head.object_lock_retain_until_date().map(|d| format!(" until {d}")).unwrap_or_default();
+        if head.object_lock_legal_hold_status() == Some(&ObjectLockLegalHoldStatus::On) {
+            until = " (a legal hold: until `repo hold --release`)".into();
+        }
         let mut req = self.client.delete_object().bucket(&self.bucket).key(&key);
         if let Some(version) = head.version_id() {
             req = req.version_id(version);
@@ -356,6 +359,17 @@ impl ObjectStore for S3Store {
 
     async fn sync(&self) -> Result<(), StoreError> {
         Ok(()) // a successful PUT is durable
+    }
+
+    async fn set_legal_hold(&self, path: &ObjectPath, on: bool) -> Result<bool, StoreError> {
+        if self.lock.is_none() {
+            return Ok(false);
+        }
+        let status = if on { ObjectLockLegalHoldStatus::On } else { ObjectLockLegalHoldStatus::Off };
+        let hold = ObjectLockLegalHold::builder().status(status).build();
+        let req = self.client.put_object_legal_hold().bucket(&self.bucket).key(self.key(path)).legal_hold(hold);
+        req.send().await.map_err(|e| self.err("legal hold", path.as_str(), e))?;
+        Ok(true)
     }
 
     async fn delete(&self, path: &ObjectPath) -> Result<(), StoreError> {
