@@ -135,6 +135,10 @@ pub struct CopyReport {
     /// Destination objects found damaged (lost writes of an interrupted copy) and copied again.
     #[serde(default)]
     pub repaired: u64,
+    /// Same-size destination objects read and checked because no content
+    /// hash or earlier check vouched for them.
+    #[serde(default)]
+    pub checked_at_destination: u64,
     /// Objects that could not be copied (corrupt at the source, or failed).
     pub failures: Vec<String>,
 }

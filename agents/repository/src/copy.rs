@@ -1,13 +1,15 @@
 //! Geo-redundant copy: make a destination hold everything the source holds.
 //!
 //! Only objects the destination lacks move (chunks, WAL and every other
-//! sealed object). Data objects are written without an fsync each and made
-//! durable by one barrier before the first manifest; so that a crash cannot
-//! leave a lost write that a rerun would trust, a destination object whose
-//! size differs from the source is copied again, and when an earlier copy
-//! into the destination did not finish (its `geo-copy` lock is still there)
-//! every destination object no manifest references yet has its seal checked
-//! first. Every object is verified by its seal (the AEAD tag, or SHA-256
+//! sealed object). An object the destination lists is taken as held only
+//! when its content is known to be the source's, never by its size: both
+//! stores list the same content hash (S3 ETag, Azure Content-MD5), or an
+//! earlier pass of the same copier checked it and it has not been rewritten
+//! since ([`Checked`]), or it is read at the destination and its seal holds.
+//! Anything else is copied again, so neither a lost write of a crashed copy
+//! nor a same-size object planted at the destination is trusted. Data
+//! objects are written without an fsync each and made durable by one
+//! barrier before the first manifest. Every object is verified by its seal (the AEAD tag, or SHA-256
 //! over the stored bytes and the object's name) and by what the destination
 //! holds after the copy: between two `file://` repositories the kernel
 //! copies the file and the copy is read back and its seal checked before it
@@ -24,7 +26,7 @@ use futures::stream::BoxStream;
 use futures::StreamExt;
 
 use lifeboat_storage::fs::FileStore;
-use lifeboat_storage::{DynStore, ObjectPath, PutMode, StoreError};
+use lifeboat_storage::{DynStore, ObjectMeta, ObjectPath, PutMode, StoreError};
 
 use crate::error::{RepoError, Result};
 use crate::format;
@@ -179,7 +181,15 @@ pub fn default_jobs(destination: &str) -> usize {
     }
 }
 
+/// Copy everything `src` holds that `dst` lacks (a one-shot copy: every
+/// object the destination already holds is checked, see [`copy_checked`]).
 pub async fn copy(src: &Repository, dst: DynStore, workers: usize) -> Result<CopyReport> {
+    copy_checked(src, dst, workers, &mut Checked::default()).await
+}
+
+/// Copy, trusting what `checked` says an earlier pass checked at `dst` and
+/// leaving in it what this pass found there.
+pub async fn copy_checked(src: &Repository, dst: DynStore, workers: usize, checked: &mut Checked) -> Result<CopyReport> {
     let mut report = CopyReport { source: src.location(), destination: dst.describe(), ..Default::default() };
     dst.prepare().await?;
     match Repository::read_config(&dst).await? {
@@ -195,17 +205,11 @@ pub async fn copy(src: &Repository, dst: DynStore, workers: usize) -> Result<Cop
         Some(_) => {}
     }
     let dst_repo = Repository::open(dst.clone(), src.key().cloned()).await?;
-    // Locks of earlier copies that never released theirs: they may have lost writes.
+    // Locks of earlier copies that never released theirs (removed once this one finishes).
     let earlier: Vec<FoundLock> =
         all_locks(&dst_repo).await?.into_iter().filter(|l| l.info.as_ref().is_some_and(|i| i.operation == COPY_LOCK)).collect();
     let lock = LockGuard::acquire(&dst_repo, LockKind::Shared, COPY_LOCK).await?;
-    let result = async {
-        if !earlier.is_empty() {
-            check_unreferenced(&dst_repo, workers, &mut report).await?;
-        }
-        copy_objects(src, &dst, workers, &mut report).await
-    }
-    .await;
+    let result = copy_objects(src, &dst_repo, workers, checked, &mut report).await;
     lock.release_after(result).await?;
     let now = time::OffsetDateTime::now_utc();
     for l in earlier.iter().filter(|l| !l.is_live(now)) {
@@ -216,73 +220,120 @@ pub async fn copy(src: &Repository, dst: DynStore, workers: usize) -> Result<Cop
 
 const COPY_LOCK: &str = "geo-copy";
 
-/// After an interrupted copy: check the seal of every destination object no
-/// manifest references yet, deleting the damaged ones so they are copied again.
-async fn check_unreferenced(dst: &Repository, workers: usize, report: &mut CopyReport) -> Result<()> {
-    let mut referenced = HashSet::new();
-    for b in dst.list_backups(None).await? {
-        match dst.read_manifest(&b.cell, &b.id).await {
-            Ok(m) => referenced.extend(m.chunk_ids().map(|id| format::chunk_path(id).to_string())),
-            // A damaged manifest vouches for nothing: its chunks are checked
-            // too, and the copy replaces it (its size differs from the source's).
-            Err(RepoError::Corrupt { key, reason }) => {
-                tracing::warn!(manifest = %key, %reason, "damaged at the destination; copying it again")
-            }
-            Err(e) => return Err(e),
-        }
+/// Destination objects whose content a copier has checked, each as the
+/// destination listed it then (size, time written, content hash). An object
+/// listed exactly so again has not been rewritten since and is not read
+/// again. The continuous geo-copy keeps one per location across passes; a
+/// one-shot copy starts empty.
+#[derive(Debug, Default)]
+pub struct Checked(HashMap<String, ObjectMeta>);
+
+impl Checked {
+    fn vouches_for(&self, listed: &ObjectMeta) -> bool {
+        listed.modified.is_some() && self.0.get(listed.path.as_str()) == Some(listed)
     }
-    let suspects: Vec<ObjectPath> = dst
-        .store()
-        .list("")
-        .await?
-        .into_iter()
-        .map(|m| m.path)
-        .filter(|p| format::is_sealed_data(p.as_str()) && !referenced.contains(p.as_str()))
-        .collect();
-    tracing::warn!(objects = suspects.len(), "an earlier copy into {} did not finish: checking what it wrote", dst.location());
-    let mut checks = futures::stream::iter(suspects)
-        .map(|path| async move {
-            let result = match dst.get_stored(&path).await {
-                Ok(raw) => dst.check_seal(&path, &raw),
-                Err(e) => Err(e),
-            };
-            (path, result)
-        })
-        .buffer_unordered(workers);
-    while let Some((path, result)) = checks.next().await {
-        match result {
-            Ok(()) => {}
-            Err(RepoError::Corrupt { reason, .. }) => {
-                tracing::warn!(object = %path, %reason, "damaged by the interrupted copy; copying it again");
-                dst.store().delete(&path).await?;
-                report.repaired += 1;
-            }
-            Err(RepoError::Store(e)) if e.is_not_found() => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(())
 }
 
-async fn copy_objects(src: &Repository, dst: &DynStore, workers: usize, report: &mut CopyReport) -> Result<()> {
-    let src_objects = src.store().list("").await?;
-    let dst_sizes: HashMap<String, u64> = dst.list("").await?.into_iter().map(|m| (m.path.to_string(), m.size)).collect();
-    let mut present: HashSet<String> = HashSet::new();
-    let mut todo = Vec::new();
-    for m in src_objects.iter().filter(|m| format::is_sealed_data(m.path.as_str())) {
-        match dst_sizes.get(m.path.as_str()) {
-            Some(&size) if size == m.size => {
-                report.objects_already_present += 1;
-                present.insert(m.path.to_string());
-            }
-            // A short or long object at the destination is a lost write: replace it.
-            Some(_) => {
-                report.repaired += 1;
-                todo.push((m.path.clone(), PutMode::Overwrite));
-            }
-            None => todo.push((m.path.clone(), PutMode::Create)),
+/// Whether the destination's object (`have`) holds the source's (`want`).
+enum Found {
+    Same,
+    Differs(&'static str),
+    /// Same size, and nothing listed says more: read it to know.
+    Unknown,
+}
+
+fn compare(want: &ObjectMeta, have: &ObjectMeta, checked: &Checked) -> Found {
+    if want.size != have.size {
+        return Found::Differs("its size differs from the source's");
+    }
+    match (want.md5, have.md5) {
+        (Some(a), Some(b)) if a == b => Found::Same,
+        (Some(_), Some(_)) => Found::Differs("its content hash differs from the source's"),
+        _ if checked.vouches_for(have) => Found::Same,
+        _ => Found::Unknown,
+    }
+}
+
+/// What the destination must receive of some source objects, and what it
+/// already holds.
+#[derive(Default)]
+struct Sorted {
+    present: HashSet<String>,
+    todo: Vec<(ObjectPath, PutMode)>,
+}
+
+/// Sort `objects` of the source into those the destination already holds
+/// and those to copy (with the mode to write each in). An object counts as
+/// held only when its content is known to be the source's: the store's
+/// content hashes agree, `before` vouches for it, or it is read at the
+/// destination and its seal (SHA-256 or AEAD tag over content and name)
+/// holds. Sizes alone never do. What was found held goes into `now`.
+async fn sort_out<'a>(
+    dst: &Repository,
+    objects: impl Iterator<Item = &'a ObjectMeta>,
+    listed: &HashMap<String, ObjectMeta>,
+    workers: usize,
+    (before, now): (&Checked, &mut Checked),
+    report: &mut CopyReport,
+) -> Result<Sorted> {
+    let mut out = Sorted::default();
+    let mut unknown = Vec::new();
+    for want in objects {
+        let Some(have) = listed.get(want.path.as_str()) else {
+            out.todo.push((want.path.clone(), PutMode::Create));
+            continue;
+        };
+        match compare(want, have, before) {
+            Found::Same => out.hold(have, now, report),
+            Found::Differs(why) => out.replace(have, why, report),
+            Found::Unknown => unknown.push(have.clone()),
         }
     }
+    report.checked_at_destination += unknown.len() as u64;
+    let mut checks = futures::stream::iter(unknown)
+        .map(|have: ObjectMeta| async move {
+            let result = dst.get_stored(&have.path).await.and_then(|raw| dst.check_seal(&have.path, &raw));
+            (have, result)
+        })
+        .buffer_unordered(workers);
+    while let Some((have, result)) = checks.next().await {
+        match result {
+            Ok(()) => out.hold(&have, now, report),
+            Err(RepoError::Corrupt { .. }) => out.replace(&have, "it fails its seal check (a lost write or a rewrite)", report),
+            Err(RepoError::Store(e)) if e.is_not_found() => out.todo.push((have.path.clone(), PutMode::Create)),
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(out)
+}
+
+impl Sorted {
+    fn hold(&mut self, have: &ObjectMeta, now: &mut Checked, report: &mut CopyReport) {
+        report.objects_already_present += 1;
+        self.present.insert(have.path.to_string());
+        now.0.insert(have.path.to_string(), have.clone());
+    }
+
+    fn replace(&mut self, have: &ObjectMeta, why: &str, report: &mut CopyReport) {
+        tracing::warn!(object = %have.path, "at the destination {why}: copying it again");
+        report.repaired += 1;
+        self.todo.push((have.path.clone(), PutMode::Overwrite));
+    }
+}
+
+async fn copy_objects(
+    src: &Repository,
+    dst_repo: &Repository,
+    workers: usize,
+    checked: &mut Checked,
+    report: &mut CopyReport,
+) -> Result<()> {
+    let dst = dst_repo.store();
+    let src_objects = src.store().list("").await?;
+    let listed: HashMap<String, ObjectMeta> = dst.list("").await?.into_iter().map(|m| (m.path.to_string(), m)).collect();
+    let before = std::mem::take(checked);
+    let data = src_objects.iter().filter(|m| format::is_sealed_data(m.path.as_str()));
+    let Sorted { mut present, mut todo } = sort_out(dst_repo, data, &listed, workers, (&before, checked), report).await?;
     // WAL first: it moves a cell's recoverable point in the copy; chunks
     // only matter once their manifest follows.
     todo.sort_by_key(|(path, _)| !path.as_str().starts_with("wal/"));
@@ -308,23 +359,16 @@ async fn copy_objects(src: &Repository, dst: &DynStore, workers: usize, report: 
     // under its name after a crash); one sync at the end makes their names
     // durable, and a name lost before it is copied again by a rerun.
     dst.sync().await?;
-    let src_sizes: HashMap<&str, u64> =
-        src_objects.iter().filter(|m| m.path.as_str().starts_with(format::MANIFESTS)).map(|m| (m.path.as_str(), m.size)).collect();
+    let manifests = src_objects.iter().filter(|m| m.path.as_str().starts_with(format::MANIFESTS));
+    let to_write: HashMap<String, PutMode> = sort_out(dst_repo, manifests, &listed, workers, (&before, checked), report)
+        .await?
+        .todo
+        .into_iter()
+        .map(|(p, m)| (p.to_string(), m))
+        .collect();
     for backup in src.list_backups(None).await? {
         let path = format::manifest_path(&backup.cell, &backup.id);
-        let mode = match (dst_sizes.get(path.as_str()), src_sizes.get(path.as_str())) {
-            (Some(have), Some(want)) if have == want => {
-                report.objects_already_present += 1;
-                continue;
-            }
-            // Cut short by a crash (copies before manifests were written
-            // durably could leave that): replace it.
-            (Some(_), _) => {
-                report.repaired += 1;
-                PutMode::Overwrite
-            }
-            (None, _) => PutMode::Create,
-        };
+        let Some(&mode) = to_write.get(path.as_str()) else { continue };
         let manifest = match src.read_manifest(&backup.cell, &backup.id).await {
             Ok(m) => m,
             Err(e) => {
@@ -343,7 +387,7 @@ async fn copy_objects(src: &Repository, dst: &DynStore, workers: usize, report: 
     }
     // Legal holds travel with their backups.
     for meta in src_objects.iter().filter(|m| m.path.as_str().starts_with(format::HOLDS)) {
-        if !dst_sizes.contains_key(meta.path.as_str()) {
+        if !listed.contains_key(meta.path.as_str()) {
             let raw = src.get_stored(&meta.path).await?;
             match dst.put(&meta.path, raw, PutMode::Create).await {
                 Ok(()) | Err(StoreError::AlreadyExists { .. }) => {}

@@ -210,6 +210,7 @@ impl ObjectStore for AzureStore {
             path: path.clone(),
             size: p.blob.properties.content_length,
             modified: Some(p.blob.properties.last_modified),
+            md5: p.blob.properties.content_md5.as_ref().map(|m| *m.as_slice()),
         }))
     }
 
@@ -220,7 +221,9 @@ impl ObjectStore for AzureStore {
             let page = page.map_err(|e| self.err("list", prefix, e))?;
             for blob in page.blobs.blobs() {
                 let Some(path) = self.prefix.path_of(&blob.name) else { continue };
-                out.push(ObjectMeta { path, size: blob.properties.content_length, modified: Some(blob.properties.last_modified) });
+                let (size, modified) = (blob.properties.content_length, Some(blob.properties.last_modified));
+                let md5 = blob.properties.content_md5.as_ref().map(|m| *m.as_slice());
+                out.push(ObjectMeta { path, size, modified, md5 });
             }
         }
         out.sort_by(|a, b| a.path.cmp(&b.path));

@@ -542,7 +542,9 @@ impl ObjectStore for FileStore {
 
     async fn head(&self, path: &ObjectPath) -> Result<Option<ObjectMeta>, StoreError> {
         match tokio::fs::metadata(self.full(path)).await {
-            Ok(m) if m.is_file() => Ok(Some(ObjectMeta { path: path.clone(), size: m.len(), modified: m.modified().ok().map(Into::into) })),
+            Ok(m) if m.is_file() => {
+                Ok(Some(ObjectMeta { path: path.clone(), size: m.len(), modified: m.modified().ok().map(Into::into), md5: None }))
+            }
             Ok(_) => Ok(None),
             Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
             Err(e) => Err(self.err("head", path.as_str(), e)),
@@ -562,7 +564,7 @@ impl ObjectStore for FileStore {
                 }
                 let Ok(path) = ObjectPath::parse(key) else { return Ok(None) };
                 let meta = entry.metadata().map_err(|e| this.err("list", &prefix, e))?;
-                Ok(Some(ObjectMeta { path, size: meta.len(), modified: meta.modified().ok().map(Into::into) }))
+                Ok(Some(ObjectMeta { path, size: meta.len(), modified: meta.modified().ok().map(Into::into), md5: None }))
             },
         )
         .await

@@ -57,6 +57,26 @@ pub struct ObjectMeta {
     pub size: u64,
     /// When the object was last written, as the store reports it.
     pub modified: Option<time::OffsetDateTime>,
+    /// MD5 of the content, where the store computed it when the object was
+    /// written and lists it (S3's ETag of a single-part upload, Azure's
+    /// Content-MD5); None elsewhere (`file://`, S3 multipart uploads).
+    pub md5: Option<[u8; 16]>,
+}
+
+impl ObjectMeta {
+    /// The MD5 an S3 ETag carries: an ETag of 32 hex digits (quoted or
+    /// not) is one; a multipart upload's (`...-N`) is not.
+    pub fn md5_of_etag(etag: Option<&str>) -> Option<[u8; 16]> {
+        let hex = etag?.trim_matches('"');
+        if hex.len() != 32 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return None;
+        }
+        let mut out = [0u8; 16];
+        for (i, byte) in out.iter_mut().enumerate() {
+            *byte = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).ok()?;
+        }
+        Some(out)
+    }
 }
 
 /// The operations Lifeboat needs from a storage service.
@@ -179,4 +199,19 @@ pub async fn collect_bounded(mut stream: ByteStream, limit: u64, too_large: impl
 
 pub async fn collect(stream: ByteStream) -> Result<Bytes, StoreError> {
     collect_bounded(stream, u64::MAX, || unreachable!("no object holds more than u64::MAX bytes")).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ObjectMeta;
+
+    #[test]
+    fn an_etag_is_an_md5_only_for_a_single_part_upload() {
+        let md5 = ObjectMeta::md5_of_etag(Some("\"9e107d9d372bb6826bd81d3542a419d6\"")).unwrap();
+        assert_eq!((md5[0], md5[15]), (0x9e, 0xd6));
+        assert_eq!(ObjectMeta::md5_of_etag(Some("9e107d9d372bb6826bd81d3542a419d6")), Some(md5));
+        assert_eq!(ObjectMeta::md5_of_etag(Some("\"9e107d9d372bb6826bd81d3542a419d6-3\"")), None);
+        assert_eq!(ObjectMeta::md5_of_etag(Some("\"not-hex-not-hex-not-hex-not-hex!\"")), None);
+        assert_eq!(ObjectMeta::md5_of_etag(None), None);
+    }
 }

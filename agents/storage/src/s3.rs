@@ -340,6 +340,7 @@ impl ObjectStore for S3Store {
             path: path.clone(),
             size: o.content_length().unwrap_or(0) as u64,
             modified: o.last_modified().and_then(smithy_time),
+            md5: ObjectMeta::md5_of_etag(o.e_tag()),
         }))
     }
 
@@ -350,7 +351,8 @@ impl ObjectStore for S3Store {
             let page = page.map_err(|e| self.err("list", prefix, e))?;
             for obj in page.contents() {
                 let Some(path) = obj.key().and_then(|k| self.prefix.path_of(k)) else { continue };
-                out.push(ObjectMeta { path, size: obj.size().unwrap_or(0) as u64, modified: obj.last_modified().and_then(smithy_time) });
+                let (size, modified) = (obj.size().unwrap_or(0) as u64, obj.last_modified().and_then(smithy_time));
+                out.push(ObjectMeta { path, size, modified, md5: ObjectMeta::md5_of_etag(obj.e_tag()) });
             }
         }
         out.sort_by(|a, b| a.path.cmp(&b.path));

@@ -309,12 +309,14 @@ async fn copy(global: &Global, a: CopyArgs) -> Result<ExitCode> {
         }
         let _ = writeln!(
             out,
-            "{}: copied {} objects ({}, {} manifests), {} already present",
+            "{}: copied {} objects ({}, {} manifests), {} already present, {} read at the destination to check, {} replaced",
             if ok { "OK" } else { "INCOMPLETE" },
             c.objects_copied,
             bytes(c.bytes_copied),
             c.manifests_copied,
-            c.objects_already_present
+            c.objects_already_present,
+            c.checked_at_destination,
+            c.repaired
         );
         out
     });

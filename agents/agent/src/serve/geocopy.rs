@@ -5,7 +5,9 @@
 //! verified, everything the source held when the pass started; that
 //! instant is the location's "copied through" time. Lag in seconds is now
 //! minus that time (or minus the agent's start, before any pass succeeded);
-//! lag in bytes is what the newest pass found missing.
+//! lag in bytes is what the newest pass found missing. Each location keeps
+//! what earlier passes checked there, so an unchanged object is read once,
+//! not every pass.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -17,6 +19,8 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use time::OffsetDateTime;
 
+use lifeboat_repository::copy::{copy_checked, default_jobs, Checked};
+
 use super::Agent;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -27,6 +31,8 @@ struct Location {
 pub struct GeoCopy {
     started: OffsetDateTime,
     synced: Mutex<HashMap<String, OffsetDateTime>>,
+    /// Per location, what earlier passes checked there (not read again while unchanged).
+    checked: Mutex<HashMap<String, Checked>>,
     lag_seconds: Family<Location, Gauge<f64, std::sync::atomic::AtomicU64>>,
     lag_bytes: Family<Location, Gauge>,
     passes: Family<Location, Counter>,
@@ -39,6 +45,7 @@ impl GeoCopy {
         let g = GeoCopy {
             started: OffsetDateTime::now_utc(),
             synced: Mutex::default(),
+            checked: Mutex::default(),
             lag_seconds: Family::default(),
             lag_bytes: Family::default(),
             passes: Family::default(),
@@ -82,12 +89,14 @@ pub async fn run(agent: Arc<Agent>, interval: Duration) {
 async fn pass(agent: &Agent, name: &str, url: &str) {
     let label = Location { location: name.to_string() };
     let started = OffsetDateTime::now_utc();
+    let g = &agent.geo_copy;
+    let mut checked = g.checked.lock().expect("geo-copy state").remove(name).unwrap_or_default();
     let result = async {
         let store = crate::context::store(url).await?;
-        anyhow::Ok(lifeboat_repository::copy::copy(&agent.repo, store, lifeboat_repository::copy::default_jobs(url)).await?)
+        anyhow::Ok(copy_checked(&agent.repo, store, default_jobs(url), &mut checked).await?)
     }
     .await;
-    let g = &agent.geo_copy;
+    g.checked.lock().expect("geo-copy state").insert(name.to_string(), checked);
     match result {
         Ok(report) if report.failures.is_empty() => {
             g.synced.lock().expect("geo-copy state").insert(name.to_string(), started);

@@ -1,0 +1,110 @@
+//! A copy trusts content, not listings: an object planted at the
+//! destination under a source object's name and with its size is found and
+//! replaced, on `file://` (read at the destination, its seal checked), and
+//! on S3 (moto) and Azure (Azurite) by the content hashes both stores list,
+//! without reading it. The continuous geo-copy checks an unchanged object
+//! once, not on every pass, and checks it again once it is rewritten.
+
+use lifeboat_repository::copy::{copy_checked, Checked};
+use lifeboat_repository::{files, verify, InitOptions, Key, Repository};
+use lifeboat_restore_tests::{describe_tree, fresh_url, random_tree, Backend};
+use lifeboat_storage::{DynStore, ObjectMeta, PutMode};
+
+async fn open(url: &str) -> DynStore {
+    let store = lifeboat_storage::open(&url.parse().unwrap()).await.unwrap();
+    store.prepare().await.unwrap();
+    store
+}
+
+/// Replace `victim` at `store` with as many random bytes (what an attacker
+/// with write access, or a bad disk, could leave under its name).
+async fn plant(store: &DynStore, victim: &ObjectMeta) {
+    let junk: Vec<u8> = (0..victim.size).map(|_| rand::random()).collect();
+    store.put(&victim.path, junk.into(), PutMode::Overwrite).await.unwrap();
+}
+
+/// A source repository on `backend` with one backup of a random tree, and an
+/// empty destination on the same backend.
+async fn source_and_destination(backend: Backend, scratch: &std::path::Path) -> (Repository, DynStore, Key) {
+    let key = Key::from_bytes(&rand::random());
+    let src =
+        Repository::init(open(&fresh_url(backend, "trust-src", scratch)).await, Some(key.clone()), InitOptions::default()).await.unwrap();
+    let tree = scratch.join("tree");
+    random_tree(&tree, 3, 7);
+    files::backup_dir(&src, "cell-trust", &tree).await.unwrap();
+    (src, open(&fresh_url(backend, "trust-dst", scratch)).await, key)
+}
+
+/// Objects at `store` a copy compares with the source's (all but the
+/// repository's config and its locks).
+async fn held(store: &DynStore) -> u64 {
+    let all = store.list("").await.unwrap();
+    all.iter().filter(|m| m.path.as_str() != lifeboat_repository::format::CONFIG_KEY && !m.path.as_str().starts_with("locks/")).count()
+        as u64
+}
+
+async fn planted_copy_is_replaced(backend: Backend) {
+    let scratch = tempfile::tempdir().unwrap();
+    let (src, dst, key) = source_and_destination(backend, scratch.path()).await;
+    let first = copy_checked(&src, dst.clone(), 4, &mut Checked::default()).await.unwrap();
+    assert!(first.failures.is_empty() && first.objects_copied > 2, "{first:?}");
+
+    let chunks = dst.list("chunks/").await.unwrap();
+    let victim = chunks.iter().max_by_key(|m| m.size).unwrap().clone();
+    plant(&dst, &victim).await;
+    let again = copy_checked(&src, dst.clone(), 4, &mut Checked::default()).await.unwrap();
+    assert!(again.failures.is_empty(), "{again:?}");
+    assert_eq!((again.repaired, again.objects_copied), (1, 1), "the planted object, and only it, is copied again: {again:?}");
+    let read_there = match backend {
+        Backend::File => held(&dst).await, // no listed hashes: everything held is read
+        _ => 0,                            // both stores list content hashes
+    };
+    assert_eq!(again.checked_at_destination, read_there, "{again:?}");
+
+    let copy = Repository::open(dst, Some(key)).await.unwrap();
+    let report = verify::verify(&copy, 4).await.unwrap();
+    assert!(report.is_ok(), "{:?}", report.problems);
+    let manifest = copy.list_backups(None).await.unwrap().remove(0);
+    let manifest = copy.read_manifest(&manifest.cell, &manifest.id).await.unwrap();
+    let restored = scratch.path().join("restored");
+    files::restore_dir(&copy, &manifest, &restored).await.unwrap();
+    assert_eq!(describe_tree(&restored), describe_tree(&scratch.path().join("tree")));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_planted_object_is_replaced_on_file() {
+    planted_copy_is_replaced(Backend::File).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_planted_object_is_replaced_on_s3_by_its_listed_hash() {
+    planted_copy_is_replaced(Backend::S3).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_planted_object_is_replaced_on_azure_by_its_listed_hash() {
+    planted_copy_is_replaced(Backend::Azure).await;
+}
+
+/// Between two `file://` locations no store lists a hash: the first pass of
+/// a geo-copy reads what the destination already held, later passes read
+/// nothing unchanged, and a rewritten object is read and replaced.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_geo_copy_checks_each_object_once_until_it_changes() {
+    let scratch = tempfile::tempdir().unwrap();
+    let (src, dst, _) = source_and_destination(Backend::File, scratch.path()).await;
+    copy_checked(&src, dst.clone(), 4, &mut Checked::default()).await.unwrap();
+    let held = held(&dst).await;
+
+    let mut checked = Checked::default();
+    let pass = copy_checked(&src, dst.clone(), 4, &mut checked).await.unwrap();
+    assert_eq!((pass.objects_copied, pass.checked_at_destination), (0, held), "everything held is read once: {pass:?}");
+    let pass = copy_checked(&src, dst.clone(), 4, &mut checked).await.unwrap();
+    assert_eq!((pass.objects_copied, pass.checked_at_destination), (0, 0), "nothing unchanged is read again: {pass:?}");
+
+    let victim = dst.list("chunks/").await.unwrap().remove(0);
+    std::thread::sleep(std::time::Duration::from_millis(20)); // a new modification time, even on coarse clocks
+    plant(&dst, &victim).await;
+    let pass = copy_checked(&src, dst.clone(), 4, &mut checked).await.unwrap();
+    assert_eq!((pass.repaired, pass.objects_copied, pass.checked_at_destination), (1, 1, 1), "{pass:?}");
+}
