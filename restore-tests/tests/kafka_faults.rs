@@ -1,5 +1,6 @@
-//! Kafka faults on purpose: the agent killed mid-restore (the rerun
-//! finishes without a duplicate), a corrupt chunk (detected, never
+//! Kafka faults on purpose: the agent killed mid-snapshot (nothing
+//! committed, the rerun is not held up by the dead process's lock) and
+//! mid-restore (the rerun finishes without a duplicate), a corrupt chunk (detected, never
 //! produced), the broker killed and restarted mid-snapshot (the
 //! snapshot completes correctly or fails clearly, never a silent partial),
 //! and the repository failing mid-snapshot (the snapshot ends with the
@@ -64,6 +65,60 @@ fn a_repository_failing_mid_snapshot_ends_it_with_its_error() {
     assert_eq!(manifests, 0, "nothing committed");
     let chunk_dirs = std::fs::read_dir(dir.path().join("chunks")).map(|d| d.count()).unwrap_or(0);
     assert!(chunk_dirs > 0, "the repository failed mid-stream, after storing chunks");
+}
+
+/// Files under `dir`, recursively (0 when it does not exist yet).
+fn files_in(dir: &std::path::Path) -> usize {
+    if !dir.exists() {
+        return 0;
+    }
+    lifeboat_restore_tests::files_under(dir).len()
+}
+
+/// kill -9 of the agent mid snapshot, after it stored chunks: nothing is
+/// committed (no snapshot listed), the dead process's lock does not hold
+/// up the rerun (recognised and removed at once, not waited out for its
+/// 300 s lease), and the rerun's snapshot restores every record, read
+/// back with kcat.
+#[test]
+fn agent_killed_mid_snapshot_commits_nothing_and_the_rerun_completes() {
+    let k = kafka::shared();
+    let topic = unique("killsnap");
+    k.create_topic(&topic, 2, &[]);
+    let records = bulk(2, 200_000, 500); // about 100 MiB
+    k.produce(&topic, &records);
+    let repo = Repo::new(Backend::File, &k.address);
+    let chunks = std::path::PathBuf::from(repo.url.strip_prefix("file://").unwrap()).join("chunks");
+    let args = repo.command(&["snapshot", "--topics", &topic]);
+    let mut child = std::process::Command::new(agent_bin())
+        .args(&args)
+        .env("RUST_LOG", "error")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while files_in(&chunks) < 5 {
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("the snapshot finished ({status}) before it could be killed; make the topic larger");
+        }
+        assert!(Instant::now() < deadline, "no chunk stored within 2 minutes");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    assert_eq!(repo.kafka(&["ls"]).as_array().unwrap().len(), 0, "a killed snapshot commits nothing");
+
+    let rerun = std::process::Command::new(agent_bin()).args(&args).env("RUST_LOG", "warn").output().unwrap();
+    let log = String::from_utf8_lossy(&rerun.stderr);
+    assert!(rerun.status.success(), "{log}");
+    assert!(log.contains("a lock left by a process that died on this host: ignored, and removed"), "{log}");
+    let snap: serde_json::Value = serde_json::from_slice(&rerun.stdout).unwrap();
+    assert_eq!(snap["records"], records.len(), "{snap}");
+    repo.kafka(&["restore", "--topic-prefix", "after-kill-"]);
+    assert_eq!(kafka::contents(&k.kcat_read(&format!("after-kill-{topic}"))), kafka::by_partition(&records));
+    let verify = repo.kafka(&["verify"]);
+    assert_eq!(verify["problems"].as_array().unwrap().len(), 0, "{verify}");
 }
 
 fn total_end(k: &Kafka, topic: &str, partitions: i32) -> i64 {
