@@ -31,20 +31,48 @@ pub fn write_token(path: &Path) -> String {
     token
 }
 
+/// Run openssl in `dir`; panics with its stderr when it fails.
+fn openssl(dir: &Path, args: &[&str]) {
+    let made = Command::new("openssl").current_dir(dir).args(args).output().unwrap();
+    assert!(made.status.success(), "openssl {}: {}", args.join(" "), String::from_utf8_lossy(&made.stderr));
+}
+
+const NEW_EC_KEY: [&str; 5] = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+
 /// A self-signed certificate for 127.0.0.1 and localhost (a day long):
-/// `(dir/cert.pem, dir/key.pem)`, made by openssl.
+/// `(dir/cert.pem, dir/cert.key)`, made by openssl.
 pub fn self_signed(dir: &Path) -> (PathBuf, PathBuf) {
-    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
-    let made = Command::new("openssl")
-        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1"])
-        .args(["-subj", "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost", "-keyout"])
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .output()
-        .unwrap();
-    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
-    (cert, key)
+    self_signed_named(dir, "cert", "/CN=localhost")
+}
+
+/// A self-signed certificate (`dir/NAME.pem`, key `dir/NAME.key`, PKCS#8)
+/// for 127.0.0.1 and localhost with subject `subject`, a day long; it can
+/// sign others (a CA).
+pub fn self_signed_named(dir: &Path, name: &str, subject: &str) -> (PathBuf, PathBuf) {
+    let (cert, key) = (format!("{name}.pem"), format!("{name}.key"));
+    let mut args = vec!["req", "-x509"];
+    args.extend(NEW_EC_KEY);
+    args.extend(["-days", "1", "-subj", subject, "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost", "-keyout", &key, "-out", &cert]);
+    openssl(dir, &args);
+    (dir.join(cert), dir.join(key))
+}
+
+/// A client certificate (`dir/NAME.pem`, key `dir/NAME.key`, PKCS#8, mode
+/// 0600) signed by the CA `ca` (`(cert, key)`), for client authentication.
+pub fn client_cert(dir: &Path, name: &str, ca: &(PathBuf, PathBuf)) -> (PathBuf, PathBuf) {
+    let (cert, key, csr, ext) = (format!("{name}.pem"), format!("{name}.key"), format!("{name}.csr"), format!("{name}.ext"));
+    let mut args = vec!["req"];
+    args.extend(NEW_EC_KEY);
+    args.extend(["-subj", "/CN=lifeboat-coordinator", "-keyout", &key, "-out", &csr]);
+    openssl(dir, &args);
+    std::fs::write(dir.join(&ext), "extendedKeyUsage=clientAuth\n").unwrap();
+    let (ca_cert, ca_key) = (ca.0.to_str().unwrap(), ca.1.to_str().unwrap());
+    openssl(
+        dir,
+        &["x509", "-req", "-in", &csr, "-CA", ca_cert, "-CAkey", ca_key, "-CAcreateserial", "-days", "1", "-extfile", &ext, "-out", &cert],
+    );
+    std::fs::set_permissions(dir.join(&key), std::fs::Permissions::from_mode(0o600)).unwrap();
+    (dir.join(cert), dir.join(key))
 }
 
 /// `--repo --cell --key-file` of `archive` and `cell`, `--token-file
@@ -106,13 +134,18 @@ impl Service {
     /// a fresh operator token in `dir/operator-token`, its log in
     /// `dir/coordinator.log`, and `extra` flags.
     pub fn coordinator_on(plans: &Path, dir: &Path, extra: &[&str]) -> Service {
+        Self::coordinator_with_env(plans, dir, extra, &[])
+    }
+
+    /// [`Service::coordinator_on`] with `env` set for the coordinator.
+    pub fn coordinator_with_env(plans: &Path, dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> Service {
         let token_file = dir.join("operator-token");
         let token = write_token(&token_file);
         let db = dir.join("state.db");
         let mut args = vec!["--plans", plans.to_str().unwrap(), "--state", db.to_str().unwrap()];
         args.extend(["--operator-token-file", token_file.to_str().unwrap()]);
         args.extend_from_slice(extra);
-        Self::coordinator(&args, &[], &token, &dir.join("coordinator.log"))
+        Self::coordinator(&args, env, &token, &dir.join("coordinator.log"))
     }
 
     /// A coordinator run, polled until it has ended.

@@ -423,3 +423,48 @@ fn every_documented_endpoint_is_served_and_read_by_the_typed_client() {
         assert!(matches!(missing, lifeboat_client::ClientError::Status { status: 404, .. }), "{missing}");
     });
 }
+
+/// Mutual TLS (`serve --tls-client-ca`): a client without a certificate,
+/// or with one its CA did not sign, fails the handshake before any request
+/// is read; the coordinator's client presenting a certificate from the CA
+/// (and the token) is served. The token is still needed.
+#[test]
+fn mutual_tls_admits_only_clients_the_ca_signed() {
+    use lifeboat_restore_tests::served::{client_cert, self_signed_named};
+    let a = Archive::new();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let server = self_signed(d);
+    let ca = self_signed_named(d, "clients-ca", "/CN=lifeboat clients CA");
+    let admitted = client_cert(d, "coordinator", &ca);
+    let rogue_ca = self_signed_named(d, "rogue-ca", "/CN=rogue CA");
+    let rogue = client_cert(d, "rogue", &rogue_ca);
+    let (cert, key, client_ca) = (server.0.to_str().unwrap(), server.1.to_str().unwrap(), ca.0.to_str().unwrap());
+    let served = Service::agent_on(&a, "mtls", d, &["--tls-cert", cert, "--tls-key", key, "--tls-client-ca", client_ca]);
+
+    let client = |identity: Option<&(std::path::PathBuf, std::path::PathBuf)>| {
+        let mut options = lifeboat_client::Options::default().trusting(&server.0).unwrap();
+        options.retry = lifeboat_client::RetryPolicy::none();
+        if let Some((c, k)) = identity {
+            options = options.presenting(&std::fs::read(c).unwrap(), &std::fs::read(k).unwrap()).unwrap();
+        }
+        lifeboat_client::AgentClient::with_options("mtls", &served.url, served.token.clone(), options).unwrap()
+    };
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let version = runtime.block_on(client(Some(&admitted)).version()).unwrap();
+    assert_eq!(version.cell, "mtls");
+    for (who, identity) in [("no certificate", None), ("a certificate of another CA", Some(&rogue))] {
+        let err = runtime.block_on(client(identity).version()).unwrap_err().to_string();
+        let refused = ["certificate required", "unknown ca", "bad certificate"].iter().any(|alert| err.contains(alert));
+        assert!(refused, "{who}: the handshake is refused with a TLS alert: {err}");
+    }
+    let log = served.log_text();
+    assert!(log.contains("TLS handshake failed"), "{log}");
+
+    // The certificate does not replace the token.
+    let mut options = lifeboat_client::Options::default().trusting(&server.0).unwrap();
+    options = options.presenting(&std::fs::read(&admitted.0).unwrap(), &std::fs::read(&admitted.1).unwrap()).unwrap();
+    let wrong = lifeboat_client::AgentClient::with_options("mtls", &served.url, "x".repeat(64), options).unwrap();
+    let err = runtime.block_on(wrong.version()).unwrap_err().to_string();
+    assert!(err.contains("401"), "{err}");
+}

@@ -774,3 +774,43 @@ fn a_failed_verify_puts_the_cell_at_risk() {
     assert_eq!(verify()["state"], "succeeded");
     assert_eq!(last_verify()["passed"], true, "{}", last_verify());
 }
+
+/// An agent that requires client certificates (`serve --tls-client-ca`):
+/// the coordinator presenting one from that CA (`LIFEBOAT_AGENT_CLIENT_CERT`
+/// and `_KEY`) reads its recovery points; a coordinator without one is
+/// refused in the TLS handshake, and its status says the agent is not
+/// answering.
+#[test]
+fn agents_requiring_client_certificates_admit_only_the_coordinator() {
+    use lifeboat_restore_tests::served::{client_cert, self_signed_named};
+    let a = Archive::new();
+    let scratch = tempfile::tempdir().unwrap();
+    let s = scratch.path();
+    let (server_cert, server_key) = lifeboat_restore_tests::served::self_signed(s);
+    let ca = self_signed_named(s, "clients-ca", "/CN=lifeboat clients CA");
+    let (client, client_key) = client_cert(s, "coordinator", &ca);
+    let agent_tls = ["--tls-cert", server_cert.to_str().unwrap(), "--tls-key", server_key.to_str().unwrap()];
+    let (_agent, plans) = agent_and_plan(&a, "mtls", "cell-m", s, &[&agent_tls[..], &["--tls-client-ca", ca.0.to_str().unwrap()]].concat());
+    let trust = ("LIFEBOAT_AGENT_CA_FILE", server_cert.to_str().unwrap());
+    let env =
+        [trust, ("LIFEBOAT_AGENT_CLIENT_CERT", client.to_str().unwrap()), ("LIFEBOAT_AGENT_CLIENT_KEY", client_key.to_str().unwrap())];
+    for d in ["with", "without"] {
+        std::fs::create_dir(s.join(d)).unwrap();
+    }
+    let with_cert = Service::coordinator_with_env(&plans, &s.join("with"), &[], &env);
+    let answered = wait_until("the agent to answer the coordinator", Duration::from_secs(30), || {
+        let st = status(&with_cert);
+        let cell = cell_of(&st, "cell-m");
+        (!cell["agent_seen"].is_null()).then(|| cell.clone())
+    });
+    assert!(answered["agent_problem"].is_null(), "{answered}");
+
+    let without = Service::coordinator_with_env(&plans, &s.join("without"), &[], &[trust]);
+    let refused = wait_until("the coordinator to give up on the agent", Duration::from_secs(30), || {
+        let st = status(&without);
+        let cell = cell_of(&st, "cell-m");
+        cell["agent_problem"].as_str().map(|p| (p.to_string(), cell["agent_seen"].clone()))
+    });
+    assert!(refused.0.contains("certificate required"), "{refused:?}");
+    assert!(refused.1.is_null(), "{refused:?}");
+}

@@ -58,12 +58,30 @@ pub struct Options {
     pub connect_timeout: Duration,
     /// A PEM CA certificate to trust besides the system's (agents with their own CA).
     pub ca_pem: Option<Vec<u8>>,
+    /// The client certificate shown to agents that require one (mutual TLS).
+    pub identity: Option<ClientIdentity>,
     pub retry: RetryPolicy,
+}
+
+/// A client certificate and its private key; never printed.
+#[derive(Clone)]
+pub struct ClientIdentity(reqwest::Identity);
+
+impl std::fmt::Debug for ClientIdentity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ClientIdentity(..)")
+    }
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Options { timeout: Duration::from_secs(30), connect_timeout: Duration::from_secs(5), ca_pem: None, retry: RetryPolicy::default() }
+        Options {
+            timeout: Duration::from_secs(30),
+            connect_timeout: Duration::from_secs(5),
+            ca_pem: None,
+            identity: None,
+            retry: RetryPolicy::default(),
+        }
     }
 }
 
@@ -71,6 +89,16 @@ impl Options {
     /// Also trust the CA certificate in `path`.
     pub fn trusting(mut self, path: &Path) -> Result<Options, String> {
         self.ca_pem = Some(read_ca(path, "the agents'")?.0);
+        Ok(self)
+    }
+
+    /// Also present this client certificate (PEM chain) with its private
+    /// key (PEM, PKCS#8: `BEGIN PRIVATE KEY`) to agents that require one.
+    pub fn presenting(mut self, cert_pem: &[u8], key_pem: &[u8]) -> Result<Options, String> {
+        let identity = reqwest::Identity::from_pkcs8_pem(cert_pem, key_pem).map_err(|e| {
+            format!("the client certificate and key are not a usable PEM pair ({e}); a key in another form converts with `openssl pkcs8 -topk8 -nocrypt`")
+        })?;
+        self.identity = Some(ClientIdentity(identity));
         Ok(self)
     }
 }
@@ -121,6 +149,9 @@ impl AgentClient {
         let mut http = reqwest::Client::builder().timeout(options.timeout).connect_timeout(options.connect_timeout);
         if let Some(pem) = &options.ca_pem {
             http = http.add_root_certificate(reqwest::Certificate::from_pem(pem).map_err(|e| format!("the agents' CA certificate: {e}"))?);
+        }
+        if let Some(ClientIdentity(identity)) = &options.identity {
+            http = http.identity(identity.clone());
         }
         let http = http.build().map_err(|e| format!("building the HTTP client: {e}"))?;
         reqwest::Url::parse(url).map_err(|e| format!("agent url {url:?} of cell {cell}: {e}"))?;

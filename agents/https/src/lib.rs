@@ -1,6 +1,7 @@
 //! The HTTP(S) listener the agent and the coordinator serve with: it
 //! accepts connections, does the TLS handshake when the service has a
-//! certificate (rustls), bounds how long a client may take to send its
+//! certificate (rustls) and, when told to, requires a client certificate
+//! from a given CA (mutual TLS), bounds how long a client may take to send its
 //! headers or finish the handshake, and hands each request to the router
 //! with the peer's address attached (for refusal logs).
 
@@ -12,40 +13,62 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use axum::Router;
 use hyper_util::rt::{TokioIo, TokioTimer};
+use rustls_pki_types::CertificateDer;
 use tokio::net::TcpListener;
-use tokio_rustls::TlsAcceptor;
+use tokio_rustls::{rustls, TlsAcceptor};
 
 /// The address a request came from.
 #[derive(Debug, Clone, Copy)]
 pub struct Peer(pub SocketAddr);
 
-/// A TLS acceptor for a PEM certificate chain and private key.
-pub fn tls_acceptor(cert: &Path, key: &Path) -> Result<TlsAcceptor> {
+/// The PEM certificates in `path` (`what` names them in errors); at least one.
+fn read_certs(path: &Path, what: &str) -> Result<Vec<CertificateDer<'static>>> {
     use rustls_pki_types::pem::PemObject;
-    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
-    use tokio_rustls::rustls;
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
-        .with_context(|| format!("reading the TLS certificate {}", cert.display()))?
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
+        .with_context(|| format!("reading the {what} {}", path.display()))?
         .collect::<Result<_, _>>()
-        .with_context(|| format!("parsing the TLS certificate {}", cert.display()))?;
+        .with_context(|| format!("parsing the {what} {}", path.display()))?;
     if certs.is_empty() {
-        bail!("{} holds no PEM certificate", cert.display());
+        bail!("{} holds no PEM certificate", path.display());
     }
+    Ok(certs)
+}
+
+/// A TLS acceptor for a PEM certificate chain and private key. With
+/// `client_ca`, every client must present a certificate that CA signed
+/// (mutual TLS); the handshake fails otherwise.
+pub fn tls_acceptor(cert: &Path, key: &Path, client_ca: Option<&Path>) -> Result<TlsAcceptor> {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::PrivateKeyDer;
+    let certs = read_certs(cert, "TLS certificate")?;
     let key = PrivateKeyDer::from_pem_file(key).with_context(|| format!("reading the TLS private key {}", key.display()))?;
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let config = rustls::ServerConfig::builder_with_provider(provider)
+    let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
-        .context("choosing TLS versions")?
-        .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .context("the TLS certificate and key do not form a usable pair")?;
+        .context("choosing TLS versions")?;
+    let builder = match client_ca {
+        None => builder.with_no_client_auth(),
+        Some(ca) => {
+            let mut roots = rustls::RootCertStore::empty();
+            for c in read_certs(ca, "client CA certificate")? {
+                roots.add(c).with_context(|| format!("{} is not a usable CA certificate", ca.display()))?;
+            }
+            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+                .build()
+                .with_context(|| format!("verifying clients against {}", ca.display()))?;
+            builder.with_client_cert_verifier(verifier)
+        }
+    };
+    let config = builder.with_single_cert(certs, key).context("the TLS certificate and key do not form a usable pair")?;
     Ok(TlsAcceptor::from(Arc::new(config)))
 }
 
-/// The acceptor for `--tls-cert` and `--tls-key` when both are given (None: plain HTTP).
-pub fn tls_from(cert: Option<&Path>, key: Option<&Path>) -> Result<Option<TlsAcceptor>> {
+/// The acceptor for `--tls-cert` and `--tls-key` when both are given (None:
+/// plain HTTP), requiring client certificates from `client_ca` if named.
+pub fn tls_from(cert: Option<&Path>, key: Option<&Path>, client_ca: Option<&Path>) -> Result<Option<TlsAcceptor>> {
     match (cert, key) {
-        (Some(cert), Some(key)) => tls_acceptor(cert, key).map(Some),
+        (Some(cert), Some(key)) => tls_acceptor(cert, key, client_ca).map(Some),
+        _ if client_ca.is_some() => bail!("a client CA (mutual TLS) needs --tls-cert and --tls-key"),
         _ => Ok(None),
     }
 }

@@ -112,12 +112,25 @@ pub fn load_plan(dir: &std::path::Path) -> Result<Plan> {
 
 /// How the coordinator talks to agents. Agents serving HTTPS with a
 /// certificate from a private CA are trusted when `LIFEBOAT_AGENT_CA_FILE`
-/// names that CA's certificate (PEM).
+/// names that CA's certificate (PEM). Agents that require a client
+/// certificate (`serve --tls-client-ca`) are shown the one in
+/// `LIFEBOAT_AGENT_CLIENT_CERT`, with its key in `LIFEBOAT_AGENT_CLIENT_KEY`
+/// (PEM, PKCS#8; refused when every user can read it).
 pub fn agent_options() -> Result<lifeboat_client::Options> {
-    let options = lifeboat_client::Options::default();
-    match std::env::var_os("LIFEBOAT_AGENT_CA_FILE") {
-        Some(ca) => options.trusting(std::path::Path::new(&ca)).map_err(anyhow::Error::msg).context("LIFEBOAT_AGENT_CA_FILE"),
-        None => Ok(options),
+    let mut options = lifeboat_client::Options::default();
+    if let Some(ca) = std::env::var_os("LIFEBOAT_AGENT_CA_FILE") {
+        options = options.trusting(std::path::Path::new(&ca)).map_err(anyhow::Error::msg).context("LIFEBOAT_AGENT_CA_FILE")?;
+    }
+    let (cert, key) = (std::env::var_os("LIFEBOAT_AGENT_CLIENT_CERT"), std::env::var_os("LIFEBOAT_AGENT_CLIENT_KEY"));
+    match (cert, key) {
+        (None, None) => Ok(options),
+        (Some(cert), Some(key)) => {
+            let cert_pem =
+                std::fs::read(&cert).with_context(|| format!("reading LIFEBOAT_AGENT_CLIENT_CERT {}", cert.to_string_lossy()))?;
+            let key_pem = lifeboat_secrets::read_file(std::path::Path::new(&key), "agent client key (LIFEBOAT_AGENT_CLIENT_KEY)")?;
+            options.presenting(&cert_pem, key_pem.as_bytes()).map_err(anyhow::Error::msg)
+        }
+        _ => anyhow::bail!("LIFEBOAT_AGENT_CLIENT_CERT and LIFEBOAT_AGENT_CLIENT_KEY go together: set both, or neither"),
     }
 }
 
@@ -166,7 +179,7 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         bail!("--max-attempts and --cell-concurrency must be at least 1");
     }
     let access = access::Access::from_files(args.operator_token_file.as_deref(), args.viewer_token_file.as_deref(), args.open_metrics)?;
-    let tls = lifeboat_https::tls_from(args.tls_cert.as_deref(), args.tls_key.as_deref())?;
+    let tls = lifeboat_https::tls_from(args.tls_cert.as_deref(), args.tls_key.as_deref(), None)?;
     let scheme = if tls.is_some() { "https" } else { "http" };
     let listener = tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("listening on {}", args.listen))?;
     let address = listener.local_addr()?;

@@ -73,6 +73,10 @@ pub struct ServeArgs {
     /// The PEM private key for --tls-cert.
     #[arg(long, requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
+    /// Mutual TLS: every client (the coordinator) must present a
+    /// certificate signed by this CA (PEM), besides the bearer token.
+    #[arg(long, requires = "tls_cert")]
+    pub tls_client_ca: Option<PathBuf>,
 }
 
 fn parse_location(s: &str) -> Result<(String, String), String> {

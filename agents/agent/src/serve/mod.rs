@@ -136,7 +136,7 @@ pub async fn run(global: &Global, config: ServeArgs, shutdown: impl std::future:
     }
     let lock = lock_state_dir(&config.state_dir)?;
     let journal = Journal::open(&config.state_dir)?;
-    let tls = lifeboat_https::tls_from(config.tls_cert.as_deref(), config.tls_key.as_deref())?;
+    let tls = lifeboat_https::tls_from(config.tls_cert.as_deref(), config.tls_key.as_deref(), config.tls_client_ca.as_deref())?;
     let listener = tokio::net::TcpListener::bind(config.listen).await.with_context(|| format!("listening on {}", config.listen))?;
     let address = listener.local_addr()?;
     let metrics = Metrics::new(&config.cell);
