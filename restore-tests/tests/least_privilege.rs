@@ -138,8 +138,9 @@ fn backups_under_object_lock_survive_retention_and_are_reported() {
 /// A held backup on an Object Lock bucket (legal holds only:
 /// `retain_days=0`): the hold object, the manifest and the chunks carry an
 /// S3 legal hold, so even the deleting credential cannot remove the hold
-/// (or the backup) behind retention's back; retention keeps the held
-/// backup, and after `repo hold --release` lets it go.
+/// (or the backup) behind retention's back, at the primary and in a copy
+/// into another Object Lock bucket; retention keeps the held backup, and
+/// after `repo hold --release` lets it go.
 #[test]
 fn a_held_backup_survives_a_deleted_hold_under_s3_legal_holds() {
     let (scratch, k, source) = scratch(14);
@@ -160,14 +161,24 @@ fn a_held_backup_survives_a_deleted_hold_under_s3_legal_holds() {
     }
     let _ = source;
     ok(&agent(&["repo", "hold", "--repo", &url, "--key-file", k, "--cell", "lh", &ids[0], "--reason", "audit 2026-12"], &[]));
+    // A copy into another Object Lock bucket carries the hold and its legal holds.
+    let copy =
+        format!("s3://{}/repo?endpoint={endpoint}&object_lock=governance&retain_days=0", lifeboat_restore_tests::unique("held-copy"));
+    ok(&agent(&["repo", "copy", &url, &copy, "--key-file", k], &[]));
 
-    // Someone holding the deleting credential goes around retention.
+    // Someone holding the deleting credential goes around retention, at both locations.
     let runtime = tokio::runtime::Runtime::new().unwrap();
-    let store = runtime.block_on(lifeboat_storage::open(&url.parse().unwrap())).unwrap();
-    for object in [format!("holds/lh/{}", ids[0]), format!("manifests/lh/{}", ids[0])] {
-        let path = lifeboat_storage::ObjectPath::parse(&object).unwrap();
-        let err = runtime.block_on(store.delete(&path)).unwrap_err().to_string();
-        assert!(err.contains("legal hold"), "{object}: {err}");
+    let key = lifeboat_repository::Key::from_file(std::path::Path::new(k)).unwrap();
+    for location in [&url, &copy] {
+        let store = runtime.block_on(lifeboat_storage::open(&location.parse().unwrap())).unwrap();
+        let repo = runtime.block_on(lifeboat_repository::Repository::open(store.clone(), Some(key.clone()))).unwrap();
+        let manifest = runtime.block_on(repo.read_manifest("lh", &ids[0])).unwrap();
+        let chunk = lifeboat_repository::format::chunk_path(manifest.chunk_ids().next().unwrap()).to_string();
+        for object in [format!("holds/lh/{}", ids[0]), format!("manifests/lh/{}", ids[0]), chunk] {
+            let path = lifeboat_storage::ObjectPath::parse(&object).unwrap();
+            let err = runtime.block_on(store.delete(&path)).unwrap_err().to_string();
+            assert!(err.contains("legal hold"), "{location} {object}: {err}");
+        }
     }
 
     let ls = || {

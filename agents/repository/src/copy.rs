@@ -220,6 +220,32 @@ pub async fn copy_checked(src: &Repository, dst: DynStore, workers: usize, check
 
 const COPY_LOCK: &str = "geo-copy";
 
+/// Holds travel with their backups: a hold the destination lacks is copied,
+/// after the store's legal hold (where it enforces one: S3 Object Lock) is
+/// set on the backup's manifest and chunks there, and then on the hold
+/// itself; a copy cut short before the hold lands does it all again.
+/// Releasing a hold is done per location (`repo hold --release`).
+async fn copy_holds(src: &Repository, dst: &Repository, src_objects: &[ObjectMeta], listed: &HashMap<String, ObjectMeta>) -> Result<()> {
+    for meta in src_objects.iter().filter(|m| m.path.as_str().starts_with(format::HOLDS)) {
+        if listed.contains_key(meta.path.as_str()) {
+            continue;
+        }
+        let name = &meta.path.as_str()[format::HOLDS.len()..];
+        if let Some((cell, id)) = name.split_once('/') {
+            if let Ok(manifest) = dst.read_manifest(cell, id).await {
+                crate::retention::set_legal_holds(dst, &crate::retention::backup_objects(cell, id, &manifest)).await?;
+            }
+        }
+        let raw = src.get_stored(&meta.path).await?;
+        match dst.store().put(&meta.path, raw, PutMode::Create).await {
+            Ok(()) | Err(StoreError::AlreadyExists { .. }) => {}
+            Err(e) => return Err(e.into()),
+        }
+        crate::retention::set_legal_holds(dst, std::slice::from_ref(&meta.path)).await?;
+    }
+    Ok(())
+}
+
 /// Destination objects whose content a copier has checked, each as the
 /// destination listed it then (size, time written, content hash). An object
 /// listed exactly so again has not been rewritten since and is not read
@@ -385,16 +411,7 @@ async fn copy_objects(
         report.manifests_copied += 1;
         report.bytes_copied += n;
     }
-    // Legal holds travel with their backups.
-    for meta in src_objects.iter().filter(|m| m.path.as_str().starts_with(format::HOLDS)) {
-        if !listed.contains_key(meta.path.as_str()) {
-            let raw = src.get_stored(&meta.path).await?;
-            match dst.put(&meta.path, raw, PutMode::Create).await {
-                Ok(()) | Err(StoreError::AlreadyExists { .. }) => {}
-                Err(e) => return Err(e.into()),
-            }
-        }
-    }
+    copy_holds(src, dst_repo, &src_objects, &listed).await?;
     dst.sync().await?;
     Ok(())
 }

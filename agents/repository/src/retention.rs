@@ -15,7 +15,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
-use lifeboat_storage::PutMode;
+use lifeboat_storage::{ObjectPath, PutMode};
 
 use crate::error::{RepoError, Result};
 use crate::format;
@@ -85,16 +85,30 @@ pub async fn add_hold(repo: &Repository, cell: &str, id: &str, reason: &str) -> 
     let raw = serde_json::to_vec(&hold).expect("hold serialises");
     let hold_path = format::hold_path(cell, id);
     repo.put_sealed(&hold_path, &raw, PutMode::Overwrite).await?;
-    let mut objects = vec![hold_path, format::manifest_path(cell, id)];
-    objects.extend(manifest.chunk_ids().map(format::chunk_path));
-    let mut enforced = 0;
-    for path in &objects {
-        enforced += repo.store().set_legal_hold(path, true).await? as usize;
-    }
+    let mut objects = vec![hold_path];
+    objects.extend(backup_objects(cell, id, &manifest));
+    let enforced = set_legal_holds(repo, &objects).await?;
     if enforced > 0 {
         tracing::info!(backup = %format!("{cell}/{id}"), objects = enforced, "legal hold set on the backup's objects in the store");
     }
     Ok(())
+}
+
+/// The objects a backup needs: its manifest and every chunk it names.
+pub fn backup_objects(cell: &str, id: &str, manifest: &crate::manifest::Manifest) -> Vec<ObjectPath> {
+    let mut objects = vec![format::manifest_path(cell, id)];
+    objects.extend(manifest.chunk_ids().map(format::chunk_path));
+    objects
+}
+
+/// Put each of `objects` under the store's legal hold; how many the store
+/// enforces one on (0 where it has none).
+pub async fn set_legal_holds(repo: &Repository, objects: &[ObjectPath]) -> Result<usize> {
+    let mut enforced = 0;
+    for path in objects {
+        enforced += repo.store().set_legal_hold(path, true).await? as usize;
+    }
+    Ok(enforced)
 }
 
 /// Every hold by `<cell>/<backup-id>`: `Some` when it verifies under the
