@@ -88,21 +88,30 @@ impl AzureStore {
     }
 
     fn err(&self, op: &'static str, path: &str, err: azure_core::Error) -> StoreError {
-        let store = self.name.clone();
-        let message = format!("{path}: {err}");
-        match err.kind() {
-            ErrorKind::HttpResponse { status, error_code } => match u16::from(*status) {
-                404 => StoreError::NotFound { store, path: path.into() },
-                409 if error_code.as_deref() == Some("BlobAlreadyExists") => StoreError::AlreadyExists { store, path: path.into() },
-                412 => StoreError::AlreadyExists { store, path: path.into() },
-                401 | 403 => StoreError::AccessDenied { store, message },
-                429 | 503 => StoreError::Throttled { store, op, message, retry_after: None },
-                408 | 500..=599 => StoreError::Transient { store, op, message },
-                _ => StoreError::Permanent { store, op, message },
-            },
-            ErrorKind::Io => StoreError::Transient { store, op, message },
+        classify(self.name.clone(), op, path, err)
+    }
+}
+
+/// Map an SDK error of `op` on `path` in `store` onto the crate's classification.
+fn classify(store: String, op: &'static str, path: &str, err: azure_core::Error) -> StoreError {
+    let message = format!("{path}: {err}");
+    match err.kind() {
+        ErrorKind::HttpResponse { status, error_code } => match u16::from(*status) {
+            404 => StoreError::NotFound { store, path: path.into() },
+            409 if error_code.as_deref() == Some("BlobAlreadyExists") => StoreError::AlreadyExists { store, path: path.into() },
+            // A container's time-based retention or a blob's version-level policy or legal hold, set outside Lifeboat.
+            409 if error_code.as_deref().is_some_and(|c| c.starts_with("BlobImmutableDueTo")) => {
+                let until = format!(" ({}: until the Azure policy or legal hold ends)", error_code.as_deref().unwrap_or_default());
+                StoreError::Retained { store, path: path.into(), until }
+            }
+            412 => StoreError::AlreadyExists { store, path: path.into() },
+            401 | 403 => StoreError::AccessDenied { store, message },
+            429 | 503 => StoreError::Throttled { store, op, message, retry_after: None },
+            408 | 500..=599 => StoreError::Transient { store, op, message },
             _ => StoreError::Permanent { store, op, message },
-        }
+        },
+        ErrorKind::Io => StoreError::Transient { store, op, message },
+        _ => StoreError::Permanent { store, op, message },
     }
 }
 
@@ -236,5 +245,31 @@ impl ObjectStore for AzureStore {
 
     async fn delete(&self, path: &ObjectPath) -> Result<(), StoreError> {
         absent_ok(self.blob(path).delete().await.map_err(|e| self.err("delete", path.as_str(), e))).map(|_| ())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn http_error(status: u16, code: &str) -> azure_core::Error {
+        let status = azure_core::StatusCode::try_from(status).unwrap();
+        azure_core::Error::message(ErrorKind::HttpResponse { status, error_code: Some(code.into()) }, "refused")
+    }
+
+    /// Azure refuses to delete a blob under a container's time-based
+    /// retention or a version-level policy or legal hold with 409 and one of
+    /// these codes (Azurite does not implement immutability, so this is
+    /// checked here, not against it): retention reports it as kept.
+    #[test]
+    fn immutable_blobs_are_retained_not_failures() {
+        for code in ["BlobImmutableDueToPolicy", "BlobImmutableDueToLegalHold"] {
+            let e = classify("az://c".into(), "delete", "chunks/ab/ab01", http_error(409, code));
+            assert!(matches!(&e, StoreError::Retained { until, .. } if until.contains(code)), "{e:?}");
+        }
+        let e = classify("az://c".into(), "put", "chunks/ab/ab01", http_error(409, "BlobAlreadyExists"));
+        assert!(matches!(e, StoreError::AlreadyExists { .. }), "{e:?}");
+        let e = classify("az://c".into(), "delete", "chunks/ab/ab01", http_error(409, "LeaseIdMissing"));
+        assert!(matches!(e, StoreError::Permanent { .. }), "{e:?}");
     }
 }

@@ -38,8 +38,9 @@ pub enum StoreError {
     #[error("operation cancelled")]
     Cancelled,
 
-    /// The store keeps the object (S3 Object Lock) until its retain-until date.
-    #[error("object {path} in {store} is under Object Lock{until}; it stays until then")]
+    /// The store keeps the object (S3 Object Lock; an Azure immutability
+    /// policy or legal hold) until its retain-until date or the hold ends.
+    #[error("object {path} in {store} is under Object Lock (immutable){until}; it stays until then")]
     Retained { store: String, path: String, until: String },
 
     /// Refused before reading it whole: no object of its kind is this large.
