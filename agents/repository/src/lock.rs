@@ -180,15 +180,7 @@ async fn remove(repo: &Repository, path: &ObjectPath, info: &LockInfo) -> Result
 /// or, when this credential may not write, this machine's (`false`). The
 /// store's time is read off a probe lock written, listed and removed.
 pub async fn survey(repo: &Repository) -> Result<(Vec<FoundLock>, OffsetDateTime, bool)> {
-    let probe = format::path(&format!("{}{:032x}", format::LOCKS, rand::random::<u128>()));
-    let info = LockInfo {
-        kind: LockKind::Shared,
-        operation: "lock survey (repo locks)".into(),
-        holder: crate::holder::describe(),
-        refreshed: OffsetDateTime::now_utc(),
-        released: false,
-        process: crate::holder::Process::current(),
-    };
+    let (probe, info) = LockInfo::new_lock(LockKind::Shared, "lock survey (repo locks)");
     let wrote = write(repo, &probe, &info).await.is_ok();
     let mut locks = all_locks(repo).await?;
     let store_time = locks.iter().find(|l| l.path == probe).and_then(|l| l.written);
@@ -197,6 +189,23 @@ pub async fn survey(repo: &Repository) -> Result<(Vec<FoundLock>, OffsetDateTime
         remove(repo, &probe, &info).await?;
     }
     Ok((locks, store_time.unwrap_or_else(OffsetDateTime::now_utc), store_time.is_some()))
+}
+
+impl LockInfo {
+    /// A new lock of `kind` for `operation`, held by this process, and the
+    /// fresh path it goes under.
+    fn new_lock(kind: LockKind, operation: &str) -> (ObjectPath, LockInfo) {
+        let path = format::path(&format!("{}{:032x}", format::LOCKS, rand::random::<u128>()));
+        let info = LockInfo {
+            kind,
+            operation: operation.into(),
+            holder: crate::holder::describe(),
+            refreshed: OffsetDateTime::now_utc(),
+            released: false,
+            process: crate::holder::Process::current(),
+        };
+        (path, info)
+    }
 }
 
 /// Remove the locks of holders this host knows are dead (killed mid job);
@@ -221,15 +230,7 @@ pub async fn force_unlock(repo: &Repository, id: &str) -> Result<FoundLock> {
 
 impl LockGuard {
     pub async fn acquire(repo: &Repository, kind: LockKind, operation: &str) -> Result<Self> {
-        let path = format::path(&format!("{}{:032x}", format::LOCKS, rand::random::<u128>()));
-        let mut info = LockInfo {
-            kind,
-            operation: operation.into(),
-            holder: crate::holder::describe(),
-            refreshed: OffsetDateTime::now_utc(),
-            released: false,
-            process: crate::holder::Process::current(),
-        };
+        let (path, mut info) = LockInfo::new_lock(kind, operation);
         write(repo, &path, &info).await?;
         // Durable, so that a copy interrupted by a crash is known as such after it.
         repo.store().sync().await?;

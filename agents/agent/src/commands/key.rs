@@ -39,14 +39,7 @@ pub async fn run(global: &Global, cmd: KeyCommand) -> Result<ExitCode> {
     match cmd {
         KeyCommand::Generate { out } => {
             let hex = Key::generate_hex();
-            let mut file = std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(&out)
-                .with_context(|| format!("creating key file {} (it must not exist yet)", out.display()))?;
-            writeln!(file, "{hex}")?;
-            file.sync_all()?;
+            write_new_private(&out, &format!("{hex}\n")).context("the key file must not exist yet")?;
             let key = Key::from_hex(&hex)?;
             eprintln!("wrote key {} to {}; keep a copy outside the repository", key.id(), out.display());
             Ok(ExitCode::SUCCESS)
@@ -112,6 +105,20 @@ async fn open_all(urls: &[String], ring: &Key) -> Result<Vec<Repository>> {
     Ok(repos)
 }
 
+/// Create `path` (it must not exist) readable by its owner only, write
+/// `text` and sync it.
+fn write_new_private(path: &Path, text: &str) -> Result<()> {
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("creating {}", path.display()))?;
+    file.write_all(text.as_bytes())?;
+    file.sync_all()?;
+    Ok(())
+}
+
 /// Write a new key on the key file's first line, keeping the rest below
 /// it: a new file (mode 0600, synced) renamed over the old one.
 fn prepend_key(path: &Path) -> Result<Key> {
@@ -119,14 +126,7 @@ fn prepend_key(path: &Path) -> Result<Key> {
     let today = time::OffsetDateTime::now_utc().date();
     let text = format!("{}\n# retired by key rotate on {today}: still reads what it sealed\n{old}", Key::generate_hex());
     let tmp = path.with_file_name(format!(".{}.rotate-{}", path.file_name().unwrap_or_default().to_string_lossy(), std::process::id()));
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&tmp)
-        .with_context(|| format!("creating {}", tmp.display()))?;
-    file.write_all(text.as_bytes())?;
-    file.sync_all()?;
+    write_new_private(&tmp, &text)?;
     std::fs::rename(&tmp, path).with_context(|| format!("replacing {}", path.display()))?;
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::File::open(dir)?.sync_all()?;
