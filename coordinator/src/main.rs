@@ -17,6 +17,7 @@ mod clock;
 mod commands;
 mod compliance;
 mod drill;
+mod failover;
 mod plan;
 mod report;
 mod runs;
@@ -78,6 +79,26 @@ enum Command {
     /// Restore drills: restore a cell into a scratch environment, check it, report.
     #[command(subcommand)]
     Drill(DrillCommand),
+    /// Failover: what a scenario would do when a cell, a region or a cloud fails.
+    #[command(subcommand)]
+    Failover(FailoverCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum FailoverCommand {
+    /// Show the failover plan of a scenario for what failed: per cell the recovery site, the location
+    /// and point it is recovered from, what would be lost, the estimated RTO, the steps and gates.
+    /// Changes nothing. Exit 1 when it lists problems.
+    Plan {
+        /// The scenario (`[[scenario]]` name in the plan).
+        #[arg(long)]
+        scenario: String,
+        /// What failed: a cell, a region or a cloud (`azure`, `aws`), as the scenario's scope says.
+        #[arg(long)]
+        failed: String,
+        #[command(flatten)]
+        target: commands::Target,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -212,6 +233,9 @@ fn main() -> ExitCode {
             commands::operate(output, async move { commands::runs::start(&target, &cell, RunKind::KafkaSnapshot, !no_wait).await })
         }
         Command::Status { target } => commands::operate(output, async move { commands::status::run(&target).await }),
+        Command::Failover(FailoverCommand::Plan { scenario, failed, target }) => {
+            commands::operate(output, async move { commands::failover::plan(&target, &scenario, &failed).await })
+        }
         Command::Runs(RunsCommand::List { cell, limit, source }) => {
             commands::operate(output, async move { commands::runs::list(&source, cell.as_deref(), limit).await })
         }

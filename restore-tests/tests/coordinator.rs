@@ -155,6 +155,7 @@ tenants = ["tenant-{name}"]
 agent = {{ url = "{url}", token = "file:{token}" }}
 locations = ["{primary}", "{second}", "cross"]
 postgres = {{ conninfo = "host=127.0.0.1 port={port} user=postgres dbname=postgres", archive_timeout = "5s" }}
+failover = {{ sites = ["{name}-host"] }}
 {extra}
 "#,
             name = c.name,
@@ -224,7 +225,35 @@ name = "cross"
 url = "s3://lifeboat-test/e2e"
 region = "r-aws"
 role = "cross-cloud"
+
+# Each cell's agent hosts the other cell when it fails.
+[[recovery_site]]
+name = "{a_name}-host"
+region = "r-b"
+agent = {{ url = "{b_url}", token = "file:{b_token}" }}
+kafka = {{ brokers = "{brokers}" }}
+
+[[recovery_site]]
+name = "{b_name}-host"
+region = "r-a"
+agent = {{ url = "{a_url}", token = "file:{a_token}" }}
+
+[[scenario]]
+name = "cell-failure"
+scope = "cell"
+
+[[scenario]]
+name = "region-outage"
+scope = "region"
+parallelism = 2
 {a}{b}"#,
+        a_name = a.name,
+        b_name = b.name,
+        a_url = a.agent.url,
+        b_url = b.agent.url,
+        a_token = tokens[0].display(),
+        b_token = tokens[1].display(),
+        brokers = kafka.0,
         a = cell(
             a,
             tokens[0],
@@ -264,6 +293,36 @@ fn refuses_traversal(c: &Service) {
         tcp.read_to_string(&mut answer).unwrap();
         assert!(answer.starts_with("HTTP/1.1 400"), "{path}: {answer}");
     }
+}
+
+/// `failover plan` (a read: it starts nothing) says, per lost cell, where it would
+/// be recovered and from which point: a lost region sends cell-a to cell-b's
+/// agent from its copy in r-b, at the point status credits that copy with;
+/// a lost cell recovers from the primary location. What fails must exist.
+fn failover_plans(c: &Service, env: &[(&str, &str)]) {
+    let (code, fp) = c.get("/v1/failover/plan?scenario=region-outage&failed=r-a");
+    assert_eq!(code, 200, "{fp}");
+    let st = status(c);
+    let copy_point = location(cell_of(&st, "cell-a"), "a-in-b")["postgres"]["recoverable_to"].clone();
+    let fa = &fp["cells"][0];
+    assert_eq!(fp["cells"].as_array().unwrap().len(), 1, "{fp}");
+    assert_eq!((fa["cell"].as_str(), fa["site"].as_str(), fa["location"].as_str()), (Some("cell-a"), Some("cell-a-host"), Some("a-in-b")));
+    assert_eq!((fa["standby"].as_str(), fa["wave"].as_u64()), (Some("stream"), Some(0)), "{fp}");
+    assert_eq!(fa["postgres_point"], copy_point, "{fp}");
+    assert!(fa["projected_rpo_seconds"].as_f64().unwrap() >= 0.0, "{fp}");
+    let steps: Vec<(&str, bool)> =
+        fp["steps"].as_array().unwrap().iter().map(|s| (s["step"].as_str().unwrap(), s["gated"].as_bool().unwrap())).collect();
+    assert_eq!(steps[..3], [("assess", false), ("fence", true), ("promote", false)], "fence waits for approval by default");
+    let (code, unknown) = c.get("/v1/failover/plan?scenario=region-outage&failed=r-nowhere");
+    assert_eq!(code, 422, "{unknown}");
+    assert!(unknown["error"].as_str().unwrap().contains("no cell is lost"), "{unknown}");
+
+    let out = lifeboat(&["failover", "plan", "--scenario", "cell-failure", "--failed", "cell-a", "--output", "json"], env);
+    let plan: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|_| panic!("{}", String::from_utf8_lossy(&out.stderr)));
+    assert_eq!((plan["cells"][0]["location"].as_str(), plan["scope"].as_str()), (Some("primary-a"), Some("cell")), "{plan}");
+    assert_eq!(out.status.success(), plan["problems"].as_array().unwrap().is_empty(), "exit 1 exactly when it lists problems: {plan}");
+    let text = lifeboat(&["failover", "plan", "--scenario", "cell-failure", "--failed", "cell-a"], env);
+    assert!(String::from_utf8_lossy(&text.stdout).contains("cell-a-host"), "{}", String::from_utf8_lossy(&text.stdout));
 }
 
 fn cell_of<'a>(status: &'a Value, cell: &str) -> &'a Value {
@@ -437,6 +496,8 @@ fn coordinator_end_to_end_schedules_status_alerts_and_restarts() {
         assert!(copied["backups"].as_array().unwrap().iter().any(|b| b["id"] == newest_full["id"]), "{loc}: {copied}");
         assert!(parse_time(l["postgres"]["recoverable_to"].as_str().unwrap()) <= primary_point, "{l}");
     }
+    let url = c.url.clone();
+    failover_plans(&c, &[("LIFEBOAT_COORDINATOR", url.as_str()), ("LIFEBOAT_TOKEN_FILE", op_file.to_str().unwrap())]);
     let metrics = c.metrics();
     assert!(metrics.contains(r#"lifeboat_cell_rpo_exposure_seconds{cell="cell-a",location="a-in-b",system="postgres"}"#), "{metrics}");
     assert!(metrics.contains(r#"lifeboat_backup_last_success_timestamp_seconds{cell="cell-a",kind="pg-full"}"#), "{metrics}");

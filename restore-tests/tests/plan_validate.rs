@@ -6,6 +6,7 @@ use std::path::Path;
 use std::process::Command;
 
 use lifeboat_restore_tests::{lifeboat_bin, workspace_root};
+use serde_json::json;
 
 fn lifeboat(args: &[&str]) -> std::process::Output {
     Command::new(lifeboat_bin()).args(args).output().expect("running lifeboat")
@@ -35,6 +36,13 @@ fn the_shipped_plans_are_valid_and_show_their_schedules() {
     assert_eq!(weu1["schedules"]["pg_incremental"], "0 * * * *");
     assert_eq!(weu1["retention"]["pg_full"], 35 * 86400);
     assert_eq!(weu1["dr_cell"], "neu-1");
+    // Failover: standbys from the tier strategy, the design's three scenarios.
+    let standby = |name: &str| cells.iter().find(|c| c["name"] == name).unwrap()["failover"]["standby"].clone();
+    assert_eq!((standby("weu-1"), standby("weu-3"), standby("weu-5")), (json!("stream"), json!("archive"), json!("none")));
+    let scopes: Vec<&str> = plan["scenarios"].as_array().unwrap().iter().map(|s| s["scope"].as_str().unwrap()).collect();
+    assert_eq!(scopes, ["cell", "region", "cloud"]);
+    assert_eq!(plan["scenarios"][1]["tier_order"], json!(["tier-1", "tier-2", "tier-3"]));
+    assert_eq!(plan["sites"].as_array().unwrap().len(), 12);
 
     let text = lifeboat(&["plan", "show", workspace_root().join("plans/demo").to_str().unwrap()]);
     let text = String::from_utf8_lossy(&text.stdout);
@@ -214,6 +222,55 @@ const BREAKS: &[Break] = &[
         new: "brokers = \"127.0.0.1\"",
         message: "brokers \"127.0.0.1\": give host:port",
         anchor: "brokers = \"127.0.0.1\"",
+    },
+    Break {
+        file: "cells.toml",
+        old: "sites = [\"a-host\"]",
+        new: "sites = [\"a-hots\"]",
+        message: "cell \"demo-a\" failover refers to unknown recovery_site \"a-hots\" (defined: a-host, b-host)",
+        anchor: "sites = [\"a-hots\"]",
+    },
+    Break {
+        file: "cells.toml",
+        old: "failover = { sites = [\"a-host\"] }",
+        new: "failover = { standby = \"none\", sites = [\"a-host\"] }",
+        message: "standby \"none\" is colder than tier \"tier-1\" (active-passive) keeps; use \"stream\"",
+        anchor: "failover = { standby = \"none\"",
+    },
+    Break {
+        file: "demo.toml",
+        old: "agent = { url = \"http://127.0.0.1:7402\"",
+        new: "agent = { url = \"http://127.0.0.1:7401\"",
+        message: "scenario \"cell-failure\": when cell \"demo-a\" fails, cell \"demo-a\" has no recovery site hosted by another agent than its own with [recovery_site.kafka] (its [cell.failover] sites: a-host)",
+        anchor: "name = \"cell-failure\"",
+    },
+    Break {
+        file: "demo.toml",
+        old: "approve = [\"fence\"]",
+        new: "approve = [\"smoke\"]",
+        message: "approve \"smoke\" is not a step a gate can hold (fence, promote, restore, route)",
+        anchor: "approve = [\"smoke\"]",
+    },
+    Break {
+        file: "demo.toml",
+        old: "approve = [\"fence\"]",
+        new: "approve = [\"fence\"]\nhooks = { route = \"router\" }",
+        message: "scenario \"cell-failure\" hooks.route refers to unknown hook \"router\" (none are defined)",
+        anchor: "hooks = { route",
+    },
+    Break {
+        file: "demo.toml",
+        old: "capacity = 1\nkafka",
+        new: "capacity = 0\nkafka",
+        message: "recovery_site \"a-host\": capacity must be at least 1 guest cell",
+        anchor: "capacity = 0",
+    },
+    Break {
+        file: "demo.toml",
+        old: "[[scenario]]",
+        new: "[[hook]]\nname = \"route\"\nkind = \"http\"\nurl = \"http://router.internal/v1\"\n\n[[scenario]]",
+        message: "url \"http://router.internal/v1\" is plain http to another host",
+        anchor: "url = \"http://router.internal/v1\"",
     },
 ];
 

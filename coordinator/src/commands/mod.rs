@@ -7,6 +7,7 @@
 //! verification that did not pass); 2 usage (from clap).
 
 pub mod drill;
+pub mod failover;
 pub mod plan;
 pub mod remote;
 pub mod report;

@@ -17,7 +17,7 @@ pub async fn run(target: &Target) -> Result<Done<Status>> {
     Ok(Done::ok(status, text))
 }
 
-async fn status(target: &Target) -> Result<Status> {
+pub async fn status(target: &Target) -> Result<Status> {
     if let Some(base) = &target.coordinator {
         return Remote::new(base, &target.credentials)?.get("/v1/status", &[]).await;
     }

@@ -7,7 +7,9 @@
 //! - [`load`]: reading and parsing the directory
 //! - [`validate`]: references, secrets, schedules against tier targets
 //! - [`schedule`]: cron expressions (UTC) and their longest gap
+//! - [`failover`]: which recovery site and location serve each cell in a scenario
 
+pub mod failover;
 pub mod load;
 pub mod schedule;
 pub mod schema;
@@ -18,7 +20,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-pub use schema::{Cloud, Role, Strategy};
+pub use schema::{Cloud, HookKind, Role, Scope, Standby, Strategy};
 
 /// One problem in a plan, at a file and line (0: the file as a whole).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -55,6 +57,9 @@ pub struct Plan {
     pub regions: Vec<RegionDef>,
     pub locations: Vec<LocationDef>,
     pub cells: Vec<CellPlan>,
+    pub sites: Vec<SiteDef>,
+    pub hooks: Vec<HookDef>,
+    pub scenarios: Vec<ScenarioDef>,
 }
 
 /// What a cell's agent calls its own repository; it knows its copies by
@@ -65,6 +70,14 @@ impl Plan {
     /// The targets of `cell`'s tier.
     pub fn tier_of(&self, cell: &CellPlan) -> &TierTarget {
         self.tiers.iter().find(|t| t.name == cell.tier).expect("validated plans name known tiers")
+    }
+
+    pub fn site(&self, name: &str) -> Option<&SiteDef> {
+        self.sites.iter().find(|s| s.name == name)
+    }
+
+    pub fn cloud_of(&self, region: &str) -> Option<Cloud> {
+        self.regions.iter().find(|r| r.name == region).map(|r| r.cloud)
     }
 
     /// The name the cell's agent uses for plan location `location`.
@@ -155,6 +168,99 @@ pub struct CellPlan {
     /// The database smoke-check SQL runs in (the conninfo's dbname).
     pub database: String,
     pub smoke_checks: Vec<lifeboat_api::Check>,
+    pub failover: CellFailover,
+}
+
+/// How a cell fails over.
+#[derive(Debug, Clone, Serialize)]
+pub struct CellFailover {
+    pub standby: Standby,
+    /// Recovery sites, in order of preference.
+    pub sites: Vec<String>,
+}
+
+/// An agent that hosts other cells' recovered copies.
+#[derive(Debug, Clone, Serialize)]
+pub struct SiteDef {
+    pub name: String,
+    pub region: String,
+    pub agent_url: String,
+    /// The agent's API token, as a reference.
+    pub agent_token: String,
+    /// Guest cells it can host at once.
+    pub capacity: u32,
+    pub kafka_brokers: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct HookDef {
+    pub name: String,
+    pub kind: HookKind,
+    pub url: Option<String>,
+    /// Bearer token for `http` hooks, as a reference.
+    pub token: Option<String>,
+    pub command: Vec<String>,
+    #[serde(with = "secs")]
+    pub timeout: Duration,
+    pub retries: u32,
+}
+
+/// The steps of a failover, in order. A cell whose standby is promoted
+/// skips the restore, and the other way round.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Step {
+    Assess,
+    Fence,
+    Promote,
+    Restore,
+    Smoke,
+    Route,
+    Verify,
+    Report,
+}
+
+impl Step {
+    pub const ALL: [Step; 8] =
+        [Step::Assess, Step::Fence, Step::Promote, Step::Restore, Step::Smoke, Step::Route, Step::Verify, Step::Report];
+    /// Steps an approval gate may hold (it waits before the step).
+    pub const GATED: [Step; 4] = [Step::Fence, Step::Promote, Step::Restore, Step::Route];
+    /// Steps that call a hook; `notify` hooks are called at the start, at
+    /// each gate and at the end instead.
+    pub const HOOKED: [&'static str; 4] = ["fence", "route", "notify", "verify"];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Step::Assess => "assess",
+            Step::Fence => "fence",
+            Step::Promote => "promote",
+            Step::Restore => "restore",
+            Step::Smoke => "smoke",
+            Step::Route => "route",
+            Step::Verify => "verify",
+            Step::Report => "report",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Step> {
+        Step::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ScenarioDef {
+    pub name: String,
+    pub scope: Scope,
+    pub description: String,
+    /// Every tier, in the order their cells fail over.
+    pub tier_order: Vec<String>,
+    pub parallelism: u32,
+    /// Steps that wait for an operator's approval.
+    pub approve: Vec<Step>,
+    /// Hook name by step (`fence`, `route`, `notify`, `verify`).
+    pub hooks: std::collections::BTreeMap<String, String>,
+    #[serde(with = "secs")]
+    pub rto: Duration,
 }
 
 /// The platform defaults (design: Postgres full daily at 02:00, incremental
@@ -206,5 +312,11 @@ pub mod tests {
     pub fn demo_plan() -> super::Plan {
         let manifest = std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into());
         super::load(&std::path::Path::new(&manifest).join("../plans/demo")).unwrap()
+    }
+
+    /// The shipped platform plan (10 cells, three scenarios).
+    pub fn platform_plan() -> super::Plan {
+        let manifest = std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into());
+        super::load(&std::path::Path::new(&manifest).join("../plans/platform")).unwrap()
     }
 }

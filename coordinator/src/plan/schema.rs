@@ -23,6 +23,12 @@ pub struct FileDoc {
     pub location: Vec<Spanned<Location>>,
     #[serde(default)]
     pub cell: Vec<Spanned<Cell>>,
+    #[serde(default)]
+    pub recovery_site: Vec<Spanned<RecoverySite>>,
+    #[serde(default)]
+    pub hook: Vec<Spanned<Hook>>,
+    #[serde(default)]
+    pub scenario: Vec<Spanned<Scenario>>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -107,6 +113,15 @@ pub enum Cloud {
     Aws,
 }
 
+impl Cloud {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Cloud::Azure => "azure",
+            Cloud::Aws => "aws",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Region {
@@ -164,6 +179,130 @@ pub struct Cell {
     pub schedules: Schedules,
     #[serde(default)]
     pub smoke: Vec<Spanned<Smoke>>,
+    pub failover: Option<Spanned<CellFailover>>,
+}
+
+/// How a cell fails over: the standby it keeps, where it can be recovered.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CellFailover {
+    /// Default from the tier's strategy.
+    pub standby: Option<Spanned<Standby>>,
+    /// Recovery sites, in order of preference.
+    #[serde(default)]
+    pub sites: Vec<Spanned<String>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Standby {
+    /// Cold: restored from the repository at failover time.
+    None,
+    /// Warm: replays archived WAL from the secondary-region copy.
+    Archive,
+    /// Hot: streams from the primary while it lives.
+    Stream,
+}
+
+impl Standby {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Standby::None => "none",
+            Standby::Archive => "archive",
+            Standby::Stream => "stream",
+        }
+    }
+
+    /// What a tier's strategy keeps by default (and at least).
+    pub fn of(strategy: Strategy) -> Standby {
+        match strategy {
+            Strategy::ActivePassive => Standby::Stream,
+            Strategy::WarmStandby => Standby::Archive,
+            Strategy::ColdStandby => Standby::None,
+        }
+    }
+}
+
+/// An agent that can host other cells' recovered copies (guest cells).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecoverySite {
+    pub name: Spanned<String>,
+    pub region: Spanned<String>,
+    pub agent: Spanned<Agent>,
+    /// Guest cells it can host at once.
+    pub capacity: Option<Spanned<u32>>,
+    /// Where guest cells' Kafka topics are restored.
+    pub kafka: Option<Spanned<SiteKafka>>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SiteKafka {
+    pub brokers: Spanned<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HookKind {
+    Http,
+    Command,
+}
+
+/// An action outside Lifeboat a failover step calls (fence, route, notify, verify).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Hook {
+    pub name: Spanned<String>,
+    pub kind: HookKind,
+    /// `http`: the URL POSTed to.
+    pub url: Option<Spanned<String>>,
+    /// `http`: a bearer token, by reference.
+    pub token: Option<Spanned<String>>,
+    /// `command`: the program and its arguments.
+    pub command: Option<Spanned<Vec<String>>>,
+    pub timeout: Option<Spanned<String>>,
+    pub retries: Option<Spanned<u32>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Scope {
+    Cell,
+    Region,
+    Cloud,
+}
+
+impl Scope {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scope::Cell => "cell",
+            Scope::Region => "region",
+            Scope::Cloud => "cloud",
+        }
+    }
+}
+
+/// A failover scenario operators run.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scenario {
+    pub name: Spanned<String>,
+    pub scope: Scope,
+    #[serde(default)]
+    pub description: String,
+    /// Tiers in the order they fail over (default: by RTO, shortest first).
+    #[serde(default)]
+    pub tier_order: Vec<Spanned<String>>,
+    /// Cells failing over at once (default 1).
+    pub parallelism: Option<Spanned<u32>>,
+    /// Steps that wait for `failover approve` (default: fence).
+    pub approve: Option<Spanned<Vec<String>>>,
+    /// Hook names by step (`fence`, `route`, `notify`, `verify`).
+    #[serde(default)]
+    pub hooks: BTreeMap<String, Spanned<String>>,
+    /// The whole scenario's recovery time objective (default: the longest tier RTO).
+    pub rto: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

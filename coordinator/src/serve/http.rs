@@ -30,6 +30,7 @@ pub fn router(c: Arc<Coordinator>) -> Router {
         .route("/v1/runs", get(runs).post(start_run))
         .route("/v1/runs/{id}", get(run))
         .route("/reports/{cell}/{name}", get(stored_report))
+        .route("/v1/failover/plan", get(failover_plan))
         .route("/metrics", get(metrics))
         .fallback(|| async { error(StatusCode::NOT_FOUND, "no such endpoint") })
         .layer(axum::middleware::from_fn_with_state(c.clone(), super::access::require))
@@ -70,6 +71,24 @@ async fn status(State(c): State<Arc<Coordinator>>) -> Response {
     match c.blocking(|c| c.status()).await {
         Ok(s) => Json(s).into_response(),
         Err(e) => internal(e),
+    }
+}
+
+#[derive(Deserialize)]
+struct FailoverQuery {
+    scenario: String,
+    failed: String,
+}
+
+/// What a scenario would do for what failed; changes nothing.
+async fn failover_plan(State(c): State<Arc<Coordinator>>, Query(q): Query<FailoverQuery>) -> Response {
+    let status = match c.blocking(|c| c.status()).await {
+        Ok(s) => s,
+        Err(e) => return internal(e),
+    };
+    match crate::failover::assess::assess(&c.plan, &status, &q.scenario, &q.failed, clock::now()) {
+        Ok(a) => Json(a).into_response(),
+        Err(e) => error(StatusCode::UNPROCESSABLE_ENTITY, format!("{e:#}")),
     }
 }
 

@@ -1,7 +1,8 @@
 //! What the whole plan defines, read before any cell is checked: the names
-//! of every tier, region, location and cell (so references resolve in any
-//! order), the tiers' targets, the regions' clouds, the locations' roles,
-//! and the defaults' retention ages.
+//! of every tier, region, location, cell, recovery site, hook and scenario
+//! (so references resolve in any order), the tiers' targets, the regions'
+//! clouds, the locations' roles, the recovery sites and hooks, and the
+//! defaults' retention ages.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -16,6 +17,9 @@ pub struct Catalog<'a> {
     pub regions: Names,
     pub locations: Names,
     pub cells: Names,
+    pub sites: Names,
+    pub hooks: Names,
+    pub scenarios: Names,
     pub tier_targets: HashMap<String, TierTarget>,
     pub region_cloud: HashMap<String, Cloud>,
     /// Per location: its role and region.
@@ -39,6 +43,9 @@ impl<'a> Catalog<'a> {
             regions: Names::new("region"),
             locations: Names::new("location"),
             cells: Names::new("cell"),
+            sites: Names::new("recovery_site"),
+            hooks: Names::new("hook"),
+            scenarios: Names::new("scenario"),
             tier_targets: HashMap::new(),
             region_cloud: HashMap::new(),
             location_info: HashMap::new(),
@@ -52,6 +59,9 @@ impl<'a> Catalog<'a> {
             f.doc.region.iter().for_each(|r| catalog.regions.add(check, i, &r.get_ref().name));
             f.doc.location.iter().for_each(|l| catalog.locations.add(check, i, &l.get_ref().name));
             f.doc.cell.iter().for_each(|c| catalog.cells.add(check, i, &c.get_ref().name));
+            f.doc.recovery_site.iter().for_each(|s| catalog.sites.add(check, i, &s.get_ref().name));
+            f.doc.hook.iter().for_each(|h| catalog.hooks.add(check, i, &h.get_ref().name));
+            f.doc.scenario.iter().for_each(|s| catalog.scenarios.add(check, i, &s.get_ref().name));
         }
         for (i, f) in files.iter().enumerate() {
             f.doc.tier.iter().for_each(|t| catalog.tier(check, i, t.get_ref(), plan));
@@ -61,6 +71,10 @@ impl<'a> Catalog<'a> {
                 plan.regions.push(RegionDef { name: r.name.get_ref().clone(), cloud: r.cloud });
             }
             f.doc.location.iter().for_each(|l| catalog.location(check, i, l.get_ref(), plan));
+        }
+        for (i, f) in files.iter().enumerate() {
+            f.doc.recovery_site.iter().for_each(|s| plan.sites.push(super::failover::site(&catalog, check, i, s.get_ref())));
+            f.doc.hook.iter().for_each(|h| plan.hooks.push(super::failover::hook(check, i, h.get_ref())));
         }
         catalog
     }

@@ -34,7 +34,7 @@ pub fn validate(
     catalog.regions.require(check, file, &c.region, &at.from);
     dr_cell(catalog, check, &at);
     unique_tenants(check, tenants, &at);
-    agent(check, &at);
+    check.agent(file, &c.agent, &at.from);
     locations(catalog, check, &at);
     postgres(check, &at);
     kafka(check, &at);
@@ -43,6 +43,7 @@ pub fn validate(
     }
     let schedules = schedules(catalog, check, &at);
     let smoke_checks = super::smoke::checks(check, &at);
+    let failover = super::failover::cell(catalog, check, &at);
     CellPlan {
         name: c.name.get_ref().clone(),
         tier: c.tier.get_ref().clone(),
@@ -59,6 +60,7 @@ pub fn validate(
         retention: catalog.retention.clone(),
         database: c.postgres.as_ref().and_then(|p| conninfo_dbname(p.get_ref().conninfo.get_ref())).unwrap_or_else(|| "postgres".into()),
         smoke_checks,
+        failover,
     }
 }
 
@@ -100,33 +102,6 @@ fn unique_tenants(check: &mut Check<'_>, seen: &mut HashMap<String, String>, at:
                 seen.insert(t.get_ref().clone(), here);
             }
         }
-    }
-}
-
-/// The agent: an https endpoint (http only to loopback, or when the plan
-/// says so) and its token, by reference.
-fn agent(check: &mut Check<'_>, at: &At<'_>) {
-    let agent = at.cell.agent.get_ref();
-    let url = agent.url.get_ref();
-    if !(url.starts_with("http://") || url.starts_with("https://")) {
-        check.at(at.file, &agent.url, format!("agent url {url:?}: use https://host:port"));
-    } else if url.starts_with("http://") && !agent.allow_insecure_http && !lifeboat_client::is_loopback_url(url) {
-        check.at(
-            at.file,
-            &agent.url,
-            format!(
-                "agent url {url:?} is plain http to another host: the agent's token would cross the network in the clear; \
-                 serve the agent with --tls-cert/--tls-key and use https://, or set allow_insecure_http = true in the cell's agent"
-            ),
-        );
-    }
-    match &agent.token {
-        Some(token) => check.secret(at.file, token, "agent.token"),
-        None => check.at(
-            at.file,
-            &at.cell.agent,
-            format!("{}: agent.token is missing; give the agent's API token as env:NAME or file:PATH", at.from),
-        ),
     }
 }
 
@@ -195,10 +170,7 @@ fn postgres(check: &mut Check<'_>, at: &At<'_>) {
 fn kafka(check: &mut Check<'_>, at: &At<'_>) {
     let Some(k) = &at.cell.kafka else { return };
     let k = k.get_ref();
-    let brokers = k.brokers.get_ref();
-    if brokers.split(',').any(|b| b.rsplit_once(':').is_none_or(|(h, p)| h.is_empty() || p.parse::<u16>().is_err())) {
-        check.at(at.file, &k.brokers, format!("brokers {brokers:?}: give host:port[,host:port...]"));
-    }
+    check.brokers(at.file, &k.brokers);
     if let Err(e) = regex::Regex::new(k.topics.get_ref()) {
         check.at(at.file, &k.topics, format!("topics is not a valid regular expression: {e}"));
     }

@@ -8,7 +8,7 @@ use std::time::Duration;
 use toml::Spanned;
 
 use super::super::load::PlanFile;
-use super::super::Diagnostic;
+use super::super::{schema, Diagnostic};
 
 /// Collects diagnostics with the position of a spanned value in a file.
 pub struct Check<'a> {
@@ -42,6 +42,43 @@ impl Check<'_> {
                 );
                 None
             }
+        }
+    }
+
+    /// An agent: an https endpoint (http only to loopback, or when the plan
+    /// says so) and its token, by reference.
+    pub fn agent(&mut self, file: usize, agent: &Spanned<schema::Agent>, from: &str) {
+        let a = agent.get_ref();
+        self.endpoint(file, &a.url, a.allow_insecure_http, "agent url");
+        match &a.token {
+            Some(token) => self.secret(file, token, "agent.token"),
+            None => self.at(file, agent, format!("{from}: agent.token is missing; give the agent's API token as env:NAME or file:PATH")),
+        }
+    }
+
+    /// An `https://` URL; plain `http://` only to this host (loopback) or
+    /// when `insecure_ok` (the plan's `allow_insecure_http`).
+    pub fn endpoint(&mut self, file: usize, url: &Spanned<String>, insecure_ok: bool, what: &str) {
+        let u = url.get_ref();
+        if !(u.starts_with("http://") || u.starts_with("https://")) {
+            self.at(file, url, format!("{what} {u:?}: use https://host:port"));
+        } else if u.starts_with("http://") && !insecure_ok && !lifeboat_client::is_loopback_url(u) {
+            self.at(
+                file,
+                url,
+                format!(
+                    "{what} {u:?} is plain http to another host: its token would cross the network in the clear; \
+                     serve it with TLS and use https://, or (agents only) set allow_insecure_http = true"
+                ),
+            );
+        }
+    }
+
+    /// Kafka brokers as `host:port[,host:port...]`.
+    pub fn brokers(&mut self, file: usize, brokers: &Spanned<String>) {
+        let b = brokers.get_ref();
+        if b.split(',').any(|b| b.rsplit_once(':').is_none_or(|(h, p)| h.is_empty() || p.parse::<u16>().is_err())) {
+            self.at(file, brokers, format!("brokers {b:?}: give host:port[,host:port...]"));
         }
     }
 

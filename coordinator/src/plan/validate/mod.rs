@@ -5,12 +5,15 @@
 //! tier's RPO. Each problem names the file and line and says what to fix.
 //!
 //! One validator per section: [`header`] (`[plan]`, `[defaults]`),
-//! [`catalog`] (tiers, regions, locations, the defaults' retention), then
-//! [`cell`] for each cell, with [`smoke`] for its smoke checks.
+//! [`catalog`] (tiers, regions, locations, recovery sites, hooks, the
+//! defaults' retention), then [`cell`] for each cell, with [`smoke`] for
+//! its smoke checks and [`failover`] for its `[cell.failover]`, then each
+//! scenario ([`failover`] too), checked against the resolved cells.
 
 mod catalog;
 mod cell;
 mod check;
+mod failover;
 mod smoke;
 
 use std::collections::HashMap;
@@ -35,6 +38,13 @@ pub fn validate(dir: &Path, files: &[PlanFile]) -> (Plan, Vec<Diagnostic>) {
     if plan.cells.is_empty() && !files.is_empty() {
         check.problems.push(Diagnostic::new(dir, 0, "the plan has no [[cell]]".into()));
     }
+    for (i, f) in files.iter().enumerate() {
+        for s in &f.doc.scenario {
+            let scenario = failover::scenario(&catalog, &mut check, i, s.get_ref(), &plan);
+            failover::can_be_carried_out(&mut check, i, s.get_ref(), &scenario, &plan);
+            plan.scenarios.push(scenario);
+        }
+    }
     check.problems.sort_by(|a, b| (&a.file, a.line).cmp(&(&b.file, b.line)));
     (plan, check.problems)
 }
@@ -50,6 +60,9 @@ fn header<'a>(dir: &Path, files: &'a [PlanFile], check: &mut Check<'_>) -> (Plan
         regions: vec![],
         locations: vec![],
         cells: vec![],
+        sites: vec![],
+        hooks: vec![],
+        scenarios: vec![],
     };
     let mut defaults: Option<(usize, &schema::Defaults)> = None;
     for (i, f) in files.iter().enumerate() {

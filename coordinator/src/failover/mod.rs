@@ -1,0 +1,9 @@
+//! Failover: what operators run when a cell, a region or a cloud is lost.
+//!
+//! - [`assess`]: the failover plan of a scenario for what failed: per cell
+//!   the recovery site, the location and recovery point it is recovered
+//!   from, what would be lost (projected RPO) and how long it should take
+//!   (estimated RTO from its last drill), in the scenario's order, with the
+//!   steps and the gates that wait for an operator. Nothing changes.
+
+pub mod assess;

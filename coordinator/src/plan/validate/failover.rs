@@ -1,0 +1,202 @@
+//! Failover sections: recovery sites (an agent endpoint, a region, room
+//! for guest cells), hooks (an https URL or a command, a timeout, bounded
+//! retries), each cell's `[cell.failover]` (a standby at least as warm as
+//! its tier's strategy keeps, sites that exist), and scenarios (known
+//! tiers, hooks and gated steps) that can be carried out: every cell,
+//! region or cloud the scenario could lose has each of its cells placed on
+//! a surviving site with room ([`crate::plan::failover::place`]).
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use super::super::failover::{affected, place};
+use super::super::schema::{self, HookKind, Scope, Standby};
+use super::super::{CellFailover, HookDef, Plan, ScenarioDef, SiteDef, Step};
+use super::catalog::Catalog;
+use super::cell::At;
+use super::check::Check;
+
+/// Hooks are retried at most this often: a failover must not stall on one.
+const MAX_RETRIES: u32 = 10;
+const HOOK_TIMEOUT: &str = "30s";
+
+pub fn site(catalog: &Catalog<'_>, check: &mut Check<'_>, i: usize, s: &schema::RecoverySite) -> SiteDef {
+    let from = format!("recovery_site {:?}", s.name.get_ref());
+    catalog.regions.require(check, i, &s.region, &from);
+    check.agent(i, &s.agent, &from);
+    let capacity = s.capacity.as_ref().map_or(1, |c| *c.get_ref());
+    if let Some(c) = s.capacity.as_ref().filter(|c| *c.get_ref() == 0) {
+        check.at(i, c, format!("{from}: capacity must be at least 1 guest cell"));
+    }
+    if let Some(k) = &s.kafka {
+        check.brokers(i, &k.get_ref().brokers);
+    }
+    let agent = s.agent.get_ref();
+    SiteDef {
+        name: s.name.get_ref().clone(),
+        region: s.region.get_ref().clone(),
+        agent_url: agent.url.get_ref().clone(),
+        agent_token: agent.token.as_ref().map(|t| t.get_ref().clone()).unwrap_or_default(),
+        capacity,
+        kafka_brokers: s.kafka.as_ref().map(|k| k.get_ref().brokers.get_ref().clone()),
+    }
+}
+
+pub fn hook(check: &mut Check<'_>, i: usize, h: &schema::Hook) -> HookDef {
+    let from = format!("hook {:?}", h.name.get_ref());
+    match h.kind {
+        HookKind::Http => {
+            match &h.url {
+                Some(url) => check.endpoint(i, url, false, &format!("{from} url")),
+                None => check.at(i, &h.name, format!("{from}: kind \"http\" needs url = \"https://...\"")),
+            }
+            if let Some(token) = &h.token {
+                check.secret(i, token, "token");
+            }
+            if let Some(c) = &h.command {
+                check.at(i, c, format!("{from}: command is for kind \"command\""));
+            }
+        }
+        HookKind::Command => {
+            if h.command.as_ref().is_none_or(|c| c.get_ref().first().is_none_or(|p| p.is_empty())) {
+                check.at(i, &h.name, format!("{from}: kind \"command\" needs command = [\"program\", \"arg\", ...]"));
+            }
+            if let Some(v) = h.url.as_ref().or(h.token.as_ref()) {
+                check.at(i, v, format!("{from}: url and token are for kind \"http\""));
+            }
+        }
+    }
+    let timeout = match &h.timeout {
+        Some(t) => check.duration(i, t, "timeout").unwrap_or_default(),
+        None => lifeboat_api::duration::parse(HOOK_TIMEOUT).expect("built-in durations parse"),
+    };
+    let retries = h.retries.as_ref().map_or(3, |r| *r.get_ref());
+    if let Some(r) = h.retries.as_ref().filter(|r| *r.get_ref() > MAX_RETRIES) {
+        check.at(i, r, format!("{from}: retries {} is more than {MAX_RETRIES}; a failover must not stall on one hook", r.get_ref()));
+    }
+    HookDef {
+        name: h.name.get_ref().clone(),
+        kind: h.kind,
+        url: h.url.as_ref().map(|u| u.get_ref().clone()),
+        token: h.token.as_ref().map(|t| t.get_ref().clone()),
+        command: h.command.as_ref().map(|c| c.get_ref().clone()).unwrap_or_default(),
+        timeout,
+        retries,
+    }
+}
+
+/// A cell's `[cell.failover]`: the standby (the tier's by default, never
+/// colder) and its recovery sites.
+pub fn cell(catalog: &Catalog<'_>, check: &mut Check<'_>, at: &At<'_>) -> CellFailover {
+    let least = at.tier.as_ref().map_or(Standby::None, |t| Standby::of(t.strategy));
+    let given = at.cell.failover.as_ref().map(|f| f.get_ref().clone()).unwrap_or_default();
+    let standby = match &given.standby {
+        Some(s) => {
+            if *s.get_ref() < least {
+                let tier = at.tier.as_ref().expect("a standby above none comes from a tier");
+                let message = format!(
+                    "{}: standby {:?} is colder than tier {:?} ({}) keeps; use {:?} or warmer (stream > archive > none)",
+                    at.from,
+                    s.get_ref().as_str(),
+                    tier.name,
+                    tier.strategy.as_str(),
+                    least.as_str()
+                );
+                check.at(at.file, s, message);
+            }
+            *s.get_ref()
+        }
+        None => least,
+    };
+    if standby != Standby::None && at.cell.postgres.is_none() {
+        check.at(at.file, &at.cell.name, format!("{}: a {:?} standby needs [cell.postgres]", at.from, standby.as_str()));
+    }
+    for s in &given.sites {
+        catalog.sites.require(check, at.file, s, &format!("{} failover", at.from));
+    }
+    CellFailover { standby, sites: given.sites.iter().map(|s| s.get_ref().clone()).collect() }
+}
+
+/// A scenario, resolved against the plan's tiers and hooks.
+pub fn scenario(catalog: &Catalog<'_>, check: &mut Check<'_>, i: usize, s: &schema::Scenario, plan: &Plan) -> ScenarioDef {
+    let from = format!("scenario {:?}", s.name.get_ref());
+    let mut tier_order: Vec<String> = Vec::new();
+    for t in &s.tier_order {
+        catalog.tiers.require(check, i, t, &from);
+        if tier_order.contains(t.get_ref()) {
+            check.at(i, t, format!("{from}: tier {:?} is listed twice in tier_order", t.get_ref()));
+        }
+        tier_order.push(t.get_ref().clone());
+    }
+    let mut rest: Vec<_> = plan.tiers.iter().filter(|t| !tier_order.contains(&t.name)).collect();
+    rest.sort_by_key(|t| (t.rto, t.name.clone()));
+    tier_order.extend(rest.into_iter().map(|t| t.name.clone()));
+    let parallelism = s.parallelism.as_ref().map_or(1, |p| *p.get_ref());
+    if let Some(p) = s.parallelism.as_ref().filter(|p| *p.get_ref() == 0) {
+        check.at(i, p, format!("{from}: parallelism must be at least 1"));
+    }
+    ScenarioDef {
+        name: s.name.get_ref().clone(),
+        scope: s.scope,
+        description: s.description.clone(),
+        tier_order,
+        parallelism,
+        approve: gates(check, i, s, &from),
+        hooks: hooks(catalog, check, i, s, &from),
+        rto: match &s.rto {
+            Some(r) => check.duration(i, r, "rto").unwrap_or_default(),
+            None => plan.tiers.iter().map(|t| t.rto).max().unwrap_or(Duration::ZERO),
+        },
+    }
+}
+
+/// The gated steps (default: fence, the point of no return).
+fn gates(check: &mut Check<'_>, i: usize, s: &schema::Scenario, from: &str) -> Vec<Step> {
+    let Some(approve) = &s.approve else { return vec![Step::Fence] };
+    let mut steps = Vec::new();
+    for name in approve.get_ref() {
+        match Step::parse(name).filter(|s| Step::GATED.contains(s)) {
+            Some(step) => steps.push(step),
+            None => {
+                let gated: Vec<&str> = Step::GATED.iter().map(|s| s.as_str()).collect();
+                check.at(i, approve, format!("{from}: approve {name:?} is not a step a gate can hold ({})", gated.join(", ")))
+            }
+        }
+    }
+    steps
+}
+
+fn hooks(catalog: &Catalog<'_>, check: &mut Check<'_>, i: usize, s: &schema::Scenario, from: &str) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    for (step, name) in &s.hooks {
+        if !Step::HOOKED.contains(&step.as_str()) {
+            check.at(i, name, format!("{from}: hooks.{step}: no step calls a hook by that name ({})", Step::HOOKED.join(", ")));
+        }
+        catalog.hooks.require(check, i, name, &format!("{from} hooks.{step}"));
+        out.insert(step.clone(), name.get_ref().clone());
+    }
+    out
+}
+
+/// Every cell, region or cloud `scenario` could lose can be failed over:
+/// each of its cells placed on a surviving site with room.
+pub fn can_be_carried_out(check: &mut Check<'_>, i: usize, s: &schema::Scenario, scenario: &ScenarioDef, plan: &Plan) {
+    let failures: Vec<String> = match scenario.scope {
+        Scope::Cell => plan.cells.iter().map(|c| c.name.clone()).collect(),
+        Scope::Region => plan.regions.iter().map(|r| r.name.clone()).collect(),
+        Scope::Cloud => plan.regions.iter().map(|r| r.cloud.as_str().to_string()).collect(),
+    };
+    let mut seen = std::collections::BTreeSet::new();
+    for failed in failures.into_iter().filter(|f| seen.insert(f.clone())) {
+        let cells = affected(plan, scenario, &failed);
+        if cells.is_empty() {
+            continue;
+        }
+        if let Err(problems) = place(plan, scenario.scope, &cells) {
+            for p in problems {
+                let message = format!("scenario {:?}: when {} {failed:?} fails, {p}", scenario.name, scenario.scope.as_str());
+                check.at(i, &s.name, message);
+            }
+        }
+    }
+}
