@@ -36,6 +36,9 @@ enum Command {
     /// Manage encryption keys.
     #[command(subcommand)]
     Key(commands::key::KeyCommand),
+    /// Fence a failed-over cell's old primary out of its repositories.
+    #[command(subcommand)]
+    Fence(commands::fence::FenceCommand),
     /// Archive a WAL file: Postgres' archive_command (`wal-push %p`).
     WalPush(commands::wal::PushArgs),
     /// Restore a WAL file: Postgres' restore_command (`wal-fetch %f %p`).
@@ -89,6 +92,7 @@ fn main() -> ExitCode {
                 Command::Repo(cmd) => commands::repo::run(&cli.global, cmd).await,
                 Command::Files(cmd) => commands::files::run(&cli.global, cmd).await,
                 Command::Key(cmd) => commands::key::run(&cli.global, cmd).await,
+                Command::Fence(cmd) => commands::fence::run(&cli.global, cmd).await,
                 Command::WalPush(args) => commands::wal::push(&cli.global, args).await,
                 Command::WalFetch(args) => commands::wal::fetch(&cli.global, args).await,
                 Command::Pg(cmd) => commands::pg::run(&cli.global, cmd).await,

@@ -40,6 +40,9 @@ pub enum WalError {
     Conflict { cell: String, name: String, archived: String, new: String, kept: String },
     #[error("{context}: {source}")]
     Io { context: String, source: std::io::Error },
+    /// The cell failed over and this cluster is not its primary any more.
+    #[error("{0}")]
+    Fenced(String),
 }
 
 pub(crate) fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> WalError {
@@ -119,6 +122,8 @@ pub fn file_name(path: &Path) -> Result<String, WalError> {
 
 /// `archive_command` for one file: store it and run the durability barrier.
 pub async fn push(repo: &Repository, cell: &str, path: &Path) -> Result<PushOutcome, WalError> {
+    let fence = crate::fence::in_force(repo, cell).await?;
+    crate::fence::check_wal(fence.as_ref(), cell, &file_name(path)?)?;
     let outcome = store_file(repo, cell, path).await?;
     repo.store().sync().await.map_err(RepoError::from)?;
     Ok(outcome)

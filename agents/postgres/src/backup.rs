@@ -36,6 +36,9 @@ pub enum PgError {
     Query { context: String, source: tokio_postgres::Error },
     #[error("{0}")]
     Wal(String),
+    /// The cell failed over and this cluster is not its primary any more.
+    #[error("{0}")]
+    Fenced(String),
 }
 
 /// A Postgres error as people need it: the server's own words (severity,
@@ -239,6 +242,11 @@ pub async fn backup(repo: &Repository, req: &BackupRequest) -> Result<Manifest, 
         let backup_label: String = stop.get(1);
         let spcmap: Option<String> = stop.get(2);
         let (timeline, start_wal) = parse_label(&backup_label)?;
+        // The old primary of a cell that failed over: nothing of it is committed.
+        let fence = crate::fence::in_force(repo, &req.cell).await.map_err(|e| PgError::Wal(e.to_string()))?;
+        if let Some(refused) = crate::fence::refusal(fence.as_ref(), &req.cell, timeline, "a base backup") {
+            return Err(PgError::Fenced(refused));
+        }
         let start_lsn: Lsn = start_lsn.parse().map_err(PgError::Wal)?;
         let stop_wal = segment_name(timeline, stop_lsn.segno_before());
         wait_for_wal(repo, &req.cell, timeline, start_lsn.segno(), stop_lsn.segno_before(), req.wal_timeout).await?;

@@ -12,6 +12,7 @@
 //! - [`chain`]: the archived WAL chain of a cell: timelines, ranges, gaps
 //! - [`lsn`]: WAL positions
 //! - [`conninfo`]: connection strings in either form, shown without passwords
+//! - [`fence`]: refusing the old primary's WAL and backups after a failover
 //! - [`backup`]: base backups (`pg backup`)
 //! - [`restore`]: point-in-time restore (`pg restore`)
 //! - [`server`]: starting a restored cluster, how it listens, waiting for promotion
@@ -22,6 +23,7 @@ pub mod archive;
 pub mod backup;
 pub mod chain;
 pub mod conninfo;
+pub mod fence;
 pub mod helper_lock;
 pub mod lsn;
 pub mod prefetch;

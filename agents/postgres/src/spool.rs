@@ -121,6 +121,8 @@ impl Spool {
         };
         self.remove_stale_markers();
         let mut report = SpoolReport { ran: true, archived: 0 };
+        // Read again before each round of pushes: a fence raised meanwhile stops the next one.
+        let mut fence = None;
         // Everything this run pushed: never pushed twice, even in the moment
         // between a call consuming its marker and Postgres marking it done.
         let mut seen = BTreeSet::new();
@@ -128,19 +130,24 @@ impl Spool {
         let mut idle_since = Instant::now();
         let mut failure = None;
         // Start pushes up to `parallel` in flight.
-        let refill = |in_flight: &mut JoinSet<_>, seen: &mut BTreeSet<String>| {
+        let refill = |in_flight: &mut JoinSet<_>, seen: &mut BTreeSet<String>, fence: Option<&lifeboat_repository::fence::Fence>| {
             for name in self.backlog(seen).into_iter().take(parallel.saturating_sub(in_flight.len())) {
                 seen.insert(name.clone());
                 let (repo, cell, path) = (repo.clone(), cell.to_string(), self.0.wal_dir.join(&name));
+                let refused = crate::fence::check_wal(fence, &cell, &name);
                 in_flight.spawn(async move {
-                    let outcome = archive::store_file(&repo, &cell, &path).await;
+                    let outcome = match refused {
+                        Ok(()) => archive::store_file(&repo, &cell, &path).await,
+                        Err(e) => Err(e),
+                    };
                     (name, outcome)
                 });
             }
         };
         loop {
-            if failure.is_none() {
-                refill(&mut in_flight, &mut seen);
+            if failure.is_none() && !self.backlog(&seen).is_empty() {
+                fence = crate::fence::in_force(repo, cell).await?;
+                refill(&mut in_flight, &mut seen, fence.as_ref());
             }
             let Some(first) = in_flight.join_next().await else {
                 if failure.is_some() || idle_since.elapsed() >= idle || !self.0.wal_dir.is_dir() {
@@ -168,7 +175,7 @@ impl Spool {
             if !stored.is_empty() {
                 // Keep the cores busy while the barrier waits for the disk.
                 if failure.is_none() {
-                    refill(&mut in_flight, &mut seen);
+                    refill(&mut in_flight, &mut seen, fence.as_ref());
                 }
                 repo.store().sync().await.map_err(RepoError::from)?;
                 for name in stored {

@@ -149,7 +149,7 @@ pub fn max_stored_size(key: &str, config: &RepoConfig) -> u64 {
         MAX_CONFIG_SIZE
     } else if chunk_id_of(key).is_some() {
         u64::from(config.chunking.max_size) + ENVELOPE
-    } else if key.starts_with(LOCKS) || key.starts_with(HOLDS) {
+    } else if key.starts_with(LOCKS) || key.starts_with(HOLDS) || key.starts_with(crate::fence::FENCES) {
         64 << 10
     } else {
         (1 << 30) + ENVELOPE

@@ -10,12 +10,14 @@
 //! - [`tree_restore`]: restoring a backed-up tree, fresh or as a delta
 //! - [`verify`], [`copy`], [`retention`], [`stats`]: whole-repository operations
 //! - [`lock`]: shared and exclusive repository locks
+//! - [`fence`]: after a failover, which writers a cell's repository still takes
 //! - [`progress`]: bytes done of the running data path, for a progress bar
 
 pub mod copy;
 pub mod crypto;
 pub mod envelope;
 mod error;
+pub mod fence;
 pub mod files;
 pub mod format;
 pub mod holder;

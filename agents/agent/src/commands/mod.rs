@@ -1,6 +1,7 @@
 //! One module per subcommand group.
 
 pub mod drill;
+pub mod fence;
 pub mod files;
 pub mod kafka;
 pub mod key;

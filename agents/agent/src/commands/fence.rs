@@ -1,0 +1,164 @@
+//! `fence raise` and `fence show`: the fencing step of a failover, by hand
+//! or from the coordinator. A fence is raised in every location given (a
+//! region outage leaves some unreachable: those are reported, the rest
+//! fenced, and a rerun with the same `--epoch` finishes the job without
+//! changing what is already fenced). The plan is shown first; `--dry-run`
+//! stops there.
+
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::Subcommand;
+use serde::Serialize;
+
+use lifeboat_postgres::fence::next_timeline;
+use lifeboat_repository::fence::{self, Fence, Raised};
+
+use crate::context::{open_repo, Global, RepoArg};
+use crate::output::emit;
+
+#[derive(Debug, Subcommand)]
+pub enum FenceCommand {
+    /// Fence a cell's old primary out of its repositories: from now on they refuse WAL and base
+    /// backups of a cluster on a timeline older than the new primary's.
+    Raise {
+        /// Every location of the cell (repeat); unreachable ones are reported.
+        #[arg(long = "repo", required = true)]
+        repos: Vec<String>,
+        #[arg(long, env = "LIFEBOAT_CELL")]
+        cell: String,
+        /// The fence's epoch (default: one above the newest found). Give it to rerun a fence.
+        #[arg(long)]
+        epoch: Option<u64>,
+        /// The new primary's timeline (default: one past the highest archived).
+        #[arg(long)]
+        timeline: Option<u32>,
+        /// Why (the failover, the incident), recorded in the fence.
+        #[arg(long)]
+        reason: String,
+        /// Show the plan only.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// The fence in force for a cell.
+    Show {
+        #[command(flatten)]
+        repo: RepoArg,
+        #[arg(long, env = "LIFEBOAT_CELL")]
+        cell: String,
+    },
+}
+
+#[derive(Debug, Serialize)]
+struct LocationOutcome {
+    location: String,
+    outcome: Option<Raised>,
+    error: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+struct FenceReport {
+    cell: String,
+    fence: Fence,
+    dry_run: bool,
+    locations: Vec<LocationOutcome>,
+}
+
+pub async fn run(global: &Global, cmd: FenceCommand) -> Result<ExitCode> {
+    match cmd {
+        FenceCommand::Raise { repos, cell, epoch, timeline, reason, dry_run } => {
+            raise(global, &repos, &cell, (epoch, timeline), reason, dry_run).await
+        }
+        FenceCommand::Show { repo, cell } => {
+            let repo = open_repo(global, &repo.url).await?;
+            let newest = fence::newest(&repo, &cell).await?;
+            emit(global, &newest, |f| match f {
+                Some(f) => format!("cell {cell}: {}; Postgres writers before timeline {:?} are refused", f.describe(), f.postgres_timeline),
+                None => format!("cell {cell} is not fenced"),
+            });
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+async fn raise(
+    global: &Global,
+    urls: &[String],
+    cell: &str,
+    given: (Option<u64>, Option<u32>),
+    reason: String,
+    dry_run: bool,
+) -> Result<ExitCode> {
+    let mut opened = Vec::new();
+    let mut locations = Vec::new();
+    for url in urls {
+        match open_repo(global, url).await {
+            Ok(repo) => opened.push(repo),
+            Err(e) => locations.push(LocationOutcome { location: url.clone(), outcome: None, error: Some(format!("{e:#}")) }),
+        }
+    }
+    anyhow::ensure!(!opened.is_empty(), "no location of cell {cell} could be opened: {}", errors(&locations));
+    let (mut epoch, mut timeline) = (0, 2);
+    for repo in &opened {
+        let newest = fence::newest(repo, cell).await.with_context(|| format!("reading the fences in {}", repo.location()))?;
+        epoch = epoch.max(newest.map_or(0, |f| f.epoch) + 1);
+        timeline = timeline.max(next_timeline(repo, cell).await?);
+    }
+    let fence = Fence {
+        epoch: given.0.unwrap_or(epoch),
+        postgres_timeline: Some(given.1.unwrap_or(timeline)),
+        reason,
+        created: time::OffsetDateTime::now_utc(),
+        by: lifeboat_repository::holder::describe(),
+    };
+    eprintln!(
+        "plan: fence cell {cell} at epoch {} in {}: WAL and base backups of a cluster before timeline {} are refused from then on{}",
+        fence.epoch,
+        opened.iter().map(|r| r.location()).collect::<Vec<_>>().join(", "),
+        timeline_of(&fence),
+        if given.0.is_none() { format!(" (rerun with --epoch {} to finish an interrupted fence)", fence.epoch) } else { String::new() }
+    );
+    if !dry_run {
+        for repo in &opened {
+            let raised = fence::raise(repo, cell, &fence).await;
+            let (outcome, error) = match raised {
+                Ok(r) => (Some(r), None),
+                Err(e) => {
+                    eprintln!("error: {}: {e}", repo.location());
+                    (None, Some(e.to_string()))
+                }
+            };
+            locations.push(LocationOutcome { location: repo.location(), outcome, error });
+        }
+    }
+    let ok = locations.iter().all(|l| l.error.is_none());
+    let report = FenceReport { cell: cell.to_string(), fence, dry_run, locations };
+    emit(global, &report, render);
+    Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+fn timeline_of(f: &Fence) -> u32 {
+    f.postgres_timeline.unwrap_or_default()
+}
+
+fn errors(locations: &[LocationOutcome]) -> String {
+    locations.iter().filter_map(|l| l.error.as_ref().map(|e| format!("{}: {e}", l.location))).collect::<Vec<_>>().join("; ")
+}
+
+fn render(r: &FenceReport) -> String {
+    if r.dry_run {
+        return "dry run: nothing changed".into();
+    }
+    let mut out = String::new();
+    for l in &r.locations {
+        let what = match (&l.outcome, &l.error) {
+            (Some(Raised::Raised), _) => "fenced".to_string(),
+            (Some(Raised::AlreadyRaised), _) => "already fenced (nothing changed)".to_string(),
+            (None, Some(e)) => format!("NOT fenced: {e}"),
+            (None, None) => "not tried".to_string(),
+        };
+        out.push_str(&format!("{}: {what}\n", l.location));
+    }
+    out.push_str(&format!("cell {}: {}", r.cell, r.fence.describe()));
+    out
+}
