@@ -146,7 +146,8 @@ mkdir -p "$reports"
 # signing key the plan does not publish) and left next to the reports.
 cp "$work/keys/report-signing.pub" "$reports/"
 cp "$work/keys/report-signing.pub" "$work/plan/"
-sed -i 's|^description = .*|&\nreport_public_key = "report-signing.pub"|' "$work/plan/demo.toml"
+# The [plan] table's description is the first one (scenarios have their own).
+sed -i '0,/^description = .*/{s//&\nreport_public_key = "report-signing.pub"/}' "$work/plan/demo.toml"
 "$lifeboat" plan validate "$work/plan" >&2
 RUST_LOG=info "$lifeboat" serve --plans "$work/plan" --state "$work/coordinator.db" --listen "127.0.0.1:$coordinator" \
   --operator-token-file "$work/operator-token" --poll 2s --signing-key "$work/keys/report-signing.key" --reports "$reports" >"$work/coordinator.out" 2>"$work/coordinator.log" &

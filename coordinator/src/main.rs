@@ -99,6 +99,14 @@ enum FailoverCommand {
         #[command(flatten)]
         target: commands::Target,
     },
+    /// Call each hook of a scenario with step `check` (receivers answer it without acting): proves
+    /// they are reachable, authorised and answer in time. Exit 1 unless all succeeded.
+    CheckHooks {
+        #[arg(long)]
+        scenario: String,
+        #[arg(long, env = "LIFEBOAT_PLANS")]
+        plans: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -235,6 +243,9 @@ fn main() -> ExitCode {
         Command::Status { target } => commands::operate(output, async move { commands::status::run(&target).await }),
         Command::Failover(FailoverCommand::Plan { scenario, failed, target }) => {
             commands::operate(output, async move { commands::failover::plan(&target, &scenario, &failed).await })
+        }
+        Command::Failover(FailoverCommand::CheckHooks { scenario, plans }) => {
+            commands::operate(output, async move { commands::failover::check_hooks(&plans, &scenario).await })
         }
         Command::Runs(RunsCommand::List { cell, limit, source }) => {
             commands::operate(output, async move { commands::runs::list(&source, cell.as_deref(), limit).await })

@@ -309,3 +309,41 @@ fn each_broken_plan_gets_a_precise_error_at_its_line() {
         assert!(v["problems"].as_array().unwrap().iter().any(|p| p["line"] == line));
     }
 }
+
+/// `failover check-hooks` calls each hook of a scenario with step `check`:
+/// the command hook gets the body on stdin; a failing hook makes it exit 1
+/// naming the hook, after its retries.
+#[test]
+fn check_hooks_calls_each_hook_of_a_scenario() {
+    let scratch = tempfile::tempdir().unwrap();
+    let dir = scratch.path().join("plan");
+    copy_demo(&dir);
+    let seen = scratch.path().join("seen");
+    let hooks = format!(
+        "[[hook]]\nname = \"probe\"\nkind = \"command\"\ncommand = [\"sh\", \"-c\", \"cat >> {}\"]\n\n\
+         [[hook]]\nname = \"broken\"\nkind = \"command\"\ncommand = [\"false\"]\nretries = 1\n\n[[scenario]]",
+        seen.display()
+    );
+    let demo = std::fs::read_to_string(dir.join("demo.toml")).unwrap().replacen("[[scenario]]", &hooks, 1);
+    std::fs::write(
+        dir.join("demo.toml"),
+        demo.replacen("approve = [\"fence\"]", "approve = [\"fence\"]\nhooks = { verify = \"probe\" }", 1),
+    )
+    .unwrap();
+    let out = lifeboat(&["failover", "check-hooks", "--scenario", "cell-failure", "--plans", dir.to_str().unwrap(), "--output", "json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let outcomes: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!((outcomes[0]["hook"].as_str(), outcomes[0]["succeeded"].as_bool()), (Some("probe"), Some(true)), "{outcomes}");
+    let body = std::fs::read_to_string(&seen).unwrap();
+    assert!(body.contains("\"step\":\"check\"") && body.contains("\"scenario\":\"cell-failure\""), "{body}");
+
+    let demo = std::fs::read_to_string(dir.join("demo.toml")).unwrap();
+    std::fs::write(
+        dir.join("demo.toml"),
+        demo.replacen("hooks = { verify = \"probe\" }", "hooks = { verify = \"probe\", route = \"broken\" }", 1),
+    )
+    .unwrap();
+    let out = lifeboat(&["failover", "check-hooks", "--scenario", "cell-failure", "--plans", dir.to_str().unwrap()]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success() && text.contains("FAIL broken: failed after 2 attempt(s)"), "{text}");
+}

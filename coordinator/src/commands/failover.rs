@@ -1,6 +1,7 @@
 //! `lifeboat failover ...`: the operator's failover commands. `plan` shows
 //! what a scenario would do for what failed (from a coordinator, or from
-//! the plan and the agents directly) and changes nothing.
+//! the plan and the agents directly) and changes nothing; `check-hooks`
+//! proves a scenario's hooks answer.
 
 use anyhow::{Context, Result};
 
@@ -8,6 +9,7 @@ use super::remote::Remote;
 use super::{Done, Target};
 use crate::clock;
 use crate::failover::assess::{self, Assessment};
+use crate::failover::hooks::{self, HookCall, HookOutcome};
 use crate::serve::load_plan;
 
 /// `failover plan --scenario S --failed X`; exit 1 when it lists problems.
@@ -27,4 +29,46 @@ pub async fn plan(target: &Target, scenario: &str, failed: &str) -> Result<Done<
     let text = assess::render(&assessment);
     let ok = assessment.problems.is_empty();
     Ok(Done { value: assessment, text, ok })
+}
+
+/// `failover check-hooks --scenario S`: call each of the scenario's hooks
+/// with step `check` (a receiver answers it without acting) to prove,
+/// before an incident, that every hook is reachable, authorised and
+/// answers in time. Exit 1 unless every hook succeeded.
+pub async fn check_hooks(plans: &std::path::Path, scenario: &str) -> Result<Done<Vec<HookOutcome>>> {
+    let plan = load_plan(plans)?;
+    let s =
+        plan.scenarios.iter().find(|s| s.name == scenario).with_context(|| format!("no scenario {scenario:?} in {}", plans.display()))?;
+    let http = reqwest::Client::new();
+    let stamp = clock::now().unix_timestamp();
+    let mut outcomes = Vec::new();
+    for (step, name) in &s.hooks {
+        let hook = plan.hooks.iter().find(|h| &h.name == name).expect("validated plans name known hooks");
+        let token = hook.token.as_deref().map(|t| crate::secrets::resolve(t, &format!("hook {name} token"))).transpose()?;
+        let about = HookCall {
+            failover: format!("check-{stamp}"),
+            scenario: s.name.clone(),
+            cell: String::new(),
+            step: "check".into(),
+            idempotency_key: format!("check-{stamp}-{}-{step}", s.name),
+        };
+        outcomes.push(hooks::call(hook, &about, token.as_deref(), &http).await);
+    }
+    let text = outcomes
+        .iter()
+        .map(|o| {
+            format!(
+                "{} {}: {} after {} attempt(s), {} ms: {}",
+                if o.succeeded { "ok  " } else { "FAIL" },
+                o.hook,
+                if o.succeeded { "answered" } else { "failed" },
+                o.attempts,
+                o.millis,
+                o.answer
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    let ok = outcomes.iter().all(|o| o.succeeded);
+    Ok(Done { value: outcomes, text, ok })
 }

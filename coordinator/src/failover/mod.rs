@@ -5,5 +5,8 @@
 //!   from, what would be lost (projected RPO) and how long it should take
 //!   (estimated RTO from its last drill), in the scenario's order, with the
 //!   steps and the gates that wait for an operator. Nothing changes.
+//! - [`hooks`]: calling a scenario's `http` and `command` hooks, with an
+//!   idempotency key, a timeout and bounded retries.
 
 pub mod assess;
+pub mod hooks;
