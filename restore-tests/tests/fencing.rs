@@ -32,6 +32,9 @@ fn the_old_primary_is_fenced_out_and_says_why() {
         agent(&[&base[..], extra].concat(), &[])
     };
     let show = || ok(&agent(&["fence", "show", "--repo", &a.repo, "--cell", "fc", "--key-file", a.k()], &[]));
+    // A copy made before the failover: the old side, which never learns of the fence.
+    let stale = format!("file://{}", a.root.join("stale").display());
+    ok(&agent(&["repo", "copy", &a.repo, &stale, "--key-file", a.k()], &[]));
     let dry = raise(&["--reason", "cell lost (test)", "--dry-run"]);
     let plan = String::from_utf8_lossy(&dry.stderr);
     assert!(dry.status.success() && plan.contains("plan: fence cell fc at epoch 1") && plan.contains("before timeline 2"), "{plan}");
@@ -42,7 +45,7 @@ fn the_old_primary_is_fenced_out_and_says_why() {
     let again = json(&ok(&raise(&["--reason", "cell lost (test)", "--epoch", "1", "--output", "json"])));
     assert_eq!(again["locations"][0]["outcome"], "already-raised", "a rerun changes nothing: {again}");
     let other = fails(&raise(&["--reason", "a second failover", "--epoch", "1"]));
-    assert!(other.contains("already raised by another failover"), "{other}");
+    assert!(other.contains("epoch 1 of cell fc was raised as \"cell lost (test)\""), "{other}");
     assert!(show().contains("fence epoch 1"), "{}", show());
 
     // The old primary keeps running: its next segment is refused, Postgres keeps it and says why.
@@ -72,6 +75,21 @@ fn the_old_primary_is_fenced_out_and_says_why() {
     };
     ok(&push(&history));
     assert!(a.repo_dir.join("wal/fc/00000002.history").exists());
+    // Rerunning the fence now (the new timeline is archived) finishes it as it was raised.
+    let rerun = json(&ok(&raise(&["--reason", "cell lost (test)", "--epoch", "1", "--output", "json"])));
+    assert_eq!(
+        (rerun["locations"][0]["outcome"].as_str(), rerun["fence"]["postgres_timeline"].as_u64()),
+        (Some("already-raised"), Some(2))
+    );
+
+    // The old side takes the old primary's segment (it knows no fence), but
+    // its geo-copy does not carry it into the fenced location.
+    let old_wal = pg.data().join("pg_wal").join(&seg);
+    ok(&agent(&["wal-push", old_wal.to_str().unwrap(), "--repo", &stale, "--cell", "fc", "--key-file", a.k(), "--parallel", "1"], &[]));
+    let copied = agent(&["repo", "copy", &stale, &a.repo, "--key-file", a.k()], &[]);
+    let said = String::from_utf8_lossy(&copied.stdout);
+    assert!(!copied.status.success() && said.contains("the source is the old side of a failover"), "{said}");
+    assert!(!a.repo_dir.join("wal/fc").join(&seg).exists(), "the old primary's segment stays out");
 
     // A geo-copy carries the fence.
     let copy = format!("file://{}", a.root.join("copy").display());

@@ -2,12 +2,15 @@
 //!
 //! Only objects the destination lacks move (chunks, WAL and every other
 //! sealed object). An object the destination lists is taken as held only
-//! when its content is known to be the source's, never by its size: both
-//! stores list the same content hash (S3 ETag, Azure Content-MD5), or an
-//! earlier pass of the same copier checked it and it has not been rewritten
-//! since ([`Checked`]), or it is read at the destination and its seal holds.
-//! Anything else is copied again, so neither a lost write of a crashed copy
-//! nor a same-size object planted at the destination is trusted. Data
+//! when its content is known to be the source's, never by its size: S3
+//! lists the same content hash at both ends (an ETag S3 computed; Azure's
+//! Content-MD5 is not used, since a writer can set it unchecked), or an
+//! earlier pass of the same copier found the pair identical and neither
+//! end has rewritten it since ([`Checked`]), or its bytes are read at both
+//! ends and are equal, the destination's sealed. Anything else is copied
+//! again, so neither a lost write of a crashed copy, nor a same-size object
+//! planted at the destination, nor an older version of an object the source
+//! rewrote is trusted. Data
 //! objects are written without an fsync each and made durable by one
 //! barrier before the first manifest. Every object is verified by its seal (the AEAD tag, or SHA-256
 //! over the stored bytes and the object's name) and by what the destination
@@ -220,6 +223,38 @@ pub async fn copy_checked(src: &Repository, dst: DynStore, workers: usize, check
 
 const COPY_LOCK: &str = "geo-copy";
 
+/// The cell an object belongs to, for objects that carry one in their key
+/// (WAL, manifests, holds, Kafka state, reports); chunks and fences do not
+/// count (chunks are inert without manifests; fences must travel).
+fn cell_of(key: &str) -> Option<&str> {
+    let rest = ["wal/", format::MANIFESTS, format::HOLDS, "kafka/", "reports/"].iter().find_map(|p| key.strip_prefix(p))?;
+    rest.split_once('/').map(|(cell, _)| cell)
+}
+
+/// Cells fenced at a higher epoch at the destination than at the source:
+/// the source is the old side of a failover (say, its region came back
+/// before it learned of the fence), and what it holds of such a cell must
+/// not mix into the history the new primary writes. Cell -> why.
+async fn fenced_out(src: &Repository, dst: &Repository) -> Result<std::collections::BTreeMap<String, String>> {
+    let mut out = std::collections::BTreeMap::new();
+    let listed = dst.store().list(crate::fence::FENCES).await?;
+    let cells: HashSet<&str> =
+        listed.iter().filter_map(|m| m.path.as_str()[crate::fence::FENCES.len()..].split_once('/')).map(|(c, _)| c).collect();
+    for cell in cells {
+        let Some(there) = crate::fence::newest(dst, cell).await? else { continue };
+        let here = crate::fence::newest(src, cell).await?.map_or(0, |f| f.epoch);
+        if there.epoch > here {
+            let why = format!(
+                "not copied: the destination is fenced at epoch {} ({}) and the source only at epoch {here}: the source is the old side of a failover",
+                there.epoch,
+                there.describe()
+            );
+            out.insert(cell.to_string(), why);
+        }
+    }
+    Ok(out)
+}
+
 /// Holds travel with their backups: a hold the destination lacks is copied,
 /// after the store's legal hold (where it enforces one: S3 Object Lock) is
 /// set on the backup's manifest and chunks there, and then on the hold
@@ -231,11 +266,15 @@ async fn copy_holds(src: &Repository, dst: &Repository, src_objects: &[ObjectMet
             continue;
         }
         let name = &meta.path.as_str()[format::HOLDS.len()..];
-        if let Some((cell, id)) = name.split_once('/') {
-            if let Ok(manifest) = dst.read_manifest(cell, id).await {
-                crate::retention::set_legal_holds(dst, &crate::retention::backup_objects(cell, id, &manifest)).await?;
-            }
-        }
+        let Some((cell, id)) = name.split_once('/') else { continue };
+        // The hold goes with its backup: not before the manifest is there
+        // (a later pass copies it), and only once the backup's legal holds are set.
+        let manifest = match dst.read_manifest(cell, id).await {
+            Ok(m) => m,
+            Err(RepoError::Store(e)) if e.is_not_found() => continue,
+            Err(e) => return Err(e),
+        };
+        crate::retention::set_legal_holds(dst, &crate::retention::backup_objects(cell, id, &manifest)).await?;
         let raw = src.get_stored(&meta.path).await?;
         match dst.store().put(&meta.path, raw, PutMode::Create).await {
             Ok(()) | Err(StoreError::AlreadyExists { .. }) => {}
@@ -246,25 +285,27 @@ async fn copy_holds(src: &Repository, dst: &Repository, src_objects: &[ObjectMet
     Ok(())
 }
 
-/// Destination objects whose content a copier has checked, each as the
-/// destination listed it then (size, time written, content hash). An object
-/// listed exactly so again has not been rewritten since and is not read
-/// again. The continuous geo-copy keeps one per location across passes; a
-/// one-shot copy starts empty.
+/// Objects a copier has found identical at both ends, each with how the
+/// source and the destination listed it then (size, time written, content
+/// hash). A pair listed exactly so again has not been rewritten at either
+/// end since, and is not read again. The continuous geo-copy keeps one per
+/// location across passes; a one-shot copy starts empty.
 #[derive(Debug, Default)]
-pub struct Checked(HashMap<String, ObjectMeta>);
+pub struct Checked(HashMap<String, (ObjectMeta, ObjectMeta)>);
 
 impl Checked {
-    fn vouches_for(&self, listed: &ObjectMeta) -> bool {
-        listed.modified.is_some() && self.0.get(listed.path.as_str()) == Some(listed)
+    fn vouches_for(&self, want: &ObjectMeta, have: &ObjectMeta) -> bool {
+        let dated = want.modified.is_some() && have.modified.is_some();
+        dated && matches!(self.0.get(have.path.as_str()), Some((w, h)) if w == want && h == have)
     }
 }
 
-/// Whether the destination's object (`have`) holds the source's (`want`).
+/// Whether the destination's object (`have`) holds the source's (`want`),
+/// as far as the listings tell.
 enum Found {
     Same,
     Differs(&'static str),
-    /// Same size, and nothing listed says more: read it to know.
+    /// Same size, and nothing listed proves more: compare the bytes.
     Unknown,
 }
 
@@ -273,9 +314,10 @@ fn compare(want: &ObjectMeta, have: &ObjectMeta, checked: &Checked) -> Found {
         return Found::Differs("its size differs from the source's");
     }
     match (want.md5, have.md5) {
+        // Computed by the store from what it received: equal hashes are
+        // proof; unequal ones are not (an encrypted bucket's ETags differ).
         (Some(a), Some(b)) if a == b => Found::Same,
-        (Some(_), Some(_)) => Found::Differs("its content hash differs from the source's"),
-        _ if checked.vouches_for(have) => Found::Same,
+        _ if checked.vouches_for(want, have) => Found::Same,
         _ => Found::Unknown,
     }
 }
@@ -288,13 +330,29 @@ struct Sorted {
     todo: Vec<(ObjectPath, PutMode)>,
 }
 
+/// Read an object at both ends: None when the destination holds the
+/// source's bytes, else why it must be copied again.
+async fn same_bytes(src: &Repository, dst: &Repository, path: &ObjectPath) -> Result<Option<&'static str>> {
+    let there = dst.get_stored(path).await?;
+    if dst.check_seal(path, &there).is_err() {
+        return Ok(Some("it fails its seal check (a lost write or a rewrite)"));
+    }
+    match src.get_stored(path).await {
+        Ok(here) if here == there => Ok(None),
+        Ok(_) => Ok(Some("its content differs from the source's")),
+        // The copy reports the source's own trouble.
+        Err(_) => Ok(Some("the source could not be read to compare")),
+    }
+}
+
 /// Sort `objects` of the source into those the destination already holds
 /// and those to copy (with the mode to write each in). An object counts as
-/// held only when its content is known to be the source's: the store's
-/// content hashes agree, `before` vouches for it, or it is read at the
-/// destination and its seal (SHA-256 or AEAD tag over content and name)
-/// holds. Sizes alone never do. What was found held goes into `now`.
+/// held only when its content is known to be the source's: S3 lists the
+/// same content hash at both ends, `before` vouches for the pair, or its
+/// bytes are read at both ends and are equal (and sealed). Sizes alone
+/// never do. What was found held goes into `now`.
 async fn sort_out<'a>(
+    src: &Repository,
     dst: &Repository,
     objects: impl Iterator<Item = &'a ObjectMeta>,
     listed: &HashMap<String, ObjectMeta>,
@@ -310,22 +368,22 @@ async fn sort_out<'a>(
             continue;
         };
         match compare(want, have, before) {
-            Found::Same => out.hold(have, now, report),
+            Found::Same => out.hold(want, have, now, report),
             Found::Differs(why) => out.replace(have, why, report),
-            Found::Unknown => unknown.push(have.clone()),
+            Found::Unknown => unknown.push((want.clone(), have.clone())),
         }
     }
     report.checked_at_destination += unknown.len() as u64;
     let mut checks = futures::stream::iter(unknown)
-        .map(|have: ObjectMeta| async move {
-            let result = dst.get_stored(&have.path).await.and_then(|raw| dst.check_seal(&have.path, &raw));
-            (have, result)
+        .map(|(want, have): (ObjectMeta, ObjectMeta)| async move {
+            let result = same_bytes(src, dst, &have.path).await;
+            (want, have, result)
         })
         .buffer_unordered(workers);
-    while let Some((have, result)) = checks.next().await {
+    while let Some((want, have, result)) = checks.next().await {
         match result {
-            Ok(()) => out.hold(&have, now, report),
-            Err(RepoError::Corrupt { .. }) => out.replace(&have, "it fails its seal check (a lost write or a rewrite)", report),
+            Ok(None) => out.hold(&want, &have, now, report),
+            Ok(Some(why)) => out.replace(&have, why, report),
             Err(RepoError::Store(e)) if e.is_not_found() => out.todo.push((have.path.clone(), PutMode::Create)),
             Err(e) => return Err(e),
         }
@@ -334,10 +392,10 @@ async fn sort_out<'a>(
 }
 
 impl Sorted {
-    fn hold(&mut self, have: &ObjectMeta, now: &mut Checked, report: &mut CopyReport) {
+    fn hold(&mut self, want: &ObjectMeta, have: &ObjectMeta, now: &mut Checked, report: &mut CopyReport) {
         report.objects_already_present += 1;
         self.present.insert(have.path.to_string());
-        now.0.insert(have.path.to_string(), have.clone());
+        now.0.insert(have.path.to_string(), (want.clone(), have.clone()));
     }
 
     fn replace(&mut self, have: &ObjectMeta, why: &str, report: &mut CopyReport) {
@@ -355,11 +413,17 @@ async fn copy_objects(
     report: &mut CopyReport,
 ) -> Result<()> {
     let dst = dst_repo.store();
-    let src_objects = src.store().list("").await?;
+    let mut src_objects = src.store().list("").await?;
+    let fenced = fenced_out(src, dst_repo).await?;
+    for (cell, why) in &fenced {
+        tracing::error!(%cell, "{why}");
+        report.failures.push(format!("cell {cell}: {why}"));
+    }
+    src_objects.retain(|m| cell_of(m.path.as_str()).is_none_or(|c| !fenced.contains_key(c)));
     let listed: HashMap<String, ObjectMeta> = dst.list("").await?.into_iter().map(|m| (m.path.to_string(), m)).collect();
     let before = std::mem::take(checked);
     let data = src_objects.iter().filter(|m| format::is_sealed_data(m.path.as_str()));
-    let Sorted { mut present, mut todo } = sort_out(dst_repo, data, &listed, workers, (&before, checked), report).await?;
+    let Sorted { mut present, mut todo } = sort_out(src, dst_repo, data, &listed, workers, (&before, checked), report).await?;
     // WAL first: it moves a cell's recoverable point in the copy; chunks
     // only matter once their manifest follows.
     todo.sort_by_key(|(path, _)| !path.as_str().starts_with("wal/"));
@@ -386,7 +450,7 @@ async fn copy_objects(
     // durable, and a name lost before it is copied again by a rerun.
     dst.sync().await?;
     let manifests = src_objects.iter().filter(|m| m.path.as_str().starts_with(format::MANIFESTS));
-    let to_write: HashMap<String, PutMode> = sort_out(dst_repo, manifests, &listed, workers, (&before, checked), report)
+    let to_write: HashMap<String, PutMode> = sort_out(src, dst_repo, manifests, &listed, workers, (&before, checked), report)
         .await?
         .todo
         .into_iter()

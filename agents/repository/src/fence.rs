@@ -51,20 +51,30 @@ pub fn path(cell: &str, epoch: u64) -> ObjectPath {
     format::path(&format!("{FENCES}{cell}/{epoch:010}"))
 }
 
-/// The fence in force for `cell` (None: never fenced).
+/// The fence in force for `cell` (None: never fenced). A fence that does
+/// not verify, is too large or cannot be parsed is ignored, never an
+/// error: a planted object must not stop a healthy primary's archiving.
+/// (In an unencrypted repository the seal is a plain hash: anyone who can
+/// write there can forge a fence; encrypt repositories.)
 pub async fn newest(repo: &Repository, cell: &str) -> Result<Option<Fence>> {
     let mut newest: Option<Fence> = None;
-    for (meta, fence) in repo.list_sealed::<Fence>(&format!("{FENCES}{cell}/")).await? {
-        match fence {
-            Some(f) if path(cell, f.epoch) == meta.path => {
+    for meta in repo.store().list(&format!("{FENCES}{cell}/")).await? {
+        match existing(repo, &meta.path).await {
+            Ok(Some(f)) if path(cell, f.epoch) == meta.path => {
                 if newest.as_ref().is_none_or(|n| f.epoch > n.epoch) {
                     newest = Some(f);
                 }
             }
-            _ => tracing::warn!(fence = %meta.path, "a fence that does not verify under the repository key: ignored"),
+            Ok(None) => {} // deleted meanwhile
+            Ok(Some(_)) | Err(_) => tracing::warn!(fence = %meta.path, "a fence that does not verify under the repository key: ignored"),
         }
     }
     Ok(newest)
+}
+
+/// The fence of `epoch` in `repo`, if one was raised there.
+pub async fn at_epoch(repo: &Repository, cell: &str, epoch: u64) -> Result<Option<Fence>> {
+    existing(repo, &path(cell, epoch)).await
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -105,9 +115,13 @@ pub async fn raise(repo: &Repository, cell: &str, fence: &Fence) -> Result<Raise
     }
 }
 
+/// The fence stored at `at`: None when there is none; an error when it
+/// cannot be read or does not verify.
 async fn existing(repo: &Repository, at: &ObjectPath) -> Result<Option<Fence>> {
     match repo.read_object(at).await {
-        Ok(plain) => Ok(serde_json::from_slice(&plain).ok()),
+        Ok(plain) => serde_json::from_slice(&plain)
+            .map(Some)
+            .map_err(|e| RepoError::Corrupt { key: at.to_string(), reason: format!("not a fence: {e}") }),
         Err(RepoError::Store(e)) if e.is_not_found() => Ok(None),
         Err(e) => Err(e),
     }

@@ -219,7 +219,7 @@ impl ObjectStore for AzureStore {
             path: path.clone(),
             size: p.blob.properties.content_length,
             modified: Some(p.blob.properties.last_modified),
-            md5: p.blob.properties.content_md5.as_ref().map(|m| *m.as_slice()),
+            md5: None, // Content-MD5 is whatever a writer set: not proof of content
         }))
     }
 
@@ -231,8 +231,8 @@ impl ObjectStore for AzureStore {
             for blob in page.blobs.blobs() {
                 let Some(path) = self.prefix.path_of(&blob.name) else { continue };
                 let (size, modified) = (blob.properties.content_length, Some(blob.properties.last_modified));
-                let md5 = blob.properties.content_md5.as_ref().map(|m| *m.as_slice());
-                out.push(ObjectMeta { path, size, modified, md5 });
+                // Content-MD5 is whatever a writer set (Azure checks it only on some uploads): not proof of content.
+                out.push(ObjectMeta { path, size, modified, md5: None });
             }
         }
         out.sort_by(|a, b| a.path.cmp(&b.path));

@@ -57,9 +57,12 @@ pub struct ObjectMeta {
     pub size: u64,
     /// When the object was last written, as the store reports it.
     pub modified: Option<time::OffsetDateTime>,
-    /// MD5 of the content, where the store computed it when the object was
-    /// written and lists it (S3's ETag of a single-part upload, Azure's
-    /// Content-MD5); None elsewhere (`file://`, S3 multipart uploads).
+    /// A content hash the store computed itself from what it received, and
+    /// lists: S3's ETag of a single-part upload (the MD5, unless the bucket
+    /// encrypts with KMS or customer keys: then it is opaque, and never
+    /// equal for different content). None elsewhere: `file://`, S3
+    /// multipart uploads, Azure (whose Content-MD5 a writer may set
+    /// without Azure checking it).
     pub md5: Option<[u8; 16]>,
 }
 

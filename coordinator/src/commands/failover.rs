@@ -39,7 +39,7 @@ pub async fn check_hooks(plans: &std::path::Path, scenario: &str) -> Result<Done
     let plan = load_plan(plans)?;
     let s =
         plan.scenarios.iter().find(|s| s.name == scenario).with_context(|| format!("no scenario {scenario:?} in {}", plans.display()))?;
-    let http = reqwest::Client::new();
+    let http = hooks::client();
     let stamp = clock::now().unix_timestamp();
     let mut outcomes = Vec::new();
     for (step, name) in &s.hooks {

@@ -84,16 +84,13 @@ pub fn assess(plan: &Plan, status: &Status, scenario: &str, failed: &str, now: O
             s.scope.as_str()
         );
     }
-    let (placements, mut problems) = match place(plan, s.scope, &cells) {
-        Ok(p) => (p, Vec::new()),
-        Err(problems) => (Vec::new(), problems),
-    };
+    let (placements, mut problems) = place(plan, s.scope, &cells);
     let mut out = Vec::new();
     for (n, cell) in cells.iter().enumerate() {
         let placed = placements.iter().find(|p| p.cell == cell.name);
         let st = status.cells.iter().find(|c| c.cell == cell.name);
         let a = cell_assessment(cell, st, placed, n as u32 / s.parallelism.max(1), now);
-        problems.extend(cell_problems(&a, cell.kafka_brokers.is_some()));
+        problems.extend(cell_problems(&a, cell.postgres, cell.kafka_brokers.is_some()));
         out.push(a);
     }
     Ok(Assessment {
@@ -150,7 +147,7 @@ fn cell_assessment(
 
 /// What an operator must know before running it: no recovery point, or
 /// more lost than the tier allows.
-fn cell_problems(a: &CellAssessment, kafka: bool) -> Vec<String> {
+fn cell_problems(a: &CellAssessment, postgres: bool, kafka: bool) -> Vec<String> {
     let mut out = Vec::new();
     let Some(location) = &a.location else { return out };
     let over = |projected: Option<f64>, target: f64, what: &str| match projected {
@@ -164,7 +161,9 @@ fn cell_problems(a: &CellAssessment, kafka: bool) -> Vec<String> {
         )),
         Some(_) => None,
     };
-    out.extend(over(a.projected_rpo_seconds, a.rpo_target_seconds, "Postgres"));
+    if postgres {
+        out.extend(over(a.projected_rpo_seconds, a.rpo_target_seconds, "Postgres"));
+    }
     if kafka {
         out.extend(over(a.projected_kafka_rpo_seconds, a.kafka_rpo_target_seconds, "Kafka"));
     }

@@ -4,11 +4,14 @@
 //! - `http`: a POST of the JSON body to the hook's URL, with
 //!   `Idempotency-Key` and, when the hook has a token, `Authorization:
 //!   Bearer`. A 2xx answer is success; 408, 429 and 5xx (and no answer
-//!   within the timeout) are tried again; any other answer is final.
+//!   within the timeout) are tried again; any other answer is final,
+//!   redirects included (a login page's 200 must not pass for a fence).
+//!   Callers give a client that does not follow redirects ([`client`]).
 //! - `command`: the program with the JSON body on stdin and
 //!   `LIFEBOAT_IDEMPOTENCY_KEY`, `LIFEBOAT_FAILOVER`, `LIFEBOAT_SCENARIO`,
 //!   `LIFEBOAT_CELL`, `LIFEBOAT_STEP` in its environment; exit 0 is
-//!   success, anything else (or the timeout, which kills it) is tried again.
+//!   success, anything else (or the timeout, which kills it and whatever it
+//!   started: it runs in its own process group) is tried again.
 //!
 //! Every attempt carries the same idempotency key, so a receiver can tell
 //! a retry (or a resumed failover calling again) from a new request. At
@@ -54,6 +57,11 @@ enum Attempt {
     Done(String),
     Retry(String),
     Final(String),
+}
+
+/// The HTTP client hooks are called with: redirects are answers, not followed.
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("a plain HTTP client builds")
 }
 
 /// Call `hook` about `call`, retrying as the hook allows. `token`: the
@@ -123,6 +131,7 @@ async fn run(hook: &HookDef, call: &HookCall, body: &[u8]) -> Attempt {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true)
+        .process_group(0)
         .spawn();
     let mut child = match spawned {
         Ok(c) => c,
@@ -132,8 +141,16 @@ async fn run(hook: &HookDef, call: &HookCall, body: &[u8]) -> Attempt {
         // A command that does not read its stdin is fine.
         let _ = stdin.write_all(body).await;
     }
+    let group = child.id();
     match tokio::time::timeout(hook.timeout, child.wait_with_output()).await {
-        Err(_) => Attempt::Retry(format!("no exit within {}", humantime::format_duration(hook.timeout))),
+        Err(_) => {
+            // Everything it started goes too: the next attempt must not run beside it.
+            if let Some(pid) = group {
+                // SAFETY: signalling the process group this call created.
+                unsafe { libc::kill(-(pid as i32), libc::SIGKILL) };
+            }
+            Attempt::Retry(format!("no exit within {}", humantime::format_duration(hook.timeout)))
+        }
         Ok(Err(e)) => Attempt::Retry(format!("waiting for {program}: {e}")),
         Ok(Ok(out)) => {
             let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
@@ -185,7 +202,7 @@ mod tests {
         );
         let mut h = hook(HookKind::Command, 2);
         h.command = vec!["sh".into(), "-c".into(), script];
-        let out = call(&h, &about("key-1"), None, &reqwest::Client::new()).await;
+        let out = call(&h, &about("key-1"), None, &client()).await;
         assert!(out.succeeded, "{out:?}");
         assert_eq!(out.attempts, 2, "{out:?}");
         let calls = std::fs::read_to_string(&log).unwrap();
@@ -199,12 +216,12 @@ mod tests {
     async fn attempts_and_time_are_bounded() {
         let mut h = hook(HookKind::Command, 1);
         h.command = vec!["false".into()];
-        let out = call(&h, &about("k"), None, &reqwest::Client::new()).await;
+        let out = call(&h, &about("k"), None, &client()).await;
         assert_eq!((out.succeeded, out.attempts), (false, 2), "{out:?}");
         let mut h = hook(HookKind::Command, 0);
         h.command = vec!["sleep".into(), "30".into()];
         h.timeout = Duration::from_millis(300);
-        let out = call(&h, &about("k"), None, &reqwest::Client::new()).await;
+        let out = call(&h, &about("k"), None, &client()).await;
         assert!(!out.succeeded && out.answer.contains("no exit within") && out.millis < 5000, "{out:?}");
     }
 
@@ -237,10 +254,10 @@ mod tests {
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
         let mut h = hook(HookKind::Http, 3);
         h.url = Some(format!("http://{addr}/flaky"));
-        let out = call(&h, &about("key-7"), Some("s3cret-token"), &reqwest::Client::new()).await;
+        let out = call(&h, &about("key-7"), Some("s3cret-token"), &client()).await;
         assert_eq!((out.succeeded, out.attempts), (true, 2), "{out:?}");
         h.url = Some(format!("http://{addr}/refuse"));
-        let out = call(&h, &about("key-8"), None, &reqwest::Client::new()).await;
+        let out = call(&h, &about("key-8"), None, &client()).await;
         assert_eq!((out.succeeded, out.attempts), (false, 1), "a 400 is not retried: {out:?}");
         assert!(out.answer.starts_with("HTTP 400"), "{out:?}");
         let calls = seen.lock().unwrap().clone();

@@ -98,25 +98,29 @@ async fn raise(
         }
     }
     anyhow::ensure!(!opened.is_empty(), "no location of cell {cell} could be opened: {}", errors(&locations));
-    let (mut epoch, mut timeline) = (0, 2);
-    for repo in &opened {
-        let newest = fence::newest(repo, cell).await.with_context(|| format!("reading the fences in {}", repo.location()))?;
-        epoch = epoch.max(newest.map_or(0, |f| f.epoch) + 1);
-        timeline = timeline.max(next_timeline(repo, cell).await?);
-    }
-    let fence = Fence {
-        epoch: given.0.unwrap_or(epoch),
-        postgres_timeline: Some(given.1.unwrap_or(timeline)),
-        reason,
-        created: time::OffsetDateTime::now_utc(),
-        by: lifeboat_repository::holder::describe(),
+    let fence = match rerun_of(&opened, cell, given.0).await? {
+        // A rerun finishes that fence as it was raised: the new primary may
+        // have archived its timeline since, which must not move the fence.
+        Some(first) => {
+            anyhow::ensure!(
+                first.reason == reason && given.1.is_none_or(|t| first.postgres_timeline == Some(t)),
+                "epoch {} of cell {cell} was raised as {:?} (timeline {:?}); rerun it with that --reason, or raise a higher epoch",
+                first.epoch,
+                first.reason,
+                first.postgres_timeline
+            );
+            first
+        }
+        None => new_fence(&opened, cell, given, reason).await?,
     };
     eprintln!(
-        "plan: fence cell {cell} at epoch {} in {}: WAL and base backups of a cluster before timeline {} are refused from then on{}",
+        "plan: fence cell {cell} at epoch {} in {}: WAL and base backups of a cluster before timeline {} are refused from then on \
+         (to finish it where it did not land, rerun with --epoch {} --reason {:?})",
         fence.epoch,
         opened.iter().map(|r| r.location()).collect::<Vec<_>>().join(", "),
         timeline_of(&fence),
-        if given.0.is_none() { format!(" (rerun with --epoch {} to finish an interrupted fence)", fence.epoch) } else { String::new() }
+        fence.epoch,
+        fence.reason
     );
     if !dry_run {
         for repo in &opened {
@@ -135,6 +139,39 @@ async fn raise(
     let report = FenceReport { cell: cell.to_string(), fence, dry_run, locations };
     emit(global, &report, render);
     Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+/// The fence already raised at `epoch` in one of the locations (a rerun).
+async fn rerun_of(opened: &[lifeboat_repository::Repository], cell: &str, epoch: Option<u64>) -> Result<Option<Fence>> {
+    let Some(epoch) = epoch else { return Ok(None) };
+    for repo in opened {
+        if let Ok(Some(f)) = fence::at_epoch(repo, cell, epoch).await {
+            return Ok(Some(f));
+        }
+    }
+    Ok(None)
+}
+
+/// A new fence: one epoch above the newest found, the timeline one past the highest archived.
+async fn new_fence(
+    opened: &[lifeboat_repository::Repository],
+    cell: &str,
+    given: (Option<u64>, Option<u32>),
+    reason: String,
+) -> Result<Fence> {
+    let (mut epoch, mut timeline) = (0, 2);
+    for repo in opened {
+        let newest = fence::newest(repo, cell).await.with_context(|| format!("reading the fences in {}", repo.location()))?;
+        epoch = epoch.max(newest.map_or(0, |f| f.epoch) + 1);
+        timeline = timeline.max(next_timeline(repo, cell).await?);
+    }
+    Ok(Fence {
+        epoch: given.0.unwrap_or(epoch),
+        postgres_timeline: Some(given.1.unwrap_or(timeline)),
+        reason,
+        created: time::OffsetDateTime::now_utc(),
+        by: lifeboat_repository::holder::describe(),
+    })
 }
 
 fn timeline_of(f: &Fence) -> u32 {

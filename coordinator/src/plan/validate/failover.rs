@@ -88,7 +88,8 @@ pub fn hook(check: &mut Check<'_>, i: usize, h: &schema::Hook) -> HookDef {
 /// A cell's `[cell.failover]`: the standby (the tier's by default, never
 /// colder) and its recovery sites.
 pub fn cell(catalog: &Catalog<'_>, check: &mut Check<'_>, at: &At<'_>) -> CellFailover {
-    let least = at.tier.as_ref().map_or(Standby::None, |t| Standby::of(t.strategy));
+    // A cell without Postgres keeps no database standby, whatever its tier.
+    let least = at.tier.as_ref().filter(|_| at.cell.postgres.is_some()).map_or(Standby::None, |t| Standby::of(t.strategy));
     let given = at.cell.failover.as_ref().map(|f| f.get_ref().clone()).unwrap_or_default();
     let standby = match &given.standby {
         Some(s) => {
@@ -192,11 +193,10 @@ pub fn can_be_carried_out(check: &mut Check<'_>, i: usize, s: &schema::Scenario,
         if cells.is_empty() {
             continue;
         }
-        if let Err(problems) = place(plan, scenario.scope, &cells) {
-            for p in problems {
-                let message = format!("scenario {:?}: when {} {failed:?} fails, {p}", scenario.name, scenario.scope.as_str());
-                check.at(i, &s.name, message);
-            }
+        let (_, problems) = place(plan, scenario.scope, &cells);
+        for p in problems {
+            let message = format!("scenario {:?}: when {} {failed:?} fails, {p}", scenario.name, scenario.scope.as_str());
+            check.at(i, &s.name, message);
         }
     }
 }
