@@ -243,7 +243,7 @@ pub async fn backup(repo: &Repository, req: &BackupRequest) -> Result<Manifest, 
         let spcmap: Option<String> = stop.get(2);
         let (timeline, start_wal) = parse_label(&backup_label)?;
         // The old primary of a cell that failed over: nothing of it is committed.
-        let fence = crate::fence::in_force(repo, &req.cell).await.map_err(|e| PgError::Wal(e.to_string()))?;
+        let fence = crate::fence::in_force(repo, &req.cell).await?;
         if let Some(refused) = crate::fence::refusal(fence.as_ref(), &req.cell, timeline, "a base backup") {
             return Err(PgError::Fenced(refused));
         }

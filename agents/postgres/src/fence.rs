@@ -14,7 +14,7 @@ use crate::archive::{WalError, WAL_PREFIX};
 use crate::walname::WalFile;
 
 /// The fence in force for `cell`, if it names a timeline.
-pub async fn in_force(repo: &Repository, cell: &str) -> Result<Option<Fence>, WalError> {
+pub async fn in_force(repo: &Repository, cell: &str) -> lifeboat_repository::Result<Option<Fence>> {
     Ok(fence::newest(repo, cell).await?.filter(|f| f.postgres_timeline.is_some()))
 }
 
@@ -35,9 +35,9 @@ pub fn refusal(fence: Option<&Fence>, cell: &str, timeline: u32, what: &str) -> 
 /// Refuse WAL file `name` when the fence in force says its timeline is over.
 pub fn check_wal(fence: Option<&Fence>, cell: &str, name: &str) -> Result<(), WalError> {
     let timeline = match WalFile::parse(name) {
-        Some(WalFile::Segment { timeline, .. } | WalFile::Partial { timeline, .. } | WalFile::BackupLabel { timeline, .. }) => timeline,
         // A history file starts a timeline: the new primary's first write.
         Some(WalFile::History { .. }) | None => return Ok(()),
+        Some(file) => file.timeline(),
     };
     match refusal(fence, cell, timeline, &format!("to archive {name}")) {
         Some(message) => Err(WalError::Fenced(message)),
@@ -51,17 +51,7 @@ pub fn check_wal(fence: Option<&Fence>, cell: &str, name: &str) -> Result<(), Wa
 pub async fn next_timeline(repo: &Repository, cell: &str) -> Result<u32, WalError> {
     let prefix = format!("{WAL_PREFIX}{cell}/");
     let listed = repo.store().list(&prefix).await.map_err(lifeboat_repository::RepoError::from)?;
-    let highest = listed
-        .iter()
-        .filter_map(|m| WalFile::parse(&m.path.as_str()[prefix.len()..]))
-        .map(|w| match w {
-            WalFile::Segment { timeline, .. }
-            | WalFile::Partial { timeline, .. }
-            | WalFile::History { timeline }
-            | WalFile::BackupLabel { timeline, .. } => timeline,
-        })
-        .max()
-        .unwrap_or(1);
+    let highest = listed.iter().filter_map(|m| WalFile::parse(&m.path.as_str()[prefix.len()..])).map(|w| w.timeline()).max().unwrap_or(1);
     Ok(highest + 1)
 }
 

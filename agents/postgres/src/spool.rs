@@ -130,8 +130,11 @@ impl Spool {
         let mut idle_since = Instant::now();
         let mut failure = None;
         // Start pushes up to `parallel` in flight.
-        let refill = |in_flight: &mut JoinSet<_>, seen: &mut BTreeSet<String>, fence: Option<&lifeboat_repository::fence::Fence>| {
-            for name in self.backlog(seen).into_iter().take(parallel.saturating_sub(in_flight.len())) {
+        let refill = |in_flight: &mut JoinSet<_>,
+                      seen: &mut BTreeSet<String>,
+                      ready: Vec<String>,
+                      fence: Option<&lifeboat_repository::fence::Fence>| {
+            for name in ready.into_iter().take(parallel.saturating_sub(in_flight.len())) {
                 seen.insert(name.clone());
                 let (repo, cell, path) = (repo.clone(), cell.to_string(), self.0.wal_dir.join(&name));
                 let refused = crate::fence::check_wal(fence, &cell, &name);
@@ -145,9 +148,10 @@ impl Spool {
             }
         };
         loop {
-            if failure.is_none() && !self.backlog(&seen).is_empty() {
+            let ready = if failure.is_none() { self.backlog(&seen) } else { Vec::new() };
+            if !ready.is_empty() {
                 fence = crate::fence::in_force(repo, cell).await?;
-                refill(&mut in_flight, &mut seen, fence.as_ref());
+                refill(&mut in_flight, &mut seen, ready, fence.as_ref());
             }
             let Some(first) = in_flight.join_next().await else {
                 if failure.is_some() || idle_since.elapsed() >= idle || !self.0.wal_dir.is_dir() {
@@ -175,7 +179,8 @@ impl Spool {
             if !stored.is_empty() {
                 // Keep the cores busy while the barrier waits for the disk.
                 if failure.is_none() {
-                    refill(&mut in_flight, &mut seen, fence.as_ref());
+                    let ready = self.backlog(&seen);
+                    refill(&mut in_flight, &mut seen, ready, fence.as_ref());
                 }
                 repo.store().sync().await.map_err(RepoError::from)?;
                 for name in stored {

@@ -10,11 +10,10 @@
 //! ends and are equal, the destination's sealed. Anything else is copied
 //! again, so neither a lost write of a crashed copy, nor a same-size object
 //! planted at the destination, nor an older version of an object the source
-//! rewrote is trusted. Data
-//! objects are written without an fsync each and made durable by one
-//! barrier before the first manifest. Every object is verified by its seal (the AEAD tag, or SHA-256
-//! over the stored bytes and the object's name) and by what the destination
-//! holds after the copy: between two `file://` repositories the kernel
+//! rewrote is trusted. Data objects are written without an fsync each and
+//! made durable by one barrier before the first manifest. Every object is
+//! verified by its seal (the AEAD tag, or SHA-256 over the stored bytes and
+//! the object's name) and by what the destination holds after the copy: between two `file://` repositories the kernel
 //! copies the file and the copy is read back and its seal checked before it
 //! appears under its name; between any other two stores the object is
 //! checked at the source, sent, read back and compared byte for byte. Data

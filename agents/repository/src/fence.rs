@@ -109,7 +109,7 @@ pub async fn raise(repo: &Repository, cell: &str, fence: &Fence) -> Result<Raise
         Err(RepoError::Store(StoreError::AlreadyExists { .. })) => match existing(repo, &at).await? {
             Some(e) if e.same_as(fence) => Ok(Raised::AlreadyRaised),
             Some(e) => Err(taken(cell, &e)),
-            None => Err(RepoError::Invalid(format!("{at} exists but does not verify under the repository key; inspect it"))),
+            None => Err(RepoError::Invalid(format!("{at} was created by another writer and is gone again; rerun"))),
         },
         Err(e) => Err(e),
     }
