@@ -85,19 +85,30 @@ fn spec(plan: &Plan, cell: &CellPlan, req: &DrillRequest, signer: &Signer) -> Re
     if fallback.is_some() && fallback == from {
         bail!("the fallback location is the location the drill restores from");
     }
+    let mut spec = signed_spec(cell, req.target.clone(), signer);
+    spec.location = from;
+    spec.fallback_location = fallback;
+    Ok(spec)
+}
+
+/// A drill of `cell`'s systems with its smoke checks, signed with the plan
+/// key, restoring from the agent's own repository.
+pub fn signed_spec(cell: &CellPlan, target: DrillTarget, signer: &Signer) -> DrillSpec {
     let mut spec = DrillSpec {
-        target: req.target.clone(),
-        location: from,
-        fallback_location: fallback,
+        target,
+        location: None,
+        fallback_location: None,
         database: cell.database.clone(),
         postgres: cell.postgres,
         kafka: cell.kafka_topics.is_some(),
         checks: cell.smoke_checks.clone(),
         checks_signature: None,
+        cell: None,
+        takeover: None,
     };
     let signature = signer.sign(&spec.signed_message(&cell.name));
     spec.checks_signature = Some(ChecksSignature { key_id: signer.key_id.clone(), signature });
-    Ok(spec)
+    spec
 }
 
 /// The agent job of a drill.

@@ -107,6 +107,45 @@ enum FailoverCommand {
         #[arg(long, env = "LIFEBOAT_PLANS")]
         plans: PathBuf,
     },
+    /// Fail over: assess, journal, then fence, restore at the recovery sites, smoke-check, route,
+    /// verify, stopping at approval gates. --dry-run shows the plan only; --test restores into
+    /// throw-away names and neither fences nor routes. Exit 1 if it failed.
+    Run(commands::failover_run::RunArgs),
+    /// Approve the gate a failover waits at (default: the first one), and go on.
+    Approve {
+        id: String,
+        /// The gated step (fence, promote, restore, smoke, route, verify).
+        #[arg(long)]
+        step: Option<String>,
+        /// Who approves (default: $USER).
+        #[arg(long)]
+        by: Option<String>,
+        #[command(flatten)]
+        driver: commands::failover_run::Driver,
+    },
+    /// Go on with a failover after a crash or a failed step; no step done is repeated.
+    Resume {
+        id: String,
+        #[command(flatten)]
+        driver: commands::failover_run::Driver,
+    },
+    /// Stop a failover: no further step starts (what was done stays; status says what).
+    Abort {
+        id: String,
+        #[arg(long, env = "LIFEBOAT_STATE")]
+        state: PathBuf,
+    },
+    /// A failover's steps, approvals and measured RTO per cell.
+    Status {
+        id: String,
+        #[arg(long, env = "LIFEBOAT_STATE")]
+        state: PathBuf,
+    },
+    /// The failovers journaled, newest first.
+    List {
+        #[arg(long, env = "LIFEBOAT_STATE")]
+        state: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -247,6 +286,16 @@ fn main() -> ExitCode {
         Command::Failover(FailoverCommand::CheckHooks { scenario, plans }) => {
             commands::operate(output, async move { commands::failover::check_hooks(&plans, &scenario).await })
         }
+        Command::Failover(FailoverCommand::Run(args)) => commands::operate(output, commands::failover_run::run(args)),
+        Command::Failover(FailoverCommand::Approve { id, step, by, driver }) => {
+            commands::operate(output, async move { commands::failover_run::approve(&driver, &id, step, by).await })
+        }
+        Command::Failover(FailoverCommand::Resume { id, driver }) => {
+            commands::operate(output, async move { commands::failover_run::resume(&driver, &id).await })
+        }
+        Command::Failover(FailoverCommand::Abort { id, state }) => commands::finish(output, commands::failover_run::abort(&state, &id)),
+        Command::Failover(FailoverCommand::Status { id, state }) => commands::finish(output, commands::failover_run::status(&state, &id)),
+        Command::Failover(FailoverCommand::List { state }) => commands::finish(output, commands::failover_run::list(&state)),
         Command::Runs(RunsCommand::List { cell, limit, source }) => {
             commands::operate(output, async move { commands::runs::list(&source, cell.as_deref(), limit).await })
         }

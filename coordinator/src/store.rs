@@ -45,6 +45,20 @@ CREATE UNIQUE INDEX IF NOT EXISTS runs_occurrence ON runs(cell, kind, scheduled_
 CREATE INDEX IF NOT EXISTS runs_state ON runs(state);
 CREATE TABLE IF NOT EXISTS marks (cell TEXT NOT NULL, kind TEXT NOT NULL, last_fired TEXT NOT NULL, PRIMARY KEY (cell, kind));
 CREATE TABLE IF NOT EXISTS recovery (cell TEXT PRIMARY KEY, fetched_at TEXT NOT NULL, body TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS failovers (
+    id TEXT PRIMARY KEY, scenario TEXT NOT NULL, failed TEXT NOT NULL, test INTEGER NOT NULL,
+    state TEXT NOT NULL, created TEXT NOT NULL, initiator TEXT NOT NULL,
+    assessment TEXT NOT NULL, finished TEXT, error TEXT
+);
+CREATE TABLE IF NOT EXISTS failover_steps (
+    failover TEXT NOT NULL, cell TEXT NOT NULL, step TEXT NOT NULL, key TEXT NOT NULL,
+    state TEXT NOT NULL, started TEXT NOT NULL, finished TEXT, detail TEXT, error TEXT,
+    PRIMARY KEY (failover, cell, step)
+);
+CREATE TABLE IF NOT EXISTS failover_approvals (
+    failover TEXT NOT NULL, step TEXT NOT NULL, by TEXT NOT NULL, at TEXT NOT NULL,
+    PRIMARY KEY (failover, step)
+);
 CREATE TABLE IF NOT EXISTS alerts (
     cell TEXT NOT NULL, location TEXT NOT NULL, system TEXT NOT NULL,
     verdict TEXT NOT NULL, since TEXT NOT NULL,
@@ -159,7 +173,7 @@ impl Store {
         Ok(Store { conn: Mutex::new(conn), instance })
     }
 
-    fn db(&self) -> std::sync::MutexGuard<'_, Connection> {
+    pub(crate) fn db(&self) -> std::sync::MutexGuard<'_, Connection> {
         self.conn.lock().expect("state database lock")
     }
 

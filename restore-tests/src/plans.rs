@@ -70,3 +70,49 @@ postgres = {{ conninfo = "{conninfo}" }}
     let out = std::process::Command::new(crate::lifeboat_bin()).args(["plan", "validate", dir.to_str().unwrap()]).output().unwrap();
     assert!(out.status.success(), "the test plan is invalid: {}", String::from_utf8_lossy(&out.stderr));
 }
+
+/// The `[[cell]]` table of a [`crate::payments::PaymentsCell`] in tier `t1`
+/// and region `r-a`, with its agent, `locations` (a TOML array), `extra`
+/// lines of the cell table, and the smoke checks a payments cell has: the
+/// ledger balances, every payment has its event, the records match the
+/// snapshot, the consumer groups were translated.
+pub fn payments_cell(cell: &crate::payments::PaymentsCell, agent_url: &str, token: &Path, locations: &str, extra: &str) -> String {
+    format!(
+        r#"[[cell]]
+name = "{name}"
+tier = "t1"
+region = "r-a"
+tenants = ["acme"]
+agent = {{ url = "{agent_url}", token = "file:{token}" }}
+locations = {locations}
+postgres = {{ conninfo = "{conn}" }}
+kafka = {{ brokers = "{brokers}", topics = "{name}\\..*" }}
+{extra}
+
+[[cell.smoke]]
+name = "ledger balances"
+sql = "select coalesce(sum(amount), 0) = 0 from ledger"
+expect = "t"
+
+[[cell.smoke]]
+name = "every payment has its event"
+kafka = "payments-have-events"
+sql = "select id::text, at from payments"
+topic = "{topic}"
+grace = "5s"
+
+[[cell.smoke]]
+name = "records match the snapshot"
+kafka = "records-match-snapshot"
+
+[[cell.smoke]]
+name = "consumer groups translated"
+kafka = "groups-translated"
+"#,
+        name = cell.name,
+        token = token.display(),
+        conn = cell.conninfo(),
+        brokers = cell.kafka.address,
+        topic = cell.topic,
+    )
+}

@@ -15,6 +15,7 @@ use serde_json::{json, Value};
 
 use lifeboat_restore_tests::payments::PaymentsCell;
 use lifeboat_restore_tests::pg::switch_and_wait;
+use lifeboat_restore_tests::plans::payments_cell;
 use lifeboat_restore_tests::served::{agent_args, write_token, Service};
 use lifeboat_restore_tests::{lifeboat_bin, ok};
 
@@ -57,42 +58,8 @@ url = "file:///drills/second"
 region = "r-b"
 role = "secondary-region"
 
-[[cell]]
-name = "{name}"
-tier = "t1"
-region = "r-a"
-tenants = ["acme"]
-agent = {{ url = "{url}", token = "file:{token}" }}
-locations = ["main", "second"]
-postgres = {{ conninfo = "{conn}" }}
-kafka = {{ brokers = "{brokers}", topics = "{name}\\..*" }}
-
-[[cell.smoke]]
-name = "ledger balances"
-sql = "select coalesce(sum(amount), 0) = 0 from ledger"
-expect = "t"
-
-[[cell.smoke]]
-name = "every payment has its event"
-kafka = "payments-have-events"
-sql = "select id::text, at from payments"
-topic = "{topic}"
-grace = "5s"
-
-[[cell.smoke]]
-name = "records match the snapshot"
-kafka = "records-match-snapshot"
-
-[[cell.smoke]]
-name = "consumer groups translated"
-kafka = "groups-translated"
-"#,
-        name = cell.name,
-        url = agent.url,
-        token = token.display(),
-        conn = cell.conninfo(),
-        brokers = cell.kafka.address,
-        topic = cell.topic,
+{cell}"#,
+        cell = payments_cell(cell, &agent.url, token, r#"["main", "second"]"#, ""),
     );
     std::fs::write(dir.join("plan.toml"), text).unwrap();
 }

@@ -41,7 +41,7 @@ fn the_old_primary_is_fenced_out_and_says_why() {
     assert!(show().contains("is not fenced"), "a dry run changes nothing");
 
     let raised = json(&ok(&raise(&["--reason", "cell lost (test)", "--epoch", "1", "--output", "json"])));
-    assert_eq!((raised["locations"][0]["outcome"].as_str(), raised["fence"]["postgres_timeline"].as_u64()), (Some("raised"), Some(2)));
+    assert_eq!((raised["locations"][0]["outcome"].as_str(), raised["postgres_timeline"].as_u64()), (Some("raised"), Some(2)));
     let again = json(&ok(&raise(&["--reason", "cell lost (test)", "--epoch", "1", "--output", "json"])));
     assert_eq!(again["locations"][0]["outcome"], "already-raised", "a rerun changes nothing: {again}");
     let other = fails(&raise(&["--reason", "a second failover", "--epoch", "1"]));
@@ -77,10 +77,7 @@ fn the_old_primary_is_fenced_out_and_says_why() {
     assert!(a.repo_dir.join("wal/fc/00000002.history").exists());
     // Rerunning the fence now (the new timeline is archived) finishes it as it was raised.
     let rerun = json(&ok(&raise(&["--reason", "cell lost (test)", "--epoch", "1", "--output", "json"])));
-    assert_eq!(
-        (rerun["locations"][0]["outcome"].as_str(), rerun["fence"]["postgres_timeline"].as_u64()),
-        (Some("already-raised"), Some(2))
-    );
+    assert_eq!((rerun["locations"][0]["outcome"].as_str(), rerun["postgres_timeline"].as_u64()), (Some("already-raised"), Some(2)));
 
     // The old side takes the old primary's segment (it knows no fence), but
     // its geo-copy does not carry it into the fenced location.

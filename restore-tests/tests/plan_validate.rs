@@ -267,6 +267,13 @@ const BREAKS: &[Break] = &[
     },
     Break {
         file: "demo.toml",
+        old: "capacity = 1\nkafka",
+        new: "capacity = 2\npostgres = { port = 65535 }\nkafka",
+        message: "recovery_site \"a-host\": postgres port must leave room for 2 guest(s) between 1024 and 65535",
+        anchor: "port = 65535",
+    },
+    Break {
+        file: "demo.toml",
         old: "[[scenario]]",
         new: "[[hook]]\nname = \"route\"\nkind = \"http\"\nurl = \"http://router.internal/v1\"\n\n[[scenario]]",
         message: "url \"http://router.internal/v1\" is plain http to another host",

@@ -42,6 +42,28 @@ pub struct DrillSpec {
     /// a bearer of the agent's token alone cannot make it run SQL.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub checks_signature: Option<ChecksSignature>,
+    /// Restore a guest cell (one the agent was started with `--guest`
+    /// for, a recovery site's), not the agent's own cell.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cell: Option<String>,
+    /// A failover: keep what was restored as the cell's new home instead
+    /// of removing it (same steps and checks as a drill).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub takeover: Option<Takeover>,
+}
+
+/// Where a failover's restore stays: `<restore-root>/<name>`, its server
+/// listening on `port` (loopback TCP under the restored `pg_hba.conf`;
+/// archiving off until the cell is re-protected), its topics and consumer
+/// groups restored under `topic_prefix` (empty: the cell's own names, in
+/// the site's Kafka).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Takeover {
+    pub name: String,
+    pub port: u16,
+    #[serde(default)]
+    pub topic_prefix: String,
 }
 
 /// An Ed25519 signature by the coordinator's plan key (the report-signing
@@ -95,6 +117,9 @@ pub enum DrillTarget {
         #[schemars(with = "HumanDuration")]
         within: Duration,
     },
+    /// The newest consistent cut: Postgres to the end of its archived WAL,
+    /// Kafka up to the last transaction Postgres replayed (never past it).
+    Latest,
 }
 
 /// A smoke check, from the plan's `[[cell.smoke]]`.
@@ -197,13 +222,16 @@ impl Step {
     }
 }
 
-/// Where a drill restored to: its scratch server and topics (all removed after).
+/// Where a drill restored to: its scratch server and topics (all removed
+/// after, unless `kept`: a failover's takeover).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct Scratch {
     pub id: String,
     pub directory: String,
     pub port: u16,
     pub topic_prefix: String,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub kept: bool,
 }
 
 /// The backup and snapshot a drill used and the points it reached.

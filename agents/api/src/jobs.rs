@@ -71,8 +71,19 @@ pub enum JobSpec {
         #[serde(default)]
         group_prefix: Option<String>,
     },
-    /// A restore drill into a scratch environment under the restore root.
+    /// A restore drill into a scratch environment under the restore root
+    /// (or, with `takeover`, a failover's restore that stays).
     Drill(DrillSpec),
+    /// Fence a cell's old primary out of every location this agent has
+    /// for it (`lifeboat-agent fence raise`): its own cell, or a guest.
+    Fence {
+        #[serde(default)]
+        cell: Option<String>,
+        reason: String,
+        /// Default: one above the newest fence found.
+        #[serde(default)]
+        epoch: Option<u64>,
+    },
 }
 
 /// The kind of a job: its spec's tag, the metrics label, the per-kind lock.
@@ -87,10 +98,11 @@ pub enum JobKind {
     PgRestore,
     KafkaRestore,
     Drill,
+    Fence,
 }
 
 impl JobKind {
-    pub const ALL: [JobKind; 8] = [
+    pub const ALL: [JobKind; 9] = [
         JobKind::PgBackup,
         JobKind::KafkaSnapshot,
         JobKind::Copy,
@@ -99,6 +111,7 @@ impl JobKind {
         JobKind::PgRestore,
         JobKind::KafkaRestore,
         JobKind::Drill,
+        JobKind::Fence,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -111,6 +124,7 @@ impl JobKind {
             JobKind::PgRestore => "pg-restore",
             JobKind::KafkaRestore => "kafka-restore",
             JobKind::Drill => "drill",
+            JobKind::Fence => "fence",
         }
     }
 }
@@ -132,6 +146,17 @@ impl JobSpec {
             JobSpec::PgRestore { .. } => JobKind::PgRestore,
             JobSpec::KafkaRestore { .. } => JobKind::KafkaRestore,
             JobSpec::Drill(_) => JobKind::Drill,
+            JobSpec::Fence { .. } => JobKind::Fence,
+        }
+    }
+
+    /// A failover's step (a fence, a takeover): run at once, beside any
+    /// other job.
+    pub fn is_failover(&self) -> bool {
+        match self {
+            JobSpec::Fence { .. } => true,
+            JobSpec::Drill(d) => d.takeover.is_some(),
+            _ => false,
         }
     }
 }

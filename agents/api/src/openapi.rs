@@ -18,6 +18,8 @@ pub const JOBS: &str = "/v1/jobs";
 /// One job, by id.
 pub const JOB: &str = "/v1/jobs/{id}";
 pub const RECOVERY: &str = "/v1/recovery";
+/// A guest cell's recovery points (a recovery site's `--guest` repositories).
+pub const GUEST_RECOVERY: &str = "/v1/guests/{cell}/recovery";
 pub const REPORTS: &str = "/v1/reports";
 /// One stored report, by name.
 pub const REPORT: &str = "/v1/reports/{name}";
@@ -114,6 +116,12 @@ pub fn endpoints() -> Vec<Endpoint> {
             RECOVERY,
             "How far the cell can be recovered from each location, read from the repositories.",
             vec![answer(200, "the recovery points", json_of::<Recovery>())],
+        ),
+        endpoint(
+            "get",
+            GUEST_RECOVERY,
+            "How far a guest cell (one this agent hosts as a recovery site) can be recovered from each of its locations here, read from the repositories; locations carry the plan's names.",
+            vec![answer(200, "the recovery points", json_of::<Recovery>()), error(404, "this agent hosts no such guest cell")],
         ),
         endpoint(
             "get",

@@ -23,6 +23,7 @@ pub enum JobResult {
     PgRestore(PgRestoreReport),
     KafkaRestore(KafkaRestoreReport),
     Drill(Box<DrillOutcome>),
+    Fence(FenceDone),
 }
 
 impl JobResult {
@@ -36,6 +37,7 @@ impl JobResult {
             JobResult::PgRestore(_) => JobKind::PgRestore,
             JobResult::KafkaRestore(_) => JobKind::KafkaRestore,
             JobResult::Drill(_) => JobKind::Drill,
+            JobResult::Fence(_) => JobKind::Fence,
         }
     }
 
@@ -50,8 +52,29 @@ impl JobResult {
             JobKind::PgRestore => JobResult::PgRestore(serde_json::from_slice(json)?),
             JobKind::KafkaRestore => JobResult::KafkaRestore(serde_json::from_slice(json)?),
             JobKind::Drill => JobResult::Drill(Box::new(serde_json::from_slice(json)?)),
+            JobKind::Fence => JobResult::Fence(serde_json::from_slice(json)?),
         })
     }
+}
+
+/// What `fence raise` did, per location.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct FenceDone {
+    pub cell: String,
+    pub epoch: u64,
+    /// Postgres writers on an older timeline are refused.
+    pub postgres_timeline: Option<u32>,
+    pub reason: String,
+    pub dry_run: bool,
+    pub locations: Vec<FencedLocation>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct FencedLocation {
+    pub location: String,
+    /// `raised`, or `already-raised` (a rerun: nothing changed); none when it failed.
+    pub outcome: Option<String>,
+    pub error: Option<String>,
 }
 
 /// The kind of a Postgres base backup, as its manifest records it.

@@ -231,6 +231,15 @@ impl AgentClient {
         self.get("reading recovery points", paths::RECOVERY).await
     }
 
+    /// How far guest `cell` can be recovered from the locations this
+    /// agent (a recovery site) has for it.
+    pub async fn guest_recovery(&self, cell: &str) -> Result<Recovery, ClientError> {
+        const WHAT: &str = "reading a guest's recovery points";
+        let url = self.endpoint(paths::GUEST_RECOVERY, Some(cell));
+        let (_, body) = self.call(WHAT, || self.http.get(url.clone()), &[200]).await?;
+        self.decode(WHAT, &body)
+    }
+
     /// Start a job (or find the one `key` already started).
     pub async fn submit(&self, key: &str, spec: &JobSpec) -> Result<Submitted, ClientError> {
         const WHAT: &str = "submitting a job";

@@ -3,6 +3,11 @@
 //! promote, restore Kafka up to the same instant into prefixed topics, run
 //! the checks, then remove the scratch environment. Every step is timed;
 //! a failed step fails the drill but never skips the cleanup.
+//!
+//! A failover's takeover is the same code path (as in AWS DRS, a drill is
+//! a recovery that is thrown away): the newest consistent cut
+//! ([`DrillTarget::Latest`]) into a kept environment, whose Kafka restore
+//! journal and offset map stay in the repository.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -95,6 +100,7 @@ fn new_outcome(env: &DrillEnv, scratch: &Scratch) -> DrillOutcome {
             directory: scratch.dir.display().to_string(),
             port: scratch.port,
             topic_prefix: scratch.prefix.clone(),
+            kept: scratch.kept,
         },
         recovery_point: RecoveryPoint::default(),
         pg_rpo_seconds: None,
@@ -113,12 +119,13 @@ async fn restore_and_check(
     env: &DrillEnv,
     spec: &DrillSpec,
     scratch: &Scratch,
-    target: OffsetDateTime,
+    target: Option<OffsetDateTime>,
     log: &mut Log,
     outcome: &mut DrillOutcome,
 ) {
-    outcome.target = Some(target);
     let (pg_restored, used) = if spec.postgres { restore_pg_from_sources(env, scratch, target, log).await } else { (None, 0) };
+    let target = target.unwrap_or_else(|| cut_of(pg_restored.as_ref()));
+    outcome.target = Some(target);
     let source = &env.sources[used];
     if used > 0 {
         outcome.fell_back_to = Some(source.name.clone());
@@ -156,12 +163,41 @@ async fn restore_and_check(
     for check in &spec.checks {
         outcome.checks.push(checks::run(check, &restored).await);
     }
+    if scratch.kept {
+        if pg_restored.is_some() {
+            let admin = scratch.listen().conninfo("postgres", "postgres");
+            drop_checks_role(&admin, &crate::confine::checks_role(&scratch.id), log).await;
+        }
+        return;
+    }
     if let Some((_, r)) = &kafka {
         // The restore's journal and offset map are the drill's, not the cell's.
         if let Err(e) = remove_restore_objects(&source.repo, &env.cell, &r.restore_key).await {
             log.step("remove the Kafka restore's journal", Outcome::Warning, Some(e), json!(null));
         }
     }
+}
+
+/// The instant of the newest cut: Postgres' last replayed transaction
+/// (Kafka is restored up to it, never past it), or now when there is none.
+fn cut_of(pg: Option<&PgRestored>) -> OffsetDateTime {
+    let last = pg.and_then(|r| r.reached.as_ref()).and_then(|r| r.last_transaction_time.as_deref()).and_then(pg_time);
+    let t = last.unwrap_or_else(OffsetDateTime::now_utc);
+    // Kafka timestamps are milliseconds; a record stamped in the same millisecond is kept.
+    t.replace_nanosecond(t.nanosecond() / 1_000_000 * 1_000_000).unwrap_or(t)
+}
+
+/// A takeover keeps no role of Lifeboat's in the cell's new primary.
+async fn drop_checks_role(admin: &str, role: &str, log: &mut Log) {
+    let dropped = match lifeboat_postgres::backup::connect(admin).await {
+        Ok(client) => client.batch_execute(&format!("DROP ROLE IF EXISTS {role}")).await.map_err(|e| e.to_string()),
+        Err(e) => Err(e.to_string()),
+    };
+    let (result, message) = match dropped {
+        Ok(()) => (Outcome::Passed, None),
+        Err(e) => (Outcome::Warning, Some(format!("{e}; drop it by hand"))),
+    };
+    log.step("drop the checks' role", result, message, json!({ "role": role }));
 }
 
 /// The connection the checks use: as a role made for them (see
@@ -183,7 +219,12 @@ async fn checks_login(scratch: &Scratch, database: &str, log: &mut Log) -> Resul
 
 /// Postgres, from the first source that restores (the fallback only when
 /// asked for), and which source that was.
-async fn restore_pg_from_sources(env: &DrillEnv, scratch: &Scratch, target: OffsetDateTime, log: &mut Log) -> (Option<PgRestored>, usize) {
+async fn restore_pg_from_sources(
+    env: &DrillEnv,
+    scratch: &Scratch,
+    target: Option<OffsetDateTime>,
+    log: &mut Log,
+) -> (Option<PgRestored>, usize) {
     for (i, source) in env.sources.iter().enumerate() {
         match restore_pg(env, source, scratch, target, log).await {
             Ok(r) => return (Some(r), i),
@@ -245,9 +286,11 @@ fn pg_time(text: &str) -> Option<OffsetDateTime> {
     OffsetDateTime::parse(&fixed, &Rfc3339).ok()
 }
 
-async fn choose_target(env: &DrillEnv, spec: &DrillSpec) -> Result<(OffsetDateTime, serde_json::Value), String> {
+/// The instant to recover to; None: the newest cut (see [`cut_of`]).
+async fn choose_target(env: &DrillEnv, spec: &DrillSpec) -> Result<(Option<OffsetDateTime>, serde_json::Value), String> {
     let within = match &spec.target {
-        DrillTarget::Time(t) => return Ok((*t, json!({ "requested": rfc(*t) }))),
+        DrillTarget::Time(t) => return Ok((Some(*t), json!({ "requested": rfc(*t) }))),
+        DrillTarget::Latest => return Ok((None, json!({ "requested": "latest" }))),
         DrillTarget::RandomRecent { within } => *within,
     };
     let source = &env.sources[0];
@@ -300,7 +343,7 @@ async fn choose_target(env: &DrillEnv, spec: &DrillSpec) -> Result<(OffsetDateTi
     evidence["window_from"] = json!(rfc(earliest));
     evidence["window_to"] = json!(rfc(latest));
     evidence["chosen"] = json!(rfc(t));
-    Ok((t, evidence))
+    Ok((Some(t), evidence))
 }
 
 /// Restore and start Postgres from `source`. When the WAL ends before the
@@ -310,10 +353,10 @@ async fn restore_pg(
     env: &DrillEnv,
     source: &Source,
     scratch: &Scratch,
-    target: OffsetDateTime,
+    target: Option<OffsetDateTime>,
     log: &mut Log,
 ) -> Result<PgRestored, String> {
-    let mut attempt = Target::Time(target);
+    let mut attempt = target.map_or(Target::Latest, Target::Time);
     loop {
         let data = scratch.data_dir();
         for dir in [data.clone(), scratch.dir.join("tablespaces")] {
@@ -351,13 +394,14 @@ async fn restore_pg(
             Ok(()) => {
                 let reached = report.reached.as_ref();
                 let last_tx = reached.and_then(|r| r.last_transaction_time.clone());
-                let overshot = matches!(attempt, Target::Time(_)) && last_tx.as_deref().and_then(pg_time).is_some_and(|t| t > target);
+                let overshot = matches!(attempt, Target::Time(_))
+                    && last_tx.as_deref().and_then(pg_time).zip(target).is_some_and(|(t, target)| t > target);
                 let (result, message) = if overshot {
                     (
                         Outcome::Failed,
                         Some(format!("replay went past the target: last transaction {}", last_tx.clone().unwrap_or_default())),
                     )
-                } else if matches!(attempt, Target::Latest) {
+                } else if matches!(attempt, Target::Latest) && target.is_some() {
                     (
                         Outcome::Failed,
                         Some(format!(

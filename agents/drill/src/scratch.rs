@@ -11,6 +11,10 @@
 //! directory (`socket/`, mode 0700, with its own `pg_hba.conf`; the port is
 //! a free one, naming the socket) with archiving off, and topics and
 //! groups carry the prefix `lifeboat-drill-<id>.`.
+//!
+//! A failover's takeover uses the same steps into a kept environment
+//! ([`Scratch::keep`]): no ledger, so nothing sweeps it; a directory the
+//! failover names, a server on the port it names, topics under its prefix.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -31,6 +35,9 @@ pub struct Scratch {
     pub prefix: String,
     pub brokers: Option<String>,
     pub pg_bindir: PathBuf,
+    /// A takeover's: stays after the drill steps, never swept.
+    #[serde(default)]
+    pub kept: bool,
 }
 
 impl Scratch {
@@ -39,16 +46,7 @@ impl Scratch {
     pub fn create(root: &Path, brokers: Option<&Brokers>, pg_bindir: &Path) -> std::io::Result<Scratch> {
         std::fs::create_dir_all(root)?;
         let now = time::OffsetDateTime::now_utc();
-        let id = format!(
-            "drill-{:04}{:02}{:02}t{:02}{:02}{:02}-{:04x}",
-            now.year(),
-            now.month() as u8,
-            now.day(),
-            now.hour(),
-            now.minute(),
-            now.second(),
-            rand::random::<u16>()
-        );
+        let id = lifeboat_process::stamped_id("drill", now, rand::random());
         let scratch = Scratch {
             dir: root.join(&id),
             port: free_port()?,
@@ -56,6 +54,7 @@ impl Scratch {
             brokers: brokers.map(|b| b.list.clone()),
             pg_bindir: pg_bindir.to_path_buf(),
             id,
+            kept: false,
         };
         let ledger = scratch.ledger(root);
         let tmp = ledger.with_extension("tmp");
@@ -65,13 +64,46 @@ impl Scratch {
         Ok(scratch)
     }
 
+    /// A takeover's environment, `<root>/<takeover.name>`. What an earlier
+    /// attempt of the same takeover left there (the name is the failover's
+    /// and the cell's, and a failover routes to it only after it passed)
+    /// is stopped and removed first.
+    pub fn keep(
+        root: &Path,
+        takeover: &lifeboat_api::drill::Takeover,
+        brokers: Option<&Brokers>,
+        pg_bindir: &Path,
+    ) -> std::io::Result<Scratch> {
+        let scratch = Scratch {
+            id: takeover.name.clone(),
+            dir: root.join(&takeover.name),
+            port: takeover.port,
+            prefix: takeover.topic_prefix.clone(),
+            brokers: brokers.map(|b| b.list.clone()),
+            pg_bindir: pg_bindir.to_path_buf(),
+            kept: true,
+        };
+        if scratch.dir.exists() {
+            scratch.stop_server().map_err(std::io::Error::other)?;
+            lifeboat_postgres::prefetch::wait_stopped(&scratch.data_dir(), Duration::from_secs(30));
+            std::fs::remove_dir_all(&scratch.dir)?;
+        }
+        std::fs::create_dir_all(&scratch.dir)?;
+        Ok(scratch)
+    }
+
     pub fn data_dir(&self) -> PathBuf {
         self.dir.join("pgdata")
     }
 
-    /// How the scratch server is reached: its private socket only.
+    /// How the scratch server is reached: its private socket only (a
+    /// takeover's also on TCP, for the cell's clients).
     pub fn listen(&self) -> lifeboat_postgres::server::Listen {
-        lifeboat_postgres::server::Listen::Private { port: self.port, dir: self.dir.join("socket") }
+        use lifeboat_postgres::server::Listen;
+        match self.kept {
+            true => Listen::Takeover { port: self.port, dir: self.dir.join("socket") },
+            false => Listen::Private { port: self.port, dir: self.dir.join("socket") },
+        }
     }
 
     /// What the scratch server logged (pg_ctl's log, next to the data directory).

@@ -1,7 +1,8 @@
 //! Starting a restored cluster and waiting until it is promoted: how the
 //! server listens, with what environment, as which user, and the point it
 //! reached. A restore an operator starts listens on loopback TCP under its
-//! own `pg_hba.conf`; a drill's scratch server listens only on a Unix
+//! own `pg_hba.conf`, a failover's new primary on every address under it
+//! (and a private socket for the agent); a drill's scratch server listens only on a Unix
 //! socket in a private directory with a `pg_hba.conf` of its own (the
 //! restored one, often restrictive, never stalls a drill) and runs with an
 //! environment the caller lists, nothing inherited. Every wait ends by a
@@ -48,6 +49,10 @@ pub enum Listen {
     /// `dir/pg_hba.conf`, which admits local connections and nothing else;
     /// no TCP, no SSL.
     Private { port: u16, dir: PathBuf },
+    /// A failover's new primary: TCP on every address under the restored
+    /// `pg_hba.conf` (the cell's own rules admit its clients), and a Unix
+    /// socket in `dir` (mode 0700) for the agent's own sessions.
+    Takeover { port: u16, dir: PathBuf },
 }
 
 impl Listen {
@@ -55,7 +60,9 @@ impl Listen {
     pub fn conninfo(&self, user: &str, database: &str) -> String {
         match self {
             Listen::Loopback { port } => format!("host=127.0.0.1 port={port} user={user} dbname={database} connect_timeout=10"),
-            Listen::Private { port, dir } => format!("host={} port={port} user={user} dbname={database} connect_timeout=10", dir.display()),
+            Listen::Private { port, dir } | Listen::Takeover { port, dir } => {
+                format!("host={} port={port} user={user} dbname={database} connect_timeout=10", dir.display())
+            }
         }
     }
 
@@ -64,23 +71,33 @@ impl Listen {
     fn options(&self) -> Result<String, PgError> {
         match self {
             Listen::Loopback { port } => Ok(format!("-p {port} -c listen_addresses=127.0.0.1 -c unix_socket_directories=''")),
+            Listen::Takeover { port, dir } => {
+                let shown = socket_dir(dir)?;
+                Ok(format!("-p {port} -c listen_addresses='*' -c unix_socket_directories='{shown}' -c unix_socket_permissions=0700"))
+            }
             Listen::Private { port, dir } => {
-                let shown = dir.display().to_string();
-                if shown.contains(|c: char| c == '\'' || c == ',' || c.is_whitespace()) {
-                    return Err(PgError::Config(format!("{shown}: a scratch socket directory may not hold quotes, commas or spaces")));
-                }
-                if shown.len() + ".s.PGSQL.65535".len() + 1 > SOCKET_PATH_MAX {
-                    return Err(PgError::Config(format!(
-                        "{shown} is too long for a Unix socket path ({SOCKET_PATH_MAX} bytes); use a shorter restore root"
-                    )));
-                }
-                make_private_dir(dir)?;
+                let shown = socket_dir(dir)?;
                 Ok(format!(
                     "-p {port} -c listen_addresses='' -c unix_socket_directories='{shown}' -c unix_socket_permissions=0700 -c hba_file='{shown}/pg_hba.conf' -c ssl=off"
                 ))
             }
         }
     }
+}
+
+/// Check and create a private socket directory; its path as the server options give it.
+fn socket_dir(dir: &Path) -> Result<String, PgError> {
+    let shown = dir.display().to_string();
+    if shown.contains(|c: char| c == '\'' || c == ',' || c.is_whitespace()) {
+        return Err(PgError::Config(format!("{shown}: a socket directory may not hold quotes, commas or spaces")));
+    }
+    if shown.len() + ".s.PGSQL.65535".len() + 1 > SOCKET_PATH_MAX {
+        return Err(PgError::Config(format!(
+            "{shown} is too long for a Unix socket path ({SOCKET_PATH_MAX} bytes); use a shorter restore root"
+        )));
+    }
+    make_private_dir(dir)?;
+    Ok(shown)
 }
 
 fn make_private_dir(dir: &Path) -> Result<(), PgError> {

@@ -1,6 +1,7 @@
 //! What both Lifeboat binaries do as processes, once: logs on stderr
 //! (level from `RUST_LOG`, default info; plain for people, JSON for log
-//! collectors) and the signals that stop them.
+//! collectors), the signals that stop them, lock files and time-stamped
+//! names.
 
 use std::io::IsTerminal as _;
 
@@ -29,4 +30,31 @@ pub async fn shutdown_signal() -> &'static str {
         _ = tokio::signal::ctrl_c() => "SIGINT",
         _ = term.recv() => "SIGTERM",
     }
+}
+
+/// Take an exclusive lock on `path` (created if missing) without waiting:
+/// the open file, which holds the lock until it is closed, or `None` when
+/// another process holds it.
+pub fn try_lock_file(path: &std::path::Path) -> std::io::Result<Option<std::fs::File>> {
+    use std::os::fd::AsRawFd as _;
+    let file = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(path)?;
+    // SAFETY: flock on a descriptor we own.
+    match unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } {
+        0 => Ok(Some(file)),
+        _ => Ok(None),
+    }
+}
+
+/// `PREFIX-YYYYMMDDtHHMMSS-xxxx` for `now` and a random `suffix`: a name
+/// that sorts by time and does not repeat within a second.
+pub fn stamped_id(prefix: &str, now: time::OffsetDateTime, suffix: u16) -> String {
+    format!(
+        "{prefix}-{:04}{:02}{:02}t{:02}{:02}{:02}-{suffix:04x}",
+        now.year(),
+        now.month() as u8,
+        now.day(),
+        now.hour(),
+        now.minute(),
+        now.second()
+    )
 }

@@ -8,8 +8,11 @@ use anyhow::{Context, Result};
 use super::remote::Remote;
 use super::{Done, Target};
 use crate::clock;
+use crate::compliance::Status;
 use crate::failover::assess::{self, Assessment};
 use crate::failover::hooks::{self, HookCall, HookOutcome};
+use crate::plan::failover::{affected, place};
+use crate::plan::Plan;
 use crate::serve::load_plan;
 
 /// `failover plan --scenario S --failed X`; exit 1 when it lists problems.
@@ -22,13 +25,48 @@ pub async fn plan(target: &Target, scenario: &str, failed: &str) -> Result<Done<
         None => {
             let plans = target.plans.as_ref().context("give --coordinator URL, or --plans DIR to ask the agents directly")?;
             let plan = load_plan(plans)?;
-            let status = super::status::status(target).await?;
+            let status = status_for(&plan, scenario, failed).await?;
             assess::assess(&plan, &status, scenario, failed, clock::now())?
         }
     };
     let text = assess::render(&assessment);
     let ok = assessment.problems.is_empty();
     Ok(Done { value: assessment, text, ok })
+}
+
+/// The status a failover is assessed from, asking the agents directly:
+/// a lost cell whose own agent does not answer (it went down with the
+/// cell) is read by the agent of the recovery site it would go to, from
+/// the cell's repositories that site has (`--guest`).
+pub async fn status_for(plan: &Plan, scenario: &str, failed: &str) -> Result<Status> {
+    let mut answers = super::status::answers(plan).await?;
+    if let Some(s) = plan.scenarios.iter().find(|s| s.name == scenario) {
+        let cells = affected(plan, s, failed);
+        let (placements, _) = place(plan, s.scope, &cells);
+        for p in placements {
+            if answers.get(&p.cell).is_some_and(|a| a.is_ok()) {
+                continue;
+            }
+            let Some(site) = plan.site(&p.site) else { continue };
+            let asked = async {
+                let token = crate::secrets::resolve(&site.agent_token, &format!("agent token of recovery site {}", site.name))?;
+                let agent = lifeboat_client::AgentClient::with_options(&site.name, &site.agent_url, token, crate::serve::agent_options()?)
+                    .map_err(anyhow::Error::msg)?;
+                anyhow::Ok(agent.guest_recovery(&p.cell).await?)
+            };
+            match asked.await {
+                Ok(mut r) => {
+                    // A site names locations as the plan does; the cell's own agent calls its primary `primary`.
+                    for l in &mut r.locations {
+                        l.location = plan.agent_location_name(&l.location).to_string();
+                    }
+                    answers.insert(p.cell.clone(), Ok(r));
+                }
+                Err(e) => tracing::warn!(cell = %p.cell, site = %site.name, "the recovery site could not read the cell's points: {e:#}"),
+            }
+        }
+    }
+    super::status::from_answers(plan, answers)
 }
 
 /// `failover check-hooks --scenario S`: call each of the scenario's hooks
@@ -51,6 +89,7 @@ pub async fn check_hooks(plans: &std::path::Path, scenario: &str) -> Result<Done
             cell: String::new(),
             step: "check".into(),
             idempotency_key: format!("check-{stamp}-{}-{step}", s.name),
+            detail: serde_json::Value::Null,
         };
         outcomes.push(hooks::call(hook, &about, token.as_deref(), &http).await);
     }

@@ -8,6 +8,7 @@
 
 pub mod drill;
 pub mod failover;
+pub mod failover_run;
 pub mod plan;
 pub mod remote;
 pub mod report;

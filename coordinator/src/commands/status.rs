@@ -9,7 +9,9 @@ use super::remote::Remote;
 use super::{Done, Target};
 use crate::clock;
 use crate::compliance::{self, CellInput, Status};
+use crate::plan::Plan;
 use crate::serve::{agent_clients, load_plan};
+use lifeboat_api::Recovery;
 
 pub async fn run(target: &Target) -> Result<Done<Status>> {
     let status = status(target).await?;
@@ -23,13 +25,22 @@ pub async fn status(target: &Target) -> Result<Status> {
     }
     let plans = target.plans.as_ref().context("give --coordinator URL, or --plans DIR to ask the agents directly")?;
     let plan = load_plan(plans)?;
-    let agents = agent_clients(&plan)?;
-    let mut answers: HashMap<_, _> = lifeboat_client::recovery_of_all(agents.values()).await.into_iter().collect();
+    from_answers(&plan, answers(&plan).await?)
+}
+
+/// Every cell's agent's answer: its recovery points, or why not.
+pub async fn answers(plan: &Plan) -> Result<HashMap<String, Result<Recovery, String>>> {
+    let agents = agent_clients(plan)?;
+    Ok(lifeboat_client::recovery_of_all(agents.values()).await.into_iter().map(|(c, r)| (c, r.map_err(|e| e.to_string()))).collect())
+}
+
+/// The status of every cell from its agent's answer.
+pub fn from_answers(plan: &Plan, mut answers: HashMap<String, Result<Recovery, String>>) -> Result<Status> {
     let now = clock::now();
-    compliance::status(&plan, now, |cell| {
-        Ok(match answers.remove(&cell.name).expect("one answer per cell") {
+    compliance::status(plan, now, |cell| {
+        Ok(match answers.remove(&cell.name).unwrap_or_else(|| Err("not asked".into())) {
             Ok(recovery) => CellInput { recovery: Some((now, recovery)), problem: None, drills: None, verify: None },
-            Err(e) => CellInput { recovery: None, problem: Some(e.to_string()), drills: None, verify: None },
+            Err(e) => CellInput { recovery: None, problem: Some(e), drills: None, verify: None },
         })
     })
 }

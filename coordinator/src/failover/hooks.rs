@@ -34,6 +34,9 @@ pub struct HookCall {
     pub cell: String,
     pub step: String,
     pub idempotency_key: String,
+    /// What the step knows: for `route`, where the cell now lives.
+    #[serde(default, skip_serializing_if = "serde_json::Value::is_null")]
+    pub detail: serde_json::Value,
 }
 
 /// How a call went: the attempts it took and what the last one answered.
@@ -187,6 +190,7 @@ mod tests {
             cell: "c1".into(),
             step: "route".into(),
             idempotency_key: key.into(),
+            detail: serde_json::Value::Null,
         }
     }
 

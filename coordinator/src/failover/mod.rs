@@ -7,6 +7,12 @@
 //!   steps and the gates that wait for an operator. Nothing changes.
 //! - [`hooks`]: calling a scenario's `http` and `command` hooks, with an
 //!   idempotency key, a timeout and bounded retries.
+//! - [`journal`]: failovers, their steps and approvals in the state
+//!   database, each step written before its side effect.
+//! - [`engine`]: carrying a journaled failover out: fence, restore (a
+//!   takeover at the recovery site), smoke, route, verify, in waves.
 
 pub mod assess;
+pub mod engine;
 pub mod hooks;
+pub mod journal;

@@ -190,7 +190,14 @@ pub struct SiteDef {
     /// Guest cells it can host at once.
     pub capacity: u32,
     pub kafka_brokers: Option<String>,
+    /// Guests' topics and groups are restored under this prefix.
+    pub kafka_topic_prefix: String,
+    /// Guest `n` (from 0) of a failover listens on this port + n.
+    pub postgres_port: u16,
 }
+
+/// Where a site's guests listen when the plan does not say.
+pub const DEFAULT_GUEST_PORT: u16 = 5500;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct HookDef {

@@ -234,12 +234,24 @@ pub struct RecoverySite {
     pub capacity: Option<Spanned<u32>>,
     /// Where guest cells' Kafka topics are restored.
     pub kafka: Option<Spanned<SiteKafka>>,
+    /// How guest cells' Postgres servers listen.
+    pub postgres: Option<Spanned<SitePostgres>>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SitePostgres {
+    /// The first guest's port; the next guests take the ports after it.
+    pub port: Spanned<u16>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SiteKafka {
     pub brokers: Spanned<String>,
+    /// Guest cells' topics and consumer groups are restored under this
+    /// prefix (default none: the cell's own names).
+    pub topic_prefix: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]

@@ -118,8 +118,11 @@ async fn drill(global: &Global, args: RunArgs) -> Result<ExitCode> {
         replay_timeout: args.replay_timeout,
         server_env: lifeboat_drill::confine::server_env(&urls, std::env::vars()),
     };
-    let scratch = Scratch::create(&env.restore_root, brokers.as_ref(), &env.pg_bindir)
-        .with_context(|| format!("creating a scratch environment under {}", env.restore_root.display()))?;
+    let scratch = match &spec.takeover {
+        Some(t) => Scratch::keep(&env.restore_root, t, brokers.as_ref(), &env.pg_bindir),
+        None => Scratch::create(&env.restore_root, brokers.as_ref(), &env.pg_bindir),
+    }
+    .with_context(|| format!("creating a scratch environment under {}", env.restore_root.display()))?;
     tracing::info!(drill = %scratch.id, port = scratch.port, prefix = %scratch.prefix, "drill started");
     let interrupted = tokio::select! {
         outcome = lifeboat_drill::run::run(&env, &spec, &scratch) => Ok(outcome),
@@ -127,10 +130,15 @@ async fn drill(global: &Global, args: RunArgs) -> Result<ExitCode> {
     };
     match interrupted {
         Ok(mut outcome) => {
-            lifeboat_drill::run::finish(&mut outcome, &scratch, &env.restore_root).await;
+            if !scratch.kept {
+                lifeboat_drill::run::finish(&mut outcome, &scratch, &env.restore_root).await;
+            }
             let failed = outcome.steps.iter().chain(&outcome.checks).any(|s| s.failed());
             emit(global, &outcome, render);
             Ok(if failed { ExitCode::from(DRILL_FAILED) } else { ExitCode::SUCCESS })
+        }
+        Err(signal) if scratch.kept => {
+            bail!("interrupted by {signal}; takeover {} stopped (a rerun of it starts over)", scratch.id)
         }
         Err(signal) => {
             let problems = scratch.remove(&env.restore_root).await;

@@ -9,7 +9,8 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use clap::Subcommand;
-use serde::Serialize;
+
+use lifeboat_api::results::{FenceDone, FencedLocation};
 
 use lifeboat_postgres::fence::next_timeline;
 use lifeboat_repository::fence::{self, Fence, Raised};
@@ -49,21 +50,6 @@ pub enum FenceCommand {
     },
 }
 
-#[derive(Debug, Serialize)]
-struct LocationOutcome {
-    location: String,
-    outcome: Option<Raised>,
-    error: Option<String>,
-}
-
-#[derive(Debug, Serialize)]
-struct FenceReport {
-    cell: String,
-    fence: Fence,
-    dry_run: bool,
-    locations: Vec<LocationOutcome>,
-}
-
 pub async fn run(global: &Global, cmd: FenceCommand) -> Result<ExitCode> {
     match cmd {
         FenceCommand::Raise { repos, cell, epoch, timeline, reason, dry_run } => {
@@ -94,7 +80,7 @@ async fn raise(
     for url in urls {
         match open_repo(global, url).await {
             Ok(repo) => opened.push(repo),
-            Err(e) => locations.push(LocationOutcome { location: url.clone(), outcome: None, error: Some(format!("{e:#}")) }),
+            Err(e) => locations.push(FencedLocation { location: url.clone(), outcome: None, error: Some(format!("{e:#}")) }),
         }
     }
     anyhow::ensure!(!opened.is_empty(), "no location of cell {cell} could be opened: {}", errors(&locations));
@@ -126,17 +112,26 @@ async fn raise(
         for repo in &opened {
             let raised = fence::raise(repo, cell, &fence).await;
             let (outcome, error) = match raised {
-                Ok(r) => (Some(r), None),
+                Ok(Raised::Raised) => (Some("raised".to_string()), None),
+                Ok(Raised::AlreadyRaised) => (Some("already-raised".to_string()), None),
                 Err(e) => {
                     eprintln!("error: {}: {e}", repo.location());
                     (None, Some(e.to_string()))
                 }
             };
-            locations.push(LocationOutcome { location: repo.location(), outcome, error });
+            locations.push(FencedLocation { location: repo.location(), outcome, error });
         }
     }
     let ok = locations.iter().all(|l| l.error.is_none());
-    let report = FenceReport { cell: cell.to_string(), fence, dry_run, locations };
+    let report = FenceDone {
+        cell: cell.to_string(),
+        epoch: fence.epoch,
+        postgres_timeline: fence.postgres_timeline,
+        reason: fence.reason.clone(),
+        dry_run,
+        locations,
+    };
+    tracing::info!(cell, fence = %fence.describe(), "fence");
     emit(global, &report, render);
     Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
@@ -178,24 +173,27 @@ fn timeline_of(f: &Fence) -> u32 {
     f.postgres_timeline.unwrap_or_default()
 }
 
-fn errors(locations: &[LocationOutcome]) -> String {
+fn errors(locations: &[FencedLocation]) -> String {
     locations.iter().filter_map(|l| l.error.as_ref().map(|e| format!("{}: {e}", l.location))).collect::<Vec<_>>().join("; ")
 }
 
-fn render(r: &FenceReport) -> String {
+fn render(r: &FenceDone) -> String {
     if r.dry_run {
         return "dry run: nothing changed".into();
     }
     let mut out = String::new();
     for l in &r.locations {
-        let what = match (&l.outcome, &l.error) {
-            (Some(Raised::Raised), _) => "fenced".to_string(),
-            (Some(Raised::AlreadyRaised), _) => "already fenced (nothing changed)".to_string(),
+        let what = match (l.outcome.as_deref(), &l.error) {
+            (Some("raised"), _) => "fenced".to_string(),
+            (Some(_), _) => "already fenced (nothing changed)".to_string(),
             (None, Some(e)) => format!("NOT fenced: {e}"),
             (None, None) => "not tried".to_string(),
         };
         out.push_str(&format!("{}: {what}\n", l.location));
     }
-    out.push_str(&format!("cell {}: {}", r.cell, r.fence.describe()));
+    out.push_str(&format!(
+        "cell {}: fenced at epoch {} ({:?}); Postgres writers before timeline {:?} are refused",
+        r.cell, r.epoch, r.reason, r.postgres_timeline
+    ));
     out
 }

@@ -29,6 +29,7 @@ pub fn router(agent: Arc<Agent>) -> Router {
         .route(paths::JOBS, post(submit).get(list))
         .route(paths::JOB, get(show))
         .route(paths::RECOVERY, get(recovery))
+        .route(paths::GUEST_RECOVERY, get(guest_recovery))
         .route(paths::REPORTS, get(super::reports::list))
         .route(paths::REPORT, get(super::reports::get).put(super::reports::put))
         .route(paths::METRICS, get(metrics))
@@ -62,6 +63,13 @@ async fn version(State(agent): State<Arc<Agent>>) -> Response {
 
 async fn recovery(State(agent): State<Arc<Agent>>) -> Response {
     Json(super::recovery::compute(&agent).await).into_response()
+}
+
+async fn guest_recovery(State(agent): State<Arc<Agent>>, Path(cell): Path<String>) -> Response {
+    match super::recovery::compute_guest(&agent, &cell).await {
+        Some(recovery) => Json(recovery).into_response(),
+        None => error(StatusCode::NOT_FOUND, format!("this agent hosts no guest cell {cell} (start it with --guest {cell}@LOCATION=URL)")),
+    }
 }
 
 async fn metrics(State(agent): State<Arc<Agent>>) -> Response {

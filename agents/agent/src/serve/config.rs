@@ -52,6 +52,14 @@ pub struct ServeArgs {
     /// A geo-copy location, NAME=URL (repeatable): copy and verify jobs name it.
     #[arg(long = "copy-to", value_name = "NAME=URL", value_parser = parse_location)]
     pub copy_to: Vec<(String, String)>,
+    /// A guest cell's repository this agent may restore and fence as a
+    /// recovery site: CELL@LOCATION=URL (repeatable; LOCATION is the plan's
+    /// location name).
+    #[arg(long = "guest", value_name = "CELL@LOCATION=URL", value_parser = parse_guest)]
+    pub guests: Vec<Guest>,
+    /// A guest cell's repository key file: CELL=PATH (default: --key-file).
+    #[arg(long = "guest-key-file", value_name = "CELL=PATH", value_parser = parse_guest_key)]
+    pub guest_keys: Vec<(String, PathBuf)>,
     /// Seconds between continuous geo-copy passes to every --copy-to location (0: only copy jobs).
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
     pub copy_interval: std::time::Duration,
@@ -79,13 +87,40 @@ pub struct ServeArgs {
     pub tls_client_ca: Option<PathBuf>,
 }
 
+/// A guest cell's repository in one location.
+#[derive(Debug, Clone)]
+pub struct Guest {
+    pub cell: String,
+    pub location: String,
+    pub url: String,
+}
+
+fn is_name(name: &str) -> bool {
+    !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
 fn parse_location(s: &str) -> Result<(String, String), String> {
     let (name, url) = s.split_once('=').ok_or_else(|| format!("`{s}` is not NAME=URL"))?;
-    if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+    if !is_name(name) {
         return Err(format!("location name `{name}` must be letters, digits, - or _"));
     }
     url.parse::<lifeboat_storage::Location>().map_err(|e| format!("location {name}: {e}"))?;
     Ok((name.to_string(), url.to_string()))
+}
+
+fn parse_guest(s: &str) -> Result<Guest, String> {
+    let bad = || format!("`{s}` is not CELL@LOCATION=URL (e.g. weu-1@weu-dr=az://lifeboat-neu-dr/weu/weu-1)");
+    let (at, url) = s.split_once('=').ok_or_else(bad)?;
+    let (cell, location) = at.split_once('@').filter(|(c, l)| is_name(c) && is_name(l)).ok_or_else(bad)?;
+    url.parse::<lifeboat_storage::Location>().map_err(|e| format!("guest {at}: {e}"))?;
+    Ok(Guest { cell: cell.to_string(), location: location.to_string(), url: url.to_string() })
+}
+
+fn parse_guest_key(s: &str) -> Result<(String, PathBuf), String> {
+    match s.split_once('=') {
+        Some((cell, path)) if is_name(cell) && !path.is_empty() => Ok((cell.to_string(), PathBuf::from(path))),
+        _ => Err(format!("`{s}` is not CELL=PATH")),
+    }
 }
 
 /// Read a secret file: trimmed, non-empty, and not readable by others.
@@ -127,6 +162,16 @@ impl ServeArgs {
 
     pub fn location(&self, name: &str) -> Option<&str> {
         self.copy_to.iter().find(|(n, _)| n == name).map(|(_, u)| u.as_str())
+    }
+
+    /// Every location this agent has for guest `cell`, in the order given.
+    pub fn guest_locations(&self, cell: &str) -> Vec<&Guest> {
+        self.guests.iter().filter(|g| g.cell == cell).collect()
+    }
+
+    /// The key file for guest `cell`'s repositories.
+    pub fn guest_key(&self, cell: &str) -> Option<&PathBuf> {
+        self.guest_keys.iter().find(|(c, _)| c == cell).map(|(_, p)| p)
     }
 }
 

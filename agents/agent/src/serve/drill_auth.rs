@@ -16,8 +16,9 @@ pub fn authorize(agent: &Agent, spec: &JobSpec) -> Result<(), String> {
     if !drill.runs_sql() {
         return Ok(());
     }
+    let cell = drill.cell.as_deref().unwrap_or(&agent.config.cell);
     let refused = |why: String| {
-        tracing::warn!(cell = %agent.config.cell, reason = %why, "refused a drill whose SQL checks the plan key did not sign");
+        tracing::warn!(cell = %cell, reason = %why, "refused a drill whose SQL checks the plan key did not sign");
         Err(format!("{why}; SQL checks run only as the coordinator's plan signed them"))
     };
     let Some(key) = &agent.plan_key else {
@@ -28,7 +29,7 @@ pub fn authorize(agent: &Agent, spec: &JobSpec) -> Result<(), String> {
         Some(s) if s.key_id != key.key_id => {
             refused(format!("the checks are signed by key {}, this agent trusts key {}", s.key_id, key.key_id))
         }
-        Some(s) if !key.verify(&drill.signed_message(&agent.config.cell), &s.signature) => refused(
+        Some(s) if !key.verify(&drill.signed_message(cell), &s.signature) => refused(
             "the checks' signature does not verify (they were changed after signing, or signed for another cell or database)".into(),
         ),
         Some(_) => Ok(()),

@@ -1,10 +1,11 @@
 //! The command line of each job: a job runs as the `lifeboat-agent`
 //! subcommand an operator would type, with `--output json`. Only what the
 //! agent was started with can be asked for: locations by their `--copy-to`
-//! names, restore directories under `--restore-root`; anything else is
-//! refused when the job is submitted, with what to do.
+//! names, restore directories under `--restore-root`, guest cells by their
+//! `--guest` repositories; anything else is refused when the job is
+//! submitted, with what to do.
 
-use std::path::{Component, Path};
+use std::path::{Component, Path, PathBuf};
 
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
@@ -20,13 +21,20 @@ pub struct Invocation {
     pub args: Vec<String>,
     /// Passed in the environment, not argv (which every local user can read).
     pub env: Vec<(String, String)>,
+    /// A guest cell's repository key, instead of the agent's own.
+    pub key_file: Option<PathBuf>,
 }
 
 /// Turn a job into the subcommand that does it, or say why this agent
 /// cannot run it (checked when the job is submitted).
 pub fn invocation(agent: &Agent, spec: &JobSpec) -> Result<Invocation, String> {
-    let mut c =
-        Line { cfg: &agent.config, retention_env: &agent.retention_env, args: vec!["--output".into(), "json".into()], env: Vec::new() };
+    let mut c = Line {
+        cfg: &agent.config,
+        retention_env: &agent.retention_env,
+        args: vec!["--output".into(), "json".into()],
+        env: Vec::new(),
+        key_file: None,
+    };
     match spec {
         JobSpec::PgBackup { incremental } => {
             let server = agent.pg.as_ref().ok_or("this agent has no Postgres configured; start it with --pg-conn")?;
@@ -57,8 +65,9 @@ pub fn invocation(agent: &Agent, spec: &JobSpec) -> Result<Invocation, String> {
             }
         }
         JobSpec::Drill(drill) => c.drill(drill)?,
+        JobSpec::Fence { cell, reason, epoch } => c.fence(cell.as_deref(), reason, *epoch)?,
     }
-    Ok(Invocation { args: c.args, env: c.env })
+    Ok(Invocation { args: c.args, env: c.env, key_file: c.key_file })
 }
 
 /// A command line being built against the agent's configuration.
@@ -67,6 +76,7 @@ struct Line<'a> {
     retention_env: &'a [(String, String)],
     args: Vec<String>,
     env: Vec<(String, String)>,
+    key_file: Option<PathBuf>,
 }
 
 impl Line<'_> {
@@ -196,23 +206,86 @@ impl Line<'_> {
         Ok(())
     }
 
+    /// The guest cell a job names (None: the agent's own), its key chosen.
+    fn guest<'c>(&mut self, cell: Option<&'c str>) -> Result<Option<&'c str>, String> {
+        let Some(cell) = cell.filter(|c| *c != self.cfg.cell) else { return Ok(None) };
+        if self.cfg.guest_locations(cell).is_empty() {
+            return Err(format!(
+                "this agent serves cell {} and hosts no guest cell {cell}; start it with --guest {cell}@LOCATION=URL",
+                self.cfg.cell
+            ));
+        }
+        self.key_file = self.cfg.guest_key(cell).cloned();
+        Ok(Some(cell))
+    }
+
+    /// A location of guest `cell` by its plan name (None: the first given).
+    fn guest_location(&self, cell: &str, name: Option<&str>) -> Result<(String, String), String> {
+        let all = self.cfg.guest_locations(cell);
+        let found = match name {
+            Some(n) => all.iter().find(|g| g.location == n),
+            None => all.first(),
+        };
+        found.map(|g| (g.location.clone(), g.url.clone())).ok_or_else(|| {
+            let known: Vec<&str> = all.iter().map(|g| g.location.as_str()).collect();
+            format!("guest cell {cell} has no location `{}` here; this agent has: {}", name.unwrap_or_default(), known.join(", "))
+        })
+    }
+
+    /// The drill's source (and fallback) as (name, url), own or guest.
+    fn drill_sources(&self, guest: Option<&str>, drill: &DrillSpec) -> Result<Vec<(String, String)>, String> {
+        let one = |name: Option<&str>| match (guest, name) {
+            (Some(cell), name) => self.guest_location(cell, name),
+            (None, Some(name)) => Ok((name.to_string(), self.location(name)?.to_string())),
+            (None, None) => Ok((lifeboat_api::recovery::PRIMARY.to_string(), self.cfg.repo.url.clone())),
+        };
+        let mut sources = vec![one(drill.location.as_deref())?];
+        if let Some(name) = &drill.fallback_location {
+            sources.push(one(Some(name))?);
+        }
+        Ok(sources)
+    }
+
     fn drill(&mut self, drill: &DrillSpec) -> Result<(), String> {
         let root = self.restore_root("runs no drills")?;
-        let (name, url) = match &drill.location {
-            Some(name) => (name.as_str(), self.location(name)?.to_string()),
-            None => (lifeboat_api::recovery::PRIMARY, self.cfg.repo.url.clone()),
-        };
-        let cell = self.cfg.cell.clone();
-        self.push(&["drill", "run", "--repo", &url, "--source-name", name, "--cell", &cell, "--restore-root", &root]);
-        if let Some(name) = &drill.fallback_location {
-            let url = self.location(name)?.to_string();
+        let guest = self.guest(drill.cell.as_deref())?;
+        let sources = self.drill_sources(guest, drill)?;
+        let cell = guest.unwrap_or(&self.cfg.cell).to_string();
+        let (name, url) = &sources[0];
+        self.push(&["drill", "run", "--repo", url, "--source-name", name, "--cell", &cell, "--restore-root", &root]);
+        if let Some((name, url)) = sources.get(1) {
             self.push(&["--fallback", &format!("{name}={url}")]);
+        }
+        if let Some(t) = &drill.takeover {
+            relative_dir(&t.name)?;
         }
         if drill.kafka || drill.checks.iter().any(|c| c.needs_kafka()) {
             let brokers = self.brokers()?;
             self.push(&["--brokers", &brokers]);
         }
         self.push(&["--spec", &serde_json::to_string(drill).expect("a drill spec serialises")]);
+        Ok(())
+    }
+}
+
+impl Line<'_> {
+    /// `fence raise` in every location this agent has for the cell.
+    fn fence(&mut self, cell: Option<&str>, reason: &str, epoch: Option<u64>) -> Result<(), String> {
+        let guest = self.guest(cell)?;
+        let (cell, urls): (String, Vec<String>) = match guest {
+            Some(g) => (g.to_string(), self.cfg.guest_locations(g).iter().map(|l| l.url.clone()).collect()),
+            None => {
+                let copies = self.cfg.copy_to.iter().map(|(_, u)| u.clone());
+                (self.cfg.cell.clone(), std::iter::once(self.cfg.repo.url.clone()).chain(copies).collect())
+            }
+        };
+        self.push(&["fence", "raise", "--cell", &cell, "--reason", reason]);
+        for url in &urls {
+            self.push(&["--repo", url]);
+        }
+        if let Some(e) = epoch {
+            self.push(&["--epoch", &e.to_string()]);
+        }
         Ok(())
     }
 }

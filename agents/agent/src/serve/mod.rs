@@ -22,7 +22,6 @@ mod walswitch;
 
 use std::collections::HashMap;
 use std::io::Write as _;
-use std::os::fd::AsRawFd as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -111,17 +110,10 @@ async fn stop(agent: &Agent, signal: &str) {
 fn lock_state_dir(state_dir: &std::path::Path) -> Result<std::fs::File> {
     std::fs::create_dir_all(state_dir).with_context(|| format!("creating the state directory {}", state_dir.display()))?;
     let path = state_dir.join("agent.lock");
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .with_context(|| format!("opening {}", path.display()))?;
-    // SAFETY: flock on a descriptor we own.
-    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
-        bail!("another agent is running on the state directory {} (it holds {})", state_dir.display(), path.display());
+    match lifeboat_process::try_lock_file(&path).with_context(|| format!("opening {}", path.display()))? {
+        Some(file) => Ok(file),
+        None => bail!("another agent is running on the state directory {} (it holds {})", state_dir.display(), path.display()),
     }
-    Ok(file)
 }
 
 /// Serve until `shutdown` resolves (naming the signal), then [`stop`].

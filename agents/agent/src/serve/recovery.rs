@@ -89,6 +89,37 @@ async fn fill(
     }
 }
 
+/// A guest cell's points, per `--guest` location (plan names). Each
+/// location is dated by its own archive times and is not capped by a copy
+/// pass (this agent does not copy the guest): what the repository holds.
+pub async fn compute_guest(agent: &Agent, cell: &str) -> Option<Recovery> {
+    let guests = agent.config.guest_locations(cell);
+    if guests.is_empty() {
+        return None;
+    }
+    let computed_at = OffsetDateTime::now_utc();
+    let mut locations = Vec::new();
+    for g in guests {
+        let mut point = LocationPoint::new(&g.location, LocationRole::Primary);
+        let opened = async {
+            let key = match agent.config.guest_key(cell) {
+                Some(path) => Some(lifeboat_repository::Key::from_file(path)?),
+                None => agent.repo.key().cloned(),
+            };
+            anyhow::Ok(Repository::open(crate::context::store(&g.url).await?, key).await?)
+        };
+        match opened.await {
+            Ok(repo) => {
+                let here = wal_times(&repo, cell).await.map_err(|e| format!("{e:#}"));
+                fill(&mut point, &repo, cell, here.as_ref(), None, None).await;
+            }
+            Err(e) => point.error = Some(format!("{e:#}")),
+        }
+        locations.push(point);
+    }
+    Some(Recovery { cell: cell.to_string(), computed_at, locations })
+}
+
 pub async fn compute(agent: &Agent) -> Recovery {
     let cell = agent.config.cell.as_str();
     let computed_at = OffsetDateTime::now_utc();

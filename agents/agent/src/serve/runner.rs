@@ -28,13 +28,17 @@ pub async fn run(agent: Arc<Agent>, id: String) {
     run_job(agent, id).instrument(span).await
 }
 
-/// Wait for the job kind's lock and a slot, start the child, record the outcome.
+/// Wait for the job kind's lock and a slot (a failover's jobs wait for
+/// neither: an incident does not queue behind backups), start the child,
+/// record the outcome.
 async fn run_job(agent: Arc<Agent>, id: String) {
     let Some(spec) = agent.journal().get(&id).map(|j| j.spec.clone()) else { return };
     let kind = spec.kind();
     let kind_lock = agent.kind_lock(kind);
-    let _kind = kind_lock.lock().await;
-    let _slot = agent.slots.acquire().await.expect("the job semaphore is never closed");
+    let (_kind, _slot) = match spec.is_failover() {
+        true => (None, None),
+        false => (Some(kind_lock.lock().await), Some(agent.slots.acquire().await.expect("the job semaphore is never closed"))),
+    };
     let started = OffsetDateTime::now_utc();
     let outcome = execute(&agent, &id, &spec, started).await;
     let finished = OffsetDateTime::now_utc();
@@ -107,7 +111,7 @@ async fn execute(agent: &Agent, id: &str, spec: &JobSpec, started: OffsetDateTim
         .stdout(std::process::Stdio::piped())
         .stderr(log)
         .kill_on_drop(true);
-    if let Some(k) = &agent.key_file {
+    if let Some(k) = inv.key_file.as_ref().or(agent.key_file.as_ref()) {
         cmd.env("LIFEBOAT_KEY_FILE", k);
     }
     // SAFETY: prctl is async-signal-safe; it only asks the kernel to signal

@@ -31,6 +31,12 @@ pub fn site(catalog: &Catalog<'_>, check: &mut Check<'_>, i: usize, s: &schema::
     if let Some(k) = &s.kafka {
         check.brokers(i, &k.get_ref().brokers);
     }
+    let postgres_port = s.postgres.as_ref().map_or(crate::plan::DEFAULT_GUEST_PORT, |p| *p.get_ref().port.get_ref());
+    if let Some(p) = s.postgres.as_ref().map(|p| &p.get_ref().port) {
+        if *p.get_ref() < 1024 || u32::from(*p.get_ref()) + capacity > 65536 {
+            check.at(i, p, format!("{from}: postgres port must leave room for {capacity} guest(s) between 1024 and 65535"));
+        }
+    }
     let agent = s.agent.get_ref();
     SiteDef {
         name: s.name.get_ref().clone(),
@@ -39,6 +45,13 @@ pub fn site(catalog: &Catalog<'_>, check: &mut Check<'_>, i: usize, s: &schema::
         agent_token: agent.token.as_ref().map(|t| t.get_ref().clone()).unwrap_or_default(),
         capacity,
         kafka_brokers: s.kafka.as_ref().map(|k| k.get_ref().brokers.get_ref().clone()),
+        kafka_topic_prefix: s
+            .kafka
+            .as_ref()
+            .and_then(|k| k.get_ref().topic_prefix.as_ref())
+            .map(|p| p.get_ref().clone())
+            .unwrap_or_default(),
+        postgres_port,
     }
 }
 

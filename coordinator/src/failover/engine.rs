@@ -1,0 +1,330 @@
+//! The failover engine: carries out a journaled failover as far as it can
+//! go. Cells go in the assessment's waves (tier order, `parallelism` at a
+//! time); each cell's steps go in order, each written to the journal
+//! ([`super::journal`]) before its side effect and closed after it:
+//!
+//! 1. `fence`: the recovery site's agent raises a fencing epoch in every
+//!    location of the cell it has (create-only; the old primary's WAL and
+//!    base backups are refused from then on), then the scenario's `fence`
+//!    hook (`hook:fence`) stops the old primary's host;
+//! 2. `restore`: the site's agent restores the newest consistent cut
+//!    (Postgres to the end of its WAL in the chosen location, Kafka up to
+//!    Postgres' last transaction, groups translated) and keeps it running
+//!    as the cell's new home (a takeover: the drill code path, kept);
+//! 3. `smoke`: the cell's smoke checks, run by that restore, all passed;
+//! 4. `hook:route`: the tenants are sent to the new place (the body names
+//!    the new Postgres and Kafka); `hook:verify`: the platform's probes.
+//!
+//! A gate (the scenario's `approve`) stops the failover in state `waiting`
+//! before its step until `failover approve`. A failed step stops the
+//! failover (`failed`); `failover resume` tries the failed steps again
+//! under their keys. A `--test` failover restores into throw-away names
+//! (a drill, removed after), and neither fences nor routes.
+
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use futures::future::join_all;
+use serde_json::{json, Value};
+
+use lifeboat_api::drill::Takeover;
+use lifeboat_api::{DrillOutcome, DrillTarget, JobResult, JobSpec};
+use lifeboat_client::{AgentClient, Submitted};
+
+use super::assess::CellAssessment;
+use super::hooks::{self, HookCall};
+use super::journal::{Failover, FailoverState, Journal, StepState};
+use crate::plan::{CellPlan, Plan, SiteDef, Step};
+use crate::report::keys::Signer;
+use crate::store::Store;
+
+/// What the engine needs: the plan, the journal's database, the key that
+/// signs the smoke checks it sends.
+pub struct Engine<'a> {
+    pub plan: &'a Plan,
+    pub store: &'a Store,
+    pub signer: &'a Signer,
+    pub http: reqwest::Client,
+}
+
+/// How a cell's steps ended this time.
+#[derive(Debug, PartialEq)]
+enum CellEnd {
+    Done,
+    Waiting(String),
+    Failed(String),
+    Aborted,
+}
+
+/// The steps of a cell, in order.
+fn steps(test: bool) -> &'static [&'static str] {
+    match test {
+        true => &["restore", "smoke"],
+        false => &["fence", "hook:fence", "restore", "smoke", "hook:route", "hook:verify"],
+    }
+}
+
+/// The scenario step a journal step belongs to (for gates).
+fn scenario_step(step: &str) -> Step {
+    match step {
+        "fence" | "hook:fence" => Step::Fence,
+        "restore" => Step::Restore,
+        "smoke" => Step::Smoke,
+        "hook:route" => Step::Route,
+        _ => Step::Verify,
+    }
+}
+
+/// The idempotency key of a step: what an agent and a hook receiver see.
+pub fn key(failover: &str, cell: &str, step: &str) -> String {
+    let cell = if cell.is_empty() { "all" } else { cell };
+    format!("lifeboat-{failover}-{cell}-{}", step.replace(':', "-"))
+}
+
+impl Engine<'_> {
+    fn journal(&self) -> Journal<'_> {
+        Journal(self.store)
+    }
+
+    /// Carry `id` out as far as it goes now: to the end, a gate, a failed
+    /// step or an abort. Returns the failover as journaled after.
+    pub async fn drive(&self, id: &str) -> Result<Failover> {
+        let f = self.journal().get(id)?;
+        if f.state.is_final() {
+            return Ok(f);
+        }
+        self.journal().set_state(id, FailoverState::Running, None)?;
+        self.hook_once(&f, "", "notify", json!({ "state": "started", "test": f.test })).await?;
+        let mut waves: Vec<Vec<&CellAssessment>> = Vec::new();
+        for c in &f.assessment.cells {
+            let w = c.wave as usize;
+            waves.resize_with(waves.len().max(w + 1), Vec::new);
+            waves[w].push(c);
+        }
+        for wave in waves {
+            let ends = join_all(wave.iter().map(|c| self.drive_cell(&f, c))).await;
+            let problems: Vec<String> = ends
+                .iter()
+                .zip(&wave)
+                .filter_map(|(e, c)| match e {
+                    Ok(CellEnd::Failed(m)) => Some(format!("cell {}: {m}", c.cell)),
+                    Err(e) => Some(format!("cell {}: {e:#}", c.cell)),
+                    _ => None,
+                })
+                .collect();
+            if !problems.is_empty() {
+                self.journal().set_state(id, FailoverState::Failed, Some(&problems.join("; ")))?;
+                return self.journal().get(id);
+            }
+            if ends.iter().any(|e| matches!(e, Ok(CellEnd::Aborted))) {
+                return self.journal().get(id);
+            }
+            if let Some(Ok(CellEnd::Waiting(step))) = ends.iter().find(|e| matches!(e, Ok(CellEnd::Waiting(_)))) {
+                tracing::info!(failover = id, step, "waiting for approval");
+                self.journal().set_state(id, FailoverState::Waiting, None)?;
+                return self.journal().get(id);
+            }
+        }
+        self.hook_once(&f, "", "notify-done", json!({ "state": "done", "test": f.test })).await?;
+        self.journal().set_state(id, FailoverState::Done, None)?;
+        self.journal().get(id)
+    }
+
+    async fn drive_cell(&self, f: &Failover, c: &CellAssessment) -> Result<CellEnd> {
+        let approvals = self.journal().approvals(&f.id)?;
+        for step in steps(f.test) {
+            match self.journal().step(&f.id, &c.cell, step)?.map(|s| s.state) {
+                Some(StepState::Done | StepState::Skipped) => continue,
+                Some(StepState::Failed) => return Ok(CellEnd::Failed(format!("step {step} failed; failover resume tries it again"))),
+                Some(StepState::Intent) | None => {}
+            }
+            let gate = scenario_step(step);
+            let gated = f.assessment.steps.iter().any(|s| s.step == gate && s.gated);
+            if gated && !approvals.iter().any(|a| a.step == gate.as_str()) {
+                return Ok(CellEnd::Waiting(gate.as_str().to_string()));
+            }
+            if self.journal().get(&f.id)?.state == FailoverState::Aborted {
+                return Ok(CellEnd::Aborted);
+            }
+            let key = key(&f.id, &c.cell, step);
+            self.journal().intent(&f.id, &c.cell, step, &key)?;
+            let (state, detail, error) = match self.carry_out(f, c, step, &key).await {
+                Ok(Some(detail)) => (StepState::Done, detail, None),
+                Ok(None) => (StepState::Skipped, Value::Null, None),
+                Err(e) => (StepState::Failed, Value::Null, Some(format!("{e:#}"))),
+            };
+            self.journal().close(&f.id, &c.cell, step, state, &detail, error.as_deref())?;
+            if let Some(e) = error {
+                tracing::error!(failover = %f.id, cell = %c.cell, step, error = %e, "failover step failed");
+                return Ok(CellEnd::Failed(format!("step {step}: {e}")));
+            }
+            tracing::info!(failover = %f.id, cell = %c.cell, step, state = ?state, "failover step closed");
+        }
+        Ok(CellEnd::Done)
+    }
+
+    /// One step's side effect; its evidence, or None when it does not apply.
+    async fn carry_out(&self, f: &Failover, c: &CellAssessment, step: &str, key: &str) -> Result<Option<Value>> {
+        let (cell, site) = self.placed(c)?;
+        match step {
+            "fence" => self.fence(f, cell, site, key).await.map(Some),
+            "restore" => self.restore(f, c, cell, site, key).await.map(Some),
+            "smoke" => smoke(&self.journal().step(&f.id, &c.cell, "restore")?.context("the restore step is journaled")?.detail).map(Some),
+            hook => {
+                let name = hook.trim_start_matches("hook:");
+                let detail = if name == "route" { self.new_home(f, c, site)? } else { Value::Null };
+                self.hook(f, &c.cell, name, key, detail).await
+            }
+        }
+    }
+
+    fn placed(&self, c: &CellAssessment) -> Result<(&CellPlan, &SiteDef)> {
+        let cell =
+            self.plan.cells.iter().find(|p| p.name == c.cell).with_context(|| format!("cell {} is no longer in the plan", c.cell))?;
+        let site = c.site.as_deref().with_context(|| format!("cell {} has no recovery site (failover plan says why)", c.cell))?;
+        let site = self.plan.site(site).with_context(|| format!("recovery site {site} is no longer in the plan"))?;
+        Ok((cell, site))
+    }
+
+    fn site_agent(&self, site: &SiteDef) -> Result<AgentClient> {
+        let token = crate::secrets::resolve(&site.agent_token, &format!("agent token of recovery site {}", site.name))?;
+        AgentClient::with_options(&site.name, &site.agent_url, token, crate::serve::agent_options()?).map_err(anyhow::Error::msg)
+    }
+
+    /// Submit (or find, after a crash) the job `key` on the site's agent and wait for it.
+    async fn job(&self, site: &SiteDef, key: &str, spec: &JobSpec) -> Result<lifeboat_api::Job> {
+        let agent = self.site_agent(site)?;
+        let job = match agent.submit(key, spec).await? {
+            Submitted::Job(job) => job,
+            Submitted::Refused(why) => anyhow::bail!("recovery site {}'s agent refused the {} job: {why}", site.name, spec.kind()),
+        };
+        Ok(agent.wait(&job.id, Duration::from_secs(1)).await?)
+    }
+
+    async fn fence(&self, f: &Failover, cell: &CellPlan, site: &SiteDef, key: &str) -> Result<Value> {
+        let reason = format!("failover {}: scenario {}, {} failed", f.id, f.scenario, f.failed);
+        let spec = JobSpec::Fence { cell: Some(cell.name.clone()), reason, epoch: None };
+        let job = self.job(site, key, &spec).await?;
+        let Some(JobResult::Fence(done)) = job.result else {
+            anyhow::bail!("fencing failed on {}: {}", site.name, job.error.unwrap_or_default());
+        };
+        let fenced = done.locations.iter().filter(|l| l.outcome.is_some()).count();
+        anyhow::ensure!(fenced > 0, "no location of cell {} could be fenced: {:?}", cell.name, done.locations);
+        Ok(serde_json::to_value(&done)?)
+    }
+
+    async fn restore(&self, f: &Failover, c: &CellAssessment, cell: &CellPlan, site: &SiteDef, key: &str) -> Result<Value> {
+        let mut spec = crate::drill::signed_spec(cell, DrillTarget::Latest, self.signer);
+        spec.cell = Some(cell.name.clone());
+        spec.location = c.location.clone();
+        spec.kafka = spec.kafka && site.kafka_brokers.is_some();
+        if !f.test {
+            let (name, port) = (takeover_name(&f.id, &cell.name), self.port(f, c, site));
+            spec.takeover = Some(Takeover { name, port, topic_prefix: site.kafka_topic_prefix.clone() });
+        }
+        let job = self.job(site, key, &JobSpec::Drill(spec)).await?;
+        let Some(JobResult::Drill(outcome)) = job.result else {
+            anyhow::bail!("the restore on {} reported nothing: {}", site.name, job.error.unwrap_or_default());
+        };
+        let failed: Vec<String> =
+            outcome.steps.iter().filter(|s| s.failed()).map(|s| format!("{}: {}", s.name, s.message.clone().unwrap_or_default())).collect();
+        anyhow::ensure!(failed.is_empty(), "the restore on {} failed: {}", site.name, failed.join("; "));
+        Ok(serde_json::to_value(&*outcome)?)
+    }
+
+    /// The port of `c`'s server: the site's first guest port plus the
+    /// number of this failover's cells placed there before it.
+    fn port(&self, f: &Failover, c: &CellAssessment, site: &SiteDef) -> u16 {
+        let before = f.assessment.cells.iter().take_while(|x| x.cell != c.cell).filter(|x| x.site.as_deref() == Some(&site.name)).count();
+        site.postgres_port + before as u16
+    }
+
+    /// Where the cell lives now, for the route hook.
+    fn new_home(&self, f: &Failover, c: &CellAssessment, site: &SiteDef) -> Result<Value> {
+        let host = reqwest::Url::parse(&site.agent_url).ok().and_then(|u| u.host_str().map(str::to_string)).unwrap_or_default();
+        let cell = self.placed(c)?.0;
+        Ok(json!({
+            "site": site.name,
+            "postgres": cell.postgres.then(|| json!({ "host": host, "port": self.port(f, c, site), "database": cell.database })),
+            "kafka": site.kafka_brokers.as_ref().filter(|_| cell.kafka_topics.is_some()).map(|b| json!({ "brokers": b, "topic_prefix": site.kafka_topic_prefix })),
+        }))
+    }
+
+    /// Call the scenario's hook for `step`; None when it has none.
+    async fn hook(&self, f: &Failover, cell: &str, step: &str, key: &str, detail: Value) -> Result<Option<Value>> {
+        let scenario = self.plan.scenarios.iter().find(|s| s.name == f.scenario).context("the scenario is no longer in the plan")?;
+        let Some(name) = scenario.hooks.get(step.trim_end_matches("-done")) else { return Ok(None) };
+        let hook = self.plan.hooks.iter().find(|h| &h.name == name).expect("validated plans name known hooks");
+        let token = hook.token.as_deref().map(|t| crate::secrets::resolve(t, &format!("hook {name} token"))).transpose()?;
+        let call = HookCall {
+            failover: f.id.clone(),
+            scenario: f.scenario.clone(),
+            cell: cell.to_string(),
+            step: step.to_string(),
+            idempotency_key: key.to_string(),
+            detail,
+        };
+        let outcome = hooks::call(hook, &call, token.as_deref(), &self.http).await;
+        anyhow::ensure!(outcome.succeeded, "hook {name} failed after {} attempt(s): {}", outcome.attempts, outcome.answer);
+        Ok(Some(serde_json::to_value(&outcome)?))
+    }
+
+    /// A failover-wide hook (notify), journaled like a step; its failure
+    /// is recorded but stops nothing.
+    async fn hook_once(&self, f: &Failover, cell: &str, step: &str, detail: Value) -> Result<()> {
+        let name = format!("hook:{step}");
+        if self.journal().step(&f.id, cell, &name)?.is_some_and(|s| s.state != StepState::Intent) {
+            return Ok(());
+        }
+        let key = key(&f.id, cell, &name);
+        self.journal().intent(&f.id, cell, &name, &key)?;
+        let (state, detail, error) = match self.hook(f, cell, step, &key, detail).await {
+            Ok(Some(d)) => (StepState::Done, d, None),
+            Ok(None) => (StepState::Skipped, Value::Null, None),
+            Err(e) => (StepState::Failed, Value::Null, Some(format!("{e:#}"))),
+        };
+        self.journal().close(&f.id, cell, &name, state, &detail, error.as_deref())
+    }
+}
+
+/// The directory (under the site's restore root) a takeover keeps.
+pub fn takeover_name(failover: &str, cell: &str) -> String {
+    format!("{failover}-{cell}")
+}
+
+/// The smoke step: every check the restore ran passed.
+fn smoke(restore: &Value) -> Result<Value> {
+    let outcome: DrillOutcome = serde_json::from_value(restore.clone()).context("reading the restore's outcome")?;
+    let failed: Vec<String> = outcome.checks.iter().filter(|c| c.failed()).map(|c| c.name.clone()).collect();
+    anyhow::ensure!(failed.is_empty(), "smoke checks failed: {}", failed.join(", "));
+    Ok(json!({ "checks": outcome.checks.iter().map(|c| json!({ "name": c.name, "outcome": c.outcome })).collect::<Vec<_>>() }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_valid_idempotency_keys_and_distinct_per_step() {
+        let keys: Vec<String> = steps(false).iter().map(|s| key("fo-20261206t101500-1a2b", "weu-1", s)).collect();
+        for k in &keys {
+            lifeboat_api::jobs::check_idempotency_key(k).unwrap();
+        }
+        let unique: std::collections::BTreeSet<&String> = keys.iter().collect();
+        assert_eq!(unique.len(), keys.len());
+        assert_eq!(key("fo-1", "", "hook:notify"), "lifeboat-fo-1-all-hook-notify");
+    }
+
+    #[test]
+    fn a_failed_check_fails_the_smoke_step() {
+        let outcome = |outcome: &str| {
+            json!({ "drill_id": "d", "target": null, "source_location": "primary",
+                "scratch": { "id": "d", "directory": "/x", "port": 1, "topic_prefix": "" },
+                "recovery_point": { "target": null, "location": "primary" }, "pg_rpo_seconds": null, "kafka_rpo_seconds": null,
+                "rto_seconds": 1.0, "replay_seconds": 0.5, "steps": [], "cleaned_up": false,
+                "checks": [{ "name": "rows", "outcome": outcome, "seconds": 0.1 }] })
+        };
+        assert!(smoke(&outcome("passed")).is_ok());
+        assert!(smoke(&outcome("failed")).unwrap_err().to_string().contains("rows"));
+    }
+}

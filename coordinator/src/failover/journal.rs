@@ -1,0 +1,320 @@
+//! The failover journal, in the coordinator's state database: each
+//! failover (its assessment, state, who started it), each of its steps per
+//! cell, and each approval. A step is written as `intent`, with the
+//! idempotency key its side effect carries, before the side effect starts;
+//! `done`, `failed` or `skipped` after. A resumed failover finds its steps
+//! here: done ones are not repeated, an `intent` one is repeated under the
+//! same key (an agent returns the job it already ran under that key; a hook
+//! receiver treats a key it has seen as done).
+
+use anyhow::{bail, Context, Result};
+use rusqlite::{params, OptionalExtension, Row};
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+use super::assess::Assessment;
+use crate::clock::{self, parse_ts, ts};
+use crate::store::Store;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FailoverState {
+    Running,
+    /// Waiting for `failover approve`.
+    Waiting,
+    Done,
+    Failed,
+    Aborted,
+}
+
+impl FailoverState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailoverState::Running => "running",
+            FailoverState::Waiting => "waiting",
+            FailoverState::Done => "done",
+            FailoverState::Failed => "failed",
+            FailoverState::Aborted => "aborted",
+        }
+    }
+
+    fn parse(s: &str) -> rusqlite::Result<FailoverState> {
+        [FailoverState::Running, FailoverState::Waiting, FailoverState::Done, FailoverState::Failed, FailoverState::Aborted]
+            .into_iter()
+            .find(|x| x.as_str() == s)
+            .ok_or_else(|| rusqlite::Error::InvalidColumnType(0, format!("failover state {s}"), rusqlite::types::Type::Text))
+    }
+
+    pub fn is_final(self) -> bool {
+        matches!(self, FailoverState::Done | FailoverState::Failed | FailoverState::Aborted)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum StepState {
+    /// Written before the side effect; still so after a crash mid-step.
+    Intent,
+    Done,
+    Failed,
+    Skipped,
+}
+
+impl StepState {
+    fn as_str(self) -> &'static str {
+        match self {
+            StepState::Intent => "intent",
+            StepState::Done => "done",
+            StepState::Failed => "failed",
+            StepState::Skipped => "skipped",
+        }
+    }
+
+    fn parse(s: &str) -> rusqlite::Result<StepState> {
+        [StepState::Intent, StepState::Done, StepState::Failed, StepState::Skipped]
+            .into_iter()
+            .find(|x| x.as_str() == s)
+            .ok_or_else(|| rusqlite::Error::InvalidColumnType(0, format!("step state {s}"), rusqlite::types::Type::Text))
+    }
+}
+
+/// One failover as journaled.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Failover {
+    pub id: String,
+    pub scenario: String,
+    pub failed: String,
+    /// A `--test` failover: into throw-away names, no fence, no route.
+    pub test: bool,
+    pub state: FailoverState,
+    #[serde(with = "clock::ms")]
+    pub created: OffsetDateTime,
+    pub initiator: String,
+    pub assessment: Assessment,
+    #[serde(with = "clock::ms::option")]
+    pub finished: Option<OffsetDateTime>,
+    pub error: Option<String>,
+}
+
+/// One step of one cell (`cell` empty: the failover as a whole).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StepRecord {
+    pub cell: String,
+    pub step: String,
+    pub idempotency_key: String,
+    pub state: StepState,
+    #[serde(with = "clock::ms")]
+    pub started: OffsetDateTime,
+    #[serde(with = "clock::ms::option")]
+    pub finished: Option<OffsetDateTime>,
+    pub detail: serde_json::Value,
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Approval {
+    pub step: String,
+    pub by: String,
+    #[serde(with = "clock::ms")]
+    pub at: OffsetDateTime,
+}
+
+fn instant(r: &Row<'_>, column: &str) -> rusqlite::Result<Option<OffsetDateTime>> {
+    let text: Option<String> = r.get(column)?;
+    text.map(|t| parse_ts(&t).map_err(|e| rusqlite::Error::InvalidColumnType(0, e.to_string(), rusqlite::types::Type::Text))).transpose()
+}
+
+fn json_column<T: serde::de::DeserializeOwned>(r: &Row<'_>, column: &str) -> rusqlite::Result<T> {
+    let text: String = r.get(column)?;
+    serde_json::from_str(&text).map_err(|e| rusqlite::Error::InvalidColumnType(0, e.to_string(), rusqlite::types::Type::Text))
+}
+
+impl Failover {
+    fn from_row(r: &Row<'_>) -> rusqlite::Result<Failover> {
+        Ok(Failover {
+            id: r.get("id")?,
+            scenario: r.get("scenario")?,
+            failed: r.get("failed")?,
+            test: r.get::<_, i64>("test")? != 0,
+            state: FailoverState::parse(&r.get::<_, String>("state")?)?,
+            created: instant(r, "created")?.unwrap_or(OffsetDateTime::UNIX_EPOCH),
+            initiator: r.get("initiator")?,
+            assessment: json_column(r, "assessment")?,
+            finished: instant(r, "finished")?,
+            error: r.get("error")?,
+        })
+    }
+}
+
+impl StepRecord {
+    fn from_row(r: &Row<'_>) -> rusqlite::Result<StepRecord> {
+        let detail: Option<String> = r.get("detail")?;
+        Ok(StepRecord {
+            cell: r.get("cell")?,
+            step: r.get("step")?,
+            idempotency_key: r.get("key")?,
+            state: StepState::parse(&r.get::<_, String>("state")?)?,
+            started: instant(r, "started")?.unwrap_or(OffsetDateTime::UNIX_EPOCH),
+            finished: instant(r, "finished")?,
+            detail: detail.and_then(|d| serde_json::from_str(&d).ok()).unwrap_or_default(),
+            error: r.get("error")?,
+        })
+    }
+}
+
+/// The journal's operations, on the coordinator's state database.
+pub struct Journal<'a>(pub &'a Store);
+
+impl Journal<'_> {
+    pub fn create(&self, f: &Failover) -> Result<()> {
+        let assessment = serde_json::to_string(&f.assessment).expect("assessments serialise");
+        self.0
+            .db()
+            .execute(
+                "INSERT INTO failovers (id, scenario, failed, test, state, created, initiator, assessment) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                params![f.id, f.scenario, f.failed, f.test as i64, f.state.as_str(), ts(f.created), f.initiator, assessment],
+            )
+            .context("journaling the failover")?;
+        Ok(())
+    }
+
+    pub fn get(&self, id: &str) -> Result<Failover> {
+        let found = self.0.db().query_row("SELECT * FROM failovers WHERE id = ?1", [id], Failover::from_row).optional()?;
+        found.with_context(|| format!("no failover {id} in this coordinator's journal (lifeboat failover list shows them)"))
+    }
+
+    pub fn list(&self) -> Result<Vec<Failover>> {
+        let db = self.0.db();
+        let mut stmt = db.prepare("SELECT * FROM failovers ORDER BY created DESC")?;
+        let rows = stmt.query_map([], Failover::from_row)?.collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(rows)
+    }
+
+    pub fn set_state(&self, id: &str, state: FailoverState, error: Option<&str>) -> Result<()> {
+        let finished = state.is_final().then(|| ts(clock::now()));
+        self.0.db().execute(
+            "UPDATE failovers SET state = ?2, error = ?3, finished = ?4 WHERE id = ?1",
+            params![id, state.as_str(), error, finished],
+        )?;
+        Ok(())
+    }
+
+    pub fn steps(&self, id: &str) -> Result<Vec<StepRecord>> {
+        let db = self.0.db();
+        let mut stmt = db.prepare("SELECT * FROM failover_steps WHERE failover = ?1 ORDER BY started, rowid")?;
+        let rows = stmt.query_map([id], StepRecord::from_row)?.collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(rows)
+    }
+
+    pub fn step(&self, id: &str, cell: &str, step: &str) -> Result<Option<StepRecord>> {
+        Ok(self
+            .0
+            .db()
+            .query_row(
+                "SELECT * FROM failover_steps WHERE failover = ?1 AND cell = ?2 AND step = ?3",
+                params![id, cell, step],
+                StepRecord::from_row,
+            )
+            .optional()?)
+    }
+
+    /// Record the intent to carry out a step (kept as first written when
+    /// it is already there: a resumed step keeps its key and start).
+    pub fn intent(&self, id: &str, cell: &str, step: &str, key: &str) -> Result<()> {
+        self.0.db().execute(
+            "INSERT OR IGNORE INTO failover_steps (failover, cell, step, key, state, started) VALUES (?1, ?2, ?3, ?4, 'intent', ?5)",
+            params![id, cell, step, key, ts(clock::now())],
+        )?;
+        Ok(())
+    }
+
+    /// Close a step recorded with [`Journal::intent`].
+    pub fn close(&self, id: &str, cell: &str, step: &str, state: StepState, detail: &serde_json::Value, error: Option<&str>) -> Result<()> {
+        if state == StepState::Intent {
+            bail!("a step is closed as done, failed or skipped");
+        }
+        let detail = (!detail.is_null()).then(|| detail.to_string());
+        self.0.db().execute(
+            "UPDATE failover_steps SET state = ?4, finished = ?5, detail = ?6, error = ?7 WHERE failover = ?1 AND cell = ?2 AND step = ?3",
+            params![id, cell, step, state.as_str(), ts(clock::now()), detail, error],
+        )?;
+        Ok(())
+    }
+
+    /// Let a failed step be tried again by a resume (same key).
+    pub fn reopen_failed(&self, id: &str) -> Result<usize> {
+        Ok(self.0.db().execute(
+            "UPDATE failover_steps SET state = 'intent', finished = NULL, error = NULL WHERE failover = ?1 AND state = 'failed'",
+            [id],
+        )?)
+    }
+
+    pub fn approve(&self, id: &str, step: &str, by: &str) -> Result<bool> {
+        let n = self.0.db().execute(
+            "INSERT OR IGNORE INTO failover_approvals (failover, step, by, at) VALUES (?1, ?2, ?3, ?4)",
+            params![id, step, by, ts(clock::now())],
+        )?;
+        Ok(n == 1)
+    }
+
+    pub fn approvals(&self, id: &str) -> Result<Vec<Approval>> {
+        let db = self.0.db();
+        let mut stmt = db.prepare("SELECT step, by, at FROM failover_approvals WHERE failover = ?1 ORDER BY at")?;
+        let rows = stmt
+            .query_map([id], |r| {
+                Ok(Approval { step: r.get("step")?, by: r.get("by")?, at: instant(r, "at")?.unwrap_or(OffsetDateTime::UNIX_EPOCH) })
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(rows)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn failover(store: &Store) -> Failover {
+        let assessment: Assessment = serde_json::from_value(serde_json::json!({
+            "scenario": "s", "scope": "cell", "failed": "c", "computed_at": "2026-12-06T00:00:00Z",
+            "steps": [], "parallelism": 1, "rto_target_seconds": 900.0, "cells": [], "problems": []
+        }))
+        .unwrap();
+        let f = Failover {
+            id: "fo-1".into(),
+            scenario: "s".into(),
+            failed: "c".into(),
+            test: false,
+            state: FailoverState::Running,
+            created: clock::now(),
+            initiator: "me".into(),
+            assessment,
+            finished: None,
+            error: None,
+        };
+        Journal(store).create(&f).unwrap();
+        f
+    }
+
+    #[test]
+    fn a_step_keeps_its_first_intent_and_closes_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("state.db")).unwrap();
+        let f = failover(&store);
+        let j = Journal(&store);
+        j.intent(&f.id, "c", "fence", "key-1").unwrap();
+        j.intent(&f.id, "c", "fence", "key-2").unwrap();
+        let s = j.step(&f.id, "c", "fence").unwrap().unwrap();
+        assert_eq!((s.idempotency_key.as_str(), s.state), ("key-1", StepState::Intent));
+        j.close(&f.id, "c", "fence", StepState::Failed, &serde_json::json!({"epoch": 1}), Some("no")).unwrap();
+        assert_eq!(j.reopen_failed(&f.id).unwrap(), 1);
+        j.close(&f.id, "c", "fence", StepState::Done, &serde_json::json!({"epoch": 1}), None).unwrap();
+        let s = j.step(&f.id, "c", "fence").unwrap().unwrap();
+        assert_eq!((s.state, s.detail["epoch"].as_u64(), s.error), (StepState::Done, Some(1), None));
+        assert!(j.approve(&f.id, "fence", "alice").unwrap());
+        assert!(!j.approve(&f.id, "fence", "bob").unwrap(), "the first approval stands");
+        assert_eq!(j.approvals(&f.id).unwrap()[0].by, "alice");
+        j.set_state(&f.id, FailoverState::Done, None).unwrap();
+        let again = Journal(&Store::open(&dir.path().join("state.db")).unwrap()).get(&f.id).unwrap();
+        assert_eq!((again.state, again.finished.is_some()), (FailoverState::Done, true));
+    }
+}

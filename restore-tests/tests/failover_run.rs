@@ -1,0 +1,367 @@
+//! Scenario 1 of the platform's DR design, cold: a cell under a payments
+//! workload loses its primary (`kill -9` of Postgres, its data directory
+//! removed, its agent gone), and `lifeboat failover run` carries the
+//! journaled failover out through a recovery site's `lifeboat-agent serve`
+//! hosting the cell as a guest: the gate holds the fence until approved,
+//! the driver is killed with `kill -9` in the middle of the restore and
+//! `failover resume` finishes without repeating a job or a hook; the new
+//! primary holds exactly the payments whose WAL was archived (checked
+//! against the workload's own log), its Kafka topic is restored up to the
+//! same cut (read back with kcat), and the old primary is fenced out of the
+//! repository. A `--test` failover afterwards restores into throw-away
+//! names, fences nothing, routes nothing and leaves nothing behind; a
+//! `--dry-run` journals nothing.
+//!
+//! The recovery site's Kafka is the shared test broker, its guests'
+//! topics under a prefix (the plan's `kafka.topic_prefix`).
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use lifeboat_restore_tests::payments::PaymentsCell;
+use lifeboat_restore_tests::pg::{free_port, switch_and_wait, Archive, Cluster};
+use lifeboat_restore_tests::plans::payments_cell;
+use lifeboat_restore_tests::served::{agent_args, write_token, Service};
+use lifeboat_restore_tests::{agent, lifeboat_bin, ok, unique};
+
+struct Setup {
+    plans: String,
+    state: String,
+    key: String,
+}
+
+impl Setup {
+    fn command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(lifeboat_bin());
+        c.args(["failover"]).args(args).env("RUST_LOG", "warn");
+        c
+    }
+
+    /// `lifeboat failover ARGS --plans --state --signing-key --output json`.
+    fn driven(&self, args: &[&str]) -> (bool, Value) {
+        let drive = ["--plans", &self.plans, "--state", &self.state, "--signing-key", &self.key, "--output", "json"];
+        parse(&self.command(args).args(drive).output().unwrap())
+    }
+
+    /// `lifeboat failover ARGS --plans --state --signing-key`, expected to fail: its error.
+    fn refused(&self, args: &[&str]) -> String {
+        let out = self.command(args).args(["--plans", &self.plans, "--state", &self.state, "--signing-key", &self.key]).output().unwrap();
+        assert!(!out.status.success(), "{args:?} should fail: {}", String::from_utf8_lossy(&out.stdout));
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    }
+
+    /// `lifeboat failover ARGS --state --output json`.
+    fn read(&self, args: &[&str]) -> (bool, Value) {
+        parse(&self.command(args).args(["--state", &self.state, "--output", "json"]).output().unwrap())
+    }
+}
+
+fn parse(out: &Output) -> (bool, Value) {
+    let v = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: stdout {} stderr {}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)));
+    (out.status.success(), v)
+}
+
+fn step<'a>(view: &'a Value, cell: &str, name: &str) -> Option<&'a Value> {
+    view["steps"].as_array().unwrap().iter().find(|s| s["cell"] == cell && s["step"] == name)
+}
+
+/// The hook calls the command hooks logged: (step, idempotency key) per call.
+fn hook_calls(log: &Path) -> Vec<(String, String, Value)> {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| {
+            let v: Value = serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}"));
+            (v["step"].as_str().unwrap().to_string(), v["idempotency_key"].as_str().unwrap().to_string(), v)
+        })
+        .collect()
+}
+
+#[allow(clippy::too_many_arguments)]
+fn write_plan(dir: &Path, cell: &PaymentsCell, dead_agent: &str, site: &Service, site_token: &Path, prefix: &str, port: u16, hooks: &Path) {
+    std::fs::create_dir_all(dir).unwrap();
+    let hook = |name: &str| {
+        format!(
+            "[[hook]]\nname = \"{name}\"\nkind = \"command\"\ncommand = [\"sh\", \"-c\", \"cat >> {log}; echo >> {log}\"]\ntimeout = \"10s\"\n",
+            log = hooks.display()
+        )
+    };
+    let text = format!(
+        r#"[plan]
+name = "failover"
+description = "scenario 1, cold"
+report_public_key = "report-signing.pub"
+
+[defaults.schedules]
+pg_full = "0 0 1 1 *"
+pg_incremental = "0 0 1 1 *"
+kafka_snapshot = "0 0 1 1 *"
+drill = "0 0 1 1 *"
+retention = "0 0 1 1 *"
+verify_sample = "0 0 1 1 *"
+
+[[tier]]
+name = "t1"
+rpo = "5m"
+rto = "15m"
+kafka_rpo = "90m"
+strategy = "cold-standby"
+
+[[region]]
+name = "r-a"
+cloud = "azure"
+
+[[region]]
+name = "r-b"
+cloud = "azure"
+
+[[location]]
+name = "main"
+url = "file:///failover/main"
+region = "r-a"
+role = "primary"
+
+{cell}
+[[recovery_site]]
+name = "site-b"
+region = "r-b"
+agent = {{ url = "{site_url}", token = "file:{site_token}" }}
+kafka = {{ brokers = "{brokers}", topic_prefix = "{prefix}" }}
+postgres = {{ port = {port} }}
+
+{fence}
+{route}
+{verify}
+{notify}
+[[scenario]]
+name = "cell-failure"
+scope = "cell"
+approve = ["fence"]
+hooks = {{ fence = "stop-old-primary", route = "switch-routing", verify = "probe-tenants", notify = "page" }}
+rto = "15m"
+"#,
+        cell = payments_cell(cell, dead_agent, site_token, r#"["main"]"#, r#"failover = { sites = ["site-b"] }"#),
+        brokers = cell.kafka.address,
+        site_url = site.url,
+        site_token = site_token.display(),
+        fence = hook("stop-old-primary"),
+        route = hook("switch-routing"),
+        verify = hook("probe-tenants"),
+        notify = hook("page"),
+    );
+    std::fs::write(dir.join("plan.toml"), text).unwrap();
+    let v = Command::new(lifeboat_bin()).args(["plan", "validate", dir.to_str().unwrap()]).output().unwrap();
+    assert!(v.status.success(), "{}", String::from_utf8_lossy(&v.stderr));
+}
+
+fn wait_until(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !cond() {
+        assert!(start.elapsed() < timeout, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn ids(pg: &Cluster) -> BTreeSet<i64> {
+    pg.psql("select id from payments order by id").lines().map(|l| l.parse().unwrap()).collect()
+}
+
+/// Kill the primary as an incident would: SIGKILL to the postmaster, data directory gone.
+fn kill_primary(pg: &Cluster) {
+    let pid = std::fs::read_to_string(pg.data().join("postmaster.pid")).unwrap().lines().next().unwrap().trim().to_string();
+    assert!(Command::new("kill").args(["-9", &pid]).status().unwrap().success());
+    wait_until("the postmaster to die", Duration::from_secs(30), || !Path::new(&format!("/proc/{pid}")).exists());
+    // Its backends go with it once they notice; the directory goes now.
+    std::fs::remove_dir_all(pg.data()).unwrap();
+}
+
+#[test]
+fn a_cell_fails_over_to_its_recovery_site_once_through_a_crash_of_the_driver() {
+    let cell = PaymentsCell::new("fo");
+    let scratch = tempfile::tempdir().unwrap();
+    let s = scratch.path();
+    let keys = s.join("keys");
+    ok(&Command::new(lifeboat_bin()).args(["report", "keygen", "--out-dir", keys.to_str().unwrap()]).output().unwrap());
+
+    // The recovery site: another cell's agent hosting this cell as a guest.
+    let site_archive = Archive::new();
+    let site_cell = unique("site");
+    let site_token_file = s.join("agent-token");
+    let site_token = write_token(&site_token_file);
+    let guest = format!("{}@main={}", cell.name, cell.a.repo);
+    let guest_key = format!("{}={}", cell.name, cell.a.k());
+    let base = agent_args(&site_archive, &site_cell, s);
+    let public = keys.join("report-signing.pub");
+    let extra = [
+        "--guest",
+        &guest,
+        "--guest-key-file",
+        &guest_key,
+        "--kafka-brokers",
+        &cell.kafka.address,
+        "--restore-root",
+        cell.restore_root.to_str().unwrap(),
+        "--plan-key",
+        public.to_str().unwrap(),
+    ];
+    let args: Vec<&str> = base.iter().map(String::as_str).chain(extra).collect();
+    // The copy of the agent the postgres user can run: the restored server's restore_command runs it.
+    let site = Service::start_bin(cell.a.bin.clone(), &args, &[], &site_token, &s.join("site.log"));
+    let dead_agent = format!("http://127.0.0.1:{}", free_port());
+    let prefix = format!("{}.", unique("dr"));
+    let port = free_port();
+    let hooks = s.join("hooks.log");
+    let plans = s.join("plans");
+    std::fs::create_dir_all(&plans).unwrap();
+    std::fs::copy(&public, plans.join("report-signing.pub")).unwrap();
+    write_plan(&plans, &cell, &dead_agent, &site, &site_token_file, &prefix, port, &hooks);
+    let setup = Setup {
+        plans: plans.display().to_string(),
+        state: s.join("state.db").display().to_string(),
+        key: keys.join("report-signing.key").display().to_string(),
+    };
+
+    // The workload: backed up, snapshotted, archived; then payments whose WAL never leaves the primary.
+    cell.pay(10);
+    cell.backup();
+    cell.pay(20);
+    cell.kafka.commit("billing", &cell.topic, &[(0, 2), (1, 1)]);
+    cell.snapshot();
+    cell.pay(5);
+    switch_and_wait(&cell.pg);
+    let archived = ids(&cell.pg);
+    cell.pay(3);
+    let all = ids(&cell.pg);
+    assert_eq!(all.len(), archived.len() + 3);
+    kill_primary(&cell.pg);
+    let failed_at = time::OffsetDateTime::now_utc();
+    let takeover_dir = |id: &str| cell.restore_root.join(format!("{id}-{}", cell.name)).join("pgdata");
+
+    // Dry run: the plan, nothing journaled.
+    let (dry_ok, dry) = setup.driven(&["run", "--scenario", "cell-failure", "--failed", &cell.name, "--dry-run"]);
+    assert!(dry_ok, "{dry}");
+    assert_eq!(dry["failover"]["assessment"]["cells"][0]["site"], "site-b", "{dry}");
+    assert!(
+        dry["failover"]["assessment"]["cells"][0]["postgres_point"].is_string(),
+        "the site read the lost cell's points from its repository: {dry}"
+    );
+    assert!(!Path::new(&setup.state).exists(), "a dry run journals nothing");
+
+    // The gate: nothing is fenced or restored before approval.
+    let (_, waiting) = setup.driven(&["run", "--scenario", "cell-failure", "--failed", &cell.name, "--by", "carol"]);
+    assert_eq!(waiting["failover"]["state"], "waiting", "{waiting}");
+    let id = waiting["failover"]["id"].as_str().unwrap().to_string();
+    let _stop = StopServer(takeover_dir(&id));
+    assert!(waiting["next"].as_str().unwrap().contains(&format!("approve {id}")), "{waiting}");
+    assert!(step(&waiting, &cell.name, "fence").is_none(), "{waiting}");
+    let fence = || ok(&agent(&["fence", "show", "--repo", &cell.a.repo, "--cell", &cell.name, "--key-file", cell.a.k()], &[]));
+    assert!(fence().contains("is not fenced"));
+    let calls = hook_calls(&hooks);
+    assert_eq!(calls.iter().map(|c| c.0.as_str()).collect::<Vec<_>>(), ["notify"], "only the page went out");
+
+    // Approve, and kill the driver with SIGKILL while the site restores.
+    let mut approve = setup
+        .command(&["approve", &id, "--by", "alice", "--plans", &setup.plans, "--state", &setup.state, "--signing-key", &setup.key])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_until("the restore to start", Duration::from_secs(120), || {
+        let (_, v) = setup.read(&["status", &id]);
+        step(&v, &cell.name, "restore").is_some()
+    });
+    approve.kill().unwrap();
+    approve.wait().unwrap();
+    let (_, cut) = setup.read(&["status", &id]);
+    assert_eq!(step(&cut, &cell.name, "restore").unwrap()["state"], "intent", "killed mid-restore: {cut}");
+    assert!(fence().contains("epoch 1"), "fenced before the restore");
+
+    let (resumed_ok, done) = setup.driven(&["resume", &id]);
+    assert!(resumed_ok, "{done}");
+    assert_eq!(done["failover"]["state"], "done", "{done}");
+    assert_eq!(done["approvals"][0]["by"], "alice");
+    let rto = done["cells"][0]["rto_seconds"].as_f64().unwrap();
+    let last_tx = done["cells"][0]["last_transaction"].as_str().unwrap().to_string();
+    eprintln!("failover {id}: RTO {rto:.1} s from the failover's start (approval wait and driver crash included); last transaction {last_tx}; failed at {failed_at}");
+
+    // Exactly once: one fence job and one restore on the site's agent, each hook once per key.
+    let (_, jobs) = site.get("/v1/jobs");
+    let kinds: Vec<&str> = jobs["jobs"].as_array().unwrap().iter().map(|j| j["spec"]["kind"].as_str().unwrap()).collect();
+    assert_eq!((kinds.iter().filter(|k| **k == "fence").count(), kinds.iter().filter(|k| **k == "drill").count()), (1, 1), "{jobs}");
+    let calls = hook_calls(&hooks);
+    let keys: BTreeSet<&String> = calls.iter().map(|c| &c.1).collect();
+    assert_eq!(keys.len(), calls.len(), "no hook was called twice: {calls:?}");
+    let steps: Vec<&str> = calls.iter().map(|c| c.0.as_str()).collect();
+    assert_eq!(steps, ["notify", "fence", "route", "verify", "notify-done"]);
+    let route = &calls[2].2;
+    assert_eq!(
+        (route["detail"]["postgres"]["port"].as_u64(), route["detail"]["kafka"]["topic_prefix"].as_str()),
+        (Some(port as u64), Some(prefix.as_str()))
+    );
+
+    // The new primary: every archived payment, none of the unarchived ones; writable; the ledger balances.
+    let new_primary = Cluster { dir: s.join("unused"), port };
+    assert_eq!(ids(&new_primary), archived, "exactly the payments whose WAL was archived (lost: {:?})", all.difference(&archived));
+    assert_eq!(new_primary.psql("select coalesce(sum(amount), 0) = 0 from ledger"), "t");
+    assert_eq!(new_primary.psql("select pg_is_in_recovery()"), "f");
+    new_primary.psql("insert into payments (amount) values (1.00)");
+    assert_eq!(new_primary.psql("select count(*) from pg_roles where rolname like 'lifeboat_%'"), "0", "no checks role left behind");
+
+    // Kafka at the site: the snapshot's records up to the cut, keys and values as produced (read with kcat).
+    let original: Vec<_> = cell.kafka.kcat_read(&cell.topic).into_values().flatten().collect();
+    let restored: Vec<_> = cell.kafka.kcat_read(&format!("{prefix}{}", cell.topic)).into_values().flatten().collect();
+    let snapshotted: BTreeSet<_> = original
+        .iter()
+        .filter(|r| r.record.key.as_deref().is_some_and(|k| k.parse::<i64>().unwrap() <= 30))
+        .map(|r| (r.record.key.clone(), r.record.value.clone()))
+        .collect();
+    let got: BTreeSet<_> = restored.iter().map(|r| (r.record.key.clone(), r.record.value.clone())).collect();
+    assert_eq!(got, snapshotted, "the snapshot's 30 payment events, nothing else");
+
+    // Resuming a finished failover does nothing; the journal keeps it.
+    assert!(setup.refused(&["resume", &id]).contains("is done; nothing to resume"));
+    let (_, list) = setup.read(&["list"]);
+    assert_eq!(list[0]["id"], id.as_str());
+
+    // The quarterly test: restores at the site into throw-away names, no fence, no route, nothing left.
+    let before = hook_calls(&hooks).len();
+    let (test_ok, test) = setup.driven(&["run", "--scenario", "cell-failure", "--failed", &cell.name, "--test"]);
+    assert!(test_ok, "{test}");
+    assert_eq!(test["failover"]["state"], "done", "a test has no gate before a fence it does not raise: {test}");
+    assert!(step(&test, &cell.name, "fence").is_none() && step(&test, &cell.name, "hook:route").is_none(), "{test}");
+    assert_eq!(step(&test, &cell.name, "smoke").unwrap()["state"], "done", "{test}");
+    let test_calls: Vec<String> = hook_calls(&hooks)[before..].iter().map(|c| c.0.clone()).collect();
+    assert_eq!(test_calls, ["notify", "notify-done"]);
+    assert!(fence().contains("epoch 1"), "a test raises no fence");
+    let left: Vec<_> = std::fs::read_dir(&cell.restore_root).unwrap().flatten().map(|e| e.file_name().into_string().unwrap()).collect();
+    assert!(left.iter().all(|n| n.starts_with(&id)), "only the takeover stays under the restore root: {left:?}");
+
+    // An abort stops a failover at its gate; it cannot be approved after.
+    let (_, third) = setup.driven(&["run", "--scenario", "cell-failure", "--failed", &cell.name]);
+    let third_id = third["failover"]["id"].as_str().unwrap().to_string();
+    let (_, aborted) = setup.read(&["abort", &third_id]);
+    assert_eq!(aborted["failover"]["state"], "aborted");
+    assert!(setup.refused(&["approve", &third_id]).contains("is aborted"), "an aborted failover is not carried on");
+    assert!(fence().contains("epoch 1"), "the aborted failover fenced nothing");
+}
+
+/// Stops the takeover's server (it outlives the agent by design) when the test ends, passed or not.
+struct StopServer(std::path::PathBuf);
+
+impl Drop for StopServer {
+    fn drop(&mut self) {
+        let pg_ctl = lifeboat_restore_tests::pg::bindir().join("pg_ctl");
+        let as_postgres = r#"cd / && if [ "$(id -u)" = 0 ]; then exec runuser -u postgres -- "$@"; else exec "$@"; fi"#;
+        let _ = Command::new("bash")
+            .args(["-c", as_postgres, "stop"])
+            .arg(pg_ctl)
+            .args(["stop", "-m", "immediate", "-D"])
+            .arg(&self.0)
+            .output();
+    }
+}
