@@ -9,8 +9,14 @@
 # geo-copy), prints the status table with the real RPO exposure per
 # location, then drills demo-a: Postgres to a random recent instant and
 # Kafka to the same instant in a scratch environment, the plan's smoke
-# checks, a signed report. It stops everything it started; the reports and
-# the public key to verify them stay in .lifeboat-run/demo-reports/<run>/.
+# checks, a signed report. Then scenario 1 of the DR design: demo-a's
+# primary is killed (SIGKILL, data directory removed, agent stopped) and
+# `lifeboat failover run` takes it over at demo-b's agent (its recovery
+# site): approval gate, fence, restore of the newest cut, smoke checks,
+# route hook; the demo prints the measured RTO and what was lost (RPO)
+# against the workload's own log. It stops everything it started; the
+# reports and the public key to verify them stay in
+# .lifeboat-run/demo-reports/<run>/.
 #
 # The plan is plans/demo with this machine's free ports and a scratch
 # directory put in (the shipped file names fixed ones). Everything lives in a
@@ -43,6 +49,11 @@ cleanup() {
   for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null; done
   wait 2>/dev/null
   for cell in a b; do [[ -d $work/pg-$cell ]] && bash infra/pg-cluster.sh stop "$work/pg-$cell" >/dev/null 2>&1; done
+  # A takeover's server outlives the agent that started it (it is the cell's new primary).
+  for data in "$work"/drills/fo-*/pgdata; do
+    [[ -f $data/postmaster.pid ]] && (cd / && runuser -u postgres -- "$(pg_config --bindir)/pg_ctl" -D "$data" -m fast stop >/dev/null 2>&1)
+  done
+  bash infra/services.sh kafka-topics --bootstrap-server "$brokers" --delete --topic 'dr\..*' >/dev/null 2>&1
   if [[ -z ${LIFEBOAT_DEMO_KEEP:-} ]]; then
     [[ $kafka_was_running == no ]] && bash infra/services.sh stop kafka >/dev/null 2>&1
     rm -rf "$work"
@@ -57,12 +68,12 @@ agent="$work/bin/lifeboat-agent"
 export RUST_LOG=${RUST_LOG:-warn}
 
 port() { bash infra/pg-cluster.sh free-port; }
-pg_a=$(port) pg_b=$(port) agent_a=$(port) agent_b=$(port) coordinator=$(port)
+pg_a=$(port) pg_b=$(port) agent_a=$(port) agent_b=$(port) coordinator=$(port) pg_dr=$(port)
 
 say "the demo plan, with this machine's ports and $work/storage for its locations"
 cp -r plans/demo "$work/plan"
 sed -i -e "s|127.0.0.1:9092|$brokers|g" -e "s|port=5501|port=$pg_a|g" -e "s|port=5502|port=$pg_b|g" \
-  -e "s|127.0.0.1:7401|127.0.0.1:$agent_a|g" -e "s|127.0.0.1:7402|127.0.0.1:$agent_b|g" \
+  -e "s|127.0.0.1:7401|127.0.0.1:$agent_a|g" -e "s|127.0.0.1:7402|127.0.0.1:$agent_b|g" -e "s|port = 5510|port = $pg_dr|g" \
   -e "s|file:///var/tmp/lifeboat-demo|file://$work/storage|g" "$work/plan"/*.toml
 "$lifeboat" plan validate "$work/plan"
 
@@ -115,18 +126,20 @@ workload() { # CELL PORT TENANTS...
     sleep 1
   done
 }
-workload demo-a "$pg_a" acme globex & pids+=($!)
+workload demo-a "$pg_a" acme globex &
+workload_a=$!
+pids+=($!)
 workload demo-b "$pg_b" initech & pids+=($!)
 
-# start_agent CELL AGENT_PORT PG_PORT PRIMARY SECOND [kafka]
+# start_agent CELL AGENT_PORT PG_PORT PRIMARY SECOND [MORE ARGS...]
 start_agent() {
-  local name=$1 port=$2 pg_port=$3 primary=$4 second=$5 kafka=${6:-}
+  local name=$1 port=$2 pg_port=$3 primary=$4 second=$5
+  shift 5
   local args=(serve --repo "$(repo "$primary" "$name")" --cell "$name" --key-file "$work/key"
     --token-file "$work/agent-token" --state-dir "$work/agent-$name" --listen "127.0.0.1:$port"
     --pg-conn "host=127.0.0.1 port=$pg_port user=postgres dbname=postgres"
     --copy-to "$second=$(repo "$second" "$name")" --copy-to "cross-cloud=$(repo cross-cloud "$name")" --copy-interval 5s
-    --restore-root "$work/drills" --plan-key "$work/keys/report-signing.pub")
-  [[ -n $kafka ]] && args+=(--kafka-brokers "$brokers" --kafka-topics 'demo-a\..*')
+    --restore-root "$work/drills" --plan-key "$work/keys/report-signing.pub" "$@")
   RUST_LOG=info "$agent" "${args[@]}" >"$work/agent-$name.out" 2>"$work/agent-$name.log" &
   pids+=($!)
   for _ in $(seq 100); do grep -q serving "$work/agent-$name.out" && break; sleep 0.1; done
@@ -136,8 +149,11 @@ say "the plan key: the coordinator signs drill reports and the drills' SQL check
 "$lifeboat" report keygen --out-dir "$work/keys" >&2
 
 say "one agent per cell (lifeboat-agent serve): jobs over an authenticated API, continuous geo-copy to the second region and the second cloud"
-start_agent demo-a "$agent_a" "$pg_a" a-primary a-in-b kafka
-start_agent demo-b "$agent_b" "$pg_b" b-primary b-in-a
+start_agent demo-a "$agent_a" "$pg_a" a-primary a-in-b --kafka-brokers "$brokers" --kafka-topics 'demo-a\..*'
+agent_a_pid=${pids[-1]}
+# demo-b's agent is demo-a's recovery site: it hosts demo-a as a guest (both cells share the demo's key).
+start_agent demo-b "$agent_b" "$pg_b" b-primary b-in-a --kafka-brokers "$brokers" \
+  --guest "demo-a@a-primary=$(repo a-primary demo-a)" --guest "demo-a@a-in-b=$(repo a-in-b demo-a)"
 
 say "the coordinator on the demo plan (lifeboat serve), with its state in SQLite and a key to sign drill reports"
 reports="$PWD/.lifeboat-run/demo-reports/$(date -u +%Y%m%dT%H%M%SZ)"
@@ -198,6 +214,53 @@ echo "open the report: $(ls "$reports"/demo-a/*.html | tail -1)" >&2
 
 say "status now includes the drill: its demonstrated RTO/RPO and the restore success rate"
 "$lifeboat" status
+
+say "scenario 1: demo-a's primary is lost: its workload stops, Postgres is killed (SIGKILL) and its data directory removed, its agent stops"
+kill "$workload_a" 2>/dev/null || true
+wait "$workload_a" 2>/dev/null || true
+# The workload's own log: every payment the old primary committed, and when.
+committed=$(psql -X -q -A -t -F ' ' -h 127.0.0.1 -p "$pg_a" -U postgres -c "select count(*), extract(epoch from max(at)) from payments")
+kill -9 "$(head -1 "$work/pg-a/data/postmaster.pid")"
+failed_at=$(date +%s.%N)
+sleep 1
+rm -rf "$work/pg-a/data"
+kill "$agent_a_pid"
+wait "$agent_a_pid" 2>/dev/null || true
+echo "the old primary had committed $committed (count, last commit epoch)" >&2
+
+say "failover plan: what scenario cell-failure would do (demo-a's agent is gone: its recovery site reads demo-a's points from its repositories)"
+env -u LIFEBOAT_COORDINATOR "$lifeboat" failover plan --scenario cell-failure --failed demo-a --plans "$work/plan" || true
+
+say "failover run: journaled in the coordinator's state database; it stops at the gate before the fence (the point of no return)"
+export LIFEBOAT_DEMO_HOOK_LOG="$work/hooks.log"
+failover=(--plans "$work/plan" --state "$work/coordinator.db" --signing-key "$work/keys/report-signing.key")
+id=$("$lifeboat" failover run --scenario cell-failure --failed demo-a --by "demo operator" "${failover[@]}" --output json |
+  python3 -c 'import json, sys; print(json.load(sys.stdin)["failover"]["id"])')
+"$lifeboat" failover status "$id" --state "$work/coordinator.db"
+
+say "approve: fence demo-a in its repositories, restore the newest cut at demo-b's agent and keep it running, smoke checks, the route hook"
+failover_status=0
+"$lifeboat" failover approve "$id" --by "demo operator" "${failover[@]}" || failover_status=$?
+
+say "the new primary of demo-a on demo-b's host (port $pg_dr): what it holds against what the old primary committed"
+restored=$(psql -X -q -A -t -F ' ' -h 127.0.0.1 -p "$pg_dr" -U postgres -c "select count(*), extract(epoch from max(at)) from payments")
+python3 - "$committed" "$restored" "$failed_at" "$("$lifeboat" failover status "$id" --state "$work/coordinator.db" --output json)" <<'PY'
+import datetime, json, sys
+(c_n, c_at), (r_n, r_at) = (x.split() for x in sys.argv[1:3])
+failed = float(sys.argv[3])
+status = json.loads(sys.argv[4])
+cell = status["cells"][0]
+ends = [datetime.datetime.fromisoformat(s["finished"].replace("Z", "+00:00")).timestamp() for s in status["steps"] if s["finished"]]
+print(f"payments: {r_n} restored of {c_n} committed; lost {int(c_n) - int(r_n)} payments, "
+      f"the last {float(c_at) - float(r_at):.1f} s before the failure (RPO; archive_timeout is 60 s, no standby is kept yet)", file=sys.stderr)
+print(f"RTO: {cell['rto_seconds']:.1f} s from failover run to the cell's last step (the approval included); "
+      f"{max(ends) - failed:.1f} s from the kill", file=sys.stderr)
+PY
+echo "Kafka at the recovery site: $(kcat -C -b "$brokers" -t dr.demo-a.payments -e -q 2>/dev/null | wc -l) payment events in dr.demo-a.payments" >&2
+echo "the route hook was told:" >&2
+grep '"step":"route"' "$work/hooks.log" >&2 || true
+"$agent" fence show --repo "$(repo a-primary demo-a)" --cell demo-a --key-file "$work/key" >&2
+[[ $failover_status == 0 && $drill_status == 0 ]] || drill_status=1
 
 say "demo finished in $(( $(date +%s) - started_at )) s; stopping everything it started"
 exit "$drill_status"

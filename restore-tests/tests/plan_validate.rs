@@ -253,9 +253,9 @@ const BREAKS: &[Break] = &[
     },
     Break {
         file: "demo.toml",
-        old: "approve = [\"fence\"]",
-        new: "approve = [\"fence\"]\nhooks = { route = \"router\" }",
-        message: "scenario \"cell-failure\" hooks.route refers to unknown hook \"router\" (none are defined)",
+        old: "hooks = { route = \"route-log\"",
+        new: "hooks = { route = \"router\"",
+        message: "scenario \"cell-failure\" hooks.route refers to unknown hook \"router\" (defined: route-log)",
         anchor: "hooks = { route",
     },
     Break {
@@ -267,10 +267,10 @@ const BREAKS: &[Break] = &[
     },
     Break {
         file: "demo.toml",
-        old: "capacity = 1\nkafka",
-        new: "capacity = 2\npostgres = { port = 65535 }\nkafka",
-        message: "recovery_site \"a-host\": postgres port must leave room for 2 guest(s) between 1024 and 65535",
-        anchor: "port = 65535",
+        old: "postgres = { port = 5510 }",
+        new: "postgres = { port = 80 }",
+        message: "recovery_site \"a-host\": postgres port must leave room for 1 guest(s) between 1024 and 65535",
+        anchor: "port = 80",
     },
     Break {
         file: "demo.toml",
@@ -334,7 +334,7 @@ fn check_hooks_calls_each_hook_of_a_scenario() {
     let demo = std::fs::read_to_string(dir.join("demo.toml")).unwrap().replacen("[[scenario]]", &hooks, 1);
     std::fs::write(
         dir.join("demo.toml"),
-        demo.replacen("approve = [\"fence\"]", "approve = [\"fence\"]\nhooks = { verify = \"probe\" }", 1),
+        demo.replacen("hooks = { route = \"route-log\", notify = \"route-log\" }", "hooks = { verify = \"probe\" }", 1),
     )
     .unwrap();
     let out = lifeboat(&["failover", "check-hooks", "--scenario", "cell-failure", "--plans", dir.to_str().unwrap(), "--output", "json"]);

@@ -59,7 +59,7 @@ pub async fn run(global: &Global, cmd: FenceCommand) -> Result<ExitCode> {
             let repo = open_repo(global, &repo.url).await?;
             let newest = fence::newest(&repo, &cell).await?;
             emit(global, &newest, |f| match f {
-                Some(f) => format!("cell {cell}: {}; Postgres writers before timeline {:?} are refused", f.describe(), f.postgres_timeline),
+                Some(f) => format!("cell {cell}: {}; Postgres writers before timeline {} are refused", f.describe(), timeline_of(f)),
                 None => format!("cell {cell} is not fenced"),
             });
             Ok(ExitCode::SUCCESS)
@@ -192,8 +192,11 @@ fn render(r: &FenceDone) -> String {
         out.push_str(&format!("{}: {what}\n", l.location));
     }
     out.push_str(&format!(
-        "cell {}: fenced at epoch {} ({:?}); Postgres writers before timeline {:?} are refused",
-        r.cell, r.epoch, r.reason, r.postgres_timeline
+        "cell {}: fenced at epoch {} ({:?}); Postgres writers before timeline {} are refused",
+        r.cell,
+        r.epoch,
+        r.reason,
+        r.postgres_timeline.unwrap_or_default()
     ));
     out
 }
