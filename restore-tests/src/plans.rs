@@ -82,7 +82,7 @@ pub fn payments_cell(cell: &crate::payments::PaymentsCell, agent_url: &str, toke
 name = "{name}"
 tier = "t1"
 region = "r-a"
-tenants = ["acme"]
+tenants = ["tenant-{name}"]
 agent = {{ url = "{agent_url}", token = "file:{token}" }}
 locations = {locations}
 postgres = {{ conninfo = "{conn}" }}

@@ -365,3 +365,198 @@ impl Drop for StopServer {
             .output();
     }
 }
+
+/// The plan of scenario 2: `cells` (tier t1, t2, t3 in that order) in
+/// region r-a with a secondary-region copy in r-b, and one recovery site in
+/// r-b that takes all three, two at a time, without a gate.
+fn write_region_plan(dir: &Path, cells: &[&PaymentsCell], site: &Service, token: &Path, prefix: &str, port: u16) {
+    std::fs::create_dir_all(dir).unwrap();
+    let mut text = format!(
+        r#"[plan]
+name = "region"
+description = "scenario 2, cold"
+report_public_key = "report-signing.pub"
+
+[defaults.schedules]
+pg_full = "0 0 1 1 *"
+pg_incremental = "0 0 1 1 *"
+kafka_snapshot = "0 0 1 1 *"
+drill = "0 0 1 1 *"
+retention = "0 0 1 1 *"
+verify_sample = "0 0 1 1 *"
+
+[[tier]]
+name = "t1"
+rpo = "5m"
+rto = "15m"
+kafka_rpo = "90m"
+strategy = "cold-standby"
+
+[[tier]]
+name = "t2"
+rpo = "15m"
+rto = "30m"
+kafka_rpo = "90m"
+strategy = "cold-standby"
+
+[[tier]]
+name = "t3"
+rpo = "4h"
+rto = "4h"
+kafka_rpo = "4h"
+strategy = "cold-standby"
+
+[[region]]
+name = "r-a"
+cloud = "azure"
+
+[[region]]
+name = "r-b"
+cloud = "azure"
+
+[[location]]
+name = "main"
+url = "file:///region/main"
+region = "r-a"
+role = "primary"
+
+[[location]]
+name = "second"
+url = "file:///region/second"
+region = "r-b"
+role = "secondary-region"
+
+[[recovery_site]]
+name = "dr-region"
+region = "r-b"
+agent = {{ url = "{site_url}", token = "file:{token}" }}
+capacity = 3
+kafka = {{ brokers = "{brokers}", topic_prefix = "{prefix}" }}
+postgres = {{ port = {port} }}
+
+[[scenario]]
+name = "region-outage"
+scope = "region"
+tier_order = ["t1", "t2", "t3"]
+parallelism = 2
+approve = []
+rto = "45m"
+"#,
+        site_url = site.url,
+        token = token.display(),
+        brokers = cells[0].kafka.address,
+    );
+    let dead_agent = format!("http://127.0.0.1:{}", free_port());
+    for (tier, cell) in ["t1", "t2", "t3"].iter().zip(cells) {
+        let table = payments_cell(cell, &dead_agent, token, r#"["main", "second"]"#, r#"failover = { sites = ["dr-region"] }"#);
+        text.push('\n');
+        text.push_str(&table.replacen("tier = \"t1\"", &format!("tier = \"{tier}\""), 1));
+    }
+    std::fs::write(dir.join("plan.toml"), text).unwrap();
+    let v = Command::new(lifeboat_bin()).args(["plan", "validate", dir.to_str().unwrap()]).output().unwrap();
+    assert!(v.status.success(), "{}", String::from_utf8_lossy(&v.stderr));
+}
+
+fn instant(v: &Value) -> time::OffsetDateTime {
+    time::OffsetDateTime::parse(v.as_str().unwrap(), &time::format_description::well_known::Rfc3339).unwrap()
+}
+
+/// Scenario 2: region r-a (three cells of three tiers) is lost; every cell
+/// is restored in the DR region from its secondary-region copy, Tier 1 in
+/// the first wave (with Tier 2: parallelism 2), Tier 3 after; each within
+/// its tier's RTO, each holding exactly the payments the copy held.
+#[test]
+fn a_region_fails_over_from_its_secondary_copies_tier_by_tier() {
+    let cells = [PaymentsCell::new("r1"), PaymentsCell::new("r2"), PaymentsCell::new("r3")];
+    let scratch = tempfile::tempdir().unwrap();
+    let s = scratch.path();
+    let keys = s.join("keys");
+    ok(&Command::new(lifeboat_bin()).args(["report", "keygen", "--out-dir", keys.to_str().unwrap()]).output().unwrap());
+    let mut copied = Vec::new();
+    for cell in &cells {
+        cell.pay(10);
+        cell.backup();
+        cell.pay(10);
+        cell.snapshot();
+        cell.pay(3);
+        switch_and_wait(&cell.pg);
+        // The geo-copy into the other region, then payments the copy never sees.
+        let copy = format!("file://{}", cell.a.root.join("second").display());
+        ok(&agent(&["repo", "copy", &cell.a.repo, &copy, "--key-file", cell.a.k()], &[]));
+        copied.push((copy, ids(&cell.pg)));
+        cell.pay(2);
+        switch_and_wait(&cell.pg);
+        kill_primary(&cell.pg);
+    }
+
+    // The DR region's site hosts all three from their copies.
+    let site_archive = Archive::new();
+    let site_token_file = s.join("agent-token");
+    let site_token = write_token(&site_token_file);
+    let mut args = agent_args(&site_archive, &unique("dr"), s);
+    for (cell, (copy, _)) in cells.iter().zip(&copied) {
+        args.extend([
+            "--guest".into(),
+            format!("{}@second={copy}", cell.name),
+            "--guest-key-file".into(),
+            format!("{}={}", cell.name, cell.a.k()),
+        ]);
+    }
+    let public = keys.join("report-signing.pub");
+    let root = cells[0].restore_root.to_str().unwrap();
+    args.extend(
+        ["--kafka-brokers", &cells[0].kafka.address, "--restore-root", root, "--plan-key", public.to_str().unwrap()].map(String::from),
+    );
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let site = Service::start_bin(cells[0].a.bin.clone(), &args, &[], &site_token, &s.join("site.log"));
+    let prefix = format!("{}.", unique("dr"));
+    let port = free_port();
+    let plans = s.join("plans");
+    std::fs::create_dir_all(&plans).unwrap();
+    std::fs::copy(&public, plans.join("report-signing.pub")).unwrap();
+    write_region_plan(&plans, &cells.iter().collect::<Vec<_>>(), &site, &site_token_file, &prefix, port);
+    let setup = Setup {
+        plans: plans.display().to_string(),
+        state: s.join("state.db").display().to_string(),
+        key: keys.join("report-signing.key").display().to_string(),
+    };
+
+    let (done_ok, done) = setup.driven(&["run", "--scenario", "region-outage", "--failed", "r-a"]);
+    assert!(done_ok, "{done}");
+    assert_eq!(done["failover"]["state"], "done", "{done}");
+    let id = done["failover"]["id"].as_str().unwrap().to_string();
+    let _stop: Vec<StopServer> = cells.iter().map(|c| StopServer(c.restore_root.join(format!("{id}-{}", c.name)).join("pgdata"))).collect();
+    let assessed = &done["failover"]["assessment"]["cells"];
+    let waves: Vec<(String, u64, &str)> = (0..3)
+        .map(|i| {
+            (
+                assessed[i]["cell"].as_str().unwrap().to_string(),
+                assessed[i]["wave"].as_u64().unwrap(),
+                assessed[i]["location"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        waves,
+        [(cells[0].name.clone(), 0, "second"), (cells[1].name.clone(), 0, "second"), (cells[2].name.clone(), 1, "second")],
+        "tier order, two at a time, from the secondary-region copy"
+    );
+    let restore = |c: &PaymentsCell| step(&done, &c.name, "restore").unwrap().clone();
+    let (r1, r2) = (restore(&cells[0]), restore(&cells[1]));
+    assert!(instant(&r1["started"]) < instant(&r2["finished"]) && instant(&r2["started"]) < instant(&r1["finished"]), "wave 1 ran at once");
+    let wave_one_done = instant(&r1["finished"]).max(instant(&r2["finished"]));
+    assert!(instant(&step(&done, &cells[2].name, "fence").unwrap()["started"]) >= wave_one_done, "Tier 3 waited for wave 1");
+
+    for (i, (cell, (_, expected))) in cells.iter().zip(&copied).enumerate() {
+        let measure = &done["cells"][i];
+        let rto = measure["rto_seconds"].as_f64().unwrap();
+        let target = assessed[i]["rto_target_seconds"].as_f64().unwrap();
+        eprintln!("scenario 2: {} (tier t{}) RTO {rto:.1} s against {target} s", cell.name, i + 1);
+        assert!(rto < target, "{} took {rto} s, over its tier's {target} s", cell.name);
+        let port = measure["postgres_port"].as_u64().unwrap() as u16;
+        let new_primary = Cluster { dir: s.join(format!("unused-{i}")), port };
+        assert_eq!(&ids(&new_primary), expected, "{}: exactly what the copy held", cell.name);
+        let restored = cell.kafka.kcat_read(&format!("{prefix}{}", cell.topic)).into_values().flatten().count();
+        assert_eq!(restored, 20, "{}: the snapshot's 20 events", cell.name);
+    }
+}
