@@ -18,6 +18,45 @@ pub struct OneCell<'a> {
     pub defaults: &'a str,
 }
 
+/// `[defaults.schedules]` that never fire on their own (once a year, at new year).
+pub const QUIET_SCHEDULES: &str = r#"[defaults.schedules]
+pg_full = "0 0 1 1 *"
+pg_incremental = "0 0 1 1 *"
+kafka_snapshot = "0 0 1 1 *"
+drill = "0 0 1 1 *"
+retention = "0 0 1 1 *"
+verify_sample = "0 0 1 1 *"
+"#;
+
+/// Regions `r-a` and `r-b` of one cloud, a tier `t1` (5 min / 15 min,
+/// cold standby) and the location `main` (primary, in `r-a`) of a plan
+/// named `plan`.
+pub fn two_regions(plan: &str) -> String {
+    format!(
+        r#"[[tier]]
+name = "t1"
+rpo = "5m"
+rto = "15m"
+kafka_rpo = "90m"
+strategy = "cold-standby"
+
+[[region]]
+name = "r-a"
+cloud = "azure"
+
+[[region]]
+name = "r-b"
+cloud = "azure"
+
+[[location]]
+name = "main"
+url = "file:///{plan}/main"
+region = "r-a"
+role = "primary"
+"#
+    )
+}
+
 /// Write the plan into `dir/plan.toml` and check it with `lifeboat plan validate`.
 pub fn write_one_cell(dir: &Path, p: &OneCell<'_>) {
     std::fs::create_dir_all(dir).unwrap();
@@ -26,14 +65,7 @@ pub fn write_one_cell(dir: &Path, p: &OneCell<'_>) {
 name = "{plan}"
 description = "one cell, cold standby"
 
-[defaults.schedules]
-pg_full = "0 0 1 1 *"
-pg_incremental = "0 0 1 1 *"
-kafka_snapshot = "0 0 1 1 *"
-drill = "0 0 1 1 *"
-retention = "0 0 1 1 *"
-verify_sample = "0 0 1 1 *"
-{defaults}
+{quiet}{defaults}
 [[tier]]
 name = "t3"
 rpo = "1h"
@@ -59,6 +91,7 @@ agent = {{ url = "{url}", token = "file:{token}" }}
 locations = ["p"]
 postgres = {{ conninfo = "{conninfo}" }}
 "#,
+        quiet = QUIET_SCHEDULES,
         plan = p.plan,
         cell = p.cell,
         defaults = p.defaults,

@@ -15,7 +15,7 @@ use serde_json::{json, Value};
 
 use lifeboat_restore_tests::payments::PaymentsCell;
 use lifeboat_restore_tests::pg::switch_and_wait;
-use lifeboat_restore_tests::plans::payments_cell;
+use lifeboat_restore_tests::plans::{payments_cell, two_regions};
 use lifeboat_restore_tests::served::{agent_args, write_token, Service};
 use lifeboat_restore_tests::{lifeboat_bin, ok};
 
@@ -31,27 +31,7 @@ fn plan(dir: &Path, cell: &PaymentsCell, agent: &Service, token: &Path) {
 name = "drills"
 description = "drills end to end"
 
-[[tier]]
-name = "t1"
-rpo = "5m"
-rto = "15m"
-kafka_rpo = "90m"
-strategy = "cold-standby"
-
-[[region]]
-name = "r-a"
-cloud = "azure"
-
-[[region]]
-name = "r-b"
-cloud = "azure"
-
-[[location]]
-name = "main"
-url = "file:///drills/main"
-region = "r-a"
-role = "primary"
-
+{regions}
 [[location]]
 name = "second"
 url = "file:///drills/second"
@@ -59,6 +39,7 @@ region = "r-b"
 role = "secondary-region"
 
 {cell}"#,
+        regions = two_regions("drills"),
         cell = payments_cell(cell, &agent.url, token, r#"["main", "second"]"#, ""),
     );
     std::fs::write(dir.join("plan.toml"), text).unwrap();

@@ -24,7 +24,7 @@ use serde_json::Value;
 
 use lifeboat_restore_tests::payments::PaymentsCell;
 use lifeboat_restore_tests::pg::{free_port, switch_and_wait, Archive, Cluster};
-use lifeboat_restore_tests::plans::payments_cell;
+use lifeboat_restore_tests::plans::{payments_cell, two_regions, QUIET_SCHEDULES};
 use lifeboat_restore_tests::served::{agent_args, write_token, Service};
 use lifeboat_restore_tests::{agent, lifeboat_bin, ok, unique};
 
@@ -97,35 +97,8 @@ name = "failover"
 description = "scenario 1, cold"
 report_public_key = "report-signing.pub"
 
-[defaults.schedules]
-pg_full = "0 0 1 1 *"
-pg_incremental = "0 0 1 1 *"
-kafka_snapshot = "0 0 1 1 *"
-drill = "0 0 1 1 *"
-retention = "0 0 1 1 *"
-verify_sample = "0 0 1 1 *"
-
-[[tier]]
-name = "t1"
-rpo = "5m"
-rto = "15m"
-kafka_rpo = "90m"
-strategy = "cold-standby"
-
-[[region]]
-name = "r-a"
-cloud = "azure"
-
-[[region]]
-name = "r-b"
-cloud = "azure"
-
-[[location]]
-name = "main"
-url = "file:///failover/main"
-region = "r-a"
-role = "primary"
-
+{quiet}
+{regions}
 {cell}
 [[recovery_site]]
 name = "site-b"
@@ -145,6 +118,8 @@ approve = ["fence"]
 hooks = {{ fence = "stop-old-primary", route = "switch-routing", verify = "probe-tenants", notify = "page" }}
 rto = "15m"
 "#,
+        quiet = QUIET_SCHEDULES,
+        regions = two_regions("failover"),
         cell = payments_cell(cell, dead_agent, site_token, r#"["main"]"#, r#"failover = { sites = ["site-b"] }"#),
         brokers = cell.kafka.address,
         site_url = site.url,
@@ -377,21 +352,8 @@ name = "region"
 description = "scenario 2, cold"
 report_public_key = "report-signing.pub"
 
-[defaults.schedules]
-pg_full = "0 0 1 1 *"
-pg_incremental = "0 0 1 1 *"
-kafka_snapshot = "0 0 1 1 *"
-drill = "0 0 1 1 *"
-retention = "0 0 1 1 *"
-verify_sample = "0 0 1 1 *"
-
-[[tier]]
-name = "t1"
-rpo = "5m"
-rto = "15m"
-kafka_rpo = "90m"
-strategy = "cold-standby"
-
+{quiet}
+{regions}
 [[tier]]
 name = "t2"
 rpo = "15m"
@@ -405,20 +367,6 @@ rpo = "4h"
 rto = "4h"
 kafka_rpo = "4h"
 strategy = "cold-standby"
-
-[[region]]
-name = "r-a"
-cloud = "azure"
-
-[[region]]
-name = "r-b"
-cloud = "azure"
-
-[[location]]
-name = "main"
-url = "file:///region/main"
-region = "r-a"
-role = "primary"
 
 [[location]]
 name = "second"
@@ -442,6 +390,8 @@ parallelism = 2
 approve = []
 rto = "45m"
 "#,
+        quiet = QUIET_SCHEDULES,
+        regions = two_regions("region"),
         site_url = site.url,
         token = token.display(),
         brokers = cells[0].kafka.address,
