@@ -13,7 +13,8 @@
 # primary is killed (SIGKILL, data directory removed, agent stopped) and
 # `lifeboat failover run` takes it over at demo-b's agent (its recovery
 # site): approval gate, fence, restore of the newest cut, smoke checks,
-# route hook; the demo prints the measured RTO and what was lost (RPO)
+# route hook, a signed failover report chained after the drill's; the
+# demo prints the measured RTO and what was lost (RPO)
 # against the workload's own log. It stops everything it started; the
 # reports and the public key to verify them stay in
 # .lifeboat-run/demo-reports/<run>/.
@@ -233,8 +234,9 @@ env -u LIFEBOAT_COORDINATOR "$lifeboat" failover plan --scenario cell-failure --
 
 say "failover run: journaled in the coordinator's state database; it stops at the gate before the fence (the point of no return)"
 export LIFEBOAT_DEMO_HOOK_LOG="$work/hooks.log"
-failover=(--plans "$work/plan" --state "$work/coordinator.db" --signing-key "$work/keys/report-signing.key")
-id=$("$lifeboat" failover run --scenario cell-failure --failed demo-a --by "demo operator" "${failover[@]}" --output json |
+failover=(--plans "$work/plan" --state "$work/coordinator.db" --signing-key "$work/keys/report-signing.key" --reports "$reports")
+id=$("$lifeboat" failover run --scenario cell-failure --failed demo-a --failed-at "$(date -u -d "@$failed_at" +%Y-%m-%dT%H:%M:%S.%NZ)" \
+  --by "demo operator" "${failover[@]}" --output json |
   python3 -c 'import json, sys; print(json.load(sys.stdin)["failover"]["id"])')
 "$lifeboat" failover status "$id" --state "$work/coordinator.db"
 
@@ -260,6 +262,10 @@ echo "Kafka at the recovery site: $(kcat -C -b "$brokers" -t dr.demo-a.payments 
 echo "the route hook was told:" >&2
 grep '"step":"route"' "$work/hooks.log" >&2 || true
 "$agent" fence show --repo "$(repo a-primary demo-a)" --cell demo-a --key-file "$work/key" >&2
+
+say "the failover report, signed onto demo-a's chain after its drill report: the auditor's check again"
+"$lifeboat" report verify "$reports/demo-a" --public-key "$reports/report-signing.pub"
+echo "open the failover report: $(ls "$reports"/demo-a/*"$id"*.html)" >&2
 [[ $failover_status == 0 && $drill_status == 0 ]] || drill_status=1
 
 say "demo finished in $(( $(date +%s) - started_at )) s; stopping everything it started"

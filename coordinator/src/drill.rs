@@ -226,7 +226,7 @@ fn new_report(plan: &Plan, cell: &CellPlan, agent: &AgentClient, done: &Concludi
 }
 
 /// `20261127t050000`: an instant in a report id.
-fn compact(t: OffsetDateTime) -> String {
+pub(crate) fn compact(t: OffsetDateTime) -> String {
     let f = time::macros::format_description!("[year][month][day]t[hour][minute][second]");
     t.format(&f).expect("formatting an instant")
 }
@@ -257,7 +257,7 @@ fn apply_outcome(report: &mut Report, plan: &Plan, cell: &CellPlan, o: &DrillOut
 }
 
 /// Check the demonstrated figures against the targets, count, and decide.
-fn judge(report: &mut Report, postgres: bool) {
+pub(crate) fn judge(report: &mut Report, postgres: bool) {
     report.checks.extend(target_checks(&report.targets, &report.demonstrated, postgres));
     let all = report.steps.iter().chain(&report.checks);
     report.errors = all.clone().filter(|i| i.outcome == Outcome::Failed).count() as u32;
@@ -288,7 +288,7 @@ fn target_checks(t: &Targets, d: &Demonstrated, postgres: bool) -> Vec<Item> {
 /// Seal `report` after the newest stored report of its cell and store it
 /// (JSON, then the HTML rendering). A concurrent drill that took the
 /// sequence first makes the agent refuse; the chain is read again.
-async fn store(agent: &AgentClient, report: &mut Report, signer: &Signer) -> Result<()> {
+pub(crate) async fn store(agent: &AgentClient, report: &mut Report, signer: &Signer) -> Result<()> {
     let mut conflicts = Vec::new();
     for _ in 0..3 {
         let previous = newest(agent).await?;

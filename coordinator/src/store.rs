@@ -47,7 +47,7 @@ CREATE TABLE IF NOT EXISTS marks (cell TEXT NOT NULL, kind TEXT NOT NULL, last_f
 CREATE TABLE IF NOT EXISTS recovery (cell TEXT PRIMARY KEY, fetched_at TEXT NOT NULL, body TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS failovers (
     id TEXT PRIMARY KEY, scenario TEXT NOT NULL, failed TEXT NOT NULL, test INTEGER NOT NULL,
-    state TEXT NOT NULL, created TEXT NOT NULL, initiator TEXT NOT NULL,
+    state TEXT NOT NULL, created TEXT NOT NULL, failed_at TEXT NOT NULL, initiator TEXT NOT NULL,
     assessment TEXT NOT NULL, finished TEXT, error TEXT
 );
 CREATE TABLE IF NOT EXISTS failover_steps (

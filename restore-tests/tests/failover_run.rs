@@ -32,6 +32,8 @@ struct Setup {
     plans: String,
     state: String,
     key: String,
+    /// Where the failovers keep each cell's chain of reports.
+    reports: String,
 }
 
 impl Setup {
@@ -43,7 +45,8 @@ impl Setup {
 
     /// `lifeboat failover ARGS --plans --state --signing-key --output json`.
     fn driven(&self, args: &[&str]) -> (bool, Value) {
-        let drive = ["--plans", &self.plans, "--state", &self.state, "--signing-key", &self.key, "--output", "json"];
+        let drive =
+            ["--plans", &self.plans, "--state", &self.state, "--signing-key", &self.key, "--reports", &self.reports, "--output", "json"];
         parse(&self.command(args).args(drive).output().unwrap())
     }
 
@@ -199,6 +202,7 @@ fn a_cell_fails_over_to_its_recovery_site_once_through_a_crash_of_the_driver() {
         plans: plans.display().to_string(),
         state: s.join("state.db").display().to_string(),
         key: keys.join("report-signing.key").display().to_string(),
+        reports: s.join("reports").display().to_string(),
     };
 
     // The workload: backed up, snapshotted, archived; then payments whose WAL never leaves the primary.
@@ -273,6 +277,20 @@ fn a_cell_fails_over_to_its_recovery_site_once_through_a_crash_of_the_driver() {
     assert_eq!(keys.len(), calls.len(), "no hook was called twice: {calls:?}");
     let steps: Vec<&str> = calls.iter().map(|c| c.0.as_str()).collect();
     assert_eq!(steps, ["notify", "fence", "route", "verify", "notify-done"]);
+
+    // The signed report, chained in the repository the cell was restored from, verifies offline.
+    let chain = Path::new(&setup.reports).join(&cell.name);
+    let verify = |expect: &str| {
+        let args = ["report", "verify", chain.to_str().unwrap(), "--public-key", public.to_str().unwrap(), "--expect-sequence", expect];
+        ok(&Command::new(lifeboat_bin()).args(args).output().unwrap())
+    };
+    verify("1");
+    let report: Value = serde_json::from_slice(&std::fs::read(chain.join(format!("000001-{id}-{}.json", cell.name))).unwrap()).unwrap();
+    assert_eq!((report["operation"].as_str(), report["verdict"].as_str()), (Some("failover"), Some("passed")), "{report}");
+    let rpo = report["demonstrated"]["rpo_seconds"].as_f64().unwrap();
+    assert!(rpo > 0.0 && rpo < 120.0, "lost: the unarchived payments' seconds before the failure ({rpo} s)");
+    let items: Vec<&str> = report["steps"].as_array().unwrap().iter().map(|i| i["name"].as_str().unwrap()).collect();
+    assert!(items.contains(&"approval of fence by alice") && items.contains(&"failover step hook:route"), "{items:?}");
     let route = &calls[2].2;
     assert_eq!(
         (route["detail"]["postgres"]["port"].as_u64(), route["detail"]["kafka"]["topic_prefix"].as_str()),
@@ -313,6 +331,12 @@ fn a_cell_fails_over_to_its_recovery_site_once_through_a_crash_of_the_driver() {
     let test_calls: Vec<String> = hook_calls(&hooks)[before..].iter().map(|c| c.0.clone()).collect();
     assert_eq!(test_calls, ["notify", "notify-done"]);
     assert!(fence().contains("epoch 1"), "a test raises no fence");
+    verify("2");
+    let tested: Value = serde_json::from_slice(
+        &std::fs::read(chain.join(format!("000002-{}-{}.json", test["failover"]["id"].as_str().unwrap(), cell.name))).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(tested["operation"], "failover-test");
     let left: Vec<_> = std::fs::read_dir(&cell.restore_root).unwrap().flatten().map(|e| e.file_name().into_string().unwrap()).collect();
     assert!(left.iter().all(|n| n.starts_with(&id)), "only the takeover stays under the restore root: {left:?}");
 
@@ -469,6 +493,7 @@ fn a_region_fails_over_from_its_secondary_copies_tier_by_tier() {
         plans: plans.display().to_string(),
         state: s.join("state.db").display().to_string(),
         key: keys.join("report-signing.key").display().to_string(),
+        reports: s.join("reports").display().to_string(),
     };
 
     let (done_ok, done) = setup.driven(&["run", "--scenario", "region-outage", "--failed", "r-a"]);
@@ -508,5 +533,8 @@ fn a_region_fails_over_from_its_secondary_copies_tier_by_tier() {
         assert_eq!(&ids(&new_primary), expected, "{}: exactly what the copy held", cell.name);
         let restored = cell.kafka.kcat_read(&format!("{prefix}{}", cell.topic)).into_values().flatten().count();
         assert_eq!(restored, 20, "{}: the snapshot's 20 events", cell.name);
+        let chain = Path::new(&setup.reports).join(&cell.name);
+        let args = ["report", "verify", chain.to_str().unwrap(), "--public-key", public.to_str().unwrap(), "--expect-sequence", "1"];
+        ok(&Command::new(lifeboat_bin()).args(args).output().unwrap());
     }
 }

@@ -248,6 +248,14 @@ pub struct RecoveryPoint {
     pub kafka: Option<KafkaPoint>,
 }
 
+/// An instant as Postgres prints it (`2026-11-27 10:15:00.123456+00`,
+/// as in [`PgPoint::last_transaction`]).
+pub fn pg_time(text: &str) -> Option<OffsetDateTime> {
+    let fixed = text.replacen(' ', "T", 1);
+    let fixed = if fixed.ends_with("+00") { format!("{fixed}:00") } else { fixed };
+    OffsetDateTime::parse(&fixed, &time::format_description::well_known::Rfc3339).ok()
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct PgPoint {
     pub backup: String,
@@ -320,6 +328,13 @@ mod tests {
         assert!(spec.checks[1].needs_kafka());
         assert!(serde_json::from_str::<DrillSpec>(r#"{"target":{"time":"2026-01-01T00:00:00Z"},"extra":1}"#).is_err());
         assert!(serde_json::from_str::<DrillSpec>(r#"{"target":{"time":"yesterday"}}"#).is_err());
+    }
+
+    #[test]
+    fn postgres_times_parse() {
+        let t = pg_time("2026-12-06 05:58:48.085973+00").unwrap();
+        assert_eq!(t.unix_timestamp(), 1796536728);
+        assert!(pg_time("yesterday").is_none());
     }
 
     #[test]

@@ -10,7 +10,7 @@ use serde_json::{json, Map, Value};
 
 use crate::jobs::{Job, JobList, JobQuery, JobSpec};
 use crate::recovery::Recovery;
-use crate::service::{ErrorBody, Health, ReportList, Version};
+use crate::service::{ErrorBody, Health, ReportList, ReportScope, Version};
 
 pub const HEALTH: &str = "/v1/health";
 pub const VERSION: &str = "/v1/version";
@@ -123,25 +123,36 @@ pub fn endpoints() -> Vec<Endpoint> {
             "How far a guest cell (one this agent hosts as a recovery site) can be recovered from each of its locations here, read from the repositories; locations carry the plan's names.",
             vec![answer(200, "the recovery points", json_of::<Recovery>()), error(404, "this agent hosts no such guest cell")],
         ),
-        endpoint(
-            "get",
-            REPORTS,
-            "The cell's stored reports, in chain order.",
-            vec![answer(200, "the names", json_of::<ReportList>()), error(502, "the repository could not be listed")],
-        ),
-        endpoint(
-            "get",
-            REPORT,
-            "One stored report, its seal verified.",
-            vec![
-                answer(200, "the report (JSON) or its page (HTML)", report_bytes),
-                error(400, "not a report name"),
-                error(404, "no such report"),
-                error(502, "the repository could not be read"),
-            ],
-        ),
+        Endpoint {
+            query: Some(|g| g.root_schema_for::<ReportScope>()),
+            ..endpoint(
+                "get",
+                REPORTS,
+                "The cell's stored reports (or a guest's, see ReportScope), in chain order.",
+                vec![
+                    answer(200, "the names", json_of::<ReportList>()),
+                    error(404, "this agent hosts no such guest cell or location"),
+                    error(502, "the repository could not be listed"),
+                ],
+            )
+        },
+        Endpoint {
+            query: Some(|g| g.root_schema_for::<ReportScope>()),
+            ..endpoint(
+                "get",
+                REPORT,
+                "One stored report, its seal verified.",
+                vec![
+                    answer(200, "the report (JSON) or its page (HTML)", report_bytes),
+                    error(400, "not a report name"),
+                    error(404, "no such report, guest cell or location"),
+                    error(502, "the repository could not be read"),
+                ],
+            )
+        },
         Endpoint {
             request: report_bytes,
+            query: Some(|g| g.root_schema_for::<ReportScope>()),
             ..endpoint(
                 "put",
                 REPORT,

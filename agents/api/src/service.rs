@@ -34,6 +34,19 @@ pub struct ReportList {
     pub reports: Vec<String>,
 }
 
+/// Whose reports a report request is about (query parameters): the
+/// agent's own cell (both unset), or a guest cell's chain in one of its
+/// locations on a recovery site (`cell`, and `location`, by default the
+/// first the agent was given).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReportScope {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cell: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub location: Option<String>,
+}
+
 /// Whether `name` is a stored report's name: `NNNNNN-<id>.json` or
 /// `.html`, the id lowercase letters, digits and `-`. Anything else
 /// (a path, an encoded separator, another extension) is refused before it

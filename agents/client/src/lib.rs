@@ -131,6 +131,8 @@ pub struct AgentClient {
     token: String,
     http: reqwest::Client,
     retry: RetryPolicy,
+    /// Whose reports the report calls are about (default: the agent's cell).
+    reports_of: lifeboat_api::service::ReportScope,
 }
 
 impl std::fmt::Debug for AgentClient {
@@ -155,7 +157,21 @@ impl AgentClient {
         }
         let http = http.build().map_err(|e| format!("building the HTTP client: {e}"))?;
         reqwest::Url::parse(url).map_err(|e| format!("agent url {url:?} of cell {cell}: {e}"))?;
-        Ok(AgentClient { cell: cell.to_string(), url: url.trim_end_matches('/').to_string(), token, http, retry: options.retry })
+        Ok(AgentClient {
+            cell: cell.to_string(),
+            url: url.trim_end_matches('/').to_string(),
+            token,
+            http,
+            retry: options.retry,
+            reports_of: Default::default(),
+        })
+    }
+
+    /// The same agent (a recovery site), its report calls about guest
+    /// `cell`'s chain in `location` (a plan location name).
+    pub fn guest_reports(&self, cell: &str, location: &str) -> AgentClient {
+        let scope = lifeboat_api::service::ReportScope { cell: Some(cell.to_string()), location: Some(location.to_string()) };
+        AgentClient { cell: cell.to_string(), reports_of: scope, ..self.clone() }
     }
 
     /// The URL of `template` (a path of `lifeboat_api::openapi`), its one
@@ -295,7 +311,10 @@ impl AgentClient {
 
     /// Names of the cell's stored reports, in chain order.
     pub async fn reports(&self) -> Result<Vec<String>, ClientError> {
-        Ok(self.get::<ReportList>("listing reports", paths::REPORTS).await?.reports)
+        const WHAT: &str = "listing reports";
+        let url = self.endpoint(paths::REPORTS, None);
+        let (_, body) = self.call(WHAT, || self.http.get(url.clone()).query(&self.reports_of), &[200]).await?;
+        Ok(self.decode::<ReportList>(WHAT, &body)?.reports)
     }
 
     fn check_report_name(&self, what: &'static str, name: &str) -> Result<(), ClientError> {
@@ -313,14 +332,14 @@ impl AgentClient {
     pub async fn report(&self, name: &str) -> Result<Vec<u8>, ClientError> {
         self.check_report_name("reading a report", name)?;
         let url = self.endpoint(paths::REPORT, Some(name));
-        Ok(self.call("reading a report", || self.http.get(url.clone()), &[200]).await?.1)
+        Ok(self.call("reading a report", || self.http.get(url.clone()).query(&self.reports_of), &[200]).await?.1)
     }
 
     /// Store a report in the cell's repository (never replacing one).
     pub async fn put_report(&self, name: &str, bytes: Vec<u8>) -> Result<ReportStored, ClientError> {
         self.check_report_name("storing a report", name)?;
         let url = self.endpoint(paths::REPORT, Some(name));
-        match self.call("storing a report", || self.http.put(url.clone()).body(bytes.clone()), &[200, 201]).await {
+        match self.call("storing a report", || self.http.put(url.clone()).query(&self.reports_of).body(bytes.clone()), &[200, 201]).await {
             Ok((201, _)) => Ok(ReportStored::Stored),
             Ok(_) => Ok(ReportStored::AlreadyThere),
             Err(ClientError::Status { status: 409, message, .. }) => Ok(ReportStored::Conflict(message)),

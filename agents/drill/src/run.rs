@@ -16,7 +16,7 @@ use serde_json::json;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
-use lifeboat_api::drill::{self as wire, KafkaPoint, PgPoint, RecoveryPoint};
+use lifeboat_api::drill::{self as wire, pg_time, KafkaPoint, PgPoint, RecoveryPoint};
 use lifeboat_api::{DrillOutcome, DrillSpec, DrillTarget, Outcome, PgTarget, Step};
 use lifeboat_kafka::client::Brokers;
 use lifeboat_kafka::restore::{RestoreReport as KafkaRestored, RestoreRequest as KafkaRequest};
@@ -277,13 +277,6 @@ fn pg_point(r: &PgRestored, target: OffsetDateTime) -> (PgPoint, f64) {
         stopped_at_target,
     };
     (point, rpo)
-}
-
-/// Postgres reports times like `2026-11-27 10:15:00.123456+00`.
-fn pg_time(text: &str) -> Option<OffsetDateTime> {
-    let fixed = text.replacen(' ', "T", 1);
-    let fixed = if fixed.ends_with("+00") { format!("{fixed}:00") } else { fixed };
-    OffsetDateTime::parse(&fixed, &Rfc3339).ok()
 }
 
 /// The instant to recover to; None: the newest cut (see [`cut_of`]).

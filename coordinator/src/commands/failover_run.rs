@@ -33,9 +33,12 @@ pub struct Driver {
     /// The plan directory.
     #[arg(long, env = "LIFEBOAT_PLANS")]
     plans: PathBuf,
-    /// The report signing key: smoke checks sent to recovery sites are signed with it.
+    /// The report signing key: smoke checks sent to recovery sites and the failover reports are signed with it.
     #[arg(long, env = "LIFEBOAT_REPORT_SIGNING_KEY")]
     signing_key: PathBuf,
+    /// Also keep each cell's chain of reports (JSON and HTML) under DIR/<cell>/.
+    #[arg(long)]
+    reports: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -55,6 +58,10 @@ pub struct RunArgs {
     /// Who runs it (default: $USER).
     #[arg(long)]
     by: Option<String>,
+    /// When the failure happened (RFC 3339; default: now): the report's
+    /// RPO is what was lost before it.
+    #[arg(long)]
+    failed_at: Option<String>,
     #[command(flatten)]
     driver: Driver,
 }
@@ -111,6 +118,11 @@ pub async fn run(args: RunArgs) -> Result<Done<View>> {
     let plan = load_plan(&d.plans)?;
     let status = super::failover::status_for(&plan, &args.scenario, &args.failed).await?;
     let now = clock::now();
+    let failed_at = match &args.failed_at {
+        Some(t) => clock::parse(t).with_context(|| format!("--failed-at {t:?} is not an RFC 3339 instant"))?,
+        None => now,
+    };
+    anyhow::ensure!(failed_at <= now, "--failed-at is in the future");
     let assessment = assess::assess(&plan, &status, &args.scenario, &args.failed, now)?;
     // A loss over the tier's RPO is shown and accepted (the primary is
     // gone); a cell with nowhere to go or nothing to restore stops it.
@@ -119,7 +131,7 @@ pub async fn run(args: RunArgs) -> Result<Done<View>> {
     let blocking = if assessment.cells.iter().any(stuck) { assessment.problems.clone() } else { Vec::new() };
     if args.dry_run {
         let text = format!("{}dry run: nothing journaled, nothing changed", assess::render(&assessment));
-        let f = draft(&args, assessment, now);
+        let f = draft(&args, assessment, (now, failed_at));
         return Ok(Done {
             ok: blocking.is_empty(),
             value: View { failover: f, approvals: vec![], steps: vec![], cells: vec![], next: None },
@@ -130,14 +142,14 @@ pub async fn run(args: RunArgs) -> Result<Done<View>> {
         bail!("this failover cannot be carried out: {}", blocking.join("; "));
     }
     let store = Store::open(&d.state)?;
-    let f = draft(&args, assessment, now);
+    let f = draft(&args, assessment, (now, failed_at));
     let _lock = lock(&d.state, &f.id)?;
     Journal(&store).create(&f)?;
     eprintln!("{}failover {} journaled; carrying it out", assess::render(&f.assessment), f.id);
     drive(d, &store, &f.id).await
 }
 
-fn draft(args: &RunArgs, assessment: Assessment, now: OffsetDateTime) -> Failover {
+fn draft(args: &RunArgs, assessment: Assessment, (now, failed_at): (OffsetDateTime, OffsetDateTime)) -> Failover {
     Failover {
         id: new_id(now),
         scenario: args.scenario.clone(),
@@ -145,6 +157,7 @@ fn draft(args: &RunArgs, assessment: Assessment, now: OffsetDateTime) -> Failove
         test: args.test,
         state: FailoverState::Running,
         created: now,
+        failed_at,
         initiator: initiator(args.by.clone()),
         assessment,
         finished: None,
@@ -156,7 +169,7 @@ async fn drive(d: &Driver, store: &Store, id: &str) -> Result<Done<View>> {
     let plan = load_plan(&d.plans)?;
     let signer = crate::report::keys::Signer::from_file(&d.signing_key)?;
     crate::report::keys::check_published(plan.report_public_key.as_deref(), &plan.name, &signer)?;
-    let engine = Engine { plan: &plan, store, signer: &signer, http: crate::failover::hooks::client() };
+    let engine = Engine { plan: &plan, store, signer: &signer, http: crate::failover::hooks::client(), export: d.reports.as_deref() };
     engine.drive(id).await?;
     view(store, id)
 }

@@ -13,7 +13,9 @@
 //!    as the cell's new home (a takeover: the drill code path, kept);
 //! 3. `smoke`: the cell's smoke checks, run by that restore, all passed;
 //! 4. `hook:route`: the tenants are sent to the new place (the body names
-//!    the new Postgres and Kafka); `hook:verify`: the platform's probes.
+//!    the new Postgres and Kafka); `hook:verify`: the platform's probes;
+//! 5. `report`: the cell's failover report, signed onto its chain in the
+//!    location it was restored from ([`super::report`]).
 //!
 //! A gate (the scenario's `approve`) stops the failover in state `waiting`
 //! before its step until `failover approve`. A failed step stops the
@@ -36,6 +38,7 @@ use super::hooks::{self, HookCall};
 use super::journal::{Failover, FailoverState, Journal, StepState};
 use crate::plan::{CellPlan, Plan, SiteDef, Step};
 use crate::report::keys::Signer;
+use crate::report::Report;
 use crate::store::Store;
 
 /// What the engine needs: the plan, the journal's database, the key that
@@ -45,6 +48,8 @@ pub struct Engine<'a> {
     pub store: &'a Store,
     pub signer: &'a Signer,
     pub http: reqwest::Client,
+    /// Also keep each cell's chain of reports under `<dir>/<cell>/`.
+    pub export: Option<&'a std::path::Path>,
 }
 
 /// How a cell's steps ended this time.
@@ -59,8 +64,8 @@ enum CellEnd {
 /// The steps of a cell, in order.
 fn steps(test: bool) -> &'static [&'static str] {
     match test {
-        true => &["restore", "smoke"],
-        false => &["fence", "hook:fence", "restore", "smoke", "hook:route", "hook:verify"],
+        true => &["restore", "smoke", "report"],
+        false => &["fence", "hook:fence", "restore", "smoke", "hook:route", "hook:verify", "report"],
     }
 }
 
@@ -71,6 +76,7 @@ fn scenario_step(step: &str) -> Step {
         "restore" => Step::Restore,
         "smoke" => Step::Smoke,
         "hook:route" => Step::Route,
+        "report" => Step::Report,
         _ => Step::Verify,
     }
 }
@@ -169,6 +175,7 @@ impl Engine<'_> {
         match step {
             "fence" => self.fence(f, cell, site, key).await.map(Some),
             "restore" => self.restore(f, c, cell, site, key).await.map(Some),
+            "report" => self.report(f, c, cell, site).await.map(Some),
             "smoke" => smoke(&self.journal().step(&f.id, &c.cell, "restore")?.context("the restore step is journaled")?.detail).map(Some),
             hook => {
                 let name = hook.trim_start_matches("hook:");
@@ -230,6 +237,44 @@ impl Engine<'_> {
             outcome.steps.iter().filter(|s| s.failed()).map(|s| format!("{}: {}", s.name, s.message.clone().unwrap_or_default())).collect();
         anyhow::ensure!(failed.is_empty(), "the restore on {} failed: {}", site.name, failed.join("; "));
         Ok(serde_json::to_value(&*outcome)?)
+    }
+
+    /// Sign and store the cell's failover report (or find the one a
+    /// crashed attempt stored: one report per failover and cell).
+    async fn report(&self, f: &Failover, c: &CellAssessment, cell: &CellPlan, site: &SiteDef) -> Result<Value> {
+        let location = c.location.as_deref().with_context(|| format!("cell {} has no location to report into", c.cell))?;
+        let agent = self.site_agent(site)?.guest_reports(&cell.name, location);
+        let id = super::report::report_id(&f.id, &cell.name);
+        let stored = agent.reports().await?.into_iter().find(|n| n.ends_with(&format!("-{id}.json")));
+        let report: Report = match stored {
+            Some(name) => {
+                serde_json::from_slice(&agent.report(&name).await?).with_context(|| format!("reading the stored report {name}"))?
+            }
+            None => {
+                let (steps, approvals) = (self.journal().steps(&f.id)?, self.journal().approvals(&f.id)?);
+                let environment = match f.test {
+                    true => format!("a scratch environment at recovery site {} (removed after)", site.name),
+                    false => format!("recovery site {}: {}", site.name, self.new_home(f, c, site)?),
+                };
+                let inputs = super::report::Inputs {
+                    plan: self.plan,
+                    cell,
+                    failover: f,
+                    steps: &steps,
+                    approvals: &approvals,
+                    location,
+                    environment,
+                };
+                let mut report = super::report::build(&inputs);
+                crate::drill::store(&agent, &mut report, self.signer).await?;
+                report
+            }
+        };
+        if let Some(dir) = self.export {
+            crate::drill::mirror(&agent, &report, &dir.join(&cell.name)).await?;
+        }
+        Ok(json!({ "report_id": report.report_id, "sequence": report.chain.sequence, "verdict": report.verdict, "errors": report.errors,
+                   "demonstrated": report.demonstrated }))
     }
 
     /// The port of `c`'s server: the site's first guest port plus the

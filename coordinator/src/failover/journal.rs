@@ -89,6 +89,10 @@ pub struct Failover {
     pub state: FailoverState,
     #[serde(with = "clock::ms")]
     pub created: OffsetDateTime,
+    /// When the operator says the failure happened (default: `created`):
+    /// what was lost is measured from it.
+    #[serde(with = "clock::ms")]
+    pub failed_at: OffsetDateTime,
     pub initiator: String,
     pub assessment: Assessment,
     #[serde(with = "clock::ms::option")]
@@ -138,6 +142,7 @@ impl Failover {
             test: r.get::<_, i64>("test")? != 0,
             state: FailoverState::parse(&r.get::<_, String>("state")?)?,
             created: instant(r, "created")?.unwrap_or(OffsetDateTime::UNIX_EPOCH),
+            failed_at: instant(r, "failed_at")?.unwrap_or(OffsetDateTime::UNIX_EPOCH),
             initiator: r.get("initiator")?,
             assessment: json_column(r, "assessment")?,
             finished: instant(r, "finished")?,
@@ -171,8 +176,19 @@ impl Journal<'_> {
         self.0
             .db()
             .execute(
-                "INSERT INTO failovers (id, scenario, failed, test, state, created, initiator, assessment) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-                params![f.id, f.scenario, f.failed, f.test as i64, f.state.as_str(), ts(f.created), f.initiator, assessment],
+                "INSERT INTO failovers (id, scenario, failed, test, state, created, failed_at, initiator, assessment)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                params![
+                    f.id,
+                    f.scenario,
+                    f.failed,
+                    f.test as i64,
+                    f.state.as_str(),
+                    ts(f.created),
+                    ts(f.failed_at),
+                    f.initiator,
+                    assessment
+                ],
             )
             .context("journaling the failover")?;
         Ok(())
@@ -286,6 +302,7 @@ mod tests {
             test: false,
             state: FailoverState::Running,
             created: clock::now(),
+            failed_at: clock::now(),
             initiator: "me".into(),
             assessment,
             finished: None,

@@ -10,9 +10,11 @@
 //! - [`journal`]: failovers, their steps and approvals in the state
 //!   database, each step written before its side effect.
 //! - [`engine`]: carrying a journaled failover out: fence, restore (a
-//!   takeover at the recovery site), smoke, route, verify, in waves.
+//!   takeover at the recovery site), smoke, route, verify, report, in waves.
+//! - [`report`]: a cell's failover report, signed onto its chain.
 
 pub mod assess;
 pub mod engine;
 pub mod hooks;
 pub mod journal;
+pub mod report;

@@ -89,6 +89,15 @@ async fn fill(
     }
 }
 
+/// Guest `cell`'s repository at `url`, under its key (`--guest-key-file`, else the agent's).
+pub async fn open_guest(agent: &Agent, cell: &str, url: &str) -> anyhow::Result<Repository> {
+    let key = match agent.config.guest_key(cell) {
+        Some(path) => Some(lifeboat_repository::Key::from_file(path)?),
+        None => agent.repo.key().cloned(),
+    };
+    Ok(Repository::open(crate::context::store(url).await?, key).await?)
+}
+
 /// A guest cell's points, per `--guest` location (plan names). Each
 /// location is dated by its own archive times and is not capped by a copy
 /// pass (this agent does not copy the guest): what the repository holds.
@@ -101,14 +110,7 @@ pub async fn compute_guest(agent: &Agent, cell: &str) -> Option<Recovery> {
     let mut locations = Vec::new();
     for g in guests {
         let mut point = LocationPoint::new(&g.location, LocationRole::Primary);
-        let opened = async {
-            let key = match agent.config.guest_key(cell) {
-                Some(path) => Some(lifeboat_repository::Key::from_file(path)?),
-                None => agent.repo.key().cloned(),
-            };
-            anyhow::Ok(Repository::open(crate::context::store(&g.url).await?, key).await?)
-        };
-        match opened.await {
+        match open_guest(agent, cell, &g.url).await {
             Ok(repo) => {
                 let here = wal_times(&repo, cell).await.map_err(|e| format!("{e:#}"));
                 fill(&mut point, &repo, cell, here.as_ref(), None, None).await;

@@ -3,23 +3,47 @@
 //! in its primary repository (sealed like every object, so geo-copy
 //! carries it to every location and verifies it there). Stored reports are
 //! never replaced: a second PUT of the same name must carry the same bytes.
+//!
+//! A recovery site also keeps a guest cell's chain (`?cell=&location=`,
+//! [`ReportScope`]): a failover's report goes after the newest report in
+//! the location the cell was restored from.
 
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 
-use lifeboat_repository::{format, RepoError};
+use lifeboat_api::service::ReportScope;
+use lifeboat_repository::{format, RepoError, Repository};
 use lifeboat_storage::PutMode;
 
 use super::answer::error;
 use super::Agent;
 
-fn prefix(agent: &Agent) -> String {
-    format!("reports/{}/", agent.config.cell)
+/// The repository and report prefix `scope` names: the agent's own, or a
+/// guest's at one of its locations (404 for one this agent does not host).
+async fn place(agent: &Agent, scope: &ReportScope) -> Result<(Repository, String), Response> {
+    let cell = match scope.cell.as_deref() {
+        None => return Ok((agent.repo.clone(), format!("reports/{}/", agent.config.cell))),
+        Some(c) if c == agent.config.cell && scope.location.is_none() => return Ok((agent.repo.clone(), format!("reports/{c}/"))),
+        Some(c) => c,
+    };
+    let guests = agent.config.guest_locations(cell);
+    let found = match scope.location.as_deref() {
+        Some(l) => guests.iter().find(|g| g.location == l),
+        None => guests.first(),
+    };
+    let Some(g) = found else {
+        let at = scope.location.as_deref().map(|l| format!(" at location {l}")).unwrap_or_default();
+        return Err(error(StatusCode::NOT_FOUND, format!("this agent hosts no guest cell {cell}{at} (--guest {cell}@LOCATION=URL)")));
+    };
+    match super::recovery::open_guest(agent, cell, &g.url).await {
+        Ok(repo) => Ok((repo, format!("reports/{cell}/"))),
+        Err(e) => Err(error(StatusCode::BAD_GATEWAY, format!("opening guest cell {cell}'s repository at {}: {e:#}", g.location))),
+    }
 }
 
 use lifeboat_api::service::is_report_name as valid_name;
@@ -29,9 +53,12 @@ fn bad_name(name: &str) -> Response {
 }
 
 /// `GET /v1/reports`: the names stored for this cell, in chain order.
-pub async fn list(State(agent): State<Arc<Agent>>) -> Response {
-    let prefix = prefix(&agent);
-    match agent.repo.store().list(&prefix).await {
+pub async fn list(State(agent): State<Arc<Agent>>, Query(scope): Query<ReportScope>) -> Response {
+    let (repo, prefix) = match place(&agent, &scope).await {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    match repo.store().list(&prefix).await {
         Ok(objects) => {
             let names: Vec<&str> = objects.iter().map(|o| &o.path.as_str()[prefix.len()..]).filter(|n| valid_name(n)).collect();
             Json(lifeboat_api::service::ReportList { reports: names.into_iter().map(String::from).collect() }).into_response()
@@ -41,18 +68,22 @@ pub async fn list(State(agent): State<Arc<Agent>>) -> Response {
 }
 
 /// `GET /v1/reports/{name}`: the report, its seal verified.
-pub async fn get(State(agent): State<Arc<Agent>>, Path(name): Path<String>) -> Response {
+pub async fn get(State(agent): State<Arc<Agent>>, Path(name): Path<String>, Query(scope): Query<ReportScope>) -> Response {
     if !valid_name(&name) {
         return bad_name(&name);
     }
-    let path = format::path(&format!("{}{name}", prefix(&agent)));
-    match agent.repo.read_object(&path).await {
+    let (repo, prefix) = match place(&agent, &scope).await {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    let path = format::path(&format!("{prefix}{name}"));
+    match repo.read_object(&path).await {
         Ok(bytes) => {
             let kind = if name.ends_with(".html") { "text/html; charset=utf-8" } else { "application/json" };
             ([(header::CONTENT_TYPE, kind)], bytes).into_response()
         }
         Err(lifeboat_repository::RepoError::Store(e)) if e.is_not_found() => {
-            error(StatusCode::NOT_FOUND, format!("no report {name} for cell {}", agent.config.cell))
+            error(StatusCode::NOT_FOUND, format!("no report {name} under {prefix}"))
         }
         Err(e) => error(StatusCode::BAD_GATEWAY, format!("reading report {name}: {e}")),
     }
@@ -60,15 +91,19 @@ pub async fn get(State(agent): State<Arc<Agent>>, Path(name): Path<String>) -> R
 
 /// `PUT /v1/reports/{name}`: store once (201); the same bytes again are
 /// accepted (200); other bytes under a stored name are refused (409).
-pub async fn put(State(agent): State<Arc<Agent>>, Path(name): Path<String>, body: Bytes) -> Response {
+pub async fn put(State(agent): State<Arc<Agent>>, Path(name): Path<String>, Query(scope): Query<ReportScope>, body: Bytes) -> Response {
     if !valid_name(&name) {
         return bad_name(&name);
     }
-    let path = format::path(&format!("{}{name}", prefix(&agent)));
+    let (repo, prefix) = match place(&agent, &scope).await {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    let path = format::path(&format!("{prefix}{name}"));
     if name.ends_with(".json") {
         // One report per place in the chain: a second signer of the same
         // sequence must read the chain again.
-        match agent.repo.store().list(&format!("{}{}", prefix(&agent), &name[..6])).await {
+        match repo.store().list(&format!("{prefix}{}", &name[..6])).await {
             Ok(taken) => {
                 if let Some(other) = taken.iter().map(|o| o.path.as_str()).find(|p| p.ends_with(".json") && !p.ends_with(&name)) {
                     return error(
@@ -80,12 +115,12 @@ pub async fn put(State(agent): State<Arc<Agent>>, Path(name): Path<String>, body
             Err(e) => return error(StatusCode::BAD_GATEWAY, format!("listing reports: {e}")),
         }
     }
-    match agent.repo.put_sealed(&path, &body, PutMode::Create).await {
+    match repo.put_sealed(&path, &body, PutMode::Create).await {
         Ok(()) => {
             tracing::info!(report = %name, "report stored");
             StatusCode::CREATED.into_response()
         }
-        Err(RepoError::Store(e)) if e.is_already_exists() => match agent.repo.read_object(&path).await {
+        Err(RepoError::Store(e)) if e.is_already_exists() => match repo.read_object(&path).await {
             Ok(existing) if existing == body.as_ref() => StatusCode::OK.into_response(),
             Ok(_) => error(StatusCode::CONFLICT, format!("report {name} is already stored with other content; reports are never replaced")),
             Err(e) => error(StatusCode::BAD_GATEWAY, format!("reading the stored report {name}: {e}")),
