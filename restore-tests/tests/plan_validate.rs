@@ -269,7 +269,7 @@ const BREAKS: &[Break] = &[
         file: "demo.toml",
         old: "postgres = { port = 5510 }",
         new: "postgres = { port = 80 }",
-        message: "recovery_site \"a-host\": postgres port must leave room for 1 guest(s) between 1024 and 65535",
+        message: "recovery_site \"a-host\": postgres port must leave room for its 1 possible guest(s) between 1024 and 65535",
         anchor: "port = 80",
     },
     Break {

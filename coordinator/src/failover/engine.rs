@@ -179,7 +179,7 @@ impl Engine<'_> {
             "smoke" => smoke(&self.journal().step(&f.id, &c.cell, "restore")?.context("the restore step is journaled")?.detail).map(Some),
             hook => {
                 let name = hook.trim_start_matches("hook:");
-                let detail = if name == "route" { self.new_home(f, c, site)? } else { Value::Null };
+                let detail = if name == "route" { self.new_home(c, site)? } else { Value::Null };
                 self.hook(f, &c.cell, name, key, detail).await
             }
         }
@@ -226,7 +226,7 @@ impl Engine<'_> {
         spec.location = c.location.clone();
         spec.kafka = spec.kafka && site.kafka_brokers.is_some();
         if !f.test {
-            let (name, port) = (takeover_name(&f.id, &cell.name), self.port(f, c, site));
+            let (name, port) = (takeover_name(&f.id, &cell.name), self.port(cell, site)?);
             spec.takeover = Some(Takeover { name, port, topic_prefix: site.kafka_topic_prefix.clone() });
         }
         let job = self.job(site, key, &JobSpec::Drill(spec)).await?;
@@ -254,7 +254,7 @@ impl Engine<'_> {
                 let (steps, approvals) = (self.journal().steps(&f.id)?, self.journal().approvals(&f.id)?);
                 let environment = match f.test {
                     true => format!("a scratch environment at recovery site {} (removed after)", site.name),
-                    false => format!("recovery site {}: {}", site.name, self.new_home(f, c, site)?),
+                    false => format!("recovery site {}: {}", site.name, self.new_home(c, site)?),
                 };
                 let inputs = super::report::Inputs {
                     plan: self.plan,
@@ -277,20 +277,18 @@ impl Engine<'_> {
                    "demonstrated": report.demonstrated }))
     }
 
-    /// The port of `c`'s server: the site's first guest port plus the
-    /// number of this failover's cells placed there before it.
-    fn port(&self, f: &Failover, c: &CellAssessment, site: &SiteDef) -> u16 {
-        let before = f.assessment.cells.iter().take_while(|x| x.cell != c.cell).filter(|x| x.site.as_deref() == Some(&site.name)).count();
-        site.postgres_port + before as u16
+    /// The port of `cell`'s server at `site` ([`Plan::guest_port`]).
+    fn port(&self, cell: &CellPlan, site: &SiteDef) -> Result<u16> {
+        self.plan.guest_port(site, &cell.name).with_context(|| format!("cell {} does not list recovery site {}", cell.name, site.name))
     }
 
     /// Where the cell lives now, for the route hook.
-    fn new_home(&self, f: &Failover, c: &CellAssessment, site: &SiteDef) -> Result<Value> {
+    fn new_home(&self, c: &CellAssessment, site: &SiteDef) -> Result<Value> {
         let host = reqwest::Url::parse(&site.agent_url).ok().and_then(|u| u.host_str().map(str::to_string)).unwrap_or_default();
         let cell = self.placed(c)?.0;
         Ok(json!({
             "site": site.name,
-            "postgres": cell.postgres.then(|| json!({ "host": host, "port": self.port(f, c, site), "database": cell.database })),
+            "postgres": cell.postgres.then(|| json!({ "host": host, "port": self.plan.guest_port(site, &cell.name), "database": cell.database })),
             "kafka": site.kafka_brokers.as_ref().filter(|_| cell.kafka_topics.is_some()).map(|b| json!({ "brokers": b, "topic_prefix": site.kafka_topic_prefix })),
         }))
     }

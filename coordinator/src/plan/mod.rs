@@ -88,6 +88,15 @@ impl Plan {
         }
     }
 
+    /// The Postgres port guest `cell` gets at `site`: the site's first port
+    /// plus the cell's place among the cells that list the site, so guests
+    /// of different failovers at one site never share a port.
+    pub fn guest_port(&self, site: &SiteDef, cell: &str) -> Option<u16> {
+        let guests = self.cells.iter().filter(|c| c.failover.sites.contains(&site.name));
+        let n = guests.map(|c| c.name.as_str()).position(|c| c == cell)?;
+        u16::try_from(usize::from(site.postgres_port) + n).ok()
+    }
+
     /// The plan location a name from `cell`'s agent stands for.
     pub fn plan_location_name(&self, cell: &CellPlan, agent_name: &str) -> String {
         if agent_name != AGENT_PRIMARY {
@@ -192,7 +201,7 @@ pub struct SiteDef {
     pub kafka_brokers: Option<String>,
     /// Guests' topics and groups are restored under this prefix.
     pub kafka_topic_prefix: String,
-    /// Guest `n` (from 0) of a failover listens on this port + n.
+    /// The first guest port (see [`Plan::guest_port`]).
     pub postgres_port: u16,
 }
 

@@ -32,11 +32,6 @@ pub fn site(catalog: &Catalog<'_>, check: &mut Check<'_>, i: usize, s: &schema::
         check.brokers(i, &k.get_ref().brokers);
     }
     let postgres_port = s.postgres.as_ref().map_or(crate::plan::DEFAULT_GUEST_PORT, |p| *p.get_ref().port.get_ref());
-    if let Some(p) = s.postgres.as_ref().map(|p| &p.get_ref().port) {
-        if *p.get_ref() < 1024 || u32::from(*p.get_ref()) + capacity > 65536 {
-            check.at(i, p, format!("{from}: postgres port must leave room for {capacity} guest(s) between 1024 and 65535"));
-        }
-    }
     let agent = s.agent.get_ref();
     SiteDef {
         name: s.name.get_ref().clone(),
@@ -52,6 +47,17 @@ pub fn site(catalog: &Catalog<'_>, check: &mut Check<'_>, i: usize, s: &schema::
             .map(|p| p.get_ref().clone())
             .unwrap_or_default(),
         postgres_port,
+    }
+}
+
+/// A site's guests each get a port of their own (see `Plan::guest_port`):
+/// they must all lie between 1024 and 65535.
+pub fn guest_ports(check: &mut Check<'_>, i: usize, s: &schema::RecoverySite, plan: &Plan) {
+    let Some(p) = s.postgres.as_ref().map(|p| &p.get_ref().port) else { return };
+    let guests = plan.cells.iter().filter(|c| c.failover.sites.contains(s.name.get_ref())).count().max(1);
+    if *p.get_ref() < 1024 || usize::from(*p.get_ref()) + guests > 65536 {
+        let from = format!("recovery_site {:?}", s.name.get_ref());
+        check.at(i, p, format!("{from}: postgres port must leave room for its {guests} possible guest(s) between 1024 and 65535"));
     }
 }
 

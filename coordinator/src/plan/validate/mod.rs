@@ -39,6 +39,9 @@ pub fn validate(dir: &Path, files: &[PlanFile]) -> (Plan, Vec<Diagnostic>) {
         check.problems.push(Diagnostic::new(dir, 0, "the plan has no [[cell]]".into()));
     }
     for (i, f) in files.iter().enumerate() {
+        for s in &f.doc.recovery_site {
+            failover::guest_ports(&mut check, i, s.get_ref(), &plan);
+        }
         for s in &f.doc.scenario {
             let scenario = failover::scenario(&catalog, &mut check, i, s.get_ref(), &plan);
             failover::can_be_carried_out(&mut check, i, s.get_ref(), &scenario, &plan);
