@@ -154,5 +154,7 @@ agent_for_postgres() {
   agent="$work/bin/lifeboat-agent"
   cp "$CARGO_TARGET_DIR/release/lifeboat-agent" "$agent"
   "$agent" key generate --out "$work/key" 2>/dev/null
-  chmod 644 "$work/key"
+  # Mode 0600 (the agent refuses a key others may read), owned by postgres: its archive and restore commands read it (root too).
+  chmod 600 "$work/key"
+  chown postgres: "$work/key"
 }

@@ -51,7 +51,7 @@ cleanup() {
   wait 2>/dev/null
   for cell in a b; do [[ -d $work/pg-$cell ]] && bash infra/pg-cluster.sh stop "$work/pg-$cell" >/dev/null 2>&1; done
   # A takeover's server outlives the agent that started it (it is the cell's new primary).
-  for data in "$work"/drills/fo-*/pgdata; do
+  for data in "$work"/drills/takeover-*/pgdata; do
     [[ -f $data/postmaster.pid ]] && (cd / && runuser -u postgres -- "$(pg_config --bindir)/pg_ctl" -D "$data" -m fast stop >/dev/null 2>&1)
   done
   bash infra/services.sh kafka-topics --bootstrap-server "$brokers" --delete --topic 'dr\..*' >/dev/null 2>&1

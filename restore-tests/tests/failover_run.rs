@@ -219,7 +219,7 @@ fn a_cell_fails_over_to_its_recovery_site_once_through_a_crash_of_the_driver() {
     assert_eq!(all.len(), archived.len() + 3);
     kill_primary(&cell.pg);
     let failed_at = time::OffsetDateTime::now_utc();
-    let takeover_dir = |id: &str| cell.restore_root.join(format!("{id}-{}", cell.name)).join("pgdata");
+    let takeover_dir = |port: u16| cell.restore_root.join(format!("takeover-{port}")).join("pgdata");
 
     // Dry run: the plan, nothing journaled.
     let (dry_ok, dry) = setup.driven(&["run", "--scenario", "cell-failure", "--failed", &cell.name, "--dry-run"]);
@@ -235,7 +235,7 @@ fn a_cell_fails_over_to_its_recovery_site_once_through_a_crash_of_the_driver() {
     let (_, waiting) = setup.driven(&["run", "--scenario", "cell-failure", "--failed", &cell.name, "--by", "carol"]);
     assert_eq!(waiting["failover"]["state"], "waiting", "{waiting}");
     let id = waiting["failover"]["id"].as_str().unwrap().to_string();
-    let _stop = StopServer(takeover_dir(&id));
+    let _stop = StopServer(takeover_dir(port));
     assert!(waiting["next"].as_str().unwrap().contains(&format!("approve {id}")), "{waiting}");
     assert!(step(&waiting, &cell.name, "fence").is_none(), "{waiting}");
     let fence = || ok(&agent(&["fence", "show", "--repo", &cell.a.repo, "--cell", &cell.name, "--key-file", cell.a.k()], &[]));
@@ -338,7 +338,9 @@ fn a_cell_fails_over_to_its_recovery_site_once_through_a_crash_of_the_driver() {
     .unwrap();
     assert_eq!(tested["operation"], "failover-test");
     let left: Vec<_> = std::fs::read_dir(&cell.restore_root).unwrap().flatten().map(|e| e.file_name().into_string().unwrap()).collect();
-    assert!(left.iter().all(|n| n.starts_with(&id)), "only the takeover stays under the restore root: {left:?}");
+    assert_eq!(left, [format!("takeover-{port}")], "only the takeover stays under the restore root");
+    let marker = std::fs::read_to_string(cell.restore_root.join(format!("takeover-{port}/takeover.name"))).unwrap();
+    assert_eq!(marker, format!("{id}-{}", cell.name));
 
     // An abort stops a failover at its gate; it cannot be approved after.
     let (_, third) = setup.driven(&["run", "--scenario", "cell-failure", "--failed", &cell.name]);
@@ -499,8 +501,8 @@ fn a_region_fails_over_from_its_secondary_copies_tier_by_tier() {
     let (done_ok, done) = setup.driven(&["run", "--scenario", "region-outage", "--failed", "r-a"]);
     assert!(done_ok, "{done}");
     assert_eq!(done["failover"]["state"], "done", "{done}");
-    let id = done["failover"]["id"].as_str().unwrap().to_string();
-    let _stop: Vec<StopServer> = cells.iter().map(|c| StopServer(c.restore_root.join(format!("{id}-{}", c.name)).join("pgdata"))).collect();
+    let root = &cells[0].restore_root;
+    let _stop: Vec<StopServer> = (0..3).map(|i| StopServer(root.join(format!("takeover-{}", port + i)).join("pgdata"))).collect();
     let assessed = &done["failover"]["assessment"]["cells"];
     let waves: Vec<(String, u64, &str)> = (0..3)
         .map(|i| {

@@ -52,7 +52,8 @@ pub struct DrillSpec {
     pub takeover: Option<Takeover>,
 }
 
-/// Where a failover's restore stays: `<restore-root>/<name>`, its server
+/// Where a failover's restore stays: `<restore-root>/takeover-<port>`
+/// (marked with `name`: a second takeover of the port is refused), its server
 /// listening on `port` (loopback TCP under the restored `pg_hba.conf`;
 /// archiving off until the cell is re-protected), its topics and consumer
 /// groups restored under `topic_prefix` (empty: the cell's own names, in

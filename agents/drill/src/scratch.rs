@@ -13,8 +13,9 @@
 //! groups carry the prefix `lifeboat-drill-<id>.`.
 //!
 //! A failover's takeover uses the same steps into a kept environment
-//! ([`Scratch::keep`]): no ledger, so nothing sweeps it; a directory the
-//! failover names, a server on the port it names, topics under its prefix.
+//! ([`Scratch::keep`]): no ledger, so nothing sweeps it; the directory
+//! `takeover-<port>` (short: the server's socket lives in it), marked with
+//! the takeover's name, a server on that port, topics under its prefix.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -64,10 +65,11 @@ impl Scratch {
         Ok(scratch)
     }
 
-    /// A takeover's environment, `<root>/<takeover.name>`. What an earlier
-    /// attempt of the same takeover left there (the name is the failover's
-    /// and the cell's, and a failover routes to it only after it passed)
-    /// is stopped and removed first.
+    /// A takeover's environment, `<root>/takeover-<port>`. What an earlier
+    /// attempt of the same takeover left there (its marker names the same
+    /// takeover, the failover's and the cell's; a failover routes to it only
+    /// after it passed) is stopped and removed first; another takeover's is
+    /// refused: it may be a cell's live primary.
     pub fn keep(
         root: &Path,
         takeover: &lifeboat_api::drill::Takeover,
@@ -76,19 +78,29 @@ impl Scratch {
     ) -> std::io::Result<Scratch> {
         let scratch = Scratch {
             id: takeover.name.clone(),
-            dir: root.join(&takeover.name),
+            dir: root.join(format!("takeover-{}", takeover.port)),
             port: takeover.port,
             prefix: takeover.topic_prefix.clone(),
             brokers: brokers.map(|b| b.list.clone()),
             pg_bindir: pg_bindir.to_path_buf(),
             kept: true,
         };
+        let marker = scratch.dir.join("takeover.name");
         if scratch.dir.exists() {
+            let found = std::fs::read_to_string(&marker).unwrap_or_default();
+            if found.trim() != takeover.name {
+                return Err(std::io::Error::other(format!(
+                    "{} holds takeover {:?}, which may be a cell's live primary; stop its server and remove the directory, or give the cell another port",
+                    scratch.dir.display(),
+                    found.trim()
+                )));
+            }
             scratch.stop_server().map_err(std::io::Error::other)?;
             lifeboat_postgres::prefetch::wait_stopped(&scratch.data_dir(), Duration::from_secs(30));
             std::fs::remove_dir_all(&scratch.dir)?;
         }
         std::fs::create_dir_all(&scratch.dir)?;
+        std::fs::write(&marker, &takeover.name)?;
         Ok(scratch)
     }
 

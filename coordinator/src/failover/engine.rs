@@ -330,7 +330,7 @@ impl Engine<'_> {
     }
 }
 
-/// The directory (under the site's restore root) a takeover keeps.
+/// The name a takeover is marked with (its directory is `takeover-<port>`).
 pub fn takeover_name(failover: &str, cell: &str) -> String {
     format!("{failover}-{cell}")
 }

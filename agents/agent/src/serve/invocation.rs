@@ -256,8 +256,8 @@ impl Line<'_> {
         if let Some((name, url)) = sources.get(1) {
             self.push(&["--fallback", &format!("{name}={url}")]);
         }
-        if let Some(t) = &drill.takeover {
-            relative_dir(&t.name)?;
+        if let Some(t) = drill.takeover.as_ref().filter(|t| t.name.trim().is_empty() || t.name.contains('\n')) {
+            return Err(format!("takeover name {:?} must be one non-empty line", t.name));
         }
         if drill.kafka || drill.checks.iter().any(|c| c.needs_kafka()) {
             let brokers = self.brokers()?;

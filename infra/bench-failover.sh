@@ -1,0 +1,287 @@
+#!/usr/bin/env bash
+# Failover benchmark (issue 21): the measured RTO per tier of
+# scenario 1 (one Tier-1 cell taken over at its recovery site from its
+# primary location) and scenario 2 (a region of three cells of tiers 1-3
+# failing over into the DR region from their secondary-region copies, two
+# at a time), both cold (restored from the repository: no standby is kept
+# yet), with the data sizes used; then a model of the cold RTO at
+# production sizes from the restore, WAL replay and Kafka restore
+# throughputs measured in scenario 1. Release build, file:// repositories.
+# Prints figures; asserts nothing about wall time.
+#
+# Usage: bash infra/bench-failover.sh
+#   LIFEBOAT_BENCH_FAILOVER_SCALE=20 (pgbench scale of scenario 1's cell; scenario 2's cells get a quarter)
+#   LIFEBOAT_BENCH_FAILOVER_LOAD_SECONDS=30 (pgbench load after the base backup: WAL to replay)
+#   LIFEBOAT_BENCH_FAILOVER_EVENTS=100000 (payments, each with its Kafka event)
+#   LIFEBOAT_MODEL_DB_GIB=200 LIFEBOAT_MODEL_WAL_GIB=20 LIFEBOAT_MODEL_KAFKA_GIB=20 (production sizes modelled)
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-${LIFEBOAT_CACHE:-$HOME/.cache/lifeboat}/target}"
+scale="${LIFEBOAT_BENCH_FAILOVER_SCALE:-20}"
+load="${LIFEBOAT_BENCH_FAILOVER_LOAD_SECONDS:-30}"
+events="${LIFEBOAT_BENCH_FAILOVER_EVENTS:-100000}"
+work=/var/tmp/lifeboat-bench-failover
+# shellcheck source=infra/bench-lib.sh
+source infra/bench-lib.sh
+
+log "== building release binaries; starting Postgres, Kafka"
+cargo build --release --locked --bins 2>&1 | tail -1 >&2
+bash infra/services.sh install postgres kcat kafka >&2
+eval "$(bash infra/services.sh start kafka)"
+brokers=$LIFEBOAT_TEST_KAFKA_BROKERS
+bindir=$(pg_config --bindir)
+lifeboat="$CARGO_TARGET_DIR/release/lifeboat"
+stamp=$(date +%s)
+
+cleanup() {
+  for d in "$work"/pg-*; do [[ -d $d ]] && bash infra/pg-cluster.sh stop "$d" >/dev/null 2>&1; done
+  for data in "$work"/restore/takeover-*/pgdata; do
+    [[ -f $data/postmaster.pid ]] && (cd / && runuser -u postgres -- "$bindir/pg_ctl" -D "$data" -m immediate stop >/dev/null 2>&1)
+  done
+  [[ -n ${site_pid:-} ]] && kill "$site_pid" 2>/dev/null
+  bash infra/services.sh kafka-topics --bootstrap-server "$brokers" --delete --topic "bench-fo-.*" >/dev/null 2>&1 || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+cleanup
+agent_for_postgres
+mkdir -p "$work/restore" "$work/plan"
+chmod 755 "$work/restore"
+chown postgres: "$work/restore"
+
+# make_cell NAME SCALE LOAD EVENTS: a cell archiving into $work/NAME/repo, backed up,
+# then loaded (WAL to replay) and paid into (each payment published), snapshotted, archived.
+make_cell() {
+  local name=$1 s=$2 l=$3 n=$4 port repo psql
+  port=$(bash infra/pg-cluster.sh free-port)
+  repo="file://$work/$name/repo"
+  RUST_LOG=warn "$agent" repo init --repo "$repo" --key-file "$work/key" >/dev/null
+  chown -R postgres: "$work/$name"
+  bash infra/pg-cluster.sh create "$work/pg-$name" "$port" "archive_mode = on" \
+    "archive_command = '$agent wal-push %p --repo $repo --cell $name --key-file $work/key'" >/dev/null
+  bash infra/pg-cluster.sh start "$work/pg-$name" "$port" >/dev/null
+  psql="$bindir/psql -X -q -A -t -v ON_ERROR_STOP=1 -h 127.0.0.1 -p $port -U postgres"
+  "$bindir/pgbench" -i -q -s "$s" -h 127.0.0.1 -p "$port" -U postgres postgres 2>/dev/null
+  $psql -c "create table payments (id bigint primary key, amount numeric(12,2) not null, at timestamptz not null);
+            create table ledger (payment_id bigint not null, amount numeric(12,2) not null)"
+  RUST_LOG=warn "$agent" pg backup --conn "host=127.0.0.1 port=$port user=postgres dbname=postgres" \
+    --repo "$repo" --cell "$name" --key-file "$work/key" --output json >"$work/$name.backup.json"
+  bash infra/services.sh kafka-topics --bootstrap-server "$brokers" --create --topic "$name.payments" --partitions 3 --replication-factor 1 >/dev/null
+  "$bindir/pgbench" -c 2 -T "$l" -h 127.0.0.1 -p "$port" -U postgres postgres >/dev/null 2>&1
+  $psql -c "insert into payments select g, (g % 1000) / 10.0, now() from generate_series(1, $n) g;
+            insert into ledger select id, amount from payments union all select id, -amount from payments"
+  seq 1 "$n" | awk '{ printf "%s|{\"payment\":%s}\n", $1, $1 }' | kcat -P -q -b "$brokers" -t "$name.payments" -K '|' -X linger.ms=50
+  RUST_LOG=warn "$agent" kafka snapshot --brokers "$brokers" --topics "$name\\..*" --repo "$repo" --cell "$name" --key-file "$work/key" --output json >"$work/$name.snapshot.json"
+  local seg
+  seg=$($psql -c "select pg_walfile_name(pg_switch_wal())")
+  for _ in $(seq 240); do [[ $($psql -c "select last_archived_wal >= '$seg' from pg_stat_archiver") == t ]] && break; sleep 0.5; done
+  printf '%s %s %s\n' "$($psql -c "select pg_database_size('postgres')")" "$(du -sb "$work/$name/repo/wal" | cut -f1)" \
+    "$(jget "$work/$name.snapshot.json" '["stored_bytes"]')" >"$work/$name.sizes"
+  # The cell is lost: its Postgres killed, its data directory removed.
+  kill -9 "$(head -1 "$work/pg-$name/data/postmaster.pid")"
+  sleep 0.5
+  rm -rf "$work/pg-$name/data"
+}
+
+c1=bench-fo-c1-$stamp
+log "== scenario 1's cell $c1: pgbench scale $scale, $load s of load, $events payments and events"
+make_cell "$c1" "$scale" "$load" "$events"
+regional=()
+for t in 1 2 3; do
+  name=bench-fo-r$t-$stamp
+  regional+=("$name")
+  log "== scenario 2's tier-$t cell $name: pgbench scale $((scale / 4 + 1)), $((load / 3)) s of load, $((events / 4)) payments"
+  make_cell "$name" "$((scale / 4 + 1))" "$((load / 3))" "$((events / 4))"
+  RUST_LOG=warn "$agent" repo copy "file://$work/$name/repo" "file://$work/$name/second" --key-file "$work/key" >/dev/null
+  chown -R postgres: "$work/$name/second"
+done
+
+log "== the recovery site: an agent hosting all four cells as guests"
+"$lifeboat" report keygen --out-dir "$work/keys" >/dev/null
+cp "$work/keys/report-signing.pub" "$work/plan/"
+openssl rand -hex 32 >"$work/token"
+chmod 600 "$work/token"
+site_port=$(bash infra/pg-cluster.sh free-port)
+guests=(--guest "$c1@main-a=file://$work/$c1/repo")
+for name in "${regional[@]}"; do guests+=(--guest "$name@second=file://$work/$name/second"); done
+RUST_LOG=warn "$agent" repo init --repo "file://$work/site-repo" --key-file "$work/key" >/dev/null
+RUST_LOG=warn "$agent" serve --repo "file://$work/site-repo" --cell site --key-file "$work/key" --token-file "$work/token" \
+  --state-dir "$work/site-state" --listen "127.0.0.1:$site_port" --kafka-brokers "$brokers" --restore-root "$work/restore" \
+  --plan-key "$work/keys/report-signing.pub" "${guests[@]}" >"$work/site.out" 2>"$work/site.log" &
+site_pid=$!
+for _ in $(seq 100); do grep -q serving "$work/site.out" && break; sleep 0.1; done
+
+pg_first=$(bash infra/pg-cluster.sh free-port)
+cell_table() { # NAME TIER REGION LOCATIONS
+  cat <<EOF
+[[cell]]
+name = "$1"
+tier = "$2"
+region = "$3"
+tenants = ["tenant-$1"]
+agent = { url = "http://127.0.0.1:1", token = "file:$work/token" }
+locations = $4
+postgres = { conninfo = "host=127.0.0.1 port=1 user=postgres dbname=postgres" }
+kafka = { brokers = "$brokers", topics = "$1\\\\..*" }
+failover = { sites = ["dr"] }
+
+[[cell.smoke]]
+name = "ledger balances"
+sql = "select coalesce(sum(amount), 0) = 0 from ledger"
+expect = "t"
+
+[[cell.smoke]]
+name = "pgbench balances"
+sql = "select (select sum(abalance) from pgbench_accounts) = (select sum(delta) from pgbench_history)"
+expect = "t"
+
+[[cell.smoke]]
+name = "records match the snapshot"
+kafka = "records-match-snapshot"
+
+EOF
+}
+{
+  cat <<EOF
+[plan]
+name = "bench-failover"
+description = "failover benchmark"
+report_public_key = "report-signing.pub"
+
+[defaults.schedules]
+pg_full = "0 0 1 1 *"
+pg_incremental = "0 0 1 1 *"
+kafka_snapshot = "0 0 1 1 *"
+drill = "0 0 1 1 *"
+retention = "0 0 1 1 *"
+verify_sample = "0 0 1 1 *"
+
+[[tier]]
+name = "t1"
+rpo = "5m"
+rto = "15m"
+kafka_rpo = "90m"
+strategy = "cold-standby"
+
+[[tier]]
+name = "t2"
+rpo = "15m"
+rto = "30m"
+kafka_rpo = "90m"
+strategy = "cold-standby"
+
+[[tier]]
+name = "t3"
+rpo = "4h"
+rto = "4h"
+kafka_rpo = "4h"
+strategy = "cold-standby"
+
+[[region]]
+name = "r-a"
+cloud = "azure"
+
+[[region]]
+name = "r-c"
+cloud = "azure"
+
+[[region]]
+name = "r-b"
+cloud = "azure"
+
+[[location]]
+name = "main-a"
+url = "file:///bench/main-a"
+region = "r-a"
+role = "primary"
+
+[[location]]
+name = "main-c"
+url = "file:///bench/main-c"
+region = "r-c"
+role = "primary"
+
+[[location]]
+name = "second"
+url = "file:///bench/second"
+region = "r-b"
+role = "secondary-region"
+
+[[recovery_site]]
+name = "dr"
+region = "r-b"
+agent = { url = "http://127.0.0.1:$site_port", token = "file:$work/token" }
+capacity = 4
+kafka = { brokers = "$brokers", topic_prefix = "bench-fo-dr." }
+postgres = { port = $pg_first }
+
+[[scenario]]
+name = "cell-failure"
+scope = "cell"
+approve = []
+rto = "15m"
+
+[[scenario]]
+name = "region-outage"
+scope = "region"
+tier_order = ["t1", "t2", "t3"]
+parallelism = 2
+approve = []
+rto = "45m"
+
+EOF
+  cell_table "$c1" t1 r-a '["main-a", "second"]'
+  for t in 1 2 3; do cell_table "${regional[$((t - 1))]}" "t$t" r-c '["main-c", "second"]'; done
+} >"$work/plan/plan.toml"
+"$lifeboat" plan validate "$work/plan" >/dev/null
+drive=(--plans "$work/plan" --state "$work/state.db" --signing-key "$work/keys/report-signing.key" --output json)
+
+log "== scenario 1: cell $c1 fails over"
+RUST_LOG=error "$lifeboat" failover run --scenario cell-failure --failed "$c1" "${drive[@]}" >"$work/s1.json" || true
+log "== scenario 2: region r-c fails over"
+RUST_LOG=error "$lifeboat" failover run --scenario region-outage --failed r-c "${drive[@]}" >"$work/s2.json" || true
+
+python3 - "$work" "$c1" "${LIFEBOAT_MODEL_DB_GIB:-200}" "${LIFEBOAT_MODEL_WAL_GIB:-20}" "${LIFEBOAT_MODEL_KAFKA_GIB:-20}" <<'PY'
+import json, sys
+work, c1, db_gib, wal_gib, kafka_gib = sys.argv[1], sys.argv[2], *map(float, sys.argv[3:])
+MiB = 1 << 20
+
+def sizes(cell):
+    db, wal, kafka = map(int, open(f"{work}/{cell}.sizes").read().split())
+    return db, wal, kafka
+
+def restore_steps(view, cell):
+    for s in view["steps"]:
+        if s["cell"] == cell and s["step"] == "restore" and s["detail"]:
+            return {x["name"]: x["seconds"] for x in s["detail"]["steps"]}
+    return {}
+
+def phase(steps, prefix):
+    return sum(v for k, v in steps.items() if k.startswith(prefix))
+
+for label, path in (("scenario 1 (one cell, from its primary location)", "s1"), ("scenario 2 (region of three, from the secondary-region copies, 2 at a time)", "s2")):
+    view = json.load(open(f"{work}/{path}.json"))
+    print(f"{label}: {view['failover']['state']}" + (f" ({view['failover']['error']})" if view["failover"].get("error") else ""))
+    print(f"  {'cell':<28} {'tier':<5} {'db MiB':>8} {'WAL MiB':>8} {'Kafka MiB':>9} {'base s':>7} {'replay s':>8} {'kafka s':>7} {'RTO s':>7} {'target s':>8}")
+    for a, m in zip(view["failover"]["assessment"]["cells"], view["cells"]):
+        db, wal, kafka = sizes(a["cell"])
+        st = restore_steps(view, a["cell"])
+        print(f"  {a['cell']:<28} {a['tier']:<5} {db / MiB:8.0f} {wal / MiB:8.1f} {kafka / MiB:9.1f} {phase(st, 'restore the base backup'):7.2f} "
+              f"{phase(st, 'replay WAL'):8.2f} {phase(st, 'restore Kafka'):7.2f} {m['rto_seconds'] or float('nan'):7.1f} {a['rto_target_seconds']:8.0f}")
+
+view = json.load(open(f"{work}/s1.json"))
+st = restore_steps(view, c1)
+db, wal, kafka = sizes(c1)
+base_s, replay_s, kafka_s = phase(st, "restore the base backup"), phase(st, "replay WAL"), phase(st, "restore Kafka")
+rto = view["cells"][0]["rto_seconds"] or 0.0
+fixed = max(rto - base_s - replay_s - kafka_s, 0.0)
+rate = lambda n, s: n / s if s > 0 else float("inf")
+base_r, replay_r, kafka_r = rate(db, base_s), rate(wal, replay_s), rate(kafka, kafka_s)
+print(f"measured throughput (scenario 1): base restore {base_r / MiB:.0f} MiB/s of database, WAL replay {replay_r / MiB:.1f} MiB/s of "
+      f"archived (compressed) WAL, Kafka restore {kafka_r / MiB:.1f} MiB/s of stored snapshot; fixed cost {fixed:.1f} s "
+      "(fence, hooks, checks, report)")
+G = 1 << 30
+model = fixed + db_gib * G / base_r + wal_gib * G / replay_r + kafka_gib * G / kafka_r
+print(f"model, cold failover of one cell of {db_gib:.0f} GiB + {wal_gib:.0f} GiB of WAL since its base backup + {kafka_gib:.0f} GiB of Kafka "
+      f"at these rates, sequential as today: {model / 60:.0f} min (tier 1 target 15 min, tier 2 30 min, tier 3 4 h)")
+PY
