@@ -349,6 +349,18 @@ fn a_cell_fails_over_to_its_recovery_site_once_through_a_crash_of_the_driver() {
     assert_eq!(aborted["failover"]["state"], "aborted");
     assert!(setup.refused(&["approve", &third_id]).contains("is aborted"), "an aborted failover is not carried on");
     assert!(fence().contains("epoch 1"), "the aborted failover fenced nothing");
+
+    // The coordinator on the same state database shows the journal to the status page.
+    let coordinator = Service::coordinator_on(&plans, s, &[]);
+    let (code, list) = coordinator.get("/v1/failovers");
+    let states: Vec<&str> = list["failovers"].as_array().unwrap().iter().map(|f| f["state"].as_str().unwrap()).collect();
+    assert_eq!((code, states), (200, vec!["aborted", "done", "done"]), "{list}");
+    let (code, one) = coordinator.get(&format!("/v1/failovers/{id}"));
+    assert_eq!(
+        (code, one["failover"]["state"].as_str(), one["cells"][0]["postgres_port"].as_u64()),
+        (200, Some("done"), Some(port as u64))
+    );
+    assert_eq!(coordinator.get("/v1/failovers/fo-unknown").0, 404);
 }
 
 /// Stops the takeover's server (it outlives the agent by design) when the test ends, passed or not.

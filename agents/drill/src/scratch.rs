@@ -265,3 +265,26 @@ async fn remove_kafka(list: &str, prefix: &str) -> Result<(), String> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A takeover never clears a directory another takeover (perhaps a
+    /// cell's live primary) or anything unmarked holds.
+    #[test]
+    fn a_takeover_refuses_the_directory_of_another() {
+        let root = tempfile::tempdir().unwrap();
+        let takeover = |name: &str| lifeboat_api::drill::Takeover { name: name.into(), port: 5999, topic_prefix: String::new() };
+        let dir = root.path().join("takeover-5999");
+        std::fs::create_dir_all(dir.join("pgdata")).unwrap();
+        let e = Scratch::keep(root.path(), &takeover("fo-2-a"), None, Path::new("/nonexistent")).unwrap_err();
+        assert!(e.to_string().contains("holds takeover \"\""), "{e}");
+        std::fs::write(dir.join("takeover.name"), "fo-1-a").unwrap();
+        let e = Scratch::keep(root.path(), &takeover("fo-2-a"), None, Path::new("/nonexistent")).unwrap_err();
+        assert!(e.to_string().contains("holds takeover \"fo-1-a\", which may be a cell's live primary"), "{e}");
+        assert!(dir.join("pgdata").exists(), "nothing was removed");
+        let fresh = Scratch::keep(root.path(), &takeover("fo-3-b"), None, Path::new("/nonexistent")).map(|s| s.dir);
+        assert!(fresh.is_err(), "the same port, another takeover");
+    }
+}

@@ -12,9 +12,11 @@
 //! - [`engine`]: carrying a journaled failover out: fence, restore (a
 //!   takeover at the recovery site), smoke, route, verify, report, in waves.
 //! - [`report`]: a cell's failover report, signed onto its chain.
+//! - [`view`]: a failover as `failover status` and the coordinator's API show it.
 
 pub mod assess;
 pub mod engine;
 pub mod hooks;
 pub mod journal;
 pub mod report;
+pub mod view;

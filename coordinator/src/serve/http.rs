@@ -31,6 +31,8 @@ pub fn router(c: Arc<Coordinator>) -> Router {
         .route("/v1/runs/{id}", get(run))
         .route("/reports/{cell}/{name}", get(stored_report))
         .route("/v1/failover/plan", get(failover_plan))
+        .route("/v1/failovers", get(failovers))
+        .route("/v1/failovers/{id}", get(failover))
         .route("/metrics", get(metrics))
         .fallback(|| async { error(StatusCode::NOT_FOUND, "no such endpoint") })
         .layer(axum::middleware::from_fn_with_state(c.clone(), super::access::require))
@@ -89,6 +91,23 @@ async fn failover_plan(State(c): State<Arc<Coordinator>>, Query(q): Query<Failov
     match crate::failover::assess::assess(&c.plan, &status, &q.scenario, &q.failed, clock::now()) {
         Ok(a) => Json(a).into_response(),
         Err(e) => error(StatusCode::UNPROCESSABLE_ENTITY, format!("{e:#}")),
+    }
+}
+
+/// The failovers journaled in this coordinator's state database, newest first.
+async fn failovers(State(c): State<Arc<Coordinator>>) -> Response {
+    match c.blocking(|c| crate::failover::journal::Journal(&c.store).list()).await {
+        Ok(all) => Json(serde_json::json!({ "failovers": all })).into_response(),
+        Err(e) => internal(e),
+    }
+}
+
+/// One failover: its steps, approvals and what each cell measured so far.
+async fn failover(State(c): State<Arc<Coordinator>>, Path(id): Path<String>) -> Response {
+    match c.blocking(move |c| crate::failover::view::view(&c.store, &id)).await {
+        Ok(v) => Json(v).into_response(),
+        Err(e) if e.to_string().starts_with("no failover") => error(StatusCode::NOT_FOUND, format!("{e:#}")),
+        Err(e) => internal(e),
     }
 }
 
