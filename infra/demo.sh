@@ -258,7 +258,7 @@ print(f"payments: {r_n} restored of {c_n} committed; lost {int(c_n) - int(r_n)} 
 print(f"RTO: {cell['rto_seconds']:.1f} s from failover run to the cell's last step (the approval included); "
       f"{max(ends) - failed:.1f} s from the kill", file=sys.stderr)
 PY
-echo "Kafka at the recovery site: $(kcat -C -b "$brokers" -t dr.demo-a.payments -e -q 2>/dev/null | wc -l) payment events in dr.demo-a.payments" >&2
+echo "Kafka at the recovery site: $(kcat -C -b "$brokers" -t dr.demo-a.demo-a.payments -e -q 2>/dev/null | wc -l) payment events in dr.demo-a.demo-a.payments" >&2
 echo "the route hook was told:" >&2
 grep '"step":"route"' "$work/hooks.log" >&2 || true
 "$agent" fence show --repo "$(repo a-primary demo-a)" --cell demo-a --key-file "$work/key" >&2

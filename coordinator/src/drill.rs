@@ -106,9 +106,14 @@ pub fn signed_spec(cell: &CellPlan, target: DrillTarget, signer: &Signer) -> Dri
         cell: None,
         takeover: None,
     };
-    let signature = signer.sign(&spec.signed_message(&cell.name));
-    spec.checks_signature = Some(ChecksSignature { key_id: signer.key_id.clone(), signature });
+    sign(&mut spec, &cell.name, signer);
     spec
+}
+
+/// Sign `spec` for `cell` with the plan key (again after changing it).
+pub fn sign(spec: &mut DrillSpec, cell: &str, signer: &Signer) {
+    let signature = signer.sign(&spec.signed_message(cell));
+    spec.checks_signature = Some(ChecksSignature { key_id: signer.key_id.clone(), signature });
 }
 
 /// The agent job of a drill.

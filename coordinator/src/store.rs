@@ -51,7 +51,7 @@ CREATE TABLE IF NOT EXISTS failovers (
     assessment TEXT NOT NULL, finished TEXT, error TEXT
 );
 CREATE TABLE IF NOT EXISTS failover_steps (
-    failover TEXT NOT NULL, cell TEXT NOT NULL, step TEXT NOT NULL, key TEXT NOT NULL,
+    failover TEXT NOT NULL, cell TEXT NOT NULL, step TEXT NOT NULL, key TEXT NOT NULL, attempt INTEGER NOT NULL DEFAULT 1,
     state TEXT NOT NULL, started TEXT NOT NULL, finished TEXT, detail TEXT, error TEXT,
     PRIMARY KEY (failover, cell, step)
 );

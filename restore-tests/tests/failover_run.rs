@@ -292,9 +292,10 @@ fn a_cell_fails_over_to_its_recovery_site_once_through_a_crash_of_the_driver() {
     let items: Vec<&str> = report["steps"].as_array().unwrap().iter().map(|i| i["name"].as_str().unwrap()).collect();
     assert!(items.contains(&"approval of fence by alice") && items.contains(&"failover step hook:route"), "{items:?}");
     let route = &calls[2].2;
+    let cell_prefix = format!("{prefix}{}.", cell.name);
     assert_eq!(
         (route["detail"]["postgres"]["port"].as_u64(), route["detail"]["kafka"]["topic_prefix"].as_str()),
-        (Some(port as u64), Some(prefix.as_str()))
+        (Some(port as u64), Some(cell_prefix.as_str()))
     );
 
     // The new primary: every archived payment, none of the unarchived ones; writable; the ledger balances.
@@ -307,7 +308,7 @@ fn a_cell_fails_over_to_its_recovery_site_once_through_a_crash_of_the_driver() {
 
     // Kafka at the site: the snapshot's records up to the cut, keys and values as produced (read with kcat).
     let original: Vec<_> = cell.kafka.kcat_read(&cell.topic).into_values().flatten().collect();
-    let restored: Vec<_> = cell.kafka.kcat_read(&format!("{prefix}{}", cell.topic)).into_values().flatten().collect();
+    let restored: Vec<_> = cell.kafka.kcat_read(&format!("{prefix}{}.{}", cell.name, cell.topic)).into_values().flatten().collect();
     let snapshotted: BTreeSet<_> = original
         .iter()
         .filter(|r| r.record.key.as_deref().is_some_and(|k| k.parse::<i64>().unwrap() <= 30))
@@ -345,6 +346,8 @@ fn a_cell_fails_over_to_its_recovery_site_once_through_a_crash_of_the_driver() {
     // An abort stops a failover at its gate; it cannot be approved after.
     let (_, third) = setup.driven(&["run", "--scenario", "cell-failure", "--failed", &cell.name]);
     let third_id = third["failover"]["id"].as_str().unwrap().to_string();
+    let overlap = setup.refused(&["run", "--scenario", "cell-failure", "--failed", &cell.name]);
+    assert!(overlap.contains(&format!("failover {third_id} (waiting) is unfinished for {}", cell.name)), "{overlap}");
     let (_, aborted) = setup.read(&["abort", &third_id]);
     assert_eq!(aborted["failover"]["state"], "aborted");
     assert!(setup.refused(&["approve", &third_id]).contains("is aborted"), "an aborted failover is not carried on");
@@ -545,7 +548,7 @@ fn a_region_fails_over_from_its_secondary_copies_tier_by_tier() {
         let port = measure["postgres_port"].as_u64().unwrap() as u16;
         let new_primary = Cluster { dir: s.join(format!("unused-{i}")), port };
         assert_eq!(&ids(&new_primary), expected, "{}: exactly what the copy held", cell.name);
-        let restored = cell.kafka.kcat_read(&format!("{prefix}{}", cell.topic)).into_values().flatten().count();
+        let restored = cell.kafka.kcat_read(&format!("{prefix}{}.{}", cell.name, cell.topic)).into_values().flatten().count();
         assert_eq!(restored, 20, "{}: the snapshot's 20 events", cell.name);
         let chain = Path::new(&setup.reports).join(&cell.name);
         let args = ["report", "verify", chain.to_str().unwrap(), "--public-key", public.to_str().unwrap(), "--expect-sequence", "1"];

@@ -87,9 +87,16 @@ impl DrillSpec {
     /// What the coordinator signs for `cell`: a domain tag, the cell, the
     /// database and the checks as JSON. The cell and the database are in it
     /// so a signed spec cannot be replayed against another cell or database.
+    ///
+    /// A takeover's place (its name, port and topic prefix) is signed too:
+    /// a takeover runs only as the coordinator asked for it.
     pub fn signed_message(&self, cell: &str) -> Vec<u8> {
         let mut message = format!("lifeboat drill checks v1\n{cell}\n{}\n", self.database).into_bytes();
         message.extend(serde_json::to_vec(&self.checks).expect("checks serialise"));
+        if let Some(t) = &self.takeover {
+            message.extend(b"\ntakeover ");
+            message.extend(serde_json::to_vec(t).expect("takeovers serialise"));
+        }
         message
     }
 }

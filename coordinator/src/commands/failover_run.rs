@@ -116,11 +116,34 @@ pub async fn run(args: RunArgs) -> Result<Done<View>> {
         bail!("this failover cannot be carried out: {}", blocking.join("; "));
     }
     let store = Store::open(&d.state)?;
+    if !args.test {
+        refuse_overlap(&store, &assessment)?;
+    }
     let f = draft(&args, assessment, (now, failed_at));
     let _lock = lock(&d.state, &f.id)?;
     Journal(&store).create(&f)?;
     eprintln!("{}failover {} journaled; carrying it out", assess::render(&f.assessment), f.id);
     drive(d, &store, &f.id).await
+}
+
+/// Two failovers of one cell would fence twice and call its hooks twice:
+/// an unfinished one (running, waiting or failed) must be resumed or aborted first.
+fn refuse_overlap(store: &Store, assessment: &Assessment) -> Result<()> {
+    let unfinished = |o: &Failover| !o.test && (!o.state.is_final() || o.state == FailoverState::Failed);
+    for other in Journal(store).list()?.into_iter().filter(unfinished) {
+        let shared: Vec<&str> =
+            assessment.cells.iter().filter(|c| other.assessment.cells.iter().any(|o| o.cell == c.cell)).map(|c| c.cell.as_str()).collect();
+        if !shared.is_empty() {
+            bail!(
+                "failover {} ({}) is unfinished for {}; resume it (lifeboat failover resume {}) or abort it first",
+                other.id,
+                other.state.as_str(),
+                shared.join(", "),
+                other.id
+            );
+        }
+    }
+    Ok(())
 }
 
 fn draft(args: &RunArgs, assessment: Assessment, (now, failed_at): (OffsetDateTime, OffsetDateTime)) -> Failover {

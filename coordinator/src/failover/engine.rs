@@ -144,16 +144,18 @@ impl Engine<'_> {
                 Some(StepState::Failed) => return Ok(CellEnd::Failed(format!("step {step} failed; failover resume tries it again"))),
                 Some(StepState::Intent) | None => {}
             }
-            let gate = scenario_step(step);
-            let gated = f.assessment.steps.iter().any(|s| s.step == gate && s.gated);
-            if gated && !approvals.iter().any(|a| a.step == gate.as_str()) {
-                return Ok(CellEnd::Waiting(gate.as_str().to_string()));
-            }
             if self.journal().get(&f.id)?.state == FailoverState::Aborted {
                 return Ok(CellEnd::Aborted);
             }
-            let key = key(&f.id, &c.cell, step);
-            self.journal().intent(&f.id, &c.cell, step, &key)?;
+            // A test has no gate: it changes nothing in production.
+            let gate = scenario_step(step);
+            let gated = !f.test && f.assessment.steps.iter().any(|s| s.step == gate && s.gated);
+            if gated && !approvals.iter().any(|a| a.step == gate.as_str()) {
+                return Ok(CellEnd::Waiting(gate.as_str().to_string()));
+            }
+            self.journal().intent(&f.id, &c.cell, step, &key(&f.id, &c.cell, step))?;
+            // The journaled key: the first one, or a retry's.
+            let key = self.journal().step(&f.id, &c.cell, step)?.context("the step was just journaled")?.idempotency_key;
             let (state, detail, error) = match self.carry_out(f, c, step, &key).await {
                 Ok(Some(detail)) => (StepState::Done, detail, None),
                 Ok(None) => (StepState::Skipped, Value::Null, None),
@@ -179,7 +181,7 @@ impl Engine<'_> {
             "smoke" => smoke(&self.journal().step(&f.id, &c.cell, "restore")?.context("the restore step is journaled")?.detail).map(Some),
             hook => {
                 let name = hook.trim_start_matches("hook:");
-                let detail = if name == "route" { self.new_home(c, site)? } else { Value::Null };
+                let detail = if name == "route" { self.new_home(f, c, site)? } else { Value::Null };
                 self.hook(f, &c.cell, name, key, detail).await
             }
         }
@@ -227,7 +229,8 @@ impl Engine<'_> {
         spec.kafka = spec.kafka && site.kafka_brokers.is_some();
         if !f.test {
             let (name, port) = (takeover_name(&f.id, &cell.name), self.port(cell, site)?);
-            spec.takeover = Some(Takeover { name, port, topic_prefix: site.kafka_topic_prefix.clone() });
+            spec.takeover = Some(Takeover { name, port, topic_prefix: takeover_prefix(site, cell) });
+            crate::drill::sign(&mut spec, &cell.name, self.signer);
         }
         let job = self.job(site, key, &JobSpec::Drill(spec)).await?;
         let Some(JobResult::Drill(outcome)) = job.result else {
@@ -254,7 +257,7 @@ impl Engine<'_> {
                 let (steps, approvals) = (self.journal().steps(&f.id)?, self.journal().approvals(&f.id)?);
                 let environment = match f.test {
                     true => format!("a scratch environment at recovery site {} (removed after)", site.name),
-                    false => format!("recovery site {}: {}", site.name, self.new_home(c, site)?),
+                    false => format!("recovery site {}: {}", site.name, self.new_home(f, c, site)?),
                 };
                 let inputs = super::report::Inputs {
                     plan: self.plan,
@@ -283,13 +286,17 @@ impl Engine<'_> {
     }
 
     /// Where the cell lives now, for the route hook.
-    fn new_home(&self, c: &CellAssessment, site: &SiteDef) -> Result<Value> {
+    /// Where the cell lives now, for the route hook: the port and prefix
+    /// the restore journaled (not the plan as it reads now).
+    fn new_home(&self, f: &Failover, c: &CellAssessment, site: &SiteDef) -> Result<Value> {
         let host = reqwest::Url::parse(&site.agent_url).ok().and_then(|u| u.host_str().map(str::to_string)).unwrap_or_default();
         let cell = self.placed(c)?.0;
+        let restored = self.journal().step(&f.id, &c.cell, "restore")?.map(|s| s.detail).unwrap_or_default();
+        let (port, prefix) = (&restored["scratch"]["port"], &restored["scratch"]["topic_prefix"]);
         Ok(json!({
             "site": site.name,
-            "postgres": cell.postgres.then(|| json!({ "host": host, "port": self.plan.guest_port(site, &cell.name), "database": cell.database })),
-            "kafka": site.kafka_brokers.as_ref().filter(|_| cell.kafka_topics.is_some()).map(|b| json!({ "brokers": b, "topic_prefix": site.kafka_topic_prefix })),
+            "postgres": cell.postgres.then(|| json!({ "host": host, "port": port, "database": cell.database })),
+            "kafka": site.kafka_brokers.as_ref().filter(|_| cell.kafka_topics.is_some()).map(|b| json!({ "brokers": b, "topic_prefix": prefix })),
         }))
     }
 
@@ -328,6 +335,14 @@ impl Engine<'_> {
         };
         self.journal().close(&f.id, cell, &name, state, &detail, error.as_deref())
     }
+}
+
+/// Where a guest's topics and consumer groups are restored at a site: the
+/// site's prefix and the cell's name, so guests sharing a site's Kafka (or
+/// a DR twin's own cluster, with the same topic names) never share a topic
+/// or a group.
+pub fn takeover_prefix(site: &SiteDef, cell: &CellPlan) -> String {
+    format!("{}{}.", site.kafka_topic_prefix, cell.name)
 }
 
 /// The name a takeover is marked with (its directory is `takeover-<port>`).

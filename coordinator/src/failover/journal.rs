@@ -5,7 +5,9 @@
 //! `done`, `failed` or `skipped` after. A resumed failover finds its steps
 //! here: done ones are not repeated, an `intent` one is repeated under the
 //! same key (an agent returns the job it already ran under that key; a hook
-//! receiver treats a key it has seen as done).
+//! receiver treats a key it has seen as done). A failed step tried again
+//! is a new attempt under a new key (`<key>-retry<N>`): the agent's failed
+//! job under the old key stays as it was.
 
 use anyhow::{bail, Context, Result};
 use rusqlite::{params, OptionalExtension, Row};
@@ -206,10 +208,12 @@ impl Journal<'_> {
         Ok(rows)
     }
 
+    /// Move a failover to `state`; an aborted or done one stays so (an
+    /// abort is never undone by a process still driving it).
     pub fn set_state(&self, id: &str, state: FailoverState, error: Option<&str>) -> Result<()> {
         let finished = state.is_final().then(|| ts(clock::now()));
         self.0.db().execute(
-            "UPDATE failovers SET state = ?2, error = ?3, finished = ?4 WHERE id = ?1",
+            "UPDATE failovers SET state = ?2, error = ?3, finished = ?4 WHERE id = ?1 AND state NOT IN ('aborted', 'done')",
             params![id, state.as_str(), error, finished],
         )?;
         Ok(())
@@ -257,12 +261,21 @@ impl Journal<'_> {
         Ok(())
     }
 
-    /// Let a failed step be tried again by a resume (same key).
+    /// Let the failed steps be tried again by a resume, each as a new
+    /// attempt under a new key; a failed smoke check reopens its restore
+    /// too (the checks run in it). Returns how many steps were reopened.
     pub fn reopen_failed(&self, id: &str) -> Result<usize> {
-        Ok(self.0.db().execute(
-            "UPDATE failover_steps SET state = 'intent', finished = NULL, error = NULL WHERE failover = ?1 AND state = 'failed'",
+        const AGAIN: &str = "UPDATE failover_steps SET state = 'intent', finished = NULL, error = NULL, attempt = attempt + 1,
+             key = (CASE WHEN instr(key, '-retry') > 0 THEN substr(key, 1, instr(key, '-retry') - 1) ELSE key END) || '-retry' || (attempt + 1)";
+        let db = self.0.db();
+        let restores = db.execute(
+            &format!(
+                "{AGAIN} WHERE failover = ?1 AND step = 'restore' AND state = 'done'
+                   AND cell IN (SELECT cell FROM failover_steps WHERE failover = ?1 AND step = 'smoke' AND state = 'failed')"
+            ),
             [id],
-        )?)
+        )?;
+        Ok(restores + db.execute(&format!("{AGAIN} WHERE failover = ?1 AND state = 'failed'"), [id])?)
     }
 
     pub fn approve(&self, id: &str, step: &str, by: &str) -> Result<bool> {
@@ -324,6 +337,18 @@ mod tests {
         assert_eq!((s.idempotency_key.as_str(), s.state), ("key-1", StepState::Intent));
         j.close(&f.id, "c", "fence", StepState::Failed, &serde_json::json!({"epoch": 1}), Some("no")).unwrap();
         assert_eq!(j.reopen_failed(&f.id).unwrap(), 1);
+        assert_eq!(j.step(&f.id, "c", "fence").unwrap().unwrap().idempotency_key, "key-1-retry2", "a new attempt, a new key");
+        j.close(&f.id, "c", "fence", StepState::Failed, &serde_json::Value::Null, Some("no")).unwrap();
+        j.reopen_failed(&f.id).unwrap();
+        assert_eq!(j.step(&f.id, "c", "fence").unwrap().unwrap().idempotency_key, "key-1-retry3");
+        // A failed smoke check tries its restore again.
+        j.intent(&f.id, "c", "restore", "r").unwrap();
+        j.close(&f.id, "c", "restore", StepState::Done, &serde_json::Value::Null, None).unwrap();
+        j.intent(&f.id, "c", "smoke", "s").unwrap();
+        j.close(&f.id, "c", "smoke", StepState::Failed, &serde_json::Value::Null, Some("rows")).unwrap();
+        assert_eq!(j.reopen_failed(&f.id).unwrap(), 2);
+        let restore = j.step(&f.id, "c", "restore").unwrap().unwrap();
+        assert_eq!((restore.state, restore.idempotency_key.as_str()), (StepState::Intent, "r-retry2"));
         j.close(&f.id, "c", "fence", StepState::Done, &serde_json::json!({"epoch": 1}), None).unwrap();
         let s = j.step(&f.id, "c", "fence").unwrap().unwrap();
         assert_eq!((s.state, s.detail["epoch"].as_u64(), s.error), (StepState::Done, Some(1), None));

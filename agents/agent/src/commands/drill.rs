@@ -130,15 +130,25 @@ async fn drill(global: &Global, args: RunArgs) -> Result<ExitCode> {
     };
     match interrupted {
         Ok(mut outcome) => {
+            let failed = outcome.steps.iter().chain(&outcome.checks).any(|s| s.failed());
             if !scratch.kept {
                 lifeboat_drill::run::finish(&mut outcome, &scratch, &env.restore_root).await;
+            } else if failed {
+                // A takeover that failed must not serve a half-checked copy of production.
+                if let Err(e) = scratch.stop_server() {
+                    tracing::error!(takeover = %scratch.id, "stopping the failed takeover's server: {e}");
+                }
             }
             let failed = outcome.steps.iter().chain(&outcome.checks).any(|s| s.failed());
             emit(global, &outcome, render);
             Ok(if failed { ExitCode::from(DRILL_FAILED) } else { ExitCode::SUCCESS })
         }
         Err(signal) if scratch.kept => {
-            bail!("interrupted by {signal}; takeover {} stopped (a rerun of it starts over)", scratch.id)
+            let stopped = match scratch.stop_server() {
+                Ok(()) => "its server stopped".to_string(),
+                Err(e) => format!("stopping its server failed: {e}"),
+            };
+            bail!("interrupted by {signal}; takeover {}: {stopped}, its directory kept (a rerun of it starts over)", scratch.id)
         }
         Err(signal) => {
             let problems = scratch.remove(&env.restore_root).await;

@@ -4,7 +4,9 @@
 //! publishes). Holding the agent's bearer token is not enough: a token
 //! leaks more easily than the coordinator's signing key, and SQL run on a
 //! restored copy of production reads payments. A refusal is a 403 and a
-//! warning in the log; checks without SQL need no signature.
+//! warning in the log; checks without SQL need no signature. A takeover
+//! (a failover's restore that stays and serves) is refused unless signed
+//! likewise, whatever its checks.
 
 use lifeboat_api::JobSpec;
 
@@ -13,7 +15,7 @@ use super::Agent;
 /// `Ok` when `spec` may run here; otherwise why not, for the 403.
 pub fn authorize(agent: &Agent, spec: &JobSpec) -> Result<(), String> {
     let JobSpec::Drill(drill) = spec else { return Ok(()) };
-    if !drill.runs_sql() {
+    if !drill.runs_sql() && drill.takeover.is_none() {
         return Ok(());
     }
     let cell = drill.cell.as_deref().unwrap_or(&agent.config.cell);

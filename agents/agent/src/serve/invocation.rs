@@ -259,6 +259,9 @@ impl Line<'_> {
         if let Some(t) = drill.takeover.as_ref().filter(|t| t.name.trim().is_empty() || t.name.contains('\n')) {
             return Err(format!("takeover name {:?} must be one non-empty line", t.name));
         }
+        if drill.takeover.as_ref().is_some_and(|t| t.topic_prefix.is_empty()) && drill.kafka {
+            return Err("a takeover's Kafka restore needs a topic_prefix, so it never writes into another cell's live topics".into());
+        }
         if drill.kafka || drill.checks.iter().any(|c| c.needs_kafka()) {
             let brokers = self.brokers()?;
             self.push(&["--brokers", &brokers]);

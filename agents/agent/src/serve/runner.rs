@@ -42,8 +42,10 @@ async fn run_job(agent: Arc<Agent>, id: String) {
     let started = OffsetDateTime::now_utc();
     let outcome = execute(&agent, &id, &spec, started).await;
     let finished = OffsetDateTime::now_utc();
-    if let (JobSpec::Drill(_), Some(root)) = (&spec, &agent.config.restore_root) {
-        // The drill removes its scratch environment itself unless it was killed.
+    if let (JobSpec::Drill(_), Some(root), false) = (&spec, &agent.config.restore_root, spec.is_failover()) {
+        // The drill removes its scratch environment itself unless it was
+        // killed. Not after a takeover: it runs beside a drill, whose
+        // ledger a sweep would take for an interrupted drill's.
         super::sweep_drills(root).await;
     }
     let (state, exit_code, result, error) = match outcome {
