@@ -100,7 +100,7 @@ fn bad_column(column: &str, value: &str) -> rusqlite::Error {
     rusqlite::Error::InvalidColumnType(0, format!("{column} = {value:?}"), rusqlite::types::Type::Text)
 }
 
-fn instant(r: &Row<'_>, column: &str) -> rusqlite::Result<Option<OffsetDateTime>> {
+pub(crate) fn instant(r: &Row<'_>, column: &str) -> rusqlite::Result<Option<OffsetDateTime>> {
     let text: Option<String> = r.get(column)?;
     text.map(|t| clock::parse(&t).map_err(|_| bad_column(column, &t))).transpose()
 }

@@ -48,12 +48,7 @@ pub async fn status_for(plan: &Plan, scenario: &str, failed: &str) -> Result<Sta
                 continue;
             }
             let Some(site) = plan.site(&p.site) else { continue };
-            let asked = async {
-                let token = crate::secrets::resolve(&site.agent_token, &format!("agent token of recovery site {}", site.name))?;
-                let agent = lifeboat_client::AgentClient::with_options(&site.name, &site.agent_url, token, crate::serve::agent_options()?)
-                    .map_err(anyhow::Error::msg)?;
-                anyhow::Ok(agent.guest_recovery(&p.cell).await?)
-            };
+            let asked = async { anyhow::Ok(crate::serve::site_client(site)?.guest_recovery(&p.cell).await?) };
             match asked.await {
                 Ok(mut r) => {
                     // A site names locations as the plan does; the cell's own agent calls its primary `primary`.
@@ -81,8 +76,6 @@ pub async fn check_hooks(plans: &std::path::Path, scenario: &str) -> Result<Done
     let stamp = clock::now().unix_timestamp();
     let mut outcomes = Vec::new();
     for (step, name) in &s.hooks {
-        let hook = plan.hooks.iter().find(|h| &h.name == name).expect("validated plans name known hooks");
-        let token = hook.token.as_deref().map(|t| crate::secrets::resolve(t, &format!("hook {name} token"))).transpose()?;
         let about = HookCall {
             failover: format!("check-{stamp}"),
             scenario: s.name.clone(),
@@ -91,7 +84,7 @@ pub async fn check_hooks(plans: &std::path::Path, scenario: &str) -> Result<Done
             idempotency_key: format!("check-{stamp}-{}-{step}", s.name),
             detail: serde_json::Value::Null,
         };
-        outcomes.push(hooks::call(hook, &about, token.as_deref(), &http).await);
+        outcomes.push(hooks::call_named(&plan, name, &about, &http).await?);
     }
     let text = outcomes
         .iter()

@@ -31,7 +31,7 @@ use serde_json::{json, Value};
 
 use lifeboat_api::drill::Takeover;
 use lifeboat_api::{DrillOutcome, DrillTarget, JobResult, JobSpec};
-use lifeboat_client::{AgentClient, Submitted};
+use lifeboat_client::Submitted;
 
 use super::assess::CellAssessment;
 use super::hooks::{self, HookCall};
@@ -195,14 +195,9 @@ impl Engine<'_> {
         Ok((cell, site))
     }
 
-    fn site_agent(&self, site: &SiteDef) -> Result<AgentClient> {
-        let token = crate::secrets::resolve(&site.agent_token, &format!("agent token of recovery site {}", site.name))?;
-        AgentClient::with_options(&site.name, &site.agent_url, token, crate::serve::agent_options()?).map_err(anyhow::Error::msg)
-    }
-
     /// Submit (or find, after a crash) the job `key` on the site's agent and wait for it.
     async fn job(&self, site: &SiteDef, key: &str, spec: &JobSpec) -> Result<lifeboat_api::Job> {
-        let agent = self.site_agent(site)?;
+        let agent = crate::serve::site_client(site)?;
         let job = match agent.submit(key, spec).await? {
             Submitted::Job(job) => job,
             Submitted::Refused(why) => anyhow::bail!("recovery site {}'s agent refused the {} job: {why}", site.name, spec.kind()),
@@ -246,7 +241,7 @@ impl Engine<'_> {
     /// crashed attempt stored: one report per failover and cell).
     async fn report(&self, f: &Failover, c: &CellAssessment, cell: &CellPlan, site: &SiteDef) -> Result<Value> {
         let location = c.location.as_deref().with_context(|| format!("cell {} has no location to report into", c.cell))?;
-        let agent = self.site_agent(site)?.guest_reports(&cell.name, location);
+        let agent = crate::serve::site_client(site)?.guest_reports(&cell.name, location);
         let id = super::report::report_id(&f.id, &cell.name);
         let stored = agent.reports().await?.into_iter().find(|n| n.ends_with(&format!("-{id}.json")));
         let report: Report = match stored {
@@ -304,8 +299,6 @@ impl Engine<'_> {
     async fn hook(&self, f: &Failover, cell: &str, step: &str, key: &str, detail: Value) -> Result<Option<Value>> {
         let scenario = self.plan.scenarios.iter().find(|s| s.name == f.scenario).context("the scenario is no longer in the plan")?;
         let Some(name) = scenario.hooks.get(step.trim_end_matches("-done")) else { return Ok(None) };
-        let hook = self.plan.hooks.iter().find(|h| &h.name == name).expect("validated plans name known hooks");
-        let token = hook.token.as_deref().map(|t| crate::secrets::resolve(t, &format!("hook {name} token"))).transpose()?;
         let call = HookCall {
             failover: f.id.clone(),
             scenario: f.scenario.clone(),
@@ -314,7 +307,7 @@ impl Engine<'_> {
             idempotency_key: key.to_string(),
             detail,
         };
-        let outcome = hooks::call(hook, &call, token.as_deref(), &self.http).await;
+        let outcome = hooks::call_named(self.plan, name, &call, &self.http).await?;
         anyhow::ensure!(outcome.succeeded, "hook {name} failed after {} attempt(s): {}", outcome.attempts, outcome.answer);
         Ok(Some(serde_json::to_value(&outcome)?))
     }

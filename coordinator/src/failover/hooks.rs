@@ -67,6 +67,13 @@ pub fn client() -> reqwest::Client {
     reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("a plain HTTP client builds")
 }
 
+/// Call the plan's hook `name` about `call`, its token resolved now.
+pub async fn call_named(plan: &crate::plan::Plan, name: &str, call: &HookCall, http: &reqwest::Client) -> anyhow::Result<HookOutcome> {
+    let hook = plan.hooks.iter().find(|h| h.name == name).expect("validated plans name known hooks");
+    let token = hook.token.as_deref().map(|t| crate::secrets::resolve(t, &format!("hook {name} token"))).transpose()?;
+    Ok(self::call(hook, call, token.as_deref(), http).await)
+}
+
 /// Call `hook` about `call`, retrying as the hook allows. `token`: the
 /// resolved bearer token of an `http` hook.
 pub async fn call(hook: &HookDef, call: &HookCall, token: Option<&str>, http: &reqwest::Client) -> HookOutcome {

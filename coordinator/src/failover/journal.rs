@@ -15,8 +15,8 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use super::assess::Assessment;
-use crate::clock::{self, parse_ts, ts};
-use crate::store::Store;
+use crate::clock::{self, ts};
+use crate::store::{instant, Store};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -123,11 +123,6 @@ pub struct Approval {
     pub by: String,
     #[serde(with = "clock::ms")]
     pub at: OffsetDateTime,
-}
-
-fn instant(r: &Row<'_>, column: &str) -> rusqlite::Result<Option<OffsetDateTime>> {
-    let text: Option<String> = r.get(column)?;
-    text.map(|t| parse_ts(&t).map_err(|e| rusqlite::Error::InvalidColumnType(0, e.to_string(), rusqlite::types::Type::Text))).transpose()
 }
 
 fn json_column<T: serde::de::DeserializeOwned>(r: &Row<'_>, column: &str) -> rusqlite::Result<T> {

@@ -147,6 +147,12 @@ pub fn agent_clients(plan: &Plan) -> Result<HashMap<String, AgentClient>> {
         .collect()
 }
 
+/// A client of recovery site `site`'s agent (the token resolved now).
+pub fn site_client(site: &crate::plan::SiteDef) -> Result<AgentClient> {
+    let token = crate::secrets::resolve(&site.agent_token, &format!("agent token of recovery site {}", site.name))?;
+    AgentClient::with_options(&site.name, &site.agent_url, token, agent_options()?).map_err(anyhow::Error::msg)
+}
+
 impl Coordinator {
     /// Run `work` on a blocking thread, never on the runtime's: the state
     /// database (SQLite) blocks. The one way the coordinator's async code
