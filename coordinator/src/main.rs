@@ -82,6 +82,25 @@ enum Command {
     /// Failover: what a scenario would do when a cell, a region or a cloud fails.
     #[command(subcommand)]
     Failover(FailoverCommand),
+    /// Standbys recovery sites keep for the cells (hot: streaming; warm: replaying the archive).
+    #[command(subcommand)]
+    Standby(StandbyCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum StandbyCommand {
+    /// Have each cell's first recovery site keep its standby: bootstrap it from the repository when
+    /// missing, start it when stopped; show every standby with its lag. Exit 1 if one could not be kept.
+    Ensure {
+        /// Only this cell.
+        #[arg(long)]
+        cell: Option<String>,
+        #[arg(long, env = "LIFEBOAT_PLANS")]
+        plans: PathBuf,
+        /// The plan's signing key: sites keep only standbys it signed.
+        #[arg(long, env = "LIFEBOAT_REPORT_SIGNING_KEY")]
+        signing_key: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -296,6 +315,9 @@ fn main() -> ExitCode {
         Command::Failover(FailoverCommand::Abort { id, state }) => commands::finish(output, commands::failover_run::abort(&state, &id)),
         Command::Failover(FailoverCommand::Status { id, state }) => commands::finish(output, commands::failover_run::status(&state, &id)),
         Command::Failover(FailoverCommand::List { state }) => commands::finish(output, commands::failover_run::list(&state)),
+        Command::Standby(StandbyCommand::Ensure { cell, plans, signing_key }) => {
+            commands::operate(output, async move { commands::standby::ensure(&plans, &signing_key, cell.as_deref()).await })
+        }
         Command::Runs(RunsCommand::List { cell, limit, source }) => {
             commands::operate(output, async move { commands::runs::list(&source, cell.as_deref(), limit).await })
         }

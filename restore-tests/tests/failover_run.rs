@@ -85,8 +85,26 @@ fn hook_calls(log: &Path) -> Vec<(String, String, Value)> {
         .collect()
 }
 
+/// How a scenario-1 plan varies: the cell's `failover` line and the scenario's gates.
+struct Variant<'a> {
+    failover: &'a str,
+    approve: &'a str,
+}
+
+const COLD: Variant<'static> = Variant { failover: r#"failover = { sites = ["site-b"] }"#, approve: r#"["fence"]"# };
+
 #[allow(clippy::too_many_arguments)]
-fn write_plan(dir: &Path, cell: &PaymentsCell, dead_agent: &str, site: &Service, site_token: &Path, prefix: &str, port: u16, hooks: &Path) {
+fn write_plan(
+    dir: &Path,
+    cell: &PaymentsCell,
+    dead_agent: &str,
+    site: &Service,
+    site_token: &Path,
+    prefix: &str,
+    port: u16,
+    hooks: &Path,
+    variant: &Variant<'_>,
+) {
     std::fs::create_dir_all(dir).unwrap();
     let hook = |name: &str| {
         format!(
@@ -117,13 +135,14 @@ postgres = {{ port = {port} }}
 [[scenario]]
 name = "cell-failure"
 scope = "cell"
-approve = ["fence"]
+approve = {approve}
 hooks = {{ fence = "stop-old-primary", route = "switch-routing", verify = "probe-tenants", notify = "page" }}
 rto = "15m"
 "#,
         quiet = QUIET_SCHEDULES,
         regions = two_regions("failover"),
-        cell = payments_cell(cell, dead_agent, site_token, r#"["main"]"#, r#"failover = { sites = ["site-b"] }"#),
+        cell = payments_cell(cell, dead_agent, site_token, r#"["main"]"#, variant.failover),
+        approve = variant.approve,
         brokers = cell.kafka.address,
         site_url = site.url,
         site_token = site_token.display(),
@@ -158,9 +177,19 @@ fn kill_primary(pg: &Cluster) {
     std::fs::remove_dir_all(pg.data()).unwrap();
 }
 
-#[test]
-fn a_cell_fails_over_to_its_recovery_site_once_through_a_crash_of_the_driver() {
-    let cell = PaymentsCell::new("fo");
+/// Scenario 1's world: the recovery site (another cell's agent hosting
+/// `cell` as a guest), the plan key, the plan, and the driver's setup.
+struct World {
+    site: Service,
+    setup: Setup,
+    public: std::path::PathBuf,
+    port: u16,
+    prefix: String,
+    hooks: std::path::PathBuf,
+    _scratch: tempfile::TempDir,
+}
+
+fn world(cell: &PaymentsCell, variant: &Variant<'_>) -> World {
     let scratch = tempfile::tempdir().unwrap();
     let s = scratch.path();
     let keys = s.join("keys");
@@ -197,13 +226,21 @@ fn a_cell_fails_over_to_its_recovery_site_once_through_a_crash_of_the_driver() {
     let plans = s.join("plans");
     std::fs::create_dir_all(&plans).unwrap();
     std::fs::copy(&public, plans.join("report-signing.pub")).unwrap();
-    write_plan(&plans, &cell, &dead_agent, &site, &site_token_file, &prefix, port, &hooks);
+    write_plan(&plans, cell, &dead_agent, &site, &site_token_file, &prefix, port, &hooks, variant);
     let setup = Setup {
         plans: plans.display().to_string(),
         state: s.join("state.db").display().to_string(),
         key: keys.join("report-signing.key").display().to_string(),
         reports: s.join("reports").display().to_string(),
     };
+    World { site, setup, public, port, prefix, hooks, _scratch: scratch }
+}
+
+#[test]
+fn a_cell_fails_over_to_its_recovery_site_once_through_a_crash_of_the_driver() {
+    let cell = PaymentsCell::new("fo");
+    let World { site, setup, public, port, prefix, hooks, _scratch } = world(&cell, &COLD);
+    let s = _scratch.path();
 
     // The workload: backed up, snapshotted, archived; then payments whose WAL never leaves the primary.
     cell.pay(10);
@@ -354,7 +391,7 @@ fn a_cell_fails_over_to_its_recovery_site_once_through_a_crash_of_the_driver() {
     assert!(fence().contains("epoch 1"), "the aborted failover fenced nothing");
 
     // The coordinator on the same state database shows the journal to the status page.
-    let coordinator = Service::coordinator_on(&plans, s, &[]);
+    let coordinator = Service::coordinator_on(Path::new(&setup.plans), s, &[]);
     let (code, list) = coordinator.get("/v1/failovers");
     let states: Vec<&str> = list["failovers"].as_array().unwrap().iter().map(|f| f["state"].as_str().unwrap()).collect();
     assert_eq!((code, states), (200, vec!["aborted", "done", "done"]), "{list}");
@@ -364,6 +401,87 @@ fn a_cell_fails_over_to_its_recovery_site_once_through_a_crash_of_the_driver() {
         (200, Some("done"), Some(port as u64))
     );
     assert_eq!(coordinator.get("/v1/failovers/fo-unknown").0, 404);
+}
+
+/// Scenario 1, hot: the site keeps a standby of the cell (`lifeboat
+/// standby ensure`, bootstrapped from the repository, streaming from the
+/// primary); the primary is killed with payments whose WAL was streamed
+/// but never archived, and the failover promotes the standby in place:
+/// every payment the standby had received is on the new primary.
+#[test]
+fn a_hot_standby_is_promoted_with_every_streamed_transaction() {
+    let cell = PaymentsCell::new("hot");
+    let hot = Variant { failover: r#"failover = { sites = ["site-b"], standby = "stream" }"#, approve: "[]" };
+    let World { site, setup, port, prefix, _scratch, .. } = world(&cell, &hot);
+    let _stop = StopServer(cell.restore_root.join(format!("takeover-{port}")).join("pgdata"));
+    cell.pay(10);
+    cell.backup();
+    cell.kafka.commit("billing", &cell.topic, &[(0, 2)]);
+    cell.snapshot();
+
+    // The standby: bootstrapped once, found running after.
+    let ensure = || {
+        let out = Command::new(lifeboat_bin())
+            .args(["standby", "ensure", "--plans", &setup.plans, "--signing-key", &setup.key, "--output", "json"])
+            .output()
+            .unwrap();
+        parse(&out)
+    };
+    let (ensured, first) = ensure();
+    assert!(ensured, "{first}");
+    assert_eq!((first[0]["standby"]["action"].as_str(), first[0]["standby"]["port"].as_u64()), (Some("bootstrapped"), Some(port as u64)));
+    let (_, again) = ensure();
+    assert_eq!(again[0]["standby"]["action"], "running", "{again}");
+    let standby = Cluster { dir: _scratch.path().join("unused"), port };
+    assert_eq!(standby.psql("select pg_is_in_recovery()"), "t");
+
+    wait_until("the standby's metrics", Duration::from_secs(40), || {
+        site.metrics().contains(&format!("lifeboat_standby_streaming{{cell=\"{}\"}} 1", cell.name))
+    });
+    let (_, recovery) = site.get(&format!("/v1/guests/{}/recovery", cell.name));
+    assert_eq!(recovery["standby"]["state"]["streaming"], true, "{recovery}");
+
+    // Payments whose WAL is streamed, never archived.
+    cell.pay(6);
+    let all = ids(&cell.pg);
+    wait_until("the standby to replay every payment", Duration::from_secs(60), || ids(&standby) == all);
+    kill_primary(&cell.pg);
+    let failed_at = time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339).unwrap();
+
+    let (planned_ok, planned) = setup.driven(&["run", "--scenario", "cell-failure", "--failed", &cell.name, "--dry-run"]);
+    assert!(planned_ok, "{planned}");
+    let assessed = &planned["failover"]["assessment"]["cells"][0];
+    assert!(assessed["standby_state"]["state"]["in_recovery"] == true, "the plan promotes the standby: {assessed}");
+    let (done_ok, done) = setup.driven(&["run", "--scenario", "cell-failure", "--failed", &cell.name, "--failed-at", &failed_at]);
+    assert!(done_ok, "{done}");
+    assert_eq!(done["failover"]["state"], "done", "{done}");
+    let restore = step(&done, &cell.name, "restore").unwrap();
+    let promoted = restore["detail"]["steps"].as_array().unwrap().iter().find(|s| s["name"] == "promote the standby").unwrap();
+    assert_eq!(promoted["outcome"], "passed", "{restore}");
+    assert!(
+        !restore["detail"]["steps"].as_array().unwrap().iter().any(|s| s["name"].as_str().unwrap().starts_with("restore the base backup")),
+        "promoted, not restored: {restore}"
+    );
+
+    // The new primary: every payment, the streamed ones too; writable on a new timeline; no checks role left.
+    let new_primary = standby;
+    assert_eq!(ids(&new_primary), all, "every payment the standby received");
+    assert_eq!(new_primary.psql("select pg_is_in_recovery()"), "f");
+    assert_eq!(new_primary.psql("select coalesce(sum(amount), 0) = 0 from ledger"), "t");
+    new_primary.psql("insert into payments (amount) values (1.00)");
+    assert_eq!(new_primary.psql("select count(*) from pg_roles where rolname like 'lifeboat_%'"), "0");
+    let id = done["failover"]["id"].as_str().unwrap();
+    let report = Path::new(&setup.reports).join(&cell.name).join(format!("000001-{id}-{}.json", cell.name));
+    let report: Value = serde_json::from_slice(&std::fs::read(report).unwrap()).unwrap();
+    let rpo = report["demonstrated"]["rpo_seconds"].as_f64().unwrap();
+    eprintln!("hot failover {id}: RTO {:?} s, Postgres RPO {rpo:.2} s", done["cells"][0]["rto_seconds"].as_f64());
+    assert!(rpo < 10.0, "the last payment was streamed seconds before the kill: {rpo} s");
+    // Kafka up to the cut, under the site's prefix.
+    let restored = cell.kafka.kcat_read(&format!("{prefix}{}.{}", cell.name, cell.topic));
+    assert_eq!(restored.values().map(Vec::len).sum::<usize>(), 10, "the snapshot's 10 events");
+    // A standby is never bootstrapped over the new primary.
+    let (kept_ok, kept) = ensure();
+    assert!(!kept_ok && kept[0]["error"].as_str().unwrap().contains("the cell's primary since a failover"), "{kept}");
 }
 
 /// Stops the takeover's server (it outlives the agent by design) when the test ends, passed or not.

@@ -238,6 +238,13 @@ const BREAKS: &[Break] = &[
         anchor: "failover = { standby = \"none\"",
     },
     Break {
+        file: "cells.toml",
+        old: "failover = { sites = [\"a-host\"] }",
+        new: "failover = { sites = [\"a-host\"], primary_conninfo = \"host=db user=replicator password=hunter2\" }",
+        message: "failover.primary_conninfo: conninfo holds a password; give it in a passfile on the recovery site's host",
+        anchor: "primary_conninfo = \"host=db",
+    },
+    Break {
         file: "demo.toml",
         old: "agent = { url = \"http://127.0.0.1:7402\"",
         new: "agent = { url = \"http://127.0.0.1:7401\"",

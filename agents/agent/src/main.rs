@@ -52,6 +52,9 @@ enum Command {
     /// Restore drills into a scratch environment, with smoke checks.
     #[command(subcommand)]
     Drill(commands::drill::DrillCommand),
+    /// Standbys a recovery site keeps for other cells (hot or warm), promoted by a failover.
+    #[command(subcommand)]
+    Standby(commands::standby::StandbyCommand),
     /// Serve the HTTP API the coordinator drives (jobs, health, metrics) for one cell.
     Serve(serve::ServeArgs),
 }
@@ -98,6 +101,7 @@ fn main() -> ExitCode {
                 Command::Pg(cmd) => commands::pg::run(&cli.global, cmd).await,
                 Command::Kafka(cmd) => commands::kafka::run(&cli.global, cmd).await,
                 Command::Drill(cmd) => commands::drill::run(&cli.global, cmd).await,
+                Command::Standby(cmd) => commands::standby::run(&cli.global, cmd).await,
                 Command::Serve(args) => serve::run(&cli.global, args, lifeboat_process::shutdown_signal()).await,
             }
         };

@@ -65,6 +65,11 @@ pub struct Takeover {
     pub port: u16,
     #[serde(default)]
     pub topic_prefix: String,
+    /// Promote the cell's standby kept at this port when there is one
+    /// (its WAL streamed up to the failure); restore from the repository
+    /// when there is none or it cannot be promoted.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub promote_standby: bool,
 }
 
 /// An Ed25519 signature by the coordinator's plan key (the report-signing

@@ -13,6 +13,7 @@ use time::OffsetDateTime;
 use crate::drill::DrillSpec;
 use crate::results::JobResult;
 use crate::schema::{HumanDuration, Timestamp};
+use crate::standby::StandbySpec;
 
 /// One unit of work, as posted to `POST /v1/jobs`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -84,6 +85,8 @@ pub enum JobSpec {
         #[serde(default)]
         epoch: Option<u64>,
     },
+    /// Keep a standby of a guest cell (bootstrap, start or report it).
+    Standby(StandbySpec),
 }
 
 /// The kind of a job: its spec's tag, the metrics label, the per-kind lock.
@@ -99,10 +102,11 @@ pub enum JobKind {
     KafkaRestore,
     Drill,
     Fence,
+    Standby,
 }
 
 impl JobKind {
-    pub const ALL: [JobKind; 9] = [
+    pub const ALL: [JobKind; 10] = [
         JobKind::PgBackup,
         JobKind::KafkaSnapshot,
         JobKind::Copy,
@@ -112,6 +116,7 @@ impl JobKind {
         JobKind::KafkaRestore,
         JobKind::Drill,
         JobKind::Fence,
+        JobKind::Standby,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -125,6 +130,7 @@ impl JobKind {
             JobKind::KafkaRestore => "kafka-restore",
             JobKind::Drill => "drill",
             JobKind::Fence => "fence",
+            JobKind::Standby => "standby",
         }
     }
 }
@@ -147,6 +153,7 @@ impl JobSpec {
             JobSpec::KafkaRestore { .. } => JobKind::KafkaRestore,
             JobSpec::Drill(_) => JobKind::Drill,
             JobSpec::Fence { .. } => JobKind::Fence,
+            JobSpec::Standby(_) => JobKind::Standby,
         }
     }
 

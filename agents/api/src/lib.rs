@@ -11,6 +11,7 @@
 //! - [`recovery`]: how far the cell can be recovered from each location
 //! - [`drill`]: the restore drill the coordinator asks for, and its outcome
 //! - [`service`]: health, version, report lists, error bodies
+//! - [`standby`]: the standbys a recovery site keeps for its guests
 //! - [`openapi`]: the endpoints and the document generated from the types
 //!
 //! Instants are `time::OffsetDateTime` in RFC 3339; durations are
@@ -24,6 +25,7 @@ pub mod recovery;
 pub mod results;
 mod schema;
 pub mod service;
+pub mod standby;
 
 pub use drill::{Check, ChecksSignature, DrillOutcome, DrillSpec, DrillTarget, Outcome, Step};
 pub use jobs::{Job, JobKind, JobSpec, JobState, PgTarget, Progress, RetentionOf};

@@ -16,6 +16,9 @@ pub struct Recovery {
     #[schemars(with = "Timestamp")]
     pub computed_at: OffsetDateTime,
     pub locations: Vec<LocationPoint>,
+    /// A guest's standby kept by this agent (guests only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub standby: Option<crate::standby::StandbyStatus>,
 }
 
 impl Recovery {

@@ -24,6 +24,7 @@ pub enum JobResult {
     KafkaRestore(KafkaRestoreReport),
     Drill(Box<DrillOutcome>),
     Fence(FenceDone),
+    Standby(Box<crate::standby::StandbyStatus>),
 }
 
 impl JobResult {
@@ -38,6 +39,7 @@ impl JobResult {
             JobResult::KafkaRestore(_) => JobKind::KafkaRestore,
             JobResult::Drill(_) => JobKind::Drill,
             JobResult::Fence(_) => JobKind::Fence,
+            JobResult::Standby(_) => JobKind::Standby,
         }
     }
 
@@ -53,6 +55,7 @@ impl JobResult {
             JobKind::KafkaRestore => JobResult::KafkaRestore(serde_json::from_slice(json)?),
             JobKind::Drill => JobResult::Drill(Box::new(serde_json::from_slice(json)?)),
             JobKind::Fence => JobResult::Fence(serde_json::from_slice(json)?),
+            JobKind::Standby => JobResult::Standby(serde_json::from_slice(json)?),
         })
     }
 }

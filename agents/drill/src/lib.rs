@@ -7,6 +7,7 @@
 //!
 //! - [`run`]: the drill itself, step by step
 //! - [`scratch`]: the scratch environment and its cleanup
+//! - [`standby`]: a guest cell's standby, kept where its takeover would go
 //! - `checks`: the smoke checks
 //! - [`confine`]: what the scratch server and the checks are allowed
 
@@ -14,3 +15,4 @@ mod checks;
 pub mod confine;
 pub mod run;
 pub mod scratch;
+pub mod standby;

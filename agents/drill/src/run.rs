@@ -7,7 +7,10 @@
 //! A failover's takeover is the same code path (as in AWS DRS, a drill is
 //! a recovery that is thrown away): the newest consistent cut
 //! ([`DrillTarget::Latest`]) into a kept environment, whose Kafka restore
-//! journal and offset map stay in the repository.
+//! journal and offset map stay in the repository. When the cell's standby
+//! is kept there ([`crate::standby`]), the takeover promotes it instead of
+//! restoring (its WAL was streamed up to the failure), and restores from
+//! the repository only when the standby cannot be promoted.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -123,7 +126,11 @@ async fn restore_and_check(
     log: &mut Log,
     outcome: &mut DrillOutcome,
 ) {
-    let (pg_restored, used) = if spec.postgres { restore_pg_from_sources(env, scratch, target, log).await } else { (None, 0) };
+    let (pg_restored, used) = match spec.postgres {
+        true if scratch.promote => promote_or_restore(env, scratch, log).await,
+        true => restore_pg_from_sources(env, scratch, target, log).await,
+        false => (None, 0),
+    };
     let target = target.unwrap_or_else(|| cut_of(pg_restored.as_ref()));
     outcome.target = Some(target);
     let source = &env.sources[used];
@@ -239,6 +246,54 @@ async fn restore_pg_from_sources(
         }
     }
     (None, 0)
+}
+
+/// Promote the cell's standby; when it cannot be, say why and restore
+/// from the repository into its place instead.
+async fn promote_or_restore(env: &DrillEnv, scratch: &Scratch, log: &mut Log) -> (Option<PgRestored>, usize) {
+    match promote_standby(env, scratch).await {
+        Ok((report, evidence)) => {
+            log.step("promote the standby", Outcome::Passed, None, evidence);
+            return (Some(report), 0);
+        }
+        Err(e) => log.step(
+            "promote the standby",
+            Outcome::Warning,
+            Some(format!("{e}; restoring from the repository instead")),
+            json!({ "directory": scratch.dir }),
+        ),
+    }
+    let cleared = scratch.stop_server().and_then(|()| {
+        lifeboat_postgres::prefetch::wait_stopped(&scratch.data_dir(), Duration::from_secs(30));
+        crate::standby::forget(&scratch.dir).map_err(|e| format!("forgetting the standby in {}: {e}", scratch.dir.display()))
+    });
+    if let Err(e) = cleared {
+        log.step("set the standby aside", Outcome::Failed, Some(e), json!(null));
+        return (None, 0);
+    }
+    restore_pg_from_sources(env, scratch, None, log).await
+}
+
+/// Start the standby when it is down, promote it (Postgres replays what
+/// the archive and its `pg_wal` hold first), and report the point reached.
+async fn promote_standby(env: &DrillEnv, scratch: &Scratch) -> Result<(PgRestored, serde_json::Value), String> {
+    let record = crate::standby::record(&scratch.dir).ok_or("no standby is kept there")?;
+    let data = scratch.data_dir();
+    let launch = launch(env, scratch);
+    if !lifeboat_postgres::server::running(&data) {
+        lifeboat_postgres::server::start(&data, &launch).map_err(|e| format!("starting the standby: {e}"))?;
+        lifeboat_postgres::standby::wait_ready(&data, &launch).await.map_err(|e| e.to_string())?;
+    }
+    let before = lifeboat_postgres::standby::state(&launch.listen.conninfo("postgres", "postgres")).await;
+    let mut report = record.restore.clone();
+    report.target = lifeboat_api::PgTarget::Latest;
+    lifeboat_postgres::server::promote(&mut report, &launch).await.map_err(|e| format!("promoting the standby: {e}"))?;
+    let reached = report.reached.as_ref();
+    let evidence = json!({ "mode": record.mode, "bootstrapped_from": record.restore.backup_id, "bootstrapped_at": rfc(record.bootstrapped_at),
+        "streaming_until_promotion": before.streaming, "received_lsn": before.receive_lsn, "replayed_lsn_before": before.replay_lsn,
+        "reached_lsn": reached.map(|r| r.lsn.clone()), "last_transaction": reached.and_then(|r| r.last_transaction_time.clone()),
+        "timeline": reached.map(|r| r.timeline), "port": scratch.port });
+    Ok((report, evidence))
 }
 
 /// Remove the scratch environment and record it as the last step.

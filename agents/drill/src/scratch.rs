@@ -39,6 +39,9 @@ pub struct Scratch {
     /// A takeover's: stays after the drill steps, never swept.
     #[serde(default)]
     pub kept: bool,
+    /// A takeover that promotes the cell's standby kept in `dir`.
+    #[serde(default)]
+    pub promote: bool,
 }
 
 impl Scratch {
@@ -56,6 +59,7 @@ impl Scratch {
             pg_bindir: pg_bindir.to_path_buf(),
             id,
             kept: false,
+            promote: false,
         };
         let ledger = scratch.ledger(root);
         let tmp = ledger.with_extension("tmp");
@@ -65,34 +69,53 @@ impl Scratch {
         Ok(scratch)
     }
 
-    /// A takeover's environment, `<root>/takeover-<port>`. What an earlier
-    /// attempt of the same takeover left there (its marker names the same
-    /// takeover, the failover's and the cell's; a failover routes to it only
-    /// after it passed) is stopped and removed first; another takeover's is
-    /// refused: it may be a cell's live primary.
+    /// A takeover's environment, `<root>/takeover-<port>`, for `cell`.
+    ///
+    /// - The cell's standby kept there is promoted in place when the
+    ///   takeover asks for it (`promote_standby`; also when an earlier
+    ///   attempt of the same takeover began promoting it), and replaced by
+    ///   the restore otherwise.
+    /// - What an earlier attempt of the same takeover left there (its marker
+    ///   names the same takeover, the failover's and the cell's; a failover
+    ///   routes to it only after it passed) is stopped and removed first.
+    /// - Another takeover's, or another cell's standby, is refused: it may
+    ///   be a cell's live primary.
     pub fn keep(
         root: &Path,
+        cell: &str,
         takeover: &lifeboat_api::drill::Takeover,
         brokers: Option<&Brokers>,
         pg_bindir: &Path,
     ) -> std::io::Result<Scratch> {
-        let scratch = Scratch {
+        let mut scratch = Scratch {
             id: takeover.name.clone(),
-            dir: root.join(format!("takeover-{}", takeover.port)),
+            dir: crate::standby::dir(root, takeover.port),
             port: takeover.port,
             prefix: takeover.topic_prefix.clone(),
             brokers: brokers.map(|b| b.list.clone()),
             pg_bindir: pg_bindir.to_path_buf(),
             kept: true,
+            promote: false,
         };
         let marker = scratch.dir.join("takeover.name");
         if scratch.dir.exists() {
             let found = std::fs::read_to_string(&marker).unwrap_or_default();
-            if found.trim() != takeover.name {
+            let standby = crate::standby::record(&scratch.dir).filter(|r| r.cell == cell).is_some();
+            let ours =
+                found.trim() == takeover.name || (found.is_empty() && crate::standby::marked_cell(&scratch.dir).as_deref() == Some(cell));
+            if ours && standby && takeover.promote_standby {
+                std::fs::write(&marker, &takeover.name)?;
+                scratch.promote = true;
+                return Ok(scratch);
+            }
+            if !ours {
+                let holder = match crate::standby::marked_cell(&scratch.dir) {
+                    Some(c) if found.is_empty() => format!("the standby of cell {c}"),
+                    _ => format!("takeover {:?}", found.trim()),
+                };
                 return Err(std::io::Error::other(format!(
-                    "{} holds takeover {:?}, which may be a cell's live primary; stop its server and remove the directory, or give the cell another port",
+                    "{} holds {holder}, which may be a cell's live primary; stop its server and remove the directory, or give the cell another port",
                     scratch.dir.display(),
-                    found.trim()
                 )));
             }
             scratch.stop_server().map_err(std::io::Error::other)?;
@@ -193,7 +216,7 @@ fn free_port() -> std::io::Result<u16> {
 /// `pg_ctl stop -m immediate` when a server runs on `data` (as the
 /// `postgres` user when we are root). A scratch server holds nothing worth a
 /// clean shutdown.
-fn stop_server(data: &Path, bindir: &Path) -> Result<(), String> {
+pub(crate) fn stop_server(data: &Path, bindir: &Path) -> Result<(), String> {
     let pid_file = data.join("postmaster.pid");
     let Ok(text) = std::fs::read_to_string(&pid_file) else { return Ok(()) };
     let pid: i32 = text.lines().next().and_then(|l| l.trim().parse().ok()).unwrap_or(0);
@@ -275,16 +298,24 @@ mod tests {
     #[test]
     fn a_takeover_refuses_the_directory_of_another() {
         let root = tempfile::tempdir().unwrap();
-        let takeover = |name: &str| lifeboat_api::drill::Takeover { name: name.into(), port: 5999, topic_prefix: String::new() };
+        let takeover = |name: &str| lifeboat_api::drill::Takeover {
+            name: name.into(),
+            port: 5999,
+            topic_prefix: String::new(),
+            promote_standby: true,
+        };
         let dir = root.path().join("takeover-5999");
         std::fs::create_dir_all(dir.join("pgdata")).unwrap();
-        let e = Scratch::keep(root.path(), &takeover("fo-2-a"), None, Path::new("/nonexistent")).unwrap_err();
+        let e = Scratch::keep(root.path(), "a", &takeover("fo-2-a"), None, Path::new("/nonexistent")).unwrap_err();
         assert!(e.to_string().contains("holds takeover \"\""), "{e}");
+        std::fs::write(dir.join("standby.cell"), "b").unwrap();
+        let e = Scratch::keep(root.path(), "a", &takeover("fo-2-a"), None, Path::new("/nonexistent")).unwrap_err();
+        assert!(e.to_string().contains("holds the standby of cell b"), "{e}");
         std::fs::write(dir.join("takeover.name"), "fo-1-a").unwrap();
-        let e = Scratch::keep(root.path(), &takeover("fo-2-a"), None, Path::new("/nonexistent")).unwrap_err();
+        let e = Scratch::keep(root.path(), "a", &takeover("fo-2-a"), None, Path::new("/nonexistent")).unwrap_err();
         assert!(e.to_string().contains("holds takeover \"fo-1-a\", which may be a cell's live primary"), "{e}");
         assert!(dir.join("pgdata").exists(), "nothing was removed");
-        let fresh = Scratch::keep(root.path(), &takeover("fo-3-b"), None, Path::new("/nonexistent")).map(|s| s.dir);
+        let fresh = Scratch::keep(root.path(), "b", &takeover("fo-3-b"), None, Path::new("/nonexistent")).map(|s| s.dir);
         assert!(fresh.is_err(), "the same port, another takeover");
     }
 }

@@ -16,6 +16,7 @@
 //! - [`backup`]: base backups (`pg backup`)
 //! - [`restore`]: point-in-time restore (`pg restore`)
 //! - [`server`]: starting a restored cluster, how it listens, waiting for promotion
+//! - [`standby`]: a restore made a standby, and how far a standby has come
 //! - [`recoverable`]: how far a repository can recover a cell (compliance)
 //! - [`retention`]: backups and the WAL they need, as a plan then an execution
 
@@ -32,4 +33,5 @@ pub mod restore;
 pub mod retention;
 pub mod server;
 pub mod spool;
+pub mod standby;
 pub mod walname;

@@ -142,7 +142,15 @@ fn hand_to_postgres(path: &Path, recursive: bool) -> Result<(), PgError> {
 /// Start the restored cluster with `pg_ctl` (as the `postgres` user when
 /// run as root), wait for promotion, and report the point reached.
 pub async fn start_and_wait(report: &mut RestoreReport, launch: &Launch) -> Result<(), PgError> {
-    let data = PathBuf::from(&report.data_directory);
+    let started = Instant::now();
+    start(Path::new(&report.data_directory), launch)?;
+    wait_promoted(report, launch, started).await
+}
+
+/// Start the cluster of `data` with `pg_ctl` (as the `postgres` user when
+/// run as root), not waiting for anything but the postmaster.
+pub fn start(data: &Path, launch: &Launch) -> Result<(), PgError> {
+    let data = data.to_path_buf();
     let log = server_log(&data);
     let opts = launch.listen.options()?;
     if as_root() {
@@ -157,7 +165,6 @@ pub async fn start_and_wait(report: &mut RestoreReport, launch: &Launch) -> Resu
         let _ = std::fs::File::create(&log);
         let _ = hand_to_postgres(&log, false);
     }
-    let started = Instant::now();
     let mut command = pg_ctl(&launch.bindir);
     if let Some(env) = &launch.env {
         command.env_clear().envs(env.iter().map(|(k, v)| (k, v)));
@@ -173,6 +180,42 @@ pub async fn start_and_wait(report: &mut RestoreReport, launch: &Launch) -> Resu
         .map_err(|e| PgError::Config(format!("running {}: {e}", launch.bindir.join("pg_ctl").display())))?;
     if !out.status.success() {
         return Err(PgError::Config(format!("pg_ctl start failed: {}; see {}", why_stopped(&log), log.display())));
+    }
+    Ok(())
+}
+
+/// Whether a postmaster runs on `data` (its pid file names a live process).
+pub fn running(data: &Path) -> bool {
+    let pid = std::fs::read_to_string(data.join("postmaster.pid")).ok().and_then(|t| t.lines().next()?.trim().parse::<i32>().ok());
+    // SAFETY: kill with signal 0 only checks that the process exists.
+    pid.is_some_and(|pid| pid > 0 && unsafe { libc::kill(pid, 0) } == 0)
+}
+
+/// Promote the standby `launch` reaches (Postgres first replays what the
+/// archive and `pg_wal` hold), wait until it is out of recovery, and
+/// report the point reached. A server already promoted is only read.
+pub async fn promote(report: &mut RestoreReport, launch: &Launch) -> Result<(), PgError> {
+    let started = Instant::now();
+    let conninfo = launch.listen.conninfo("postgres", "postgres");
+    let client = connect(&conninfo).await?;
+    let in_recovery: bool = client
+        .query_one("select pg_is_in_recovery()", &[])
+        .await
+        .map_err(|e| PgError::Query { context: "asking whether the standby is in recovery".into(), source: e })?
+        .get(0);
+    if in_recovery {
+        let wait = i32::try_from(launch.timeout.as_secs()).unwrap_or(i32::MAX);
+        let done: bool = client
+            .query_one("select pg_promote(true, $1)", &[&wait])
+            .await
+            .map_err(|e| PgError::Query { context: "promoting the standby".into(), source: e })?
+            .get(0);
+        if !done {
+            return Err(PgError::Config(format!(
+                "the standby was not promoted within {wait}s; see {}",
+                server_log(Path::new(&report.data_directory)).display()
+            )));
+        }
     }
     wait_promoted(report, launch, started).await
 }

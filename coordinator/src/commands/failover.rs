@@ -26,7 +26,8 @@ pub async fn plan(target: &Target, scenario: &str, failed: &str) -> Result<Done<
             let plans = target.plans.as_ref().context("give --coordinator URL, or --plans DIR to ask the agents directly")?;
             let plan = load_plan(plans)?;
             let status = status_for(&plan, scenario, failed).await?;
-            assess::assess(&plan, &status, scenario, failed, clock::now())?
+            let standbys = standbys_for(&plan, scenario, failed).await;
+            assess::assess(&plan, &status, &standbys, scenario, failed, clock::now())?
         }
     };
     let text = assess::render(&assessment);
@@ -62,6 +63,26 @@ pub async fn status_for(plan: &Plan, scenario: &str, failed: &str) -> Result<Sta
         }
     }
     super::status::from_answers(plan, answers)
+}
+
+/// The standbys kept for the cells a failover would move, as their
+/// recovery sites report them (a site that does not answer is logged: the
+/// assessment then plans a restore from the repository).
+pub async fn standbys_for(plan: &Plan, scenario: &str, failed: &str) -> assess::Standbys {
+    let mut out = assess::Standbys::new();
+    let Some(s) = plan.scenarios.iter().find(|s| s.name == scenario) else { return out };
+    let cells = affected(plan, s, failed);
+    let (placements, _) = place(plan, s.scope, &cells);
+    for p in placements {
+        let keeps = cells.iter().any(|c| c.name == p.cell && c.failover.standby != crate::plan::Standby::None);
+        let Some(site) = plan.site(&p.site).filter(|_| keeps) else { continue };
+        let asked = async { anyhow::Ok(crate::serve::site_client(site)?.guest_recovery(&p.cell).await?) };
+        match asked.await {
+            Ok(r) => out.extend(r.standby.map(|st| (p.cell.clone(), st))),
+            Err(e) => tracing::warn!(cell = %p.cell, site = %site.name, "the recovery site did not report the cell's standby: {e:#}"),
+        }
+    }
+    out
 }
 
 /// `failover check-hooks --scenario S`: call each of the scenario's hooks

@@ -97,7 +97,8 @@ pub async fn run(args: RunArgs) -> Result<Done<View>> {
         None => now,
     };
     anyhow::ensure!(failed_at <= now, "--failed-at is in the future");
-    let assessment = assess::assess(&plan, &status, &args.scenario, &args.failed, now)?;
+    let standbys = super::failover::standbys_for(&plan, &args.scenario, &args.failed).await;
+    let assessment = assess::assess(&plan, &status, &standbys, &args.scenario, &args.failed, now)?;
     // A loss over the tier's RPO is shown and accepted (the primary is
     // gone); a cell with nowhere to go or nothing to restore stops it.
     let stuck =

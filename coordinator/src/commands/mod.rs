@@ -13,6 +13,7 @@ pub mod plan;
 pub mod remote;
 pub mod report;
 pub mod runs;
+pub mod standby;
 pub mod status;
 
 use std::path::PathBuf;

@@ -6,7 +6,7 @@
 //! Per cell: the recovery site and the location ([`crate::plan::failover`]),
 //! the newest Postgres and Kafka points that location holds, the projected
 //! RPO (what would be lost if the primary is gone now: now minus each
-//! point), the estimated RTO (the last drill's demonstrated RTO; none
+//! point; for a cell whose standby streams, its replay lag), the estimated RTO (the last drill's demonstrated RTO; none
 //! without a drill), and the wave it runs in (cells in the scenario's tier
 //! order, `parallelism` at a time). Problems (a cell with no place, no
 //! recovery point, a projected RPO over the tier's) are listed, not hidden.
@@ -20,6 +20,10 @@ use crate::clock::{self, seconds_between};
 use crate::compliance::{CellStatus, Status};
 use crate::plan::failover::{affected, place, Placement};
 use crate::plan::{Plan, ScenarioDef, Scope, Standby, Step};
+use lifeboat_api::standby::StandbyStatus;
+
+/// The standbys recovery sites keep, by cell.
+pub type Standbys = BTreeMap<String, StandbyStatus>;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Assessment {
@@ -53,6 +57,10 @@ pub struct CellAssessment {
     /// Cells of the same wave fail over at once; waves go in order.
     pub wave: u32,
     pub standby: Standby,
+    /// The standby kept at the site, as it reported (None: none kept there,
+    /// or the site did not answer).
+    #[serde(default)]
+    pub standby_state: Option<StandbyStatus>,
     pub site: Option<String>,
     pub location: Option<String>,
     #[serde(with = "clock::ms::option")]
@@ -70,7 +78,14 @@ pub struct CellAssessment {
 
 /// Assess `scenario` for the loss of `failed` (a cell, region or cloud
 /// name, as the scenario's scope says).
-pub fn assess(plan: &Plan, status: &Status, scenario: &str, failed: &str, now: OffsetDateTime) -> anyhow::Result<Assessment> {
+pub fn assess(
+    plan: &Plan,
+    status: &Status,
+    standbys: &Standbys,
+    scenario: &str,
+    failed: &str,
+    now: OffsetDateTime,
+) -> anyhow::Result<Assessment> {
     let s = plan.scenarios.iter().find(|s| s.name == scenario).ok_or_else(|| {
         let known: Vec<&str> = plan.scenarios.iter().map(|s| s.name.as_str()).collect();
         anyhow::anyhow!("no scenario {scenario:?} in plan {} (it has: {})", plan.name, known.join(", "))
@@ -89,7 +104,8 @@ pub fn assess(plan: &Plan, status: &Status, scenario: &str, failed: &str, now: O
     for (n, cell) in cells.iter().enumerate() {
         let placed = placements.iter().find(|p| p.cell == cell.name);
         let st = status.cells.iter().find(|c| c.cell == cell.name);
-        let a = cell_assessment(cell, st, placed, n as u32 / s.parallelism.max(1), now);
+        let mut a = cell_assessment(cell, st, placed, n as u32 / s.parallelism.max(1), now);
+        problems.extend(with_standby(&mut a, standbys.get(&cell.name), now));
         problems.extend(cell_problems(&a, cell.postgres, cell.kafka_brokers.is_some()));
         out.push(a);
     }
@@ -132,6 +148,7 @@ fn cell_assessment(
         tier: cell.tier.clone(),
         wave,
         standby: cell.failover.standby,
+        standby_state: None,
         site: placed.map(|p| p.site.clone()),
         location,
         postgres_point,
@@ -143,6 +160,31 @@ fn cell_assessment(
         estimated_rto_seconds: st.and_then(|s| s.drills.as_ref()).and_then(|d| d.rto_seconds),
         rto_target_seconds: st.map_or(0.0, |s| s.rto_seconds),
     }
+}
+
+/// A standby kept at the cell's site: promoted instead of a restore, and
+/// what it lacks is the projected loss (its replay lag while it streams;
+/// otherwise since the last transaction it replayed, when that is newer
+/// than the archive's point). The problem, when the plan keeps one and the
+/// site has none that runs.
+fn with_standby(a: &mut CellAssessment, kept: Option<&StandbyStatus>, now: OffsetDateTime) -> Option<String> {
+    if a.standby == Standby::None {
+        return None;
+    }
+    let site = a.site.clone().unwrap_or_default();
+    let Some(kept) = kept.filter(|k| k.state.running && k.state.in_recovery) else {
+        return Some(format!(
+            "cell {:?}: no {} standby runs at {site}; the failover restores from the repository instead (slower); `lifeboat standby ensure` keeps one",
+            a.cell,
+            a.standby.as_str()
+        ));
+    };
+    let replayed = kept.state.last_replayed_transaction.as_deref().and_then(lifeboat_api::drill::pg_time);
+    if let Some(lag) = kept.state.replay_lag_seconds.or_else(|| replayed.map(|t| seconds_between(t, now).max(0.0))) {
+        a.projected_rpo_seconds = Some(a.projected_rpo_seconds.map_or(lag, |p| p.min(lag)));
+    }
+    a.standby_state = Some(kept.clone());
+    None
 }
 
 /// What an operator must know before running it: no recovery point, or
@@ -170,6 +212,15 @@ fn cell_problems(a: &CellAssessment, postgres: bool, kafka: bool) -> Vec<String>
     out
 }
 
+fn standby_column(c: &CellAssessment) -> String {
+    match c.standby_state.as_ref().map(|s| &s.state) {
+        Some(s) if s.streaming => format!("{} lag {}", c.standby.as_str(), crate::compliance::human(s.replay_lag_seconds)),
+        Some(_) => format!("{} kept", c.standby.as_str()),
+        None if c.standby == Standby::None => "none".into(),
+        None => format!("{} MISSING", c.standby.as_str()),
+    }
+}
+
 /// The assessment for people.
 pub fn render(a: &Assessment) -> String {
     use std::fmt::Write as _;
@@ -195,17 +246,17 @@ pub fn render(a: &Assessment) -> String {
     let _ = writeln!(out, "steps: {}", steps.join(" -> "));
     let _ = writeln!(
         out,
-        "{:<5} {:<10} {:<8} {:<8} {:<14} {:<18} {:<16} {:<16} {:<10}",
+        "{:<5} {:<10} {:<8} {:<16} {:<14} {:<18} {:<16} {:<16} {:<10}",
         "WAVE", "CELL", "TIER", "STANDBY", "SITE", "FROM", "LOSES PG/RPO", "LOSES KAFKA/RPO", "RTO EST/TARGET"
     );
     for c in &a.cells {
         let _ = writeln!(
             out,
-            "{:<5} {:<10} {:<8} {:<8} {:<14} {:<18} {:<16} {:<16} {:<10}",
+            "{:<5} {:<10} {:<8} {:<16} {:<14} {:<18} {:<16} {:<16} {:<10}",
             c.wave + 1,
             c.cell,
             c.tier,
-            c.standby.as_str(),
+            standby_column(c),
             c.site.as_deref().unwrap_or("-"),
             c.location.as_deref().unwrap_or("-"),
             format!("{}/{}", h(c.projected_rpo_seconds), h(Some(c.rpo_target_seconds))),

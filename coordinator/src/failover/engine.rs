@@ -7,10 +7,13 @@
 //!    location of the cell it has (create-only; the old primary's WAL and
 //!    base backups are refused from then on), then the scenario's `fence`
 //!    hook (`hook:fence`) stops the old primary's host;
-//! 2. `restore`: the site's agent restores the newest consistent cut
-//!    (Postgres to the end of its WAL in the chosen location, Kafka up to
-//!    Postgres' last transaction, groups translated) and keeps it running
-//!    as the cell's new home (a takeover: the drill code path, kept);
+//! 2. `restore`: the site's agent promotes the cell's standby kept there
+//!    (its WAL streamed up to the failure), or, without one, restores the
+//!    newest consistent cut (Postgres to the end of its WAL in the chosen
+//!    location); then Kafka up to Postgres' last transaction, groups
+//!    translated; it stays running as the cell's new home (a takeover: the
+//!    drill code path, kept). A scenario's `promote` gate holds it when a
+//!    standby is promoted, its `restore` gate otherwise;
 //! 3. `smoke`: the cell's smoke checks, run by that restore, all passed;
 //! 4. `hook:route`: the tenants are sent to the new place (the body names
 //!    the new Postgres and Kafka); `hook:verify`: the platform's probes;
@@ -36,7 +39,7 @@ use lifeboat_client::Submitted;
 use super::assess::CellAssessment;
 use super::hooks::{self, HookCall};
 use super::journal::{Failover, FailoverState, Journal, StepState};
-use crate::plan::{CellPlan, Plan, SiteDef, Step};
+use crate::plan::{CellPlan, Plan, SiteDef, Standby, Step};
 use crate::report::keys::Signer;
 use crate::report::Report;
 use crate::store::Store;
@@ -69,10 +72,11 @@ fn steps(test: bool) -> &'static [&'static str] {
     }
 }
 
-/// The scenario step a journal step belongs to (for gates).
-fn scenario_step(step: &str) -> Step {
+/// The scenario step a journal step of cell `c` belongs to (for gates).
+fn scenario_step(step: &str, c: &CellAssessment) -> Step {
     match step {
         "fence" | "hook:fence" => Step::Fence,
+        "restore" if c.standby_state.is_some() => Step::Promote,
         "restore" => Step::Restore,
         "smoke" => Step::Smoke,
         "hook:route" => Step::Route,
@@ -148,7 +152,7 @@ impl Engine<'_> {
                 return Ok(CellEnd::Aborted);
             }
             // A test has no gate: it changes nothing in production.
-            let gate = scenario_step(step);
+            let gate = scenario_step(step, c);
             let gated = !f.test && f.assessment.steps.iter().any(|s| s.step == gate && s.gated);
             if gated && !approvals.iter().any(|a| a.step == gate.as_str()) {
                 return Ok(CellEnd::Waiting(gate.as_str().to_string()));
@@ -195,14 +199,8 @@ impl Engine<'_> {
         Ok((cell, site))
     }
 
-    /// Submit (or find, after a crash) the job `key` on the site's agent and wait for it.
     async fn job(&self, site: &SiteDef, key: &str, spec: &JobSpec) -> Result<lifeboat_api::Job> {
-        let agent = crate::serve::site_client(site)?;
-        let job = match agent.submit(key, spec).await? {
-            Submitted::Job(job) => job,
-            Submitted::Refused(why) => anyhow::bail!("recovery site {}'s agent refused the {} job: {why}", site.name, spec.kind()),
-        };
-        Ok(agent.wait(&job.id, Duration::from_secs(1)).await?)
+        site_job(site, key, spec).await
     }
 
     async fn fence(&self, f: &Failover, cell: &CellPlan, site: &SiteDef, key: &str) -> Result<Value> {
@@ -224,7 +222,9 @@ impl Engine<'_> {
         spec.kafka = spec.kafka && site.kafka_brokers.is_some();
         if !f.test {
             let (name, port) = (takeover_name(&f.id, &cell.name), self.port(cell, site)?);
-            spec.takeover = Some(Takeover { name, port, topic_prefix: takeover_prefix(site, cell) });
+            // The standby is kept at the cell's first site; elsewhere there is none to promote.
+            let promote_standby = cell.failover.standby != Standby::None && cell.failover.sites.first() == Some(&site.name);
+            spec.takeover = Some(Takeover { name, port, topic_prefix: takeover_prefix(site, cell), promote_standby });
             crate::drill::sign(&mut spec, &cell.name, self.signer);
         }
         let job = self.job(site, key, &JobSpec::Drill(spec)).await?;
@@ -328,6 +328,16 @@ impl Engine<'_> {
         };
         self.journal().close(&f.id, cell, &name, state, &detail, error.as_deref())
     }
+}
+
+/// Submit (or find, after a crash) the job `key` on the site's agent and wait for it.
+pub async fn site_job(site: &SiteDef, key: &str, spec: &JobSpec) -> Result<lifeboat_api::Job> {
+    let agent = crate::serve::site_client(site)?;
+    let job = match agent.submit(key, spec).await? {
+        Submitted::Job(job) => job,
+        Submitted::Refused(why) => anyhow::bail!("recovery site {}'s agent refused the {} job: {why}", site.name, spec.kind()),
+    };
+    Ok(agent.wait(&job.id, Duration::from_secs(1)).await?)
 }
 
 /// Where a guest's topics and consumer groups are restored at a site: the

@@ -12,6 +12,7 @@
 //! - [`engine`]: carrying a journaled failover out: fence, restore (a
 //!   takeover at the recovery site), smoke, route, verify, report, in waves.
 //! - [`report`]: a cell's failover report, signed onto its chain.
+//! - [`standby`]: the standbys the plan keeps at recovery sites.
 //! - [`view`]: a failover as `failover status` and the coordinator's API show it.
 
 pub mod assess;
@@ -19,4 +20,5 @@ pub mod engine;
 pub mod hooks;
 pub mod journal;
 pub mod report;
+pub mod standby;
 pub mod view;

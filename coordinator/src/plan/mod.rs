@@ -184,8 +184,10 @@ pub struct CellPlan {
 #[derive(Debug, Clone, Serialize)]
 pub struct CellFailover {
     pub standby: Standby,
-    /// Recovery sites, in order of preference.
+    /// Recovery sites, in order of preference; the standby is kept at the first.
     pub sites: Vec<String>,
+    /// What a `stream` standby streams from (no password in it).
+    pub primary_conninfo: Option<String>,
 }
 
 /// An agent that hosts other cells' recovered copies.

@@ -191,6 +191,9 @@ pub struct CellFailover {
     /// Recovery sites, in order of preference.
     #[serde(default)]
     pub sites: Vec<Spanned<String>>,
+    /// How a `stream` standby at the first site reaches the primary
+    /// (libpq, no password; default: the cell's `postgres.conninfo`).
+    pub primary_conninfo: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize, serde::Serialize)]

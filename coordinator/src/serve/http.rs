@@ -88,7 +88,8 @@ async fn failover_plan(State(c): State<Arc<Coordinator>>, Query(q): Query<Failov
         Ok(s) => s,
         Err(e) => return internal(e),
     };
-    match crate::failover::assess::assess(&c.plan, &status, &q.scenario, &q.failed, clock::now()) {
+    let standbys = crate::commands::failover::standbys_for(&c.plan, &q.scenario, &q.failed).await;
+    match crate::failover::assess::assess(&c.plan, &status, &standbys, &q.scenario, &q.failed, clock::now()) {
         Ok(a) => Json(a).into_response(),
         Err(e) => error(StatusCode::UNPROCESSABLE_ENTITY, format!("{e:#}")),
     }

@@ -119,7 +119,7 @@ async fn drill(global: &Global, args: RunArgs) -> Result<ExitCode> {
         server_env: lifeboat_drill::confine::server_env(&urls, std::env::vars()),
     };
     let scratch = match &spec.takeover {
-        Some(t) => Scratch::keep(&env.restore_root, t, brokers.as_ref(), &env.pg_bindir),
+        Some(t) => Scratch::keep(&env.restore_root, &env.cell, t, brokers.as_ref(), &env.pg_bindir),
         None => Scratch::create(&env.restore_root, brokers.as_ref(), &env.pg_bindir),
     }
     .with_context(|| format!("creating a scratch environment under {}", env.restore_root.display()))?;

@@ -8,4 +8,5 @@ pub mod key;
 pub mod pg;
 pub mod repo;
 pub mod repo_access;
+pub mod standby;
 pub mod wal;

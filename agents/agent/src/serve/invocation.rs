@@ -66,6 +66,7 @@ pub fn invocation(agent: &Agent, spec: &JobSpec) -> Result<Invocation, String> {
         }
         JobSpec::Drill(drill) => c.drill(drill)?,
         JobSpec::Fence { cell, reason, epoch } => c.fence(cell.as_deref(), reason, *epoch)?,
+        JobSpec::Standby(s) => c.standby(s)?,
     }
     Ok(Invocation { args: c.args, env: c.env, key_file: c.key_file })
 }
@@ -272,6 +273,21 @@ impl Line<'_> {
 }
 
 impl Line<'_> {
+    /// `standby ensure` of a guest cell from one of its locations here.
+    fn standby(&mut self, s: &lifeboat_api::standby::StandbySpec) -> Result<(), String> {
+        let root = self.restore_root("keeps no standbys")?;
+        let cell = self.guest(Some(&s.cell))?.ok_or("a standby is kept for another cell (a guest), not the agent's own")?;
+        let (name, url) = self.guest_location(cell, Some(&s.location))?;
+        lifeboat_postgres::standby::check_conninfo(s.primary_conninfo.as_deref().unwrap_or_default()).map_err(|e| e.to_string())?;
+        let port = s.port.to_string();
+        self.push(&["standby", "ensure", "--repo", &url, "--source-name", &name, "--cell", cell, "--restore-root", &root]);
+        self.push(&["--port", &port, "--mode", s.mode.as_str()]);
+        if let Some(c) = &s.primary_conninfo {
+            self.env.push(("LIFEBOAT_PRIMARY_CONNINFO".into(), c.clone()));
+        }
+        Ok(())
+    }
+
     /// `fence raise` in every location this agent has for the cell.
     fn fence(&mut self, cell: Option<&str>, reason: &str, epoch: Option<u64>) -> Result<(), String> {
         let guest = self.guest(cell)?;

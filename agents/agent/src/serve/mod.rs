@@ -18,6 +18,7 @@ mod metrics;
 mod recovery;
 mod reports;
 mod runner;
+mod standbys;
 mod walswitch;
 
 use std::collections::HashMap;
@@ -53,6 +54,7 @@ pub struct Agent {
     /// The agent's repository (its primary location), opened once.
     pub repo: lifeboat_repository::Repository,
     pub geo_copy: geocopy::GeoCopy,
+    pub standby_metrics: standbys::StandbyMetrics,
     /// This binary: jobs run as its subcommands.
     pub exe: PathBuf,
     /// Held open: the lock that keeps a second agent off the same state directory.
@@ -133,6 +135,7 @@ pub async fn run(global: &Global, config: ServeArgs, shutdown: impl std::future:
     let address = listener.local_addr()?;
     let metrics = Metrics::new(&config.cell);
     let geo_copy = geocopy::GeoCopy::new(&metrics);
+    let standby_metrics = standbys::StandbyMetrics::new(&metrics);
     let agent = Arc::new(Agent {
         pg,
         retention_env,
@@ -145,6 +148,7 @@ pub async fn run(global: &Global, config: ServeArgs, shutdown: impl std::future:
         metrics,
         repo,
         geo_copy,
+        standby_metrics,
         exe: std::env::current_exe().context("finding this binary")?,
         _lock: lock,
         config,
@@ -157,6 +161,9 @@ pub async fn run(global: &Global, config: ServeArgs, shutdown: impl std::future:
     }
     if !agent.config.copy_to.is_empty() && !agent.config.copy_interval.is_zero() {
         tokio::spawn(geocopy::run(agent.clone(), agent.config.copy_interval));
+    }
+    if !agent.config.guests.is_empty() && agent.config.restore_root.is_some() {
+        tokio::spawn(standbys::run(agent.clone()));
     }
     if !agent.config.pg_switch_after.is_zero() {
         tokio::spawn(walswitch::run(agent.clone(), agent.config.pg_switch_after));

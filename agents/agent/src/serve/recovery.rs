@@ -119,7 +119,8 @@ pub async fn compute_guest(agent: &Agent, cell: &str) -> Option<Recovery> {
         }
         locations.push(point);
     }
-    Some(Recovery { cell: cell.to_string(), computed_at, locations })
+    let standby = super::standbys::of(agent, cell).await;
+    Some(Recovery { cell: cell.to_string(), computed_at, locations, standby })
 }
 
 pub async fn compute(agent: &Agent) -> Recovery {
@@ -146,5 +147,5 @@ pub async fn compute(agent: &Agent) -> Recovery {
         }
         locations.push(point);
     }
-    Recovery { cell: cell.to_string(), computed_at, locations }
+    Recovery { cell: cell.to_string(), computed_at, locations, standby: None }
 }

@@ -131,19 +131,25 @@ fn locations(catalog: &Catalog<'_>, check: &mut Check<'_>, at: &At<'_>) {
     }
 }
 
+/// What is wrong with a conninfo of the plan: it does not parse, or it
+/// holds a password (`instead` says where the password goes).
+pub fn conninfo_problem(conninfo: &str, instead: &str) -> Option<String> {
+    match conninfo.parse::<tokio_postgres::Config>() {
+        Err(e) => {
+            let why = std::error::Error::source(&e).map(|c| format!("{e}: {c}")).unwrap_or_else(|| e.to_string());
+            Some(format!("conninfo does not parse ({why}); give key=value pairs or a postgresql:// URI"))
+        }
+        Ok(c) if c.get_password().is_some() => Some(format!("conninfo holds a password; {instead}")),
+        Ok(_) => None,
+    }
+}
+
 /// Postgres: no password in the conninfo, and an `archive_timeout` under the tier's RPO.
 fn postgres(check: &mut Check<'_>, at: &At<'_>) {
     let Some(pg) = &at.cell.postgres else { return };
     let (pg, i) = (pg.get_ref(), at.file);
-    match pg.conninfo.get_ref().parse::<tokio_postgres::Config>() {
-        Err(e) => {
-            let why = std::error::Error::source(&e).map(|c| format!("{e}: {c}")).unwrap_or_else(|| e.to_string());
-            check.at(i, &pg.conninfo, format!("conninfo does not parse ({why}); give key=value pairs or a postgresql:// URI"))
-        }
-        Ok(c) if c.get_password().is_some() => {
-            check.at(i, &pg.conninfo, "conninfo holds a password; give it as postgres.password = \"env:...\" or \"file:...\"".into())
-        }
-        Ok(_) => {}
+    if let Some(problem) = conninfo_problem(pg.conninfo.get_ref(), "give it as postgres.password = \"env:...\" or \"file:...\"") {
+        check.at(i, &pg.conninfo, problem);
     }
     if let Some(p) = &pg.password {
         check.secret(i, p, "postgres.password");

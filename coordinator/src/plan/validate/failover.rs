@@ -134,7 +134,31 @@ pub fn cell(catalog: &Catalog<'_>, check: &mut Check<'_>, at: &At<'_>) -> CellFa
     for s in &given.sites {
         catalog.sites.require(check, at.file, s, &format!("{} failover", at.from));
     }
-    CellFailover { standby, sites: given.sites.iter().map(|s| s.get_ref().clone()).collect() }
+    if standby != Standby::None && given.sites.is_empty() {
+        check.at(
+            at.file,
+            &at.cell.name,
+            format!("{}: a {:?} standby is kept at a recovery site; list one in failover.sites", at.from, standby.as_str()),
+        );
+    }
+    let primary_conninfo = match (&given.primary_conninfo, &at.cell.postgres) {
+        (Some(c), _) => {
+            let instead = "give it in a passfile on the recovery site's host (passfile=PATH, or ~postgres/.pgpass)";
+            match super::cell::conninfo_problem(c.get_ref(), instead) {
+                Some(problem) => check.at(at.file, c, format!("{}: failover.primary_conninfo: {problem}", at.from)),
+                None if standby != Standby::Stream => check.at(
+                    at.file,
+                    c,
+                    format!("{}: failover.primary_conninfo is for a \"stream\" standby, this one is {:?}", at.from, standby.as_str()),
+                ),
+                None => {}
+            }
+            Some(c.get_ref().clone())
+        }
+        (None, Some(pg)) if standby == Standby::Stream => Some(pg.get_ref().conninfo.get_ref().clone()),
+        _ => None,
+    };
+    CellFailover { standby, sites: given.sites.iter().map(|s| s.get_ref().clone()).collect(), primary_conninfo }
 }
 
 /// A scenario, resolved against the plan's tiers and hooks.

@@ -1,0 +1,78 @@
+//! The standbys this agent keeps for its guest cells, as the coordinator
+//! and Prometheus see them: a guest's recovery points carry its standby
+//! ([`of`]), and every `INTERVAL` their state is read into the metrics
+//! `lifeboat_standby_up`, `lifeboat_standby_streaming` and
+//! `lifeboat_standby_replay_lag_seconds` (absent while not streaming:
+//! the lag is then unknown from here, and the archive's point counts).
+
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+
+use lifeboat_api::standby::StandbyStatus;
+
+use super::Agent;
+
+const INTERVAL: Duration = Duration::from_secs(15);
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Cell {
+    cell: String,
+}
+
+pub struct StandbyMetrics {
+    up: Family<Cell, Gauge>,
+    streaming: Family<Cell, Gauge>,
+    lag: Family<Cell, Gauge<f64, AtomicU64>>,
+}
+
+impl StandbyMetrics {
+    pub fn new(metrics: &super::metrics::Metrics) -> StandbyMetrics {
+        let m = StandbyMetrics { up: Family::default(), streaming: Family::default(), lag: Family::default() };
+        let mut registry = metrics.registry();
+        let root = registry.sub_registry_with_prefix("lifeboat_standby");
+        root.register("up", "A guest's standby runs and answers (1) or not (0)", m.up.clone());
+        root.register("streaming", "A guest's standby streams from its primary now", m.streaming.clone());
+        root.register("replay_lag_seconds", "How far a streaming standby's replay is behind its primary", m.lag.clone());
+        m
+    }
+
+    fn record(&self, status: &StandbyStatus) {
+        let label = Cell { cell: status.cell.clone() };
+        self.up.get_or_create(&label).set(i64::from(status.state.running));
+        self.streaming.get_or_create(&label).set(i64::from(status.state.streaming));
+        match status.state.replay_lag_seconds {
+            Some(lag) => {
+                self.lag.get_or_create(&label).set(lag);
+            }
+            None => {
+                self.lag.remove(&label);
+            }
+        }
+    }
+}
+
+/// Guest `cell`'s standby kept under the restore root, as it is now.
+pub async fn of(agent: &Agent, cell: &str) -> Option<StandbyStatus> {
+    let root = agent.config.restore_root.as_deref()?;
+    let (dir, record) = lifeboat_drill::standby::find(root, cell)?;
+    Some(lifeboat_drill::standby::status(&dir, &record, "kept").await)
+}
+
+/// Read every guest's standby into the metrics, every [`INTERVAL`].
+pub async fn run(agent: Arc<Agent>) {
+    let mut cells: Vec<String> = agent.config.guests.iter().map(|g| g.cell.clone()).collect();
+    cells.dedup();
+    loop {
+        for cell in &cells {
+            if let Some(status) = of(&agent, cell).await {
+                agent.standby_metrics.record(&status);
+            }
+        }
+        tokio::time::sleep(INTERVAL).await;
+    }
+}
