@@ -435,6 +435,14 @@ fn a_hot_standby_is_promoted_with_every_streamed_transaction() {
     let standby = Cluster { dir: _scratch.path().join("unused"), port };
     assert_eq!(standby.psql("select pg_is_in_recovery()"), "t");
 
+    // The site's host restarts: the served coordinator starts the standby again.
+    stop_postgres(&_stop.0);
+    let coordinator_args = ["--signing-key", &setup.key, "--standby-interval", "1s"];
+    let _coordinator = Service::coordinator_on(Path::new(&setup.plans), _scratch.path(), &coordinator_args);
+    wait_until("the coordinator to start the standby again", Duration::from_secs(60), || {
+        site.get(&format!("/v1/guests/{}/recovery", cell.name)).1["standby"]["state"]["in_recovery"] == true
+    });
+
     wait_until("the standby's metrics", Duration::from_secs(40), || {
         site.metrics().contains(&format!("lifeboat_standby_streaming{{cell=\"{}\"}} 1", cell.name))
     });
@@ -479,9 +487,13 @@ fn a_hot_standby_is_promoted_with_every_streamed_transaction() {
     // Kafka up to the cut, under the site's prefix.
     let restored = cell.kafka.kcat_read(&format!("{prefix}{}.{}", cell.name, cell.topic));
     assert_eq!(restored.values().map(Vec::len).sum::<usize>(), 10, "the snapshot's 10 events");
-    // A standby is never bootstrapped over the new primary.
+    // A standby is never bootstrapped over the new primary, and the coordinator leaves the cell alone.
     let (kept_ok, kept) = ensure();
     assert!(!kept_ok && kept[0]["error"].as_str().unwrap().contains("the cell's primary since a failover"), "{kept}");
+    std::thread::sleep(Duration::from_secs(3));
+    let (_, jobs) = site.get("/v1/jobs");
+    let standby_jobs = jobs["jobs"].as_array().unwrap().iter().filter(|j| j["spec"]["kind"] == "standby").count();
+    assert_eq!(standby_jobs, 4, "two ensures, one restart by the coordinator, the refused ensure; none from the coordinator after: {jobs}");
 }
 
 /// Stops the takeover's server (it outlives the agent by design) when the test ends, passed or not.
@@ -489,15 +501,15 @@ struct StopServer(std::path::PathBuf);
 
 impl Drop for StopServer {
     fn drop(&mut self) {
-        let pg_ctl = lifeboat_restore_tests::pg::bindir().join("pg_ctl");
-        let as_postgres = r#"cd / && if [ "$(id -u)" = 0 ]; then exec runuser -u postgres -- "$@"; else exec "$@"; fi"#;
-        let _ = Command::new("bash")
-            .args(["-c", as_postgres, "stop"])
-            .arg(pg_ctl)
-            .args(["stop", "-m", "immediate", "-D"])
-            .arg(&self.0)
-            .output();
+        stop_postgres(&self.0);
     }
+}
+
+/// `pg_ctl stop -m immediate` on `data`, as the postgres user when we are root.
+fn stop_postgres(data: &Path) {
+    let pg_ctl = lifeboat_restore_tests::pg::bindir().join("pg_ctl");
+    let as_postgres = r#"cd / && if [ "$(id -u)" = 0 ]; then exec runuser -u postgres -- "$@"; else exec "$@"; fi"#;
+    let _ = Command::new("bash").args(["-c", as_postgres, "stop"]).arg(pg_ctl).args(["stop", "-m", "immediate", "-D"]).arg(data).output();
 }
 
 /// The plan of scenario 2: `cells` (tier t1, t2, t3 in that order) in

@@ -10,6 +10,7 @@ mod alerts;
 mod http;
 mod metrics;
 pub mod scheduler;
+mod standbys;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -76,6 +77,10 @@ pub struct ServeArgs {
     /// Also keep every cell's chain of reports (JSON and HTML) under DIR/<cell>/.
     #[arg(long)]
     pub reports: Option<PathBuf>,
+    /// How often the plan's standbys are checked at their recovery sites (missing or stopped ones are
+    /// bootstrapped or started; needs --signing-key). 0: never.
+    #[arg(long, default_value = "1m", value_parser = humantime::parse_duration)]
+    pub standby_interval: Duration,
 }
 
 pub struct Config {
@@ -237,8 +242,20 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     tokio::select! {
         r = lifeboat_https::serve(listener, tls, http::router(c.clone())) => r.context("the HTTP server stopped")?,
         r = control_loop(c.clone(), args.tick, args.poll) => r?,
+        () = keep_standbys(c.clone(), args.standby_interval) => {}
     }
     Ok(())
+}
+
+/// Keep the plan's standbys every `interval` (never when it is zero).
+async fn keep_standbys(c: Arc<Coordinator>, interval: Duration) {
+    if interval.is_zero() {
+        return std::future::pending().await;
+    }
+    loop {
+        standbys::keep(&c).await;
+        tokio::time::sleep(interval).await;
+    }
 }
 
 /// Two loops: scheduling (fire schedules, dispatch runs) every tick, and
