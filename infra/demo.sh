@@ -69,12 +69,12 @@ agent="$work/bin/lifeboat-agent"
 export RUST_LOG=${RUST_LOG:-warn}
 
 port() { bash infra/pg-cluster.sh free-port; }
-pg_a=$(port) pg_b=$(port) agent_a=$(port) agent_b=$(port) coordinator=$(port) pg_dr=$(port)
+pg_a=$(port) pg_b=$(port) agent_a=$(port) agent_b=$(port) coordinator=$(port) pg_dr=$(port) pg_dr_b=$(port)
 
 say "the demo plan, with this machine's ports and $work/storage for its locations"
 cp -r plans/demo "$work/plan"
 sed -i -e "s|127.0.0.1:9092|$brokers|g" -e "s|port=5501|port=$pg_a|g" -e "s|port=5502|port=$pg_b|g" \
-  -e "s|127.0.0.1:7401|127.0.0.1:$agent_a|g" -e "s|127.0.0.1:7402|127.0.0.1:$agent_b|g" -e "s|port = 5510|port = $pg_dr|g" \
+  -e "s|127.0.0.1:7401|127.0.0.1:$agent_a|g" -e "s|127.0.0.1:7402|127.0.0.1:$agent_b|g" -e "s|port = 5510|port = $pg_dr|g" -e "s|port = 5520|port = $pg_dr_b|g" \
   -e "s|file:///var/tmp/lifeboat-demo|file://$work/storage|g" "$work/plan"/*.toml
 "$lifeboat" plan validate "$work/plan"
 
@@ -150,9 +150,10 @@ say "the plan key: the coordinator signs drill reports and the drills' SQL check
 "$lifeboat" report keygen --out-dir "$work/keys" >&2
 
 say "one agent per cell (lifeboat-agent serve): jobs over an authenticated API, continuous geo-copy to the second region and the second cloud"
-start_agent demo-a "$agent_a" "$pg_a" a-primary a-in-b --kafka-brokers "$brokers" --kafka-topics 'demo-a\..*'
+# Each cell's agent is the other's recovery site: it hosts it as a guest (both cells share the demo's key).
+start_agent demo-a "$agent_a" "$pg_a" a-primary a-in-b --kafka-brokers "$brokers" --kafka-topics 'demo-a\..*' \
+  --guest "demo-b@b-primary=$(repo b-primary demo-b)" --guest "demo-b@b-in-a=$(repo b-in-a demo-b)"
 agent_a_pid=${pids[-1]}
-# demo-b's agent is demo-a's recovery site: it hosts demo-a as a guest (both cells share the demo's key).
 start_agent demo-b "$agent_b" "$pg_b" b-primary b-in-a --kafka-brokers "$brokers" \
   --guest "demo-a@a-primary=$(repo a-primary demo-a)" --guest "demo-a@a-in-b=$(repo a-in-b demo-a)"
 
@@ -167,7 +168,7 @@ cp "$work/keys/report-signing.pub" "$work/plan/"
 sed -i '0,/^description = .*/{s//&\nreport_public_key = "report-signing.pub"/}' "$work/plan/demo.toml"
 "$lifeboat" plan validate "$work/plan" >&2
 RUST_LOG=info "$lifeboat" serve --plans "$work/plan" --state "$work/coordinator.db" --listen "127.0.0.1:$coordinator" \
-  --operator-token-file "$work/operator-token" --poll 2s --signing-key "$work/keys/report-signing.key" --reports "$reports" >"$work/coordinator.out" 2>"$work/coordinator.log" &
+  --operator-token-file "$work/operator-token" --poll 2s --standby-interval 5s --signing-key "$work/keys/report-signing.key" --reports "$reports" >"$work/coordinator.out" 2>"$work/coordinator.log" &
 pids+=($!)
 for _ in $(seq 100); do grep -q "on http" "$work/coordinator.out" && break; sleep 0.1; done
 cat "$work/coordinator.out" >&2
@@ -181,8 +182,8 @@ wait "$full_a"
 say "a Kafka snapshot of demo-a's topics"
 "$lifeboat" snapshot run --cell demo-a
 
-say "demo-a's hot standby (tier-1 is active-passive): demo-b's agent, its recovery site, bootstraps it from demo-a's newest base backup on port $pg_dr and it streams from demo-a's primary"
-"$lifeboat" standby ensure --cell demo-a --plans "$work/plan" --signing-key "$work/keys/report-signing.key"
+say "hot standbys (tier-1 is active-passive): each cell's recovery site, the other cell's agent, bootstraps one from the cell's newest base backup (demo-a's on port $pg_dr) and it streams from the cell's primary"
+"$lifeboat" standby ensure --plans "$work/plan" --signing-key "$work/keys/report-signing.key"
 
 say "more payments, then an incremental backup of demo-a"
 sleep 3

@@ -21,6 +21,7 @@ use time::OffsetDateTime;
 use lifeboat_api::recovery::{BackupPoint, LocationPoint, Recovery, PRIMARY};
 
 use crate::clock::{self, seconds_between};
+use crate::failover::standby::StandbyView;
 use crate::plan::{CellPlan, Plan, Role};
 use crate::report::Verdict as DrillVerdict;
 
@@ -54,7 +55,8 @@ impl Verdict {
         }
     }
 
-    fn of(exposure: Option<f64>, target: f64) -> Verdict {
+    /// An exposure against its target: at risk above 80 % of it, breached above it.
+    pub fn of(exposure: Option<f64>, target: f64) -> Verdict {
         Verdict::grade(exposure, AT_RISK * target, target)
     }
 }
@@ -109,6 +111,9 @@ pub struct CellStatus {
     /// None when no verify has finished (or history is not known here).
     #[serde(default)]
     pub last_verify: Option<VerifyStatus>,
+    /// The standby its recovery site keeps (cells whose plan keeps one, when asked).
+    #[serde(default)]
+    pub standby: Option<StandbyView>,
     pub verdict: Verdict,
 }
 
@@ -132,6 +137,8 @@ pub struct CellInput {
     pub drills: Option<(Vec<DrillRecord>, OffsetDateTime)>,
     /// The newest finished `repo verify` of the primary (None: none known here).
     pub verify: Option<VerifyStatus>,
+    /// The standby its site keeps, for a cell whose plan keeps one (None: not asked here).
+    pub standby: Option<StandbyView>,
 }
 
 /// The newest finished `repo verify` of a cell's primary location: one
@@ -273,7 +280,7 @@ fn fill_location(status: &mut LocationStatus, cell: &CellPlan, l: &LocationPoint
 /// The status of one cell from the agent's last recovery answer (`None`:
 /// never reached), when it was read, and whether the latest attempt failed.
 pub fn cell_status(plan: &Plan, cell: &CellPlan, input: CellInput, now: OffsetDateTime) -> CellStatus {
-    let CellInput { recovery, problem: agent_problem, drills, verify } = input;
+    let CellInput { recovery, problem: agent_problem, drills, verify, standby } = input;
     let tier = plan.tier_of(cell);
     let reported = recovery.as_ref().map(|(_, r)| r);
     let locations: Vec<LocationStatus> = cell.locations.iter().map(|name| location_status(plan, cell, name, reported, now)).collect();
@@ -305,6 +312,9 @@ pub fn cell_status(plan: &Plan, cell: &CellPlan, input: CellInput, now: OffsetDa
     if verify.as_ref().is_some_and(|v| !v.passed) {
         verdict = verdict.max(Verdict::AtRisk);
     }
+    if let Some(s) = &standby {
+        verdict = verdict.max(s.verdict);
+    }
     CellStatus {
         cell: cell.name.clone(),
         tier: tier.name.clone(),
@@ -319,6 +329,7 @@ pub fn cell_status(plan: &Plan, cell: &CellPlan, input: CellInput, now: OffsetDa
         last_snapshot,
         drills,
         last_verify: verify,
+        standby,
         verdict,
     }
 }
@@ -406,6 +417,15 @@ pub fn render(status: &Status) -> String {
         );
         if let Some(problem) = &c.agent_problem {
             let _ = writeln!(out, "{:<12}   ! agent: {problem}", "");
+        }
+        if let Some(s) = &c.standby {
+            let lag = s.replay_lag_seconds.map(|l| format!(", lag {}", d(Some(l)))).unwrap_or_default();
+            let state = match (&s.problem, s.streaming) {
+                (Some(p), _) => format!("! {p}"),
+                (None, true) => format!("streaming{lag}"),
+                (None, false) => "replaying the archive".into(),
+            };
+            let _ = writeln!(out, "{:<12}   standby {} at {}: {state} ({})", "", s.mode.as_str(), s.site, s.verdict.as_str());
         }
         if let Some(v) = c.last_verify.as_ref().filter(|v| !v.passed) {
             let when = d(Some(seconds_between(v.finished, status.computed_at)));

@@ -182,7 +182,9 @@ name = "t1"
 rpo = "30s"
 rto = "15m"
 kafka_rpo = "3m"
-strategy = "active-passive"
+# Cold: a tier that keeps standbys has each cell at risk until its site
+# keeps one (tests/failover_run.rs covers standbys).
+strategy = "cold-standby"
 
 [[region]]
 name = "r-a"
@@ -307,7 +309,7 @@ fn failover_plans(c: &Service, env: &[(&str, &str)]) {
     let fa = &fp["cells"][0];
     assert_eq!(fp["cells"].as_array().unwrap().len(), 1, "{fp}");
     assert_eq!((fa["cell"].as_str(), fa["site"].as_str(), fa["location"].as_str()), (Some("cell-a"), Some("cell-a-host"), Some("a-in-b")));
-    assert_eq!((fa["standby"].as_str(), fa["wave"].as_u64()), (Some("stream"), Some(0)), "{fp}");
+    assert_eq!((fa["standby"].as_str(), fa["wave"].as_u64()), (Some("none"), Some(0)), "{fp}");
     assert_eq!(fa["postgres_point"], copy_point, "{fp}");
     assert!(fa["projected_rpo_seconds"].as_f64().unwrap() >= 0.0, "{fp}");
     let steps: Vec<(&str, bool)> =

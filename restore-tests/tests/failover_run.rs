@@ -85,13 +85,16 @@ fn hook_calls(log: &Path) -> Vec<(String, String, Value)> {
         .collect()
 }
 
-/// How a scenario-1 plan varies: the cell's `failover` line and the scenario's gates.
+/// How a scenario-1 plan varies: the cell's `failover` line, the scenario's gates and its test schedule.
 struct Variant<'a> {
     failover: &'a str,
     approve: &'a str,
+    test: &'a str,
 }
 
-const COLD: Variant<'static> = Variant { failover: r#"failover = { sites = ["site-b"] }"#, approve: r#"["fence"]"# };
+/// Cold, gated, and tested every minute by a served coordinator.
+const COLD: Variant<'static> =
+    Variant { failover: r#"failover = { sites = ["site-b"] }"#, approve: r#"["fence"]"#, test: r#"test = { schedule = "* * * * *" }"# };
 
 #[allow(clippy::too_many_arguments)]
 fn write_plan(
@@ -136,6 +139,7 @@ postgres = {{ port = {port} }}
 name = "cell-failure"
 scope = "cell"
 approve = {approve}
+{test}
 hooks = {{ fence = "stop-old-primary", route = "switch-routing", verify = "probe-tenants", notify = "page" }}
 rto = "15m"
 "#,
@@ -143,6 +147,7 @@ rto = "15m"
         regions = two_regions("failover"),
         cell = payments_cell(cell, dead_agent, site_token, r#"["main"]"#, variant.failover),
         approve = variant.approve,
+        test = variant.test,
         brokers = cell.kafka.address,
         site_url = site.url,
         site_token = site_token.display(),
@@ -314,6 +319,8 @@ fn a_cell_fails_over_to_its_recovery_site_once_through_a_crash_of_the_driver() {
     assert_eq!(keys.len(), calls.len(), "no hook was called twice: {calls:?}");
     let steps: Vec<&str> = calls.iter().map(|c| c.0.as_str()).collect();
     assert_eq!(steps, ["notify", "fence", "route", "verify", "notify-done"]);
+    let fenced = &step(&done, &cell.name, "fence").unwrap()["detail"]["locations"][0];
+    assert_eq!((fenced["location"].as_str(), fenced["outcome"].as_str()), (Some("main"), Some("raised")), "the location restored from");
 
     // The signed report, chained in the repository the cell was restored from, verifies offline.
     let chain = Path::new(&setup.reports).join(&cell.name);
@@ -391,16 +398,29 @@ fn a_cell_fails_over_to_its_recovery_site_once_through_a_crash_of_the_driver() {
     assert!(fence().contains("epoch 1"), "the aborted failover fenced nothing");
 
     // The coordinator on the same state database shows the journal to the status page.
-    let coordinator = Service::coordinator_on(Path::new(&setup.plans), s, &[]);
+    let coordinator = Service::coordinator_on(Path::new(&setup.plans), s, &["--signing-key", &setup.key, "--reports", &setup.reports]);
     let (code, list) = coordinator.get("/v1/failovers");
     let states: Vec<&str> = list["failovers"].as_array().unwrap().iter().map(|f| f["state"].as_str().unwrap()).collect();
-    assert_eq!((code, states), (200, vec!["aborted", "done", "done"]), "{list}");
+    assert_eq!((code, &states[states.len() - 3..]), (200, &["aborted", "done", "done"][..]), "{list}");
     let (code, one) = coordinator.get(&format!("/v1/failovers/{id}"));
     assert_eq!(
         (code, one["failover"]["state"].as_str(), one["cells"][0]["postgres_port"].as_u64()),
         (200, Some("done"), Some(port as u64))
     );
     assert_eq!(coordinator.get("/v1/failovers/fo-unknown").0, 404);
+
+    // The scenario's test schedule (every minute here): the coordinator runs a --test failover on its own.
+    let scheduled = || {
+        let (_, list) = coordinator.get("/v1/failovers");
+        list["failovers"].as_array().unwrap().iter().find(|f| f["initiator"] == "scheduled test (lifeboat serve)").cloned()
+    };
+    wait_until("a scheduled test failover to finish", Duration::from_secs(150), || scheduled().is_some_and(|f| f["state"] != "running"));
+    let f = scheduled().unwrap();
+    assert_eq!((f["state"].as_str(), f["test"].as_bool()), (Some("done"), Some(true)), "{f}\n{}", coordinator.log_text());
+    verify("3");
+    assert!(fence().contains("epoch 1"), "a scheduled test fences nothing");
+    let passed = format!("lifeboat_failover_test_passed{{scenario=\"cell-failure\",failed=\"{}\"}} 1", cell.name);
+    wait_until("the test's metric", Duration::from_secs(30), || coordinator.metrics().contains(&passed));
 }
 
 /// Scenario 1, hot: the site keeps a standby of the cell (`lifeboat
@@ -411,7 +431,7 @@ fn a_cell_fails_over_to_its_recovery_site_once_through_a_crash_of_the_driver() {
 #[test]
 fn a_hot_standby_is_promoted_with_every_streamed_transaction() {
     let cell = PaymentsCell::new("hot");
-    let hot = Variant { failover: r#"failover = { sites = ["site-b"], standby = "stream" }"#, approve: "[]" };
+    let hot = Variant { failover: r#"failover = { sites = ["site-b"], standby = "stream" }"#, approve: "[]", test: "" };
     let World { site, setup, port, prefix, _scratch, .. } = world(&cell, &hot);
     let _stop = StopServer(cell.restore_root.join(format!("takeover-{port}")).join("pgdata"));
     cell.pay(10);
@@ -441,6 +461,10 @@ fn a_hot_standby_is_promoted_with_every_streamed_transaction() {
     let _coordinator = Service::coordinator_on(Path::new(&setup.plans), _scratch.path(), &coordinator_args);
     wait_until("the coordinator to start the standby again", Duration::from_secs(60), || {
         site.get(&format!("/v1/guests/{}/recovery", cell.name)).1["standby"]["state"]["in_recovery"] == true
+    });
+    wait_until("the status to show the standby streaming", Duration::from_secs(60), || {
+        let standby = &_coordinator.get("/v1/status").1["cells"][0]["standby"];
+        standby["streaming"] == true && standby["verdict"] == "ok"
     });
 
     wait_until("the standby's metrics", Duration::from_secs(40), || {

@@ -304,6 +304,11 @@ fn bad_input_is_refused_clearly() {
 
     let err = fails(&repo.run(&["restore", "--until", "2026-01-01T00:00:00Z", "--topic-prefix", "early-"]));
     assert!(err.contains("before the first record"), "{err}");
+    // A failover's cut before Kafka's first record: the topics exist, with no record.
+    let empty = format!("{}.", unique("empty"));
+    let done = repo.kafka(&["restore", "--until", "2026-01-01T00:00:00Z", "--topic-prefix", &empty, "--empty-ok"]);
+    assert_eq!(done["records_produced"], 0, "{done}");
+    assert_eq!(kafka::shared().end_offset(&format!("{empty}{topic}"), 0), 0, "the topic exists, empty");
     let err = fails(&repo.run(&["restore", "--until", "yesterday", "--topic-prefix", "early-"]));
     assert!(err.contains("RFC 3339"), "{err}");
     let err = fails(&repo.run(&["restore", "--snapshot", "20990101T000000.000Z-kafka-full-000000"]));

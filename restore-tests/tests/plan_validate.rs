@@ -260,6 +260,20 @@ const BREAKS: &[Break] = &[
     },
     Break {
         file: "demo.toml",
+        old: "approve = [\"fence\"]",
+        new: "approve = [\"fence\"]\ntest = { failed = [\"demo-z\"] }",
+        message: "scenario \"cell-failure\" test: cell \"demo-z\" holds no cell this scenario fails over (it can fail: demo-a, demo-b)",
+        anchor: "test = { failed",
+    },
+    Break {
+        file: "demo.toml",
+        old: "approve = [\"fence\"]",
+        new: "approve = [\"fence\"]\ntest = { schedule = \"quarterly\" }",
+        message: "scenario \"cell-failure\" test: schedule \"quarterly\" is not a 5-field cron expression",
+        anchor: "test = { schedule",
+    },
+    Break {
+        file: "demo.toml",
         old: "hooks = { route = \"route-log\"",
         new: "hooks = { route = \"router\"",
         message: "scenario \"cell-failure\" hooks.route refers to unknown hook \"router\" (defined: route-log)",

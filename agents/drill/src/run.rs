@@ -518,6 +518,8 @@ async fn restore_kafka(
         topic_map: Vec::new(),
         topic_prefix: scratch.prefix.clone(),
         group_prefix: None,
+        // A takeover's cut may come before Kafka's first record: its topics must exist all the same.
+        empty_ok: scratch.kept,
     };
     let restored = lifeboat_kafka::restore::restore(&source.repo, &req).await.map_err(|e| e.to_string())?;
     log.step(

@@ -52,6 +52,10 @@ pub struct RestoreRequest {
     /// Prefix for restored consumer groups (default: the topic prefix), so a
     /// scratch restore never moves a production group.
     pub group_prefix: Option<String>,
+    /// An `until` before the snapshot's first record restores the topics
+    /// with no record (a failover's cut: the cell's topics must exist)
+    /// instead of being refused.
+    pub empty_ok: bool,
 }
 
 pub use lifeboat_api::results::{
@@ -126,7 +130,8 @@ pub async fn restore(repo: &Repository, req: &RestoreRequest) -> Result<RestoreR
 }
 
 /// Refuse a restore that names a topic the snapshot lacks, or that stops
-/// before the snapshot's first record (it would restore nothing).
+/// before the snapshot's first record (it would restore nothing) unless
+/// it may restore nothing.
 async fn check_request(repo: &Repository, req: &RestoreRequest, last: &stored::Snapshot, until: Option<i64>) -> Result<()> {
     let topics = &last.details.topics;
     for (from, _) in &req.topic_map {
@@ -138,7 +143,7 @@ async fn check_request(repo: &Repository, req: &RestoreRequest, last: &stored::S
             )));
         }
     }
-    let Some(u) = until else { return Ok(()) };
+    let Some(u) = until.filter(|_| !req.empty_ok) else { return Ok(()) };
     match first_timestamp(repo, last).await?.filter(|e| u < *e) {
         Some(earliest) => Err(KafkaError::Invalid(format!(
             "--until {} is before the first record of snapshot {} (at {}); nothing would be restored; choose a later time or an older snapshot",

@@ -62,7 +62,8 @@ pub async fn status_for(plan: &Plan, scenario: &str, failed: &str) -> Result<Sta
             }
         }
     }
-    super::status::from_answers(plan, answers)
+    // The standbys are assessed on their own (see `standbys_for`).
+    super::status::from_answers(plan, answers, std::collections::HashMap::new())
 }
 
 /// The standbys kept for the cells a failover would move, as their

@@ -21,6 +21,7 @@ use crate::failover::assess::{self, Assessment};
 use crate::failover::engine::Engine;
 use crate::failover::journal::{Failover, FailoverState, Journal};
 use crate::failover::view::{waiting_for, View};
+use crate::plan::Plan;
 use crate::serve::load_plan;
 use crate::store::Store;
 
@@ -67,7 +68,7 @@ pub struct RunArgs {
 }
 
 /// The lock that keeps two processes from driving one failover.
-fn lock(state: &Path, id: &str) -> Result<std::fs::File> {
+pub fn lock(state: &Path, id: &str) -> Result<std::fs::File> {
     let path = PathBuf::from(format!("{}.failover-{id}.lock", state.display()));
     match lifeboat_process::try_lock_file(&path).with_context(|| format!("opening {}", path.display()))? {
         Some(file) => Ok(file),
@@ -86,24 +87,31 @@ fn new_id(now: OffsetDateTime) -> String {
     lifeboat_process::stamped_id("fo", now, rand::random())
 }
 
+/// The assessment of `scenario` for the loss of `failed` now, and what
+/// stops it from being carried out (empty: nothing). A loss over the
+/// tier's RPO is shown and accepted (the primary is gone); a cell with
+/// nowhere to go or nothing to restore stops it.
+pub async fn assessed(plan: &Plan, scenario: &str, failed: &str, now: OffsetDateTime) -> Result<(Assessment, Vec<String>)> {
+    let status = super::failover::status_for(plan, scenario, failed).await?;
+    let standbys = super::failover::standbys_for(plan, scenario, failed).await;
+    let assessment = assess::assess(plan, &status, &standbys, scenario, failed, now)?;
+    let stuck =
+        |c: &assess::CellAssessment| c.site.is_none() || c.location.is_none() || (c.postgres_point.is_none() && c.kafka_point.is_none());
+    let blocking = if assessment.cells.iter().any(stuck) { assessment.problems.clone() } else { Vec::new() };
+    Ok((assessment, blocking))
+}
+
 /// `failover run`: assess, journal, and carry out as far as it goes.
 pub async fn run(args: RunArgs) -> Result<Done<View>> {
     let d = &args.driver;
     let plan = load_plan(&d.plans)?;
-    let status = super::failover::status_for(&plan, &args.scenario, &args.failed).await?;
     let now = clock::now();
     let failed_at = match &args.failed_at {
         Some(t) => clock::parse(t).with_context(|| format!("--failed-at {t:?} is not an RFC 3339 instant"))?,
         None => now,
     };
     anyhow::ensure!(failed_at <= now, "--failed-at is in the future");
-    let standbys = super::failover::standbys_for(&plan, &args.scenario, &args.failed).await;
-    let assessment = assess::assess(&plan, &status, &standbys, &args.scenario, &args.failed, now)?;
-    // A loss over the tier's RPO is shown and accepted (the primary is
-    // gone); a cell with nowhere to go or nothing to restore stops it.
-    let stuck =
-        |c: &assess::CellAssessment| c.site.is_none() || c.location.is_none() || (c.postgres_point.is_none() && c.kafka_point.is_none());
-    let blocking = if assessment.cells.iter().any(stuck) { assessment.problems.clone() } else { Vec::new() };
+    let (assessment, blocking) = assessed(&plan, &args.scenario, &args.failed, now).await?;
     if args.dry_run {
         let text = format!("{}dry run: nothing journaled, nothing changed", assess::render(&assessment));
         let f = draft(&args, assessment, (now, failed_at));
@@ -148,15 +156,22 @@ fn refuse_overlap(store: &Store, assessment: &Assessment) -> Result<()> {
 }
 
 fn draft(args: &RunArgs, assessment: Assessment, (now, failed_at): (OffsetDateTime, OffsetDateTime)) -> Failover {
+    let mut f = new_failover(assessment, args.test, initiator(args.by.clone()), now);
+    f.failed_at = failed_at;
+    f
+}
+
+/// A failover about to be journaled: running, failed now.
+pub fn new_failover(assessment: Assessment, test: bool, initiator: String, now: OffsetDateTime) -> Failover {
     Failover {
         id: new_id(now),
-        scenario: args.scenario.clone(),
-        failed: args.failed.clone(),
-        test: args.test,
+        scenario: assessment.scenario.clone(),
+        failed: assessment.failed.clone(),
+        test,
         state: FailoverState::Running,
         created: now,
-        failed_at,
-        initiator: initiator(args.by.clone()),
+        failed_at: now,
+        initiator,
         assessment,
         finished: None,
         error: None,

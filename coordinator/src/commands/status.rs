@@ -9,7 +9,8 @@ use super::remote::Remote;
 use super::{Done, Target};
 use crate::clock;
 use crate::compliance::{self, CellInput, Status};
-use crate::plan::Plan;
+use crate::failover::standby::StandbyView;
+use crate::plan::{Plan, Standby};
 use crate::serve::{agent_clients, load_plan};
 use lifeboat_api::Recovery;
 
@@ -25,7 +26,18 @@ pub async fn status(target: &Target) -> Result<Status> {
     }
     let plans = target.plans.as_ref().context("give --coordinator URL, or --plans DIR to ask the agents directly")?;
     let plan = load_plan(plans)?;
-    from_answers(&plan, answers(&plan).await?)
+    let standbys = standbys(&plan).await;
+    from_answers(&plan, answers(&plan).await?, standbys)
+}
+
+/// The standby of every cell whose plan keeps one, as its site reports it.
+pub async fn standbys(plan: &Plan) -> HashMap<String, StandbyView> {
+    let mut out = HashMap::new();
+    for cell in plan.cells.iter().filter(|c| c.failover.standby != Standby::None) {
+        let answer = crate::failover::standby::reported(plan, cell).await.map(|r| r.standby).map_err(|e| format!("{e:#}"));
+        out.insert(cell.name.clone(), StandbyView::of(cell, plan.tier_of(cell).rpo.as_secs_f64(), answer));
+    }
+    out
 }
 
 /// Every cell's agent's answer: its recovery points, or why not.
@@ -35,12 +47,17 @@ pub async fn answers(plan: &Plan) -> Result<HashMap<String, Result<Recovery, Str
 }
 
 /// The status of every cell from its agent's answer.
-pub fn from_answers(plan: &Plan, mut answers: HashMap<String, Result<Recovery, String>>) -> Result<Status> {
+pub fn from_answers(
+    plan: &Plan,
+    mut answers: HashMap<String, Result<Recovery, String>>,
+    mut standbys: HashMap<String, StandbyView>,
+) -> Result<Status> {
     let now = clock::now();
     compliance::status(plan, now, |cell| {
+        let standby = standbys.remove(&cell.name);
         Ok(match answers.remove(&cell.name).unwrap_or_else(|| Err("not asked".into())) {
-            Ok(recovery) => CellInput { recovery: Some((now, recovery)), problem: None, drills: None, verify: None },
-            Err(e) => CellInput { recovery: None, problem: Some(e), drills: None, verify: None },
+            Ok(recovery) => CellInput { recovery: Some((now, recovery)), problem: None, drills: None, verify: None, standby },
+            Err(e) => CellInput { recovery: None, problem: Some(e), drills: None, verify: None, standby },
         })
     })
 }

@@ -179,7 +179,7 @@ impl Engine<'_> {
     async fn carry_out(&self, f: &Failover, c: &CellAssessment, step: &str, key: &str) -> Result<Option<Value>> {
         let (cell, site) = self.placed(c)?;
         match step {
-            "fence" => self.fence(f, cell, site, key).await.map(Some),
+            "fence" => self.fence(f, c, cell, site, key).await.map(Some),
             "restore" => self.restore(f, c, cell, site, key).await.map(Some),
             "report" => self.report(f, c, cell, site).await.map(Some),
             "smoke" => smoke(&self.journal().step(&f.id, &c.cell, "restore")?.context("the restore step is journaled")?.detail).map(Some),
@@ -203,15 +203,23 @@ impl Engine<'_> {
         site_job(site, key, spec).await
     }
 
-    async fn fence(&self, f: &Failover, cell: &CellPlan, site: &SiteDef, key: &str) -> Result<Value> {
+    async fn fence(&self, f: &Failover, c: &CellAssessment, cell: &CellPlan, site: &SiteDef, key: &str) -> Result<Value> {
         let reason = format!("failover {}: scenario {}, {} failed", f.id, f.scenario, f.failed);
         let spec = JobSpec::Fence { cell: Some(cell.name.clone()), reason, epoch: None };
         let job = self.job(site, key, &spec).await?;
         let Some(JobResult::Fence(done)) = job.result else {
             anyhow::bail!("fencing failed on {}: {}", site.name, job.error.unwrap_or_default());
         };
-        let fenced = done.locations.iter().filter(|l| l.outcome.is_some()).count();
-        anyhow::ensure!(fenced > 0, "no location of cell {} could be fenced: {:?}", cell.name, done.locations);
+        // The location the cell is restored from must hold the fence: the
+        // old primary must not go on archiving into the history the new one continues.
+        let from = c.location.as_deref().unwrap_or_default();
+        let fenced_there = done.locations.iter().any(|l| l.location == from && l.outcome.is_some());
+        anyhow::ensure!(
+            fenced_there,
+            "location {from} of cell {}, which it is restored from, could not be fenced (the site's agent reported {:?}); the old primary could still archive there",
+            cell.name,
+            done.locations
+        );
         Ok(serde_json::to_value(&done)?)
     }
 

@@ -69,3 +69,121 @@ pub async fn ensure(plan: &Plan, cell: &CellPlan, signer: &Signer, key: &str) ->
     }
     kept
 }
+
+/// `cell` as its standby's recovery site sees it: its points there and
+/// the standby (`standby`).
+pub async fn reported(plan: &Plan, cell: &CellPlan) -> Result<lifeboat_api::Recovery> {
+    let site =
+        cell.failover.sites.first().and_then(|s| plan.site(s)).with_context(|| format!("cell {} lists no recovery site", cell.name))?;
+    Ok(crate::serve::site_client(site)?.guest_recovery(&cell.name).await?)
+}
+
+/// A cell's standby in its status: ready (running, still a standby),
+/// streaming, its lag, and a verdict: at risk when the plan keeps one and
+/// none is ready (a failover would restore from the repository, slower
+/// and losing more), when a hot one does not stream, or when its lag
+/// nears the tier's RPO (breached past it).
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+pub struct StandbyView {
+    pub mode: Standby,
+    pub site: String,
+    pub ready: bool,
+    pub streaming: bool,
+    pub replay_lag_seconds: Option<f64>,
+    pub problem: Option<String>,
+    pub verdict: crate::compliance::Verdict,
+}
+
+impl StandbyView {
+    /// From the site's answer: the standby, none, or why it could not say.
+    pub fn of(cell: &CellPlan, rpo_seconds: f64, answer: std::result::Result<Option<StandbyStatus>, String>) -> StandbyView {
+        use crate::compliance::Verdict;
+        let site = cell.failover.sites.first().cloned().unwrap_or_default();
+        let mut view = StandbyView {
+            mode: cell.failover.standby,
+            site,
+            ready: false,
+            streaming: false,
+            replay_lag_seconds: None,
+            problem: None,
+            verdict: Verdict::AtRisk,
+        };
+        let s = match answer {
+            Err(e) => {
+                view.problem = Some(format!("the recovery site did not say: {e}"));
+                return view;
+            }
+            Ok(None) => {
+                view.problem = Some("none is kept: a failover would restore from the repository (`lifeboat standby ensure`)".into());
+                return view;
+            }
+            Ok(Some(s)) => s.state,
+        };
+        view.ready = s.running && s.in_recovery;
+        view.streaming = s.streaming;
+        view.replay_lag_seconds = s.replay_lag_seconds;
+        view.problem = match (s.running, s.in_recovery) {
+            (false, _) => Some(format!("not running: {}", s.problem.unwrap_or_default())),
+            (true, false) => Some("no longer a standby (promoted)".into()),
+            (true, true) if view.mode == Standby::Stream && !s.streaming => {
+                Some("does not stream from the primary: it lags by up to the archive's age".into())
+            }
+            _ => None,
+        };
+        view.verdict = match view.problem {
+            Some(_) => Verdict::AtRisk,
+            // An archive standby has no lag of its own: the archive's exposure counts.
+            None => s.replay_lag_seconds.map_or(Verdict::Ok, |lag| Verdict::of(Some(lag), rpo_seconds)),
+        };
+        view
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use lifeboat_api::standby::{StandbyMode, StandbyState, StandbyStatus};
+
+    use super::StandbyView;
+    use crate::compliance::Verdict;
+
+    fn kept(running: bool, in_recovery: bool, streaming: bool, lag: Option<f64>) -> StandbyStatus {
+        StandbyStatus {
+            cell: "demo-a".into(),
+            mode: StandbyMode::Stream,
+            location: "a-primary".into(),
+            port: 5510,
+            directory: "/x".into(),
+            backup: "b".into(),
+            bootstrapped_at: time::OffsetDateTime::UNIX_EPOCH,
+            action: "kept".into(),
+            state: StandbyState {
+                checked_at: time::OffsetDateTime::UNIX_EPOCH,
+                running,
+                in_recovery,
+                streaming,
+                receive_lsn: None,
+                replay_lsn: None,
+                last_replayed_transaction: None,
+                replay_lag_seconds: lag,
+                problem: None,
+            },
+        }
+    }
+
+    #[test]
+    fn a_hot_standby_is_judged_by_its_stream_and_lag() {
+        let plan = crate::plan::tests::demo_plan();
+        let cell = plan.cells.iter().find(|c| c.name == "demo-a").unwrap();
+        let view = |answer| StandbyView::of(cell, 300.0, answer);
+        let v = view(Ok(Some(kept(true, true, true, Some(1.0)))));
+        assert_eq!((v.verdict, v.ready, v.problem.as_deref()), (Verdict::Ok, true, None));
+        assert_eq!(view(Ok(Some(kept(true, true, true, Some(260.0))))).verdict, Verdict::AtRisk);
+        assert_eq!(view(Ok(Some(kept(true, true, true, Some(400.0))))).verdict, Verdict::Breached);
+        let not_streaming = view(Ok(Some(kept(true, true, false, None))));
+        assert_eq!(not_streaming.verdict, Verdict::AtRisk);
+        assert!(not_streaming.problem.unwrap().contains("does not stream"));
+        assert!(view(Ok(Some(kept(true, false, false, None)))).problem.unwrap().contains("promoted"));
+        assert!(view(Ok(None)).problem.unwrap().contains("lifeboat standby ensure"));
+        assert!(view(Err("refused".into())).problem.unwrap().contains("did not say: refused"));
+    }
+}

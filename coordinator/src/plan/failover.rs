@@ -45,6 +45,18 @@ pub fn affected<'a>(plan: &'a Plan, scenario: &ScenarioDef, failed: &str) -> Vec
     cells
 }
 
+/// Every cell, region or cloud (as `scenario`'s scope says) whose failure
+/// loses at least one cell, each once.
+pub fn failures(plan: &Plan, scenario: &ScenarioDef) -> Vec<String> {
+    let all: Vec<String> = match scenario.scope {
+        Scope::Cell => plan.cells.iter().map(|c| c.name.clone()).collect(),
+        Scope::Region => plan.regions.iter().map(|r| r.name.clone()).collect(),
+        Scope::Cloud => plan.regions.iter().map(|r| r.cloud.as_str().to_string()).collect(),
+    };
+    let mut seen = std::collections::BTreeSet::new();
+    all.into_iter().filter(|f| seen.insert(f.clone()) && !affected(plan, scenario, f).is_empty()).collect()
+}
+
 /// Place `cells`, which fail together, in their order: the placements, and
 /// for each cell that fits nowhere, why.
 pub fn place(plan: &Plan, scope: Scope, cells: &[&CellPlan]) -> (Vec<Placement>, Vec<String>) {

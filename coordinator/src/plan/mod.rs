@@ -279,6 +279,10 @@ pub struct ScenarioDef {
     pub hooks: std::collections::BTreeMap<String, String>,
     #[serde(with = "secs")]
     pub rto: Duration,
+    /// Cron of its scheduled `--test` failovers (None: off).
+    pub test_schedule: Option<String>,
+    /// What each scheduled test fails, one test each.
+    pub test_failed: Vec<String>,
 }
 
 /// The platform defaults (design: Postgres full daily at 02:00, incremental
@@ -299,6 +303,8 @@ pub mod defaults {
     pub const KEEP_KAFKA: &str = "7d";
     /// Postgres' own default `archive_timeout` is off; plans must bound it.
     pub const ARCHIVE_TIMEOUT: &str = "60s";
+    /// Quarterly: each scenario's `--test` failover, 04:00 UTC on the 1st of January, April, July and October.
+    pub const FAILOVER_TEST: &str = "0 4 1 1,4,7,10 *";
 }
 
 mod secs {

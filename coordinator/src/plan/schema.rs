@@ -318,6 +318,20 @@ pub struct Scenario {
     pub hooks: BTreeMap<String, Spanned<String>>,
     /// The whole scenario's recovery time objective (default: the longest tier RTO).
     pub rto: Option<Spanned<String>>,
+    /// Its scheduled test (a `--test` failover the served coordinator runs).
+    pub test: Option<Spanned<ScenarioTest>>,
+}
+
+/// When a scenario is tested and what each test fails.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScenarioTest {
+    /// Cron (UTC), or "off" (default: quarterly, see `defaults::FAILOVER_TEST`).
+    pub schedule: Option<Spanned<String>>,
+    /// The cells, regions or clouds (as the scope says) each test fails, one
+    /// test each (default: every one that holds cells).
+    #[serde(default)]
+    pub failed: Vec<Spanned<String>>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -56,6 +56,12 @@ struct Kind {
     kind: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ScenarioFailure {
+    scenario: String,
+    failed: String,
+}
+
 type FloatGauge = Gauge<f64, AtomicU64>;
 
 pub struct Metrics {
@@ -74,6 +80,8 @@ pub struct Metrics {
     drill_since_pass: Family<Cell, FloatGauge>,
     drill_success: Family<Cell, FloatGauge>,
     drill_verdict: Family<Cell, Gauge>,
+    test_finished: Family<ScenarioFailure, FloatGauge>,
+    test_passed: Family<ScenarioFailure, Gauge>,
     unauthorized: Counter,
 }
 
@@ -108,6 +116,8 @@ impl Metrics {
             drill_since_pass: Family::default(),
             drill_success: Family::default(),
             drill_verdict: Family::default(),
+            test_finished: Family::default(),
+            test_passed: Family::default(),
             unauthorized: Counter::default(),
         };
         {
@@ -143,6 +153,12 @@ impl Metrics {
             );
             l.register("drill_success_ratio", "Passing drills over all drills of the last 365 days", m.drill_success.clone());
             l.register("drill_verdict", "0 a passing drill within the period, 1 at risk, 2 breached", m.drill_verdict.clone());
+            l.register(
+                "failover_test_last_timestamp_seconds",
+                "When the newest test failover of a scenario and failure ended",
+                m.test_finished.clone(),
+            );
+            l.register("failover_test_passed", "Whether that test passed (1) or failed (0)", m.test_passed.clone());
             l.register("http_unauthorized_requests", "Requests refused for a missing or wrong token", m.unauthorized.clone());
         }
         m
@@ -159,6 +175,13 @@ impl Metrics {
     pub fn last_success(&self, cell: &str, kind: RunKind, at: OffsetDateTime) {
         let t = at.unix_timestamp_nanos() as f64 / 1e9;
         self.last_success.get_or_create(&CellKind { cell: cell.into(), kind: kind.as_str().into() }).set(t);
+    }
+
+    /// The newest finished test failover of `scenario` for `failed`.
+    pub fn failover_test(&self, scenario: &str, failed: &str, finished: OffsetDateTime, passed: bool) {
+        let labels = ScenarioFailure { scenario: scenario.into(), failed: failed.into() };
+        self.test_finished.get_or_create(&labels).set(finished.unix_timestamp_nanos() as f64 / 1e9);
+        self.test_passed.get_or_create(&labels).set(i64::from(passed));
     }
 
     pub fn scheduling_latency(&self, seconds: f64) {

@@ -1,12 +1,15 @@
 //! `lifeboat serve --plans DIR`: the coordinator as a service. It loads and
 //! validates the plan, resolves every agent token, opens the state database,
 //! and then loops: fire schedules, dispatch runs to agents, poll them, read
-//! recovery points, compute compliance, send alerts. Its HTTP API serves
+//! recovery points, compute compliance, send alerts; beside them it keeps
+//! the plan's standbys (`standbys`) and runs the scenarios' scheduled
+//! failover tests (`exercises`). Its HTTP API serves
 //! the status (JSON, a web page, Prometheus metrics), run history, and
 //! operator commands.
 
 mod access;
 mod alerts;
+mod exercises;
 mod http;
 mod metrics;
 pub mod scheduler;
@@ -105,6 +108,8 @@ pub struct Coordinator {
     access: access::Access,
     /// Per cell: why the last read of its recovery points failed (None: it worked).
     pub agent_problems: Mutex<HashMap<String, Option<String>>>,
+    /// Per cell whose plan keeps a standby: how its site reported it last.
+    pub standbys: Mutex<HashMap<String, crate::failover::standby::StandbyView>>,
 }
 
 /// Load a plan, or say everything wrong with it.
@@ -170,6 +175,7 @@ impl Coordinator {
     /// The status of every cell now, from the stored recovery points.
     pub fn status(&self) -> Result<Status> {
         let problems = self.agent_problems.lock().expect("agent problems").clone();
+        let standbys = self.standbys.lock().expect("standbys").clone();
         let since = self.store.created()?;
         compliance::status(&self.plan, clock::now(), |cell| {
             Ok(compliance::CellInput {
@@ -177,6 +183,7 @@ impl Coordinator {
                 problem: problems.get(&cell.name).cloned().flatten(),
                 drills: Some((self.store.drills(&cell.name)?, since)),
                 verify: self.store.last_verify(&cell.name)?,
+                standby: standbys.get(&cell.name).cloned(),
             })
         })
     }
@@ -222,6 +229,7 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         http: reqwest::Client::new(),
         access,
         agent_problems: Mutex::default(),
+        standbys: Mutex::default(),
     });
     // Last successes survive restarts in the database; so do their gauges.
     c.blocking(|c| -> Result<()> {
@@ -243,6 +251,7 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         r = lifeboat_https::serve(listener, tls, http::router(c.clone())) => r.context("the HTTP server stopped")?,
         r = control_loop(c.clone(), args.tick, args.poll) => r?,
         () = keep_standbys(c.clone(), args.standby_interval) => {}
+        () = exercises::run(c.clone(), args.state.clone()) => {}
     }
     Ok(())
 }
@@ -252,8 +261,9 @@ async fn keep_standbys(c: Arc<Coordinator>, interval: Duration) {
     if interval.is_zero() {
         return std::future::pending().await;
     }
+    let mut backoff = standbys::Backoff::default();
     loop {
-        standbys::keep(&c).await;
+        standbys::keep(&c, &mut backoff, interval).await;
         tokio::time::sleep(interval).await;
     }
 }

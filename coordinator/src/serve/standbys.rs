@@ -5,16 +5,25 @@
 //! gets a `standby` job (bootstrap or start), so the site's job history
 //! holds repairs, not a job per pass. A cell that failed over (a failover
 //! other than a test, not aborted) is left alone: its standby became its
-//! primary, and a new one comes with re-protecting it.
+//! primary, and a new one comes with re-protecting it. A cell with no
+//! Postgres point at its site yet (no base backup) is not tried, and a
+//! repair that failed is tried again after a backoff (the interval,
+//! doubling up to an hour), so a broken standby does not fill the site's
+//! job history with failures. What each pass
+//! finds is kept for the status (`CellStatus.standby`); without
+//! `--signing-key` standbys are only looked at, never repaired.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
+use std::time::Duration;
+
+use time::OffsetDateTime;
 
 use lifeboat_api::standby::StandbyStatus;
 
 use super::Coordinator;
 use crate::failover::journal::{FailoverState, Journal};
-use crate::failover::standby::ensure;
+use crate::failover::standby::{ensure, reported, StandbyView};
 use crate::plan::{CellPlan, Standby};
 
 /// The cells a failover moved: no standby is kept for them.
@@ -29,33 +38,57 @@ fn healthy(s: Option<&StandbyStatus>) -> bool {
     s.is_some_and(|s| s.state.running && s.state.in_recovery)
 }
 
-async fn reported(c: &Coordinator, cell: &CellPlan) -> anyhow::Result<Option<StandbyStatus>> {
-    let site = cell.failover.sites.first().and_then(|s| c.plan.site(s)).ok_or_else(|| anyhow::anyhow!("no recovery site"))?;
-    Ok(super::site_client(site)?.guest_recovery(&cell.name).await?.standby)
+/// Record what the site said of `cell`'s standby, for the status.
+fn record(c: &Coordinator, cell: &CellPlan, answer: Result<Option<StandbyStatus>, String>) {
+    let view = StandbyView::of(cell, c.plan.tier_of(cell).rpo.as_secs_f64(), answer);
+    c.standbys.lock().expect("standbys").insert(cell.name.clone(), view);
+}
+
+/// Per cell: repairs that failed in a row, and when to try again.
+#[derive(Default)]
+pub struct Backoff(HashMap<String, (u32, OffsetDateTime)>);
+
+impl Backoff {
+    fn due(&self, cell: &str, now: OffsetDateTime) -> bool {
+        self.0.get(cell).is_none_or(|(_, next)| now >= *next)
+    }
+
+    fn failed(&mut self, cell: &str, interval: Duration, now: OffsetDateTime) {
+        let failures = self.0.get(cell).map_or(0, |(n, _)| *n) + 1;
+        let wait = interval.saturating_mul(1 << failures.min(12)).min(Duration::from_secs(3600));
+        self.0.insert(cell.to_string(), (failures, now + wait));
+    }
 }
 
 /// One pass over the plan's standbys.
-pub async fn keep(c: &Arc<Coordinator>) {
-    let Some(signer) = &c.cfg.signer else { return };
+pub async fn keep(c: &Arc<Coordinator>, backoff: &mut Backoff, interval: Duration) {
     let skip = match c.blocking(failed_over).await {
         Ok(s) => s,
         Err(e) => return tracing::error!("standbys: reading the failover journal: {e:#}"),
     };
+    c.standbys.lock().expect("standbys").retain(|cell, _| !skip.contains(cell));
     let cells = c.plan.cells.iter().filter(|cell| cell.failover.standby != Standby::None && !skip.contains(&cell.name));
     for cell in cells {
-        match reported(c, cell).await {
-            Ok(s) if healthy(s.as_ref()) => continue,
-            Ok(_) => {}
-            Err(e) => {
-                tracing::warn!(cell = %cell.name, "standbys: the recovery site did not report the standby: {e:#}");
-                continue;
-            }
-        }
+        let now = crate::clock::now();
+        let answer = reported(&c.plan, cell).await.map_err(|e| format!("{e:#}"));
+        // Nothing to bootstrap from before the cell's first base backup.
+        let bootstrappable =
+            |r: &lifeboat_api::Recovery| r.locations.iter().any(|l| l.postgres.as_ref().is_some_and(|p| p.recoverable_to.is_some()));
+        let repair = matches!(&answer, Ok(r) if !healthy(r.standby.as_ref()) && bootstrappable(r)) && backoff.due(&cell.name, now);
+        record(c, cell, answer.map(|r| r.standby));
+        let Some(signer) = c.cfg.signer.as_ref().filter(|_| repair) else { continue };
         let key = lifeboat_process::stamped_id("lifeboat-standby", crate::clock::now(), rand::random());
         let kept = ensure(&c.plan, cell, signer, &format!("{key}-{}", cell.name)).await;
-        match (&kept.standby, &kept.error) {
-            (Some(s), _) => tracing::info!(cell = %cell.name, port = s.port, action = %s.action, "standby kept"),
-            (None, e) => tracing::error!(cell = %cell.name, error = e.as_deref().unwrap_or_default(), "standby could not be kept"),
+        match (kept.standby, kept.error) {
+            (Some(s), _) => {
+                tracing::info!(cell = %cell.name, port = s.port, action = %s.action, "standby kept");
+                backoff.0.remove(&cell.name);
+                record(c, cell, Ok(Some(s)));
+            }
+            (None, e) => {
+                backoff.failed(&cell.name, interval, now);
+                tracing::error!(cell = %cell.name, error = e.unwrap_or_default(), "standby could not be kept");
+            }
         }
     }
 }

@@ -23,8 +23,9 @@ pub enum FenceCommand {
     /// Fence a cell's old primary out of its repositories: from now on they refuse WAL and base
     /// backups of a cluster on a timeline older than the new primary's.
     Raise {
-        /// Every location of the cell (repeat); unreachable ones are reported.
-        #[arg(long = "repo", required = true)]
+        /// Every location of the cell (repeat), as URL or NAME=URL (the
+        /// report names it NAME); unreachable ones are reported.
+        #[arg(long = "repo", required = true, value_name = "[NAME=]URL")]
         repos: Vec<String>,
         #[arg(long, env = "LIFEBOAT_CELL")]
         cell: String,
@@ -76,11 +77,19 @@ async fn raise(
     dry_run: bool,
 ) -> Result<ExitCode> {
     let mut opened = Vec::new();
+    let mut names = Vec::new();
     let mut locations = Vec::new();
-    for url in urls {
+    for arg in urls {
+        let (name, url) = named(arg);
         match open_repo(global, url).await {
-            Ok(repo) => opened.push(repo),
-            Err(e) => locations.push(FencedLocation { location: url.clone(), outcome: None, error: Some(format!("{e:#}")) }),
+            Ok(repo) => {
+                names.push(name.map_or_else(|| repo.location(), str::to_string));
+                opened.push(repo);
+            }
+            Err(e) => {
+                let location = name.unwrap_or(url).to_string();
+                locations.push(FencedLocation { location, outcome: None, error: Some(format!("{e:#}")) })
+            }
         }
     }
     anyhow::ensure!(!opened.is_empty(), "no location of cell {cell} could be opened: {}", errors(&locations));
@@ -109,7 +118,7 @@ async fn raise(
         fence.reason
     );
     if !dry_run {
-        for repo in &opened {
+        for (repo, name) in opened.iter().zip(&names) {
             let raised = fence::raise(repo, cell, &fence).await;
             let (outcome, error) = match raised {
                 Ok(Raised::Raised) => (Some("raised".to_string()), None),
@@ -119,7 +128,7 @@ async fn raise(
                     (None, Some(e.to_string()))
                 }
             };
-            locations.push(FencedLocation { location: repo.location(), outcome, error });
+            locations.push(FencedLocation { location: name.clone(), outcome, error });
         }
     }
     let ok = locations.iter().all(|l| l.error.is_none());
@@ -137,6 +146,15 @@ async fn raise(
 }
 
 /// The fence already raised at `epoch` in one of the locations (a rerun).
+/// `NAME=URL` as (NAME, URL); a plain URL (its scheme's `:` comes before
+/// any `=`, which a query may hold) as (None, URL).
+fn named(arg: &str) -> (Option<&str>, &str) {
+    match arg.split_once('=') {
+        Some((name, url)) if !name.is_empty() && !name.contains([':', '/']) => (Some(name), url),
+        _ => (None, arg),
+    }
+}
+
 async fn rerun_of(opened: &[lifeboat_repository::Repository], cell: &str, epoch: Option<u64>) -> Result<Option<Fence>> {
     let Some(epoch) = epoch else { return Ok(None) };
     for repo in opened {
@@ -199,4 +217,18 @@ fn render(r: &FenceDone) -> String {
         r.postgres_timeline.unwrap_or_default()
     ));
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::named;
+
+    #[test]
+    fn a_location_may_be_named() {
+        assert_eq!(named("main=file:///srv/repo"), (Some("main"), "file:///srv/repo"));
+        assert_eq!(named("file:///srv/repo"), (None, "file:///srv/repo"));
+        // A query's '=' is not a name.
+        assert_eq!(named("s3://b/p?object_lock=governance&retain_days=7"), (None, "s3://b/p?object_lock=governance&retain_days=7"));
+        assert_eq!(named("copy=s3://b/p?retain_days=7"), (Some("copy"), "s3://b/p?retain_days=7"));
+    }
 }

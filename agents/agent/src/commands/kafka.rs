@@ -54,6 +54,11 @@ pub struct TargetArgs {
     /// Prefix for restored consumer groups (default: the topic prefix).
     #[arg(long)]
     group_prefix: Option<String>,
+    /// When --until is before the snapshot's first record, create the topics
+    /// (and translate the groups) with no record instead of refusing: a
+    /// failover's cut at an instant Kafka had nothing yet.
+    #[arg(long)]
+    empty_ok: bool,
 }
 
 impl TargetArgs {
@@ -80,6 +85,7 @@ impl TargetArgs {
             topic_map,
             topic_prefix: self.topic_prefix.clone(),
             group_prefix: self.group_prefix.clone(),
+            empty_ok: self.empty_ok,
         })
     }
 }

@@ -291,11 +291,13 @@ impl Line<'_> {
     /// `fence raise` in every location this agent has for the cell.
     fn fence(&mut self, cell: Option<&str>, reason: &str, epoch: Option<u64>) -> Result<(), String> {
         let guest = self.guest(cell)?;
+        // Named as the plan (a guest) or the agent (its own) names them, so the caller can tell which holds the fence.
         let (cell, urls): (String, Vec<String>) = match guest {
-            Some(g) => (g.to_string(), self.cfg.guest_locations(g).iter().map(|l| l.url.clone()).collect()),
+            Some(g) => (g.to_string(), self.cfg.guest_locations(g).iter().map(|l| format!("{}={}", l.location, l.url)).collect()),
             None => {
-                let copies = self.cfg.copy_to.iter().map(|(_, u)| u.clone());
-                (self.cfg.cell.clone(), std::iter::once(self.cfg.repo.url.clone()).chain(copies).collect())
+                let copies = self.cfg.copy_to.iter().map(|(n, u)| format!("{n}={u}"));
+                let primary = format!("{}={}", lifeboat_api::recovery::PRIMARY, self.cfg.repo.url);
+                (self.cfg.cell.clone(), std::iter::once(primary).chain(copies).collect())
             }
         };
         self.push(&["fence", "raise", "--cell", &cell, "--reason", reason]);

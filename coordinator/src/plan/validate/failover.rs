@@ -9,8 +9,8 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use super::super::failover::{affected, place};
-use super::super::schema::{self, HookKind, Scope, Standby};
+use super::super::failover::{affected, failures, place};
+use super::super::schema::{self, HookKind, Standby};
 use super::super::{CellFailover, HookDef, Plan, ScenarioDef, SiteDef, Step};
 use super::catalog::Catalog;
 use super::cell::At;
@@ -191,7 +191,40 @@ pub fn scenario(catalog: &Catalog<'_>, check: &mut Check<'_>, i: usize, s: &sche
             Some(r) => check.duration(i, r, "rto").unwrap_or_default(),
             None => plan.tiers.iter().map(|t| t.rto).max().unwrap_or(Duration::ZERO),
         },
+        test_schedule: None,
+        test_failed: Vec::new(),
     }
+}
+
+/// The scenario's scheduled test: its cron ("off": none) and what each
+/// test fails (each must be something the scenario's scope can lose).
+pub fn test(check: &mut Check<'_>, i: usize, s: &schema::Scenario, scenario: &mut ScenarioDef, plan: &Plan) {
+    let given = s.test.as_ref().map(|t| t.get_ref().clone()).unwrap_or_default();
+    let from = format!("scenario {:?} test", scenario.name);
+    scenario.test_schedule = match &given.schedule {
+        Some(e) if e.get_ref() == "off" => None,
+        Some(e) => match crate::plan::schedule::parse(e.get_ref()) {
+            Ok(_) => Some(e.get_ref().clone()),
+            Err(why) => {
+                check.at(i, e, format!("{from}: schedule {why}; or \"off\""));
+                None
+            }
+        },
+        None => Some(crate::plan::defaults::FAILOVER_TEST.to_string()),
+    };
+    let known = failures(plan, scenario);
+    for f in &given.failed {
+        if !known.contains(f.get_ref()) {
+            let message = format!(
+                "{from}: {} {:?} holds no cell this scenario fails over (it can fail: {})",
+                scenario.scope.as_str(),
+                f.get_ref(),
+                known.join(", ")
+            );
+            check.at(i, f, message);
+        }
+    }
+    scenario.test_failed = if given.failed.is_empty() { known } else { given.failed.iter().map(|f| f.get_ref().clone()).collect() };
 }
 
 /// The gated steps (default: fence, the point of no return).
@@ -225,17 +258,8 @@ fn hooks(catalog: &Catalog<'_>, check: &mut Check<'_>, i: usize, s: &schema::Sce
 /// Every cell, region or cloud `scenario` could lose can be failed over:
 /// each of its cells placed on a surviving site with room.
 pub fn can_be_carried_out(check: &mut Check<'_>, i: usize, s: &schema::Scenario, scenario: &ScenarioDef, plan: &Plan) {
-    let failures: Vec<String> = match scenario.scope {
-        Scope::Cell => plan.cells.iter().map(|c| c.name.clone()).collect(),
-        Scope::Region => plan.regions.iter().map(|r| r.name.clone()).collect(),
-        Scope::Cloud => plan.regions.iter().map(|r| r.cloud.as_str().to_string()).collect(),
-    };
-    let mut seen = std::collections::BTreeSet::new();
-    for failed in failures.into_iter().filter(|f| seen.insert(f.clone())) {
+    for failed in failures(plan, scenario) {
         let cells = affected(plan, scenario, &failed);
-        if cells.is_empty() {
-            continue;
-        }
         let (_, problems) = place(plan, scenario.scope, &cells);
         for p in problems {
             let message = format!("scenario {:?}: when {} {failed:?} fails, {p}", scenario.name, scenario.scope.as_str());

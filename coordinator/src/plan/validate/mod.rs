@@ -43,8 +43,9 @@ pub fn validate(dir: &Path, files: &[PlanFile]) -> (Plan, Vec<Diagnostic>) {
             failover::guest_ports(&mut check, i, s.get_ref(), &plan);
         }
         for s in &f.doc.scenario {
-            let scenario = failover::scenario(&catalog, &mut check, i, s.get_ref(), &plan);
+            let mut scenario = failover::scenario(&catalog, &mut check, i, s.get_ref(), &plan);
             failover::can_be_carried_out(&mut check, i, s.get_ref(), &scenario, &plan);
+            failover::test(&mut check, i, s.get_ref(), &mut scenario, &plan);
             plan.scenarios.push(scenario);
         }
     }
