@@ -153,6 +153,15 @@ enum FailoverCommand {
         id: String,
         #[arg(long, env = "LIFEBOAT_STATE")]
         state: PathBuf,
+        /// With --signing-key: each cell without a report gets one (verdict failed: what was done and what was not),
+        /// signed onto its chain.
+        #[arg(long, env = "LIFEBOAT_PLANS", requires = "signing_key")]
+        plans: Option<PathBuf>,
+        #[arg(long, env = "LIFEBOAT_REPORT_SIGNING_KEY", requires = "plans")]
+        signing_key: Option<PathBuf>,
+        /// Also keep each cell's chain of reports under DIR/<cell>/.
+        #[arg(long)]
+        reports: Option<PathBuf>,
     },
     /// A failover's steps, approvals and measured RTO per cell.
     Status {
@@ -312,7 +321,15 @@ fn main() -> ExitCode {
         Command::Failover(FailoverCommand::Resume { id, driver }) => {
             commands::operate(output, async move { commands::failover_run::resume(&driver, &id).await })
         }
-        Command::Failover(FailoverCommand::Abort { id, state }) => commands::finish(output, commands::failover_run::abort(&state, &id)),
+        Command::Failover(FailoverCommand::Abort { id, state, plans, signing_key, reports }) => {
+            let reporting = plans.zip(signing_key).map(|(plans, signing_key)| commands::failover_run::Driver {
+                state: state.clone(),
+                plans,
+                signing_key,
+                reports,
+            });
+            commands::operate(output, async move { commands::failover_run::abort(&state, &id, reporting.as_ref()).await })
+        }
         Command::Failover(FailoverCommand::Status { id, state }) => commands::finish(output, commands::failover_run::status(&state, &id)),
         Command::Failover(FailoverCommand::List { state }) => commands::finish(output, commands::failover_run::list(&state)),
         Command::Standby(StandbyCommand::Ensure { cell, plans, signing_key }) => {

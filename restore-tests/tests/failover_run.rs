@@ -392,8 +392,14 @@ fn a_cell_fails_over_to_its_recovery_site_once_through_a_crash_of_the_driver() {
     let third_id = third["failover"]["id"].as_str().unwrap().to_string();
     let overlap = setup.refused(&["run", "--scenario", "cell-failure", "--failed", &cell.name]);
     assert!(overlap.contains(&format!("failover {third_id} (waiting) is unfinished for {}", cell.name)), "{overlap}");
-    let (_, aborted) = setup.read(&["abort", &third_id]);
+    let (_, aborted) = setup.driven(&["abort", &third_id]);
     assert_eq!(aborted["failover"]["state"], "aborted");
+    // Its report says what was done and what was not: failed, chained like the others.
+    verify("3");
+    let name = format!("000003-{third_id}-{}.json", cell.name);
+    let report: Value = serde_json::from_slice(&std::fs::read(chain.join(name)).unwrap()).unwrap();
+    let items: Vec<&str> = report["steps"].as_array().unwrap().iter().map(|i| i["name"].as_str().unwrap()).collect();
+    assert_eq!((report["verdict"].as_str(), items.contains(&"the failover was aborted")), (Some("failed"), true), "{report}");
     assert!(setup.refused(&["approve", &third_id]).contains("is aborted"), "an aborted failover is not carried on");
     assert!(fence().contains("epoch 1"), "the aborted failover fenced nothing");
 
@@ -417,7 +423,7 @@ fn a_cell_fails_over_to_its_recovery_site_once_through_a_crash_of_the_driver() {
     wait_until("a scheduled test failover to finish", Duration::from_secs(150), || scheduled().is_some_and(|f| f["state"] != "running"));
     let f = scheduled().unwrap();
     assert_eq!((f["state"].as_str(), f["test"].as_bool()), (Some("done"), Some(true)), "{f}\n{}", coordinator.log_text());
-    verify("3");
+    verify("4");
     assert!(fence().contains("epoch 1"), "a scheduled test fences nothing");
     let passed = format!("lifeboat_failover_test_passed{{scenario=\"cell-failure\",failed=\"{}\"}} 1", cell.name);
     wait_until("the test's metric", Duration::from_secs(30), || coordinator.metrics().contains(&passed));

@@ -22,6 +22,7 @@ use crate::failover::engine::Engine;
 use crate::failover::journal::{Failover, FailoverState, Journal};
 use crate::failover::view::{waiting_for, View};
 use crate::plan::Plan;
+use crate::report::keys::Signer;
 use crate::serve::load_plan;
 use crate::store::Store;
 
@@ -30,16 +31,16 @@ use crate::store::Store;
 pub struct Driver {
     /// The coordinator's state database (the failover journal is in it).
     #[arg(long, env = "LIFEBOAT_STATE")]
-    state: PathBuf,
+    pub state: PathBuf,
     /// The plan directory.
     #[arg(long, env = "LIFEBOAT_PLANS")]
-    plans: PathBuf,
+    pub plans: PathBuf,
     /// The report signing key: smoke checks sent to recovery sites and the failover reports are signed with it.
     #[arg(long, env = "LIFEBOAT_REPORT_SIGNING_KEY")]
-    signing_key: PathBuf,
+    pub signing_key: PathBuf,
     /// Also keep each cell's chain of reports (JSON and HTML) under DIR/<cell>/.
     #[arg(long)]
-    reports: Option<PathBuf>,
+    pub reports: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -179,12 +180,21 @@ pub fn new_failover(assessment: Assessment, test: bool, initiator: String, now: 
 }
 
 async fn drive(d: &Driver, store: &Store, id: &str) -> Result<Done<View>> {
-    let plan = load_plan(&d.plans)?;
-    let signer = crate::report::keys::Signer::from_file(&d.signing_key)?;
-    crate::report::keys::check_published(plan.report_public_key.as_deref(), &plan.name, &signer)?;
-    let engine = Engine { plan: &plan, store, signer: &signer, http: crate::failover::hooks::client(), export: d.reports.as_deref() };
-    engine.drive(id).await?;
+    let (plan, signer) = plan_and_key(d)?;
+    engine(d, &plan, store, &signer).drive(id).await?;
     view(store, id)
+}
+
+/// The plan and the signing key `d` names, the key checked against the plan.
+fn plan_and_key(d: &Driver) -> Result<(Plan, Signer)> {
+    let plan = load_plan(&d.plans)?;
+    let signer = Signer::from_file(&d.signing_key)?;
+    crate::report::keys::check_published(plan.report_public_key.as_deref(), &plan.name, &signer)?;
+    Ok((plan, signer))
+}
+
+fn engine<'a>(d: &'a Driver, plan: &'a Plan, store: &'a Store, signer: &'a Signer) -> Engine<'a> {
+    Engine { plan, store, signer, http: crate::failover::hooks::client(), export: d.reports.as_deref() }
 }
 
 /// `failover approve ID`: record the approval of the step it waits for, and go on.
@@ -222,14 +232,20 @@ pub async fn resume(d: &Driver, id: &str) -> Result<Done<View>> {
     drive(d, &store, id).await
 }
 
-/// `failover abort ID`: no further step starts. What was done stays (the report says what).
-pub fn abort(state: &Path, id: &str) -> Result<Done<View>> {
+/// `failover abort ID`: no further step starts. What was done stays;
+/// with `reporting`, each cell without a report gets one saying what.
+pub async fn abort(state: &Path, id: &str, reporting: Option<&Driver>) -> Result<Done<View>> {
     let store = Store::open(state)?;
     let f = Journal(&store).get(id)?;
-    if f.state.is_final() {
+    if matches!(f.state, FailoverState::Done | FailoverState::Aborted) {
         bail!("failover {id} is already {}", f.state.as_str());
     }
     Journal(&store).set_state(id, FailoverState::Aborted, Some("aborted by an operator"))?;
+    if let Some(d) = reporting {
+        let _lock = lock(state, id)?;
+        let (plan, signer) = plan_and_key(d)?;
+        engine(d, &plan, &store, &signer).report_unreported(id).await?;
+    }
     view(&store, id)
 }
 

@@ -245,6 +245,25 @@ impl Engine<'_> {
         Ok(serde_json::to_value(&*outcome)?)
     }
 
+    /// Reports for the cells of an aborted failover that have none (verdict
+    /// failed: what was done and what was not), journaled as their `report` step.
+    pub async fn report_unreported(&self, id: &str) -> Result<()> {
+        let f = self.journal().get(id)?;
+        for c in &f.assessment.cells {
+            if self.journal().step(id, &c.cell, "report")?.is_some_and(|s| s.state == StepState::Done) {
+                continue;
+            }
+            let Ok((cell, site)) = self.placed(c) else { continue };
+            self.journal().intent(id, &c.cell, "report", &key(id, &c.cell, "report"))?;
+            let (state, detail, error) = match self.report(&f, c, cell, site).await {
+                Ok(detail) => (StepState::Done, detail, None),
+                Err(e) => (StepState::Failed, Value::Null, Some(format!("{e:#}"))),
+            };
+            self.journal().close(id, &c.cell, "report", state, &detail, error.as_deref())?;
+        }
+        Ok(())
+    }
+
     /// Sign and store the cell's failover report (or find the one a
     /// crashed attempt stored: one report per failover and cell).
     async fn report(&self, f: &Failover, c: &CellAssessment, cell: &CellPlan, site: &SiteDef) -> Result<Value> {

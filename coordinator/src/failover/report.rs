@@ -21,7 +21,7 @@ use time::OffsetDateTime;
 use lifeboat_api::drill::pg_time;
 use lifeboat_api::{DrillOutcome, Outcome};
 
-use super::journal::{Approval, Failover, StepRecord, StepState};
+use super::journal::{Approval, Failover, FailoverState, StepRecord, StepState};
 use crate::clock;
 use crate::plan::{CellPlan, Plan};
 use crate::report::{ChainLink, Demonstrated, Item, Report, Targets, Verdict, SCHEMA};
@@ -86,6 +86,10 @@ pub fn build(i: &Inputs<'_>) -> Report {
     };
     if let Some(o) = &restore {
         apply_restore(&mut report, o, f.failed_at, i.location);
+    }
+    if f.state == FailoverState::Aborted {
+        let evidence = json!({ "error": f.error, "finished": f.finished.map(clock::ts) });
+        report.steps.push(Item::new("the failover was aborted", Outcome::Failed, 0.0, f.error.clone(), evidence));
     }
     crate::drill::judge(&mut report, i.cell.postgres);
     report
