@@ -382,8 +382,13 @@ fn a_cell_fails_over_to_its_recovery_site_once_through_a_crash_of_the_driver() {
     )
     .unwrap();
     assert_eq!(tested["operation"], "failover-test");
-    let left: Vec<_> = std::fs::read_dir(&cell.restore_root).unwrap().flatten().map(|e| e.file_name().into_string().unwrap()).collect();
-    assert_eq!(left, [format!("takeover-{port}")], "only the takeover stays under the restore root");
+    let mut left: Vec<_> = std::fs::read_dir(&cell.restore_root).unwrap().flatten().map(|e| e.file_name().into_string().unwrap()).collect();
+    left.sort();
+    assert_eq!(
+        left,
+        [format!("takeover-{port}"), format!("takeover-{port}.lock")],
+        "only the takeover (and its lock) stays under the restore root"
+    );
     let marker = std::fs::read_to_string(cell.restore_root.join(format!("takeover-{port}/takeover.name"))).unwrap();
     assert_eq!(marker, format!("{id}-{}", cell.name));
 

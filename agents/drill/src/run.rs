@@ -263,13 +263,13 @@ async fn promote_or_restore(env: &DrillEnv, scratch: &Scratch, log: &mut Log) ->
             json!({ "directory": scratch.dir }),
         ),
     }
-    let cleared = scratch.stop_server().and_then(|()| {
-        lifeboat_postgres::prefetch::wait_stopped(&scratch.data_dir(), Duration::from_secs(30));
-        crate::standby::forget(&scratch.dir).map_err(|e| format!("forgetting the standby in {}: {e}", scratch.dir.display()))
-    });
-    if let Err(e) = cleared {
-        log.step("set the standby aside", Outcome::Failed, Some(e), json!(null));
-        return (None, 0);
+    // Its WAL may hold what no archive does: keep it, renamed, for an operator.
+    match crate::standby::set_aside(&scratch.dir, &scratch.pg_bindir) {
+        Ok(kept) => log.step("set the standby aside", Outcome::Passed, None, json!({ "kept_in": kept })),
+        Err(e) => {
+            log.step("set the standby aside", Outcome::Failed, Some(e), json!(null));
+            return (None, 0);
+        }
     }
     restore_pg_from_sources(env, scratch, None, log).await
 }

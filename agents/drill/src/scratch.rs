@@ -118,9 +118,7 @@ impl Scratch {
                     scratch.dir.display(),
                 )));
             }
-            scratch.stop_server().map_err(std::io::Error::other)?;
-            lifeboat_postgres::prefetch::wait_stopped(&scratch.data_dir(), Duration::from_secs(30));
-            std::fs::remove_dir_all(&scratch.dir)?;
+            clear(&scratch.dir, pg_bindir).map_err(std::io::Error::other)?;
         }
         std::fs::create_dir_all(&scratch.dir)?;
         std::fs::write(&marker, &takeover.name)?;
@@ -213,17 +211,20 @@ fn free_port() -> std::io::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
+/// Stop the server of `dir/pgdata` if it runs, let its WAL prefetcher
+/// end, and remove `dir`.
+pub(crate) fn clear(dir: &Path, bindir: &Path) -> Result<(), String> {
+    let data = dir.join("pgdata");
+    stop_server(&data, bindir)?;
+    lifeboat_postgres::prefetch::wait_stopped(&data, Duration::from_secs(30));
+    std::fs::remove_dir_all(dir).map_err(|e| format!("removing {}: {e}", dir.display()))
+}
+
 /// `pg_ctl stop -m immediate` when a server runs on `data` (as the
 /// `postgres` user when we are root). A scratch server holds nothing worth a
 /// clean shutdown.
 pub(crate) fn stop_server(data: &Path, bindir: &Path) -> Result<(), String> {
-    let pid_file = data.join("postmaster.pid");
-    let Ok(text) = std::fs::read_to_string(&pid_file) else { return Ok(()) };
-    let pid: i32 = text.lines().next().and_then(|l| l.trim().parse().ok()).unwrap_or(0);
-    // SAFETY: kill with signal 0 only checks that the process exists.
-    if pid <= 0 || unsafe { libc::kill(pid, 0) } != 0 {
-        return Ok(());
-    }
+    let Some(pid) = lifeboat_postgres::server::postmaster(data) else { return Ok(()) };
     let ok = lifeboat_postgres::server::pg_ctl(bindir)
         .arg("-D")
         .arg(data)

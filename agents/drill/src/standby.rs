@@ -64,6 +64,23 @@ pub fn dir(root: &Path, port: u16) -> PathBuf {
     root.join(format!("takeover-{port}"))
 }
 
+/// The lock a standby job and a takeover hold while they work in
+/// `takeover-<port>` (beside it: the directory itself may be replaced), so
+/// that neither clears what the other is building or starts a server on
+/// the other's data. Held until the returned file is dropped.
+pub fn lock(root: &Path, port: u16) -> Result<std::fs::File, String> {
+    std::fs::create_dir_all(root).map_err(|e| format!("creating {}: {e}", root.display()))?;
+    let path = root.join(format!("takeover-{port}.lock"));
+    match lifeboat_process::try_lock_file(&path) {
+        Ok(Some(file)) => Ok(file),
+        Ok(None) => Err(format!(
+            "another job works in {} (a standby being bootstrapped or started, or a takeover); wait for it to end (the agent's GET /v1/jobs), then try again",
+            dir(root, port).display()
+        )),
+        Err(e) => Err(format!("locking {}: {e}", path.display())),
+    }
+}
+
 const CELL_MARKER: &str = "standby.cell";
 const RECORD: &str = "standby.json";
 
@@ -77,11 +94,23 @@ pub fn marked_cell(dir: &Path) -> Option<String> {
     std::fs::read_to_string(dir.join(CELL_MARKER)).ok().map(|s| s.trim().to_string())
 }
 
-/// Forget that `dir` holds a standby (its data directory is being replaced).
-pub fn forget(dir: &Path) -> std::io::Result<()> {
+/// Stop the standby in `dir` and move its data directory (and
+/// tablespaces) aside to `pgdata.set-aside-<unix time>`, forgetting it: a
+/// restore takes its place, and what it streamed stays for an operator.
+/// Returns where it was kept.
+pub fn set_aside(dir: &Path, bindir: &Path) -> Result<PathBuf, String> {
+    crate::scratch::stop_server(&dir.join("pgdata"), bindir)?;
+    lifeboat_postgres::prefetch::wait_stopped(&dir.join("pgdata"), Duration::from_secs(30));
+    let stamp = OffsetDateTime::now_utc().unix_timestamp();
+    let kept = dir.join(format!("pgdata.set-aside-{stamp}"));
+    for (from, to) in [("pgdata", kept.clone()), ("tablespaces", dir.join(format!("tablespaces.set-aside-{stamp}")))] {
+        if dir.join(from).exists() {
+            std::fs::rename(dir.join(from), &to).map_err(|e| format!("moving {} aside: {e}", dir.join(from).display()))?;
+        }
+    }
     match std::fs::remove_file(dir.join(RECORD)) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
-        _ => Ok(()),
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(format!("forgetting the standby in {}: {e}", dir.display())),
+        _ => Ok(kept),
     }
 }
 
@@ -116,35 +145,29 @@ pub async fn status(dir: &Path, record: &Record, action: &str) -> StandbyStatus 
     }
 }
 
+/// What to say when a port is taken: a guest's port at a site comes from the plan.
+const MOVE_PORT: &str =
+    "a cell's port at a site is the site's postgres.port plus its place among the cells that list the site: change one in the plan";
+
 /// Keep the standby `spec` asks for (see the module's doc).
 pub async fn ensure(env: &StandbyEnv, spec: &StandbySpec) -> Result<StandbyStatus, String> {
-    if spec.cell != env.cell {
-        return Err(format!("the spec is for cell {}, this standby command for cell {}", spec.cell, env.cell));
-    }
-    match (spec.mode, &spec.primary_conninfo) {
-        (StandbyMode::Stream, None) => return Err("a stream standby needs the primary's conninfo".into()),
-        (StandbyMode::Archive, Some(_)) => return Err("an archive standby replays the archive only; give no primary conninfo".into()),
-        _ => {}
-    }
+    check_spec(env, spec)?;
     let dir = dir(&env.restore_root, spec.port);
     let launch =
         Launch { bindir: env.pg_bindir.clone(), listen: listen(&dir, spec.port), env: Some(env.server_env.clone()), timeout: env.timeout };
     let data = dir.join("pgdata");
+    retire_elsewhere(&env.restore_root, spec, &env.pg_bindir)?;
     if dir.exists() {
         if let Ok(name) = std::fs::read_to_string(dir.join("takeover.name")) {
             return Err(format!(
-                "{} holds takeover {:?}: the cell's primary since a failover, not a standby; re-protect it instead",
+                "{} holds takeover {:?}: the cell's primary since a failover, not a standby; it stays until the cell fails back",
                 dir.display(),
                 name.trim()
             ));
         }
         match (marked_cell(&dir), record(&dir)) {
-            (Some(c), _) if c != spec.cell => {
-                return Err(format!("{} holds the standby of cell {c}; give cell {} another port", dir.display(), spec.cell))
-            }
-            (None, _) => {
-                return Err(format!("{} exists and is not a standby's; remove it or give cell {} another port", dir.display(), spec.cell))
-            }
+            (Some(c), _) if c != spec.cell => return Err(format!("{} holds the standby of cell {c}; {MOVE_PORT}", dir.display())),
+            (None, _) => return Err(format!("{} exists and is not a standby's; remove it, or {MOVE_PORT}", dir.display())),
             (Some(_), Some(r)) if r.same_settings(spec) => {
                 if server::running(&data) {
                     return Ok(status(&dir, &r, "running").await);
@@ -153,15 +176,36 @@ pub async fn ensure(env: &StandbyEnv, spec: &StandbySpec) -> Result<StandbyStatu
                 lifeboat_postgres::standby::wait_ready(&data, &launch).await.map_err(|e| e.to_string())?;
                 return Ok(status(&dir, &r, "started").await);
             }
-            // Cut off while bootstrapping, or kept with other settings: start over.
-            (Some(_), _) => {
-                crate::scratch::stop_server(&data, &env.pg_bindir)?;
-                lifeboat_postgres::prefetch::wait_stopped(&data, Duration::from_secs(30));
-                std::fs::remove_dir_all(&dir).map_err(|e| format!("removing {}: {e}", dir.display()))?;
-            }
+            // Cut off before it started, or kept with other settings: start over.
+            (Some(_), _) => crate::scratch::clear(&dir, &env.pg_bindir)?,
         }
     }
     bootstrap(env, spec, &dir, &launch).await
+}
+
+fn check_spec(env: &StandbyEnv, spec: &StandbySpec) -> Result<(), String> {
+    if spec.cell != env.cell {
+        return Err(format!("the spec is for cell {}, this standby command for cell {}", spec.cell, env.cell));
+    }
+    match (spec.mode, &spec.primary_conninfo) {
+        (StandbyMode::Stream, None) => Err("a stream standby needs the primary's conninfo".into()),
+        (StandbyMode::Archive, Some(_)) => Err("an archive standby replays the archive only; give no primary conninfo".into()),
+        (_, Some(c)) => lifeboat_postgres::standby::check_conninfo(c).map_err(|e| e.to_string()),
+        (_, None) => Ok(()),
+    }
+}
+
+/// The cell's standby kept at another port (the plan moved it) is
+/// stopped and removed: one standby per cell.
+fn retire_elsewhere(root: &Path, spec: &StandbySpec, bindir: &Path) -> Result<(), String> {
+    let Ok(entries) = std::fs::read_dir(root) else { return Ok(()) };
+    for other in entries.flatten().map(|e| e.path()).filter(|p| *p != dir(root, spec.port) && !p.join("takeover.name").exists()) {
+        if record(&other).is_some_and(|r| r.cell == spec.cell) {
+            tracing::warn!(cell = %spec.cell, directory = %other.display(), "removing the cell's standby kept at another port");
+            crate::scratch::clear(&other, bindir)?;
+        }
+    }
+    Ok(())
 }
 
 async fn bootstrap(env: &StandbyEnv, spec: &StandbySpec, dir: &Path, launch: &Launch) -> Result<StandbyStatus, String> {
@@ -184,7 +228,6 @@ async fn bootstrap(env: &StandbyEnv, spec: &StandbySpec, dir: &Path, launch: &La
         pg::restore(&env.source.repo, &req).await.map_err(|e| format!("restoring the base backup from {}: {e}", env.source.name))?;
     lifeboat_postgres::standby::convert(&data, spec.primary_conninfo.as_deref()).map_err(|e| e.to_string())?;
     server::start(&data, launch).map_err(|e| e.to_string())?;
-    lifeboat_postgres::standby::wait_ready(&data, launch).await.map_err(|e| e.to_string())?;
     let record = Record {
         cell: spec.cell.clone(),
         mode: spec.mode,
@@ -194,9 +237,16 @@ async fn bootstrap(env: &StandbyEnv, spec: &StandbySpec, dir: &Path, launch: &La
         bootstrapped_at: OffsetDateTime::now_utc(),
         restore,
     };
-    let tmp = dir.join(format!("{RECORD}.tmp"));
-    std::fs::write(&tmp, serde_json::to_vec_pretty(&record).expect("a standby record serialises")).map_err(|e| io("writing", e))?;
-    std::fs::rename(&tmp, dir.join(RECORD)).map_err(|e| io("writing", e))?;
+    // Recorded once started: a long catch-up cut off by the timeout is waited for again, not restored again.
+    write_record(dir, &record)?;
+    lifeboat_postgres::standby::wait_ready(&data, launch).await.map_err(|e| e.to_string())?;
     tracing::info!(cell = %spec.cell, port = spec.port, backup = %record.restore.backup_id, "standby bootstrapped");
     Ok(status(dir, &record, "bootstrapped").await)
+}
+
+fn write_record(dir: &Path, record: &Record) -> Result<(), String> {
+    let io = |e: std::io::Error| format!("writing {}: {e}", dir.join(RECORD).display());
+    let tmp = dir.join(format!("{RECORD}.tmp"));
+    std::fs::write(&tmp, serde_json::to_vec_pretty(record).expect("a standby record serialises")).map_err(io)?;
+    std::fs::rename(&tmp, dir.join(RECORD)).map_err(io)
 }

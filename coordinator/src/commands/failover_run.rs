@@ -237,12 +237,16 @@ pub async fn resume(d: &Driver, id: &str) -> Result<Done<View>> {
 pub async fn abort(state: &Path, id: &str, reporting: Option<&Driver>) -> Result<Done<View>> {
     let store = Store::open(state)?;
     let f = Journal(&store).get(id)?;
-    if matches!(f.state, FailoverState::Done | FailoverState::Aborted) {
+    // An aborted one again: only to write the reports a first abort could not.
+    if f.state == FailoverState::Done || (f.state == FailoverState::Aborted && reporting.is_none()) {
         bail!("failover {id} is already {}", f.state.as_str());
     }
-    Journal(&store).set_state(id, FailoverState::Aborted, Some("aborted by an operator"))?;
+    if f.state != FailoverState::Aborted {
+        Journal(&store).set_state(id, FailoverState::Aborted, Some("aborted by an operator"))?;
+    }
     if let Some(d) = reporting {
-        let _lock = lock(state, id)?;
+        let _lock =
+            lock(state, id).context("aborted; its reports wait for the process driving it: run this abort again when it has stopped")?;
         let (plan, signer) = plan_and_key(d)?;
         engine(d, &plan, &store, &signer).report_unreported(id).await?;
     }

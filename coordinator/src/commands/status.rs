@@ -35,7 +35,7 @@ pub async fn standbys(plan: &Plan) -> HashMap<String, StandbyView> {
     let mut out = HashMap::new();
     for cell in plan.cells.iter().filter(|c| c.failover.standby != Standby::None) {
         let answer = crate::failover::standby::reported(plan, cell).await.map(|r| r.standby).map_err(|e| format!("{e:#}"));
-        out.insert(cell.name.clone(), StandbyView::of(cell, plan.tier_of(cell).rpo.as_secs_f64(), answer));
+        out.insert(cell.name.clone(), StandbyView::of(plan, cell, answer));
     }
     out
 }

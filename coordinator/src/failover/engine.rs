@@ -39,7 +39,7 @@ use lifeboat_client::Submitted;
 use super::assess::CellAssessment;
 use super::hooks::{self, HookCall};
 use super::journal::{Failover, FailoverState, Journal, StepState};
-use crate::plan::{CellPlan, Plan, SiteDef, Standby, Step};
+use crate::plan::{CellPlan, Plan, SiteDef, Step};
 use crate::report::keys::Signer;
 use crate::report::Report;
 use crate::store::Store;
@@ -230,8 +230,8 @@ impl Engine<'_> {
         spec.kafka = spec.kafka && site.kafka_brokers.is_some();
         if !f.test {
             let (name, port) = (takeover_name(&f.id, &cell.name), self.port(cell, site)?);
-            // The standby is kept at the cell's first site; elsewhere there is none to promote.
-            let promote_standby = cell.failover.standby != Standby::None && cell.failover.sites.first() == Some(&site.name);
+            // As assessed (and gated): the standby its site reported running.
+            let promote_standby = c.standby_state.is_some();
             spec.takeover = Some(Takeover { name, port, topic_prefix: takeover_prefix(site, cell), promote_standby });
             crate::drill::sign(&mut spec, &cell.name, self.signer);
         }

@@ -19,6 +19,13 @@ use crate::report::keys::Signer;
 
 /// Where `cell`'s standby is kept and the signed spec the site's agent runs.
 pub fn spec<'a>(plan: &'a Plan, cell: &CellPlan, signer: &Signer) -> Result<(&'a SiteDef, StandbySpec)> {
+    let (site, mut spec) = wanted(plan, cell)?;
+    spec.signature = Some(ChecksSignature { key_id: signer.key_id.clone(), signature: signer.sign(&spec.signed_message()) });
+    Ok((site, spec))
+}
+
+/// Where `cell`'s standby is kept and how, as the plan says (unsigned).
+pub fn wanted<'a>(plan: &'a Plan, cell: &CellPlan) -> Result<(&'a SiteDef, StandbySpec)> {
     let (mode, scope) = match cell.failover.standby {
         Standby::Stream => (StandbyMode::Stream, Scope::Cell),
         Standby::Archive => (StandbyMode::Archive, Scope::Region),
@@ -29,7 +36,7 @@ pub fn spec<'a>(plan: &'a Plan, cell: &CellPlan, signer: &Signer) -> Result<(&'a
     let port = plan.guest_port(site, &cell.name).with_context(|| format!("cell {} has no port at site {}", cell.name, site.name))?;
     let location = source_location(plan, scope, cell)
         .with_context(|| format!("cell {} has no location a {} standby can replay from", cell.name, mode.as_str()))?;
-    let mut spec = StandbySpec {
+    let spec = StandbySpec {
         cell: cell.name.clone(),
         location: location.to_string(),
         port,
@@ -37,8 +44,16 @@ pub fn spec<'a>(plan: &'a Plan, cell: &CellPlan, signer: &Signer) -> Result<(&'a
         primary_conninfo: cell.failover.primary_conninfo.clone().filter(|_| mode == StandbyMode::Stream),
         signature: None,
     };
-    spec.signature = Some(ChecksSignature { key_id: signer.key_id.clone(), signature: signer.sign(&spec.signed_message()) });
     Ok((site, spec))
+}
+
+/// Whether the standby a site reports is not the one the plan wants:
+/// missing, stopped, or kept with another mode, location or port (a
+/// changed `primary_conninfo` is not reported, so not seen: run `lifeboat
+/// standby ensure` after changing it). A standby promoted by hand runs and
+/// is left alone (its status says so).
+pub fn needs_job(kept: Option<&StandbyStatus>, wanted: &StandbySpec) -> bool {
+    kept.is_none_or(|k| !k.state.running || k.port != wanted.port || k.location != wanted.location || k.mode != wanted.mode)
 }
 
 /// One cell's standby after [`ensure`].
@@ -96,9 +111,11 @@ pub struct StandbyView {
 
 impl StandbyView {
     /// From the site's answer: the standby, none, or why it could not say.
-    pub fn of(cell: &CellPlan, rpo_seconds: f64, answer: std::result::Result<Option<StandbyStatus>, String>) -> StandbyView {
+    pub fn of(plan: &Plan, cell: &CellPlan, answer: std::result::Result<Option<StandbyStatus>, String>) -> StandbyView {
         use crate::compliance::Verdict;
+        let rpo_seconds = plan.tier_of(cell).rpo.as_secs_f64();
         let site = cell.failover.sites.first().cloned().unwrap_or_default();
+        let port = wanted(plan, cell).ok().map(|(_, w)| w.port);
         let mut view = StandbyView {
             mode: cell.failover.standby,
             site,
@@ -117,12 +134,16 @@ impl StandbyView {
                 view.problem = Some("none is kept: a failover would restore from the repository (`lifeboat standby ensure`)".into());
                 return view;
             }
-            Ok(Some(s)) => s.state,
+            Ok(Some(s)) => s,
         };
+        let (kept_port, s) = (s.port, s.state);
         view.ready = s.running && s.in_recovery;
         view.streaming = s.streaming;
         view.replay_lag_seconds = s.replay_lag_seconds;
         view.problem = match (s.running, s.in_recovery) {
+            _ if port.is_some_and(|p| p != kept_port) => {
+                Some(format!("kept on port {kept_port}, where the plan no longer puts it (it wants {})", port.unwrap_or_default()))
+            }
             (false, _) => Some(format!("not running: {}", s.problem.unwrap_or_default())),
             (true, false) => Some("no longer a standby (promoted)".into()),
             (true, true) if view.mode == Standby::Stream && !s.streaming => {
@@ -174,7 +195,7 @@ mod tests {
     fn a_hot_standby_is_judged_by_its_stream_and_lag() {
         let plan = crate::plan::tests::demo_plan();
         let cell = plan.cells.iter().find(|c| c.name == "demo-a").unwrap();
-        let view = |answer| StandbyView::of(cell, 300.0, answer);
+        let view = |answer| StandbyView::of(&plan, cell, answer);
         let v = view(Ok(Some(kept(true, true, true, Some(1.0)))));
         assert_eq!((v.verdict, v.ready, v.problem.as_deref()), (Verdict::Ok, true, None));
         assert_eq!(view(Ok(Some(kept(true, true, true, Some(260.0))))).verdict, Verdict::AtRisk);

@@ -31,6 +31,10 @@ pub async fn run(c: Arc<Coordinator>, state: PathBuf) {
     if c.plan.scenarios.iter().all(|s| s.test_schedule.is_none()) {
         return std::future::pending().await;
     }
+    if c.cfg.signer.is_none() {
+        tracing::warn!("no --signing-key: the scenarios' scheduled failover tests do not run (their reports are signed)");
+        return std::future::pending().await;
+    }
     loop {
         if let Err(e) = run_due(&c, &state).await {
             tracing::error!("scheduled failover tests: {e:#}");
@@ -95,7 +99,7 @@ async fn exercise(c: &Arc<Coordinator>, state: &Path, s: &ScenarioDef, failed: &
     .await?;
     let (c2, state, id2) = (c.clone(), state.to_path_buf(), id.clone());
     // The engine reads and writes the journal as it goes: on a thread of its own, off the server's runtime.
-    tokio::task::spawn_blocking(move || -> Result<()> {
+    let driven = tokio::task::spawn_blocking(move || -> Result<()> {
         let _lock = lock(&state, &id2)?;
         let signer = c2.cfg.signer.as_ref().context("scheduled failover tests need --signing-key (their reports are signed)")?;
         let engine =
@@ -105,8 +109,16 @@ async fn exercise(c: &Arc<Coordinator>, state: &Path, s: &ScenarioDef, failed: &
         Ok(())
     })
     .await
-    .context("the test's thread")??;
-    c.blocking(move |c| Journal(&c.store).get(&id)).await
+    .context("the test's thread")
+    .and_then(|r| r);
+    c.blocking(move |c| {
+        // A test the engine could not carry out ends failed, never left running.
+        if let Err(e) = &driven {
+            Journal(&c.store).set_state(&id, FailoverState::Failed, Some(&format!("{e:#}")))?;
+        }
+        Journal(&c.store).get(&id)
+    })
+    .await
 }
 
 #[cfg(test)]

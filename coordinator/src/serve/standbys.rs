@@ -1,9 +1,10 @@
 //! Keeping the plan's standbys while the coordinator runs: every
 //! `--standby-interval`, each cell whose plan keeps a standby is looked up
 //! at its first recovery site (a read: the guest's recovery points carry
-//! it); only a standby that is missing, stopped or no longer a standby
-//! gets a `standby` job (bootstrap or start), so the site's job history
-//! holds repairs, not a job per pass. A cell that failed over (a failover
+//! it); only a standby that is missing, stopped, or kept with another mode,
+//! location or port than the plan's gets a `standby` job (bootstrap, start,
+//! or bootstrap again; see [`needs_job`]), so the site's job history holds
+//! repairs, not a job per pass. A cell that failed over (a failover
 //! other than a test, not aborted) is left alone: its standby became its
 //! primary, and a new one comes with re-protecting it. A cell with no
 //! Postgres point at its site yet (no base backup) is not tried, and a
@@ -23,7 +24,7 @@ use lifeboat_api::standby::StandbyStatus;
 
 use super::Coordinator;
 use crate::failover::journal::{FailoverState, Journal};
-use crate::failover::standby::{ensure, reported, StandbyView};
+use crate::failover::standby::{ensure, needs_job, reported, wanted, StandbyView};
 use crate::plan::{CellPlan, Standby};
 
 /// The cells a failover moved: no standby is kept for them.
@@ -33,14 +34,9 @@ fn failed_over(c: &Coordinator) -> anyhow::Result<BTreeSet<String>> {
     Ok(moved.flat_map(|f| f.assessment.cells.into_iter().map(|a| a.cell)).collect())
 }
 
-/// Whether a standby as its site reports it needs no job.
-fn healthy(s: Option<&StandbyStatus>) -> bool {
-    s.is_some_and(|s| s.state.running && s.state.in_recovery)
-}
-
 /// Record what the site said of `cell`'s standby, for the status.
 fn record(c: &Coordinator, cell: &CellPlan, answer: Result<Option<StandbyStatus>, String>) {
-    let view = StandbyView::of(cell, c.plan.tier_of(cell).rpo.as_secs_f64(), answer);
+    let view = StandbyView::of(&c.plan, cell, answer);
     c.standbys.lock().expect("standbys").insert(cell.name.clone(), view);
 }
 
@@ -74,7 +70,8 @@ pub async fn keep(c: &Arc<Coordinator>, backoff: &mut Backoff, interval: Duratio
         // Nothing to bootstrap from before the cell's first base backup.
         let bootstrappable =
             |r: &lifeboat_api::Recovery| r.locations.iter().any(|l| l.postgres.as_ref().is_some_and(|p| p.recoverable_to.is_some()));
-        let repair = matches!(&answer, Ok(r) if !healthy(r.standby.as_ref()) && bootstrappable(r)) && backoff.due(&cell.name, now);
+        let Ok((_, want)) = wanted(&c.plan, cell) else { continue };
+        let repair = matches!(&answer, Ok(r) if needs_job(r.standby.as_ref(), &want) && bootstrappable(r)) && backoff.due(&cell.name, now);
         record(c, cell, answer.map(|r| r.standby));
         let Some(signer) = c.cfg.signer.as_ref().filter(|_| repair) else { continue };
         let key = lifeboat_process::stamped_id("lifeboat-standby", crate::clock::now(), rand::random());

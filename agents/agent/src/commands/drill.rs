@@ -118,6 +118,11 @@ async fn drill(global: &Global, args: RunArgs) -> Result<ExitCode> {
         replay_timeout: args.replay_timeout,
         server_env: lifeboat_drill::confine::server_env(&urls, std::env::vars()),
     };
+    // A takeover works where the cell's standby is kept: never beside a standby job.
+    let _lock = match &spec.takeover {
+        Some(t) => Some(lifeboat_drill::standby::lock(&env.restore_root, t.port).map_err(anyhow::Error::msg)?),
+        None => None,
+    };
     let scratch = match &spec.takeover {
         Some(t) => Scratch::keep(&env.restore_root, &env.cell, t, brokers.as_ref(), &env.pg_bindir),
         None => Scratch::create(&env.restore_root, brokers.as_ref(), &env.pg_bindir),

@@ -145,7 +145,6 @@ async fn raise(
     Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
-/// The fence already raised at `epoch` in one of the locations (a rerun).
 /// `NAME=URL` as (NAME, URL); a plain URL (its scheme's `:` comes before
 /// any `=`, which a query may hold) as (None, URL).
 fn named(arg: &str) -> (Option<&str>, &str) {
@@ -155,6 +154,7 @@ fn named(arg: &str) -> (Option<&str>, &str) {
     }
 }
 
+/// The fence already raised at `epoch` in one of the locations (a rerun).
 async fn rerun_of(opened: &[lifeboat_repository::Repository], cell: &str, epoch: Option<u64>) -> Result<Option<Fence>> {
     let Some(epoch) = epoch else { return Ok(None) };
     for repo in opened {

@@ -107,6 +107,7 @@ async fn ensure(global: &Global, args: EnsureArgs) -> Result<ExitCode> {
         server_env: lifeboat_drill::confine::server_env(&[args.repo.url.as_str()], std::env::vars()),
         timeout: args.timeout,
     };
+    let _lock = standby::lock(&env.restore_root, spec.port).map_err(anyhow::Error::msg)?;
     let status = standby::ensure(&env, &spec).await.map_err(anyhow::Error::msg)?;
     emit(global, &status, render);
     Ok(ExitCode::SUCCESS)

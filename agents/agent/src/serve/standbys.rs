@@ -41,6 +41,14 @@ impl StandbyMetrics {
         m
     }
 
+    /// No standby of `cell` is kept here (any more): down, not streaming.
+    fn none(&self, cell: &str) {
+        let label = Cell { cell: cell.to_string() };
+        self.up.get_or_create(&label).set(0);
+        self.streaming.get_or_create(&label).set(0);
+        self.lag.remove(&label);
+    }
+
     fn record(&self, status: &StandbyStatus) {
         let label = Cell { cell: status.cell.clone() };
         self.up.get_or_create(&label).set(i64::from(status.state.running));
@@ -65,12 +73,12 @@ pub async fn of(agent: &Agent, cell: &str) -> Option<StandbyStatus> {
 
 /// Read every guest's standby into the metrics, every [`INTERVAL`].
 pub async fn run(agent: Arc<Agent>) {
-    let mut cells: Vec<String> = agent.config.guests.iter().map(|g| g.cell.clone()).collect();
-    cells.dedup();
+    let cells: std::collections::BTreeSet<String> = agent.config.guests.iter().map(|g| g.cell.clone()).collect();
     loop {
         for cell in &cells {
-            if let Some(status) = of(&agent, cell).await {
-                agent.standby_metrics.record(&status);
+            match of(&agent, cell).await {
+                Some(status) => agent.standby_metrics.record(&status),
+                None => agent.standby_metrics.none(cell),
             }
         }
         tokio::time::sleep(INTERVAL).await;
