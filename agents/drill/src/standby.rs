@@ -122,8 +122,13 @@ pub fn listen(dir: &Path, port: u16) -> Listen {
 
 /// The standby of `cell` under `root`, wherever its port is.
 pub fn find(root: &Path, cell: &str) -> Option<(PathBuf, Record)> {
-    let entries = std::fs::read_dir(root).ok()?;
-    entries.flatten().map(|e| e.path()).filter(|p| !p.join("takeover.name").exists()).find_map(|p| {
+    kept(root, cell).next()
+}
+
+/// Every standby of `cell` under `root` (directories a takeover holds are not standbys).
+fn kept<'a>(root: &Path, cell: &'a str) -> impl Iterator<Item = (PathBuf, Record)> + 'a {
+    let entries = std::fs::read_dir(root).into_iter().flatten().flatten();
+    entries.map(|e| e.path()).filter(|p| !p.join("takeover.name").exists()).filter_map(move |p| {
         let r = record(&p).filter(|r| r.cell == cell)?;
         Some((p, r))
     })
@@ -198,12 +203,9 @@ fn check_spec(env: &StandbyEnv, spec: &StandbySpec) -> Result<(), String> {
 /// The cell's standby kept at another port (the plan moved it) is
 /// stopped and removed: one standby per cell.
 fn retire_elsewhere(root: &Path, spec: &StandbySpec, bindir: &Path) -> Result<(), String> {
-    let Ok(entries) = std::fs::read_dir(root) else { return Ok(()) };
-    for other in entries.flatten().map(|e| e.path()).filter(|p| *p != dir(root, spec.port) && !p.join("takeover.name").exists()) {
-        if record(&other).is_some_and(|r| r.cell == spec.cell) {
-            tracing::warn!(cell = %spec.cell, directory = %other.display(), "removing the cell's standby kept at another port");
-            crate::scratch::clear(&other, bindir)?;
-        }
+    for (other, _) in kept(root, &spec.cell).filter(|(p, _)| *p != dir(root, spec.port)) {
+        tracing::warn!(cell = %spec.cell, directory = %other.display(), "removing the cell's standby kept at another port");
+        crate::scratch::clear(&other, bindir)?;
     }
     Ok(())
 }

@@ -139,8 +139,7 @@ pub async fn run(args: RunArgs) -> Result<Done<View>> {
 /// Two failovers of one cell would fence twice and call its hooks twice:
 /// an unfinished one (running, waiting or failed) must be resumed or aborted first.
 fn refuse_overlap(store: &Store, assessment: &Assessment) -> Result<()> {
-    let unfinished = |o: &Failover| !o.test && (!o.state.is_final() || o.state == FailoverState::Failed);
-    for other in Journal(store).list()?.into_iter().filter(unfinished) {
+    for other in Journal(store).list()?.into_iter().filter(Failover::unfinished) {
         let shared: Vec<&str> =
             assessment.cells.iter().filter(|c| other.assessment.cells.iter().any(|o| o.cell == c.cell)).map(|c| c.cell.as_str()).collect();
         if !shared.is_empty() {

@@ -22,10 +22,9 @@ pub async fn ensure(plans: &Path, signing_key: &Path, only: Option<&str>) -> Res
     if let Some(o) = only.filter(|_| cells.is_empty()) {
         anyhow::bail!("no cell {o:?} in plan {}", plan.name);
     }
-    let key = lifeboat_process::stamped_id("lifeboat-standby", crate::clock::now(), rand::random());
     let mut out = Vec::new();
     for cell in cells.into_iter().filter(|c| c.failover.standby != Standby::None) {
-        out.push(keep(&plan, cell, &signer, &format!("{key}-{}", cell.name)).await);
+        out.push(keep(&plan, cell, &signer).await);
     }
     let text = out.iter().map(line).collect::<Vec<_>>().join("\n");
     let ok = out.iter().all(|k| k.error.is_none());

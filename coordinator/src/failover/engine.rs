@@ -160,11 +160,7 @@ impl Engine<'_> {
             self.journal().intent(&f.id, &c.cell, step, &key(&f.id, &c.cell, step))?;
             // The journaled key: the first one, or a retry's.
             let key = self.journal().step(&f.id, &c.cell, step)?.context("the step was just journaled")?.idempotency_key;
-            let (state, detail, error) = match self.carry_out(f, c, step, &key).await {
-                Ok(Some(detail)) => (StepState::Done, detail, None),
-                Ok(None) => (StepState::Skipped, Value::Null, None),
-                Err(e) => (StepState::Failed, Value::Null, Some(format!("{e:#}"))),
-            };
+            let (state, detail, error) = closing(self.carry_out(f, c, step, &key).await);
             self.journal().close(&f.id, &c.cell, step, state, &detail, error.as_deref())?;
             if let Some(e) = error {
                 tracing::error!(failover = %f.id, cell = %c.cell, step, error = %e, "failover step failed");
@@ -255,10 +251,7 @@ impl Engine<'_> {
             }
             let Ok((cell, site)) = self.placed(c) else { continue };
             self.journal().intent(id, &c.cell, "report", &key(id, &c.cell, "report"))?;
-            let (state, detail, error) = match self.report(&f, c, cell, site).await {
-                Ok(detail) => (StepState::Done, detail, None),
-                Err(e) => (StepState::Failed, Value::Null, Some(format!("{e:#}"))),
-            };
+            let (state, detail, error) = closing(self.report(&f, c, cell, site).await.map(Some));
             self.journal().close(id, &c.cell, "report", state, &detail, error.as_deref())?;
         }
         Ok(())
@@ -348,12 +341,18 @@ impl Engine<'_> {
         }
         let key = key(&f.id, cell, &name);
         self.journal().intent(&f.id, cell, &name, &key)?;
-        let (state, detail, error) = match self.hook(f, cell, step, &key, detail).await {
-            Ok(Some(d)) => (StepState::Done, d, None),
-            Ok(None) => (StepState::Skipped, Value::Null, None),
-            Err(e) => (StepState::Failed, Value::Null, Some(format!("{e:#}"))),
-        };
+        let (state, detail, error) = closing(self.hook(f, cell, step, &key, detail).await);
         self.journal().close(&f.id, cell, &name, state, &detail, error.as_deref())
+    }
+}
+
+/// How a step's side effect closes its journal entry: done with its
+/// evidence, skipped (it did not apply), or failed with why.
+fn closing(result: Result<Option<Value>>) -> (StepState, Value, Option<String>) {
+    match result {
+        Ok(Some(detail)) => (StepState::Done, detail, None),
+        Ok(None) => (StepState::Skipped, Value::Null, None),
+        Err(e) => (StepState::Failed, Value::Null, Some(format!("{e:#}"))),
     }
 }
 

@@ -131,6 +131,13 @@ fn json_column<T: serde::de::DeserializeOwned>(r: &Row<'_>, column: &str) -> rus
 }
 
 impl Failover {
+    /// A real failover (not a test) not yet done or aborted: it may still
+    /// fence, restore and route, so another failover of its cells, or a
+    /// scheduled test, waits for it (resume or abort it first).
+    pub fn unfinished(&self) -> bool {
+        !self.test && (!self.state.is_final() || self.state == FailoverState::Failed)
+    }
+
     fn from_row(r: &Row<'_>) -> rusqlite::Result<Failover> {
         Ok(Failover {
             id: r.get("id")?,

@@ -66,13 +66,14 @@ pub struct Kept {
 }
 
 /// Have the site keep `cell`'s standby (bootstrap, start or find it), and
-/// wait for the job.
-pub async fn ensure(plan: &Plan, cell: &CellPlan, signer: &Signer, key: &str) -> Kept {
+/// wait for the job (submitted under a new key: each call is a new job).
+pub async fn ensure(plan: &Plan, cell: &CellPlan, signer: &Signer) -> Kept {
     let mut kept = Kept { cell: cell.name.clone(), site: None, standby: None, error: None };
+    let key = format!("{}-{}", lifeboat_process::stamped_id("lifeboat-standby", crate::clock::now(), rand::random()), cell.name);
     let done = async {
         let (site, spec) = spec(plan, cell, signer)?;
         kept.site = Some(site.name.clone());
-        let job = super::engine::site_job(site, key, &JobSpec::Standby(spec)).await?;
+        let job = super::engine::site_job(site, &key, &JobSpec::Standby(spec)).await?;
         match job.result {
             Some(JobResult::Standby(status)) => Ok(*status),
             _ => anyhow::bail!("the standby job on {} failed: {}", site.name, job.error.unwrap_or_default()),

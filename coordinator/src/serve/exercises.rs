@@ -62,7 +62,7 @@ fn export(c: &Coordinator, journal: &[Failover]) {
 async fn run_due(c: &Arc<Coordinator>, state: &Path) -> Result<()> {
     let (journal, since) = c.blocking(|c| anyhow::Ok((Journal(&c.store).list()?, c.store.created()?))).await?;
     export(c, &journal);
-    if let Some(busy) = journal.iter().find(|f| !f.test && (!f.state.is_final() || f.state == FailoverState::Failed)) {
+    if let Some(busy) = journal.iter().find(|f| f.unfinished()) {
         tracing::debug!(failover = %busy.id, "scheduled failover tests wait: a failover is unfinished");
         return Ok(());
     }

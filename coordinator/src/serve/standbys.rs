@@ -74,8 +74,7 @@ pub async fn keep(c: &Arc<Coordinator>, backoff: &mut Backoff, interval: Duratio
         let repair = matches!(&answer, Ok(r) if needs_job(r.standby.as_ref(), &want) && bootstrappable(r)) && backoff.due(&cell.name, now);
         record(c, cell, answer.map(|r| r.standby));
         let Some(signer) = c.cfg.signer.as_ref().filter(|_| repair) else { continue };
-        let key = lifeboat_process::stamped_id("lifeboat-standby", crate::clock::now(), rand::random());
-        let kept = ensure(&c.plan, cell, signer, &format!("{key}-{}", cell.name)).await;
+        let kept = ensure(&c.plan, cell, signer).await;
         match (kept.standby, kept.error) {
             (Some(s), _) => {
                 tracing::info!(cell = %cell.name, port = s.port, action = %s.action, "standby kept");
