@@ -148,6 +148,14 @@ enum FailoverCommand {
         #[command(flatten)]
         driver: commands::failover_run::Driver,
     },
+    /// Commit a done failover once its new primaries are confirmed: each is re-protected (its WAL
+    /// archived and a base backup taken into the location it was restored from, on its new
+    /// timeline). Run again after a failure: what is done is not repeated.
+    Commit {
+        id: String,
+        #[command(flatten)]
+        driver: commands::failover_run::Driver,
+    },
     /// Stop a failover: no further step starts (what was done stays; status says what).
     Abort {
         id: String,
@@ -320,6 +328,9 @@ fn main() -> ExitCode {
         }
         Command::Failover(FailoverCommand::Resume { id, driver }) => {
             commands::operate(output, async move { commands::failover_run::resume(&driver, &id).await })
+        }
+        Command::Failover(FailoverCommand::Commit { id, driver }) => {
+            commands::operate(output, async move { commands::failover_run::commit(&driver, &id).await })
         }
         Command::Failover(FailoverCommand::Abort { id, state, plans, signing_key, reports }) => {
             let reporting = plans.zip(signing_key).map(|(plans, signing_key)| commands::failover_run::Driver {

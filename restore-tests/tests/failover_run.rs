@@ -522,6 +522,7 @@ fn a_hot_standby_is_promoted_with_every_streamed_transaction() {
     // Kafka up to the cut, under the site's prefix.
     let restored = cell.kafka.kcat_read(&format!("{prefix}{}.{}", cell.name, cell.topic));
     assert_eq!(restored.values().map(Vec::len).sum::<usize>(), 10, "the snapshot's 10 events");
+    commit_reprotects(&setup, &site, &cell, id, &new_primary);
     // A standby is never bootstrapped over the new primary, and the coordinator leaves the cell alone.
     let (kept_ok, kept) = ensure();
     assert!(!kept_ok && kept[0]["error"].as_str().unwrap().contains("the cell's primary since a failover"), "{kept}");
@@ -529,6 +530,40 @@ fn a_hot_standby_is_promoted_with_every_streamed_transaction() {
     let (_, jobs) = site.get("/v1/jobs");
     let standby_jobs = jobs["jobs"].as_array().unwrap().iter().filter(|j| j["spec"]["kind"] == "standby").count();
     assert_eq!(standby_jobs, 4, "two ensures, one restart by the coordinator, the refused ensure; none from the coordinator after: {jobs}");
+}
+
+/// `failover commit`: the new primary archives its timeline into the cell's
+/// repository (from its first segment: its WAL was held since the
+/// promotion) and gets a base backup there; a restore of that repository
+/// to its latest point, started apart, holds every payment the new primary
+/// has, also those written after the commit. A second commit repeats nothing.
+fn commit_reprotects(setup: &Setup, site: &Service, cell: &PaymentsCell, id: &str, new_primary: &Cluster) {
+    let (committed_ok, committed) = setup.driven(&["commit", id]);
+    assert!(committed_ok, "{committed}");
+    assert_eq!(committed["failover"]["state"], "committed", "{committed}");
+    let reprotect = &step(&committed, &cell.name, "reprotect").unwrap()["detail"];
+    assert_eq!(reprotect["archiving_change"], "reloaded", "a takeover's WAL is held for it, no restart: {reprotect}");
+    let timeline = reprotect["timeline"].as_u64().unwrap();
+    assert!(timeline >= 2 && reprotect["backup"]["timeline"] == timeline, "a backup on the new timeline: {reprotect}");
+    new_primary.psql("insert into payments (amount) values (2.00)");
+    switch_and_wait(new_primary);
+    let want = ids(new_primary);
+
+    let dir = cell.a.root.join("after-commit");
+    let restored = Cluster::existing(&dir);
+    let (data, port, bin) = (dir.join("data"), restored.port.to_string(), cell.a.bin.display().to_string());
+    let args = ["pg", "restore", "--repo", &cell.a.repo, "--cell", &cell.name, "--key-file", cell.a.k(), "--latest", "--no-archive"];
+    let start = ["--to", data.to_str().unwrap(), "--agent-path", &bin, "--start", "--port", &port, "--output", "json"];
+    let report: Value = serde_json::from_str(&ok(&agent(&[&args[..], &start[..]].concat(), &[]))).unwrap();
+    assert_eq!(report["backup_id"], reprotect["backup"]["backup_id"], "the newest backup is the commit's: {report}");
+    assert_eq!(ids(&restored), want, "the repository holds every payment of the new primary");
+    restored.stop();
+
+    let (again_ok, again) = setup.driven(&["commit", id]);
+    assert!(again_ok && again["failover"]["state"] == "committed", "{again}");
+    let (_, jobs) = site.get("/v1/jobs");
+    let reprotects = jobs["jobs"].as_array().unwrap().iter().filter(|j| j["spec"]["kind"] == "reprotect").count();
+    assert_eq!(reprotects, 1, "committed once: {jobs}");
 }
 
 /// Stops the takeover's server (it outlives the agent by design) when the test ends, passed or not.

@@ -55,6 +55,8 @@ enum Command {
     /// Standbys a recovery site keeps for other cells (hot or warm), promoted by a failover.
     #[command(subcommand)]
     Standby(commands::standby::StandbyCommand),
+    /// Make a failover's new primary kept here archive and back up into the cell's repository.
+    Reprotect(commands::reprotect::ReprotectArgs),
     /// Serve the HTTP API the coordinator drives (jobs, health, metrics) for one cell.
     Serve(serve::ServeArgs),
 }
@@ -102,6 +104,7 @@ fn main() -> ExitCode {
                 Command::Kafka(cmd) => commands::kafka::run(&cli.global, cmd).await,
                 Command::Drill(cmd) => commands::drill::run(&cli.global, cmd).await,
                 Command::Standby(cmd) => commands::standby::run(&cli.global, cmd).await,
+                Command::Reprotect(args) => commands::reprotect::run(&cli.global, args).await,
                 Command::Serve(args) => serve::run(&cli.global, args, lifeboat_process::shutdown_signal()).await,
             }
         };

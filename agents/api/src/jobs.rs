@@ -87,6 +87,9 @@ pub enum JobSpec {
     },
     /// Keep a standby of a guest cell (bootstrap, start or report it).
     Standby(StandbySpec),
+    /// Make a guest's takeover (its primary since a failover) archive and
+    /// back up into one of its locations (`lifeboat failover commit`).
+    Reprotect(crate::reprotect::ReprotectSpec),
 }
 
 /// The kind of a job: its spec's tag, the metrics label, the per-kind lock.
@@ -103,10 +106,11 @@ pub enum JobKind {
     Drill,
     Fence,
     Standby,
+    Reprotect,
 }
 
 impl JobKind {
-    pub const ALL: [JobKind; 10] = [
+    pub const ALL: [JobKind; 11] = [
         JobKind::PgBackup,
         JobKind::KafkaSnapshot,
         JobKind::Copy,
@@ -117,6 +121,7 @@ impl JobKind {
         JobKind::Drill,
         JobKind::Fence,
         JobKind::Standby,
+        JobKind::Reprotect,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -131,6 +136,7 @@ impl JobKind {
             JobKind::Drill => "drill",
             JobKind::Fence => "fence",
             JobKind::Standby => "standby",
+            JobKind::Reprotect => "reprotect",
         }
     }
 }
@@ -154,14 +160,15 @@ impl JobSpec {
             JobSpec::Drill(_) => JobKind::Drill,
             JobSpec::Fence { .. } => JobKind::Fence,
             JobSpec::Standby(_) => JobKind::Standby,
+            JobSpec::Reprotect(_) => JobKind::Reprotect,
         }
     }
 
-    /// A failover's step (a fence, a takeover): run at once, beside any
-    /// other job.
+    /// A failover's step (a fence, a takeover, re-protecting one): run at
+    /// once, beside any other job.
     pub fn is_failover(&self) -> bool {
         match self {
-            JobSpec::Fence { .. } => true,
+            JobSpec::Fence { .. } | JobSpec::Reprotect(_) => true,
             JobSpec::Drill(d) => d.takeover.is_some(),
             _ => false,
         }

@@ -12,6 +12,7 @@
 //! - [`drill`]: the restore drill the coordinator asks for, and its outcome
 //! - [`service`]: health, version, report lists, error bodies
 //! - [`standby`]: the standbys a recovery site keeps for its guests
+//! - [`reprotect`]: a failover's new primary made to archive and back up again
 //! - [`openapi`]: the endpoints and the document generated from the types
 //!
 //! Instants are `time::OffsetDateTime` in RFC 3339; durations are
@@ -22,6 +23,7 @@ pub mod duration;
 pub mod jobs;
 pub mod openapi;
 pub mod recovery;
+pub mod reprotect;
 pub mod results;
 mod schema;
 pub mod service;

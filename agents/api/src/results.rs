@@ -25,6 +25,7 @@ pub enum JobResult {
     Drill(Box<DrillOutcome>),
     Fence(FenceDone),
     Standby(Box<crate::standby::StandbyStatus>),
+    Reprotect(Box<crate::reprotect::Reprotected>),
 }
 
 impl JobResult {
@@ -40,6 +41,7 @@ impl JobResult {
             JobResult::Drill(_) => JobKind::Drill,
             JobResult::Fence(_) => JobKind::Fence,
             JobResult::Standby(_) => JobKind::Standby,
+            JobResult::Reprotect(_) => JobKind::Reprotect,
         }
     }
 
@@ -56,6 +58,7 @@ impl JobResult {
             JobKind::Drill => JobResult::Drill(Box::new(serde_json::from_slice(json)?)),
             JobKind::Fence => JobResult::Fence(serde_json::from_slice(json)?),
             JobKind::Standby => JobResult::Standby(serde_json::from_slice(json)?),
+            JobKind::Reprotect => JobResult::Reprotect(serde_json::from_slice(json)?),
         })
     }
 }

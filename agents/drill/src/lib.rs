@@ -8,11 +8,13 @@
 //! - [`run`]: the drill itself, step by step
 //! - [`scratch`]: the scratch environment and its cleanup
 //! - [`standby`]: a guest cell's standby, kept where its takeover would go
+//! - [`reprotect`]: a takeover made to archive and back up again
 //! - `checks`: the smoke checks
 //! - [`confine`]: what the scratch server and the checks are allowed
 
 mod checks;
 pub mod confine;
+pub mod reprotect;
 pub mod run;
 pub mod scratch;
 pub mod standby;

@@ -282,7 +282,7 @@ async fn promote_standby(env: &DrillEnv, scratch: &Scratch) -> Result<(PgRestore
     let launch = launch(env, scratch);
     if !lifeboat_postgres::server::running(&data) {
         lifeboat_postgres::server::start(&data, &launch).map_err(|e| format!("starting the standby: {e}"))?;
-        lifeboat_postgres::standby::wait_ready(&data, &launch).await.map_err(|e| e.to_string())?;
+        lifeboat_postgres::server::wait_answering(&data, &launch).await.map_err(|e| e.to_string())?;
     }
     let before = lifeboat_postgres::standby::state(&launch.listen.conninfo("postgres", "postgres")).await;
     let mut report = record.restore.clone();
@@ -420,7 +420,8 @@ async fn restore_pg(
             target: attempt.clone(),
             backup: None,
             restore_command: source.restore_command.clone(),
-            preserve_archiving: false,
+            // A takeover becomes the cell's primary: its WAL waits for re-protection.
+            archiving: if scratch.kept { pg::Archiving::Held } else { pg::Archiving::Off },
             delta: false,
             tablespace_map: Vec::new(),
             tablespaces_under: Some(scratch.dir.join("tablespaces")),

@@ -178,7 +178,7 @@ pub async fn ensure(env: &StandbyEnv, spec: &StandbySpec) -> Result<StandbyStatu
                     return Ok(status(&dir, &r, "running").await);
                 }
                 server::start(&data, &launch).map_err(|e| e.to_string())?;
-                lifeboat_postgres::standby::wait_ready(&data, &launch).await.map_err(|e| e.to_string())?;
+                lifeboat_postgres::server::wait_answering(&data, &launch).await.map_err(|e| e.to_string())?;
                 return Ok(status(&dir, &r, "started").await);
             }
             // Cut off before it started, or kept with other settings: start over.
@@ -221,7 +221,7 @@ async fn bootstrap(env: &StandbyEnv, spec: &StandbySpec, dir: &Path, launch: &La
         target: Target::Latest,
         backup: None,
         restore_command: env.source.restore_command.clone(),
-        preserve_archiving: false,
+        archiving: lifeboat_postgres::restore::Archiving::Held,
         delta: false,
         tablespace_map: Vec::new(),
         tablespaces_under: Some(dir.join("tablespaces")),
@@ -241,7 +241,7 @@ async fn bootstrap(env: &StandbyEnv, spec: &StandbySpec, dir: &Path, launch: &La
     };
     // Recorded once started: a long catch-up cut off by the timeout is waited for again, not restored again.
     write_record(dir, &record)?;
-    lifeboat_postgres::standby::wait_ready(&data, launch).await.map_err(|e| e.to_string())?;
+    lifeboat_postgres::server::wait_answering(&data, launch).await.map_err(|e| e.to_string())?;
     tracing::info!(cell = %spec.cell, port = spec.port, backup = %record.restore.backup_id, "standby bootstrapped");
     Ok(status(dir, &record, "bootstrapped").await)
 }

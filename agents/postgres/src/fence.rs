@@ -6,6 +6,10 @@
 //! is the old primary, and what it writes would otherwise mix into the
 //! new primary's history. Postgres keeps refused WAL in `pg_wal`, so
 //! nothing is lost; a backup is refused before its manifest is written.
+//! A `.partial` segment passes: the new primary leaves the old timeline's
+//! last segment so named at its promotion and archives it first, and
+//! recovery never reads one (an archiver stuck on it would archive
+//! nothing of the new timeline).
 
 use lifeboat_repository::fence::{self, Fence};
 use lifeboat_repository::Repository;
@@ -35,8 +39,9 @@ pub fn refusal(fence: Option<&Fence>, cell: &str, timeline: u32, what: &str) -> 
 /// Refuse WAL file `name` when the fence in force says its timeline is over.
 pub fn check_wal(fence: Option<&Fence>, cell: &str, name: &str) -> Result<(), WalError> {
     let timeline = match WalFile::parse(name) {
-        // A history file starts a timeline: the new primary's first write.
-        Some(WalFile::History { .. }) | None => return Ok(()),
+        // A history file starts a timeline: the new primary's first write;
+        // a partial segment ends the old one at the promotion.
+        Some(WalFile::History { .. } | WalFile::Partial { .. }) | None => return Ok(()),
         Some(file) => file.timeline(),
     };
     match refusal(fence, cell, timeline, &format!("to archive {name}")) {
@@ -65,7 +70,7 @@ mod tests {
             Fence { epoch: 1, postgres_timeline: Some(3), reason: "test".into(), created: time::OffsetDateTime::now_utc(), by: "t".into() };
         let e = check_wal(Some(&f), "c", "000000020000000000000007").unwrap_err().to_string();
         assert!(e.contains("timeline 3 or later") && e.contains("on timeline 2") && e.contains("no longer the cell's primary"), "{e}");
-        assert!(check_wal(Some(&f), "c", "00000002000000000000000A.partial").is_err());
+        assert!(check_wal(Some(&f), "c", "00000002000000000000000A.partial").is_ok(), "left by the new primary's promotion");
         assert!(check_wal(Some(&f), "c", "000000030000000000000007").is_ok());
         assert!(check_wal(Some(&f), "c", "00000003.history").is_ok());
         assert!(check_wal(None, "c", "000000010000000000000001").is_ok());

@@ -21,6 +21,7 @@
 //! - [`retention`]: backups and the WAL they need, as a plan then an execution
 
 pub mod archive;
+pub mod archiving;
 pub mod backup;
 pub mod chain;
 pub mod conninfo;

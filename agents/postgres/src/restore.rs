@@ -64,10 +64,8 @@ pub struct RestoreRequest {
     pub backup: Option<String>,
     /// The `restore_command` Postgres will run (a `wal-fetch` invocation).
     pub restore_command: String,
-    /// Keep the cluster's own `archive_mode` (a restore into production's
-    /// place, which must archive again). Otherwise `archive_mode = off` is
-    /// written, so an old copy never pushes a timeline into the archive.
-    pub preserve_archiving: bool,
+    /// What the restored cluster does with its WAL once promoted.
+    pub archiving: Archiving,
     /// Restore over an existing data directory, keeping files whose
     /// content already matches the backup.
     pub delta: bool,
@@ -80,6 +78,32 @@ pub struct RestoreRequest {
 }
 
 pub use lifeboat_api::results::{PgReached as Reached, PgRestoreReport as RestoreReport};
+
+/// What a restored cluster does with its WAL once promoted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Archiving {
+    /// `archive_mode = off`: an old copy never pushes a timeline into the
+    /// archive (drills, operators' copies).
+    Off,
+    /// The cluster's own settings (a restore into production's place,
+    /// which must archive again).
+    Keep,
+    /// `archive_mode = on` with an empty `archive_command`: Postgres keeps
+    /// every WAL file it writes until a command is set (a failover's new
+    /// primary and the standbys it may be promoted from: re-protecting it
+    /// then archives its timeline from its first segment, with no restart).
+    Held,
+}
+
+impl Archiving {
+    fn settings(self) -> &'static str {
+        match self {
+            Archiving::Off => "archive_mode = 'off'\n",
+            Archiving::Keep => "",
+            Archiving::Held => "archive_mode = 'on'\narchive_command = ''\n",
+        }
+    }
+}
 
 fn choose(backups: Vec<(Manifest, PgDetails)>, req: &RestoreRequest) -> Result<(Manifest, PgDetails), PgError> {
     let cell = &req.cell;
@@ -166,9 +190,7 @@ pub async fn restore(repo: &Repository, req: &RestoreRequest) -> Result<RestoreR
     let _ = writeln!(settings, "restore_command = '{}'", req.restore_command.replace('\'', "''"));
     settings.push_str(&req.target.settings());
     settings.push_str("recovery_target_action = 'promote'\nrecovery_target_timeline = 'latest'\n");
-    if !req.preserve_archiving {
-        settings.push_str("archive_mode = 'off'\n");
-    }
+    settings.push_str(req.archiving.settings());
     let auto = req.to.join("postgresql.auto.conf");
     let mut text = std::fs::read_to_string(&auto).unwrap_or_default();
     text.push_str(&settings);

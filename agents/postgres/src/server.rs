@@ -184,6 +184,58 @@ pub fn start(data: &Path, launch: &Launch) -> Result<(), PgError> {
     Ok(())
 }
 
+/// Wait until the server of `data` that `launch` reaches answers queries
+/// (a standby: once consistent), it stops, or `launch.timeout` passes.
+pub async fn wait_answering(data: &Path, launch: &Launch) -> Result<(), PgError> {
+    let started = Instant::now();
+    let conninfo = launch.listen.conninfo("postgres", "postgres");
+    loop {
+        let last = match connect(&conninfo).await {
+            Ok(client) if client.query_one("select 1", &[]).await.is_ok() => return Ok(()),
+            Ok(_) => "a query failed".to_string(),
+            Err(e) => e.to_string(),
+        };
+        if !running(data) && started.elapsed() > Duration::from_secs(2) {
+            return Err(PgError::Config(format!(
+                "the server on {} stopped before it answered (a standby answers once consistent); see {}",
+                data.display(),
+                server_log(data).display()
+            )));
+        }
+        if started.elapsed() > launch.timeout {
+            return Err(PgError::Config(format!(
+                "the server on {} did not answer within {}s (last: {last}); see {}",
+                data.display(),
+                launch.timeout.as_secs(),
+                server_log(data).display()
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+/// Stop the server of `data` cleanly (`pg_ctl stop -m fast`: its clients
+/// are disconnected, a checkpoint is written), start it again as `launch`
+/// says and wait until it answers.
+pub async fn restart(data: &Path, launch: &Launch) -> Result<(), PgError> {
+    let out = pg_ctl(&launch.bindir)
+        .arg("-D")
+        .arg(data)
+        .args(["-m", "fast", "-w", "-t", "120", "stop"])
+        .current_dir("/")
+        .output()
+        .map_err(|e| PgError::Config(format!("running {}: {e}", launch.bindir.join("pg_ctl").display())))?;
+    if !out.status.success() && running(data) {
+        return Err(PgError::Config(format!(
+            "pg_ctl stop -m fast on {} failed: {}",
+            data.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    start(data, launch)?;
+    wait_answering(data, launch).await
+}
+
 /// Whether a postmaster runs on `data` (its pid file names a live process).
 pub fn running(data: &Path) -> bool {
     postmaster(data).is_some()

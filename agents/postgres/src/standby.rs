@@ -9,12 +9,10 @@
 
 use std::fmt::Write as _;
 use std::path::Path;
-use std::time::{Duration, Instant};
 
 use lifeboat_api::standby::StandbyState;
 
 use crate::backup::{connect, PgError};
-use crate::server::Launch;
 
 /// Make the restored data directory `data` a standby (streaming from
 /// `primary_conninfo` when given). The conninfo must hold no password.
@@ -44,34 +42,6 @@ pub fn check_conninfo(conninfo: &str) -> Result<(), PgError> {
         ));
     }
     Ok(())
-}
-
-/// Wait until the standby `launch` reaches answers (it is consistent), it
-/// stops, or `launch.timeout` passes.
-pub async fn wait_ready(data: &Path, launch: &Launch) -> Result<(), PgError> {
-    let started = Instant::now();
-    let conninfo = launch.listen.conninfo("postgres", "postgres");
-    loop {
-        let last = match connect(&conninfo).await {
-            Ok(client) if client.query_one("select 1", &[]).await.is_ok() => return Ok(()),
-            Ok(_) => "a query failed".to_string(),
-            Err(e) => e.to_string(),
-        };
-        if !crate::server::running(data) && started.elapsed() > Duration::from_secs(2) {
-            return Err(PgError::Config(format!(
-                "the standby stopped before it became consistent; see {}",
-                crate::server::server_log(data).display()
-            )));
-        }
-        if started.elapsed() > launch.timeout {
-            return Err(PgError::Config(format!(
-                "the standby did not answer within {}s (last: {last}); see {}",
-                launch.timeout.as_secs(),
-                crate::server::server_log(data).display()
-            )));
-        }
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    }
 }
 
 const STATE: &str = "select pg_is_in_recovery(),

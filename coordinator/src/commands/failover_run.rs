@@ -1,4 +1,4 @@
-//! `lifeboat failover run | approve | resume | abort | status | list`: the
+//! `lifeboat failover run | approve | resume | commit | abort | status | list`: the
 //! journaled failover (see `crate::failover::engine`), driven from this
 //! process with the coordinator's state database (`--state`), the plan
 //! (`--plans`) and the key that signs smoke checks (`--signing-key`).
@@ -220,7 +220,7 @@ pub async fn resume(d: &Driver, id: &str) -> Result<Done<View>> {
     let store = Store::open(&d.state)?;
     let _lock = lock(&d.state, id)?;
     let f = Journal(&store).get(id)?;
-    if matches!(f.state, FailoverState::Done | FailoverState::Aborted) {
+    if matches!(f.state, FailoverState::Done | FailoverState::Aborted | FailoverState::Committed) {
         bail!("failover {id} is {}; nothing to resume", f.state.as_str());
     }
     let again = Journal(&store).reopen_failed(id)?;
@@ -231,13 +231,22 @@ pub async fn resume(d: &Driver, id: &str) -> Result<Done<View>> {
     drive(d, &store, id).await
 }
 
+/// `failover commit ID`: re-protect every cell's new primary, then mark it committed.
+pub async fn commit(d: &Driver, id: &str) -> Result<Done<View>> {
+    let store = Store::open(&d.state)?;
+    let _lock = lock(&d.state, id)?;
+    let (plan, signer) = plan_and_key(d)?;
+    engine(d, &plan, &store, &signer).commit(id).await?;
+    view(&store, id)
+}
+
 /// `failover abort ID`: no further step starts. What was done stays;
 /// with `reporting`, each cell without a report gets one saying what.
 pub async fn abort(state: &Path, id: &str, reporting: Option<&Driver>) -> Result<Done<View>> {
     let store = Store::open(state)?;
     let f = Journal(&store).get(id)?;
     // An aborted one again: only to write the reports a first abort could not.
-    if f.state == FailoverState::Done || (f.state == FailoverState::Aborted && reporting.is_none()) {
+    if matches!(f.state, FailoverState::Done | FailoverState::Committed) || (f.state == FailoverState::Aborted && reporting.is_none()) {
         bail!("failover {id} is already {}", f.state.as_str());
     }
     if f.state != FailoverState::Aborted {

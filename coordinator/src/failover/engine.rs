@@ -92,7 +92,7 @@ pub fn key(failover: &str, cell: &str, step: &str) -> String {
 }
 
 impl Engine<'_> {
-    fn journal(&self) -> Journal<'_> {
+    pub(super) fn journal(&self) -> Journal<'_> {
         Journal(self.store)
     }
 
@@ -187,7 +187,7 @@ impl Engine<'_> {
         }
     }
 
-    fn placed(&self, c: &CellAssessment) -> Result<(&CellPlan, &SiteDef)> {
+    pub(super) fn placed(&self, c: &CellAssessment) -> Result<(&CellPlan, &SiteDef)> {
         let cell =
             self.plan.cells.iter().find(|p| p.name == c.cell).with_context(|| format!("cell {} is no longer in the plan", c.cell))?;
         let site = c.site.as_deref().with_context(|| format!("cell {} has no recovery site (failover plan says why)", c.cell))?;
@@ -348,7 +348,7 @@ impl Engine<'_> {
 
 /// How a step's side effect closes its journal entry: done with its
 /// evidence, skipped (it did not apply), or failed with why.
-fn closing(result: Result<Option<Value>>) -> (StepState, Value, Option<String>) {
+pub(super) fn closing(result: Result<Option<Value>>) -> (StepState, Value, Option<String>) {
     match result {
         Ok(Some(detail)) => (StepState::Done, detail, None),
         Ok(None) => (StepState::Skipped, Value::Null, None),

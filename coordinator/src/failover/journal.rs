@@ -27,6 +27,8 @@ pub enum FailoverState {
     Done,
     Failed,
     Aborted,
+    /// Done, and every cell's new primary re-protected (`failover commit`).
+    Committed,
 }
 
 impl FailoverState {
@@ -37,18 +39,26 @@ impl FailoverState {
             FailoverState::Done => "done",
             FailoverState::Failed => "failed",
             FailoverState::Aborted => "aborted",
+            FailoverState::Committed => "committed",
         }
     }
 
     fn parse(s: &str) -> rusqlite::Result<FailoverState> {
-        [FailoverState::Running, FailoverState::Waiting, FailoverState::Done, FailoverState::Failed, FailoverState::Aborted]
-            .into_iter()
-            .find(|x| x.as_str() == s)
-            .ok_or_else(|| rusqlite::Error::InvalidColumnType(0, format!("failover state {s}"), rusqlite::types::Type::Text))
+        [
+            FailoverState::Running,
+            FailoverState::Waiting,
+            FailoverState::Done,
+            FailoverState::Failed,
+            FailoverState::Aborted,
+            FailoverState::Committed,
+        ]
+        .into_iter()
+        .find(|x| x.as_str() == s)
+        .ok_or_else(|| rusqlite::Error::InvalidColumnType(0, format!("failover state {s}"), rusqlite::types::Type::Text))
     }
 
     pub fn is_final(self) -> bool {
-        matches!(self, FailoverState::Done | FailoverState::Failed | FailoverState::Aborted)
+        matches!(self, FailoverState::Done | FailoverState::Failed | FailoverState::Aborted | FailoverState::Committed)
     }
 }
 
@@ -218,6 +228,12 @@ impl Journal<'_> {
             "UPDATE failovers SET state = ?2, error = ?3, finished = ?4 WHERE id = ?1 AND state NOT IN ('aborted', 'done')",
             params![id, state.as_str(), error, finished],
         )?;
+        Ok(())
+    }
+
+    /// Mark a done failover committed (its new primaries re-protected).
+    pub fn commit(&self, id: &str) -> Result<()> {
+        self.0.db().execute("UPDATE failovers SET state = 'committed' WHERE id = ?1 AND state = 'done'", params![id])?;
         Ok(())
     }
 

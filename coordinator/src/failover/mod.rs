@@ -12,10 +12,12 @@
 //! - [`engine`]: carrying a journaled failover out: fence, restore (a
 //!   takeover at the recovery site), smoke, route, verify, report, in waves.
 //! - [`report`]: a cell's failover report, signed onto its chain.
+//! - [`commit`]: re-protecting the new primaries once a failover is confirmed.
 //! - [`standby`]: the standbys the plan keeps at recovery sites.
 //! - [`view`]: a failover as `failover status` and the coordinator's API show it.
 
 pub mod assess;
+pub mod commit;
 pub mod engine;
 pub mod hooks;
 pub mod journal;

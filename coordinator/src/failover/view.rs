@@ -57,13 +57,15 @@ pub fn view(store: &Store, id: &str) -> Result<View> {
     let next = match f.state {
         FailoverState::Waiting => waiting_for(store, &f)?.map(|s| format!("lifeboat failover approve {id} --step {s}")),
         FailoverState::Failed | FailoverState::Running => Some(format!("lifeboat failover resume {id}")),
+        FailoverState::Done if !f.test => Some(format!("lifeboat failover commit {id} (once the new primaries are confirmed)")),
         _ => None,
     };
     Ok(View { approvals: j.approvals(id)?, failover: f, steps, cells, next })
 }
 
 fn measure(f: &Failover, c: &assess::CellAssessment, steps: &[StepRecord]) -> CellMeasure {
-    let mine: Vec<&StepRecord> = steps.iter().filter(|s| s.cell == c.cell).collect();
+    // Re-protecting comes after the failover: it is not part of its RTO.
+    let mine: Vec<&StepRecord> = steps.iter().filter(|s| s.cell == c.cell && s.step != super::commit::STEP).collect();
     let all_done = !mine.is_empty() && mine.iter().all(|s| matches!(s.state, StepState::Done | StepState::Skipped));
     let last = mine.iter().filter_map(|s| s.finished).max();
     let restore = mine.iter().find(|s| s.step == "restore").map(|s| &s.detail);

@@ -8,5 +8,6 @@ pub mod key;
 pub mod pg;
 pub mod repo;
 pub mod repo_access;
+pub mod reprotect;
 pub mod standby;
 pub mod wal;

@@ -213,10 +213,20 @@ struct Info {
 /// Postgres' `restore_command` for a restore from `repo_url`: this agent's
 /// `wal-fetch`, with the key file when the repository is encrypted.
 pub fn restore_command(global: &Global, repo_url: &str, cell: &str, agent_path: Option<PathBuf>) -> Result<String> {
+    wal_command(global, "wal-fetch %f %p", repo_url, cell, agent_path)
+}
+
+/// Postgres' `archive_command` for `repo_url` as `cell`: `wal-push %p` of this agent.
+pub fn archive_command(global: &Global, repo_url: &str, cell: &str) -> Result<String> {
+    wal_command(global, "wal-push %p", repo_url, cell, None)
+}
+
+/// `<agent> <verb> --repo URL --cell CELL [--key-file F]`, shell-quoted.
+fn wal_command(global: &Global, verb: &str, repo_url: &str, cell: &str, agent_path: Option<PathBuf>) -> Result<String> {
     let key_file = match &global.key_file {
         Some(k) => Some(std::fs::canonicalize(k).with_context(|| format!("key file {}", k.display()))?),
         None if std::env::var("LIFEBOAT_KEY").is_ok() => {
-            bail!("a restore needs --key-file: Postgres' restore_command must read the key from a file")
+            bail!("Postgres' {verb} command needs --key-file: it must read the key from a file")
         }
         None => None,
     };
@@ -226,7 +236,7 @@ pub fn restore_command(global: &Global, repo_url: &str, cell: &str, agent_path: 
     };
     // Shell-quoted: Postgres runs it through /bin/sh, and URLs carry '?' and '&'.
     let quote = |s: &str| format!("'{}'", s.replace('\'', "'\\''"));
-    let mut command = format!("{} wal-fetch %f %p --repo {} --cell {cell}", quote(&agent.display().to_string()), quote(repo_url));
+    let mut command = format!("{} {verb} --repo {} --cell {cell}", quote(&agent.display().to_string()), quote(repo_url));
     if let Some(k) = &key_file {
         command.push_str(&format!(" --key-file {}", quote(&k.display().to_string())));
     }
@@ -306,7 +316,7 @@ async fn restore(global: &Global, a: RestoreArgs) -> Result<ExitCode> {
         target: target.target()?,
         backup,
         restore_command,
-        preserve_archiving: archive_mode == ArchiveMode::Preserve,
+        archiving: if archive_mode == ArchiveMode::Preserve { restore::Archiving::Keep } else { restore::Archiving::Off },
         delta,
         tablespace_map: map,
         tablespaces_under,

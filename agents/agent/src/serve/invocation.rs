@@ -67,6 +67,7 @@ pub fn invocation(agent: &Agent, spec: &JobSpec) -> Result<Invocation, String> {
         JobSpec::Drill(drill) => c.drill(drill)?,
         JobSpec::Fence { cell, reason, epoch } => c.fence(cell.as_deref(), reason, *epoch)?,
         JobSpec::Standby(s) => c.standby(s)?,
+        JobSpec::Reprotect(r) => c.reprotect(r)?,
     }
     Ok(Invocation { args: c.args, env: c.env, key_file: c.key_file })
 }
@@ -285,6 +286,17 @@ impl Line<'_> {
         if let Some(c) = &s.primary_conninfo {
             self.env.push(("LIFEBOAT_PRIMARY_CONNINFO".into(), c.clone()));
         }
+        Ok(())
+    }
+
+    /// `reprotect` of a guest's takeover into one of its locations here.
+    fn reprotect(&mut self, r: &lifeboat_api::reprotect::ReprotectSpec) -> Result<(), String> {
+        let root = self.restore_root("keeps no takeovers")?;
+        let cell = self.guest(Some(&r.cell))?.ok_or("a takeover is another cell's (a guest), not the agent's own")?;
+        let (name, url) = self.guest_location(cell, Some(&r.location))?;
+        let port = r.port.to_string();
+        self.push(&["reprotect", "--repo", &url, "--source-name", &name, "--cell", cell, "--restore-root", &root]);
+        self.push(&["--port", &port, "--takeover", &r.takeover]);
         Ok(())
     }
 

@@ -1,0 +1,81 @@
+//! Committing a failover (`lifeboat failover commit ID`): once its new
+//! primaries are confirmed, each cell's takeover is re-protected through
+//! its recovery site's agent (job kind `reprotect`): it archives its WAL
+//! into the location it was restored from, on its new timeline under the
+//! fence the failover raised, and gets a base backup there. Until then a
+//! new primary keeps its WAL in `pg_wal` and nothing of it is backed up.
+//!
+//! Each cell's `reprotect` step is journaled before its job, under its
+//! idempotency key (a commit cut off is run again and finds the job the
+//! site ran or runs); a failed one is tried again under a new key. When
+//! every cell is re-protected the failover is `committed`. Re-protecting
+//! is not part of the failover's RTO.
+
+use anyhow::{ensure, Context, Result};
+use futures::future::join_all;
+use serde_json::Value;
+
+use lifeboat_api::reprotect::ReprotectSpec;
+use lifeboat_api::{JobResult, JobSpec};
+
+use super::assess::CellAssessment;
+use super::engine::{closing, key, site_job, takeover_name, Engine};
+use super::journal::{Failover, FailoverState, StepState};
+
+/// The journal step of re-protecting a cell.
+pub const STEP: &str = "reprotect";
+
+impl Engine<'_> {
+    /// Re-protect every cell of the done failover `id` that is not yet, and
+    /// mark it committed when all are. Returns it as journaled after.
+    pub async fn commit(&self, id: &str) -> Result<Failover> {
+        let f = self.journal().get(id)?;
+        ensure!(!f.test, "failover {id} is a test: its restores were removed, there is nothing to commit");
+        ensure!(
+            matches!(f.state, FailoverState::Done | FailoverState::Committed),
+            "failover {id} is {}: only a done failover is committed (failover status {id} says what it waits for)",
+            f.state.as_str()
+        );
+        self.journal().reopen_failed(id)?;
+        let ends = join_all(f.assessment.cells.iter().map(|c| self.reprotect_cell(&f, c))).await;
+        let problems: Vec<String> =
+            ends.iter().zip(&f.assessment.cells).filter_map(|(e, c)| e.as_ref().err().map(|e| format!("cell {}: {e:#}", c.cell))).collect();
+        if problems.is_empty() {
+            self.journal().commit(id)?;
+        }
+        let f = self.journal().get(id)?;
+        ensure!(problems.is_empty(), "failover {id} is not committed: {}; run failover commit {id} again", problems.join("; "));
+        Ok(f)
+    }
+
+    async fn reprotect_cell(&self, f: &Failover, c: &CellAssessment) -> Result<()> {
+        if self.journal().step(&f.id, &c.cell, STEP)?.is_some_and(|s| s.state == StepState::Done) {
+            return Ok(());
+        }
+        self.journal().intent(&f.id, &c.cell, STEP, &key(&f.id, &c.cell, STEP))?;
+        let key = self.journal().step(&f.id, &c.cell, STEP)?.context("the step was just journaled")?.idempotency_key;
+        let (state, detail, error) = closing(self.reprotect(f, c, &key).await.map(Some));
+        self.journal().close(&f.id, &c.cell, STEP, state, &detail, error.as_deref())?;
+        match error {
+            Some(e) => anyhow::bail!("{e}"),
+            None => Ok(()),
+        }
+    }
+
+    async fn reprotect(&self, f: &Failover, c: &CellAssessment, key: &str) -> Result<Value> {
+        let (cell, site) = self.placed(c)?;
+        let restored = self.journal().step(&f.id, &c.cell, "restore")?.context("the restore step is not journaled")?.detail;
+        let port = restored["scratch"]["port"].as_u64().and_then(|p| u16::try_from(p).ok()).context("the restore journaled no port")?;
+        let spec = ReprotectSpec {
+            cell: cell.name.clone(),
+            takeover: takeover_name(&f.id, &cell.name),
+            port,
+            location: c.location.clone().context("the cell was restored from no location")?,
+        };
+        let job = site_job(site, key, &JobSpec::Reprotect(spec)).await?;
+        let Some(JobResult::Reprotect(done)) = job.result else {
+            anyhow::bail!("re-protecting on {} failed: {}", site.name, job.error.unwrap_or_default());
+        };
+        Ok(serde_json::to_value(&*done)?)
+    }
+}
