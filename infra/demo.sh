@@ -15,7 +15,11 @@
 # site): approval gate, fence, restore of the newest cut, smoke checks,
 # route hook, a signed failover report chained after the drill's; the
 # demo prints the measured RTO and what was lost (RPO)
-# against the workload's own log. It stops everything it started; the
+# against the workload's own log. Then the failover is committed (the new
+# primary archives and is backed up), payments are written on it, demo-a's
+# agent comes back and `lifeboat failover failback` moves the cell home
+# without loss (the demo counts the payments at home against the new
+# primary's). It stops everything it started; the
 # reports and the public key to verify them stay in
 # .lifeboat-run/demo-reports/<run>/.
 #
@@ -270,6 +274,23 @@ grep '"step":"route"' "$work/hooks.log" >&2 || true
 say "the failover report, signed onto demo-a's chain after its drill report: the auditor's check again"
 "$lifeboat" report verify "$reports/demo-a" --public-key "$reports/report-signing.pub"
 echo "open the failover report: $(ls "$reports"/demo-a/*"$id"*.html)" >&2
+
+say "commit: demo-a's new primary archives its timeline into demo-a's repository (its WAL was held since the promotion) and gets a base backup there"
+"$lifeboat" failover commit "$id" "${failover[@]}" || failover_status=$?
+workload demo-a "$pg_dr" acme globex &
+late=$!
+sleep 3
+kill "$late" 2>/dev/null || true
+wait "$late" 2>/dev/null || true
+
+say "demo-a's host is back: its agent restarts, knowing its data directory (--pg-data); failback rebuilds it as a standby of the new primary, stops the new primary once its WAL is archived and streamed, fences it, promotes the home past its last WAL"
+start_agent demo-a "$agent_a" "$pg_a" a-primary a-in-b --kafka-brokers "$brokers" --kafka-topics 'demo-a\..*' \
+  --guest "demo-b@b-primary=$(repo b-primary demo-b)" --guest "demo-b@b-in-a=$(repo b-in-a demo-b)" --pg-data "$work/pg-a/data"
+at_site=$(psql -X -q -A -t -h 127.0.0.1 -p "$pg_dr" -U postgres -c "select count(*) from payments")
+"$lifeboat" failover failback "$id" "${failover[@]}" || failover_status=$?
+at_home=$(psql -X -q -A -t -h 127.0.0.1 -p "$pg_a" -U postgres -c "select count(*) from payments")
+echo "failback: $at_home payments at home, the new primary had $at_site: lost $((at_site - at_home))" >&2
+[[ $at_home == "$at_site" ]] || failover_status=1
 [[ $failover_status == 0 && $drill_status == 0 ]] || drill_status=1
 
 say "demo finished in $(( $(date +%s) - started_at )) s; stopping everything it started"

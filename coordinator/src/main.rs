@@ -156,6 +156,18 @@ enum FailoverCommand {
         #[command(flatten)]
         driver: commands::failover_run::Driver,
     },
+    /// Fail a committed failover's cells back home, planned and without loss: each home rebuilt as
+    /// a standby of its new primary, the new primary stopped once its WAL is archived and streamed,
+    /// its timeline fenced, the home promoted past its last WAL, route and verify hooks, a base
+    /// backup. Run again after a failure: what is done is not repeated.
+    Failback {
+        id: String,
+        /// Show the steps and stop: nothing is journaled or changed.
+        #[arg(long)]
+        dry_run: bool,
+        #[command(flatten)]
+        driver: commands::failover_run::Driver,
+    },
     /// Stop a failover: no further step starts (what was done stays; status says what).
     Abort {
         id: String,
@@ -331,6 +343,9 @@ fn main() -> ExitCode {
         }
         Command::Failover(FailoverCommand::Commit { id, driver }) => {
             commands::operate(output, async move { commands::failover_run::commit(&driver, &id).await })
+        }
+        Command::Failover(FailoverCommand::Failback { id, dry_run, driver }) => {
+            commands::operate(output, async move { commands::failover_run::failback(&driver, &id, dry_run).await })
         }
         Command::Failover(FailoverCommand::Abort { id, state, plans, signing_key, reports }) => {
             let reporting = plans.zip(signing_key).map(|(plans, signing_key)| commands::failover_run::Driver {

@@ -186,6 +186,8 @@ fn kill_primary(pg: &Cluster) {
 /// `cell` as a guest), the plan key, the plan, and the driver's setup.
 struct World {
     site: Service,
+    /// Where the plan says the cell's own agent is (nothing answers there until a test starts one).
+    home_url: String,
     setup: Setup,
     public: std::path::PathBuf,
     port: u16,
@@ -238,13 +240,13 @@ fn world(cell: &PaymentsCell, variant: &Variant<'_>) -> World {
         key: keys.join("report-signing.key").display().to_string(),
         reports: s.join("reports").display().to_string(),
     };
-    World { site, setup, public, port, prefix, hooks, _scratch: scratch }
+    World { site, home_url: dead_agent, setup, public, port, prefix, hooks, _scratch: scratch }
 }
 
 #[test]
 fn a_cell_fails_over_to_its_recovery_site_once_through_a_crash_of_the_driver() {
     let cell = PaymentsCell::new("fo");
-    let World { site, setup, public, port, prefix, hooks, _scratch } = world(&cell, &COLD);
+    let World { site, setup, public, port, prefix, hooks, _scratch, .. } = world(&cell, &COLD);
     let s = _scratch.path();
 
     // The workload: backed up, snapshotted, archived; then payments whose WAL never leaves the primary.
@@ -443,7 +445,7 @@ fn a_cell_fails_over_to_its_recovery_site_once_through_a_crash_of_the_driver() {
 fn a_hot_standby_is_promoted_with_every_streamed_transaction() {
     let cell = PaymentsCell::new("hot");
     let hot = Variant { failover: r#"failover = { sites = ["site-b"], standby = "stream" }"#, approve: "[]", test: "" };
-    let World { site, setup, port, prefix, _scratch, .. } = world(&cell, &hot);
+    let World { site, setup, port, prefix, _scratch, home_url, public, hooks, .. } = world(&cell, &hot);
     let _stop = StopServer(cell.restore_root.join(format!("takeover-{port}")).join("pgdata"));
     cell.pay(10);
     cell.backup();
@@ -530,6 +532,129 @@ fn a_hot_standby_is_promoted_with_every_streamed_transaction() {
     let (_, jobs) = site.get("/v1/jobs");
     let standby_jobs = jobs["jobs"].as_array().unwrap().iter().filter(|j| j["spec"]["kind"] == "standby").count();
     assert_eq!(standby_jobs, 4, "two ensures, one restart by the coordinator, the refused ensure; none from the coordinator after: {jobs}");
+
+    let home = home_agent(&cell, &home_url, &public, _scratch.path());
+    fails_back(&setup, &cell, id, &new_primary, &hooks);
+    drop(home);
+    // Home again: the served coordinator keeps a standby for the cell at its site again.
+    wait_until("the coordinator to bootstrap the standby again", Duration::from_secs(90), || {
+        site.get(&format!("/v1/guests/{}/recovery", cell.name)).1["standby"]["state"]["streaming"] == true
+    });
+}
+
+/// The platform's monthly chaos drill, unattended: the served coordinator
+/// crashes a hot cell's primary (through its own agent), fails it over to
+/// its standby past the fence gate it approves itself, commits, and fails
+/// it back home. Every payment committed before the crash (streamed to the
+/// standby) is at home again, which is the primary; the route hook sent
+/// the tenants away and back once each.
+#[test]
+fn a_chaos_drill_fails_a_cell_over_and_back_unattended() {
+    let cell = PaymentsCell::new("chaos");
+    // Every minute: the coordinator is stopped as soon as the first drill
+    // ends (the next pass is 30 s after a drill).
+    let chaos = r#"chaos = { schedule = "* * * * *" }"#;
+    let hot = Variant { failover: r#"failover = { sites = ["site-b"], standby = "stream" }"#, approve: r#"["fence"]"#, test: chaos };
+    let World { site, setup, port, _scratch, home_url, public, hooks, .. } = world(&cell, &hot);
+    let _stop = StopServer(cell.restore_root.join(format!("takeover-{port}")).join("pgdata"));
+    let _home = home_agent(&cell, &home_url, &public, _scratch.path());
+    cell.pay(5);
+    cell.backup();
+    cell.snapshot();
+    let ensured = Command::new(lifeboat_bin()).args(["standby", "ensure", "--plans", &setup.plans, "--signing-key", &setup.key]).output();
+    ok(&ensured.unwrap());
+    let standby = Cluster { dir: _scratch.path().join("unused"), port };
+    cell.pay(5);
+    let all = ids(&cell.pg);
+    wait_until("the standby to replay every payment", Duration::from_secs(60), || ids(&standby) == all);
+
+    let mut coordinator = Service::coordinator_on(Path::new(&setup.plans), _scratch.path(), &["--signing-key", &setup.key]);
+    let drill = || {
+        let (_, list) = coordinator.get("/v1/failovers");
+        list["failovers"].as_array().unwrap().iter().find(|f| f["initiator"] == "chaos drill (lifeboat serve)").cloned()
+    };
+    let ended = |f: &Value| matches!(f["state"].as_str(), Some("failed-back" | "failed")) || !f["error"].is_null();
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while !drill().is_some_and(|f| ended(&f)) {
+        assert!(Instant::now() < deadline, "the chaos drill did not end: {:?}\n{}", drill(), coordinator.log_text());
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let f = drill().unwrap();
+    assert_eq!(f["state"], "failed-back", "{f}");
+    wait_until("the drill's metrics", Duration::from_secs(40), || {
+        coordinator.metrics().contains(&format!("lifeboat_chaos_drill_passed{{scenario=\"cell-failure\",failed=\"{}\"}} 1", cell.name))
+    });
+    coordinator.kill();
+    wait_until("the site's jobs to end", Duration::from_secs(120), || {
+        site.get("/v1/jobs").1["jobs"].as_array().unwrap().iter().all(|j| !matches!(j["state"].as_str(), Some("queued" | "running")))
+    });
+
+    assert_eq!(cell.pg.psql("select pg_is_in_recovery()"), "f", "home is the primary again");
+    assert_eq!(ids(&cell.pg), all, "every payment committed before the crash");
+    cell.pg.psql("insert into payments (amount) values (1.00)");
+    let steps: Vec<String> = hook_calls(&hooks).into_iter().map(|(step, _, _)| step).filter(|s| s.contains("route")).collect();
+    assert_eq!(steps, ["route", "failback-route"], "sent away and back once each");
+}
+
+/// The cell's own agent, back after the incident, where the plan says it
+/// is: it knows the cell's server and data directory, and trusts the plan key.
+fn home_agent(cell: &PaymentsCell, url: &str, public: &Path, dir: &Path) -> Service {
+    let token_file = dir.join("agent-token");
+    let token = std::fs::read_to_string(&token_file).unwrap();
+    let listen = url.trim_start_matches("http://");
+    let (state, data) = (dir.join("home-state"), cell.pg.data());
+    let args = [
+        "--repo",
+        &cell.a.repo,
+        "--cell",
+        &cell.name,
+        "--key-file",
+        cell.a.k(),
+        "--token-file",
+        token_file.to_str().unwrap(),
+        "--state-dir",
+        state.to_str().unwrap(),
+        "--listen",
+        listen,
+        "--pg-conn",
+        &cell.conninfo(),
+        "--pg-data",
+        data.to_str().unwrap(),
+        "--plan-key",
+        public.to_str().unwrap(),
+    ];
+    Service::start_bin(cell.a.bin.clone(), &args, &[], &token, &dir.join("home.log"))
+}
+
+/// `failover failback`: the home (its data directory gone with the
+/// incident) is rebuilt as a standby of the new primary, the new primary
+/// is stopped once its WAL is archived and streamed, fenced, and the home
+/// promoted past its last WAL: every payment, also those written on the
+/// new primary just before, is at home, which takes writes and archives
+/// on a timeline of its own; the route hook is called once for it.
+fn fails_back(setup: &Setup, cell: &PaymentsCell, id: &str, new_primary: &Cluster, hooks: &Path) {
+    let (planned_ok, planned) = setup.driven(&["failback", id, "--dry-run"]);
+    assert!(planned_ok && planned["failover"]["state"] == "committed", "a dry run changes nothing: {planned}");
+    new_primary.psql("insert into payments (amount) values (3.00), (4.00)");
+    let want = ids(new_primary);
+    let (ok_back, back) = setup.driven(&["failback", id]);
+    assert!(ok_back, "{back}");
+    assert_eq!(back["failover"]["state"], "failed-back", "{back}");
+    let rebuilt = &step(&back, &cell.name, "failback:rebuild").unwrap()["detail"];
+    assert_eq!(rebuilt["action"], "rebuilt", "{rebuilt}");
+    let promoted = &step(&back, &cell.name, "failback:promote").unwrap()["detail"];
+    let handed = &step(&back, &cell.name, "failback:handback").unwrap()["detail"];
+    eprintln!("failback: takeover's last WAL {}, home promoted at {}", handed["final_lsn"], promoted["reached"]["lsn"]);
+    assert_eq!(cell.pg.psql("select pg_is_in_recovery()"), "f");
+    assert_eq!(ids(&cell.pg), want, "every payment of the new primary is at home, none lost");
+    let timeline: u64 = cell.pg.psql("select timeline_id from pg_control_checkpoint()").parse().unwrap();
+    assert!(timeline > handed["timeline"].as_u64().unwrap(), "the home runs a timeline of its own");
+    cell.pg.psql("insert into payments (amount) values (5.00)");
+    switch_and_wait(&cell.pg);
+    let routed: Vec<_> = hook_calls(hooks).into_iter().filter(|(step, _, _)| step == "failback-route").collect();
+    assert_eq!(routed.len(), 1, "the route hook sends the tenants home once: {routed:?}");
+    let (again_ok, again) = setup.driven(&["failback", id]);
+    assert!(again_ok && again["failover"]["state"] == "failed-back", "{again}");
 }
 
 /// `failover commit`: the new primary archives its timeline into the cell's

@@ -274,6 +274,20 @@ const BREAKS: &[Break] = &[
     },
     Break {
         file: "demo.toml",
+        old: "approve = [\"fence\"]",
+        new: "approve = [\"fence\"]\nchaos = { schedule = \"monthly\" }",
+        message: "scenario \"cell-failure\" chaos: schedule \"monthly\" is not a 5-field cron expression",
+        anchor: "chaos = { schedule",
+    },
+    Break {
+        file: "demo.toml",
+        old: "approve = [\"fence\"]",
+        new: "approve = [\"fence\"]\nchaos = { schedule = \"0 3 15 * *\", cells = [\"demo-z\"] }",
+        message: "scenario \"cell-failure\" chaos: cell \"demo-z\" keeps no \"stream\" standby (a chaos drill promotes one)",
+        anchor: "chaos = { schedule",
+    },
+    Break {
+        file: "demo.toml",
         old: "hooks = { route = \"route-log\"",
         new: "hooks = { route = \"router\"",
         message: "scenario \"cell-failure\" hooks.route refers to unknown hook \"router\" (defined: route-log)",

@@ -55,10 +55,13 @@ enum Command {
     /// Standbys a recovery site keeps for other cells (hot or warm), promoted by a failover.
     #[command(subcommand)]
     Standby(commands::standby::StandbyCommand),
+    /// Fail a cell back home after a failover: rebuild the home, hand back the takeover, promote.
+    #[command(subcommand)]
+    Failback(commands::failback::FailbackCommand),
     /// Make a failover's new primary kept here archive and back up into the cell's repository.
     Reprotect(commands::reprotect::ReprotectArgs),
     /// Serve the HTTP API the coordinator drives (jobs, health, metrics) for one cell.
-    Serve(serve::ServeArgs),
+    Serve(Box<serve::ServeArgs>),
 }
 
 /// The data path allocates and frees multi-MiB buffers (chunks, sealed
@@ -105,7 +108,8 @@ fn main() -> ExitCode {
                 Command::Drill(cmd) => commands::drill::run(&cli.global, cmd).await,
                 Command::Standby(cmd) => commands::standby::run(&cli.global, cmd).await,
                 Command::Reprotect(args) => commands::reprotect::run(&cli.global, args).await,
-                Command::Serve(args) => serve::run(&cli.global, args, lifeboat_process::shutdown_signal()).await,
+                Command::Failback(cmd) => commands::failback::run(&cli.global, cmd).await,
+                Command::Serve(args) => serve::run(&cli.global, *args, lifeboat_process::shutdown_signal()).await,
             }
         };
         // Ctrl-C / SIGTERM drop the work in flight: nothing is committed

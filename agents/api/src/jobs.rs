@@ -90,6 +90,14 @@ pub enum JobSpec {
     /// Make a guest's takeover (its primary since a failover) archive and
     /// back up into one of its locations (`lifeboat failover commit`).
     Reprotect(crate::reprotect::ReprotectSpec),
+    /// Failback, home: rebuild the agent's own cell as a standby of its new primary.
+    Rebuild(crate::failback::RebuildSpec),
+    /// Failback, recovery site: stop a guest's takeover once its WAL is archived and streamed.
+    Handback(crate::failback::HandbackSpec),
+    /// Failback, home: promote the rebuilt standby once it replayed the takeover's last WAL.
+    HomePromote(crate::failback::HomePromoteSpec),
+    /// Chaos drill, home: stop the agent's own cell's Postgres as a crash would.
+    Crash(crate::failback::CrashSpec),
 }
 
 /// The kind of a job: its spec's tag, the metrics label, the per-kind lock.
@@ -107,10 +115,14 @@ pub enum JobKind {
     Fence,
     Standby,
     Reprotect,
+    Rebuild,
+    Handback,
+    HomePromote,
+    Crash,
 }
 
 impl JobKind {
-    pub const ALL: [JobKind; 11] = [
+    pub const ALL: [JobKind; 15] = [
         JobKind::PgBackup,
         JobKind::KafkaSnapshot,
         JobKind::Copy,
@@ -122,6 +134,10 @@ impl JobKind {
         JobKind::Fence,
         JobKind::Standby,
         JobKind::Reprotect,
+        JobKind::Rebuild,
+        JobKind::Handback,
+        JobKind::HomePromote,
+        JobKind::Crash,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -137,6 +153,10 @@ impl JobKind {
             JobKind::Fence => "fence",
             JobKind::Standby => "standby",
             JobKind::Reprotect => "reprotect",
+            JobKind::Rebuild => "rebuild",
+            JobKind::Handback => "handback",
+            JobKind::HomePromote => "home-promote",
+            JobKind::Crash => "crash",
         }
     }
 }
@@ -161,14 +181,23 @@ impl JobSpec {
             JobSpec::Fence { .. } => JobKind::Fence,
             JobSpec::Standby(_) => JobKind::Standby,
             JobSpec::Reprotect(_) => JobKind::Reprotect,
+            JobSpec::Rebuild(_) => JobKind::Rebuild,
+            JobSpec::Handback(_) => JobKind::Handback,
+            JobSpec::HomePromote(_) => JobKind::HomePromote,
+            JobSpec::Crash(_) => JobKind::Crash,
         }
     }
 
-    /// A failover's step (a fence, a takeover, re-protecting one): run at
+    /// A failover's step (a fence, a takeover, a failback or chaos step): run at
     /// once, beside any other job.
     pub fn is_failover(&self) -> bool {
         match self {
-            JobSpec::Fence { .. } | JobSpec::Reprotect(_) => true,
+            JobSpec::Fence { .. }
+            | JobSpec::Reprotect(_)
+            | JobSpec::Rebuild(_)
+            | JobSpec::Handback(_)
+            | JobSpec::HomePromote(_)
+            | JobSpec::Crash(_) => true,
             JobSpec::Drill(d) => d.takeover.is_some(),
             _ => false,
         }

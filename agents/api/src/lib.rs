@@ -13,6 +13,7 @@
 //! - [`service`]: health, version, report lists, error bodies
 //! - [`standby`]: the standbys a recovery site keeps for its guests
 //! - [`reprotect`]: a failover's new primary made to archive and back up again
+//! - [`failback`]: a cell handed back home from its new primary, without loss
 //! - [`openapi`]: the endpoints and the document generated from the types
 //!
 //! Instants are `time::OffsetDateTime` in RFC 3339; durations are
@@ -20,6 +21,7 @@
 
 pub mod drill;
 pub mod duration;
+pub mod failback;
 pub mod jobs;
 pub mod openapi;
 pub mod recovery;

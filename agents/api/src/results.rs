@@ -26,6 +26,10 @@ pub enum JobResult {
     Fence(FenceDone),
     Standby(Box<crate::standby::StandbyStatus>),
     Reprotect(Box<crate::reprotect::Reprotected>),
+    Rebuild(Box<crate::failback::Rebuilt>),
+    Handback(crate::failback::HandedBack),
+    HomePromote(crate::failback::HomePromoted),
+    Crash(crate::failback::Crashed),
 }
 
 impl JobResult {
@@ -42,6 +46,10 @@ impl JobResult {
             JobResult::Fence(_) => JobKind::Fence,
             JobResult::Standby(_) => JobKind::Standby,
             JobResult::Reprotect(_) => JobKind::Reprotect,
+            JobResult::Rebuild(_) => JobKind::Rebuild,
+            JobResult::Handback(_) => JobKind::Handback,
+            JobResult::HomePromote(_) => JobKind::HomePromote,
+            JobResult::Crash(_) => JobKind::Crash,
         }
     }
 
@@ -59,6 +67,10 @@ impl JobResult {
             JobKind::Fence => JobResult::Fence(serde_json::from_slice(json)?),
             JobKind::Standby => JobResult::Standby(serde_json::from_slice(json)?),
             JobKind::Reprotect => JobResult::Reprotect(serde_json::from_slice(json)?),
+            JobKind::Rebuild => JobResult::Rebuild(serde_json::from_slice(json)?),
+            JobKind::Handback => JobResult::Handback(serde_json::from_slice(json)?),
+            JobKind::HomePromote => JobResult::HomePromote(serde_json::from_slice(json)?),
+            JobKind::Crash => JobResult::Crash(serde_json::from_slice(json)?),
         })
     }
 }

@@ -9,11 +9,13 @@
 //! - [`scratch`]: the scratch environment and its cleanup
 //! - [`standby`]: a guest cell's standby, kept where its takeover would go
 //! - [`reprotect`]: a takeover made to archive and back up again
+//! - [`failback`]: the home rebuilt as a standby, the takeover handed back
 //! - `checks`: the smoke checks
 //! - [`confine`]: what the scratch server and the checks are allowed
 
 mod checks;
 pub mod confine;
+pub mod failback;
 pub mod reprotect;
 pub mod run;
 pub mod scratch;

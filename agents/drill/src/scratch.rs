@@ -223,7 +223,7 @@ pub(crate) fn clear(dir: &Path, bindir: &Path) -> Result<(), String> {
 /// `pg_ctl stop -m immediate` when a server runs on `data` (as the
 /// `postgres` user when we are root). A scratch server holds nothing worth a
 /// clean shutdown.
-pub(crate) fn stop_server(data: &Path, bindir: &Path) -> Result<(), String> {
+pub fn stop_server(data: &Path, bindir: &Path) -> Result<(), String> {
     let Some(pid) = lifeboat_postgres::server::postmaster(data) else { return Ok(()) };
     let ok = lifeboat_postgres::server::pg_ctl(bindir)
         .arg("-D")

@@ -68,6 +68,14 @@ pub async fn set_command(client: &Client, now: &Archiving, command: &str) -> Res
     Ok(Change::Reloaded)
 }
 
+/// Whether `last_archived` (`pg_stat_archiver.last_archived_wal`) shows
+/// segment `switched` archived. Segment names sort by timeline, then
+/// position; a `.backup` or `.partial` file is named after its segment
+/// and archived after it (in name order); a `.history` file names none.
+fn archived_through(last_archived: &str, switched: &str) -> bool {
+    last_archived.get(..24).is_some_and(|segment| segment >= switched)
+}
+
 /// The archiver's progress (`pg_stat_archiver`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Archived {
@@ -89,8 +97,7 @@ pub async fn switch_and_wait(client: &Client, timeout: Duration) -> Result<Archi
             .await
             .map_err(q("reading pg_stat_archiver"))?;
         let (last_archived, failed_count, last_failed): (String, i64, String) = (row.get(0), row.get(1), row.get(2));
-        // Segment names sort by timeline, then position; a .partial or .history is not a segment.
-        if last_archived.len() == 24 && last_archived >= switched {
+        if archived_through(&last_archived, &switched) {
             return Ok(Archived { switched, last_archived, failed_count });
         }
         if started.elapsed() > timeout {
@@ -103,5 +110,22 @@ pub async fn switch_and_wait(client: &Client, timeout: Duration) -> Result<Archi
             )));
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::archived_through;
+
+    #[test]
+    fn a_backup_history_file_counts_as_its_segment() {
+        let switched = "000000020000000000000004";
+        assert!(archived_through("000000020000000000000004", switched));
+        assert!(archived_through("000000020000000000000004.00000028.backup", switched), "archived after its segment");
+        assert!(archived_through("000000020000000000000005", switched));
+        assert!(!archived_through("000000020000000000000003", switched));
+        assert!(!archived_through("000000010000000000000009.partial", switched), "an older timeline");
+        assert!(!archived_through("00000002.history", switched));
+        assert!(!archived_through("", switched));
     }
 }

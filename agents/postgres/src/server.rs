@@ -53,6 +53,9 @@ pub enum Listen {
     /// `pg_hba.conf` (the cell's own rules admit its clients), and a Unix
     /// socket in `dir` (mode 0700) for the agent's own sessions.
     Takeover { port: u16, dir: PathBuf },
+    /// A cell's own server rebuilt at home (failback): `port`, everything
+    /// else as its configuration says; reached with the agent's `conninfo`.
+    Own { port: u16, conninfo: String },
 }
 
 impl Listen {
@@ -63,6 +66,7 @@ impl Listen {
             Listen::Private { port, dir } | Listen::Takeover { port, dir } => {
                 format!("host={} port={port} user={user} dbname={database} connect_timeout=10", dir.display())
             }
+            Listen::Own { conninfo, .. } => conninfo.clone(),
         }
     }
 
@@ -71,6 +75,7 @@ impl Listen {
     fn options(&self) -> Result<String, PgError> {
         match self {
             Listen::Loopback { port } => Ok(format!("-p {port} -c listen_addresses=127.0.0.1 -c unix_socket_directories=''")),
+            Listen::Own { port, .. } => Ok(format!("-p {port}")),
             Listen::Takeover { port, dir } => {
                 let shown = socket_dir(dir)?;
                 Ok(format!("-p {port} -c listen_addresses='*' -c unix_socket_directories='{shown}' -c unix_socket_permissions=0700"))
@@ -218,13 +223,24 @@ pub async fn wait_answering(data: &Path, launch: &Launch) -> Result<(), PgError>
 /// are disconnected, a checkpoint is written), start it again as `launch`
 /// says and wait until it answers.
 pub async fn restart(data: &Path, launch: &Launch) -> Result<(), PgError> {
-    let out = pg_ctl(&launch.bindir)
+    stop_fast(data, &launch.bindir)?;
+    start(data, launch)?;
+    wait_answering(data, launch).await
+}
+
+/// `pg_ctl stop -m fast` on `data`, waiting (up to 2 min) for the shutdown
+/// checkpoint; a server not running is left so.
+pub fn stop_fast(data: &Path, bindir: &Path) -> Result<(), PgError> {
+    if !running(data) {
+        return Ok(());
+    }
+    let out = pg_ctl(bindir)
         .arg("-D")
         .arg(data)
         .args(["-m", "fast", "-w", "-t", "120", "stop"])
         .current_dir("/")
         .output()
-        .map_err(|e| PgError::Config(format!("running {}: {e}", launch.bindir.join("pg_ctl").display())))?;
+        .map_err(|e| PgError::Config(format!("running {}: {e}", bindir.join("pg_ctl").display())))?;
     if !out.status.success() && running(data) {
         return Err(PgError::Config(format!(
             "pg_ctl stop -m fast on {} failed: {}",
@@ -232,8 +248,36 @@ pub async fn restart(data: &Path, launch: &Launch) -> Result<(), PgError> {
             String::from_utf8_lossy(&out.stderr).trim()
         )));
     }
-    start(data, launch)?;
-    wait_answering(data, launch).await
+    Ok(())
+}
+
+/// What `pg_controldata` says of a stopped cluster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ControlData {
+    /// `Database cluster state` (`shut down` after a clean stop).
+    pub state: String,
+    /// `Latest checkpoint location`: after a clean stop, its shutdown checkpoint.
+    pub checkpoint_lsn: String,
+    pub timeline: u32,
+}
+
+/// Read the control file of `data` with `pg_controldata`.
+pub fn control_data(bindir: &Path, data: &Path) -> Result<ControlData, PgError> {
+    let out = std::process::Command::new(bindir.join("pg_controldata"))
+        .arg("-D")
+        .arg(data)
+        .env("LC_ALL", "C")
+        .output()
+        .map_err(|e| PgError::Config(format!("running {}: {e}", bindir.join("pg_controldata").display())))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let field = |name: &str| text.lines().find_map(|l| l.strip_prefix(name)).map(|v| v.trim().to_string());
+    let missing =
+        || PgError::Config(format!("pg_controldata -D {} answered no {}", data.display(), String::from_utf8_lossy(&out.stderr).trim()));
+    Ok(ControlData {
+        state: field("Database cluster state:").ok_or_else(missing)?,
+        checkpoint_lsn: field("Latest checkpoint location:").ok_or_else(missing)?,
+        timeline: field("Latest checkpoint's TimeLineID:").and_then(|t| t.parse().ok()).ok_or_else(missing)?,
+    })
 }
 
 /// Whether a postmaster runs on `data` (its pid file names a live process).

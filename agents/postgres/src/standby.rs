@@ -9,10 +9,12 @@
 
 use std::fmt::Write as _;
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 use lifeboat_api::standby::StandbyState;
 
 use crate::backup::{connect, PgError};
+use crate::restore::Reached;
 
 /// Make the restored data directory `data` a standby (streaming from
 /// `primary_conninfo` when given). The conninfo must hold no password.
@@ -42,6 +44,61 @@ pub fn check_conninfo(conninfo: &str) -> Result<(), PgError> {
         ));
     }
     Ok(())
+}
+
+/// Promote the standby behind `conninfo` once it has replayed past
+/// `after_lsn`, never before (what it lacks would be lost); a server
+/// already promoted is only read. Returns what it had replayed and the
+/// point it reached.
+pub async fn promote_after(conninfo: &str, after_lsn: &str, timeout: Duration) -> Result<(String, Reached), PgError> {
+    let started = Instant::now();
+    let client = connect(conninfo).await?;
+    let q = |context: &'static str| move |source| PgError::Query { context: context.into(), source };
+    let replayed = loop {
+        let row = client
+            .query_one(
+                "select pg_is_in_recovery(), coalesce(pg_last_wal_replay_lsn()::text, ''), coalesce(pg_last_wal_replay_lsn() > $1::text::pg_lsn, false)",
+                &[&after_lsn],
+            )
+            .await
+            .map_err(q("reading how far the standby replayed"))?;
+        let (in_recovery, replayed, past): (bool, String, bool) = (row.get(0), row.get(1), row.get(2));
+        if !in_recovery || past {
+            break replayed;
+        }
+        if started.elapsed() > timeout {
+            return Err(PgError::Wal(format!(
+                "the standby replayed up to {replayed}, not past {after_lsn} (the old primary's last WAL) after {}s: promoting it would lose what lies between; is it streaming?",
+                timeout.as_secs()
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let wait = i32::try_from(timeout.as_secs().clamp(1, 60)).unwrap_or(60);
+    client.query_one("select pg_promote(true, $1)", &[&wait]).await.map_err(q("promoting the standby"))?;
+    loop {
+        let row = client
+            .query_one(
+                "select pg_is_in_recovery(), coalesce(pg_last_wal_replay_lsn()::text, ''), pg_last_xact_replay_timestamp()::text,
+                        (select timeline_id from pg_control_checkpoint())",
+                &[],
+            )
+            .await
+            .map_err(q("waiting for the promotion"))?;
+        if !row.get::<_, bool>(0) {
+            let reached = Reached {
+                lsn: row.get(1),
+                last_transaction_time: row.get(2),
+                timeline: row.get::<_, i32>(3) as u32,
+                seconds_to_promote: started.elapsed().as_secs_f64(),
+            };
+            return Ok((replayed, reached));
+        }
+        if started.elapsed() > timeout {
+            return Err(PgError::Wal(format!("the standby was not promoted within {}s; see its log", timeout.as_secs())));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 const STATE: &str = "select pg_is_in_recovery(),

@@ -223,6 +223,9 @@ pub async fn resume(d: &Driver, id: &str) -> Result<Done<View>> {
     if matches!(f.state, FailoverState::Done | FailoverState::Aborted | FailoverState::Committed) {
         bail!("failover {id} is {}; nothing to resume", f.state.as_str());
     }
+    if matches!(f.state, FailoverState::FailingBack | FailoverState::FailedBack) {
+        bail!("failover {id} is {}; a failback goes on with lifeboat failover failback {id}", f.state.as_str());
+    }
     let again = Journal(&store).reopen_failed(id)?;
     if f.state == FailoverState::Failed {
         Journal(&store).set_state(id, FailoverState::Running, None)?;
@@ -240,13 +243,46 @@ pub async fn commit(d: &Driver, id: &str) -> Result<Done<View>> {
     view(&store, id)
 }
 
+/// `failover failback ID`: move a committed failover's cells back home
+/// (`--dry-run`: show the steps, change nothing).
+pub async fn failback(d: &Driver, id: &str, dry_run: bool) -> Result<Done<View>> {
+    let store = Store::open(&d.state)?;
+    if dry_run {
+        let mut done = view(&store, id)?;
+        done.text = format!("{}{}", done.text, failback_plan(&done.value));
+        return Ok(done);
+    }
+    let _lock = lock(&d.state, id)?;
+    let (plan, signer) = plan_and_key(d)?;
+    engine(d, &plan, &store, &signer).failback(id).await?;
+    let mut done = view(&store, id)?;
+    done.ok = done.value.failover.state == FailoverState::FailedBack;
+    Ok(done)
+}
+
+/// What a failback would do, per cell.
+fn failback_plan(v: &View) -> String {
+    let mut out = String::from("failback (dry run: nothing journaled, nothing changed), per cell at once:\n");
+    for c in &v.cells {
+        let port = c.postgres_port.map_or("-".into(), |p| p.to_string());
+        out.push_str(&format!(
+            "  {}: rebuild the home as a standby of the new primary (site {}, port {port}) -> stop the new primary once its WAL is archived and streamed \
+             -> fence its timeline -> promote the home past its last WAL -> route -> verify -> base backup\n",
+            c.cell,
+            c.site.as_deref().unwrap_or("-")
+        ));
+    }
+    out
+}
+
 /// `failover abort ID`: no further step starts. What was done stays;
 /// with `reporting`, each cell without a report gets one saying what.
 pub async fn abort(state: &Path, id: &str, reporting: Option<&Driver>) -> Result<Done<View>> {
     let store = Store::open(state)?;
     let f = Journal(&store).get(id)?;
     // An aborted one again: only to write the reports a first abort could not.
-    if matches!(f.state, FailoverState::Done | FailoverState::Committed) || (f.state == FailoverState::Aborted && reporting.is_none()) {
+    let moved = matches!(f.state, FailoverState::Done | FailoverState::Committed | FailoverState::FailingBack | FailoverState::FailedBack);
+    if moved || (f.state == FailoverState::Aborted && reporting.is_none()) {
         bail!("failover {id} is already {}", f.state.as_str());
     }
     if f.state != FailoverState::Aborted {

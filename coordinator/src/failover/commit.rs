@@ -49,15 +49,25 @@ impl Engine<'_> {
     }
 
     async fn reprotect_cell(&self, f: &Failover, c: &CellAssessment) -> Result<()> {
-        if self.journal().step(&f.id, &c.cell, STEP)?.is_some_and(|s| s.state == StepState::Done) {
+        self.once(f, &c.cell, STEP, |key| async move { self.reprotect(f, c, &key).await.map(Some) }).await
+    }
+
+    /// Step `step` of `cell` once: skipped when journaled done; otherwise
+    /// journaled with its key (a retry's when reopened), `act` run with
+    /// that key, and closed with what it returned.
+    pub(super) async fn once<F>(&self, f: &Failover, cell: &str, step: &str, act: impl FnOnce(String) -> F) -> Result<()>
+    where
+        F: std::future::Future<Output = Result<Option<Value>>>,
+    {
+        if self.journal().step(&f.id, cell, step)?.is_some_and(|s| matches!(s.state, StepState::Done | StepState::Skipped)) {
             return Ok(());
         }
-        self.journal().intent(&f.id, &c.cell, STEP, &key(&f.id, &c.cell, STEP))?;
-        let key = self.journal().step(&f.id, &c.cell, STEP)?.context("the step was just journaled")?.idempotency_key;
-        let (state, detail, error) = closing(self.reprotect(f, c, &key).await.map(Some));
-        self.journal().close(&f.id, &c.cell, STEP, state, &detail, error.as_deref())?;
+        self.journal().intent(&f.id, cell, step, &key(&f.id, cell, step))?;
+        let key = self.journal().step(&f.id, cell, step)?.context("the step was just journaled")?.idempotency_key;
+        let (state, detail, error) = closing(act(key).await);
+        self.journal().close(&f.id, cell, step, state, &detail, error.as_deref())?;
         match error {
-            Some(e) => anyhow::bail!("{e}"),
+            Some(e) => anyhow::bail!("step {step}: {e}"),
             None => Ok(()),
         }
     }

@@ -316,9 +316,10 @@ impl Engine<'_> {
     }
 
     /// Call the scenario's hook for `step`; None when it has none.
-    async fn hook(&self, f: &Failover, cell: &str, step: &str, key: &str, detail: Value) -> Result<Option<Value>> {
+    pub(super) async fn hook(&self, f: &Failover, cell: &str, step: &str, key: &str, detail: Value) -> Result<Option<Value>> {
         let scenario = self.plan.scenarios.iter().find(|s| s.name == f.scenario).context("the scenario is no longer in the plan")?;
-        let Some(name) = scenario.hooks.get(step.trim_end_matches("-done")) else { return Ok(None) };
+        // `notify-done` is the notify hook's; `failback-route` the route hook's.
+        let Some(name) = scenario.hooks.get(step.trim_start_matches("failback-").trim_end_matches("-done")) else { return Ok(None) };
         let call = HookCall {
             failover: f.id.clone(),
             scenario: f.scenario.clone(),
@@ -358,10 +359,14 @@ pub(super) fn closing(result: Result<Option<Value>>) -> (StepState, Value, Optio
 
 /// Submit (or find, after a crash) the job `key` on the site's agent and wait for it.
 pub async fn site_job(site: &SiteDef, key: &str, spec: &JobSpec) -> Result<lifeboat_api::Job> {
-    let agent = crate::serve::site_client(site)?;
+    agent_job(&crate::serve::site_client(site)?, &format!("recovery site {}", site.name), key, spec).await
+}
+
+/// Submit (or find, after a crash) the job `key` on `agent` (`who`, for errors) and wait for it.
+pub async fn agent_job(agent: &lifeboat_client::AgentClient, who: &str, key: &str, spec: &JobSpec) -> Result<lifeboat_api::Job> {
     let job = match agent.submit(key, spec).await? {
         Submitted::Job(job) => job,
-        Submitted::Refused(why) => anyhow::bail!("recovery site {}'s agent refused the {} job: {why}", site.name, spec.kind()),
+        Submitted::Refused(why) => anyhow::bail!("{who}'s agent refused the {} job: {why}", spec.kind()),
     };
     Ok(agent.wait(&job.id, Duration::from_secs(1)).await?)
 }

@@ -29,6 +29,10 @@ pub enum FailoverState {
     Aborted,
     /// Done, and every cell's new primary re-protected (`failover commit`).
     Committed,
+    /// `failover failback` began (or stopped at a failed step).
+    FailingBack,
+    /// Every cell is home again.
+    FailedBack,
 }
 
 impl FailoverState {
@@ -40,6 +44,8 @@ impl FailoverState {
             FailoverState::Failed => "failed",
             FailoverState::Aborted => "aborted",
             FailoverState::Committed => "committed",
+            FailoverState::FailingBack => "failing-back",
+            FailoverState::FailedBack => "failed-back",
         }
     }
 
@@ -51,6 +57,8 @@ impl FailoverState {
             FailoverState::Failed,
             FailoverState::Aborted,
             FailoverState::Committed,
+            FailoverState::FailingBack,
+            FailoverState::FailedBack,
         ]
         .into_iter()
         .find(|x| x.as_str() == s)
@@ -58,7 +66,10 @@ impl FailoverState {
     }
 
     pub fn is_final(self) -> bool {
-        matches!(self, FailoverState::Done | FailoverState::Failed | FailoverState::Aborted | FailoverState::Committed)
+        matches!(
+            self,
+            FailoverState::Done | FailoverState::Failed | FailoverState::Aborted | FailoverState::Committed | FailoverState::FailedBack
+        )
     }
 }
 

@@ -13,12 +13,14 @@
 //!   takeover at the recovery site), smoke, route, verify, report, in waves.
 //! - [`report`]: a cell's failover report, signed onto its chain.
 //! - [`commit`]: re-protecting the new primaries once a failover is confirmed.
+//! - [`failback`]: a committed failover's cells moved back home, without loss.
 //! - [`standby`]: the standbys the plan keeps at recovery sites.
 //! - [`view`]: a failover as `failover status` and the coordinator's API show it.
 
 pub mod assess;
 pub mod commit;
 pub mod engine;
+pub mod failback;
 pub mod hooks;
 pub mod journal;
 pub mod report;

@@ -58,14 +58,17 @@ pub fn view(store: &Store, id: &str) -> Result<View> {
         FailoverState::Waiting => waiting_for(store, &f)?.map(|s| format!("lifeboat failover approve {id} --step {s}")),
         FailoverState::Failed | FailoverState::Running => Some(format!("lifeboat failover resume {id}")),
         FailoverState::Done if !f.test => Some(format!("lifeboat failover commit {id} (once the new primaries are confirmed)")),
+        FailoverState::Committed => Some(format!("lifeboat failover failback {id} (when the cells' homes are back: planned, no loss)")),
+        FailoverState::FailingBack => Some(format!("lifeboat failover failback {id}")),
         _ => None,
     };
     Ok(View { approvals: j.approvals(id)?, failover: f, steps, cells, next })
 }
 
 fn measure(f: &Failover, c: &assess::CellAssessment, steps: &[StepRecord]) -> CellMeasure {
-    // Re-protecting comes after the failover: it is not part of its RTO.
-    let mine: Vec<&StepRecord> = steps.iter().filter(|s| s.cell == c.cell && s.step != super::commit::STEP).collect();
+    // Re-protecting and failing back come after the failover: not part of its RTO.
+    let after = |s: &StepRecord| s.step == super::commit::STEP || s.step.starts_with("failback:");
+    let mine: Vec<&StepRecord> = steps.iter().filter(|s| s.cell == c.cell && !after(s)).collect();
     let all_done = !mine.is_empty() && mine.iter().all(|s| matches!(s.state, StepState::Done | StepState::Skipped));
     let last = mine.iter().filter_map(|s| s.finished).max();
     let restore = mine.iter().find(|s| s.step == "restore").map(|s| &s.detail);
@@ -103,7 +106,7 @@ pub fn render(v: &View) -> String {
         let took = s.finished.map(|e| format!("{:.1}s", clock::seconds_between(s.started, e))).unwrap_or_else(|| "...".into());
         let error = s.error.as_ref().map(|e| format!(": {e}")).unwrap_or_default();
         let cell = if s.cell.is_empty() { "-" } else { &s.cell };
-        let _ = writeln!(out, "  {:<10} {:<12} {:<8} {took:>8}{error}", cell, s.step, format!("{:?}", s.state).to_lowercase());
+        let _ = writeln!(out, "  {:<10} {:<18} {:<8} {took:>8}{error}", cell, s.step, format!("{:?}", s.state).to_lowercase());
     }
     for c in &v.cells {
         let rto = c.rto_seconds.map_or("-".into(), |r| format!("{r:.1}s"));

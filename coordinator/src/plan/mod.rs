@@ -283,6 +283,10 @@ pub struct ScenarioDef {
     pub test_schedule: Option<String>,
     /// What each scheduled test fails, one test each.
     pub test_failed: Vec<String>,
+    /// Cron of its chaos drills (None: none).
+    pub chaos_schedule: Option<String>,
+    /// The cells each chaos drill fails over and back, one after the other.
+    pub chaos_cells: Vec<String>,
 }
 
 /// The platform defaults (design: Postgres full daily at 02:00, incremental

@@ -320,6 +320,20 @@ pub struct Scenario {
     pub rto: Option<Spanned<String>>,
     /// Its scheduled test (a `--test` failover the served coordinator runs).
     pub test: Option<Spanned<ScenarioTest>>,
+    /// A forced-failover chaos drill (scope `cell` only; none by default).
+    pub chaos: Option<Spanned<ScenarioChaos>>,
+}
+
+/// When the served coordinator crashes a cell's primary and fails it over
+/// to its standby and back, unattended.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScenarioChaos {
+    /// Cron (UTC), e.g. monthly: "0 3 15 * *".
+    pub schedule: Spanned<String>,
+    /// The cells (default: every cell with a `stream` standby).
+    #[serde(default)]
+    pub cells: Vec<Spanned<String>>,
 }
 
 /// When a scenario is tested and what each test fails.

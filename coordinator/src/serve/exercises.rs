@@ -28,33 +28,51 @@ const EVERY: Duration = Duration::from_secs(30);
 
 /// Run due tests, forever.
 pub async fn run(c: Arc<Coordinator>, state: PathBuf) {
-    if c.plan.scenarios.iter().all(|s| s.test_schedule.is_none()) {
+    let scheduled = c.plan.scenarios.iter().any(|s| s.test_schedule.is_some());
+    forever(&c, "scheduled failover tests", scheduled, || run_due(&c, &state)).await
+}
+
+/// Run `pass` every 30 s, forever, when the plan `scheduled` any
+/// (`what`) and the coordinator has the signing key they need.
+pub(super) async fn forever<F: std::future::Future<Output = Result<()>>>(
+    c: &Coordinator,
+    what: &str,
+    scheduled: bool,
+    pass: impl Fn() -> F,
+) {
+    if !scheduled {
         return std::future::pending().await;
     }
     if c.cfg.signer.is_none() {
-        tracing::warn!("no --signing-key: the scenarios' scheduled failover tests do not run (their reports are signed)");
+        tracing::warn!("no --signing-key: the scenarios' {what} do not run (their jobs and reports are signed)");
         return std::future::pending().await;
     }
     loop {
-        if let Err(e) = run_due(&c, &state).await {
-            tracing::error!("scheduled failover tests: {e:#}");
+        if let Err(e) = pass().await {
+            tracing::error!("{what}: {e:#}");
         }
         tokio::time::sleep(EVERY).await;
     }
 }
 
+/// Whether an occurrence of `cron` falls after `last` (the newest such
+/// exercise; none: `since`, when the state database was made) by `now`.
+pub(super) fn due_after(cron: Option<&str>, last: Option<OffsetDateTime>, since: OffsetDateTime, now: OffsetDateTime) -> bool {
+    let Some(cron) = cron.and_then(|e| schedule::parse(e).ok()) else { return false };
+    schedule::next_after(&cron, last.unwrap_or(since).max(since)).is_some_and(|next| next <= now)
+}
+
 /// Whether `scenario`'s test of `failed` is due at `now`.
 fn due(s: &ScenarioDef, failed: &str, journal: &[Failover], since: OffsetDateTime, now: OffsetDateTime) -> bool {
-    let Some(cron) = s.test_schedule.as_deref().and_then(|e| schedule::parse(e).ok()) else { return false };
     let last = journal.iter().filter(|f| f.test && f.scenario == s.name && f.failed == failed).map(|f| f.created).max();
-    schedule::next_after(&cron, last.unwrap_or(since).max(since)).is_some_and(|next| next <= now)
+    due_after(s.test_schedule.as_deref(), last, since, now)
 }
 
 /// The newest finished test of each scenario and failure, into the metrics.
 fn export(c: &Coordinator, journal: &[Failover]) {
     for f in journal.iter().rev().filter(|f| f.test && f.state.is_final()) {
         if let Some(finished) = f.finished {
-            c.metrics.failover_test(&f.scenario, &f.failed, finished, f.state == FailoverState::Done);
+            c.metrics.exercise(false, &f.scenario, &f.failed, finished, f.state == FailoverState::Done);
         }
     }
 }
@@ -97,24 +115,59 @@ async fn exercise(c: &Arc<Coordinator>, state: &Path, s: &ScenarioDef, failed: &
         }
     })
     .await?;
-    let (c2, state, id2) = (c.clone(), state.to_path_buf(), id.clone());
-    // The engine reads and writes the journal as it goes: on a thread of its own, off the server's runtime.
+    carry_out(c, state, &id, &[Act::Drive]).await
+}
+
+/// What [`carry_out`] has the engine do.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Act {
+    Drive,
+    Commit,
+    Failback,
+}
+
+/// Carry failover `id` through `acts`, each only once the one before
+/// ended as the next needs (driven: done; committed), on a thread of its
+/// own (the engine reads and writes the journal as it goes, off the
+/// server's runtime) under the same per-failover lock as the CLI. A
+/// failover the engine could not carry out ends failed, never left
+/// running. Returns it as journaled after.
+pub(super) async fn carry_out(c: &Arc<Coordinator>, state: &Path, id: &str, acts: &'static [Act]) -> Result<Failover> {
+    let (c2, state, id2) = (c.clone(), state.to_path_buf(), id.to_string());
     let driven = tokio::task::spawn_blocking(move || -> Result<()> {
         let _lock = lock(&state, &id2)?;
-        let signer = c2.cfg.signer.as_ref().context("scheduled failover tests need --signing-key (their reports are signed)")?;
+        let signer = c2.cfg.signer.as_ref().context("scheduled exercises need --signing-key (their reports and jobs are signed)")?;
         let engine =
             Engine { plan: &c2.plan, store: &c2.store, signer, http: crate::failover::hooks::client(), export: c2.cfg.reports.as_deref() };
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-        runtime.block_on(engine.drive(&id2))?;
-        Ok(())
+        runtime.block_on(async {
+            for act in acts {
+                let f = match act {
+                    Act::Drive => engine.drive(&id2).await?,
+                    Act::Commit => engine.commit(&id2).await?,
+                    Act::Failback => engine.failback(&id2).await?,
+                };
+                let next = match act {
+                    Act::Drive => FailoverState::Done,
+                    Act::Commit => FailoverState::Committed,
+                    Act::Failback => FailoverState::FailedBack,
+                };
+                if f.state != next {
+                    break;
+                }
+            }
+            anyhow::Ok(())
+        })
     })
     .await
-    .context("the test's thread")
+    .context("the engine's thread")
     .and_then(|r| r);
+    let id = id.to_string();
     c.blocking(move |c| {
-        // A test the engine could not carry out ends failed, never left running.
         if let Err(e) = &driven {
-            Journal(&c.store).set_state(&id, FailoverState::Failed, Some(&format!("{e:#}")))?;
+            let f = Journal(&c.store).get(&id)?;
+            let state = if matches!(f.state, FailoverState::Running | FailoverState::Waiting) { FailoverState::Failed } else { f.state };
+            Journal(&c.store).set_state(&id, state, Some(&format!("{e:#}")))?;
         }
         Journal(&c.store).get(&id)
     })
@@ -122,7 +175,7 @@ async fn exercise(c: &Arc<Coordinator>, state: &Path, s: &ScenarioDef, failed: &
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
     #[test]
@@ -143,7 +196,7 @@ mod tests {
         assert!(!due(&s, "demo-a", &[], since, at("2027-01-01T05:00:00Z")), "off");
     }
 
-    fn empty_assessment(scenario: &str, failed: &str) -> crate::failover::assess::Assessment {
+    pub(in crate::serve) fn empty_assessment(scenario: &str, failed: &str) -> crate::failover::assess::Assessment {
         crate::failover::assess::Assessment {
             scenario: scenario.into(),
             scope: crate::plan::Scope::Cell,

@@ -82,6 +82,8 @@ pub struct Metrics {
     drill_verdict: Family<Cell, Gauge>,
     test_finished: Family<ScenarioFailure, FloatGauge>,
     test_passed: Family<ScenarioFailure, Gauge>,
+    chaos_finished: Family<ScenarioFailure, FloatGauge>,
+    chaos_passed: Family<ScenarioFailure, Gauge>,
     unauthorized: Counter,
 }
 
@@ -118,6 +120,8 @@ impl Metrics {
             drill_verdict: Family::default(),
             test_finished: Family::default(),
             test_passed: Family::default(),
+            chaos_finished: Family::default(),
+            chaos_passed: Family::default(),
             unauthorized: Counter::default(),
         };
         {
@@ -159,6 +163,16 @@ impl Metrics {
                 m.test_finished.clone(),
             );
             l.register("failover_test_passed", "Whether that test passed (1) or failed (0)", m.test_passed.clone());
+            l.register(
+                "chaos_drill_last_timestamp_seconds",
+                "When the newest chaos drill (a forced failover and failback) of a scenario and cell ended",
+                m.chaos_finished.clone(),
+            );
+            l.register(
+                "chaos_drill_passed",
+                "Whether that chaos drill failed the cell over and back (1) or not (0)",
+                m.chaos_passed.clone(),
+            );
             l.register("http_unauthorized_requests", "Requests refused for a missing or wrong token", m.unauthorized.clone());
         }
         m
@@ -177,11 +191,15 @@ impl Metrics {
         self.last_success.get_or_create(&CellKind { cell: cell.into(), kind: kind.as_str().into() }).set(t);
     }
 
-    /// The newest finished test failover of `scenario` for `failed`.
-    pub fn failover_test(&self, scenario: &str, failed: &str, finished: OffsetDateTime, passed: bool) {
+    /// The newest finished test failover (or, `chaos`, chaos drill) of `scenario` for `failed`.
+    pub fn exercise(&self, chaos: bool, scenario: &str, failed: &str, finished: OffsetDateTime, passed: bool) {
         let labels = ScenarioFailure { scenario: scenario.into(), failed: failed.into() };
-        self.test_finished.get_or_create(&labels).set(finished.unix_timestamp_nanos() as f64 / 1e9);
-        self.test_passed.get_or_create(&labels).set(i64::from(passed));
+        let (at, ok) = match chaos {
+            true => (&self.chaos_finished, &self.chaos_passed),
+            false => (&self.test_finished, &self.test_passed),
+        };
+        at.get_or_create(&labels).set(finished.unix_timestamp_nanos() as f64 / 1e9);
+        ok.get_or_create(&labels).set(i64::from(passed));
     }
 
     pub fn scheduling_latency(&self, seconds: f64) {

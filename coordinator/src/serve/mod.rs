@@ -9,6 +9,7 @@
 
 mod access;
 mod alerts;
+mod chaos;
 mod exercises;
 mod http;
 mod metrics;
@@ -252,6 +253,7 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         r = control_loop(c.clone(), args.tick, args.poll) => r?,
         () = keep_standbys(c.clone(), args.standby_interval) => {}
         () = exercises::run(c.clone(), args.state.clone()) => {}
+        () = chaos::run(c.clone(), args.state.clone()) => {}
     }
     Ok(())
 }

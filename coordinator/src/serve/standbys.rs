@@ -30,7 +30,8 @@ use crate::plan::{CellPlan, Standby};
 /// The cells a failover moved: no standby is kept for them.
 fn failed_over(c: &Coordinator) -> anyhow::Result<BTreeSet<String>> {
     let all = Journal(&c.store).list()?;
-    let moved = all.into_iter().filter(|f| !f.test && f.state != FailoverState::Aborted);
+    // A failed-back cell is home again: its standby is kept again.
+    let moved = all.into_iter().filter(|f| !f.test && !matches!(f.state, FailoverState::Aborted | FailoverState::FailedBack));
     Ok(moved.flat_map(|f| f.assessment.cells.into_iter().map(|a| a.cell)).collect())
 }
 

@@ -1,6 +1,7 @@
 //! One module per subcommand group.
 
 pub mod drill;
+pub mod failback;
 pub mod fence;
 pub mod files;
 pub mod kafka;

@@ -26,33 +26,41 @@ pub struct ReprotectArgs {
     /// That repository's location name (as the plan names it).
     #[arg(long, default_value = "primary")]
     source_name: String,
+    #[command(flatten)]
+    takeover: TakeoverArgs,
+}
+
+/// A guest cell's takeover kept at this recovery site.
+#[derive(Debug, Args)]
+pub struct TakeoverArgs {
     #[arg(long, env = "LIFEBOAT_CELL")]
-    cell: String,
+    pub cell: String,
     #[arg(long)]
-    restore_root: PathBuf,
+    pub restore_root: PathBuf,
     /// The takeover's port (its directory is <restore-root>/takeover-<port>).
     #[arg(long)]
-    port: u16,
+    pub port: u16,
     /// The takeover's name, as its directory's takeover.name holds it.
     #[arg(long)]
-    takeover: String,
+    pub takeover: String,
     /// Postgres server binaries (default: `pg_config --bindir`).
     #[arg(long)]
-    pg_bindir: Option<PathBuf>,
-    /// How long archiving a segment, and the backup's WAL, may take.
+    pub pg_bindir: Option<PathBuf>,
+    /// How long archiving a segment (and a backup's WAL) may take.
     #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
-    wal_timeout: Duration,
+    pub wal_timeout: Duration,
 }
 
 pub async fn run(global: &Global, args: ReprotectArgs) -> Result<ExitCode> {
-    let spec = ReprotectSpec { cell: args.cell.clone(), takeover: args.takeover, port: args.port, location: args.source_name };
+    let t = args.takeover;
+    let spec = ReprotectSpec { cell: t.cell.clone(), takeover: t.takeover, port: t.port, location: args.source_name };
     let env = ReprotectEnv {
         repo: open_repo(global, &args.repo.url).await?,
-        archive_command: archive_command(global, &args.repo.url, &args.cell)?,
-        restore_root: args.restore_root.clone(),
-        pg_bindir: pg_bindir_or_default(args.pg_bindir)?,
+        archive_command: archive_command(global, &args.repo.url, &t.cell)?,
+        restore_root: t.restore_root,
+        pg_bindir: pg_bindir_or_default(t.pg_bindir)?,
         server_env: lifeboat_drill::confine::server_env(&[args.repo.url.as_str()], std::env::vars()),
-        wal_timeout: args.wal_timeout,
+        wal_timeout: t.wal_timeout,
     };
     // Never beside a standby job or a takeover in the same directory.
     let _lock = standby::lock(&env.restore_root, spec.port).map_err(anyhow::Error::msg)?;

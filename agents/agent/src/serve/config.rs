@@ -37,6 +37,10 @@ pub struct ServeArgs {
     /// libpq conninfo (key=value or postgresql:// URI) for base backups, without a password.
     #[arg(long, env = "LIFEBOAT_PG_CONN")]
     pub pg_conn: Option<String>,
+    /// The cell's Postgres data directory on this host: what a failback
+    /// rebuilds as a standby of the cell's new primary (the old one is kept aside).
+    #[arg(long, env = "LIFEBOAT_PG_DATA")]
+    pub pg_data: Option<PathBuf>,
     /// File holding the Postgres password, if the server wants one.
     #[arg(long, env = "LIFEBOAT_PG_PASSWORD_FILE")]
     pub pg_password_file: Option<PathBuf>,

@@ -7,7 +7,8 @@
 //! warning in the log; checks without SQL need no signature. A takeover
 //! (a failover's restore that stays and serves) is refused unless signed
 //! likewise, whatever its checks, and so is a standby (what a failover
-//! promotes into production, streaming from the primary it names).
+//! promotes into production, streaming from the primary it names) and a
+//! failback's rebuild (it replaces the cell's own data directory).
 
 use lifeboat_api::{ChecksSignature, JobSpec};
 
@@ -27,6 +28,14 @@ pub fn authorize(agent: &Agent, spec: &JobSpec) -> Result<(), String> {
         JobSpec::Standby(s) => check(agent, s.signature.as_ref(), &s.signed_message(), "the standby").map_err(|why| {
             tracing::warn!(cell = %s.cell, reason = %why, "refused a standby the plan key did not sign");
             format!("{why}; a standby is kept only as the coordinator's plan signed it")
+        }),
+        JobSpec::Crash(c) => check(agent, c.signature.as_ref(), &c.signed_message(), "the crash").map_err(|why| {
+            tracing::warn!(cell = %c.cell, reason = %why, "refused a crash the plan key did not sign");
+            format!("{why}; the cell's server is crashed only by a chaos drill the coordinator's plan signed")
+        }),
+        JobSpec::Rebuild(r) => check(agent, r.signature.as_ref(), &r.signed_message(), "the rebuild").map_err(|why| {
+            tracing::warn!(cell = %r.cell, reason = %why, "refused a rebuild the plan key did not sign");
+            format!("{why}; the cell's data directory is rebuilt only as the coordinator's plan signed it")
         }),
         _ => Ok(()),
     }

@@ -37,11 +37,7 @@ pub fn invocation(agent: &Agent, spec: &JobSpec) -> Result<Invocation, String> {
     };
     match spec {
         JobSpec::PgBackup { incremental } => {
-            let server = agent.pg.as_ref().ok_or("this agent has no Postgres configured; start it with --pg-conn")?;
-            c.env.push(("LIFEBOAT_PG_CONN".into(), server.conninfo.clone()));
-            if let Some(password) = &server.password {
-                c.env.push(("PGPASSWORD".into(), password.clone()));
-            }
+            c.own_server(agent)?;
             c.with_cell(&["pg", "backup"]).push(&["--kind", if *incremental { "incremental" } else { "full" }]);
         }
         JobSpec::KafkaSnapshot {} => c.kafka_snapshot()?,
@@ -68,6 +64,24 @@ pub fn invocation(agent: &Agent, spec: &JobSpec) -> Result<Invocation, String> {
         JobSpec::Fence { cell, reason, epoch } => c.fence(cell.as_deref(), reason, *epoch)?,
         JobSpec::Standby(s) => c.standby(s)?,
         JobSpec::Reprotect(r) => c.reprotect(r)?,
+        JobSpec::Rebuild(r) => c.rebuild(agent, r)?,
+        JobSpec::Handback(h) => {
+            let root = c.restore_root("keeps no takeovers")?;
+            let cell = c.guest(Some(&h.cell))?.ok_or("a takeover is another cell's (a guest), not the agent's own")?;
+            let port = h.port.to_string();
+            c.push(&["failback", "handback", "--cell", cell, "--restore-root", &root, "--port", &port, "--takeover", &h.takeover]);
+        }
+        JobSpec::Crash(k) => {
+            c.own_cell(&k.cell)?;
+            let pgdata = c.cfg.pg_data.as_ref().ok_or("this agent does not know the cell's data directory; start it with --pg-data")?;
+            let pgdata = pgdata.display().to_string();
+            c.push(&["failback", "crash", "--cell", &k.cell, "--pgdata", &pgdata, "--reason", &k.reason]);
+        }
+        JobSpec::HomePromote(p) => {
+            c.own_cell(&p.cell)?;
+            c.own_server(agent)?;
+            c.push(&["failback", "promote", "--cell", &p.cell, "--after-lsn", &p.after_lsn]);
+        }
     }
     Ok(Invocation { args: c.args, env: c.env, key_file: c.key_file })
 }
@@ -286,6 +300,44 @@ impl Line<'_> {
         if let Some(c) = &s.primary_conninfo {
             self.env.push(("LIFEBOAT_PRIMARY_CONNINFO".into(), c.clone()));
         }
+        Ok(())
+    }
+
+    /// The cell's own server, to the job's environment (its conninfo, and its password if it has one).
+    fn own_server(&mut self, agent: &Agent) -> Result<(), String> {
+        let server = agent.pg.as_ref().ok_or("this agent has no Postgres configured; start it with --pg-conn")?;
+        self.env.push(("LIFEBOAT_PG_CONN".into(), server.conninfo.clone()));
+        if let Some(password) = &server.password {
+            self.env.push(("PGPASSWORD".into(), password.clone()));
+        }
+        Ok(())
+    }
+
+    /// A failback's home steps are the agent's own cell's.
+    fn own_cell(&self, cell: &str) -> Result<(), String> {
+        match cell == self.cfg.cell {
+            true => Ok(()),
+            false => {
+                Err(format!("this agent serves cell {}, not {cell}: a failback's home steps go to the cell's own agent", self.cfg.cell))
+            }
+        }
+    }
+
+    /// `failback rebuild` of the agent's own cell from one of its locations.
+    fn rebuild(&mut self, agent: &Agent, r: &lifeboat_api::failback::RebuildSpec) -> Result<(), String> {
+        self.own_cell(&r.cell)?;
+        let pgdata = self.cfg.pg_data.as_ref().ok_or("this agent does not know the cell's data directory; start it with --pg-data")?;
+        let pgdata = pgdata.display().to_string();
+        self.own_server(agent)?;
+        lifeboat_postgres::standby::check_conninfo(&r.primary_conninfo).map_err(|e| e.to_string())?;
+        let own = self.cfg.repo.url.clone();
+        let source = match r.location.as_str() {
+            lifeboat_api::recovery::PRIMARY => own.clone(),
+            name => self.location(name)?.to_string(),
+        };
+        self.push(&["failback", "rebuild", "--repo", &source, "--source-name", &r.location, "--archive-repo", &own]);
+        self.push(&["--cell", &r.cell, "--pgdata", &pgdata]);
+        self.env.push(("LIFEBOAT_PRIMARY_CONNINFO".into(), r.primary_conninfo.clone()));
         Ok(())
     }
 

@@ -193,7 +193,36 @@ pub fn scenario(catalog: &Catalog<'_>, check: &mut Check<'_>, i: usize, s: &sche
         },
         test_schedule: None,
         test_failed: Vec::new(),
+        chaos_schedule: None,
+        chaos_cells: Vec::new(),
     }
+}
+
+/// The scenario's chaos drill: a cron, and cells that keep a `stream`
+/// standby (a drill promotes it; a cold restore would lose the WAL the
+/// crashed primary never archived).
+pub fn chaos(check: &mut Check<'_>, i: usize, s: &schema::Scenario, scenario: &mut ScenarioDef, plan: &Plan) {
+    let Some(given) = &s.chaos else { return };
+    let from = format!("scenario {:?} chaos", scenario.name);
+    if scenario.scope != schema::Scope::Cell {
+        check.at(i, given, format!("{from}: a chaos drill fails one cell over and back; give it to a scenario with scope = \"cell\""));
+        return;
+    }
+    let given = given.get_ref();
+    match crate::plan::schedule::parse(given.schedule.get_ref()) {
+        Ok(_) => scenario.chaos_schedule = Some(given.schedule.get_ref().clone()),
+        Err(why) => check.at(i, &given.schedule, format!("{from}: schedule {why}")),
+    }
+    let hot = |name: &str| plan.cells.iter().any(|c| c.name == name && c.failover.standby == Standby::Stream);
+    for c in &given.cells {
+        if !hot(c.get_ref()) {
+            check.at(i, c, format!("{from}: cell {:?} keeps no \"stream\" standby (a chaos drill promotes one)", c.get_ref()));
+        }
+    }
+    scenario.chaos_cells = match given.cells.is_empty() {
+        true => plan.cells.iter().filter(|c| hot(&c.name)).map(|c| c.name.clone()).collect(),
+        false => given.cells.iter().map(|c| c.get_ref().clone()).collect(),
+    };
 }
 
 /// The scenario's scheduled test: its cron ("off": none) and what each

@@ -46,6 +46,7 @@ pub fn validate(dir: &Path, files: &[PlanFile]) -> (Plan, Vec<Diagnostic>) {
             let mut scenario = failover::scenario(&catalog, &mut check, i, s.get_ref(), &plan);
             failover::can_be_carried_out(&mut check, i, s.get_ref(), &scenario, &plan);
             failover::test(&mut check, i, s.get_ref(), &mut scenario, &plan);
+            failover::chaos(&mut check, i, s.get_ref(), &mut scenario, &plan);
             plan.scenarios.push(scenario);
         }
     }

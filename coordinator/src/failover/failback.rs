@@ -1,0 +1,155 @@
+//! Failing a committed failover back home (`lifeboat failover failback
+//! ID`): planned, without loss, per cell (at once), each step journaled
+//! before its side effect under its idempotency key like the failover's:
+//!
+//! 1. `failback:rebuild` (the cell's own agent, back up): its data
+//!    directory set aside and rebuilt from the location the new primary
+//!    archives into, as a standby streaming from the new primary;
+//! 2. `failback:handback` (the recovery site): the new primary's WAL seen
+//!    archived, a standby seen streaming, its server stopped cleanly (its
+//!    last WAL reaches the home), its last WAL read (`final_lsn`);
+//! 3. `failback:fence` (the cell's own agent): a fencing epoch for the
+//!    home's next timeline in every location it has, so the stopped
+//!    takeover can never archive again; the location it archived into must hold it;
+//! 4. `failback:promote` (the cell's own agent): the home promoted once it
+//!    replayed past `final_lsn`, never before;
+//! 5. `failback:route`, `failback:verify`: the scenario's `route` and
+//!    `verify` hooks, called with steps `failback-route` and `failback-verify`;
+//! 6. `failback:backup`: a full base backup of the home on its new timeline.
+//!
+//! Until the handback the new primary serves and nothing is lost by
+//! stopping (run `failback` again, or leave the cell where it is); from
+//! the handback on, the cell takes no writes until the home is promoted.
+//! A failed step leaves the failover `failing-back` with why; `failback`
+//! again tries it under a new key and goes on. Done: `failed-back`.
+
+use anyhow::{ensure, Context, Result};
+use futures::future::join_all;
+use serde_json::{json, Value};
+
+use lifeboat_api::failback::{HandbackSpec, HomePromoteSpec, RebuildSpec};
+use lifeboat_api::{ChecksSignature, JobResult, JobSpec};
+
+use super::assess::CellAssessment;
+use super::engine::{site_job, takeover_name, Engine};
+use super::journal::{Failover, FailoverState};
+use crate::plan::{CellPlan, SiteDef};
+
+/// The steps of a cell's failback, in order.
+pub const STEPS: [&str; 7] =
+    ["failback:rebuild", "failback:handback", "failback:fence", "failback:promote", "failback:route", "failback:verify", "failback:backup"];
+
+impl Engine<'_> {
+    /// Fail every cell of the committed failover `id` back home, as far as it goes.
+    pub async fn failback(&self, id: &str) -> Result<Failover> {
+        let f = self.journal().get(id)?;
+        ensure!(!f.test, "failover {id} is a test: nothing moved, nothing to fail back");
+        if f.state == FailoverState::FailedBack {
+            return Ok(f);
+        }
+        ensure!(
+            matches!(f.state, FailoverState::Committed | FailoverState::FailingBack),
+            "failover {id} is {}: only a committed failover fails back (its new primaries archive, so the home can be rebuilt from them); \
+             commit it first (lifeboat failover commit {id})",
+            f.state.as_str()
+        );
+        self.journal().set_state(id, FailoverState::FailingBack, None)?;
+        self.journal().reopen_failed(id)?;
+        let ends = join_all(f.assessment.cells.iter().map(|c| self.failback_cell(&f, c))).await;
+        let problems: Vec<String> =
+            ends.iter().zip(&f.assessment.cells).filter_map(|(e, c)| e.as_ref().err().map(|e| format!("cell {}: {e:#}", c.cell))).collect();
+        let (state, error) = match problems.is_empty() {
+            true => (FailoverState::FailedBack, None),
+            false => {
+                (FailoverState::FailingBack, Some(format!("failback stopped: {}; run failover failback {id} again", problems.join("; "))))
+            }
+        };
+        self.journal().set_state(id, state, error.as_deref())?;
+        self.journal().get(id)
+    }
+
+    async fn failback_cell(&self, f: &Failover, c: &CellAssessment) -> Result<()> {
+        for step in STEPS {
+            self.once(f, &c.cell, step, |key| async move { self.failback_step(f, c, step, &key).await }).await?;
+        }
+        Ok(())
+    }
+
+    async fn failback_step(&self, f: &Failover, c: &CellAssessment, step: &str, key: &str) -> Result<Option<Value>> {
+        let (cell, site) = self.placed(c)?;
+        let home = || crate::serve::agent_clients(self.plan).map(|mut all| all.remove(&cell.name));
+        let spec = match step {
+            "failback:rebuild" => JobSpec::Rebuild(self.rebuild_spec(f, c, cell, site)?),
+            "failback:handback" => JobSpec::Handback(HandbackSpec {
+                cell: cell.name.clone(),
+                takeover: takeover_name(&f.id, &cell.name),
+                port: self.takeover_port(f, c)?,
+            }),
+            "failback:fence" => {
+                JobSpec::Fence { cell: None, reason: format!("failback of failover {} to the cell's home", f.id), epoch: None }
+            }
+            "failback:promote" => {
+                let handed = self.journal().step(&f.id, &c.cell, "failback:handback")?.context("the handback is not journaled")?.detail;
+                let after_lsn = handed["final_lsn"].as_str().context("the handback journaled no final_lsn")?.to_string();
+                JobSpec::HomePromote(HomePromoteSpec { cell: cell.name.clone(), after_lsn })
+            }
+            "failback:backup" => JobSpec::PgBackup { incremental: false },
+            hook => {
+                let name = hook.replace(':', "-");
+                return self.hook(f, &c.cell, &name, key, json!({ "home": { "agent": cell.agent_url } })).await;
+            }
+        };
+        let job = match step {
+            "failback:handback" => site_job(site, key, &spec).await?,
+            _ => {
+                let agent = home()?.with_context(|| format!("cell {} has no agent in the plan", cell.name))?;
+                super::engine::agent_job(&agent, &format!("cell {}", cell.name), key, &spec).await?
+            }
+        };
+        let Some(result) = job.result else {
+            anyhow::bail!("the {} job failed: {}", spec.kind(), job.error.unwrap_or_default());
+        };
+        if let JobResult::Fence(done) = &result {
+            let from = self.plan.agent_location_name(c.location.as_deref().unwrap_or_default());
+            ensure!(
+                done.locations.iter().any(|l| l.location == from && l.outcome.is_some()),
+                "location {from}, where the new primary archived, could not be fenced ({:?})",
+                done.locations
+            );
+        }
+        Ok(Some(serde_json::to_value(&result)?))
+    }
+
+    /// The takeover's port, as its restore journaled it.
+    fn takeover_port(&self, f: &Failover, c: &CellAssessment) -> Result<u16> {
+        let restored = self.journal().step(&f.id, &c.cell, "restore")?.context("the restore step is not journaled")?.detail;
+        restored["scratch"]["port"].as_u64().and_then(|p| u16::try_from(p).ok()).context("the restore journaled no port")
+    }
+
+    fn rebuild_spec(&self, f: &Failover, c: &CellAssessment, cell: &CellPlan, site: &SiteDef) -> Result<RebuildSpec> {
+        let host = reqwest::Url::parse(&site.agent_url).ok().and_then(|u| u.host_str().map(str::to_string)).unwrap_or_default();
+        let location = self.plan.agent_location_name(c.location.as_deref().context("the cell was restored from no location")?);
+        let mut spec = RebuildSpec {
+            cell: cell.name.clone(),
+            location: location.to_string(),
+            primary_conninfo: failback_conninfo(cell, &host, self.takeover_port(f, c)?),
+            signature: None,
+        };
+        spec.signature = Some(ChecksSignature { key_id: self.signer.key_id.clone(), signature: self.signer.sign(&spec.signed_message()) });
+        Ok(spec)
+    }
+}
+
+/// How the home streams from the new primary: its host and port, as the
+/// user of the cell's `primary_conninfo` (default `postgres`; the password
+/// from a passfile on the home's host).
+pub fn failback_conninfo(cell: &CellPlan, host: &str, port: u16) -> String {
+    let user = cell
+        .failover
+        .primary_conninfo
+        .as_deref()
+        .and_then(|c| c.parse::<tokio_postgres::Config>().ok())
+        .and_then(|c| c.get_user().map(str::to_string))
+        .unwrap_or_else(|| "postgres".into());
+    format!("host={host} port={port} user={user} application_name={}-home", cell.name)
+}
