@@ -12,7 +12,7 @@ use anyhow::{bail, Context, Result};
 use serde_json::json;
 use time::OffsetDateTime;
 
-use lifeboat_api::{ChecksSignature, DrillOutcome, DrillSpec, DrillTarget, Job, JobResult, JobSpec, Outcome};
+use lifeboat_api::{DrillOutcome, DrillSpec, DrillTarget, Job, JobResult, JobSpec, Outcome};
 use lifeboat_client::{AgentClient, ReportStored, Submitted};
 
 use crate::clock;
@@ -112,8 +112,7 @@ pub fn signed_spec(cell: &CellPlan, target: DrillTarget, signer: &Signer) -> Dri
 
 /// Sign `spec` for `cell` with the plan key (again after changing it).
 pub fn sign(spec: &mut DrillSpec, cell: &str, signer: &Signer) {
-    let signature = signer.sign(&spec.signed_message(cell));
-    spec.checks_signature = Some(ChecksSignature { key_id: signer.key_id.clone(), signature });
+    spec.checks_signature = Some(signer.spec_signature(&spec.signed_message(cell)));
 }
 
 /// The agent job of a drill.

@@ -94,8 +94,11 @@ pub async fn rebuild(env: &RebuildEnv, spec: &RebuildSpec) -> Result<Rebuilt, St
         tablespaces_under: None,
     };
     let restored = pg::restore(&env.source.repo, &req).await.map_err(|e| format!("restoring from {}: {e}", env.source.name))?;
-    let home = format!("archive_mode = 'on'\narchive_command = '{}'\n", env.archive_command.replace('\'', "''"));
-    append_settings(&env.pgdata, &home)?;
+    let home = format!(
+        "# ---- the home's own archiving, set by lifeboat-agent failback rebuild ----\narchive_mode = 'on'\narchive_command = '{}'\n",
+        env.archive_command.replace('\'', "''")
+    );
+    pg::append_settings(&env.pgdata, &home).map_err(|e| e.to_string())?;
     lifeboat_postgres::standby::convert(&env.pgdata, Some(&spec.primary_conninfo)).map_err(|e| e.to_string())?;
     let record =
         Record { primary_conninfo: spec.primary_conninfo.clone(), backup: restored.backup_id.clone(), set_aside: set_aside.clone() };
@@ -128,14 +131,6 @@ fn set_aside(pgdata: &Path) -> Result<Option<String>, String> {
     let kept = pgdata.with_file_name(format!("{name}.set-aside-{}", OffsetDateTime::now_utc().unix_timestamp()));
     std::fs::rename(pgdata, &kept).map_err(|e| format!("moving {} aside: {e}", pgdata.display()))?;
     Ok(Some(kept.display().to_string()))
-}
-
-fn append_settings(pgdata: &Path, settings: &str) -> Result<(), String> {
-    let auto = pgdata.join("postgresql.auto.conf");
-    let mut text = std::fs::read_to_string(&auto).map_err(|e| format!("reading {}: {e}", auto.display()))?;
-    text.push_str("# ---- the home's own archiving, set by lifeboat-agent failback rebuild ----\n");
-    text.push_str(settings);
-    std::fs::write(&auto, text).map_err(|e| format!("writing {}: {e}", auto.display()))
 }
 
 /// Wait until the standby streams from its primary.

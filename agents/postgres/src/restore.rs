@@ -191,10 +191,7 @@ pub async fn restore(repo: &Repository, req: &RestoreRequest) -> Result<RestoreR
     settings.push_str(&req.target.settings());
     settings.push_str("recovery_target_action = 'promote'\nrecovery_target_timeline = 'latest'\n");
     settings.push_str(req.archiving.settings());
-    let auto = req.to.join("postgresql.auto.conf");
-    let mut text = std::fs::read_to_string(&auto).unwrap_or_default();
-    text.push_str(&settings);
-    std::fs::write(&auto, text).map_err(|e| io("writing postgresql.auto.conf", e))?;
+    append_settings(&req.to, &settings)?;
     Ok(RestoreReport {
         backup_id: manifest.id,
         backup_stop_lsn: details.stop_lsn.to_string(),
@@ -206,6 +203,20 @@ pub async fn restore(repo: &Repository, req: &RestoreRequest) -> Result<RestoreR
         bytes_reused: summary.reused_bytes,
         reached: None,
     })
+}
+
+/// Append `settings` to the `postgresql.auto.conf` of data directory
+/// `data` (created when missing): the last setting of a name wins.
+pub fn append_settings(data: &Path, settings: &str) -> Result<(), PgError> {
+    let io = |what: &str, e: std::io::Error| PgError::Config(format!("{what} postgresql.auto.conf in {}: {e}", data.display()));
+    let auto = data.join("postgresql.auto.conf");
+    let mut text = match std::fs::read_to_string(&auto) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(e) => return Err(io("reading", e)),
+    };
+    text.push_str(settings);
+    std::fs::write(&auto, text).map_err(|e| io("writing", e))
 }
 
 /// Where each tablespace of `map` (the backup's `tablespace_map`) goes:

@@ -29,10 +29,7 @@ pub fn convert(data: &Path, primary_conninfo: Option<&str>) -> Result<(), PgErro
     if let Some(c) = primary_conninfo {
         let _ = writeln!(settings, "primary_conninfo = '{}'", c.replace('\'', "''"));
     }
-    let auto = data.join("postgresql.auto.conf");
-    let mut text = std::fs::read_to_string(&auto).map_err(|e| io("reading postgresql.auto.conf", e))?;
-    text.push_str(&settings);
-    std::fs::write(&auto, text).map_err(|e| io("writing postgresql.auto.conf", e))
+    crate::restore::append_settings(data, &settings)
 }
 
 /// A primary's conninfo is written into the standby's configuration: a

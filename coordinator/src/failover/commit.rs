@@ -19,7 +19,7 @@ use lifeboat_api::reprotect::ReprotectSpec;
 use lifeboat_api::{JobResult, JobSpec};
 
 use super::assess::CellAssessment;
-use super::engine::{closing, key, site_job, takeover_name, Engine};
+use super::engine::{site_job, takeover_name, Engine};
 use super::journal::{Failover, FailoverState, StepState};
 
 /// The journal step of re-protecting a cell.
@@ -62,11 +62,7 @@ impl Engine<'_> {
         if self.journal().step(&f.id, cell, step)?.is_some_and(|s| matches!(s.state, StepState::Done | StepState::Skipped)) {
             return Ok(());
         }
-        self.journal().intent(&f.id, cell, step, &key(&f.id, cell, step))?;
-        let key = self.journal().step(&f.id, cell, step)?.context("the step was just journaled")?.idempotency_key;
-        let (state, detail, error) = closing(act(key).await);
-        self.journal().close(&f.id, cell, step, state, &detail, error.as_deref())?;
-        match error {
+        match self.journaled(f, cell, step, act).await?.1 {
             Some(e) => anyhow::bail!("step {step}: {e}"),
             None => Ok(()),
         }
@@ -74,12 +70,10 @@ impl Engine<'_> {
 
     async fn reprotect(&self, f: &Failover, c: &CellAssessment, key: &str) -> Result<Value> {
         let (cell, site) = self.placed(c)?;
-        let restored = self.journal().step(&f.id, &c.cell, "restore")?.context("the restore step is not journaled")?.detail;
-        let port = restored["scratch"]["port"].as_u64().and_then(|p| u16::try_from(p).ok()).context("the restore journaled no port")?;
         let spec = ReprotectSpec {
             cell: cell.name.clone(),
             takeover: takeover_name(&f.id, &cell.name),
-            port,
+            port: self.takeover_port(f, c)?,
             location: c.location.clone().context("the cell was restored from no location")?,
         };
         let job = site_job(site, key, &JobSpec::Reprotect(spec)).await?;

@@ -157,11 +157,7 @@ impl Engine<'_> {
             if gated && !approvals.iter().any(|a| a.step == gate.as_str()) {
                 return Ok(CellEnd::Waiting(gate.as_str().to_string()));
             }
-            self.journal().intent(&f.id, &c.cell, step, &key(&f.id, &c.cell, step))?;
-            // The journaled key: the first one, or a retry's.
-            let key = self.journal().step(&f.id, &c.cell, step)?.context("the step was just journaled")?.idempotency_key;
-            let (state, detail, error) = closing(self.carry_out(f, c, step, &key).await);
-            self.journal().close(&f.id, &c.cell, step, state, &detail, error.as_deref())?;
+            let (state, error) = self.journaled(f, &c.cell, step, |key| async move { self.carry_out(f, c, step, &key).await }).await?;
             if let Some(e) = error {
                 tracing::error!(failover = %f.id, cell = %c.cell, step, error = %e, "failover step failed");
                 return Ok(CellEnd::Failed(format!("step {step}: {e}")));
@@ -169,6 +165,32 @@ impl Engine<'_> {
             tracing::info!(failover = %f.id, cell = %c.cell, step, state = ?state, "failover step closed");
         }
         Ok(CellEnd::Done)
+    }
+
+    /// Journal step `step` of `cell` with its key (the first, or a retry's
+    /// once reopened) before running `act` with that key, then close it
+    /// with what `act` returned: the step's state and, failed, why.
+    pub(super) async fn journaled<F>(
+        &self,
+        f: &Failover,
+        cell: &str,
+        step: &str,
+        act: impl FnOnce(String) -> F,
+    ) -> Result<(StepState, Option<String>)>
+    where
+        F: std::future::Future<Output = Result<Option<Value>>>,
+    {
+        self.journal().intent(&f.id, cell, step, &key(&f.id, cell, step))?;
+        let key = self.journal().step(&f.id, cell, step)?.context("the step was just journaled")?.idempotency_key;
+        let (state, detail, error) = closing(act(key).await);
+        self.journal().close(&f.id, cell, step, state, &detail, error.as_deref())?;
+        Ok((state, error))
+    }
+
+    /// The port of the cell's takeover, as its restore journaled it.
+    pub(super) fn takeover_port(&self, f: &Failover, c: &CellAssessment) -> Result<u16> {
+        let restored = self.journal().step(&f.id, &c.cell, "restore")?.context("the restore step is not journaled")?.detail;
+        restored["scratch"]["port"].as_u64().and_then(|p| u16::try_from(p).ok()).context("the restore journaled no port")
     }
 
     /// One step's side effect; its evidence, or None when it does not apply.
@@ -349,7 +371,7 @@ impl Engine<'_> {
 
 /// How a step's side effect closes its journal entry: done with its
 /// evidence, skipped (it did not apply), or failed with why.
-pub(super) fn closing(result: Result<Option<Value>>) -> (StepState, Value, Option<String>) {
+fn closing(result: Result<Option<Value>>) -> (StepState, Value, Option<String>) {
     match result {
         Ok(Some(detail)) => (StepState::Done, detail, None),
         Ok(None) => (StepState::Skipped, Value::Null, None),

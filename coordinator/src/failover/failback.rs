@@ -28,7 +28,7 @@ use futures::future::join_all;
 use serde_json::{json, Value};
 
 use lifeboat_api::failback::{HandbackSpec, HomePromoteSpec, RebuildSpec};
-use lifeboat_api::{ChecksSignature, JobResult, JobSpec};
+use lifeboat_api::{JobResult, JobSpec};
 
 use super::assess::CellAssessment;
 use super::engine::{site_job, takeover_name, Engine};
@@ -77,7 +77,6 @@ impl Engine<'_> {
 
     async fn failback_step(&self, f: &Failover, c: &CellAssessment, step: &str, key: &str) -> Result<Option<Value>> {
         let (cell, site) = self.placed(c)?;
-        let home = || crate::serve::agent_clients(self.plan).map(|mut all| all.remove(&cell.name));
         let spec = match step {
             "failback:rebuild" => JobSpec::Rebuild(self.rebuild_spec(f, c, cell, site)?),
             "failback:handback" => JobSpec::Handback(HandbackSpec {
@@ -101,10 +100,7 @@ impl Engine<'_> {
         };
         let job = match step {
             "failback:handback" => site_job(site, key, &spec).await?,
-            _ => {
-                let agent = home()?.with_context(|| format!("cell {} has no agent in the plan", cell.name))?;
-                super::engine::agent_job(&agent, &format!("cell {}", cell.name), key, &spec).await?
-            }
+            _ => super::engine::agent_job(&crate::serve::cell_client(cell)?, &format!("cell {}", cell.name), key, &spec).await?,
         };
         let Some(result) = job.result else {
             anyhow::bail!("the {} job failed: {}", spec.kind(), job.error.unwrap_or_default());
@@ -120,12 +116,6 @@ impl Engine<'_> {
         Ok(Some(serde_json::to_value(&result)?))
     }
 
-    /// The takeover's port, as its restore journaled it.
-    fn takeover_port(&self, f: &Failover, c: &CellAssessment) -> Result<u16> {
-        let restored = self.journal().step(&f.id, &c.cell, "restore")?.context("the restore step is not journaled")?.detail;
-        restored["scratch"]["port"].as_u64().and_then(|p| u16::try_from(p).ok()).context("the restore journaled no port")
-    }
-
     fn rebuild_spec(&self, f: &Failover, c: &CellAssessment, cell: &CellPlan, site: &SiteDef) -> Result<RebuildSpec> {
         let host = reqwest::Url::parse(&site.agent_url).ok().and_then(|u| u.host_str().map(str::to_string)).unwrap_or_default();
         let location = self.plan.agent_location_name(c.location.as_deref().context("the cell was restored from no location")?);
@@ -135,7 +125,7 @@ impl Engine<'_> {
             primary_conninfo: failback_conninfo(cell, &host, self.takeover_port(f, c)?),
             signature: None,
         };
-        spec.signature = Some(ChecksSignature { key_id: self.signer.key_id.clone(), signature: self.signer.sign(&spec.signed_message()) });
+        spec.signature = Some(self.signer.spec_signature(&spec.signed_message()));
         Ok(spec)
     }
 }

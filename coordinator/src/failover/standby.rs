@@ -11,7 +11,7 @@ use anyhow::{Context, Result};
 use serde::Serialize;
 
 use lifeboat_api::standby::{StandbyMode, StandbySpec, StandbyStatus};
-use lifeboat_api::{ChecksSignature, JobResult, JobSpec};
+use lifeboat_api::{JobResult, JobSpec};
 
 use crate::plan::failover::source_location;
 use crate::plan::{CellPlan, Plan, Scope, SiteDef, Standby};
@@ -20,7 +20,7 @@ use crate::report::keys::Signer;
 /// Where `cell`'s standby is kept and the signed spec the site's agent runs.
 pub fn spec<'a>(plan: &'a Plan, cell: &CellPlan, signer: &Signer) -> Result<(&'a SiteDef, StandbySpec)> {
     let (site, mut spec) = wanted(plan, cell)?;
-    spec.signature = Some(ChecksSignature { key_id: signer.key_id.clone(), signature: signer.sign(&spec.signed_message()) });
+    spec.signature = Some(signer.spec_signature(&spec.signed_message()));
     Ok((site, spec))
 }
 

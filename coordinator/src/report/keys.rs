@@ -57,6 +57,12 @@ impl Signer {
     pub fn sign(&self, bytes: &[u8]) -> String {
         hex::encode(self.pair.sign(bytes).as_ref())
     }
+
+    /// `message` signed, as a spec sent to an agent carries it (checked
+    /// there against the plan key).
+    pub fn spec_signature(&self, message: &[u8]) -> lifeboat_api::ChecksSignature {
+        lifeboat_api::ChecksSignature { key_id: self.key_id.clone(), signature: self.sign(message) }
+    }
 }
 
 /// A signer must sign with the key the plan publishes (when it publishes

@@ -28,7 +28,7 @@ use anyhow::{Context, Result};
 use time::OffsetDateTime;
 
 use lifeboat_api::failback::CrashSpec;
-use lifeboat_api::{ChecksSignature, JobResult, JobSpec};
+use lifeboat_api::{JobResult, JobSpec};
 
 use super::exercises::{carry_out, due_after, forever, Act};
 use super::Coordinator;
@@ -120,9 +120,10 @@ async fn drill(c: &Arc<Coordinator>, state: &Path, s: &ScenarioDef, cell: &str) 
 /// Crash the cell's primary through its own agent.
 async fn crash(c: &Coordinator, s: &ScenarioDef, cell: &str) -> Result<()> {
     let signer = c.cfg.signer.as_ref().context("chaos drills need --signing-key")?;
-    let agent = super::agent_clients(&c.plan)?.remove(cell).with_context(|| format!("cell {cell} is not in the plan"))?;
+    let agent =
+        super::cell_client(c.plan.cells.iter().find(|p| p.name == cell).with_context(|| format!("cell {cell} is not in the plan"))?)?;
     let mut spec = CrashSpec { cell: cell.to_string(), reason: format!("chaos drill of scenario {}", s.name), signature: None };
-    spec.signature = Some(ChecksSignature { key_id: signer.key_id.clone(), signature: signer.sign(&spec.signed_message()) });
+    spec.signature = Some(signer.spec_signature(&spec.signed_message()));
     let key = format!("lifeboat-chaos-{cell}-{}", crate::clock::now().unix_timestamp());
     let job = crate::failover::engine::agent_job(&agent, &format!("cell {cell}"), &key, &JobSpec::Crash(spec)).await?;
     match job.result {

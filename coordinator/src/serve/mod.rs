@@ -148,14 +148,17 @@ pub fn agent_options() -> Result<lifeboat_client::Options> {
 /// One client per cell, with its token resolved.
 pub fn agent_clients(plan: &Plan) -> Result<HashMap<String, AgentClient>> {
     let options = agent_options()?;
-    plan.cells
-        .iter()
-        .map(|c| {
-            let token = crate::secrets::resolve(&c.agent_token, &format!("agent token of cell {}", c.name))?;
-            let agent = AgentClient::with_options(&c.name, &c.agent_url, token, options.clone()).map_err(anyhow::Error::msg)?;
-            Ok((c.name.clone(), agent))
-        })
-        .collect()
+    plan.cells.iter().map(|c| Ok((c.name.clone(), client_of(c, options.clone())?))).collect()
+}
+
+/// A client of cell `cell`'s own agent (the token resolved now).
+pub fn cell_client(cell: &crate::plan::CellPlan) -> Result<AgentClient> {
+    client_of(cell, agent_options()?)
+}
+
+fn client_of(c: &crate::plan::CellPlan, options: lifeboat_client::Options) -> Result<AgentClient> {
+    let token = crate::secrets::resolve(&c.agent_token, &format!("agent token of cell {}", c.name))?;
+    AgentClient::with_options(&c.name, &c.agent_url, token, options).map_err(anyhow::Error::msg)
 }
 
 /// A client of recovery site `site`'s agent (the token resolved now).
