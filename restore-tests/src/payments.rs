@@ -22,6 +22,16 @@ pub struct PaymentsCell {
     pub restore_root: PathBuf,
 }
 
+/// A running `kafka follow`, killed when dropped.
+pub struct Follower(std::process::Child);
+
+impl Drop for Follower {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 impl PaymentsCell {
     pub fn new(prefix: &str) -> PaymentsCell {
         let a = Archive::new();
@@ -77,6 +87,29 @@ impl PaymentsCell {
 
     pub fn snapshot(&self) {
         self.agent(&["kafka", "snapshot", "--brokers", &self.kafka.address, "--topics", &format!("{}\\..*", self.name)]);
+    }
+
+    /// `kafka follow` of the cell's topics, sealing every second (the
+    /// continuous mode); stopped when the guard is dropped.
+    pub fn follow(&self) -> Follower {
+        let topics = format!("{}\\..*", self.name);
+        let args = ["kafka", "follow", "--brokers", &self.kafka.address, "--topics", &topics, "--every", "1s", "--idle", "5s"];
+        let mut all = args.to_vec();
+        all.extend(["--repo", &self.a.repo, "--cell", &self.name, "--key-file", self.a.k()]);
+        let child = std::process::Command::new(crate::agent_bin())
+            .args(&all)
+            .env("RUST_LOG", "error")
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("starting kafka follow");
+        Follower(child)
+    }
+
+    /// How many of the topic's records the newest snapshot or seal holds.
+    pub fn kafka_sealed(&self) -> i64 {
+        let listed = self.agent(&["kafka", "ls"]);
+        let Some(newest) = listed.as_array().and_then(|l| l.last()) else { return 0 };
+        newest["topics"].as_array().unwrap().iter().flat_map(|t| t["ranges"].as_array().unwrap()).map(|r| r[2].as_i64().unwrap()).sum()
     }
 
     /// Nothing a drill made is left: no ledger or directory under the

@@ -91,7 +91,9 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     // A drill handles its own signals (it removes its scratch environment
     // first), and so does the service (it stops its jobs first).
-    let own_signals = matches!(cli.command, Command::Drill(_) | Command::Serve(_));
+    // A follower's seals are each committed whole: a signal ends it cleanly.
+    let own_signals =
+        matches!(cli.command, Command::Drill(_) | Command::Serve(_) | Command::Kafka(commands::kafka::KafkaCommand::Follow(_)));
     lifeboat_process::init_logging(cli.global.log_format);
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
     let result = runtime.block_on(async {

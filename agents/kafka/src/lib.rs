@@ -8,15 +8,22 @@
 //!   previous one ended; records lost to retention are reported as gaps)
 //! - [`stored`]: snapshots in the repository (self-contained manifests whose
 //!   older segments reuse earlier snapshots' chunks), reading records back
+//! - [`follow`]: the continuous mode, sealing what a long-running tail read
+//!   every few seconds (manifests of kind `kafka-seal`)
+//! - [`compact`]: folding seals' small segments and chunks into a regular
+//!   snapshot
 //! - [`restore`]: resumable, idempotent restores, offset map, group offsets
 //! - [`verify`]: restored topics against their snapshot
 //!
-//! Retention needs nothing of its own: manifests are self-contained, so the
-//! repository's retention (by kind `kafka-`) never deletes data a retained
-//! snapshot needs.
+//! Retention needs little of its own: regular manifests are self-contained,
+//! so the repository's retention (by kind `kafka-`) never deletes data a
+//! retained snapshot needs; a seal goes once a regular snapshot folded it
+//! (`Policy::folded_kind`).
 
 pub mod client;
+pub mod compact;
 pub mod details;
+pub mod follow;
 pub mod record;
 pub mod restore;
 pub mod snapshot;
@@ -53,3 +60,5 @@ pub(crate) fn broker(context: impl Into<String>) -> impl FnOnce(rdkafka::error::
 /// Snapshot kinds (the middle part of backup ids).
 pub const KIND_FULL: &str = "kafka-full";
 pub const KIND_INCREMENTAL: &str = "kafka-incr";
+/// What the continuous mode seals every few seconds: only the new segments.
+pub const KIND_SEAL: &str = "kafka-seal";

@@ -5,6 +5,11 @@
 //! once. The manifest is written last; a snapshot that cannot read all its
 //! records commits nothing.
 //!
+//! A seal ([`seal`], the continuous mode of [`crate::follow`]) reads the
+//! same way but its manifest lists only the segments it read; the next
+//! regular snapshot after seals folds them and compacts what they left
+//! small ([`crate::compact`]).
+//!
 //! Reading uses `read_committed`: aborted transactional records and control
 //! batches are not stored (their offsets are simply absent), and the end of
 //! a transactional partition is its last stable offset. Compacted topics
@@ -29,8 +34,8 @@ use lifeboat_repository::{format, Manifest, Repository};
 use crate::client::Brokers;
 use crate::details::{Gap, GroupOffset, GroupOffsets, PartitionSnapshot, SnapshotDetails, TopicConfig, TopicSnapshot};
 use crate::record::ContentHash;
-use crate::stored::{self, segment_path, segment_start};
-use crate::{broker, KafkaError, Result, KIND_FULL, KIND_INCREMENTAL};
+use crate::stored::{self, segment_path, Snapshot};
+use crate::{broker, KafkaError, Result, KIND_FULL, KIND_INCREMENTAL, KIND_SEAL};
 
 #[derive(Debug, Clone)]
 pub struct SnapshotRequest {
@@ -69,14 +74,46 @@ pub fn done(m: &lifeboat_repository::Manifest, d: &SnapshotDetails) -> lifeboat_
     }
 }
 
+/// A regular snapshot: self-contained, continuing the newest snapshot or seal.
 pub async fn snapshot(repo: &Repository, req: &SnapshotRequest) -> Result<(Manifest, SnapshotDetails)> {
-    format::validate_cell(&req.cell)?;
-    let regex = regex::Regex::new(&format!("^(?:{})$", req.topics))
-        .map_err(|e| KafkaError::Invalid(format!("--topics {:?} is not a valid regular expression: {e}", req.topics)))?;
+    let regex = topics_regex(req)?;
     let started = OffsetDateTime::now_utc();
     let lock = LockGuard::acquire(repo, LockKind::Shared, &format!("kafka snapshot of cell {}", req.cell)).await?;
-    let result = take(repo, req, &regex, started).await;
+    let result = async {
+        let previous = stored::list(repo, &req.cell).await?.pop();
+        let taken = take(repo, req, &regex, started, previous.as_ref(), Mode::Regular).await?;
+        let s = taken.expect("a regular snapshot is always taken");
+        Ok((s.manifest, s.details))
+    }
+    .await;
     lock.release_after(result).await
+}
+
+/// A seal continuing `previous` (the newest snapshot or seal, as listed):
+/// the records since it, group offsets and configs, in a manifest of kind
+/// `kafka-seal` listing only the new segments. Returns what it restores,
+/// or `None` when nothing changed and `previous` is younger than `idle`.
+pub async fn seal(repo: &Repository, req: &SnapshotRequest, previous: &Snapshot, idle: std::time::Duration) -> Result<Option<Snapshot>> {
+    let regex = topics_regex(req)?;
+    let started = OffsetDateTime::now_utc();
+    let lock = LockGuard::acquire(repo, LockKind::Shared, &format!("kafka seal of cell {}", req.cell)).await?;
+    let result = take(repo, req, &regex, started, Some(previous), Mode::Seal { idle }).await;
+    lock.release_after(result).await
+}
+
+fn topics_regex(req: &SnapshotRequest) -> Result<regex::Regex> {
+    format::validate_cell(&req.cell)?;
+    regex::Regex::new(&format!("^(?:{})$", req.topics))
+        .map_err(|e| KafkaError::Invalid(format!("--topics {:?} is not a valid regular expression: {e}", req.topics)))
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Mode {
+    Regular,
+    /// Skip the seal when nothing changed and the previous one is younger than `idle`.
+    Seal {
+        idle: std::time::Duration,
+    },
 }
 
 async fn take(
@@ -84,13 +121,20 @@ async fn take(
     req: &SnapshotRequest,
     regex: &regex::Regex,
     started: OffsetDateTime,
-) -> Result<(Manifest, SnapshotDetails)> {
-    let previous = stored::list(repo, &req.cell).await?.pop();
+    previous: Option<&Snapshot>,
+    mode: Mode,
+) -> Result<Option<Snapshot>> {
     let Planned { ranges, mut topics, gaps, groups } = {
         let (brokers, regex, topics) = (req.brokers.clone(), regex.clone(), req.topics.clone());
-        let before = previous.as_ref().map(|p| p.details.clone());
+        let before = previous.map(|p| p.details.clone());
         crate::client::blocking(move || plan(&brokers, &regex, &topics, before.as_ref())).await?
     };
+    if let (Mode::Seal { idle }, Some(p)) = (mode, previous) {
+        let unchanged = ranges.iter().all(|r| r.start == r.end && r.continues) && gaps.is_empty() && groups == p.details.groups;
+        if unchanged && started - p.manifest.started < idle {
+            return Ok(None);
+        }
+    }
     for gap in &gaps {
         tracing::warn!(topic = %gap.topic, partition = gap.partition, from = gap.from, to = gap.to, "records were deleted by retention before this snapshot could read them");
     }
@@ -99,23 +143,40 @@ async fn take(
     // Records: each partition its own stream through the chunk pipeline,
     // PARALLEL_PARTITIONS at once with a consumer each (the brokers serve
     // several fetches at a time); a partition's new segment is an extent
-    // over its own chunks.
-    let known = KnownChunks::load(repo).await?;
-    let read: Vec<(PartitionStats, Vec<ChunkRef>, StreamStats)> = futures::stream::iter(ranges.iter().cloned())
+    // over its own chunks. A seal stores only new chunks (put unless
+    // present, under the shared lock that keeps retention out), so it
+    // neither lists the repository's chunks first nor checks them after.
+    let known = match mode {
+        Mode::Regular => KnownChunks::load(repo).await?,
+        Mode::Seal { .. } => KnownChunks::default(),
+    };
+    let mut read: Vec<(PartitionStats, Vec<ChunkRef>, StreamStats)> = futures::stream::iter(ranges.iter().cloned())
         .map(|range| snapshot_partition(repo, &known, &req.brokers, range))
         .buffered(PARALLEL_PARTITIONS)
         .try_collect()
         .await?;
-    let (entries, reused) = segments(&ranges, &read, previous.as_ref(), &mut topics);
-    pipeline::ensure_present(repo, entries.iter().filter_map(|e| e.extent.as_ref()).flat_map(|x| x.chunks.iter())).await?;
+    let (mut kept, new) = segments(&ranges, &read, previous, &mut topics);
+    if matches!(mode, Mode::Regular) && previous.is_some_and(Snapshot::is_seal) {
+        let (compacted, stats) = crate::compact::compact(repo, &known, kept).await?;
+        kept = compacted;
+        read.push((PartitionStats::default(), Vec::new(), stats));
+    }
     let details = SnapshotDetails {
         brokers: req.brokers.list.clone(),
         topics_regex: req.topics.clone(),
-        parent: previous.as_ref().map(|p| p.manifest.id.clone()),
+        parent: previous.map(|p| p.manifest.id.clone()),
         topics,
         groups,
         gaps,
     };
+    let (kind, reused, mut entries) = match (mode, previous) {
+        (Mode::Seal { .. }, _) => (KIND_SEAL, 0, new.clone()),
+        (Mode::Regular, Some(_)) => (KIND_INCREMENTAL, kept.len() as u64, [kept.clone(), new.clone()].concat()),
+        (Mode::Regular, None) => (KIND_FULL, 0, new.clone()),
+    };
+    if matches!(mode, Mode::Regular) {
+        pipeline::ensure_present(repo, entries.iter().filter_map(|e| e.extent.as_ref()).flat_map(|x| x.chunks.iter())).await?;
+    }
     let totals = Totals {
         files: entries.len() as u64,
         bytes: entries.iter().map(|e| e.size).sum(),
@@ -125,13 +186,17 @@ async fn take(
         new_stored_bytes: read.iter().map(|(_, _, st)| st.new_stored_bytes).sum(),
         ..Default::default()
     };
-    let kind = if previous.is_some() { KIND_INCREMENTAL } else { KIND_FULL };
     // No stream of its own: every segment is an extent.
-    let tree = StoredTree { source: format!("kafka {} topics /{}/", req.brokers.list, req.topics), entries, chunks: Vec::new(), totals };
+    let source = format!("kafka {} topics /{}/", req.brokers.list, req.topics);
+    let tree = StoredTree { source, entries: std::mem::take(&mut entries), chunks: Vec::new(), totals };
     let mut manifest = new_manifest(repo, &req.cell, kind, started, tree);
     manifest.details = Some(serde_json::to_value(&details).expect("details serialise"));
     repo.write_manifest(&manifest).await?;
-    Ok((manifest, details))
+    if matches!(mode, Mode::Seal { .. }) {
+        // What it restores: the kept segments before its own.
+        manifest.entries = [kept, new].concat();
+    }
+    Ok(Some(Snapshot { manifest, details }))
 }
 
 /// What a snapshot reads, decided from the brokers before any record is.
@@ -207,18 +272,16 @@ fn range(topic: &str, partition: i32, (low, high): (i64, i64), previous: Option<
 }
 
 /// The snapshot's entries: per partition, the older segments still above
-/// the log start (the earlier snapshots' chunks) and the new one; fills in
-/// each partition's figures. Returns the entries and how many were reused.
+/// the log start (the earlier snapshots' chunks), and the new one; fills
+/// in each partition's figures. Returns `(kept, new)`.
 fn segments(
     ranges: &[Range],
     read: &[(PartitionStats, Vec<ChunkRef>, StreamStats)],
-    previous: Option<&stored::Snapshot>,
+    previous: Option<&Snapshot>,
     topics: &mut [TopicSnapshot],
-) -> (Vec<Entry>, u64) {
-    let mut entries = Vec::new();
-    let mut reused = 0;
+) -> (Vec<Entry>, Vec<Entry>) {
+    let (mut kept, mut new) = (Vec::new(), Vec::new());
     let now = OffsetDateTime::now_utc().unix_timestamp();
-    let previous_extents = previous.map(|p| p.manifest.file_extents()).unwrap_or_default();
     for (range, (stat, chunks, _)) in ranges.iter().zip(read) {
         let topic = topics.iter_mut().find(|t| t.name == range.topic).expect("topic of range");
         let p = topic.partitions.iter_mut().find(|p| p.partition == range.partition).expect("partition of range");
@@ -230,19 +293,10 @@ fn segments(
         p.last_timestamp = stat.last_timestamp;
         p.records_sha256 = stat.hash.hex();
         if let Some(prev) = previous.filter(|_| range.continues) {
-            let segments = prev.segments(&range.topic, range.partition);
-            for (i, seg) in segments.iter().enumerate() {
-                let end = segments.get(i + 1).and_then(|n| segment_start(&n.path)).unwrap_or(range.start);
-                if end <= range.log_start {
-                    continue; // the brokers deleted all of it
-                }
-                let extent = previous_extents.get(seg.path.as_str()).cloned();
-                entries.push(Entry { extent, ..(*seg).clone() });
-                reused += 1;
-            }
+            kept.extend(prev.kept_segments(&range.topic, range.partition, range.log_start, range.start));
         }
         if stat.bytes > 0 {
-            entries.push(Entry {
+            new.push(Entry {
                 path: segment_path(&range.topic, range.partition, stat.first_offset.unwrap_or(range.start)),
                 kind: EntryKind::File,
                 mode: 0o600,
@@ -255,7 +309,7 @@ fn segments(
             });
         }
     }
-    (entries, reused)
+    (kept, new)
 }
 
 /// Committed offsets of every consumer group on the snapshot's partitions.
@@ -333,6 +387,7 @@ async fn read_configs(brokers: &Brokers, topics: &mut [TopicSnapshot]) -> Result
 }
 
 /// What reading one partition produced.
+#[derive(Default)]
 struct PartitionStats {
     records: u64,
     bytes: u64,

@@ -8,6 +8,11 @@
 //! restores what the topic held then, and deleting an older snapshot's
 //! manifest never takes data a newer one needs (chunks go only when no
 //! manifest references them).
+//!
+//! A seal (kind `kafka-seal`, written by [`crate::follow`]) lists only the
+//! segments it read; it is listed here as the snapshot it restores: its
+//! parent's segments each partition keeps, then its own. Seals older than
+//! the newest regular snapshot were folded into it and are not listed.
 
 use futures::StreamExt;
 
@@ -16,7 +21,7 @@ use lifeboat_repository::{pipeline, Manifest, Repository};
 
 use crate::details::SnapshotDetails;
 use crate::record::{Decoder, Record, Span};
-use crate::{KafkaError, Result};
+use crate::{KafkaError, Result, KIND_SEAL};
 
 /// One snapshot: its manifest and details.
 #[derive(Debug, Clone)]
@@ -48,18 +53,84 @@ impl Snapshot {
         out.sort_by(|a, b| a.path.cmp(&b.path));
         out
     }
+
+    /// The segments of a partition that a snapshot continuing this one
+    /// keeps: those not wholly below `log_start` (each ends where the next
+    /// starts, the last at `end`), with their extents.
+    pub fn kept_segments(&self, topic: &str, partition: i32, log_start: i64, end: i64) -> Vec<Entry> {
+        let extents = self.manifest.file_extents();
+        let segments = self.segments(topic, partition);
+        let ends = segments.iter().skip(1).map(|n| segment_start(&n.path).unwrap_or(end)).chain([end]);
+        segments
+            .iter()
+            .zip(ends)
+            .filter(|(_, seg_end)| *seg_end > log_start)
+            .map(|(seg, _)| Entry { extent: extents.get(seg.path.as_str()).cloned(), ..(*seg).clone() })
+            .collect()
+    }
+
+    /// Whether this is a seal (listed as what it restores).
+    pub fn is_seal(&self) -> bool {
+        self.manifest.kind == KIND_SEAL
+    }
+
+    /// What a seal restores: for each partition continuing `parent` (it
+    /// starts where the parent ended), the parent's segments still above
+    /// the log start, then the seal's own.
+    fn sealed_onto(parent: &Snapshot, manifest: Manifest, details: SnapshotDetails) -> Snapshot {
+        let mut entries = Vec::new();
+        for t in &details.topics {
+            for p in &t.partitions {
+                let before = parent.details.topic(&t.name).and_then(|pt| pt.partition(p.partition));
+                if before.is_some_and(|b| b.end == p.start) {
+                    entries.extend(parent.kept_segments(&t.name, p.partition, p.log_start, p.start));
+                }
+            }
+        }
+        entries.extend(manifest.entries.iter().cloned());
+        Snapshot { manifest: Manifest { entries, ..manifest }, details }
+    }
 }
 
-/// Kafka snapshots of `cell`, oldest first.
+fn is_seal_id(id: &str) -> bool {
+    id.contains(&format!("-{KIND_SEAL}-"))
+}
+
+/// Ids of `cell`'s Kafka snapshots and seals, oldest first.
+pub async fn ids(repo: &Repository, cell: &str) -> Result<Vec<String>> {
+    Ok(repo.list_backups(Some(cell)).await?.into_iter().filter(|b| b.id.contains("-kafka-")).map(|b| b.id).collect())
+}
+
+/// The newest regular (not seal) snapshot id among `ids`.
+pub fn newest_regular(ids: &[String]) -> Option<&String> {
+    ids.iter().rev().find(|id| !is_seal_id(id))
+}
+
+/// Kafka snapshots of `cell`, oldest first; seals as what they restore.
 pub async fn list(repo: &Repository, cell: &str) -> Result<Vec<Snapshot>> {
-    let mut out = Vec::new();
-    for b in repo.list_backups(Some(cell)).await? {
-        if !b.id.contains("-kafka-") {
+    let ids = ids(repo, cell).await?;
+    let folded_before = newest_regular(&ids).cloned();
+    let mut out: Vec<Snapshot> = Vec::new();
+    for id in &ids {
+        if is_seal_id(id) && folded_before.as_ref().is_some_and(|r| id < r) {
+            continue; // folded into a later regular snapshot; retention deletes it
+        }
+        let manifest = repo.read_manifest(cell, id).await?;
+        let Some(details) = SnapshotDetails::of(&manifest) else { continue };
+        if manifest.kind != KIND_SEAL {
+            out.push(Snapshot { manifest, details });
             continue;
         }
-        let manifest = repo.read_manifest(cell, &b.id).await?;
-        if let Some(details) = SnapshotDetails::of(&manifest) {
-            out.push(Snapshot { manifest, details });
+        match out.last().filter(|p| details.parent.as_ref() == Some(&p.manifest.id)) {
+            Some(parent) => {
+                let view = Snapshot::sealed_onto(parent, manifest, details);
+                out.push(view);
+            }
+            None => tracing::warn!(
+                seal = %id,
+                parent = ?details.parent,
+                "a Kafka seal that does not continue the snapshot listed before it (two writers at once?) is skipped; the next seal or snapshot reads its records again"
+            ),
         }
     }
     Ok(out)

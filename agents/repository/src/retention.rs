@@ -37,6 +37,10 @@ pub struct Policy {
     /// Count `keep_last` over all kinds the prefix selects together (Kafka
     /// snapshots, full or incremental, are one series), not per kind.
     pub one_series: bool,
+    /// A kind whose backups are deltas a later backup of the series folds
+    /// in (Kafka seals): one goes once a backup of another kind started
+    /// after it finished, whatever its age, and none counts for `keep_last`.
+    pub folded_kind: Option<String>,
 }
 
 impl Default for Policy {
@@ -48,6 +52,7 @@ impl Default for Policy {
             keep_within_kind: BTreeMap::new(),
             kind_prefix: None,
             one_series: false,
+            folded_kind: None,
         }
     }
 }
@@ -175,8 +180,12 @@ pub async fn plan(repo: &Repository, cell: Option<&str>, policy: &Policy, now: O
     }
     for ((_, _), mut backups) in groups {
         backups.sort_by_key(|b| std::cmp::Reverse(b.1.finished)); // newest first
-        for (rank, (backup, manifest)) in backups.into_iter().enumerate() {
+        let folded = |m: &crate::manifest::Manifest| policy.folded_kind.as_deref() == Some(m.kind.as_str());
+        let newest_folding = backups.iter().filter(|b| !folded(&b.1)).map(|b| b.1.started).max();
+        let mut rank = 0;
+        for (backup, manifest) in backups {
             let age = now - manifest.finished;
+            let delta = folded(&manifest);
             let reason = if let Some(hold) = holds.get(&format!("{}/{}", backup.cell, backup.id)) {
                 Some(match hold {
                     Some(_) => "legal hold".to_string(),
@@ -185,6 +194,11 @@ pub async fn plan(repo: &Repository, cell: Option<&str>, policy: &Policy, now: O
                         format::hold_path(&backup.cell, &backup.id)
                     ),
                 })
+            } else if delta {
+                match newest_folding {
+                    Some(at) if at >= manifest.finished => None,
+                    _ => Some("not folded into a later backup yet".to_string()),
+                }
             } else if rank < policy.keep_last {
                 Some(format!("one of the newest {}", policy.keep_last))
             } else if age < policy.keep_within(&manifest.kind) {
@@ -204,12 +218,14 @@ pub async fn plan(repo: &Repository, cell: Option<&str>, policy: &Policy, now: O
                     referenced.extend(manifest.chunk_ids().map(String::from));
                     plan.keep.push(decision(r));
                 }
+                None if delta => plan.delete.push(decision("folded into a later backup".to_string())),
                 None => plan.delete.push(decision(format!(
                     "older than {} and not among the newest {}",
                     lifeboat_api::duration::format(policy.keep_within(&manifest.kind)),
                     policy.keep_last
                 ))),
             }
+            rank += usize::from(!delta);
         }
     }
     plan.keep.sort_by(|a, b| (&a.cell, &a.id).cmp(&(&b.cell, &b.id)));

@@ -116,6 +116,10 @@ pub enum KafkaCommand {
     /// Snapshot matching topics: records since the previous snapshot (or the
     /// log start) up to each partition's high watermark, configs, group offsets.
     Snapshot(SnapshotArgs),
+    /// Follow matching topics: seal what was read every --every (the
+    /// continuous mode for Tier-1 cells), until SIGTERM or Ctrl-C; resumes
+    /// where the newest seal ended. The scheduled snapshot folds the seals.
+    Follow(FollowArgs),
     /// Restore a snapshot into topics; resumable; translates group offsets.
     Restore(RestoreArgs),
     /// Compare restored topics with their snapshot (counts, hashes, timestamps).
@@ -139,6 +143,19 @@ pub struct SnapshotArgs {
     /// Regular expression matched against whole topic names.
     #[arg(long)]
     pub topics: String,
+}
+
+#[derive(Debug, Args)]
+pub struct FollowArgs {
+    #[command(flatten)]
+    pub snapshot: SnapshotArgs,
+    /// Seal what was read this often.
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    pub every: Duration,
+    /// When nothing changed, seal anyway once the newest seal is this old
+    /// (keeps an idle cell's recovery point current).
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    pub idle: Duration,
 }
 
 #[derive(Debug, Args)]
@@ -168,6 +185,7 @@ pub struct LsArgs {
 pub async fn run(global: &Global, cmd: KafkaCommand) -> Result<ExitCode> {
     match cmd {
         KafkaCommand::Snapshot(a) => snapshot(global, a).await,
+        KafkaCommand::Follow(a) => follow(global, a).await,
         KafkaCommand::Restore(a) => restore(global, a).await,
         KafkaCommand::Verify(a) => verify(global, a).await,
         KafkaCommand::Retention(a) => retention(global, a).await,
@@ -212,6 +230,36 @@ async fn snapshot(global: &Global, a: SnapshotArgs) -> Result<ExitCode> {
         }
         s
     });
+    Ok(ExitCode::SUCCESS)
+}
+
+/// One line per seal (JSON lines under `--output json`), until a signal.
+async fn follow(global: &Global, a: FollowArgs) -> Result<ExitCode> {
+    let FollowArgs { snapshot: SnapshotArgs { repo, cell, brokers, topics }, every, idle } = a;
+    if every.is_zero() {
+        bail!("--every must be more than 0s (e.g. 5s)");
+    }
+    let r = open_repo(global, &repo.url).await?;
+    let req = SnapshotRequest { cell, brokers: brokers.brokers()?, topics };
+    let json = matches!(global.output, crate::context::OutputFormat::Json);
+    let report = |result: &lifeboat_kafka::Result<Option<stored::Snapshot>>| match result {
+        Ok(Some(s)) => {
+            let done = snapshot::done(&s.manifest, &s.details);
+            if json {
+                println!("{}", serde_json::to_string(&done).expect("results serialise"));
+            } else {
+                println!("sealed {} ({}): {} records, {} new stored", done.snapshot_id, done.kind, done.records, bytes(done.stored_bytes));
+            }
+        }
+        Ok(None) => {}
+        Err(e) => tracing::error!("sealing failed (retrying): {e}"),
+    };
+    let follower = lifeboat_kafka::follow::Follower::new(r, req, idle);
+    let stop = async {
+        let signal = lifeboat_process::shutdown_signal().await;
+        tracing::info!(signal, "stopping: the newest seal is the recovery point");
+    };
+    lifeboat_kafka::follow::follow(follower, every, report, stop).await;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -260,7 +308,14 @@ async fn retention(global: &Global, a: RetentionArgs) -> Result<ExitCode> {
     let RetentionArgs { repo, cell, keep_last, keep_within, dry_run } = a;
     let r = open_repo(global, &repo.url).await?;
     lifeboat_repository::format::validate_cell(&cell)?;
-    let policy = retention::Policy { keep_last, keep_within, kind_prefix: Some("kafka-".into()), one_series: true, ..Default::default() };
+    let policy = retention::Policy {
+        keep_last,
+        keep_within,
+        kind_prefix: Some("kafka-".into()),
+        one_series: true,
+        folded_kind: Some(lifeboat_kafka::KIND_SEAL.into()),
+        ..Default::default()
+    };
     let now = time::OffsetDateTime::now_utc();
     let plan = if dry_run {
         retention::plan(&r, Some(&cell), &policy, now).await?
@@ -278,7 +333,12 @@ async fn ls(global: &Global, a: LsArgs) -> Result<ExitCode> {
     #[derive(serde::Serialize)]
     struct Row<'a> {
         id: &'a str,
+        /// `kafka-full`, `kafka-incr` or `kafka-seal` (listed as what it restores).
+        kind: &'a str,
         parent: &'a Option<String>,
+        /// Segments and chunks the snapshot restores from.
+        segments: usize,
+        chunks: usize,
         finished: String,
         records: u64,
         topics: Vec<TopicRow<'a>>,
@@ -294,7 +354,10 @@ async fn ls(global: &Global, a: LsArgs) -> Result<ExitCode> {
         .iter()
         .map(|s| Row {
             id: &s.manifest.id,
+            kind: &s.manifest.kind,
             parent: &s.details.parent,
+            segments: s.manifest.entries.len(),
+            chunks: s.manifest.entries.iter().filter_map(|e| e.extent.as_ref()).map(|x| x.chunks.len()).sum(),
             finished: s.manifest.finished.format(&time::format_description::well_known::Rfc3339).unwrap_or_default(),
             records: s.details.records(),
             topics: s

@@ -371,6 +371,7 @@ async fn retention(global: &Global, a: RetentionArgs) -> Result<ExitCode> {
         keep_within_kind: keep_incremental_within.map(|d| (backup::KIND_INCREMENTAL.to_string(), d)).into_iter().collect(),
         kind_prefix: Some("pg-".into()),
         one_series: false,
+        folded_kind: None,
     };
     let now = time::OffsetDateTime::now_utc();
     let plan = if dry_run {

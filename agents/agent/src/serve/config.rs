@@ -53,6 +53,10 @@ pub struct ServeArgs {
     /// Regular expression of the topics to snapshot.
     #[arg(long, env = "LIFEBOAT_KAFKA_TOPICS")]
     pub kafka_topics: Option<String>,
+    /// Follow the topics continuously, sealing what was read this often
+    /// (e.g. 5s: Kafka recoverable to seconds ago; 0: only snapshot jobs).
+    #[arg(long, default_value = "0s", value_parser = humantime::parse_duration)]
+    pub kafka_follow: std::time::Duration,
     /// A geo-copy location, NAME=URL (repeatable): copy and verify jobs name it.
     #[arg(long = "copy-to", value_name = "NAME=URL", value_parser = parse_location)]
     pub copy_to: Vec<(String, String)>,

@@ -11,6 +11,7 @@ mod api;
 mod auth;
 mod config;
 mod drill_auth;
+mod follow;
 mod geocopy;
 mod invocation;
 mod jobs;
@@ -55,6 +56,7 @@ pub struct Agent {
     pub repo: lifeboat_repository::Repository,
     pub geo_copy: geocopy::GeoCopy,
     pub standby_metrics: standbys::StandbyMetrics,
+    pub follow_metrics: follow::FollowMetrics,
     /// This binary: jobs run as its subcommands.
     pub exe: PathBuf,
     /// Held open: the lock that keeps a second agent off the same state directory.
@@ -136,6 +138,7 @@ pub async fn run(global: &Global, config: ServeArgs, shutdown: impl std::future:
     let metrics = Metrics::new(&config.cell);
     let geo_copy = geocopy::GeoCopy::new(&metrics);
     let standby_metrics = standbys::StandbyMetrics::new(&metrics);
+    let follow_metrics = follow::FollowMetrics::new(&metrics);
     let agent = Arc::new(Agent {
         pg,
         retention_env,
@@ -149,6 +152,7 @@ pub async fn run(global: &Global, config: ServeArgs, shutdown: impl std::future:
         repo,
         geo_copy,
         standby_metrics,
+        follow_metrics,
         exe: std::env::current_exe().context("finding this binary")?,
         _lock: lock,
         config,
@@ -164,6 +168,9 @@ pub async fn run(global: &Global, config: ServeArgs, shutdown: impl std::future:
     }
     if !agent.config.guests.is_empty() && agent.config.restore_root.is_some() {
         tokio::spawn(standbys::run(agent.clone()));
+    }
+    if !agent.config.kafka_follow.is_zero() {
+        tokio::spawn(follow::run(agent.clone(), follow::request(&agent)?, agent.config.kafka_follow));
     }
     if !agent.config.pg_switch_after.is_zero() {
         tokio::spawn(walswitch::run(agent.clone(), agent.config.pg_switch_after));
