@@ -189,6 +189,15 @@ enum FailoverCommand {
         #[arg(long, env = "LIFEBOAT_STATE")]
         state: PathBuf,
     },
+    /// A failover's journal as the cell's recovery sites mirrored it (newest version per site and
+    /// location of the cell): for when the coordinator's state database is lost.
+    Mirrored {
+        id: String,
+        #[arg(long)]
+        cell: String,
+        #[arg(long, env = "LIFEBOAT_PLANS")]
+        plans: PathBuf,
+    },
     /// The failovers journaled, newest first.
     List {
         #[arg(long, env = "LIFEBOAT_STATE")]
@@ -357,6 +366,9 @@ fn main() -> ExitCode {
             commands::operate(output, async move { commands::failover_run::abort(&state, &id, reporting.as_ref()).await })
         }
         Command::Failover(FailoverCommand::Status { id, state }) => commands::finish(output, commands::failover_run::status(&state, &id)),
+        Command::Failover(FailoverCommand::Mirrored { id, cell, plans }) => {
+            commands::operate(output, async move { commands::failover::mirrored(&plans, &cell, &id).await })
+        }
         Command::Failover(FailoverCommand::List { state }) => commands::finish(output, commands::failover_run::list(&state)),
         Command::Standby(StandbyCommand::Ensure { cell, plans, signing_key }) => {
             commands::operate(output, async move { commands::standby::ensure(&plans, &signing_key, cell.as_deref()).await })

@@ -472,7 +472,7 @@ fn a_hot_standby_is_promoted_with_every_streamed_transaction() {
 
     // The site's host restarts: the served coordinator starts the standby again.
     stop_postgres(&_stop.0);
-    let coordinator_args = ["--signing-key", &setup.key, "--standby-interval", "1s"];
+    let coordinator_args = ["--signing-key", &setup.key, "--standby-interval", "1s", "--reports", &setup.reports];
     let _coordinator = Service::coordinator_on(Path::new(&setup.plans), _scratch.path(), &coordinator_args);
     wait_until("the coordinator to start the standby again", Duration::from_secs(60), || {
         site.get(&format!("/v1/guests/{}/recovery", cell.name)).1["standby"]["state"]["in_recovery"] == true
@@ -500,9 +500,7 @@ fn a_hot_standby_is_promoted_with_every_streamed_transaction() {
     assert!(planned_ok, "{planned}");
     let assessed = &planned["failover"]["assessment"]["cells"][0];
     assert!(assessed["standby_state"]["state"]["in_recovery"] == true, "the plan promotes the standby: {assessed}");
-    let (done_ok, done) = setup.driven(&["run", "--scenario", "cell-failure", "--failed", &cell.name, "--failed-at", &failed_at]);
-    assert!(done_ok, "{done}");
-    assert_eq!(done["failover"]["state"], "done", "{done}");
+    let done = through_the_api(&_coordinator, &cell.name, &failed_at);
     let restore = step(&done, &cell.name, "restore").unwrap();
     let promoted = restore["detail"]["steps"].as_array().unwrap().iter().find(|s| s["name"] == "promote the standby").unwrap();
     assert_eq!(promoted["outcome"], "passed", "{restore}");
@@ -519,6 +517,7 @@ fn a_hot_standby_is_promoted_with_every_streamed_transaction() {
     new_primary.psql("insert into payments (amount) values (1.00)");
     assert_eq!(new_primary.psql("select count(*) from pg_roles where rolname like 'lifeboat_%'"), "0");
     let id = done["failover"]["id"].as_str().unwrap();
+    mirrored_at_the_site(&site, &setup, &cell.name, &done);
     let report = Path::new(&setup.reports).join(&cell.name).join(format!("000001-{id}-{}.json", cell.name));
     let report: Value = serde_json::from_slice(&std::fs::read(report).unwrap()).unwrap();
     let rpo = report["demonstrated"]["rpo_seconds"].as_f64().unwrap();
@@ -705,6 +704,62 @@ fn commit_reprotects(setup: &Setup, site: &Service, cell: &PaymentsCell, id: &st
     let (_, jobs) = site.get("/v1/jobs");
     let reprotects = jobs["jobs"].as_array().unwrap().iter().filter(|j| j["spec"]["kind"] == "reprotect").count();
     assert_eq!(reprotects, 1, "committed once: {jobs}");
+}
+
+/// The hot failover run through the served coordinator's API, as a status
+/// page would: a viewer or no token is refused, a dry run changes nothing,
+/// the run answers 202 once journaled and is followed to its end, acting
+/// on it again is refused with the reason. Returns the done failover.
+fn through_the_api(coordinator: &Service, cell: &str, failed_at: &str) -> Value {
+    let operator = format!("Bearer {}", coordinator.token);
+    let post = |path: &str, body: Value| coordinator.request("POST", path, Some(&operator), None, Some(&body));
+    let start = serde_json::json!({ "scenario": "cell-failure", "failed": cell, "failed_at": failed_at, "by": "carol" });
+    let (status, _) = coordinator.request("POST", "/v1/failovers", None, None, Some(&start));
+    assert_eq!(status, 401, "no token, no failover");
+    let (status, dry) = post("/v1/failovers", serde_json::json!({ "scenario": "cell-failure", "failed": cell, "dry_run": true }));
+    assert_eq!(status, 200, "{dry}");
+    assert!(dry["assessment"]["cells"][0]["standby_state"]["state"]["in_recovery"] == true, "{dry}");
+    assert_eq!(coordinator.get("/v1/failovers").1["failovers"].as_array().unwrap().len(), 0, "a dry run journals nothing");
+    let (status, bad) = post("/v1/failovers", serde_json::json!({ "scenario": "no-such", "failed": cell }));
+    assert_eq!(status, 422, "{bad}");
+
+    let (status, started) = post("/v1/failovers", start);
+    assert_eq!(status, 202, "{started}");
+    let id = started["failover"]["id"].as_str().unwrap().to_string();
+    wait_until("the API's failover to end", Duration::from_secs(180), || {
+        !matches!(coordinator.get(&format!("/v1/failovers/{id}")).1["failover"]["state"].as_str(), Some("running"))
+    });
+    let (_, done) = coordinator.get(&format!("/v1/failovers/{id}"));
+    assert_eq!(done["failover"]["state"], "done", "{done}\n{}", coordinator.log_text());
+    assert_eq!(done["failover"]["initiator"], "carol");
+    let (status, again) = post(&format!("/v1/failovers/{id}/resume"), serde_json::json!({}));
+    assert!(status == 409 && again["error"].as_str().unwrap().contains("nothing to resume"), "{status} {again}");
+    let (status, unknown) = post("/v1/failovers/fo-none/approve", serde_json::json!({ "by": "carol" }));
+    assert_eq!(status, 404, "{unknown}");
+    done
+}
+
+/// The journal of the done failover `done`, mirrored by the recovery site
+/// into the location the cell is recovered from: every step as the
+/// coordinator journaled it, read from the site's API and with `lifeboat
+/// failover mirrored` (no state database needed).
+fn mirrored_at_the_site(site: &Service, setup: &Setup, cell: &str, done: &Value) {
+    let id = done["failover"]["id"].as_str().unwrap();
+    let path = format!("/v1/failover-journals/{id}?cell={cell}&location=main");
+    // Mirrored right after the state changed: the coordinator's answer may come first.
+    wait_until("the mirror to show the failover done", Duration::from_secs(30), || site.get(&path).1["failover"]["state"] == "done");
+    let (_, journal) = site.get(&path);
+    assert_eq!(journal["steps"], done["steps"], "the mirror holds every step, keys and all");
+    let (status, _) = site.get(&format!("/v1/failover-journals/{id}?cell=no-such&location=main"));
+    assert_eq!(status, 404);
+    let out = Command::new(lifeboat_bin())
+        .args(["failover", "mirrored", id, "--cell", cell, "--plans", &setup.plans, "--output", "json"])
+        .output()
+        .unwrap();
+    let (read_ok, read) = parse(&out);
+    assert!(read_ok, "{read}");
+    assert_eq!((read[0]["site"].as_str(), read[0]["location"].as_str()), (Some("site-b"), Some("main")), "{read}");
+    assert_eq!(read[0]["journal"]["steps"], done["steps"]);
 }
 
 /// Stops the takeover's server (it outlives the agent by design) when the test ends, passed or not.

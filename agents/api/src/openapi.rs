@@ -23,6 +23,8 @@ pub const GUEST_RECOVERY: &str = "/v1/guests/{cell}/recovery";
 pub const REPORTS: &str = "/v1/reports";
 /// One stored report, by name.
 pub const REPORT: &str = "/v1/reports/{name}";
+/// A failover's journal as the coordinator mirrored it here, by failover id.
+pub const FAILOVER_JOURNAL: &str = "/v1/failover-journals/{id}";
 pub const METRICS: &str = "/metrics";
 
 /// The header that names one intended job, so a retried submission finds it.
@@ -162,6 +164,35 @@ pub fn endpoints() -> Vec<Endpoint> {
                     answer(200, "already stored with these bytes", Content::Empty),
                     error(400, "not a report name"),
                     error(409, "the name, or its place in the chain, holds another report"),
+                    error(502, "the repository could not be written"),
+                ],
+            )
+        },
+        Endpoint {
+            query: Some(|g| g.root_schema_for::<ReportScope>()),
+            ..endpoint(
+                "get",
+                FAILOVER_JOURNAL,
+                "The newest version of a failover's journal mirrored into the cell's repository (or a guest's, see ReportScope).",
+                vec![
+                    answer(200, "the journal as the coordinator wrote it (JSON)", Content::Bytes(&["application/json"])),
+                    error(400, "not a failover id"),
+                    error(404, "no journal of that failover, or no such guest cell or location"),
+                    error(502, "the repository could not be read"),
+                ],
+            )
+        },
+        Endpoint {
+            request: Content::Bytes(&["application/json"]),
+            query: Some(|g| g.root_schema_for::<ReportScope>()),
+            ..endpoint(
+                "put",
+                FAILOVER_JOURNAL,
+                "Mirror a new version of a failover's journal (create-only, named by the agent's clock; older versions stay).",
+                vec![
+                    answer(201, "stored", Content::Empty),
+                    error(400, "not a failover id, or the body is not JSON"),
+                    error(404, "no such guest cell or location"),
                     error(502, "the repository could not be written"),
                 ],
             )

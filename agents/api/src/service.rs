@@ -60,8 +60,23 @@ pub fn is_report_name(name: &str) -> bool {
         && id[1..].bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
 }
 
+/// Whether `id` is a failover's id (`fo-` then lowercase letters, digits
+/// and `-`, at most 64 characters): what names a mirrored journal.
+pub fn is_failover_id(id: &str) -> bool {
+    id.len() <= 64 && id.starts_with("fo-") && id.len() > 3 && id.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn failover_ids() {
+        use super::is_failover_id as ok;
+        assert!(ok("fo-20261206t101500-1a2b"));
+        for bad in ["fo-", "x-1", "fo-../x", "fo-A", "fo-a/b", &format!("fo-{}", "a".repeat(62))] {
+            assert!(!ok(bad), "{bad}");
+        }
+    }
+
     #[test]
     fn report_names() {
         use super::is_report_name as ok;

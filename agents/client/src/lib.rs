@@ -346,6 +346,34 @@ impl AgentClient {
             Err(e) => Err(e),
         }
     }
+
+    fn check_failover_id(&self, what: &'static str, id: &str) -> Result<(), ClientError> {
+        if lifeboat_api::service::is_failover_id(id) {
+            return Ok(());
+        }
+        Err(ClientError::NotSent { cell: self.cell.clone(), what, reason: format!("{id:?} is not a failover id") })
+    }
+
+    /// Mirror a new version of failover `id`'s journal (JSON) into the
+    /// repository the report scope names (see [`AgentClient::guest_reports`]).
+    pub async fn put_failover_journal(&self, id: &str, json: Vec<u8>) -> Result<(), ClientError> {
+        const WHAT: &str = "mirroring a failover journal";
+        self.check_failover_id(WHAT, id)?;
+        let url = self.endpoint(paths::FAILOVER_JOURNAL, Some(id));
+        self.call(WHAT, || self.http.put(url.clone()).query(&self.reports_of).body(json.clone()), &[201]).await.map(drop)
+    }
+
+    /// The newest mirrored version of failover `id`'s journal (`None`: none there).
+    pub async fn failover_journal(&self, id: &str) -> Result<Option<Vec<u8>>, ClientError> {
+        const WHAT: &str = "reading a mirrored failover journal";
+        self.check_failover_id(WHAT, id)?;
+        let url = self.endpoint(paths::FAILOVER_JOURNAL, Some(id));
+        match self.call(WHAT, || self.http.get(url.clone()).query(&self.reports_of), &[200]).await {
+            Ok((_, body)) => Ok(Some(body)),
+            Err(ClientError::Status { status: 404, .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
 }
 
 /// Every agent's recovery points, all asked at once, by cell.

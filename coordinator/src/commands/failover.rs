@@ -1,7 +1,8 @@
 //! `lifeboat failover ...`: the operator's failover commands. `plan` shows
 //! what a scenario would do for what failed (from a coordinator, or from
 //! the plan and the agents directly) and changes nothing; `check-hooks`
-//! proves a scenario's hooks answer.
+//! proves a scenario's hooks answer; `mirrored` reads a failover's journal
+//! back from the cell's recovery sites (`crate::failover::mirror`).
 
 use anyhow::{Context, Result};
 
@@ -90,6 +91,56 @@ pub async fn standbys_for(plan: &Plan, scenario: &str, failed: &str) -> assess::
 /// with step `check` (a receiver answers it without acting) to prove,
 /// before an incident, that every hook is reachable, authorised and
 /// answers in time. Exit 1 unless every hook succeeded.
+/// `failover mirrored ID --cell C`: the newest journal of failover `id`
+/// each of the cell's recovery sites holds, per location of the cell it
+/// hosts, for when the coordinator's state database is lost.
+pub async fn mirrored(plans: &std::path::Path, cell: &str, id: &str) -> Result<Done<Vec<serde_json::Value>>> {
+    let plan = load_plan(plans)?;
+    let c = plan.cells.iter().find(|x| x.name == cell).with_context(|| format!("no cell {cell} in plan {}", plan.name))?;
+    let (mut found, mut text) = (Vec::new(), String::new());
+    for site in c.failover.sites.iter().filter_map(|s| plan.site(s)) {
+        let client = crate::serve::site_client(site)?;
+        for location in &c.locations {
+            let journal = match client.guest_reports(cell, location).failover_journal(id).await {
+                Ok(Some(bytes)) => serde_json::from_slice::<serde_json::Value>(&bytes).context("a mirrored journal that is not JSON")?,
+                Ok(None) => continue,
+                Err(e) => {
+                    text.push_str(&format!("site {} at {location}: {e}\n", site.name));
+                    continue;
+                }
+            };
+            text.push_str(&mirror_summary(&site.name, location, &journal));
+            found.push(serde_json::json!({ "site": site.name, "location": location, "journal": journal }));
+        }
+    }
+    anyhow::ensure!(
+        !found.is_empty(),
+        "no recovery site of cell {cell} ({}) holds a journal of failover {id}\n{text}",
+        c.failover.sites.join(", ")
+    );
+    Ok(Done::ok(found, text))
+}
+
+/// One mirrored journal in a few lines: its state and every step's.
+fn mirror_summary(site: &str, location: &str, j: &serde_json::Value) -> String {
+    let f = &j["failover"];
+    let mut out = format!(
+        "site {site} at {location}: failover {} {} (scenario {}, {} failed), started {}\n",
+        f["id"].as_str().unwrap_or("?"),
+        f["state"].as_str().unwrap_or("?"),
+        f["scenario"].as_str().unwrap_or("?"),
+        f["failed"].as_str().unwrap_or("?"),
+        f["created"].as_str().unwrap_or("?")
+    );
+    for s in j["steps"].as_array().into_iter().flatten() {
+        let cell = s["cell"].as_str().filter(|c| !c.is_empty()).unwrap_or("-");
+        let (step, state, key) =
+            (s["step"].as_str().unwrap_or("?"), s["state"].as_str().unwrap_or("?"), s["idempotency_key"].as_str().unwrap_or("?"));
+        out.push_str(&format!("  {cell:<16} {step:<20} {state:<8} {key}\n"));
+    }
+    out
+}
+
 pub async fn check_hooks(plans: &std::path::Path, scenario: &str) -> Result<Done<Vec<HookOutcome>>> {
     let plan = load_plan(plans)?;
     let s =

@@ -7,7 +7,8 @@
 //! failover as far as it goes (a gate stops it: `approve` records the
 //! approval and goes on; a crash or a failed step: `resume` goes on under
 //! the same idempotency keys). One process drives a failover at a time (a
-//! lock beside the state database).
+//! lock beside the state database). The served coordinator's API does the
+//! same through the checks here (`crate::serve::failovers`).
 
 use std::path::{Path, PathBuf};
 
@@ -80,7 +81,7 @@ pub fn lock(state: &Path, id: &str) -> Result<std::fs::File> {
     }
 }
 
-fn initiator(by: Option<String>) -> String {
+pub fn initiator(by: Option<String>) -> String {
     by.unwrap_or_else(|| format!("operator {}", std::env::var("USER").unwrap_or_else(|_| "unknown".into())))
 }
 
@@ -102,16 +103,35 @@ pub async fn assessed(plan: &Plan, scenario: &str, failed: &str, now: OffsetDate
     Ok((assessment, blocking))
 }
 
+/// When the failure happened: `given` (RFC 3339, `what` names it in an
+/// error), never in the future; default now.
+pub fn failed_at(given: Option<&str>, what: &str, now: OffsetDateTime) -> Result<OffsetDateTime> {
+    let at = match given {
+        Some(t) => clock::parse(t).with_context(|| format!("{what} {t:?} is not an RFC 3339 instant"))?,
+        None => now,
+    };
+    anyhow::ensure!(at <= now, "{what} is in the future");
+    Ok(at)
+}
+
+/// A failover ready to journal: refused when the assessment says it
+/// cannot be carried out, or (not a test) another one of a cell is unfinished.
+pub fn admit(store: &Store, assessment: &Assessment, blocking: &[String], test: bool) -> Result<()> {
+    if !blocking.is_empty() {
+        bail!("this failover cannot be carried out: {}", blocking.join("; "));
+    }
+    if !test {
+        refuse_overlap(store, assessment)?;
+    }
+    Ok(())
+}
+
 /// `failover run`: assess, journal, and carry out as far as it goes.
 pub async fn run(args: RunArgs) -> Result<Done<View>> {
     let d = &args.driver;
     let plan = load_plan(&d.plans)?;
     let now = clock::now();
-    let failed_at = match &args.failed_at {
-        Some(t) => clock::parse(t).with_context(|| format!("--failed-at {t:?} is not an RFC 3339 instant"))?,
-        None => now,
-    };
-    anyhow::ensure!(failed_at <= now, "--failed-at is in the future");
+    let failed_at = failed_at(args.failed_at.as_deref(), "--failed-at", now)?;
     let (assessment, blocking) = assessed(&plan, &args.scenario, &args.failed, now).await?;
     if args.dry_run {
         let text = format!("{}dry run: nothing journaled, nothing changed", assess::render(&assessment));
@@ -122,13 +142,8 @@ pub async fn run(args: RunArgs) -> Result<Done<View>> {
             text,
         });
     }
-    if !blocking.is_empty() {
-        bail!("this failover cannot be carried out: {}", blocking.join("; "));
-    }
     let store = Store::open(&d.state)?;
-    if !args.test {
-        refuse_overlap(&store, &assessment)?;
-    }
+    admit(&store, &assessment, &blocking, args.test)?;
     let f = draft(&args, assessment, (now, failed_at));
     let _lock = lock(&d.state, &f.id)?;
     Journal(&store).create(&f)?;
@@ -200,38 +215,47 @@ fn engine<'a>(d: &'a Driver, plan: &'a Plan, store: &'a Store, signer: &'a Signe
 pub async fn approve(d: &Driver, id: &str, step: Option<String>, by: Option<String>) -> Result<Done<View>> {
     let store = Store::open(&d.state)?;
     let _lock = lock(&d.state, id)?;
-    let f = Journal(&store).get(id)?;
+    record_approval(&store, id, step, &initiator(by))?;
+    drive(d, &store, id).await
+}
+
+/// Record `by`'s approval of `step` (default: the one failover `id`
+/// waits for), refused when it has no such gate or is over.
+pub fn record_approval(store: &Store, id: &str, step: Option<String>, by: &str) -> Result<String> {
+    let f = Journal(store).get(id)?;
     if f.state.is_final() {
         bail!("failover {id} is {}; there is nothing to approve", f.state.as_str());
     }
     let step = match step {
         Some(s) => s,
-        None => waiting_for(&store, &f)?.with_context(|| format!("failover {id} waits for no approval (it is {})", f.state.as_str()))?,
+        None => waiting_for(store, &f)?.with_context(|| format!("failover {id} waits for no approval (it is {})", f.state.as_str()))?,
     };
     if !f.assessment.steps.iter().any(|s| s.gated && s.step.as_str() == step) {
         bail!("failover {id} has no gate before step {step:?}");
     }
-    Journal(&store).approve(id, &step, &initiator(by))?;
-    drive(d, &store, id).await
+    Journal(store).approve(id, &step, by)?;
+    Ok(step)
 }
 
 /// `failover resume ID`: after a crash or a failed step, go on; failed steps are tried again under their keys.
 pub async fn resume(d: &Driver, id: &str) -> Result<Done<View>> {
     let store = Store::open(&d.state)?;
     let _lock = lock(&d.state, id)?;
-    let f = Journal(&store).get(id)?;
-    if matches!(f.state, FailoverState::Done | FailoverState::Aborted | FailoverState::Committed) {
-        bail!("failover {id} is {}; nothing to resume", f.state.as_str());
-    }
-    if matches!(f.state, FailoverState::FailingBack | FailoverState::FailedBack) {
-        bail!("failover {id} is {}; a failback goes on with lifeboat failover failback {id}", f.state.as_str());
-    }
-    let again = Journal(&store).reopen_failed(id)?;
-    if f.state == FailoverState::Failed {
-        Journal(&store).set_state(id, FailoverState::Running, None)?;
-    }
+    let again = reopen(&store, id)?;
     eprintln!("resuming failover {id} ({again} failed step(s) to try again)");
     drive(d, &store, id).await
+}
+
+/// Make failover `id` ready to go on: its failed steps open again under
+/// their keys, a failed failover running. How many steps were reopened.
+pub fn reopen(store: &Store, id: &str) -> Result<usize> {
+    let f = Journal(store).get(id)?;
+    resumable(&f)?;
+    let again = Journal(store).reopen_failed(id)?;
+    if f.state == FailoverState::Failed {
+        Journal(store).set_state(id, FailoverState::Running, None)?;
+    }
+    Ok(again)
 }
 
 /// `failover commit ID`: re-protect every cell's new primary, then mark it committed.
@@ -279,15 +303,7 @@ fn failback_plan(v: &View) -> String {
 /// with `reporting`, each cell without a report gets one saying what.
 pub async fn abort(state: &Path, id: &str, reporting: Option<&Driver>) -> Result<Done<View>> {
     let store = Store::open(state)?;
-    let f = Journal(&store).get(id)?;
-    // An aborted one again: only to write the reports a first abort could not.
-    let moved = matches!(f.state, FailoverState::Done | FailoverState::Committed | FailoverState::FailingBack | FailoverState::FailedBack);
-    if moved || (f.state == FailoverState::Aborted && reporting.is_none()) {
-        bail!("failover {id} is already {}", f.state.as_str());
-    }
-    if f.state != FailoverState::Aborted {
-        Journal(&store).set_state(id, FailoverState::Aborted, Some("aborted by an operator"))?;
-    }
+    mark_aborted(&store, id, reporting.is_some(), "an operator")?;
     if let Some(d) = reporting {
         let _lock =
             lock(state, id).context("aborted; its reports wait for the process driving it: run this abort again when it has stopped")?;
@@ -295,6 +311,33 @@ pub async fn abort(state: &Path, id: &str, reporting: Option<&Driver>) -> Result
         engine(d, &plan, &store, &signer).report_unreported(id).await?;
     }
     view(&store, id)
+}
+
+/// Whether `f` can go on: not done, aborted, committed or failing back.
+pub fn resumable(f: &Failover) -> Result<()> {
+    let id = &f.id;
+    if matches!(f.state, FailoverState::Done | FailoverState::Aborted | FailoverState::Committed) {
+        bail!("failover {id} is {}; nothing to resume", f.state.as_str());
+    }
+    if matches!(f.state, FailoverState::FailingBack | FailoverState::FailedBack) {
+        bail!("failover {id} is {}; a failback goes on with lifeboat failover failback {id}", f.state.as_str());
+    }
+    Ok(())
+}
+
+/// Abort failover `id` (`by` names who): no further step starts. Refused
+/// once it is done, committed or failing back; an aborted one again only
+/// `reporting` (to write the reports a first abort could not).
+pub fn mark_aborted(store: &Store, id: &str, reporting: bool, by: &str) -> Result<()> {
+    let f = Journal(store).get(id)?;
+    let moved = matches!(f.state, FailoverState::Done | FailoverState::Committed | FailoverState::FailingBack | FailoverState::FailedBack);
+    if moved || (f.state == FailoverState::Aborted && !reporting) {
+        bail!("failover {id} is already {}", f.state.as_str());
+    }
+    if f.state != FailoverState::Aborted {
+        Journal(store).set_state(id, FailoverState::Aborted, Some(&format!("aborted by {by}")))?;
+    }
+    Ok(())
 }
 
 pub fn status(state: &Path, id: &str) -> Result<Done<View>> {

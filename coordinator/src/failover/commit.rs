@@ -25,17 +25,30 @@ use super::journal::{Failover, FailoverState, StepState};
 /// The journal step of re-protecting a cell.
 pub const STEP: &str = "reprotect";
 
+/// Whether `f` may be committed (again): a done or committed real failover.
+pub fn committable(f: &Failover) -> Result<()> {
+    let id = &f.id;
+    ensure!(!f.test, "failover {id} is a test: its restores were removed, there is nothing to commit");
+    ensure!(
+        matches!(f.state, FailoverState::Done | FailoverState::Committed),
+        "failover {id} is {}: only a done failover is committed (failover status {id} says what it waits for)",
+        f.state.as_str()
+    );
+    Ok(())
+}
+
 impl Engine<'_> {
     /// Re-protect every cell of the done failover `id` that is not yet, and
     /// mark it committed when all are. Returns it as journaled after.
     pub async fn commit(&self, id: &str) -> Result<Failover> {
+        let committed = self.commit_cells(id).await;
+        self.mirror(id).await;
+        committed
+    }
+
+    async fn commit_cells(&self, id: &str) -> Result<Failover> {
         let f = self.journal().get(id)?;
-        ensure!(!f.test, "failover {id} is a test: its restores were removed, there is nothing to commit");
-        ensure!(
-            matches!(f.state, FailoverState::Done | FailoverState::Committed),
-            "failover {id} is {}: only a done failover is committed (failover status {id} says what it waits for)",
-            f.state.as_str()
-        );
+        committable(&f)?;
         self.journal().reopen_failed(id)?;
         let ends = join_all(f.assessment.cells.iter().map(|c| self.reprotect_cell(&f, c))).await;
         let problems: Vec<String> =

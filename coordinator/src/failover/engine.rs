@@ -97,8 +97,14 @@ impl Engine<'_> {
     }
 
     /// Carry `id` out as far as it goes now: to the end, a gate, a failed
-    /// step or an abort. Returns the failover as journaled after.
+    /// step or an abort. Returns the failover as journaled after (and mirrored).
     pub async fn drive(&self, id: &str) -> Result<Failover> {
+        let driven = self.drive_steps(id).await;
+        self.mirror(id).await;
+        driven
+    }
+
+    async fn drive_steps(&self, id: &str) -> Result<Failover> {
         let f = self.journal().get(id)?;
         if f.state.is_final() {
             return Ok(f);
@@ -181,9 +187,11 @@ impl Engine<'_> {
         F: std::future::Future<Output = Result<Option<Value>>>,
     {
         self.journal().intent(&f.id, cell, step, &key(&f.id, cell, step))?;
+        self.mirror(&f.id).await;
         let key = self.journal().step(&f.id, cell, step)?.context("the step was just journaled")?.idempotency_key;
         let (state, detail, error) = closing(act(key).await);
         self.journal().close(&f.id, cell, step, state, &detail, error.as_deref())?;
+        self.mirror(&f.id).await;
         Ok((state, error))
     }
 

@@ -39,20 +39,33 @@ use crate::plan::{CellPlan, SiteDef};
 pub const STEPS: [&str; 7] =
     ["failback:rebuild", "failback:handback", "failback:fence", "failback:promote", "failback:route", "failback:verify", "failback:backup"];
 
+/// Whether `f` may fail back (go on failing back): a committed real failover.
+pub fn can_fail_back(f: &Failover) -> Result<()> {
+    let id = &f.id;
+    ensure!(!f.test, "failover {id} is a test: nothing moved, nothing to fail back");
+    ensure!(
+        matches!(f.state, FailoverState::Committed | FailoverState::FailingBack),
+        "failover {id} is {}: only a committed failover fails back (its new primaries archive, so the home can be rebuilt from them); \
+         commit it first (lifeboat failover commit {id})",
+        f.state.as_str()
+    );
+    Ok(())
+}
+
 impl Engine<'_> {
     /// Fail every cell of the committed failover `id` back home, as far as it goes.
     pub async fn failback(&self, id: &str) -> Result<Failover> {
+        let back = self.failback_cells(id).await;
+        self.mirror(id).await;
+        back
+    }
+
+    async fn failback_cells(&self, id: &str) -> Result<Failover> {
         let f = self.journal().get(id)?;
-        ensure!(!f.test, "failover {id} is a test: nothing moved, nothing to fail back");
-        if f.state == FailoverState::FailedBack {
+        if f.state == FailoverState::FailedBack && !f.test {
             return Ok(f);
         }
-        ensure!(
-            matches!(f.state, FailoverState::Committed | FailoverState::FailingBack),
-            "failover {id} is {}: only a committed failover fails back (its new primaries archive, so the home can be rebuilt from them); \
-             commit it first (lifeboat failover commit {id})",
-            f.state.as_str()
-        );
+        can_fail_back(&f)?;
         self.journal().set_state(id, FailoverState::FailingBack, None)?;
         self.journal().reopen_failed(id)?;
         let ends = join_all(f.assessment.cells.iter().map(|c| self.failback_cell(&f, c))).await;

@@ -23,6 +23,7 @@ pub mod engine;
 pub mod failback;
 pub mod hooks;
 pub mod journal;
+pub mod mirror;
 pub mod report;
 pub mod standby;
 pub mod view;

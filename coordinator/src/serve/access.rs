@@ -148,6 +148,9 @@ mod tests {
         assert_eq!(access.needed(&Method::GET, "/"), Some(Role::Viewer));
         assert_eq!(access.needed(&Method::GET, "/reports/a/000001-x.json"), Some(Role::Viewer));
         assert_eq!(access.needed(&Method::POST, "/v1/runs"), Some(Role::Operator));
+        assert_eq!(access.needed(&Method::POST, "/v1/failovers"), Some(Role::Operator));
+        assert_eq!(access.needed(&Method::POST, "/v1/failovers/fo-1/approve"), Some(Role::Operator));
+        assert_eq!(access.needed(&Method::GET, "/v1/failovers/fo-1"), Some(Role::Viewer));
         assert_eq!(access.needed(&Method::DELETE, "/v1/runs/1"), Some(Role::Operator));
         let open = Access { open_metrics: true, ..access };
         assert_eq!(open.needed(&Method::GET, "/metrics"), None);

@@ -120,10 +120,12 @@ async fn exercise(c: &Arc<Coordinator>, state: &Path, s: &ScenarioDef, failed: &
 
 /// What [`carry_out`] has the engine do.
 #[derive(Debug, Clone, Copy)]
-pub(super) enum Act {
+pub enum Act {
     Drive,
     Commit,
     Failback,
+    /// The reports an aborted failover's cells lack.
+    Report,
 }
 
 /// Carry failover `id` through `acts`, each only once the one before
@@ -133,24 +135,29 @@ pub(super) enum Act {
 /// failover the engine could not carry out ends failed, never left
 /// running. Returns it as journaled after.
 pub(super) async fn carry_out(c: &Arc<Coordinator>, state: &Path, id: &str, acts: &'static [Act]) -> Result<Failover> {
-    let (c2, state, id2) = (c.clone(), state.to_path_buf(), id.to_string());
+    let held = lock(state, id)?;
+    carry_out_locked(c, held, id, acts).await
+}
+
+/// [`carry_out`] under a lock the caller took (`held`, released after).
+pub(super) async fn carry_out_locked(c: &Arc<Coordinator>, held: std::fs::File, id: &str, acts: &'static [Act]) -> Result<Failover> {
+    let (c2, id2) = (c.clone(), id.to_string());
     let driven = tokio::task::spawn_blocking(move || -> Result<()> {
-        let _lock = lock(&state, &id2)?;
+        let _lock = held;
         let signer = c2.cfg.signer.as_ref().context("scheduled exercises need --signing-key (their reports and jobs are signed)")?;
         let engine =
             Engine { plan: &c2.plan, store: &c2.store, signer, http: crate::failover::hooks::client(), export: c2.cfg.reports.as_deref() };
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
         runtime.block_on(async {
             for act in acts {
-                let f = match act {
-                    Act::Drive => engine.drive(&id2).await?,
-                    Act::Commit => engine.commit(&id2).await?,
-                    Act::Failback => engine.failback(&id2).await?,
-                };
-                let next = match act {
-                    Act::Drive => FailoverState::Done,
-                    Act::Commit => FailoverState::Committed,
-                    Act::Failback => FailoverState::FailedBack,
+                let (f, next) = match act {
+                    Act::Drive => (engine.drive(&id2).await?, FailoverState::Done),
+                    Act::Commit => (engine.commit(&id2).await?, FailoverState::Committed),
+                    Act::Failback => (engine.failback(&id2).await?, FailoverState::FailedBack),
+                    Act::Report => {
+                        engine.report_unreported(&id2).await?;
+                        break;
+                    }
                 };
                 if f.state != next {
                     break;

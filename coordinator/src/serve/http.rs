@@ -1,6 +1,7 @@
 //! The coordinator's HTTP API and status page. Who may call what is
 //! [`super::access`]'s: reads need a viewer or operator token, starting a
-//! run the operator token; only the health check is open. What is served
+//! run or acting on a failover ([`super::failovers`]) the operator token;
+//! only the health check is open. What is served
 //! carries names and times, never secrets or URLs with credentials.
 
 use std::sync::Arc;
@@ -9,7 +10,7 @@ use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use lifeboat_https::Peer;
 use serde::Deserialize;
@@ -31,8 +32,9 @@ pub fn router(c: Arc<Coordinator>) -> Router {
         .route("/v1/runs/{id}", get(run))
         .route("/reports/{cell}/{name}", get(stored_report))
         .route("/v1/failover/plan", get(failover_plan))
-        .route("/v1/failovers", get(failovers))
+        .route("/v1/failovers", get(failovers).post(super::failovers::start))
         .route("/v1/failovers/{id}", get(failover))
+        .route("/v1/failovers/{id}/{action}", post(super::failovers::act))
         .route("/metrics", get(metrics))
         .fallback(|| async { error(StatusCode::NOT_FOUND, "no such endpoint") })
         .layer(axum::middleware::from_fn_with_state(c.clone(), super::access::require))
@@ -55,11 +57,11 @@ fn climbs(path: &str) -> bool {
     path.split('/').any(|s| s == "..") || ["%2f", "%5c", "%2e", "%25"].iter().any(|e| lower.contains(e))
 }
 
-fn error(status: StatusCode, message: impl Into<String>) -> Response {
+pub(super) fn error(status: StatusCode, message: impl Into<String>) -> Response {
     (status, Json(lifeboat_api::ErrorBody { error: message.into() })).into_response()
 }
 
-fn internal(e: anyhow::Error) -> Response {
+pub(super) fn internal(e: anyhow::Error) -> Response {
     tracing::error!("{e:#}");
     error(StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}"))
 }

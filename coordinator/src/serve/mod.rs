@@ -11,6 +11,7 @@ mod access;
 mod alerts;
 mod chaos;
 mod exercises;
+mod failovers;
 mod http;
 mod metrics;
 pub mod scheduler;
@@ -97,6 +98,8 @@ pub struct Config {
     /// Signs drill reports (None: drills are refused).
     pub signer: Option<crate::report::keys::Signer>,
     pub reports: Option<PathBuf>,
+    /// The state database's path: beside it, the per-failover locks.
+    pub state: PathBuf,
 }
 
 pub struct Coordinator {
@@ -225,6 +228,7 @@ pub async fn run(args: ServeArgs) -> Result<()> {
                 }
             },
             reports: args.reports.clone(),
+            state: args.state.clone(),
         },
         plan,
         store,

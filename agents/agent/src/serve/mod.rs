@@ -15,6 +15,7 @@ mod follow;
 mod geocopy;
 mod invocation;
 mod jobs;
+mod journals;
 mod metrics;
 mod recovery;
 mod reports;

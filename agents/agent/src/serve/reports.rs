@@ -23,12 +23,18 @@ use lifeboat_storage::PutMode;
 use super::answer::error;
 use super::Agent;
 
-/// The repository and report prefix `scope` names: the agent's own, or a
-/// guest's at one of its locations (404 for one this agent does not host).
+/// The repository and report prefix `scope` names (see [`scoped`]).
 async fn place(agent: &Agent, scope: &ReportScope) -> Result<(Repository, String), Response> {
+    let (repo, cell) = scoped(agent, scope).await?;
+    Ok((repo, format!("reports/{cell}/")))
+}
+
+/// The repository and cell `scope` names: the agent's own, or a guest's at
+/// one of its locations (404 for one this agent does not host).
+pub(super) async fn scoped(agent: &Agent, scope: &ReportScope) -> Result<(Repository, String), Response> {
     let cell = match scope.cell.as_deref() {
-        None => return Ok((agent.repo.clone(), format!("reports/{}/", agent.config.cell))),
-        Some(c) if c == agent.config.cell && scope.location.is_none() => return Ok((agent.repo.clone(), format!("reports/{c}/"))),
+        None => return Ok((agent.repo.clone(), agent.config.cell.clone())),
+        Some(c) if c == agent.config.cell && scope.location.is_none() => return Ok((agent.repo.clone(), c.to_string())),
         Some(c) => c,
     };
     let guests = agent.config.guest_locations(cell);
@@ -41,7 +47,7 @@ async fn place(agent: &Agent, scope: &ReportScope) -> Result<(Repository, String
         return Err(error(StatusCode::NOT_FOUND, format!("this agent hosts no guest cell {cell}{at} (--guest {cell}@LOCATION=URL)")));
     };
     match super::recovery::open_guest(agent, cell, &g.url).await {
-        Ok(repo) => Ok((repo, format!("reports/{cell}/"))),
+        Ok(repo) => Ok((repo, cell.to_string())),
         Err(e) => Err(error(StatusCode::BAD_GATEWAY, format!("opening guest cell {cell}'s repository at {}: {e:#}", g.location))),
     }
 }

@@ -1,0 +1,42 @@
+//! The failover journal mirrored into the locations a failover relies on.
+//! The state database is the journal of record; after every change the
+//! engine also hands the failover as `failover status` shows it (steps with
+//! their idempotency keys, approvals, per-cell figures) to each cell's
+//! recovery site, whose agent stores it, create-only and timestamped, in
+//! the location that cell is recovered from (`failovers/<cell>/<id>/` in
+//! its repository). Those are the locations a failover needs to survive,
+//! so the journal survives the coordinator's host with them; geo-copy
+//! carries it on. `lifeboat failover mirrored` reads it back. Mirroring is
+//! best effort: a failure is logged and the failover goes on (the next
+//! change mirrors the whole journal again).
+
+use futures::future::join_all;
+
+use super::engine::Engine;
+
+impl Engine<'_> {
+    /// Mirror failover `id`'s journal to every cell's recovery site.
+    pub(super) async fn mirror(&self, id: &str) {
+        let view = match super::view::view(self.store, id) {
+            Ok(v) => v,
+            Err(e) => return tracing::warn!(failover = id, "reading the journal to mirror it: {e:#}"),
+        };
+        let json = serde_json::to_vec(&view).expect("a failover's view serialises");
+        let puts = view.failover.assessment.cells.iter().filter_map(|c| Some((c, self.placed(c).ok()?.1, c.location.as_deref()?))).map(
+            |(c, site, location)| {
+                let json = json.clone();
+                async move {
+                    let client = crate::serve::site_client(site)?.guest_reports(&c.cell, location);
+                    client.put_failover_journal(id, json).await?;
+                    anyhow::Ok(())
+                }
+            },
+        );
+        let cells = view.failover.assessment.cells.iter().map(|c| c.cell.as_str());
+        for (result, cell) in join_all(puts).await.into_iter().zip(cells) {
+            if let Err(e) = result {
+                tracing::warn!(failover = id, cell, "mirroring the failover journal to the cell's recovery site: {e:#}");
+            }
+        }
+    }
+}
