@@ -195,6 +195,13 @@ fn the_api_runs_jobs_once_per_key_and_refuses_strangers() {
     let copy_point = parse_time(copy["postgres"]["recoverable_to"].as_str().unwrap());
     assert!(copy_point <= copied_through && copy_point <= primary_point, "{recovery}");
     assert!(copy["error"].is_null(), "{recovery}");
+    // The copy carries the marker of its last complete pass, readable from it alone.
+    let marked = cli_json(&["repo", "copied", "--repo", &copy_url, "--key-file", a.k(), "--output", "json"]);
+    let marked_start = parse_time(marked["started"].as_str().unwrap());
+    assert!(marked_start >= copied_through && marked_start <= time::OffsetDateTime::now_utc(), "{marked} {recovery}");
+    assert!(marked["cells"]["api"]["newest_wal"].as_str().is_some_and(|w| w.len() == 24), "{marked}");
+    let primary_only = agent(&["repo", "copied", "--repo", &a.repo, "--key-file", a.k()], &[]);
+    assert!(!primary_only.status.success() && String::from_utf8_lossy(&primary_only.stderr).contains("no copy pass completed"));
     let metrics = served.metrics();
     assert!(metrics.contains(r#"lifeboat_geo_copy_lag_seconds{location="second"}"#), "{metrics}");
     assert!(metrics.contains(r#"lifeboat_geo_copy_passes_total{location="second"}"#), "{metrics}");

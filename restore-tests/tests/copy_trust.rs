@@ -7,6 +7,7 @@
 //! pass, and again once either end rewrites it.
 
 use lifeboat_repository::copy::{copy_checked, Checked};
+use lifeboat_repository::copy_marker;
 use lifeboat_repository::{files, verify, InitOptions, Key, Repository};
 use lifeboat_restore_tests::{describe_tree, fresh_url, random_tree, Backend};
 use lifeboat_storage::{DynStore, ObjectMeta, PutMode};
@@ -37,11 +38,11 @@ async fn source_and_destination(backend: Backend, scratch: &std::path::Path) -> 
 }
 
 /// Objects at `store` a copy compares with the source's (all but the
-/// repository's config and its locks).
+/// repository's config, its locks and the marker of the last pass into it).
 async fn held(store: &DynStore) -> u64 {
     let all = store.list("").await.unwrap();
-    all.iter().filter(|m| m.path.as_str() != lifeboat_repository::format::CONFIG_KEY && !m.path.as_str().starts_with("locks/")).count()
-        as u64
+    let own = |k: &str| k == lifeboat_repository::format::CONFIG_KEY || k == copy_marker::KEY || k.starts_with("locks/");
+    all.iter().filter(|m| !own(m.path.as_str())).count() as u64
 }
 
 async fn planted_copy_is_replaced(backend: Backend) {
@@ -110,4 +111,43 @@ async fn the_geo_copy_checks_each_object_once_until_it_changes() {
     plant(&dst, &victim).await;
     let pass = copy_checked(&src, dst.clone(), 4, &mut checked).await.unwrap();
     assert_eq!((pass.repaired, pass.objects_copied, pass.checked_at_destination), (1, 1, 1), "{pass:?}");
+}
+
+/// A complete pass leaves its marker in the destination (when it started,
+/// from where, per cell the newest WAL segment it copied); a copy of that
+/// copy gets a marker of its own pass, never the first one's; a pass that
+/// left something behind leaves none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_complete_pass_leaves_its_marker_and_a_failed_one_none() {
+    let scratch = tempfile::tempdir().unwrap();
+    let (src, dst, key) = source_and_destination(Backend::File, scratch.path()).await;
+    for segment in ["000000010000000000000007", "000000020000000000000003"] {
+        let path = lifeboat_repository::format::path(&format!("wal/cell-trust/{segment}"));
+        src.put_sealed(&path, b"a segment's bytes", PutMode::Create).await.unwrap();
+    }
+    let before = time::OffsetDateTime::now_utc();
+    let report = copy_checked(&src, dst.clone(), 4, &mut Checked::default()).await.unwrap();
+    assert!(report.failures.is_empty(), "{report:?}");
+    let copy = Repository::open(dst.clone(), Some(key.clone())).await.unwrap();
+    let marker = copy_marker::read(&copy).await.unwrap().expect("a marker after a complete pass");
+    assert!(before <= marker.started && marker.started <= marker.finished, "{marker:?}");
+    assert_eq!((marker.source.as_str(), marker.objects_copied), (src.location().as_str(), report.objects_copied));
+    assert_eq!(marker.cells["cell-trust"].newest_wal.as_deref(), Some("000000020000000000000003"), "{marker:?}");
+    assert!(copy_marker::read(&src).await.unwrap().is_none(), "a primary has none");
+    assert!(verify::verify(&copy, 4).await.unwrap().is_ok(), "the marker is sealed like every object");
+
+    // A copy of the copy: its own pass's marker.
+    let second = open(&fresh_url(Backend::File, "trust-dst2", scratch.path())).await;
+    copy_checked(&copy, second.clone(), 4, &mut Checked::default()).await.unwrap();
+    let again = copy_marker::read(&Repository::open(second, Some(key.clone())).await.unwrap()).await.unwrap().unwrap();
+    assert_eq!(again.source, copy.location(), "{again:?}");
+    assert!(again.started > marker.finished);
+
+    // A source object that cannot be read: the pass reports it and marks nothing.
+    let chunks = src.store().list("chunks/").await.unwrap();
+    plant(src.store(), &chunks[0]).await;
+    let third = open(&fresh_url(Backend::File, "trust-dst3", scratch.path())).await;
+    let failed = copy_checked(&src, third.clone(), 4, &mut Checked::default()).await.unwrap();
+    assert!(!failed.failures.is_empty(), "{failed:?}");
+    assert!(copy_marker::read(&Repository::open(third, Some(key)).await.unwrap()).await.unwrap().is_none());
 }

@@ -30,6 +30,7 @@ use futures::StreamExt;
 use lifeboat_storage::fs::FileStore;
 use lifeboat_storage::{DynStore, ObjectMeta, ObjectPath, PutMode, StoreError};
 
+use crate::copy_marker::{self, CellCopied, CopyMarker};
 use crate::error::{RepoError, Result};
 use crate::format;
 use crate::lock::{all_locks, FoundLock, LockGuard, LockKind};
@@ -210,8 +211,24 @@ pub async fn copy_checked(src: &Repository, dst: DynStore, workers: usize, check
     // Locks of earlier copies that never released theirs (removed once this one finishes).
     let earlier: Vec<FoundLock> =
         all_locks(&dst_repo).await?.into_iter().filter(|l| l.info.as_ref().is_some_and(|i| i.operation == COPY_LOCK)).collect();
+    let started = time::OffsetDateTime::now_utc();
     let lock = LockGuard::acquire(&dst_repo, LockKind::Shared, COPY_LOCK).await?;
-    let result = copy_objects(src, &dst_repo, workers, checked, &mut report).await;
+    let result = async {
+        let cells = copy_objects(src, &dst_repo, workers, checked, &mut report).await?;
+        if report.failures.is_empty() {
+            let marker = CopyMarker {
+                source: report.source.clone(),
+                started,
+                finished: time::OffsetDateTime::now_utc(),
+                objects_copied: report.objects_copied,
+                bytes_copied: report.bytes_copied,
+                cells,
+            };
+            copy_marker::write(&dst_repo, &marker).await?;
+        }
+        Ok::<_, RepoError>(())
+    }
+    .await;
     lock.release_after(result).await?;
     let now = time::OffsetDateTime::now_utc();
     for l in earlier.iter().filter(|l| !l.is_live(now)) {
@@ -405,13 +422,15 @@ impl Sorted {
     }
 }
 
+/// Copy what the destination lacks; per cell, the newest of what the
+/// source held (and the destination now holds, unless a failure says not).
 async fn copy_objects(
     src: &Repository,
     dst_repo: &Repository,
     workers: usize,
     checked: &mut Checked,
     report: &mut CopyReport,
-) -> Result<()> {
+) -> Result<std::collections::BTreeMap<String, CellCopied>> {
     let dst = dst_repo.store();
     let mut src_objects = src.store().list("").await?;
     let fenced = fenced_out(src, dst_repo).await?;
@@ -422,7 +441,8 @@ async fn copy_objects(
     src_objects.retain(|m| cell_of(m.path.as_str()).is_none_or(|c| !fenced.contains_key(c)));
     let listed: HashMap<String, ObjectMeta> = dst.list("").await?.into_iter().map(|m| (m.path.to_string(), m)).collect();
     let before = std::mem::take(checked);
-    let data = src_objects.iter().filter(|m| format::is_sealed_data(m.path.as_str()));
+    // The source's own marker describes a pass into it, not this one.
+    let data = src_objects.iter().filter(|m| format::is_sealed_data(m.path.as_str()) && m.path.as_str() != copy_marker::KEY);
     let Sorted { mut present, mut todo } = sort_out(src, dst_repo, data, &listed, workers, (&before, checked), report).await?;
     // WAL first: it moves a cell's recoverable point in the copy; chunks
     // only matter once their manifest follows.
@@ -477,7 +497,7 @@ async fn copy_objects(
     }
     copy_holds(src, dst_repo, &src_objects, &listed).await?;
     dst.sync().await?;
-    Ok(())
+    Ok(copy_marker::newest_per_cell(&src_objects))
 }
 
 #[cfg(test)]

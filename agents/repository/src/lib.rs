@@ -14,6 +14,7 @@
 //! - [`progress`]: bytes done of the running data path, for a progress bar
 
 pub mod copy;
+pub mod copy_marker;
 pub mod crypto;
 pub mod envelope;
 mod error;

@@ -27,6 +27,10 @@ pub enum RepoCommand {
     Verify(VerifyArgs),
     /// Copy to a second location (geo-redundant copy): only what it lacks, verified, manifests last.
     Copy(CopyArgs),
+    /// The marker the newest complete copy pass left in this (copy) location: when it started and
+    /// finished, from where, and per cell the newest WAL segment, base backup and Kafka snapshot it
+    /// brought. Exits 1 when no pass completed here.
+    Copied(StatsArgs),
     /// Apply retention: show the deletion plan, then delete (unless --dry-run).
     Retention(RetentionArgs),
     /// Put a backup under legal hold (retention keeps it), or release it.
@@ -143,6 +147,7 @@ pub async fn run(global: &Global, cmd: RepoCommand) -> Result<ExitCode> {
         RepoCommand::Stats(a) => stats(global, a).await,
         RepoCommand::Verify(a) => verify(global, a).await,
         RepoCommand::Copy(a) => copy(global, a).await,
+        RepoCommand::Copied(a) => copied(global, a).await,
         RepoCommand::Retention(a) => retention(global, a).await,
         RepoCommand::Hold(a) => hold(global, a).await,
         RepoCommand::Locks(a) => super::repo_access::locks(global, a).await,
@@ -212,6 +217,35 @@ async fn ls(global: &Global, a: LsArgs) -> Result<ExitCode> {
         }
         if rows.is_empty() {
             out.push_str("(no backups)\n");
+        }
+        out
+    });
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn copied(global: &Global, a: StatsArgs) -> Result<ExitCode> {
+    let r = open_repo(global, &a.repo.url).await?;
+    let Some(marker) = lifeboat_repository::copy_marker::read(&r).await? else {
+        anyhow::bail!("no copy pass completed into {} (a primary, or a copy that never finished a pass)", r.location());
+    };
+    emit(global, &marker, |m| {
+        let ts = |t: time::OffsetDateTime| t.format(&time::format_description::well_known::Rfc3339).unwrap_or_default();
+        let mut out = format!(
+            "copied from {} by the pass of {} to {}: {} objects, {}\n",
+            m.source,
+            ts(m.started),
+            ts(m.finished),
+            m.objects_copied,
+            crate::output::bytes(m.bytes_copied)
+        );
+        for (cell, c) in &m.cells {
+            let show = |x: &Option<String>| x.clone().unwrap_or_else(|| "-".into());
+            out.push_str(&format!(
+                "  {cell}: WAL {}, base backup {}, Kafka {}\n",
+                show(&c.newest_wal),
+                show(&c.newest_pg_backup),
+                show(&c.newest_kafka)
+            ));
         }
         out
     });

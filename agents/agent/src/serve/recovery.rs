@@ -89,6 +89,17 @@ async fn fill(
     }
 }
 
+/// The start of the newest complete copy pass into `repo`, by its marker.
+async fn marked(repo: &Repository) -> Option<OffsetDateTime> {
+    match lifeboat_repository::copy_marker::read(repo).await {
+        Ok(m) => m.map(|m| m.started),
+        Err(e) => {
+            tracing::warn!("reading the copy marker of {}: {e}", repo.location());
+            None
+        }
+    }
+}
+
 /// Guest `cell`'s repository at `url`, under its key (`--guest-key-file`, else the agent's).
 pub async fn open_guest(agent: &Agent, cell: &str, url: &str) -> anyhow::Result<Repository> {
     let key = match agent.config.guest_key(cell) {
@@ -101,6 +112,8 @@ pub async fn open_guest(agent: &Agent, cell: &str, url: &str) -> anyhow::Result<
 /// A guest cell's points, per `--guest` location (plan names). Each
 /// location is dated by its own archive times and is not capped by a copy
 /// pass (this agent does not copy the guest): what the repository holds.
+/// A copy location's marker says when its last complete pass started
+/// (`copied_through`).
 pub async fn compute_guest(agent: &Agent, cell: &str) -> Option<Recovery> {
     let guests = agent.config.guest_locations(cell);
     if guests.is_empty() {
@@ -112,6 +125,7 @@ pub async fn compute_guest(agent: &Agent, cell: &str) -> Option<Recovery> {
         let mut point = LocationPoint::new(&g.location, LocationRole::Primary);
         match open_guest(agent, cell, &g.url).await {
             Ok(repo) => {
+                point.copied_through = marked(&repo).await;
                 let here = wal_times(&repo, cell).await.map_err(|e| format!("{e:#}"));
                 fill(&mut point, &repo, cell, here.as_ref(), None, None).await;
             }
@@ -140,6 +154,10 @@ pub async fn compute(agent: &Agent) -> Recovery {
         };
         match opened.await {
             Ok(repo) => {
+                if point.copied_through.is_none() {
+                    // Restarted since: the copy's own marker says how far its last complete pass got.
+                    point.copied_through = marked(&repo).await;
+                }
                 let here = wal_times(&repo, cell).await.map_err(|e| format!("{e:#}"));
                 fill(&mut point, &repo, cell, here.as_ref(), primary_times.as_ref().ok(), written).await;
             }
