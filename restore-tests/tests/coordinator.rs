@@ -521,7 +521,12 @@ fn coordinator_end_to_end_schedules_status_alerts_and_restarts() {
     });
     let st = status(&c);
     assert!(cell_of(&st, "cell-b")["agent_problem"].as_str().unwrap().contains("cannot connect"), "{st}");
-    assert_ne!(cell_of(&st, "cell-a")["verdict"], "breached", "cell-a is not affected: {st}");
+    // Cell A is not affected: its agent answers and every location of it reads.
+    // (Not its verdict: its own 30 s RPO against archive_timeout 5 s was once
+    // missed by 3 s under a loaded CI run, which is about cell A, not B.)
+    let ca = cell_of(&st, "cell-a");
+    assert!(ca["agent_problem"].is_null(), "cell-a is not affected: {st}");
+    assert!(ca["locations"].as_array().unwrap().iter().all(|l| l["problem"].is_null()), "cell-a is not affected: {st}");
     // It comes back: fresh points, the alert resolved.
     b.agent.restart();
     wait_until("cell-b ok again", Duration::from_secs(60), || (cell_of(&status(&c), "cell-b")["verdict"] == "ok").then_some(()));

@@ -144,8 +144,16 @@ fn a_follower_seals_resumes_after_sigkill_and_its_seals_are_folded_and_retired()
     assert!(folded["chunks"].as_u64().unwrap() < seal_chunks, "fewer chunks than the seal's {seal_chunks}: {folded}");
     assert!(listed.as_array().unwrap().iter().all(|s| s["kind"] != "kafka-seal"), "folded seals are not listed: {listed}");
 
-    // Retention deletes the folded seals, and no chunk the fold needs.
-    let plan = repo.kafka(&["retention", "--keep-last", "1", "--keep-within", "7d"]);
+    // A folded seal is still found by its id (a restore that started from it goes on).
+    let seal_id = newest["id"].as_str().unwrap();
+    let again = repo.kafka(&["restore", "--snapshot", seal_id, "--topic-prefix", "refound-"]);
+    assert_eq!(again["snapshot"], seal_id, "{again}");
+    assert_eq!(contents(&k.kcat_read(&format!("refound-{topic}"))), expected, "the folded seal, rebuilt from its chain");
+
+    // Retention keeps folded seals for a while (6 h by default), then deletes them and no chunk the fold needs.
+    let kept = repo.kafka(&["retention", "--keep-last", "1", "--keep-within", "7d", "--dry-run"]);
+    assert!(kept["delete"].as_array().unwrap().is_empty(), "{kept}");
+    let plan = repo.kafka(&["retention", "--keep-last", "1", "--keep-within", "7d", "--keep-folded-seals", "0s"]);
     let deleted = plan["delete"].as_array().unwrap();
     assert!(deleted.len() >= 11 && deleted.iter().all(|d| d["kind"] == "kafka-seal"), "{plan}");
     assert!(deleted.iter().all(|d| d["reason"] == "folded into a later backup"), "{plan}");

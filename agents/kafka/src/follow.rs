@@ -39,23 +39,28 @@ pub struct Follower {
     previous: Option<Snapshot>,
     /// The newest regular snapshot when `previous` was listed.
     base: Option<String>,
+    /// The seals `previous` stands on since `base` (all must still be listed).
+    chain: Vec<String>,
 }
 
 impl Follower {
     pub fn new(repo: Repository, req: SnapshotRequest, idle: Duration) -> Follower {
-        Follower { repo, req, idle, previous: None, base: None }
+        Follower { repo, req, idle, previous: None, base: None, chain: Vec::new() }
     }
 
     /// Seal once. The first tick (and any tick after another writer added a
-    /// snapshot or seal) lists the repository to find where to continue; a
-    /// cell with no snapshot yet gets a regular full one. `None`: nothing
-    /// changed and the previous seal is recent.
+    /// snapshot or seal, or a seal it stands on went) lists the repository
+    /// to find where to continue; a cell with no snapshot yet gets a
+    /// regular full one. `None`: nothing changed and the previous seal is recent.
     pub async fn tick(&mut self) -> Result<Option<Snapshot>> {
         let ids = stored::ids(&self.repo, &self.req.cell).await?;
         let base = stored::newest_regular(&ids).cloned();
         let ours = self.previous.as_ref().map(|p| &p.manifest.id);
-        if ours.is_none() || ours != ids.last() || base != self.base {
-            self.previous = stored::list(&self.repo, &self.req.cell).await?.pop();
+        let lost = self.chain.iter().any(|seal| !ids.contains(seal));
+        if ours.is_none() || ours != ids.last() || base != self.base || lost {
+            let listed = stored::list(&self.repo, &self.req.cell).await?;
+            self.chain = listed.iter().filter(|s| s.is_seal()).map(|s| s.manifest.id.clone()).collect();
+            self.previous = listed.into_iter().last();
             self.base = base;
         }
         let sealed = match &self.previous {
@@ -67,6 +72,9 @@ impl Follower {
             }
         };
         if let Some(s) = &sealed {
+            if s.is_seal() {
+                self.chain.push(s.manifest.id.clone());
+            }
             self.previous = Some(s.clone());
         }
         Ok(sealed)

@@ -161,6 +161,12 @@ async fn take(
         kept = compacted;
         read.push((PartitionStats::default(), Vec::new(), stats));
     }
+    // A regular snapshot after seals carries their gaps (their manifests
+    // are hidden once it folds them); a seal's manifest keeps its own only.
+    let gaps = match (mode, previous) {
+        (Mode::Regular, Some(p)) => p.gaps_since_regular(gaps),
+        _ => gaps,
+    };
     let details = SnapshotDetails {
         brokers: req.brokers.list.clone(),
         topics_regex: req.topics.clone(),
@@ -192,11 +198,11 @@ async fn take(
     let mut manifest = new_manifest(repo, &req.cell, kind, started, tree);
     manifest.details = Some(serde_json::to_value(&details).expect("details serialise"));
     repo.write_manifest(&manifest).await?;
-    if matches!(mode, Mode::Seal { .. }) {
-        // What it restores: the kept segments before its own.
-        manifest.entries = [kept, new].concat();
+    match (mode, previous) {
+        // What it restores, as `stored::list` shows it.
+        (Mode::Seal { .. }, Some(p)) => Ok(Some(Snapshot::sealed_onto(p, manifest, details))),
+        _ => Ok(Some(Snapshot { manifest, details })),
     }
-    Ok(Some(Snapshot { manifest, details }))
 }
 
 /// What a snapshot reads, decided from the brokers before any record is.

@@ -74,10 +74,22 @@ impl Snapshot {
         self.manifest.kind == KIND_SEAL
     }
 
+    /// `own` gaps after those the seals up to this one found (none when
+    /// this is a regular snapshot: it reported its own).
+    pub fn gaps_since_regular(&self, own: Vec<crate::details::Gap>) -> Vec<crate::details::Gap> {
+        match self.is_seal() {
+            true => self.details.gaps.iter().cloned().chain(own).collect(),
+            false => own,
+        }
+    }
+
     /// What a seal restores: for each partition continuing `parent` (it
     /// starts where the parent ended), the parent's segments still above
-    /// the log start, then the seal's own.
-    fn sealed_onto(parent: &Snapshot, manifest: Manifest, details: SnapshotDetails) -> Snapshot {
+    /// the log start, then the seal's own. The gaps of the seals since the
+    /// last regular snapshot come along, so the fold that hides them keeps
+    /// them too.
+    pub fn sealed_onto(parent: &Snapshot, manifest: Manifest, mut details: SnapshotDetails) -> Snapshot {
+        details.gaps = parent.gaps_since_regular(std::mem::take(&mut details.gaps));
         let mut entries = Vec::new();
         for t in &details.topics {
             for p in &t.partitions {
@@ -136,13 +148,16 @@ pub async fn list(repo: &Repository, cell: &str) -> Result<Vec<Snapshot>> {
     Ok(out)
 }
 
-/// Snapshot `id` of `cell` (`None`: the newest).
+/// Snapshot `id` of `cell` (`None`: the newest). A seal folded since (not
+/// listed any more) is rebuilt from its chain while its manifests last.
 pub async fn find(repo: &Repository, cell: &str, id: Option<&str>) -> Result<Snapshot> {
     let mut all = list(repo, cell).await?;
     match id {
-        Some(id) => all.into_iter().find(|s| s.manifest.id == id).ok_or_else(|| {
-            KafkaError::Invalid(format!("Kafka snapshot {id} of cell {cell} not found; `lifeboat-agent kafka ls` lists them"))
-        }),
+        Some(id) => match all.into_iter().find(|s| s.manifest.id == id) {
+            Some(s) => Ok(s),
+            None if is_seal_id(id) => folded_seal(repo, cell, id).await,
+            None => Err(KafkaError::Invalid(format!("Kafka snapshot {id} of cell {cell} not found; `lifeboat-agent kafka ls` lists them"))),
+        },
         None => all.pop().ok_or_else(|| {
             KafkaError::Invalid(format!("cell {cell} has no Kafka snapshot in this repository; run `lifeboat-agent kafka snapshot` first"))
         }),
@@ -260,4 +275,28 @@ impl PartitionReader {
     fn corrupt(&self, reason: String) -> KafkaError {
         KafkaError::Failed(format!("the stored records of {} are unreadable: {reason}", self.path))
     }
+}
+
+/// Seal `id` as it restores, rebuilt by following its parents back to a
+/// regular snapshot (a seal a later snapshot folded, which `list` hides: a
+/// restore or verify that started from it goes on).
+async fn folded_seal(repo: &Repository, cell: &str, id: &str) -> Result<Snapshot> {
+    let missing =
+        |what: String| KafkaError::Invalid(format!("Kafka seal {id} of cell {cell} cannot be rebuilt: {what}; restore a newer snapshot"));
+    let mut chain = Vec::new();
+    let mut next = Some(id.to_string());
+    while let Some(at) = next {
+        let manifest = repo.read_manifest(cell, &at).await.map_err(|e| missing(format!("{at}: {e}")))?;
+        let details = SnapshotDetails::of(&manifest).ok_or_else(|| missing(format!("{at} has no Kafka details")))?;
+        next = (manifest.kind == KIND_SEAL).then(|| details.parent.clone()).flatten();
+        if manifest.kind == KIND_SEAL && next.is_none() {
+            return Err(missing(format!("{at} names no parent")));
+        }
+        chain.push(Snapshot { manifest, details });
+    }
+    let mut view = chain.pop().expect("the chain holds at least the seal");
+    while let Some(seal) = chain.pop() {
+        view = Snapshot::sealed_onto(&view, seal.manifest, seal.details);
+    }
+    Ok(view)
 }

@@ -39,7 +39,9 @@ pub struct Policy {
     pub one_series: bool,
     /// A kind whose backups are deltas a later backup of the series folds
     /// in (Kafka seals): one goes once a backup of another kind started
-    /// after it finished, whatever its age, and none counts for `keep_last`.
+    /// after it finished and it is older than its kind's `keep_within`
+    /// (a restore that started from it may still read it); never before it
+    /// is folded, and none counts for `keep_last`.
     pub folded_kind: Option<String>,
 }
 
@@ -195,8 +197,12 @@ pub async fn plan(repo: &Repository, cell: Option<&str>, policy: &Policy, now: O
                     ),
                 })
             } else if delta {
+                let keep = policy.keep_within(&manifest.kind);
                 match newest_folding {
-                    Some(at) if at >= manifest.finished => None,
+                    Some(at) if at >= manifest.finished && age >= keep => None,
+                    Some(at) if at >= manifest.finished => {
+                        Some(format!("folded into a later backup, kept until {} old", lifeboat_api::duration::format(keep)))
+                    }
                     _ => Some("not folded into a later backup yet".to_string()),
                 }
             } else if rank < policy.keep_last {

@@ -48,6 +48,9 @@ struct ActBody {
     step: Option<String>,
 }
 
+/// Held while a new failover is checked against the unfinished ones and journaled.
+static STARTING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 fn who(by: Option<String>, peer: std::net::SocketAddr) -> String {
     by.filter(|b| !b.trim().is_empty()).unwrap_or_else(|| format!("operator token from {}", peer.ip()))
 }
@@ -107,6 +110,8 @@ pub async fn start(State(c): State<Arc<Coordinator>>, Extension(Peer(peer)): Ext
     f.failed_at = failed_at;
     let id = f.id.clone();
     let journaled = c.blocking(move |c| -> anyhow::Result<std::fs::File> {
+        // Two requests at once (a double click) must not both pass the overlap check.
+        let _one_at_a_time = STARTING.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         run::admit(&c.store, &f.assessment, &[], f.test)?;
         let held = run::lock(&c.cfg.state, &f.id)?;
         Journal(&c.store).create(&f)?;

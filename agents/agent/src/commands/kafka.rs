@@ -170,6 +170,10 @@ pub struct RetentionArgs {
     /// Keep every snapshot younger than this.
     #[arg(long, default_value = "7d", value_parser = humantime::parse_duration)]
     pub keep_within: Duration,
+    /// Keep a seal a regular snapshot folded for this long after it was
+    /// written (a restore that started from it may still read it).
+    #[arg(long, default_value = "6h", value_parser = humantime::parse_duration)]
+    pub keep_folded_seals: Duration,
     #[arg(long)]
     pub dry_run: bool,
 }
@@ -305,7 +309,7 @@ async fn verify(global: &Global, args: RestoreArgs) -> Result<ExitCode> {
 }
 
 async fn retention(global: &Global, a: RetentionArgs) -> Result<ExitCode> {
-    let RetentionArgs { repo, cell, keep_last, keep_within, dry_run } = a;
+    let RetentionArgs { repo, cell, keep_last, keep_within, keep_folded_seals, dry_run } = a;
     let r = open_repo(global, &repo.url).await?;
     lifeboat_repository::format::validate_cell(&cell)?;
     let policy = retention::Policy {
@@ -314,7 +318,7 @@ async fn retention(global: &Global, a: RetentionArgs) -> Result<ExitCode> {
         kind_prefix: Some("kafka-".into()),
         one_series: true,
         folded_kind: Some(lifeboat_kafka::KIND_SEAL.into()),
-        ..Default::default()
+        keep_within_kind: [(lifeboat_kafka::KIND_SEAL.to_string(), keep_folded_seals)].into(),
     };
     let now = time::OffsetDateTime::now_utc();
     let plan = if dry_run {

@@ -360,7 +360,9 @@ async fn copy(global: &Global, a: CopyArgs) -> Result<ExitCode> {
 async fn retention(global: &Global, a: RetentionArgs) -> Result<ExitCode> {
     let RetentionArgs { repo, cell, keep_last, keep_within, dry_run } = a;
     let r = open_repo(global, &repo.url).await?;
-    let policy = retention::Policy { keep_last, keep_within, ..Default::default() };
+    // A Kafka seal not folded yet holds the newest records: never taken here either.
+    let folded_kind = Some(lifeboat_kafka::KIND_SEAL.to_string());
+    let policy = retention::Policy { keep_last, keep_within, folded_kind, ..Default::default() };
     let now = OffsetDateTime::now_utc();
     let plan = if dry_run {
         retention::plan(&r, cell.as_deref(), &policy, now).await?
