@@ -18,6 +18,7 @@
 //! skipped by readers and it restarts from the newest listed point.
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use lifeboat_repository::Repository;
@@ -41,11 +42,19 @@ pub struct Follower {
     base: Option<String>,
     /// The seals `previous` stands on since `base` (all must still be listed).
     chain: Vec<String>,
+    /// Held through each tick: shared with what must not write the cell's
+    /// Kafka snapshots at the same time (the agent's snapshot jobs).
+    writers: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl Follower {
     pub fn new(repo: Repository, req: SnapshotRequest, idle: Duration) -> Follower {
-        Follower { repo, req, idle, previous: None, base: None, chain: Vec::new() }
+        Follower { repo, req, idle, previous: None, base: None, chain: Vec::new(), writers: Arc::default() }
+    }
+
+    /// Hold `writers` through each tick.
+    pub fn sharing(self, writers: Arc<tokio::sync::Mutex<()>>) -> Follower {
+        Follower { writers, ..self }
     }
 
     /// Seal once. The first tick (and any tick after another writer added a
@@ -53,6 +62,8 @@ impl Follower {
     /// to find where to continue; a cell with no snapshot yet gets a
     /// regular full one. `None`: nothing changed and the previous seal is recent.
     pub async fn tick(&mut self) -> Result<Option<Snapshot>> {
+        let writers = self.writers.clone();
+        let _held = writers.lock().await;
         let ids = stored::ids(&self.repo, &self.req.cell).await?;
         let base = stored::newest_regular(&ids).cloned();
         let ours = self.previous.as_ref().map(|p| &p.manifest.id);

@@ -51,34 +51,20 @@ pub fn request(agent: &Agent) -> anyhow::Result<SnapshotRequest> {
     Ok(SnapshotRequest { cell: agent.config.cell.clone(), brokers: Brokers::new(list, BROKER_TIMEOUT)?, topics: topics.clone() })
 }
 
-/// Seal every `every` for as long as the service runs.
+/// Seal every `every` for as long as the service runs, never while a
+/// Kafka snapshot job runs.
 pub async fn run(agent: Arc<Agent>, req: SnapshotRequest, every: Duration) {
-    let mut follower = Follower::new(agent.repo.clone(), req, IDLE);
-    let mut backoff = Duration::from_secs(1);
-    loop {
-        let started = tokio::time::Instant::now();
-        let result = {
-            let lock = agent.kind_lock(JobKind::KafkaSnapshot);
-            let _held = lock.lock().await;
-            follower.tick().await
-        };
-        let wait = match result {
-            Ok(sealed) => {
-                if let Some(s) = sealed {
-                    agent.follow_metrics.last.set(s.manifest.started.unix_timestamp_nanos() as f64 / 1e9);
-                    tracing::debug!(seal = %s.manifest.id, records = s.details.records(), "sealed");
-                }
-                backoff = Duration::from_secs(1);
-                every.saturating_sub(started.elapsed())
-            }
-            Err(e) => {
-                agent.follow_metrics.failures.inc();
-                tracing::error!("a Kafka seal failed (retrying in {backoff:?}): {e}");
-                let w = backoff;
-                backoff = (backoff * 2).min(Duration::from_secs(60));
-                w
-            }
-        };
-        tokio::time::sleep(wait).await;
-    }
+    let follower = Follower::new(agent.repo.clone(), req, IDLE).sharing(agent.kind_lock(JobKind::KafkaSnapshot));
+    let report = |result: &lifeboat_kafka::Result<Option<lifeboat_kafka::stored::Snapshot>>| match result {
+        Ok(Some(s)) => {
+            agent.follow_metrics.last.set(s.manifest.started.unix_timestamp_nanos() as f64 / 1e9);
+            tracing::debug!(seal = %s.manifest.id, records = s.details.records(), "sealed");
+        }
+        Ok(None) => {}
+        Err(e) => {
+            agent.follow_metrics.failures.inc();
+            tracing::error!("a Kafka seal failed (retrying, backing off to a minute): {e}");
+        }
+    };
+    lifeboat_kafka::follow::follow(follower, every, report, std::future::pending()).await
 }
