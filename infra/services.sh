@@ -376,7 +376,8 @@ write_env() {
       ;;
     azure)
       printf '%s\n' "LIFEBOAT_TEST_AZURE_ENDPOINT=http://127.0.0.1:$port/$AZURE_ACCOUNT" \
-        "AZURE_STORAGE_ACCOUNT=$AZURE_ACCOUNT" "AZURE_STORAGE_KEY=$AZURE_KEY"
+        "AZURE_STORAGE_ACCOUNT=$AZURE_ACCOUNT" "AZURE_STORAGE_KEY=$AZURE_KEY" \
+        "LIFEBOAT_AZURITE_BIN=$AZURITE_DIR/node_modules/.bin/azurite-blob"
       ;;
     kafka)
       printf '%s\n' "LIFEBOAT_TEST_KAFKA_BROKERS=127.0.0.1:$port" \

@@ -80,6 +80,10 @@ pub struct LocationStatus {
     /// Seconds since the newest complete copy pass reached this location.
     pub copy_lag_seconds: Option<f64>,
     pub problem: Option<String>,
+    /// Declared lost (a coordinator that took over from another location):
+    /// it counts in no verdict.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub lost: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -139,6 +143,8 @@ pub struct CellInput {
     pub verify: Option<VerifyStatus>,
     /// The standby its site keeps, for a cell whose plan keeps one (None: not asked here).
     pub standby: Option<StandbyView>,
+    /// Plan locations declared lost (`serve --takeover`): shown, counted in no verdict.
+    pub lost: Vec<String>,
 }
 
 /// The newest finished `repo verify` of a cell's primary location: one
@@ -246,8 +252,15 @@ fn backup_age(backup: Option<&BackupPoint>, schedule: &str, now: OffsetDateTime)
 fn location_status(plan: &Plan, cell: &CellPlan, name: &str, reported: Option<&Recovery>, now: OffsetDateTime) -> LocationStatus {
     let tier = plan.tier_of(cell);
     let role = plan.locations.iter().find(|l| l.name == name).expect("validated plans name known locations").role;
-    let mut status =
-        LocationStatus { location: name.to_string(), role, postgres: None, kafka: None, copy_lag_seconds: None, problem: None };
+    let mut status = LocationStatus {
+        location: name.to_string(),
+        role,
+        postgres: None,
+        kafka: None,
+        copy_lag_seconds: None,
+        problem: None,
+        lost: false,
+    };
     let found = reported.and_then(|r| r.location(plan.agent_location_name(name)));
     match (reported, found) {
         (None, _) => status.problem = Some("the agent has not answered yet".into()),
@@ -280,10 +293,16 @@ fn fill_location(status: &mut LocationStatus, cell: &CellPlan, l: &LocationPoint
 /// The status of one cell from the agent's last recovery answer (`None`:
 /// never reached), when it was read, and whether the latest attempt failed.
 pub fn cell_status(plan: &Plan, cell: &CellPlan, input: CellInput, now: OffsetDateTime) -> CellStatus {
-    let CellInput { recovery, problem: agent_problem, drills, verify, standby } = input;
+    let CellInput { recovery, problem: agent_problem, drills, verify, standby, lost } = input;
     let tier = plan.tier_of(cell);
     let reported = recovery.as_ref().map(|(_, r)| r);
-    let locations: Vec<LocationStatus> = cell.locations.iter().map(|name| location_status(plan, cell, name, reported, now)).collect();
+    let mut locations: Vec<LocationStatus> = cell.locations.iter().map(|name| location_status(plan, cell, name, reported, now)).collect();
+    for l in locations.iter_mut().filter(|l| lost.contains(&l.location)) {
+        l.lost = true;
+        l.problem = Some(format!("lost ({})", l.problem.as_deref().unwrap_or("declared by the coordinator's takeover")));
+    }
+    // The backups' ages are the primary's: not judged once it is lost.
+    let primary_lost = locations.iter().any(|l| l.lost && l.role == Role::Primary);
     let primary = reported.and_then(|r| r.location(PRIMARY));
     let pg = primary.and_then(|p| p.postgres.as_ref());
     let s = &cell.schedules;
@@ -294,12 +313,14 @@ pub fn cell_status(plan: &Plan, cell: &CellPlan, input: CellInput, now: OffsetDa
         let newest = k.and_then(|k| Some((k.last_snapshot.as_deref()?, k.recoverable_to?)));
         age(newest, &s.kafka_snapshot, now)
     });
+    let ages = [&last_full, &last_snapshot].into_iter().flatten().filter(|_| !primary_lost);
     let mut verdict = locations
         .iter()
+        .filter(|l| !l.lost)
         .flat_map(|l| [l.postgres.as_ref(), l.kafka.as_ref()])
         .flatten()
         .map(|p| p.verdict)
-        .chain([&last_full, &last_snapshot].into_iter().flatten().map(|a| a.verdict))
+        .chain(ages.map(|a| a.verdict))
         .max()
         .unwrap_or(Verdict::Ok);
     if agent_problem.is_some() {

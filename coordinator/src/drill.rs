@@ -327,17 +327,25 @@ async fn newest(agent: &AgentClient) -> Result<Option<Report>> {
 /// Make `dir` hold the cell's whole chain (JSON and HTML) as stored, so
 /// that `lifeboat report verify DIR` checks it; returns this report's paths.
 pub async fn mirror(agent: &AgentClient, report: &Report, dir: &Path) -> Result<(PathBuf, PathBuf)> {
+    mirror_chain(agent, dir).await?;
+    Ok((dir.join(report.file_name()), dir.join(report.page_name())))
+}
+
+/// Copy every report of the chain `agent` reads (JSON and HTML) that `dir`
+/// lacks into it; returns how many the chain holds.
+pub async fn mirror_chain(agent: &AgentClient, dir: &Path) -> Result<usize> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    for name in agent.reports().await? {
-        let path = dir.join(&name);
+    let names = agent.reports().await?;
+    for name in &names {
+        let path = dir.join(name);
         if !path.exists() {
-            let bytes = agent.report(&name).await?;
+            let bytes = agent.report(name).await?;
             let tmp = dir.join(format!(".{name}.tmp"));
             std::fs::write(&tmp, bytes).with_context(|| format!("writing {}", tmp.display()))?;
             std::fs::rename(&tmp, &path)?;
         }
     }
-    Ok((dir.join(report.file_name()), dir.join(report.page_name())))
+    Ok(names.len())
 }
 
 /// The report in words, for the terminal.

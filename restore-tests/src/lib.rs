@@ -10,6 +10,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
 
+pub mod azurite;
+pub mod incident;
 pub mod kafka;
 pub mod payments;
 pub mod pg;

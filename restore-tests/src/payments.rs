@@ -34,7 +34,15 @@ impl Drop for Follower {
 
 impl PaymentsCell {
     pub fn new(prefix: &str) -> PaymentsCell {
-        let a = Archive::new();
+        Self::with(prefix, Archive::new())
+    }
+
+    /// A payments cell whose repository (and WAL archive) is at `url`.
+    pub fn on(prefix: &str, url: &str) -> PaymentsCell {
+        Self::with(prefix, Archive::on(url))
+    }
+
+    fn with(prefix: &str, a: Archive) -> PaymentsCell {
         let name = unique(prefix);
         let conf = a.archive_conf(&name);
         let pg = Cluster::create(&a.root.join("pg"), &[&conf[0], &conf[1]]);

@@ -161,6 +161,15 @@ pub struct Archive {
 
 impl Archive {
     pub fn new() -> Archive {
+        Self::make(None)
+    }
+
+    /// An archive whose repository is at `url` (e.g. an `az://` location).
+    pub fn on(url: &str) -> Archive {
+        Self::make(Some(url))
+    }
+
+    fn make(url: Option<&str>) -> Archive {
         crate::services();
         let scratch = tempfile::tempdir().unwrap();
         let root = scratch.path().to_path_buf();
@@ -171,9 +180,11 @@ impl Archive {
         // 0600 and the postgres user's: its archive and restore commands read it (and root, the agent).
         give_to_postgres(&key);
         let repo_dir = root.join("repo");
-        let repo = format!("file://{}", repo_dir.display());
+        let repo = url.map_or_else(|| format!("file://{}", repo_dir.display()), str::to_string);
         crate::ok(&crate::agent(&["repo", "init", "--repo", &repo, "--key-file", key.to_str().unwrap()], &[]));
-        give_to_postgres(&repo_dir);
+        if url.is_none() {
+            give_to_postgres(&repo_dir);
+        }
         Archive { _scratch: scratch, root, bin, key, repo_dir, repo }
     }
 
@@ -182,7 +193,7 @@ impl Archive {
         [
             "archive_mode = on".to_string(),
             format!(
-                "archive_command = '{} wal-push %p --repo {} --cell {cell} --key-file {}'",
+                "archive_command = '{} wal-push %p --repo \"{}\" --cell {cell} --key-file {}'",
                 self.bin.display(),
                 self.repo,
                 self.key.display()
@@ -192,7 +203,7 @@ impl Archive {
 
     pub fn restore_command(&self, cell: &str) -> String {
         format!(
-            "restore_command = '{} wal-fetch %f %p --repo {} --cell {cell} --key-file {}'",
+            "restore_command = '{} wal-fetch %f %p --repo \"{}\" --cell {cell} --key-file {}'",
             self.bin.display(),
             self.repo,
             self.key.display()

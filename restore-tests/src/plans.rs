@@ -28,18 +28,67 @@ retention = "0 0 1 1 *"
 verify_sample = "0 0 1 1 *"
 "#;
 
-/// Regions `r-a` and `r-b` of one cloud, a tier `t1` (5 min / 15 min,
-/// cold standby) and the location `main` (primary, in `r-a`) of a plan
-/// named `plan`.
-pub fn two_regions(plan: &str) -> String {
-    format!(
-        r#"[[tier]]
+/// Tier `t1`: 5 min / 15 min, Kafka 90 min, cold standby.
+pub const TIER_T1: &str = r#"[[tier]]
 name = "t1"
 rpo = "5m"
 rto = "15m"
 kafka_rpo = "90m"
 strategy = "cold-standby"
+"#;
 
+/// A recovery site of a plan under test: its agent, the shared test
+/// broker for its guests' topics (under `prefix`), their ports from `port`.
+pub struct Site<'a> {
+    pub name: &'a str,
+    pub region: &'a str,
+    pub agent: &'a Service,
+    pub token: &'a Path,
+    pub capacity: u32,
+    pub brokers: &'a str,
+    pub prefix: &'a str,
+    pub port: u16,
+}
+
+impl Site<'_> {
+    /// Its `[[recovery_site]]` table, and a `[[scenario]]` of `scope` with
+    /// no gate, in `tier_order` (a TOML array), `parallelism` cells at once.
+    pub fn with_scenario(&self, scenario: &str, scope: &str, tier_order: &str, parallelism: u32, rto: &str) -> String {
+        format!(
+            r#"[[recovery_site]]
+name = "{name}"
+region = "{region}"
+agent = {{ url = "{url}", token = "file:{token}" }}
+capacity = {capacity}
+kafka = {{ brokers = "{brokers}", topic_prefix = "{prefix}" }}
+postgres = {{ port = {port} }}
+
+[[scenario]]
+name = "{scenario}"
+scope = "{scope}"
+tier_order = {tier_order}
+parallelism = {parallelism}
+approve = []
+rto = "{rto}"
+"#,
+            name = self.name,
+            region = self.region,
+            url = self.agent.url,
+            token = self.token.display(),
+            capacity = self.capacity,
+            brokers = self.brokers,
+            prefix = self.prefix,
+            port = self.port,
+        )
+    }
+}
+
+/// Regions `r-a` and `r-b` of one cloud, a tier `t1` (5 min / 15 min,
+/// cold standby) and the location `main` (primary, in `r-a`) of a plan
+/// named `plan`.
+pub fn two_regions(plan: &str) -> String {
+    format!(
+        r#"{TIER_T1}
 [[region]]
 name = "r-a"
 cloud = "azure"

@@ -17,14 +17,15 @@
 
 use std::collections::BTreeSet;
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+use lifeboat_restore_tests::incident::{ids, instant, kill_primary, parse, stop_postgres, wait_until, StopServer};
 use lifeboat_restore_tests::payments::PaymentsCell;
 use lifeboat_restore_tests::pg::{free_port, switch_and_wait, Archive, Cluster};
-use lifeboat_restore_tests::plans::{payments_cell, two_regions, QUIET_SCHEDULES};
+use lifeboat_restore_tests::plans::{payments_cell, two_regions, Site, QUIET_SCHEDULES};
 use lifeboat_restore_tests::served::{agent_args, write_token, Service};
 use lifeboat_restore_tests::{agent, lifeboat_bin, ok, unique};
 
@@ -61,12 +62,6 @@ impl Setup {
     fn read(&self, args: &[&str]) -> (bool, Value) {
         parse(&self.command(args).args(["--state", &self.state, "--output", "json"]).output().unwrap())
     }
-}
-
-fn parse(out: &Output) -> (bool, Value) {
-    let v = serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("{e}: stdout {} stderr {}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)));
-    (out.status.success(), v)
 }
 
 fn step<'a>(view: &'a Value, cell: &str, name: &str) -> Option<&'a Value> {
@@ -159,27 +154,6 @@ rto = "15m"
     std::fs::write(dir.join("plan.toml"), text).unwrap();
     let v = Command::new(lifeboat_bin()).args(["plan", "validate", dir.to_str().unwrap()]).output().unwrap();
     assert!(v.status.success(), "{}", String::from_utf8_lossy(&v.stderr));
-}
-
-fn wait_until(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !cond() {
-        assert!(start.elapsed() < timeout, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-fn ids(pg: &Cluster) -> BTreeSet<i64> {
-    pg.psql("select id from payments order by id").lines().map(|l| l.parse().unwrap()).collect()
-}
-
-/// Kill the primary as an incident would: SIGKILL to the postmaster, data directory gone.
-fn kill_primary(pg: &Cluster) {
-    let pid = std::fs::read_to_string(pg.data().join("postmaster.pid")).unwrap().lines().next().unwrap().trim().to_string();
-    assert!(Command::new("kill").args(["-9", &pid]).status().unwrap().success());
-    wait_until("the postmaster to die", Duration::from_secs(30), || !Path::new(&format!("/proc/{pid}")).exists());
-    // Its backends go with it once they notice; the directory goes now.
-    std::fs::remove_dir_all(pg.data()).unwrap();
 }
 
 /// Scenario 1's world: the recovery site (another cell's agent hosting
@@ -762,22 +736,6 @@ fn mirrored_at_the_site(site: &Service, setup: &Setup, cell: &str, done: &Value)
     assert_eq!(read[0]["journal"]["steps"], done["steps"]);
 }
 
-/// Stops the takeover's server (it outlives the agent by design) when the test ends, passed or not.
-struct StopServer(std::path::PathBuf);
-
-impl Drop for StopServer {
-    fn drop(&mut self) {
-        stop_postgres(&self.0);
-    }
-}
-
-/// `pg_ctl stop -m immediate` on `data`, as the postgres user when we are root.
-fn stop_postgres(data: &Path) {
-    let pg_ctl = lifeboat_restore_tests::pg::bindir().join("pg_ctl");
-    let as_postgres = r#"cd / && if [ "$(id -u)" = 0 ]; then exec runuser -u postgres -- "$@"; else exec "$@"; fi"#;
-    let _ = Command::new("bash").args(["-c", as_postgres, "stop"]).arg(pg_ctl).args(["stop", "-m", "immediate", "-D"]).arg(data).output();
-}
-
 /// The plan of scenario 2: `cells` (tier t1, t2, t3 in that order) in
 /// region r-a with a secondary-region copy in r-b, and one recovery site in
 /// r-b that takes all three, two at a time, without a gate.
@@ -811,27 +769,11 @@ url = "file:///region/second"
 region = "r-b"
 role = "secondary-region"
 
-[[recovery_site]]
-name = "dr-region"
-region = "r-b"
-agent = {{ url = "{site_url}", token = "file:{token}" }}
-capacity = 3
-kafka = {{ brokers = "{brokers}", topic_prefix = "{prefix}" }}
-postgres = {{ port = {port} }}
-
-[[scenario]]
-name = "region-outage"
-scope = "region"
-tier_order = ["t1", "t2", "t3"]
-parallelism = 2
-approve = []
-rto = "45m"
-"#,
+{site}"#,
         quiet = QUIET_SCHEDULES,
         regions = two_regions("region"),
-        site_url = site.url,
-        token = token.display(),
-        brokers = cells[0].kafka.address,
+        site = Site { name: "dr-region", region: "r-b", agent: site, token, capacity: 3, brokers: &cells[0].kafka.address, prefix, port }
+            .with_scenario("region-outage", "region", r#"["t1", "t2", "t3"]"#, 2, "45m"),
     );
     let dead_agent = format!("http://127.0.0.1:{}", free_port());
     // Tier 2 keeps a warm standby at the site, replaying the secondary-region copy.
@@ -844,10 +786,6 @@ rto = "45m"
     std::fs::write(dir.join("plan.toml"), text).unwrap();
     let v = Command::new(lifeboat_bin()).args(["plan", "validate", dir.to_str().unwrap()]).output().unwrap();
     assert!(v.status.success(), "{}", String::from_utf8_lossy(&v.stderr));
-}
-
-fn instant(v: &Value) -> time::OffsetDateTime {
-    time::OffsetDateTime::parse(v.as_str().unwrap(), &time::format_description::well_known::Rfc3339).unwrap()
 }
 
 /// Scenario 2: region r-a (three cells of three tiers) is lost; every cell

@@ -10,7 +10,7 @@ use serde_json::{json, Map, Value};
 
 use crate::jobs::{Job, JobList, JobQuery, JobSpec};
 use crate::recovery::Recovery;
-use crate::service::{ErrorBody, Health, ReportList, ReportScope, Version};
+use crate::service::{ErrorBody, FailoverJournalList, Health, ReportList, ReportScope, Version};
 
 pub const HEALTH: &str = "/v1/health";
 pub const VERSION: &str = "/v1/version";
@@ -23,6 +23,8 @@ pub const GUEST_RECOVERY: &str = "/v1/guests/{cell}/recovery";
 pub const REPORTS: &str = "/v1/reports";
 /// One stored report, by name.
 pub const REPORT: &str = "/v1/reports/{name}";
+/// The failovers whose journals are mirrored here.
+pub const FAILOVER_JOURNALS: &str = "/v1/failover-journals";
 /// A failover's journal as the coordinator mirrored it here, by failover id.
 pub const FAILOVER_JOURNAL: &str = "/v1/failover-journals/{id}";
 pub const METRICS: &str = "/metrics";
@@ -165,6 +167,19 @@ pub fn endpoints() -> Vec<Endpoint> {
                     error(400, "not a report name"),
                     error(409, "the name, or its place in the chain, holds another report"),
                     error(502, "the repository could not be written"),
+                ],
+            )
+        },
+        Endpoint {
+            query: Some(|g| g.root_schema_for::<ReportScope>()),
+            ..endpoint(
+                "get",
+                FAILOVER_JOURNALS,
+                "The failovers whose journals are mirrored into the cell's repository (or a guest's, see ReportScope), so a coordinator that lost its state finds them.",
+                vec![
+                    answer(200, "the failover ids", json_of::<FailoverJournalList>()),
+                    error(404, "no such guest cell or location"),
+                    error(502, "the repository could not be listed"),
                 ],
             )
         },

@@ -47,6 +47,13 @@ pub struct ReportScope {
     pub location: Option<String>,
 }
 
+/// `GET /v1/failover-journals`: the failovers whose journal is mirrored
+/// into the scope's repository, by id (sorted).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct FailoverJournalList {
+    pub failovers: Vec<String>,
+}
+
 /// Whether `name` is a stored report's name: `NNNNNN-<id>.json` or
 /// `.html`, the id lowercase letters, digits and `-`. Anything else
 /// (a path, an encoded separator, another extension) is refused before it

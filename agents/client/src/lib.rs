@@ -363,6 +363,14 @@ impl AgentClient {
         self.call(WHAT, || self.http.put(url.clone()).query(&self.reports_of).body(json.clone()), &[201]).await.map(drop)
     }
 
+    /// The failovers whose journals are mirrored in the report scope's repository.
+    pub async fn failover_journals(&self) -> Result<Vec<String>, ClientError> {
+        const WHAT: &str = "listing mirrored failover journals";
+        let url = self.endpoint(paths::FAILOVER_JOURNALS, None);
+        let (_, body) = self.call(WHAT, || self.http.get(url.clone()).query(&self.reports_of), &[200]).await?;
+        Ok(self.decode::<lifeboat_api::service::FailoverJournalList>(WHAT, &body)?.failovers)
+    }
+
     /// The newest mirrored version of failover `id`'s journal (`None`: none there).
     pub async fn failover_journal(&self, id: &str) -> Result<Option<Vec<u8>>, ClientError> {
         const WHAT: &str = "reading a mirrored failover journal";

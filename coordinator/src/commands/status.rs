@@ -56,8 +56,8 @@ pub fn from_answers(
     compliance::status(plan, now, |cell| {
         let standby = standbys.remove(&cell.name);
         Ok(match answers.remove(&cell.name).unwrap_or_else(|| Err("not asked".into())) {
-            Ok(recovery) => CellInput { recovery: Some((now, recovery)), problem: None, drills: None, verify: None, standby },
-            Err(e) => CellInput { recovery: None, problem: Some(e), drills: None, verify: None, standby },
+            Ok(recovery) => CellInput { recovery: Some((now, recovery)), problem: None, drills: None, verify: None, standby, lost: vec![] },
+            Err(e) => CellInput { recovery: None, problem: Some(e), drills: None, verify: None, standby, lost: vec![] },
         })
     })
 }

@@ -192,30 +192,44 @@ impl StepRecord {
     }
 }
 
+/// The attempt a step's key names: `...-retryN` is attempt N, a key
+/// without a suffix the first ([`Journal::reopen_failed`] makes them), so
+/// an imported step's next attempt never reuses a key.
+fn attempt_of(key: &str) -> i64 {
+    key.rsplit_once("-retry").and_then(|(_, n)| n.parse().ok()).unwrap_or(1)
+}
+
+/// Write failover `f`'s row (`verb`: `INSERT`, or `INSERT OR IGNORE`);
+/// how many rows were added.
+fn insert(db: &rusqlite::Connection, f: &Failover, verb: &str) -> rusqlite::Result<usize> {
+    let assessment = serde_json::to_string(&f.assessment).expect("assessments serialise");
+    db.execute(
+        &format!(
+            "{verb} INTO failovers (id, scenario, failed, test, state, created, failed_at, initiator, assessment, finished, error)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
+        ),
+        params![
+            f.id,
+            f.scenario,
+            f.failed,
+            f.test as i64,
+            f.state.as_str(),
+            ts(f.created),
+            ts(f.failed_at),
+            f.initiator,
+            assessment,
+            f.finished.map(ts),
+            f.error
+        ],
+    )
+}
+
 /// The journal's operations, on the coordinator's state database.
 pub struct Journal<'a>(pub &'a Store);
 
 impl Journal<'_> {
     pub fn create(&self, f: &Failover) -> Result<()> {
-        let assessment = serde_json::to_string(&f.assessment).expect("assessments serialise");
-        self.0
-            .db()
-            .execute(
-                "INSERT INTO failovers (id, scenario, failed, test, state, created, failed_at, initiator, assessment)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-                params![
-                    f.id,
-                    f.scenario,
-                    f.failed,
-                    f.test as i64,
-                    f.state.as_str(),
-                    ts(f.created),
-                    ts(f.failed_at),
-                    f.initiator,
-                    assessment
-                ],
-            )
-            .context("journaling the failover")?;
+        insert(&self.0.db(), f, "INSERT").context("journaling the failover")?;
         Ok(())
     }
 
@@ -315,6 +329,45 @@ impl Journal<'_> {
         Ok(n == 1)
     }
 
+    /// Add a failover another coordinator journaled (read back from its
+    /// mirror, [`super::mirror`]) with its steps, keys and approvals as
+    /// they were, so `resume` carries it on under the same keys. Returns
+    /// false, changing nothing, when this journal already has it.
+    pub fn import(&self, f: &Failover, steps: &[StepRecord], approvals: &[Approval]) -> Result<bool> {
+        let mut db = self.0.db();
+        let tx = db.transaction()?;
+        if insert(&tx, f, "INSERT OR IGNORE")? == 0 {
+            return Ok(false);
+        }
+        for s in steps {
+            let detail = (!s.detail.is_null()).then(|| s.detail.to_string());
+            tx.execute(
+                "INSERT INTO failover_steps (failover, cell, step, key, attempt, state, started, finished, detail, error)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                params![
+                    f.id,
+                    s.cell,
+                    s.step,
+                    s.idempotency_key,
+                    attempt_of(&s.idempotency_key),
+                    s.state.as_str(),
+                    ts(s.started),
+                    s.finished.map(ts),
+                    detail,
+                    s.error
+                ],
+            )?;
+        }
+        for a in approvals {
+            tx.execute(
+                "INSERT INTO failover_approvals (failover, step, by, at) VALUES (?1, ?2, ?3, ?4)",
+                params![f.id, a.step, a.by, ts(a.at)],
+            )?;
+        }
+        tx.commit()?;
+        Ok(true)
+    }
+
     pub fn approvals(&self, id: &str) -> Result<Vec<Approval>> {
         let db = self.0.db();
         let mut stmt = db.prepare("SELECT step, by, at FROM failover_approvals WHERE failover = ?1 ORDER BY at")?;
@@ -387,5 +440,32 @@ mod tests {
         j.set_state(&f.id, FailoverState::Done, None).unwrap();
         let again = Journal(&Store::open(&dir.path().join("state.db")).unwrap()).get(&f.id).unwrap();
         assert_eq!((again.state, again.finished.is_some()), (FailoverState::Done, true));
+    }
+
+    #[test]
+    fn an_imported_failover_goes_on_under_its_keys() {
+        let (from, to) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let old = Store::open(&from.path().join("state.db")).unwrap();
+        let mut f = failover(&old);
+        let j = Journal(&old);
+        j.intent(&f.id, "c", "fence", "k-fence").unwrap();
+        j.close(&f.id, "c", "fence", StepState::Failed, &serde_json::Value::Null, Some("no")).unwrap();
+        j.reopen_failed(&f.id).unwrap();
+        j.close(&f.id, "c", "fence", StepState::Failed, &serde_json::Value::Null, Some("no")).unwrap();
+        j.intent(&f.id, "c", "restore", "k-restore").unwrap();
+        j.approve(&f.id, "fence", "alice").unwrap();
+        f.state = FailoverState::Failed;
+        let (steps, approvals) = (j.steps(&f.id).unwrap(), j.approvals(&f.id).unwrap());
+
+        let new = Store::open(&to.path().join("state.db")).unwrap();
+        let n = Journal(&new);
+        assert!(n.import(&f, &steps, &approvals).unwrap());
+        assert!(!n.import(&f, &steps, &approvals).unwrap(), "imported once");
+        assert_eq!(n.get(&f.id).unwrap().state, FailoverState::Failed);
+        assert_eq!(n.approvals(&f.id).unwrap()[0].by, "alice");
+        let restore = n.step(&f.id, "c", "restore").unwrap().unwrap();
+        assert_eq!((restore.state, restore.idempotency_key.as_str()), (StepState::Intent, "k-restore"), "the intent resumes under its key");
+        n.reopen_failed(&f.id).unwrap();
+        assert_eq!(n.step(&f.id, "c", "fence").unwrap().unwrap().idempotency_key, "k-fence-retry3", "never a key used before");
     }
 }

@@ -11,8 +11,31 @@
 //! change mirrors the whole journal again).
 
 use futures::future::join_all;
+use serde::Deserialize;
+use time::OffsetDateTime;
 
 use super::engine::Engine;
+use super::journal::{Approval, Failover, StepRecord};
+
+/// A mirrored journal as read back: what a coordinator that lost its state
+/// imports ([`super::journal::Journal::import`]).
+#[derive(Debug, Deserialize)]
+pub struct Mirrored {
+    pub failover: Failover,
+    #[serde(default)]
+    pub approvals: Vec<Approval>,
+    #[serde(default)]
+    pub steps: Vec<StepRecord>,
+}
+
+impl Mirrored {
+    /// Its last change: of two mirrors of one failover, the later is newer.
+    pub fn changed(&self) -> OffsetDateTime {
+        let steps = self.steps.iter().map(|s| s.finished.unwrap_or(s.started));
+        let approvals = self.approvals.iter().map(|a| a.at);
+        steps.chain(approvals).chain(self.failover.finished).fold(self.failover.created, OffsetDateTime::max)
+    }
+}
 
 impl Engine<'_> {
     /// Mirror failover `id`'s journal to every cell's recovery site.

@@ -32,6 +32,7 @@ pub fn router(c: Arc<Coordinator>) -> Router {
         .route("/v1/runs/{id}", get(run))
         .route("/reports/{cell}/{name}", get(stored_report))
         .route("/v1/failover/plan", get(failover_plan))
+        .route("/v1/takeover", get(takeover))
         .route("/v1/failovers", get(failovers).post(super::failovers::start))
         .route("/v1/failovers/{id}", get(failover))
         .route("/v1/failovers/{id}/{action}", post(super::failovers::act))
@@ -94,6 +95,15 @@ async fn failover_plan(State(c): State<Arc<Coordinator>>, Query(q): Query<Failov
     match crate::failover::assess::assess(&c.plan, &status, &standbys, &q.scenario, &q.failed, clock::now()) {
         Ok(a) => Json(a).into_response(),
         Err(e) => error(StatusCode::UNPROCESSABLE_ENTITY, format!("{e:#}")),
+    }
+}
+
+/// What a coordinator started with `--takeover` found in the location it
+/// took over from (404 for one that did not take over).
+async fn takeover(State(c): State<Arc<Coordinator>>) -> Response {
+    match &c.takeover {
+        Some(t) => Json(t.found()).into_response(),
+        None => error(StatusCode::NOT_FOUND, "this coordinator did not take over (lifeboat serve --takeover --from-location NAME)"),
     }
 }
 

@@ -16,6 +16,7 @@ mod http;
 mod metrics;
 pub mod scheduler;
 mod standbys;
+pub mod takeover;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -86,6 +87,14 @@ pub struct ServeArgs {
     /// bootstrapped or started; needs --signing-key). 0: never.
     #[arg(long, default_value = "1m", value_parser = humantime::parse_duration)]
     pub standby_interval: Duration,
+    /// Take over from a lost coordinator (usually with its cloud): rebuild cells' recoverable points,
+    /// report chains and unfinished failovers from the repositories in --from-location, read through
+    /// the cells' recovery sites; the plan's other locations are shown lost.
+    #[arg(long, requires = "from_location")]
+    pub takeover: bool,
+    /// The plan location a takeover reads (e.g. the cross-cloud copy).
+    #[arg(long, requires = "takeover")]
+    pub from_location: Option<String>,
 }
 
 pub struct Config {
@@ -114,6 +123,8 @@ pub struct Coordinator {
     pub agent_problems: Mutex<HashMap<String, Option<String>>>,
     /// Per cell whose plan keeps a standby: how its site reported it last.
     pub standbys: Mutex<HashMap<String, crate::failover::standby::StandbyView>>,
+    /// Started with `--takeover`: the location taken over from and what was found there.
+    pub takeover: Option<takeover::Takeover>,
 }
 
 /// Load a plan, or say everything wrong with it.
@@ -184,6 +195,7 @@ impl Coordinator {
         let problems = self.agent_problems.lock().expect("agent problems").clone();
         let standbys = self.standbys.lock().expect("standbys").clone();
         let since = self.store.created()?;
+        let lost = self.takeover.as_ref().map(takeover::Takeover::lost_locations).unwrap_or_default();
         compliance::status(&self.plan, clock::now(), |cell| {
             Ok(compliance::CellInput {
                 recovery: self.store.recovery(&cell.name)?,
@@ -191,6 +203,7 @@ impl Coordinator {
                 drills: Some((self.store.drills(&cell.name)?, since)),
                 verify: self.store.last_verify(&cell.name)?,
                 standby: standbys.get(&cell.name).cloned(),
+                lost: lost.clone(),
             })
         })
     }
@@ -203,6 +216,13 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     if args.max_attempts == 0 || args.cell_concurrency == 0 {
         bail!("--max-attempts and --cell-concurrency must be at least 1");
     }
+    let takeover = match &args.from_location {
+        Some(from) => {
+            let reports = args.reports.clone().unwrap_or_else(|| args.state.with_file_name("takeover-reports"));
+            Some(takeover::Takeover::new(&plan, from, reports)?)
+        }
+        None => None,
+    };
     let access = access::Access::from_files(args.operator_token_file.as_deref(), args.viewer_token_file.as_deref(), args.open_metrics)?;
     let tls = lifeboat_https::tls_from(args.tls_cert.as_deref(), args.tls_key.as_deref(), None)?;
     let scheme = if tls.is_some() { "https" } else { "http" };
@@ -238,7 +258,9 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         access,
         agent_problems: Mutex::default(),
         standbys: Mutex::default(),
+        takeover,
     });
+    takeover::rebuild(&c).await;
     // Last successes survive restarts in the database; so do their gauges.
     c.blocking(|c| -> Result<()> {
         for cell in &c.plan.cells {
@@ -299,6 +321,7 @@ async fn control_loop(c: Arc<Coordinator>, tick: Duration, poll: Duration) -> Re
                 tracing::error!("polling agents: {e:#}");
             }
             scheduler::refresh_recovery(&c, now).await;
+            takeover::refresh_points(&c).await;
             match c.blocking(|c| c.status()).await {
                 Ok(status) => {
                     c.metrics.status(&status);

@@ -146,6 +146,10 @@ fn ready(c: &Coordinator, run: &Run, now: OffsetDateTime) -> Result<Option<lifeb
     let Some(cell) = c.plan.cells.iter().find(|x| x.name == run.cell).filter(|_| c.agents.contains_key(&run.cell)) else {
         return refuse("the cell is no longer in the plan");
     };
+    if let Some(why) = super::takeover::lost_agent(c, &run.cell) {
+        c.store.postpone(run.id, &why, now + c.cfg.poll)?;
+        return Ok(None);
+    }
     if run.kind == RunKind::Drill && c.cfg.signer.is_none() {
         return refuse("this coordinator has no --signing-key, so a drill could not sign its report; start it with one");
     }

@@ -12,8 +12,9 @@ use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
+use axum::Json;
 
-use lifeboat_api::service::{is_failover_id, ReportScope};
+use lifeboat_api::service::{is_failover_id, FailoverJournalList, ReportScope};
 use lifeboat_repository::format;
 use lifeboat_storage::PutMode;
 
@@ -22,6 +23,25 @@ use super::Agent;
 
 fn bad_id(id: &str) -> Response {
     error(StatusCode::BAD_REQUEST, format!("`{id}` is not a failover id (fo-<lowercase letters, digits and ->)"))
+}
+
+/// `GET /v1/failover-journals`: the ids of the failovers mirrored here.
+pub async fn list(State(agent): State<Arc<Agent>>, Query(scope): Query<ReportScope>) -> Response {
+    let (repo, cell) = match super::reports::scoped(&agent, &scope).await {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    let prefix = format!("failovers/{cell}/");
+    let objects = match repo.store().list(&prefix).await {
+        Ok(objects) => objects,
+        Err(e) => return error(StatusCode::BAD_GATEWAY, format!("listing {prefix}: {e}")),
+    };
+    let ids: std::collections::BTreeSet<String> = objects
+        .iter()
+        .filter_map(|o| o.path.as_str().strip_prefix(&prefix)?.split_once('/').map(|(id, _)| id.to_string()))
+        .filter(|id| is_failover_id(id))
+        .collect();
+    Json(FailoverJournalList { failovers: ids.into_iter().collect() }).into_response()
 }
 
 /// `GET /v1/failover-journals/{id}`: the newest mirrored version.

@@ -1,0 +1,312 @@
+//! `lifeboat serve --takeover --from-location L`: a coordinator started on
+//! a fresh host after the one that ran the plan was lost, usually with the
+//! cloud it ran in (scenario 3). It needs nothing of the old coordinator's
+//! state: at start it rebuilds what a failover needs from the repositories
+//! in location `L`, read through the recovery sites that host each cell
+//! there (the sites' agents survive; the cells' own agents and the plan's
+//! other locations are presumed lost):
+//!
+//! - each cell's recoverable points in `L` (the site reads its repository
+//!   and the copy marker of the last complete geo-copy pass), saved as the
+//!   cell's recovery points and read again every poll while the cell's own
+//!   agent does not answer;
+//! - each cell's chain of signed reports in `L` (geo-copy carries it),
+//!   copied under the reports directory and verified against the plan's
+//!   published key;
+//! - the failovers whose journals are mirrored in `L` and that this state
+//!   does not know, imported with their steps, keys and approvals, so
+//!   `failover resume` or `abort` carries an unfinished one on.
+//!
+//! `GET /v1/takeover` serves what it found. The plan's other locations are
+//! shown lost in the status and count in no verdict; a cell's own agent is
+//! shown lost while it does not answer. Nothing here changes a repository.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use anyhow::{Context, Result};
+use serde::Serialize;
+use time::OffsetDateTime;
+
+use lifeboat_api::Recovery;
+use lifeboat_client::AgentClient;
+
+use super::Coordinator;
+use crate::clock;
+use crate::failover::journal::Journal;
+use crate::failover::mirror::Mirrored;
+use crate::plan::{CellPlan, Plan};
+use crate::report::keys::Verifier;
+
+/// The location a coordinator took over from, and what it found there.
+pub struct Takeover {
+    pub from: String,
+    /// Where the cells' report chains are copied and verified.
+    pub reports: PathBuf,
+    found: Mutex<Found>,
+}
+
+/// What the takeover found, as `GET /v1/takeover` shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Found {
+    pub from_location: String,
+    /// The plan's other locations: presumed lost.
+    pub lost_locations: Vec<String>,
+    #[serde(with = "clock::ms::option")]
+    pub rebuilt_at: Option<OffsetDateTime>,
+    pub cells: Vec<CellFound>,
+    /// Failovers read back from their mirrored journals and imported.
+    pub imported_failovers: Vec<String>,
+}
+
+/// One cell as found in the location taken over from.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct CellFound {
+    pub cell: String,
+    /// The recovery site that read it.
+    pub site: Option<String>,
+    /// Its own agent did not answer.
+    pub agent_lost: bool,
+    #[serde(with = "clock::ms::option")]
+    pub postgres_point: Option<OffsetDateTime>,
+    #[serde(with = "clock::ms::option")]
+    pub kafka_point: Option<OffsetDateTime>,
+    /// When the last complete geo-copy pass into the location finished.
+    #[serde(with = "clock::ms::option")]
+    pub copied_through: Option<OffsetDateTime>,
+    /// Reports in its chain there (JSON), and the newest one's sequence.
+    pub reports: usize,
+    pub newest_sequence: Option<u64>,
+    /// Signatures and links checked, and nothing wrong.
+    pub chain_verified: bool,
+    pub chain_problems: Vec<String>,
+    /// What could not be read.
+    pub problems: Vec<String>,
+}
+
+impl Takeover {
+    pub fn new(plan: &Plan, from: &str, reports: PathBuf) -> Result<Takeover> {
+        anyhow::ensure!(
+            plan.locations.iter().any(|l| l.name == from),
+            "--from-location {from}: plan {} has no such location (it has: {})",
+            plan.name,
+            plan.locations.iter().map(|l| l.name.as_str()).collect::<Vec<_>>().join(", ")
+        );
+        let lost_locations = plan.locations.iter().filter(|l| l.name != from).map(|l| l.name.clone()).collect();
+        let found = Found { from_location: from.to_string(), lost_locations, rebuilt_at: None, cells: vec![], imported_failovers: vec![] };
+        Ok(Takeover { from: from.to_string(), reports, found: Mutex::new(found) })
+    }
+
+    pub fn found(&self) -> Found {
+        self.found.lock().expect("takeover findings").clone()
+    }
+
+    pub fn lost_locations(&self) -> Vec<String> {
+        self.found.lock().expect("takeover findings").lost_locations.clone()
+    }
+}
+
+/// The recovery site of `cell` that hosts it in location `from`, with the
+/// points it read there (locations named as the plan names them).
+async fn hosting_site<'p>(plan: &'p Plan, cell: &CellPlan, from: &str) -> Result<(&'p crate::plan::SiteDef, Recovery)> {
+    let mut tried = Vec::new();
+    for site in cell.failover.sites.iter().filter_map(|s| plan.site(s)) {
+        let asked = async { anyhow::Ok(crate::serve::site_client(site)?.guest_recovery(&cell.name).await?) };
+        match asked.await {
+            Ok(mut r) if r.locations.iter().any(|l| l.location == from) => {
+                for l in &mut r.locations {
+                    l.location = plan.agent_location_name(&l.location).to_string();
+                }
+                return Ok((site, r));
+            }
+            Ok(_) => tried.push(format!("{} does not host it in {from}", site.name)),
+            Err(e) => tried.push(format!("{}: {e:#}", site.name)),
+        }
+    }
+    anyhow::bail!("no recovery site of cell {} reads it in {from} ({})", cell.name, tried.join("; "))
+}
+
+/// Rebuild the coordinator's view from the location taken over from.
+pub async fn rebuild(c: &Arc<Coordinator>) {
+    let Some(t) = &c.takeover else { return };
+    let key = c.plan.report_public_key.as_deref().map(Verifier::from_file).transpose();
+    let key = match key {
+        Ok(k) => k,
+        Err(e) => {
+            tracing::error!("the plan's report key: {e:#}; report chains are copied but not verified");
+            None
+        }
+    };
+    let mut journals: BTreeMap<String, Mirrored> = BTreeMap::new();
+    let mut cells = Vec::new();
+    for cell in &c.plan.cells {
+        let (found, mirrored) = rebuild_cell(c, cell, &t.from, &t.reports, key.as_ref()).await;
+        log_cell(&found);
+        for m in mirrored {
+            let newer = journals.get(&m.failover.id).is_none_or(|known| m.changed() > known.changed());
+            if newer {
+                journals.insert(m.failover.id.clone(), m);
+            }
+        }
+        cells.push(found);
+    }
+    let imported = c
+        .blocking(move |c| {
+            let mut imported = Vec::new();
+            for m in journals.into_values() {
+                match Journal(&c.store).import(&m.failover, &m.steps, &m.approvals) {
+                    Ok(true) => imported.push(m.failover.id.clone()),
+                    Ok(false) => {}
+                    Err(e) => tracing::error!(failover = %m.failover.id, "importing a mirrored journal: {e:#}"),
+                }
+            }
+            imported
+        })
+        .await;
+    for id in &imported {
+        tracing::warn!(failover = %id, "imported from its mirrored journal: `lifeboat failover status {id}` shows it");
+    }
+    let mut found = t.found.lock().expect("takeover findings");
+    found.cells = cells;
+    found.imported_failovers = imported;
+    found.rebuilt_at = Some(clock::now());
+}
+
+/// One cell: its points, its chain, the journals mirrored with it.
+async fn rebuild_cell(
+    c: &Arc<Coordinator>,
+    cell: &CellPlan,
+    from: &str,
+    reports: &Path,
+    key: Option<&Verifier>,
+) -> (CellFound, Vec<Mirrored>) {
+    let mut found = CellFound { cell: cell.name.clone(), ..CellFound::default() };
+    found.agent_lost = own_agent_lost(c, cell).await;
+    let (site, recovery) = match hosting_site(&c.plan, cell, from).await {
+        Ok(s) => s,
+        Err(e) => {
+            found.problems.push(format!("{e:#}"));
+            return (found, vec![]);
+        }
+    };
+    found.site = Some(site.name.clone());
+    if let Some(l) = recovery.location(c.plan.agent_location_name(from)) {
+        found.postgres_point = l.postgres.as_ref().and_then(|p| p.recoverable_to);
+        found.kafka_point = l.kafka.as_ref().and_then(|k| k.recoverable_to);
+        found.copied_through = l.copied_through;
+    }
+    if found.agent_lost {
+        save_points(c, &cell.name, recovery).await;
+    }
+    let agent = match crate::serve::site_client(site) {
+        Ok(a) => a.guest_reports(&cell.name, from),
+        Err(e) => {
+            found.problems.push(format!("{e:#}"));
+            return (found, vec![]);
+        }
+    };
+    if let Err(e) = check_chain(&agent, &reports.join(&cell.name), key, &mut found).await {
+        found.problems.push(format!("reading the report chain: {e:#}"));
+    }
+    let mirrored = match mirrored_journals(&agent).await {
+        Ok(m) => m,
+        Err(e) => {
+            found.problems.push(format!("reading mirrored failover journals: {e:#}"));
+            vec![]
+        }
+    };
+    (found, mirrored)
+}
+
+/// The cell's own agent does not answer.
+async fn own_agent_lost(c: &Coordinator, cell: &CellPlan) -> bool {
+    match c.agents.get(&cell.name) {
+        Some(agent) => agent.health().await.is_err(),
+        None => true,
+    }
+}
+
+async fn save_points(c: &Arc<Coordinator>, cell: &str, recovery: Recovery) {
+    let cell = cell.to_string();
+    let saved = c.blocking(move |c| c.store.save_recovery(&cell, &recovery, clock::now())).await;
+    if let Err(e) = saved {
+        tracing::error!("saving recovery points read at a recovery site: {e:#}");
+    }
+}
+
+/// Copy the chain into `dir` and verify it there.
+async fn check_chain(agent: &AgentClient, dir: &Path, key: Option<&Verifier>, found: &mut CellFound) -> Result<()> {
+    crate::drill::mirror_chain(agent, dir).await?;
+    let loaded = crate::report::chain::load(dir)?;
+    found.reports = loaded.len();
+    found.newest_sequence = loaded.iter().filter_map(|(_, r)| r.as_ref().ok()).map(|r| r.chain.sequence).max();
+    let Some(key) = key else {
+        found.chain_problems.push("the plan publishes no report key ([plan] report_public_key): not verified".into());
+        return Ok(());
+    };
+    found.chain_problems = crate::report::chain::verify(&loaded, key, None);
+    found.chain_verified = found.chain_problems.is_empty();
+    Ok(())
+}
+
+/// Every failover journal mirrored in the scope `agent` reads.
+async fn mirrored_journals(agent: &AgentClient) -> Result<Vec<Mirrored>> {
+    let mut out = Vec::new();
+    for id in agent.failover_journals().await? {
+        let Some(bytes) = agent.failover_journal(&id).await? else { continue };
+        out.push(
+            serde_json::from_slice(&bytes).with_context(|| format!("the mirrored journal of failover {id} is not one this build reads"))?,
+        );
+    }
+    Ok(out)
+}
+
+fn log_cell(f: &CellFound) {
+    let point = |t: Option<OffsetDateTime>| t.map_or("none".to_string(), clock::ts);
+    if f.problems.is_empty() {
+        tracing::info!(
+            cell = %f.cell,
+            site = f.site.as_deref().unwrap_or("-"),
+            agent_lost = f.agent_lost,
+            postgres = %point(f.postgres_point),
+            kafka = %point(f.kafka_point),
+            reports = f.reports,
+            chain_verified = f.chain_verified,
+            "takeover: cell found"
+        );
+    } else {
+        tracing::error!(cell = %f.cell, problems = %f.problems.join("; "), "takeover: cell not fully found");
+    }
+    for p in &f.chain_problems {
+        tracing::error!(cell = %f.cell, "takeover: report chain: {p}");
+    }
+}
+
+/// Why a run of `cell` waits: after a takeover, its own agent does not
+/// answer (None: it does, or this coordinator did not take over).
+pub fn lost_agent(c: &Coordinator, cell: &str) -> Option<String> {
+    let t = c.takeover.as_ref()?;
+    let problems = c.agent_problems.lock().expect("agent problems");
+    problems
+        .get(cell)
+        .cloned()
+        .flatten()
+        .map(|e| format!("the cell's agent is lost (takeover from {}): waits until it answers ({e})", t.from))
+}
+
+/// Every poll: read again the points of the cells whose own agent does not
+/// answer, at the site that hosts them in the location taken over from.
+pub async fn refresh_points(c: &Arc<Coordinator>) {
+    let Some(t) = &c.takeover else { return };
+    let lost: Vec<&CellPlan> = {
+        let problems = c.agent_problems.lock().expect("agent problems");
+        c.plan.cells.iter().filter(|cell| problems.get(&cell.name).is_some_and(Option::is_some)).collect()
+    };
+    for cell in lost {
+        match hosting_site(&c.plan, cell, &t.from).await {
+            Ok((_, recovery)) => save_points(c, &cell.name, recovery).await,
+            Err(e) => tracing::warn!(cell = %cell.name, "takeover: {e:#}"),
+        }
+    }
+}

@@ -1,0 +1,58 @@
+//! An Azurite of a test's own, for a test that loses Azure on purpose:
+//! stopping it takes every `az://` location on it away without touching
+//! the shared Azurite other tests use. It runs the Azurite that
+//! `infra/services.sh` installed (`LIFEBOAT_AZURITE_BIN`) with the same
+//! development account, on a free port, and is stopped when dropped.
+
+use std::net::TcpStream;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub struct PrivateAzurite {
+    child: Option<Child>,
+    port: u16,
+    _data: tempfile::TempDir,
+}
+
+impl PrivateAzurite {
+    pub fn start() -> PrivateAzurite {
+        crate::services();
+        let bin = std::env::var("LIFEBOAT_AZURITE_BIN").expect("infra/services.sh exports LIFEBOAT_AZURITE_BIN with Azurite");
+        let data = tempfile::tempdir().unwrap();
+        let port = crate::pg::free_port();
+        let child = Command::new(bin)
+            .args(["--blobHost", "127.0.0.1", "--blobPort", &port.to_string(), "--location"])
+            .arg(data.path())
+            .args(["--disableTelemetry", "--skipApiVersionCheck", "--loose", "--silent"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("starting a private Azurite");
+        let start = Instant::now();
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(start.elapsed() < Duration::from_secs(60), "the private Azurite did not listen on {port} within 60 s");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        PrivateAzurite { child: Some(child), port, _data: data }
+    }
+
+    /// A fresh `az://` location on it.
+    pub fn url(&self, name: &str) -> String {
+        format!("az://lifeboat-test/{}?endpoint=http://127.0.0.1:{}/devstoreaccount1", crate::unique(name), self.port)
+    }
+
+    /// Azure is gone: the process is killed and nothing answers on its port.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for PrivateAzurite {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
