@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
-# The demo (README's first command): Lifeboat's main job end to end on the
-# local embedded default (file:// locations for two regions and a "second
-# cloud"). It installs and starts Postgres and Kafka, creates the two cells
+# The demo (README's first command): Lifeboat's main job end to end on
+# emulators of the real clouds: the cells' primary and secondary-region
+# locations on Azurite (Azure Blob, an instance of the demo's own), the
+# cross-cloud copy on moto (S3); LIFEBOAT_DEMO_STORAGE=file keeps every
+# location in local directories instead (quicker, nothing to install
+# beyond Postgres and Kafka). It installs and starts Postgres and Kafka, creates the two cells
 # of plans/demo with a small payments workload (a Postgres ledger on each,
 # payment events in Kafka for demo-a), starts one agent per cell and the
 # coordinator on the demo plan, runs a full cycle through the coordinator
@@ -19,7 +22,14 @@
 # primary archives and is backed up), payments are written on it, demo-a's
 # agent comes back and `lifeboat failover failback` moves the cell home
 # without loss (the demo counts the payments at home against the new
-# primary's). It stops everything it started; the
+# primary's). Last, scenario 3: Azure is lost (Azurite stopped, or the
+# Azure directories moved away), with both cells' hosts and the
+# coordinator; a new coordinator on an empty state directory takes over
+# from the cross-cloud copy (`serve --takeover --from-location
+# cross-cloud`), finds every cell's points, report chains and failovers
+# there, and `failover run --scenario azure-outage` brings both cells up
+# at the AWS recovery site; the demo prints RTO and what was lost. It
+# stops everything it started; the
 # reports and the public key to verify them stay in
 # .lifeboat-run/demo-reports/<run>/.
 #
@@ -34,12 +44,25 @@ started_at=$(date +%s)
 
 say() { if [[ -t 2 ]]; then printf '\n\033[1m== %s\033[0m\n' "$*" >&2; else printf '\n== %s\n' "$*" >&2; fi; }
 
-say "installing (when missing) and starting the services: PostgreSQL 15, kcat, Apache Kafka"
-bash infra/services.sh install postgres kcat kafka >&2
-kafka_was_running=no
-bash infra/services.sh status 2>/dev/null | grep -q '^kafka.*running' && kafka_was_running=yes
-eval "$(bash infra/services.sh start kafka)"
+storage=${LIFEBOAT_DEMO_STORAGE:-clouds}
+case $storage in
+  clouds) services=(kafka s3) ;;
+  file) services=(kafka) ;;
+  *)
+    echo "LIFEBOAT_DEMO_STORAGE is clouds (Azurite and moto, the default) or file (local directories), not '$storage'" >&2
+    exit 2
+    ;;
+esac
+say "installing (when missing) and starting the services: PostgreSQL 15, kcat, Apache Kafka$([[ $storage == clouds ]] && echo ', moto (S3), Azurite (Azure Blob)')"
+bash infra/services.sh install postgres kcat "${services[@]}" $([[ $storage == clouds ]] && echo azure) >&2
+was_running=()
+for svc in "${services[@]}"; do
+  bash infra/services.sh status 2>/dev/null | grep -q "^$svc .*running" && was_running+=("$svc")
+done
+eval "$(bash infra/services.sh start "${services[@]}")"
 brokers=$LIFEBOAT_TEST_KAFKA_BROKERS
+# The demo's topics: demo-a's own, and its copies restored at the recovery sites.
+demo_topics='(demo-a|dr|aws)\..*'
 
 say "building lifeboat and lifeboat-agent (the first build takes several minutes; later ones reuse $CARGO_TARGET_DIR)"
 cargo build --locked --bins 2>&1 | tail -1 >&2
@@ -55,12 +78,14 @@ cleanup() {
   wait 2>/dev/null
   for cell in a b; do [[ -d $work/pg-$cell ]] && bash infra/pg-cluster.sh stop "$work/pg-$cell" >/dev/null 2>&1; done
   # A takeover's server outlives the agent that started it (it is the cell's new primary).
-  for data in "$work"/drills/takeover-*/pgdata; do
+  for data in "$work"/drills-*/takeover-*/pgdata; do
     [[ -f $data/postmaster.pid ]] && (cd / && runuser -u postgres -- "$(pg_config --bindir)/pg_ctl" -D "$data" -m fast stop >/dev/null 2>&1)
   done
-  bash infra/services.sh kafka-topics --bootstrap-server "$brokers" --delete --topic 'dr\..*' >/dev/null 2>&1
+  bash infra/services.sh kafka-topics --bootstrap-server "$brokers" --delete --topic "$demo_topics" >/dev/null 2>&1
   if [[ -z ${LIFEBOAT_DEMO_KEEP:-} ]]; then
-    [[ $kafka_was_running == no ]] && bash infra/services.sh stop kafka >/dev/null 2>&1
+    for svc in "${services[@]}"; do
+      [[ " ${was_running[*]} " == *" $svc "* ]] || bash infra/services.sh stop "$svc" >/dev/null 2>&1
+    done
     rm -rf "$work"
   else
     echo "kept $work (services left running)" >&2
@@ -73,13 +98,46 @@ agent="$work/bin/lifeboat-agent"
 export RUST_LOG=${RUST_LOG:-warn}
 
 port() { bash infra/pg-cluster.sh free-port; }
-pg_a=$(port) pg_b=$(port) agent_a=$(port) agent_b=$(port) coordinator=$(port) pg_dr=$(port) pg_dr_b=$(port)
+# The AWS site's two guests listen on its port and the next.
+two_ports() { python3 -c 'import socket
+for p in range(20000, 60000, 2):
+    try:
+        for q in (p, p + 1): socket.create_server(("127.0.0.1", q)).close()
+        print(p); break
+    except OSError: pass'; }
+pg_a=$(port) pg_b=$(port) agent_a=$(port) agent_b=$(port) agent_aws=$(port) coordinator=$(port) pg_dr=$(port) pg_dr_b=$(port) pg_aws=$(two_ports)
+run=$(basename "$work" | tr 'A-Z.' 'a-z-')
 
-say "the demo plan, with this machine's ports and $work/storage for its locations"
+if [[ $storage == clouds ]]; then
+  say "Azure for the demo: an Azurite of its own (the demo stops it to lose Azure), its data in $work/azurite"
+  azure_port=$(port)
+  bash infra/services.sh azurite "$work/azurite" "$azure_port" >/dev/null 2>&1 &
+  azurite_pid=$!
+  pids+=("$azurite_pid")
+  eval "$(bash infra/services.sh azurite-env "$azure_port")"
+  for _ in $(seq 300); do (exec 3<>"/dev/tcp/127.0.0.1/$azure_port") 2>/dev/null && break; sleep 0.2; done
+fi
+
+# A cell's repository in a location is <location URL>/<cell>.
+repo() {
+  case $storage:$1 in
+    file:*) printf 'file://%s/storage/%s/%s' "$work" "$1" "$2" ;;
+    clouds:cross-cloud) printf 's3://lifeboat-demo/%s/%s/%s?endpoint=%s' "$run" "$1" "$2" "$LIFEBOAT_TEST_S3_ENDPOINT" ;;
+    clouds:*) printf 'az://lifeboat-demo/%s/%s/%s?endpoint=%s' "$run" "$1" "$2" "$LIFEBOAT_TEST_AZURE_ENDPOINT" ;;
+  esac
+}
+
+say "the demo plan, with this machine's ports and its locations ($storage)"
 cp -r plans/demo "$work/plan"
+case $storage in
+  file) locations=(-e "s|file:///var/tmp/lifeboat-demo|file://$work/storage|g") ;;
+  clouds) locations=(-e "s|file:///var/tmp/lifeboat-demo/cross-cloud|s3://lifeboat-demo/$run/cross-cloud|g"
+    -e "s|file:///var/tmp/lifeboat-demo|az://lifeboat-demo/$run|g") ;;
+esac
 sed -i -e "s|127.0.0.1:9092|$brokers|g" -e "s|port=5501|port=$pg_a|g" -e "s|port=5502|port=$pg_b|g" \
-  -e "s|127.0.0.1:7401|127.0.0.1:$agent_a|g" -e "s|127.0.0.1:7402|127.0.0.1:$agent_b|g" -e "s|port = 5510|port = $pg_dr|g" -e "s|port = 5520|port = $pg_dr_b|g" \
-  -e "s|file:///var/tmp/lifeboat-demo|file://$work/storage|g" "$work/plan"/*.toml
+  -e "s|127.0.0.1:7401|127.0.0.1:$agent_a|g" -e "s|127.0.0.1:7402|127.0.0.1:$agent_b|g" -e "s|127.0.0.1:7403|127.0.0.1:$agent_aws|g" \
+  -e "s|port = 5510|port = $pg_dr|g" -e "s|port = 5520|port = $pg_dr_b|g" -e "s|port = 5530|port = $pg_aws|g" \
+  "${locations[@]}" "$work/plan"/*.toml
 "$lifeboat" plan validate "$work/plan"
 
 say "secrets: a repository key, one API token for the agents (the plan reads env:LIFEBOAT_DEMO_TOKEN), an operator token"
@@ -92,23 +150,29 @@ export LIFEBOAT_DEMO_TOKEN=$(cat "$work/agent-token")
 # The CLI presents the operator token to the coordinator (a viewer token would only read).
 export LIFEBOAT_COORDINATOR="http://127.0.0.1:$coordinator" LIFEBOAT_TOKEN_FILE="$work/operator-token"
 
-# A cell's repository in a location is <location URL>/<cell>.
-repo() { printf 'file://%s/storage/%s/%s' "$work" "$1" "$2"; }
-
 for cell in a b; do
   name=demo-$cell
   case $cell in a) pg_port=$pg_a; primary=a-primary; second=a-in-b ;; b) pg_port=$pg_b; primary=b-primary; second=b-in-a ;; esac
   say "cell $name: repository $(repo $primary $name), Postgres on port $pg_port archiving into it"
   "$agent" repo init --repo "$(repo $primary $name)" --key-file "$work/key" >&2
-  chown -R postgres: "$work/storage/$primary" "$work/key"
+  [[ $storage == file ]] && chown -R postgres: "$work/storage/$primary"
+  chown postgres: "$work/key"
   bash infra/pg-cluster.sh create "$work/pg-$cell" "$pg_port" \
     "archive_mode = on" "archive_timeout = 60s" \
-    "archive_command = '$agent wal-push %p --repo $(repo $primary $name) --cell $name --key-file $work/key'" >/dev/null
+    "archive_command = '$agent wal-push %p --repo \"$(repo $primary $name)\" --cell $name --key-file $work/key'" >/dev/null
   bash infra/pg-cluster.sh start "$work/pg-$cell" "$pg_port" >/dev/null
   psql -X -q -h 127.0.0.1 -p "$pg_port" -U postgres -c "
     create table payments (id bigserial primary key, tenant text not null, amount numeric(12,2) not null, at timestamptz not null default now());
     create table ledger (id bigserial primary key, payment_id bigint not null references payments, account text not null, amount numeric(12,2) not null);"
 done
+# A broker that was already running may hold an earlier demo's topics: they go first.
+if bash infra/services.sh kafka-topics --bootstrap-server "$brokers" --list 2>/dev/null | grep -Eq "^($demo_topics)\$"; then
+  bash infra/services.sh kafka-topics --bootstrap-server "$brokers" --delete --topic "$demo_topics" >/dev/null 2>&1 || true
+  for _ in $(seq 60); do
+    bash infra/services.sh kafka-topics --bootstrap-server "$brokers" --list 2>/dev/null | grep -Eq "^($demo_topics)\$" || break
+    sleep 0.5
+  done
+fi
 bash infra/services.sh kafka-topics --bootstrap-server "$brokers" --create --if-not-exists --topic demo-a.payments \
   --partitions 3 --replication-factor 1 >/dev/null
 
@@ -134,21 +198,30 @@ workload() { # CELL PORT TENANTS...
 workload demo-a "$pg_a" acme globex &
 workload_a=$!
 pids+=($!)
-workload demo-b "$pg_b" initech & pids+=($!)
+workload demo-b "$pg_b" initech &
+workload_b=$!
+pids+=($!)
 
-# start_agent CELL AGENT_PORT PG_PORT PRIMARY SECOND [MORE ARGS...]
-start_agent() {
-  local name=$1 port=$2 pg_port=$3 primary=$4 second=$5
-  shift 5
-  local args=(serve --repo "$(repo "$primary" "$name")" --cell "$name" --key-file "$work/key"
+# serve_agent NAME PORT REPO [MORE ARGS...]: lifeboat-agent serve as NAME, once it serves.
+serve_agent() {
+  local name=$1 port=$2 repo=$3
+  shift 3
+  local args=(serve --repo "$repo" --cell "$name" --key-file "$work/key"
     --token-file "$work/agent-token" --state-dir "$work/agent-$name" --listen "127.0.0.1:$port"
-    --pg-conn "host=127.0.0.1 port=$pg_port user=postgres dbname=postgres"
-    --copy-to "$second=$(repo "$second" "$name")" --copy-to "cross-cloud=$(repo cross-cloud "$name")" --copy-interval 5s
-    --restore-root "$work/drills" --plan-key "$work/keys/report-signing.pub" "$@")
+    --restore-root "$work/drills-$name" --plan-key "$work/keys/report-signing.pub" "$@")
   RUST_LOG=info "$agent" "${args[@]}" >"$work/agent-$name.out" 2>"$work/agent-$name.log" &
   pids+=($!)
   for _ in $(seq 100); do grep -q serving "$work/agent-$name.out" && break; sleep 0.1; done
   cat "$work/agent-$name.out" >&2
+}
+
+# start_agent CELL AGENT_PORT PG_PORT PRIMARY SECOND [MORE ARGS...]: a
+# cell's own agent, copying to the second region and the second cloud.
+start_agent() {
+  local name=$1 port=$2 pg_port=$3 primary=$4 second=$5
+  shift 5
+  serve_agent "$name" "$port" "$(repo "$primary" "$name")" --pg-conn "host=127.0.0.1 port=$pg_port user=postgres dbname=postgres" \
+    --copy-to "$second=$(repo "$second" "$name")" --copy-to "cross-cloud=$(repo cross-cloud "$name")" --copy-interval 5s "$@"
 }
 say "the plan key: the coordinator signs drill reports and the drills' SQL checks with it; agents run only SQL it signed"
 "$lifeboat" report keygen --out-dir "$work/keys" >&2
@@ -161,6 +234,11 @@ start_agent demo-a "$agent_a" "$pg_a" a-primary a-in-b --kafka-brokers "$brokers
 agent_a_pid=${pids[-1]}
 start_agent demo-b "$agent_b" "$pg_b" b-primary b-in-a --kafka-brokers "$brokers" \
   --guest "demo-a@a-primary=$(repo a-primary demo-a)" --guest "demo-a@a-in-b=$(repo a-in-b demo-a)"
+agent_b_pid=${pids[-1]}
+say "the AWS recovery site's agent: it holds both cells' cross-cloud copies as guests (for scenario 3, at the end)"
+"$agent" repo init --repo "$(repo cross-cloud aws-host)" --key-file "$work/key" >&2
+serve_agent aws-host "$agent_aws" "$(repo cross-cloud aws-host)" --kafka-brokers "$brokers" \
+  --guest "demo-a@cross-cloud=$(repo cross-cloud demo-a)" --guest "demo-b@cross-cloud=$(repo cross-cloud demo-b)"
 
 say "the coordinator on the demo plan (lifeboat serve), with its state in SQLite and a key to sign drill reports"
 reports="$PWD/.lifeboat-run/demo-reports/$(date -u +%Y%m%dT%H%M%SZ)"
@@ -174,6 +252,7 @@ sed -i '0,/^description = .*/{s//&\nreport_public_key = "report-signing.pub"/}' 
 "$lifeboat" plan validate "$work/plan" >&2
 RUST_LOG=info "$lifeboat" serve --plans "$work/plan" --state "$work/coordinator.db" --listen "127.0.0.1:$coordinator" \
   --operator-token-file "$work/operator-token" --poll 2s --standby-interval 5s --signing-key "$work/keys/report-signing.key" --reports "$reports" >"$work/coordinator.out" 2>"$work/coordinator.log" &
+coordinator_pid=$!
 pids+=($!)
 for _ in $(seq 100); do grep -q "on http" "$work/coordinator.out" && break; sleep 0.1; done
 cat "$work/coordinator.out" >&2
@@ -291,12 +370,97 @@ wait "$late" 2>/dev/null || true
 say "demo-a's host is back: its agent restarts, knowing its data directory (--pg-data); failback rebuilds it as a standby of the new primary, stops the new primary once its WAL is archived and streamed, fences it, promotes the home past its last WAL"
 start_agent demo-a "$agent_a" "$pg_a" a-primary a-in-b --kafka-brokers "$brokers" --kafka-topics 'demo-a\..*' --kafka-follow 5s \
   --guest "demo-b@b-primary=$(repo b-primary demo-b)" --guest "demo-b@b-in-a=$(repo b-in-a demo-b)" --pg-data "$work/pg-a/data"
+agent_a_pid=${pids[-1]}
 at_site=$(psql -X -q -A -t -h 127.0.0.1 -p "$pg_dr" -U postgres -c "select count(*) from payments")
 "$lifeboat" failover failback "$id" "${failover[@]}" || failover_status=$?
 at_home=$(psql -X -q -A -t -h 127.0.0.1 -p "$pg_a" -U postgres -c "select count(*) from payments")
 echo "failback: $at_home payments at home, the new primary had $at_site: lost $((at_site - at_home))" >&2
 [[ $at_home == "$at_site" ]] || failover_status=1
-[[ $failover_status == 0 && $drill_status == 0 ]] || drill_status=1
+
+say "demo-a takes payments at home again; a few seconds of normal running (WAL archived, copied to the second cloud every 5 s)"
+workload demo-a "$pg_a" acme globex &
+workload_a=$!
+pids+=($!)
+sleep 12
+
+say "scenario 3: Azure is lost: both cells' hosts (workloads stopped, Postgres killed, data directories removed, agents gone), the coordinator with its state database, and Azure's storage"
+kill "$workload_a" "$workload_b" 2>/dev/null || true
+wait "$workload_a" "$workload_b" 2>/dev/null || true
+declare -A committed_at_loss
+for cell in a b; do
+  p=$([[ $cell == a ]] && echo "$pg_a" || echo "$pg_b")
+  committed_at_loss[$cell]=$(psql -X -q -A -t -F ' ' -h 127.0.0.1 -p "$p" -U postgres -c "select count(*), extract(epoch from max(at)) from payments")
+  kill -9 "$(head -1 "$work/pg-$cell/data/postmaster.pid")"
+done
+lost_at=$(date +%s.%N)
+sleep 1
+rm -rf "$work/pg-a/data" "$work/pg-b/data"
+for pid in "$agent_a_pid" "$agent_b_pid" "$coordinator_pid"; do kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; done
+case $storage in
+  clouds) kill "$azurite_pid" && wait "$azurite_pid" 2>/dev/null || true
+    echo "Azurite stopped: every az:// location (the cells' primaries and second-region copies) is gone" >&2 ;;
+  file) for l in a-primary b-primary a-in-b b-in-a; do mv "$work/storage/$l" "$work/storage/lost-$l"; done
+    echo "the Azure directories moved away: the cells' primaries and second-region copies are gone" >&2 ;;
+esac
+echo "demo-a had committed ${committed_at_loss[a]}, demo-b ${committed_at_loss[b]} (count, last commit epoch)" >&2
+
+say "a new coordinator on an empty state directory takes over from the cross-cloud copy: lifeboat serve --takeover --from-location cross-cloud"
+coordinator2=$(port)
+mkdir -p "$work/takeover"
+RUST_LOG=info "$lifeboat" serve --plans "$work/plan" --state "$work/takeover/state.db" --listen "127.0.0.1:$coordinator2" \
+  --takeover --from-location cross-cloud --operator-token-file "$work/operator-token" --poll 2s --standby-interval 0 \
+  --signing-key "$work/keys/report-signing.key" --reports "$reports/takeover" >"$work/takeover.out" 2>"$work/takeover.log" &
+pids+=($!)
+for _ in $(seq 300); do grep -q "on http" "$work/takeover.out" && break; sleep 0.1; done
+export LIFEBOAT_COORDINATOR="http://127.0.0.1:$coordinator2"
+found=$(curl -s -H "Authorization: Bearer $(cat "$work/operator-token")" "$LIFEBOAT_COORDINATOR/v1/takeover")
+python3 - "$found" <<'PY'
+import json, sys
+t = json.loads(sys.argv[1])
+lost = ", ".join(t["lost_locations"])
+print(f"taken over from {t['from_location']} (lost: {lost}); failovers read back from mirrored journals: {len(t['imported_failovers'])}", file=sys.stderr)
+for c in t["cells"]:
+    chain = "verified" if c["chain_verified"] else "NOT verified: " + "; ".join(c["chain_problems"] + c["problems"])
+    agent = "lost" if c["agent_lost"] else "answers"
+    p = c.get("stored_plan")
+    plan = "no plan stored" if not p else (f"plan {p['sha256'][:12]} stored {p['signed_at']}, "
+        f"{'signed with the plan key' if p['verified'] else 'NOT signed with the plan key'}, "
+        f"{'the one this coordinator runs' if p['running'] else 'NOT the one this coordinator runs'}")
+    print(f"  {c['cell']}: read by {c['site']}, its own agent {agent}; Postgres to {c['postgres_point']}, Kafka to {c['kafka_point']}; "
+          f"{c['reports']} report(s), chain {chain}; {plan}", file=sys.stderr)
+PY
+"$lifeboat" status
+
+say "failover run --scenario azure-outage: both cells come up at the AWS site from their copies (no gate in this scenario)"
+takeover_failover=(--plans "$work/plan" --state "$work/takeover/state.db" --signing-key "$work/keys/report-signing.key" --reports "$reports/takeover")
+outage_status=0
+outage=$("$lifeboat" failover run --scenario azure-outage --failed azure --failed-at "$(date -u -d "@$lost_at" +%Y-%m-%dT%H:%M:%S.%NZ)" \
+  --by "demo operator" "${takeover_failover[@]}" --output json) || outage_status=$?
+python3 - "$outage" "$(pg_config --bindir)/psql" "${committed_at_loss[a]}" "${committed_at_loss[b]}" <<'PY' || outage_status=1
+import json, subprocess, sys
+done = json.loads(sys.argv[1])
+print(f"failover {done['failover']['id']}: {done['failover']['state']}", file=sys.stderr)
+committed = {"demo-a": sys.argv[3].split(), "demo-b": sys.argv[4].split()}
+ok = done["failover"]["state"] == "done"
+for c in done["cells"]:
+    n, at = committed[c["cell"]]
+    if c["rto_seconds"] is None:
+        print(f"  {c['cell']}: not done", file=sys.stderr)
+        continue
+    got = subprocess.run([sys.argv[2], "-X", "-q", "-A", "-t", "-F", " ", "-h", "127.0.0.1", "-p", str(c["postgres_port"]), "-U", "postgres",
+                          "-c", "select count(*), extract(epoch from max(at)) from payments"], capture_output=True, text=True).stdout.split()
+    rto = c["rto_seconds"]
+    print(f"  {c['cell']} at {c['site']} (port {c['postgres_port']}): {got[0]} payments restored of {n} committed, lost {int(n) - int(got[0])}, "
+          f"the last {float(at) - float(got[1]):.1f} s before the loss (RPO); RTO {rto:.1f} s", file=sys.stderr)
+sys.exit(0 if ok else 1)
+PY
+echo "Kafka in AWS: $(kcat -C -b "$brokers" -t aws.demo-a.demo-a.payments -e -q 2>/dev/null | wc -l) payment events in aws.demo-a.demo-a.payments" >&2
+
+say "the auditor's check of the chains the takeover found and continued"
+for cell in demo-a demo-b; do
+  "$lifeboat" report verify "$reports/takeover/$cell" --public-key "$reports/report-signing.pub" || outage_status=1
+done
+[[ $failover_status == 0 && $drill_status == 0 && $outage_status == 0 ]] || drill_status=1
 
 say "demo finished in $(( $(date +%s) - started_at )) s; stopping everything it started"
 exit "$drill_status"

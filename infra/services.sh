@@ -48,6 +48,10 @@ Commands:
                         without arguments or with 'postgres', every cluster
                         started by infra/pg-cluster.sh
   status                one line per service
+  azurite DIR PORT      run an Azurite of the caller's own in the foreground
+                        (data in DIR; installed when missing), for a caller
+                        that stops it on purpose (Azure lost); its exports:
+  azurite-env PORT        eval "\$(infra/services.sh azurite-env PORT)"
   kafka-topics ARGS...  run Kafka's TopicCommand (kafka-topics.sh) on the
                         cached jars, e.g.
                           infra/services.sh kafka-topics --bootstrap-server \\
@@ -304,9 +308,7 @@ launch_azure() {
   mkdir -p "$dir"
   : >"$(svc_file azure log)"
   printf '%s\n' "$port" >"$(svc_file azure port)"
-  launch azure "$AZURITE_DIR/node_modules/.bin/azurite-blob" \
-    --blobHost 127.0.0.1 --blobPort "$port" --location "$dir" \
-    --disableTelemetry --skipApiVersionCheck --loose --silent
+  launch azure bash "$LB_INFRA_DIR/services.sh" azurite "$dir" "$port"
 }
 
 # JVM options shared by the broker and the tools (what kafka-run-class.sh sets).
@@ -365,6 +367,12 @@ print(i)')
     -cp "$KAFKA_LIBS/*" kafka.Kafka "$dir/server.properties"
 }
 
+# azure_env PORT: the KEY=VALUE lines of an Azurite on PORT.
+azure_env() {
+  printf '%s\n' "LIFEBOAT_TEST_AZURE_ENDPOINT=http://127.0.0.1:$1/$AZURE_ACCOUNT" \
+    "AZURE_STORAGE_ACCOUNT=$AZURE_ACCOUNT" "AZURE_STORAGE_KEY=$AZURE_KEY"
+}
+
 # write_env SVC: the KEY=VALUE lines that `env` turns into exports.
 write_env() {
   local port
@@ -375,9 +383,7 @@ write_env() {
         AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_REGION=us-east-1
       ;;
     azure)
-      printf '%s\n' "LIFEBOAT_TEST_AZURE_ENDPOINT=http://127.0.0.1:$port/$AZURE_ACCOUNT" \
-        "AZURE_STORAGE_ACCOUNT=$AZURE_ACCOUNT" "AZURE_STORAGE_KEY=$AZURE_KEY" \
-        "LIFEBOAT_AZURITE_BIN=$AZURITE_DIR/node_modules/.bin/azurite-blob"
+      azure_env "$port"
       ;;
     kafka)
       printf '%s\n' "LIFEBOAT_TEST_KAFKA_BROKERS=127.0.0.1:$port" \
@@ -534,6 +540,19 @@ cmd_status() {
   done
 }
 
+cmd_azurite() {
+  [[ $# -eq 2 && $2 =~ ^[0-9]+$ ]] || lb_die "usage: azurite DIR PORT"
+  azure_installed || install_azure
+  mkdir -p "$1"
+  exec "$AZURITE_DIR/node_modules/.bin/azurite-blob" --blobHost 127.0.0.1 --blobPort "$2" --location "$1" \
+    --disableTelemetry --skipApiVersionCheck --loose --silent
+}
+
+cmd_azurite_env() {
+  [[ $# -eq 1 && $1 =~ ^[0-9]+$ ]] || lb_die "usage: azurite-env PORT"
+  azure_env "$1" | while IFS='=' read -r key val; do printf 'export %s=%q\n' "$key" "$val"; done
+}
+
 cmd_kafka_topics() {
   [[ -f $KAFKA_HOME/.complete ]] || cmd_install kafka
   kafka_java -Dlog4j.configuration="file:$LB_INFRA_DIR/kafka/tools-log4j.properties" \
@@ -553,6 +572,8 @@ main() {
     env) cmd_env ;;
     status) cmd_status ;;
     kafka-topics) cmd_kafka_topics "$@" ;;
+    azurite) cmd_azurite "$@" ;;
+    azurite-env) cmd_azurite_env "$@" ;;
     -h | --help | help)
       usage
       ;;

@@ -299,7 +299,7 @@ pub fn cell_status(plan: &Plan, cell: &CellPlan, input: CellInput, now: OffsetDa
     let mut locations: Vec<LocationStatus> = cell.locations.iter().map(|name| location_status(plan, cell, name, reported, now)).collect();
     for l in locations.iter_mut().filter(|l| lost.contains(&l.location)) {
         l.lost = true;
-        l.problem = Some(format!("lost ({})", l.problem.as_deref().unwrap_or("declared by the coordinator's takeover")));
+        l.problem = Some("lost: this coordinator took over from another location (serve --takeover)".into());
     }
     // The backups' ages are the primary's: not judged once it is lost.
     let primary_lost = locations.iter().any(|l| l.lost && l.role == Role::Primary);
@@ -393,14 +393,15 @@ pub fn render(status: &Status) -> String {
     for c in &status.cells {
         for l in &c.locations {
             let role = l.role.as_str();
+            let point = |x: &Option<Point>| if l.lost { "lost".to_string() } else { p(x) };
             let _ = writeln!(
                 out,
                 "{:<12} {:<16} {:<17} {:<26} {:<26} {:<8}",
                 c.cell,
                 l.location,
                 role,
-                p(&l.postgres),
-                p(&l.kafka),
+                point(&l.postgres),
+                point(&l.kafka),
                 d(l.copy_lag_seconds)
             );
             if let Some(problem) = &l.problem {

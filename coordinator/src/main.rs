@@ -316,6 +316,16 @@ enum PlanCommand {
     },
     /// The effective plan: tier targets, and per cell its schedules (UTC), locations and retention.
     Show { dir: PathBuf },
+    /// Store the plan, signed, with every cell's repository through its agent (geo-copy carries it), so a
+    /// coordinator that takes over elsewhere can tell which plan was in force; `serve` does it when it starts.
+    Store {
+        /// The plan directory.
+        #[arg(long, env = "LIFEBOAT_PLANS")]
+        plans: PathBuf,
+        /// The plan key (report-signing.key from `report keygen`).
+        #[arg(long, env = "LIFEBOAT_REPORT_SIGNING_KEY")]
+        signing_key: PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
@@ -393,6 +403,7 @@ fn main() -> ExitCode {
         Command::Version { json } => version(json),
         Command::Plan(PlanCommand::Validate { dir }) => commands::plan::validate(&dir, output),
         Command::Plan(PlanCommand::Show { dir }) => commands::plan::show(&dir, output),
+        Command::Plan(PlanCommand::Store { plans, signing_key }) => commands::operate(output, commands::plan::store(plans, signing_key)),
     }
 }
 

@@ -1,8 +1,8 @@
 //! An Azurite of a test's own, for a test that loses Azure on purpose:
 //! stopping it takes every `az://` location on it away without touching
-//! the shared Azurite other tests use. It runs the Azurite that
-//! `infra/services.sh` installed (`LIFEBOAT_AZURITE_BIN`) with the same
-//! development account, on a free port, and is stopped when dropped.
+//! the shared Azurite other tests use. It runs `infra/services.sh azurite`
+//! (the cached Azurite, the same development account) on a free port, and
+//! is stopped when dropped.
 
 use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
@@ -17,13 +17,14 @@ pub struct PrivateAzurite {
 impl PrivateAzurite {
     pub fn start() -> PrivateAzurite {
         crate::services();
-        let bin = std::env::var("LIFEBOAT_AZURITE_BIN").expect("infra/services.sh exports LIFEBOAT_AZURITE_BIN with Azurite");
         let data = tempfile::tempdir().unwrap();
         let port = crate::pg::free_port();
-        let child = Command::new(bin)
-            .args(["--blobHost", "127.0.0.1", "--blobPort", &port.to_string(), "--location"])
+        // The script execs Azurite: the child is Azurite itself.
+        let child = Command::new("bash")
+            .arg(crate::workspace_root().join("infra/services.sh"))
+            .arg("azurite")
             .arg(data.path())
-            .args(["--disableTelemetry", "--skipApiVersionCheck", "--loose", "--silent"])
+            .arg(port.to_string())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())

@@ -226,6 +226,7 @@ impl Service {
         let mut req = match method {
             "GET" => self.client.get(&url),
             "POST" => self.client.post(&url),
+            "PUT" => self.client.put(&url),
             other => panic!("method {other}"),
         };
         if let Some(a) = auth {

@@ -183,6 +183,9 @@ fn a_fresh_coordinator_takes_over_from_the_cross_cloud_copy_when_azure_is_lost()
         switch_and_wait(&cell.pg);
     }
     drill_all(&cells, &plans, &key);
+    let store = ["plan", "store", "--plans", plans.to_str().unwrap(), "--signing-key", key.to_str().unwrap(), "--output", "json"];
+    let (stored_ok, stored) = parse(&Command::new(lifeboat_bin()).args(store).output().unwrap());
+    assert!(stored_ok && stored["failed"] == json!([]), "{stored}");
     let mut copied = Vec::new();
     for (cell, to) in cells.iter().zip(&copies) {
         ok(&agent(&["repo", "copy", &cell.a.repo, to, "--key-file", cell.a.k()], &[]));
@@ -217,6 +220,7 @@ fn a_fresh_coordinator_takes_over_from_the_cross_cloud_copy_when_azure_is_lost()
     assert_eq!(code, 200, "{found}");
     assert_eq!(found["lost_locations"], json!(["main"]), "{found}");
     assert_eq!(found["imported_failovers"], json!([tested_id]), "the tested failover's journal, read back from the mirror");
+    assert_eq!(found["plan_sha256"], stored["sha256"], "{found}");
     for (i, cell) in cells.iter().enumerate() {
         let f = &found["cells"][i];
         assert_eq!(
@@ -227,7 +231,13 @@ fn a_fresh_coordinator_takes_over_from_the_cross_cloud_copy_when_azure_is_lost()
         assert!(f["postgres_point"].is_string() && f["kafka_point"].is_string() && f["copied_through"].is_string(), "{f}");
         assert_eq!((f["reports"].as_u64(), f["newest_sequence"].as_u64()), (Some(2), Some(2)), "the drill's and the test's: {f}");
         assert_eq!(f["chain_verified"], true, "{f}");
+        assert_eq!(
+            (&f["stored_plan"]["sha256"], &f["stored_plan"]["verified"], &f["stored_plan"]["running"]),
+            (&stored["sha256"], &json!(true), &json!(true)),
+            "{f}"
+        );
     }
+    plans_refused_unless_signed(&site, &cells[0].name, stored["sha256"].as_str().unwrap());
     takeover_status(&coordinator, &cells, &found);
     let (_, listed) = coordinator.get("/v1/failovers");
     assert_eq!(listed["failovers"][0]["id"], tested_id.as_str(), "{listed}");
@@ -239,6 +249,28 @@ fn a_fresh_coordinator_takes_over_from_the_cross_cloud_copy_when_azure_is_lost()
         let args = ["report", "verify", chain.to_str().unwrap(), "--public-key", public.to_str().unwrap(), "--expect-sequence", "3"];
         ok(&Command::new(lifeboat_bin()).args(args).output().unwrap());
     }
+}
+
+/// The site stores no plan that is not the plan key's: not one whose files
+/// lack its digest, nor one signed otherwise.
+fn plans_refused_unless_signed(site: &Service, cell: &str, sha256: &str) {
+    let (code, mut plan) = site.get(&format!("/v1/plans/{sha256}?cell={cell}&location=cross-cloud"));
+    assert_eq!(code, 200, "{plan}");
+    let bearer = site.bearer();
+    let put = |body: &Value, sha: &str| {
+        site.request("PUT", &format!("/v1/plans/{sha}?cell={cell}&location=cross-cloud"), Some(&bearer), None, Some(body))
+    };
+    let mut edited = plan.clone();
+    edited["files"]["plan.toml"] = json!("# edited");
+    let (code, answer) = put(&edited, sha256);
+    assert_eq!(code, 400, "{answer}");
+    let other = "0".repeat(64);
+    plan["sha256"] = json!(other);
+    assert_eq!(put(&plan, &other).0, 400, "named by another digest");
+    plan["sha256"] = json!(sha256);
+    plan["signature"]["signature"] = json!("00".repeat(64));
+    let (code, answer) = put(&plan, sha256);
+    assert!(code == 403 && answer["error"].as_str().unwrap().contains("not signed"), "{code} {answer}");
 }
 
 /// The status the new coordinator serves: every cell's points in the

@@ -10,7 +10,7 @@ use serde_json::{json, Map, Value};
 
 use crate::jobs::{Job, JobList, JobQuery, JobSpec};
 use crate::recovery::Recovery;
-use crate::service::{ErrorBody, FailoverJournalList, Health, ReportList, ReportScope, Version};
+use crate::service::{ErrorBody, FailoverJournalList, Health, PlanList, ReportList, ReportScope, StoredPlan, Version};
 
 pub const HEALTH: &str = "/v1/health";
 pub const VERSION: &str = "/v1/version";
@@ -23,6 +23,9 @@ pub const GUEST_RECOVERY: &str = "/v1/guests/{cell}/recovery";
 pub const REPORTS: &str = "/v1/reports";
 /// One stored report, by name.
 pub const REPORT: &str = "/v1/reports/{name}";
+/// The plans stored here, and one by its digest.
+pub const PLANS: &str = "/v1/plans";
+pub const PLAN: &str = "/v1/plans/{sha256}";
 /// The failovers whose journals are mirrored here.
 pub const FAILOVER_JOURNALS: &str = "/v1/failover-journals";
 /// A failover's journal as the coordinator mirrored it here, by failover id.
@@ -166,6 +169,50 @@ pub fn endpoints() -> Vec<Endpoint> {
                     answer(200, "already stored with these bytes", Content::Empty),
                     error(400, "not a report name"),
                     error(409, "the name, or its place in the chain, holds another report"),
+                    error(502, "the repository could not be written"),
+                ],
+            )
+        },
+        Endpoint {
+            query: Some(|g| g.root_schema_for::<ReportScope>()),
+            ..endpoint(
+                "get",
+                PLANS,
+                "The plans a coordinator stored with the cell's repository (or a guest's, see ReportScope).",
+                vec![
+                    answer(200, "the plans", json_of::<PlanList>()),
+                    error(404, "no such guest cell or location"),
+                    error(502, "the repository could not be read"),
+                ],
+            )
+        },
+        Endpoint {
+            query: Some(|g| g.root_schema_for::<ReportScope>()),
+            ..endpoint(
+                "get",
+                PLAN,
+                "One stored plan, by its digest.",
+                vec![
+                    answer(200, "the plan", json_of::<StoredPlan>()),
+                    error(400, "not a plan digest"),
+                    error(404, "no such plan, guest cell or location"),
+                    error(502, "the repository could not be read"),
+                ],
+            )
+        },
+        Endpoint {
+            request: json_of::<StoredPlan>(),
+            query: Some(|g| g.root_schema_for::<ReportScope>()),
+            ..endpoint(
+                "put",
+                PLAN,
+                "Store a plan signed with the plan key (create-only; the same plan again changes nothing).",
+                vec![
+                    answer(201, "stored", Content::Empty),
+                    answer(200, "already stored", Content::Empty),
+                    error(400, "not a plan digest, or the files do not have it"),
+                    error(403, "no --plan-key, or not signed with it"),
+                    error(404, "no such guest cell or location"),
                     error(502, "the repository could not be written"),
                 ],
             )

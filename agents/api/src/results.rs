@@ -295,6 +295,12 @@ pub struct RetentionReport {
 pub struct PgRestoreReport {
     pub backup_id: String,
     pub backup_stop_lsn: String,
+    /// When the base backup began: the database holds nothing committed
+    /// after it unless the restore replayed a transaction (a point for
+    /// Kafka's cut when `reached` names none; absent from older reports).
+    #[serde(default, with = "time::serde::rfc3339::option", skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<Timestamp>")]
+    pub backup_started: Option<OffsetDateTime>,
     pub target: PgTarget,
     pub data_directory: String,
     /// Latest archived WAL segment the restore can replay to.

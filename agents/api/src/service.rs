@@ -54,6 +54,45 @@ pub struct FailoverJournalList {
     pub failovers: Vec<String>,
 }
 
+/// A plan as a coordinator stores it with each cell's repository
+/// (`PUT /v1/plans/{sha256}`, under `plans/<cell>/`; geo-copy carries it):
+/// the plan directory's files, signed with the plan key, so a coordinator
+/// that takes over elsewhere can tell which plan was in force.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct StoredPlan {
+    /// The plan's name (`[plan] name`).
+    pub plan: String,
+    /// `lifeboat_secrets::signing::plan_digest` of `files`: its name.
+    pub sha256: String,
+    /// File name (relative to the plan directory) to content.
+    pub files: std::collections::BTreeMap<String, String>,
+    #[serde(with = "time::serde::rfc3339")]
+    #[schemars(with = "crate::schema::Timestamp")]
+    pub signed_at: time::OffsetDateTime,
+    /// The plan key's signature of `plan_message(sha256)`.
+    pub signature: crate::drill::ChecksSignature,
+}
+
+/// `GET /v1/plans`: the plans stored in the scope's repository.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct PlanList {
+    pub plans: Vec<PlanEntry>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct PlanEntry {
+    pub plan: String,
+    pub sha256: String,
+    #[serde(with = "time::serde::rfc3339")]
+    #[schemars(with = "crate::schema::Timestamp")]
+    pub signed_at: time::OffsetDateTime,
+}
+
+/// Whether `s` is a plan digest: 64 lowercase hex digits.
+pub fn is_plan_digest(s: &str) -> bool {
+    s.len() == 64 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
 /// Whether `name` is a stored report's name: `NNNNNN-<id>.json` or
 /// `.html`, the id lowercase letters, digits and `-`. Anything else
 /// (a path, an encoded separator, another extension) is refused before it

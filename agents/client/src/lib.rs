@@ -363,6 +363,32 @@ impl AgentClient {
         self.call(WHAT, || self.http.put(url.clone()).query(&self.reports_of).body(json.clone()), &[201]).await.map(drop)
     }
 
+    /// Store `plan` with the report scope's repository (create-only).
+    pub async fn put_plan(&self, plan: &lifeboat_api::service::StoredPlan) -> Result<(), ClientError> {
+        const WHAT: &str = "storing the plan";
+        let url = self.endpoint(paths::PLAN, Some(&plan.sha256));
+        self.call(WHAT, || self.http.put(url.clone()).query(&self.reports_of).json(plan), &[200, 201]).await.map(drop)
+    }
+
+    /// The plans stored with the report scope's repository, oldest signed first.
+    pub async fn plans(&self) -> Result<Vec<lifeboat_api::service::PlanEntry>, ClientError> {
+        const WHAT: &str = "listing stored plans";
+        let url = self.endpoint(paths::PLANS, None);
+        let (_, body) = self.call(WHAT, || self.http.get(url.clone()).query(&self.reports_of), &[200]).await?;
+        Ok(self.decode::<lifeboat_api::service::PlanList>(WHAT, &body)?.plans)
+    }
+
+    /// One stored plan by its digest (`None`: not stored there).
+    pub async fn plan(&self, sha256: &str) -> Result<Option<lifeboat_api::service::StoredPlan>, ClientError> {
+        const WHAT: &str = "reading a stored plan";
+        let url = self.endpoint(paths::PLAN, Some(sha256));
+        match self.call(WHAT, || self.http.get(url.clone()).query(&self.reports_of), &[200]).await {
+            Ok((_, body)) => Ok(Some(self.decode(WHAT, &body)?)),
+            Err(ClientError::Status { status: 404, .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     /// The failovers whose journals are mirrored in the report scope's repository.
     pub async fn failover_journals(&self) -> Result<Vec<String>, ClientError> {
         const WHAT: &str = "listing mirrored failover journals";

@@ -187,10 +187,15 @@ async fn restore_and_check(
 }
 
 /// The instant of the newest cut: Postgres' last replayed transaction
-/// (Kafka is restored up to it, never past it), or now when there is none.
+/// (Kafka is restored up to it, never past it); when it replayed none (no
+/// commit in the WAL after its base backup), the backup's start, as it
+/// holds nothing committed later; now when Postgres was not restored.
 fn cut_of(pg: Option<&PgRestored>) -> OffsetDateTime {
     let last = pg.and_then(|r| r.reached.as_ref()).and_then(|r| r.last_transaction_time.as_deref()).and_then(pg_time);
-    let t = last.unwrap_or_else(OffsetDateTime::now_utc);
+    let t = match pg {
+        Some(r) => last.or(r.backup_started).unwrap_or_else(OffsetDateTime::now_utc),
+        None => OffsetDateTime::now_utc(),
+    };
     // Kafka timestamps are milliseconds; a record stamped in the same millisecond is kept.
     t.replace_nanosecond(t.nanosecond() / 1_000_000 * 1_000_000).unwrap_or(t)
 }
@@ -550,4 +555,40 @@ async fn remove_restore_objects(repo: &Repository, cell: &str, key: &str) -> Res
         repo.store().delete(&o.path).await.map_err(|e| e.to_string())?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn restored(last_transaction: Option<&str>, backup_started: Option<OffsetDateTime>) -> PgRestored {
+        PgRestored {
+            backup_id: "b".into(),
+            backup_stop_lsn: "0/2000100".into(),
+            backup_started,
+            target: lifeboat_api::PgTarget::Latest,
+            data_directory: "/d".into(),
+            latest_archived_wal: "000000010000000000000002".into(),
+            files_written: 1,
+            files_reused: 0,
+            bytes_reused: 0,
+            reached: Some(lifeboat_api::results::PgReached {
+                lsn: "0/3000000".into(),
+                last_transaction_time: last_transaction.map(str::to_string),
+                timeline: 2,
+                seconds_to_promote: 1.0,
+            }),
+        }
+    }
+
+    #[test]
+    fn kafka_is_cut_where_postgres_stands_never_past_it() {
+        let started = time::macros::datetime!(2026-12-06 10:00:00.123456 UTC);
+        let replayed = restored(Some("2026-12-06 10:05:00.987654+00"), Some(started));
+        assert_eq!(cut_of(Some(&replayed)), time::macros::datetime!(2026-12-06 10:05:00.987 UTC), "the last transaction, to the ms");
+        // Nothing committed after the base backup reached the archive: the backup's start, not now.
+        assert_eq!(cut_of(Some(&restored(None, Some(started)))), time::macros::datetime!(2026-12-06 10:00:00.123 UTC));
+        let before = OffsetDateTime::now_utc() - time::Duration::milliseconds(1);
+        assert!(cut_of(None) >= before, "no Postgres: now");
+    }
 }

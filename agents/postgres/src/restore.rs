@@ -193,6 +193,7 @@ pub async fn restore(repo: &Repository, req: &RestoreRequest) -> Result<RestoreR
     settings.push_str(req.archiving.settings());
     append_settings(&req.to, &settings)?;
     Ok(RestoreReport {
+        backup_started: Some(manifest.started),
         backup_id: manifest.id,
         backup_stop_lsn: details.stop_lsn.to_string(),
         target: req.target.to_wire(),

@@ -39,3 +39,38 @@ impl Verifier {
         UnparsedPublicKey::new(&ED25519, &self.public).verify(bytes, &sig).is_ok()
     }
 }
+
+/// The SHA-256 (hex) a stored plan is named and signed by: over each
+/// file's name and content in name order, each length-prefixed, so no two
+/// different plan directories share it.
+pub fn plan_digest<'a>(files: impl IntoIterator<Item = (&'a str, &'a str)>) -> String {
+    let mut files: Vec<(&str, &str)> = files.into_iter().collect();
+    files.sort();
+    let mut h = Sha256::new();
+    for (name, content) in files {
+        for part in [name, content] {
+            h.update((part.len() as u64).to_be_bytes());
+            h.update(part.as_bytes());
+        }
+    }
+    hex::encode(h.finalize())
+}
+
+/// What a stored plan's signature signs: a purpose and the plan's digest
+/// (so no other signed message of the plan key passes for a plan).
+pub fn plan_message(digest: &str) -> Vec<u8> {
+    format!("lifeboat-plan\0{digest}").into_bytes()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::plan_digest;
+
+    #[test]
+    fn a_plan_digest_names_its_files_and_their_content() {
+        let a = plan_digest([("plan.toml", "x = 1"), ("cells.toml", "")]);
+        assert_eq!(a, plan_digest([("cells.toml", ""), ("plan.toml", "x = 1")]), "file order does not matter");
+        assert_ne!(a, plan_digest([("plan.toml", "x = 1")]));
+        assert_ne!(a, plan_digest([("plan.toml", "x = 1"), ("cells.tom", "l")]), "names and contents are framed");
+    }
+}

@@ -133,3 +133,28 @@ fn next_run(expr: &str, now: time::OffsetDateTime) -> String {
         .and_then(|t| t.format(&f).ok())
         .unwrap_or_default()
 }
+
+/// What `plan store` did: the plan's digest, and the cells that did not take it.
+#[derive(Serialize)]
+pub struct Stored {
+    plan: String,
+    sha256: String,
+    cells: usize,
+    failed: Vec<String>,
+}
+
+/// `plan store --plans DIR --signing-key K`: the signed plan handed to every
+/// cell's agent ([`crate::plan::stored`]); exit 1 when a cell did not take it.
+pub async fn store(dir: std::path::PathBuf, signing_key: std::path::PathBuf) -> anyhow::Result<super::Done<Stored>> {
+    let p = crate::serve::load_plan(&dir)?;
+    let signer = crate::report::keys::Signer::from_file(&signing_key)?;
+    crate::report::keys::check_published(p.report_public_key.as_deref(), &p.name, &signer)?;
+    let stored = crate::plan::stored::signed(&p, &dir, &signer)?;
+    let failed = crate::plan::stored::store(&stored, &crate::serve::agent_clients(&p)?).await;
+    let mut text = format!("plan {} ({}) stored with {} of {} cells", p.name, stored.sha256, p.cells.len() - failed.len(), p.cells.len());
+    for f in &failed {
+        let _ = write!(text, "\n  not stored: {f}");
+    }
+    let ok = failed.is_empty();
+    Ok(super::Done { value: Stored { plan: p.name, sha256: stored.sha256, cells: p.cells.len(), failed }, text, ok })
+}

@@ -105,6 +105,10 @@ pub fn assess(
         let placed = placements.iter().find(|p| p.cell == cell.name);
         let st = status.cells.iter().find(|c| c.cell == cell.name);
         let mut a = cell_assessment(cell, st, placed, n as u32 / s.parallelism.max(1), now);
+        // A standby is kept at the cell's first site only: placed elsewhere, the cell is restored.
+        if a.site.as_deref() != cell.failover.sites.first().map(String::as_str) {
+            a.standby = Standby::None;
+        }
         problems.extend(with_standby(&mut a, standbys.get(&cell.name), now));
         problems.extend(cell_problems(&a, cell.postgres, cell.kafka_brokers.is_some()));
         out.push(a);

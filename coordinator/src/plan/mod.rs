@@ -13,6 +13,7 @@ pub mod failover;
 pub mod load;
 pub mod schedule;
 pub mod schema;
+pub mod stored;
 pub mod validate;
 
 use std::path::{Path, PathBuf};
@@ -338,8 +339,13 @@ pub mod tests {
     /// clones share one target directory, and a test binary built in
     /// another clone must not read that clone's files.
     pub fn demo_plan() -> super::Plan {
+        super::load(&demo_dir()).unwrap()
+    }
+
+    /// Where the shipped demo plan is.
+    pub fn demo_dir() -> std::path::PathBuf {
         let manifest = std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into());
-        super::load(&std::path::Path::new(&manifest).join("../plans/demo")).unwrap()
+        std::path::Path::new(&manifest).join("../plans/demo")
     }
 
     /// The shipped platform plan (10 cells, three scenarios).

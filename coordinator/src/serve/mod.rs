@@ -219,7 +219,7 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     let takeover = match &args.from_location {
         Some(from) => {
             let reports = args.reports.clone().unwrap_or_else(|| args.state.with_file_name("takeover-reports"));
-            Some(takeover::Takeover::new(&plan, from, reports)?)
+            Some(takeover::Takeover::new(&plan, &args.plans, from, reports)?)
         }
         None => None,
     };
@@ -261,6 +261,9 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         takeover,
     });
     takeover::rebuild(&c).await;
+    if c.takeover.is_none() {
+        tokio::spawn(store_plan(c.clone(), args.plans.clone()));
+    }
     // Last successes survive restarts in the database; so do their gauges.
     c.blocking(|c| -> Result<()> {
         for cell in &c.plan.cells {
@@ -285,6 +288,21 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         () = chaos::run(c.clone(), args.state.clone()) => {}
     }
     Ok(())
+}
+
+/// Store the plan, signed, with every cell's repository (best effort: a
+/// cell that does not take it is logged; `plan store` tries again).
+async fn store_plan(c: Arc<Coordinator>, dir: PathBuf) {
+    let Some(signer) = &c.cfg.signer else { return };
+    let stored = match crate::plan::stored::signed(&c.plan, &dir, signer) {
+        Ok(s) => s,
+        Err(e) => return tracing::warn!("the plan is not stored with the repositories: {e:#}"),
+    };
+    let failed = crate::plan::stored::store(&stored, &c.agents).await;
+    for f in &failed {
+        tracing::warn!("the plan is not stored with cell {f}");
+    }
+    tracing::info!(sha256 = %stored.sha256, cells = c.plan.cells.len() - failed.len(), "plan stored with the cells' repositories");
 }
 
 /// Keep the plan's standbys every `interval` (never when it is zero).

@@ -26,6 +26,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, Result};
+use futures::future::join_all;
 use serde::Serialize;
 use time::OffsetDateTime;
 
@@ -42,6 +43,8 @@ use crate::report::keys::Verifier;
 /// The location a coordinator took over from, and what it found there.
 pub struct Takeover {
     pub from: String,
+    /// The digest of the plan this coordinator runs (`plan store`).
+    pub plan_sha256: Option<String>,
     /// Where the cells' report chains are copied and verified.
     pub reports: PathBuf,
     found: Mutex<Found>,
@@ -56,6 +59,8 @@ pub struct Found {
     #[serde(with = "clock::ms::option")]
     pub rebuilt_at: Option<OffsetDateTime>,
     pub cells: Vec<CellFound>,
+    /// The digest of the plan this coordinator runs, to compare with each cell's stored plan.
+    pub plan_sha256: Option<String>,
     /// Failovers read back from their mirrored journals and imported.
     pub imported_failovers: Vec<String>,
 }
@@ -81,12 +86,27 @@ pub struct CellFound {
     /// Signatures and links checked, and nothing wrong.
     pub chain_verified: bool,
     pub chain_problems: Vec<String>,
+    /// The newest plan stored with the cell's repository there.
+    pub stored_plan: Option<PlanFound>,
     /// What could not be read.
     pub problems: Vec<String>,
 }
 
+/// The newest plan a cell's repository holds in the location taken over from.
+#[derive(Debug, Clone, Serialize)]
+pub struct PlanFound {
+    pub plan: String,
+    pub sha256: String,
+    #[serde(with = "clock::ms")]
+    pub signed_at: OffsetDateTime,
+    /// Signed with the plan key, and its files have its digest.
+    pub verified: bool,
+    /// It is the plan this coordinator runs.
+    pub running: bool,
+}
+
 impl Takeover {
-    pub fn new(plan: &Plan, from: &str, reports: PathBuf) -> Result<Takeover> {
+    pub fn new(plan: &Plan, dir: &Path, from: &str, reports: PathBuf) -> Result<Takeover> {
         anyhow::ensure!(
             plan.locations.iter().any(|l| l.name == from),
             "--from-location {from}: plan {} has no such location (it has: {})",
@@ -94,8 +114,16 @@ impl Takeover {
             plan.locations.iter().map(|l| l.name.as_str()).collect::<Vec<_>>().join(", ")
         );
         let lost_locations = plan.locations.iter().filter(|l| l.name != from).map(|l| l.name.clone()).collect();
-        let found = Found { from_location: from.to_string(), lost_locations, rebuilt_at: None, cells: vec![], imported_failovers: vec![] };
-        Ok(Takeover { from: from.to_string(), reports, found: Mutex::new(found) })
+        let plan_sha256 = crate::plan::stored::digest(plan, dir).ok();
+        let found = Found {
+            from_location: from.to_string(),
+            lost_locations,
+            rebuilt_at: None,
+            cells: vec![],
+            plan_sha256: plan_sha256.clone(),
+            imported_failovers: vec![],
+        };
+        Ok(Takeover { from: from.to_string(), plan_sha256, reports, found: Mutex::new(found) })
     }
 
     pub fn found(&self) -> Found {
@@ -138,10 +166,11 @@ pub async fn rebuild(c: &Arc<Coordinator>) {
             None
         }
     };
+    // Every cell at once (a lost agent's health check waits out its retries).
+    let rebuilt = join_all(c.plan.cells.iter().map(|cell| rebuild_cell(c, t, cell, key.as_ref()))).await;
     let mut journals: BTreeMap<String, Mirrored> = BTreeMap::new();
     let mut cells = Vec::new();
-    for cell in &c.plan.cells {
-        let (found, mirrored) = rebuild_cell(c, cell, &t.from, &t.reports, key.as_ref()).await;
+    for (found, mirrored) in rebuilt {
         log_cell(&found);
         for m in mirrored {
             let newer = journals.get(&m.failover.id).is_none_or(|known| m.changed() > known.changed());
@@ -174,13 +203,8 @@ pub async fn rebuild(c: &Arc<Coordinator>) {
 }
 
 /// One cell: its points, its chain, the journals mirrored with it.
-async fn rebuild_cell(
-    c: &Arc<Coordinator>,
-    cell: &CellPlan,
-    from: &str,
-    reports: &Path,
-    key: Option<&Verifier>,
-) -> (CellFound, Vec<Mirrored>) {
+async fn rebuild_cell(c: &Arc<Coordinator>, t: &Takeover, cell: &CellPlan, key: Option<&Verifier>) -> (CellFound, Vec<Mirrored>) {
+    let from = t.from.as_str();
     let mut found = CellFound { cell: cell.name.clone(), ..CellFound::default() };
     found.agent_lost = own_agent_lost(c, cell).await;
     let (site, recovery) = match hosting_site(&c.plan, cell, from).await {
@@ -206,8 +230,12 @@ async fn rebuild_cell(
             return (found, vec![]);
         }
     };
-    if let Err(e) = check_chain(&agent, &reports.join(&cell.name), key, &mut found).await {
+    if let Err(e) = check_chain(&agent, &t.reports.join(&cell.name), key, &mut found).await {
         found.problems.push(format!("reading the report chain: {e:#}"));
+    }
+    match newest_plan(&agent, key, t.plan_sha256.as_deref()).await {
+        Ok(p) => found.stored_plan = p,
+        Err(e) => found.problems.push(format!("reading the stored plans: {e:#}")),
     }
     let mirrored = match mirrored_journals(&agent).await {
         Ok(m) => m,
@@ -250,6 +278,19 @@ async fn check_chain(agent: &AgentClient, dir: &Path, key: Option<&Verifier>, fo
     Ok(())
 }
 
+/// The newest plan stored in the scope `agent` reads, checked.
+async fn newest_plan(agent: &AgentClient, key: Option<&Verifier>, running: Option<&str>) -> Result<Option<PlanFound>> {
+    let Some(newest) = agent.plans().await?.into_iter().max_by_key(|p| p.signed_at) else { return Ok(None) };
+    let Some(stored) = agent.plan(&newest.sha256).await? else { return Ok(None) };
+    Ok(Some(PlanFound {
+        verified: key.is_some_and(|k| crate::plan::stored::verifies(&stored, k)),
+        running: running == Some(stored.sha256.as_str()),
+        plan: stored.plan,
+        sha256: stored.sha256,
+        signed_at: stored.signed_at,
+    }))
+}
+
 /// Every failover journal mirrored in the scope `agent` reads.
 async fn mirrored_journals(agent: &AgentClient) -> Result<Vec<Mirrored>> {
     let mut out = Vec::new();
@@ -280,6 +321,18 @@ fn log_cell(f: &CellFound) {
     }
     for p in &f.chain_problems {
         tracing::error!(cell = %f.cell, "takeover: report chain: {p}");
+    }
+    match &f.stored_plan {
+        Some(p) if !p.verified => {
+            tracing::error!(cell = %f.cell, sha256 = %p.sha256, "takeover: the stored plan is not signed with the plan key")
+        }
+        Some(p) if !p.running => tracing::warn!(
+            cell = %f.cell,
+            stored = %p.sha256,
+            signed_at = %clock::ts(p.signed_at),
+            "takeover: the newest plan stored with the cell is not the plan this coordinator runs: check which one was in force"
+        ),
+        _ => {}
     }
 }
 

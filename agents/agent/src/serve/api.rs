@@ -32,6 +32,8 @@ pub fn router(agent: Arc<Agent>) -> Router {
         .route(paths::GUEST_RECOVERY, get(guest_recovery))
         .route(paths::REPORTS, get(super::reports::list))
         .route(paths::REPORT, get(super::reports::get).put(super::reports::put))
+        .route(paths::PLANS, get(super::plans::list))
+        .route(paths::PLAN, get(super::plans::get).put(super::plans::put))
         .route(paths::FAILOVER_JOURNALS, get(super::journals::list))
         .route(paths::FAILOVER_JOURNAL, get(super::journals::get).put(super::journals::put))
         .route(paths::METRICS, get(metrics))

@@ -17,6 +17,7 @@ mod invocation;
 mod jobs;
 mod journals;
 mod metrics;
+mod plans;
 mod recovery;
 mod reports;
 mod runner;
