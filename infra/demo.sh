@@ -116,6 +116,7 @@ if [[ $storage == clouds ]]; then
   pids+=("$azurite_pid")
   eval "$(bash infra/services.sh azurite-env "$azure_port")"
   for _ in $(seq 300); do (exec 3<>"/dev/tcp/127.0.0.1/$azure_port") 2>/dev/null && break; sleep 0.2; done
+  (exec 3<>"/dev/tcp/127.0.0.1/$azure_port") 2>/dev/null || { echo "Azurite did not listen on port $azure_port within 60 s" >&2; exit 1; }
 fi
 
 # A cell's repository in a location is <location URL>/<cell>.
@@ -373,7 +374,7 @@ start_agent demo-a "$agent_a" "$pg_a" a-primary a-in-b --kafka-brokers "$brokers
 agent_a_pid=${pids[-1]}
 at_site=$(psql -X -q -A -t -h 127.0.0.1 -p "$pg_dr" -U postgres -c "select count(*) from payments")
 "$lifeboat" failover failback "$id" "${failover[@]}" || failover_status=$?
-at_home=$(psql -X -q -A -t -h 127.0.0.1 -p "$pg_a" -U postgres -c "select count(*) from payments")
+at_home=$(psql -X -q -A -t -h 127.0.0.1 -p "$pg_a" -U postgres -c "select count(*) from payments") || at_home="none (the home is not up)"
 echo "failback: $at_home payments at home, the new primary had $at_site: lost $((at_site - at_home))" >&2
 [[ $at_home == "$at_site" ]] || failover_status=1
 
@@ -389,8 +390,9 @@ wait "$workload_a" "$workload_b" 2>/dev/null || true
 declare -A committed_at_loss
 for cell in a b; do
   p=$([[ $cell == a ]] && echo "$pg_a" || echo "$pg_b")
-  committed_at_loss[$cell]=$(psql -X -q -A -t -F ' ' -h 127.0.0.1 -p "$p" -U postgres -c "select count(*), extract(epoch from max(at)) from payments")
-  kill -9 "$(head -1 "$work/pg-$cell/data/postmaster.pid")"
+  committed_at_loss[$cell]=$(psql -X -q -A -t -F ' ' -h 127.0.0.1 -p "$p" -U postgres -c "select count(*), extract(epoch from max(at)) from payments") ||
+    committed_at_loss[$cell]="0 0"
+  kill -9 "$(head -1 "$work/pg-$cell/data/postmaster.pid" 2>/dev/null)" 2>/dev/null || true
 done
 lost_at=$(date +%s.%N)
 sleep 1
@@ -411,9 +413,14 @@ RUST_LOG=info "$lifeboat" serve --plans "$work/plan" --state "$work/takeover/sta
   --takeover --from-location cross-cloud --operator-token-file "$work/operator-token" --poll 2s --standby-interval 0 \
   --signing-key "$work/keys/report-signing.key" --reports "$reports/takeover" >"$work/takeover.out" 2>"$work/takeover.log" &
 pids+=($!)
-for _ in $(seq 300); do grep -q "on http" "$work/takeover.out" && break; sleep 0.1; done
+for _ in $(seq 600); do grep -q "on http" "$work/takeover.out" && break; sleep 0.1; done
+if ! grep -q "on http" "$work/takeover.out"; then
+  echo "the takeover coordinator did not start within 60 s:" >&2
+  tail -5 "$work/takeover.log" >&2
+  exit 1
+fi
 export LIFEBOAT_COORDINATOR="http://127.0.0.1:$coordinator2"
-found=$(curl -s -H "Authorization: Bearer $(cat "$work/operator-token")" "$LIFEBOAT_COORDINATOR/v1/takeover")
+found=$(curl -fsS -H "Authorization: Bearer $(cat "$work/operator-token")" "$LIFEBOAT_COORDINATOR/v1/takeover")
 python3 - "$found" <<'PY'
 import json, sys
 t = json.loads(sys.argv[1])

@@ -298,7 +298,8 @@ pub fn cell_status(plan: &Plan, cell: &CellPlan, input: CellInput, now: OffsetDa
     let reported = recovery.as_ref().map(|(_, r)| r);
     let mut locations: Vec<LocationStatus> = cell.locations.iter().map(|name| location_status(plan, cell, name, reported, now)).collect();
     for l in locations.iter_mut().filter(|l| lost.contains(&l.location)) {
-        l.lost = true;
+        // No point: nothing to alert on, export or judge there.
+        (l.lost, l.postgres, l.kafka, l.copy_lag_seconds) = (true, None, None, None);
         l.problem = Some("lost: this coordinator took over from another location (serve --takeover)".into());
     }
     // The backups' ages are the primary's: not judged once it is lost.
@@ -316,7 +317,6 @@ pub fn cell_status(plan: &Plan, cell: &CellPlan, input: CellInput, now: OffsetDa
     let ages = [&last_full, &last_snapshot].into_iter().flatten().filter(|_| !primary_lost);
     let mut verdict = locations
         .iter()
-        .filter(|l| !l.lost)
         .flat_map(|l| [l.postgres.as_ref(), l.kafka.as_ref()])
         .flatten()
         .map(|p| p.verdict)

@@ -387,7 +387,7 @@ fn every_documented_endpoint_is_served_and_read_by_the_typed_client() {
     let token = served.token.clone();
     let http = reqwest::blocking::Client::new();
     for e in lifeboat_api::openapi::endpoints() {
-        let path = e.path.replace("{id}", "j-none").replace("{name}", "000001-none.json");
+        let path = e.path.replace("{id}", "j-none").replace("{name}", "000001-none.json").replace("{sha256}", &"0".repeat(64));
         let url = format!("{}{path}", served.url);
         let request = match e.method {
             "get" => http.get(&url),

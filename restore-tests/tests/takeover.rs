@@ -268,6 +268,9 @@ fn plans_refused_unless_signed(site: &Service, cell: &str, sha256: &str) {
     plan["sha256"] = json!(other);
     assert_eq!(put(&plan, &other).0, 400, "named by another digest");
     plan["sha256"] = json!(sha256);
+    let mut later = plan.clone();
+    later["signed_at"] = json!("2099-01-01T00:00:00Z");
+    assert_eq!(put(&later, sha256).0, 403, "an old plan cannot pass for a later one");
     plan["signature"]["signature"] = json!("00".repeat(64));
     let (code, answer) = put(&plan, sha256);
     assert!(code == 403 && answer["error"].as_str().unwrap().contains("not signed"), "{code} {answer}");

@@ -191,7 +191,7 @@ pub fn endpoints() -> Vec<Endpoint> {
             ..endpoint(
                 "get",
                 PLAN,
-                "One stored plan, by its digest.",
+                "One stored plan, by its digest (its newest signing).",
                 vec![
                     answer(200, "the plan", json_of::<StoredPlan>()),
                     error(400, "not a plan digest"),
@@ -206,10 +206,10 @@ pub fn endpoints() -> Vec<Endpoint> {
             ..endpoint(
                 "put",
                 PLAN,
-                "Store a plan signed with the plan key (create-only; the same plan again changes nothing).",
+                "Store a plan signed with the plan key (create-only, named by when it was signed; the newest stored plan again changes nothing).",
                 vec![
                     answer(201, "stored", Content::Empty),
-                    answer(200, "already stored", Content::Empty),
+                    answer(200, "already the newest stored", Content::Empty),
                     error(400, "not a plan digest, or the files do not have it"),
                     error(403, "no --plan-key, or not signed with it"),
                     error(404, "no such guest cell or location"),

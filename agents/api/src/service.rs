@@ -69,7 +69,7 @@ pub struct StoredPlan {
     #[serde(with = "time::serde::rfc3339")]
     #[schemars(with = "crate::schema::Timestamp")]
     pub signed_at: time::OffsetDateTime,
-    /// The plan key's signature of `plan_message(sha256)`.
+    /// The plan key's signature of `plan_message(sha256, plan, signed_at)`.
     pub signature: crate::drill::ChecksSignature,
 }
 

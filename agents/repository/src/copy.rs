@@ -240,11 +240,13 @@ pub async fn copy_checked(src: &Repository, dst: DynStore, workers: usize, check
 const COPY_LOCK: &str = "geo-copy";
 
 /// The cell an object belongs to, for objects that carry one in their key
-/// (WAL, manifests, holds, Kafka state, reports, failover journals);
+/// (WAL, manifests, holds, Kafka state, reports, failover journals, plans);
 /// chunks and fences do not count (chunks are inert without manifests;
 /// fences must travel).
 fn cell_of(key: &str) -> Option<&str> {
-    let rest = ["wal/", format::MANIFESTS, format::HOLDS, "kafka/", "reports/", "failovers/"].iter().find_map(|p| key.strip_prefix(p))?;
+    let rest = ["wal/", format::MANIFESTS, format::HOLDS, "kafka/", "reports/", "failovers/", "plans/"]
+        .iter()
+        .find_map(|p| key.strip_prefix(p))?;
     rest.split_once('/').map(|(cell, _)| cell)
 }
 

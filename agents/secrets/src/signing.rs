@@ -56,10 +56,12 @@ pub fn plan_digest<'a>(files: impl IntoIterator<Item = (&'a str, &'a str)>) -> S
     hex::encode(h.finalize())
 }
 
-/// What a stored plan's signature signs: a purpose and the plan's digest
-/// (so no other signed message of the plan key passes for a plan).
-pub fn plan_message(digest: &str) -> Vec<u8> {
-    format!("lifeboat-plan\0{digest}").into_bytes()
+/// What a stored plan's signature signs: a purpose (so no other message
+/// the plan key signs passes for a plan), the plan's digest, its name and
+/// when it was signed (Unix nanoseconds; an old plan cannot be passed off
+/// as signed later).
+pub fn plan_message(digest: &str, plan: &str, signed_at_nanos: i128) -> Vec<u8> {
+    format!("lifeboat-plan\0{digest}\0{plan}\0{signed_at_nanos}").into_bytes()
 }
 
 #[cfg(test)]

@@ -53,10 +53,7 @@ pub async fn status_for(plan: &Plan, scenario: &str, failed: &str) -> Result<Sta
             let asked = async { anyhow::Ok(crate::serve::site_client(site)?.guest_recovery(&p.cell).await?) };
             match asked.await {
                 Ok(mut r) => {
-                    // A site names locations as the plan does; the cell's own agent calls its primary `primary`.
-                    for l in &mut r.locations {
-                        l.location = plan.agent_location_name(&l.location).to_string();
-                    }
+                    plan.name_locations(&mut r);
                     answers.insert(p.cell.clone(), Ok(r));
                 }
                 Err(e) => tracing::warn!(cell = %p.cell, site = %site.name, "the recovery site could not read the cell's points: {e:#}"),

@@ -192,11 +192,22 @@ impl StepRecord {
     }
 }
 
-/// The attempt a step's key names: `...-retryN` is attempt N, a key
-/// without a suffix the first ([`Journal::reopen_failed`] makes them), so
+/// A key's attempt suffix: `...-retryN` is attempt N ([`Journal::reopen_failed`]
+/// makes them); only a trailing one counts (a cell's name may hold `-retry`).
+fn retry_suffix(key: &str) -> Option<(&str, i64)> {
+    let (first, n) = key.rsplit_once("-retry")?;
+    n.bytes().all(|b| b.is_ascii_digit()).then(|| Some((first, n.parse().ok()?))).flatten()
+}
+
+/// The key of a step's first attempt.
+fn first_key(key: &str) -> &str {
+    retry_suffix(key).map_or(key, |(first, _)| first)
+}
+
+/// The attempt a step's key names (a key without a suffix: the first), so
 /// an imported step's next attempt never reuses a key.
 fn attempt_of(key: &str) -> i64 {
-    key.rsplit_once("-retry").and_then(|(_, n)| n.parse().ok()).unwrap_or(1)
+    retry_suffix(key).map_or(1, |(_, n)| n)
 }
 
 /// Write failover `f`'s row (`verb`: `INSERT`, or `INSERT OR IGNORE`);
@@ -308,17 +319,25 @@ impl Journal<'_> {
     /// attempt under a new key; a failed smoke check reopens its restore
     /// too (the checks run in it). Returns how many steps were reopened.
     pub fn reopen_failed(&self, id: &str) -> Result<usize> {
-        const AGAIN: &str = "UPDATE failover_steps SET state = 'intent', finished = NULL, error = NULL, attempt = attempt + 1,
-             key = (CASE WHEN instr(key, '-retry') > 0 THEN substr(key, 1, instr(key, '-retry') - 1) ELSE key END) || '-retry' || (attempt + 1)";
-        let db = self.0.db();
-        let restores = db.execute(
-            &format!(
-                "{AGAIN} WHERE failover = ?1 AND step = 'restore' AND state = 'done'
-                   AND cell IN (SELECT cell FROM failover_steps WHERE failover = ?1 AND step = 'smoke' AND state = 'failed')"
-            ),
-            [id],
-        )?;
-        Ok(restores + db.execute(&format!("{AGAIN} WHERE failover = ?1 AND state = 'failed'"), [id])?)
+        let mut db = self.0.db();
+        let tx = db.transaction()?;
+        let again: Vec<(String, String, String, i64)> = {
+            let mut stmt = tx.prepare(
+                "SELECT cell, step, key, attempt FROM failover_steps WHERE failover = ?1 AND (state = 'failed' OR (step = 'restore'
+                   AND state = 'done' AND cell IN (SELECT cell FROM failover_steps WHERE failover = ?1 AND step = 'smoke' AND state = 'failed')))",
+            )?;
+            let rows = stmt.query_map([id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?;
+            rows.collect::<rusqlite::Result<_>>()?
+        };
+        for (cell, step, key, attempt) in &again {
+            tx.execute(
+                "UPDATE failover_steps SET state = 'intent', finished = NULL, error = NULL, attempt = ?4, key = ?5
+                 WHERE failover = ?1 AND cell = ?2 AND step = ?3",
+                params![id, cell, step, attempt + 1, format!("{}-retry{}", first_key(key), attempt + 1)],
+            )?;
+        }
+        tx.commit()?;
+        Ok(again.len())
     }
 
     pub fn approve(&self, id: &str, step: &str, by: &str) -> Result<bool> {
@@ -467,5 +486,12 @@ mod tests {
         assert_eq!((restore.state, restore.idempotency_key.as_str()), (StepState::Intent, "k-restore"), "the intent resumes under its key");
         n.reopen_failed(&f.id).unwrap();
         assert_eq!(n.step(&f.id, "c", "fence").unwrap().unwrap().idempotency_key, "k-fence-retry3", "never a key used before");
+    }
+
+    #[test]
+    fn a_cell_named_with_retry_keeps_a_key_per_step() {
+        assert_eq!(first_key("lifeboat-fo-1-a-retry-restore"), "lifeboat-fo-1-a-retry-restore");
+        assert_eq!(first_key("lifeboat-fo-1-a-retry-restore-retry12"), "lifeboat-fo-1-a-retry-restore");
+        assert_eq!((attempt_of("lifeboat-fo-1-a-retry-restore"), attempt_of("x-retry-fence-retry3")), (1, 3));
     }
 }

@@ -17,10 +17,23 @@ use time::OffsetDateTime;
 use super::engine::Engine;
 use super::journal::{Approval, Failover, StepRecord};
 
+/// What is mirrored: the failover as `failover status` shows it, and when.
+#[derive(serde::Serialize)]
+struct MirrorDoc<'a> {
+    #[serde(with = "crate::clock::ms")]
+    mirrored_at: OffsetDateTime,
+    #[serde(flatten)]
+    view: &'a super::view::View,
+}
+
 /// A mirrored journal as read back: what a coordinator that lost its state
 /// imports ([`super::journal::Journal::import`]).
 #[derive(Debug, Deserialize)]
 pub struct Mirrored {
+    /// The coordinator's clock when it mirrored this version (absent from
+    /// older mirrors): of two mirrors of one failover, the later is newer.
+    #[serde(default, with = "crate::clock::ms::option")]
+    pub mirrored_at: Option<OffsetDateTime>,
     pub failover: Failover,
     #[serde(default)]
     pub approvals: Vec<Approval>,
@@ -29,8 +42,12 @@ pub struct Mirrored {
 }
 
 impl Mirrored {
-    /// Its last change: of two mirrors of one failover, the later is newer.
+    /// When it was mirrored (for older mirrors, its last change): of two
+    /// mirrors of one failover, the later is newer.
     pub fn changed(&self) -> OffsetDateTime {
+        if let Some(t) = self.mirrored_at {
+            return t;
+        }
         let steps = self.steps.iter().map(|s| s.finished.unwrap_or(s.started));
         let approvals = self.approvals.iter().map(|a| a.at);
         steps.chain(approvals).chain(self.failover.finished).fold(self.failover.created, OffsetDateTime::max)
@@ -44,7 +61,7 @@ impl Engine<'_> {
             Ok(v) => v,
             Err(e) => return tracing::warn!(failover = id, "reading the journal to mirror it: {e:#}"),
         };
-        let json = serde_json::to_vec(&view).expect("a failover's view serialises");
+        let json = serde_json::to_vec(&MirrorDoc { mirrored_at: crate::clock::now(), view: &view }).expect("a failover's view serialises");
         let puts = view.failover.assessment.cells.iter().filter_map(|c| Some((c, self.placed(c).ok()?.1, c.location.as_deref()?))).map(
             |(c, site, location)| {
                 let json = json.clone();

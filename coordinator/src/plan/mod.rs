@@ -89,6 +89,14 @@ impl Plan {
         }
     }
 
+    /// A recovery site's answer with its locations named as the cell's
+    /// own agent names them (its primary is `primary`).
+    pub fn name_locations(&self, r: &mut lifeboat_api::Recovery) {
+        for l in &mut r.locations {
+            l.location = self.agent_location_name(&l.location).to_string();
+        }
+    }
+
     /// The Postgres port guest `cell` gets at `site`: the site's first port
     /// plus the cell's place among the cells that list the site, so guests
     /// of different failovers at one site never share a port.

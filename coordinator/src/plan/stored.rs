@@ -43,14 +43,16 @@ pub fn digest(plan: &Plan, dir: &Path) -> Result<String> {
 pub fn signed(plan: &Plan, dir: &Path, signer: &Signer) -> Result<StoredPlan> {
     let files = files(dir, plan)?;
     let sha256 = plan_digest(files.iter().map(|(n, c)| (n.as_str(), c.as_str())));
-    let signature = signer.spec_signature(&plan_message(&sha256));
-    Ok(StoredPlan { plan: plan.name.clone(), sha256, files, signed_at: crate::clock::now(), signature })
+    let signed_at = crate::clock::now();
+    let signature = signer.spec_signature(&plan_message(&sha256, &plan.name, signed_at.unix_timestamp_nanos()));
+    Ok(StoredPlan { plan: plan.name.clone(), sha256, files, signed_at, signature })
 }
 
 /// Whether `stored` is signed with the plan key and has its files' digest.
 pub fn verifies(stored: &StoredPlan, key: &Verifier) -> bool {
     let digest = plan_digest(stored.files.iter().map(|(n, c)| (n.as_str(), c.as_str())));
-    digest == stored.sha256 && stored.signature.key_id == key.key_id && key.verify(&plan_message(&digest), &stored.signature.signature)
+    let message = plan_message(&digest, &stored.plan, stored.signed_at.unix_timestamp_nanos());
+    digest == stored.sha256 && stored.signature.key_id == key.key_id && key.verify(&message, &stored.signature.signature)
 }
 
 /// Hand `stored` to every cell's agent; per cell, why not (empty: all stored).
@@ -73,6 +75,9 @@ mod tests {
         assert!(stored.files.contains_key("demo.toml") && stored.files.contains_key("cells.toml"), "{:?}", stored.files.keys());
         let key = Verifier::from_file(&public).unwrap();
         assert!(verifies(&stored, &key));
+        let mut later = stored.clone();
+        later.signed_at += time::Duration::days(1);
+        assert!(!verifies(&later, &key), "an old plan cannot pass for a later one");
         stored.files.insert("cells.toml".into(), "# edited".into());
         assert!(!verifies(&stored, &key), "a changed file breaks it");
     }

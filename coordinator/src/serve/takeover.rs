@@ -143,9 +143,7 @@ async fn hosting_site<'p>(plan: &'p Plan, cell: &CellPlan, from: &str) -> Result
         let asked = async { anyhow::Ok(crate::serve::site_client(site)?.guest_recovery(&cell.name).await?) };
         match asked.await {
             Ok(mut r) if r.locations.iter().any(|l| l.location == from) => {
-                for l in &mut r.locations {
-                    l.location = plan.agent_location_name(&l.location).to_string();
-                }
+                plan.name_locations(&mut r);
                 return Ok((site, r));
             }
             Ok(_) => tried.push(format!("{} does not host it in {from}", site.name)),
@@ -237,13 +235,7 @@ async fn rebuild_cell(c: &Arc<Coordinator>, t: &Takeover, cell: &CellPlan, key: 
         Ok(p) => found.stored_plan = p,
         Err(e) => found.problems.push(format!("reading the stored plans: {e:#}")),
     }
-    let mirrored = match mirrored_journals(&agent).await {
-        Ok(m) => m,
-        Err(e) => {
-            found.problems.push(format!("reading mirrored failover journals: {e:#}"));
-            vec![]
-        }
-    };
+    let mirrored = mirrored_journals(&agent, &mut found.problems).await;
     (found, mirrored)
 }
 
@@ -292,15 +284,27 @@ async fn newest_plan(agent: &AgentClient, key: Option<&Verifier>, running: Optio
 }
 
 /// Every failover journal mirrored in the scope `agent` reads.
-async fn mirrored_journals(agent: &AgentClient) -> Result<Vec<Mirrored>> {
+/// Each one that cannot be read is a problem of its own: the others are still imported.
+async fn mirrored_journals(agent: &AgentClient, problems: &mut Vec<String>) -> Vec<Mirrored> {
+    let ids = match agent.failover_journals().await {
+        Ok(ids) => ids,
+        Err(e) => {
+            problems.push(format!("listing mirrored failover journals: {e}"));
+            return vec![];
+        }
+    };
     let mut out = Vec::new();
-    for id in agent.failover_journals().await? {
-        let Some(bytes) = agent.failover_journal(&id).await? else { continue };
-        out.push(
-            serde_json::from_slice(&bytes).with_context(|| format!("the mirrored journal of failover {id} is not one this build reads"))?,
-        );
+    for id in ids {
+        let read = async {
+            let bytes = agent.failover_journal(&id).await?.context("listed, then gone")?;
+            serde_json::from_slice::<Mirrored>(&bytes).context("not a journal this build reads")
+        };
+        match read.await {
+            Ok(m) => out.push(m),
+            Err(e) => problems.push(format!("the mirrored journal of failover {id}: {e:#}")),
+        }
     }
-    Ok(out)
+    out
 }
 
 fn log_cell(f: &CellFound) {
@@ -350,16 +354,26 @@ pub fn lost_agent(c: &Coordinator, cell: &str) -> Option<String> {
 
 /// Every poll: read again the points of the cells whose own agent does not
 /// answer, at the site that hosts them in the location taken over from.
+/// Only the site that read it at the takeover is asked, every cell at once.
 pub async fn refresh_points(c: &Arc<Coordinator>) {
     let Some(t) = &c.takeover else { return };
-    let lost: Vec<&CellPlan> = {
+    let sites: Vec<(String, String)> = {
         let problems = c.agent_problems.lock().expect("agent problems");
-        c.plan.cells.iter().filter(|cell| problems.get(&cell.name).is_some_and(Option::is_some)).collect()
+        let found = t.found.lock().expect("takeover findings");
+        let lost = |cell: &str| problems.get(cell).is_some_and(Option::is_some);
+        found.cells.iter().filter(|f| lost(&f.cell)).filter_map(|f| Some((f.cell.clone(), f.site.clone()?))).collect()
     };
-    for cell in lost {
-        match hosting_site(&c.plan, cell, &t.from).await {
-            Ok((_, recovery)) => save_points(c, &cell.name, recovery).await,
-            Err(e) => tracing::warn!(cell = %cell.name, "takeover: {e:#}"),
+    join_all(sites.iter().map(|(cell, site)| async move {
+        let asked = async {
+            let site = c.plan.site(site).context("no longer in the plan")?;
+            let mut r = crate::serve::site_client(site)?.guest_recovery(cell).await?;
+            c.plan.name_locations(&mut r);
+            anyhow::Ok(r)
+        };
+        match asked.await {
+            Ok(recovery) => save_points(c, cell, recovery).await,
+            Err(e) => tracing::warn!(%cell, %site, "takeover: reading the cell's points at its site: {e:#}"),
         }
-    }
+    }))
+    .await;
 }
