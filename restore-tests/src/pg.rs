@@ -19,6 +19,25 @@ pub fn free_port() -> u16 {
     script(&["free-port"]).parse().expect("a port number")
 }
 
+/// The first of `n` consecutive ports that are free now, for a recovery
+/// site whose guests listen on its port and the ones after it. They are
+/// taken below the kernel's ephemeral range (32768 and up), so no
+/// outgoing connection picks one of them in the meantime, and each call
+/// in this process gets a block of its own.
+pub fn free_ports(n: u16) -> u16 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let free = |p: u16| std::net::TcpListener::bind(("0.0.0.0", p)).is_ok();
+    for _ in 0..1000 {
+        let offset = (std::process::id() % 100) * 100 + NEXT.fetch_add(u32::from(n), Ordering::Relaxed);
+        let base = 20000 + (offset % 12000) as u16;
+        if (base..base + n).all(free) {
+            return base;
+        }
+    }
+    panic!("no {n} consecutive free ports between 20000 and 32000")
+}
+
 pub fn bindir() -> PathBuf {
     let out = Command::new("pg_config").arg("--bindir").output().expect("pg_config");
     PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())

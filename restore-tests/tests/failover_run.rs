@@ -24,7 +24,7 @@ use serde_json::Value;
 
 use lifeboat_restore_tests::incident::{ids, instant, kill_primary, parse, stop_postgres, wait_until, StopServer};
 use lifeboat_restore_tests::payments::PaymentsCell;
-use lifeboat_restore_tests::pg::{free_port, switch_and_wait, Archive, Cluster};
+use lifeboat_restore_tests::pg::{free_port, free_ports, switch_and_wait, Archive, Cluster};
 use lifeboat_restore_tests::plans::{payments_cell, two_regions, Site, QUIET_SCHEDULES};
 use lifeboat_restore_tests::served::{agent_args, write_token, Service};
 use lifeboat_restore_tests::{agent, lifeboat_bin, ok, unique};
@@ -824,7 +824,7 @@ fn a_region_fails_over_from_its_secondary_copies_tier_by_tier() {
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let site = Service::start_bin(cells[0].a.bin.clone(), &args, &[], &site_token, &s.join("site.log"));
     let prefix = format!("{}.", unique("dr"));
-    let port = free_port();
+    let port = free_ports(3);
     let plans = s.join("plans");
     std::fs::create_dir_all(&plans).unwrap();
     std::fs::copy(&public, plans.join("report-signing.pub")).unwrap();
