@@ -10,12 +10,15 @@ use crate::served::Service;
 pub struct OneCell<'a> {
     pub plan: &'a str,
     pub cell: &'a str,
-    pub agent: &'a Service,
+    /// The cell's agent's URL.
+    pub agent: &'a str,
     /// The agent's token file.
     pub token: &'a Path,
     pub postgres_conninfo: &'a str,
     /// Extra `[defaults.*]` tables, written before the tier.
     pub defaults: &'a str,
+    /// Extra lines of the `[[cell]]` table (e.g. its own `schedules`).
+    pub cell_lines: &'a str,
 }
 
 /// `[defaults.schedules]` that never fire on their own (once a year, at new year).
@@ -139,12 +142,14 @@ tenants = ["tenant-{cell}"]
 agent = {{ url = "{url}", token = "file:{token}" }}
 locations = ["p"]
 postgres = {{ conninfo = "{conninfo}" }}
+{cell_lines}
 "#,
+        cell_lines = p.cell_lines,
         quiet = QUIET_SCHEDULES,
         plan = p.plan,
         cell = p.cell,
         defaults = p.defaults,
-        url = p.agent.url,
+        url = p.agent,
         token = p.token.display(),
         conninfo = p.postgres_conninfo,
     );

@@ -130,7 +130,8 @@ impl Service {
         Self::start(&args, &[], &token, &dir.join("agent.log"))
     }
 
-    /// `lifeboat serve` on the plan in `plans`, its state in `dir/state.db`,
+    /// `lifeboat serve` on the plan in `plans`, its state in `dir/state.db`
+    /// (unless `extra` gives a `--state`),
     /// a fresh operator token in `dir/operator-token`, its log in
     /// `dir/coordinator.log`, and `extra` flags.
     pub fn coordinator_on(plans: &Path, dir: &Path, extra: &[&str]) -> Service {
@@ -142,7 +143,10 @@ impl Service {
         let token_file = dir.join("operator-token");
         let token = write_token(&token_file);
         let db = dir.join("state.db");
-        let mut args = vec!["--plans", plans.to_str().unwrap(), "--state", db.to_str().unwrap()];
+        let mut args = vec!["--plans", plans.to_str().unwrap()];
+        if !extra.contains(&"--state") {
+            args.extend(["--state", db.to_str().unwrap()]);
+        }
         args.extend(["--operator-token-file", token_file.to_str().unwrap()]);
         args.extend_from_slice(extra);
         Self::coordinator(&args, env, &token, &dir.join("coordinator.log"))

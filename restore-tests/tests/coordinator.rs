@@ -623,7 +623,15 @@ fn restarts_mid_job_neither_duplicate_nor_lose_runs() {
         &s.join("agent.log"),
     );
     let plan_dir = s.join("plan");
-    let one = OneCell { plan: "restarts", cell: "cell-r", agent: &agent_svc, token: &tf, postgres_conninfo: &conn, defaults: "" };
+    let one = OneCell {
+        plan: "restarts",
+        cell: "cell-r",
+        agent: &agent_svc.url,
+        token: &tf,
+        postgres_conninfo: &conn,
+        defaults: "",
+        cell_lines: "",
+    };
     write_one_cell(&plan_dir, &one);
     let op_file = s.join("operator");
     let operator = write_token(&op_file);
@@ -700,7 +708,15 @@ fn agent_and_plan(a: &Archive, plan: &str, cell: &str, dir: &Path, agent_flags: 
     let agent_svc = Service::agent_on(a, cell, dir, agent_flags);
     let plans = dir.join("plan");
     let conn = "host=127.0.0.1 port=1 user=postgres dbname=postgres";
-    let one = OneCell { plan, cell, agent: &agent_svc, token: &dir.join("agent-token"), postgres_conninfo: conn, defaults: "" };
+    let one = OneCell {
+        plan,
+        cell,
+        agent: &agent_svc.url,
+        token: &dir.join("agent-token"),
+        postgres_conninfo: conn,
+        defaults: "",
+        cell_lines: "",
+    };
     write_one_cell(&plans, &one);
     (agent_svc, plans)
 }

@@ -536,7 +536,8 @@ fn a_hot_standby_is_promoted_with_every_streamed_transaction() {
 /// its standby past the fence gate it approves itself, commits, and fails
 /// it back home. Every payment committed before the crash (streamed to the
 /// standby) is at home again, which is the primary; the route hook sent
-/// the tenants away and back once each.
+/// the tenants away and back once each. The coordinator keeps its state
+/// in Postgres, as coordinators sharing one do (its writes fenced by the lease).
 #[test]
 fn a_chaos_drill_fails_a_cell_over_and_back_unattended() {
     let cell = PaymentsCell::new("chaos");
@@ -557,7 +558,12 @@ fn a_chaos_drill_fails_a_cell_over_and_back_unattended() {
     let all = ids(&cell.pg);
     wait_until("the standby to replay every payment", Duration::from_secs(60), || ids(&standby) == all);
 
-    let mut coordinator = Service::coordinator_on(Path::new(&setup.plans), _scratch.path(), &["--signing-key", &setup.key]);
+    // Its state in a Postgres (as coordinators that share one keep it): the
+    // drill's journal, its lock and every write go through the lease.
+    let state_pg = Cluster::create(&_scratch.path().join("state-pg"), &[]);
+    let state = format!("postgres://postgres@127.0.0.1:{}/postgres", state_pg.port);
+    let extra = ["--signing-key", &setup.key, "--state", &state, "--lease", "5s"];
+    let mut coordinator = Service::coordinator_on(Path::new(&setup.plans), _scratch.path(), &extra);
     let drill = || {
         let (_, list) = coordinator.get("/v1/failovers");
         list["failovers"].as_array().unwrap().iter().find(|f| f["initiator"] == "chaos drill (lifeboat serve)").cloned()

@@ -50,7 +50,8 @@ fn the_plans_incremental_retention_reaches_the_agent() {
     let plans = dir.path().join("plans");
     let token = dir.path().join("agent-token");
     let defaults = "\n[defaults.retention]\npg_full = \"35d\"\npg_incremental = \"1s\"\n";
-    let one = OneCell { plan: "retention", cell: "ret", agent: &served, token: &token, postgres_conninfo: &conn, defaults };
+    let one =
+        OneCell { plan: "retention", cell: "ret", agent: &served.url, token: &token, postgres_conninfo: &conn, defaults, cell_lines: "" };
     plans::write_one_cell(&plans, &one);
     let coordinator = Service::coordinator_on(&plans, dir.path(), &["--poll", "1s"]);
     let request = json!({ "cell": "ret", "kind": "pg-retention" });

@@ -113,7 +113,15 @@ fn a_canary_password_is_found_nowhere() {
     let with_pg = [&base[..], &["--pg-conn", &conn, "--pg-password-file", password_file.to_str().unwrap()]].concat();
     let mut agent_svc = Service::start_bin(cell.a.bin.clone(), &with_pg, &[], &token, &s.join("agent.log"));
     let plans = s.join("plan");
-    let one = OneCell { plan: "canary", cell: &cell.name, agent: &agent_svc, token: &tf, postgres_conninfo: &conn, defaults: "" };
+    let one = OneCell {
+        plan: "canary",
+        cell: &cell.name,
+        agent: &agent_svc.url,
+        token: &tf,
+        postgres_conninfo: &conn,
+        defaults: "",
+        cell_lines: "",
+    };
     write_one_cell(&plans, &one);
     let c = Service::coordinator_on(&plans, s, &["--tick", "200ms", "--poll", "500ms", "--max-attempts", "1"]);
     let backup = || {

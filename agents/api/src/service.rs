@@ -135,6 +135,14 @@ mod tests {
     }
 }
 
+/// The header a coordinator that shares its state with others (and leads
+/// them through a lease) puts on every request: its lease's epoch. An
+/// agent remembers the highest it has seen and answers a lower one with
+/// 409 and this header holding the highest, so a coordinator that lost
+/// its lease cannot act after it wakes from a pause. Requests without it
+/// (a single coordinator, the operator CLI) are not judged.
+pub const COORDINATOR_EPOCH_HEADER: &str = "lifeboat-coordinator-epoch";
+
 /// The body of every 4xx and 5xx answer: what went wrong and what to do.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct ErrorBody {

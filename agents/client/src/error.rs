@@ -21,6 +21,10 @@ pub enum ClientError {
         /// What the agent's `Retry-After` asked for.
         retry_after: Option<Duration>,
     },
+    /// The agent has seen a coordinator lease epoch above the one sent:
+    /// another coordinator leads, and this one must not act.
+    #[error("agent of cell {cell} at {url} refused coordinator epoch {sent}: it has seen epoch {seen}, so another coordinator leads now and this one steps down")]
+    Superseded { cell: String, url: String, sent: u64, seen: u64 },
     /// Refused before sending: the request cannot be right.
     #[error("agent of cell {cell}: {what}: not sent: {reason}")]
     NotSent { cell: String, what: &'static str, reason: String },
@@ -35,7 +39,10 @@ impl ClientError {
         match self {
             ClientError::Unreachable { .. } => false,
             ClientError::Status { status, .. } => !matches!(status, 429 | 502 | 503 | 504),
-            ClientError::Unauthorized { .. } | ClientError::Contract { .. } | ClientError::NotSent { .. } => true,
+            ClientError::Unauthorized { .. }
+            | ClientError::Contract { .. }
+            | ClientError::NotSent { .. }
+            | ClientError::Superseded { .. } => true,
         }
     }
 

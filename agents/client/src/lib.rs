@@ -10,6 +10,8 @@ mod error;
 mod retry;
 
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use serde::de::DeserializeOwned;
@@ -61,6 +63,11 @@ pub struct Options {
     /// The client certificate shown to agents that require one (mutual TLS).
     pub identity: Option<ClientIdentity>,
     pub retry: RetryPolicy,
+    /// A leading coordinator's lease epoch, sent with every request (0:
+    /// none sent). An agent that has seen a higher one refuses the request
+    /// ([`ClientError::Superseded`]) and this is set to 0: the caller leads
+    /// no more.
+    pub epoch: Option<Arc<AtomicU64>>,
 }
 
 /// A client certificate and its private key; never printed.
@@ -81,6 +88,7 @@ impl Default for Options {
             ca_pem: None,
             identity: None,
             retry: RetryPolicy::default(),
+            epoch: None,
         }
     }
 }
@@ -133,6 +141,7 @@ pub struct AgentClient {
     retry: RetryPolicy,
     /// Whose reports the report calls are about (default: the agent's cell).
     reports_of: lifeboat_api::service::ReportScope,
+    epoch: Option<Arc<AtomicU64>>,
 }
 
 impl std::fmt::Debug for AgentClient {
@@ -164,6 +173,7 @@ impl AgentClient {
             http,
             retry: options.retry,
             reports_of: Default::default(),
+            epoch: options.epoch,
         })
     }
 
@@ -203,8 +213,13 @@ impl AgentClient {
             let (kind, detail) = error::describe(&e);
             ClientError::Unreachable { cell: self.cell.clone(), url: self.url.clone(), what, detail: format!("{kind}: {detail}") }
         };
+        let epoch = self.epoch.as_ref().map_or(0, |e| e.load(Ordering::SeqCst));
+        let request = if epoch > 0 { request.header(lifeboat_api::service::COORDINATOR_EPOCH_HEADER, epoch) } else { request };
         let response = request.bearer_auth(&self.token).send().await.map_err(unreachable)?;
         let status = response.status().as_u16();
+        if let Some(seen) = self.superseded(epoch, status, response.headers()) {
+            return Err(ClientError::Superseded { cell: self.cell.clone(), url: self.url.clone(), sent: epoch, seen });
+        }
         let retry_after = response
             .headers()
             .get(reqwest::header::RETRY_AFTER)
@@ -222,6 +237,19 @@ impl AgentClient {
             Err(_) => String::from_utf8_lossy(&body).chars().take(500).collect(),
         };
         Err(ClientError::Status { cell: self.cell.clone(), what, status, message, retry_after })
+    }
+
+    /// The higher epoch an agent has seen, when it refused ours for it;
+    /// ours is then withdrawn (set to 0) so no further request carries it.
+    fn superseded(&self, sent: u64, status: u16, headers: &reqwest::header::HeaderMap) -> Option<u64> {
+        let seen: u64 = headers.get(lifeboat_api::service::COORDINATOR_EPOCH_HEADER)?.to_str().ok()?.parse().ok()?;
+        if status != 409 || sent == 0 || seen <= sent {
+            return None;
+        }
+        if let Some(e) = &self.epoch {
+            let _ = e.compare_exchange(sent, 0, Ordering::SeqCst, Ordering::SeqCst);
+        }
+        Some(seen)
     }
 
     fn decode<T: DeserializeOwned>(&self, what: &'static str, body: &[u8]) -> Result<T, ClientError> {

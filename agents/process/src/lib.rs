@@ -45,6 +45,25 @@ pub fn try_lock_file(path: &std::path::Path) -> std::io::Result<Option<std::fs::
     }
 }
 
+/// Replace `path` with `bytes` durably: a temporary file beside it,
+/// synced, renamed over it, and the directory synced. A crash leaves the
+/// old contents or the new, never a mix.
+pub fn write_durably(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    let tmp = path.with_file_name(format!(".{name}.tmp"));
+    {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+    }
+    std::fs::rename(&tmp, path)?;
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::File::open(dir)?.sync_all()?;
+    }
+    Ok(())
+}
+
 /// `PREFIX-YYYYMMDDtHHMMSS-xxxx` for `now` and a random `suffix`: a name
 /// that sorts by time and does not repeat within a second.
 pub fn stamped_id(prefix: &str, now: time::OffsetDateTime, suffix: u16) -> String {

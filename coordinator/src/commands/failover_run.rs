@@ -70,15 +70,9 @@ pub struct RunArgs {
 }
 
 /// The lock that keeps two processes from driving one failover.
-pub fn lock(state: &Path, id: &str) -> Result<std::fs::File> {
-    let path = PathBuf::from(format!("{}.failover-{id}.lock", state.display()));
-    match lifeboat_process::try_lock_file(&path).with_context(|| format!("opening {}", path.display()))? {
-        Some(file) => Ok(file),
-        None => bail!(
-            "failover {id} is being carried out by another lifeboat process (it holds {}); wait for it, or stop it first",
-            path.display()
-        ),
-    }
+/// Lock failover `id` for this process (see [`Store::lock_failover`]).
+pub fn lock(store: &Store, state: &Path, id: &str) -> Result<crate::store::FailoverLock> {
+    store.lock_failover(state, id)
 }
 
 pub fn initiator(by: Option<String>) -> String {
@@ -145,7 +139,7 @@ pub async fn run(args: RunArgs) -> Result<Done<View>> {
     let store = Store::open(&d.state)?;
     admit(&store, &assessment, &blocking, args.test)?;
     let f = draft(&args, assessment, (now, failed_at));
-    let _lock = lock(&d.state, &f.id)?;
+    let _lock = lock(&store, &d.state, &f.id)?;
     Journal(&store).create(&f)?;
     eprintln!("{}failover {} journaled; carrying it out", assess::render(&f.assessment), f.id);
     drive(d, &store, &f.id).await
@@ -214,7 +208,7 @@ fn engine<'a>(d: &'a Driver, plan: &'a Plan, store: &'a Store, signer: &'a Signe
 /// `failover approve ID`: record the approval of the step it waits for, and go on.
 pub async fn approve(d: &Driver, id: &str, step: Option<String>, by: Option<String>) -> Result<Done<View>> {
     let store = Store::open(&d.state)?;
-    let _lock = lock(&d.state, id)?;
+    let _lock = lock(&store, &d.state, id)?;
     record_approval(&store, id, step, &initiator(by))?;
     drive(d, &store, id).await
 }
@@ -240,7 +234,7 @@ pub fn record_approval(store: &Store, id: &str, step: Option<String>, by: &str) 
 /// `failover resume ID`: after a crash or a failed step, go on; failed steps are tried again under their keys.
 pub async fn resume(d: &Driver, id: &str) -> Result<Done<View>> {
     let store = Store::open(&d.state)?;
-    let _lock = lock(&d.state, id)?;
+    let _lock = lock(&store, &d.state, id)?;
     let again = reopen(&store, id)?;
     eprintln!("resuming failover {id} ({again} failed step(s) to try again)");
     drive(d, &store, id).await
@@ -261,7 +255,7 @@ pub fn reopen(store: &Store, id: &str) -> Result<usize> {
 /// `failover commit ID`: re-protect every cell's new primary, then mark it committed.
 pub async fn commit(d: &Driver, id: &str) -> Result<Done<View>> {
     let store = Store::open(&d.state)?;
-    let _lock = lock(&d.state, id)?;
+    let _lock = lock(&store, &d.state, id)?;
     let (plan, signer) = plan_and_key(d)?;
     engine(d, &plan, &store, &signer).commit(id).await?;
     view(&store, id)
@@ -276,7 +270,7 @@ pub async fn failback(d: &Driver, id: &str, dry_run: bool) -> Result<Done<View>>
         done.text = format!("{}{}", done.text, failback_plan(&done.value));
         return Ok(done);
     }
-    let _lock = lock(&d.state, id)?;
+    let _lock = lock(&store, &d.state, id)?;
     let (plan, signer) = plan_and_key(d)?;
     engine(d, &plan, &store, &signer).failback(id).await?;
     let mut done = view(&store, id)?;
@@ -305,8 +299,8 @@ pub async fn abort(state: &Path, id: &str, reporting: Option<&Driver>) -> Result
     let store = Store::open(state)?;
     mark_aborted(&store, id, reporting.is_some(), "an operator")?;
     if let Some(d) = reporting {
-        let _lock =
-            lock(state, id).context("aborted; its reports wait for the process driving it: run this abort again when it has stopped")?;
+        let _lock = lock(&store, state, id)
+            .context("aborted; its reports wait for the process driving it: run this abort again when it has stopped")?;
         let (plan, signer) = plan_and_key(d)?;
         engine(d, &plan, &store, &signer).report_unreported(id).await?;
     }

@@ -10,12 +10,12 @@
 //! job under the old key stays as it was.
 
 use anyhow::{bail, Context, Result};
-use rusqlite::{params, OptionalExtension, Row};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use super::assess::Assessment;
 use crate::clock::{self, ts};
+use crate::store::sql::{params, Record, Session};
 use crate::store::{instant, Store};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -49,7 +49,7 @@ impl FailoverState {
         }
     }
 
-    fn parse(s: &str) -> rusqlite::Result<FailoverState> {
+    fn parse(s: &str) -> Result<FailoverState> {
         [
             FailoverState::Running,
             FailoverState::Waiting,
@@ -62,7 +62,7 @@ impl FailoverState {
         ]
         .into_iter()
         .find(|x| x.as_str() == s)
-        .ok_or_else(|| rusqlite::Error::InvalidColumnType(0, format!("failover state {s}"), rusqlite::types::Type::Text))
+        .with_context(|| format!("the journal holds failover state {s:?}, which this build does not know"))
     }
 
     pub fn is_final(self) -> bool {
@@ -93,11 +93,11 @@ impl StepState {
         }
     }
 
-    fn parse(s: &str) -> rusqlite::Result<StepState> {
+    fn parse(s: &str) -> Result<StepState> {
         [StepState::Intent, StepState::Done, StepState::Failed, StepState::Skipped]
             .into_iter()
             .find(|x| x.as_str() == s)
-            .ok_or_else(|| rusqlite::Error::InvalidColumnType(0, format!("step state {s}"), rusqlite::types::Type::Text))
+            .with_context(|| format!("the journal holds step state {s:?}, which this build does not know"))
     }
 }
 
@@ -146,9 +146,8 @@ pub struct Approval {
     pub at: OffsetDateTime,
 }
 
-fn json_column<T: serde::de::DeserializeOwned>(r: &Row<'_>, column: &str) -> rusqlite::Result<T> {
-    let text: String = r.get(column)?;
-    serde_json::from_str(&text).map_err(|e| rusqlite::Error::InvalidColumnType(0, e.to_string(), rusqlite::types::Type::Text))
+fn json_column<T: serde::de::DeserializeOwned>(r: &Record, column: &str) -> Result<T> {
+    serde_json::from_str(&r.required_text(column)?).with_context(|| format!("the journal's column {column}"))
 }
 
 impl Failover {
@@ -159,35 +158,35 @@ impl Failover {
         !self.test && (!self.state.is_final() || self.state == FailoverState::Failed)
     }
 
-    fn from_row(r: &Row<'_>) -> rusqlite::Result<Failover> {
+    fn from_row(r: &Record) -> Result<Failover> {
         Ok(Failover {
-            id: r.get("id")?,
-            scenario: r.get("scenario")?,
-            failed: r.get("failed")?,
-            test: r.get::<_, i64>("test")? != 0,
-            state: FailoverState::parse(&r.get::<_, String>("state")?)?,
+            id: r.required_text("id")?,
+            scenario: r.required_text("scenario")?,
+            failed: r.required_text("failed")?,
+            test: r.required_int("test")? != 0,
+            state: FailoverState::parse(&r.required_text("state")?)?,
             created: instant(r, "created")?.unwrap_or(OffsetDateTime::UNIX_EPOCH),
             failed_at: instant(r, "failed_at")?.unwrap_or(OffsetDateTime::UNIX_EPOCH),
-            initiator: r.get("initiator")?,
+            initiator: r.required_text("initiator")?,
             assessment: json_column(r, "assessment")?,
             finished: instant(r, "finished")?,
-            error: r.get("error")?,
+            error: r.text("error")?,
         })
     }
 }
 
 impl StepRecord {
-    fn from_row(r: &Row<'_>) -> rusqlite::Result<StepRecord> {
-        let detail: Option<String> = r.get("detail")?;
+    fn from_row(r: &Record) -> Result<StepRecord> {
+        let detail = r.text("detail")?;
         Ok(StepRecord {
-            cell: r.get("cell")?,
-            step: r.get("step")?,
-            idempotency_key: r.get("key")?,
-            state: StepState::parse(&r.get::<_, String>("state")?)?,
+            cell: r.required_text("cell")?,
+            step: r.required_text("step")?,
+            idempotency_key: r.required_text("key")?,
+            state: StepState::parse(&r.required_text("state")?)?,
             started: instant(r, "started")?.unwrap_or(OffsetDateTime::UNIX_EPOCH),
             finished: instant(r, "finished")?,
             detail: detail.and_then(|d| serde_json::from_str(&d).ok()).unwrap_or_default(),
-            error: r.get("error")?,
+            error: r.text("error")?,
         })
     }
 }
@@ -210,27 +209,27 @@ fn attempt_of(key: &str) -> i64 {
     retry_suffix(key).map_or(1, |(_, n)| n)
 }
 
-/// Write failover `f`'s row (`verb`: `INSERT`, or `INSERT OR IGNORE`);
-/// how many rows were added.
-fn insert(db: &rusqlite::Connection, f: &Failover, verb: &str) -> rusqlite::Result<usize> {
+/// Write failover `f`'s row (`on_conflict`: empty, or `ON CONFLICT DO
+/// NOTHING`); how many rows were added.
+fn insert(db: &Session<'_>, f: &Failover, on_conflict: &str) -> Result<u64> {
     let assessment = serde_json::to_string(&f.assessment).expect("assessments serialise");
     db.execute(
         &format!(
-            "{verb} INTO failovers (id, scenario, failed, test, state, created, failed_at, initiator, assessment, finished, error)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
+            "INSERT INTO failovers (id, scenario, failed, test, state, created, failed_at, initiator, assessment, finished, error)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) {on_conflict}"
         ),
         params![
-            f.id,
-            f.scenario,
-            f.failed,
-            f.test as i64,
+            &f.id,
+            &f.scenario,
+            &f.failed,
+            f.test,
             f.state.as_str(),
             ts(f.created),
             ts(f.failed_at),
-            f.initiator,
+            &f.initiator,
             assessment,
             f.finished.map(ts),
-            f.error
+            f.error.as_deref()
         ],
     )
 }
@@ -240,65 +239,57 @@ pub struct Journal<'a>(pub &'a Store);
 
 impl Journal<'_> {
     pub fn create(&self, f: &Failover) -> Result<()> {
-        insert(&self.0.db(), f, "INSERT").context("journaling the failover")?;
+        self.0.write(|db| insert(db, f, "")).context("journaling the failover")?;
         Ok(())
     }
 
     pub fn get(&self, id: &str) -> Result<Failover> {
-        let found = self.0.db().query_row("SELECT * FROM failovers WHERE id = ?1", [id], Failover::from_row).optional()?;
+        let found = self.0.db().query_as("SELECT * FROM failovers WHERE id = $1", params![id], Failover::from_row)?.pop();
         found.with_context(|| format!("no failover {id} in this coordinator's journal (lifeboat failover list shows them)"))
     }
 
     pub fn list(&self) -> Result<Vec<Failover>> {
-        let db = self.0.db();
-        let mut stmt = db.prepare("SELECT * FROM failovers ORDER BY created DESC")?;
-        let rows = stmt.query_map([], Failover::from_row)?.collect::<rusqlite::Result<Vec<_>>>()?;
-        Ok(rows)
+        self.0.db().query_as("SELECT * FROM failovers ORDER BY created DESC", params![], Failover::from_row)
     }
 
     /// Move a failover to `state`; an aborted or done one stays so (an
     /// abort is never undone by a process still driving it).
     pub fn set_state(&self, id: &str, state: FailoverState, error: Option<&str>) -> Result<()> {
         let finished = state.is_final().then(|| ts(clock::now()));
-        self.0.db().execute(
-            "UPDATE failovers SET state = ?2, error = ?3, finished = ?4 WHERE id = ?1 AND state NOT IN ('aborted', 'done')",
-            params![id, state.as_str(), error, finished],
-        )?;
+        self.0.write(|db| {
+            db.execute(
+                "UPDATE failovers SET state = $2, error = $3, finished = $4 WHERE id = $1 AND state NOT IN ('aborted', 'done')",
+                params![id, state.as_str(), error, finished],
+            )
+        })?;
         Ok(())
     }
 
     /// Mark a done failover committed (its new primaries re-protected).
     pub fn commit(&self, id: &str) -> Result<()> {
-        self.0.db().execute("UPDATE failovers SET state = 'committed' WHERE id = ?1 AND state = 'done'", params![id])?;
+        self.0.write(|db| db.execute("UPDATE failovers SET state = 'committed' WHERE id = $1 AND state = 'done'", params![id]))?;
         Ok(())
     }
 
     pub fn steps(&self, id: &str) -> Result<Vec<StepRecord>> {
-        let db = self.0.db();
-        let mut stmt = db.prepare("SELECT * FROM failover_steps WHERE failover = ?1 ORDER BY started, rowid")?;
-        let rows = stmt.query_map([id], StepRecord::from_row)?.collect::<rusqlite::Result<Vec<_>>>()?;
-        Ok(rows)
+        self.0.db().query_as("SELECT * FROM failover_steps WHERE failover = $1 ORDER BY started, rowid", params![id], StepRecord::from_row)
     }
 
     pub fn step(&self, id: &str, cell: &str, step: &str) -> Result<Option<StepRecord>> {
-        Ok(self
-            .0
-            .db()
-            .query_row(
-                "SELECT * FROM failover_steps WHERE failover = ?1 AND cell = ?2 AND step = ?3",
-                params![id, cell, step],
-                StepRecord::from_row,
-            )
-            .optional()?)
+        let sql = "SELECT * FROM failover_steps WHERE failover = $1 AND cell = $2 AND step = $3";
+        Ok(self.0.db().query_as(sql, params![id, cell, step], StepRecord::from_row)?.pop())
     }
 
     /// Record the intent to carry out a step (kept as first written when
     /// it is already there: a resumed step keeps its key and start).
     pub fn intent(&self, id: &str, cell: &str, step: &str, key: &str) -> Result<()> {
-        self.0.db().execute(
-            "INSERT OR IGNORE INTO failover_steps (failover, cell, step, key, state, started) VALUES (?1, ?2, ?3, ?4, 'intent', ?5)",
-            params![id, cell, step, key, ts(clock::now())],
-        )?;
+        self.0.write(|db| {
+            db.execute(
+                "INSERT INTO failover_steps (failover, cell, step, key, state, started) VALUES ($1, $2, $3, $4, 'intent', $5)
+             ON CONFLICT DO NOTHING",
+                params![id, cell, step, key, ts(clock::now())],
+            )
+        })?;
         Ok(())
     }
 
@@ -308,10 +299,12 @@ impl Journal<'_> {
             bail!("a step is closed as done, failed or skipped");
         }
         let detail = (!detail.is_null()).then(|| detail.to_string());
-        self.0.db().execute(
-            "UPDATE failover_steps SET state = ?4, finished = ?5, detail = ?6, error = ?7 WHERE failover = ?1 AND cell = ?2 AND step = ?3",
+        self.0.write(|db| {
+            db.execute(
+            "UPDATE failover_steps SET state = $4, finished = $5, detail = $6, error = $7 WHERE failover = $1 AND cell = $2 AND step = $3",
             params![id, cell, step, state.as_str(), ts(clock::now()), detail, error],
-        )?;
+        )
+        })?;
         Ok(())
     }
 
@@ -319,32 +312,31 @@ impl Journal<'_> {
     /// attempt under a new key; a failed smoke check reopens its restore
     /// too (the checks run in it). Returns how many steps were reopened.
     pub fn reopen_failed(&self, id: &str) -> Result<usize> {
-        let mut db = self.0.db();
-        let tx = db.transaction()?;
-        let again: Vec<(String, String, String, i64)> = {
-            let mut stmt = tx.prepare(
-                "SELECT cell, step, key, attempt FROM failover_steps WHERE failover = ?1 AND (state = 'failed' OR (step = 'restore'
-                   AND state = 'done' AND cell IN (SELECT cell FROM failover_steps WHERE failover = ?1 AND step = 'smoke' AND state = 'failed')))",
+        self.0.write(|tx| {
+            let again = tx.query_as(
+                "SELECT cell, step, key, attempt FROM failover_steps WHERE failover = $1 AND (state = 'failed' OR (step = 'restore'
+                   AND state = 'done' AND cell IN (SELECT cell FROM failover_steps WHERE failover = $1 AND step = 'smoke' AND state = 'failed')))",
+                params![id],
+                |r| Ok((r.required_text("cell")?, r.required_text("step")?, r.required_text("key")?, r.required_int("attempt")?)),
             )?;
-            let rows = stmt.query_map([id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?;
-            rows.collect::<rusqlite::Result<_>>()?
-        };
-        for (cell, step, key, attempt) in &again {
-            tx.execute(
-                "UPDATE failover_steps SET state = 'intent', finished = NULL, error = NULL, attempt = ?4, key = ?5
-                 WHERE failover = ?1 AND cell = ?2 AND step = ?3",
-                params![id, cell, step, attempt + 1, format!("{}-retry{}", first_key(key), attempt + 1)],
-            )?;
-        }
-        tx.commit()?;
-        Ok(again.len())
+            for (cell, step, key, attempt) in &again {
+                tx.execute(
+                    "UPDATE failover_steps SET state = 'intent', finished = NULL, error = NULL, attempt = $4, key = $5
+                     WHERE failover = $1 AND cell = $2 AND step = $3",
+                    params![id, cell, step, attempt + 1, format!("{}-retry{}", first_key(key), attempt + 1)],
+                )?;
+            }
+            Ok(again.len())
+        })
     }
 
     pub fn approve(&self, id: &str, step: &str, by: &str) -> Result<bool> {
-        let n = self.0.db().execute(
-            "INSERT OR IGNORE INTO failover_approvals (failover, step, by, at) VALUES (?1, ?2, ?3, ?4)",
-            params![id, step, by, ts(clock::now())],
-        )?;
+        let n = self.0.write(|db| {
+            db.execute(
+                "INSERT INTO failover_approvals (failover, step, by, at) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+                params![id, step, by, ts(clock::now())],
+            )
+        })?;
         Ok(n == 1)
     }
 
@@ -353,49 +345,47 @@ impl Journal<'_> {
     /// they were, so `resume` carries it on under the same keys. Returns
     /// false, changing nothing, when this journal already has it.
     pub fn import(&self, f: &Failover, steps: &[StepRecord], approvals: &[Approval]) -> Result<bool> {
-        let mut db = self.0.db();
-        let tx = db.transaction()?;
-        if insert(&tx, f, "INSERT OR IGNORE")? == 0 {
-            return Ok(false);
-        }
-        for s in steps {
-            let detail = (!s.detail.is_null()).then(|| s.detail.to_string());
-            tx.execute(
-                "INSERT INTO failover_steps (failover, cell, step, key, attempt, state, started, finished, detail, error)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-                params![
-                    f.id,
-                    s.cell,
-                    s.step,
-                    s.idempotency_key,
-                    attempt_of(&s.idempotency_key),
-                    s.state.as_str(),
-                    ts(s.started),
-                    s.finished.map(ts),
-                    detail,
-                    s.error
-                ],
-            )?;
-        }
-        for a in approvals {
-            tx.execute(
-                "INSERT INTO failover_approvals (failover, step, by, at) VALUES (?1, ?2, ?3, ?4)",
-                params![f.id, a.step, a.by, ts(a.at)],
-            )?;
-        }
-        tx.commit()?;
-        Ok(true)
+        self.0.write(|tx| {
+            if insert(tx, f, "ON CONFLICT DO NOTHING")? == 0 {
+                return Ok(false);
+            }
+            for s in steps {
+                let detail = (!s.detail.is_null()).then(|| s.detail.to_string());
+                tx.execute(
+                    "INSERT INTO failover_steps (failover, cell, step, key, attempt, state, started, finished, detail, error)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+                    params![
+                        &f.id,
+                        &s.cell,
+                        &s.step,
+                        &s.idempotency_key,
+                        attempt_of(&s.idempotency_key),
+                        s.state.as_str(),
+                        ts(s.started),
+                        s.finished.map(ts),
+                        detail,
+                        s.error.as_deref()
+                    ],
+                )?;
+            }
+            for a in approvals {
+                tx.execute(
+                    "INSERT INTO failover_approvals (failover, step, by, at) VALUES ($1, $2, $3, $4)",
+                    params![&f.id, &a.step, &a.by, ts(a.at)],
+                )?;
+            }
+            Ok(true)
+        })
     }
 
     pub fn approvals(&self, id: &str) -> Result<Vec<Approval>> {
-        let db = self.0.db();
-        let mut stmt = db.prepare("SELECT step, by, at FROM failover_approvals WHERE failover = ?1 ORDER BY at")?;
-        let rows = stmt
-            .query_map([id], |r| {
-                Ok(Approval { step: r.get("step")?, by: r.get("by")?, at: instant(r, "at")?.unwrap_or(OffsetDateTime::UNIX_EPOCH) })
-            })?
-            .collect::<rusqlite::Result<Vec<_>>>()?;
-        Ok(rows)
+        self.0.db().query_as("SELECT step, by, at FROM failover_approvals WHERE failover = $1 ORDER BY at", params![id], |r| {
+            Ok(Approval {
+                step: r.required_text("step")?,
+                by: r.required_text("by")?,
+                at: instant(r, "at")?.unwrap_or(OffsetDateTime::UNIX_EPOCH),
+            })
+        })
     }
 }
 

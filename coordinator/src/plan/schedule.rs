@@ -1,4 +1,4 @@
-//! Cron schedules (5 fields, UTC): parsing, the next runs, and the longest
+//! Cron schedules (5 fields, or 6 with seconds first; UTC): parsing, the next runs, and the longest
 //! gap between runs (what a schedule can promise as a recovery point).
 //! The cron library speaks `chrono`; this module is the only place that
 //! does, converting at its edge.
@@ -8,12 +8,15 @@ use std::time::Duration;
 use croner::Cron;
 use time::OffsetDateTime;
 
-/// A parsed 5-field cron expression.
+/// A parsed cron expression: 5 fields, or 6 with seconds first (for
+/// schedules finer than a minute, e.g. a test's `*/5 * * * * *`).
 pub fn parse(expr: &str) -> Result<Cron, String> {
-    if expr.split_whitespace().count() != 5 {
-        return Err(format!("{expr:?} is not a 5-field cron expression (minute hour day-of-month month day-of-week), e.g. \"0 2 * * *\""));
+    if !matches!(expr.split_whitespace().count(), 5 | 6) {
+        return Err(format!(
+            "{expr:?} is not a cron expression of 5 fields (minute hour day-of-month month day-of-week, e.g. \"0 2 * * *\") or 6 (seconds first)"
+        ));
     }
-    Cron::new(expr).parse().map_err(|e| format!("{expr:?} is not a valid cron expression: {e}"))
+    Cron::new(expr).with_seconds_optional().parse().map_err(|e| format!("{expr:?} is not a valid cron expression: {e}"))
 }
 
 fn to_chrono(t: OffsetDateTime) -> Option<chrono::DateTime<chrono::Utc>> {
@@ -67,8 +70,9 @@ mod tests {
 
     #[test]
     fn bad_expressions() {
-        assert!(parse("0 2 * *").unwrap_err().contains("5-field"));
+        assert!(parse("0 2 * *").unwrap_err().contains("5 fields"));
+        assert!(parse("*/5 * * * * *").is_ok(), "seconds first");
         assert!(parse("61 * * * *").is_err());
-        assert!(parse("0 0 * * * *").is_err());
+        assert!(parse("0 0 * * * * *").is_err(), "7 fields");
     }
 }

@@ -52,7 +52,7 @@ pub struct Defaults {
     pub retention: Retention,
 }
 
-/// Cron expressions (5 fields, UTC).
+/// Cron expressions (5 fields, or 6 with seconds first; UTC).
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Schedules {

@@ -48,6 +48,7 @@ pub(super) async fn forever<F: std::future::Future<Output = Result<()>>>(
         return std::future::pending().await;
     }
     loop {
+        c.leader.wait_leading().await;
         if let Err(e) = pass().await {
             tracing::error!("{what}: {e:#}");
         }
@@ -135,12 +136,17 @@ pub enum Act {
 /// failover the engine could not carry out ends failed, never left
 /// running. Returns it as journaled after.
 pub(super) async fn carry_out(c: &Arc<Coordinator>, state: &Path, id: &str, acts: &'static [Act]) -> Result<Failover> {
-    let held = lock(state, id)?;
+    let held = lock(&c.store, state, id)?;
     carry_out_locked(c, held, id, acts).await
 }
 
 /// [`carry_out`] under a lock the caller took (`held`, released after).
-pub(super) async fn carry_out_locked(c: &Arc<Coordinator>, held: std::fs::File, id: &str, acts: &'static [Act]) -> Result<Failover> {
+pub(super) async fn carry_out_locked(
+    c: &Arc<Coordinator>,
+    held: crate::store::FailoverLock,
+    id: &str,
+    acts: &'static [Act],
+) -> Result<Failover> {
     let (c2, id2) = (c.clone(), id.to_string());
     let driven = tokio::task::spawn_blocking(move || -> Result<()> {
         let _lock = held;

@@ -109,11 +109,11 @@ pub async fn start(State(c): State<Arc<Coordinator>>, Extension(Peer(peer)): Ext
     let mut f = run::new_failover(assessment, req.test, who(req.by, peer), now);
     f.failed_at = failed_at;
     let id = f.id.clone();
-    let journaled = c.blocking(move |c| -> anyhow::Result<std::fs::File> {
+    let journaled = c.blocking(move |c| -> anyhow::Result<crate::store::FailoverLock> {
         // Two requests at once (a double click) must not both pass the overlap check.
         let _one_at_a_time = STARTING.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         run::admit(&c.store, &f.assessment, &[], f.test)?;
-        let held = run::lock(&c.cfg.state, &f.id)?;
+        let held = run::lock(&c.store, &c.cfg.state, &f.id)?;
         Journal(&c.store).create(&f)?;
         Ok(held)
     });
@@ -127,7 +127,7 @@ pub async fn start(State(c): State<Arc<Coordinator>>, Extension(Peer(peer)): Ext
 }
 
 /// Carry `acts` out in the background under `held`; its end is journaled.
-fn spawn(c: &Arc<Coordinator>, held: std::fs::File, id: &str, acts: &'static [Act]) {
+fn spawn(c: &Arc<Coordinator>, held: crate::store::FailoverLock, id: &str, acts: &'static [Act]) {
     let (c, id) = (c.clone(), id.to_string());
     tokio::spawn(async move {
         match carry_out_locked(&c, held, &id, acts).await {
@@ -165,7 +165,7 @@ pub async fn act(
         return no_signer();
     }
     let (step, id2) = (body.step, id.clone());
-    let ready = c.blocking(move |c| -> anyhow::Result<std::fs::File> {
+    let ready = c.blocking(move |c| -> anyhow::Result<crate::store::FailoverLock> {
         // What the failover is now decides first; then who drives it.
         let f = Journal(&c.store).get(&id2)?;
         match action.as_str() {
@@ -175,7 +175,7 @@ pub async fn act(
             "failback" => crate::failover::failback::can_fail_back(&f)?,
             _ => {}
         }
-        let held = run::lock(&c.cfg.state, &id2)?;
+        let held = run::lock(&c.store, &c.cfg.state, &id2)?;
         match action.as_str() {
             "approve" => run::record_approval(&c.store, &id2, step, &by).map(drop)?,
             "resume" => run::reopen(&c.store, &id2).map(drop)?,
@@ -198,10 +198,10 @@ pub async fn act(
 /// reports are written in the background.
 async fn abort(c: &Arc<Coordinator>, id: String, by: String) -> Response {
     let id2 = id.clone();
-    let aborted = c.blocking(move |c| -> anyhow::Result<Option<std::fs::File>> {
+    let aborted = c.blocking(move |c| -> anyhow::Result<Option<crate::store::FailoverLock>> {
         run::mark_aborted(&c.store, &id2, false, &by)?;
         tracing::info!(failover = %id2, by, "failover aborted through the API");
-        Ok(c.cfg.signer.as_ref().and_then(|_| run::lock(&c.cfg.state, &id2).ok()))
+        Ok(c.cfg.signer.as_ref().and_then(|_| run::lock(&c.store, &c.cfg.state, &id2).ok()))
     });
     match aborted.await {
         Ok(Some(held)) => spawn(c, held, &id, &[Act::Report]),

@@ -33,14 +33,30 @@ pub fn router(c: Arc<Coordinator>) -> Router {
         .route("/reports/{cell}/{name}", get(stored_report))
         .route("/v1/failover/plan", get(failover_plan))
         .route("/v1/takeover", get(takeover))
+        .route("/v1/leader", get(leader))
         .route("/v1/failovers", get(failovers).post(super::failovers::start))
         .route("/v1/failovers/{id}", get(failover))
         .route("/v1/failovers/{id}/{action}", post(super::failovers::act))
         .route("/metrics", get(metrics))
         .fallback(|| async { error(StatusCode::NOT_FOUND, "no such endpoint") })
+        .layer(axum::middleware::from_fn_with_state(c.clone(), followers_refuse))
         .layer(axum::middleware::from_fn_with_state(c.clone(), super::access::require))
         .layer(axum::middleware::from_fn(refuse_traversal))
         .with_state(c)
+}
+
+/// A coordinator that does not lead reads, never acts: 503, naming the
+/// leader to send the command to.
+async fn followers_refuse(State(c): State<Arc<Coordinator>>, req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    if req.method() == axum::http::Method::GET || req.method() == axum::http::Method::HEAD || c.leader.leading() {
+        return next.run(req).await;
+    }
+    let leader = c.blocking(|c| c.store.leader()).await.ok().flatten().filter(|l| !l.expired);
+    let whom =
+        leader.map_or("none holds the lease now; try again within the lease".to_string(), |l| format!("the leader is {}", l.address));
+    let mut answer = error(StatusCode::SERVICE_UNAVAILABLE, format!("this coordinator does not lead ({whom}): send the command there"));
+    answer.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from_static("5"));
+    answer
 }
 
 /// 400 for a path that climbs (`..`) or hides a separator or a dot behind
@@ -104,6 +120,22 @@ async fn takeover(State(c): State<Arc<Coordinator>>) -> Response {
     match &c.takeover {
         Some(t) => Json(t.found()).into_response(),
         None => error(StatusCode::NOT_FOUND, "this coordinator did not take over (lifeboat serve --takeover --from-location NAME)"),
+    }
+}
+
+/// Whether this coordinator leads, with which epoch, and who holds the lease.
+async fn leader(State(c): State<Arc<Coordinator>>) -> Response {
+    match c.blocking(|c| c.store.leader()).await {
+        Ok(row) => Json(serde_json::json!({
+            "shared": c.leader.shared,
+            "leading": c.leader.leading(),
+            "epoch": c.leader.epoch(),
+            "holder": c.leader.holder,
+            "lease_seconds": c.leader.lease.as_secs_f64(),
+            "lease": row,
+        }))
+        .into_response(),
+        Err(e) => internal(e),
     }
 }
 

@@ -13,6 +13,7 @@ mod chaos;
 mod exercises;
 mod failovers;
 mod http;
+pub mod leader;
 mod metrics;
 pub mod scheduler;
 mod standbys;
@@ -38,9 +39,14 @@ pub struct ServeArgs {
     /// The plan directory.
     #[arg(long, env = "LIFEBOAT_PLANS")]
     pub plans: PathBuf,
-    /// The state database (SQLite; created when missing).
+    /// The state: a SQLite file (created when missing), or `postgres://...` shared by several
+    /// coordinators, one of which leads through a lease (see --lease).
     #[arg(long, env = "LIFEBOAT_STATE", default_value = "lifeboat-state.db")]
     pub state: PathBuf,
+    /// With a shared (Postgres) state: how long a leader's lease lasts unrenewed; it is renewed every
+    /// third of it, and another coordinator leads within it after the leader is lost.
+    #[arg(long, env = "LIFEBOAT_LEASE", default_value = "15s", value_parser = humantime::parse_duration)]
+    pub lease: Duration,
     /// Address for the status page, API and metrics.
     #[arg(long, env = "LIFEBOAT_LISTEN", default_value = "127.0.0.1:7300")]
     pub listen: SocketAddr,
@@ -107,7 +113,7 @@ pub struct Config {
     /// Signs drill reports (None: drills are refused).
     pub signer: Option<crate::report::keys::Signer>,
     pub reports: Option<PathBuf>,
-    /// The state database's path: beside it, the per-failover locks.
+    /// The state (`--state`): beside a SQLite file, the per-failover locks.
     pub state: PathBuf,
 }
 
@@ -125,6 +131,8 @@ pub struct Coordinator {
     pub standbys: Mutex<HashMap<String, crate::failover::standby::StandbyView>>,
     /// Started with `--takeover`: the location taken over from and what was found there.
     pub takeover: Option<takeover::Takeover>,
+    /// Whether this coordinator acts (always, with a SQLite state).
+    pub leader: leader::Leadership,
 }
 
 /// Load a plan, or say everything wrong with it.
@@ -142,7 +150,7 @@ pub fn load_plan(dir: &std::path::Path) -> Result<Plan> {
 /// `LIFEBOAT_AGENT_CLIENT_CERT`, with its key in `LIFEBOAT_AGENT_CLIENT_KEY`
 /// (PEM, PKCS#8; refused when every user can read it).
 pub fn agent_options() -> Result<lifeboat_client::Options> {
-    let mut options = lifeboat_client::Options::default();
+    let mut options = lifeboat_client::Options { epoch: Some(leader::epoch_cell()), ..Default::default() };
     if let Some(ca) = std::env::var_os("LIFEBOAT_AGENT_CA_FILE") {
         options = options.trusting(std::path::Path::new(&ca)).map_err(anyhow::Error::msg).context("LIFEBOAT_AGENT_CA_FILE")?;
     }
@@ -216,6 +224,11 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     if args.max_attempts == 0 || args.cell_concurrency == 0 {
         bail!("--max-attempts and --cell-concurrency must be at least 1");
     }
+    if args.lease < Duration::from_secs(3) {
+        bail!("--lease {:?} is too short to renew reliably: give at least 3s", args.lease);
+    }
+    let leadership = leader::Leadership::new(store.shared(), args.lease);
+    store.fence(&leadership.holder, leader::epoch_cell());
     let takeover = match &args.from_location {
         Some(from) => {
             let reports = args.reports.clone().unwrap_or_else(|| args.state.with_file_name("takeover-reports"));
@@ -259,10 +272,22 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         agent_problems: Mutex::default(),
         standbys: Mutex::default(),
         takeover,
+        leader: leadership,
     });
+    tokio::spawn(leader::keep(c.clone()));
+    if c.takeover.is_some() && c.leader.shared {
+        // What a takeover imports is written under the lease.
+        tracing::info!("waiting for the lease before taking over");
+        c.leader.wait_leading().await;
+    }
     takeover::rebuild(&c).await;
     if c.takeover.is_none() {
-        tokio::spawn(store_plan(c.clone(), args.plans.clone()));
+        let c2 = c.clone();
+        let plans = args.plans.clone();
+        tokio::spawn(async move {
+            c2.leader.wait_leading().await;
+            store_plan(c2, plans).await
+        });
     }
     // Last successes survive restarts in the database; so do their gauges.
     c.blocking(|c| -> Result<()> {
@@ -286,6 +311,15 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         () = keep_standbys(c.clone(), args.standby_interval) => {}
         () = exercises::run(c.clone(), args.state.clone()) => {}
         () = chaos::run(c.clone(), args.state.clone()) => {}
+        signal = lifeboat_process::shutdown_signal() => {
+            tracing::info!(signal, "stopping");
+            if c.leader.shared && c.leader.leading() {
+                // Another coordinator leads at once rather than after the lease.
+                if let Err(e) = c.blocking(|c| c.store.resign(&c.leader.holder)).await {
+                    tracing::warn!("giving up the lease: {e:#}");
+                }
+            }
+        }
     }
     Ok(())
 }
@@ -312,6 +346,7 @@ async fn keep_standbys(c: Arc<Coordinator>, interval: Duration) {
     }
     let mut backoff = standbys::Backoff::default();
     loop {
+        c.leader.wait_leading().await;
         standbys::keep(&c, &mut backoff, interval).await;
         tokio::time::sleep(interval).await;
     }
@@ -323,6 +358,7 @@ async fn keep_standbys(c: Arc<Coordinator>, interval: Duration) {
 async fn control_loop(c: Arc<Coordinator>, tick: Duration, poll: Duration) -> Result<()> {
     let scheduling = async {
         loop {
+            c.leader.wait_leading().await;
             if let Err(e) = c.blocking(|c| scheduler::fire(&c.plan, &c.store, clock::now())).await {
                 tracing::error!("scheduling: {e:#}");
             }
@@ -334,17 +370,22 @@ async fn control_loop(c: Arc<Coordinator>, tick: Duration, poll: Duration) -> Re
     };
     let monitoring = async {
         loop {
+            // Followers keep their gauges from the shared state; only the leader acts.
             let now = clock::now();
-            if let Err(e) = scheduler::poll(&c, now).await {
-                tracing::error!("polling agents: {e:#}");
+            if c.leader.leading() {
+                if let Err(e) = scheduler::poll(&c, now).await {
+                    tracing::error!("polling agents: {e:#}");
+                }
+                scheduler::refresh_recovery(&c, now).await;
+                takeover::refresh_points(&c).await;
             }
-            scheduler::refresh_recovery(&c, now).await;
-            takeover::refresh_points(&c).await;
             match c.blocking(|c| c.status()).await {
                 Ok(status) => {
                     c.metrics.status(&status);
-                    if let Err(e) = alerts::evaluate(&c, status, clock::now()).await {
-                        tracing::warn!("alerts: {e:#}");
+                    if c.leader.leading() {
+                        if let Err(e) = alerts::evaluate(&c, status, clock::now()).await {
+                            tracing::warn!("alerts: {e:#}");
+                        }
                     }
                 }
                 Err(e) => tracing::error!("compliance: {e:#}"),

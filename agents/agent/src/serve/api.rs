@@ -38,6 +38,7 @@ pub fn router(agent: Arc<Agent>) -> Router {
         .route(paths::FAILOVER_JOURNAL, get(super::journals::get).put(super::journals::put))
         .route(paths::METRICS, get(metrics))
         .fallback(not_found)
+        .layer(middleware::from_fn_with_state(agent.clone(), super::epoch::check))
         .layer(middleware::from_fn_with_state(agent.clone(), auth::require_token))
         .with_state(agent)
 }

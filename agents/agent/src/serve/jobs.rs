@@ -97,15 +97,8 @@ impl Journal {
     /// rename over the old record.
     pub fn put(&mut self, job: Job) -> Result<()> {
         let path = self.dir.join(format!("{}.json", job.id));
-        let tmp = self.dir.join(format!(".{}.json.tmp", job.id));
         let bytes = serde_json::to_vec_pretty(&job).expect("jobs serialise");
-        {
-            use std::io::Write as _;
-            let mut f = std::fs::File::create(&tmp).with_context(|| format!("writing {}", tmp.display()))?;
-            f.write_all(&bytes)?;
-            f.sync_all()?;
-        }
-        std::fs::rename(&tmp, &path).with_context(|| format!("replacing {}", path.display()))?;
+        lifeboat_process::write_durably(&path, &bytes).with_context(|| format!("writing {}", path.display()))?;
         self.by_key.insert(job.idempotency_key.clone(), job.id.clone());
         self.jobs.insert(job.id.clone(), job);
         Ok(())

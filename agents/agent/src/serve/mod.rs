@@ -11,6 +11,7 @@ mod api;
 mod auth;
 mod config;
 mod drill_auth;
+mod epoch;
 mod follow;
 mod geocopy;
 mod invocation;
@@ -61,6 +62,8 @@ pub struct Agent {
     pub follow_metrics: follow::FollowMetrics,
     /// This binary: jobs run as its subcommands.
     pub exe: PathBuf,
+    /// The highest coordinator lease epoch seen (coordinators below it are refused).
+    pub epochs: epoch::Epochs,
     /// Held open: the lock that keeps a second agent off the same state directory.
     _lock: std::fs::File,
 }
@@ -156,6 +159,7 @@ pub async fn run(global: &Global, config: ServeArgs, shutdown: impl std::future:
         standby_metrics,
         follow_metrics,
         exe: std::env::current_exe().context("finding this binary")?,
+        epochs: epoch::Epochs::open(&config.state_dir)?,
         _lock: lock,
         config,
     });
