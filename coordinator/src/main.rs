@@ -162,6 +162,9 @@ enum FailoverCommand {
     /// backup. Run again after a failure: what is done is not repeated.
     Failback {
         id: String,
+        /// Fail back only this cell (the others stay where they are; the failover is failing-back until all are home).
+        #[arg(long)]
+        cell: Option<String>,
         /// Show the steps and stop: nothing is journaled or changed.
         #[arg(long)]
         dry_run: bool,
@@ -363,8 +366,8 @@ fn main() -> ExitCode {
         Command::Failover(FailoverCommand::Commit { id, driver }) => {
             commands::operate(output, async move { commands::failover_run::commit(&driver, &id).await })
         }
-        Command::Failover(FailoverCommand::Failback { id, dry_run, driver }) => {
-            commands::operate(output, async move { commands::failover_run::failback(&driver, &id, dry_run).await })
+        Command::Failover(FailoverCommand::Failback { id, cell, dry_run, driver }) => {
+            commands::operate(output, async move { commands::failover_run::failback(&driver, &id, cell.as_deref(), dry_run).await })
         }
         Command::Failover(FailoverCommand::Abort { id, state, plans, signing_key, reports }) => {
             let reporting = plans.zip(signing_key).map(|(plans, signing_key)| commands::failover_run::Driver {

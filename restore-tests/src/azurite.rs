@@ -19,22 +19,8 @@ impl PrivateAzurite {
         crate::services();
         let data = tempfile::tempdir().unwrap();
         let port = crate::pg::free_port();
-        // The script execs Azurite: the child is Azurite itself.
-        let child = Command::new("bash")
-            .arg(crate::workspace_root().join("infra/services.sh"))
-            .arg("azurite")
-            .arg(data.path())
-            .arg(port.to_string())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("starting a private Azurite");
-        let start = Instant::now();
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(start.elapsed() < Duration::from_secs(60), "the private Azurite did not listen on {port} within 60 s");
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        let child = launch(data.path(), port);
+        wait_listening(port);
         PrivateAzurite { child: Some(child), port, _data: data }
     }
 
@@ -43,9 +29,24 @@ impl PrivateAzurite {
         format!("az://lifeboat-test/{}?endpoint=http://127.0.0.1:{}/devstoreaccount1", crate::unique(name), self.port)
     }
 
-    /// Azure is gone: the process is killed and nothing answers on its port.
+    /// Azure returns: the same data, on the same port.
+    pub fn restart(&mut self) {
+        self.stop();
+        let data = self._data.path().to_path_buf();
+        self.child = Some(launch(&data, self.port));
+        wait_listening(self.port);
+    }
+
+    /// Azure is gone: the process is stopped and nothing answers on its port.
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
+            // SIGTERM first, so that what Azurite keeps is on disk for a restart.
+            // SAFETY: signalling our own child.
+            unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+            let start = Instant::now();
+            while child.try_wait().ok().flatten().is_none() && start.elapsed() < Duration::from_secs(10) {
+                std::thread::sleep(Duration::from_millis(100));
+            }
             let _ = child.kill();
             let _ = child.wait();
         }
@@ -55,5 +56,27 @@ impl PrivateAzurite {
 impl Drop for PrivateAzurite {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+fn launch(data: &std::path::Path, port: u16) -> Child {
+    // The script execs Azurite: the child is Azurite itself.
+    Command::new("bash")
+        .arg(crate::workspace_root().join("infra/services.sh"))
+        .arg("azurite")
+        .arg(data)
+        .arg(port.to_string())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("starting a private Azurite")
+}
+
+fn wait_listening(port: u16) {
+    let start = Instant::now();
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(start.elapsed() < Duration::from_secs(60), "the private Azurite did not listen on {port} within 60 s");
+        std::thread::sleep(Duration::from_millis(100));
     }
 }

@@ -63,8 +63,13 @@ impl PaymentsCell {
 
     /// `n` payments, each a debit and a credit in the ledger, committed and then published.
     pub fn pay(&self, n: usize) {
+        self.pay_at(&self.pg, n)
+    }
+
+    /// [`PaymentsCell::pay`] on the server `pg` (the cell's new primary after a failover).
+    pub fn pay_at(&self, pg: &Cluster, n: usize) {
         for _ in 0..n {
-            let id = self.pg.psql(
+            let id = pg.psql(
                 "with p as (insert into payments (amount) values (round((random() * 100)::numeric, 2)) returning id, amount),
                       l as (insert into ledger select id, amount from p union all select id, -amount from p)
                  select id from p",

@@ -79,7 +79,7 @@ const BREAKS: &[Break] = &[
         file: "demo.toml",
         old: "drill = \"0 3 1 * *\"",
         new: "drill = \"0 3 1 *\"",
-        message: "is not a 5-field cron expression",
+        message: "is not a cron expression of 5 fields",
         anchor: "drill = \"0 3 1 *\"",
     },
     Break {
@@ -277,14 +277,14 @@ const BREAKS: &[Break] = &[
         file: "demo.toml",
         old: "approve = [\"fence\"]",
         new: "approve = [\"fence\"]\ntest = { schedule = \"quarterly\" }",
-        message: "scenario \"cell-failure\" test: schedule \"quarterly\" is not a 5-field cron expression",
+        message: "scenario \"cell-failure\" test: schedule \"quarterly\" is not a cron expression of 5 fields",
         anchor: "test = { schedule",
     },
     Break {
         file: "demo.toml",
         old: "approve = [\"fence\"]",
         new: "approve = [\"fence\"]\nchaos = { schedule = \"monthly\" }",
-        message: "scenario \"cell-failure\" chaos: schedule \"monthly\" is not a 5-field cron expression",
+        message: "scenario \"cell-failure\" chaos: schedule \"monthly\" is not a cron expression of 5 fields",
         anchor: "chaos = { schedule",
     },
     Break {

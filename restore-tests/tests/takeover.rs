@@ -16,6 +16,13 @@
 //! cell restored at the site, holding exactly the payments the copy held
 //! (checked against the workload's own log), Kafka record-exact to the
 //! same cut (read back with kcat), each report chained on and verified.
+//!
+//! Then Azure returns: the failover is committed (each new primary
+//! archives into the cross-cloud copy in AWS and gets a base backup
+//! there), payments are written at the new primaries, and one cell is
+//! failed back home on its own (`failover failback ID --cell C`): its
+//! payments and ledger at home have the row counts and checksums they had
+//! at the new primary, home takes writes, and the other cells stay in AWS.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -89,10 +96,12 @@ role = "cross-cloud"
 
 /// A cell's own agent, able to drill (its restore root, the plan key,
 /// Kafka), reading its cross-cloud copy (copies are the test's to make).
-fn own_agent(cell: &PaymentsCell, copy: &str, dir: &Path, public: &Path) -> Service {
+fn own_agent(cell: &PaymentsCell, copy: &str, dir: &Path, public: &Path, extra: &[&str]) -> Service {
     std::fs::create_dir_all(dir).unwrap();
-    let token = write_token(&dir.join("agent-token"));
+    let token_file = dir.join("agent-token");
+    let token = std::fs::read_to_string(&token_file).unwrap_or_else(|_| write_token(&token_file));
     let mut args = agent_args(&cell.a, &cell.name, dir);
+    args.extend(extra.iter().map(|s| s.to_string()));
     let (root, copy) = (cell.restore_root.to_str().unwrap(), format!("cross-cloud={copy}"));
     let extra = ["--kafka-brokers", &cell.kafka.address, "--restore-root", root, "--plan-key", public.to_str().unwrap()];
     args.extend(extra.into_iter().chain(["--copy-to", &copy, "--copy-interval", "0s"]).map(String::from));
@@ -169,7 +178,7 @@ fn a_fresh_coordinator_takes_over_from_the_cross_cloud_copy_when_azure_is_lost()
     let (key, public) = (keys.join("report-signing.key"), keys.join("report-signing.pub"));
     let copies: Vec<String> = cells.iter().map(|c| fresh_url(Backend::S3, &format!("{}-cross", c.name), s)).collect();
 
-    let mut own: Vec<Service> = cells.iter().zip(&copies).map(|(c, to)| own_agent(c, to, &s.join(&c.name), &public)).collect();
+    let mut own: Vec<Service> = cells.iter().zip(&copies).map(|(c, to)| own_agent(c, to, &s.join(&c.name), &public, &[])).collect();
     let site_archive = Archive::new();
     let site = aws_site(&cells, &copies, &site_archive, &s.join("aws-1"), &public);
     let (prefix, port) = (format!("{}.", unique("aws")), free_ports(3));
@@ -256,6 +265,50 @@ fn a_fresh_coordinator_takes_over_from_the_cross_cloud_copy_when_azure_is_lost()
         let args = ["report", "verify", chain.to_str().unwrap(), "--public-key", public.to_str().unwrap(), "--expect-sequence", "3"];
         ok(&Command::new(lifeboat_bin()).args(args).output().unwrap());
     }
+
+    // Azure returns. Commit: the new primaries archive into the copy in AWS.
+    azure.restart();
+    let id = done["failover"]["id"].as_str().unwrap();
+    let (state, key) = (fresh.join("state.db"), key.as_path());
+    let (committed_ok, committed) = failover(&plans, &state, key, &reports, &["commit", id]);
+    assert!(committed_ok && committed["failover"]["state"] == "committed", "{committed}");
+    // The first cell's team brings it home; its own agent is back with its server's data directory.
+    let home = &cells[0];
+    let new_primary = Cluster { dir: s.join("unused-home"), port: done["cells"][0]["postgres_port"].as_u64().unwrap() as u16 };
+    home.pay_at(&new_primary, 4);
+    let before = fingerprint(&new_primary);
+    let data = home.pg.data();
+    let listen = own[0].url.trim_start_matches("http://").trim_end_matches('/').to_string();
+    let back_args = ["--listen", &listen, "--pg-conn", &home.conninfo(), "--pg-data", data.to_str().unwrap()];
+    let _home_agent = own_agent(home, &copies[0], &s.join(&home.name), &public, &back_args);
+    let (back_ok, back) = failover(&plans, &state, key, &reports, &["failback", id, "--cell", &home.name]);
+    assert!(back_ok, "{back}");
+    assert_eq!(back["failover"]["state"], "failing-back", "the other cells are still in AWS: {back}");
+    let touched: Vec<&str> = back["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|st| st["step"].as_str().unwrap().starts_with("failback:"))
+        .map(|st| st["cell"].as_str().unwrap())
+        .collect();
+    assert!(touched.len() == 7 && touched.iter().all(|c| *c == home.name), "only {}'s failback steps: {touched:?}", home.name);
+    assert_eq!(home.pg.psql("select pg_is_in_recovery()"), "f", "home is the primary");
+    assert_eq!(fingerprint(&home.pg), before, "{}: the same rows at home as at the new primary", home.name);
+    eprintln!("failback of {} after the outage: {before}", home.name);
+    home.pg.psql("insert into payments (amount) values (1.00)");
+    let others = done["cells"].as_array().unwrap()[1..].iter().map(|c| c["postgres_port"].as_u64().unwrap() as u16);
+    for (i, port) in others.enumerate() {
+        let still = Cluster { dir: s.join(format!("unused-still-{i}")), port };
+        assert_eq!(still.psql("select pg_is_in_recovery()"), "f", "the cells not failed back serve in AWS");
+    }
+}
+
+/// Row counts and checksums of the payments and the ledger.
+fn fingerprint(pg: &Cluster) -> String {
+    pg.psql(
+        "select (select count(*) || ' payments ' || md5(coalesce(string_agg(id || ':' || amount || ':' || at, ',' order by id), '')) from payments)
+             || ', ' || (select count(*) || ' ledger rows ' || md5(coalesce(string_agg(payment_id || ':' || amount, ',' order by payment_id, amount), '')) from ledger)",
+    )
 }
 
 /// The site stores no plan that is not the plan key's: not one whose files

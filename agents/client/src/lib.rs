@@ -10,7 +10,7 @@ mod error;
 mod retry;
 
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -63,11 +63,9 @@ pub struct Options {
     /// The client certificate shown to agents that require one (mutual TLS).
     pub identity: Option<ClientIdentity>,
     pub retry: RetryPolicy,
-    /// A leading coordinator's lease epoch, sent with every request (0:
-    /// none sent). An agent that has seen a higher one refuses the request
-    /// ([`ClientError::Superseded`]) and this is set to 0: the caller leads
-    /// no more.
-    pub epoch: Option<Arc<AtomicU64>>,
+    /// The lease epoch of a coordinator that shares its state, sent with
+    /// every request once it has one.
+    pub epoch: Option<Arc<CoordinatorEpoch>>,
 }
 
 /// A client certificate and its private key; never printed.
@@ -131,6 +129,41 @@ pub fn is_loopback_url(url: &str) -> bool {
     host == "localhost" || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
+/// The lease epoch a coordinator sharing its state sends to agents. Once
+/// set it is always sent, also after the coordinator stepped down, so an
+/// agent that has seen a newer leader refuses whatever the old one still
+/// had on the way; an agent's refusal marks it superseded.
+#[derive(Debug, Default)]
+pub struct CoordinatorEpoch {
+    epoch: AtomicU64,
+    superseded: AtomicBool,
+}
+
+impl CoordinatorEpoch {
+    /// The epoch sent (0: none yet, no header).
+    pub fn get(&self) -> u64 {
+        self.epoch.load(Ordering::SeqCst)
+    }
+
+    /// A new epoch (the lease taken): not superseded.
+    pub fn set(&self, epoch: u64) {
+        if self.epoch.swap(epoch, Ordering::SeqCst) != epoch {
+            self.superseded.store(false, Ordering::SeqCst);
+        }
+    }
+
+    /// An agent has seen a newer epoch than this one.
+    pub fn is_superseded(&self) -> bool {
+        self.superseded.load(Ordering::SeqCst)
+    }
+
+    fn supersede(&self, sent: u64) {
+        if self.get() == sent {
+            self.superseded.store(true, Ordering::SeqCst);
+        }
+    }
+}
+
 /// One cell's agent.
 #[derive(Clone)]
 pub struct AgentClient {
@@ -141,7 +174,7 @@ pub struct AgentClient {
     retry: RetryPolicy,
     /// Whose reports the report calls are about (default: the agent's cell).
     reports_of: lifeboat_api::service::ReportScope,
-    epoch: Option<Arc<AtomicU64>>,
+    epoch: Option<Arc<CoordinatorEpoch>>,
 }
 
 impl std::fmt::Debug for AgentClient {
@@ -213,7 +246,7 @@ impl AgentClient {
             let (kind, detail) = error::describe(&e);
             ClientError::Unreachable { cell: self.cell.clone(), url: self.url.clone(), what, detail: format!("{kind}: {detail}") }
         };
-        let epoch = self.epoch.as_ref().map_or(0, |e| e.load(Ordering::SeqCst));
+        let epoch = self.epoch.as_ref().map_or(0, |e| e.get());
         let request = if epoch > 0 { request.header(lifeboat_api::service::COORDINATOR_EPOCH_HEADER, epoch) } else { request };
         let response = request.bearer_auth(&self.token).send().await.map_err(unreachable)?;
         let status = response.status().as_u16();
@@ -239,15 +272,15 @@ impl AgentClient {
         Err(ClientError::Status { cell: self.cell.clone(), what, status, message, retry_after })
     }
 
-    /// The higher epoch an agent has seen, when it refused ours for it;
-    /// ours is then withdrawn (set to 0) so no further request carries it.
+    /// The higher epoch an agent has seen, when it refused ours for it
+    /// (and ours is then marked superseded).
     fn superseded(&self, sent: u64, status: u16, headers: &reqwest::header::HeaderMap) -> Option<u64> {
         let seen: u64 = headers.get(lifeboat_api::service::COORDINATOR_EPOCH_HEADER)?.to_str().ok()?.parse().ok()?;
         if status != 409 || sent == 0 || seen <= sent {
             return None;
         }
         if let Some(e) = &self.epoch {
-            let _ = e.compare_exchange(sent, 0, Ordering::SeqCst, Ordering::SeqCst);
+            e.supersede(sent);
         }
         Some(seen)
     }

@@ -149,8 +149,10 @@ pub async fn run(args: RunArgs) -> Result<Done<View>> {
 /// an unfinished one (running, waiting or failed) must be resumed or aborted first.
 fn refuse_overlap(store: &Store, assessment: &Assessment) -> Result<()> {
     for other in Journal(store).list()?.into_iter().filter(Failover::unfinished) {
-        let shared: Vec<&str> =
-            assessment.cells.iter().filter(|c| other.assessment.cells.iter().any(|o| o.cell == c.cell)).map(|c| c.cell.as_str()).collect();
+        // A cell failed back on its own is home: it may fail over again.
+        let home = Journal(store).home(&other.id)?;
+        let theirs = |cell: &str| other.assessment.cells.iter().any(|o| o.cell == cell) && !home.contains(cell);
+        let shared: Vec<&str> = assessment.cells.iter().filter(|c| theirs(&c.cell)).map(|c| c.cell.as_str()).collect();
         if !shared.is_empty() {
             bail!(
                 "failover {} ({}) is unfinished for {}; resume it (lifeboat failover resume {}) or abort it first",
@@ -261,9 +263,9 @@ pub async fn commit(d: &Driver, id: &str) -> Result<Done<View>> {
     view(&store, id)
 }
 
-/// `failover failback ID`: move a committed failover's cells back home
-/// (`--dry-run`: show the steps, change nothing).
-pub async fn failback(d: &Driver, id: &str, dry_run: bool) -> Result<Done<View>> {
+/// `failover failback ID [--cell C]`: move a committed failover's cells
+/// (or one of them) back home (`--dry-run`: show the steps, change nothing).
+pub async fn failback(d: &Driver, id: &str, cell: Option<&str>, dry_run: bool) -> Result<Done<View>> {
     let store = Store::open(&d.state)?;
     if dry_run {
         let mut done = view(&store, id)?;
@@ -272,9 +274,9 @@ pub async fn failback(d: &Driver, id: &str, dry_run: bool) -> Result<Done<View>>
     }
     let _lock = lock(&store, &d.state, id)?;
     let (plan, signer) = plan_and_key(d)?;
-    engine(d, &plan, &store, &signer).failback(id).await?;
+    engine(d, &plan, &store, &signer).failback(id, cell).await?;
     let mut done = view(&store, id)?;
-    done.ok = done.value.failover.state == FailoverState::FailedBack;
+    done.ok = done.value.failover.state == FailoverState::FailedBack || (cell.is_some() && done.value.failover.error.is_none());
     Ok(done)
 }
 

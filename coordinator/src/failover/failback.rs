@@ -22,6 +22,10 @@
 //! the handback on, the cell takes no writes until the home is promoted.
 //! A failed step leaves the failover `failing-back` with why; `failback`
 //! again tries it under a new key and goes on. Done: `failed-back`.
+//!
+//! `--cell C` fails back one cell of the failover (after a cloud outage,
+//! the cells go home one at a time, each when its team is ready): the
+//! failover stays `failing-back` until every cell is home.
 
 use anyhow::{ensure, Context, Result};
 use futures::future::join_all;
@@ -37,7 +41,10 @@ use crate::plan::{CellPlan, SiteDef};
 
 /// The steps of a cell's failback, in order.
 pub const STEPS: [&str; 7] =
-    ["failback:rebuild", "failback:handback", "failback:fence", "failback:promote", "failback:route", "failback:verify", "failback:backup"];
+    ["failback:rebuild", "failback:handback", "failback:fence", "failback:promote", "failback:route", "failback:verify", HOME];
+
+/// The last step of a cell's failback: done, the cell is home.
+pub const HOME: &str = "failback:backup";
 
 /// Whether `f` may fail back (go on failing back): a committed real failover.
 pub fn can_fail_back(f: &Failover) -> Result<()> {
@@ -52,30 +59,50 @@ pub fn can_fail_back(f: &Failover) -> Result<()> {
     Ok(())
 }
 
+/// Whether `only` (when given) is a cell `f` moved.
+pub fn moved(f: &Failover, only: Option<&str>) -> Result<()> {
+    if let Some(cell) = only {
+        ensure!(
+            f.assessment.cells.iter().any(|c| c.cell == cell),
+            "failover {} moved no cell {cell} (failover status {} lists its cells)",
+            f.id,
+            f.id
+        );
+    }
+    Ok(())
+}
+
 impl Engine<'_> {
-    /// Fail every cell of the committed failover `id` back home, as far as it goes.
-    pub async fn failback(&self, id: &str) -> Result<Failover> {
-        let back = self.failback_cells(id).await;
+    /// Fail every cell of the committed failover `id` (or only cell
+    /// `only`) back home, as far as it goes.
+    pub async fn failback(&self, id: &str, only: Option<&str>) -> Result<Failover> {
+        let back = self.failback_cells(id, only).await;
         self.mirror(id).await;
         back
     }
 
-    async fn failback_cells(&self, id: &str) -> Result<Failover> {
+    async fn failback_cells(&self, id: &str, only: Option<&str>) -> Result<Failover> {
         let f = self.journal().get(id)?;
         if f.state == FailoverState::FailedBack && !f.test {
             return Ok(f);
         }
         can_fail_back(&f)?;
+        moved(&f, only)?;
+        let cells: Vec<&CellAssessment> = f.assessment.cells.iter().filter(|c| only.is_none_or(|o| o == c.cell)).collect();
         self.journal().set_state(id, FailoverState::FailingBack, None)?;
-        self.journal().reopen_failed(id)?;
-        let ends = join_all(f.assessment.cells.iter().map(|c| self.failback_cell(&f, c))).await;
+        self.journal().reopen_failed_of(id, only)?;
+        let ends = join_all(cells.iter().map(|c| self.failback_cell(&f, c))).await;
         let problems: Vec<String> =
-            ends.iter().zip(&f.assessment.cells).filter_map(|(e, c)| e.as_ref().err().map(|e| format!("cell {}: {e:#}", c.cell))).collect();
-        let (state, error) = match problems.is_empty() {
-            true => (FailoverState::FailedBack, None),
-            false => {
-                (FailoverState::FailingBack, Some(format!("failback stopped: {}; run failover failback {id} again", problems.join("; "))))
-            }
+            ends.iter().zip(&cells).filter_map(|(e, c)| e.as_ref().err().map(|e| format!("cell {}: {e:#}", c.cell))).collect();
+        let again = match only {
+            Some(cell) => format!("failover failback {id} --cell {cell}"),
+            None => format!("failover failback {id}"),
+        };
+        let home = self.journal().home(id)?;
+        let (state, error) = match (problems.is_empty(), f.assessment.cells.iter().all(|c| home.contains(&c.cell))) {
+            (true, true) => (FailoverState::FailedBack, None),
+            (true, false) => (FailoverState::FailingBack, None),
+            (false, _) => (FailoverState::FailingBack, Some(format!("failback stopped: {}; run {again} again", problems.join("; ")))),
         };
         self.journal().set_state(id, state, error.as_deref())?;
         self.journal().get(id)

@@ -312,11 +312,17 @@ impl Journal<'_> {
     /// attempt under a new key; a failed smoke check reopens its restore
     /// too (the checks run in it). Returns how many steps were reopened.
     pub fn reopen_failed(&self, id: &str) -> Result<usize> {
+        self.reopen_failed_of(id, None)
+    }
+
+    /// [`Journal::reopen_failed`], of one cell's steps only when `cell` is given.
+    pub fn reopen_failed_of(&self, id: &str, cell: Option<&str>) -> Result<usize> {
         self.0.write(|tx| {
             let again = tx.query_as(
-                "SELECT cell, step, key, attempt FROM failover_steps WHERE failover = $1 AND (state = 'failed' OR (step = 'restore'
-                   AND state = 'done' AND cell IN (SELECT cell FROM failover_steps WHERE failover = $1 AND step = 'smoke' AND state = 'failed')))",
-                params![id],
+                "SELECT cell, step, key, attempt FROM failover_steps WHERE failover = $1 AND (CAST($2 AS TEXT) IS NULL OR cell = $2)
+                   AND (state = 'failed' OR (step = 'restore' AND state = 'done'
+                   AND cell IN (SELECT cell FROM failover_steps WHERE failover = $1 AND step = 'smoke' AND state = 'failed')))",
+                params![id, cell],
                 |r| Ok((r.required_text("cell")?, r.required_text("step")?, r.required_text("key")?, r.required_int("attempt")?)),
             )?;
             for (cell, step, key, attempt) in &again {
@@ -328,6 +334,13 @@ impl Journal<'_> {
             }
             Ok(again.len())
         })
+    }
+
+    /// The cells of failover `id` whose failback is complete (home again).
+    pub fn home(&self, id: &str) -> Result<std::collections::BTreeSet<String>> {
+        let sql = "SELECT cell FROM failover_steps WHERE failover = $1 AND step = $2 AND state = 'done'";
+        let cells = self.0.db().query_as(sql, params![id, super::failback::HOME], |r| r.required_text("cell"))?;
+        Ok(cells.into_iter().collect())
     }
 
     pub fn approve(&self, id: &str, step: &str, by: &str) -> Result<bool> {

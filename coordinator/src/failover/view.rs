@@ -59,7 +59,7 @@ pub fn view(store: &Store, id: &str) -> Result<View> {
         FailoverState::Failed | FailoverState::Running => Some(format!("lifeboat failover resume {id}")),
         FailoverState::Done if !f.test => Some(format!("lifeboat failover commit {id} (once the new primaries are confirmed)")),
         FailoverState::Committed => Some(format!("lifeboat failover failback {id} (when the cells' homes are back: planned, no loss)")),
-        FailoverState::FailingBack => Some(format!("lifeboat failover failback {id}")),
+        FailoverState::FailingBack => Some(format!("lifeboat failover failback {id} (or --cell C for one of the cells not home yet)")),
         _ => None,
     };
     Ok(View { approvals: j.approvals(id)?, failover: f, steps, cells, next })

@@ -114,7 +114,7 @@ async fn drill(c: &Arc<Coordinator>, state: &Path, s: &ScenarioDef, cell: &str) 
     if refused.is_some() {
         return c.blocking(move |c| Journal(&c.store).get(&id)).await;
     }
-    carry_out(c, state, &id, &[Act::Drive, Act::Commit, Act::Failback]).await
+    carry_out(c, state, &id, vec![Act::Drive, Act::Commit, Act::Failback(None)]).await
 }
 
 /// Crash the cell's primary through its own agent.

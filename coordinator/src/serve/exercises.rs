@@ -116,15 +116,16 @@ async fn exercise(c: &Arc<Coordinator>, state: &Path, s: &ScenarioDef, failed: &
         }
     })
     .await?;
-    carry_out(c, state, &id, &[Act::Drive]).await
+    carry_out(c, state, &id, vec![Act::Drive]).await
 }
 
 /// What [`carry_out`] has the engine do.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub enum Act {
     Drive,
     Commit,
-    Failback,
+    /// Every cell, or the one named.
+    Failback(Option<String>),
     /// The reports an aborted failover's cells lack.
     Report,
 }
@@ -135,18 +136,13 @@ pub enum Act {
 /// server's runtime) under the same per-failover lock as the CLI. A
 /// failover the engine could not carry out ends failed, never left
 /// running. Returns it as journaled after.
-pub(super) async fn carry_out(c: &Arc<Coordinator>, state: &Path, id: &str, acts: &'static [Act]) -> Result<Failover> {
+pub(super) async fn carry_out(c: &Arc<Coordinator>, state: &Path, id: &str, acts: Vec<Act>) -> Result<Failover> {
     let held = lock(&c.store, state, id)?;
     carry_out_locked(c, held, id, acts).await
 }
 
 /// [`carry_out`] under a lock the caller took (`held`, released after).
-pub(super) async fn carry_out_locked(
-    c: &Arc<Coordinator>,
-    held: crate::store::FailoverLock,
-    id: &str,
-    acts: &'static [Act],
-) -> Result<Failover> {
+pub(super) async fn carry_out_locked(c: &Arc<Coordinator>, held: crate::store::FailoverLock, id: &str, acts: Vec<Act>) -> Result<Failover> {
     let (c2, id2) = (c.clone(), id.to_string());
     let driven = tokio::task::spawn_blocking(move || -> Result<()> {
         let _lock = held;
@@ -159,7 +155,7 @@ pub(super) async fn carry_out_locked(
                 let (f, next) = match act {
                     Act::Drive => (engine.drive(&id2).await?, FailoverState::Done),
                     Act::Commit => (engine.commit(&id2).await?, FailoverState::Committed),
-                    Act::Failback => (engine.failback(&id2).await?, FailoverState::FailedBack),
+                    Act::Failback(cell) => (engine.failback(&id2, cell.as_deref()).await?, FailoverState::FailedBack),
                     Act::Report => {
                         engine.report_unreported(&id2).await?;
                         break;

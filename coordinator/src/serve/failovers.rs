@@ -46,6 +46,8 @@ struct ActBody {
     by: Option<String>,
     /// For approve: the gated step (default: the one it waits for).
     step: Option<String>,
+    /// For failback: only this cell (default: every cell).
+    cell: Option<String>,
 }
 
 /// Held while a new failover is checked against the unfinished ones and journaled.
@@ -122,12 +124,12 @@ pub async fn start(State(c): State<Arc<Coordinator>>, Extension(Peer(peer)): Ext
         Err(e) => return error(StatusCode::CONFLICT, format!("{e:#}")),
     };
     tracing::info!(failover = %id, scenario = %req.scenario, failed = %req.failed, test = req.test, %peer, "failover started through the API");
-    spawn(&c, held, &id, &[Act::Drive]);
+    spawn(&c, held, &id, vec![Act::Drive]);
     accepted(&c, id).await
 }
 
 /// Carry `acts` out in the background under `held`; its end is journaled.
-fn spawn(c: &Arc<Coordinator>, held: crate::store::FailoverLock, id: &str, acts: &'static [Act]) {
+fn spawn(c: &Arc<Coordinator>, held: crate::store::FailoverLock, id: &str, acts: Vec<Act>) {
     let (c, id) = (c.clone(), id.to_string());
     tokio::spawn(async move {
         match carry_out_locked(&c, held, &id, acts).await {
@@ -137,7 +139,7 @@ fn spawn(c: &Arc<Coordinator>, held: crate::store::FailoverLock, id: &str, acts:
     });
 }
 
-/// `POST /v1/failovers/{id}/approve|resume|abort|commit|failback {"by"?, "step"?}`.
+/// `POST /v1/failovers/{id}/approve|resume|abort|commit|failback {"by"?, "step"?, "cell"?}`.
 pub async fn act(
     State(c): State<Arc<Coordinator>>,
     Extension(Peer(peer)): Extension<Peer>,
@@ -148,23 +150,23 @@ pub async fn act(
         true => ActBody::default(),
         false => match serde_json::from_slice(&body) {
             Ok(b) => b,
-            Err(e) => return error(StatusCode::BAD_REQUEST, format!("expected {{\"by\"?: NAME, \"step\"?: STEP}}: {e}")),
+            Err(e) => return error(StatusCode::BAD_REQUEST, format!("expected {{\"by\"?: NAME, \"step\"?: STEP, \"cell\"?: CELL}}: {e}")),
         },
     };
     let by = who(body.by, peer);
     if action == "abort" {
         return abort(&c, id, by).await;
     }
-    let acts: &'static [Act] = match action.as_str() {
-        "approve" | "resume" => &[Act::Drive],
-        "commit" => &[Act::Commit],
-        "failback" => &[Act::Failback],
+    let acts = match action.as_str() {
+        "approve" | "resume" => vec![Act::Drive],
+        "commit" => vec![Act::Commit],
+        "failback" => vec![Act::Failback(body.cell.clone())],
         _ => return error(StatusCode::NOT_FOUND, format!("no action {action:?}: approve, resume, abort, commit or failback")),
     };
     if c.cfg.signer.is_none() {
         return no_signer();
     }
-    let (step, id2) = (body.step, id.clone());
+    let (step, cell, id2) = (body.step, body.cell, id.clone());
     let ready = c.blocking(move |c| -> anyhow::Result<crate::store::FailoverLock> {
         // What the failover is now decides first; then who drives it.
         let f = Journal(&c.store).get(&id2)?;
@@ -172,7 +174,10 @@ pub async fn act(
             "approve" if f.state.is_final() => anyhow::bail!("failover {id2} is {}; there is nothing to approve", f.state.as_str()),
             "resume" => run::resumable(&f)?,
             "commit" => crate::failover::commit::committable(&f)?,
-            "failback" => crate::failover::failback::can_fail_back(&f)?,
+            "failback" => {
+                crate::failover::failback::can_fail_back(&f)?;
+                crate::failover::failback::moved(&f, cell.as_deref())?
+            }
             _ => {}
         }
         let held = run::lock(&c.store, &c.cfg.state, &id2)?;
@@ -204,7 +209,7 @@ async fn abort(c: &Arc<Coordinator>, id: String, by: String) -> Response {
         Ok(c.cfg.signer.as_ref().and_then(|_| run::lock(&c.store, &c.cfg.state, &id2).ok()))
     });
     match aborted.await {
-        Ok(Some(held)) => spawn(c, held, &id, &[Act::Report]),
+        Ok(Some(held)) => spawn(c, held, &id, vec![Act::Report]),
         Ok(None) => {}
         Err(e) => return refused(e),
     }

@@ -315,6 +315,7 @@ pub async fn run(args: ServeArgs) -> Result<()> {
             tracing::info!(signal, "stopping");
             if c.leader.shared && c.leader.leading() {
                 // Another coordinator leads at once rather than after the lease.
+                c.leader.resign();
                 if let Err(e) = c.blocking(|c| c.store.resign(&c.leader.holder)).await {
                     tracing::warn!("giving up the lease: {e:#}");
                 }

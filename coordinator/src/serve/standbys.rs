@@ -29,10 +29,15 @@ use crate::plan::{CellPlan, Standby};
 
 /// The cells a failover moved: no standby is kept for them.
 fn failed_over(c: &Coordinator) -> anyhow::Result<BTreeSet<String>> {
-    let all = Journal(&c.store).list()?;
+    let journal = Journal(&c.store);
     // A failed-back cell is home again: its standby is kept again.
-    let moved = all.into_iter().filter(|f| !f.test && !matches!(f.state, FailoverState::Aborted | FailoverState::FailedBack));
-    Ok(moved.flat_map(|f| f.assessment.cells.into_iter().map(|a| a.cell)).collect())
+    let moved = journal.list()?.into_iter().filter(|f| !f.test && !matches!(f.state, FailoverState::Aborted | FailoverState::FailedBack));
+    let mut away = BTreeSet::new();
+    for f in moved {
+        let home = journal.home(&f.id)?;
+        away.extend(f.assessment.cells.into_iter().map(|a| a.cell).filter(|cell| !home.contains(cell)));
+    }
+    Ok(away)
 }
 
 /// Record what the site said of `cell`'s standby, for the status.

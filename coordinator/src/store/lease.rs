@@ -14,7 +14,6 @@
 //! that connection is lost).
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -42,8 +41,8 @@ pub struct LeaderRow {
 #[derive(Clone)]
 pub struct Fence {
     holder: String,
-    /// The epoch this process leads with (0: it does not lead).
-    epoch: Arc<AtomicU64>,
+    /// The epoch this process leads (or last led) with.
+    epoch: Arc<lifeboat_client::CoordinatorEpoch>,
 }
 
 /// Held while one process carries out a failover.
@@ -56,7 +55,7 @@ impl Drop for FailoverLock {
     fn drop(&mut self) {
         if let FailoverLock::Pg { conn, id } = self {
             conn.held.lock().expect("held failovers").remove(id.as_str());
-            conn.send("SELECT pg_advisory_unlock(hashtext($1))", params![format!("failover {id}")]);
+            conn.later("SELECT pg_advisory_unlock(hashtext($1))", params![format!("failover {id}")]);
         }
     }
 }
@@ -84,7 +83,7 @@ impl Store {
     /// `epoch`: each write is a transaction that first reads the lease row
     /// `FOR SHARE` (so a new leader's takeover waits for it to end, and any
     /// write after that takeover fails). A SQLite state is not fenced.
-    pub fn fence(&self, holder: &str, epoch: Arc<AtomicU64>) {
+    pub fn fence(&self, holder: &str, epoch: Arc<lifeboat_client::CoordinatorEpoch>) {
         *self.fence.lock().expect("fence") = Some(Fence { holder: holder.to_string(), epoch });
     }
 
@@ -93,7 +92,7 @@ impl Store {
         let fence = self.fence.lock().expect("fence").clone().filter(|_| self.shared());
         let Some(f) = fence else { return self.db().transaction(work) };
         self.db().transaction(|s| {
-            let epoch = f.epoch.load(Ordering::SeqCst);
+            let epoch = f.epoch.get();
             let held = s.query_one(
                 "SELECT epoch FROM leader WHERE id = 1 AND holder = $1 AND epoch = $2 AND expires > clock_timestamp() FOR SHARE",
                 params![&f.holder, epoch as i64],

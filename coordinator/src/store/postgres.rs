@@ -4,7 +4,9 @@
 //! runtime, and each statement is a request to it answered over a channel:
 //! callable from async code and from blocking threads alike. A dropped
 //! connection is opened again for the next statement (never retried within
-//! one: a statement whose answer was lost may have been applied).
+//! one: a statement whose answer was lost may have been applied); a
+//! connection lost inside a transaction fails the rest of it, its COMMIT
+//! included (the server rolled it back).
 
 use std::time::Duration;
 
@@ -15,13 +17,25 @@ use tokio_postgres::types::Type;
 use super::schema;
 use super::sql::{Record, Value};
 
-/// How long a statement may take before the caller gives up on it.
-const ANSWER_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a statement may take before the caller gives up on it (the
+/// connection is then closed, so the server rolls back what it began).
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Set on every session: a transaction left open by a paused or vanished
+/// process is ended by the server (releasing what it locked, the lease
+/// row among them), and no statement waits long for a lock.
+const SESSION: &str = "SET idle_in_transaction_session_timeout = '5s'; SET lock_timeout = '5s'";
 
 enum Op {
     Execute,
     Query,
-    Batch,
+    Begin,
+    Commit,
+    Rollback,
+    /// Run now, or after the transaction in progress ends; no answer.
+    Later,
+    /// Close the connection (a caller gave up waiting).
+    Reset,
 }
 
 enum Answer {
@@ -47,8 +61,12 @@ pub struct PgConn {
     pub held: std::sync::Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
 }
 
-/// `postgres://user:secret@host/db` → `postgres://user@host/db`.
+/// `postgres://user:secret@host/db` → `postgres://user@host/db`;
+/// `password=...` left out of a key=value string.
 pub fn without_password(url: &str) -> String {
+    if !url.contains("://") {
+        return url.split_whitespace().filter(|kv| !kv.starts_with("password=")).collect::<Vec<_>>().join(" ");
+    }
     match url.split_once("://").and_then(|(scheme, rest)| Some((scheme, rest.split_once('@')?))) {
         Some((scheme, (userinfo, host))) => format!("{scheme}://{}@{host}", userinfo.split(':').next().unwrap_or_default()),
         None => url.to_string(),
@@ -80,20 +98,27 @@ impl PgConn {
         Ok(PgConn { requests, shown, held: Default::default() })
     }
 
-    fn ask(&self, op: Op, sql: &str, params: &[Value]) -> Result<Answer> {
+    fn send(&self, op: Op, sql: &str, params: &[Value]) -> std::sync::mpsc::Receiver<Result<Answer>> {
         let (answer, answered) = std::sync::mpsc::channel();
-        let request = Request { op, sql: sql.to_string(), params: params.to_vec(), answer };
-        self.requests.send(request).map_err(|_| anyhow!("the state database's thread stopped"))?;
-        match answered.recv_timeout(ANSWER_TIMEOUT) {
+        let _ = self.requests.send(Request { op, sql: sql.to_string(), params: params.to_vec(), answer });
+        answered
+    }
+
+    fn ask(&self, op: Op, sql: &str, params: &[Value]) -> Result<Answer> {
+        match self.send(op, sql, params).recv_timeout(ANSWER_TIMEOUT) {
             Ok(answer) => answer,
-            Err(_) => Err(anyhow!("the state database {} did not answer within {ANSWER_TIMEOUT:?}", self.shown)),
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => Err(anyhow!("the state database's thread stopped")),
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                self.send(Op::Reset, "", &[]);
+                Err(anyhow!("the state database {} did not answer within {ANSWER_TIMEOUT:?}", self.shown))
+            }
         }
     }
 
-    /// Send a statement without waiting for its answer (an unlock on drop).
-    pub fn send(&self, sql: &str, params: &[Value]) {
-        let (answer, _) = std::sync::mpsc::channel();
-        let _ = self.requests.send(Request { op: Op::Execute, sql: sql.to_string(), params: params.to_vec(), answer });
+    /// Run a statement after the transaction in progress, if any, without
+    /// waiting for it (an unlock on drop).
+    pub fn later(&self, sql: &str, params: &[Value]) {
+        self.send(Op::Later, sql, params);
     }
 
     pub fn execute(&self, sql: &str, params: &[Value]) -> Result<u64> {
@@ -110,9 +135,16 @@ impl PgConn {
         }
     }
 
-    /// Statements without parameters (`BEGIN`, `COMMIT`, ...).
-    pub fn batch(&self, sql: &str) -> Result<()> {
-        self.ask(Op::Batch, sql, &[]).map(|_| ())
+    pub fn begin(&self) -> Result<()> {
+        self.ask(Op::Begin, "BEGIN", &[]).map(drop)
+    }
+
+    pub fn commit(&self) -> Result<()> {
+        self.ask(Op::Commit, "COMMIT", &[]).map(drop)
+    }
+
+    pub fn rollback(&self) -> Result<()> {
+        self.ask(Op::Rollback, "ROLLBACK", &[]).map(drop)
     }
 }
 
@@ -128,43 +160,124 @@ async fn open(config: &tokio_postgres::Config, shown: &str) -> Result<tokio_post
     Ok(client)
 }
 
+async fn open_session(config: &tokio_postgres::Config, shown: &str) -> Result<tokio_postgres::Client> {
+    let client = open(config, shown).await?;
+    client.batch_execute(SESSION).await.with_context(|| format!("setting up the session with the state database {shown}"))?;
+    Ok(client)
+}
+
+/// Where the connection stands with the transaction its caller runs.
+#[derive(PartialEq)]
+enum Tx {
+    None,
+    Open,
+    /// The connection was lost inside it: the server rolled it back, and
+    /// nothing more of it may run (on a new session it would run alone).
+    Lost,
+}
+
+/// The connection's thread: one request at a time, in order.
+struct Line {
+    config: tokio_postgres::Config,
+    shown: String,
+    client: Option<tokio_postgres::Client>,
+    tx: Tx,
+    /// `Later` statements waiting for the transaction to end.
+    later: Vec<Request>,
+}
+
 async fn serve(
     config: tokio_postgres::Config,
     shown: String,
     mut inbox: mpsc::UnboundedReceiver<Request>,
     ready: std::sync::mpsc::Sender<Result<()>>,
 ) {
-    let mut client = match open(&config, &shown).await {
-        Ok(mut c) => match schema::migrate_postgres(&mut c).await.with_context(|| format!("migrating the state database {shown}")) {
-            Ok(()) => c,
-            Err(e) => return drop(ready.send(Err(e))),
-        },
+    let first = async {
+        let mut c = open(&config, &shown).await?;
+        schema::migrate_postgres(&mut c).await.with_context(|| format!("migrating the state database {shown}"))?;
+        c.batch_execute(SESSION).await?;
+        anyhow::Ok(c)
+    };
+    let client = match first.await {
+        Ok(c) => c,
         Err(e) => return drop(ready.send(Err(e))),
     };
     let _ = ready.send(Ok(()));
+    let mut line = Line { config, shown, client: Some(client), tx: Tx::None, later: Vec::new() };
     while let Some(request) = inbox.recv().await {
-        if client.is_closed() {
-            match open(&config, &shown).await {
-                Ok(c) => client = c,
-                Err(e) => {
-                    let _ = request.answer.send(Err(e));
-                    continue;
+        line.take(request).await;
+    }
+}
+
+impl Line {
+    async fn take(&mut self, r: Request) {
+        match r.op {
+            Op::Reset => {
+                self.client = None;
+                if self.tx == Tx::Open {
+                    self.tx = Tx::Lost;
                 }
             }
+            Op::Later if self.tx != Tx::None => self.later.push(r),
+            Op::Commit | Op::Rollback => {
+                let answer = self.end(&r).await;
+                let _ = r.answer.send(answer);
+                for later in std::mem::take(&mut self.later) {
+                    let _ = self.run(&later).await;
+                }
+            }
+            _ => {
+                let answer = self.run(&r).await;
+                let _ = r.answer.send(answer);
+            }
         }
-        let answer = carry_out(&client, &request).await.with_context(|| format!("state database {shown}"));
-        let _ = request.answer.send(answer);
+    }
+
+    /// COMMIT or ROLLBACK the caller's transaction.
+    async fn end(&mut self, r: &Request) -> Result<Answer> {
+        let was = std::mem::replace(&mut self.tx, Tx::None);
+        match (was, &r.op) {
+            (Tx::Lost, Op::Commit) => {
+                Err(anyhow!("the connection to the state database {} was lost inside a transaction: none of it was kept", self.shown))
+            }
+            (Tx::Open, _) => self.statement(r).await,
+            _ => Ok(Answer::Count(0)),
+        }
+    }
+
+    async fn run(&mut self, r: &Request) -> Result<Answer> {
+        if self.tx == Tx::Lost {
+            return Err(anyhow!("the connection to the state database {} was lost inside a transaction: it was rolled back", self.shown));
+        }
+        let closed = self.client.as_ref().is_none_or(tokio_postgres::Client::is_closed);
+        if closed && self.tx == Tx::Open {
+            self.tx = Tx::Lost;
+            return Err(anyhow!("the connection to the state database {} was lost inside a transaction: it was rolled back", self.shown));
+        }
+        if closed {
+            self.client = Some(open_session(&self.config, &self.shown).await?);
+        }
+        let answer = self.statement(r).await;
+        if matches!(r.op, Op::Begin) && answer.is_ok() {
+            self.tx = Tx::Open;
+        }
+        answer
+    }
+
+    async fn statement(&self, r: &Request) -> Result<Answer> {
+        let client = self.client.as_ref().context("no connection to the state database")?;
+        carry_out(client, r).await.with_context(|| format!("state database {}", self.shown))
     }
 }
 
 async fn carry_out(client: &tokio_postgres::Client, r: &Request) -> Result<Answer> {
     let params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = r.params.iter().map(|p| p as _).collect();
     Ok(match r.op {
-        Op::Batch => {
+        Op::Begin | Op::Commit | Op::Rollback => {
             client.batch_execute(&r.sql).await?;
             Answer::Count(0)
         }
-        Op::Execute => Answer::Count(client.execute(&r.sql, &params).await?),
+        Op::Execute | Op::Later | Op::Reset => Answer::Count(client.execute(&r.sql, &params).await?),
         Op::Query => Answer::Rows(client.query(&r.sql, &params).await?.iter().map(record).collect::<Result<_>>()?),
     })
 }
@@ -190,5 +303,6 @@ mod tests {
     fn passwords_are_not_shown() {
         assert_eq!(super::without_password("postgres://lb:s3cret@db:5432/state"), "postgres://lb@db:5432/state");
         assert_eq!(super::without_password("postgres://db/state"), "postgres://db/state");
+        assert_eq!(super::without_password("host=db password=s3cret dbname=state"), "host=db dbname=state");
     }
 }

@@ -226,11 +226,10 @@ impl Db {
             }
             Db::Pg(c) => {
                 let db = c.lock().expect("state database lock");
-                db.batch("BEGIN")?;
-                match work(&Session::Pg(&db)) {
-                    Ok(out) => db.batch("COMMIT").map(|()| out),
+                match db.begin().and_then(|()| work(&Session::Pg(&db))) {
+                    Ok(out) => db.commit().map(|()| out),
                     Err(e) => {
-                        if let Err(rollback) = db.batch("ROLLBACK") {
+                        if let Err(rollback) = db.rollback() {
                             tracing::warn!("rolling back a state transaction: {rollback:#}");
                         }
                         Err(e)
