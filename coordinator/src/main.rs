@@ -69,6 +69,9 @@ enum Command {
     Status {
         #[command(flatten)]
         target: commands::Target,
+        /// Exit 3 when a cell is breached (and, with at-risk, 4 when one is at risk): for scripts and cron.
+        #[arg(long, value_enum)]
+        fail_on: Option<commands::status::FailOn>,
     },
     /// The coordinator's run history.
     #[command(subcommand)]
@@ -349,7 +352,7 @@ fn main() -> ExitCode {
         Command::Snapshot(SnapshotCommand::Run { cell, no_wait, target }) => {
             commands::operate(output, async move { commands::runs::start(&target, &cell, RunKind::KafkaSnapshot, !no_wait).await })
         }
-        Command::Status { target } => commands::operate(output, async move { commands::status::run(&target).await }),
+        Command::Status { target, fail_on } => commands::status::main(output, &target, fail_on),
         Command::Failover(FailoverCommand::Plan { scenario, failed, target }) => {
             commands::operate(output, async move { commands::failover::plan(&target, &scenario, &failed).await })
         }

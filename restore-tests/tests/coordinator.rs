@@ -50,8 +50,11 @@ impl Webhook {
                 }
                 let mut body = vec![0; length];
                 if reader.read_exact(&mut body).is_ok() {
-                    if let Ok(v) = serde_json::from_slice(&body) {
-                        seen.lock().unwrap().push(v);
+                    if let Ok(Value::Array(mut alerts)) = serde_json::from_slice(&body) {
+                        // When it came, to tell firing (endsAt ahead) from resolved (endsAt now).
+                        let received = time::OffsetDateTime::now_utc().unix_timestamp_nanos();
+                        alerts.iter_mut().for_each(|a| a["_received_nanos"] = json!(received as i64));
+                        seen.lock().unwrap().push(Value::Array(alerts));
                     }
                 }
                 let _ = reader.get_mut().write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
@@ -66,10 +69,31 @@ impl Webhook {
     }
 
     fn has(&self, cell: &str, verdict: &str, resolved: bool) -> bool {
-        self.alerts()
-            .iter()
-            .any(|a| a["labels"]["cell"] == cell && a["labels"]["verdict"] == verdict && a["endsAt"].is_string() == resolved)
+        let of = |a: &&Value| a["labels"]["cell"] == cell && a["labels"]["verdict"] == verdict;
+        self.alerts().iter().filter(of).any(|a| firing(a) != resolved)
     }
+
+    /// How many alerts of `cell`'s Postgres at `location` with `verdict`
+    /// came after `after` (ns since the epoch), resolved or firing.
+    fn count(&self, (cell, location): (&str, &str), verdict: &str, resolved: bool, after: i128) -> usize {
+        let of = |a: &&Value| {
+            let l = &a["labels"];
+            l["cell"] == cell && l["location"] == location && l["system"] == "postgres" && l["verdict"] == verdict
+        };
+        let recent = |a: &&Value| a["_received_nanos"].as_i64().unwrap() as i128 > after;
+        self.alerts().iter().filter(of).filter(recent).filter(|a| firing(a) != resolved).count()
+    }
+}
+
+/// An alert that came firing: its `endsAt` ahead of when it came (by more
+/// than 2 s), where a resolved one's is not.
+fn firing(a: &Value) -> bool {
+    let ends = time::OffsetDateTime::parse(a["endsAt"].as_str().unwrap(), &time::format_description::well_known::Rfc3339).unwrap();
+    ends.unix_timestamp_nanos() > a["_received_nanos"].as_i64().unwrap() as i128 + 2_000_000_000
+}
+
+fn now_nanos() -> i128 {
+    time::OffsetDateTime::now_utc().unix_timestamp_nanos()
 }
 
 fn wait_until<T>(what: &str, timeout: Duration, mut probe: impl FnMut() -> Option<T>) -> T {
@@ -388,6 +412,8 @@ fn coordinator_end_to_end_schedules_status_alerts_and_restarts() {
         "1s",
         "--retry-base",
         "1s",
+        "--alert-repeat",
+        "2s",
     ];
     let mut c = Service::coordinator(&coordinator_args, &[], &operator, &s.join("coordinator.log"));
 
@@ -522,8 +548,26 @@ fn coordinator_end_to_end_schedules_status_alerts_and_restarts() {
     wait_until("breach alerts for cell-b", Duration::from_secs(30), || {
         (hook.has("cell-b", "at-risk", false) && hook.has("cell-b", "breached", false)).then_some(())
     });
+    // While the breach lasts it is sent again every --alert-repeat (2 s), its end always ahead.
+    let (breach, since) = (("cell-b", "primary-b"), now_nanos());
+    std::thread::sleep(Duration::from_secs(6));
+    let again = hook.count(breach, "breached", false, since);
+    assert!(again >= 2, "the breach alert sent again at least twice over 3 intervals: {again}");
+    assert_eq!(hook.count(breach, "breached", true, since), 0, "not resolved while it lasts");
     let st = status(&c);
     assert!(cell_of(&st, "cell-b")["agent_problem"].as_str().unwrap().contains("cannot connect"), "{st}");
+    // Scripts see it in the exit code.
+    let remote = [("LIFEBOAT_COORDINATOR", c.url.as_str()), ("LIFEBOAT_TOKEN_FILE", op_file.to_str().unwrap())];
+    let judged = lifeboat(&["status", "--fail-on", "breached", "--output", "json"], &remote);
+    assert_eq!(
+        judged.status.code(),
+        Some(3),
+        "status --fail-on breached with a breached cell: {}",
+        String::from_utf8_lossy(&judged.stderr)
+    );
+    let unreachable = lifeboat(&["status", "--coordinator", "http://127.0.0.1:9", "--output", "json"], &[]);
+    let error: Value = serde_json::from_slice(&unreachable.stdout).unwrap_or(Value::Null);
+    assert_eq!((unreachable.status.code(), error["error"]["exit"].as_u64()), (Some(1), Some(1)), "a JSON error on stdout: {error}");
     // Cell A is not affected: its agent answers and every location of it reads.
     // (Not its verdict: its own 30 s RPO against archive_timeout 5 s was once
     // missed by 3 s under a loaded CI run, which is about cell A, not B.)
@@ -534,6 +578,10 @@ fn coordinator_end_to_end_schedules_status_alerts_and_restarts() {
     b.agent.restart();
     wait_until("cell-b ok again", Duration::from_secs(60), || (cell_of(&status(&c), "cell-b")["verdict"] == "ok").then_some(()));
     wait_until("resolved alerts for cell-b", Duration::from_secs(30), || hook.has("cell-b", "breached", true).then_some(()));
+    let fired = hook.count(breach, "breached", false, since);
+    std::thread::sleep(Duration::from_secs(5));
+    assert_eq!(hook.count(breach, "breached", true, since), 1, "resolved exactly once");
+    assert_eq!(hook.count(breach, "breached", false, since), fired, "not sent again once resolved");
 
     // Cell A's WAL archiving stops (the agent is fine): the primary's point
     // stops moving, exposure crosses the RPO; archiving again clears it.

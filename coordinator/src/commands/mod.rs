@@ -70,10 +70,29 @@ impl<T> Done<T> {
     }
 }
 
+/// The exit codes of `lifeboat` that scripts rely on (README, "Exit codes").
+pub mod exit {
+    /// It worked (for `status --fail-on`: nothing at or over the level).
+    pub const OK: u8 = 0;
+    /// It failed (an error, or a result that did not pass).
+    pub const FAILURE: u8 = 1;
+    /// The command line is wrong (clap's usage errors; clap exits with it).
+    #[allow(dead_code)]
+    pub const USAGE: u8 = 2;
+    /// `status --fail-on breached|at-risk`: a cell is breached.
+    pub const BREACHED: u8 = 3;
+    /// `status --fail-on at-risk`: a cell is at risk (none breached).
+    pub const AT_RISK: u8 = 4;
+}
+
+/// Run an async command to its end.
+pub fn block_on<T>(work: impl std::future::Future<Output = T>) -> T {
+    tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime").block_on(work)
+}
+
 /// Run an async command: print its JSON or text, map failure to exit 1.
 pub fn operate<T: Serialize>(output: Output, work: impl std::future::Future<Output = Result<Done<T>>>) -> ExitCode {
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
-    finish(output, runtime.block_on(work))
+    finish(output, block_on(work))
 }
 
 /// Print a command's result; exit 1 on error or when it did not pass.
@@ -85,15 +104,16 @@ pub fn finish<T: Serialize>(output: Output, result: Result<Done<T>>) -> ExitCode
                 Output::Text | Output::Html if done.text.is_empty() => {}
                 Output::Text | Output::Html => print!("{}", if done.text.ends_with('\n') { done.text } else { format!("{}\n", done.text) }),
             }
-            if done.ok {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::FAILURE
-            }
+            ExitCode::from(if done.ok { exit::OK } else { exit::FAILURE })
         }
         Err(e) => {
             eprintln!("error: {e:#}");
-            ExitCode::FAILURE
+            if output == Output::Json {
+                // Scripts read stdout: the error is there too, as JSON.
+                let error = serde_json::json!({ "error": { "message": format!("{e:#}"), "exit": exit::FAILURE } });
+                println!("{}", serde_json::to_string_pretty(&error).expect("errors serialise"));
+            }
+            ExitCode::from(exit::FAILURE)
         }
     }
 }

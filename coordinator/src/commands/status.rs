@@ -20,6 +20,31 @@ pub async fn run(target: &Target) -> Result<Done<Status>> {
     Ok(Done::ok(status, text))
 }
 
+/// The verdict `status --fail-on` fails at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum FailOn {
+    Breached,
+    AtRisk,
+}
+
+/// `lifeboat status [--fail-on LEVEL]`: printed as ever; with `--fail-on`
+/// the exit code says the worst verdict at or over LEVEL (3 breached, 4
+/// at risk; [`super::exit`]).
+pub fn main(output: super::Output, target: &Target, fail_on: Option<FailOn>) -> std::process::ExitCode {
+    let result = super::block_on(run(target));
+    let code = result.as_ref().ok().and_then(|done| failing(done.value.verdict, fail_on?));
+    let printed = super::finish(output, result);
+    code.map_or(printed, std::process::ExitCode::from)
+}
+
+fn failing(verdict: compliance::Verdict, fail_on: FailOn) -> Option<u8> {
+    match (verdict, fail_on) {
+        (compliance::Verdict::Breached, _) => Some(super::exit::BREACHED),
+        (compliance::Verdict::AtRisk, FailOn::AtRisk) => Some(super::exit::AT_RISK),
+        _ => None,
+    }
+}
+
 pub async fn status(target: &Target) -> Result<Status> {
     if let Some(base) = &target.coordinator {
         return Remote::new(base, &target.credentials)?.get("/v1/status", &[]).await;

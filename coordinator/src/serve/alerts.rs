@@ -2,11 +2,18 @@
 //! at a location turns at-risk or breached (alert `LifeboatRpo`), or a cell
 //! has no passing drill within its period (`LifeboatDrill`, location `all`), each `--alert-webhook` receives
 //! a JSON array of alerts in Alertmanager's `POST /api/v2/alerts` shape
-//! (labels, annotations, startsAt, generatorURL); when it recovers, the same
-//! alert with `endsAt` (resolved). A change of verdict resolves the old
-//! alert and fires the new one. Delivery is retried on the next evaluation
-//! until every webhook took it; the alert state lives in the state database.
+//! (labels, annotations, startsAt, endsAt, generatorURL). A firing alert
+//! is sent again every `--alert-repeat` with `endsAt` four times that
+//! ahead (as Prometheus does), so Alertmanager keeps it firing for as long
+//! as it fires here, and lets it lapse only if the coordinator stops
+//! sending; when it recovers, the same alert is sent once with `endsAt`
+//! now (resolved). A change of verdict resolves the old alert and fires
+//! the new one. Delivery is retried on the next evaluation until every
+//! webhook took it; the alert state lives in the state database, when each
+//! was last sent in memory (a restarted coordinator sends them again at
+//! once, which Alertmanager takes as the same alerts).
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -29,11 +36,12 @@ struct Subject<'a> {
 }
 
 impl Subject<'_> {
-    /// The alert for `verdict`, firing since `starts`, or resolved at `ends`.
-    fn alert(&self, verdict: &str, starts: &str, ends: Option<&str>) -> Value {
+    /// The alert for `verdict`, firing since `starts` until `ends` (in
+    /// the future: firing unless sent again; now: resolved).
+    fn alert(&self, verdict: &str, starts: &str, ends: &str) -> Value {
         let Subject { plan, cell, tier, location, system, detail, url } = self;
         let severity = if verdict == "breached" { "critical" } else { "warning" };
-        let mut a = json!({
+        json!({
             "labels": {
                 "alertname": if *system == "drill" { "LifeboatDrill" } else { "LifeboatRpo" },
                 "plan": plan,
@@ -53,17 +61,28 @@ impl Subject<'_> {
                 "description": detail,
             },
             "startsAt": starts,
+            "endsAt": ends,
             "generatorURL": url,
-        });
-        if let Some(e) = ends {
-            a["endsAt"] = json!(e);
-        }
-        a
+        })
     }
 }
 
 /// One change of an alert's verdict: (cell, location, system, verdict; None: resolved).
 type Change = (String, String, String, Option<String>);
+
+/// An alert's key: (cell, location, system).
+type Key = (String, String, String);
+
+/// When each firing alert was last sent.
+pub type Sent = HashMap<Key, OffsetDateTime>;
+
+/// What one evaluation sends: the alerts, the changes to record, and the
+/// firing alerts among them (their keys).
+struct Batch {
+    alerts: Vec<Value>,
+    changes: Vec<Change>,
+    firing: Vec<Key>,
+}
 
 /// Compare verdicts with what was last alerted; send what changed, and
 /// record it once every webhook took it.
@@ -71,15 +90,22 @@ pub async fn evaluate(c: &Arc<Coordinator>, status: Status, now: OffsetDateTime)
     if c.cfg.webhooks.is_empty() {
         return Ok(());
     }
-    let (batch, changes) = c.blocking(move |c| changes(c, &status, now)).await?;
-    if batch.is_empty() {
+    let batch = c.blocking(move |c| changes(c, &status, now)).await?;
+    if batch.alerts.is_empty() {
         return Ok(());
     }
-    send(c, &Value::Array(batch)).await?;
+    send(c, &Value::Array(batch.alerts)).await?;
     c.blocking(move |c| -> anyhow::Result<()> {
-        for (cell, location, system, verdict) in changes {
+        let mut sent = c.alerts_sent.lock().expect("alerts sent");
+        for key in batch.firing {
+            sent.insert(key, now);
+        }
+        for (cell, location, system, verdict) in batch.changes {
             tracing::warn!(%cell, %location, %system, verdict = verdict.as_deref().unwrap_or("ok (resolved)"), "alert sent");
             c.store.set_alert(&cell, &location, &system, verdict.as_deref(), now)?;
+            if verdict.is_none() {
+                sent.remove(&(cell, location, system));
+            }
         }
         Ok(())
     })
@@ -115,28 +141,40 @@ fn subjects(cell: &crate::compliance::CellStatus) -> Vec<(&str, &'static str, Ve
 }
 
 /// The alerts whose verdict changed since the last ones sent (from the
-/// state database), and the changes to record once they are sent.
-fn changes(c: &Coordinator, status: &Status, now: OffsetDateTime) -> anyhow::Result<(Vec<Value>, Vec<Change>)> {
-    let (mut batch, mut changes) = (Vec::new(), Vec::new());
+/// state database) and the firing ones due to be sent again, with the
+/// changes to record once they are sent.
+fn changes(c: &Coordinator, status: &Status, now: OffsetDateTime) -> anyhow::Result<Batch> {
+    let mut batch = Batch { alerts: Vec::new(), changes: Vec::new(), firing: Vec::new() };
+    let repeat = c.cfg.alert_repeat;
+    let lapses = ts(now + repeat * 4);
+    let sent = c.alerts_sent.lock().expect("alerts sent").clone();
     for cell in &status.cells {
         for (location, system, verdict, detail) in subjects(cell) {
+            let key = (cell.cell.clone(), location.to_string(), system.to_string());
             let previous = c.store.alert(&cell.cell, location, system)?;
             let current = (verdict != Verdict::Ok).then(|| verdict.as_str().to_string());
-            if previous.as_ref().map(|(v, _)| v) == current.as_ref() {
-                continue;
-            }
             let subject =
                 Subject { plan: &status.plan, cell: &cell.cell, tier: &cell.tier, location, system, detail, url: &c.cfg.public_url };
+            if previous.as_ref().map(|(v, _)| v) == current.as_ref() {
+                // Unchanged: a firing alert is sent again when due.
+                let due = sent.get(&key).is_none_or(|last| now - *last >= repeat);
+                if let (Some((v, since)), true) = (&previous, due) {
+                    batch.alerts.push(subject.alert(v, since, &lapses));
+                    batch.firing.push(key);
+                }
+                continue;
+            }
             if let Some((old, since)) = &previous {
-                batch.push(subject.alert(old, since, Some(&ts(now))));
+                batch.alerts.push(subject.alert(old, since, &ts(now)));
             }
             if let Some(v) = &current {
-                batch.push(subject.alert(v, &ts(now), None));
+                batch.alerts.push(subject.alert(v, &ts(now), &lapses));
+                batch.firing.push(key);
             }
-            changes.push((cell.cell.clone(), location.to_string(), system.to_string(), current));
+            batch.changes.push((cell.cell.clone(), location.to_string(), system.to_string(), current));
         }
     }
-    Ok((batch, changes))
+    Ok(batch)
 }
 
 /// Post `body` to every webhook; any failure leaves the changes unrecorded

@@ -68,6 +68,11 @@ pub struct ServeArgs {
     /// Alertmanager-compatible webhook for at-risk and breached cells (repeatable).
     #[arg(long = "alert-webhook")]
     pub webhooks: Vec<String>,
+    /// How often a firing alert is sent again (each with `endsAt` 4 times this ahead, as Prometheus
+    /// does), so Alertmanager never resolves an alert that still fires: keep it below its
+    /// `resolve_timeout` (default 5m).
+    #[arg(long, default_value = "1m", value_parser = humantime::parse_duration)]
+    pub alert_repeat: Duration,
     /// How often schedules are checked and runs dispatched.
     #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
     pub tick: Duration,
@@ -109,6 +114,7 @@ pub struct Config {
     pub max_attempts: u32,
     pub cell_concurrency: usize,
     pub webhooks: Vec<String>,
+    pub alert_repeat: Duration,
     pub public_url: String,
     /// Signs drill reports (None: drills are refused).
     pub signer: Option<crate::report::keys::Signer>,
@@ -133,6 +139,8 @@ pub struct Coordinator {
     pub takeover: Option<takeover::Takeover>,
     /// Whether this coordinator acts (always, with a SQLite state).
     pub leader: leader::Leadership,
+    /// When each firing alert was last sent (by this process).
+    pub alerts_sent: Mutex<alerts::Sent>,
 }
 
 /// Load a plan, or say everything wrong with it.
@@ -224,6 +232,9 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     if args.max_attempts == 0 || args.cell_concurrency == 0 {
         bail!("--max-attempts and --cell-concurrency must be at least 1");
     }
+    if args.alert_repeat < Duration::from_secs(1) {
+        bail!("--alert-repeat {:?} is too short: give at least 1s", args.alert_repeat);
+    }
     if args.lease < Duration::from_secs(3) {
         bail!("--lease {:?} is too short to renew reliably: give at least 3s", args.lease);
     }
@@ -248,6 +259,7 @@ pub async fn run(args: ServeArgs) -> Result<()> {
             max_attempts: args.max_attempts,
             cell_concurrency: args.cell_concurrency,
             webhooks: args.webhooks.clone(),
+            alert_repeat: args.alert_repeat,
             public_url: format!("{scheme}://{address}/"),
             signer: match &args.signing_key {
                 Some(k) => {
@@ -273,6 +285,7 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         standbys: Mutex::default(),
         takeover,
         leader: leadership,
+        alerts_sent: Mutex::default(),
     });
     tokio::spawn(leader::keep(c.clone()));
     if c.takeover.is_some() && c.leader.shared {
