@@ -367,8 +367,10 @@ async fn keep_standbys(c: Arc<Coordinator>, interval: Duration) {
 }
 
 /// Two loops: scheduling (fire schedules, dispatch runs) every tick, and
-/// monitoring (poll jobs, read recovery points, compliance, alerts) every
-/// poll interval. Neither waits for the other.
+/// monitoring (poll jobs, read recovery points, compliance gauges) every
+/// poll interval, and alerting (verdicts sent and re-sent) every quarter
+/// `--alert-repeat` or poll interval, whichever is shorter, so a slow poll
+/// of a lost agent never delays a page. None waits for another.
 async fn control_loop(c: Arc<Coordinator>, tick: Duration, poll: Duration) -> Result<()> {
     let scheduling = async {
         loop {
@@ -394,19 +396,28 @@ async fn control_loop(c: Arc<Coordinator>, tick: Duration, poll: Duration) -> Re
                 takeover::refresh_points(&c).await;
             }
             match c.blocking(|c| c.status()).await {
-                Ok(status) => {
-                    c.metrics.status(&status);
-                    if c.leader.leading() {
-                        if let Err(e) = alerts::evaluate(&c, status, clock::now()).await {
-                            tracing::warn!("alerts: {e:#}");
-                        }
-                    }
-                }
+                Ok(status) => c.metrics.status(&status),
                 Err(e) => tracing::error!("compliance: {e:#}"),
             }
             tokio::time::sleep(poll).await;
         }
     };
-    tokio::join!(scheduling, monitoring);
+    let alerting = async {
+        let every = poll.min(c.cfg.alert_repeat / 4);
+        loop {
+            if c.leader.leading() {
+                match c.blocking(|c| c.status()).await {
+                    Ok(status) => {
+                        if let Err(e) = alerts::evaluate(&c, status, clock::now()).await {
+                            tracing::warn!("alerts: {e:#}");
+                        }
+                    }
+                    Err(e) => tracing::error!("compliance for alerts: {e:#}"),
+                }
+            }
+            tokio::time::sleep(every).await;
+        }
+    };
+    tokio::join!(scheduling, monitoring, alerting);
     Ok(())
 }
