@@ -100,7 +100,8 @@ impl Service {
 
     pub fn start_bin(bin: PathBuf, args: &[&str], env: &[(&str, &str)], token: &str, log: &Path) -> Service {
         let mut args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-        if !args.iter().any(|a| a == "--listen") {
+        // A config file (agent.toml) gives its own address.
+        if !args.iter().any(|a| a == "--listen" || a == "--config") {
             // A fixed free port, so that a restart keeps the address others were given.
             let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
             args.extend(["--listen".to_string(), format!("127.0.0.1:{port}")]);

@@ -24,6 +24,10 @@ pub struct Global {
     /// Log format (logs go to stderr; level from RUST_LOG, default info).
     #[arg(long, global = true, value_enum, default_value = "plain", env = "LIFEBOAT_LOG_FORMAT")]
     pub log_format: LogFormat,
+    /// The agent's config file (agent.toml): defaults for every flag below
+    /// and of each command; flags and LIFEBOAT_* variables win over it.
+    #[arg(long, global = true, value_name = "FILE", env = "LIFEBOAT_CONFIG", default_value = crate::config::DEFAULT_PATH)]
+    pub config: PathBuf,
     /// File holding the repository key (64 hex characters). LIFEBOAT_KEY may hold the key itself.
     #[arg(long, global = true, env = "LIFEBOAT_KEY_FILE")]
     pub key_file: Option<PathBuf>,

@@ -4,6 +4,7 @@
 //! subcommands onto library calls and prints the result.
 
 mod commands;
+mod config;
 mod context;
 mod output;
 mod serve;
@@ -60,6 +61,9 @@ enum Command {
     Failback(commands::failback::FailbackCommand),
     /// Make a failover's new primary kept here archive and back up into the cell's repository.
     Reprotect(commands::reprotect::ReprotectArgs),
+    /// Prove the cell's protection works end to end: every location's
+    /// repository and key, Kafka, and a fresh WAL segment stored everywhere.
+    Check(commands::check::CheckArgs),
     /// Serve the HTTP API the coordinator drives (jobs, health, metrics) for one cell.
     Serve(Box<serve::ServeArgs>),
 }
@@ -88,6 +92,13 @@ fn tune_allocator() {
 
 fn main() -> ExitCode {
     tune_allocator();
+    let args: Vec<String> = std::env::args_os().skip(1).map(|a| a.to_string_lossy().into_owned()).collect();
+    if let Some(path) = config::locate(&args) {
+        if let Err(e) = config::apply(&path) {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    }
     let cli = Cli::parse();
     // A drill handles its own signals (it removes its scratch environment
     // first), and so does the service (it stops its jobs first).
@@ -111,6 +122,7 @@ fn main() -> ExitCode {
                 Command::Standby(cmd) => commands::standby::run(&cli.global, cmd).await,
                 Command::Reprotect(args) => commands::reprotect::run(&cli.global, args).await,
                 Command::Failback(cmd) => commands::failback::run(&cli.global, cmd).await,
+                Command::Check(args) => commands::check::run(&cli.global, args).await,
                 Command::Serve(args) => serve::run(&cli.global, *args, lifeboat_process::shutdown_signal()).await,
             }
         };

@@ -61,6 +61,11 @@ impl Location {
         &self.url
     }
 
+    /// The directory of a `file://` location; None for object stores.
+    pub fn file_dir(&self) -> Option<&std::path::Path> {
+        (self.scheme == Scheme::File).then_some(self.root.as_path())
+    }
+
     pub(crate) fn file_root(&self) -> Result<PathBuf, StoreError> {
         match self.scheme {
             Scheme::File => Ok(self.root.clone()),

@@ -1,5 +1,6 @@
 //! One module per subcommand group.
 
+pub mod check;
 pub mod drill;
 pub mod failback;
 pub mod fence;

@@ -9,7 +9,7 @@
 mod answer;
 mod api;
 mod auth;
-mod config;
+pub(crate) mod config;
 mod drill_auth;
 mod epoch;
 mod follow;
