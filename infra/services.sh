@@ -21,21 +21,25 @@ KAFKA_VERSION=$(sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' "$KAFK
 KAFKA_HOME=$LB_CACHE/kafka-$KAFKA_VERSION
 KAFKA_LIBS=$KAFKA_HOME/libs
 VENV=$LB_CACHE/venv
+DEPLOY_TOOLS=$LB_CACHE/deploy-tools
+KUBERNETES_VALIDATE_VERSION=1.37.0
 AZURITE_DIR=$LB_CACHE/azurite
 # Azurite's fixed development account and its well-known public key.
 AZURE_ACCOUNT=devstoreaccount1
 AZURE_KEY='Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=='
 
-ALL_SERVICES=(postgres kcat faketime chromium s3 azure kafka)
+ALL_SERVICES=(postgres kcat faketime chromium deploy s3 azure kafka)
 DAEMONS=(s3 azure kafka)
 
 usage() {
   cat <<EOF
 Usage: infra/services.sh COMMAND [SERVICE...]
 
-Services: postgres kcat faketime chromium s3 azure kafka (none given = all of them).
+Services: postgres kcat faketime chromium deploy s3 azure kafka (none given = all of them).
 chromium (headless, to render reports in tests) and faketime (to skew a
-process's clock in the lock tests) are installed, never started.
+process's clock in the lock tests) are installed, never started; so is
+deploy: the checkers of infra/deploy (promtool from Debian's prometheus
+package, systemd-analyze, kubernetes-validate from PyPI).
 
 Commands:
   install [SERVICE...]  install what is missing (cached in $LB_CACHE)
@@ -112,6 +116,32 @@ install_chromium() {
 install_faketime() {
   lb_need_cmd faketime faketime
   lb_log "faketime: present ($(command -v faketime))"
+}
+
+# promtool out of Debian's prometheus package (extracted, never installed:
+# no server, no postinst), systemd-analyze, and kubernetes-validate (the
+# Kubernetes schemas, offline) in a virtualenv of its own.
+install_deploy() {
+  local deb tmp
+  if [[ ! -x $DEPLOY_TOOLS/usr/bin/promtool ]]; then
+    lb_log "deploy: extracting promtool from Debian's prometheus package"
+    tmp=$(mktemp -d)
+    [[ -n $_LB_APT_UPDATED ]] || { DEBIAN_FRONTEND=noninteractive apt-get update -q >&2; _LB_APT_UPDATED=1; }
+    (cd "$tmp" && apt-get download prometheus >&2)
+    deb=$(ls "$tmp"/prometheus_*.deb)
+    rm -rf "$DEPLOY_TOOLS.tmp" && dpkg-deb -x "$deb" "$DEPLOY_TOOLS.tmp"
+    rm -rf "$DEPLOY_TOOLS" && mv "$DEPLOY_TOOLS.tmp" "$DEPLOY_TOOLS"
+    rm -rf "$tmp"
+  fi
+  lb_need_cmd systemd-analyze systemd
+  if [[ ! -x $DEPLOY_TOOLS/venv/bin/kubernetes-validate ]]; then
+    lb_need_cmd python3 python3 python3-venv
+    lb_log "deploy: kubernetes-validate==$KUBERNETES_VALIDATE_VERSION into $DEPLOY_TOOLS/venv"
+    python3 -m venv "$DEPLOY_TOOLS/venv" >&2
+    "$DEPLOY_TOOLS/venv/bin/python" -m pip install -q --disable-pip-version-check \
+      "kubernetes-validate==$KUBERNETES_VALIDATE_VERSION" >&2
+  fi
+  lb_log "deploy: present ($DEPLOY_TOOLS)"
 }
 
 install_kcat() {

@@ -35,7 +35,7 @@ use runs::RunKind;
 
 /// Lifeboat coordinator: runs tiered DR plans by driving one agent per cell.
 #[derive(Debug, Parser)]
-#[command(name = "lifeboat", version, about)]
+#[command(name = "lifeboat", version = VERSION, about)]
 struct Cli {
     /// Output format for results (json for scripts).
     #[arg(long, global = true, value_enum, default_value_t = Output::Text, env = "LIFEBOAT_OUTPUT")]
@@ -434,12 +434,15 @@ fn serve_until_stopped(args: serve::ServeArgs) -> ExitCode {
     }
 }
 
+/// The version and the git commit this build is of (`infra/build/commit.rs`).
+const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (commit ", env!("LIFEBOAT_GIT_COMMIT"), ")");
+
 fn version(json: bool) -> ExitCode {
-    let version = env!("CARGO_PKG_VERSION");
+    let (version, commit) = (env!("CARGO_PKG_VERSION"), env!("LIFEBOAT_GIT_COMMIT"));
     if json {
-        println!("{}", serde_json::json!({ "name": "lifeboat", "version": version, "repository_format": 1 }));
+        println!("{}", serde_json::json!({ "name": "lifeboat", "version": version, "commit": commit, "repository_format": 1 }));
     } else {
-        println!("lifeboat {version} (repository format 1)");
+        println!("lifeboat {VERSION} (repository format 1)");
     }
     ExitCode::SUCCESS
 }

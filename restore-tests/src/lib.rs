@@ -11,6 +11,7 @@ use std::process::{Command, Output};
 use std::sync::OnceLock;
 
 pub mod azurite;
+pub mod deploy;
 pub mod gate;
 pub mod incident;
 pub mod kafka;

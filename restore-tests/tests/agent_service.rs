@@ -203,8 +203,14 @@ fn the_api_runs_jobs_once_per_key_and_refuses_strangers() {
     let primary_only = agent(&["repo", "copied", "--repo", &a.repo, "--key-file", a.k()], &[]);
     assert!(!primary_only.status.success() && String::from_utf8_lossy(&primary_only.stderr).contains("no copy pass completed"));
     let metrics = served.metrics();
-    assert!(metrics.contains(r#"lifeboat_geo_copy_lag_seconds{location="second"}"#), "{metrics}");
-    assert!(metrics.contains(r#"lifeboat_geo_copy_passes_total{location="second"}"#), "{metrics}");
+    // When the newest complete pass started: a timestamp, at or after the copied-through point.
+    let pass_at = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(r#"lifeboat_agent_geo_copy_last_success_timestamp_seconds{location="second"} "#))
+        .unwrap_or_else(|| panic!("{metrics}"));
+    assert!(pass_at.parse::<f64>().unwrap() >= copied_through.unix_timestamp() as f64 - 1.0, "{pass_at} {recovery}");
+    assert!(metrics.contains(r#"lifeboat_agent_build_info{version="0.1.0",commit=""#), "{metrics}");
+    assert!(metrics.contains(r#"lifeboat_agent_geo_copy_passes_total{location="second"}"#), "{metrics}");
 
     let (status, job) = served.submit("restore:1", &json!({"kind": "pg-restore", "to": "r1", "target": "latest"}));
     assert_eq!(status, 422, "no --restore-root: {job}");

@@ -533,6 +533,20 @@ fn coordinator_end_to_end_schedules_status_alerts_and_restarts() {
     assert!(metrics.contains(r#"lifeboat_cell_rpo_exposure_seconds{cell="cell-a",location="a-in-b",system="postgres"}"#), "{metrics}");
     assert!(metrics.contains(r#"lifeboat_backup_last_success_timestamp_seconds{cell="cell-a",kind="pg-full"}"#), "{metrics}");
     assert!(metrics.contains(r#"lifeboat_geo_copy_lag_seconds{cell="cell-b",location="b-in-a"}"#), "{metrics}");
+    for timestamp in [
+        r#"lifeboat_cell_recoverable_timestamp_seconds{cell="cell-a",location="a-in-b",system="postgres"} 17"#,
+        r#"lifeboat_geo_copy_last_success_timestamp_seconds{cell="cell-b",location="b-in-a"} 17"#,
+        "lifeboat_coordinator_leading 1",
+        r#"lifeboat_build_info{version="0.1.0",commit=""#,
+    ] {
+        assert!(metrics.contains(timestamp), "{timestamp}: {metrics}");
+    }
+    // The shipped alert rules and dashboard query only metrics the services export.
+    let missing = lifeboat_restore_tests::deploy::missing_from(&metrics, false);
+    assert!(missing.is_empty(), "the coordinator exports none of {missing:?}: {metrics}");
+    let agent_metrics = a.agent.metrics();
+    let missing = lifeboat_restore_tests::deploy::missing_from(&agent_metrics, true);
+    assert!(missing.is_empty(), "the agent exports none of {missing:?}: {agent_metrics}");
     let page =
         reqwest::blocking::Client::new().get(format!("{}/", c.url)).basic_auth("auditor", Some(&c.token)).send().unwrap().text().unwrap();
     assert!(page.contains("<table>") && page.contains("cell-b") && page.contains("a-in-b"), "{page}");

@@ -457,7 +457,7 @@ fn a_hot_standby_is_promoted_with_every_streamed_transaction() {
     });
 
     wait_until("the standby's metrics", Duration::from_secs(40), || {
-        site.metrics().contains(&format!("lifeboat_standby_streaming{{cell=\"{}\"}} 1", cell.name))
+        site.metrics().contains(&format!("lifeboat_agent_standby_streaming{{cell=\"{}\"}} 1", cell.name))
     });
     let (_, recovery) = site.get(&format!("/v1/guests/{}/recovery", cell.name));
     assert_eq!(recovery["standby"]["state"]["streaming"], true, "{recovery}");

@@ -18,13 +18,16 @@ use context::Global;
 /// Lifeboat's per-cell agent: repository I/O, configuration backups,
 /// geo-copies, Postgres PITR and Kafka snapshots.
 #[derive(Debug, Parser)]
-#[command(name = "lifeboat-agent", version, about, long_about = None)]
+#[command(name = "lifeboat-agent", version = VERSION, about, long_about = None)]
 struct Cli {
     #[command(flatten)]
     global: Global,
     #[command(subcommand)]
     command: Command,
 }
+
+/// The version and the git commit this build is of (`infra/build/commit.rs`).
+const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (commit ", env!("LIFEBOAT_GIT_COMMIT"), ")");
 
 #[derive(Debug, Subcommand)]
 enum Command {

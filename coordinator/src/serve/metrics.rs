@@ -70,6 +70,12 @@ pub struct Metrics {
     target: Family<Exposure, FloatGauge>,
     verdict: Family<Exposure, Gauge>,
     copy_lag: Family<CellLocation, FloatGauge>,
+    recoverable_at: Family<Exposure, FloatGauge>,
+    copied_at: Family<CellLocation, FloatGauge>,
+    drill_passed_at: Family<Cell, FloatGauge>,
+    drill_period: Family<Cell, FloatGauge>,
+    rto_target: Family<Cell, FloatGauge>,
+    leading: Gauge,
     last_success: Family<CellKind, FloatGauge>,
     runs: Family<KindOutcome, Counter>,
     durations: Family<KindOutcome, Histogram>,
@@ -99,6 +105,11 @@ fn duration_histogram() -> Histogram {
     Histogram::new(exponential_buckets(1.0, 2.0, 16))
 }
 
+/// Seconds since the Unix epoch, as Prometheus timestamps are.
+fn seconds(at: OffsetDateTime) -> f64 {
+    at.unix_timestamp_nanos() as f64 / 1e9
+}
+
 impl Metrics {
     pub fn new() -> Metrics {
         let m = Metrics {
@@ -107,6 +118,12 @@ impl Metrics {
             target: Family::default(),
             verdict: Family::default(),
             copy_lag: Family::default(),
+            recoverable_at: Family::default(),
+            copied_at: Family::default(),
+            drill_passed_at: Family::default(),
+            drill_period: Family::default(),
+            rto_target: Family::default(),
+            leading: Gauge::default(),
             last_success: Family::default(),
             runs: Family::default(),
             durations: Family::new_with_constructor(duration_histogram as fn() -> Histogram),
@@ -134,7 +151,43 @@ impl Metrics {
             );
             l.register("cell_rpo_target_seconds", "The tier's RPO, per cell, location and system", m.target.clone());
             l.register("cell_rpo_verdict", "0 ok, 1 at risk, 2 breached", m.verdict.clone());
-            l.register("geo_copy_lag_seconds", "Age of the newest complete copy pass to a location", m.copy_lag.clone());
+            l.register(
+                "geo_copy_lag_seconds",
+                "Now minus the start of the newest complete copy pass to a location, as the agent reported it",
+                m.copy_lag.clone(),
+            );
+            // Timestamps, the Prometheus convention: their age keeps growing
+            // in queries (time() - x) even while this coordinator stalls.
+            l.register(
+                "cell_recoverable_timestamp_seconds",
+                "The newest recoverable point, per cell, location and system (0: nothing recoverable)",
+                m.recoverable_at.clone(),
+            );
+            l.register(
+                "geo_copy_last_success_timestamp_seconds",
+                "When the newest complete copy pass to a location started",
+                m.copied_at.clone(),
+            );
+            l.register(
+                "drill_last_pass_timestamp_seconds",
+                "When the cell's newest passing drill ended (0: none)",
+                m.drill_passed_at.clone(),
+            );
+            l.register("drill_period_seconds", "The longest gap the cell's drill schedule allows", m.drill_period.clone());
+            l.register(
+                "cell_rto_target_seconds",
+                "The tier's RTO, per cell (drills' demonstrated RTO is measured against it)",
+                m.rto_target.clone(),
+            );
+            l.register("coordinator_leading", "1 while this coordinator leads (schedules and acts), else 0", m.leading.clone());
+            l.register(
+                "build",
+                "The coordinator's version and git commit",
+                prometheus_client::metrics::info::Info::new(vec![
+                    ("version".to_string(), env!("CARGO_PKG_VERSION").to_string()),
+                    ("commit".to_string(), env!("LIFEBOAT_GIT_COMMIT").to_string()),
+                ]),
+            );
             l.register(
                 "backup_last_success_timestamp_seconds",
                 "When the newest successful run of a kind finished",
@@ -187,8 +240,7 @@ impl Metrics {
     }
 
     pub fn last_success(&self, cell: &str, kind: RunKind, at: OffsetDateTime) {
-        let t = at.unix_timestamp_nanos() as f64 / 1e9;
-        self.last_success.get_or_create(&CellKind { cell: cell.into(), kind: kind.as_str().into() }).set(t);
+        self.last_success.get_or_create(&CellKind { cell: cell.into(), kind: kind.as_str().into() }).set(seconds(at));
     }
 
     /// The newest finished test failover (or, `chaos`, chaos drill) of `scenario` for `failed`.
@@ -198,8 +250,12 @@ impl Metrics {
             true => (&self.chaos_finished, &self.chaos_passed),
             false => (&self.test_finished, &self.test_passed),
         };
-        at.get_or_create(&labels).set(finished.unix_timestamp_nanos() as f64 / 1e9);
+        at.get_or_create(&labels).set(seconds(finished));
         ok.get_or_create(&labels).set(i64::from(passed));
+    }
+
+    pub fn leading(&self, leading: bool) {
+        self.leading.set(i64::from(leading));
     }
 
     pub fn scheduling_latency(&self, seconds: f64) {
@@ -217,6 +273,7 @@ impl Metrics {
     /// Set the compliance gauges from a freshly computed status.
     pub fn status(&self, status: &Status) {
         for c in &status.cells {
+            self.rto_target.get_or_create(&Cell { cell: c.cell.clone() }).set(c.rto_seconds);
             for l in &c.locations {
                 for (system, point) in [("postgres", &l.postgres), ("kafka", &l.kafka)] {
                     let Some(p) = point else { continue };
@@ -225,9 +282,12 @@ impl Metrics {
                     self.exposure.get_or_create(&labels).set(p.exposure_seconds.unwrap_or(f64::INFINITY));
                     self.target.get_or_create(&labels).set(p.target_seconds);
                     self.verdict.get_or_create(&labels).set(verdict_number(p.verdict));
+                    self.recoverable_at.get_or_create(&labels).set(p.recoverable_to.map_or(0.0, seconds));
                 }
                 if let Some(lag) = l.copy_lag_seconds {
-                    self.copy_lag.get_or_create(&CellLocation { cell: c.cell.clone(), location: l.location.clone() }).set(lag);
+                    let labels = CellLocation { cell: c.cell.clone(), location: l.location.clone() };
+                    self.copy_lag.get_or_create(&labels).set(lag);
+                    self.copied_at.get_or_create(&labels).set(seconds(status.computed_at) - lag);
                 }
             }
             if let Some(d) = &c.drills {
@@ -239,6 +299,8 @@ impl Metrics {
                     self.drill_rpo.get_or_create(&cell).set(v);
                 }
                 self.drill_since_pass.get_or_create(&cell).set(d.since_passed_seconds.unwrap_or(f64::INFINITY));
+                self.drill_passed_at.get_or_create(&cell).set(d.last_passed.map_or(0.0, seconds));
+                self.drill_period.get_or_create(&cell).set(d.period_seconds);
                 if let Some(v) = d.success_rate {
                     self.drill_success.get_or_create(&cell).set(v);
                 }

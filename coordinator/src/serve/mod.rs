@@ -395,6 +395,7 @@ async fn control_loop(c: Arc<Coordinator>, tick: Duration, poll: Duration) -> Re
                 scheduler::refresh_recovery(&c, now).await;
                 takeover::refresh_points(&c).await;
             }
+            c.metrics.leading(c.leader.leading());
             match c.blocking(|c| c.status()).await {
                 Ok(status) => c.metrics.status(&status),
                 Err(e) => tracing::error!("compliance: {e:#}"),

@@ -29,31 +29,31 @@ struct Location {
 }
 
 pub struct GeoCopy {
-    started: OffsetDateTime,
     synced: Mutex<HashMap<String, OffsetDateTime>>,
     /// Per location, what earlier passes checked there (not read again while unchanged).
     checked: Mutex<HashMap<String, Checked>>,
-    lag_seconds: Family<Location, Gauge<f64, std::sync::atomic::AtomicU64>>,
+    copied_at: Family<Location, Gauge<f64, std::sync::atomic::AtomicU64>>,
     lag_bytes: Family<Location, Gauge>,
     passes: Family<Location, Counter>,
     failures: Family<Location, Counter>,
 }
 
 impl GeoCopy {
-    /// Register the geo-copy metrics (names are the platform's, unprefixed).
+    /// Register the geo-copy metrics (`lifeboat_agent_geo_copy_*`).
     pub fn new(metrics: &super::metrics::Metrics) -> GeoCopy {
         let g = GeoCopy {
-            started: OffsetDateTime::now_utc(),
             synced: Mutex::default(),
             checked: Mutex::default(),
-            lag_seconds: Family::default(),
+            copied_at: Family::default(),
             lag_bytes: Family::default(),
             passes: Family::default(),
             failures: Family::default(),
         };
         let mut registry = metrics.registry();
-        let root = registry.sub_registry_with_prefix("lifeboat_geo_copy");
-        root.register("lag_seconds", "Age of the newest complete copy pass, per location", g.lag_seconds.clone());
+        let root = registry.sub_registry_with_prefix("geo_copy");
+        // A timestamp (the coordinator's lifeboat_geo_copy_lag_seconds is the
+        // age it gives); 0 until the first complete pass.
+        root.register("last_success_timestamp_seconds", "When the newest complete copy pass to a location started", g.copied_at.clone());
         root.register("lag_bytes", "Bytes the newest copy pass found missing, per location", g.lag_bytes.clone());
         root.register("passes", "Complete copy passes, per location", g.passes.clone());
         root.register("failures", "Copy passes that failed or left objects behind, per location", g.failures.clone());
@@ -64,12 +64,11 @@ impl GeoCopy {
         self.synced.lock().expect("geo-copy state").get(location).copied()
     }
 
-    /// Bring the lag gauges up to now (called before metrics are rendered).
+    /// Bring the pass timestamps up to date (called before metrics are rendered).
     pub fn refresh(&self, locations: &[(String, String)]) {
-        let now = OffsetDateTime::now_utc();
         for (name, _) in locations {
-            let since = self.synced(name).unwrap_or(self.started);
-            self.lag_seconds.get_or_create(&Location { location: name.clone() }).set((now - since).as_seconds_f64());
+            let at = self.synced(name).map_or(0.0, |t| t.unix_timestamp_nanos() as f64 / 1e9);
+            self.copied_at.get_or_create(&Location { location: name.clone() }).set(at);
         }
     }
 }

@@ -51,8 +51,12 @@ impl Metrics {
         registry.register("unauthorized_requests", "Requests refused for a missing or wrong token", unauthorized.clone());
         registry.register(
             "build",
-            "The agent's version and cell",
-            Info::new(vec![("version".to_string(), env!("CARGO_PKG_VERSION").to_string()), ("cell".to_string(), cell.to_string())]),
+            "The agent's version, git commit and cell",
+            Info::new(vec![
+                ("version".to_string(), env!("CARGO_PKG_VERSION").to_string()),
+                ("commit".to_string(), env!("LIFEBOAT_GIT_COMMIT").to_string()),
+                ("cell".to_string(), cell.to_string()),
+            ]),
         );
         Metrics { registry: Mutex::new(registry), jobs, durations, running, unauthorized }
     }

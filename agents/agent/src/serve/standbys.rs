@@ -1,8 +1,8 @@
 //! The standbys this agent keeps for its guest cells, as the coordinator
 //! and Prometheus see them: a guest's recovery points carry its standby
 //! ([`of`]), and every `INTERVAL` their state is read into the metrics
-//! `lifeboat_standby_up`, `lifeboat_standby_streaming` and
-//! `lifeboat_standby_replay_lag_seconds` (absent while not streaming:
+//! `lifeboat_agent_standby_up`, `lifeboat_agent_standby_streaming` and
+//! `lifeboat_agent_standby_replay_lag_seconds` (absent while not streaming:
 //! the lag is then unknown from here, and the archive's point counts).
 
 use std::sync::atomic::AtomicU64;
@@ -34,7 +34,7 @@ impl StandbyMetrics {
     pub fn new(metrics: &super::metrics::Metrics) -> StandbyMetrics {
         let m = StandbyMetrics { up: Family::default(), streaming: Family::default(), lag: Family::default() };
         let mut registry = metrics.registry();
-        let root = registry.sub_registry_with_prefix("lifeboat_standby");
+        let root = registry.sub_registry_with_prefix("standby");
         root.register("up", "A guest's standby runs and answers (1) or not (0)", m.up.clone());
         root.register("streaming", "A guest's standby streams from its primary now", m.streaming.clone());
         root.register("replay_lag_seconds", "How far a streaming standby's replay is behind its primary", m.lag.clone());
