@@ -55,16 +55,28 @@ impl rdkafka::producer::ProducerContext for Failures {
 /// A broker to talk to: the shared one or a test's own.
 pub struct Kafka {
     pub address: String,
+    /// Client settings beyond the address (TLS, SASL), as `kcat -X` takes them.
+    pub settings: Vec<(String, String)>,
 }
 
 /// The shared broker (started once).
 pub fn shared() -> Kafka {
-    Kafka { address: brokers() }
+    Kafka { address: brokers(), settings: Vec::new() }
 }
 
 impl Kafka {
+    /// A client's settings: the address and `settings`.
+    pub fn config(&self) -> ClientConfig {
+        let mut c = ClientConfig::new();
+        c.set("bootstrap.servers", &self.address);
+        for (k, v) in &self.settings {
+            c.set(k, v);
+        }
+        c
+    }
+
     fn admin(&self) -> AdminClient<DefaultClientContext> {
-        ClientConfig::new().set("bootstrap.servers", &self.address).create().unwrap()
+        self.config().create().unwrap()
     }
 
     /// Create `name` with `partitions` and topic configs.
@@ -89,20 +101,14 @@ impl Kafka {
     }
 
     pub fn consumer(&self, group: &str) -> BaseConsumer {
-        ClientConfig::new()
-            .set("bootstrap.servers", &self.address)
-            .set("group.id", group)
-            .set("enable.auto.commit", "false")
-            .set("enable.partition.eof", "true")
-            .create()
-            .unwrap()
+        self.config().set("group.id", group).set("enable.auto.commit", "false").set("enable.partition.eof", "true").create().unwrap()
     }
 
     /// Produce `records` in order (idempotent, so each partition keeps it);
     /// panics if the broker refused any.
     pub fn produce(&self, topic: &str, records: &[TestRecord]) {
-        let p: BaseProducer<Failures> = ClientConfig::new()
-            .set("bootstrap.servers", &self.address)
+        let p: BaseProducer<Failures> = self
+            .config()
             .set("enable.idempotence", "true")
             .set("message.max.bytes", "8000000")
             .set("linger.ms", "5")
@@ -142,8 +148,8 @@ impl Kafka {
     /// Produce `batches` in transactions of one transactional producer,
     /// committing or aborting each as its flag says.
     pub fn produce_transactions(&self, topic: &str, batches: &[(Vec<TestRecord>, bool)]) {
-        let p: BaseProducer<Failures> = ClientConfig::new()
-            .set("bootstrap.servers", &self.address)
+        let p: BaseProducer<Failures> = self
+            .config()
             .set("transactional.id", format!("lifeboat-test-{}", rand::random::<u32>()))
             .create_with_context(Failures::default())
             .unwrap();
@@ -193,10 +199,12 @@ impl Kafka {
 
     /// Every record of `topic`, per partition, read with `kcat -C -J -e`.
     pub fn kcat_read(&self, topic: &str) -> BTreeMap<i32, Vec<KcatRecord>> {
-        let out = Command::new("kcat")
-            .args(["-C", "-b", &self.address, "-t", topic, "-e", "-J", "-q", "-X", "fetch.message.max.bytes=16000000"])
-            .output()
-            .expect("running kcat");
+        let mut kcat = Command::new("kcat");
+        kcat.args(["-C", "-b", &self.address, "-t", topic, "-e", "-J", "-q", "-X", "fetch.message.max.bytes=16000000"]);
+        for (k, v) in &self.settings {
+            kcat.arg("-X").arg(format!("{k}={v}"));
+        }
+        let out = kcat.output().expect("running kcat");
         assert!(out.status.success(), "kcat failed: {}", String::from_utf8_lossy(&out.stderr));
         let mut by_partition: BTreeMap<i32, Vec<KcatRecord>> = BTreeMap::new();
         for line in String::from_utf8(out.stdout).expect("kcat JSON is UTF-8 for text records").lines() {
@@ -253,35 +261,101 @@ pub struct PrivateBroker {
     dir: std::path::PathBuf,
     pub port: u16,
     child: Option<std::process::Child>,
+    /// What a client needs beyond the address (TLS, SASL).
+    settings: Vec<(String, String)>,
 }
+
+/// A SASL_SSL broker's CA and users: `(mechanism, user, password)`.
+pub struct Secure {
+    pub ca: std::path::PathBuf,
+    pub users: Vec<(&'static str, &'static str, &'static str)>,
+}
+
+/// The client listener of a private broker.
+enum Listener {
+    Plaintext,
+    /// TLS (a certificate of a private CA) and SASL PLAIN or SCRAM-SHA-512.
+    SaslSsl,
+}
+
+const SCRAM_USER: (&str, &str, &str) = ("SCRAM-SHA-512", "lifeboat-scram", "scram-secret-2718");
+const PLAIN_USER: (&str, &str, &str) = ("PLAIN", "lifeboat-plain", "plain-secret-3141");
 
 impl PrivateBroker {
     pub fn start(dir: &std::path::Path) -> PrivateBroker {
+        Self::start_with(dir, Listener::Plaintext)
+    }
+
+    /// A broker whose only client listener is SASL_SSL: its certificate
+    /// signed by a private CA, users for SASL PLAIN and SCRAM-SHA-512 (the
+    /// test's own client is an admin over PLAIN).
+    pub fn start_secure(dir: &std::path::Path) -> (PrivateBroker, Secure) {
+        let b = Self::start_with(dir, Listener::SaslSsl);
+        (b, Secure { ca: dir.join("ca.pem"), users: vec![PLAIN_USER, SCRAM_USER] })
+    }
+
+    fn start_with(dir: &std::path::Path, listener: Listener) -> PrivateBroker {
         brokers(); // the shared services export LIFEBOAT_KAFKA_LIBS
         let (port, cport) = (crate::pg::free_port(), crate::pg::free_port());
         std::fs::create_dir_all(dir.join("data")).unwrap();
+        let (client, security, settings) = match listener {
+            Listener::Plaintext => ("PLAINTEXT", String::new(), Vec::new()),
+            Listener::SaslSsl => Self::secure_files(dir),
+        };
         let props = format!(
             "process.roles=broker,controller\nnode.id=1\ncontroller.quorum.voters=1@127.0.0.1:{cport}\n\
-             listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{cport}\nadvertised.listeners=PLAINTEXT://127.0.0.1:{port}\n\
-             controller.listener.names=CONTROLLER\ninter.broker.listener.name=PLAINTEXT\n\
-             listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT\nlog.dirs={}\nauto.create.topics.enable=false\n\
+             listeners={client}://127.0.0.1:{port},CONTROLLER://127.0.0.1:{cport}\nadvertised.listeners={client}://127.0.0.1:{port}\n\
+             controller.listener.names=CONTROLLER\ninter.broker.listener.name={client}\n\
+             listener.security.protocol.map=CONTROLLER:PLAINTEXT,{client}:{client}\nlog.dirs={}\nauto.create.topics.enable=false\n\
              offsets.topic.replication.factor=1\noffsets.topic.num.partitions=1\ntransaction.state.log.replication.factor=1\n\
-             transaction.state.log.min.isr=1\ngroup.initial.rebalance.delay.ms=0\n",
+             transaction.state.log.min.isr=1\ngroup.initial.rebalance.delay.ms=0\n{security}",
             dir.join("data").display()
         );
         std::fs::write(dir.join("server.properties"), props).unwrap();
         let cluster_id = "TGlmZWJvYXRUZXN0Q2x1cw";
-        let out = Command::new("java")
+        let mut format = Command::new("java");
+        format
             .arg("-cp")
             .arg(Self::classpath())
             .args(["kafka.tools.StorageTool", "format", "-t", cluster_id, "-c"])
-            .arg(dir.join("server.properties"))
-            .output()
-            .unwrap();
+            .arg(dir.join("server.properties"));
+        if matches!(listener, Listener::SaslSsl) {
+            let (mechanism, user, password) = SCRAM_USER;
+            format.args(["--add-scram", &format!("{mechanism}=[name={user},password={password}]")]);
+        }
+        let out = format.output().unwrap();
         assert!(out.status.success(), "formatting the private broker: {}", String::from_utf8_lossy(&out.stderr));
-        let mut b = PrivateBroker { dir: dir.to_path_buf(), port, child: None };
+        let mut b = PrivateBroker { dir: dir.to_path_buf(), port, child: None, settings };
         b.launch();
         b
+    }
+
+    /// The CA, the broker's certificate and key (one PEM keystore), the
+    /// SASL settings, and the admin client's settings.
+    fn secure_files(dir: &std::path::Path) -> (&'static str, String, Vec<(String, String)>) {
+        let ca = crate::served::self_signed_named(dir, "ca", "/CN=lifeboat-test-kafka-ca");
+        let (cert, key) = crate::served::server_cert(dir, "broker", &ca);
+        let keystore = dir.join("broker-keystore.pem");
+        let pem = std::fs::read_to_string(&key).unwrap() + &std::fs::read_to_string(&cert).unwrap();
+        std::fs::write(&keystore, pem).unwrap();
+        let (_, plain_user, plain_password) = PLAIN_USER;
+        let security = format!(
+            "sasl.enabled.mechanisms=PLAIN,SCRAM-SHA-512\nsasl.mechanism.inter.broker.protocol=PLAIN\n\
+             listener.name.sasl_ssl.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required \
+             username=\"admin\" password=\"admin-secret\" user_admin=\"admin-secret\" user_{plain_user}=\"{plain_password}\";\n\
+             listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;\n\
+             ssl.keystore.type=PEM\nssl.keystore.location={}\nssl.truststore.type=PEM\nssl.truststore.location={}\n",
+            keystore.display(),
+            ca.0.display()
+        );
+        let settings = [
+            ("security.protocol", "SASL_SSL".to_string()),
+            ("sasl.mechanisms", "PLAIN".into()),
+            ("sasl.username", "admin".into()),
+            ("sasl.password", "admin-secret".into()),
+            ("ssl.ca.location", ca.0.display().to_string()),
+        ];
+        ("SASL_SSL", security, settings.into_iter().map(|(k, v)| (k.to_string(), v)).collect())
     }
 
     fn classpath() -> String {
@@ -293,7 +367,7 @@ impl PrivateBroker {
     }
 
     pub fn client(&self) -> Kafka {
-        Kafka { address: self.address() }
+        Kafka { address: self.address(), settings: self.settings.clone() }
     }
 
     fn launch(&mut self) {
@@ -306,7 +380,7 @@ impl PrivateBroker {
             .spawn()
             .unwrap();
         self.child = Some(child);
-        let c: BaseConsumer = ClientConfig::new().set("bootstrap.servers", self.address()).create().unwrap();
+        let c: BaseConsumer = self.client().config().create().unwrap();
         for _ in 0..120 {
             if c.fetch_metadata(None, Duration::from_secs(1)).is_ok_and(|m| !m.brokers().is_empty()) {
                 return;

@@ -60,12 +60,22 @@ pub fn self_signed_named(dir: &Path, name: &str, subject: &str) -> (PathBuf, Pat
 /// A client certificate (`dir/NAME.pem`, key `dir/NAME.key`, PKCS#8, mode
 /// 0600) signed by the CA `ca` (`(cert, key)`), for client authentication.
 pub fn client_cert(dir: &Path, name: &str, ca: &(PathBuf, PathBuf)) -> (PathBuf, PathBuf) {
+    signed_cert(dir, name, ca, "/CN=lifeboat-coordinator", "extendedKeyUsage=clientAuth\n")
+}
+
+/// A server certificate for 127.0.0.1 and localhost (`dir/NAME.pem`, key
+/// `dir/NAME.key`, PKCS#8) signed by the CA `ca`.
+pub fn server_cert(dir: &Path, name: &str, ca: &(PathBuf, PathBuf)) -> (PathBuf, PathBuf) {
+    signed_cert(dir, name, ca, "/CN=localhost", "extendedKeyUsage=serverAuth\nsubjectAltName=IP:127.0.0.1,DNS:localhost\n")
+}
+
+fn signed_cert(dir: &Path, name: &str, ca: &(PathBuf, PathBuf), subject: &str, extensions: &str) -> (PathBuf, PathBuf) {
     let (cert, key, csr, ext) = (format!("{name}.pem"), format!("{name}.key"), format!("{name}.csr"), format!("{name}.ext"));
     let mut args = vec!["req"];
     args.extend(NEW_EC_KEY);
-    args.extend(["-subj", "/CN=lifeboat-coordinator", "-keyout", &key, "-out", &csr]);
+    args.extend(["-subj", subject, "-keyout", &key, "-out", &csr]);
     openssl(dir, &args);
-    std::fs::write(dir.join(&ext), "extendedKeyUsage=clientAuth\n").unwrap();
+    std::fs::write(dir.join(&ext), extensions).unwrap();
     let (ca_cert, ca_key) = (ca.0.to_str().unwrap(), ca.1.to_str().unwrap());
     openssl(
         dir,

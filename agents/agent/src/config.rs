@@ -63,6 +63,13 @@ struct Kafka {
     brokers: Text,
     topics: Text,
     follow: Text,
+    security_protocol: Text,
+    sasl_mechanism: Text,
+    sasl_username: Text,
+    sasl_password_file: Text,
+    ca_file: Text,
+    cert_file: Text,
+    key_file: Text,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -218,6 +225,13 @@ fn settings(doc: Doc) -> Result<Vec<Setting>, (Range<usize>, String)> {
     text(s, "kafka.brokers", k.brokers, "LIFEBOAT_KAFKA_BROKERS", Text);
     text(s, "kafka.topics", k.topics, "LIFEBOAT_KAFKA_TOPICS", Text);
     text(s, "kafka.follow", k.follow, "LIFEBOAT_KAFKA_FOLLOW", Duration);
+    text(s, "kafka.security_protocol", k.security_protocol, "LIFEBOAT_KAFKA_SECURITY_PROTOCOL", Text);
+    text(s, "kafka.sasl_mechanism", k.sasl_mechanism, "LIFEBOAT_KAFKA_SASL_MECHANISM", Text);
+    text(s, "kafka.sasl_username", k.sasl_username, "LIFEBOAT_KAFKA_SASL_USERNAME", Text);
+    text(s, "kafka.sasl_password_file", k.sasl_password_file, "LIFEBOAT_KAFKA_SASL_PASSWORD_FILE", Text);
+    text(s, "kafka.ca_file", k.ca_file, "LIFEBOAT_KAFKA_CA_FILE", Text);
+    text(s, "kafka.cert_file", k.cert_file, "LIFEBOAT_KAFKA_CERT_FILE", Text);
+    text(s, "kafka.key_file", k.key_file, "LIFEBOAT_KAFKA_KEY_FILE", Text);
     let w = doc.wal;
     count(s, "wal.parallel", w.parallel, "LIFEBOAT_WAL_PARALLEL");
     text(s, "wal.spool_wait", w.spool_wait, "LIFEBOAT_WAL_SPOOL_WAIT", Duration);

@@ -13,6 +13,7 @@ use rdkafka::{Offset, TopicPartitionList};
 
 use crate::record::Record;
 
+use crate::security::Security;
 use crate::{broker, KafkaError, Result};
 
 /// Run rdkafka's blocking calls (metadata, watermarks, reading a range)
@@ -21,10 +22,12 @@ pub async fn blocking<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'stat
     tokio::task::spawn_blocking(work).await.expect("a blocking Kafka call does not panic")
 }
 
-/// Brokers and how long to wait for them.
+/// Brokers, how to reach them securely, and how long to wait for them.
 #[derive(Debug, Clone)]
 pub struct Brokers {
     pub list: String,
+    /// TLS and SASL, from the environment ([`Security::from_env`]).
+    pub security: Security,
     /// Bound on connecting, metadata and admin calls, and on a stall while
     /// reading or writing records.
     pub timeout: Duration,
@@ -35,7 +38,7 @@ impl Brokers {
         if list.trim().is_empty() || list.split(',').any(|b| !b.contains(':')) {
             return Err(KafkaError::Invalid(format!("--brokers {list:?}: give host:port[,host:port...]")));
         }
-        Ok(Brokers { list: list.to_string(), timeout })
+        Ok(Brokers { list: list.to_string(), security: Security::from_env()?, timeout })
     }
 
     fn base(&self) -> ClientConfig {
@@ -43,6 +46,7 @@ impl Brokers {
         c.set("bootstrap.servers", &self.list)
             .set("socket.timeout.ms", (self.timeout.as_millis().max(10_000)).to_string())
             .set("log_level", "3");
+        self.security.apply(&mut c);
         c
     }
 
@@ -148,9 +152,13 @@ impl Brokers {
     /// Cluster metadata, or an error naming the brokers and the timeout.
     pub fn metadata(&self, consumer: &BaseConsumer) -> Result<Metadata> {
         consumer.fetch_metadata(None, self.timeout).map_err(|e| {
+            // Deliver the client's queued errors (a failed SASL authentication,
+            // an untrusted certificate): its context logs them, saying why.
+            let _ = consumer.poll(Duration::from_millis(200));
             KafkaError::Failed(format!(
-                "cannot reach the Kafka brokers {} within {}s ({e}); check --brokers and that the brokers are up",
+                "cannot reach the Kafka brokers {} ({}) within {}s ({e}); check --brokers, the security settings and that the brokers are up",
                 self.list,
+                self.security.protocol(),
                 self.timeout.as_secs()
             ))
         })

@@ -26,6 +26,7 @@ pub mod details;
 pub mod follow;
 pub mod record;
 pub mod restore;
+pub mod security;
 pub mod snapshot;
 pub mod stored;
 pub mod verify;
