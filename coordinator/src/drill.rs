@@ -224,6 +224,7 @@ fn new_report(plan: &Plan, cell: &CellPlan, agent: &AgentClient, done: &Concludi
         warnings: 0,
         steps: Vec::new(),
         checks: Vec::new(),
+        controls: plan.controls_for("drill"),
         chain: ChainLink { sequence: 0, previous: None },
         signature: None,
     }

@@ -49,6 +49,13 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell) to stdout.
+    Completions { shell: lifeboat_process::cli::Shell },
+    /// Write man pages (lifeboat.1 and one per command) into a directory.
+    Man {
+        #[arg(long)]
+        out_dir: PathBuf,
+    },
     /// Print the version (and the repository format this build writes), as JSON with --json.
     Version {
         #[arg(long)]
@@ -234,7 +241,7 @@ enum ReportCommand {
         #[arg(long, env = "LIFEBOAT_PLANS")]
         plans: PathBuf,
     },
-    /// One report: a stored one (--cell, --plans) or a file; as text, JSON or HTML (--output html).
+    /// One report: a stored one (--cell, --plans) or a file; as text, JSON or HTML (--output html), or printed to PDF.
     Show {
         /// A report file, or a stored report's name or id (with --cell).
         report: String,
@@ -242,6 +249,25 @@ enum ReportCommand {
         cell: Option<String>,
         #[arg(long, env = "LIFEBOAT_PLANS")]
         plans: Option<PathBuf>,
+        /// Print the report's page to this PDF file (headless Chromium; LIFEBOAT_CHROMIUM names another binary).
+        #[arg(long, value_name = "FILE")]
+        pdf: Option<PathBuf>,
+    },
+    /// A static bundle for auditors: a cell's signed reports started in a period (with the chain
+    /// before them), their pages, the plan's public key and an index page; verified before it is made.
+    Export {
+        /// The bundle's directory (must not exist).
+        dir: PathBuf,
+        #[arg(long)]
+        cell: String,
+        #[arg(long, env = "LIFEBOAT_PLANS")]
+        plans: PathBuf,
+        /// Reports started at or after this instant (RFC 3339).
+        #[arg(long, value_parser = clock::parse)]
+        since: Option<time::OffsetDateTime>,
+        /// Reports started before this instant (RFC 3339).
+        #[arg(long, value_parser = clock::parse)]
+        until: Option<time::OffsetDateTime>,
     },
     /// Check signatures and the per-cell hash chain of a report or a directory of them; exit 1 naming each problem.
     Verify {
@@ -336,7 +362,7 @@ enum PlanCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if !matches!(cli.command, Command::Version { .. } | Command::Plan(_)) {
+    if !matches!(cli.command, Command::Version { .. } | Command::Plan(_) | Command::Completions { .. } | Command::Man { .. }) {
         lifeboat_process::init_logging(cli.log_format);
     }
     let output = cli.output;
@@ -402,11 +428,19 @@ fn main() -> ExitCode {
         Command::Report(ReportCommand::List { cell, plans }) => {
             commands::operate(output, async move { commands::report::list(&cell, &plans).await })
         }
-        Command::Report(ReportCommand::Show { report, cell, plans }) => {
-            commands::operate(output, async move { commands::report::show(&report, cell, plans, output).await })
+        Command::Report(ReportCommand::Show { report, cell, plans, pdf }) => {
+            commands::operate(output, async move { commands::report::show(&report, cell, plans, pdf, output).await })
+        }
+        Command::Report(ReportCommand::Export { dir, cell, plans, since, until }) => {
+            commands::operate(output, async move { commands::report_export::export(&cell, &plans, &dir, since, until).await })
         }
         Command::Drill(DrillCommand::Run(args)) => commands::operate(output, commands::drill::run(args)),
         Command::Version { json } => version(json),
+        Command::Completions { shell } => {
+            lifeboat_process::cli::completions(<Cli as clap::CommandFactory>::command(), shell);
+            ExitCode::SUCCESS
+        }
+        Command::Man { out_dir } => lifeboat_process::cli::man_command(<Cli as clap::CommandFactory>::command(), &out_dir),
         Command::Plan(PlanCommand::Validate { dir }) => commands::plan::validate(&dir, output),
         Command::Plan(PlanCommand::Show { dir }) => commands::plan::show(&dir, output),
         Command::Plan(PlanCommand::Store { plans, signing_key }) => commands::operate(output, commands::plan::store(plans, signing_key)),

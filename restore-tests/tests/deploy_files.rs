@@ -159,3 +159,29 @@ fn every_shipped_agent_toml_is_taken_by_the_agent() {
     assert_eq!(out.status.code(), Some(2), "{}", said(&out));
     assert!(said(&out).contains("kafka.follow"), "{}", said(&out));
 }
+
+#[test]
+fn completions_man_pages_and_versions_of_both_binaries() {
+    for (bin, name, command) in [(lifeboat_bin(), "lifeboat", "serve"), (agent_bin(), "lifeboat-agent", "check")] {
+        let run = |args: &[&str]| Command::new(&bin).args(args).output().unwrap();
+        let bash = run(&["completions", "bash"]);
+        let script = String::from_utf8_lossy(&bash.stdout).to_string();
+        assert!(bash.status.success() && script.contains(&format!("complete -F _{}", name.replace('-', "__"))), "{name}: {script:.300}");
+        let scratch = tempfile::tempdir().unwrap();
+        let file = scratch.path().join("completion.bash");
+        std::fs::write(&file, &script).unwrap();
+        let syntax = Command::new("bash").arg("-n").arg(&file).output().unwrap();
+        assert!(syntax.status.success(), "{name}: bash -n: {}", said(&syntax));
+        assert!(String::from_utf8_lossy(&run(&["completions", "zsh"]).stdout).starts_with(&format!("#compdef {name}")));
+        assert!(String::from_utf8_lossy(&run(&["completions", "fish"]).stdout).contains(&format!("complete -c {name}")));
+        let pages = scratch.path().join("man");
+        let out = run(&["man", "--out-dir", pages.to_str().unwrap()]);
+        assert!(out.status.success(), "{}", said(&out));
+        let top = std::fs::read_to_string(pages.join(format!("{name}.1"))).unwrap();
+        assert!(top.contains(&format!(".TH {name} 1")), "{top:.300}");
+        let sub = std::fs::read_to_string(pages.join(format!("{name}-{command}.1"))).unwrap();
+        assert!(sub.contains(".SH OPTIONS") || sub.contains(".SH NAME"), "{sub:.300}");
+        let version = String::from_utf8_lossy(&run(&["--version"]).stdout).to_string();
+        assert!(version.starts_with(&format!("{name} 0.1.0 (commit ")), "{version}");
+    }
+}

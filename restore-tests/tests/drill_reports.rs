@@ -109,7 +109,7 @@ fn drills_through_the_agent_service_leave_signed_chained_reports() {
         "description = ",
         "report_public_key = \"report-signing.pub\"\ndescription = ",
         1,
-    );
+    ) + CONTROLS;
     std::fs::write(plans.join("plan.toml"), text).unwrap();
     ok(&lifeboat(&["plan", "validate", plans.to_str().unwrap()]));
     let other = s.join("other-keys");
@@ -236,6 +236,7 @@ fn drills_through_the_agent_service_leave_signed_chained_reports() {
     ])))
     .unwrap();
     assert_eq!(shown["report_id"], d2["report"]["report_id"]);
+    exports_a_bundle_that_verifies(&plans, &cell.name, s, d2["report"]["started"].as_str().unwrap());
 
     // Tampering is named: a verdict flipped (the signature no longer
     // matches), a word that is no verdict at all, then a removed report.
@@ -272,6 +273,23 @@ fn drills_through_the_agent_service_leave_signed_chained_reports() {
     ] {
         assert!(dom.contains(step), "the page lacks {step:?}");
     }
+    // Auditors' page: controls from the plan, a timeline, evidence as tables, how to verify.
+    for control in ["id=\"controls\"", "ISO 27001 A.8.13", "Information backup", "SOC 2 A1.3"] {
+        assert!(dom.contains(control), "the page lacks {control:?}");
+    }
+    assert_eq!(r1["controls"].as_array().unwrap().len(), 3, "the signed report names its controls: {r1}");
+    assert!(dom.contains("id=\"timeline\"") && dom.matches("<rect ").count() >= 3, "a timeline of the phases");
+    for phase in ["phase-restore", "phase-replay", "phase-Kafka", "phase-checks"] {
+        assert!(dom.contains(phase), "the timeline lacks {phase}");
+    }
+    assert!(dom.contains("<table class=\"evidence\">") && !dom.contains("<pre>{"), "evidence as tables, not raw JSON");
+    let key_id = r1["signature"]["key_id"].as_str().unwrap();
+    assert!(dom.contains("How to verify this report") && dom.contains(key_id), "the footer names the key {key_id}");
+    let pdf = s.join("report.pdf");
+    let printed = lifeboat(&["report", "show", d1["json"].as_str().unwrap(), "--pdf", pdf.to_str().unwrap()]);
+    assert!(printed.status.success(), "{}", String::from_utf8_lossy(&printed.stderr));
+    let bytes = std::fs::read(&pdf).unwrap();
+    assert!(bytes.starts_with(b"%PDF") && bytes.len() > 10_000, "a PDF of {} bytes", bytes.len());
     let shot = s.join("report.png");
     chromium(&["--window-size=1100,1800", &format!("--screenshot={}", shot.display()), &format!("file://{html}")]);
     assert!(std::fs::metadata(&shot).unwrap().len() > 10_000);
@@ -387,4 +405,47 @@ fn refuses_sql_the_plan_key_did_not_sign(service: &Service) {
         assert!(answer["error"].as_str().unwrap().contains(says), "{answer}");
     }
     assert!(service.log_text().contains("refused a drill whose SQL checks the plan key did not sign"));
+}
+
+/// What the plan maps reports to: edited by compliance teams, signed into each report.
+const CONTROLS: &str = r#"
+[[plan.controls]]
+id = "ISO 27001 A.8.13"
+title = "Information backup"
+operations = ["drill", "failover-test"]
+
+[[plan.controls]]
+id = "ISO 27001 A.5.30"
+title = "ICT readiness for business continuity"
+
+[[plan.controls]]
+id = "SOC 2 A1.3"
+title = "Recovery plan testing"
+operations = ["drill", "failover-test"]
+"#;
+
+/// `report export`: reports from `since` on, with the chain before them,
+/// their pages, the key and an index, made only when it verifies.
+fn exports_a_bundle_that_verifies(plans: &Path, cell: &str, s: &Path, since: &str) {
+    let bundle = s.join("audit-bundle");
+    let export = |dir: &Path, extra: &[&str]| {
+        let mut all =
+            vec!["report", "export", dir.to_str().unwrap(), "--cell", cell, "--plans", plans.to_str().unwrap(), "--output", "json"];
+        all.extend_from_slice(extra);
+        lifeboat(&all)
+    };
+    let made: Value = serde_json::from_str(&ok(&export(&bundle, &["--since", since]))).unwrap();
+    assert_eq!((made["reports"].as_u64(), made["in_period"].as_u64()), (Some(3), Some(2)), "{made}");
+    let pages = std::fs::read_dir(&bundle).unwrap().flatten().filter(|e| e.path().extension().is_some_and(|x| x == "html")).count();
+    assert_eq!(pages, 4, "three pages and the index");
+    let index = std::fs::read_to_string(bundle.join("index.html")).unwrap();
+    assert_eq!(index.matches("class=\"in-period\"").count(), 2, "{index}");
+    let public = bundle.join("report-signing.pub");
+    let out = ok(&lifeboat(&["report", "verify", bundle.to_str().unwrap(), "--public-key", public.to_str().unwrap()]));
+    assert!(out.contains("3 report(s)"), "{out}");
+    let again = export(&bundle, &[]);
+    assert!(!again.status.success() && String::from_utf8_lossy(&again.stderr).contains("exists"));
+    let none = export(&s.join("empty-bundle"), &["--until", "2001-01-01T00:00:00Z"]);
+    assert!(!none.status.success() && String::from_utf8_lossy(&none.stderr).contains("no report started in the period"));
+    assert!(!s.join("empty-bundle").exists() && !s.join("empty-bundle.partial").exists());
 }

@@ -62,6 +62,13 @@ struct Break {
 
 const BREAKS: &[Break] = &[
     Break {
+        file: "demo.toml",
+        old: "description = \"two local cells, tier 1, backing up to local directories\"\n",
+        new: "description = \"two local cells, tier 1, backing up to local directories\"\n\n[[plan.controls]]\nid = \"SOC 2 A1.3\"\noperations = [\"restore\"]\n",
+        message: "control \"SOC 2 A1.3\": operation \"restore\" writes no report",
+        anchor: "[[plan.controls]]",
+    },
+    Break {
         file: "cells.toml",
         old: "name = \"demo-a\"\n",
         new: "name = \"demo-a\"\ncolour = \"red\"\n",

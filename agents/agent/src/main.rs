@@ -69,6 +69,13 @@ enum Command {
     Check(commands::check::CheckArgs),
     /// Serve the HTTP API the coordinator drives (jobs, health, metrics) for one cell.
     Serve(Box<serve::ServeArgs>),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell) to stdout.
+    Completions { shell: lifeboat_process::cli::Shell },
+    /// Write man pages (lifeboat-agent.1 and one per command) into a directory.
+    Man {
+        #[arg(long)]
+        out_dir: std::path::PathBuf,
+    },
 }
 
 /// The data path allocates and frees multi-MiB buffers (chunks, sealed
@@ -103,6 +110,16 @@ fn main() -> ExitCode {
         }
     }
     let cli = Cli::parse();
+    match &cli.command {
+        Command::Completions { shell } => {
+            lifeboat_process::cli::completions(<Cli as clap::CommandFactory>::command(), *shell);
+            return ExitCode::SUCCESS;
+        }
+        Command::Man { out_dir } => {
+            return lifeboat_process::cli::man_command(<Cli as clap::CommandFactory>::command(), out_dir);
+        }
+        _ => {}
+    }
     // A drill handles its own signals (it removes its scratch environment
     // first), and so does the service (it stops its jobs first).
     // A follower's seals are each committed whole: a signal ends it cleanly.
@@ -127,6 +144,7 @@ fn main() -> ExitCode {
                 Command::Failback(cmd) => commands::failback::run(&cli.global, cmd).await,
                 Command::Check(args) => commands::check::run(&cli.global, args).await,
                 Command::Serve(args) => serve::run(&cli.global, *args, lifeboat_process::shutdown_signal()).await,
+                Command::Completions { .. } | Command::Man { .. } => unreachable!("answered before the runtime starts"),
             }
         };
         // Ctrl-C / SIGTERM drop the work in flight: nothing is committed

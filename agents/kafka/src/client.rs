@@ -156,10 +156,10 @@ impl Brokers {
             // an untrusted certificate): its context logs them, saying why.
             let _ = consumer.poll(Duration::from_millis(200));
             KafkaError::Failed(format!(
-                "cannot reach the Kafka brokers {} ({}) within {}s ({e}); check --brokers, the security settings and that the brokers are up",
+                "cannot reach the Kafka brokers {} within {}s over {} ({e}); check --brokers, the security settings and that the brokers are up",
                 self.list,
-                self.security.protocol(),
-                self.timeout.as_secs()
+                self.timeout.as_secs(),
+                self.security.protocol()
             ))
         })
     }

@@ -3,6 +3,8 @@
 //! collectors), the signals that stop them, lock files and time-stamped
 //! names.
 
+pub mod cli;
+
 use std::io::IsTerminal as _;
 
 /// How logs are written.

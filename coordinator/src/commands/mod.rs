@@ -12,6 +12,7 @@ pub mod failover_run;
 pub mod plan;
 pub mod remote;
 pub mod report;
+pub mod report_export;
 pub mod runs;
 pub mod standby;
 pub mod status;

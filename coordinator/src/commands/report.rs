@@ -139,7 +139,7 @@ pub enum Shown {
 }
 
 /// A stored report (by name, id or sequence, with `cell` and `plans`) or a file.
-pub async fn show(which: &str, cell: Option<String>, plans: Option<PathBuf>, output: Output) -> Result<Done<Shown>> {
+pub async fn show(which: &str, cell: Option<String>, plans: Option<PathBuf>, pdf: Option<PathBuf>, output: Output) -> Result<Done<Shown>> {
     let bytes = match (cell, plans) {
         (Some(cell), Some(plans)) => {
             let agent = cell_agent(&plans, &cell)?;
@@ -157,6 +157,11 @@ pub async fn show(which: &str, cell: Option<String>, plans: Option<PathBuf>, out
         _ => std::fs::read(which).with_context(|| format!("reading {which} (give --cell and --plans for a stored report)"))?,
     };
     let r: Report = serde_json::from_slice(&bytes).context("not a report")?;
+    if let Some(pdf) = pdf {
+        super::report_export::print_pdf(&r, &pdf)?;
+        let text = format!("report {} printed to {}", r.report_id, pdf.display());
+        return Ok(Done::ok(Shown::Page(pdf.display().to_string()), text));
+    }
     if output == Output::Html {
         let page = report::html::render(&r);
         return Ok(Done::ok(Shown::Page(page.clone()), page));

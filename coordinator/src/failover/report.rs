@@ -81,6 +81,7 @@ pub fn build(i: &Inputs<'_>) -> Report {
         warnings: 0,
         steps: journal_items(&mine, i.approvals),
         checks: Vec::new(),
+        controls: i.plan.controls_for(if f.test { "failover-test" } else { "failover" }),
         chain: ChainLink { sequence: 0, previous: None },
         signature: None,
     };

@@ -54,6 +54,8 @@ pub struct Plan {
     pub description: String,
     /// The published report key (`[plan] report_public_key`), resolved.
     pub report_public_key: Option<PathBuf>,
+    /// The controls reports evidence (`[[plan.controls]]`).
+    pub controls: Vec<ControlDef>,
     pub tiers: Vec<TierTarget>,
     pub regions: Vec<RegionDef>,
     pub locations: Vec<LocationDef>,
@@ -67,7 +69,28 @@ pub struct Plan {
 /// their plan location names.
 pub use lifeboat_api::recovery::PRIMARY as AGENT_PRIMARY;
 
+/// A compliance control and the report operations that evidence it.
+#[derive(Debug, Clone, Serialize)]
+pub struct ControlDef {
+    pub id: String,
+    pub title: String,
+    /// Empty: every operation.
+    pub operations: Vec<String>,
+}
+
+/// The operations reports are written for.
+pub const REPORT_OPERATIONS: [&str; 3] = ["drill", "failover", "failover-test"];
+
 impl Plan {
+    /// The controls a report of `operation` evidences, as the report names them.
+    pub fn controls_for(&self, operation: &str) -> Vec<crate::report::Control> {
+        self.controls
+            .iter()
+            .filter(|c| c.operations.is_empty() || c.operations.iter().any(|o| o == operation))
+            .map(|c| crate::report::Control { id: c.id.clone(), title: c.title.clone() })
+            .collect()
+    }
+
     /// The targets of `cell`'s tier.
     pub fn tier_of(&self, cell: &CellPlan) -> &TierTarget {
         self.tiers.iter().find(|t| t.name == cell.tier).expect("validated plans name known tiers")

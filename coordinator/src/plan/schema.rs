@@ -41,6 +41,24 @@ pub struct PlanMeta {
     /// relative to the plan directory.
     #[serde(default)]
     pub report_public_key: Option<String>,
+    /// The compliance controls reports evidence (`[[plan.controls]]`).
+    #[serde(default)]
+    pub controls: Vec<Spanned<Control>>,
+}
+
+/// A control of a compliance framework (ISO 27001, SOC 2, ...) that the
+/// plan's reports evidence, kept in the plan so that compliance teams edit
+/// it; each report names the controls of its operation, signed with it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Control {
+    pub id: String,
+    #[serde(default)]
+    pub title: String,
+    /// The operations whose reports evidence it (drill, failover,
+    /// failover-test); every operation when empty.
+    #[serde(default)]
+    pub operations: Vec<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

@@ -167,6 +167,7 @@ pub(crate) mod tests {
                 evidence: serde_json::json!({ "rows": n, "seconds": 1.375671356 + f64::from(n) * rand::random::<f64>(), "tiny": rand::random::<f64>() / 3e7 }),
             }],
             checks: vec![],
+            controls: vec![],
             chain: ChainLink { sequence: 0, previous: None },
             signature: None,
         }

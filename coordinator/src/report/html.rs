@@ -1,9 +1,13 @@
 //! A report as one self-contained HTML page (no scripts, no external
 //! files) that reads well on screen and prints on A4: verdict first, then
-//! targets against what the drill demonstrated, the recovery point, every
-//! step and check with its evidence, and how to verify the signature.
+//! targets against what the drill demonstrated, the controls it evidences,
+//! a timeline of its phases (inline SVG), the recovery point and every
+//! step and check with its evidence as labelled tables, and how to verify
+//! the signature.
 
 use std::fmt::Write as _;
+
+use serde_json::Value;
 
 use super::{Item, Report};
 
@@ -52,6 +56,9 @@ th { background: #f6f8fa; font-weight: 600; } td.num { text-align: right; white-
 .warning { color: #9a6700; font-weight: 600; } .skipped { color: #57606a; font-weight: 600; }
 pre { background: #f6f8fa; padding: .5rem; font-size: 11px; white-space: pre-wrap; word-break: break-all; margin: .2rem 0; }
 .meta td:first-child { width: 13rem; color: #57606a; } .small { font-size: 12px; color: #57606a; }
+table.evidence { margin: .2rem 0; font-size: 12px; } table.evidence th, table.evidence td { padding: .1rem .4rem; border-bottom: 1px solid #f0f2f4; }
+table.evidence th { width: 12rem; background: none; color: #57606a; font-weight: 500; }
+svg.timeline { width: 100%; height: auto; font: 11px system-ui, sans-serif; } .verify code { word-break: break-all; }
 @media print { body { margin: 0; max-width: none; font-size: 11px; } h2 { break-after: avoid; } tr, pre { break-inside: avoid; } a { color: inherit; } }
 @page { size: A4; margin: 15mm; }
 "#;
@@ -59,11 +66,7 @@ pre { background: #f6f8fa; padding: .5rem; font-size: 11px; white-space: pre-wra
 fn items(out: &mut String, title: &str, items: &[Item]) {
     let _ = write!(out, "<h2>{}</h2><table class=\"items\"><thead><tr><th>{}</th><th>outcome</th><th>time</th><th>details and evidence</th></tr></thead><tbody>", esc(title), if title == "Steps" { "step" } else { "check" });
     for i in items {
-        let evidence = if i.evidence.is_null() {
-            String::new()
-        } else {
-            format!("<pre>{}</pre>", esc(&serde_json::to_string_pretty(&i.evidence).unwrap_or_default()))
-        };
+        let evidence = if i.evidence.is_null() { String::new() } else { value(&i.evidence, 0) };
         let _ = write!(
             out,
             "<tr><td>{}</td><td class=\"{}\">{}</td><td class=\"num\">{:.1} s</td><td>{}{}</td></tr>",
@@ -139,7 +142,9 @@ pub fn render(r: &Report) -> String {
     }
     out.push_str("</tbody></table>");
 
-    let _ = write!(out, "<h2>Recovery point</h2><pre>{}</pre>", esc(&serde_json::to_string_pretty(&r.recovery_point).unwrap_or_default()));
+    controls(&mut out, r);
+    out.push_str(&timeline(r));
+    let _ = write!(out, "<h2>Recovery point</h2><div id=\"recovery-point\">{}</div>", value(&r.recovery_point, 0));
     items(&mut out, "Steps", &r.steps);
     items(&mut out, "Checks", &r.checks);
 
@@ -163,11 +168,171 @@ pub fn render(r: &Report) -> String {
         None => out.push_str("<tr><td>signature</td><td class=\"failed\">not signed</td></tr>"),
     }
     out.push_str("</tbody></table>");
+    verify_footer(&mut out, r);
+    out.push_str("</body></html>");
+    out
+}
+
+/// The controls the report evidences (from the plan), if it names any.
+fn controls(out: &mut String, r: &Report) {
+    if r.controls.is_empty() {
+        return;
+    }
+    out.push_str("<h2>Controls evidenced</h2><table id=\"controls\"><thead><tr><th>control</th><th>title</th></tr></thead><tbody>");
+    for c in &r.controls {
+        let _ = write!(out, "<tr><td>{}</td><td>{}</td></tr>", esc(&c.id), esc(&c.title));
+    }
     let _ = write!(
         out,
-        "<p class=\"small\">This page is a rendering. The signed record is <code>{}</code>; verify it (and the chain of reports around it) offline with the published key: \
-         <code>lifeboat report verify DIR --public-key report-signing.pub</code>.</p></body></html>",
-        esc(&r.file_name())
+        "</tbody></table><p class=\"small\">This {} of cell {} is evidence for the controls above, as plan &ldquo;{}&rdquo; maps them.</p>",
+        esc(&r.operation),
+        esc(&r.cell),
+        esc(&r.plan)
     );
-    out
+}
+
+/// How to check this report without trusting the page or its server.
+fn verify_footer(out: &mut String, r: &Report) {
+    let key = r.signature.as_ref().map_or("(not signed)", |s| s.key_id.as_str());
+    let _ = write!(
+        out,
+        "<h2>How to verify this report</h2><div class=\"verify small\" id=\"verify\"><p>This page is a rendering. The signed record is <code>{file}</code>. \
+         Verify it, and the chain of reports around it, offline with the plan's published key, whose fingerprint is <code>{key}</code>:</p>\
+         <pre>lifeboat report verify {file} --public-key report-signing.pub\nlifeboat report verify DIR --public-key report-signing.pub   # the whole chain of cell {cell}</pre>\
+         <p>The fingerprint is the first 16 hex digits of SHA-256 over the public key's 32 bytes: \
+         <code>xxd -r -p report-signing.pub | sha256sum | cut -c1-16</code> must print <code>{key}</code>.</p></div>",
+        file = esc(&r.file_name()),
+        key = esc(key),
+        cell = esc(&r.cell)
+    );
+}
+
+/// A JSON value as HTML: objects as labelled tables, arrays of objects as
+/// tables with a column per key, other arrays as lists, scalars as text.
+fn value(v: &Value, depth: usize) -> String {
+    match v {
+        Value::Null => "<span class=\"small\">none</span>".into(),
+        Value::Bool(b) => if *b { "yes" } else { "no" }.into(),
+        Value::Number(n) => n.to_string(),
+        Value::String(s) => esc(s),
+        Value::Object(map) if depth < 4 => {
+            let mut out = String::from("<table class=\"evidence\"><tbody>");
+            for (k, v) in map {
+                let _ = write!(out, "<tr><th>{}</th><td>{}</td></tr>", esc(&k.replace('_', " ")), value(v, depth + 1));
+            }
+            out + "</tbody></table>"
+        }
+        Value::Array(items) if items.is_empty() => "<span class=\"small\">none</span>".into(),
+        Value::Array(items) if depth < 4 && items.iter().all(Value::is_object) => rows(items, depth),
+        Value::Array(items) if items.iter().all(|i| !i.is_object() && !i.is_array()) => {
+            items.iter().map(|i| value(i, depth + 1)).collect::<Vec<_>>().join(", ")
+        }
+        Value::Array(items) if depth < 4 => {
+            let cells: String = items.iter().map(|i| format!("<li>{}</li>", value(i, depth + 1))).collect();
+            format!("<ol>{cells}</ol>")
+        }
+        deep => format!("<code>{}</code>", esc(&deep.to_string())),
+    }
+}
+
+/// An array of objects: one column per key (in first-seen order), one row each.
+fn rows(items: &[Value], depth: usize) -> String {
+    let mut keys: Vec<&String> = Vec::new();
+    for item in items {
+        for k in item.as_object().into_iter().flat_map(|m| m.keys()) {
+            if !keys.contains(&k) {
+                keys.push(k);
+            }
+        }
+    }
+    let mut out = String::from("<table class=\"evidence\"><thead><tr>");
+    for k in &keys {
+        let _ = write!(out, "<th>{}</th>", esc(&k.replace('_', " ")));
+    }
+    out.push_str("</tr></thead><tbody>");
+    for item in items {
+        out.push_str("<tr>");
+        for k in &keys {
+            let _ = write!(out, "<td>{}</td>", item.get(k.as_str()).map(|v| value(v, depth + 1)).unwrap_or_default());
+        }
+        out.push_str("</tr>");
+    }
+    out + "</tbody></table>"
+}
+
+/// The phase a step belongs to, for the timeline: (name, colour).
+fn phase(name: &str) -> (&'static str, &'static str) {
+    let n = name.to_ascii_lowercase();
+    if n.contains("kafka") {
+        ("Kafka", "#8250df")
+    } else if n.contains("replay") || n.contains("promote") {
+        ("replay", "#bf8700")
+    } else if n.contains("restore") || n.contains("base backup") || n.contains("fence") {
+        ("restore", "#0969da")
+    } else if n.contains("approv") || n.contains("hook") || n.contains("route") {
+        ("failover", "#57606a")
+    } else {
+        ("other", "#6e7781")
+    }
+}
+
+/// The phases drawn to scale, one bar per step in the order they ran, then
+/// the checks as one bar: restore, replay, Kafka, checks.
+fn timeline(r: &Report) -> String {
+    let mut bars: Vec<(String, &str, &str, f64)> = r
+        .steps
+        .iter()
+        .map(|s| {
+            let (p, colour) = phase(&s.name);
+            (s.name.clone(), p, colour, s.seconds.max(0.0))
+        })
+        .collect();
+    if !r.checks.is_empty() {
+        let seconds = r.checks.iter().map(|c| c.seconds.max(0.0)).sum();
+        bars.push((format!("{} checks", r.checks.len()), "checks", "#1a7f37", seconds));
+    }
+    let total: f64 = bars.iter().map(|b| b.3).sum::<f64>().max(0.001);
+    let (label, width, row) = (300.0, 560.0, 20.0);
+    let height = row * bars.len() as f64 + 30.0;
+    let mut svg = format!(
+        "<h2>Timeline</h2><svg class=\"timeline\" id=\"timeline\" viewBox=\"0 0 {} {height}\" role=\"img\" aria-label=\"the report's phases over {total:.1} s\">\
+         <title>Phases of the {} over {total:.1} s</title>",
+        label + width + 80.0,
+        esc(&r.operation)
+    );
+    let mut at = 0.0;
+    for (i, (name, p, colour, seconds)) in bars.iter().enumerate() {
+        let y = i as f64 * row;
+        let (x, w) = (label + at / total * width, (seconds / total * width).max(1.0));
+        let short: String = name.chars().take(48).collect();
+        let _ = write!(
+            svg,
+            "<g class=\"phase-{p}\"><text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\">{}</text>\
+             <rect x=\"{x:.1}\" y=\"{:.1}\" width=\"{w:.1}\" height=\"{:.1}\" fill=\"{colour}\"><title>{}: {seconds:.1} s ({p})</title></rect>\
+             <text x=\"{:.1}\" y=\"{:.1}\">{seconds:.1} s</text></g>",
+            label - 6.0,
+            y + 14.0,
+            esc(&short),
+            y + 3.0,
+            row - 6.0,
+            esc(name),
+            x + w + 4.0,
+            y + 14.0
+        );
+        at += seconds;
+    }
+    let axis = bars.len() as f64 * row + 14.0;
+    let _ = write!(
+        svg,
+        "<line x1=\"{label}\" x2=\"{}\" y1=\"{:.1}\" y2=\"{:.1}\" stroke=\"#d0d7de\"/><text x=\"{label}\" y=\"{:.1}\">0 s</text>\
+         <text x=\"{}\" y=\"{:.1}\" text-anchor=\"end\">{total:.1} s</text></svg>\
+         <p class=\"small\">Steps drawn in the order they ran, each from the end of the one before; the checks as one bar.</p>",
+        label + width,
+        axis - 10.0,
+        axis - 10.0,
+        axis + 4.0,
+        label + width,
+        axis + 4.0
+    );
+    svg
 }

@@ -89,6 +89,15 @@ pub struct Signature {
     pub value: String,
 }
 
+/// A compliance control the report evidences, from the plan.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Control {
+    pub id: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub title: String,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Report {
@@ -115,6 +124,10 @@ pub struct Report {
     pub warnings: u32,
     pub steps: Vec<Item>,
     pub checks: Vec<Item>,
+    /// The plan's controls for this operation (absent when it lists none:
+    /// reports written before controls existed verify unchanged).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub controls: Vec<Control>,
     pub chain: ChainLink,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub signature: Option<Signature>,

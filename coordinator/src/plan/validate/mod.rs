@@ -61,6 +61,7 @@ fn header<'a>(dir: &Path, files: &'a [PlanFile], check: &mut Check<'_>) -> (Plan
         name: String::new(),
         description: String::new(),
         report_public_key: None,
+        controls: vec![],
         tiers: vec![],
         regions: vec![],
         locations: vec![],
@@ -76,6 +77,7 @@ fn header<'a>(dir: &Path, files: &'a [PlanFile], check: &mut Check<'_>) -> (Plan
                 plan.name = meta.name.clone();
                 plan.description = meta.description.clone();
                 plan.report_public_key = report_key(dir, f, meta, check);
+                plan.controls = controls(f, meta, check);
             } else {
                 check.problems.push(Diagnostic::new(&f.path, 0, "a second [plan] table; give the plan's name in one file".into()));
             }
@@ -95,6 +97,31 @@ fn header<'a>(dir: &Path, files: &'a [PlanFile], check: &mut Check<'_>) -> (Plan
         check.problems.push(Diagnostic::new(dir, 0, "no [plan] table naming the plan; add [plan] name = \"...\" to one file".into()));
     }
     (plan, defaults)
+}
+
+/// `[[plan.controls]]`: each with an id, named once, for known operations.
+fn controls(f: &PlanFile, meta: &schema::PlanMeta, check: &mut Check<'_>) -> Vec<crate::plan::ControlDef> {
+    let mut out: Vec<crate::plan::ControlDef> = Vec::new();
+    for c in &meta.controls {
+        let line = f.line(c.span().start);
+        let problem = |m: String| Diagnostic::new(&f.path, line, m);
+        let c = c.get_ref();
+        if c.id.trim().is_empty() {
+            check.problems.push(problem("a control without an id; give id = \"ISO 27001 A.8.13\" or the like".into()));
+            continue;
+        }
+        if out.iter().any(|o| o.id == c.id) {
+            check.problems.push(problem(format!("control {:?} is listed twice", c.id)));
+            continue;
+        }
+        if let Some(bad) = c.operations.iter().find(|o| !crate::plan::REPORT_OPERATIONS.contains(&o.as_str())) {
+            let known = crate::plan::REPORT_OPERATIONS.join(", ");
+            check.problems.push(problem(format!("control {:?}: operation {bad:?} writes no report; give {known}", c.id)));
+            continue;
+        }
+        out.push(crate::plan::ControlDef { id: c.id.clone(), title: c.title.clone(), operations: c.operations.clone() });
+    }
+    out
 }
 
 /// The published report key, relative to the plan directory, if it reads.
