@@ -141,5 +141,8 @@ fn an_agent_from_its_config_file_alone_and_a_check_that_names_what_fails() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains(&format!("{}:4: serve.copy_interval", bad.display())), "{stderr}");
+    // Archiving, help and version go on without a file that does not check, and say so.
+    let out = agent(&["--config", bad.to_str().unwrap(), "--version"], &[]);
+    assert!(out.status.success() && String::from_utf8_lossy(&out.stderr).contains("going on without the file"), "{out:?}");
     drop(served);
 }

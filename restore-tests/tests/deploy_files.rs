@@ -150,14 +150,14 @@ fn every_shipped_agent_toml_is_taken_by_the_agent() {
         assert!(text.contains("cell = "), "{name}: {text}");
         let file = scratch.path().join("agent.toml");
         std::fs::write(&file, &text).unwrap();
+        // --version reads the file and goes on even when it does not check, with a warning.
         let out = agent(&["--config", file.to_str().unwrap(), "--version"], &[]);
-        assert!(out.status.success(), "{name}: {}\n{text}", said(&out));
+        assert!(out.status.success() && !said(&out).contains("warning"), "{name}: {}\n{text}", said(&out));
     }
     let file = scratch.path().join("agent.toml");
     std::fs::write(&file, manifest_agent_toml().replace("follow = \"5s\"", "follow = \"soon\"")).unwrap();
     let out = agent(&["--config", file.to_str().unwrap(), "--version"], &[]);
-    assert_eq!(out.status.code(), Some(2), "{}", said(&out));
-    assert!(said(&out).contains("kafka.follow"), "{}", said(&out));
+    assert!(said(&out).contains("agent.toml:18: kafka.follow"), "{}", said(&out));
 }
 
 #[test]

@@ -162,6 +162,16 @@ pub fn locate(args: &[String]) -> Option<PathBuf> {
     Path::new(DEFAULT_PATH).exists().then(|| PathBuf::from(DEFAULT_PATH))
 }
 
+/// Commands that must run whatever the file says: WAL archiving (Postgres
+/// retries it forever, and its flags may be complete), help, version,
+/// completions and man pages. For them a file that does not read or check
+/// is a warning, and they go on without it.
+pub fn lenient(args: &[String]) -> bool {
+    args.iter()
+        .take_while(|a| *a != "--")
+        .any(|a| matches!(a.as_str(), "wal-push" | "wal-fetch" | "--help" | "-h" | "help" | "--version" | "-V" | "completions" | "man"))
+}
+
 /// Read and check the file at `path`, then apply what the environment
 /// does not set. Call before any thread starts (it sets variables).
 pub fn apply(path: &Path) -> Result<&'static Config, String> {
@@ -170,8 +180,16 @@ pub fn apply(path: &Path) -> Result<&'static Config, String> {
     })?;
     let settings = parse(&text).map_err(|(at, message)| format!("{}:{}: {message}", path.display(), line_of(&text, at.start)))?;
     let mut applied = Vec::new();
+    // Children (jobs, the WAL spooler) read the same file.
+    if std::env::var_os("LIFEBOAT_CONFIG").is_none() {
+        std::env::set_var("LIFEBOAT_CONFIG", path);
+    }
     for s in settings {
-        if std::env::var_os(s.var).is_none() {
+        // A secret the environment gives itself wins over the file's path to one.
+        let given = |var: &str| std::env::var_os(var).is_some_and(|v| !v.is_empty());
+        let shadowed =
+            (s.var == "LIFEBOAT_KEY_FILE" && given("LIFEBOAT_KEY")) || (s.var == "LIFEBOAT_PG_PASSWORD_FILE" && given("PGPASSWORD"));
+        if std::env::var_os(s.var).is_none() && !shadowed {
             // Sound: called from main before the runtime or any thread starts.
             std::env::set_var(s.var, &s.value);
             applied.push((s.var, s.value));
@@ -285,7 +303,10 @@ fn lists(
 
 fn join(s: &mut Vec<Setting>, key: &str, var: &'static str, values: Vec<(String, Range<usize>)>) -> Result<(), (Range<usize>, String)> {
     if let Some((v, at)) = values.iter().find(|(v, _)| v.contains(',')) {
-        return Err((at.clone(), format!("{key}: `{v}` holds a comma, which this file cannot pass on; give it as a flag instead")));
+        return Err((
+            at.clone(),
+            format!("{key}: `{v}` holds a comma, which cannot be passed on (the list is comma-separated); rename the location or path"),
+        ));
     }
     let Some(at) = values.first().map(|(_, at)| at.clone()) else { return Ok(()) };
     let value = values.into_iter().map(|(v, _)| v).collect::<Vec<_>>().join(",");

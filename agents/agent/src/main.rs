@@ -104,9 +104,13 @@ fn main() -> ExitCode {
     tune_allocator();
     let args: Vec<String> = std::env::args_os().skip(1).map(|a| a.to_string_lossy().into_owned()).collect();
     if let Some(path) = config::locate(&args) {
-        if let Err(e) = config::apply(&path) {
-            eprintln!("error: {e}");
-            return ExitCode::from(2);
+        match config::apply(&path) {
+            Ok(_) => {}
+            Err(e) if config::lenient(&args) => eprintln!("warning: {e}; going on without the file"),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::from(2);
+            }
         }
     }
     let cli = Cli::parse();

@@ -71,11 +71,22 @@ impl Security {
                 ))
             }
         }
-        for (name, setting) in [
+        let tls = protocol.as_deref().is_some_and(|p| p.ends_with("SSL"));
+        let files = [
             ("LIFEBOAT_KAFKA_CA_FILE", "ssl.ca.location"),
             ("LIFEBOAT_KAFKA_CERT_FILE", "ssl.certificate.location"),
             ("LIFEBOAT_KAFKA_KEY_FILE", "ssl.key.location"),
-        ] {
+        ];
+        if !tls && files.iter().any(|(name, _)| var(name).is_some()) {
+            return Err(invalid("a TLS file (CA, certificate or key) is set, but the security protocol is not SSL or SASL_SSL: it would connect unencrypted".into()));
+        }
+        if var("LIFEBOAT_KAFKA_CERT_FILE").is_some() != var("LIFEBOAT_KAFKA_KEY_FILE").is_some() {
+            return Err(invalid(
+                "a client certificate needs its key and a key its certificate (LIFEBOAT_KAFKA_CERT_FILE and LIFEBOAT_KAFKA_KEY_FILE)"
+                    .into(),
+            ));
+        }
+        for (name, setting) in files {
             if let Some(path) = var(name) {
                 if !std::path::Path::new(&path).is_file() {
                     return Err(invalid(format!("{name}: {path} is not a readable file")));
@@ -116,8 +127,15 @@ mod tests {
         assert!(e.contains("not SASL_SSL"), "{e}");
         let e = from(&[("LIFEBOAT_KAFKA_SECURITY_PROTOCOL", "SASL_SSL"), ("LIFEBOAT_KAFKA_SASL_USERNAME", "u")]).unwrap_err().to_string();
         assert!(e.contains("needs a mechanism, a user and a password file"), "{e}");
-        let e = from(&[("LIFEBOAT_KAFKA_CA_FILE", "/nonexistent/ca.pem")]).unwrap_err().to_string();
+        let e = from(&[("LIFEBOAT_KAFKA_SECURITY_PROTOCOL", "SSL"), ("LIFEBOAT_KAFKA_CA_FILE", "/nonexistent/ca.pem")])
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("/nonexistent/ca.pem"), "{e}");
+        let e = from(&[("LIFEBOAT_KAFKA_CA_FILE", "/etc/hostname")]).unwrap_err().to_string();
+        assert!(e.contains("would connect unencrypted"), "{e}");
+        let e =
+            from(&[("LIFEBOAT_KAFKA_SECURITY_PROTOCOL", "SSL"), ("LIFEBOAT_KAFKA_CERT_FILE", "/etc/hostname")]).unwrap_err().to_string();
+        assert!(e.contains("needs its key"), "{e}");
     }
 
     #[test]

@@ -50,6 +50,11 @@ pub async fn export(
     for name in agent.reports().await?.into_iter().filter(|n| n.ends_with(".json")) {
         let bytes = agent.report(&name).await?;
         let r: Report = serde_json::from_slice(&bytes).with_context(|| format!("{name} is not a report"))?;
+        // Names come from the agent and the unverified report: plain file names only.
+        let plain = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)) && !s.starts_with('.');
+        if name != r.file_name() || !plain(&r.report_id) || !plain(&name) {
+            bail!("the agent lists {name:?}, which is not the file name of the report it holds ({:?}); not exported", r.file_name());
+        }
         stored.push((name, bytes, r));
     }
     stored.sort_by_key(|(_, _, r)| r.chain.sequence);
@@ -61,7 +66,7 @@ pub async fn export(
         bail!("cell {cell} has no report started in the period ({} reports stored); `lifeboat report list` shows them", stored.len());
     };
     stored.truncate(last + 1);
-    let partial = dir.with_extension("partial");
+    let partial = PathBuf::from(format!("{}.partial", dir.display()));
     if partial.exists() {
         std::fs::remove_dir_all(&partial).with_context(|| format!("removing the unfinished {}", partial.display()))?;
     }

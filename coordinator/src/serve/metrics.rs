@@ -228,6 +228,13 @@ impl Metrics {
             );
             l.register("http_unauthorized_requests", "Requests refused for a missing or wrong token", m.unauthorized.clone());
         }
+        // Every kind's outcomes exist from the start at 0: Prometheus'
+        // increase() counts a failure only against an earlier sample.
+        for kind in RunKind::ALL {
+            for outcome in ["succeeded", "failed", "retried"] {
+                let _ = m.runs.get_or_create(&KindOutcome { kind: kind.as_str().into(), outcome: outcome.into() });
+            }
+        }
         m
     }
 

@@ -141,6 +141,9 @@ pub struct Coordinator {
     pub leader: leader::Leadership,
     /// When each firing alert was last sent (by this process).
     pub alerts_sent: Mutex<alerts::Sent>,
+    /// A monitoring pass finished since this coordinator began to lead:
+    /// alerts are judged on points read while leading, never on stale ones.
+    pub monitored: std::sync::atomic::AtomicBool,
 }
 
 /// Load a plan, or say everything wrong with it.
@@ -286,6 +289,7 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         takeover,
         leader: leadership,
         alerts_sent: Mutex::default(),
+        monitored: std::sync::atomic::AtomicBool::new(false),
     });
     tokio::spawn(leader::keep(c.clone()));
     if c.takeover.is_some() && c.leader.shared {
@@ -388,13 +392,16 @@ async fn control_loop(c: Arc<Coordinator>, tick: Duration, poll: Duration) -> Re
         loop {
             // Followers keep their gauges from the shared state; only the leader acts.
             let now = clock::now();
-            if c.leader.leading() {
+            let leading = c.leader.leading();
+            if leading {
                 if let Err(e) = scheduler::poll(&c, now).await {
                     tracing::error!("polling agents: {e:#}");
                 }
                 scheduler::refresh_recovery(&c, now).await;
                 takeover::refresh_points(&c).await;
             }
+            // Set once a whole pass ran while leading; a follower's is cleared.
+            c.monitored.store(leading && c.leader.leading(), std::sync::atomic::Ordering::SeqCst);
             c.metrics.leading(c.leader.leading());
             match c.blocking(|c| c.status()).await {
                 Ok(status) => c.metrics.status(&status),
@@ -406,7 +413,7 @@ async fn control_loop(c: Arc<Coordinator>, tick: Duration, poll: Duration) -> Re
     let alerting = async {
         let every = poll.min(c.cfg.alert_repeat / 4);
         loop {
-            if c.leader.leading() {
+            if c.leader.leading() && c.monitored.load(std::sync::atomic::Ordering::SeqCst) {
                 match c.blocking(|c| c.status()).await {
                     Ok(status) => {
                         if let Err(e) = alerts::evaluate(&c, status, clock::now()).await {

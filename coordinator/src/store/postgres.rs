@@ -84,6 +84,10 @@ impl PgConn {
             config.connect_timeout(Duration::from_secs(10));
         }
         config.application_name("lifeboat-coordinator");
+        // The URL holds no password: LIFEBOAT_STATE_PASSWORD_FILE (a secret file) gives it.
+        if let Some(file) = std::env::var_os("LIFEBOAT_STATE_PASSWORD_FILE").filter(|f| !f.is_empty()) {
+            config.password(lifeboat_secrets::read_file(std::path::Path::new(&file), "state database password")?);
+        }
         let (requests, inbox) = mpsc::unbounded_channel();
         let (ready, started) = std::sync::mpsc::channel();
         let shown2 = shown.clone();

@@ -53,6 +53,9 @@ struct Part {
     #[serde(skip_serializing_if = "Option::is_none")]
     location: Option<String>,
     ok: bool,
+    /// Not configured here, so not checked (counts as passed).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    skipped: bool,
     detail: String,
 }
 
@@ -74,7 +77,11 @@ impl Part {
             Ok(d) => (true, d),
             Err(e) => (false, format!("{e:#}")),
         };
-        Part { part, location: location.map(str::to_string), ok, detail }
+        Part { part, location: location.map(str::to_string), ok, skipped: false, detail }
+    }
+
+    fn skipped(part: &'static str, setting: &str) -> Part {
+        Part { part, location: None, ok: true, skipped: true, detail: format!("not configured ({setting}): not checked") }
     }
 }
 
@@ -94,12 +101,13 @@ pub async fn run(global: &Global, args: CheckArgs) -> Result<std::process::ExitC
             repos.push((name.clone(), repo));
         }
     }
-    if let Some(brokers) = &args.kafka_brokers {
-        parts.push(Part::new("kafka", None, kafka(brokers, args.kafka_topics.as_deref()).await));
+    match &args.kafka_brokers {
+        Some(brokers) => parts.push(Part::new("kafka", None, kafka(brokers, args.kafka_topics.as_deref()).await)),
+        None => parts.push(Part::skipped("kafka", "kafka.brokers")),
     }
     match crate::serve::config::pg_server(args.pg_conn.as_deref(), args.pg_password_file.as_deref()) {
         Err(e) => parts.push(Part::new("postgres", None, Err(e))),
-        Ok(None) => {}
+        Ok(None) => parts.extend([Part::skipped("postgres", "postgres.conn"), Part::skipped("wal", "postgres.conn")]),
         Ok(Some(server)) => parts.extend(postgres(&server, &args, &repos, locations.len()).await),
     }
     let config = crate::config::loaded();
@@ -124,7 +132,12 @@ fn render(r: &Report) -> String {
             Some(l) => format!("{} {l}", p.part),
             None => p.part.to_string(),
         };
-        out += &format!("{:<5} {what}: {}\n", if p.ok { "ok" } else { "FAIL" }, p.detail);
+        let label = match (p.ok, p.skipped) {
+            (_, true) => "skip",
+            (true, false) => "ok",
+            (false, false) => "FAIL",
+        };
+        out += &format!("{label:<5} {what}: {}\n", p.detail);
     }
     let failed: Vec<String> =
         r.parts.iter().filter(|p| !p.ok).map(|p| p.location.as_ref().map_or(p.part.to_string(), |l| format!("{} {l}", p.part))).collect();
@@ -198,9 +211,10 @@ async fn postgres(
     repos: &[(String, lifeboat_repository::Repository)],
     locations: usize,
 ) -> Vec<Part> {
-    let client = match server.connect().await {
-        Ok(c) => c,
-        Err(e) => return vec![Part::new("postgres", None, Err(e.into()))],
+    let client = match tokio::time::timeout(Duration::from_secs(15), server.connect()).await {
+        Ok(Ok(c)) => c,
+        Ok(Err(e)) => return vec![Part::new("postgres", None, Err(e.into()))],
+        Err(_) => return vec![Part::new("postgres", None, Err(anyhow::anyhow!("no answer from Postgres within 15 s")))],
     };
     let settings = archiving(&client).await;
     let failed = settings.is_err();
@@ -242,7 +256,7 @@ async fn archiving(client: &tokio_postgres::Client) -> Result<String> {
     if mode == "off" {
         anyhow::bail!("archive_mode is off: set archive_mode = on and restart Postgres");
     }
-    if !command.contains("wal-push") {
+    if !(command.contains("lifeboat-agent") && command.contains("wal-push")) {
         anyhow::bail!(
             "archive_command `{command}` does not run lifeboat-agent wal-push; set archive_command = 'lifeboat-agent wal-push %p'"
         );
