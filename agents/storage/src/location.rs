@@ -50,6 +50,9 @@ pub struct Location {
     /// S3 Object Lock: every object but locks is written with this mode and
     /// a retain-until date this many days ahead (`object_lock=governance|compliance&retain_days=N`).
     pub object_lock: Option<(ObjectLock, u32)>,
+    /// S3: a role to assume (STS AssumeRole) with the credentials the
+    /// default chain finds (`role_arn=arn:aws:iam::ACCOUNT:role/NAME`).
+    pub role_arn: Option<String>,
 }
 
 impl Location {
@@ -112,6 +115,7 @@ impl FromStr for Location {
             path_style: None,
             account: None,
             object_lock: None,
+            role_arn: None,
         };
         let mut lock_mode = None;
         let mut retain_days = None;
@@ -119,6 +123,8 @@ impl FromStr for Location {
             match (scheme, key.as_ref()) {
                 (Scheme::S3 | Scheme::Azure, "endpoint") => loc.endpoint = Some(value.into_owned()),
                 (Scheme::S3, "region") => loc.region = Some(value.into_owned()),
+                (Scheme::S3, "role_arn") if value.starts_with("arn:") && value.contains(":role/") => loc.role_arn = Some(value.into_owned()),
+                (Scheme::S3, "role_arn") => return Err(invalid("role_arn must be a role's ARN: arn:aws:iam::ACCOUNT:role/NAME")),
                 (Scheme::S3, "path_style") => {
                     loc.path_style = Some(value.parse().map_err(|_| invalid("path_style must be true or false"))?)
                 }
@@ -135,7 +141,7 @@ impl FromStr for Location {
                 }
                 (_, other) => {
                     return Err(invalid(&format!(
-                        "unknown option {other:?}; s3:// takes endpoint, region, path_style, object_lock, retain_days; az:// takes endpoint, account; secrets go in the environment, never in the url"
+                        "unknown option {other:?}; s3:// takes endpoint, region, path_style, object_lock, retain_days, role_arn; az:// takes endpoint, account; secrets go in the environment, never in the url"
                     )))
                 }
             }

@@ -39,6 +39,21 @@ pub struct S3Store {
     lock: Option<(ObjectLockMode, u32)>,
 }
 
+/// Credentials of `role`, assumed (STS AssumeRole, renewed before they
+/// expire) with those the default chain gives; STS is asked at the
+/// location's endpoint when it has one (an S3-compatible store with its own
+/// STS), else where the SDK's configuration says (`AWS_ENDPOINT_URL_STS`).
+async fn assumed_role(sdk: &aws_config::SdkConfig, role: &str, endpoint: Option<&str>) -> aws_config::sts::AssumeRoleProvider {
+    let mut base = sdk.to_builder();
+    if sdk.region().is_none() {
+        base.set_region(Some(Region::new("us-east-1")));
+    }
+    if let Some(endpoint) = endpoint {
+        base.set_endpoint_url(Some(endpoint.to_string()));
+    }
+    aws_config::sts::AssumeRoleProvider::builder(role).session_name("lifeboat").configure(&base.build()).build().await
+}
+
 impl S3Store {
     pub async fn connect(location: &Location) -> Result<Self, StoreError> {
         let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
@@ -54,6 +69,9 @@ impl S3Store {
         }
         if let Some(endpoint) = &location.endpoint {
             conf = conf.endpoint_url(endpoint);
+        }
+        if let Some(role) = &location.role_arn {
+            conf = conf.credentials_provider(assumed_role(&sdk, role, location.endpoint.as_deref()).await);
         }
         conf = conf.force_path_style(location.path_style.unwrap_or(location.endpoint.is_some()));
         let name = match &location.endpoint {
