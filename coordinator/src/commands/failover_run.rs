@@ -150,9 +150,8 @@ pub async fn run(args: RunArgs) -> Result<Done<View>> {
 fn refuse_overlap(store: &Store, assessment: &Assessment) -> Result<()> {
     for other in Journal(store).list()?.into_iter().filter(Failover::unfinished) {
         // A cell failed back on its own is home: it may fail over again.
-        let home = Journal(store).home(&other.id)?;
-        let theirs = |cell: &str| other.assessment.cells.iter().any(|o| o.cell == cell) && !home.contains(cell);
-        let shared: Vec<&str> = assessment.cells.iter().filter(|c| theirs(&c.cell)).map(|c| c.cell.as_str()).collect();
+        let away = Journal(store).away(&other)?;
+        let shared: Vec<&str> = assessment.cells.iter().filter(|c| away.contains(&c.cell)).map(|c| c.cell.as_str()).collect();
         if !shared.is_empty() {
             bail!(
                 "failover {} ({}) is unfinished for {}; resume it (lifeboat failover resume {}) or abort it first",

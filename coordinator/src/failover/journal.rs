@@ -343,6 +343,12 @@ impl Journal<'_> {
         Ok(cells.into_iter().collect())
     }
 
+    /// The cells of `f` not yet home again (failed back on their own or with the rest).
+    pub fn away(&self, f: &Failover) -> Result<std::collections::BTreeSet<String>> {
+        let home = self.home(&f.id)?;
+        Ok(f.assessment.cells.iter().map(|a| a.cell.clone()).filter(|cell| !home.contains(cell)).collect())
+    }
+
     pub fn approve(&self, id: &str, step: &str, by: &str) -> Result<bool> {
         let n = self.0.write(|db| {
             db.execute(

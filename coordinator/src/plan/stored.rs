@@ -20,14 +20,17 @@ use crate::report::keys::{Signer, Verifier};
 
 /// The files of the plan directory `dir` a stored plan holds.
 fn files(dir: &Path, plan: &Plan) -> Result<BTreeMap<String, String>> {
+    let (plan_files, problems) = super::load::read_dir(dir);
+    if let Some(problem) = problems.first() {
+        anyhow::bail!("reading the plan directory: {problem}");
+    }
+    let mut texts: Vec<(std::path::PathBuf, String)> = plan_files.into_iter().map(|f| (f.path, f.text)).collect();
+    for key in plan.report_public_key.iter().filter(|k| k.parent() == Some(dir)) {
+        texts.push((key.clone(), std::fs::read_to_string(key).with_context(|| format!("reading {}", key.display()))?));
+    }
     let mut out = BTreeMap::new();
-    let listed = std::fs::read_dir(dir).with_context(|| format!("reading the plan directory {}", dir.display()))?;
-    let mut paths: Vec<std::path::PathBuf> =
-        listed.flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|x| x == "toml")).collect();
-    paths.extend(plan.report_public_key.iter().filter(|k| k.parent() == Some(dir)).cloned());
-    for path in paths {
+    for (path, text) in texts {
         let name = path.file_name().and_then(|n| n.to_str()).with_context(|| format!("{} has no UTF-8 name", path.display()))?;
-        let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
         out.insert(name.to_string(), text);
     }
     Ok(out)

@@ -34,8 +34,7 @@ fn failed_over(c: &Coordinator) -> anyhow::Result<BTreeSet<String>> {
     let moved = journal.list()?.into_iter().filter(|f| !f.test && !matches!(f.state, FailoverState::Aborted | FailoverState::FailedBack));
     let mut away = BTreeSet::new();
     for f in moved {
-        let home = journal.home(&f.id)?;
-        away.extend(f.assessment.cells.into_iter().map(|a| a.cell).filter(|cell| !home.contains(cell)));
+        away.extend(journal.away(&f)?);
     }
     Ok(away)
 }
