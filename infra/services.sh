@@ -52,8 +52,10 @@ Commands:
                         without arguments or with 'postgres', every cluster
                         started by infra/pg-cluster.sh
   status                one line per service
-  azurite DIR PORT      run an Azurite of the caller's own in the foreground
-                        (data in DIR; installed when missing), for a caller
+  azurite DIR PORT [ARG...]
+                        run an Azurite of the caller's own in the foreground
+                        (data in DIR; installed when missing; ARGs passed on,
+                        e.g. --cert C --key K --oauth basic), for a caller
                         that stops it on purpose (Azure lost); its exports:
   azurite-env PORT        eval "\$(infra/services.sh azurite-env PORT)"
   kafka-topics ARGS...  run Kafka's TopicCommand (kafka-topics.sh) on the
@@ -571,11 +573,13 @@ cmd_status() {
 }
 
 cmd_azurite() {
-  [[ $# -eq 2 && $2 =~ ^[0-9]+$ ]] || lb_die "usage: azurite DIR PORT"
+  [[ $# -ge 2 && $2 =~ ^[0-9]+$ ]] || lb_die "usage: azurite DIR PORT [AZURITE-ARG...]"
   azure_installed || install_azure
   mkdir -p "$1"
-  exec "$AZURITE_DIR/node_modules/.bin/azurite-blob" --blobHost 127.0.0.1 --blobPort "$2" --location "$1" \
-    --disableTelemetry --skipApiVersionCheck --loose --silent
+  local dir=$1 port=$2
+  shift 2
+  exec "$AZURITE_DIR/node_modules/.bin/azurite-blob" --blobHost 127.0.0.1 --blobPort "$port" --location "$dir" \
+    --disableTelemetry --skipApiVersionCheck --loose --silent "$@"
 }
 
 cmd_azurite_env() {

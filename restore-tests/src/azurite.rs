@@ -2,7 +2,8 @@
 //! stopping it takes every `az://` location on it away without touching
 //! the shared Azurite other tests use. It runs `infra/services.sh azurite`
 //! (the cached Azurite, the same development account) on a free port, and
-//! is stopped when dropped.
+//! is stopped when dropped. [`PrivateAzurite::start_tls`] runs it over
+//! HTTPS with a test CA's certificate and Azure AD (OAuth) tokens accepted.
 
 use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
@@ -11,29 +12,49 @@ use std::time::{Duration, Instant};
 pub struct PrivateAzurite {
     child: Option<Child>,
     port: u16,
+    /// Extra Azurite arguments (TLS and OAuth), kept for a restart.
+    extra: Vec<String>,
     _data: tempfile::TempDir,
 }
 
 impl PrivateAzurite {
     pub fn start() -> PrivateAzurite {
+        Self::start_with(Vec::new())
+    }
+
+    /// Over HTTPS with `cert` and `key` (PEM), accepting bearer tokens
+    /// (Azurite's basic OAuth: audience, issuer and lifetime are checked,
+    /// the signature is not) beside the shared key.
+    pub fn start_tls(cert: &std::path::Path, key: &std::path::Path) -> PrivateAzurite {
+        let (cert, key) = (cert.display().to_string(), key.display().to_string());
+        Self::start_with(vec!["--cert".into(), cert, "--key".into(), key, "--oauth".into(), "basic".into()])
+    }
+
+    fn start_with(extra: Vec<String>) -> PrivateAzurite {
         crate::services();
         let data = tempfile::tempdir().unwrap();
         let port = crate::pg::free_port();
-        let child = launch(data.path(), port);
+        let child = launch(data.path(), port, &extra);
         wait_listening(port);
-        PrivateAzurite { child: Some(child), port, _data: data }
+        PrivateAzurite { child: Some(child), port, extra, _data: data }
+    }
+
+    /// The blob endpoint, with the development account.
+    pub fn endpoint(&self) -> String {
+        let scheme = if self.extra.is_empty() { "http" } else { "https" };
+        format!("{scheme}://127.0.0.1:{}/devstoreaccount1", self.port)
     }
 
     /// A fresh `az://` location on it.
     pub fn url(&self, name: &str) -> String {
-        format!("az://lifeboat-test/{}?endpoint=http://127.0.0.1:{}/devstoreaccount1", crate::unique(name), self.port)
+        format!("az://lifeboat-test/{}?endpoint={}", crate::unique(name), self.endpoint())
     }
 
     /// Azure returns: the same data, on the same port.
     pub fn restart(&mut self) {
         self.stop();
         let data = self._data.path().to_path_buf();
-        self.child = Some(launch(&data, self.port));
+        self.child = Some(launch(&data, self.port, &self.extra));
         wait_listening(self.port);
     }
 
@@ -59,13 +80,14 @@ impl Drop for PrivateAzurite {
     }
 }
 
-fn launch(data: &std::path::Path, port: u16) -> Child {
+fn launch(data: &std::path::Path, port: u16, extra: &[String]) -> Child {
     // The script execs Azurite: the child is Azurite itself.
     Command::new("bash")
         .arg(crate::workspace_root().join("infra/services.sh"))
         .arg("azurite")
         .arg(data)
         .arg(port.to_string())
+        .args(extra)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())

@@ -39,10 +39,17 @@ fn openssl(dir: &Path, args: &[&str]) {
 
 const NEW_EC_KEY: [&str; 5] = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
 
-/// A self-signed certificate for 127.0.0.1 and localhost (a day long):
-/// `(dir/cert.pem, dir/cert.key)`, made by openssl.
+/// A self-signed server certificate for 127.0.0.1 and localhost (a day
+/// long): `(dir/cert.pem, dir/cert.key)`, made by openssl. An end-entity
+/// certificate (`CA:FALSE`), as rustls wants a pinned server certificate.
 pub fn self_signed(dir: &Path) -> (PathBuf, PathBuf) {
-    self_signed_named(dir, "cert", "/CN=localhost")
+    let mut args = vec!["req", "-x509"];
+    args.extend(NEW_EC_KEY);
+    args.extend(["-days", "1", "-subj", "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"]);
+    args.extend(["-addext", "basicConstraints=critical,CA:FALSE", "-addext", "extendedKeyUsage=serverAuth"]);
+    args.extend(["-keyout", "cert.key", "-out", "cert.pem"]);
+    openssl(dir, &args);
+    (dir.join("cert.pem"), dir.join("cert.key"))
 }
 
 /// A self-signed certificate (`dir/NAME.pem`, key `dir/NAME.key`, PKCS#8)

@@ -33,6 +33,8 @@ struct Doc {
     repository: Text,
     key_file: Text,
     log_format: Text,
+    /// A PEM bundle of private CAs the S3 and Azure clients trust.
+    ca_file: Text,
     /// Geo-copy locations: NAME = URL.
     #[serde(default)]
     copies: BTreeMap<String, Spanned<String>>,
@@ -234,6 +236,7 @@ fn settings(doc: Doc) -> Result<Vec<Setting>, (Range<usize>, String)> {
     text(s, "repository", doc.repository, "LIFEBOAT_REPO", Url);
     text(s, "key_file", doc.key_file, "LIFEBOAT_KEY_FILE", Text);
     text(s, "log_format", doc.log_format, "LIFEBOAT_LOG_FORMAT", LogFormat);
+    text(s, "ca_file", doc.ca_file, "LIFEBOAT_CA_FILE", Text);
     let p = doc.postgres;
     text(s, "postgres.conn", p.conn, "LIFEBOAT_PG_CONN", Text);
     text(s, "postgres.password_file", p.password_file, "LIFEBOAT_PG_PASSWORD_FILE", Text);

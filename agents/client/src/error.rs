@@ -70,5 +70,23 @@ pub(crate) fn describe(e: &reqwest::Error) -> (&'static str, String) {
         detail = s.to_string();
         source = s.source();
     }
+    if let Some(hint) = tls_hint(&detail) {
+        detail = format!("{detail} ({hint})");
+    }
     (kind, detail)
+}
+
+/// What a TLS failure (rustls' alert or verifier error) means for the operator.
+fn tls_hint(detail: &str) -> Option<&'static str> {
+    let hints = [
+        ("CertificateRequired", "certificate required: the agent wants a client certificate, LIFEBOAT_AGENT_CLIENT_CERT and _KEY"),
+        ("UnknownCA", "unknown ca: the agent does not trust this client certificate's CA"),
+        ("BadCertificate", "bad certificate: the agent refused this client certificate"),
+        ("UnknownIssuer", "the agent's certificate is not signed by a CA this host trusts: LIFEBOAT_AGENT_CA_FILE"),
+        (
+            "CaUsedAsEndEntity",
+            "the agent serves a CA certificate as its own: make it an end-entity certificate (basicConstraints CA:FALSE)",
+        ),
+    ];
+    hints.iter().find(|(name, _)| detail.contains(name)).map(|(_, hint)| *hint)
 }

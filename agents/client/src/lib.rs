@@ -101,7 +101,7 @@ impl Options {
     /// Also present this client certificate (PEM chain) with its private
     /// key (PEM, PKCS#8: `BEGIN PRIVATE KEY`) to agents that require one.
     pub fn presenting(mut self, cert_pem: &[u8], key_pem: &[u8]) -> Result<Options, String> {
-        let identity = reqwest::Identity::from_pkcs8_pem(cert_pem, key_pem).map_err(|e| {
+        let identity = reqwest::Identity::from_pem(&[cert_pem, b"\n", key_pem].concat()).map_err(|e| {
             format!("the client certificate and key are not a usable PEM pair ({e}); a key in another form converts with `openssl pkcs8 -topk8 -nocrypt`")
         })?;
         self.identity = Some(ClientIdentity(identity));

@@ -4,15 +4,19 @@
 //! authenticate with a shared key, so it cannot talk to Azurite); it stays
 //! behind [`crate::ObjectStore`] so a later swap is local to this file.
 //!
-//! Credentials: `AZURE_STORAGE_ACCOUNT` (or `?account=`) with
-//! `AZURE_STORAGE_KEY` (shared key) or `AZURE_STORAGE_SAS_TOKEN`. The
-//! endpoint defaults to the public cloud; `?endpoint=http://host:port/account`
+//! Credentials: `AZURE_STORAGE_ACCOUNT` (or `?account=`) with, in this
+//! order, `AZURE_STORAGE_KEY` (shared key), `AZURE_STORAGE_SAS_TOKEN`, or
+//! else a Microsoft Entra ID (Azure AD) identity through the SDK's chain
+//! ([`entra_credential`]). The endpoint defaults to the public cloud; `?endpoint=http://host:port/account`
 //! (or `AZURE_STORAGE_ENDPOINT`) points at Azurite or a sovereign cloud.
 //! Create-if-absent is `If-None-Match: *` on Put Blob and Put Block List.
 //! The SDK's own retries are off: [`crate::retry::Resilient`] is the one
 //! retry layer.
 
 use async_trait::async_trait;
+use std::sync::Arc;
+
+use azure_core::auth::TokenCredential;
 use azure_core::error::ErrorKind;
 use azure_core::prelude::IfMatchCondition;
 use azure_storage::{CloudLocation, StorageCredentials};
@@ -20,7 +24,7 @@ use azure_storage_blobs::prelude::*;
 use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
 
-use crate::error::absent_ok;
+use crate::error::{absent_ok, error_chain};
 use crate::prefix::KeyPrefix;
 use crate::{ByteStream, Location, ObjectMeta, ObjectPath, ObjectStore, PutMode, StoreError};
 
@@ -44,12 +48,13 @@ impl AzureStore {
             .ok_or_else(|| invalid("no storage account: set AZURE_STORAGE_ACCOUNT or add ?account=NAME".into()))?;
         // An empty variable counts as unset (a wrapper clearing the account key).
         let set = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+        let http = crate::tls::azure_http_client(crate::tls::PrivateCa::of(location)?.as_ref()).map_err(invalid)?;
         let credentials = if let Some(key) = set("AZURE_STORAGE_KEY") {
             StorageCredentials::access_key(account.clone(), key)
         } else if let Some(sas) = set("AZURE_STORAGE_SAS_TOKEN") {
             StorageCredentials::sas_token(sas).map_err(|e| invalid(format!("AZURE_STORAGE_SAS_TOKEN is not a valid SAS token: {e}")))?
         } else {
-            return Err(invalid("no credentials: set AZURE_STORAGE_KEY or AZURE_STORAGE_SAS_TOKEN".into()));
+            StorageCredentials::token_credential(entra_credential(http.clone()).map_err(|e| invalid(entra_hint(&e)))?)
         };
         let endpoint = location.endpoint.clone().or_else(|| std::env::var("AZURE_STORAGE_ENDPOINT").ok());
         let cloud = match &endpoint {
@@ -62,6 +67,7 @@ impl AzureStore {
         };
         let container = ClientBuilder::with_location(cloud, credentials)
             .retry(azure_core::RetryOptions::none())
+            .transport(azure_core::TransportOptions::new(http))
             .container_client(location.bucket.clone());
         Ok(AzureStore { container, prefix: KeyPrefix::new(&location.prefix), name })
     }
@@ -92,9 +98,36 @@ impl AzureStore {
     }
 }
 
+/// The Microsoft Entra ID identity the SDK's chain finds, its token
+/// requests sent with `http` (so a private CA applies to them too):
+/// `AZURE_CREDENTIAL_KIND` picks one kind; otherwise the first that works
+/// of the environment (a client secret, or a workload identity's federated
+/// token file), App Service and VM managed identity, and the Azure CLI.
+/// `AZURE_AUTHORITY_HOST` points at a sovereign cloud's authority.
+fn entra_credential(http: Arc<dyn azure_core::HttpClient>) -> azure_core::Result<Arc<dyn TokenCredential>> {
+    let options = azure_identity::TokenCredentialOptions::from(http);
+    if std::env::var_os(azure_identity::AZURE_CREDENTIAL_KIND).is_some() {
+        return Ok(Arc::new(azure_identity::SpecificAzureCredential::create(options)?));
+    }
+    Ok(Arc::new(azure_identity::DefaultAzureCredentialBuilder::default().with_options(options).build()?))
+}
+
+/// What to do when no credential works.
+fn entra_hint(err: &azure_core::Error) -> String {
+    format!(
+        "no usable credentials: AZURE_STORAGE_KEY and AZURE_STORAGE_SAS_TOKEN are unset and Microsoft Entra ID gave no token ({}); \
+         set one of them, or give an identity (AZURE_TENANT_ID and AZURE_CLIENT_ID with AZURE_CLIENT_SECRET or \
+         AZURE_FEDERATED_TOKEN_FILE, or a managed identity) holding a Storage Blob Data role on the container",
+        error_chain(err)
+    )
+}
+
 /// Map an SDK error of `op` on `path` in `store` onto the crate's classification.
 fn classify(store: String, op: &'static str, path: &str, err: azure_core::Error) -> StoreError {
-    let message = format!("{path}: {err}");
+    let message = format!("{path}: {}", error_chain(&err));
+    if let Some(untrusted) = crate::error::untrusted(&store, op, &message) {
+        return untrusted;
+    }
     match err.kind() {
         ErrorKind::HttpResponse { status, error_code } => match u16::from(*status) {
             404 => StoreError::NotFound { store, path: path.into() },
@@ -111,6 +144,7 @@ fn classify(store: String, op: &'static str, path: &str, err: azure_core::Error)
             _ => StoreError::Permanent { store, op, message },
         },
         ErrorKind::Io => StoreError::Transient { store, op, message },
+        ErrorKind::Credential => StoreError::AccessDenied { store, message: entra_hint(&err) },
         _ => StoreError::Permanent { store, op, message },
     }
 }

@@ -71,3 +71,30 @@ pub(crate) fn absent_ok<T>(result: Result<T, StoreError>) -> Result<Option<T>, S
         Err(e) => Err(e),
     }
 }
+
+/// An error and its sources as one line of `Display` text (the SDK's own
+/// context printer appends `Debug` output, which is not for people).
+pub(crate) fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts = vec![err.to_string()];
+    let mut source = err.source();
+    while let Some(e) = source {
+        let text = e.to_string();
+        if !parts.last().is_some_and(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        source = e.source();
+    }
+    parts.join(": ")
+}
+
+/// A store whose TLS certificate this host does not trust fails every try
+/// alike: permanent, with where the CA goes (None: not that failure).
+pub(crate) fn untrusted(store: &str, op: &'static str, message: &str) -> Option<StoreError> {
+    message.contains("invalid peer certificate").then(|| StoreError::Permanent {
+        store: store.to_string(),
+        op,
+        message: format!(
+            "{message}; the store's TLS certificate is not trusted here: give the CA bundle that signed it with ca_file=/path.pem on the location or LIFEBOAT_CA_FILE"
+        ),
+    })
+}

@@ -26,6 +26,7 @@ mod path;
 mod prefix;
 pub mod retry;
 pub mod s3;
+pub mod tls;
 
 use std::fmt;
 use std::sync::Arc;

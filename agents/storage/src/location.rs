@@ -31,8 +31,8 @@ pub enum ObjectLock {
 ///
 /// Accepted forms:
 /// - `file:///absolute/dir`
-/// - `s3://bucket[/prefix][?endpoint=http://host:port&region=r&path_style=true&object_lock=governance&retain_days=36]`
-/// - `az://container[/prefix][?endpoint=http://host:port/account&account=name]`
+/// - `s3://bucket[/prefix][?endpoint=http://host:port&region=r&path_style=true&object_lock=governance&retain_days=36&role_arn=ARN&ca_file=/ca.pem]`
+/// - `az://container[/prefix][?endpoint=http://host:port/account&account=name&ca_file=/ca.pem]`
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Location {
     url: String,
@@ -53,6 +53,9 @@ pub struct Location {
     /// S3: a role to assume (STS AssumeRole) with the credentials the
     /// default chain finds (`role_arn=arn:aws:iam::ACCOUNT:role/NAME`).
     pub role_arn: Option<String>,
+    /// S3 and Azure over HTTPS: a PEM bundle of private CAs trusted beside
+    /// the system roots (`ca_file=/etc/lifeboat/ca.pem`; else `LIFEBOAT_CA_FILE`).
+    pub ca_file: Option<PathBuf>,
 }
 
 impl Location {
@@ -116,6 +119,7 @@ impl FromStr for Location {
             account: None,
             object_lock: None,
             role_arn: None,
+            ca_file: None,
         };
         let mut lock_mode = None;
         let mut retain_days = None;
@@ -128,6 +132,8 @@ impl FromStr for Location {
                 (Scheme::S3, "path_style") => {
                     loc.path_style = Some(value.parse().map_err(|_| invalid("path_style must be true or false"))?)
                 }
+                (Scheme::S3 | Scheme::Azure, "ca_file") if value.starts_with('/') => loc.ca_file = Some(PathBuf::from(value.as_ref())),
+                (Scheme::S3 | Scheme::Azure, "ca_file") => return Err(invalid("ca_file must be an absolute path to a PEM bundle")),
                 (Scheme::Azure, "account") => loc.account = Some(value.into_owned()),
                 (Scheme::S3, "object_lock") => {
                     lock_mode = Some(match value.as_ref() {
@@ -141,7 +147,7 @@ impl FromStr for Location {
                 }
                 (_, other) => {
                     return Err(invalid(&format!(
-                        "unknown option {other:?}; s3:// takes endpoint, region, path_style, object_lock, retain_days, role_arn; az:// takes endpoint, account; secrets go in the environment, never in the url"
+                        "unknown option {other:?}; s3:// takes endpoint, region, path_style, object_lock, retain_days, role_arn, ca_file; az:// takes endpoint, account, ca_file; secrets go in the environment, never in the url"
                     )))
                 }
             }

@@ -22,7 +22,7 @@ use aws_sdk_s3::Client;
 use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
 
-use crate::error::absent_ok;
+use crate::error::{absent_ok, error_chain};
 use crate::prefix::KeyPrefix;
 use crate::{ByteStream, Location, ObjectLock, ObjectMeta, ObjectPath, ObjectStore, PutMode, StoreError};
 
@@ -56,7 +56,8 @@ async fn assumed_role(sdk: &aws_config::SdkConfig, role: &str, endpoint: Option<
 
 impl S3Store {
     pub async fn connect(location: &Location) -> Result<Self, StoreError> {
-        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
+        let ca = crate::tls::PrivateCa::of(location)?;
+        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest()).http_client(crate::tls::s3_http_client(ca.as_ref())?);
         if let Some(region) = &location.region {
             loader = loader.region(Region::new(region.clone()));
         }
@@ -163,6 +164,9 @@ impl S3Store {
                 message: "no AWS credentials found (set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE)".into(),
             };
         }
+        if let Some(untrusted) = crate::error::untrusted(&store, op, &message) {
+            return untrusted;
+        }
         match (&err, status) {
             (SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_), _) => {
                 StoreError::Transient { store, op, message }
@@ -240,21 +244,6 @@ impl S3Store {
         }
         result
     }
-}
-
-/// An error and its sources as one line of `Display` text (the SDK's own
-/// context printer appends `Debug` output, which is not for people).
-fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut parts = vec![err.to_string()];
-    let mut source = err.source();
-    while let Some(e) = source {
-        let text = e.to_string();
-        if !parts.last().is_some_and(|p| p.contains(&text)) {
-            parts.push(text);
-        }
-        source = e.source();
-    }
-    parts.join(": ")
 }
 
 /// Read from `stream` into `buf` until it holds `limit` bytes or the stream
