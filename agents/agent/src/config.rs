@@ -16,6 +16,7 @@ use std::collections::BTreeMap;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
+use lifeboat_process::cli::line_of;
 use serde::Deserialize;
 use toml::Spanned;
 
@@ -198,10 +199,6 @@ pub fn apply(path: &Path) -> Result<&'static Config, String> {
         }
     }
     Ok(LOADED.get_or_init(|| Config { path: path.to_path_buf(), applied }))
-}
-
-fn line_of(text: &str, offset: usize) -> usize {
-    text.as_bytes()[..offset.min(text.len())].iter().filter(|&&b| b == b'\n').count() + 1
 }
 
 /// The settings of a config file's text, each checked; or where the first

@@ -103,8 +103,14 @@ pub async fn seal(repo: &Repository, req: &SnapshotRequest, previous: &Snapshot,
 
 fn topics_regex(req: &SnapshotRequest) -> Result<regex::Regex> {
     format::validate_cell(&req.cell)?;
-    regex::Regex::new(&format!("^(?:{})$", req.topics))
-        .map_err(|e| KafkaError::Invalid(format!("--topics {:?} is not a valid regular expression: {e}", req.topics)))
+    topic_pattern(&req.topics, "--topics")
+}
+
+/// The topics a snapshot takes: `topics` as a regular expression matching
+/// whole topic names; a bad one is refused naming `flag`.
+pub fn topic_pattern(topics: &str, flag: &str) -> Result<regex::Regex> {
+    regex::Regex::new(&format!("^(?:{topics})$"))
+        .map_err(|e| KafkaError::Invalid(format!("{flag} {topics:?} is not a valid regular expression: {e}")))
 }
 
 #[derive(Debug, Clone, Copy)]

@@ -48,3 +48,9 @@ fn page(cmd: &clap::Command, name: &str, dir: &Path, written: &mut Vec<PathBuf>)
     }
     Ok(())
 }
+
+/// The 1-based line of byte `offset` in `text` (a TOML span's start), for
+/// `file:line` errors in plans and config files.
+pub fn line_of(text: &str, offset: usize) -> usize {
+    text.as_bytes()[..offset.min(text.len())].iter().filter(|&&b| b == b'\n').count() + 1
+}

@@ -12,6 +12,7 @@ use serde::Serialize;
 use lifeboat_client::AgentClient;
 
 use super::{finish, Done, Output};
+use crate::plan::Plan;
 use crate::report::{self, Report};
 use crate::serve::{agent_clients, load_plan};
 
@@ -80,10 +81,21 @@ fn published_key(public_key: Option<PathBuf>, plans: Option<PathBuf>) -> Result<
     }
 }
 
-/// The agent of `cell` in the plan at `plans`.
-fn cell_agent(plans: &Path, cell: &str) -> Result<AgentClient> {
-    let plan = load_plan(plans)?;
-    agent_clients(&plan)?.remove(cell).with_context(|| format!("no cell {cell} in plan {}", plan.name))
+/// The agent of `cell` in `plan`.
+pub(super) fn cell_agent(plan: &Plan, cell: &str) -> Result<AgentClient> {
+    agent_clients(plan)?.remove(cell).with_context(|| format!("no cell {cell} in plan {}", plan.name))
+}
+
+/// Every signed report the agent stores: its name, its bytes as stored, and
+/// the report they hold, in the agent's order.
+pub(super) async fn stored_reports(agent: &AgentClient) -> Result<Vec<(String, Vec<u8>, Report)>> {
+    let mut stored = Vec::new();
+    for name in agent.reports().await?.into_iter().filter(|n| n.ends_with(".json")) {
+        let bytes = agent.report(&name).await?;
+        let r: Report = serde_json::from_slice(&bytes).with_context(|| format!("{name} is not a report"))?;
+        stored.push((name, bytes, r));
+    }
+    Ok(stored)
 }
 
 #[derive(Serialize)]
@@ -105,10 +117,9 @@ pub struct ReportList {
 }
 
 pub async fn list(cell: &str, plans: &Path) -> Result<Done<ReportList>> {
-    let agent = cell_agent(plans, cell)?;
+    let agent = cell_agent(&load_plan(plans)?, cell)?;
     let mut reports = Vec::new();
-    for name in agent.reports().await?.into_iter().filter(|n| n.ends_with(".json")) {
-        let r: Report = serde_json::from_slice(&agent.report(&name).await?).with_context(|| format!("{name} is not a report"))?;
+    for (name, _, r) in stored_reports(&agent).await? {
         reports.push(ListedReport {
             name,
             sequence: r.chain.sequence,
@@ -142,7 +153,7 @@ pub enum Shown {
 pub async fn show(which: &str, cell: Option<String>, plans: Option<PathBuf>, pdf: Option<PathBuf>, output: Output) -> Result<Done<Shown>> {
     let bytes = match (cell, plans) {
         (Some(cell), Some(plans)) => {
-            let agent = cell_agent(&plans, &cell)?;
+            let agent = cell_agent(&load_plan(&plans)?, &cell)?;
             let names = agent.reports().await?;
             let wanted = |n: &&String| {
                 n.ends_with(".json")

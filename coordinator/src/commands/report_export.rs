@@ -3,7 +3,6 @@
 //! page, checked with `report verify` before it is handed over) and
 //! `report show --pdf` (a report's page printed by headless Chromium).
 
-use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
@@ -11,9 +10,8 @@ use serde::Serialize;
 use time::OffsetDateTime;
 
 use super::Done;
-use crate::report::html::esc;
 use crate::report::{self, Report};
-use crate::serve::{agent_clients, load_plan};
+use crate::serve::load_plan;
 
 #[derive(Serialize)]
 pub struct Exported {
@@ -45,17 +43,11 @@ pub async fn export(
     let plan = load_plan(plans)?;
     let key =
         plan.report_public_key.clone().with_context(|| format!("plan {} publishes no report key ([plan] report_public_key)", plan.name))?;
-    let agent = agent_clients(&plan)?.remove(cell).with_context(|| format!("no cell {cell} in plan {}", plan.name))?;
-    let mut stored = Vec::new();
-    for name in agent.reports().await?.into_iter().filter(|n| n.ends_with(".json")) {
-        let bytes = agent.report(&name).await?;
-        let r: Report = serde_json::from_slice(&bytes).with_context(|| format!("{name} is not a report"))?;
-        // Names come from the agent and the unverified report: plain file names only.
-        let plain = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)) && !s.starts_with('.');
-        if name != r.file_name() || !plain(&r.report_id) || !plain(&name) {
-            bail!("the agent lists {name:?}, which is not the file name of the report it holds ({:?}); not exported", r.file_name());
-        }
-        stored.push((name, bytes, r));
+    let mut stored = super::report::stored_reports(&super::report::cell_agent(&plan, cell)?).await?;
+    // Names come from the agent and the unverified report: plain file names only.
+    let plain = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)) && !s.starts_with('.');
+    if let Some((name, _, r)) = stored.iter().find(|(name, _, r)| *name != r.file_name() || !plain(&r.report_id) || !plain(name)) {
+        bail!("the agent lists {name:?}, which is not the file name of the report it holds ({:?}); not exported", r.file_name());
     }
     stored.sort_by_key(|(_, _, r)| r.chain.sequence);
     let within = |r: &Report| {
@@ -106,37 +98,40 @@ pub async fn export(
 
 /// The bundle's index: one row per report, those in the period marked.
 fn index(cell: &str, plan: &str, reports: &[&Report], within: &dyn Fn(&Report) -> bool, key_id: &str) -> String {
-    let mut rows = String::new();
-    for r in reports {
-        let figure = |v: Option<f64>| v.map(|s| format!("{s:.1} s")).unwrap_or_else(|| "—".into());
-        let _ = write!(
-            rows,
-            "<tr class=\"{}\"><td>{}</td><td><a href=\"{}\">{}</a></td><td>{}</td><td class=\"{}\">{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-            if within(r) { "in-period" } else { "earlier" },
-            r.chain.sequence,
-            esc(&r.page_name()),
-            esc(&r.report_id),
-            esc(&r.operation),
-            r.verdict.as_str(),
-            r.verdict.as_str(),
-            esc(&r.started),
-            figure(r.demonstrated.rto_seconds),
-            figure(r.demonstrated.rpo_seconds)
-        );
-    }
-    format!(
-        "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Lifeboat reports of cell {cell}</title>\
-         <style>body{{font:14px/1.45 system-ui,sans-serif;max-width:60rem;margin:2rem auto;padding:0 1rem}}table{{border-collapse:collapse;width:100%}}\
-         th,td{{text-align:left;padding:.3rem .5rem;border-bottom:1px solid #eaeef2}}.passed{{color:#116329}}.failed{{color:#a40e26}}tr.earlier{{color:#57606a}}</style></head>\
-         <body><h1>Reports of cell {cell} (plan {plan})</h1>\
-         <p>Rows in grey came before the period; they are here because the chain of signed reports verifies only from its first report.</p>\
-         <table id=\"reports\"><thead><tr><th>#</th><th>report</th><th>operation</th><th>verdict</th><th>started</th><th>RTO</th><th>RPO</th></tr></thead><tbody>{rows}</tbody></table>\
-         <h2>How to verify this bundle</h2><p>Offline, with the key in this directory (fingerprint <code>{key_id}</code>; compare it with the plan's published key):</p>\
-         <pre>lifeboat report verify . --public-key report-signing.pub</pre></body></html>",
-        cell = esc(cell),
-        plan = esc(plan),
-        key_id = esc(key_id)
-    )
+    const STYLE: &str = "body{font:14px/1.45 system-ui,sans-serif;max-width:60rem;margin:2rem auto;padding:0 1rem}\
+        table{border-collapse:collapse;width:100%}th,td{text-align:left;padding:.3rem .5rem;border-bottom:1px solid #eaeef2}\
+        .passed{color:#116329}.failed{color:#a40e26}tr.earlier{color:#57606a}";
+    let figure = |v: Option<f64>| v.map(|s| format!("{s:.1} s")).unwrap_or_else(|| "\u{2014}".into());
+    let page = maud::html! {
+        (maud::DOCTYPE)
+        html lang="en" {
+            head { meta charset="utf-8"; title { "Lifeboat reports of cell " (cell) } style { (maud::PreEscaped(STYLE)) } }
+            body {
+                h1 { "Reports of cell " (cell) " (plan " (plan) ")" }
+                p { "Rows in grey came before the period; they are here because the chain of signed reports verifies only from its first report." }
+                table #reports {
+                    thead { tr { th { "#" } th { "report" } th { "operation" } th { "verdict" } th { "started" } th { "RTO" } th { "RPO" } } }
+                    tbody {
+                        @for r in reports {
+                            tr class=(if within(r) { "in-period" } else { "earlier" }) {
+                                td { (r.chain.sequence) }
+                                td { a href=(r.page_name()) { (r.report_id) } }
+                                td { (r.operation) }
+                                td class=(r.verdict.as_str()) { (r.verdict.as_str()) }
+                                td { (r.started) }
+                                td { (figure(r.demonstrated.rto_seconds)) }
+                                td { (figure(r.demonstrated.rpo_seconds)) }
+                            }
+                        }
+                    }
+                }
+                h2 { "How to verify this bundle" }
+                p { "Offline, with the key in this directory (fingerprint " code { (key_id) } "; compare it with the plan's published key):" }
+                pre { "lifeboat report verify . --public-key report-signing.pub" }
+            }
+        }
+    };
+    page.into_string()
 }
 
 /// Print `r`'s page to `pdf` with headless Chromium (`LIFEBOAT_CHROMIUM`,

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use super::schema::FileDoc;
 use super::Diagnostic;
+use lifeboat_process::cli::line_of;
 
 /// One parsed plan file.
 pub struct PlanFile {
@@ -19,10 +20,6 @@ impl PlanFile {
     pub fn line(&self, offset: usize) -> usize {
         line_of(&self.text, offset)
     }
-}
-
-fn line_of(text: &str, offset: usize) -> usize {
-    text.as_bytes()[..offset.min(text.len())].iter().filter(|&&b| b == b'\n').count() + 1
 }
 
 /// The plan files of `dir`, sorted by name; diagnostics for those that do not parse.

@@ -3,29 +3,12 @@
 //! targets against what the drill demonstrated, the controls it evidences,
 //! a timeline of its phases (inline SVG), the recovery point and every
 //! step and check with its evidence as labelled tables, and how to verify
-//! the signature.
+//! the signature. Built with maud: text is escaped by construction.
 
-use std::fmt::Write as _;
-
+use maud::{html, Markup, PreEscaped, DOCTYPE};
 use serde_json::Value;
 
 use super::{Item, Report};
-
-/// Text made safe for HTML content and attribute values.
-pub fn esc(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
 
 fn secs(v: Option<f64>) -> String {
     match v {
@@ -35,11 +18,11 @@ fn secs(v: Option<f64>) -> String {
     }
 }
 
-fn within(demonstrated: Option<f64>, target: f64) -> &'static str {
+fn within(demonstrated: Option<f64>, target: f64) -> Markup {
     match demonstrated {
-        Some(d) if d <= target => "<span class=\"passed\">within target</span>",
-        Some(_) => "<span class=\"failed\">over target</span>",
-        None => "<span class=\"failed\">not demonstrated</span>",
+        Some(d) if d <= target => html! { span.passed { "within target" } },
+        Some(_) => html! { span.failed { "over target" } },
+        None => html! { span.failed { "not demonstrated" } },
     }
 }
 
@@ -63,180 +46,179 @@ svg.timeline { width: 100%; height: auto; font: 11px system-ui, sans-serif; } .v
 @page { size: A4; margin: 15mm; }
 "#;
 
-fn items(out: &mut String, title: &str, items: &[Item]) {
-    let _ = write!(out, "<h2>{}</h2><table class=\"items\"><thead><tr><th>{}</th><th>outcome</th><th>time</th><th>details and evidence</th></tr></thead><tbody>", esc(title), if title == "Steps" { "step" } else { "check" });
-    for i in items {
-        let evidence = if i.evidence.is_null() { String::new() } else { value(&i.evidence, 0) };
-        let _ = write!(
-            out,
-            "<tr><td>{}</td><td class=\"{}\">{}</td><td class=\"num\">{:.1} s</td><td>{}{}</td></tr>",
-            esc(&i.name),
-            i.outcome.as_str(),
-            i.outcome.as_str(),
-            i.seconds,
-            i.message.as_deref().map(esc).unwrap_or_default(),
-            evidence
-        );
-    }
-    out.push_str("</tbody></table>");
+pub fn render(r: &Report) -> String {
+    let page = html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                title { "Lifeboat " (r.operation) " report " (r.report_id) ": " (r.verdict.as_str()) }
+                style { (PreEscaped(STYLE)) }
+            }
+            body {
+                h1 { "Lifeboat " (r.operation) " report: cell " (r.cell) }
+                p {
+                    span.verdict.(r.verdict.as_str()) #verdict { (r.verdict.as_str()) }
+                    (PreEscaped(" &nbsp; ")) (r.errors) " error(s), " (r.warnings) " warning(s)"
+                }
+                (meta(r))
+                (targets(r))
+                (controls(r))
+                (timeline(r))
+                h2 { "Recovery point" }
+                #recovery-point { (value(&r.recovery_point, 0)) }
+                (items("Steps", "step", &r.steps))
+                (items("Checks", "check", &r.checks))
+                (integrity(r))
+                (verify_footer(r))
+            }
+        }
+    };
+    page.into_string()
 }
 
-pub fn render(r: &Report) -> String {
-    let mut out = String::with_capacity(16 << 10);
-    let _ = write!(
-        out,
-        "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
-         <title>Lifeboat {} report {}: {}</title><style>{STYLE}</style></head><body>",
-        esc(&r.operation),
-        esc(&r.report_id),
-        r.verdict.as_str()
-    );
-    let _ = write!(
-        out,
-        "<h1>Lifeboat {} report: cell {}</h1><p><span class=\"verdict {}\" id=\"verdict\">{}</span> &nbsp; {} error(s), {} warning(s)</p>",
-        esc(&r.operation),
-        esc(&r.cell),
-        r.verdict.as_str(),
-        r.verdict.as_str(),
-        r.errors,
-        r.warnings
-    );
-    out.push_str("<table class=\"meta\"><tbody>");
-    let tenants = r.tenants.join(", ");
-    let duration = format!("{:.1} s", r.duration_seconds);
-    for (k, v) in [
-        ("report id", r.report_id.as_str()),
-        ("plan", &r.plan),
-        ("cell", &r.cell),
-        ("tenants", &tenants),
-        ("operation", &r.operation),
-        ("initiator", &r.initiator),
-        ("source location", &r.source_location),
-        ("target environment", &r.target_environment),
-        ("started", &r.started),
-        ("finished", &r.finished),
-        ("duration", &duration),
-        ("schema, tool", &format!("{}, lifeboat {}", r.schema, r.tool_version)),
-    ] {
-        let _ = write!(out, "<tr><td>{}</td><td>{}</td></tr>", esc(k), esc(v));
-    }
-    out.push_str("</tbody></table>");
+/// Who, what, where and when.
+fn meta(r: &Report) -> Markup {
+    let rows = [
+        ("report id", r.report_id.clone()),
+        ("plan", r.plan.clone()),
+        ("cell", r.cell.clone()),
+        ("tenants", r.tenants.join(", ")),
+        ("operation", r.operation.clone()),
+        ("initiator", r.initiator.clone()),
+        ("source location", r.source_location.clone()),
+        ("target environment", r.target_environment.clone()),
+        ("started", r.started.clone()),
+        ("finished", r.finished.clone()),
+        ("duration", format!("{:.1} s", r.duration_seconds)),
+        ("schema, tool", format!("{}, lifeboat {}", r.schema, r.tool_version)),
+    ];
+    html! { table.meta { tbody { @for (k, v) in &rows { tr { td { (k) } td { (v) } } } } } }
+}
 
-    out.push_str(
-        "<h2>Targets</h2><table id=\"targets\"><thead><tr><th></th><th>tier target</th><th>demonstrated</th><th></th></tr></thead><tbody>",
-    );
-    let d = &r.demonstrated;
-    let t = &r.targets;
-    let _ = write!(
-        out,
-        "<tr><td>RTO (time to a restored, checked environment)</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td>{}</td></tr>",
-        secs(Some(t.rto_seconds)),
-        secs(d.rto_seconds),
-        within(d.rto_seconds, t.rto_seconds)
-    );
-    if r.checks.iter().any(|c| c.name.contains("Postgres RPO")) {
-        let _ = write!(out, "<tr><td>RPO, Postgres (target minus the point recovered)</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td>{}</td></tr>", secs(Some(t.rpo_seconds)), secs(d.rpo_seconds), within(d.rpo_seconds, t.rpo_seconds));
-    }
-    if let Some(k) = t.kafka_rpo_seconds {
-        let _ = write!(out, "<tr><td>RPO, Kafka (target minus the newest snapshot's end)</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td>{}</td></tr>", secs(Some(k)), secs(d.kafka_rpo_seconds), within(d.kafka_rpo_seconds, k));
-    }
-    out.push_str("</tbody></table>");
-
-    controls(&mut out, r);
-    out.push_str(&timeline(r));
-    let _ = write!(out, "<h2>Recovery point</h2><div id=\"recovery-point\">{}</div>", value(&r.recovery_point, 0));
-    items(&mut out, "Steps", &r.steps);
-    items(&mut out, "Checks", &r.checks);
-
-    out.push_str("<h2>Integrity</h2><table class=\"meta\"><tbody>");
-    let _ = write!(out, "<tr><td>place in the cell's chain</td><td>report {} of cell {}</td></tr>", r.chain.sequence, esc(&r.cell));
-    let _ = write!(
-        out,
-        "<tr><td>previous report (SHA-256)</td><td><code>{}</code></td></tr>",
-        esc(r.chain.previous.as_deref().unwrap_or("none: the first report"))
-    );
-    match &r.signature {
-        Some(s) => {
-            let _ = write!(
-                out,
-                "<tr><td>signature</td><td>{} by key <code>{}</code><br><code class=\"small\">{}</code></td></tr>",
-                esc(&s.algorithm),
-                esc(&s.key_id),
-                esc(&s.value)
-            );
+/// The tier's targets against what the report demonstrated.
+fn targets(r: &Report) -> Markup {
+    let (d, t) = (&r.demonstrated, &r.targets);
+    let row = |what: &str, target: f64, shown: Option<f64>| {
+        html! { tr { td { (what) } td.num { (secs(Some(target))) } td.num { (secs(shown)) } td { (within(shown, target)) } } }
+    };
+    html! {
+        h2 { "Targets" }
+        table #targets {
+            thead { tr { th {} th { "tier target" } th { "demonstrated" } th {} } }
+            tbody {
+                (row("RTO (time to a restored, checked environment)", t.rto_seconds, d.rto_seconds))
+                @if r.checks.iter().any(|c| c.name.contains("Postgres RPO")) {
+                    (row("RPO, Postgres (target minus the point recovered)", t.rpo_seconds, d.rpo_seconds))
+                }
+                @if let Some(k) = t.kafka_rpo_seconds {
+                    (row("RPO, Kafka (target minus the newest snapshot's end)", k, d.kafka_rpo_seconds))
+                }
+            }
         }
-        None => out.push_str("<tr><td>signature</td><td class=\"failed\">not signed</td></tr>"),
     }
-    out.push_str("</tbody></table>");
-    verify_footer(&mut out, r);
-    out.push_str("</body></html>");
-    out
+}
+
+fn items(title: &str, noun: &str, items: &[Item]) -> Markup {
+    html! {
+        h2 { (title) }
+        table.items {
+            thead { tr { th { (noun) } th { "outcome" } th { "time" } th { "details and evidence" } } }
+            tbody {
+                @for i in items {
+                    tr {
+                        td { (i.name) }
+                        td class=(i.outcome.as_str()) { (i.outcome.as_str()) }
+                        td.num { (format!("{:.1} s", i.seconds)) }
+                        td {
+                            @if let Some(m) = &i.message { (m) }
+                            @if !i.evidence.is_null() { (value(&i.evidence, 0)) }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The report's place in its cell's chain and its signature.
+fn integrity(r: &Report) -> Markup {
+    html! {
+        h2 { "Integrity" }
+        table.meta { tbody {
+            tr { td { "place in the cell's chain" } td { "report " (r.chain.sequence) " of cell " (r.cell) } }
+            tr { td { "previous report (SHA-256)" } td { code { (r.chain.previous.as_deref().unwrap_or("none: the first report")) } } }
+            @match &r.signature {
+                Some(s) => tr { td { "signature" } td { (s.algorithm) " by key " code { (s.key_id) } br; code.small { (s.value) } } },
+                None => tr { td { "signature" } td.failed { "not signed" } },
+            }
+        } }
+    }
 }
 
 /// The controls the report evidences (from the plan), if it names any.
-fn controls(out: &mut String, r: &Report) {
+fn controls(r: &Report) -> Markup {
     if r.controls.is_empty() {
-        return;
+        return html! {};
     }
-    out.push_str("<h2>Controls evidenced</h2><table id=\"controls\"><thead><tr><th>control</th><th>title</th></tr></thead><tbody>");
-    for c in &r.controls {
-        let _ = write!(out, "<tr><td>{}</td><td>{}</td></tr>", esc(&c.id), esc(&c.title));
+    html! {
+        h2 { "Controls evidenced" }
+        table #controls {
+            thead { tr { th { "control" } th { "title" } } }
+            tbody { @for c in &r.controls { tr { td { (c.id) } td { (c.title) } } } }
+        }
+        p.small { "This " (r.operation) " of cell " (r.cell) " is evidence for the controls above, as plan \u{201c}" (r.plan) "\u{201d} maps them." }
     }
-    let _ = write!(
-        out,
-        "</tbody></table><p class=\"small\">This {} of cell {} is evidence for the controls above, as plan &ldquo;{}&rdquo; maps them.</p>",
-        esc(&r.operation),
-        esc(&r.cell),
-        esc(&r.plan)
-    );
 }
 
 /// How to check this report without trusting the page or its server.
-fn verify_footer(out: &mut String, r: &Report) {
+fn verify_footer(r: &Report) -> Markup {
     let key = r.signature.as_ref().map_or("(not signed)", |s| s.key_id.as_str());
-    let _ = write!(
-        out,
-        "<h2>How to verify this report</h2><div class=\"verify small\" id=\"verify\"><p>This page is a rendering. The signed record is <code>{file}</code>. \
-         Verify it, and the chain of reports around it, offline with the plan's published key, whose fingerprint is <code>{key}</code>:</p>\
-         <pre>lifeboat report verify {file} --public-key report-signing.pub\nlifeboat report verify DIR --public-key report-signing.pub   # the whole chain of cell {cell}</pre>\
-         <p>The fingerprint is the first 16 hex digits of SHA-256 over the public key's 32 bytes: \
-         <code>xxd -r -p report-signing.pub | sha256sum | cut -c1-16</code> must print <code>{key}</code>.</p></div>",
-        file = esc(&r.file_name()),
-        key = esc(key),
-        cell = esc(&r.cell)
-    );
+    let file = r.file_name();
+    html! {
+        h2 { "How to verify this report" }
+        .verify.small #verify {
+            p {
+                "This page is a rendering. The signed record is " code { (file) } ". Verify it, and the chain of reports around it, \
+                 offline with the plan's published key, whose fingerprint is " code { (key) } ":"
+            }
+            pre {
+                "lifeboat report verify " (file) " --public-key report-signing.pub\n"
+                "lifeboat report verify DIR --public-key report-signing.pub   # the whole chain of cell " (r.cell)
+            }
+            p {
+                "The fingerprint is the first 16 hex digits of SHA-256 over the public key's 32 bytes: "
+                code { "xxd -r -p report-signing.pub | sha256sum | cut -c1-16" } " must print " code { (key) } "."
+            }
+        }
+    }
 }
 
 /// A JSON value as HTML: objects as labelled tables, arrays of objects as
 /// tables with a column per key, other arrays as lists, scalars as text.
-fn value(v: &Value, depth: usize) -> String {
+fn value(v: &Value, depth: usize) -> Markup {
+    let label = |k: &str| k.replace('_', " ");
     match v {
-        Value::Null => "<span class=\"small\">none</span>".into(),
-        Value::Bool(b) => if *b { "yes" } else { "no" }.into(),
-        Value::Number(n) => n.to_string(),
-        Value::String(s) => esc(s),
-        Value::Object(map) if depth < 4 => {
-            let mut out = String::from("<table class=\"evidence\"><tbody>");
-            for (k, v) in map {
-                let _ = write!(out, "<tr><th>{}</th><td>{}</td></tr>", esc(&k.replace('_', " ")), value(v, depth + 1));
-            }
-            out + "</tbody></table>"
-        }
-        Value::Array(items) if items.is_empty() => "<span class=\"small\">none</span>".into(),
+        Value::Null => html! { span.small { "none" } },
+        Value::Bool(b) => html! { (if *b { "yes" } else { "no" }) },
+        Value::Number(n) => html! { (n) },
+        Value::String(s) => html! { (s) },
+        Value::Object(map) if depth < 4 => html! {
+            table.evidence { tbody { @for (k, v) in map { tr { th { (label(k)) } td { (value(v, depth + 1)) } } } } }
+        },
+        Value::Array(items) if items.is_empty() => html! { span.small { "none" } },
         Value::Array(items) if depth < 4 && items.iter().all(Value::is_object) => rows(items, depth),
-        Value::Array(items) if items.iter().all(|i| !i.is_object() && !i.is_array()) => {
-            items.iter().map(|i| value(i, depth + 1)).collect::<Vec<_>>().join(", ")
-        }
-        Value::Array(items) if depth < 4 => {
-            let cells: String = items.iter().map(|i| format!("<li>{}</li>", value(i, depth + 1))).collect();
-            format!("<ol>{cells}</ol>")
-        }
-        deep => format!("<code>{}</code>", esc(&deep.to_string())),
+        Value::Array(items) if items.iter().all(|i| !i.is_object() && !i.is_array()) => html! {
+            @for (n, i) in items.iter().enumerate() { @if n > 0 { ", " } (value(i, depth + 1)) }
+        },
+        Value::Array(items) if depth < 4 => html! { ol { @for i in items { li { (value(i, depth + 1)) } } } },
+        deep => html! { code { (deep.to_string()) } },
     }
 }
 
 /// An array of objects: one column per key (in first-seen order), one row each.
-fn rows(items: &[Value], depth: usize) -> String {
+fn rows(items: &[Value], depth: usize) -> Markup {
     let mut keys: Vec<&String> = Vec::new();
     for item in items {
         for k in item.as_object().into_iter().flat_map(|m| m.keys()) {
@@ -245,19 +227,16 @@ fn rows(items: &[Value], depth: usize) -> String {
             }
         }
     }
-    let mut out = String::from("<table class=\"evidence\"><thead><tr>");
-    for k in &keys {
-        let _ = write!(out, "<th>{}</th>", esc(&k.replace('_', " ")));
-    }
-    out.push_str("</tr></thead><tbody>");
-    for item in items {
-        out.push_str("<tr>");
-        for k in &keys {
-            let _ = write!(out, "<td>{}</td>", item.get(k.as_str()).map(|v| value(v, depth + 1)).unwrap_or_default());
+    html! {
+        table.evidence {
+            thead { tr { @for k in &keys { th { (k.replace('_', " ")) } } } }
+            tbody {
+                @for item in items {
+                    tr { @for k in &keys { td { @if let Some(v) = item.get(k.as_str()) { (value(v, depth + 1)) } } } }
+                }
+            }
         }
-        out.push_str("</tr>");
     }
-    out + "</tbody></table>"
 }
 
 /// The phase a step belongs to, for the timeline: (name, colour).
@@ -276,63 +255,67 @@ fn phase(name: &str) -> (&'static str, &'static str) {
     }
 }
 
-/// The phases drawn to scale, one bar per step in the order they ran, then
-/// the checks as one bar: restore, replay, Kafka, checks.
-fn timeline(r: &Report) -> String {
-    let mut bars: Vec<(String, &str, &str, f64)> = r
+/// One bar of the timeline: a step (or all checks), its phase and length.
+struct Bar {
+    name: String,
+    phase: &'static str,
+    colour: &'static str,
+    seconds: f64,
+}
+
+/// The steps in the order they ran, then the checks as one bar.
+fn bars(r: &Report) -> Vec<Bar> {
+    let mut bars: Vec<Bar> = r
         .steps
         .iter()
         .map(|s| {
-            let (p, colour) = phase(&s.name);
-            (s.name.clone(), p, colour, s.seconds.max(0.0))
+            let (phase, colour) = phase(&s.name);
+            Bar { name: s.name.clone(), phase, colour, seconds: s.seconds.max(0.0) }
         })
         .collect();
     if !r.checks.is_empty() {
         let seconds = r.checks.iter().map(|c| c.seconds.max(0.0)).sum();
-        bars.push((format!("{} checks", r.checks.len()), "checks", "#1a7f37", seconds));
+        bars.push(Bar { name: format!("{} checks", r.checks.len()), phase: "checks", colour: "#1a7f37", seconds });
     }
-    let total: f64 = bars.iter().map(|b| b.3).sum::<f64>().max(0.001);
+    bars
+}
+
+/// The phases drawn to scale (inline SVG), each bar starting where the one
+/// before ended: restore, replay, Kafka, checks.
+fn timeline(r: &Report) -> Markup {
+    let bars = bars(r);
+    let total: f64 = bars.iter().map(|b| b.seconds).sum::<f64>().max(0.001);
     let (label, width, row) = (300.0, 560.0, 20.0);
-    let height = row * bars.len() as f64 + 30.0;
-    let mut svg = format!(
-        "<h2>Timeline</h2><svg class=\"timeline\" id=\"timeline\" viewBox=\"0 0 {} {height}\" role=\"img\" aria-label=\"the report's phases over {total:.1} s\">\
-         <title>Phases of the {} over {total:.1} s</title>",
-        label + width + 80.0,
-        esc(&r.operation)
-    );
-    let mut at = 0.0;
-    for (i, (name, p, colour, seconds)) in bars.iter().enumerate() {
-        let y = i as f64 * row;
-        let (x, w) = (label + at / total * width, (seconds / total * width).max(1.0));
-        let short: String = name.chars().take(48).collect();
-        let _ = write!(
-            svg,
-            "<g class=\"phase-{p}\"><text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\">{}</text>\
-             <rect x=\"{x:.1}\" y=\"{:.1}\" width=\"{w:.1}\" height=\"{:.1}\" fill=\"{colour}\"><title>{}: {seconds:.1} s ({p})</title></rect>\
-             <text x=\"{:.1}\" y=\"{:.1}\">{seconds:.1} s</text></g>",
-            label - 6.0,
-            y + 14.0,
-            esc(&short),
-            y + 3.0,
-            row - 6.0,
-            esc(name),
-            x + w + 4.0,
-            y + 14.0
-        );
-        at += seconds;
-    }
     let axis = bars.len() as f64 * row + 14.0;
-    let _ = write!(
-        svg,
-        "<line x1=\"{label}\" x2=\"{}\" y1=\"{:.1}\" y2=\"{:.1}\" stroke=\"#d0d7de\"/><text x=\"{label}\" y=\"{:.1}\">0 s</text>\
-         <text x=\"{}\" y=\"{:.1}\" text-anchor=\"end\">{total:.1} s</text></svg>\
-         <p class=\"small\">Steps drawn in the order they ran, each from the end of the one before; the checks as one bar.</p>",
-        label + width,
-        axis - 10.0,
-        axis - 10.0,
-        axis + 4.0,
-        label + width,
-        axis + 4.0
-    );
-    svg
+    let f = |v: f64| format!("{v:.1}");
+    let mut at = 0.0;
+    let drawn: Vec<(f64, f64, &Bar)> = bars
+        .iter()
+        .map(|b| {
+            let (x, w) = (label + at / total * width, (b.seconds / total * width).max(1.0));
+            at += b.seconds;
+            (x, w, b)
+        })
+        .collect();
+    html! {
+        h2 { "Timeline" }
+        svg.timeline #timeline viewBox=(format!("0 0 {} {}", label + width + 80.0, axis + 16.0)) role="img"
+            aria-label=(format!("the report's phases over {total:.1} s")) {
+            title { "Phases of the " (r.operation) " over " (f(total)) " s" }
+            @for (i, (x, w, b)) in drawn.iter().enumerate() {
+                @let y = i as f64 * row;
+                g class=(format!("phase-{}", b.phase)) {
+                    text x=(f(label - 6.0)) y=(f(y + 14.0)) text-anchor="end" { (b.name.chars().take(48).collect::<String>()) }
+                    rect x=(f(*x)) y=(f(y + 3.0)) width=(f(*w)) height=(f(row - 6.0)) fill=(b.colour) {
+                        title { (b.name) ": " (f(b.seconds)) " s (" (b.phase) ")" }
+                    }
+                    text x=(f(x + w + 4.0)) y=(f(y + 14.0)) { (f(b.seconds)) " s" }
+                }
+            }
+            line x1=(label) x2=(label + width) y1=(f(axis - 10.0)) y2=(f(axis - 10.0)) stroke="#d0d7de" {}
+            text x=(label) y=(f(axis + 4.0)) { "0 s" }
+            text x=(label + width) y=(f(axis + 4.0)) text-anchor="end" { (f(total)) " s" }
+        }
+        p.small { "Steps drawn in the order they ran, each from the end of the one before; the checks as one bar." }
+    }
 }

@@ -18,7 +18,6 @@ use serde::Deserialize;
 use super::Coordinator;
 use crate::clock;
 use crate::commands::runs::RunList;
-use crate::compliance::{human, Status, Verdict};
 use crate::runs::{RunKind, RunRequest, Trigger};
 use crate::store::NewRun;
 
@@ -216,12 +215,6 @@ async fn start_run(State(c): State<Arc<Coordinator>>, Extension(Peer(peer)): Ext
     }
 }
 
-use crate::report::html::esc as escape;
-
-fn badge(v: Verdict) -> String {
-    format!("<span class=\"{0}\">{0}</span>", v.as_str())
-}
-
 /// A stored report (JSON or its HTML page), read from the cell's
 /// repository through its agent. The name is checked first: nothing that
 /// is not a report name (a path, in any encoding) reaches the agent.
@@ -241,92 +234,9 @@ async fn stored_report(State(c): State<Arc<Coordinator>>, Path((cell, name)): Pa
     }
 }
 
-/// Each cell's newest drills, as a table with links to their reports.
-fn drill_rows(c: &Coordinator) -> anyhow::Result<String> {
-    use std::fmt::Write as _;
-    let mut rows = String::new();
-    for cell in &c.plan.cells {
-        for d in c.store.drills(&cell.name)?.iter().take(5) {
-            let r = d.report.as_ref();
-            let shown = |f: fn(&crate::report::Demonstrated) -> Option<f64>| human(r.and_then(|r| f(&r.demonstrated)));
-            let link = r
-                .map(|r| {
-                    let cell = escape(&cell.name);
-                    format!(
-                        "<a href=\"/reports/{cell}/{}\">report</a> · <a href=\"/reports/{cell}/{}\">signed JSON</a>",
-                        escape(&r.page_name()),
-                        escape(&r.file_name())
-                    )
-                })
-                .unwrap_or_else(|| "no report".into());
-            let verdict = if d.passed { "<span class=\"ok\">passed</span>" } else { "<span class=\"breached\">failed</span>" };
-            let _ = write!(
-                rows,
-                "<tr><td>{}</td><td>{}</td><td>{verdict}</td><td>{}</td><td>{}</td><td>{link}</td></tr>",
-                escape(&cell.name),
-                clock::ts(d.finished),
-                shown(|d| d.rto_seconds),
-                shown(|d| d.rpo_seconds)
-            );
-        }
-    }
-    Ok(rows)
-}
-
-/// The status table for people: a self-contained page, refreshed every 15 s.
-fn render_page(s: &Status, drills: &str) -> String {
-    use std::fmt::Write as _;
-    let mut rows = String::new();
-    for c in &s.cells {
-        for (i, l) in c.locations.iter().enumerate() {
-            let cell = if i == 0 {
-                format!(
-                    "<td rowspan=\"{}\"><b>{}</b><br>{} · {}</td>",
-                    c.locations.len(),
-                    escape(&c.cell),
-                    escape(&c.tier),
-                    badge(c.verdict)
-                )
-            } else {
-                String::new()
-            };
-            let point = |p: &Option<crate::compliance::Point>| match p {
-                None => "<td>–</td>".to_string(),
-                Some(p) => format!("<td>{} / {} {}</td>", human(p.exposure_seconds), human(Some(p.target_seconds)), badge(p.verdict)),
-            };
-            let role = l.role.as_str();
-            let _ = write!(
-                rows,
-                "<tr>{cell}<td>{}<br><small>{}</small></td>{}{}<td>{}</td><td>{}</td></tr>",
-                escape(&l.location),
-                escape(role),
-                point(&l.postgres),
-                point(&l.kafka),
-                human(l.copy_lag_seconds),
-                escape(l.problem.as_deref().or(c.agent_problem.as_deref()).unwrap_or(""))
-            );
-        }
-    }
-    format!(
-        r#"<!doctype html><html><head><meta charset="utf-8"><meta http-equiv="refresh" content="15">
-<title>Lifeboat: {plan}</title><style>
-body{{font-family:system-ui,sans-serif;margin:2em}} table{{border-collapse:collapse}} td,th{{border:1px solid #ccc;padding:.4em .7em;vertical-align:top}}
-th{{background:#f3f3f3;text-align:left}} .ok{{color:#080}} .at-risk{{color:#b60;font-weight:bold}} .breached{{color:#c00;font-weight:bold}}
-</style></head><body><h1>Lifeboat · plan {plan} {verdict}</h1><p>Computed {at} (UTC). RPO exposure is now minus the newest point each location can recover to.</p>
-<table><tr><th>Cell</th><th>Location</th><th>Postgres exposure / RPO</th><th>Kafka exposure / RPO</th><th>Copy lag</th><th>Problem</th></tr>{rows}</table>
-<h2>Drills</h2><p>Restore success rate over the last 365 days: {rate}.</p>
-<table><tr><th>Cell</th><th>Finished</th><th>Verdict</th><th>RTO</th><th>RPO</th><th>Report</th></tr>{drills}</table>
-<p><a href="/v1/status">JSON</a> · <a href="/v1/runs">runs</a> · <a href="/metrics">metrics</a></p></body></html>"#,
-        rate = s.drill_success_rate.map(|r| format!("{:.1} %", r * 100.0)).unwrap_or_else(|| "no drills yet".into()),
-        plan = escape(&s.plan),
-        verdict = badge(s.verdict),
-        at = escape(&clock::ts(s.computed_at)),
-    )
-}
-
 async fn page(State(c): State<Arc<Coordinator>>) -> Response {
-    match c.blocking(|c| c.status().and_then(|s| Ok((s, drill_rows(c)?)))).await {
-        Ok((s, drills)) => Html(render_page(&s, &drills)).into_response(),
+    match c.blocking(|c| c.status().and_then(|s| Ok((s, super::page::drills(c)?)))).await {
+        Ok((s, drills)) => Html(super::page::render(&s, &drills)).into_response(),
         Err(e) => internal(e),
     }
 }

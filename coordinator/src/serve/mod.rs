@@ -15,6 +15,7 @@ mod failovers;
 mod http;
 pub mod leader;
 mod metrics;
+mod page;
 pub mod scheduler;
 mod standbys;
 pub mod takeover;

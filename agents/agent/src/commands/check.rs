@@ -200,7 +200,7 @@ async fn kafka(list: &str, topics: Option<&str>) -> Result<String> {
 }
 
 fn topic_regex(topics: &str) -> Result<regex::Regex> {
-    regex::Regex::new(&format!("^(?:{topics})$")).map_err(|e| anyhow::anyhow!("--kafka-topics {topics:?} is not a regular expression: {e}"))
+    Ok(lifeboat_kafka::snapshot::topic_pattern(topics, "--kafka-topics")?)
 }
 
 /// Connect, look at the archiving settings, finish a WAL segment and wait
