@@ -184,11 +184,7 @@ pub struct DrillStatus {
 const YEAR_SECONDS: f64 = 365.0 * 86400.0;
 
 fn drill_status(cell: &CellPlan, history: &[DrillRecord], watched_since: OffsetDateTime, now: OffsetDateTime) -> DrillStatus {
-    let period = crate::plan::schedule::parse(&cell.schedules.drill)
-        .ok()
-        .and_then(|c| crate::plan::schedule::longest_gap(&c, now))
-        .map(|g| g.as_secs_f64())
-        .unwrap_or(31.0 * 86400.0);
+    let period = crate::plan::schedule::longest_gap_of(&cell.schedules.drill, now).map(|g| g.as_secs_f64()).unwrap_or(31.0 * 86400.0);
     let last = history.first();
     let report = last.and_then(|d| d.report.as_ref());
     let last_passed = history.iter().find(|d| d.passed).map(|d| d.finished);
@@ -234,11 +230,7 @@ fn point(recoverable_to: Option<OffsetDateTime>, target: Duration, now: OffsetDa
 fn age(backup: Option<(&str, OffsetDateTime)>, schedule: &str, now: OffsetDateTime) -> Age {
     let finished = backup.map(|(_, t)| t);
     let age = finished.map(|f| seconds_between(f, now).max(0.0));
-    let gap = crate::plan::schedule::parse(schedule)
-        .ok()
-        .and_then(|c| crate::plan::schedule::longest_gap(&c, now))
-        .map(|g| g.as_secs_f64())
-        .unwrap_or(86400.0);
+    let gap = crate::plan::schedule::longest_gap_of(schedule, now).map(|g| g.as_secs_f64()).unwrap_or(86400.0);
     let verdict = Verdict::grade(age, 2.0 * gap, 3.0 * gap);
     Age { id: backup.map(|(id, _)| id.to_string()), finished, age_seconds: age, verdict }
 }

@@ -68,9 +68,10 @@ pub struct Options {
     pub epoch: Option<Arc<CoordinatorEpoch>>,
 }
 
-/// A client certificate and its private key; never printed.
+/// A client certificate and its private key (and the PEM they came from,
+/// to tell identities apart); never printed.
 #[derive(Clone)]
-pub struct ClientIdentity(reqwest::Identity);
+pub struct ClientIdentity(reqwest::Identity, Arc<Vec<u8>>);
 
 impl std::fmt::Debug for ClientIdentity {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -101,10 +102,11 @@ impl Options {
     /// Also present this client certificate (PEM chain) with its private
     /// key (PEM, PKCS#8: `BEGIN PRIVATE KEY`) to agents that require one.
     pub fn presenting(mut self, cert_pem: &[u8], key_pem: &[u8]) -> Result<Options, String> {
-        let identity = reqwest::Identity::from_pem(&[cert_pem, b"\n", key_pem].concat()).map_err(|e| {
+        let pem = [cert_pem, b"\n", key_pem].concat();
+        let identity = reqwest::Identity::from_pem(&pem).map_err(|e| {
             format!("the client certificate and key are not a usable PEM pair ({e}); a key in another form converts with `openssl pkcs8 -topk8 -nocrypt`")
         })?;
-        self.identity = Some(ClientIdentity(identity));
+        self.identity = Some(ClientIdentity(identity, Arc::new(pem)));
         Ok(self)
     }
 }
@@ -183,6 +185,41 @@ impl std::fmt::Debug for AgentClient {
     }
 }
 
+/// The settings an HTTP client is built from: clients of agents with equal
+/// settings share one (its connection pool, and the system's certificates
+/// read once rather than once per agent: a coordinator has hundreds).
+#[derive(PartialEq)]
+struct HttpSettings {
+    timeout: Duration,
+    connect_timeout: Duration,
+    ca_pem: Option<Vec<u8>>,
+    identity: Option<Arc<Vec<u8>>>,
+}
+
+fn http_client(options: &Options) -> Result<reqwest::Client, String> {
+    static BUILT: std::sync::Mutex<Vec<(HttpSettings, reqwest::Client)>> = std::sync::Mutex::new(Vec::new());
+    let settings = HttpSettings {
+        timeout: options.timeout,
+        connect_timeout: options.connect_timeout,
+        ca_pem: options.ca_pem.clone(),
+        identity: options.identity.as_ref().map(|i| i.1.clone()),
+    };
+    let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((_, client)) = built.iter().find(|(s, _)| *s == settings) {
+        return Ok(client.clone());
+    }
+    let mut http = reqwest::Client::builder().timeout(options.timeout).connect_timeout(options.connect_timeout);
+    if let Some(pem) = &options.ca_pem {
+        http = http.add_root_certificate(reqwest::Certificate::from_pem(pem).map_err(|e| format!("the agents' CA certificate: {e}"))?);
+    }
+    if let Some(ClientIdentity(identity, _)) = &options.identity {
+        http = http.identity(identity.clone());
+    }
+    let client = http.build().map_err(|e| format!("building the HTTP client: {e}"))?;
+    built.push((settings, client.clone()));
+    Ok(client)
+}
+
 impl AgentClient {
     /// A client with the default options.
     pub fn new(cell: &str, url: &str, token: String) -> AgentClient {
@@ -190,14 +227,7 @@ impl AgentClient {
     }
 
     pub fn with_options(cell: &str, url: &str, token: String, options: Options) -> Result<AgentClient, String> {
-        let mut http = reqwest::Client::builder().timeout(options.timeout).connect_timeout(options.connect_timeout);
-        if let Some(pem) = &options.ca_pem {
-            http = http.add_root_certificate(reqwest::Certificate::from_pem(pem).map_err(|e| format!("the agents' CA certificate: {e}"))?);
-        }
-        if let Some(ClientIdentity(identity)) = &options.identity {
-            http = http.identity(identity.clone());
-        }
-        let http = http.build().map_err(|e| format!("building the HTTP client: {e}"))?;
+        let http = http_client(&options)?;
         reqwest::Url::parse(url).map_err(|e| format!("agent url {url:?} of cell {cell}: {e}"))?;
         Ok(AgentClient {
             cell: cell.to_string(),

@@ -66,23 +66,33 @@ pub async fn status_for(plan: &Plan, scenario: &str, failed: &str) -> Result<Sta
 
 /// The standbys kept for the cells a failover would move, as their
 /// recovery sites report them (a site that does not answer is logged: the
-/// assessment then plans a restore from the repository).
+/// assessment then plans a restore from the repository). The sites are
+/// asked [`SITES_AT_ONCE`] at a time: a region's or a cloud's cells are
+/// hundreds of questions.
 pub async fn standbys_for(plan: &Plan, scenario: &str, failed: &str) -> assess::Standbys {
-    let mut out = assess::Standbys::new();
-    let Some(s) = plan.scenarios.iter().find(|s| s.name == scenario) else { return out };
+    use futures::StreamExt as _;
+    let Some(s) = plan.scenarios.iter().find(|s| s.name == scenario) else { return assess::Standbys::new() };
     let cells = affected(plan, s, failed);
     let (placements, _) = place(plan, s.scope, &cells);
-    for p in placements {
+    let asked = placements.into_iter().filter_map(|p| {
         let keeps = cells.iter().any(|c| c.name == p.cell && c.failover.standby != crate::plan::Standby::None);
-        let Some(site) = plan.site(&p.site).filter(|_| keeps) else { continue };
-        let asked = async { anyhow::Ok(crate::serve::site_client(site)?.guest_recovery(&p.cell).await?) };
-        match asked.await {
-            Ok(r) => out.extend(r.standby.map(|st| (p.cell.clone(), st))),
-            Err(e) => tracing::warn!(cell = %p.cell, site = %site.name, "the recovery site did not report the cell's standby: {e:#}"),
-        }
-    }
-    out
+        let site = plan.site(&p.site).filter(|_| keeps)?;
+        Some(async move {
+            let answer = async { anyhow::Ok(crate::serve::site_client(site)?.guest_recovery(&p.cell).await?) }.await;
+            match answer {
+                Ok(r) => r.standby.map(|st| (p.cell, st)),
+                Err(e) => {
+                    tracing::warn!(cell = %p.cell, site = %site.name, "the recovery site did not report the cell's standby: {e:#}");
+                    None
+                }
+            }
+        })
+    });
+    futures::stream::iter(asked).buffer_unordered(SITES_AT_ONCE).filter_map(std::future::ready).collect().await
 }
+
+/// How many recovery sites [`standbys_for`] asks at once.
+const SITES_AT_ONCE: usize = 32;
 
 /// `failover check-hooks --scenario S`: call each of the scenario's hooks
 /// with step `check` (a receiver answers it without acting) to prove,

@@ -49,6 +49,27 @@ pub fn longest_gap(cron: &Cron, from: OffsetDateTime) -> Option<Duration> {
     (longest > Duration::ZERO).then_some(longest)
 }
 
+/// [`longest_gap`] of the expression `expr` (None when it does not parse),
+/// remembered for an hour: status reads the same few schedules for every
+/// cell and location, and a minute schedule is 20 000 steps to walk.
+/// Within an hour the 62-day horizon moves too little to change a gap.
+pub fn longest_gap_of(expr: &str, now: OffsetDateTime) -> Option<Duration> {
+    use std::collections::HashMap;
+    use std::sync::{Mutex, OnceLock};
+    type Gaps = HashMap<String, (OffsetDateTime, Option<Duration>)>;
+    static GAPS: OnceLock<Mutex<Gaps>> = OnceLock::new();
+    let gaps = GAPS.get_or_init(Default::default);
+    let fresh = |at: OffsetDateTime| (now - at).unsigned_abs() < Duration::from_secs(3600);
+    if let Some((at, gap)) = gaps.lock().unwrap_or_else(|e| e.into_inner()).get(expr) {
+        if fresh(*at) {
+            return *gap;
+        }
+    }
+    let gap = parse(expr).ok().and_then(|c| longest_gap(&c, now));
+    gaps.lock().unwrap_or_else(|e| e.into_inner()).insert(expr.to_string(), (now, gap));
+    gap
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -66,6 +87,17 @@ mod tests {
         // Monthly: the longest month in the window.
         assert_eq!(longest_gap(&parse("0 3 1 * *").unwrap(), from), Some(Duration::from_secs(31 * 86400)));
         assert_eq!(next_after(&parse("0 2 * * *").unwrap(), from), Some(at("2026-11-27T02:00:00Z")));
+    }
+
+    #[test]
+    fn remembered_gaps_are_the_gaps() {
+        let from = at("2026-11-27T00:00:00Z");
+        for expr in ["* * * * *", "0 3 1 * *", "*/5 * * * *"] {
+            let walked = longest_gap(&parse(expr).unwrap(), from);
+            assert_eq!(longest_gap_of(expr, from), walked, "{expr}");
+            assert_eq!(longest_gap_of(expr, from + time::Duration::minutes(5)), walked, "{expr}, remembered");
+        }
+        assert_eq!(longest_gap_of("not cron", from), None);
     }
 
     #[test]

@@ -371,6 +371,17 @@ async fn keep_standbys(c: Arc<Coordinator>, interval: Duration) {
     }
 }
 
+/// How long until just after the next multiple of `tick` since the epoch:
+/// ticks land 5 ms after the whole seconds schedules name, whatever the
+/// last pass cost, so a run waits for the work before it, not for a tick
+/// that happens to fall late in the second.
+fn until_next_tick(tick: Duration, now: time::OffsetDateTime) -> Duration {
+    let tick_ns = tick.as_nanos().max(1);
+    let now_ns = u128::try_from(now.unix_timestamp_nanos()).unwrap_or_default();
+    let wait = u64::try_from(tick_ns - now_ns % tick_ns).unwrap_or(u64::MAX);
+    Duration::from_nanos(wait) + Duration::from_millis(5)
+}
+
 /// Two loops: scheduling (fire schedules, dispatch runs) every tick, and
 /// monitoring (poll jobs, read recovery points, compliance gauges) every
 /// poll interval, and alerting (verdicts sent and re-sent) every quarter
@@ -386,7 +397,7 @@ async fn control_loop(c: Arc<Coordinator>, tick: Duration, poll: Duration) -> Re
             if let Err(e) = scheduler::dispatch(&c, clock::now()).await {
                 tracing::error!("dispatching runs: {e:#}");
             }
-            tokio::time::sleep(tick).await;
+            tokio::time::sleep(until_next_tick(tick, clock::now())).await;
         }
     };
     let monitoring = async {
@@ -429,4 +440,18 @@ async fn control_loop(c: Arc<Coordinator>, tick: Duration, poll: Duration) -> Re
     };
     tokio::join!(scheduling, monitoring, alerting);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ticks_land_just_after_whole_ticks() {
+        let at = |s: &str| crate::clock::parse(s).unwrap();
+        let second = Duration::from_secs(1);
+        assert_eq!(until_next_tick(second, at("2026-12-07T06:00:00.300Z")), Duration::from_millis(705));
+        assert_eq!(until_next_tick(second, at("2026-12-07T06:00:00Z")), Duration::from_millis(1005));
+        assert_eq!(until_next_tick(Duration::from_millis(250), at("2026-12-07T06:00:00.100Z")), Duration::from_millis(155));
+    }
 }

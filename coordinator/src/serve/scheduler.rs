@@ -30,7 +30,7 @@ use super::Coordinator;
 use crate::clock::{self, seconds_between};
 use crate::plan::{schedule, CellPlan, Plan};
 use crate::runs::{job_spec, RunKind, RunResult, RunState, Trigger};
-use crate::store::{NewRun, Run, Store};
+use crate::store::{Firing, NewRun, Run, Store};
 
 /// The kinds of work a cell's plan asks for, with their schedules.
 pub fn duties(cell: &CellPlan) -> Vec<(RunKind, &str)> {
@@ -52,31 +52,49 @@ pub fn duties(cell: &CellPlan) -> Vec<(RunKind, &str)> {
     out
 }
 
-/// Turn due schedule occurrences into runs.
+/// Turn due schedule occurrences into runs: every schedule's mark read at
+/// once, and what this tick decides written in one transaction.
 pub fn fire(plan: &Plan, store: &Store, now: OffsetDateTime) -> Result<()> {
+    let marks = store.marks()?;
+    let mut crons: HashMap<&str, Option<croner::Cron>> = HashMap::new();
+    let mut firings = Vec::new();
+    let mut missed_of = Vec::new();
     for cell in &plan.cells {
-        let full = schedule::parse(&cell.schedules.pg_full).ok();
+        let mut cron = |expr| crons.entry(expr).or_insert_with(|| schedule::parse(expr).ok()).clone();
+        let full = cron(cell.schedules.pg_full.as_str());
         for (kind, expr) in duties(cell) {
-            let Ok(cron) = schedule::parse(expr) else { continue };
-            let Some(last) = store.last_fired(&cell.name, kind)? else {
-                store.set_last_fired(&cell.name, kind, now)?;
+            let Some(cron) = cron(expr) else { continue };
+            let Some(&last) = marks.get(&(cell.name.clone(), kind)) else {
+                firings.push(Firing { run: None, cell: &cell.name, kind, at: now });
+                missed_of.push(0);
                 continue;
             };
             let (latest, missed, next) = newest_due(&cron, last, now);
             let Some(at) = latest else { continue };
             let covered = kind == RunKind::PgIncremental
                 && full.as_ref().and_then(|f| schedule::next_after(f, at - time::Duration::seconds(1))) == Some(at);
-            if !covered {
-                let run = NewRun { cell: &cell.name, kind, trigger: Trigger::Schedule, scheduled_for: Some(at), deadline: next };
-                if let Some(id) = store.insert_run(&run, now)? {
-                    if missed > 1 {
-                        tracing::warn!(cell = %cell.name, %kind, missed, run = id, "missed {missed} occurrences while down; running the newest once");
-                    }
-                    tracing::info!(cell = %cell.name, %kind, run = id, scheduled_for = %clock::ts(at), "scheduled run");
-                }
-            }
-            store.set_last_fired(&cell.name, kind, at)?;
+            let run = (!covered).then_some(NewRun {
+                cell: &cell.name,
+                kind,
+                trigger: Trigger::Schedule,
+                scheduled_for: Some(at),
+                deadline: next,
+            });
+            firings.push(Firing { run, cell: &cell.name, kind, at });
+            missed_of.push(missed);
         }
+    }
+    if firings.is_empty() {
+        return Ok(());
+    }
+    let added = store.fire(&firings, now)?;
+    for ((f, id), missed) in firings.iter().zip(added).zip(missed_of) {
+        let Some(id) = id else { continue };
+        let (cell, kind) = (f.cell, f.kind);
+        if missed > 1 {
+            tracing::warn!(%cell, %kind, missed, run = id, "missed {missed} occurrences while down; running the newest once");
+        }
+        tracing::info!(%cell, %kind, run = id, scheduled_for = %clock::ts(f.at), "scheduled run");
     }
     Ok(())
 }

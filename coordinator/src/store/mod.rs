@@ -16,6 +16,7 @@ mod postgres;
 mod schema;
 pub mod sql;
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Mutex;
 
@@ -27,7 +28,7 @@ use lifeboat_api::Recovery;
 
 use crate::clock::{self, parse_ts, ts};
 use crate::runs::{RunKind, RunResult, RunState, Trigger};
-use sql::{params, Db, Record};
+use sql::{params, Db, Record, Session};
 
 pub use lease::FailoverLock;
 
@@ -115,6 +116,24 @@ pub struct NewRun<'a> {
     pub deadline: Option<OffsetDateTime>,
 }
 
+/// A schedule of `cell` and `kind` reached occurrence `at`: its run, if one
+/// is to be added, and where its mark moves.
+pub struct Firing<'a> {
+    pub run: Option<NewRun<'a>>,
+    pub cell: &'a str,
+    pub kind: RunKind,
+    pub at: OffsetDateTime,
+}
+
+fn insert_run(db: &Session<'_>, run: &NewRun<'_>, now: OffsetDateTime) -> Result<Option<i64>> {
+    let added = db.query_one(
+        "INSERT INTO runs (cell, kind, trigger, scheduled_for, created, state, next_attempt_at, deadline)
+     VALUES ($1, $2, $3, $4, $5, 'pending', $5, $6) ON CONFLICT DO NOTHING RETURNING id",
+        params![run.cell, run.kind.as_str(), run.trigger.as_str(), run.scheduled_for.map(ts), ts(now), run.deadline.map(ts)],
+    )?;
+    added.map(|r| r.required_int("id")).transpose()
+}
+
 /// Whether `--state` names a shared Postgres rather than a SQLite file.
 pub fn is_postgres(state: &Path) -> bool {
     let s = state.to_string_lossy();
@@ -129,6 +148,7 @@ fn open_sqlite(path: &Path) -> Result<Db> {
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "FULL")?;
     conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    conn.set_prepared_statement_cache_capacity(128);
     schema::migrate_sqlite(&mut conn).with_context(|| format!("migrating the state database {}", path.display()))?;
     Ok(Db::Sqlite(Mutex::new(conn)))
 }
@@ -162,14 +182,7 @@ impl Store {
     /// Record a run; a scheduled occurrence already recorded is not added
     /// again (returns None).
     pub fn insert_run(&self, run: &NewRun<'_>, now: OffsetDateTime) -> Result<Option<i64>> {
-        let added = self.write(|db| {
-            db.query_one(
-                "INSERT INTO runs (cell, kind, trigger, scheduled_for, created, state, next_attempt_at, deadline)
-             VALUES ($1, $2, $3, $4, $5, 'pending', $5, $6) ON CONFLICT DO NOTHING RETURNING id",
-                params![run.cell, run.kind.as_str(), run.trigger.as_str(), run.scheduled_for.map(ts), ts(now), run.deadline.map(ts)],
-            )
-        })?;
-        added.map(|r| r.required_int("id")).transpose()
+        self.write(|db| insert_run(db, run, now))
     }
 
     pub fn run(&self, id: i64) -> Result<Option<Run>> {
@@ -291,20 +304,34 @@ impl Store {
         Ok(self.write(|db| db.execute("UPDATE runs SET overdue = 1 WHERE id = $1 AND overdue = 0", params![id]))? == 1)
     }
 
-    pub fn last_fired(&self, cell: &str, kind: RunKind) -> Result<Option<OffsetDateTime>> {
-        let row = self.db.query_one("SELECT last_fired FROM marks WHERE cell = $1 AND kind = $2", params![cell, kind.as_str()])?;
-        row.map(|r| parse_ts(&r.required_text("last_fired")?)).transpose()
+    /// Every schedule's mark: the occurrence of (cell, kind) last turned
+    /// into a run (or when the schedule was first seen), by cell and kind.
+    pub fn marks(&self) -> Result<HashMap<(String, RunKind), OffsetDateTime>> {
+        let rows = self.db.query_as("SELECT cell, kind, last_fired FROM marks", params![], |r| {
+            Ok((r.required_text("cell")?, r.required_text("kind")?, parse_ts(&r.required_text("last_fired")?)?))
+        })?;
+        Ok(rows.into_iter().filter_map(|(cell, kind, at)| Some(((cell, RunKind::parse(&kind)?), at))).collect())
     }
 
-    pub fn set_last_fired(&self, cell: &str, kind: RunKind, at: OffsetDateTime) -> Result<()> {
+    /// One scheduler tick's decisions, kept or lost together (one
+    /// transaction, one sync for hundreds of cells): each firing's run
+    /// added (None: covered, or already there) and its mark moved.
+    pub fn fire(&self, firings: &[Firing<'_>], now: OffsetDateTime) -> Result<Vec<Option<i64>>> {
         self.write(|db| {
-            db.execute(
-                "INSERT INTO marks (cell, kind, last_fired) VALUES ($1, $2, $3)
-             ON CONFLICT (cell, kind) DO UPDATE SET last_fired = excluded.last_fired",
-                params![cell, kind.as_str(), ts(at)],
-            )
-        })?;
-        Ok(())
+            let mut added = Vec::with_capacity(firings.len());
+            for f in firings {
+                added.push(match &f.run {
+                    Some(run) => insert_run(db, run, now)?,
+                    None => None,
+                });
+                db.execute(
+                    "INSERT INTO marks (cell, kind, last_fired) VALUES ($1, $2, $3)
+                 ON CONFLICT (cell, kind) DO UPDATE SET last_fired = excluded.last_fired",
+                    params![f.cell, f.kind.as_str(), ts(f.at)],
+                )?;
+            }
+            Ok(added)
+        })
     }
 
     pub fn save_recovery(&self, cell: &str, body: &Recovery, now: OffsetDateTime) -> Result<()> {

@@ -171,7 +171,7 @@ impl Session<'_> {
     /// Run a statement; how many rows it changed.
     pub fn execute(&self, sql: &str, params: &[Value]) -> Result<u64> {
         match self {
-            Session::Sqlite(db) => Ok(db.execute(&sqlite_sql(sql), rusqlite::params_from_iter(params))? as u64),
+            Session::Sqlite(db) => Ok(db.prepare_cached(&sqlite_sql(sql))?.execute(rusqlite::params_from_iter(params))? as u64),
             Session::Pg(db) => db.execute(sql, params),
         }
     }
@@ -179,7 +179,8 @@ impl Session<'_> {
     pub fn query(&self, sql: &str, params: &[Value]) -> Result<Vec<Record>> {
         match self {
             Session::Sqlite(db) => {
-                let mut stmt = db.prepare(&sqlite_sql(sql))?;
+                // Cached: the same few statements run for every cell, every poll.
+                let mut stmt = db.prepare_cached(&sqlite_sql(sql))?;
                 let columns: Vec<String> = stmt.column_names().into_iter().map(str::to_string).collect();
                 let rows = stmt.query_map(rusqlite::params_from_iter(params), |r| sqlite_record(&columns, r))?;
                 Ok(rows.collect::<rusqlite::Result<_>>()?)
