@@ -87,6 +87,12 @@ fn tls_hint(detail: &str) -> Option<&'static str> {
             "CaUsedAsEndEntity",
             "the agent serves a CA certificate as its own: make it an end-entity certificate (basicConstraints CA:FALSE)",
         ),
+        // TLS 1.3: a refused client certificate can close the connection
+        // before the request is sent, and the alert's text is then lost.
+        (
+            "connection was not ready",
+            "the agent closed the connection as it opened; an agent that requires a client certificate does so to a client without one: LIFEBOAT_AGENT_CLIENT_CERT",
+        ),
     ];
     hints.iter().find(|(name, _)| detail.contains(name)).map(|(_, hint)| *hint)
 }
