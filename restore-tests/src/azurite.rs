@@ -35,7 +35,7 @@ impl PrivateAzurite {
         let data = tempfile::tempdir().unwrap();
         let port = crate::pg::free_port();
         let child = launch(data.path(), port, &extra);
-        wait_listening(port);
+        wait_listening(port, "the private Azurite");
         PrivateAzurite { child: Some(child), port, extra, _data: data }
     }
 
@@ -55,7 +55,7 @@ impl PrivateAzurite {
         self.stop();
         let data = self._data.path().to_path_buf();
         self.child = Some(launch(&data, self.port, &self.extra));
-        wait_listening(self.port);
+        wait_listening(self.port, "the private Azurite");
     }
 
     /// Azure is gone: the process is stopped and nothing answers on its port.
@@ -95,10 +95,12 @@ fn launch(data: &std::path::Path, port: u16, extra: &[String]) -> Child {
         .expect("starting a private Azurite")
 }
 
-fn wait_listening(port: u16) {
+/// Waits until something listens on `port` of 127.0.0.1 (60 s at most;
+/// `what` names it in the failure).
+pub fn wait_listening(port: u16, what: &str) {
     let start = Instant::now();
     while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(start.elapsed() < Duration::from_secs(60), "the private Azurite did not listen on {port} within 60 s");
+        assert!(start.elapsed() < Duration::from_secs(60), "{what} did not listen on {port} within 60 s");
         std::thread::sleep(Duration::from_millis(100));
     }
 }

@@ -22,10 +22,7 @@ pub fn tools() -> PathBuf {
         let out = Command::new("bash").arg(workspace_root().join("infra/services.sh")).args(["install", "deploy"]).output().unwrap();
         assert!(out.status.success(), "installing the deploy checkers: {}", String::from_utf8_lossy(&out.stderr));
     });
-    let cache = std::env::var("LIFEBOAT_CACHE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/lifeboat"));
-    cache.join("deploy-tools")
+    crate::cache_dir().join("deploy-tools")
 }
 
 pub fn promtool(args: &[&str]) -> Output {

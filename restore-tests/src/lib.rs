@@ -39,6 +39,16 @@ pub fn workspace_root() -> PathBuf {
     Path::new(&manifest).parent().unwrap().to_path_buf()
 }
 
+/// Where slow downloads are kept between clones (the virtualenv with moto,
+/// the deploy checkers): `LIFEBOAT_CACHE`, else `~/.cache/lifeboat`, as
+/// `infra/services.sh` has it.
+pub fn cache_dir() -> PathBuf {
+    std::env::var_os("LIFEBOAT_CACHE")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").expect("HOME is set")).join(".cache/lifeboat"))
+}
+
 /// Start moto and Azurite (idempotent) and export their endpoints and
 /// credentials into this process. Call before anything reads the environment.
 pub fn services() {

@@ -4,13 +4,10 @@
 //! account. moto keeps accounts apart, so the default account does not
 //! even see the bucket: the role, not the default credentials, was used.
 
-use lifeboat_restore_tests::{agent, fails, ok, services, unique, write_key};
+use lifeboat_restore_tests::{agent, cache_dir, fails, ok, services, unique, write_key};
 
 /// `default:NAME` and `role:NAME` for every bucket each account lists, by boto3.
 fn buckets_by_account(endpoint: &str, role: &str) -> String {
-    let cache = std::env::var("LIFEBOAT_CACHE")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|_| std::path::PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/lifeboat"));
     let script = format!(
         "import boto3\n\
          kw = dict(endpoint_url='{endpoint}', region_name='us-east-1')\n\
@@ -19,7 +16,7 @@ fn buckets_by_account(endpoint: &str, role: &str) -> String {
          for who, s3 in (('default', boto3.client('s3', **kw)), ('role', role)):\n\
          \x20   print(' '.join(who + ':' + b['Name'] for b in s3.list_buckets()['Buckets']))\n"
     );
-    let out = std::process::Command::new(cache.join("venv/bin/python")).arg("-c").arg(script).output().unwrap();
+    let out = std::process::Command::new(cache_dir().join("venv/bin/python")).arg("-c").arg(script).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8_lossy(&out.stdout).into_owned()
 }

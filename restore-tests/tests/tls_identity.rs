@@ -10,9 +10,8 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
 
-use lifeboat_restore_tests::azurite::PrivateAzurite;
+use lifeboat_restore_tests::azurite::{wait_listening, PrivateAzurite};
 use lifeboat_restore_tests::served::{self_signed_named, server_cert};
 use lifeboat_restore_tests::{agent, fails, ok, pg::free_port, services, unique, workspace_root, write_key};
 
@@ -28,14 +27,6 @@ impl Drop for Running {
     fn drop(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
-    }
-}
-
-fn wait_listening(port: u16, what: &str) {
-    let start = Instant::now();
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(start.elapsed() < Duration::from_secs(60), "{what} did not listen on {port} within 60 s");
-        std::thread::sleep(Duration::from_millis(100));
     }
 }
 
@@ -159,10 +150,7 @@ fn s3_behind_a_private_ca() {
     let dir = scratch.path();
     let (ca, cert, key) = certificates(dir);
     let port = free_port();
-    let moto = std::env::var("LIFEBOAT_CACHE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/lifeboat"))
-        .join("venv/bin/moto_server");
+    let moto = lifeboat_restore_tests::cache_dir().join("venv/bin/moto_server");
     let child = Command::new(moto)
         .args(["-H", "127.0.0.1", "-p", &port.to_string(), "-c", cert.to_str().unwrap(), "-k", key.to_str().unwrap()])
         .stdin(Stdio::null())

@@ -6,8 +6,9 @@
 //! Rust side: S3 through the AWS SDK's own client, Azure (and Microsoft Entra
 //! ID's token endpoint) through reqwest.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use aws_sdk_s3::config::SharedHttpClient;
 use aws_smithy_http_client::tls::{rustls_provider::CryptoMode, Provider, TlsContext, TrustStore};
@@ -50,6 +51,8 @@ impl PrivateCa {
 }
 
 /// The HTTPS client of an S3 store: the system roots, plus `ca` if given.
+/// A new one for each store: its connection pool belongs to the runtime
+/// that opened the connections, and a process may run several in turn.
 pub(crate) fn s3_http_client(ca: Option<&PrivateCa>) -> Result<SharedHttpClient, StoreError> {
     let mut trust = TrustStore::default();
     if let Some(ca) = ca {
@@ -63,9 +66,25 @@ pub(crate) fn s3_http_client(ca: Option<&PrivateCa>) -> Result<SharedHttpClient,
 }
 
 /// The HTTP client of an Azure store and of its Entra ID credential: the
-/// system roots, plus `ca` if given. Idle connections are not pooled, as
-/// the Azure SDK's own client does (a hyper pool can hang on a dead one).
+/// system roots, plus `ca` if given. One client per CA bundle serves the
+/// whole process (building one reads the system's certificates); it holds
+/// no connection between requests, so it is not tied to a runtime.
 pub(crate) fn azure_http_client(ca: Option<&PrivateCa>) -> Result<Arc<dyn azure_core::HttpClient>, String> {
+    type Built = BTreeMap<Option<Vec<u8>>, Arc<dyn azure_core::HttpClient>>;
+    static BUILT: Mutex<Built> = Mutex::new(BTreeMap::new());
+    let mut built = BUILT.lock().unwrap_or_else(PoisonError::into_inner);
+    let key = ca.map(|c| c.pem.clone());
+    if let Some(client) = built.get(&key) {
+        return Ok(client.clone());
+    }
+    let client = new_azure_http_client(ca)?;
+    built.insert(key, client.clone());
+    Ok(client)
+}
+
+/// Idle connections are not pooled, as the Azure SDK's own client does (a
+/// hyper pool can hang on a dead one).
+fn new_azure_http_client(ca: Option<&PrivateCa>) -> Result<Arc<dyn azure_core::HttpClient>, String> {
     let mut builder = reqwest::Client::builder().pool_max_idle_per_host(0);
     if let Some(ca) = ca {
         let certs = reqwest::Certificate::from_pem_bundle(&ca.pem).map_err(|e| format!("the CA bundle {}: {e}", ca.path.display()))?;

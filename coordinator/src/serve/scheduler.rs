@@ -58,15 +58,13 @@ pub fn fire(plan: &Plan, store: &Store, now: OffsetDateTime) -> Result<()> {
     let marks = store.marks()?;
     let mut crons: HashMap<&str, Option<croner::Cron>> = HashMap::new();
     let mut firings = Vec::new();
-    let mut missed_of = Vec::new();
     for cell in &plan.cells {
         let mut cron = |expr| crons.entry(expr).or_insert_with(|| schedule::parse(expr).ok()).clone();
         let full = cron(cell.schedules.pg_full.as_str());
         for (kind, expr) in duties(cell) {
             let Some(cron) = cron(expr) else { continue };
             let Some(&last) = marks.get(&(cell.name.clone(), kind)) else {
-                firings.push(Firing { run: None, cell: &cell.name, kind, at: now });
-                missed_of.push(0);
+                firings.push(Firing { run: None, cell: &cell.name, kind, at: now, missed: 0 });
                 continue;
             };
             let (latest, missed, next) = newest_due(&cron, last, now);
@@ -80,17 +78,16 @@ pub fn fire(plan: &Plan, store: &Store, now: OffsetDateTime) -> Result<()> {
                 scheduled_for: Some(at),
                 deadline: next,
             });
-            firings.push(Firing { run, cell: &cell.name, kind, at });
-            missed_of.push(missed);
+            firings.push(Firing { run, cell: &cell.name, kind, at, missed });
         }
     }
     if firings.is_empty() {
         return Ok(());
     }
     let added = store.fire(&firings, now)?;
-    for ((f, id), missed) in firings.iter().zip(added).zip(missed_of) {
+    for (f, id) in firings.iter().zip(added) {
         let Some(id) = id else { continue };
-        let (cell, kind) = (f.cell, f.kind);
+        let (cell, kind, missed) = (f.cell, f.kind, f.missed);
         if missed > 1 {
             tracing::warn!(%cell, %kind, missed, run = id, "missed {missed} occurrences while down; running the newest once");
         }

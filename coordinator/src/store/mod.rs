@@ -117,12 +117,14 @@ pub struct NewRun<'a> {
 }
 
 /// A schedule of `cell` and `kind` reached occurrence `at`: its run, if one
-/// is to be added, and where its mark moves.
+/// is to be added, and where its mark moves; `missed` counts the
+/// occurrences it stands for (more than 1 after the coordinator was down).
 pub struct Firing<'a> {
     pub run: Option<NewRun<'a>>,
     pub cell: &'a str,
     pub kind: RunKind,
     pub at: OffsetDateTime,
+    pub missed: u64,
 }
 
 fn insert_run(db: &Session<'_>, run: &NewRun<'_>, now: OffsetDateTime) -> Result<Option<i64>> {
