@@ -3,10 +3,13 @@
 # the same run, on the same broker, topic and disk; asserts nothing.
 #   snapshot: `kafka snapshot` of a 6-partition topic of 1 KiB values into an
 #             encrypted file:// repository (chunk, hash, zstd, encrypt)
-#             vs `kcat -C -e` dumping the same topic to a file   (bar: <= 1.25, goal <= 1.0)
+#             vs `kcat -C -e` dumping the same topic to a file   (goal, issue 24: <= 0.8)
 #   restore:  `kafka restore` into a new topic vs `kcat -P` producing the
-#             dumped records into a new topic, both idempotent, acks=all, lz4 (bar: <= 1.25)
-#   memory:   peak RSS of snapshot and restore at 1/10 and full size (bar: flat)
+#             dumped records into a new topic, both idempotent, acks=all, lz4 (goal: <= 0.7)
+#   CPU:      user + system seconds per GiB of both (the broker's not counted)
+#   memory:   peak RSS of snapshot and restore at 1/10 and full size (goal: <= 150 MiB, flat)
+#   profile:  with LIFEBOAT_BENCH_PROFILE=1 (needs perf), one more snapshot
+#             and restore under `perf record`, their CPU by phase (infra/perf-phases.py)
 # Usage: bash infra/bench-kafka.sh   (LIFEBOAT_BENCH_KAFKA_MIB=2048, LIFEBOAT_BENCH_RUNS=3)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -110,19 +113,40 @@ median_alternating "$runs" \
   kcat_produce "$next_kcat" "kcat -P -b '$brokers' -t \"\$(cat '$work/dst')\" ${producer_opts[*]} <'$work/dump'" \
   lb_restore "$next_lb" "'$agent' kafka restore --repo 'file://$work/repo' --cell bench --brokers '$brokers' --topic-prefix \"\$(cat '$work/dst')\" --output json"
 
+if [[ ${LIFEBOAT_BENCH_PROFILE:-} == 1 ]]; then
+  need perf linux-perf
+  log "== profile of one more snapshot and restore"
+  eval "$fresh_repo"
+  perf record -q -F 499 -g -o "$work/snapshot.perf" -- "$agent" kafka snapshot --repo "file://$work/repo" --cell bench \
+    --brokers "$brokers" --topics "$src" --output json >/dev/null 2>&1
+  eval "$next_lb"
+  perf record -q -F 499 -g -o "$work/restore.perf" -- "$agent" kafka restore --repo "file://$work/repo" --cell bench \
+    --brokers "$brokers" --topic-prefix "$(cat "$work/dst")" --output json >/dev/null 2>&1
+  for what in snapshot restore; do
+    perf report -i "$work/$what.perf" --no-children --sort comm,dso,sym -g none 2>/dev/null |
+      python3 infra/perf-phases.py "$what" >"$work/$what.phases"
+  done
+fi
+
 topics --delete --topic "bench-.*-$run_id.*|r$run_id-.*|rs-$src_small|$src|$src_small" || true
 
 mb() { python3 -c "print(f'{$1 / 1e6 / $2:.0f}')"; }
+per_gib() { python3 -c "print(f'{$1 * 1024 / $mib:.2f}')"; }
 rps() { python3 -c "print(f'{$1 / $2:,.0f}')"; }
 cat <<EOF
 
 | measure | Lifeboat | kcat | ratio | bar |
 |---|---|---|---|---|
-| snapshot of $mib MiB ($records records, 6 partitions) | ${lb_snapshot_s} s | ${kcat_dump_s} s | $(ratio "$lb_snapshot_s" "$kcat_dump_s") | <= 1.25 (goal 1.0) |
-| restore of the same records into a new topic | ${lb_restore_s} s | ${kcat_produce_s} s | $(ratio "$lb_restore_s" "$kcat_produce_s") | <= 1.25 |
+| snapshot of $mib MiB ($records records, 6 partitions) | ${lb_snapshot_s} s | ${kcat_dump_s} s | $(ratio "$lb_snapshot_s" "$kcat_dump_s") | <= 0.8 |
+| restore of the same records into a new topic | ${lb_restore_s} s | ${kcat_produce_s} s | $(ratio "$lb_restore_s" "$kcat_produce_s") | <= 0.7 |
+| CPU seconds per GiB, snapshot (medians) | $(per_gib "$lb_snapshot_cpu") | $(per_gib "$kcat_dump_cpu") | $(ratio "$lb_snapshot_cpu" "$kcat_dump_cpu") | |
+| CPU seconds per GiB, restore (medians) | $(per_gib "$lb_restore_cpu") | $(per_gib "$kcat_produce_cpu") | $(ratio "$lb_restore_cpu" "$kcat_produce_cpu") | |
 | snapshot throughput | $(rps "$records" "$lb_snapshot_s") records/s, $(mb "$((records * 1025))" "$lb_snapshot_s") MB/s | $(rps "$records" "$kcat_dump_s") records/s | | |
 | restore throughput | $(rps "$records" "$lb_restore_s") records/s, $(mb "$((records * 1025))" "$lb_restore_s") MB/s | $(rps "$records" "$kcat_produce_s") records/s | | |
 | stored bytes (zstd + encryption) | $((stored >> 20)) MiB | | $(pct "$stored" "$((records * 1024))") % | |
-| peak RSS, snapshot: 1/10 / full | $((lb_snapshot_small_kb / 1024)) / $((lb_snapshot_kb / 1024)) MiB | $((kcat_dump_kb / 1024)) MiB | | flat |
-| peak RSS, restore: 1/10 / full | $((lb_restore_small_kb / 1024)) / $((lb_restore_kb / 1024)) MiB | $((kcat_produce_kb / 1024)) MiB | | flat |
+| peak RSS, snapshot: 1/10 / full | $((lb_snapshot_small_kb / 1024)) / $((lb_snapshot_kb / 1024)) MiB | $((kcat_dump_kb / 1024)) MiB | | <= 150, flat |
+| peak RSS, restore: 1/10 / full | $((lb_restore_small_kb / 1024)) / $((lb_restore_kb / 1024)) MiB | $((kcat_produce_kb / 1024)) MiB | | <= 150, flat |
 EOF
+for phases in "$work/snapshot.phases" "$work/restore.phases"; do
+  if [[ -s $phases ]]; then echo; cat "$phases"; fi
+done

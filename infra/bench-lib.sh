@@ -10,19 +10,21 @@ log() { printf '%s\n' "$*" >&2; }
 # need COMMAND PACKAGE: install the Debian package when the command is missing.
 need() { command -v "$1" >/dev/null || lb_apt_install "$2"; }
 
-# measure NAME CMD...: wall seconds and peak RSS (KiB) of CMD into ${NAME}_s / ${NAME}_kb;
-# its stdout is kept in $work/NAME.out.
+# measure NAME CMD...: wall seconds, peak RSS (KiB) and CPU seconds (user +
+# system) of CMD into ${NAME}_s / ${NAME}_kb / ${NAME}_cpu; its stdout is
+# kept in $work/NAME.out.
 measure() {
-  local name=$1 last
+  local name=$1 s kb user sys
   shift
-  if ! /usr/bin/time -f '%e %M' "$@" >"$work/$name.out" 2>"$work/$name.err"; then
+  if ! /usr/bin/time -f '%e %M %U %S' "$@" >"$work/$name.out" 2>"$work/$name.err"; then
     cat "$work/$name.err" >&2
     return 1
   fi
-  last=$(tail -1 "$work/$name.err")
-  printf -v "${name}_s" '%s' "${last%% *}"
-  printf -v "${name}_kb" '%s' "${last##* }"
-  log "$(printf '%-16s %8.2f s  %6d MiB peak' "$name" "${last%% *}" "$((${last##* } / 1024))")"
+  read -r s kb user sys < <(tail -1 "$work/$name.err")
+  printf -v "${name}_s" '%s' "$s"
+  printf -v "${name}_kb" '%s' "$kb"
+  printf -v "${name}_cpu" '%.2f' "$(echo "$user + $sys" | bc)"
+  log "$(printf '%-16s %8.2f s  %6d MiB peak  %6.2f s CPU' "$name" "$s" "$((kb / 1024))" "$(eval echo "\$${name}_cpu")")"
 }
 
 # timed NAME CMD...: wall seconds of CMD (a shell function too) into ${NAME}_s.
@@ -72,14 +74,15 @@ disk_counters() {
 # median_alternating N NAME SETUP CMD [NAME SETUP CMD]...: median_of for
 # several contenders with their runs interleaved (A, B, A, B, ...), so that
 # a slow spell of the machine lands on all alike. The CMDs are run by bash -c.
-# Also the medians of the disk's write requests and busy time (see
-# disk_counters) during each CMD into ${NAME}_wreq and ${NAME}_busy_ms.
+# Also the medians of the CPU seconds into ${NAME}_cpu, and of the disk's
+# write requests and busy time (see disk_counters) during each CMD into
+# ${NAME}_wreq and ${NAME}_busy_ms.
 median_alternating() {
   local n=$1 i c t k count w0 b0 w1 b1
   shift
-  local -a name=() setup=() cmd=() kb=() times=() wreq=() busy=()
+  local -a name=() setup=() cmd=() kb=() times=() cpu=() wreq=() busy=()
   while (($#)); do
-    name+=("$1") setup+=("$2") cmd+=("$3") kb+=(0) times+=("") wreq+=("") busy+=("")
+    name+=("$1") setup+=("$2") cmd+=("$3") kb+=(0) times+=("") cpu+=("") wreq+=("") busy+=("")
     shift 3
   done
   count=${#name[@]}
@@ -94,6 +97,7 @@ median_alternating() {
       k=$(eval echo "\$${name[c]}_try_kb")
       ((k > kb[c])) && kb[c]=$k
       times[c]+=" $t"
+      cpu[c]+=" $(eval echo "\$${name[c]}_try_cpu")"
       wreq[c]+=" $((w1 - w0))"
       busy[c]+=" $((b1 - b0))"
     done
@@ -101,6 +105,8 @@ median_alternating() {
   for ((c = 0; c < count; c++)); do
     # shellcheck disable=SC2086 # the times are words
     set_median "${name[c]}" "${kb[c]}" ${times[c]}
+    # shellcheck disable=SC2086
+    printf -v "${name[c]}_cpu" '%s' "$(middle ${cpu[c]})"
     # shellcheck disable=SC2086
     printf -v "${name[c]}_wreq" '%s' "$(middle ${wreq[c]})"
     # shellcheck disable=SC2086

@@ -84,19 +84,20 @@ enum Command {
 /// of a Kafka restore's CPU). Keep them in the heap instead; the pipelines'
 /// bounds still cap how much is held.
 ///
-/// One heap ("arena") per core rather than glibc's eight: each arena keeps
-/// its own high-water mark of those buffers, and threads (librdkafka's, the
-/// blocking pool's) reach more arenas the longer a job runs, so with eight
-/// per core a Kafka snapshot's peak grew with the topic (266 MiB at 100 MiB
-/// of records, 667 MiB at 1 GiB); with one per core it was 339 MiB at 1 GiB,
-/// at the same speed.
+/// One heap ("arena") for all threads rather than glibc's eight per core:
+/// each arena keeps its own high-water mark of those buffers, and threads
+/// (librdkafka's, the blocking pool's) reach more arenas the longer a job
+/// runs. With eight per core a Kafka snapshot's peak grew with the topic
+/// (266 MiB at 100 MiB of records, 667 MiB at 1 GiB); with one per core it
+/// was 339 MiB, then 136 to 179 MiB once the pipelines' bounds were cut; with
+/// one in all 126 to 128 MiB (a restore: 139 to 145 MiB), at the same speed:
+/// the threads allocate big buffers, rarely, so they hardly wait for the lock.
 fn tune_allocator() {
-    let cores = std::thread::available_parallelism().map_or(2, |n| n.get()).max(2);
     // SAFETY: mallopt only sets allocator parameters; called before any thread starts.
     unsafe {
         libc::mallopt(libc::M_MMAP_THRESHOLD, 64 << 20);
         libc::mallopt(libc::M_TRIM_THRESHOLD, 256 << 20);
-        libc::mallopt(libc::M_ARENA_MAX, cores as libc::c_int);
+        libc::mallopt(libc::M_ARENA_MAX, 1);
     }
 }
 

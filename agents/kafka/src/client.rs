@@ -64,7 +64,10 @@ impl Brokers {
     /// group-offset readers never join their group nor commit, so nothing
     /// depends on that close finishing, and the snapshot need not wait 0.1 s
     /// for each.
+    /// It is unassigned first: a fetch still under way would otherwise
+    /// reach the partition's end while closing and log it as an error.
     pub fn close_in_background(reader: BaseConsumer) {
+        let _ = reader.unassign();
         std::thread::spawn(move || drop(reader));
     }
 
@@ -85,8 +88,11 @@ impl Brokers {
             // A partition read to its end leaves a fetch waiting at the broker;
             // the next partition's records must not wait behind it.
             .set("fetch.wait.max.ms", "10")
+            // A fetch response stays in memory until its last record is
+            // read: a quarter of the prefetch each (a larger record still
+            // comes whole, the broker sends at least one batch).
             .set("fetch.max.bytes", "52428800")
-            .set("max.partition.fetch.bytes", "16777216")
+            .set("max.partition.fetch.bytes", (kib * 256).clamp(1 << 20, 16 << 20).to_string())
             .set("queued.max.messages.kbytes", kib.to_string())
             // librdkafka >= 2.1 waits this long (default 1 s) before fetching
             // again once the queue was full; a reader that drains its queue
@@ -119,8 +125,9 @@ impl Brokers {
             .set("batch.size", "1000000")
             .set("message.max.bytes", "16000000")
             .set("compression.type", "lz4")
-            // Records waiting to be sent: bounds memory whatever the topic's size.
-            .set("queue.buffering.max.kbytes", "65536")
+            // Records waiting to be sent: bounds memory whatever the topic's
+            // size (32 MiB is a tenth of a second at 300 MB/s).
+            .set("queue.buffering.max.kbytes", "32768")
             .set("delivery.timeout.ms", (self.timeout.as_millis().max(30_000)).to_string());
         c
     }
@@ -189,12 +196,13 @@ impl Brokers {
         let mut tpl = TopicPartitionList::new();
         tpl.add_partition_offset(topic, partition, Offset::Offset(start)).map_err(broker("choosing offsets"))?;
         consumer.assign(&tpl).map_err(broker(format!("reading {topic}/{partition}")))?;
-        let mut last_progress = std::time::Instant::now();
+        // Since when no record came (None while they come: no clock read per record).
+        let mut stalled_since: Option<std::time::Instant> = None;
         let mut next = start;
         loop {
             match consumer.poll(Duration::from_millis(500)) {
                 Some(Ok(msg)) => {
-                    last_progress = std::time::Instant::now();
+                    stalled_since = None;
                     if msg.offset() >= end {
                         return Ok(());
                     }
@@ -203,6 +211,7 @@ impl Brokers {
                     if next >= end {
                         return Ok(());
                     }
+                    continue;
                 }
                 Some(Err(rdkafka::error::KafkaError::PartitionEOF(_))) => {
                     let position = consumer.position().ok().and_then(|t| t.find_partition(topic, partition).map(|e| e.offset()));
@@ -213,7 +222,7 @@ impl Brokers {
                 Some(Err(e)) => tracing::warn!(topic, partition, error = %e, "reading records; retrying"),
                 None => {}
             }
-            if last_progress.elapsed() > self.timeout {
+            if stalled_since.get_or_insert_with(std::time::Instant::now).elapsed() > self.timeout {
                 return Err(KafkaError::Failed(format!(
                     "no records from {topic}/{partition} for {}s at offset {next} (end {end}); the brokers {} may be down; {hint}",
                     self.timeout.as_secs(),

@@ -410,8 +410,12 @@ struct PartitionStats {
     hash: ContentHash,
 }
 
+/// Records travel from a reader to its chunker in blocks of this size,
+/// BLOCKS_QUEUED of them at most waiting.
 const BLOCK: usize = 1 << 20;
-/// Partitions read at once, each with its own consumer and chunk pipeline.
+const BLOCKS_QUEUED: usize = 4;
+/// Partitions read at once, each with its own consumer and chunk pipeline
+/// (whose sealing workers share the cores between them).
 const PARALLEL_PARTITIONS: usize = 2;
 /// Records each of those consumers prefetches (KiB): enough to keep the
 /// chunk pipeline fed (the brokers answer a fetch within milliseconds).
@@ -424,10 +428,14 @@ async fn snapshot_partition(
     brokers: &Brokers,
     range: Range,
 ) -> Result<(PartitionStats, Vec<ChunkRef>, StreamStats)> {
-    let (tx, rx) = sync_channel::<Vec<u8>>(8);
+    let (tx, rx) = sync_channel::<Vec<u8>>(BLOCKS_QUEUED);
     let reader_brokers = brokers.clone();
-    let reading = std::thread::spawn(move || read_partition(&reader_brokers, &range, tx));
-    let stored = pipeline::store_stream(repo, known, ChannelReader::new(rx), pipeline::default_workers()).await;
+    let reading = std::thread::Builder::new()
+        .name("kafka-read".into())
+        .spawn(move || read_partition(&reader_brokers, &range, tx))
+        .map_err(|e| KafkaError::Failed(format!("starting a reader thread: {e}")))?;
+    let workers = (pipeline::default_workers() / PARALLEL_PARTITIONS).max(2);
+    let stored = pipeline::store_stream(repo, known, ChannelReader::new(rx), workers).await;
     match (reading.join().expect("the reader thread does not panic"), stored) {
         (Ok(stats), Ok((chunks, stream_stats))) => Ok((stats, chunks, stream_stats)),
         // The repository failed and so stopped the reader: its error is the cause.
@@ -456,6 +464,11 @@ fn read_partition(brokers: &Brokers, r: &Range, tx: SyncSender<Vec<u8>>) -> Resu
         let consumer = brokers.reader_with_prefetch(PREFETCH_KIB)?;
         let hint = "nothing was committed, rerun the snapshot";
         brokers.read_range(&consumer, (&r.topic, r.partition), (r.start, r.end), hint, |record| {
+            // A block is sent before it would outgrow BLOCK (growing it
+            // would double its allocation and copy it).
+            if !block.is_empty() && block.len() + record.encoded_len() > BLOCK {
+                send(&mut block)?;
+            }
             let before = block.len();
             record.encode(&mut block);
             stats.hash.add(&record);
@@ -465,9 +478,6 @@ fn read_partition(brokers: &Brokers, r: &Range, tx: SyncSender<Vec<u8>>) -> Resu
             stats.first_timestamp.get_or_insert(record.timestamp);
             stats.last_offset = Some(record.offset);
             stats.last_timestamp = Some(record.timestamp);
-            if block.len() >= BLOCK {
-                send(&mut block)?;
-            }
             Ok(())
         })?;
         Brokers::close_in_background(consumer);

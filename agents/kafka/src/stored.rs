@@ -168,6 +168,10 @@ pub async fn find(repo: &Repository, cell: &str, id: Option<&str>) -> Result<Sna
 /// decryption overlaps with whatever the caller does with the records).
 type Pieces = tokio::sync::mpsc::Receiver<lifeboat_repository::Result<Vec<u8>>>;
 
+/// Chunks a partition reader fetches and checks ahead of its decoder, and
+/// as many more waiting for it (a restore reads several partitions at once).
+const CHUNKS_AHEAD: usize = 2;
+
 /// The records of one partition in a snapshot, in offset order from the
 /// partition's log start at the snapshot, read and verified chunk by chunk.
 pub struct PartitionReader {
@@ -238,8 +242,8 @@ impl PartitionReader {
                     }
                     return Ok(false);
                 };
-                let (tx, rx) = tokio::sync::mpsc::channel(4);
-                let mut stream = Box::pin(pipeline::read_stream(&self.repo, extent.chunks.clone(), 4));
+                let (tx, rx) = tokio::sync::mpsc::channel(CHUNKS_AHEAD);
+                let mut stream = Box::pin(pipeline::read_stream(&self.repo, extent.chunks.clone(), CHUNKS_AHEAD));
                 tokio::spawn(async move {
                     while let Some(piece) = stream.next().await {
                         if tx.send(piece).await.is_err() {
