@@ -35,23 +35,11 @@ if ! bash infra/services.sh status | grep -q '^kafka *running'; then
 fi
 eval "$(bash infra/services.sh start kafka)"
 brokers=$LIFEBOAT_TEST_KAFKA_BROKERS
-topics() { bash infra/services.sh kafka-topics --bootstrap-server "$brokers" "$@" >/dev/null; }
-# The same producer settings Lifeboat's restore uses, its 64 MiB bound on
-# queued records included: producing a 2 GiB file on a fresh broker, kcat
-# took 4.7 and 7.6 s with its default 1 GiB queue, 3.8 and 4.9 s with the
-# bound. (Inside this script kcat is slower still: see docs/benchmarks.md.)
-producer_opts=(-X enable.idempotence=true -X acks=all -X compression.type=lz4 -X linger.ms=20 -X batch.size=1000000
-  -X queue.buffering.max.kbytes=65536)
+# shellcheck source=infra/bench-kafka-lib.sh
+source infra/bench-kafka-lib.sh
 
 log "== corpus: $records records of 1 KiB values ($mib MiB), 6 partitions"
-python3 - "$work/values" "$records" <<'EOF'
-import base64, os, sys
-path, n = sys.argv[1], int(sys.argv[2])
-with open(path, "wb") as f:
-    for _ in range(n // 1024):
-        block = base64.b64encode(os.urandom(768 * 1024))  # 1024 values of 1024 characters
-        f.write(b"".join(block[i:i + 1024] + b"\n" for i in range(0, len(block), 1024)))
-EOF
+kafka_corpus "$work/values" "$records"
 head -n "$small" "$work/values" >"$work/values-small"
 run_id=$RANDOM
 src="bench-src-$run_id"
@@ -86,18 +74,7 @@ log "== restore (median of $runs, each into a new topic)"
 # Each run's target name comes from $work/dst, written by the run's setup.
 run_no=0
 # The previous run's topic is deleted first, and every run waits until the
-# broker has removed the files of deleted topics: a deletion running in the
-# background (unlinking segments, dropping their page cache) slowed whichever
-# run it landed in, kcat's and Lifeboat's alike, by up to 2x. The broker
-# infra/services.sh starts removes them 1 s after a deletion.
-deletions_done() {
-  local i
-  for ((i = 0; i < 240; i++)); do
-    compgen -G "$LB_RUN_DIR/kafka/data/*-delete" >/dev/null || return 0
-    sleep 0.5
-  done
-  log "warning: the broker still holds files of deleted topics after 120 s"
-}
+# broker has removed the files of deleted topics (deletions_done).
 drop_previous='[[ -s $work/dst ]] && topics --delete --topic "$(cat "$work/dst").*"; deletions_done'
 next_kcat="$drop_previous"'; run_no=$((run_no + 1)); echo "bench-kcat-$run_id-$run_no" >"$work/dst"; topics --create --topic "$(cat "$work/dst")" --partitions 6 --replication-factor 1'
 # Both produce into an empty topic created by the run's setup (creating a

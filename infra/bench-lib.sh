@@ -139,6 +139,20 @@ shm_avail_kb() {
   echo "${avail:-0}"
 }
 
+# round_medians NAME: over rounds 1..$runs, the median of ${NAME}_I_s into
+# ${NAME}_s (logged) and of ${NAME}_I_cpu into ${NAME}_cpu, the largest
+# ${NAME}_I_kb into ${NAME}_kb (a figure a round lacks counts as 0).
+round_medians() {
+  local name=$1 i v times=() cpu=() kb=0
+  for ((i = 1; i <= runs; i++)); do
+    v="${name}_${i}_s" && times+=("${!v}")
+    v="${name}_${i}_cpu" && cpu+=("${!v:-0}")
+    v="${name}_${i}_kb" && ((${!v:-0} > kb)) && kb=${!v}
+  done
+  set_median "$name" "$kb" "${times[@]}"
+  printf -v "${name}_cpu" '%s' "$(middle "${cpu[@]}")"
+}
+
 # middle NUMBER...: the median (the lower middle one of an even count).
 middle() { printf '%s\n' "$@" | sort -n | sed -n "$((($# + 1) / 2))p"; }
 

@@ -8,94 +8,94 @@
 #   archive 500 ready segments, one archiver at a time   (bar: throughput >= 2x pgBackRest's sync archive-push; p99 latency)
 #   peak RSS of backup and restore, at scale 10 and $SCALE (flat)
 # Usage: bash infra/bench-postgres.sh   (LIFEBOAT_BENCH_PG_SCALE=100, LIFEBOAT_BENCH_SEGMENTS=500,
-#        LIFEBOAT_BENCH_PG_ONLY=archive for the archiving comparison alone)
+#        LIFEBOAT_BENCH_PG_ONLY=archive for the archiving comparison alone,
+#        LIFEBOAT_BENCH_PG_ONLY=backup for LIFEBOAT_BENCH_RUNS=3 alternating rounds of
+#        full and incremental backups against the floor of tar | zstd -1 | sha256sum, goal 0.45)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-${LIFEBOAT_CACHE:-$HOME/.cache/lifeboat}/target}"
 scale="${LIFEBOAT_BENCH_PG_SCALE:-100}"
 segments="${LIFEBOAT_BENCH_SEGMENTS:-500}"
 only="${LIFEBOAT_BENCH_PG_ONLY:-}"
+runs="${LIFEBOAT_BENCH_RUNS:-3}"
 work=/var/tmp/lifeboat-bench-pg
 # shellcheck source=infra/bench-lib.sh
 source infra/bench-lib.sh
 
 log "== building release binaries; installing pgbackrest"
 cargo build --release --locked --bins 2>&1 | tail -1 >&2
-bash infra/services.sh install postgres >&2
-need pgbackrest pgbackrest
 need /usr/bin/time time
 need bc bc
-bindir=$(pg_config --bindir)
+need zstd zstd
+# shellcheck source=infra/bench-pg-lib.sh
+source infra/bench-pg-lib.sh
+trap pg_bench_cleanup EXIT
+pg_bench_setup
 
-cleanup() {
-  for d in "$work"/*/; do bash infra/pg-cluster.sh stop "$d" >/dev/null 2>&1 || true; done
-  rm -rf "$work"
-}
-trap cleanup EXIT
-cleanup
-agent_for_postgres
-lb_repo="file://$work/lb-repo"
-RUST_LOG=warn "$agent" repo init --repo "$lb_repo" --key-file "$work/key" >/dev/null
-mkdir -p "$work/pgbr-repo" "$work/pgbr-log" "$work/pgbr-spool"
-cat >"$work/pgbackrest.conf" <<EOF2
-[global]
-repo1-path=$work/pgbr-repo
-repo1-cipher-type=aes-256-cbc
-repo1-cipher-pass=lifeboat-bench-not-a-secret
-compress-type=zst
-compress-level=1
-process-max=2
-log-path=$work/pgbr-log
-spool-path=$work/pgbr-spool
-lock-path=$work/pgbr-spool
-log-level-console=warn
-log-level-file=off
-start-fast=y
-archive-async=n
-
-[bench]
-pg1-path=PGDATA
-pg1-port=PGPORT
-pg1-host-user=postgres
-pg1-socket-path=SOCKET
-EOF2
-# pgBackRest runs as the cluster's owner, as it must.
-printf '#!/bin/sh\nexec runuser -u postgres -- pgbackrest --config=%s/pgbackrest.conf --stanza=bench "$@"\n' "$work" >"$work/bin/pgbr"
-chmod 755 "$work/bin/pgbr"
-pgbr="$work/bin/pgbr"
-chown -R postgres:postgres "$work"
-
-# cluster NAME SCALE: a cluster archiving into both repositories, pgbench-initialised.
-cluster() {
-  local name=$1 s=$2 port dir
-  dir="$work/$name"
-  port=$(bash infra/pg-cluster.sh free-port)
-  bash infra/pg-cluster.sh create "$dir" "$port" \
-    "archive_mode = on" \
-    "archive_command = '$agent wal-push %p --repo $lb_repo --cell bench --key-file $work/key && pgbackrest --config=$work/pgbackrest.conf --stanza=bench archive-push %p'" \
-    "max_wal_size = 4GB" "checkpoint_timeout = 30min" >/dev/null
-  sed -i "s|PGDATA|$dir/data|; s|PGPORT|$port|; s|SOCKET|$dir/socket|" "$work/pgbackrest.conf"
-  bash infra/pg-cluster.sh start "$dir" >&2
+# fresh_repositories: both repositories emptied and made again (archiving
+# idle first: the cluster keeps archiving into both).
+fresh_repositories() {
+  switch_wait "$port"
+  rm -rf "$work/lb-repo" "$work/pgbr-repo"/*
+  RUST_LOG=warn "$agent" repo init --repo "$lb_repo" --key-file "$work/key" >/dev/null
+  chown -R postgres:postgres "$work/lb-repo" "$work/pgbr-repo"
   "$pgbr" stanza-create >&2
-  log "== pgbench -i -s $s"
-  "$bindir/pgbench" -i -q -s "$s" -h 127.0.0.1 -p "$port" -U postgres postgres 2>/dev/null
-  "$bindir/psql" -qAt -h 127.0.0.1 -p "$port" -U postgres -c checkpoint postgres
-  echo "$port"
 }
-psql_at() { "$bindir/psql" -qAtX -h 127.0.0.1 -p "$1" -U postgres -d postgres -c "$2"; }
-switch_wait() { # switch WAL and wait until archived (both archives: one command)
-  local seg
-  seg=$(psql_at "$1" "select pg_walfile_name(pg_switch_wal())")
-  until [[ $(psql_at "$1" "select last_archived_wal >= '$seg' from pg_stat_archiver") == t ]]; do sleep 0.5; done
+
+# backup_round I: one round of the backup comparison, the tools in turn
+# (which goes first alternates by round): full backups into empty
+# repositories and the floor, then 2 % more rows and incremental backups.
+backup_round() {
+  local i=$1 tools=(pgbr lb) first
+  ((i % 2)) || tools=(lb pgbr)
+  fresh_repositories
+  for first in "${tools[@]}"; do
+    sync
+    case $first in
+      pgbr) measure "pgbr_full_$i" "$pgbr" backup --type=full ;;
+      lb) measure "lb_full_$i" "$agent" pg backup --repo "$lb_repo" --cell bench --conn "$conn" --key-file "$work/key" --output json ;;
+    esac
+  done
+  sync
+  # The floor: the same files read, compressed by zstd -1 on 2 threads and
+  # hashed once, nothing stored (pg_wal left out, as both tools do).
+  measure "floor_full_$i" bash -c "tar -C '$work/main/data' --exclude=./pg_wal --warning=no-file-changed -cf - . | zstd -1 -T2 -q | sha256sum"
+  psql_at "$port" "insert into pgbench_accounts select aid, 1, 0, '' from generate_series($((next_aid + 1)), $((next_aid + rows))) aid" >/dev/null
+  next_aid=$((next_aid + rows))
+  psql_at "$port" "checkpoint" >/dev/null
+  for first in "${tools[@]}"; do
+    sync
+    case $first in
+      pgbr) measure "pgbr_incr_$i" "$pgbr" backup --type=incr ;;
+      lb) measure "lb_incr_$i" "$agent" pg backup --repo "$lb_repo" --cell bench --conn "$conn" --key-file "$work/key" --kind incremental --output json ;;
+    esac
+  done
+  log "   round $i: full $(ratio "$(eval echo "\$lb_full_${i}_s")" "$(eval echo "\$pgbr_full_${i}_s")") of pgBackRest's (floor $(ratio "$(eval echo "\$floor_full_${i}_s")" "$(eval echo "\$pgbr_full_${i}_s")")), incremental $(ratio "$(eval echo "\$lb_incr_${i}_s")" "$(eval echo "\$lb_full_${i}_s")") of its full"
 }
-# restore_and_replay NAME PORT CMD...: run CMD (a restore into $work/NAME/data), start, wait for promotion.
-restore_and_replay() {
-  local name=$1 port=$2
-  shift 2
-  "$@" >/dev/null
-  bash infra/pg-cluster.sh start "$work/$name" "$port" >/dev/null 2>&1
-  until [[ $(psql_at "$port" "select pg_is_in_recovery()" 2>/dev/null) == f ]]; do sleep 0.2; done
-}
+
+if [[ $only == backup ]]; then
+  port=$(cluster main "$scale")
+  conn="host=127.0.0.1 port=$port user=postgres dbname=postgres"
+  db_bytes=$(psql_at "$port" "select pg_database_size('postgres')")
+  rows=$((scale * 100000 / 50)) next_aid=$((scale * 100000))
+  export RUST_LOG=warn
+  log "== $runs rounds of full and incremental backups (database $((db_bytes >> 20)) MiB)"
+  for ((round = 1; round <= runs; round++)); do backup_round "$round"; done
+  for name in lb_full pgbr_full floor_full lb_incr pgbr_incr; do round_medians "$name"; done
+  cat <<EOF2
+
+Full and incremental backups, Lifeboat vs pgBackRest $(pgbackrest version | cut -d' ' -f2) ($(date -u +%FT%TZ), $(nproc) cores, pgbench scale $scale: $((db_bytes >> 20)) MiB; zstd level 1, encrypted, 2 processes; medians of $runs alternating rounds)
+| measure | Lifeboat | pgBackRest | ratio | goal |
+|---|---|---|---|---|
+| full backup into an empty repository | ${lb_full_s} s | ${pgbr_full_s} s | $(ratio "$lb_full_s" "$pgbr_full_s") | <= 0.45 |
+| floor: tar \| zstd -1 -T2 \| sha256sum | ${floor_full_s} s | | $(ratio "$floor_full_s" "$pgbr_full_s") | |
+| incremental after +2 % rows: time (/ own full) | ${lb_incr_s} s ($(ratio "$lb_incr_s" "$lb_full_s")) | ${pgbr_incr_s} s ($(ratio "$pgbr_incr_s" "$pgbr_full_s")) | $(ratio "$lb_incr_s" "$pgbr_incr_s") | <= 0.2 of its full |
+| CPU seconds, full (floor) | ${lb_full_cpu} | ${pgbr_full_cpu} | (${floor_full_cpu}) | |
+| CPU seconds, incremental | ${lb_incr_cpu} | ${pgbr_incr_cpu} | | |
+| peak RSS, full / incremental | $((lb_full_kb / 1024)) / $((lb_incr_kb / 1024)) MiB | $((pgbr_full_kb / 1024)) / $((pgbr_incr_kb / 1024)) MiB (runuser wrapper) | | |
+EOF2
+  exit 0
+fi
 
 if [[ $only == archive ]]; then
   port=$(cluster main 10)

@@ -379,7 +379,9 @@ group.initial.rebalance.delay.ms=0
 # A deleted topic's files go after 1 s, not the default minute: tests and
 # benchmarks delete topics, and a minute later the deletion (unlinking and
 # dropping the page cache of every segment) would land in whatever runs then.
-file.delete.delay.ms=1000
+# (The broker's name for it; file.delete.delay.ms, the topic-level name, is
+# ignored here, which left the minute in place until 2026-12-07.)
+log.segment.delete.delay.ms=1000
 EOF
   # Kafka cluster ids are 16 random bytes in URL-safe base64 without padding.
   # Never one starting with "-", which the tool would take for an option

@@ -20,6 +20,7 @@ use lifeboat_api::jobs::{check_idempotency_key, Job, JobList, JobQuery, JobSpec}
 use lifeboat_api::openapi as paths;
 use lifeboat_api::recovery::Recovery;
 use lifeboat_api::service::{ErrorBody, Health, ReportList, Version};
+use lifeboat_process::shared::BuiltOnce;
 
 pub use error::ClientError;
 pub use retry::RetryPolicy;
@@ -197,27 +198,23 @@ struct HttpSettings {
 }
 
 fn http_client(options: &Options) -> Result<reqwest::Client, String> {
-    static BUILT: std::sync::Mutex<Vec<(HttpSettings, reqwest::Client)>> = std::sync::Mutex::new(Vec::new());
+    static BUILT: BuiltOnce<HttpSettings, reqwest::Client> = BuiltOnce::new();
     let settings = HttpSettings {
         timeout: options.timeout,
         connect_timeout: options.connect_timeout,
         ca_pem: options.ca_pem.clone(),
         identity: options.identity.as_ref().map(|i| i.1.clone()),
     };
-    let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some((_, client)) = built.iter().find(|(s, _)| *s == settings) {
-        return Ok(client.clone());
-    }
-    let mut http = reqwest::Client::builder().timeout(options.timeout).connect_timeout(options.connect_timeout);
-    if let Some(pem) = &options.ca_pem {
-        http = http.add_root_certificate(reqwest::Certificate::from_pem(pem).map_err(|e| format!("the agents' CA certificate: {e}"))?);
-    }
-    if let Some(ClientIdentity(identity, _)) = &options.identity {
-        http = http.identity(identity.clone());
-    }
-    let client = http.build().map_err(|e| format!("building the HTTP client: {e}"))?;
-    built.push((settings, client.clone()));
-    Ok(client)
+    BUILT.get_or_try_build(settings, || {
+        let mut http = reqwest::Client::builder().timeout(options.timeout).connect_timeout(options.connect_timeout);
+        if let Some(pem) = &options.ca_pem {
+            http = http.add_root_certificate(reqwest::Certificate::from_pem(pem).map_err(|e| format!("the agents' CA certificate: {e}"))?);
+        }
+        if let Some(ClientIdentity(identity, _)) = &options.identity {
+            http = http.identity(identity.clone());
+        }
+        http.build().map_err(|e| format!("building the HTTP client: {e}"))
+    })
 }
 
 impl AgentClient {

@@ -4,6 +4,7 @@
 //! names.
 
 pub mod cli;
+pub mod shared;
 
 use std::io::IsTerminal as _;
 

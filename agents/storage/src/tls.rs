@@ -6,9 +6,10 @@
 //! Rust side: S3 through the AWS SDK's own client, Azure (and Microsoft Entra
 //! ID's token endpoint) through reqwest.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
+
+use lifeboat_process::shared::BuiltOnce;
 
 use aws_sdk_s3::config::SharedHttpClient;
 use aws_smithy_http_client::tls::{rustls_provider::CryptoMode, Provider, TlsContext, TrustStore};
@@ -70,16 +71,8 @@ pub(crate) fn s3_http_client(ca: Option<&PrivateCa>) -> Result<SharedHttpClient,
 /// whole process (building one reads the system's certificates); it holds
 /// no connection between requests, so it is not tied to a runtime.
 pub(crate) fn azure_http_client(ca: Option<&PrivateCa>) -> Result<Arc<dyn azure_core::HttpClient>, String> {
-    type Built = BTreeMap<Option<Vec<u8>>, Arc<dyn azure_core::HttpClient>>;
-    static BUILT: Mutex<Built> = Mutex::new(BTreeMap::new());
-    let mut built = BUILT.lock().unwrap_or_else(PoisonError::into_inner);
-    let key = ca.map(|c| c.pem.clone());
-    if let Some(client) = built.get(&key) {
-        return Ok(client.clone());
-    }
-    let client = new_azure_http_client(ca)?;
-    built.insert(key, client.clone());
-    Ok(client)
+    static BUILT: BuiltOnce<Option<Vec<u8>>, Arc<dyn azure_core::HttpClient>> = BuiltOnce::new();
+    BUILT.get_or_try_build(ca.map(|c| c.pem.clone()), || new_azure_http_client(ca))
 }
 
 /// Idle connections are not pooled, as the Azure SDK's own client does (a

@@ -63,7 +63,7 @@ pub fn fire(plan: &Plan, store: &Store, now: OffsetDateTime) -> Result<()> {
         let full = cron(cell.schedules.pg_full.as_str());
         for (kind, expr) in duties(cell) {
             let Some(cron) = cron(expr) else { continue };
-            let Some(&last) = marks.get(&(cell.name.clone(), kind)) else {
+            let Some(&last) = marks.get(cell.name.as_str()).and_then(|m| m.get(&kind)) else {
                 firings.push(Firing { run: None, cell: &cell.name, kind, at: now, missed: 0 });
                 continue;
             };

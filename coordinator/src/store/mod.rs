@@ -308,11 +308,17 @@ impl Store {
 
     /// Every schedule's mark: the occurrence of (cell, kind) last turned
     /// into a run (or when the schedule was first seen), by cell and kind.
-    pub fn marks(&self) -> Result<HashMap<(String, RunKind), OffsetDateTime>> {
+    pub fn marks(&self) -> Result<HashMap<String, HashMap<RunKind, OffsetDateTime>>> {
         let rows = self.db.query_as("SELECT cell, kind, last_fired FROM marks", params![], |r| {
             Ok((r.required_text("cell")?, r.required_text("kind")?, parse_ts(&r.required_text("last_fired")?)?))
         })?;
-        Ok(rows.into_iter().filter_map(|(cell, kind, at)| Some(((cell, RunKind::parse(&kind)?), at))).collect())
+        let mut marks: HashMap<String, HashMap<RunKind, OffsetDateTime>> = HashMap::new();
+        for (cell, kind, at) in rows {
+            if let Some(kind) = RunKind::parse(&kind) {
+                marks.entry(cell).or_default().insert(kind, at);
+            }
+        }
+        Ok(marks)
     }
 
     /// One scheduler tick's decisions, kept or lost together (one
