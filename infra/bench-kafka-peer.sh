@@ -32,7 +32,9 @@ peer="$cache/peer-target/release/kafka-backup-peer"
 need /usr/bin/time time
 bash infra/services.sh install kcat >&2
 started=$(bash infra/services.sh status | awk '$2 != "running" && ($1 == "kafka" || $1 == "s3") {print $1}' | xargs)
-trap 'rm -rf "$work"; [[ -z $started ]] || bash infra/services.sh stop $started >/dev/null 2>&1 || true' EXIT
+# A directory given in LIFEBOAT_BENCH_DIR is the caller's: only a made one is removed.
+made=${LIFEBOAT_BENCH_DIR:+no}
+trap '[[ -n $made ]] || rm -rf "$work"; [[ -z $started ]] || bash infra/services.sh stop $started >/dev/null 2>&1 || true' EXIT
 eval "$(bash infra/services.sh start kafka s3)"
 brokers=$LIFEBOAT_TEST_KAFKA_BROKERS
 # shellcheck source=infra/bench-kafka-lib.sh

@@ -87,7 +87,13 @@ restore_and_replay() {
 # start_and_promote NAME PORT: start the restored cluster $work/NAME and wait
 # until it has replayed its WAL and promoted (accepts writes).
 start_and_promote() {
-  bash infra/pg-cluster.sh start "$work/$1" "$2" >/dev/null 2>&1
-  until [[ $(psql_at "$2" "select pg_is_in_recovery()" 2>/dev/null) == f ]]; do sleep 0.2; done
+  local i
+  # (pg_ctl may give up waiting while a long recovery goes on: the poll decides.)
+  bash infra/pg-cluster.sh start "$work/$1" "$2" >/dev/null 2>&1 || true
+  for ((i = 0; i < 18000; i++)); do # an hour
+    [[ $(psql_at "$2" "select pg_is_in_recovery()" 2>/dev/null) == f ]] && return 0
+    sleep 0.2
+  done
+  lb_die "the restored cluster $work/$1 did not promote within an hour"
 }
 

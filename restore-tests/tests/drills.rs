@@ -155,15 +155,6 @@ fn drills_restore_check_report_and_clean_up() {
     assert_eq!(o["pg_rpo_seconds"], 0.0);
     assert!(o["cleaned_up"].as_bool().unwrap());
     assert!(o["rto_seconds"].as_f64().unwrap() > o["replay_seconds"].as_f64().unwrap());
-    // The target was known beforehand, so Kafka was restored while Postgres
-    // restored and replayed: their steps add up to more than the drill
-    // took (one after the other, steps could only divide its time).
-    let timed = |list: &Value| {
-        let steps = list.as_array().unwrap().iter().filter(|s| s["name"] != "remove the scratch environment");
-        steps.map(|s| s["seconds"].as_f64().unwrap()).sum::<f64>()
-    };
-    let (added, rto) = (timed(&o["steps"]) + timed(&o["checks"]), o["rto_seconds"].as_f64().unwrap());
-    assert!(added > rto, "steps {added} s within a drill of {rto} s: Kafka waited for Postgres: {:?}", outcomes(&o));
     // Restored records equal the snapshot's, and the target instant is the same for both systems.
     assert!(step(&o, "records match the snapshot")["evidence"]["records"].as_u64().unwrap() > 0);
     assert_eq!(o["recovery_point"]["kafka"]["until"], o["target"]);

@@ -18,7 +18,6 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
-use tokio::sync::oneshot;
 
 use lifeboat_api::drill::{self as wire, pg_time, KafkaPoint, PgPoint, RecoveryPoint};
 use lifeboat_api::{DrillOutcome, DrillSpec, DrillTarget, Outcome, PgTarget, Step};
@@ -127,7 +126,11 @@ async fn restore_and_check(
     log: &mut Log,
     outcome: &mut DrillOutcome,
 ) {
-    let (pg_restored, used, kafka_at_once) = restore_pg_with_kafka(env, spec, scratch, target, log).await;
+    let (pg_restored, used) = match spec.postgres {
+        true if scratch.promote => promote_or_restore(env, scratch, log).await,
+        true => restore_pg_from_sources(env, scratch, target, log).await,
+        false => (None, 0),
+    };
     let target = target.unwrap_or_else(|| cut_of(pg_restored.as_ref()));
     outcome.target = Some(target);
     let source = &env.sources[used];
@@ -143,21 +146,8 @@ async fn restore_and_check(
     }
     let mut kafka: Option<(KafkaRequest, KafkaRestored)> = None;
     // Kafka is cut at Postgres' point: without it there is no cut.
-    let (kafka_result, kafka_from) = match kafka_at_once {
-        Some(Err(e)) if used > 0 => {
-            let message = format!("from {}: {e}; restoring it from {} instead", env.sources[0].name, source.name);
-            log.step("restore Kafka to the target", Outcome::Warning, Some(message), json!(null));
-            (Some(restore_kafka(env, source, scratch, target, log).await), used)
-        }
-        Some(result) => (Some(result), 0),
-        None if spec.kafka && (pg_restored.is_some() || !spec.postgres) => {
-            (Some(restore_kafka(env, source, scratch, target, log).await), used)
-        }
-        None => (None, used),
-    };
-    let kafka_repo = &env.sources[kafka_from].repo;
-    if let Some(result) = kafka_result {
-        match result {
+    if spec.kafka && (pg_restored.is_some() || !spec.postgres) {
+        match restore_kafka(env, source, scratch, target, log).await {
             Ok((req, restored, snapshot_start)) => {
                 outcome.kafka_rpo_seconds = Some((target - snapshot_start).as_seconds_f64().max(0.0));
                 point.kafka = Some(KafkaPoint {
@@ -177,7 +167,7 @@ async fn restore_and_check(
         Some(_) => Some(checks_login(scratch, &spec.database, log).await),
         None => None,
     };
-    let restored = Restored { pg, kafka: kafka.as_ref().map(|(req, r)| (kafka_repo, req, r)), target };
+    let restored = Restored { pg, kafka: kafka.as_ref().map(|(req, r)| (&source.repo, req, r)), target };
     for check in &spec.checks {
         outcome.checks.push(checks::run(check, &restored).await);
     }
@@ -190,49 +180,10 @@ async fn restore_and_check(
     }
     if let Some((_, r)) = &kafka {
         // The restore's journal and offset map are the drill's, not the cell's.
-        if let Err(e) = remove_restore_objects(kafka_repo, &env.cell, &r.restore_key).await {
+        if let Err(e) = remove_restore_objects(&source.repo, &env.cell, &r.restore_key).await {
             log.step("remove the Kafka restore's journal", Outcome::Warning, Some(e), json!(null));
         }
     }
-}
-
-/// Postgres restored (or its standby promoted) and, when the target instant
-/// is known beforehand, Kafka restored up to it from the first location
-/// while Postgres replays WAL: the base restore keeps every core busy,
-/// replay (one process) leaves them mostly idle, and the instant does not
-/// depend on Postgres. Kafka's steps come after Postgres' (their seconds
-/// are their own; the two overlapped). Without a target (the newest cut, a
-/// standby's promotion) Kafka's instant is Postgres' point, so the caller
-/// restores it afterwards (None), as when no base backup could be put in
-/// place (then there is no cut at all).
-async fn restore_pg_with_kafka(
-    env: &DrillEnv,
-    spec: &DrillSpec,
-    scratch: &Scratch,
-    target: Option<OffsetDateTime>,
-    log: &mut Log,
-) -> (Option<PgRestored>, usize, Option<KafkaRestore>) {
-    let at_once = target.filter(|_| spec.postgres && spec.kafka && !scratch.promote);
-    let Some(t) = at_once else {
-        let (pg, used) = match spec.postgres {
-            true if scratch.promote => promote_or_restore(env, scratch, log).await,
-            true => restore_pg_from_sources(env, scratch, target, log, None).await,
-            false => (None, 0),
-        };
-        return (pg, used, None);
-    };
-    let (base_restored, replaying) = oneshot::channel();
-    let kafka = async {
-        // No base backup could be put in place anywhere: no cut, no Kafka.
-        replaying.await.ok()?;
-        let mut kafka_log = Log { steps: Vec::new(), clock: Instant::now() };
-        Some((restore_kafka(env, &env.sources[0], scratch, t, &mut kafka_log).await, kafka_log))
-    };
-    let ((pg, used), kafka) = tokio::join!(restore_pg_from_sources(env, scratch, target, log, Some(base_restored)), kafka);
-    let Some((kafka, mut kafka_log)) = kafka else { return (pg, used, None) };
-    log.steps.append(&mut kafka_log.steps);
-    log.clock = Instant::now();
-    (pg, used, Some(kafka))
 }
 
 /// The instant of the newest cut: Postgres' last replayed transaction
@@ -281,17 +232,15 @@ async fn checks_login(scratch: &Scratch, database: &str, log: &mut Log) -> Resul
 }
 
 /// Postgres, from the first source that restores (the fallback only when
-/// asked for), and which source that was. `base_restored` is told once a
-/// base backup is in place (and dropped when this returns).
+/// asked for), and which source that was.
 async fn restore_pg_from_sources(
     env: &DrillEnv,
     scratch: &Scratch,
     target: Option<OffsetDateTime>,
     log: &mut Log,
-    mut base_restored: Option<oneshot::Sender<()>>,
 ) -> (Option<PgRestored>, usize) {
     for (i, source) in env.sources.iter().enumerate() {
-        match restore_pg(env, source, scratch, target, log, &mut base_restored).await {
+        match restore_pg(env, source, scratch, target, log).await {
             Ok(r) => return (Some(r), i),
             Err(e) if i + 1 < env.sources.len() => {
                 let next = &env.sources[i + 1].name;
@@ -327,7 +276,7 @@ async fn promote_or_restore(env: &DrillEnv, scratch: &Scratch, log: &mut Log) ->
             return (None, 0);
         }
     }
-    restore_pg_from_sources(env, scratch, None, log, None).await
+    restore_pg_from_sources(env, scratch, None, log).await
 }
 
 /// Start the standby when it is down, promote it (Postgres replays what
@@ -461,7 +410,6 @@ async fn restore_pg(
     scratch: &Scratch,
     target: Option<OffsetDateTime>,
     log: &mut Log,
-    base_restored: &mut Option<oneshot::Sender<()>>,
 ) -> Result<PgRestored, String> {
     let mut attempt = target.map_or(Target::Latest, Target::Time);
     loop {
@@ -498,9 +446,6 @@ async fn restore_pg(
             json!({ "backup": report.backup_id, "files": report.files_written, "stop_lsn": report.backup_stop_lsn.to_string(),
                     "latest_archived_wal": report.latest_archived_wal }),
         );
-        if let Some(told) = base_restored.take() {
-            let _ = told.send(());
-        }
         match lifeboat_postgres::server::start_and_wait(&mut report, &launch(env, scratch)).await {
             Ok(()) => {
                 let reached = report.reached.as_ref();
@@ -560,10 +505,13 @@ fn launch(env: &DrillEnv, scratch: &Scratch) -> Launch {
     Launch { bindir: env.pg_bindir.clone(), listen: scratch.listen(), env: Some(env.server_env.clone()), timeout: env.replay_timeout }
 }
 
-/// A Kafka restore's request, report and its snapshot's start.
-type KafkaRestore = Result<(KafkaRequest, KafkaRestored, OffsetDateTime), String>;
-
-async fn restore_kafka(env: &DrillEnv, source: &Source, scratch: &Scratch, target: OffsetDateTime, log: &mut Log) -> KafkaRestore {
+async fn restore_kafka(
+    env: &DrillEnv,
+    source: &Source,
+    scratch: &Scratch,
+    target: OffsetDateTime,
+    log: &mut Log,
+) -> Result<(KafkaRequest, KafkaRestored, OffsetDateTime), String> {
     let brokers = env.brokers.clone().ok_or("this agent has no Kafka brokers configured")?;
     // One listing serves both the restore (the newest snapshot) and the gap check (its chain).
     let snapshots = lifeboat_kafka::stored::list(&source.repo, &env.cell).await.map_err(|e| e.to_string())?;
@@ -584,7 +532,7 @@ async fn restore_kafka(env: &DrillEnv, source: &Source, scratch: &Scratch, targe
         "restore Kafka to the target",
         Outcome::Passed,
         None,
-        json!({ "location": source.name, "snapshot": restored.snapshot, "records": restored.records_produced,
+        json!({ "snapshot": restored.snapshot, "records": restored.records_produced,
                 "topics": restored.topics.iter().map(|t| json!({ "source": t.source, "target": t.target,
                     "partitions": t.partitions.iter().map(|p| json!({ "partition": p.partition, "records": p.records })).collect::<Vec<_>>() })).collect::<Vec<_>>() }),
     );
