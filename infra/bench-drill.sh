@@ -62,7 +62,7 @@ a kafka snapshot --brokers "$brokers" --topics "$cell\\..*" >"$work/snapshot.jso
 # A commit after the target, archived: Postgres stops at the target on it.
 psql -c "create table after_target (x int); insert into after_target values (1)"
 seg=$(psql -c "select pg_walfile_name(pg_switch_wal())")
-for _ in $(seq 120); do [[ $(psql -c "select exists(select from pg_ls_archive_statusdir() where name = '$seg.done') or left(last_archived_wal, 24) > '$seg' from pg_stat_archiver") == t ]] && break; sleep 0.5; done
+wait_archived "$seg" 120 psql -c
 wal=$(du -sb "$work/repo/wal" | cut -f1)
 log "archived WAL in the repository: $((wal / 1048576)) MiB (compressed); database $(psql -c "select pg_size_pretty(pg_database_size('postgres'))")"
 

@@ -88,7 +88,7 @@ load_cell() {
   # A commit after the snapshot (the workload goes on): the cut, Postgres' last transaction, covers every event.
   psql_of "$name" -c "create table after_snapshot (x int); insert into after_snapshot values (1)"
   seg=$(psql_of "$name" -c "select pg_walfile_name(pg_switch_wal())")
-  for _ in $(seq 240); do [[ $(psql_of "$name" -c "select exists(select from pg_ls_archive_statusdir() where name = '$seg.done') or left(last_archived_wal, 24) > '$seg' from pg_stat_archiver") == t ]] && break; sleep 0.5; done
+  wait_archived "$seg" 240 psql_of "$name" -c
   printf '%s %s %s\n' "$(psql_of "$name" -c "select pg_database_size('postgres')")" "$(du -sb "$work/$name/repo/wal" | cut -f1)" \
     "$(jget "$work/$name.snapshot.json" '["stored_bytes"]')" >"$work/$name.sizes"
 }

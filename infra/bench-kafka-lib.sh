@@ -3,8 +3,8 @@
 
 topics() { bash infra/services.sh kafka-topics --bootstrap-server "$brokers" "$@" >/dev/null; }
 
-# The same producer settings Lifeboat's restore uses, its 64 MiB bound on
-# queued records included: producing a 2 GiB file on a fresh broker, kcat
+# The same producer settings Lifeboat's restore uses, with a 64 MiB bound on
+# queued records (Lifeboat's own is 32 MiB): producing a 2 GiB file on a fresh broker, kcat
 # took 4.7 and 7.6 s with its default 1 GiB queue, 3.8 and 4.9 s with the
 # bound. (Inside bench-kafka.sh kcat is slower still: see docs/benchmarks.md.)
 producer_opts=(-X enable.idempotence=true -X acks=all -X compression.type=lz4 -X linger.ms=20 -X batch.size=1000000

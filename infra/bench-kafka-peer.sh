@@ -29,7 +29,6 @@ cargo build --release --locked --bins 2>&1 | tail -1 >&2
 CARGO_TARGET_DIR="$cache/peer-target" cargo build --release --manifest-path infra/bench/kafka-backup-peer/Cargo.toml 2>&1 | tail -1 >&2
 agent="$CARGO_TARGET_DIR/release/lifeboat-agent"
 peer="$cache/peer-target/release/kafka-backup-peer"
-need /usr/bin/time time
 bash infra/services.sh install kcat >&2
 started=$(bash infra/services.sh status | awk '$2 != "running" && ($1 == "kafka" || $1 == "s3") {print $1}' | xargs)
 # A directory given in LIFEBOAT_BENCH_DIR is the caller's: only a made one is removed.

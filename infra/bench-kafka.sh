@@ -27,7 +27,6 @@ source infra/bench-lib.sh
 log "== building release binaries"
 cargo build --release --locked --bins 2>&1 | tail -1 >&2
 agent="$CARGO_TARGET_DIR/release/lifeboat-agent"
-need /usr/bin/time time
 # A broker this script starts is stopped at exit, so the next run does not
 # share it with the background deletion of this run's topics.
 if ! bash infra/services.sh status | grep -q '^kafka *running'; then

@@ -9,6 +9,9 @@ log() { printf '%s\n' "$*" >&2; }
 
 # need COMMAND PACKAGE: install the Debian package when the command is missing.
 need() { command -v "$1" >/dev/null || lb_apt_install "$2"; }
+# measure and timed below need these.
+need /usr/bin/time time
+need bc bc
 
 # measure NAME CMD...: wall seconds, peak RSS (KiB) and CPU seconds (user +
 # system) of CMD into ${NAME}_s / ${NAME}_kb / ${NAME}_cpu; its stdout is
@@ -151,6 +154,20 @@ round_medians() {
   done
   set_median "$name" "$kb" "${times[@]}"
   printf -v "${name}_cpu" '%s' "$(middle "${cpu[@]}")"
+}
+
+# wait_archived SEG TRIES PSQL...: poll every 0.5 s, at most TRIES times,
+# until WAL segment SEG is archived; PSQL... runs a query given as its last
+# argument (e.g. `psql -c`). Not by last_archived_wal alone: that can be an
+# older segment's .backup file, archived after its successor.
+wait_archived() {
+  local seg=$1 tries=$2 i
+  shift 2
+  for ((i = 0; i < tries; i++)); do
+    [[ $("$@" "select exists(select from pg_ls_archive_statusdir() where name = '$seg.done') or left(last_archived_wal, 24) > '$seg' from pg_stat_archiver") == t ]] && return 0
+    sleep 0.5
+  done
+  lb_die "WAL segment $seg was not archived within $((tries / 2)) s"
 }
 
 # middle NUMBER...: the median (the lower middle one of an even count).

@@ -24,8 +24,6 @@ source infra/bench-lib.sh
 
 log "== building release binaries; installing pgbackrest"
 cargo build --release --locked --bins 2>&1 | tail -1 >&2
-need /usr/bin/time time
-need bc bc
 need zstd zstd
 # shellcheck source=infra/bench-pg-lib.sh
 source infra/bench-pg-lib.sh

@@ -27,7 +27,6 @@ cargo build --release --locked --bins 2>&1 | tail -1 >&2
 agent="$CARGO_TARGET_DIR/release/lifeboat-agent"
 
 bash infra/services.sh install postgres >&2
-need /usr/bin/time time
 bindir=$(pg_config --bindir)
 # Outside $HOME: the postgres user must reach it. Kept for later runs.
 corpus_home="${LIFEBOAT_BENCH_CORPUS:-/var/tmp/lifeboat-bench-corpus/pgbench-s$scale}"

@@ -76,10 +76,7 @@ impl Webhook {
     /// How many alerts of `cell`'s Postgres at `location` with `verdict`
     /// came after `after` (ns since the epoch), resolved or firing.
     fn count(&self, (cell, location): (&str, &str), verdict: &str, resolved: bool, after: i128) -> usize {
-        let of = |a: &&Value| {
-            let l = &a["labels"];
-            l["cell"] == cell && l["location"] == location && l["system"] == "postgres" && l["verdict"] == verdict
-        };
+        let of = |a: &&Value| of_postgres(a, (cell, location)) && a["labels"]["verdict"] == verdict;
         let recent = |a: &&Value| a["_received_nanos"].as_i64().unwrap() as i128 > after;
         self.alerts().iter().filter(of).filter(recent).filter(|a| firing(a) != resolved).count()
     }
@@ -87,10 +84,16 @@ impl Webhook {
     /// The alerts of `cell`'s Postgres at `location`, for a failure's
     /// message: verdict, startsAt, endsAt and when each came.
     fn log(&self, (cell, location): (&str, &str)) -> String {
-        let of = |a: &&Value| a["labels"]["cell"] == cell && a["labels"]["location"] == location && a["labels"]["system"] == "postgres";
+        let of = |a: &&Value| of_postgres(a, (cell, location));
         let line = |a: &Value| format!("{} {} {} came {}", a["labels"]["verdict"], a["startsAt"], a["endsAt"], a["_received_nanos"]);
         self.alerts().iter().filter(of).map(line).collect::<Vec<_>>().join("\n")
     }
+}
+
+/// An alert about `cell`'s Postgres at `location`.
+fn of_postgres(a: &Value, (cell, location): (&str, &str)) -> bool {
+    let l = &a["labels"];
+    l["cell"] == cell && l["location"] == location && l["system"] == "postgres"
 }
 
 /// An alert that came firing: its `endsAt` still ahead when it came. A

@@ -5,15 +5,18 @@
 //! bearer tokens (its OAuth mode checks audience, issuer and lifetime); a
 //! stand-in for Entra ID's token endpoint (`fixtures/entra-token-server.py`,
 //! HTTPS with the same CA) grants tokens for a client secret or a workload
-//! identity's federated token. moto runs over HTTPS with the same CA. curl,
-//! with its own token, is the reference for what landed in the container.
+//! identity's federated token. moto runs over HTTPS with the same CA, and a
+//! drill restores from it trusting the CA through `LIFEBOAT_CA_FILE` alone.
+//! curl, with its own token, is the reference for what landed in the
+//! container.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
 use lifeboat_restore_tests::azurite::{wait_listening, PrivateAzurite};
+use lifeboat_restore_tests::pg::{free_port, switch_and_wait, Archive, Cluster};
 use lifeboat_restore_tests::served::{self_signed_named, server_cert};
-use lifeboat_restore_tests::{agent, fails, ok, pg::free_port, services, unique, workspace_root, write_key};
+use lifeboat_restore_tests::{agent, fails, ok, services, unique, workspace_root, write_key};
 
 const TENANT: &str = "72f988bf-0000-4000-8000-00000000cafe";
 const CLIENT: &str = "lifeboat-agent-app";
@@ -171,4 +174,34 @@ fn s3_behind_a_private_ca() {
     ok(&agent(&["repo", "init", "--repo", &pinned, "--key-file", repo_key], &[]));
     let listed = ok(&agent(&["repo", "verify", "--repo", &repo, "--key-file", repo_key], &[("LIFEBOAT_CA_FILE", ca.to_str().unwrap())]));
     assert!(!listed.is_empty());
+    drill_trusting_the_ca_by_environment(&repo.replacen("/cells?", "/pg?", 1), &ca);
+}
+
+/// A drill from `repo` (a store behind the CA `ca`) that trusts the CA
+/// through `LIFEBOAT_CA_FILE` alone: its scratch server's `restore_command`
+/// must get the variable too, or it cannot fetch a single WAL file.
+fn drill_trusting_the_ca_by_environment(repo: &str, ca: &Path) {
+    // The cluster archives through the location's own ca_file=: the drill is what is tested.
+    let archive = Archive::on(&format!("{repo}&ca_file={}", ca.display()));
+    let pg = Cluster::create(&archive.root.join("pg"), &archive.archive_conf("tls").each_ref().map(String::as_str));
+    pg.psql("create table t (x int); insert into t select generate_series(1, 100)");
+    let conn = format!("host=127.0.0.1 port={} user=postgres dbname=postgres", pg.port);
+    ok(&agent(&["pg", "backup", "--repo", &archive.repo, "--cell", "tls", "--conn", &conn, "--key-file", archive.k()], &[]));
+    pg.psql("insert into t select generate_series(101, 150)");
+    switch_and_wait(&pg);
+    let root = archive.root.join("drills");
+    let spec = r#"{"target":"latest","kafka":false,"checks":[{"kind":"sql","name":"rows","sql":"select count(*) from t","expect":"150"}]}"#;
+    let args = ["drill", "run", "--repo", repo, "--cell", "tls", "--key-file", archive.k(), "--restore-root", root.to_str().unwrap()];
+    // The agent copy the postgres user can run: the scratch server's restore_command runs it.
+    let out = Command::new(&archive.bin)
+        .args(args)
+        .args(["--spec", spec, "--output", "json"])
+        .env("RUST_LOG", "error")
+        .env("LIFEBOAT_CA_FILE", ca)
+        .output()
+        .expect("running the drill");
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{report}\n{}", String::from_utf8_lossy(&out.stderr));
+    let report: serde_json::Value = serde_json::from_str(&report).unwrap();
+    assert_eq!(report["checks"][0]["outcome"], "passed", "{report:#}");
 }

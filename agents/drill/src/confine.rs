@@ -1,8 +1,9 @@
 //! What a drill lets its scratch server and its checks do. The server
 //! gets an environment listed here, nothing inherited: the locale, the
 //! path, and only the read credentials of the locations it restores from
-//! (its `restore_command` fetches WAL with them; the agent's other
-//! secrets, its token and its other locations' keys, stay out). The smoke
+//! and the CA bundles that vouch for their stores (its `restore_command`
+//! fetches WAL with them; the agent's other secrets, its token and its
+//! other locations' keys, stay out). The smoke
 //! checks run as a role made for the drill: no superuser, no
 //! `pg_execute_server_program`, `pg_read_server_files` or
 //! `pg_write_server_files` (so no `COPY ... PROGRAM` and no server files),
@@ -20,18 +21,23 @@ pub const STATEMENT_TIMEOUT: Duration = Duration::from_secs(300);
 /// Variables every scratch server keeps.
 const BASE: &[&str] = &["PATH", "LANG", "LC_ALL", "LC_CTYPE", "LC_MESSAGES", "TZ"];
 
+/// What an S3 or Azure store's certificate is checked against: a private
+/// CA (`LIFEBOAT_CA_FILE`) and the system roots' overrides. Without them a
+/// `restore_command` cannot reach a store behind a private CA.
+const TRUST: &[&str] = &["LIFEBOAT_CA_FILE", "SSL_CERT_FILE", "SSL_CERT_DIR"];
+
 /// The scratch server's environment when it restores from `locations`
 /// (repository URLs): [`BASE`], and the credential variables of each
 /// location's kind (`AWS_*` and `HOME` for S3, `AZURE_*` for Azure, none
-/// for `file://`), taken from `from`.
+/// for `file://`) with [`TRUST`] for either, taken from `from`.
 pub fn server_env<'a>(locations: &[&str], from: impl Iterator<Item = (String, String)> + 'a) -> Vec<(String, String)> {
     let schemes: Vec<Scheme> = locations.iter().filter_map(|l| l.parse::<Location>().ok()).map(|l| l.scheme()).collect();
     let keep = |name: &str| {
         BASE.contains(&name)
             || schemes.iter().any(|s| match s {
                 Scheme::File => false,
-                Scheme::S3 => name.starts_with("AWS_") || name == "HOME",
-                Scheme::Azure => name.starts_with("AZURE_"),
+                Scheme::S3 => name.starts_with("AWS_") || name == "HOME" || TRUST.contains(&name),
+                Scheme::Azure => name.starts_with("AZURE_") || TRUST.contains(&name),
             })
     };
     let mut env: Vec<(String, String)> = from.filter(|(k, _)| keep(k)).collect();
@@ -93,7 +99,7 @@ mod tests {
     use super::*;
 
     fn vars() -> impl Iterator<Item = (String, String)> {
-        ["PATH", "AWS_SECRET_ACCESS_KEY", "AZURE_STORAGE_KEY", "HOME", "LIFEBOAT_KEY_FILE", "LANG"]
+        ["PATH", "AWS_SECRET_ACCESS_KEY", "AZURE_STORAGE_KEY", "HOME", "LIFEBOAT_KEY_FILE", "LIFEBOAT_CA_FILE", "LANG"]
             .into_iter()
             .map(|k| (k.to_string(), "x".to_string()))
     }
@@ -105,8 +111,8 @@ mod tests {
     #[test]
     fn the_scratch_server_gets_only_what_its_locations_need() {
         assert_eq!(names(server_env(&["file:///r"], vars())), ["PATH", "LANG"]);
-        assert_eq!(names(server_env(&["s3://b/p"], vars())), ["PATH", "AWS_SECRET_ACCESS_KEY", "HOME", "LANG"]);
-        assert_eq!(names(server_env(&["file:///r", "az://c/p"], vars())), ["PATH", "AZURE_STORAGE_KEY", "LANG"]);
+        assert_eq!(names(server_env(&["s3://b/p"], vars())), ["PATH", "AWS_SECRET_ACCESS_KEY", "HOME", "LIFEBOAT_CA_FILE", "LANG"]);
+        assert_eq!(names(server_env(&["file:///r", "az://c/p"], vars())), ["PATH", "AZURE_STORAGE_KEY", "LIFEBOAT_CA_FILE", "LANG"]);
         assert_eq!(names(server_env(&["file:///r"], std::iter::empty())), ["PATH"]);
     }
 
