@@ -100,8 +100,9 @@ round() {
   [[ $loc != file ]] || mkdir -p "$work/lb-$i"
   "$agent" repo init --repo "$(where "$loc" lb "$i")" >/dev/null
   # Which tool goes first alternates by round.
-  local tool
-  for tool in $( ((i % 2)) && echo peer lb || echo lb peer); do
+  local tool order=(peer lb)
+  ((i % 2)) || order=(lb peer)
+  for tool in "${order[@]}"; do
     sync
     case $tool in
       peer) measure "peer_backup_${loc}_$i" "$peer" backup "$(peer_config backup "$loc" "$i")" ;;
@@ -111,7 +112,7 @@ round() {
   printf -v "peer_stored_${loc}_$i" '%s' "$(stored "$loc" peer "$i")"
   printf -v "lb_stored_${loc}_$i" '%s' "$(stored "$loc" lb "$i")"
   topics --create --topic "lbr$run_id-$loc-$i-$src" --partitions 6 --replication-factor 1
-  for tool in $( ((i % 2)) && echo peer lb || echo lb peer); do
+  for tool in "${order[@]}"; do
     sync
     case $tool in
       peer) measure "peer_restore_${loc}_$i" "$peer" restore "$(peer_config restore "$loc" "$i")" ;;

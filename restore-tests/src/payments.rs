@@ -58,7 +58,7 @@ impl PaymentsCell {
     }
 
     pub fn conninfo(&self) -> String {
-        format!("host=127.0.0.1 port={} user=postgres dbname=postgres", self.pg.port)
+        self.pg.conninfo()
     }
 
     /// `n` payments, each a debit and a credit in the ledger, committed and then published.

@@ -69,6 +69,11 @@ impl Cluster {
         Cluster { dir: dir.to_path_buf(), port: free_port() }
     }
 
+    /// The libpq connection string of this cluster's `postgres` database, as superuser over TCP.
+    pub fn conninfo(&self) -> String {
+        format!("host=127.0.0.1 port={} user=postgres dbname=postgres", self.port)
+    }
+
     pub fn data(&self) -> PathBuf {
         self.dir.join("data")
     }

@@ -144,7 +144,7 @@ fn start_cell(name: &str, second: &str, token_file: &Path, scratch: &Path, kafka
     let second_url = fresh_url(Backend::Azure, &format!("{name}-second"), scratch);
     let cross_url = fresh_url(Backend::S3, &format!("{name}-cross"), scratch);
     let token = std::fs::read_to_string(token_file).unwrap();
-    let conn = format!("host=127.0.0.1 port={} user=postgres dbname=postgres", pg.port);
+    let conn = pg.conninfo();
     let copy_second = format!("{second}={second_url}");
     let copy_cross = format!("cross={cross_url}");
     let state = scratch.join(format!("agent-{name}"));

@@ -23,7 +23,7 @@ fn the_old_primary_is_fenced_out_and_says_why() {
     pg.psql("create table t (id int)");
     pg.psql("insert into t select generate_series(1, 100)");
     switch_and_wait(&pg);
-    let conn = format!("host=127.0.0.1 port={} user=postgres dbname=postgres", pg.port);
+    let conn = pg.conninfo();
     let backup = ["pg", "backup", "--repo", &a.repo, "--cell", "fc", "--conn", &conn, "--key-file", a.k(), "--output", "json"];
     ok(&agent(&backup, &[]));
 

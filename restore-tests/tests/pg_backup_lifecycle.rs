@@ -60,7 +60,7 @@ fn kill_9_mid_base_backup_commits_nothing_and_the_rerun_completes() {
     primary.pgbench_init(20);
     let expected = primary.psql("select count(*) || ':' || sum(aid) from pgbench_accounts");
     switch_and_wait(&primary);
-    let conn = format!("host=127.0.0.1 port={} user=postgres dbname=postgres", primary.port);
+    let conn = primary.conninfo();
     let args = ["pg", "backup", "--repo", &a.repo, "--cell", "kb", "--conn", &conn, "--key-file", a.k()];
 
     let chunks = a.repo_dir.join("chunks");
@@ -91,7 +91,7 @@ fn retention_keeps_every_wal_file_a_retained_backup_needs() {
     let conf = a.archive_conf("rt");
     let primary = Cluster::create(&a.root.join("primary"), &[&conf[0], &conf[1]]);
     primary.pgbench_init(1);
-    let conn = format!("host=127.0.0.1 port={} user=postgres dbname=postgres", primary.port);
+    let conn = primary.conninfo();
     let mut backups = Vec::new();
     for round in 0..3 {
         let out =
@@ -145,7 +145,7 @@ fn incrementals_reuse_unchanged_files_and_restore_standalone() {
     let primary = Cluster::create(&a.root.join("primary"), &[&conf[0], &conf[1]]);
     primary.pgbench_init(5);
     std::thread::sleep(Duration::from_secs(2)); // files older than the full's start by more than a second
-    let conn = format!("host=127.0.0.1 port={} user=postgres dbname=postgres", primary.port);
+    let conn = primary.conninfo();
     let backup = |kind: &str| -> serde_json::Value {
         let out = ok(&agent(
             &["pg", "backup", "--repo", &a.repo, "--cell", "inc", "--conn", &conn, "--key-file", a.k(), "--kind", kind, "--output", "json"],
@@ -202,7 +202,7 @@ fn a_base_backup_from_a_streaming_standby_restores() {
     standby.wait_for("select count(*) from ledger", "1000", Duration::from_secs(60));
     assert_eq!(standby.psql("select pg_is_in_recovery()"), "t");
 
-    let conn = format!("host=127.0.0.1 port={} user=postgres dbname=postgres", standby.port);
+    let conn = standby.conninfo();
     ok(&agent(&["pg", "backup", "--repo", &a.repo, "--cell", "sb", "--conn", &conn, "--key-file", a.k(), "--wal-timeout", "60s"], &[]));
     let info: serde_json::Value =
         serde_json::from_str(&ok(&agent(&["pg", "info", "--repo", &a.repo, "--cell", "sb", "--key-file", a.k(), "--output", "json"], &[])))

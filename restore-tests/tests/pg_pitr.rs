@@ -44,7 +44,7 @@ async fn pitr_restores_exactly_what_was_committed_up_to_the_target() {
     let conf = a.archive_conf(CELL);
     let primary = Cluster::create(&a.root.join("primary"), &[&conf[0], &conf[1], "track_commit_timestamp = on"]);
     primary.psql("create table ledger (seq int primary key, amount bigint not null, note text not null)");
-    let conn = format!("host=127.0.0.1 port={} user=postgres dbname=postgres", primary.port);
+    let conn = primary.conninfo();
 
     let out =
         ok(&agent(&["pg", "backup", "--repo", &a.repo, "--cell", CELL, "--conn", &conn, "--key-file", a.k(), "--output", "json"], &[]));
@@ -187,13 +187,13 @@ fn backup_refuses_clusters_that_cannot_be_recovered() {
     assert!(err.contains("cannot connect to Postgres") && err.lines().count() == 1, "{err}");
     // archive_mode off.
     let off = Cluster::create(&a.root.join("off"), &["archive_mode = off"]);
-    let conn = format!("host=127.0.0.1 port={} user=postgres dbname=postgres", off.port);
+    let conn = off.conninfo();
     let err = fails(&agent(&["pg", "backup", "--repo", &a.repo, "--cell", CELL, "--key-file", k, "--conn", &conn], &[]));
     assert!(err.contains("archive_mode is off"), "{err}");
     drop(off);
     // wal_level minimal.
     let minimal = Cluster::create(&a.root.join("minimal"), &["archive_mode = off", "wal_level = minimal", "max_wal_senders = 0"]);
-    let conn = format!("host=127.0.0.1 port={} user=postgres dbname=postgres", minimal.port);
+    let conn = minimal.conninfo();
     let err = fails(&agent(&["pg", "backup", "--repo", &a.repo, "--cell", CELL, "--key-file", k, "--conn", &conn], &[]));
     assert!(err.contains("wal_level is minimal"), "{err}");
     // Nothing was committed by any of them.

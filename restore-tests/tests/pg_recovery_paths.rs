@@ -32,7 +32,7 @@ fn pitr_across_a_timeline_switch() {
     let conf = a.archive_conf("tl");
     let primary = Cluster::create(&a.root.join("primary"), &[&conf[0], &conf[1], "track_commit_timestamp = on"]);
     primary.psql("create table ledger (id int primary key, note text)");
-    let conn = format!("host=127.0.0.1 port={} user=postgres dbname=postgres", primary.port);
+    let conn = primary.conninfo();
     ok(&agent(&["pg", "backup", "--repo", &a.repo, "--cell", "tl", "--conn", &conn, "--key-file", a.k()], &[]));
     primary.psql("insert into ledger select g, 'timeline 1' from generate_series(1, 100) g");
     switch_and_wait(&primary);
@@ -87,7 +87,7 @@ fn restore_from_s3_and_azure_copies_after_the_primary_repository_is_destroyed() 
     let conf = a.archive_conf("tl");
     let primary = Cluster::create(&a.root.join("primary"), &[&conf[0], &conf[1]]);
     primary.psql("create table ledger (id int primary key, note text)");
-    let conn = format!("host=127.0.0.1 port={} user=postgres dbname=postgres", primary.port);
+    let conn = primary.conninfo();
     ok(&agent(&["pg", "backup", "--repo", &a.repo, "--cell", "tl", "--conn", &conn, "--key-file", a.k()], &[]));
     primary.psql("insert into ledger select g, 'after the backup' from generate_series(1, 500) g");
     switch_and_wait(&primary);
@@ -133,7 +133,7 @@ fn delta_restore_over_a_diverged_data_directory() {
     let primary = Cluster::create(&a.root.join("primary"), &[&conf[0], &conf[1]]);
     primary.psql("create table ledger (id int primary key, note text)");
     primary.psql("create table big as select g as id, repeat('x', 200) as pad from generate_series(1, 50000) g");
-    let conn = format!("host=127.0.0.1 port={} user=postgres dbname=postgres", primary.port);
+    let conn = primary.conninfo();
     ok(&agent(&["pg", "backup", "--repo", &a.repo, "--cell", "tl", "--conn", &conn, "--key-file", a.k()], &[]));
     primary.psql("insert into ledger select g, 'archived' from generate_series(1, 200) g");
     switch_and_wait(&primary);

@@ -20,7 +20,7 @@ fn tablespaces_outside_the_data_directory_are_backed_up_and_placed() {
     pg.psql(&format!("create tablespace ts1 location '{}'", original.display()));
     pg.psql("create table t (id int primary key, v text) tablespace ts1");
     pg.psql("insert into t select g, md5(g::text) from generate_series(1, 20000) g");
-    let conn = format!("host=127.0.0.1 port={} user=postgres dbname=postgres", pg.port);
+    let conn = pg.conninfo();
     ok(&agent(&["pg", "backup", "--repo", &a.repo, "--cell", CELL, "--key-file", a.k(), "--conn", &conn], &[]));
     pg.psql("insert into t select g, 'after the backup' from generate_series(20001, 20100) g");
     let expected = pg.psql("select count(*) || ' ' || md5(string_agg(v, ',' order by id)) from t");

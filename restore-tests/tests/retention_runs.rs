@@ -29,7 +29,7 @@ fn the_plans_incremental_retention_reaches_the_agent() {
     pg.psql("create table t as select g as id from generate_series(1, 1000) g");
     switch_and_wait(&pg);
     let dir = tempfile::tempdir().unwrap();
-    let conn = format!("host=127.0.0.1 port={} user=postgres dbname=postgres", pg.port);
+    let conn = pg.conninfo();
     // The plan keeps incrementals 1 s: below the default floor of 24 h, so this agent's is lowered.
     let served = Service::agent_on(&a, "ret", dir.path(), &["--pg-conn", &conn, "--retention-floor", "1s"]);
 

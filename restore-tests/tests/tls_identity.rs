@@ -185,7 +185,7 @@ fn drill_trusting_the_ca_by_environment(repo: &str, ca: &Path) {
     let archive = Archive::on(&format!("{repo}&ca_file={}", ca.display()));
     let pg = Cluster::create(&archive.root.join("pg"), &archive.archive_conf("tls").each_ref().map(String::as_str));
     pg.psql("create table t (x int); insert into t select generate_series(1, 100)");
-    let conn = format!("host=127.0.0.1 port={} user=postgres dbname=postgres", pg.port);
+    let conn = pg.conninfo();
     ok(&agent(&["pg", "backup", "--repo", &archive.repo, "--cell", "tls", "--conn", &conn, "--key-file", archive.k()], &[]));
     pg.psql("insert into t select generate_series(101, 150)");
     switch_and_wait(&pg);
